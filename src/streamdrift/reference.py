@@ -1,0 +1,213 @@
+"""Turn a reference file (training data, a healthy period) into a `ReferenceProfile`.
+
+Reads CSV, Parquet and JSON lines with pyarrow, infers for each column whether it is
+numeric or categorical, and summarises it in the mergeable shape windows use.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streamdrift.config import MonitorConfig
+from streamdrift.errors import ReferenceFileError
+from streamdrift.profile import (
+    CategoricalProfile,
+    NumericProfile,
+    ReferenceProfile,
+    Task,
+    bin_index,
+    category_key,
+)
+
+#: Integer columns with at most this many distinct values are categories (flags, codes),
+#: not quantities: binning 0/1 on quantiles says less than counting the two values.
+MAX_INTEGER_LEVELS = 10
+
+#: Columns that identify or time an event rather than describe it.
+NON_FEATURE_COLUMNS = {"prediction_id", "timestamp", "event_time", "model_id", "model_version"}
+
+
+def read_table(path: str | Path) -> pa.Table:
+    """Read CSV, Parquet or JSON lines by file extension; one-line errors for bad files."""
+    p = Path(path)
+    if not p.exists():
+        raise ReferenceFileError(f"reference file {p} does not exist", "check the --reference path")
+    if not p.is_file():
+        raise ReferenceFileError(f"reference {p} is not a file", "pass a CSV, Parquet or JSONL file")
+    if p.stat().st_size == 0:
+        raise ReferenceFileError(f"reference file {p} is empty", "pass a file with reference rows")
+    suffix = "".join(s for s in p.suffixes[-2:] if s != ".gz").lower() or p.suffix.lower()
+    try:
+        if suffix.endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(p)
+        elif suffix.endswith((".jsonl", ".ndjson", ".json")):
+            import pyarrow.json as pj
+
+            table = pj.read_json(p)
+        elif suffix.endswith((".csv", ".tsv")):
+            import pyarrow.csv as pcsv
+
+            parse = pcsv.ParseOptions(delimiter="\t" if suffix.endswith(".tsv") else ",")
+            table = pcsv.read_csv(p, parse_options=parse)
+        else:
+            raise ReferenceFileError(
+                f"reference file {p} has an unknown type '{p.suffix}'",
+                "use .csv, .parquet or .jsonl",
+            )
+    except pa.ArrowInvalid as e:
+        first = str(e).splitlines()[0]
+        raise ReferenceFileError(f"cannot read {p}: {first}", "check the file's format") from None
+    if table.num_rows == 0:
+        raise ReferenceFileError(f"reference file {p} has no rows", "pass a file with rows")
+    return table
+
+
+def _is_numeric(col: pa.ChunkedArray) -> bool:
+    t = col.type
+    if pa.types.is_floating(t):
+        return True
+    if pa.types.is_integer(t):
+        return pc.count_distinct(col).as_py() > MAX_INTEGER_LEVELS
+    return False
+
+
+def _usable(col: pa.ChunkedArray) -> bool:
+    t = col.type
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_dictionary(t)
+    )
+
+
+def numeric_profile(values: np.ndarray, missing: int, bins: int) -> NumericProfile:
+    """Quantile edges (deduplicated: a column with ties gets fewer bins) and counts."""
+    finite = values[np.isfinite(values)]
+    missing += int(values.size - finite.size)
+    if finite.size == 0:
+        raise ValueError("no finite values")
+    qs = np.quantile(finite, np.linspace(0.0, 1.0, bins + 1))
+    edges = np.unique(qs)
+    if edges.size == 1:
+        edges = np.repeat(edges, 2)  # a constant: one closed inner bin [c, c]
+    counts = np.bincount(bin_index(edges, finite), minlength=edges.size + 1)
+    return NumericProfile(
+        edges=edges.tolist(),
+        counts=counts.tolist(),
+        count=int(finite.size),
+        missing=missing,
+        mean=float(finite.mean()),
+        std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+        min=float(finite.min()),
+        max=float(finite.max()),
+    )
+
+
+def categorical_profile(values: list[object], max_categories: int) -> CategoricalProfile:
+    present = [category_key(v) for v in values if v is not None]
+    counts = Counter(present)
+    top = dict(counts.most_common(max_categories))
+    return CategoricalProfile(
+        categories=top,
+        other=len(present) - sum(top.values()),
+        count=len(present),
+        missing=len(values) - len(present),
+        cardinality=len(counts),
+    )
+
+
+def column_profile(table: pa.Table, name: str, config: MonitorConfig, kind: str | None = None):
+    col = table.column(name)
+    if not _usable(col):
+        raise ReferenceFileError(
+            f"column '{name}' has type {col.type}, which cannot be monitored",
+            "give numbers, strings or booleans, or leave it out of --features",
+        )
+    if col.null_count == len(col):
+        raise ReferenceFileError(
+            f"column '{name}' has no values in the reference", "fill it or leave it out of --features"
+        )
+    if kind is None:
+        kind = "numeric" if _is_numeric(col) else "categorical"
+    if kind == "numeric":
+        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+            raise ReferenceFileError(
+                f"column '{name}' is not numeric ({col.type})", "use a categorical column instead"
+            )
+        values = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        try:
+            return numeric_profile(np.nan_to_num(values, nan=np.nan), 0, config.numeric_bins)
+        except ValueError:
+            raise ReferenceFileError(
+                f"column '{name}' has no finite values", "fix the column or leave it out"
+            ) from None
+    return categorical_profile(col.to_pylist(), config.max_categories)
+
+
+def build_profile(
+    model_id: str,
+    path: str | Path,
+    *,
+    task: Task = "binary",
+    prediction_column: str | None = None,
+    label_column: str | None = None,
+    features: list[str] | None = None,
+    config: MonitorConfig | None = None,
+) -> ReferenceProfile:
+    """Profile every feature column (all but the prediction, label and id columns unless
+    `features` names them) and the prediction and label columns when given."""
+    config = config or MonitorConfig()
+    table = read_table(path)
+    columns = set(table.column_names)
+    for option, col_name in (("--prediction-column", prediction_column), ("--label-column", label_column)):
+        if col_name is not None and col_name not in columns:
+            raise ReferenceFileError(
+                f"{option} '{col_name}' is not a column of {Path(path).name}",
+                f"columns are: {', '.join(table.column_names)}",
+            )
+    if features:
+        unknown = [f for f in features if f not in columns]
+        if unknown:
+            raise ReferenceFileError(
+                f"feature column(s) {', '.join(unknown)} not in {Path(path).name}",
+                f"columns are: {', '.join(table.column_names)}",
+            )
+        names = list(dict.fromkeys(features))
+    else:
+        skip = NON_FEATURE_COLUMNS | {prediction_column, label_column}
+        names = [c for c in table.column_names if c not in skip and _usable(table.column(c))]
+    if not names:
+        raise ReferenceFileError(
+            f"{Path(path).name} has no usable feature columns", "name them with --features"
+        )
+    output_kind = "numeric" if task == "regression" else None
+    prediction = label = None
+    if prediction_column:
+        prediction = column_profile(table, prediction_column, config, output_kind)
+    if label_column:
+        label_kind = "numeric" if task == "regression" else "categorical"
+        label = column_profile(table, label_column, config, label_kind)
+    return ReferenceProfile(
+        model_id=model_id,
+        created_at=datetime.now(UTC),
+        source=Path(path).name,
+        rows=table.num_rows,
+        task=task,
+        prediction_column=prediction_column,
+        label_column=label_column,
+        features={n: column_profile(table, n, config) for n in names},
+        prediction=prediction,
+        label=label,
+        config=config,
+    )

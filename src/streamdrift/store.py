@@ -1,0 +1,335 @@
+"""Redis: the key layout, the atomic batch apply, and every read of monitor state.
+
+Nothing else in streamdrift builds a key string. Every key of one model carries the hash
+tag `{model}`, so one model's apply touches a single Redis Cluster slot. Layout
+(`<rev>` is the profile revision, so re-registering never mixes bins of two references):
+
+    sd:models                          SET    registered model ids
+    sd:dlq                             HASH   reason -> count, bad events with no known model
+    sd:{m}:profile                     STRING reference profile, JSON
+    sd:{m}:revision                    STRING profile revision
+    sd:{m}:offsets                     HASH   "<topic>:<partition>" -> last applied offset
+    sd:{m}:dlq                         HASH   reason -> count of this model's bad events
+    sd:{m}:windows:<rev>               ZSET   window start (score and member)
+    sd:{m}:dirty                       ZSET   "<rev>:<start>" -> time of last apply
+    sd:{m}:w:<rev>:<start>:meta        HASH   count, version:<v>, invalid:<reason>
+    sd:{m}:w:<rev>:<start>:num:<f>     HASH   bin:<i>, n, sum, sumsq, min, max, missing
+    sd:{m}:w:<rev>:<start>:cat:<f>     HASH   <category> -> count, __missing__, __other__
+    sd:{m}:alerts                      HASH   alert_id -> alert JSON
+    sd:{m}:alert_state                 HASH   alert_id -> claimed:<time> | published:<time>
+    sd:{m}:eval_lock                   STRING evaluator lease (SET NX PX)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import redis
+
+from streamdrift.errors import ConnectionProblem
+from streamdrift.profile import MISSING, OTHER, ReferenceProfile
+from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
+
+# One apply = fence check + all deltas + fence advance, in one Lua call: Redis runs it
+# atomically, so a worker killed at any instant leaves either all of a batch or none.
+# A fence entry is (field, expected current offset, new offset). Any mismatch means
+# another worker got there first (a rebalance zombie): nothing is written.
+_APPLY_LUA = """
+local p = cjson.decode(ARGV[1])
+local offsets = KEYS[1]
+for _, f in ipairs(p.fence) do
+  local cur = redis.call('HGET', offsets, f[1])
+  if cur then cur = tonumber(cur) else cur = -1 end
+  if cur ~= f[2] then return {0, f[1], tostring(cur)} end
+end
+for _, op in ipairs(p.ops) do
+  local key, kind, d = KEYS[op[1]], op[2], op[3]
+  if kind == 'incr' then
+    for j = 1, #d, 2 do redis.call('HINCRBY', key, d[j], d[j + 1]) end
+  elseif kind == 'incrf' then
+    for j = 1, #d, 2 do redis.call('HINCRBYFLOAT', key, d[j], d[j + 1]) end
+  elseif kind == 'min' or kind == 'max' then
+    for j = 1, #d, 2 do
+      local c = redis.call('HGET', key, d[j])
+      local v = tonumber(d[j + 1])
+      if (not c) or (kind == 'min' and v < tonumber(c)) or (kind == 'max' and v > tonumber(c)) then
+        redis.call('HSET', key, d[j], d[j + 1])
+      end
+    end
+  elseif kind == 'cap' then
+    local cap, other = d[1], d[2]
+    for j = 3, #d, 2 do
+      if redis.call('HEXISTS', key, d[j]) == 1 or redis.call('HLEN', key) < cap then
+        redis.call('HINCRBY', key, d[j], d[j + 1])
+      else
+        redis.call('HINCRBY', key, other, d[j + 1])
+      end
+    end
+  elseif kind == 'zadd' then
+    redis.call('ZADD', key, d[1], d[2])
+  elseif kind == 'zprune' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', d[1])
+  end
+  if op[4] then redis.call('EXPIREAT', key, op[4]) end
+end
+for _, f in ipairs(p.fence) do redis.call('HSET', offsets, f[1], f[3]) end
+return {1}
+"""
+
+# Remove dirty marks only if no apply touched the window since the evaluator read it.
+_CLEAR_DIRTY_LUA = """
+for i = 1, #ARGV, 2 do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return 1
+"""
+
+
+def _tag(model: str) -> str:
+    return f"sd:{{{model}}}"
+
+
+@dataclass(slots=True)
+class Fence:
+    """The offset guard of one (topic, partition) in one model's apply."""
+
+    field: str
+    expected: int
+    new: int
+
+
+@dataclass(slots=True)
+class ModelHead:
+    """What a worker reads once per batch per model before computing deltas."""
+
+    revision: int | None
+    offsets: dict[str, int]
+
+
+def fence_field(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+class Store:
+    """All Redis access of streamdrift."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.redis = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        self._apply = self.redis.register_script(_APPLY_LUA)
+        self._clear_dirty = self.redis.register_script(_CLEAR_DIRTY_LUA)
+
+    def ping(self) -> None:
+        try:
+            self.redis.ping()
+        except redis.RedisError as e:
+            raise ConnectionProblem(
+                f"cannot reach Redis at {self.url}: {e}",
+                "start Redis or set STREAMDRIFT_REDIS_URL",
+            ) from None
+
+    # ---- reference profiles ------------------------------------------------------------
+    def save_profile(self, profile: ReferenceProfile) -> tuple[ReferenceProfile, bool]:
+        """Store a profile under the next revision; returns it and whether one was replaced."""
+        t = _tag(profile.model_id)
+        revision = int(self.redis.incr(f"{t}:revision"))
+        profile = profile.model_copy(update={"revision": revision})
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(f"{t}:profile", profile.model_dump_json(indent=2))
+        pipe.sadd("sd:models", profile.model_id)
+        pipe.execute()
+        return profile, revision > 1
+
+    def load_profile(self, model: str) -> ReferenceProfile | None:
+        raw = self.redis.get(f"{_tag(model)}:profile")
+        return ReferenceProfile.model_validate_json(raw) if raw else None
+
+    def models(self) -> list[str]:
+        return sorted(m.decode() for m in self.redis.smembers("sd:models"))
+
+    def heads(self, models: list[str]) -> dict[str, ModelHead]:
+        """Revision and applied offsets of each model, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for m in models:
+            pipe.get(f"{_tag(m)}:revision")
+            pipe.hgetall(f"{_tag(m)}:offsets")
+        res = pipe.execute()
+        out = {}
+        for i, m in enumerate(models):
+            rev, offs = res[2 * i], res[2 * i + 1]
+            out[m] = ModelHead(
+                int(rev) if rev is not None else None,
+                {k.decode(): int(v) for k, v in offs.items()},
+            )
+        return out
+
+    # ---- the atomic apply --------------------------------------------------------------
+    def apply_batch(
+        self,
+        profile: ReferenceProfile,
+        fences: list[Fence],
+        windows: dict[int, WindowSketch],
+        invalid: Counter[str],
+        now: float | None = None,
+    ) -> bool:
+        """Apply one model's batch deltas and advance its offset fences, all or nothing.
+
+        Returns False (and writes nothing) when a fence no longer holds: the caller must
+        re-read the heads and recompute."""
+        now = time.time() if now is None else now
+        t, rev, cfg = _tag(profile.model_id), profile.revision, profile.config
+        keys: list[str] = [f"{t}:offsets"]
+        ops: list[list] = []
+
+        def op(key: str, kind: str, data: list, expire_at: int | None = None) -> None:
+            keys.append(key)
+            ops.append([len(keys), kind, data, expire_at] if expire_at else [len(keys), kind, data])
+
+        if invalid:
+            op(f"{t}:dlq", "incr", [x for r, c in invalid.items() for x in (r, c)])
+        for start, w in windows.items():
+            expire = int(start + cfg.window_seconds + cfg.retention_seconds)
+            base = f"{t}:w:{rev}:{start}"
+            meta = ["count", w.count]
+            meta += [x for v, c in w.versions.items() for x in (f"version:{v}", c)]
+            meta += [x for r, c in w.invalid.items() for x in (f"invalid:{r}", c)]
+            op(f"{base}:meta", "incr", meta, expire)
+            for name, s in w.numeric.items():
+                key = f"{base}:num:{name}"
+                counts = ["n", s.n, "missing", s.missing]
+                counts += [x for i in np.flatnonzero(s.bins) for x in (f"bin:{i}", int(s.bins[i]))]
+                op(key, "incr", counts, expire)
+                if s.n:
+                    op(key, "incrf", ["sum", repr(s.total), "sumsq", repr(s.total_sq)])
+                    op(key, "min", ["min", repr(s.minimum)])
+                    op(key, "max", ["max", repr(s.maximum)])
+            for name, c in w.categorical.items():
+                key = f"{base}:cat:{name}"
+                data: list = [cfg.max_categories, OTHER]
+                data += [x for k, v in c.counts.items() for x in (k, v)]
+                op(key, "cap", data, expire)
+                if c.missing:
+                    op(key, "incr", [MISSING, c.missing])
+            op(f"{t}:windows:{rev}", "zadd", [start, start])
+            op(f"{t}:dirty", "zadd", [repr(now), f"{rev}:{start}"])
+        if windows:
+            op(f"{t}:windows:{rev}", "zprune", [now - cfg.retention_seconds - cfg.window_seconds])
+        payload = {"fence": [[f.field, f.expected, f.new] for f in fences], "ops": ops}
+        res = self._apply(keys=keys, args=[orjson.dumps(payload)])
+        return int(res[0]) == 1
+
+    def count_unrouted(self, reasons: Counter[str]) -> None:
+        """Bad events with no registered model: counted globally (at least once)."""
+        if reasons:
+            pipe = self.redis.pipeline(transaction=False)
+            for r, c in reasons.items():
+                pipe.hincrby("sd:dlq", r, c)
+            pipe.execute()
+
+    # ---- reading windows ---------------------------------------------------------------
+    def window_starts(self, model: str, revision: int) -> list[int]:
+        return [int(s) for s in self.redis.zrange(f"{_tag(model)}:windows:{revision}", 0, -1)]
+
+    def read_windows(self, profile: ReferenceProfile, starts: list[int]) -> list[WindowSketch]:
+        """Window sketches as stored, in one pipelined round trip; expired ones are left out."""
+        t, rev = _tag(profile.model_id), profile.revision
+        numeric, categorical = profile.numeric_features(), profile.categorical_features()
+        pipe = self.redis.pipeline(transaction=False)
+        for s in starts:
+            base = f"{t}:w:{rev}:{s}"
+            pipe.hgetall(f"{base}:meta")
+            for name in numeric:
+                pipe.hgetall(f"{base}:num:{name}")
+            for name in categorical:
+                pipe.hgetall(f"{base}:cat:{name}")
+        res = iter(pipe.execute())
+        out = []
+        for s in starts:
+            meta = {k.decode(): int(v) for k, v in next(res).items()}
+            w = WindowSketch(start=s, count=meta.pop("count", 0))
+            for k, v in meta.items():
+                kind, _, name = k.partition(":")
+                (w.versions if kind == "version" else w.invalid)[name] += v
+            for name in numeric:
+                h = {k.decode(): v for k, v in next(res).items()}
+                nb = len(profile.features[name].edges) + 1  # type: ignore[union-attr]
+                bins = np.zeros(nb, dtype=np.int64)
+                for k, v in h.items():
+                    if k.startswith("bin:"):
+                        bins[int(k[4:])] = int(v)
+                w.numeric[name] = NumericSketch(
+                    bins=bins,
+                    missing=int(h.get("missing", 0)),
+                    n=int(h.get("n", 0)),
+                    total=float(h.get("sum", 0.0)),
+                    total_sq=float(h.get("sumsq", 0.0)),
+                    minimum=float(h.get("min", "inf")),
+                    maximum=float(h.get("max", "-inf")),
+                )
+            for name in categorical:
+                h = {k.decode(): int(v) for k, v in next(res).items()}
+                missing = h.pop(MISSING, 0)
+                w.categorical[name] = CategoricalSketch(Counter(h), missing)
+            if meta or w.count:
+                out.append(w)
+        return out
+
+    def model_dlq_counts(self, model: str) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.redis.hgetall(f"{_tag(model)}:dlq").items()}
+
+    def unrouted_dlq_counts(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.redis.hgetall("sd:dlq").items()}
+
+    # ---- evaluation scheduling ---------------------------------------------------------
+    def dirty_windows(self, model: str) -> list[tuple[str, float]]:
+        return [(m.decode(), s) for m, s in
+                self.redis.zrange(f"{_tag(model)}:dirty", 0, -1, withscores=True)]
+
+    def clear_dirty(self, model: str, marks: list[tuple[str, float]]) -> None:
+        if marks:
+            args = [x for m, s in marks for x in (m, repr(s))]
+            self._clear_dirty(keys=[f"{_tag(model)}:dirty"], args=args)
+
+    def try_lock_evaluation(self, model: str, owner: str, lease_ms: int = 30_000) -> bool:
+        return bool(self.redis.set(f"{_tag(model)}:eval_lock", owner, nx=True, px=lease_ms))
+
+    def unlock_evaluation(self, model: str, owner: str) -> None:
+        key = f"{_tag(model)}:eval_lock"
+        if self.redis.get(key) == owner.encode():
+            self.redis.delete(key)
+
+    # ---- alerts ------------------------------------------------------------------------
+    def claim_alert(self, model: str, alert_id: str, alert_json: bytes, now: float) -> bool:
+        """Record an alert once; False when this alert_id was raised before (by anyone)."""
+        t = _tag(model)
+        if not self.redis.hsetnx(f"{t}:alert_state", alert_id, f"claimed:{now!r}"):
+            return False
+        self.redis.hset(f"{t}:alerts", alert_id, alert_json)
+        return True
+
+    def mark_published(self, model: str, alert_ids: list[str], now: float) -> None:
+        if alert_ids:
+            self.redis.hset(f"{_tag(model)}:alert_state",
+                            mapping={a: f"published:{now!r}" for a in alert_ids})
+
+    def unpublished_alerts(self, model: str, older_than: float) -> list[bytes]:
+        """Alerts claimed by a worker that died before publishing them."""
+        t = _tag(model)
+        stale = []
+        for aid, state in self.redis.hgetall(f"{t}:alert_state").items():
+            kind, _, at = state.decode().partition(":")
+            if kind == "claimed" and float(at) < older_than:
+                stale.append(aid)
+        if not stale:
+            return []
+        return [a for a in self.redis.hmget(f"{t}:alerts", stale) if a is not None]
+
+    def alerts(self, model: str) -> list[dict]:
+        raw = self.redis.hvals(f"{_tag(model)}:alerts")
+        return sorted((orjson.loads(a) for a in raw), key=lambda a: a["created_at"])

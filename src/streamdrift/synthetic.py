@@ -1,0 +1,90 @@
+"""Synthetic model traffic for the demo, the tests and the benchmarks: a fraud-like
+binary classifier with 20 numeric and 2 categorical features, whose inputs can shift
+part-way through the stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+NUMERIC = [f"f{i:02d}" for i in range(20)]
+COUNTRIES = ["DE", "FR", "US", "GB", "IT", "ES"]
+COUNTRY_P = [0.30, 0.20, 0.20, 0.15, 0.10, 0.05]
+DEVICES = ["mobile", "desktop", "tablet"]
+DEVICE_P = [0.6, 0.3, 0.1]
+MEANS = np.linspace(-5.0, 50.0, len(NUMERIC))
+SDS = np.linspace(0.5, 20.0, len(NUMERIC))
+WEIGHTS = np.random.default_rng(7).normal(0, 1, len(NUMERIC)) / np.sqrt(len(NUMERIC))
+
+#: Features that move when the stream drifts: a 1-sd mean shift, a doubled spread, and
+#: a change of category frequencies.
+DRIFTING = ("f00", "f03", "country")
+
+
+def _rows(rng: np.random.Generator, n: int, drifted: np.ndarray | None = None):
+    x = rng.normal(MEANS, SDS, size=(n, len(NUMERIC)))
+    country = rng.choice(len(COUNTRIES), size=n, p=COUNTRY_P)
+    if drifted is not None and drifted.any():
+        k = int(drifted.sum())
+        x[drifted, 0] += SDS[0]
+        x[drifted, 3] = MEANS[3] + (x[drifted, 3] - MEANS[3]) * 2.0
+        country[drifted] = rng.choice(len(COUNTRIES), size=k, p=COUNTRY_P[::-1])
+    device = rng.choice(len(DEVICES), size=n, p=DEVICE_P)
+    z = ((x - MEANS) / SDS) @ WEIGHTS
+    score = 1 / (1 + np.exp(-(z * 2 - 1)))
+    label = (rng.random(n) < score).astype(int)
+    return x, country, device, score, label
+
+
+def write_reference(path: str | Path, rows: int = 20_000, seed: int = 0) -> Path:
+    """A reference CSV (features, `score` and `is_fraud`) like a training set."""
+    rng = np.random.default_rng(seed)
+    x, country, device, score, label = _rows(rng, rows)
+    cols = {name: x[:, i] for i, name in enumerate(NUMERIC)}
+    cols["country"] = np.asarray(COUNTRIES)[country]
+    cols["device"] = np.asarray(DEVICES)[device]
+    cols["score"] = score
+    cols["is_fraud"] = label
+    path = Path(path)
+    pcsv.write_csv(pa.table(cols), path)
+    return path
+
+
+def prediction_events(
+    model_id: str,
+    n: int,
+    start: float,
+    span_seconds: float,
+    drift_at: float | None = None,
+    seed: int = 1,
+    chunk: int = 5000,
+    version: str = "1.0.0",
+) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) pairs of JSON prediction events, timestamps spread evenly over
+    [start, start + span); events from `drift_at` (a fraction of the stream) on drift."""
+    rng = np.random.default_rng(seed)
+    for lo in range(0, n, chunk):
+        m = min(chunk, n - lo)
+        pos = np.arange(lo, lo + m)
+        drifted = pos >= int(drift_at * n) if drift_at is not None else None
+        x, country, device, score, label = _rows(rng, m, drifted)
+        ts = start + pos * (span_seconds / n)
+        for i in range(m):
+            pid = f"{model_id}-{seed}-{lo + i}"
+            feats = dict(zip(NUMERIC, x[i].round(4).tolist(), strict=True))
+            feats["country"] = COUNTRIES[country[i]]
+            feats["device"] = DEVICES[device[i]]
+            event = {
+                "prediction_id": pid,
+                "model_id": model_id,
+                "model_version": version,
+                "timestamp": float(ts[i]),
+                "features": feats,
+                "prediction": {"score": round(float(score[i]), 5), "label": int(score[i] > 0.5)},
+            }
+            yield pid.encode(), orjson.dumps(event)

@@ -1,0 +1,238 @@
+"""The stateless worker: poll a batch, decode, sketch, apply atomically, commit, evaluate.
+
+Everything the worker knows between batches is either in Redis or a cache of read-only
+data (reference profiles), so it can be killed at any instant and any worker can take
+over any partition. Exactly-once state comes from the offset fences of `Store.apply_batch`:
+before computing a model's deltas the worker drops events at or below the model's applied
+offset, and the apply itself fails (writing nothing) if that offset moved meanwhile.
+Batch boundaries after a restart differ from the ones before it, so the fence filters
+events one by one rather than comparing whole batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from confluent_kafka import KafkaError, TopicPartition
+
+from streamdrift import kafka_io
+from streamdrift.config import Settings
+from streamdrift.decode import DeadLetter, DecodedBatch, ModelEvents, decode_predictions
+from streamdrift.evaluator import Evaluator
+from streamdrift.profile import ReferenceProfile
+from streamdrift.sketch import sketch_events, validate_features
+from streamdrift.store import Fence, ModelHead, Store, fence_field
+
+log = logging.getLogger("streamdrift.worker")
+
+#: A model whose apply keeps failing its fence is re-read this many times in one batch.
+MAX_FENCE_RETRIES = 20
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    messages: int = 0
+    counted: int = 0
+    dead: Counter[str] = field(default_factory=Counter)
+    skipped_replays: int = 0
+    fence_conflicts: int = 0
+    alerts: int = 0
+
+
+class Worker:
+    """One member of the `streamdrift` consumer group."""
+
+    def __init__(self, settings: Settings, store: Store | None = None, **consumer_overrides: Any):
+        self.settings = settings
+        self.store = store or Store(settings.redis_url)
+        self.store.ping()
+        kafka_io.ensure_topics(settings)
+        self.consumer = kafka_io.consumer(settings, **consumer_overrides)
+        self.producer = kafka_io.producer(settings)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.evaluator = Evaluator(self.store, self.producer, settings.alerts_topic, self.owner)
+        self.profiles: dict[str, ReferenceProfile] = {}
+        self.stats = WorkerStats()
+        self._pending_eval: set[str] = set()
+        self._last_eval: dict[str, float] = {}
+        self._last_sweep = 0.0
+        self._stopping = False
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def stop(self, *_: object) -> None:
+        """Finish the batch in hand, commit, leave the group (SIGTERM, SIGINT)."""
+        self._stopping = True
+
+    def run(self, max_seconds: float | None = None, install_signals: bool = True) -> WorkerStats:
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        self.consumer.subscribe([self.settings.predictions_topic])
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        log.info("worker %s consuming %s", self.owner, self.settings.predictions_topic)
+        try:
+            while not self._stopping and (deadline is None or time.monotonic() < deadline):
+                messages = self.consumer.consume(self.settings.batch_size,
+                                                 self.settings.poll_timeout_seconds)
+                if messages:
+                    self.process(messages)
+                    self.evaluate_due(idle=False)
+                else:
+                    self.evaluate_due(idle=True)
+            self.evaluate_due(idle=True, force=True)
+        finally:
+            self.consumer.close()  # leaves the group: partitions move at once
+            self.producer.flush(10)
+        return self.stats
+
+    # ---- one batch ---------------------------------------------------------------------
+    def process(self, messages: list[Any]) -> None:
+        for msg in messages:
+            err = msg.error()
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", err)
+        batch = decode_predictions(messages, self.settings.max_event_bytes)
+        if not batch.messages:
+            return
+        models = set(batch.by_model) | {d.model_id for d in batch.dead if d.model_id}
+        heads = self.store.heads(sorted(models))
+        unrouted: Counter[str] = Counter()
+        for model in sorted(models):
+            head = heads[model]
+            if head.revision is None:
+                self._unregistered(batch, model)
+                continue
+            self._apply_model(batch, model, head)
+        for d in batch.dead:
+            if d.model_id is None or heads.get(d.model_id, ModelHead(None, {})).revision is None:
+                unrouted[d.reason] += 1
+        self.store.count_unrouted(unrouted)
+        self._send_dead_letters(batch.dead)
+        self.consumer.commit(
+            offsets=[TopicPartition(t, p, o + 1) for (t, p), o in batch.last_offsets.items()],
+            asynchronous=False,
+        )
+        self.stats.batches += 1
+        self.stats.messages += batch.messages
+        self.stats.dead.update(d.reason for d in batch.dead)
+
+    def _profile(self, model: str, revision: int) -> ReferenceProfile | None:
+        cached = self.profiles.get(model)
+        if cached is None or cached.revision != revision:
+            cached = self.store.load_profile(model)
+            if cached is None:
+                return None
+            self.profiles[model] = cached
+        return cached
+
+    def _unregistered(self, batch: DecodedBatch, model: str) -> None:
+        events = batch.by_model.pop(model, None)
+        if events is None:
+            return
+        for i in range(len(events)):
+            batch.dead.append(DeadLetter(
+                self.settings.predictions_topic, events.partitions[i], events.offsets[i],
+                events.prediction_ids[i].encode(), events.raws[i], "unregistered_model",
+                f"model '{model}' has no reference profile: run streamdrift register", model,
+            ))
+
+    def _apply_model(self, batch: DecodedBatch, model: str, head: ModelHead) -> None:
+        topic = self.settings.predictions_topic
+        all_events = batch.by_model.get(model, ModelEvents())
+        model_dead = [d for d in batch.dead if d.model_id == model]
+        partitions = set(all_events.partitions) | {d.partition for d in model_dead}
+        for _ in range(MAX_FENCE_RETRIES):
+            profile = self._profile(model, head.revision or 0)
+            if profile is None:
+                return
+            applied = {p: head.offsets.get(fence_field(topic, p), -1) for p in partitions}
+            keep = [i for i, (p, o) in enumerate(zip(all_events.partitions, all_events.offsets,
+                                                     strict=True)) if o > applied[p]]
+            self.stats.skipped_replays += len(all_events) - len(keep)
+            events = all_events if len(keep) == len(all_events) else all_events.select(keep)
+            new_dead = self._reject(events, profile)
+            if new_dead:
+                bad = {d.offset for d in new_dead}
+                events = events.select([i for i, o in enumerate(events.offsets) if o not in bad])
+            invalid = Counter(d.reason for d in model_dead if d.offset > applied[d.partition])
+            invalid.update(d.reason for d in new_dead)
+            windows = sketch_events(events, profile)
+            fences = [Fence(fence_field(topic, p), applied[p], batch.last_offsets[(topic, p)])
+                      for p in sorted(partitions)]
+            if self.store.apply_batch(profile, fences, windows, invalid):
+                batch.dead.extend(new_dead)
+                self.stats.counted += len(events)
+                self._pending_eval.add(model)
+                return
+            self.stats.fence_conflicts += 1
+            head = self.store.heads([model])[model]
+        raise RuntimeError(f"offset fence of model {model} kept moving; another worker owns it")
+
+    def _reject(self, events: ModelEvents, profile: ReferenceProfile) -> list[DeadLetter]:
+        """Events valid in shape but not for this model: wrong feature types, or too old
+        for their window to still exist."""
+        topic = self.settings.predictions_topic
+        dead = [
+            DeadLetter(topic, events.partitions[b.index], events.offsets[b.index],
+                       events.prediction_ids[b.index].encode(), events.raws[b.index],
+                       b.reason, b.detail,
+                       profile.model_id)
+            for b in validate_features(events, profile)
+        ]
+        cfg = profile.config
+        oldest = time.time() - cfg.retention_seconds - cfg.window_seconds
+        ts = np.asarray(events.timestamps, dtype=np.float64)
+        for i in np.flatnonzero(ts < oldest).tolist():
+            dead.append(DeadLetter(topic, events.partitions[i], events.offsets[i],
+                                   events.prediction_ids[i].encode(), events.raws[i], "too_late",
+                                   f"window expired (retention {cfg.retention_seconds}s)",
+                                   profile.model_id))
+        return dead
+
+    def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
+        """At least once: dead letters are flushed before the batch's offsets commit."""
+        if not dead:
+            return
+        for d in dead:
+            headers = [("streamdrift.reason", d.reason.encode()),
+                       ("streamdrift.detail", d.detail.encode()),
+                       ("streamdrift.source", f"{d.topic}:{d.partition}:{d.offset}".encode())]
+            if d.model_id:
+                headers.append(("streamdrift.model_id", d.model_id.encode()))
+            self.producer.produce(self.settings.dlq_topic(d.topic), key=d.key,
+                                  value=d.value, headers=headers)
+        self.producer.flush(30)
+
+    # ---- evaluation --------------------------------------------------------------------
+    def evaluate_due(self, idle: bool, force: bool = False) -> None:
+        """Evaluate models touched by this worker when their interval has passed; when
+        idle, also sweep all models now and then for windows other workers left dirty."""
+        now = time.monotonic()
+        if idle and (force or now - self._last_sweep > 5.0):
+            self._last_sweep = now
+            self._pending_eval.update(self.store.models())
+        for model in sorted(self._pending_eval):
+            cached = self.profiles.get(model)
+            interval = cached.config.evaluation_interval_seconds if cached else 0.0
+            if not force and now - self._last_eval.get(model, float("-inf")) < interval:
+                continue
+            revision = self.store.heads([model])[model].revision
+            profile = self._profile(model, revision) if revision is not None else None
+            if profile is None:
+                self._pending_eval.discard(model)
+                continue
+            self._last_eval[model] = now
+            self._pending_eval.discard(model)
+            alerts = self.evaluator.evaluate(profile)
+            self.stats.alerts += len(alerts)
+            for a in alerts:
+                log.warning("alert %s %s %s=%.3f", a.model_id, a.feature, a.statistic, a.value)
