@@ -1,0 +1,253 @@
+"""The `streamdrift` command line. User mistakes print one line with the fix, never a
+traceback; exit codes: 0 fine, 1 failed, 2 user error."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from streamdrift import __version__
+from streamdrift.config import MonitorConfig, Settings
+from streamdrift.errors import StreamdriftError
+
+err_console = Console(stderr=True)
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StreamdriftError as e:
+            msg = f"streamdrift: error: {e.problem}"
+            if e.fix:
+                msg += f" — {e.fix}"
+            click.echo(msg, err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    return wrapper
+
+
+def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as e:
+        first = e.errors()[0]
+        name = "STREAMDRIFT_" + str(first["loc"][0]).upper()
+        raise StreamdriftError(f"{name}: {first['msg']}", "fix the environment variable") from None
+
+
+def _store(settings: Settings):
+    from streamdrift.store import Store
+
+    store = Store(settings.redis_url)
+    store.ping()
+    return store
+
+
+@click.group()
+@click.version_option(__version__, prog_name="streamdrift")
+def main() -> None:
+    """streamdrift: a streaming monitor for machine-learning models on Kafka and Redis."""
+
+
+@main.command()
+@click.argument("model")
+@click.option("--reference", "reference", required=True, type=click.Path(path_type=Path),
+              help="CSV, Parquet or JSON lines of reference rows (e.g. training data).")
+@click.option("--task", type=click.Choice(["binary", "multiclass", "regression"]),
+              default="binary", show_default=True)
+@click.option("--prediction-column", help="Column holding the model's output.")
+@click.option("--label-column", help="Column holding the ground truth.")
+@click.option("--features", help="Comma-separated feature columns (default: all others).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="JSON monitor settings: window_seconds, drift thresholds, bins...")
+@_user_errors
+def register(model: str, reference: Path, task: str, prediction_column: str | None,
+             label_column: str | None, features: str | None, config_path: Path | None) -> None:
+    """Store MODEL's reference profile in Redis (replacing any earlier one)."""
+    from streamdrift.reference import build_profile
+
+    config = MonitorConfig.from_file(config_path)
+    names = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    profile = build_profile(model, reference, task=task,  # type: ignore[arg-type]
+                            prediction_column=prediction_column, label_column=label_column,
+                            features=names, config=config)
+    store = _store(_settings())
+    saved, replaced = store.save_profile(profile)
+    numeric, categorical = saved.numeric_features(), saved.categorical_features()
+    verb = f"replaced the profile (now revision {saved.revision})" if replaced else "registered"
+    click.echo(
+        f"{verb} model '{model}' from {reference.name}: {saved.rows:,} rows, "
+        f"{len(numeric)} numeric and {len(categorical)} categorical features"
+        + (f", prediction '{prediction_column}'" if prediction_column else "")
+        + (f", label '{label_column}'" if label_column else "")
+        + f"; windows of {saved.config.window_seconds}s"
+    )
+    if replaced:
+        click.echo("windows counted against the earlier reference stay readable until they "
+                   "expire; new events count against this one")
+
+
+@main.command()
+@click.option("--max-seconds", type=float, default=None, help="Stop after this long (tests).")
+@click.option("--log-level", default="INFO", show_default=True)
+@_user_errors
+def worker(max_seconds: float | None, log_level: str) -> None:
+    """Run one stateless worker until SIGTERM (finish the batch, commit, leave the group)."""
+    from streamdrift.worker import Worker
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stats = Worker(_settings()).run(max_seconds=max_seconds)
+    logging.getLogger("streamdrift.worker").info(
+        "stopped: %d batches, %d messages, %d counted, %d dead letters, %d alerts",
+        stats.batches, stats.messages, stats.counted, sum(stats.dead.values()), stats.alerts)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) < 1e4 else f"{value:.3g}"
+    return str(value)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+@click.option("--last", type=int, default=None, help="Only the last N windows.")
+@_user_errors
+def inspect(model: str, as_json: bool, last: int | None) -> None:
+    """Show MODEL's windows, drift per feature and alerts, from Redis."""
+    from streamdrift.report import model_report
+
+    report = model_report(_store(_settings()), model, last)
+    if as_json:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    console = Console()
+    console.print(f"[bold]{model}[/] revision {report['revision']}, reference "
+                  f"{report['reference']['source']} ({report['reference']['rows']:,} rows)")
+    windows = Table(title="windows")
+    for col in ("start (UTC)", "end", "events", "invalid", "drifting features"):
+        windows.add_column(col)
+    for w in report["windows"]:
+        drifting = ", ".join(
+            f"{f} ({w['features'][f]['psi']:.2f})" for f in w["drifting"]) or "-"
+        windows.add_row(w["start"][:16], w["end"][11:16], f"{w['count']:,}",
+                        str(sum(w["invalid"].values())), drifting)
+    console.print(windows)
+    if report["windows"]:
+        latest = report["windows"][-1]
+        table = Table(title=f"features in the latest window ({latest['start'][:16]})")
+        for col in ("feature", "kind", "n", "missing", "psi", "js", "hellinger", "p-value",
+                    "drifted"):
+            table.add_column(col)
+        for name, f in sorted(latest["features"].items(), key=lambda kv: -(kv[1]["psi"] or 0)):
+            table.add_row(name, f["kind"], str(f["sample_size"]), str(f["missing"]),
+                          _fmt(f["psi"]), _fmt(f["jensen_shannon"]), _fmt(f["hellinger"]),
+                          _fmt(f.get("chi_square_p_value"), 4), "YES" if f["drifted"] else "")
+        console.print(table)
+    if report["dead_letters"]:
+        console.print("dead letters: " + ", ".join(
+            f"{r} {n}" for r, n in sorted(report["dead_letters"].items())))
+    console.print(f"{len(report['alerts'])} alert(s)")
+    for a in report["alerts"][-20:]:
+        console.print(f"  {a['created_at'][:19]} {a['severity']:<8} {a['message']}")
+
+
+@main.command()
+@click.option("--follow", is_flag=True, help="Keep waiting for new alerts.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON alert per line.")
+@click.option("--model", help="Only this model's alerts.")
+@_user_errors
+def alerts(follow: bool, as_json: bool, model: str | None) -> None:
+    """Read the alerts topic from the beginning."""
+    from streamdrift.alerts_reader import read_alerts
+
+    for a in read_alerts(_settings(), follow=follow, model=model):
+        if as_json:
+            click.echo(orjson.dumps(a).decode())
+        else:
+            click.echo(f"{a['created_at'][:19]} {a['severity']:<8} {a['type']:<12} {a['message']}")
+
+
+@main.command()
+@click.option("--events", type=int, default=60_000, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True)
+@_user_errors
+def demo(events: int, workers: int) -> None:
+    """Run the whole system on this machine and show the alerts it raises."""
+    from streamdrift.demo import run_demo
+
+    sys.exit(run_demo(events=events, workers=workers))
+
+
+@main.command("produce-demo")
+@click.option("--model", default="demo", show_default=True)
+@click.option("--events", type=int, default=20_000, show_default=True)
+@click.option("--drift-at", type=float, default=0.5, show_default=True,
+              help="Fraction of the stream after which inputs drift (1 for none).")
+@click.option("--register", "do_register", is_flag=True, help="Register the model first.")
+@_user_errors
+def produce_demo(model: str, events: int, drift_at: float, do_register: bool) -> None:
+    """Produce a synthetic prediction stream to Kafka (for a running system)."""
+    import tempfile
+
+    from streamdrift import kafka_io
+    from streamdrift.demo import produce_stream, register_demo_model
+
+    settings = _settings()
+    kafka_io.ensure_topics(settings)
+    if do_register:
+        register_demo_model(_store(settings), model, Path(tempfile.mkdtemp()))
+    start = time.monotonic()
+    produce_stream(settings, model, events, drift_at if drift_at < 1 else None, 7200, err_console)
+    click.echo(f"produced {events:,} events in {time.monotonic() - start:.1f}s")
+
+
+@main.command()
+@click.option("--defaults", is_flag=True, help="Also print the default monitor config.")
+@_user_errors
+def config(defaults: bool) -> None:
+    """Print the settings in force (environment) and the default monitor config."""
+    click.echo(_settings().model_dump_json(indent=2))
+    if defaults:
+        click.echo(MonitorConfig().model_dump_json(indent=2))
+
+
+@main.command()
+@click.option("--write", "out_dir", type=click.Path(path_type=Path),
+              help="Write the JSON Schemas into this directory.")
+@_user_errors
+def schemas(out_dir: Path | None) -> None:
+    """Print (or write) the JSON Schemas of the event contract."""
+    from streamdrift.schemas import all_schemas
+
+    for name, schema in all_schemas().items():
+        text = orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+        if out_dir:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / f"{name}.schema.json").write_text(text + "\n")
+            click.echo(f"wrote {out_dir / f'{name}.schema.json'}")
+        else:
+            click.echo(text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,179 @@
+"""`streamdrift demo`: the whole system on one machine.
+
+Starts the embedded broker and Redis unless both are configured, registers a demo model,
+runs two real worker processes (one consumer group), produces a stream whose inputs
+drift half-way, prints alerts as they arrive, then a summary, and stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from streamdrift import embedded, kafka_io, synthetic
+from streamdrift.alerts_reader import read_alerts
+from streamdrift.config import MonitorConfig, Settings
+from streamdrift.reference import build_profile
+from streamdrift.store import Store
+
+DEMO_MODEL = "fraud-demo"
+
+
+def register_demo_model(store: Store, model: str, workdir: Path, window_seconds: int = 600):
+    ref = synthetic.write_reference(workdir / f"{model}-reference.csv")
+    config = MonitorConfig(window_seconds=window_seconds, evaluation_interval_seconds=1.0)
+    profile = build_profile(model, ref, task="binary", prediction_column="score",
+                            label_column="is_fraud", config=config)
+    return store.save_profile(profile)[0]
+
+
+def produce_stream(settings: Settings, model: str, events: int, drift_at: float | None,
+                   span_seconds: float, console: Console | None = None) -> int:
+    """Produce the synthetic stream, its event times ending now; returns events sent."""
+    producer = kafka_io.producer(settings)
+    start = time.time() - span_seconds
+    with Progress(TextColumn("[bold]producing"), BarColumn(), TextColumn("{task.completed:,}"),
+                  TimeRemainingColumn(), console=console, transient=False,
+                  disable=console is None) as progress:
+        task = progress.add_task("produce", total=events)
+        for i, (key, value) in enumerate(synthetic.prediction_events(
+                model, events, start, span_seconds, drift_at=drift_at)):
+            while True:
+                try:
+                    producer.produce(settings.predictions_topic, key=key, value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            if i % 2000 == 0:
+                producer.poll(0)
+                progress.update(task, completed=i)
+                time.sleep(0.002)  # a live-ish stream, not one burst
+        producer.flush(60)
+        progress.update(task, completed=events)
+    return events
+
+
+def _start_workers(settings: Settings, n: int, workdir: Path) -> list[subprocess.Popen]:
+    env = {
+        **os.environ,
+        "STREAMDRIFT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "STREAMDRIFT_REDIS_URL": settings.redis_url,
+        "STREAMDRIFT_SESSION_TIMEOUT_MS": "6000",
+    }
+    procs = []
+    for i in range(n):
+        log = open(workdir / f"worker-{i}.log", "wb")  # noqa: SIM115 - lives with the process
+        procs.append(subprocess.Popen([sys.executable, "-m", "streamdrift", "worker"],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def _counted(store: Store, model: str) -> int:
+    profile = store.load_profile(model)
+    if profile is None:
+        return 0
+    return sum(w.count for w in store.read_windows(
+        profile, store.window_starts(model, profile.revision)))
+
+
+def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> int:
+    console = Console()
+    workdir = Path(tempfile.mkdtemp(prefix="streamdrift-demo-"))
+    configured = "STREAMDRIFT_KAFKA_BOOTSTRAP" in os.environ and "STREAMDRIFT_REDIS_URL" in os.environ
+    servers = None
+    procs: list[subprocess.Popen] = []
+    t0 = time.monotonic()
+    try:
+        if configured:
+            settings = Settings()
+            console.print(f"using Kafka at {settings.kafka_bootstrap}, Redis at {settings.redis_url}")
+        else:
+            servers = embedded.start(workdir)
+            settings = Settings(kafka_bootstrap=servers.kafka_bootstrap, redis_url=servers.redis_url)
+            console.print(f"started embedded Kafka-protocol broker (tansu) at "
+                          f"{servers.kafka_bootstrap} and Redis at {servers.redis_url}")
+        store = Store(settings.redis_url)
+        store.ping()
+        kafka_io.ensure_topics(settings)
+        profile = register_demo_model(store, DEMO_MODEL, workdir)
+        console.print(f"registered model [bold]{DEMO_MODEL}[/] from a 20,000-row reference: "
+                      f"{len(profile.features)} features, windows of "
+                      f"{profile.config.window_seconds // 60} min")
+        procs = _start_workers(settings, workers, workdir)
+        console.print(f"started {workers} workers (one consumer group); logs in {workdir}")
+
+        seen: list[dict] = []
+        stop = threading.Event()
+
+        def show_alerts() -> None:
+            for alert in read_alerts(settings, follow=True, stop=stop):
+                seen.append(alert)
+                console.print(
+                    f"[bold red]ALERT[/] {alert['severity']:<8} {alert['feature']:<8} "
+                    f"{alert['statistic']}={alert['value']:.3f} window "
+                    f"{alert['window_start'][11:16]}–{alert['window_end'][11:16]} "
+                    f"n={alert['sample_size']}"
+                )
+
+        reader = threading.Thread(target=show_alerts, daemon=True)
+        reader.start()
+        span = 12 * profile.config.window_seconds
+        console.print(f"producing {events:,} predictions over {span // 3600} h of event time; "
+                      f"inputs f00, f03 and country shift half-way")
+        produce_stream(settings, DEMO_MODEL, events, 0.5, span, console)
+
+        deadline = time.monotonic() + timeout
+        while _counted(store, DEMO_MODEL) < events and time.monotonic() < deadline:
+            if any(p.poll() is not None for p in procs):
+                console.print("[red]a worker exited early; see its log[/]")
+                return 1
+            time.sleep(0.5)
+        while store.dirty_windows(DEMO_MODEL) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2.0)
+        stop.set()
+        reader.join(5)
+        counted = _counted(store, DEMO_MODEL)
+        _summary(console, store, seen, events, counted, time.monotonic() - t0)
+        return 0 if counted == events and seen else 1
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if servers is not None:
+            servers.stop()
+
+
+def _summary(console: Console, store: Store, alerts: list[dict], produced: int, counted: int,
+             seconds: float) -> None:
+    from streamdrift.report import model_report
+
+    report = model_report(store, DEMO_MODEL)
+    table = Table(title=f"{DEMO_MODEL}: windows")
+    for col in ("window (UTC)", "events", "drifting features (PSI)"):
+        table.add_column(col)
+    for w in report["windows"]:
+        drifting = ", ".join(f"{f} {w['features'][f]['psi']:.2f}" for f in w["drifting"])
+        table.add_row(f"{w['start'][5:16]}", f"{w['count']:,}", drifting or "-")
+    console.print(table)
+    by_feature: dict[str, int] = {}
+    for a in alerts:
+        by_feature[a["feature"]] = by_feature.get(a["feature"], 0) + 1
+    console.print(f"produced {produced:,} events, counted {counted:,} in Redis "
+                  f"({'exactly once' if produced == counted else 'MISMATCH'}); "
+                  f"{len(alerts)} alerts: "
+                  + ", ".join(f"{f}×{n}" for f, n in sorted(by_feature.items()))
+                  + f"; {seconds:.0f} s in all")

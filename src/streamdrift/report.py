@@ -1,0 +1,64 @@
+"""What `streamdrift inspect` shows: the model's windows, their drift and its alerts,
+built from Redis state with the same monitor functions the evaluator uses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from streamdrift.errors import UnknownModelError
+from streamdrift.monitors import window_drift
+from streamdrift.store import Store
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _clean(value: float) -> float | None:
+    return None if value != value else round(value, 6)  # NaN -> null
+
+
+def model_report(store: Store, model: str, last: int | None = None) -> dict[str, Any]:
+    """The `inspect --json` document of one model."""
+    profile = store.load_profile(model)
+    if profile is None:
+        known = ", ".join(store.models()) or "none"
+        raise UnknownModelError(
+            f"model '{model}' is not registered",
+            f"run `streamdrift register {model} --reference FILE` (registered: {known})",
+        )
+    starts = store.window_starts(model, profile.revision)
+    if last:
+        starts = starts[-last:]
+    windows = []
+    for w in store.read_windows(profile, starts):
+        drift = window_drift(profile, w)
+        windows.append({
+            "start": _iso(w.start),
+            "end": _iso(w.start + profile.config.window_seconds),
+            "count": w.count,
+            "invalid": dict(w.invalid),
+            "versions": dict(w.versions),
+            "drifting": sorted((d.feature for d in drift.values() if d.drifted),
+                               key=lambda f: -drift[f].value),
+            "features": {
+                name: {
+                    "kind": d.kind,
+                    "sample_size": d.sample_size,
+                    "missing": d.missing,
+                    "drifted": d.drifted,
+                    **{k: _clean(v) for k, v in d.statistics.items()},
+                }
+                for name, d in drift.items()
+            },
+        })
+    return {
+        "model_id": model,
+        "revision": profile.revision,
+        "reference": {"source": profile.source, "rows": profile.rows, "task": profile.task},
+        "config": profile.config.model_dump(),
+        "windows": windows,
+        "dead_letters": store.model_dlq_counts(model),
+        "alerts": store.alerts(model),
+    }
