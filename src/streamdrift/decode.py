@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 _MAX_ID = 256
+_SEGMENT_TYPES = frozenset({str, int, bool})
 
 
 @dataclass(slots=True)
@@ -75,7 +76,13 @@ def parse_timestamp(value: object, fallback: float) -> float:
     if t is float or t is int:
         return float(value)  # type: ignore[arg-type]
     if t is str:
-        dt = datetime.fromisoformat(value)  # type: ignore[arg-type]
+        try:
+            dt = datetime.fromisoformat(value)  # type: ignore[arg-type]
+        except ValueError as e:
+            try:  # RFC 3339 also allows a lower-case "t" and "z"; Python 3.11 does not
+                dt = datetime.fromisoformat(value.upper())  # type: ignore[union-attr]
+            except ValueError:
+                raise e from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
@@ -91,7 +98,9 @@ def _check_prediction(pred: object) -> str | None:
         if score is not None and type(score) not in (float, int):
             return "prediction.score is not a number"
         label = pred.get("label")  # type: ignore[union-attr]
-        if label is not None and type(label) not in (int, str, bool):
+        if label is not None and type(label) not in (int, str, bool) and not (
+            type(label) is float and label.is_integer()  # type: ignore[union-attr]
+        ):
             return "prediction.label is not an int, string or bool"
         return None
     if pred is None:
@@ -150,7 +159,10 @@ def decode_predictions(messages: list[Any], max_event_bytes: int) -> DecodedBatc
             segments = event.get("segments")
             if version is not None and type(version) is not str:
                 reason, detail = "wrong_type", "model_version"
-            elif segments is not None and type(segments) is not dict:
+            elif segments is not None and (
+                type(segments) is not dict
+                or not _SEGMENT_TYPES.issuperset(map(type, segments.values()))
+            ):
                 reason, detail = "wrong_type", "segments"
             else:
                 try:

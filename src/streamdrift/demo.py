@@ -37,10 +37,13 @@ def register_demo_model(store: Store, model: str, workdir: Path, window_seconds:
 
 
 def produce_stream(settings: Settings, model: str, events: int, drift_at: float | None,
-                   span_seconds: float, console: Console | None = None) -> int:
-    """Produce the synthetic stream, its event times ending now; returns events sent."""
+                   span_seconds: float, console: Console | None = None,
+                   rate: float | None = None) -> int:
+    """Produce the synthetic stream, its event times ending now, at about `rate` events
+    per second (None: as fast as the broker takes them); returns events sent."""
     producer = kafka_io.producer(settings)
     start = time.time() - span_seconds
+    started = time.monotonic()
     with Progress(TextColumn("[bold]producing"), BarColumn(), TextColumn("{task.completed:,}"),
                   TimeRemainingColumn(), console=console, transient=False,
                   disable=console is None) as progress:
@@ -53,10 +56,11 @@ def produce_stream(settings: Settings, model: str, events: int, drift_at: float 
                     break
                 except BufferError:
                     producer.poll(0.05)
-            if i % 2000 == 0:
+            if i % 1000 == 0:
                 producer.poll(0)
                 progress.update(task, completed=i)
-                time.sleep(0.002)  # a live-ish stream, not one burst
+                if rate:
+                    time.sleep(max(0.0, i / rate - (time.monotonic() - started)))
         producer.flush(60)
         progress.update(task, completed=events)
     return events
@@ -129,7 +133,7 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
         span = 12 * profile.config.window_seconds
         console.print(f"producing {events:,} predictions over {span // 3600} h of event time; "
                       f"inputs f00, f03 and country shift half-way")
-        produce_stream(settings, DEMO_MODEL, events, 0.5, span, console)
+        produce_stream(settings, DEMO_MODEL, events, 0.5, span, console, rate=5000)
 
         deadline = time.monotonic() + timeout
         while _counted(store, DEMO_MODEL) < events and time.monotonic() < deadline:

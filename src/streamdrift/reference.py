@@ -56,7 +56,10 @@ def read_table(path: str | Path) -> pa.Table:
             import pyarrow.csv as pcsv
 
             parse = pcsv.ParseOptions(delimiter="\t" if suffix.endswith(".tsv") else ",")
-            table = pcsv.read_csv(p, parse_options=parse)
+            # an empty cell is a missing value in text columns too, as in JSON lines and
+            # Parquet (and pandas): not a category ""
+            convert = pcsv.ConvertOptions(strings_can_be_null=True)
+            table = pcsv.read_csv(p, parse_options=parse, convert_options=convert)
         else:
             raise ReferenceFileError(
                 f"reference file {p} has an unknown type '{p.suffix}'",
@@ -147,7 +150,7 @@ def column_profile(table: pa.Table, name: str, config: MonitorConfig, kind: str 
             )
         values = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
         try:
-            return numeric_profile(np.nan_to_num(values, nan=np.nan), 0, config.numeric_bins)
+            return numeric_profile(values, 0, config.numeric_bins)
         except ValueError:
             raise ReferenceFileError(
                 f"column '{name}' has no finite values", "fix the column or leave it out"

@@ -146,15 +146,18 @@ def validate_features(events: ModelEvents, profile: ReferenceProfile) -> list[Ba
     non-number where the reference has a number. One set() over all values finds the
     common all-good case without a Python loop per value."""
     feats = events.features
+    bad: list[BadEvent] = []
     if not _SCALAR_TYPES.issuperset(map(type, chain.from_iterable(f.values() for f in feats))):
         bad = _bad_scalar_rows(feats)
-        if bad:
-            return bad
     names = profile.numeric_features()
     rows = [[f.get(n) for n in names] for f in feats]
     if not _NUMBER_TYPES.issuperset(map(type, chain.from_iterable(rows))):
-        return _bad_numeric_rows(rows, names)
-    return []
+        # also when other rows already failed above: each bad row must be caught here, or
+        # sketch_events fails on it and stops the worker
+        flagged = {b.index for b in bad}
+        bad += [b for b in _bad_numeric_rows(rows, names) if b.index not in flagged]
+        bad.sort(key=lambda b: b.index)
+    return bad
 
 
 def sketch_events(events: ModelEvents, profile: ReferenceProfile) -> dict[int, WindowSketch]:

@@ -72,7 +72,14 @@ class Worker:
         """Finish the batch in hand, commit, leave the group (SIGTERM, SIGINT)."""
         self._stopping = True
 
-    def run(self, max_seconds: float | None = None, install_signals: bool = True) -> WorkerStats:
+    def run(
+        self,
+        max_seconds: float | None = None,
+        install_signals: bool = True,
+        until_messages: int | None = None,
+    ) -> WorkerStats:
+        """Consume until stopped (or for `max_seconds`, or until `until_messages` were
+        read: for tests and benchmarks), then evaluate what is left and leave the group."""
         if install_signals:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
@@ -81,6 +88,8 @@ class Worker:
         log.info("worker %s consuming %s", self.owner, self.settings.predictions_topic)
         try:
             while not self._stopping and (deadline is None or time.monotonic() < deadline):
+                if until_messages is not None and self.stats.messages >= until_messages:
+                    break
                 messages = self.consumer.consume(self.settings.batch_size,
                                                  self.settings.poll_timeout_seconds)
                 if messages:

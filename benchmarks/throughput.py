@@ -1,0 +1,512 @@
+"""End-to-end throughput of one streamdrift worker against a bare Kafka consumer.
+
+Run:  .venv/bin/python benchmarks/throughput.py [--events N] [--json] [--profile]
+
+Starts an embedded Tansu broker and redis-server (unless STREAMDRIFT_KAFKA_BOOTSTRAP and
+STREAMDRIFT_REDIS_URL name running ones), produces N synthetic 22-feature prediction
+events to a fresh 4-partition topic, then measures in the same run:
+
+1. baseline: a bare confluent-kafka consumer (same client settings as the worker's)
+   that consumes the whole topic with consume(5000, 0.5) and orjson.loads each value;
+2. worker: a `streamdrift.worker.Worker` driven batch by batch (consume, process,
+   evaluate_due), with its internal steps timed by wrapping them at run time (src is
+   not modified), and its Redis state checked to hold exactly N counted events;
+3. Redis memory of the window state (MEMORY USAGE per key, bytes per window, INFO memory).
+
+Both rates are timed from the return of the first non-empty consume() to the end of the
+work on the last message. See benchmarks/README.md for how to read the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import streamdrift.worker as worker_mod
+from streamdrift import embedded, kafka_io, synthetic
+from streamdrift.config import MonitorConfig, Settings
+from streamdrift.reference import build_profile
+from streamdrift.store import Store
+
+PARTITIONS = 4
+WINDOW_SECONDS = 3600
+SPAN_SECONDS = 4 * 3600  # events spread over the last 4 h: 4-5 hourly windows
+SESSION_TIMEOUT_MS = 6000  # Tansu's group join waits about half of it
+PHASE_TIMEOUT = 120.0  # a consuming phase that takes longer than this has failed
+STALL_TIMEOUT = 20.0  # ... and so has one that sees no message for this long
+GOAL_RATIO = 0.5
+
+
+class BenchmarkError(RuntimeError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- infrastructure --------------------------------------------------------------------
+@contextlib.contextmanager
+def servers() -> Iterator[tuple[str, str, bool]]:
+    """(kafka bootstrap, redis url, embedded?) — embedded servers are stopped on exit."""
+    kafka = os.environ.get("STREAMDRIFT_KAFKA_BOOTSTRAP")
+    redis_url = os.environ.get("STREAMDRIFT_REDIS_URL")
+    if kafka and redis_url:
+        yield kafka, redis_url, False
+        return
+    with embedded.running() as srv:
+        log(f"embedded servers: kafka {srv.kafka_bootstrap}, redis {srv.redis_url}")
+        yield kafka or srv.kafka_bootstrap, redis_url or srv.redis_url, True
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS,
+                                            replication_factor=1)], operation_timeout=15)
+    futures[topic].result(timeout=15)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        meta = admin.list_topics(topic, timeout=5).topics.get(topic)
+        if meta is not None and meta.error is None and len(meta.partitions) == PARTITIONS:
+            return
+        time.sleep(0.1)
+    raise BenchmarkError(f"topic {topic} did not appear with {PARTITIONS} partitions")
+
+
+def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    with contextlib.suppress(Exception):
+        for fut in admin.delete_topics(topics, operation_timeout=10).values():
+            with contextlib.suppress(Exception):
+                fut.result(timeout=10)
+
+
+def produce(bootstrap: str, topic: str, model: str, n: int) -> dict[str, float]:
+    """N prediction events with timestamps over the last SPAN_SECONDS; returns figures."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
+                         "queue.buffering.max.kbytes": 1024 * 1024,
+                         "compression.type": "none", "acks": "all"})
+    errors: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: object) -> None:
+        if err is not None and len(errors) < 5:
+            errors.append(str(err))
+
+    start = time.time() - SPAN_SECONDS - 60
+    t0 = time.perf_counter()
+    total_bytes = 0
+    for key, value in synthetic.prediction_events(model, n, start, SPAN_SECONDS, seed=11):
+        total_bytes += len(value)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    left = producer.flush(60)
+    elapsed = time.perf_counter() - t0
+    if left or errors:
+        raise BenchmarkError(f"produce failed: {left} undelivered, errors {errors}")
+    return {"seconds": elapsed, "mean_event_bytes": total_bytes / n, "total_bytes": total_bytes}
+
+
+def consumer_settings(base: Settings, group: str) -> Settings:
+    return base.model_copy(update={"consumer_group": group})
+
+
+# ---- 1. baseline -----------------------------------------------------------------------
+def baseline(settings: Settings, n: int) -> dict[str, Any]:
+    """consume(5000, 0.5) + orjson.loads of every value, nothing else."""
+    consumer: Consumer = kafka_io.consumer(settings)
+    consumer.subscribe([settings.predictions_topic])
+    loads = orjson.loads
+    seen = batches = 0
+    t_first = t_last = 0.0
+    started = last_msg = time.monotonic()
+    try:
+        while seen < n:
+            msgs = consumer.consume(5000, 0.5)
+            now = time.monotonic()
+            if not msgs:
+                if now - started > PHASE_TIMEOUT or (seen and now - last_msg > STALL_TIMEOUT):
+                    raise BenchmarkError(f"baseline consumer stalled at {seen}/{n} messages")
+                continue
+            if not seen:
+                t_first = time.perf_counter()
+            for m in msgs:
+                if m.error() is not None:
+                    continue
+                loads(m.value())
+                seen += 1
+            batches += 1
+            last_msg = now
+        t_last = time.perf_counter()
+    finally:
+        consumer.close()
+    secs = t_last - t_first
+    return {"events": seen, "batches": batches, "seconds": secs, "events_per_s": seen / secs,
+            "mean_batch": seen / batches}
+
+
+# ---- 2. worker -------------------------------------------------------------------------
+class Timers:
+    """Accumulated wall time and call count per name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - t0
+                self.calls[name] += 1
+
+        return timed
+
+
+class TimedConsumer:
+    """Delegates to the worker's confluent-kafka consumer; times commit()."""
+
+    def __init__(self, inner: Consumer, timers: Timers) -> None:
+        self._inner = inner
+        self.commit = timers.wrap("commit", inner.commit)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@contextlib.contextmanager
+def instrumented(w: worker_mod.Worker, timers: Timers) -> Iterator[None]:
+    """Time the worker's steps by wrapping them for the duration (src is untouched)."""
+    saved = {name: getattr(worker_mod, name) for name in ("decode_predictions", "sketch_events",
+                                                          "validate_features")}
+    worker_mod.decode_predictions = timers.wrap("decode", saved["decode_predictions"])
+    worker_mod.sketch_events = timers.wrap("sketch", saved["sketch_events"])
+    worker_mod.validate_features = timers.wrap("validate_features", saved["validate_features"])
+    w._reject = timers.wrap("validate", w._reject)  # type: ignore[method-assign]
+    w._send_dead_letters = timers.wrap("dead_letters", w._send_dead_letters)  # type: ignore[method-assign]
+    w.store.heads = timers.wrap("redis_heads", w.store.heads)  # type: ignore[method-assign]
+    w.store.apply_batch = timers.wrap("apply_total", w.store.apply_batch)  # type: ignore[method-assign]
+    w.store._apply = timers.wrap("apply_lua", w.store._apply)
+    w.store.count_unrouted = timers.wrap("count_unrouted", w.store.count_unrouted)  # type: ignore[method-assign]
+    w.consumer = TimedConsumer(w.consumer, timers)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(worker_mod, name, fn)
+
+
+def run_worker(settings: Settings, n: int, profile_run: bool) -> tuple[worker_mod.Worker,
+                                                                       dict[str, Any]]:
+    w = worker_mod.Worker(settings)
+    timers = Timers()
+    batch_sizes: list[int] = []
+    prof = cProfile.Profile() if profile_run else None
+    with instrumented(w, timers):
+        w.consumer.subscribe([settings.predictions_topic])
+        consume = timers.wrap("consume", w.consumer.consume)
+        process = timers.wrap("process", w.process)
+        evaluate = timers.wrap("evaluate", w.evaluate_due)
+        seen = 0
+        t_first = t_last = 0.0
+        started = last_msg = time.monotonic()
+        try:
+            while seen < n:
+                msgs = consume(settings.batch_size, settings.poll_timeout_seconds)
+                now = time.monotonic()
+                if not msgs:
+                    if now - started > PHASE_TIMEOUT or (seen and now - last_msg > STALL_TIMEOUT):
+                        raise BenchmarkError(f"worker stalled at {seen}/{n} messages")
+                    continue
+                if not seen:
+                    t_first = time.perf_counter()
+                    # the first batch's consume() is outside the timed span, like the baseline
+                    timers.seconds["consume"] = 0.0
+                    if prof:
+                        prof.enable()
+                process(msgs)
+                evaluate(idle=False)
+                seen += len(msgs)
+                batch_sizes.append(len(msgs))
+                last_msg = now
+            t_last = time.perf_counter()
+            if prof:
+                prof.disable()
+            # one forced evaluation after the stream, timed apart (not in the rate)
+            t0 = time.perf_counter()
+            w.evaluate_due(idle=True, force=True)
+            final_eval = time.perf_counter() - t0
+        finally:
+            with contextlib.suppress(Exception):
+                w.consumer.close()
+            with contextlib.suppress(Exception):
+                w.producer.flush(10)
+    secs = t_last - t_first
+    s = timers.seconds
+    parts = {
+        "consume": s["consume"],
+        "decode": s["decode"],
+        "validate": s["validate"],
+        "sketch": s["sketch"],
+        "redis_heads": s["redis_heads"],
+        "apply_build": s["apply_total"] - s["apply_lua"],
+        "apply_lua": s["apply_lua"],
+        "commit": s["commit"],
+        "dead_letters": s["dead_letters"] + s["count_unrouted"],
+        "evaluate": s["evaluate"],
+    }
+    listed_in_process = sum(v for k, v in parts.items() if k not in ("consume", "evaluate"))
+    parts["process_other"] = max(s["process"] - listed_in_process, 0.0)
+    parts["loop_other"] = max(secs - s["consume"] - s["process"] - s["evaluate"], 0.0)
+    result: dict[str, Any] = {
+        "events": seen,
+        "batches": len(batch_sizes),
+        "mean_batch": seen / len(batch_sizes),
+        "min_batch": min(batch_sizes),
+        "max_batch": max(batch_sizes),
+        "seconds": secs,
+        "events_per_s": seen / secs,
+        "breakdown_seconds": parts,
+        "breakdown_share": {k: v / secs for k, v in parts.items()},
+        "us_per_event": {k: v / seen * 1e6 for k, v in parts.items()},
+        "calls": {k: timers.calls[k] for k in ("process", "apply_total", "apply_lua", "commit",
+                                               "evaluate", "redis_heads")},
+        "validate_features_seconds": s["validate_features"],
+        "final_evaluation_seconds": final_eval,
+        "stats": {"batches": w.stats.batches, "messages": w.stats.messages,
+                  "counted": w.stats.counted, "dead": dict(w.stats.dead),
+                  "skipped_replays": w.stats.skipped_replays,
+                  "fence_conflicts": w.stats.fence_conflicts, "alerts": w.stats.alerts},
+    }
+    if prof:
+        out = io.StringIO()
+        st = pstats.Stats(prof, stream=out)
+        st.sort_stats("tottime").print_stats(25)
+        st.sort_stats("cumulative").print_stats(30)
+        result["profile_text"] = out.getvalue()
+    return w, result
+
+
+def verify(store: Store, model: str, n: int) -> dict[str, Any]:
+    profile = store.load_profile(model)
+    if profile is None:
+        raise BenchmarkError(f"profile of {model} vanished")
+    starts = store.window_starts(model, profile.revision)
+    windows = store.read_windows(profile, starts)
+    total = sum(win.count for win in windows)
+    per_window = {str(win.start): win.count for win in windows}
+    if total != n:
+        raise BenchmarkError(f"Redis windows hold {total} events, expected {n}: {per_window}")
+    return {"windows": len(windows), "total": total, "per_window": per_window}
+
+
+# ---- 3. Redis memory -------------------------------------------------------------------
+def memory(store: Store, model: str, used_before: int) -> dict[str, Any]:
+    r = store.redis
+    profile = store.load_profile(model)
+    assert profile is not None
+    rev = profile.revision
+    starts = store.window_starts(model, rev)
+    counts = {win.start: win.count for win in store.read_windows(profile, starts)}
+    full = max(counts, key=lambda s: counts[s])  # the fullest window for the per-key figures
+    base = f"sd:{{{model}}}:w:{rev}"
+    num = profile.numeric_features()[0]
+    cat = profile.categorical_features()[0]
+
+    def usage(key: str) -> int:
+        return int(r.memory_usage(key, samples=0) or 0)
+
+    def fields(key: str) -> int:
+        return int(r.hlen(key))
+
+    per_window = {}
+    for s in starts:
+        keys = list(r.scan_iter(match=f"{base}:{s}:*", count=1000))
+        per_window[str(s)] = {"keys": len(keys), "bytes": sum(usage(k.decode()) for k in keys),
+                              "events": counts.get(s, 0)}
+    num_key, cat_key, meta_key = f"{base}:{full}:num:{num}", f"{base}:{full}:cat:{cat}", \
+        f"{base}:{full}:meta"
+    info = r.info("memory")
+    sizes = [v["bytes"] for v in per_window.values()]
+    return {
+        "window": full,
+        "numeric_key": {"key": num_key, "bytes": usage(num_key), "fields": fields(num_key),
+                        "encoding": r.object("encoding", num_key).decode()},
+        "categorical_key": {"key": cat_key, "bytes": usage(cat_key), "fields": fields(cat_key),
+                            "encoding": r.object("encoding", cat_key).decode()},
+        "meta_key": {"key": meta_key, "bytes": usage(meta_key), "fields": fields(meta_key)},
+        "per_window": per_window,
+        "bytes_per_window_mean": sum(sizes) / len(sizes),
+        "keys_per_window": per_window[str(full)]["keys"],
+        "used_memory_before": used_before,
+        "used_memory_after": int(info["used_memory"]),
+        "used_memory_delta": int(info["used_memory"]) - used_before,
+    }
+
+
+# ---- report ----------------------------------------------------------------------------
+def table(res: dict[str, Any]) -> str:
+    b, w, m = res["baseline"], res["worker"], res["redis_memory"]
+    lines = [
+        f"streamdrift throughput — {res['events']} events of {res['mean_event_bytes']:.0f} B, "
+        f"{PARTITIONS} partitions, {res['cores']} cores, {res['date']}",
+        "",
+        f"  produce                    {res['produce_seconds']:8.2f} s "
+        f"({res['events'] / res['produce_seconds']:,.0f} ev/s, setup only)",
+        f"  baseline consume+loads     {b['events_per_s']:>10,.0f} ev/s   "
+        f"({b['seconds']:.2f} s, mean batch {b['mean_batch']:.0f})",
+        f"  worker                     {w['events_per_s']:>10,.0f} ev/s   "
+        f"({w['seconds']:.2f} s, {w['batches']} batches, mean batch {w['mean_batch']:.0f})",
+        f"  ratio worker/baseline      {res['ratio']:10.3f}       "
+        f"(goal >= {GOAL_RATIO}: {'met' if res['ratio'] >= GOAL_RATIO else 'NOT met'})",
+        f"  verified in Redis          {res['verify']['total']} events in "
+        f"{res['verify']['windows']} windows",
+        "",
+        "  worker time          seconds   share   µs/event",
+    ]
+    for k, v in w["breakdown_seconds"].items():
+        lines.append(f"    {k:<18} {v:8.3f}  {w['breakdown_share'][k]:6.1%}  "
+                     f"{w['us_per_event'][k]:8.2f}")
+    lines.append(f"    {'total (wall)':<18} {w['seconds']:8.3f}  {1:6.1%}  "
+                 f"{w['seconds'] / w['events'] * 1e6:8.2f}")
+    c = w["calls"]
+    lines += [
+        f"    calls: {c['process']} process, {c['apply_lua']} Lua applies, {c['commit']} commits, "
+        f"{c['evaluate']} evaluate_due ({w['calls']['redis_heads']} heads reads); "
+        f"final forced evaluation {w['final_evaluation_seconds'] * 1e3:.0f} ms",
+        "",
+        f"  Redis memory (window {m['window']}, the fullest)",
+        f"    numeric key   {m['numeric_key']['bytes']:>8,} B  ({m['numeric_key']['fields']} fields, "
+        f"{m['numeric_key']['encoding']})",
+        f"    categorical   {m['categorical_key']['bytes']:>8,} B  "
+        f"({m['categorical_key']['fields']} fields, {m['categorical_key']['encoding']})",
+        f"    meta key      {m['meta_key']['bytes']:>8,} B  ({m['meta_key']['fields']} fields)",
+        f"    per window    {m['bytes_per_window_mean']:>8,.0f} B  mean over "
+        f"{len(m['per_window'])} windows ({m['keys_per_window']} keys each)",
+        f"    used_memory   {m['used_memory_before']:,} -> {m['used_memory_after']:,} B "
+        f"(+{m['used_memory_delta']:,})",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=200_000, help="events to produce (200000)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--profile", action="store_true",
+                    help="run the worker under cProfile (slower) and print the top functions")
+    args = ap.parse_args(argv)
+    if args.events < 1:
+        ap.error("--events must be positive")
+    # SIGTERM ends the run through the finally blocks, so embedded servers stop
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    run = uuid.uuid4().hex[:10]
+    topic, model = f"sd-bench-{run}", f"bench_{run}"
+    n = args.events
+    t_start = time.perf_counter()
+    with servers() as (bootstrap, redis_url, is_embedded), \
+            tempfile.TemporaryDirectory(prefix="sd-bench-") as tmp:
+        base = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, predictions_topic=topic,
+                        labels_topic=f"{topic}-labels", alerts_topic=f"{topic}-alerts",
+                        session_timeout_ms=SESSION_TIMEOUT_MS)
+        store = Store(redis_url)
+        store.ping()
+        topics = [topic, f"{topic}-labels", f"{topic}-alerts", base.dlq_topic(topic),
+                  base.dlq_topic(f"{topic}-labels")]
+        try:
+            create_topic(bootstrap, topic)
+            ref = synthetic.write_reference(Path(tmp) / "reference.csv")
+            profile = build_profile(model, ref, prediction_column="score",
+                                    label_column="is_fraud",
+                                    config=MonitorConfig(window_seconds=WINDOW_SECONDS))
+            store.save_profile(profile)
+            log(f"producing {n} events to {topic} ...")
+            prod = produce(bootstrap, topic, model, n)
+            log(f"  {prod['seconds']:.1f} s, mean {prod['mean_event_bytes']:.0f} B/event")
+
+            log("baseline: bare consumer + orjson.loads ...")
+            b = baseline(consumer_settings(base, f"bench-baseline-{run}"), n)
+            log(f"  {b['events_per_s']:,.0f} events/s")
+
+            used_before = int(store.redis.info("memory")["used_memory"])
+            log("worker ..." + (" (under cProfile)" if args.profile else ""))
+            _, wres = run_worker(consumer_settings(base, f"bench-worker-{run}"), n,
+                                 args.profile)
+            log(f"  {wres['events_per_s']:,.0f} events/s")
+            ver = verify(store, model, n)
+            if wres["stats"]["counted"] != n or wres["stats"]["dead"]:
+                raise BenchmarkError(f"worker counted {wres['stats']['counted']} of {n}, "
+                                     f"dead letters {wres['stats']['dead']}")
+            mem = memory(store, model, used_before)
+        finally:
+            if not is_embedded:  # leave a shared broker and Redis as they were
+                delete_topics(bootstrap, topics)
+                keys = list(store.redis.scan_iter(match=f"sd:{{{model}}}:*", count=1000))
+                if keys:
+                    store.redis.delete(*keys)
+                store.redis.srem("sd:models", model)
+
+    profile_text = wres.pop("profile_text", None)
+    res: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "events": n,
+        "partitions": PARTITIONS,
+        "window_seconds": WINDOW_SECONDS,
+        "embedded_servers": is_embedded,
+        "profiled": args.profile,
+        "mean_event_bytes": prod["mean_event_bytes"],
+        "produce_seconds": prod["seconds"],
+        "baseline": b,
+        "worker": wres,
+        "ratio": wres["events_per_s"] / b["events_per_s"],
+        "goal_ratio": GOAL_RATIO,
+        "verify": ver,
+        "redis_memory": mem,
+        "total_seconds": time.perf_counter() - t_start,
+    }
+    if args.json:
+        print(json.dumps(res, indent=None, sort_keys=False))
+        log(table(res))
+    else:
+        print(table(res))
+    if profile_text:
+        log(profile_text)
+    log(f"total run time {res['total_seconds']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (BenchmarkError, KafkaException) as e:
+        print(f"benchmark FAILED: {e}", file=sys.stderr)
+        sys.exit(1)

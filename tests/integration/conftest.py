@@ -1,0 +1,146 @@
+"""Fixtures for integration tests: a real Kafka-protocol broker (Tansu) and a real Redis
+server, started once per session unless STREAMDRIFT_TEST_KAFKA / STREAMDRIFT_TEST_REDIS
+name running ones. Each test gets its own topics, consumer group and model names."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaConsumer  # kafka-python: an independent client, not librdkafka
+
+from streamdrift import embedded, kafka_io
+from streamdrift.config import MonitorConfig, Settings
+from streamdrift.store import Store
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Servers:
+    kafka_bootstrap: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    kafka, redis_url = os.environ.get("STREAMDRIFT_TEST_KAFKA"), os.environ.get(
+        "STREAMDRIFT_TEST_REDIS")
+    if kafka and redis_url:
+        yield Servers(kafka, redis_url)
+        return
+    running = embedded.start(tmp_path_factory.mktemp("servers"))
+    try:
+        yield Servers(running.kafka_bootstrap, running.redis_url)
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def settings(servers: Servers) -> Settings:
+    uid = uuid.uuid4().hex[:8]
+    s = Settings(
+        kafka_bootstrap=servers.kafka_bootstrap,
+        redis_url=servers.redis_url,
+        predictions_topic=f"predictions-{uid}",
+        labels_topic=f"labels-{uid}",
+        alerts_topic=f"alerts-{uid}",
+        consumer_group=f"streamdrift-{uid}",
+        session_timeout_ms=6000,
+        batch_size=2000,
+        poll_timeout_seconds=0.3,
+    )
+    kafka_io.ensure_topics(s, partitions=4)
+    return s
+
+
+@pytest.fixture
+def store(settings: Settings) -> Store:
+    return Store(settings.redis_url)
+
+
+@pytest.fixture
+def model_id() -> str:
+    return f"model-{uuid.uuid4().hex[:8]}"
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """Environment for a `streamdrift` subprocess talking to the test's servers/topics."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMDRIFT_")}
+    env.update({
+        "STREAMDRIFT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "STREAMDRIFT_REDIS_URL": settings.redis_url,
+        "STREAMDRIFT_PREDICTIONS_TOPIC": settings.predictions_topic,
+        "STREAMDRIFT_LABELS_TOPIC": settings.labels_topic,
+        "STREAMDRIFT_ALERTS_TOPIC": settings.alerts_topic,
+        "STREAMDRIFT_CONSUMER_GROUP": settings.consumer_group,
+        "STREAMDRIFT_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+        "STREAMDRIFT_BATCH_SIZE": str(settings.batch_size),
+    })
+    return env
+
+
+def cli(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streamdrift", *args], env=env_for(settings),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write_config(path: Path, **overrides: object) -> Path:
+    path.write_text(MonitorConfig(**overrides).model_dump_json())
+    return path
+
+
+def produce(settings: Settings, pairs: Iterable[tuple[bytes | None, bytes]],
+            topic: str | None = None) -> int:
+    producer = kafka_io.producer(settings)
+    n = 0
+    for key, value in pairs:
+        while True:
+            try:
+                producer.produce(topic or settings.predictions_topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        n += 1
+        if n % 5000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    return n
+
+
+def read_topic(settings: Settings, topic: str, idle_ms: int = 3000) -> list:
+    """Every message of `topic`, read with kafka-python (independent of the code under
+    test), stopping after `idle_ms` without new messages."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=idle_ms,
+    )
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def read_alerts(settings: Settings) -> list[dict]:
+    return [orjson.loads(m.value) for m in read_topic(settings, settings.alerts_topic)]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,120 @@
+"""End to end on the real broker and Redis: drift is found where it is and nowhere else."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+
+from streamdrift import synthetic
+from streamdrift.evaluator import Evaluator
+from streamdrift.worker import Worker
+
+from .conftest import cli, produce, read_alerts, write_config
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+WINDOW = 600
+
+
+def _register(settings, model_id, tmp_path: Path) -> None:
+    ref = synthetic.write_reference(tmp_path / "reference.csv")
+    config = write_config(tmp_path / "monitor.json", window_seconds=WINDOW,
+                          evaluation_interval_seconds=0.5)
+    res = cli(settings, "register", model_id, "--reference", str(ref), "--prediction-column",
+              "score", "--label-column", "is_fraud", "--config", str(config))
+    assert res.returncode == 0, res.stderr
+    assert f"registered model '{model_id}'" in res.stdout
+
+
+def _stream(model_id: str, n: int, windows: int, drift_at: float | None):
+    start = (time.time() // WINDOW - windows - 1) * WINDOW  # aligned: whole windows
+    events = list(synthetic.prediction_events(model_id, n, start, windows * WINDOW,
+                                              drift_at=drift_at, seed=11))
+    per_window = Counter(int(orjson.loads(v)["timestamp"] // WINDOW * WINDOW) for _, v in events)
+    return events, per_window
+
+
+def test_drift_detected_end_to_end(settings, store, model_id, tmp_path):
+    _register(settings, model_id, tmp_path)
+    events, per_window = _stream(model_id, 16_000, 4, drift_at=0.5)
+    produce(settings, events)
+
+    stats = Worker(settings).run(max_seconds=90, install_signals=False, until_messages=16_000)
+    assert stats.counted == 16_000
+
+    alerts = read_alerts(settings)
+    schema = orjson.loads((ROOT / "schemas" / "alert.schema.json").read_bytes())
+    for a in alerts:
+        jsonschema.validate(a, schema)
+    starts = sorted(per_window)
+    drifted_windows = set(starts[2:])
+    found = {(a["feature"], int(datetime.fromisoformat(a["window_start"]).timestamp()))
+             for a in alerts}
+    assert {f for f, _ in found} == set(synthetic.DRIFTING)
+    assert {w for _, w in found} == drifted_windows
+    assert len(found) == len(alerts) == len(synthetic.DRIFTING) * len(drifted_windows)
+    assert len({a["alert_id"] for a in alerts}) == len(alerts)
+    top = next(a for a in alerts if a["feature"] == "f00")
+    assert top["type"] == "data_drift" and top["model_version"] == "1.0.0"
+    assert top["sample_size"] == 4000 and top["reference_size"] == 20_000
+    assert {d["feature"] for d in top["context"]["drifting_features"]} == set(synthetic.DRIFTING)
+
+    report = cli(settings, "inspect", model_id, "--json")
+    assert report.returncode == 0, report.stderr
+    doc = orjson.loads(report.stdout)
+    assert doc["model_id"] == model_id
+    assert [w["count"] for w in doc["windows"]] == [per_window[s] for s in starts]
+    assert sorted(doc["windows"][3]["drifting"]) == sorted(synthetic.DRIFTING)
+    assert doc["windows"][0]["drifting"] == []
+    assert doc["windows"][0]["features"]["f05"]["psi"] < 0.05
+    assert len(doc["alerts"]) == len(alerts)
+
+    table = cli(settings, "inspect", model_id)
+    assert table.returncode == 0 and "drifting features" in table.stdout
+
+
+def test_stationary_stream_raises_no_alert(settings, store, model_id, tmp_path):
+    _register(settings, model_id, tmp_path)
+    events, per_window = _stream(model_id, 15_000, 5, drift_at=None)
+    produce(settings, events)
+    stats = Worker(settings).run(max_seconds=90, install_signals=False, until_messages=15_000)
+    assert stats.counted == 15_000
+    assert read_alerts(settings) == []
+    assert store.alerts(model_id) == []
+    doc = orjson.loads(cli(settings, "inspect", model_id, "--json").stdout)
+    assert sum(w["count"] for w in doc["windows"]) == 15_000
+    assert all(w["drifting"] == [] for w in doc["windows"])
+
+
+def test_each_alert_is_raised_once_and_resent_if_its_publisher_died(settings, store, model_id,
+                                                                     tmp_path):
+    _register(settings, model_id, tmp_path)
+    events, _ = _stream(model_id, 4000, 1, drift_at=0.0)
+    produce(settings, events)
+    worker = Worker(settings)
+    worker.run(max_seconds=60, install_signals=False, until_messages=4000)
+    first = read_alerts(settings)
+    assert {a["feature"] for a in first} == set(synthetic.DRIFTING)
+
+    # A second evaluation of the same windows (as after a crash) raises nothing new.
+    profile = store.load_profile(model_id)
+    for start in store.window_starts(model_id, profile.revision):
+        store.redis.zadd(f"sd:{{{model_id}}}:dirty", {f"{profile.revision}:{start}": time.time()})
+    evaluator = Evaluator(store, worker.producer, settings.alerts_topic, "second")
+    assert evaluator.evaluate(profile) == []
+
+    # An alert claimed by a worker that died before publishing is re-sent, same id.
+    lost = first[0]["alert_id"]
+    store.redis.hset(f"sd:{{{model_id}}}:alert_state", lost, f"claimed:{time.time() - 120!r}")
+    evaluator.evaluate(profile)
+    again = read_alerts(settings)
+    assert len(again) == len(first) + 1
+    assert again[-1]["alert_id"] == lost
+    assert store.redis.hget(f"sd:{{{model_id}}}:alert_state", lost).startswith(b"published:")
