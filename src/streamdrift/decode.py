@@ -98,9 +98,8 @@ def _check_prediction(pred: object) -> str | None:
         if score is not None and type(score) not in (float, int):
             return "prediction.score is not a number"
         label = pred.get("label")  # type: ignore[union-attr]
-        if label is not None and type(label) not in (int, str, bool) and not (
-            type(label) is float and label.is_integer()  # type: ignore[union-attr]
-        ):
+        integral = type(label) is float and label.is_integer()  # type: ignore[union-attr]
+        if label is not None and not integral and type(label) not in (int, str, bool):
             return "prediction.label is not an int, string or bool"
         return None
     if pred is None:

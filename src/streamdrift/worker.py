@@ -166,7 +166,10 @@ class Worker:
             applied = {p: head.offsets.get(fence_field(topic, p), -1) for p in partitions}
             keep = [i for i, (p, o) in enumerate(zip(all_events.partitions, all_events.offsets,
                                                      strict=True)) if o > applied[p]]
-            self.stats.skipped_replays += len(all_events) - len(keep)
+            if len(keep) < len(all_events):
+                self.stats.skipped_replays += len(all_events) - len(keep)
+                log.info("model %s: %d re-delivered events already counted, skipped",
+                         model, len(all_events) - len(keep))
             events = all_events if len(keep) == len(all_events) else all_events.select(keep)
             new_dead = self._reject(events, profile)
             if new_dead:

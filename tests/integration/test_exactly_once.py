@@ -1,0 +1,108 @@
+"""Two workers on four partitions, SIGKILLed at random moments and restarted while the
+stream flows: Redis must end exactly as if every event had been counted once."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streamdrift import synthetic
+from streamdrift.reference import build_profile
+
+from .conftest import env_for, produce, wait_for, write_config
+
+pytestmark = pytest.mark.integration
+
+WINDOW = 600
+N = 30_000
+KILLS = 6
+MIN_AGE = 9.0  # seconds: start-up, group join, and the dead member's session timeout
+
+
+SLOW_COMMIT_WORKER = Path(__file__).with_name("slow_commit_worker.py")
+
+
+def _spawn(settings, log_path):
+    return subprocess.Popen([sys.executable, str(SLOW_COMMIT_WORKER)],
+                            env=env_for(settings), stdout=open(log_path, "ab"),  # noqa: SIM115
+                            stderr=subprocess.STDOUT)
+
+
+def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model_id, tmp_path):
+    settings.batch_size = 300
+    config = write_config(tmp_path / "m.json", window_seconds=WINDOW)
+    from streamdrift.config import MonitorConfig
+
+    profile, _ = store.save_profile(build_profile(
+        model_id, synthetic.write_reference(tmp_path / "ref.csv"),
+        config=MonitorConfig.model_validate_json(config.read_text())))
+    start = (time.time() // WINDOW - 5) * WINDOW
+    events = list(synthetic.prediction_events(model_id, N, start, 4 * WINDOW, seed=5))
+
+    # What Redis must hold, computed offline from the events themselves.
+    want_count: Counter[int] = Counter()
+    want_sum: defaultdict[int, float] = defaultdict(float)
+    want_country: defaultdict[int, Counter[str]] = defaultdict(Counter)
+    for _, value in events:
+        e = orjson.loads(value)
+        w = int(e["timestamp"] // WINDOW * WINDOW)
+        want_count[w] += 1
+        want_sum[w] += e["features"]["f00"]
+        want_country[w][e["features"]["country"]] += 1
+
+    def counted() -> int:
+        return sum(w.count for w in store.read_windows(
+            profile, store.window_starts(model_id, profile.revision)))
+
+    log = tmp_path / "workers.log"
+    workers = [_spawn(settings, log), _spawn(settings, log)]
+    producer = threading.Thread(target=lambda: [
+        (produce(settings, events[i:i + 250]), time.sleep(0.5)) for i in range(0, N, 250)])
+    producer.start()
+    rng = random.Random(42)
+    born = [time.monotonic()] * len(workers)
+    kills = 0
+    deadline = time.monotonic() + 120
+    while kills < KILLS and time.monotonic() < deadline:
+        # Kill a worker that has been in the group long enough to be consuming, while
+        # batches are being applied: often after an apply and before its commit.
+        i = min(range(len(workers)), key=lambda k: born[k])
+        time.sleep(max(0.0, born[i] + MIN_AGE - time.monotonic()))
+        before = counted()
+        if not wait_for(lambda: counted() > before, timeout=20, interval=0.02):
+            break
+        time.sleep(rng.uniform(0.0, 0.08))
+        workers[i].send_signal(signal.SIGKILL)
+        workers[i].wait()
+        kills += 1
+        workers[i], born[i] = _spawn(settings, log), time.monotonic()
+    producer.join()
+    try:
+        assert wait_for(lambda: counted() >= N, timeout=150, interval=1.0), \
+            f"only {counted()} of {N} counted after {kills} kills; log: {log.read_text()[-2000:]}"
+        time.sleep(2)  # anything still in flight would show up as a double count now
+        windows = {w.start: w for w in store.read_windows(
+            profile, store.window_starts(model_id, profile.revision))}
+        assert {s: w.count for s, w in windows.items()} == dict(want_count)
+        for s, w in windows.items():
+            assert w.numeric["f00"].n == want_count[s]
+            assert int(w.numeric["f00"].bins.sum()) == want_count[s]
+            assert w.numeric["f00"].total == pytest.approx(want_sum[s], rel=1e-9)
+            assert dict(w.categorical["country"].counts) == dict(want_country[s])
+        assert kills == KILLS
+        replays = log.read_text().count("already counted")
+        assert replays > 0, "no kill landed between an apply and its commit"
+    finally:
+        for p in workers:
+            p.send_signal(signal.SIGTERM)
+        codes = [p.wait(30) for p in workers]
+    assert codes == [0, 0], log.read_text()[-3000:]

@@ -1,0 +1,173 @@
+"""MonitorConfig.from_file errors and Settings from STREAMDRIFT_* environment variables."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from streamdrift.config import MonitorConfig, Settings
+from streamdrift.errors import ConfigError, StreamdriftError
+
+
+def one_line(excinfo) -> str:
+    message = str(excinfo.value)
+    assert message and "\n" not in message
+    assert isinstance(excinfo.value, StreamdriftError)
+    return message
+
+
+def test_from_file_valid(tmp_path):
+    path = tmp_path / "monitor.json"
+    path.write_text(
+        json.dumps(
+            {
+                "window_seconds": 600,
+                "numeric_bins": 20,
+                "drift": {"statistic": "jensen_shannon", "threshold": 0.1, "min_samples": 50},
+            }
+        )
+    )
+    cfg = MonitorConfig.from_file(path)
+    assert (cfg.window_seconds, cfg.numeric_bins) == (600, 20)
+    assert (cfg.drift.statistic, cfg.drift.threshold, cfg.drift.min_samples) == (
+        "jensen_shannon",
+        0.1,
+        50,
+    )
+    defaults = MonitorConfig()
+    assert cfg.max_categories == defaults.max_categories  # unset keys keep their defaults
+    assert cfg.drift.p_value == defaults.drift.p_value
+    assert MonitorConfig.from_file(str(path)) == cfg
+
+
+def test_from_file_none_is_the_defaults():
+    assert MonitorConfig.from_file(None) == MonitorConfig()
+
+
+@pytest.mark.parametrize(
+    ("content", "pieces"),
+    [
+        ({"window_secs": 60}, ["window_secs", "Extra inputs are not permitted"]),
+        ({"drift": {"treshold": 0.3}}, ["drift.treshold", "Extra inputs"]),
+        ({"window_seconds": "an hour"}, ["window_seconds", "integer"]),
+        ({"window_seconds": 0}, ["window_seconds", "greater than or equal to 1"]),
+        ({"numeric_bins": 1000}, ["numeric_bins", "less than or equal to 200"]),
+        ({"drift": {"statistic": "chi2"}}, ["drift.statistic", "psi"]),
+        ({"drift": {"p_value": 1.5}}, ["drift.p_value"]),
+        ([1, 2], ["MonitorConfig"]),
+    ],
+    ids=[
+        "unknown key",
+        "unknown nested key",
+        "wrong type",
+        "too small",
+        "too large",
+        "bad choice",
+        "bad p",
+        "not an object",
+    ],
+)
+def test_from_file_invalid_content(tmp_path, content, pieces):
+    path = tmp_path / "monitor.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ConfigError) as e:
+        MonitorConfig.from_file(path)
+    message = one_line(e)
+    assert str(path) in message
+    for piece in pieces:
+        assert piece in message
+    assert "streamdrift config --defaults" in e.value.fix
+
+
+@pytest.mark.parametrize("text", ['{"window_seconds": 60,}', "", "window_seconds = 60"])
+def test_from_file_invalid_json(tmp_path, text):
+    path = tmp_path / "monitor.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        MonitorConfig.from_file(path)
+    message = one_line(e)
+    assert "not valid JSON" in message and str(path) in message
+
+
+def test_from_file_missing(tmp_path):
+    path = tmp_path / "absent.json"
+    with pytest.raises(ConfigError) as e:
+        MonitorConfig.from_file(path)
+    assert "absent.json" in one_line(e) and "not found" in one_line(e)
+    with pytest.raises(ConfigError, match="not found"):
+        MonitorConfig.from_file(tmp_path)  # a directory is not a config file
+
+
+# ---- Settings -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for key in list(os.environ):
+        if key.upper().startswith("STREAMDRIFT_"):
+            monkeypatch.delenv(key)
+    return monkeypatch
+
+
+def test_settings_defaults(clean_env):
+    s = Settings()
+    assert s.kafka_bootstrap == "localhost:9092"
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert (s.predictions_topic, s.labels_topic, s.alerts_topic) == (
+        "predictions",
+        "labels",
+        "alerts",
+    )
+    assert s.kafka_common() == {"bootstrap.servers": "localhost:9092"}
+    assert s.dlq_topic("predictions") == "predictions.dlq"
+
+
+def test_settings_from_environment(clean_env):
+    env = {
+        "STREAMDRIFT_KAFKA_BOOTSTRAP": "broker-1:9093,broker-2:9093",
+        "STREAMDRIFT_REDIS_URL": "redis://cache:6380/2",
+        "STREAMDRIFT_PREDICTIONS_TOPIC": "preds",
+        "STREAMDRIFT_LABELS_TOPIC": "truth",
+        "STREAMDRIFT_ALERTS_TOPIC": "drift-alerts",
+        "STREAMDRIFT_BATCH_SIZE": "250",
+        "STREAMDRIFT_MAX_EVENT_BYTES": "4096",
+    }
+    for key, value in env.items():
+        clean_env.setenv(key, value)
+    s = Settings()
+    assert s.kafka_bootstrap == "broker-1:9093,broker-2:9093"
+    assert s.redis_url == "redis://cache:6380/2"
+    assert (s.predictions_topic, s.labels_topic, s.alerts_topic) == (
+        "preds",
+        "truth",
+        "drift-alerts",
+    )
+    assert (s.batch_size, s.max_event_bytes) == (250, 4096)
+    assert s.kafka_common() == {"bootstrap.servers": "broker-1:9093,broker-2:9093"}
+    assert s.dlq_topic(s.predictions_topic) == "preds.dlq"
+
+
+def test_kafka_passthrough(clean_env):
+    clean_env.setenv("STREAMDRIFT_KAFKA_BOOTSTRAP", "broker:9093")
+    clean_env.setenv("STREAMDRIFT_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    clean_env.setenv("STREAMDRIFT_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    clean_env.setenv("STREAMDRIFT_REDIS_URL", "redis://r:6379/0")  # not a Kafka setting
+    common = Settings().kafka_common()
+    assert common == {
+        "bootstrap.servers": "broker:9093",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+    }
+    assert "bootstrap" not in common
+
+
+def test_settings_reject_bad_values(clean_env):
+    clean_env.setenv("STREAMDRIFT_BATCH_SIZE", "0")
+    with pytest.raises(ValidationError, match="batch_size"):
+        Settings()
+    clean_env.setenv("STREAMDRIFT_BATCH_SIZE", "many")
+    with pytest.raises(ValidationError, match="batch_size"):
+        Settings()
