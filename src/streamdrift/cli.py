@@ -67,26 +67,52 @@ def main() -> None:
 
 @main.command()
 @click.argument("model")
-@click.option("--reference", "reference", required=True, type=click.Path(path_type=Path),
-              help="CSV, Parquet or JSON lines of reference rows (e.g. training data).")
-@click.option("--task", type=click.Choice(["binary", "multiclass", "regression"]),
-              default="binary", show_default=True)
+@click.option(
+    "--reference",
+    "reference",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="CSV, Parquet or JSON lines of reference rows (e.g. training data).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["binary", "multiclass", "regression"]),
+    default="binary",
+    show_default=True,
+)
 @click.option("--prediction-column", help="Column holding the model's output.")
 @click.option("--label-column", help="Column holding the ground truth.")
 @click.option("--features", help="Comma-separated feature columns (default: all others).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              help="JSON monitor settings: window_seconds, drift thresholds, bins...")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="JSON monitor settings: window_seconds, drift thresholds, bins...",
+)
 @_user_errors
-def register(model: str, reference: Path, task: str, prediction_column: str | None,
-             label_column: str | None, features: str | None, config_path: Path | None) -> None:
+def register(
+    model: str,
+    reference: Path,
+    task: str,
+    prediction_column: str | None,
+    label_column: str | None,
+    features: str | None,
+    config_path: Path | None,
+) -> None:
     """Store MODEL's reference profile in Redis (replacing any earlier one)."""
     from streamdrift.reference import build_profile
 
     config = MonitorConfig.from_file(config_path)
     names = [f.strip() for f in features.split(",") if f.strip()] if features else None
-    profile = build_profile(model, reference, task=task,  # type: ignore[arg-type]
-                            prediction_column=prediction_column, label_column=label_column,
-                            features=names, config=config)
+    profile = build_profile(
+        model,
+        reference,
+        task=task,  # type: ignore[arg-type]
+        prediction_column=prediction_column,
+        label_column=label_column,
+        features=names,
+        config=config,
+    )
     store = _store(_settings())
     saved, replaced = store.save_profile(profile)
     numeric, categorical = saved.numeric_features(), saved.categorical_features()
@@ -99,8 +125,10 @@ def register(model: str, reference: Path, task: str, prediction_column: str | No
         + f"; windows of {saved.config.window_seconds}s"
     )
     if replaced:
-        click.echo("windows counted against the earlier reference stay readable until they "
-                   "expire; new events count against this one")
+        click.echo(
+            "windows counted against the earlier reference stay readable until they "
+            "expire; new events count against this one"
+        )
 
 
 @main.command()
@@ -111,12 +139,20 @@ def worker(max_seconds: float | None, log_level: str) -> None:
     """Run one stateless worker until SIGTERM (finish the batch, commit, leave the group)."""
     from streamdrift.worker import Worker
 
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     stats = Worker(_settings()).run(max_seconds=max_seconds)
     logging.getLogger("streamdrift.worker").info(
         "stopped: %d batches, %d messages, %d counted, %d dead letters, %d alerts",
-        stats.batches, stats.messages, stats.counted, sum(stats.dead.values()), stats.alerts)
+        stats.batches,
+        stats.messages,
+        stats.counted,
+        sum(stats.dead.values()),
+        stats.alerts,
+    )
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -141,31 +177,56 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     console = Console()
-    console.print(f"[bold]{model}[/] revision {report['revision']}, reference "
-                  f"{report['reference']['source']} ({report['reference']['rows']:,} rows)")
+    console.print(
+        f"[bold]{model}[/] revision {report['revision']}, reference "
+        f"{report['reference']['source']} ({report['reference']['rows']:,} rows)"
+    )
     windows = Table(title="windows")
     for col in ("start (UTC)", "end", "events", "invalid", "drifting features"):
         windows.add_column(col)
     for w in report["windows"]:
-        drifting = ", ".join(
-            f"{f} ({w['features'][f]['psi']:.2f})" for f in w["drifting"]) or "-"
-        windows.add_row(w["start"][:16], w["end"][11:16], f"{w['count']:,}",
-                        str(sum(w["invalid"].values())), drifting)
+        drifting = ", ".join(f"{f} ({w['features'][f]['psi']:.2f})" for f in w["drifting"]) or "-"
+        windows.add_row(
+            w["start"][:16],
+            w["end"][11:16],
+            f"{w['count']:,}",
+            str(sum(w["invalid"].values())),
+            drifting,
+        )
     console.print(windows)
     if report["windows"]:
         latest = report["windows"][-1]
         table = Table(title=f"features in the latest window ({latest['start'][:16]})")
-        for col in ("feature", "kind", "n", "missing", "psi", "js", "hellinger", "p-value",
-                    "drifted"):
+        for col in (
+            "feature",
+            "kind",
+            "n",
+            "missing",
+            "psi",
+            "js",
+            "hellinger",
+            "p-value",
+            "drifted",
+        ):
             table.add_column(col)
         for name, f in sorted(latest["features"].items(), key=lambda kv: -(kv[1]["psi"] or 0)):
-            table.add_row(name, f["kind"], str(f["sample_size"]), str(f["missing"]),
-                          _fmt(f["psi"]), _fmt(f["jensen_shannon"]), _fmt(f["hellinger"]),
-                          _fmt(f.get("chi_square_p_value"), 4), "YES" if f["drifted"] else "")
+            table.add_row(
+                name,
+                f["kind"],
+                str(f["sample_size"]),
+                str(f["missing"]),
+                _fmt(f["psi"]),
+                _fmt(f["jensen_shannon"]),
+                _fmt(f["hellinger"]),
+                _fmt(f.get("chi_square_p_value"), 4),
+                "YES" if f["drifted"] else "",
+            )
         console.print(table)
     if report["dead_letters"]:
-        console.print("dead letters: " + ", ".join(
-            f"{r} {n}" for r, n in sorted(report["dead_letters"].items())))
+        console.print(
+            "dead letters: "
+            + ", ".join(f"{r} {n}" for r, n in sorted(report["dead_letters"].items()))
+        )
     console.print(f"{len(report['alerts'])} alert(s)")
     for a in report["alerts"][-20:]:
         console.print(f"  {a['created_at'][:19]} {a['severity']:<8} {a['message']}")
@@ -201,8 +262,13 @@ def demo(events: int, workers: int) -> None:
 @main.command("produce-demo")
 @click.option("--model", default="demo", show_default=True)
 @click.option("--events", type=int, default=20_000, show_default=True)
-@click.option("--drift-at", type=float, default=0.5, show_default=True,
-              help="Fraction of the stream after which inputs drift (1 for none).")
+@click.option(
+    "--drift-at",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Fraction of the stream after which inputs drift (1 for none).",
+)
 @click.option("--register", "do_register", is_flag=True, help="Register the model first.")
 @_user_errors
 def produce_demo(model: str, events: int, drift_at: float, do_register: bool) -> None:
@@ -232,8 +298,12 @@ def config(defaults: bool) -> None:
 
 
 @main.command()
-@click.option("--write", "out_dir", type=click.Path(path_type=Path),
-              help="Write the JSON Schemas into this directory.")
+@click.option(
+    "--write",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Write the JSON Schemas into this directory.",
+)
 @_user_errors
 def schemas(out_dir: Path | None) -> None:
     """Print (or write) the JSON Schemas of the event contract."""

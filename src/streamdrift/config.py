@@ -65,7 +65,9 @@ class MonitorConfig(BaseModel):
             return cls()
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"config file {p} not found", "pass an existing JSON file to --config")
+            raise ConfigError(
+                f"config file {p} not found", "pass an existing JSON file to --config"
+            )
         try:
             return cls.model_validate(orjson.loads(p.read_bytes()))
         except orjson.JSONDecodeError as e:

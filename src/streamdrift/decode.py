@@ -126,8 +126,17 @@ def decode_predictions(messages: list[Any], max_event_bytes: int) -> DecodedBatc
         size = len(raw) if raw is not None else 0
         batch.bytes_in += size
         if size > max_event_bytes:
-            dead(DeadLetter(topic, partition, offset, msg.key(), raw, "oversized",
-                            f"{size} bytes > {max_event_bytes}"))
+            dead(
+                DeadLetter(
+                    topic,
+                    partition,
+                    offset,
+                    msg.key(),
+                    raw,
+                    "oversized",
+                    f"{size} bytes > {max_event_bytes}",
+                )
+            )
             continue
         try:
             event = loads(raw) if raw is not None else None
@@ -135,8 +144,11 @@ def decode_predictions(messages: list[Any], max_event_bytes: int) -> DecodedBatc
             dead(DeadLetter(topic, partition, offset, msg.key(), raw, "invalid_json", str(e)))
             continue
         if type(event) is not dict:
-            dead(DeadLetter(topic, partition, offset, msg.key(), raw, "not_an_object",
-                            type(event).__name__))
+            dead(
+                DeadLetter(
+                    topic, partition, offset, msg.key(), raw, "not_an_object", type(event).__name__
+                )
+            )
             continue
         model_id = event.get("model_id")
         pid = event.get("prediction_id")

@@ -31,25 +31,39 @@ DEMO_MODEL = "fraud-demo"
 def register_demo_model(store: Store, model: str, workdir: Path, window_seconds: int = 600):
     ref = synthetic.write_reference(workdir / f"{model}-reference.csv")
     config = MonitorConfig(window_seconds=window_seconds, evaluation_interval_seconds=1.0)
-    profile = build_profile(model, ref, task="binary", prediction_column="score",
-                            label_column="is_fraud", config=config)
+    profile = build_profile(
+        model, ref, task="binary", prediction_column="score", label_column="is_fraud", config=config
+    )
     return store.save_profile(profile)[0]
 
 
-def produce_stream(settings: Settings, model: str, events: int, drift_at: float | None,
-                   span_seconds: float, console: Console | None = None,
-                   rate: float | None = None) -> int:
+def produce_stream(
+    settings: Settings,
+    model: str,
+    events: int,
+    drift_at: float | None,
+    span_seconds: float,
+    console: Console | None = None,
+    rate: float | None = None,
+) -> int:
     """Produce the synthetic stream, its event times ending now, at about `rate` events
     per second (None: as fast as the broker takes them); returns events sent."""
     producer = kafka_io.producer(settings)
     start = time.time() - span_seconds
     started = time.monotonic()
-    with Progress(TextColumn("[bold]producing"), BarColumn(), TextColumn("{task.completed:,}"),
-                  TimeRemainingColumn(), console=console, transient=False,
-                  disable=console is None) as progress:
+    with Progress(
+        TextColumn("[bold]producing"),
+        BarColumn(),
+        TextColumn("{task.completed:,}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=console is None,
+    ) as progress:
         task = progress.add_task("produce", total=events)
-        for i, (key, value) in enumerate(synthetic.prediction_events(
-                model, events, start, span_seconds, drift_at=drift_at)):
+        for i, (key, value) in enumerate(
+            synthetic.prediction_events(model, events, start, span_seconds, drift_at=drift_at)
+        ):
             while True:
                 try:
                     producer.produce(settings.predictions_topic, key=key, value=value)
@@ -76,8 +90,14 @@ def _start_workers(settings: Settings, n: int, workdir: Path) -> list[subprocess
     procs = []
     for i in range(n):
         log = open(workdir / f"worker-{i}.log", "wb")  # noqa: SIM115 - lives with the process
-        procs.append(subprocess.Popen([sys.executable, "-m", "streamdrift", "worker"],
-                                      env=env, stdout=log, stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "streamdrift", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     return procs
 
 
@@ -85,33 +105,44 @@ def _counted(store: Store, model: str) -> int:
     profile = store.load_profile(model)
     if profile is None:
         return 0
-    return sum(w.count for w in store.read_windows(
-        profile, store.window_starts(model, profile.revision)))
+    return sum(
+        w.count for w in store.read_windows(profile, store.window_starts(model, profile.revision))
+    )
 
 
 def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> int:
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="streamdrift-demo-"))
-    configured = "STREAMDRIFT_KAFKA_BOOTSTRAP" in os.environ and "STREAMDRIFT_REDIS_URL" in os.environ
+    configured = (
+        "STREAMDRIFT_KAFKA_BOOTSTRAP" in os.environ and "STREAMDRIFT_REDIS_URL" in os.environ
+    )
     servers = None
     procs: list[subprocess.Popen] = []
     t0 = time.monotonic()
     try:
         if configured:
             settings = Settings()
-            console.print(f"using Kafka at {settings.kafka_bootstrap}, Redis at {settings.redis_url}")
+            console.print(
+                f"using Kafka at {settings.kafka_bootstrap}, Redis at {settings.redis_url}"
+            )
         else:
             servers = embedded.start(workdir)
-            settings = Settings(kafka_bootstrap=servers.kafka_bootstrap, redis_url=servers.redis_url)
-            console.print(f"started embedded Kafka-protocol broker (tansu) at "
-                          f"{servers.kafka_bootstrap} and Redis at {servers.redis_url}")
+            settings = Settings(
+                kafka_bootstrap=servers.kafka_bootstrap, redis_url=servers.redis_url
+            )
+            console.print(
+                f"started embedded Kafka-protocol broker (tansu) at "
+                f"{servers.kafka_bootstrap} and Redis at {servers.redis_url}"
+            )
         store = Store(settings.redis_url)
         store.ping()
         kafka_io.ensure_topics(settings)
         profile = register_demo_model(store, DEMO_MODEL, workdir)
-        console.print(f"registered model [bold]{DEMO_MODEL}[/] from a 20,000-row reference: "
-                      f"{len(profile.features)} features, windows of "
-                      f"{profile.config.window_seconds // 60} min")
+        console.print(
+            f"registered model [bold]{DEMO_MODEL}[/] from a 20,000-row reference: "
+            f"{len(profile.features)} features, windows of "
+            f"{profile.config.window_seconds // 60} min"
+        )
         procs = _start_workers(settings, workers, workdir)
         console.print(f"started {workers} workers (one consumer group); logs in {workdir}")
 
@@ -131,8 +162,10 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
         reader = threading.Thread(target=show_alerts, daemon=True)
         reader.start()
         span = 12 * profile.config.window_seconds
-        console.print(f"producing {events:,} predictions over {span // 3600} h of event time; "
-                      f"inputs f00, f03 and country shift half-way")
+        console.print(
+            f"producing {events:,} predictions over {span // 3600} h of event time; "
+            f"inputs f00, f03 and country shift half-way"
+        )
         produce_stream(settings, DEMO_MODEL, events, 0.5, span, console, rate=5000)
 
         deadline = time.monotonic() + timeout
@@ -161,8 +194,9 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
             servers.stop()
 
 
-def _summary(console: Console, store: Store, alerts: list[dict], produced: int, counted: int,
-             seconds: float) -> None:
+def _summary(
+    console: Console, store: Store, alerts: list[dict], produced: int, counted: int, seconds: float
+) -> None:
     from streamdrift.report import model_report
 
     report = model_report(store, DEMO_MODEL)
@@ -176,8 +210,10 @@ def _summary(console: Console, store: Store, alerts: list[dict], produced: int, 
     by_feature: dict[str, int] = {}
     for a in alerts:
         by_feature[a["feature"]] = by_feature.get(a["feature"], 0) + 1
-    console.print(f"produced {produced:,} events, counted {counted:,} in Redis "
-                  f"({'exactly once' if produced == counted else 'MISMATCH'}); "
-                  f"{len(alerts)} alerts: "
-                  + ", ".join(f"{f}×{n}" for f, n in sorted(by_feature.items()))
-                  + f"; {seconds:.0f} s in all")
+    console.print(
+        f"produced {produced:,} events, counted {counted:,} in Redis "
+        f"({'exactly once' if produced == counted else 'MISMATCH'}); "
+        f"{len(alerts)} alerts: "
+        + ", ".join(f"{f}×{n}" for f, n in sorted(by_feature.items()))
+        + f"; {seconds:.0f} s in all"
+    )

@@ -30,8 +30,10 @@ def _wait_for_port(port: int, proc: subprocess.Popen, name: str, timeout: float 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise StreamdriftError(f"embedded {name} exited with code {proc.returncode}",
-                                   "see its log in the run directory")
+            raise StreamdriftError(
+                f"embedded {name} exited with code {proc.returncode}",
+                "see its log in the run directory",
+            )
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.05)
@@ -91,19 +93,41 @@ def start(workdir: Path | None = None) -> EmbeddedServers:
     kport, rport = free_port(), free_port()
     url = f"tcp://127.0.0.1:{kport}"
     kafka = subprocess.Popen(
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=open(workdir / "tansu.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=open(workdir / "tansu.log", "wb"),  # noqa: SIM115 - lives with the process
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     redis = subprocess.Popen(
-        [redis_binary(), "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        stdout=open(workdir / "redis.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            redis_binary(),
+            "--port",
+            str(rport),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=open(workdir / "redis.log", "wb"),  # noqa: SIM115 - lives with the process
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    servers = EmbeddedServers(f"127.0.0.1:{kport}", f"redis://127.0.0.1:{rport}/0", workdir,
-                              [kafka, redis])
+    servers = EmbeddedServers(
+        f"127.0.0.1:{kport}", f"redis://127.0.0.1:{rport}/0", workdir, [kafka, redis]
+    )
     try:
         _wait_for_port(kport, kafka, "Kafka broker (tansu)")
         _wait_for_port(rport, redis, "Redis")

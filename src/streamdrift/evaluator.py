@@ -44,8 +44,9 @@ class Evaluator:
             now = time.time() if now is None else now
             self._republish(model, now)
             marks = self.store.dirty_windows(model)
-            starts = sorted({int(m.split(":")[1]) for m, _ in marks
-                             if m.split(":")[0] == str(profile.revision)})
+            starts = sorted(
+                {int(m.split(":")[1]) for m, _ in marks if m.split(":")[0] == str(profile.revision)}
+            )
             fresh: list[Alert] = []
             for window in self.store.read_windows(profile, starts):
                 drift = window_drift(profile, window)
@@ -62,7 +63,9 @@ class Evaluator:
         stale = self.store.unpublished_alerts(model, now - REPUBLISH_AFTER_SECONDS)
         if stale:
             ids = [orjson.loads(a)["alert_id"] for a in stale]
-            log.warning("re-sending %d alert(s) of %s claimed by a worker that died", len(ids), model)
+            log.warning(
+                "re-sending %d alert(s) of %s claimed by a worker that died", len(ids), model
+            )
             self._publish(model, stale, ids)
 
     def _publish(self, model: str, payloads: list[bytes], ids: list[str]) -> set[str]:
@@ -79,9 +82,13 @@ class Evaluator:
                 log.error("alert %s not delivered: %s", aid, err)
 
         for aid, payload in zip(ids, payloads, strict=True):
-            self.producer.produce(self.topic, key=model.encode(), value=payload,
-                                  headers=[("alert_id", aid.encode())],
-                                  on_delivery=partial(on_delivery, aid))
+            self.producer.produce(
+                self.topic,
+                key=model.encode(),
+                value=payload,
+                headers=[("alert_id", aid.encode())],
+                on_delivery=partial(on_delivery, aid),
+            )
         self.producer.flush(30)
         self.store.mark_published(model, sorted(delivered), time.time())
         self.published += len(delivered)

@@ -86,8 +86,12 @@ class LabelEvent(BaseModel):
 
 
 AlertType = Literal[
-    "data_drift", "prediction_drift", "label_drift", "performance_degradation",
-    "data_quality", "outlier",
+    "data_drift",
+    "prediction_drift",
+    "label_drift",
+    "performance_degradation",
+    "data_quality",
+    "outlier",
 ]
 Severity = Literal["info", "warning", "critical"]
 

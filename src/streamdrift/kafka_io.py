@@ -62,8 +62,11 @@ def ensure_topics(settings: Settings, partitions: int = 4, timeout: float = 15.0
         settings.dlq_topic(settings.predictions_topic): 1,
         settings.dlq_topic(settings.labels_topic): 1,
     }
-    new = [NewTopic(t, num_partitions=n, replication_factor=1)
-           for t, n in wanted.items() if t not in existing]
+    new = [
+        NewTopic(t, num_partitions=n, replication_factor=1)
+        for t, n in wanted.items()
+        if t not in existing
+    ]
     if not new:
         return
     for topic, fut in admin.create_topics(new, operation_timeout=timeout).items():
@@ -71,4 +74,6 @@ def ensure_topics(settings: Settings, partitions: int = 4, timeout: float = 15.0
             fut.result(timeout=timeout)
         except KafkaException as e:
             if "TOPIC_ALREADY_EXISTS" not in str(e):
-                raise ConnectionProblem(f"cannot create topic {topic}: {e}", "check the broker") from None
+                raise ConnectionProblem(
+                    f"cannot create topic {topic}: {e}", "check the broker"
+                ) from None

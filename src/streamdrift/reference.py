@@ -39,7 +39,9 @@ def read_table(path: str | Path) -> pa.Table:
     if not p.exists():
         raise ReferenceFileError(f"reference file {p} does not exist", "check the --reference path")
     if not p.is_file():
-        raise ReferenceFileError(f"reference {p} is not a file", "pass a CSV, Parquet or JSONL file")
+        raise ReferenceFileError(
+            f"reference {p} is not a file", "pass a CSV, Parquet or JSONL file"
+        )
     if p.stat().st_size == 0:
         raise ReferenceFileError(f"reference file {p} is empty", "pass a file with reference rows")
     suffix = "".join(s for s in p.suffixes[-2:] if s != ".gz").lower() or p.suffix.lower()
@@ -139,7 +141,8 @@ def column_profile(table: pa.Table, name: str, config: MonitorConfig, kind: str 
         )
     if col.null_count == len(col):
         raise ReferenceFileError(
-            f"column '{name}' has no values in the reference", "fill it or leave it out of --features"
+            f"column '{name}' has no values in the reference",
+            "fill it or leave it out of --features",
         )
     if kind is None:
         kind = "numeric" if _is_numeric(col) else "categorical"
@@ -173,7 +176,10 @@ def build_profile(
     config = config or MonitorConfig()
     table = read_table(path)
     columns = set(table.column_names)
-    for option, col_name in (("--prediction-column", prediction_column), ("--label-column", label_column)):
+    for option, col_name in (
+        ("--prediction-column", prediction_column),
+        ("--label-column", label_column),
+    ):
         if col_name is not None and col_name not in columns:
             raise ReferenceFileError(
                 f"{option} '{col_name}' is not a column of {Path(path).name}",

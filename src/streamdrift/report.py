@@ -34,25 +34,28 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
     windows = []
     for w in store.read_windows(profile, starts):
         drift = window_drift(profile, w)
-        windows.append({
-            "start": _iso(w.start),
-            "end": _iso(w.start + profile.config.window_seconds),
-            "count": w.count,
-            "invalid": dict(w.invalid),
-            "versions": dict(w.versions),
-            "drifting": sorted((d.feature for d in drift.values() if d.drifted),
-                               key=lambda f: -drift[f].value),
-            "features": {
-                name: {
-                    "kind": d.kind,
-                    "sample_size": d.sample_size,
-                    "missing": d.missing,
-                    "drifted": d.drifted,
-                    **{k: _clean(v) for k, v in d.statistics.items()},
-                }
-                for name, d in drift.items()
-            },
-        })
+        windows.append(
+            {
+                "start": _iso(w.start),
+                "end": _iso(w.start + profile.config.window_seconds),
+                "count": w.count,
+                "invalid": dict(w.invalid),
+                "versions": dict(w.versions),
+                "drifting": sorted(
+                    (d.feature for d in drift.values() if d.drifted), key=lambda f: -drift[f].value
+                ),
+                "features": {
+                    name: {
+                        "kind": d.kind,
+                        "sample_size": d.sample_size,
+                        "missing": d.missing,
+                        "drifted": d.drifted,
+                        **{k: _clean(v) for k, v in d.statistics.items()},
+                    }
+                    for name, d in drift.items()
+                },
+            }
+        )
     return {
         "model_id": model,
         "revision": profile.revision,

@@ -13,10 +13,17 @@ SCHEMA_ID = "https://streamdrift.dev/schemas/{name}.schema.json"
 
 def all_schemas() -> dict[str, dict[str, Any]]:
     out = {}
-    for name, model in (("prediction", PredictionEvent), ("label", LabelEvent),
-                        ("alert", Alert), ("reference-profile", ReferenceProfile)):
+    for name, model in (
+        ("prediction", PredictionEvent),
+        ("label", LabelEvent),
+        ("alert", Alert),
+        ("reference-profile", ReferenceProfile),
+    ):
         schema = model.model_json_schema()
-        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-                  "$id": SCHEMA_ID.format(name=name), **schema}
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": SCHEMA_ID.format(name=name),
+            **schema,
+        }
         out[name] = schema
     return out

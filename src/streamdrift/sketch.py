@@ -213,7 +213,7 @@ def sketch_events(events: ModelEvents, profile: ReferenceProfile) -> dict[int, W
     for name in profile.categorical_features():
         values = [f.get(name) for f in events.features]
         counts = Counter(zip(inv_list, values, strict=True))
-        for w, s in enumerate(starts):
+        for s in starts:
             windows[int(s)].categorical[name] = CategoricalSketch()
         for (w, value), c in counts.items():
             sk = windows[int(starts[w])].categorical[name]

@@ -288,8 +288,10 @@ class Store:
 
     # ---- evaluation scheduling ---------------------------------------------------------
     def dirty_windows(self, model: str) -> list[tuple[str, float]]:
-        return [(m.decode(), s) for m, s in
-                self.redis.zrange(f"{_tag(model)}:dirty", 0, -1, withscores=True)]
+        return [
+            (m.decode(), s)
+            for m, s in self.redis.zrange(f"{_tag(model)}:dirty", 0, -1, withscores=True)
+        ]
 
     def clear_dirty(self, model: str, marks: list[tuple[str, float]]) -> None:
         if marks:
@@ -315,8 +317,9 @@ class Store:
 
     def mark_published(self, model: str, alert_ids: list[str], now: float) -> None:
         if alert_ids:
-            self.redis.hset(f"{_tag(model)}:alert_state",
-                            mapping={a: f"published:{now!r}" for a in alert_ids})
+            self.redis.hset(
+                f"{_tag(model)}:alert_state", mapping={a: f"published:{now!r}" for a in alert_ids}
+            )
 
     def unpublished_alerts(self, model: str, older_than: float) -> list[bytes]:
         """Alerts claimed by a worker that died before publishing them."""

@@ -72,7 +72,7 @@ def prediction_events(
         m = min(chunk, n - lo)
         pos = np.arange(lo, lo + m)
         drifted = pos >= int(drift_at * n) if drift_at is not None else None
-        x, country, device, score, label = _rows(rng, m, drifted)
+        x, country, device, score, _label = _rows(rng, m, drifted)
         ts = start + pos * (span_seconds / n)
         for i in range(m):
             pid = f"{model_id}-{seed}-{lo + i}"

@@ -90,8 +90,9 @@ class Worker:
             while not self._stopping and (deadline is None or time.monotonic() < deadline):
                 if until_messages is not None and self.stats.messages >= until_messages:
                     break
-                messages = self.consumer.consume(self.settings.batch_size,
-                                                 self.settings.poll_timeout_seconds)
+                messages = self.consumer.consume(
+                    self.settings.batch_size, self.settings.poll_timeout_seconds
+                )
                 if messages:
                     self.process(messages)
                     self.evaluate_due(idle=False)
@@ -148,11 +149,18 @@ class Worker:
         if events is None:
             return
         for i in range(len(events)):
-            batch.dead.append(DeadLetter(
-                self.settings.predictions_topic, events.partitions[i], events.offsets[i],
-                events.prediction_ids[i].encode(), events.raws[i], "unregistered_model",
-                f"model '{model}' has no reference profile: run streamdrift register", model,
-            ))
+            batch.dead.append(
+                DeadLetter(
+                    self.settings.predictions_topic,
+                    events.partitions[i],
+                    events.offsets[i],
+                    events.prediction_ids[i].encode(),
+                    events.raws[i],
+                    "unregistered_model",
+                    f"model '{model}' has no reference profile: run streamdrift register",
+                    model,
+                )
+            )
 
     def _apply_model(self, batch: DecodedBatch, model: str, head: ModelHead) -> None:
         topic = self.settings.predictions_topic
@@ -164,12 +172,20 @@ class Worker:
             if profile is None:
                 return
             applied = {p: head.offsets.get(fence_field(topic, p), -1) for p in partitions}
-            keep = [i for i, (p, o) in enumerate(zip(all_events.partitions, all_events.offsets,
-                                                     strict=True)) if o > applied[p]]
+            keep = [
+                i
+                for i, (p, o) in enumerate(
+                    zip(all_events.partitions, all_events.offsets, strict=True)
+                )
+                if o > applied[p]
+            ]
             if len(keep) < len(all_events):
                 self.stats.skipped_replays += len(all_events) - len(keep)
-                log.info("model %s: %d re-delivered events already counted, skipped",
-                         model, len(all_events) - len(keep))
+                log.info(
+                    "model %s: %d re-delivered events already counted, skipped",
+                    model,
+                    len(all_events) - len(keep),
+                )
             events = all_events if len(keep) == len(all_events) else all_events.select(keep)
             new_dead = self._reject(events, profile)
             if new_dead:
@@ -178,8 +194,10 @@ class Worker:
             invalid = Counter(d.reason for d in model_dead if d.offset > applied[d.partition])
             invalid.update(d.reason for d in new_dead)
             windows = sketch_events(events, profile)
-            fences = [Fence(fence_field(topic, p), applied[p], batch.last_offsets[(topic, p)])
-                      for p in sorted(partitions)]
+            fences = [
+                Fence(fence_field(topic, p), applied[p], batch.last_offsets[(topic, p)])
+                for p in sorted(partitions)
+            ]
             if self.store.apply_batch(profile, fences, windows, invalid):
                 batch.dead.extend(new_dead)
                 self.stats.counted += len(events)
@@ -194,20 +212,34 @@ class Worker:
         for their window to still exist."""
         topic = self.settings.predictions_topic
         dead = [
-            DeadLetter(topic, events.partitions[b.index], events.offsets[b.index],
-                       events.prediction_ids[b.index].encode(), events.raws[b.index],
-                       b.reason, b.detail,
-                       profile.model_id)
+            DeadLetter(
+                topic,
+                events.partitions[b.index],
+                events.offsets[b.index],
+                events.prediction_ids[b.index].encode(),
+                events.raws[b.index],
+                b.reason,
+                b.detail,
+                profile.model_id,
+            )
             for b in validate_features(events, profile)
         ]
         cfg = profile.config
         oldest = time.time() - cfg.retention_seconds - cfg.window_seconds
         ts = np.asarray(events.timestamps, dtype=np.float64)
         for i in np.flatnonzero(ts < oldest).tolist():
-            dead.append(DeadLetter(topic, events.partitions[i], events.offsets[i],
-                                   events.prediction_ids[i].encode(), events.raws[i], "too_late",
-                                   f"window expired (retention {cfg.retention_seconds}s)",
-                                   profile.model_id))
+            dead.append(
+                DeadLetter(
+                    topic,
+                    events.partitions[i],
+                    events.offsets[i],
+                    events.prediction_ids[i].encode(),
+                    events.raws[i],
+                    "too_late",
+                    f"window expired (retention {cfg.retention_seconds}s)",
+                    profile.model_id,
+                )
+            )
         return dead
 
     def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
@@ -215,13 +247,16 @@ class Worker:
         if not dead:
             return
         for d in dead:
-            headers = [("streamdrift.reason", d.reason.encode()),
-                       ("streamdrift.detail", d.detail.encode()),
-                       ("streamdrift.source", f"{d.topic}:{d.partition}:{d.offset}".encode())]
+            headers = [
+                ("streamdrift.reason", d.reason.encode()),
+                ("streamdrift.detail", d.detail.encode()),
+                ("streamdrift.source", f"{d.topic}:{d.partition}:{d.offset}".encode()),
+            ]
             if d.model_id:
                 headers.append(("streamdrift.model_id", d.model_id.encode()))
-            self.producer.produce(self.settings.dlq_topic(d.topic), key=d.key,
-                                  value=d.value, headers=headers)
+            self.producer.produce(
+                self.settings.dlq_topic(d.topic), key=d.key, value=d.value, headers=headers
+            )
         self.producer.flush(30)
 
     # ---- evaluation --------------------------------------------------------------------

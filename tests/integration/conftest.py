@@ -32,8 +32,10 @@ class Servers:
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    kafka, redis_url = os.environ.get("STREAMDRIFT_TEST_KAFKA"), os.environ.get(
-        "STREAMDRIFT_TEST_REDIS")
+    kafka, redis_url = (
+        os.environ.get("STREAMDRIFT_TEST_KAFKA"),
+        os.environ.get("STREAMDRIFT_TEST_REDIS"),
+    )
     if kafka and redis_url:
         yield Servers(kafka, redis_url)
         return
@@ -75,22 +77,29 @@ def model_id() -> str:
 def env_for(settings: Settings) -> dict[str, str]:
     """Environment for a `streamdrift` subprocess talking to the test's servers/topics."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMDRIFT_")}
-    env.update({
-        "STREAMDRIFT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "STREAMDRIFT_REDIS_URL": settings.redis_url,
-        "STREAMDRIFT_PREDICTIONS_TOPIC": settings.predictions_topic,
-        "STREAMDRIFT_LABELS_TOPIC": settings.labels_topic,
-        "STREAMDRIFT_ALERTS_TOPIC": settings.alerts_topic,
-        "STREAMDRIFT_CONSUMER_GROUP": settings.consumer_group,
-        "STREAMDRIFT_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
-        "STREAMDRIFT_BATCH_SIZE": str(settings.batch_size),
-    })
+    env.update(
+        {
+            "STREAMDRIFT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "STREAMDRIFT_REDIS_URL": settings.redis_url,
+            "STREAMDRIFT_PREDICTIONS_TOPIC": settings.predictions_topic,
+            "STREAMDRIFT_LABELS_TOPIC": settings.labels_topic,
+            "STREAMDRIFT_ALERTS_TOPIC": settings.alerts_topic,
+            "STREAMDRIFT_CONSUMER_GROUP": settings.consumer_group,
+            "STREAMDRIFT_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+            "STREAMDRIFT_BATCH_SIZE": str(settings.batch_size),
+        }
+    )
     return env
 
 
 def cli(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streamdrift", *args], env=env_for(settings),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "streamdrift", *args],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def write_config(path: Path, **overrides: object) -> Path:
@@ -98,8 +107,9 @@ def write_config(path: Path, **overrides: object) -> Path:
     return path
 
 
-def produce(settings: Settings, pairs: Iterable[tuple[bytes | None, bytes]],
-            topic: str | None = None) -> int:
+def produce(
+    settings: Settings, pairs: Iterable[tuple[bytes | None, bytes]], topic: str | None = None
+) -> int:
     producer = kafka_io.producer(settings)
     n = 0
     for key, value in pairs:

@@ -38,19 +38,35 @@ def test_register_errors_name_the_problem_and_the_fix(settings, model_id, tmp_pa
     bad_config = tmp_path / "bad.json"
     bad_config.write_text('{"window_seconds": "hourly"}')
 
-    _one_line_error(cli(settings, "register", model_id, "--reference", str(tmp_path / "no.csv")),
-                    "does not exist", "--reference")
+    _one_line_error(
+        cli(settings, "register", model_id, "--reference", str(tmp_path / "no.csv")),
+        "does not exist",
+        "--reference",
+    )
     _one_line_error(cli(settings, "register", model_id, "--reference", str(empty)), "is empty")
-    _one_line_error(cli(settings, "register", model_id, "--reference", str(ref),
-                        "--features", "f00,nope"), "nope", "columns are:")
-    _one_line_error(cli(settings, "register", model_id, "--reference", str(ref),
-                        "--prediction-column", "proba"), "proba")
-    _one_line_error(cli(settings, "register", model_id, "--reference", str(nulls),
-                        "--features", "a,b"), "'a'", "no values")
-    _one_line_error(cli(settings, "register", model_id, "--reference", str(ref),
-                        "--config", str(bad_config)), "window_seconds")
-    _one_line_error(cli(settings, "inspect", "never-registered"), "not registered",
-                    "streamdrift register")
+    _one_line_error(
+        cli(settings, "register", model_id, "--reference", str(ref), "--features", "f00,nope"),
+        "nope",
+        "columns are:",
+    )
+    _one_line_error(
+        cli(
+            settings, "register", model_id, "--reference", str(ref), "--prediction-column", "proba"
+        ),
+        "proba",
+    )
+    _one_line_error(
+        cli(settings, "register", model_id, "--reference", str(nulls), "--features", "a,b"),
+        "'a'",
+        "no values",
+    )
+    _one_line_error(
+        cli(settings, "register", model_id, "--reference", str(ref), "--config", str(bad_config)),
+        "window_seconds",
+    )
+    _one_line_error(
+        cli(settings, "inspect", "never-registered"), "not registered", "streamdrift register"
+    )
 
 
 def test_register_parquet_and_jsonl_and_replace(settings, store, model_id, tmp_path):
@@ -59,12 +75,30 @@ def test_register_parquet_and_jsonl_and_replace(settings, store, model_id, tmp_p
     pq.write_table(table, tmp_path / "ref.parquet")
     (tmp_path / "ref.jsonl").write_bytes(b"\n".join(orjson.dumps(r) for r in table.to_pylist()))
 
-    first = cli(settings, "register", model_id, "--reference", str(tmp_path / "ref.parquet"),
-                "--prediction-column", "score", "--label-column", "is_fraud")
+    first = cli(
+        settings,
+        "register",
+        model_id,
+        "--reference",
+        str(tmp_path / "ref.parquet"),
+        "--prediction-column",
+        "score",
+        "--label-column",
+        "is_fraud",
+    )
     assert first.returncode == 0, first.stderr
     assert "registered model" in first.stdout and "20 numeric and 2 categorical" in first.stdout
-    second = cli(settings, "register", model_id, "--reference", str(tmp_path / "ref.jsonl"),
-                 "--prediction-column", "score", "--label-column", "is_fraud")
+    second = cli(
+        settings,
+        "register",
+        model_id,
+        "--reference",
+        str(tmp_path / "ref.jsonl"),
+        "--prediction-column",
+        "score",
+        "--label-column",
+        "is_fraud",
+    )
     assert second.returncode == 0, second.stderr
     assert "replaced the profile (now revision 2)" in second.stdout
     profile = store.load_profile(model_id)
@@ -78,8 +112,13 @@ def test_register_parquet_and_jsonl_and_replace(settings, store, model_id, tmp_p
 def test_unreachable_redis_is_a_one_line_error(settings, tmp_path):
     ref = synthetic.write_reference(tmp_path / "ref.csv", rows=200)
     env = {**os.environ, "STREAMDRIFT_REDIS_URL": "redis://127.0.0.1:1/0"}
-    res = subprocess.run([sys.executable, "-m", "streamdrift", "register", "m", "--reference",
-                          str(ref)], env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "streamdrift", "register", "m", "--reference", str(ref)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     _one_line_error(res, "cannot reach Redis", "STREAMDRIFT_REDIS_URL")
 
 
@@ -87,12 +126,24 @@ def test_alerts_command_reads_the_topic(settings, tmp_path):
     from streamdrift import kafka_io
 
     p = kafka_io.producer(settings)
-    alert = {"alert_id": "a" * 32, "type": "data_drift", "severity": "warning", "model_id": "m1",
-             "model_version": None, "feature": "f00", "statistic": "psi", "value": 0.5,
-             "threshold": 0.2, "window_start": "2026-11-22T10:00:00Z",
-             "window_end": "2026-11-22T11:00:00Z", "sample_size": 1000,
-             "reference_size": 5000, "message": "m1: feature 'f00' drifted",
-             "created_at": "2026-11-22T11:00:01Z", "context": {}}
+    alert = {
+        "alert_id": "a" * 32,
+        "type": "data_drift",
+        "severity": "warning",
+        "model_id": "m1",
+        "model_version": None,
+        "feature": "f00",
+        "statistic": "psi",
+        "value": 0.5,
+        "threshold": 0.2,
+        "window_start": "2026-11-22T10:00:00Z",
+        "window_end": "2026-11-22T11:00:00Z",
+        "sample_size": 1000,
+        "reference_size": 5000,
+        "message": "m1: feature 'f00' drifted",
+        "created_at": "2026-11-22T11:00:01Z",
+        "context": {},
+    }
     p.produce(settings.alerts_topic, value=orjson.dumps(alert))
     p.produce(settings.alerts_topic, value=orjson.dumps({**alert, "model_id": "m2"}))
     p.flush(10)

@@ -20,9 +20,13 @@ pytestmark = pytest.mark.integration
 
 def test_bad_events_go_to_the_dlq_with_their_reason(settings, store, model_id, tmp_path):
     settings.max_event_bytes = 4096
-    profile, _ = store.save_profile(build_profile(
-        model_id, synthetic.write_reference(tmp_path / "ref.csv"),
-        config=MonitorConfig(window_seconds=3600)))
+    profile, _ = store.save_profile(
+        build_profile(
+            model_id,
+            synthetic.write_reference(tmp_path / "ref.csv"),
+            config=MonitorConfig(window_seconds=3600),
+        )
+    )
     now = time.time()
     good = [v for _, v in synthetic.prediction_events(model_id, 300, now - 60, 30, seed=3)]
     base = orjson.loads(good[0])
@@ -61,8 +65,7 @@ def test_bad_events_go_to_the_dlq_with_their_reason(settings, store, model_id, t
     unrouted_before = store.unrouted_dlq_counts()
     produce(settings, stream)
 
-    stats = Worker(settings).run(max_seconds=60, install_signals=False,
-                                 until_messages=len(stream))
+    stats = Worker(settings).run(max_seconds=60, install_signals=False, until_messages=len(stream))
     assert stats.counted == len(good)
 
     dead = read_topic(settings, settings.dlq_topic(settings.predictions_topic))
@@ -71,19 +74,29 @@ def test_bad_events_go_to_the_dlq_with_their_reason(settings, store, model_id, t
     for value, reason in bad.items():
         headers = got[value]
         assert headers["streamdrift.reason"].decode() == reason, headers
-        topic, partition, offset = headers["streamdrift.source"].decode().rsplit(":", 2)
+        topic, _partition, offset = headers["streamdrift.source"].decode().rsplit(":", 2)
         assert topic == settings.predictions_topic and int(offset) >= 0
-    assert b"f00" in got[variant(features={**base["features"], "f00": "12.5"})][
-        "streamdrift.detail"]
+    assert (
+        b"f00" in got[variant(features={**base["features"], "f00": "12.5"})]["streamdrift.detail"]
+    )
 
     windows = store.read_windows(profile, store.window_starts(model_id, profile.revision))
     assert sum(w.count for w in windows) == len(good)
     assert sum(w.numeric["f00"].n for w in windows) == len(good)
     # Bad events of a registered model are counted with it (exactly once, fenced)...
     assert store.model_dlq_counts(model_id) == {
-        "missing_field": 2, "wrong_type": 4, "bad_timestamp": 1, "too_late": 1}
+        "missing_field": 2,
+        "wrong_type": 4,
+        "bad_timestamp": 1,
+        "too_late": 1,
+    }
     # ...the others globally, since no model can own them.
     unrouted = store.unrouted_dlq_counts()
-    for reason, n in {"invalid_json": 1, "not_an_object": 1, "wrong_type": 1,
-                      "unregistered_model": 1, "oversized": 1}.items():
+    for reason, n in {
+        "invalid_json": 1,
+        "not_an_object": 1,
+        "wrong_type": 1,
+        "unregistered_model": 1,
+        "oversized": 1,
+    }.items():
         assert unrouted.get(reason, 0) - unrouted_before.get(reason, 0) == n, reason

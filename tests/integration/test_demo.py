@@ -15,8 +15,13 @@ pytestmark = pytest.mark.integration
 def test_demo_runs_end_to_end_with_embedded_servers():
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMDRIFT_")}
     env["COLUMNS"] = "120"
-    res = subprocess.run([sys.executable, "-m", "streamdrift", "demo", "--events", "24000"],
-                         env=env, capture_output=True, text=True, timeout=240)
+    res = subprocess.run(
+        [sys.executable, "-m", "streamdrift", "demo", "--events", "24000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
     assert "started embedded Kafka-protocol broker" in out

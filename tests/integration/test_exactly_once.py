@@ -32,9 +32,12 @@ SLOW_COMMIT_WORKER = Path(__file__).with_name("slow_commit_worker.py")
 
 
 def _spawn(settings, log_path):
-    return subprocess.Popen([sys.executable, str(SLOW_COMMIT_WORKER)],
-                            env=env_for(settings), stdout=open(log_path, "ab"),  # noqa: SIM115
-                            stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, str(SLOW_COMMIT_WORKER)],
+        env=env_for(settings),
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model_id, tmp_path):
@@ -42,9 +45,13 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
     config = write_config(tmp_path / "m.json", window_seconds=WINDOW)
     from streamdrift.config import MonitorConfig
 
-    profile, _ = store.save_profile(build_profile(
-        model_id, synthetic.write_reference(tmp_path / "ref.csv"),
-        config=MonitorConfig.model_validate_json(config.read_text())))
+    profile, _ = store.save_profile(
+        build_profile(
+            model_id,
+            synthetic.write_reference(tmp_path / "ref.csv"),
+            config=MonitorConfig.model_validate_json(config.read_text()),
+        )
+    )
     start = (time.time() // WINDOW - 5) * WINDOW
     events = list(synthetic.prediction_events(model_id, N, start, 4 * WINDOW, seed=5))
 
@@ -60,13 +67,18 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
         want_country[w][e["features"]["country"]] += 1
 
     def counted() -> int:
-        return sum(w.count for w in store.read_windows(
-            profile, store.window_starts(model_id, profile.revision)))
+        return sum(
+            w.count
+            for w in store.read_windows(profile, store.window_starts(model_id, profile.revision))
+        )
 
     log = tmp_path / "workers.log"
     workers = [_spawn(settings, log), _spawn(settings, log)]
-    producer = threading.Thread(target=lambda: [
-        (produce(settings, events[i:i + 250]), time.sleep(0.5)) for i in range(0, N, 250)])
+    producer = threading.Thread(
+        target=lambda: [
+            (produce(settings, events[i : i + 250]), time.sleep(0.5)) for i in range(0, N, 250)
+        ]
+    )
     producer.start()
     rng = random.Random(42)
     born = [time.monotonic()] * len(workers)
@@ -78,7 +90,7 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
         i = min(range(len(workers)), key=lambda k: born[k])
         time.sleep(max(0.0, born[i] + MIN_AGE - time.monotonic()))
         before = counted()
-        if not wait_for(lambda: counted() > before, timeout=20, interval=0.02):
+        if not wait_for(lambda b=before: counted() > b, timeout=20, interval=0.02):
             break
         time.sleep(rng.uniform(0.0, 0.08))
         workers[i].send_signal(signal.SIGKILL)
@@ -87,11 +99,14 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
         workers[i], born[i] = _spawn(settings, log), time.monotonic()
     producer.join()
     try:
-        assert wait_for(lambda: counted() >= N, timeout=150, interval=1.0), \
+        assert wait_for(lambda: counted() >= N, timeout=150, interval=1.0), (
             f"only {counted()} of {N} counted after {kills} kills; log: {log.read_text()[-2000:]}"
+        )
         time.sleep(2)  # anything still in flight would show up as a double count now
-        windows = {w.start: w for w in store.read_windows(
-            profile, store.window_starts(model_id, profile.revision))}
+        windows = {
+            w.start: w
+            for w in store.read_windows(profile, store.window_starts(model_id, profile.revision))
+        }
         assert {s: w.count for s, w in windows.items()} == dict(want_count)
         for s, w in windows.items():
             assert w.numeric["f00"].n == want_count[s]

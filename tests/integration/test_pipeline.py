@@ -25,18 +25,33 @@ WINDOW = 600
 
 def _register(settings, model_id, tmp_path: Path) -> None:
     ref = synthetic.write_reference(tmp_path / "reference.csv")
-    config = write_config(tmp_path / "monitor.json", window_seconds=WINDOW,
-                          evaluation_interval_seconds=0.5)
-    res = cli(settings, "register", model_id, "--reference", str(ref), "--prediction-column",
-              "score", "--label-column", "is_fraud", "--config", str(config))
+    config = write_config(
+        tmp_path / "monitor.json", window_seconds=WINDOW, evaluation_interval_seconds=0.5
+    )
+    res = cli(
+        settings,
+        "register",
+        model_id,
+        "--reference",
+        str(ref),
+        "--prediction-column",
+        "score",
+        "--label-column",
+        "is_fraud",
+        "--config",
+        str(config),
+    )
     assert res.returncode == 0, res.stderr
     assert f"registered model '{model_id}'" in res.stdout
 
 
 def _stream(model_id: str, n: int, windows: int, drift_at: float | None):
     start = (time.time() // WINDOW - windows - 1) * WINDOW  # aligned: whole windows
-    events = list(synthetic.prediction_events(model_id, n, start, windows * WINDOW,
-                                              drift_at=drift_at, seed=11))
+    events = list(
+        synthetic.prediction_events(
+            model_id, n, start, windows * WINDOW, drift_at=drift_at, seed=11
+        )
+    )
     per_window = Counter(int(orjson.loads(v)["timestamp"] // WINDOW * WINDOW) for _, v in events)
     return events, per_window
 
@@ -55,8 +70,9 @@ def test_drift_detected_end_to_end(settings, store, model_id, tmp_path):
         jsonschema.validate(a, schema)
     starts = sorted(per_window)
     drifted_windows = set(starts[2:])
-    found = {(a["feature"], int(datetime.fromisoformat(a["window_start"]).timestamp()))
-             for a in alerts}
+    found = {
+        (a["feature"], int(datetime.fromisoformat(a["window_start"]).timestamp())) for a in alerts
+    }
     assert {f for f, _ in found} == set(synthetic.DRIFTING)
     assert {w for _, w in found} == drifted_windows
     assert len(found) == len(alerts) == len(synthetic.DRIFTING) * len(drifted_windows)
@@ -82,7 +98,7 @@ def test_drift_detected_end_to_end(settings, store, model_id, tmp_path):
 
 def test_stationary_stream_raises_no_alert(settings, store, model_id, tmp_path):
     _register(settings, model_id, tmp_path)
-    events, per_window = _stream(model_id, 15_000, 5, drift_at=None)
+    events, _per_window = _stream(model_id, 15_000, 5, drift_at=None)
     produce(settings, events)
     stats = Worker(settings).run(max_seconds=90, install_signals=False, until_messages=15_000)
     assert stats.counted == 15_000
@@ -93,8 +109,9 @@ def test_stationary_stream_raises_no_alert(settings, store, model_id, tmp_path):
     assert all(w["drifting"] == [] for w in doc["windows"])
 
 
-def test_each_alert_is_raised_once_and_resent_if_its_publisher_died(settings, store, model_id,
-                                                                     tmp_path):
+def test_each_alert_is_raised_once_and_resent_if_its_publisher_died(
+    settings, store, model_id, tmp_path
+):
     _register(settings, model_id, tmp_path)
     events, _ = _stream(model_id, 4000, 1, drift_at=0.0)
     produce(settings, events)

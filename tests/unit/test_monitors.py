@@ -20,12 +20,23 @@ WINDOW = 3600
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory):
     ref = synthetic.write_reference(tmp_path_factory.mktemp("ref") / "ref.csv")
-    return build_profile("fraud", ref, prediction_column="score", label_column="is_fraud",
-                         config=MonitorConfig(window_seconds=WINDOW))
+    return build_profile(
+        "fraud",
+        ref,
+        prediction_column="score",
+        label_column="is_fraud",
+        config=MonitorConfig(window_seconds=WINDOW),
+    )
 
 
-def _window(rng, n: int, start: int, shift: dict[str, float] | None = None,
-            spread: dict[str, float] | None = None, country_p=None) -> ModelEvents:
+def _window(
+    rng,
+    n: int,
+    start: int,
+    shift: dict[str, float] | None = None,
+    spread: dict[str, float] | None = None,
+    country_p=None,
+) -> ModelEvents:
     x, country, device, score, _ = synthetic._rows(rng, n)
     for name, sds in (shift or {}).items():
         j = synthetic.NUMERIC.index(name)
@@ -86,8 +97,7 @@ def test_changed_category_frequencies_and_spread_are_flagged(profile):
     window, drift = _drift(profile, events)
     assert {d.feature for d in drift.values() if d.drifted} == {"f03", "country"}
     alerts = drift_alerts(profile, window, drift, now=1.0)
-    assert [a.feature for a in alerts] == sorted(["f03", "country"],
-                                                 key=lambda f: -drift[f].value)
+    assert [a.feature for a in alerts] == sorted(["f03", "country"], key=lambda f: -drift[f].value)
     a = alerts[0]
     assert a.alert_id == alert_id("fraud", "data_drift", a.feature, 0)
     assert a.sample_size == 3000 and a.reference_size == 20_000
@@ -108,8 +118,9 @@ def test_small_windows_and_small_effects_do_not_alert(profile):
 
 def test_policy_statistic_is_configurable(profile):
     rng = np.random.default_rng(9)
-    cfg = profile.config.model_copy(update={"drift": DriftPolicy(statistic="wasserstein",
-                                                                 threshold=0.5)})
+    cfg = profile.config.model_copy(
+        update={"drift": DriftPolicy(statistic="wasserstein", threshold=0.5)}
+    )
     custom = profile.model_copy(update={"config": cfg})
     _, drift = _drift(custom, _window(rng, 2000, 0, shift={"f07": 1.0}))
     assert drift["f07"].statistic == "wasserstein" and drift["f07"].drifted
