@@ -106,13 +106,24 @@ class Worker:
 
     # ---- one batch ---------------------------------------------------------------------
     def process(self, messages: list[Any]) -> None:
+        """Apply a polled batch to Redis, then commit its offsets."""
+        last_offsets = self.apply(messages)
+        if last_offsets:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last_offsets.items()],
+                asynchronous=False,
+            )
+
+    def apply(self, messages: list[Any]) -> dict[tuple[str, int], int]:
+        """Everything but the commit: count the batch in Redis (effectively once) and send
+        its dead letters. Returns the last offset per (topic, partition) to commit."""
         for msg in messages:
             err = msg.error()
             if err is not None and err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", err)
         batch = decode_predictions(messages, self.settings.max_event_bytes)
         if not batch.messages:
-            return
+            return {}
         models = set(batch.by_model) | {d.model_id for d in batch.dead if d.model_id}
         heads = self.store.heads(sorted(models))
         unrouted: Counter[str] = Counter()
@@ -127,13 +138,10 @@ class Worker:
                 unrouted[d.reason] += 1
         self.store.count_unrouted(unrouted)
         self._send_dead_letters(batch.dead)
-        self.consumer.commit(
-            offsets=[TopicPartition(t, p, o + 1) for (t, p), o in batch.last_offsets.items()],
-            asynchronous=False,
-        )
         self.stats.batches += 1
         self.stats.messages += batch.messages
         self.stats.dead.update(d.reason for d in batch.dead)
+        return batch.last_offsets
 
     def _profile(self, model: str, revision: int) -> ReferenceProfile | None:
         cached = self.profiles.get(model)
@@ -194,8 +202,13 @@ class Worker:
             invalid = Counter(d.reason for d in model_dead if d.offset > applied[d.partition])
             invalid.update(d.reason for d in new_dead)
             windows = sketch_events(events, profile)
+            # A fence never moves back: a replayed batch can end below what is applied.
             fences = [
-                Fence(fence_field(topic, p), applied[p], batch.last_offsets[(topic, p)])
+                Fence(
+                    fence_field(topic, p),
+                    applied[p],
+                    max(applied[p], batch.last_offsets[(topic, p)]),
+                )
                 for p in sorted(partitions)
             ]
             if self.store.apply_batch(profile, fences, windows, invalid):
