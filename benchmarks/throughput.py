@@ -1,20 +1,27 @@
 """End-to-end throughput of one streamdrift worker against a bare Kafka consumer.
 
-Run:  .venv/bin/python benchmarks/throughput.py [--events N] [--json] [--profile]
+Run:  .venv/bin/python benchmarks/throughput.py [--events N] [--json] [--profile] [--gc-freeze]
 
 Starts an embedded Tansu broker and redis-server (unless STREAMDRIFT_KAFKA_BOOTSTRAP and
-STREAMDRIFT_REDIS_URL name running ones), produces N synthetic 22-feature prediction
-events to a fresh 4-partition topic, then measures in the same run:
+STREAMDRIFT_REDIS_URL name running ones), registers a synthetic fraud model, produces N
+22-feature prediction events to a fresh 4-partition topic, then measures in the same run:
 
-1. baseline: a bare confluent-kafka consumer (same client settings as the worker's)
-   that consumes the whole topic with consume(5000, 0.5) and orjson.loads each value;
+1. baseline: a bare confluent-kafka consumer (the worker's client settings, plus a short
+   fetch.queue.backoff.ms, see CEILING_OVERRIDES) that consumes the whole topic with
+   consume(5000, 0.5) and orjson.loads each value — once before and once after the
+   worker; the faster run is the ceiling. A third run keeps the worker's settings as they
+   are, to show what they allow;
 2. worker: a `streamdrift.worker.Worker` driven batch by batch (consume, process,
-   evaluate_due), with its internal steps timed by wrapping them at run time (src is
-   not modified), and its Redis state checked to hold exactly N counted events;
-3. Redis memory of the window state (MEMORY USAGE per key, bytes per window, INFO memory).
+   evaluate_due), its steps timed by wrapping them at run time (src is not modified),
+   cyclic-GC pauses timed through gc.callbacks, and its Redis state checked to hold
+   exactly N counted events;
+3. the worker's steps one by one on sampled batches, beside their pieces (µs/event);
+4. Redis memory of the window state (MEMORY USAGE per key, bytes per window, INFO memory).
 
-Both rates are timed from the return of the first non-empty consume() to the end of the
-work on the last message. See benchmarks/README.md for how to read the figures.
+Rates are timed from the return of the first non-empty consume() to the end of the work
+on the last message. --profile runs the worker under cProfile (slower; rates not
+comparable); --gc-freeze is an experiment: gc.freeze() before the worker runs. See
+benchmarks/README.md for how to read the figures.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import gc
 import io
 import json
 import os
 import platform
 import pstats
+import shutil
 import signal
 import sys
 import tempfile
@@ -44,7 +53,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 import streamdrift.worker as worker_mod
 from streamdrift import embedded, kafka_io, synthetic
 from streamdrift.config import MonitorConfig, Settings
+from streamdrift.decode import decode_predictions
+from streamdrift.profile import ReferenceProfile
 from streamdrift.reference import build_profile
+from streamdrift.sketch import extract_features, sketch_batch
 from streamdrift.store import Store
 
 PARTITIONS = 4
@@ -53,7 +65,14 @@ SPAN_SECONDS = 4 * 3600  # events spread over the last 4 h: 4-5 hourly windows
 SESSION_TIMEOUT_MS = 6000  # Tansu's group join waits about half of it
 PHASE_TIMEOUT = 120.0  # a consuming phase that takes longer than this has failed
 STALL_TIMEOUT = 20.0  # ... and so has one that sees no message for this long
+STALL_SECONDS = 0.1  # a consume() that blocks this long once data flows waited for a fetch
+#: The baseline is the ceiling of consume + decode. librdkafka stops fetching once
+#: `queued.min.messages` (100000) are queued and then waits `fetch.queue.backoff.ms`
+#: (1000 ms) before it fetches again; a fast reader drains the queue and idles. The
+#: ceiling baseline lifts that wait; a third baseline run keeps the worker's settings.
+CEILING_OVERRIDES = {"fetch.queue.backoff.ms": 10}
 GOAL_RATIO = 0.5
+SAMPLE_BATCHES = 8  # batches kept for the step-by-step timings
 
 
 class BenchmarkError(RuntimeError):
@@ -73,9 +92,18 @@ def servers() -> Iterator[tuple[str, str, bool]]:
     if kafka and redis_url:
         yield kafka, redis_url, False
         return
-    with embedded.running() as srv:
-        log(f"embedded servers: kafka {srv.kafka_bootstrap}, redis {srv.redis_url}")
-        yield kafka or srv.kafka_bootstrap, redis_url or srv.redis_url, True
+    workdir = Path(tempfile.mkdtemp(prefix="sd-bench-servers-"))
+    ok = False
+    try:
+        with embedded.running(workdir) as srv:
+            log(f"embedded servers: kafka {srv.kafka_bootstrap}, redis {srv.redis_url}")
+            yield kafka or srv.kafka_bootstrap, redis_url or srv.redis_url, True
+        ok = True
+    finally:  # the servers are stopped by now; their logs are kept when the run failed
+        if ok:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log(f"embedded servers stopped; their logs are in {workdir}")
 
 
 def create_topic(bootstrap: str, topic: str) -> None:
@@ -136,18 +164,25 @@ def consumer_settings(base: Settings, group: str) -> Settings:
 
 
 # ---- 1. baseline -----------------------------------------------------------------------
-def baseline(settings: Settings, n: int) -> dict[str, Any]:
-    """consume(5000, 0.5) + orjson.loads of every value, nothing else."""
-    consumer: Consumer = kafka_io.consumer(settings)
+def baseline(settings: Settings, n: int, keep: list[list[Any]] | None = None,
+             **overrides: Any) -> dict[str, Any]:
+    """consume(5000, 0.5) + orjson.loads of every value, nothing else. The consumer has the
+    worker's client settings (kafka_io.consumer) plus `overrides`. With `keep`, the first
+    SAMPLE_BATCHES batches are kept there (not while the worker is timed: confluent-kafka
+    messages are GC-tracked objects and would make its garbage collections dearer)."""
+    consumer: Consumer = kafka_io.consumer(settings, **overrides)
     consumer.subscribe([settings.predictions_topic])
     loads = orjson.loads
-    seen = batches = 0
+    seen = batches = stalls = 0
     t_first = t_last = 0.0
     started = last_msg = time.monotonic()
     try:
         while seen < n:
+            t0 = time.monotonic()
             msgs = consumer.consume(5000, 0.5)
             now = time.monotonic()
+            if seen and now - t0 > STALL_SECONDS:
+                stalls += 1
             if not msgs:
                 if now - started > PHASE_TIMEOUT or (seen and now - last_msg > STALL_TIMEOUT):
                     raise BenchmarkError(f"baseline consumer stalled at {seen}/{n} messages")
@@ -161,12 +196,14 @@ def baseline(settings: Settings, n: int) -> dict[str, Any]:
                 seen += 1
             batches += 1
             last_msg = now
+            if keep is not None and len(keep) < SAMPLE_BATCHES:
+                keep.append(msgs)
         t_last = time.perf_counter()
     finally:
         consumer.close()
     secs = t_last - t_first
     return {"events": seen, "batches": batches, "seconds": secs, "events_per_s": seen / secs,
-            "mean_batch": seen / batches}
+            "mean_batch": seen / batches, "stalls": stalls, "overrides": overrides}
 
 
 # ---- 2. worker -------------------------------------------------------------------------
@@ -200,46 +237,75 @@ class TimedConsumer:
         return getattr(self._inner, name)
 
 
+#: (object, attribute, timer): the worker's steps, wrapped while the worker runs. Module
+#: globals of streamdrift.worker are what Worker.process calls; the rest are attributes
+#: of the worker instance and of its Store. A name that src no longer has is reported as
+#: not instrumented instead of failing the run.
+WRAPPED_MODULE = (("decode_predictions", "decode"), ("sketch_batch", "sketch"))
+WRAPPED_WORKER = (("_unapplied", "fence_filter"), ("_split_late", "late_check"),
+                  ("_send_dead_letters", "dead_letters"))
+WRAPPED_STORE = (("heads", "redis_heads"), ("apply_batch", "apply_total"),
+                 ("_apply", "apply_lua"), ("count_unrouted", "count_unrouted"))
+
+
 @contextlib.contextmanager
-def instrumented(w: worker_mod.Worker, timers: Timers) -> Iterator[None]:
+def instrumented(w: worker_mod.Worker, timers: Timers, missing: list[str]) -> Iterator[None]:
     """Time the worker's steps by wrapping them for the duration (src is untouched)."""
-    saved = {name: getattr(worker_mod, name) for name in ("decode_predictions", "sketch_events",
-                                                          "validate_features")}
-    worker_mod.decode_predictions = timers.wrap("decode", saved["decode_predictions"])
-    worker_mod.sketch_events = timers.wrap("sketch", saved["sketch_events"])
-    worker_mod.validate_features = timers.wrap("validate_features", saved["validate_features"])
-    w._reject = timers.wrap("validate", w._reject)  # type: ignore[method-assign]
-    w._send_dead_letters = timers.wrap("dead_letters", w._send_dead_letters)  # type: ignore[method-assign]
-    w.store.heads = timers.wrap("redis_heads", w.store.heads)  # type: ignore[method-assign]
-    w.store.apply_batch = timers.wrap("apply_total", w.store.apply_batch)  # type: ignore[method-assign]
-    w.store._apply = timers.wrap("apply_lua", w.store._apply)
-    w.store.count_unrouted = timers.wrap("count_unrouted", w.store.count_unrouted)  # type: ignore[method-assign]
+    saved = {}
+    for name, label in WRAPPED_MODULE:
+        if hasattr(worker_mod, name):
+            saved[name] = getattr(worker_mod, name)
+            setattr(worker_mod, name, timers.wrap(label, saved[name]))
+        else:
+            missing.append(f"streamdrift.worker.{name}")
+    for target, names, prefix in ((w, WRAPPED_WORKER, "Worker"),
+                                  (w.store, WRAPPED_STORE, "Store")):
+        for name, label in names:
+            if hasattr(target, name):
+                setattr(target, name, timers.wrap(label, getattr(target, name)))
+            else:
+                missing.append(f"{prefix}.{name}")
     w.consumer = TimedConsumer(w.consumer, timers)  # type: ignore[assignment]
+    gc_start = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            timers.seconds[f"gc{info['generation']}"] += time.perf_counter() - gc_start[0]
+            timers.calls[f"gc{info['generation']}"] += 1
+
+    gc.callbacks.append(on_gc)
     try:
         yield
     finally:
+        gc.callbacks.remove(on_gc)
         for name, fn in saved.items():
             setattr(worker_mod, name, fn)
 
 
-def run_worker(settings: Settings, n: int, profile_run: bool) -> tuple[worker_mod.Worker,
-                                                                       dict[str, Any]]:
+def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
     w = worker_mod.Worker(settings)
     timers = Timers()
+    tracked = len(gc.get_objects())
     batch_sizes: list[int] = []
+    missing: list[str] = []
     prof = cProfile.Profile() if profile_run else None
-    with instrumented(w, timers):
+    with instrumented(w, timers, missing):
         w.consumer.subscribe([settings.predictions_topic])
         consume = timers.wrap("consume", w.consumer.consume)
         process = timers.wrap("process", w.process)
         evaluate = timers.wrap("evaluate", w.evaluate_due)
-        seen = 0
+        seen = stalls = 0
         t_first = t_last = 0.0
         started = last_msg = time.monotonic()
         try:
             while seen < n:
+                t0 = time.monotonic()
                 msgs = consume(settings.batch_size, settings.poll_timeout_seconds)
                 now = time.monotonic()
+                if seen and now - t0 > STALL_SECONDS:
+                    stalls += 1
                 if not msgs:
                     if now - started > PHASE_TIMEOUT or (seen and now - last_msg > STALL_TIMEOUT):
                         raise BenchmarkError(f"worker stalled at {seen}/{n} messages")
@@ -247,7 +313,9 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> tuple[worker_mo
                 if not seen:
                     t_first = time.perf_counter()
                     # the first batch's consume() is outside the timed span, like the baseline
-                    timers.seconds["consume"] = 0.0
+                    for k in ("consume", "gc0", "gc1", "gc2"):
+                        timers.seconds[k] = 0.0
+                        timers.calls[k] = 0
                     if prof:
                         prof.enable()
                 process(msgs)
@@ -272,8 +340,9 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> tuple[worker_mo
     parts = {
         "consume": s["consume"],
         "decode": s["decode"],
-        "validate": s["validate"],
-        "sketch": s["sketch"],
+        "fence_filter": s["fence_filter"],
+        "late_check": s["late_check"],
+        "validate+sketch": s["sketch"],
         "redis_heads": s["redis_heads"],
         "apply_build": s["apply_total"] - s["apply_lua"],
         "apply_lua": s["apply_lua"],
@@ -290,6 +359,7 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> tuple[worker_mo
         "mean_batch": seen / len(batch_sizes),
         "min_batch": min(batch_sizes),
         "max_batch": max(batch_sizes),
+        "stalls": stalls,
         "seconds": secs,
         "events_per_s": seen / secs,
         "breakdown_seconds": parts,
@@ -297,7 +367,10 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> tuple[worker_mo
         "us_per_event": {k: v / seen * 1e6 for k, v in parts.items()},
         "calls": {k: timers.calls[k] for k in ("process", "apply_total", "apply_lua", "commit",
                                                "evaluate", "redis_heads")},
-        "validate_features_seconds": s["validate_features"],
+        "gc_seconds": {g: s[f"gc{g}"] for g in range(3)},
+        "gc_collections": {g: timers.calls[f"gc{g}"] for g in range(3)},
+        "gc_tracked_objects_at_start": tracked,
+        "not_instrumented": missing,
         "final_evaluation_seconds": final_eval,
         "stats": {"batches": w.stats.batches, "messages": w.stats.messages,
                   "counted": w.stats.counted, "dead": dict(w.stats.dead),
@@ -310,7 +383,7 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> tuple[worker_mo
         st.sort_stats("tottime").print_stats(25)
         st.sort_stats("cumulative").print_stats(30)
         result["profile_text"] = out.getvalue()
-    return w, result
+    return result
 
 
 def verify(store: Store, model: str, n: int) -> dict[str, Any]:
@@ -326,8 +399,48 @@ def verify(store: Store, model: str, n: int) -> dict[str, Any]:
     return {"windows": len(windows), "total": total, "per_window": per_window}
 
 
+def steps(batches: list[list[Any]], profile: ReferenceProfile,
+          max_event_bytes: int) -> dict[str, Any]:
+    """The worker's per-batch steps timed one by one on batches it processed (best of 3),
+    beside the pieces they are made of, in µs per event."""
+    n = sum(len(b) for b in batches)
+    decoded = [decode_predictions(b, max_event_bytes) for b in batches]
+    events = [d.by_model[profile.model_id] for d in decoded]
+    loads = orjson.loads
+
+    def loads_only() -> None:
+        for b in batches:
+            for m in b:
+                loads(m.value())
+
+    def loads_kept() -> None:  # ... keeping each batch's dicts, as any real reader must
+        for b in batches:
+            [loads(m.value()) for m in b]
+
+    def extract() -> None:  # the one pass that pulls feature values out of the events
+        for e in events:
+            extract_features(e, profile)
+
+    cases: dict[str, Callable[[], object]] = {
+        "orjson_loads_only": loads_only,
+        "orjson_loads_batch_kept": loads_kept,
+        "decode_predictions": lambda: [decode_predictions(b, max_event_bytes) for b in batches],
+        "sketch_batch (validate + sketch)": lambda: [sketch_batch(e, profile) for e in events],
+        "  of which extract_features": extract,
+    }
+    out = {}
+    for name, fn in cases.items():
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        out[name] = best / n * 1e6
+    return {"events": n, "us_per_event": out}
+
+
 # ---- 3. Redis memory -------------------------------------------------------------------
-def memory(store: Store, model: str, used_before: int) -> dict[str, Any]:
+def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
     r = store.redis
     profile = store.load_profile(model)
     assert profile is not None
@@ -352,8 +465,13 @@ def memory(store: Store, model: str, used_before: int) -> dict[str, Any]:
                               "events": counts.get(s, 0)}
     num_key, cat_key, meta_key = f"{base}:{full}:num:{num}", f"{base}:{full}:cat:{cat}", \
         f"{base}:{full}:meta"
+    model_keys = [k.decode() for k in r.scan_iter(match=f"sd:{{{model}}}:*", count=1000)]
     info = r.info("memory")
     sizes = [v["bytes"] for v in per_window.values()]
+
+    def lua(i: dict[str, Any]) -> int:  # Redis 7 names it used_memory_vm_eval, 6 _lua
+        return int(i.get("used_memory_vm_eval", i.get("used_memory_lua", 0)))
+
     return {
         "window": full,
         "numeric_key": {"key": num_key, "bytes": usage(num_key), "fields": fields(num_key),
@@ -364,15 +482,24 @@ def memory(store: Store, model: str, used_before: int) -> dict[str, Any]:
         "per_window": per_window,
         "bytes_per_window_mean": sum(sizes) / len(sizes),
         "keys_per_window": per_window[str(full)]["keys"],
-        "used_memory_before": used_before,
+        "used_memory_before": int(before["used_memory"]),
         "used_memory_after": int(info["used_memory"]),
-        "used_memory_delta": int(info["used_memory"]) - used_before,
+        "used_memory_delta": int(info["used_memory"]) - int(before["used_memory"]),
+        "used_memory_dataset_before": int(before["used_memory_dataset"]),
+        "used_memory_dataset_after": int(info["used_memory_dataset"]),
+        "used_memory_lua_before": lua(before),
+        "used_memory_lua_after": lua(info),
+        "model_keys": len(model_keys),
+        "model_keys_bytes": sum(usage(k) for k in model_keys),
     }
 
 
 # ---- report ----------------------------------------------------------------------------
 def table(res: dict[str, Any]) -> str:
     b, w, m = res["baseline"], res["worker"], res["redis_memory"]
+    b3 = res["baseline_worker_settings"]
+    runs = " and ".join(f"{x['events_per_s']:,.0f}" for x in res["baseline_runs"])
+    nk, ck = m["numeric_key"], m["categorical_key"]
     lines = [
         f"streamdrift throughput — {res['events']} events of {res['mean_event_bytes']:.0f} B, "
         f"{PARTITIONS} partitions, {res['cores']} cores, {res['date']}",
@@ -380,9 +507,13 @@ def table(res: dict[str, Any]) -> str:
         f"  produce                    {res['produce_seconds']:8.2f} s "
         f"({res['events'] / res['produce_seconds']:,.0f} ev/s, setup only)",
         f"  baseline consume+loads     {b['events_per_s']:>10,.0f} ev/s   "
-        f"({b['seconds']:.2f} s, mean batch {b['mean_batch']:.0f})",
+        f"(faster of {runs}, before/after the worker)",
+        f"  baseline, worker settings  {b3['events_per_s']:>10,.0f} ev/s   "
+        f"({b3['stalls']} fetch stalls > {STALL_SECONDS * 1e3:.0f} ms; ceiling runs: "
+        f"{' and '.join(str(x['stalls']) for x in res['baseline_runs'])})",
         f"  worker                     {w['events_per_s']:>10,.0f} ev/s   "
-        f"({w['seconds']:.2f} s, {w['batches']} batches, mean batch {w['mean_batch']:.0f})",
+        f"({w['seconds']:.2f} s, {w['batches']} batches, mean batch {w['mean_batch']:.0f}, "
+        f"{w['stalls']} stalls)",
         f"  ratio worker/baseline      {res['ratio']:10.3f}       "
         f"(goal >= {GOAL_RATIO}: {'met' if res['ratio'] >= GOAL_RATIO else 'NOT met'})",
         f"  verified in Redis          {res['verify']['total']} events in "
@@ -396,22 +527,34 @@ def table(res: dict[str, Any]) -> str:
     lines.append(f"    {'total (wall)':<18} {w['seconds']:8.3f}  {1:6.1%}  "
                  f"{w['seconds'] / w['events'] * 1e6:8.2f}")
     c = w["calls"]
+    gcs, gcn = w["gc_seconds"], w["gc_collections"]
     lines += [
+        f"    of which cyclic GC (inside the steps above) {sum(gcs.values()):.3f} s: "
+        + ", ".join(f"gen{g} {gcn[g]}x {gcs[g]:.3f} s" for g in range(3))
+        + f"; {w['gc_tracked_objects_at_start']:,} tracked objects at start"
+        + (" (gc.freeze() experiment)" if res["gc_frozen"] else ""),
         f"    calls: {c['process']} process, {c['apply_lua']} Lua applies, {c['commit']} commits, "
         f"{c['evaluate']} evaluate_due ({w['calls']['redis_heads']} heads reads); "
         f"final forced evaluation {w['final_evaluation_seconds'] * 1e3:.0f} ms",
         "",
+        f"  steps one by one on {res['steps']['events']} of the same events (best of 3)"
+        "      µs/event",
+        *(f"    {k:<40} {v:8.2f}" for k, v in res["steps"]["us_per_event"].items()),
+        "",
         f"  Redis memory (window {m['window']}, the fullest)",
-        f"    numeric key   {m['numeric_key']['bytes']:>8,} B  ({m['numeric_key']['fields']} fields, "
-        f"{m['numeric_key']['encoding']})",
-        f"    categorical   {m['categorical_key']['bytes']:>8,} B  "
-        f"({m['categorical_key']['fields']} fields, {m['categorical_key']['encoding']})",
+        f"    numeric key   {nk['bytes']:>8,} B  ({nk['fields']} fields, {nk['encoding']})",
+        f"    categorical   {ck['bytes']:>8,} B  ({ck['fields']} fields, {ck['encoding']})",
         f"    meta key      {m['meta_key']['bytes']:>8,} B  ({m['meta_key']['fields']} fields)",
         f"    per window    {m['bytes_per_window_mean']:>8,.0f} B  mean over "
         f"{len(m['per_window'])} windows ({m['keys_per_window']} keys each)",
+        f"    all {m['model_keys']} keys of the model {m['model_keys_bytes']:>8,} B "
+        "(windows, profile, offsets, dirty marks, ...)",
         f"    used_memory   {m['used_memory_before']:,} -> {m['used_memory_after']:,} B "
-        f"(+{m['used_memory_delta']:,})",
+        f"(+{m['used_memory_delta']:,}; of which Lua VM "
+        f"+{m['used_memory_lua_after'] - m['used_memory_lua_before']:,})",
     ]
+    if w["not_instrumented"]:
+        lines.append(f"  NOT instrumented (src changed): {', '.join(w['not_instrumented'])}")
     return "\n".join(lines)
 
 
@@ -419,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000, help="events to produce (200000)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="experiment: gc.freeze() the heap before the worker runs")
     ap.add_argument("--profile", action="store_true",
                     help="run the worker under cProfile (slower) and print the top functions")
     args = ap.parse_args(argv)
@@ -451,20 +596,39 @@ def main(argv: list[str] | None = None) -> int:
             prod = produce(bootstrap, topic, model, n)
             log(f"  {prod['seconds']:.1f} s, mean {prod['mean_event_bytes']:.0f} B/event")
 
-            log("baseline: bare consumer + orjson.loads ...")
-            b = baseline(consumer_settings(base, f"bench-baseline-{run}"), n)
-            log(f"  {b['events_per_s']:,.0f} events/s")
+            log(f"baseline: bare consumer + orjson.loads, {CEILING_OVERRIDES} ...")
+            b1 = baseline(consumer_settings(base, f"bench-baseline1-{run}"), n,
+                          **CEILING_OVERRIDES)
+            log(f"  {b1['events_per_s']:,.0f} events/s")
 
-            used_before = int(store.redis.info("memory")["used_memory"])
+            info_before = store.redis.info("memory")
             log("worker ..." + (" (under cProfile)" if args.profile else ""))
-            _, wres = run_worker(consumer_settings(base, f"bench-worker-{run}"), n,
-                                 args.profile)
+            if args.gc_freeze:
+                gc.collect()
+                gc.freeze()
+            wres = run_worker(consumer_settings(base, f"bench-worker-{run}"), n, args.profile)
+            if args.gc_freeze:
+                gc.unfreeze()
             log(f"  {wres['events_per_s']:,.0f} events/s")
             ver = verify(store, model, n)
             if wres["stats"]["counted"] != n or wres["stats"]["dead"]:
                 raise BenchmarkError(f"worker counted {wres['stats']['counted']} of {n}, "
                                      f"dead letters {wres['stats']['dead']}")
-            mem = memory(store, model, used_before)
+            mem = memory(store, model, info_before)
+
+            log("baseline again (after the worker) ...")
+            b2 = baseline(consumer_settings(base, f"bench-baseline2-{run}"), n,
+                          **CEILING_OVERRIDES)
+            log(f"  {b2['events_per_s']:,.0f} events/s")
+            log("baseline with the worker's consumer settings unchanged ...")
+            sample: list[list[Any]] = []  # batches kept for the step-by-step timings
+            b3 = baseline(consumer_settings(base, f"bench-baseline3-{run}"), n, keep=sample)
+            log(f"  {b3['events_per_s']:,.0f} events/s, {b3['stalls']} stalls")
+            log("worker steps one by one on sampled batches ...")
+            profile_now = store.load_profile(model)
+            assert profile_now is not None
+            step = steps(sample, profile_now, base.max_event_bytes)
+            del sample
         finally:
             if not is_embedded:  # leave a shared broker and Redis as they were
                 delete_topics(bootstrap, topics)
@@ -474,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
                 store.redis.srem("sd:models", model)
 
     profile_text = wres.pop("profile_text", None)
+    b = max((b1, b2), key=lambda x: x["events_per_s"])  # the ceiling: the faster of the two
     res: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "cores": os.cpu_count(),
@@ -483,11 +648,15 @@ def main(argv: list[str] | None = None) -> int:
         "window_seconds": WINDOW_SECONDS,
         "embedded_servers": is_embedded,
         "profiled": args.profile,
+        "gc_frozen": args.gc_freeze,
         "mean_event_bytes": prod["mean_event_bytes"],
         "produce_seconds": prod["seconds"],
         "baseline": b,
+        "baseline_runs": [b1, b2],
+        "baseline_worker_settings": b3,
         "worker": wres,
         "ratio": wres["events_per_s"] / b["events_per_s"],
+        "steps": step,
         "goal_ratio": GOAL_RATIO,
         "verify": ver,
         "redis_memory": mem,

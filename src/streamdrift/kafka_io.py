@@ -28,6 +28,9 @@ def consumer(settings: Settings, **overrides: Any) -> _Consumer:
         "heartbeat.interval.ms": max(settings.session_timeout_ms // 5, 500),
         "fetch.max.bytes": 64 * 1024 * 1024,
         "queued.max.messages.kbytes": 256 * 1024,
+        # librdkafka's default 1 s backoff on a full fetch queue stalls a worker that
+        # drains a backlog faster than one fetch per second refills it.
+        "fetch.queue.backoff.ms": 10,
         **overrides,
     }
     return _Consumer(conf)

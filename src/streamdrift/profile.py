@@ -9,10 +9,10 @@ two count vectors of equal length (DESIGN decision 4).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from streamdrift.config import MonitorConfig
 
@@ -83,6 +83,8 @@ class ReferenceProfile(BaseModel):
     prediction: ColumnProfile | None = None
     label: ColumnProfile | None = None
     config: MonitorConfig = Field(default_factory=MonitorConfig)
+    #: the worker's per-profile constants (sketch._Layout), built on first use
+    _layout: Any = PrivateAttr(default=None)
 
     def numeric_features(self) -> list[str]:
         return [n for n, p in self.features.items() if p.kind == "numeric"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 
@@ -121,104 +122,187 @@ class BadEvent:
     detail: str
 
 
-def _bad_numeric_rows(rows: list[list[object]], names: list[str]) -> list[BadEvent]:
-    bad = []
-    for i, row in enumerate(rows):
-        for name, value in zip(names, row, strict=True):
-            if type(value) not in _NUMBER_TYPES:
-                bad.append(BadEvent(i, "wrong_type", f"features.{name} is {type(value).__name__}"))
-                break
-    return bad
+class _Layout:
+    """Per-profile constants of the hot path, built once: names, getters, bin edges and
+    where each feature's bins sit in one flat histogram."""
+
+    def __init__(self, profile: ReferenceProfile) -> None:
+        self.numeric = profile.numeric_features()
+        self.categorical = profile.categorical_features()
+        self.width = len(self.numeric) + len(self.categorical)
+        self.numeric_getter = itemgetter(*self.numeric) if self.numeric else None
+        self.categorical_getters = [itemgetter(n) for n in self.categorical]
+        self.edges = [profile.features[n].edge_array() for n in self.numeric]  # type: ignore[union-attr]
+        sizes = np.array([e.size + 1 for e in self.edges], dtype=np.int64)
+        self.sizes = sizes
+        self.offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+        self.total_bins = int(sizes.sum())
 
 
-def _bad_scalar_rows(features: list[dict[str, object]]) -> list[BadEvent]:
-    bad = []
-    for i, feats in enumerate(features):
-        for name, value in feats.items():
-            if type(value) not in _SCALAR_TYPES:
-                bad.append(BadEvent(i, "wrong_type", f"features.{name} is {type(value).__name__}"))
-                break
-    return bad
+def _layout(profile: ReferenceProfile) -> _Layout:
+    layout = profile._layout
+    if layout is None:
+        layout = profile._layout = _Layout(profile)
+    return layout
+
+
+@dataclass(slots=True)
+class FeatureColumns:
+    """A batch's monitored feature values, pulled out of the events once: a float matrix
+    of the numeric features (NaN where missing) and a list per categorical feature."""
+
+    numeric: np.ndarray
+    categorical: dict[str, list[object]]
+    bad: list[BadEvent]
+
+
+def _numeric_flat(layout: _Layout, feats: list[dict[str, object]]) -> list[object]:
+    if len(layout.numeric) == 1:
+        return list(map(layout.numeric_getter, feats))  # type: ignore[arg-type]
+    return list(chain.from_iterable(map(layout.numeric_getter, feats)))  # type: ignore[arg-type]
+
+
+def extract_features(events: ModelEvents, profile: ReferenceProfile) -> FeatureColumns:
+    """Feature columns, and the events whose values break the contract (a non-scalar
+    anywhere, a non-number where the reference has a number).
+
+    Fast path: every event has exactly the monitored features, found with C-level
+    itemgetters and checked with one set() of value types per kind. Anything else
+    (missing or extra features, bad values) takes the event-by-event path."""
+    layout = _layout(profile)
+    feats = events.features
+    n = len(feats)
+    try:
+        flat = _numeric_flat(layout, feats) if layout.numeric else []
+        cats = {
+            name: list(map(g, feats))
+            for name, g in zip(layout.categorical, layout.categorical_getters, strict=True)
+        }
+        regular = set(map(len, feats)) == {layout.width} if n else True
+    except KeyError:
+        regular = False
+    if regular and _NUMBER_TYPES.issuperset(map(type, flat)):
+        cat_types: set[type] = set()
+        for col in cats.values():
+            cat_types.update(map(type, col))
+        if _SCALAR_TYPES.issuperset(cat_types):
+            x = np.fromiter(flat, dtype=np.float64, count=len(flat))
+            return FeatureColumns(x.reshape(n, len(layout.numeric)), cats, [])
+    return _extract_each(layout, feats)
+
+
+def _extract_each(layout: _Layout, feats: list[dict[str, object]]) -> FeatureColumns:
+    bad: list[BadEvent] = []
+    rows: list[list[object]] = []
+    for i, f in enumerate(feats):
+        problem = next(
+            (
+                f"features.{k} is {type(v).__name__}"
+                for k, v in f.items()
+                if type(v) not in _SCALAR_TYPES
+            ),
+            None,
+        ) or next(
+            (
+                f"features.{k} is {type(f[k]).__name__}"
+                for k in layout.numeric
+                if type(f.get(k)) not in _NUMBER_TYPES
+            ),
+            None,
+        )
+        if problem:
+            bad.append(BadEvent(i, "wrong_type", problem))
+            rows.append([None] * len(layout.numeric))
+        else:
+            rows.append([f.get(k) for k in layout.numeric])
+    x = np.array(rows, dtype=np.float64).reshape(len(feats), len(layout.numeric))
+    cats = {name: [f.get(name) for f in feats] for name in layout.categorical}
+    return FeatureColumns(x, cats, bad)
 
 
 def validate_features(events: ModelEvents, profile: ReferenceProfile) -> list[BadEvent]:
-    """Events whose feature values break the contract: a non-scalar anywhere, or a
-    non-number where the reference has a number. One set() over all values finds the
-    common all-good case without a Python loop per value."""
-    feats = events.features
-    bad: list[BadEvent] = []
-    if not _SCALAR_TYPES.issuperset(map(type, chain.from_iterable(f.values() for f in feats))):
-        bad = _bad_scalar_rows(feats)
-    names = profile.numeric_features()
-    rows = [[f.get(n) for n in names] for f in feats]
-    if not _NUMBER_TYPES.issuperset(map(type, chain.from_iterable(rows))):
-        # also when other rows already failed above: each bad row must be caught here, or
-        # sketch_events fails on it and stops the worker
+    """Events whose feature values break the contract (see `extract_features`)."""
+    return extract_features(events, profile).bad
+
+
+def sketch_batch(
+    events: ModelEvents, profile: ReferenceProfile
+) -> tuple[dict[int, WindowSketch], list[BadEvent], ModelEvents]:
+    """Validate and sketch in one pass over the features: the window sketches of the good
+    events, the bad ones, and the good events themselves."""
+    columns = extract_features(events, profile)
+    bad = columns.bad
+    if bad:
         flagged = {b.index for b in bad}
-        bad += [b for b in _bad_numeric_rows(rows, names) if b.index not in flagged]
-        bad.sort(key=lambda b: b.index)
-    return bad
+        events = events.select([i for i in range(len(events)) if i not in flagged])
+        columns = extract_features(events, profile)
+    return _sketch(events, profile, columns), bad, events
 
 
 def sketch_events(events: ModelEvents, profile: ReferenceProfile) -> dict[int, WindowSketch]:
-    """Per-window sketches of a batch's valid events of one model (validate first)."""
+    """Per-window sketches of a batch's valid events of one model."""
+    return _sketch(events, profile, extract_features(events, profile))
+
+
+def _sketch(
+    events: ModelEvents, profile: ReferenceProfile, columns: FeatureColumns
+) -> dict[int, WindowSketch]:
     n = len(events)
     if n == 0:
         return {}
+    layout = _layout(profile)
     width = profile.config.window_seconds
     ts = np.asarray(events.timestamps, dtype=np.float64)
     starts, inv = np.unique((np.floor(ts / width) * width).astype(np.int64), return_inverse=True)
     n_win = starts.size
-    windows = {int(s): WindowSketch(start=int(s)) for s in starts}
-    per_window_count = np.bincount(inv, minlength=n_win)
-    for w, s in enumerate(starts):
-        windows[int(s)].count = int(per_window_count[w])
-    for (w, version), c in Counter(zip(inv.tolist(), events.versions, strict=True)).items():
+    windows = [WindowSketch(start=int(s)) for s in starts]
+    per_window = np.bincount(inv, minlength=n_win)
+    for w, sk in enumerate(windows):
+        sk.count = int(per_window[w])
+    pairs = events.versions if n_win == 1 else zip(inv.tolist(), events.versions, strict=True)
+    for key, c in Counter(pairs).items():
+        w, version = (0, key) if n_win == 1 else key
         if version is not None:
-            windows[int(starts[w])].versions[version] += c
+            windows[w].versions[version] += c
 
-    names = profile.numeric_features()
-    if names:
-        x = np.array([[f.get(k) for k in names] for f in events.features], dtype=np.float64)
-        x = x.reshape(n, len(names))
+    if layout.numeric:
+        x = columns.numeric
         present = ~np.isnan(x)
+        bins = np.empty(x.shape, dtype=np.int64)
+        for j, edges in enumerate(layout.edges):
+            bins[:, j] = bin_index(edges, x[:, j])
+        flat = (inv[:, None] * layout.total_bins + layout.offsets[None, :] + bins)[present]
+        hist = np.bincount(flat, minlength=n_win * layout.total_bins)
+        hist = hist.reshape(n_win, layout.total_bins)
         filled = np.where(present, x, 0.0)
-        for j, name in enumerate(names):
-            ref = profile.features[name]
-            edges = ref.edge_array()  # type: ignore[union-attr]
-            nb = edges.size + 1
-            col, ok = x[:, j], present[:, j]
-            idx = bin_index(edges, col[ok])
-            hist = np.bincount(inv[ok] * nb + idx, minlength=n_win * nb).reshape(n_win, nb)
-            n_ok = np.bincount(inv[ok], minlength=n_win)
-            sums = np.bincount(inv, weights=filled[:, j], minlength=n_win)
-            sums_sq = np.bincount(inv, weights=filled[:, j] ** 2, minlength=n_win)
-            for w, s in enumerate(starts):
-                windows[int(s)].numeric[name] = NumericSketch(
-                    bins=hist[w],
-                    missing=int(per_window_count[w] - n_ok[w]),
-                    n=int(n_ok[w]),
-                    total=float(sums[w]),
-                    total_sq=float(sums_sq[w]),
+        for w, sk in enumerate(windows):
+            rows = slice(None) if n_win == 1 else inv == w
+            xw, pw, fw = x[rows], present[rows], filled[rows]
+            n_ok = pw.sum(axis=0)
+            sums, sums_sq = fw.sum(axis=0), (fw * fw).sum(axis=0)
+            lows, highs = np.fmin.reduce(xw, axis=0), np.fmax.reduce(xw, axis=0)
+            for j, name in enumerate(layout.numeric):
+                lo = layout.offsets[j]
+                sk.numeric[name] = NumericSketch(
+                    bins=hist[w, lo : lo + layout.sizes[j]].copy(),
+                    missing=int(sk.count - n_ok[j]),
+                    n=int(n_ok[j]),
+                    total=float(sums[j]),
+                    total_sq=float(sums_sq[j]),
+                    minimum=float(lows[j]) if n_ok[j] else float("inf"),
+                    maximum=float(highs[j]) if n_ok[j] else float("-inf"),
                 )
-        for w, s in enumerate(starts):
-            rows = x[inv == w]
-            lows, highs = np.fmin.reduce(rows, axis=0), np.fmax.reduce(rows, axis=0)
-            for j, name in enumerate(names):
-                sk = windows[int(s)].numeric[name]
-                if sk.n:
-                    sk.minimum, sk.maximum = float(lows[j]), float(highs[j])
 
-    inv_list = inv.tolist()
-    for name in profile.categorical_features():
-        values = [f.get(name) for f in events.features]
-        counts = Counter(zip(inv_list, values, strict=True))
-        for s in starts:
-            windows[int(s)].categorical[name] = CategoricalSketch()
-        for (w, value), c in counts.items():
-            sk = windows[int(starts[w])].categorical[name]
+    inv_list = inv.tolist() if n_win > 1 else None
+    for name, col in columns.categorical.items():
+        for sk in windows:
+            sk.categorical[name] = CategoricalSketch()
+        counts = Counter(col) if inv_list is None else Counter(zip(inv_list, col, strict=True))
+        for key, c in counts.items():
+            w, value = (0, key) if inv_list is None else key
+            sk = windows[w].categorical[name]
             if value is None:
                 sk.missing += c
             else:
                 sk.counts[category_key(value)] += c
-    return windows
+    return {sk.start: sk for sk in windows}
