@@ -299,6 +299,20 @@ def chi_square(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:
     return _chi_square(r, c)
 
 
+def _distances(r: Float1D, c: Float1D) -> dict[str, float]:
+    """The distances both kinds of feature share: PSI, Jensen–Shannon, Hellinger, KL."""
+    pq = _proportions(r, c)
+    if pq is None:
+        return dict.fromkeys(("psi", "jensen_shannon", "hellinger", "kl_divergence"), _NAN)
+    p, q = pq
+    return {
+        "psi": _psi(p, q, DEFAULT_EPS),
+        "jensen_shannon": _js(p, q),
+        "hellinger": _hellinger(p, q),
+        "kl_divergence": _kl(p, q, DEFAULT_EPS),
+    }
+
+
 def numeric_drift(
     reference: ArrayLike,
     current: ArrayLike,
@@ -315,23 +329,11 @@ def numeric_drift(
     x = _as_positions(positions, r.shape[0])
     ks, ks_p = _ks(r, c)
     _, chi_p = _chi_square(r, c)
-    pq = _proportions(r, c)
-    if pq is None:
-        psi_v = js_v = hel_v = kl_v = _NAN
-    else:
-        p, q = pq
-        psi_v = _psi(p, q, DEFAULT_EPS)
-        js_v = _js(p, q)
-        hel_v = _hellinger(p, q)
-        kl_v = _kl(p, q, DEFAULT_EPS)
     return {
-        "psi": psi_v,
+        **_distances(r, c),
         "ks": ks,
         "ks_p_value": ks_p,
-        "jensen_shannon": js_v,
-        "hellinger": hel_v,
         "wasserstein": _wasserstein(r, c, x, scale),
-        "kl_divergence": kl_v,
         "chi_square_p_value": chi_p,
     }
 
@@ -345,20 +347,4 @@ def categorical_drift(reference: ArrayLike, current: ArrayLike) -> dict[str, flo
     """
     r, c = _as_counts(reference, current)
     chi, chi_p = _chi_square(r, c)
-    pq = _proportions(r, c)
-    if pq is None:
-        psi_v = js_v = hel_v = kl_v = _NAN
-    else:
-        p, q = pq
-        psi_v = _psi(p, q, DEFAULT_EPS)
-        js_v = _js(p, q)
-        hel_v = _hellinger(p, q)
-        kl_v = _kl(p, q, DEFAULT_EPS)
-    return {
-        "psi": psi_v,
-        "chi_square": chi,
-        "chi_square_p_value": chi_p,
-        "jensen_shannon": js_v,
-        "hellinger": hel_v,
-        "kl_divergence": kl_v,
-    }
+    return {**_distances(r, c), "chi_square": chi, "chi_square_p_value": chi_p}
