@@ -42,6 +42,27 @@ class DriftPolicy(BaseModel):
     )
 
 
+class PerformancePolicy(BaseModel):
+    """When a window's performance counts as degraded.
+
+    Compared with the reference performance and with the pooled recent windows, by a
+    one-sided z-test on the metric's standard error: the window must be worse by at least
+    `min_degradation` (absolute, in the metric's units; relative for error metrics) and
+    significantly so (p below `p_value`) with at least `min_labels` labels. A detector
+    (ADWIN, Page–Hinkley) firing on the per-window series adds evidence to the alert.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str | None = Field(
+        None, description="default: roc_auc for scored binary, accuracy, mae for regression"
+    )
+    min_labels: int = Field(200, ge=10)
+    p_value: float = Field(0.001, gt=0, lt=1)
+    min_degradation: float = Field(0.05, gt=0)
+    recent_windows: int = Field(6, ge=1, le=100)
+
+
 class MonitorConfig(BaseModel):
     """Per-model monitor settings (`register --config FILE`, JSON)."""
 
@@ -57,6 +78,13 @@ class MonitorConfig(BaseModel):
         2.0, ge=0, description="at most one drift evaluation per model this often"
     )
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
+    join_horizon_seconds: int = Field(
+        30 * 86400, ge=0, description="how long a prediction waits for its label (0: no join)"
+    )
+    decision_threshold: float = Field(
+        0.5, gt=0, lt=1, description="binary: a score at or above it predicts the positive class"
+    )
+    performance: PerformancePolicy = Field(default_factory=lambda: PerformancePolicy())
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> MonitorConfig:

@@ -57,11 +57,15 @@ class ModelEvents:
 
     def select(self, keep: list[int]) -> ModelEvents:
         """The events at positions `keep` (in order)."""
-        out = ModelEvents()
-        for name in ModelEvents.__slots__:
-            src = getattr(self, name)
-            setattr(out, name, [src[i] for i in keep])
-        return out
+        return _select(self, keep)
+
+
+def _select(columns: Any, keep: list[int]) -> Any:
+    out = type(columns)()
+    for name in type(columns).__slots__:
+        src = getattr(columns, name)
+        setattr(out, name, [src[i] for i in keep])
+    return out
 
 
 @dataclass(slots=True)
@@ -311,5 +315,94 @@ def _decode_each(messages: list[Any], max_event_bytes: int) -> DecodedBatch:
         cols.versions.append(version)
         cols.predictions.append(prediction)
         cols.prediction_ids.append(pid)
+        cols.raws.append(raw)
+    return batch
+
+
+@dataclass(slots=True)
+class ModelLabels:
+    """One model's valid label events from a batch, as parallel columns."""
+
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    timestamps: list[float] = field(default_factory=list)
+    labels: list[Any] = field(default_factory=list)
+    prediction_ids: list[str] = field(default_factory=list)
+    raws: list[bytes] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def select(self, keep: list[int]) -> ModelLabels:
+        return _select(self, keep)
+
+
+@dataclass(slots=True)
+class DecodedLabels:
+    by_model: dict[str, ModelLabels] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    bytes_in: int = 0
+    messages: int = 0
+
+
+_LABEL_VALUE_TYPES = frozenset({float, int, str, bool})
+
+
+def _label_problem(raw: bytes | None, max_event_bytes: int) -> tuple[Any, str, str]:
+    """(event, reason, detail): reason is "" for a valid label event."""
+    size = len(raw) if raw is not None else 0
+    if size > max_event_bytes:
+        return None, "oversized", f"{size} bytes > {max_event_bytes}"
+    try:
+        event = orjson.loads(raw) if raw is not None else None
+    except orjson.JSONDecodeError as e:
+        return None, "invalid_json", str(e)
+    if type(event) is not dict:
+        return None, "not_an_object", type(event).__name__
+    model_id, pid, label = event.get("model_id"), event.get("prediction_id"), event.get("label")
+    for name, value in (("model_id", model_id), ("prediction_id", pid)):
+        if type(value) is not str or not value or len(value) > _MAX_ID:
+            return event, "missing_field" if value is None else "wrong_type", name
+    if type(label) not in _LABEL_VALUE_TYPES:
+        return event, "missing_field" if label is None else "wrong_type", "label"
+    return event, "", ""
+
+
+def decode_labels(messages: list[Any], max_event_bytes: int) -> DecodedLabels:
+    """Decode label events (`events.LabelEvent`) one by one: labels are fewer and
+    smaller than predictions, and their checks are few."""
+    batch = DecodedLabels()
+    for msg in messages:
+        if msg.error() is not None:
+            continue
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        tp = (topic, partition)
+        batch.last_offsets[tp] = max(offset, batch.last_offsets.get(tp, -1))
+        batch.messages += 1
+        raw = msg.value()
+        batch.bytes_in += len(raw) if raw is not None else 0
+        event, reason, detail = _label_problem(raw, max_event_bytes)
+        model_id = event.get("model_id") if event is not None else None
+        if type(model_id) is not str:
+            model_id = None
+        if not reason:
+            try:
+                ts = parse_timestamp(event.get("timestamp"), msg.timestamp()[1] / 1000.0)
+            except (ValueError, TypeError) as e:
+                reason, detail = "bad_timestamp", str(e)
+        if reason:
+            batch.dead.append(
+                DeadLetter(topic, partition, offset, msg.key(), raw, reason, detail, model_id)
+            )
+            continue
+        cols = batch.by_model.get(model_id)  # type: ignore[arg-type]
+        if cols is None:
+            cols = batch.by_model[model_id] = ModelLabels()  # type: ignore[index]
+        cols.partitions.append(partition)
+        cols.offsets.append(offset)
+        cols.timestamps.append(ts)
+        cols.labels.append(event["label"])
+        cols.prediction_ids.append(event["prediction_id"])
         cols.raws.append(raw)
     return batch

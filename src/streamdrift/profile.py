@@ -20,6 +20,9 @@ Task = Literal["binary", "multiclass", "regression"]
 
 OTHER = "__other__"
 MISSING = "__missing__"
+#: window column names of the model's outputs (not features)
+PREDICTION = "__prediction__"
+LABEL = "__label__"
 
 
 class NumericProfile(BaseModel):
@@ -82,6 +85,11 @@ class ReferenceProfile(BaseModel):
     features: dict[str, ColumnProfile]
     prediction: ColumnProfile | None = None
     label: ColumnProfile | None = None
+    #: binary: the class a score is the probability of, and the other one
+    positive_class: str | None = None
+    negative_class: str | None = None
+    #: performance of the prediction column against the label column on the reference
+    reference_performance: dict[str, float] = Field(default_factory=dict)
     config: MonitorConfig = Field(default_factory=MonitorConfig)
     #: the worker's per-profile constants (sketch._Layout), built on first use
     _layout: Any = PrivateAttr(default=None)
@@ -91,6 +99,16 @@ class ReferenceProfile(BaseModel):
 
     def categorical_features(self) -> list[str]:
         return [n for n, p in self.features.items() if p.kind == "categorical"]
+
+    def outputs(self) -> dict[str, ColumnProfile]:
+        """The model's output columns as monitored in windows: the prediction (at once)
+        and the label (once joined to its prediction)."""
+        out: dict[str, ColumnProfile] = {}
+        if self.prediction is not None:
+            out[PREDICTION] = self.prediction
+        if self.label is not None:
+            out[LABEL] = self.label
+        return out
 
 
 def bin_index(edges: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from streamdrift.config import MonitorConfig
 from streamdrift.errors import ReferenceFileError
+from streamdrift.performance import PerformanceSketch, class_key, performance_metrics
 from streamdrift.profile import (
     CategoricalProfile,
     NumericProfile,
@@ -207,7 +208,10 @@ def build_profile(
     if label_column:
         label_kind = "numeric" if task == "regression" else "categorical"
         label = column_profile(table, label_column, config, label_kind)
-    return ReferenceProfile(
+    positive = negative = None
+    if task == "binary" and isinstance(label, CategoricalProfile):
+        positive, negative = binary_classes(label)
+    profile = ReferenceProfile(
         model_id=model_id,
         created_at=datetime.now(UTC),
         source=Path(path).name,
@@ -218,5 +222,64 @@ def build_profile(
         features={n: column_profile(table, n, config) for n in names},
         prediction=prediction,
         label=label,
+        positive_class=positive,
+        negative_class=negative,
         config=config,
     )
+    if prediction_column and label_column:
+        profile.reference_performance = reference_performance(
+            profile,
+            table.column(prediction_column).to_pylist(),
+            table.column(label_column).to_pylist(),
+        )
+    return profile
+
+
+def binary_classes(label: CategoricalProfile) -> tuple[str | None, str | None]:
+    """The positive class of a binary label: "1" or "true" when the labels are 0/1 or
+    booleans, else the rarer of two classes (what a score usually predicts)."""
+    classes = [class_key(c) for c in label.categories]
+    for pos, neg in (("1", "0"), ("true", "false")):
+        if set(classes) <= {pos, neg}:
+            return pos, neg
+    if len(classes) == 2:
+        rare = min(label.categories, key=label.categories.__getitem__)
+        common = max(label.categories, key=label.categories.__getitem__)
+        return class_key(rare), class_key(common)
+    return None, None
+
+
+def reference_performance(
+    profile: ReferenceProfile, predictions: list[object], labels: list[object]
+) -> dict[str, float]:
+    """The model's performance on the reference rows that have both columns: the
+    baseline performance-degradation alerts compare each window with."""
+    rows = [
+        (p, y) for p, y in zip(predictions, labels, strict=True) if p is not None and y is not None
+    ]
+    if not rows:
+        return {}
+    preds, actual = [p for p, _ in rows], [y for _, y in rows]
+    sketch = pairs_sketch(profile, preds, actual)
+    return performance_metrics(sketch, profile.task, profile.positive_class)
+
+
+def pairs_sketch(profile: ReferenceProfile, preds: list[object], actual: list[object]):
+    """The performance sketch of (prediction column value, label) pairs."""
+    if profile.task == "regression":
+        return PerformanceSketch.from_pairs(
+            "regression", actual, score=np.asarray(preds, dtype=np.float64)
+        )
+    if isinstance(profile.prediction, NumericProfile) and profile.positive_class:
+        scores = np.asarray(preds, dtype=np.float64)
+        classes = [predicted_class(profile, float(s)) for s in scores]
+        return PerformanceSketch.from_pairs(
+            profile.task, actual, classes, scores, profile.positive_class
+        )
+    return PerformanceSketch.from_pairs(profile.task, actual, preds)
+
+
+def predicted_class(profile: ReferenceProfile, score: float) -> str | None:
+    """The class a binary score stands for, at the decision threshold."""
+    threshold = profile.config.decision_threshold
+    return profile.positive_class if score >= threshold else profile.negative_class

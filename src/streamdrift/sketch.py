@@ -15,7 +15,15 @@ from operator import itemgetter
 import numpy as np
 
 from streamdrift.decode import ModelEvents
-from streamdrift.profile import CategoricalProfile, ReferenceProfile, bin_index, category_key
+from streamdrift.performance import PerformanceSketch, class_key
+from streamdrift.profile import (
+    PREDICTION,
+    CategoricalProfile,
+    NumericProfile,
+    ReferenceProfile,
+    bin_index,
+    category_key,
+)
 
 _NUMBER_TYPES = frozenset({float, int, bool, type(None)})
 _SCALAR_TYPES = frozenset({float, int, bool, str, type(None)})
@@ -100,6 +108,8 @@ class WindowSketch:
     invalid: Counter[str] = field(default_factory=Counter)
     numeric: dict[str, NumericSketch] = field(default_factory=dict)
     categorical: dict[str, CategoricalSketch] = field(default_factory=dict)
+    #: labelled pairs joined to this window's predictions (None: no label yet)
+    performance: PerformanceSketch | None = None
 
     def __add__(self, other: WindowSketch) -> WindowSketch:
         def merged(a: dict, b: dict) -> dict:
@@ -112,6 +122,11 @@ class WindowSketch:
             invalid=self.invalid + other.invalid,
             numeric=merged(self.numeric, other.numeric),
             categorical=merged(self.categorical, other.categorical),
+            performance=(
+                self.performance + other.performance
+                if self.performance is not None and other.performance is not None
+                else self.performance or other.performance
+            ),
         )
 
 
@@ -120,6 +135,38 @@ class BadEvent:
     index: int
     reason: str
     detail: str
+
+
+def prediction_outputs(
+    events: ModelEvents, profile: ReferenceProfile
+) -> tuple[list[str | None], list[float | None]]:
+    """Each event's predicted class and score. A binary score alone predicts the positive
+    class at or above the decision threshold; a bare number is a regressor's value (or a
+    binary score); a bare string or bool is a class."""
+    classes: list[str | None] = []
+    scores: list[float | None] = []
+    regression = profile.task == "regression"
+    threshold = profile.config.decision_threshold
+    positive, negative = profile.positive_class, profile.negative_class
+    for p in events.predictions:
+        t = type(p)
+        if t is dict:
+            score, label = p.get("score"), p.get("label")
+        elif t is float or t is int:
+            score, label = (p, None) if regression or profile.task == "binary" else (None, p)
+        else:
+            score, label = None, p
+        if label is not None:
+            classes.append(class_key(label))
+        elif score is not None and positive is not None and not regression:
+            classes.append(positive if score >= threshold else negative)
+        else:
+            classes.append(None)
+        scores.append(float(score) if score is not None else None)
+    return classes, scores
+
+
+Outputs = tuple[list[str | None], list[float | None]]
 
 
 class _Layout:
@@ -133,6 +180,12 @@ class _Layout:
         self.numeric_getter = itemgetter(*self.numeric) if self.numeric else None
         self.categorical_getters = [itemgetter(n) for n in self.categorical]
         self.edges = [profile.features[n].edge_array() for n in self.numeric]  # type: ignore[union-attr]
+        # the prediction is binned with the features; its values come from the outputs
+        self.numeric_output = isinstance(profile.prediction, NumericProfile)
+        self.categorical_output = isinstance(profile.prediction, CategoricalProfile)
+        self.binned = self.numeric + ([PREDICTION] if self.numeric_output else [])
+        if self.numeric_output:
+            self.edges.append(profile.prediction.edge_array())  # type: ignore[union-attr]
         sizes = np.array([e.size + 1 for e in self.edges], dtype=np.int64)
         self.sizes = sizes
         self.offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
@@ -227,25 +280,27 @@ def validate_features(events: ModelEvents, profile: ReferenceProfile) -> list[Ba
 
 def sketch_batch(
     events: ModelEvents, profile: ReferenceProfile
-) -> tuple[dict[int, WindowSketch], list[BadEvent], ModelEvents]:
+) -> tuple[dict[int, WindowSketch], list[BadEvent], ModelEvents, Outputs]:
     """Validate and sketch in one pass over the features: the window sketches of the good
-    events, the bad ones, and the good events themselves."""
+    events, the bad ones, the good events themselves and their outputs (class, score)."""
     columns = extract_features(events, profile)
     bad = columns.bad
     if bad:
         flagged = {b.index for b in bad}
         events = events.select([i for i in range(len(events)) if i not in flagged])
         columns = extract_features(events, profile)
-    return _sketch(events, profile, columns), bad, events
+    outputs = prediction_outputs(events, profile)
+    return _sketch(events, profile, columns, outputs), bad, events, outputs
 
 
 def sketch_events(events: ModelEvents, profile: ReferenceProfile) -> dict[int, WindowSketch]:
     """Per-window sketches of a batch's valid events of one model."""
-    return _sketch(events, profile, extract_features(events, profile))
+    columns = extract_features(events, profile)
+    return _sketch(events, profile, columns, prediction_outputs(events, profile))
 
 
 def _sketch(
-    events: ModelEvents, profile: ReferenceProfile, columns: FeatureColumns
+    events: ModelEvents, profile: ReferenceProfile, columns: FeatureColumns, outputs: Outputs
 ) -> dict[int, WindowSketch]:
     n = len(events)
     if n == 0:
@@ -265,8 +320,15 @@ def _sketch(
         if version is not None:
             windows[w].versions[version] += c
 
-    if layout.numeric:
+    if layout.numeric_output:
+        scores = np.array(outputs[1], dtype=np.float64).reshape(n, 1)
+        x = np.hstack((columns.numeric, scores)) if layout.numeric else scores
+    else:
         x = columns.numeric
+    categorical = dict(columns.categorical)
+    if layout.categorical_output:
+        categorical[PREDICTION] = outputs[0]  # type: ignore[assignment]
+    if layout.binned:
         present = ~np.isnan(x)
         bins = np.empty(x.shape, dtype=np.int64)
         for j, edges in enumerate(layout.edges):
@@ -281,7 +343,7 @@ def _sketch(
             n_ok = pw.sum(axis=0)
             sums, sums_sq = fw.sum(axis=0), (fw * fw).sum(axis=0)
             lows, highs = np.fmin.reduce(xw, axis=0), np.fmax.reduce(xw, axis=0)
-            for j, name in enumerate(layout.numeric):
+            for j, name in enumerate(layout.binned):
                 lo = layout.offsets[j]
                 sk.numeric[name] = NumericSketch(
                     bins=hist[w, lo : lo + layout.sizes[j]].copy(),
@@ -294,7 +356,7 @@ def _sketch(
                 )
 
     inv_list = inv.tolist() if n_win > 1 else None
-    for name, col in columns.categorical.items():
+    for name, col in categorical.items():
         for sk in windows:
             sk.categorical[name] = CategoricalSketch()
         counts = Counter(col) if inv_list is None else Counter(zip(inv_list, col, strict=True))

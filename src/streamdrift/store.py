@@ -15,6 +15,12 @@ tag `{model}`, so one model's apply touches a single Redis Cluster slot. Layout
     sd:{m}:w:<rev>:<start>:meta        HASH   count, version:<v>, invalid:<reason>
     sd:{m}:w:<rev>:<start>:num:<f>     HASH   bin:<i>, n, sum, sumsq, min, max, missing
     sd:{m}:w:<rev>:<start>:cat:<f>     HASH   <category> -> count, __missing__, __other__
+    sd:{m}:w:<rev>:<start>:perf        HASH   labelled pairs: n, cm:<actual>|<predicted>,
+                                              pos:/neg:<score bin>, ll, brier, ae, se, ...
+    sd:{m}:j:<prediction_id>           STRING "<time>|<version>|<class>|<score>" (+"|J" once
+                                              joined), TTL = join horizon
+    sd:{m}:l:<prediction_id>           STRING a label waiting for its prediction, same TTL
+    sd:{m}:join                        HASH   joined, duplicate_*, labels_waiting counters
     sd:{m}:alerts                      HASH   alert_id -> alert JSON
     sd:{m}:alert_state                 HASH   alert_id -> claimed:<time> | published:<time>
     sd:{m}:eval_lock                   STRING evaluator lease (SET NX PX)
@@ -24,13 +30,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
 import redis
 
 from streamdrift.errors import ConnectionProblem
+from streamdrift.performance import SCORE_BINS, PerformanceSketch
 from streamdrift.profile import MISSING, OTHER, ReferenceProfile
 from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
 
@@ -76,8 +83,127 @@ for _, op in ipairs(p.ops) do
   end
   if op[4] then redis.call('EXPIREAT', key, op[4]) end
 end
+local joined, dup_pred, dup_label, waiting = 0, 0, 0, 0
+local J = p.join
+if J then
+  -- The delayed-label join. Each (prediction, label) pair meets here exactly once,
+  -- whichever comes first, and adds one labelled pair to the prediction's window.
+  local ints, floats, expire, touched = {}, {}, {}, {}
+  local function add(t, key, f, v)
+    local h = t[key]
+    if not h then h = {}; t[key] = h end
+    h[f] = (h[f] or 0) + v
+  end
+  local function pair(rec, label, lts, lbin)
+    local pts, cls, score = string.match(rec, '^([^|]*)|[^|]*|([^|]*)|([^|]*)')
+    pts = tonumber(pts)
+    local ws = math.floor(pts / J.width) * J.width
+    local base = J.base .. ws
+    local pk = base .. ':perf'
+    expire[pk] = ws + J.width + J.retention
+    touched[ws] = true
+    add(ints, pk, 'n', 1)
+    local delay = tonumber(lts) - pts
+    if delay < 0 then delay = 0 end
+    add(floats, pk, 'dsum', delay)
+    local b = 0
+    if delay >= 1 then b = 1 + math.floor(math.log(delay) / math.log(2) + 1e-9) end
+    add(ints, pk, 'd:' .. b, 1)
+    if J.task == 'regression' then
+      local y, yhat = tonumber(label), tonumber(score)
+      if y and yhat then
+        local e = yhat - y
+        add(floats, pk, 'ae', math.abs(e)); add(floats, pk, 'se', e * e)
+        add(floats, pk, 'err', e); add(floats, pk, 'y', y); add(floats, pk, 'y2', y * y)
+        if y ~= 0 then
+          add(floats, pk, 'ape', math.abs(e) / math.abs(y)); add(ints, pk, 'nape', 1)
+        end
+      end
+    else
+      if cls ~= '' then add(ints, pk, 'cm:' .. label .. '|' .. cls, 1) end
+      if score ~= '' and J.positive then
+        local sc = tonumber(score)
+        local bin = math.floor(sc * J.score_bins)
+        if bin < 0 then bin = 0 elseif bin >= J.score_bins then bin = J.score_bins - 1 end
+        local pos = label == J.positive
+        local pc = math.min(math.max(sc, 1e-15), 1 - 1e-15)
+        if pos then
+          add(ints, pk, 'pos:' .. bin, 1); add(floats, pk, 'll', -math.log(pc))
+          add(floats, pk, 'brier', (sc - 1) * (sc - 1))
+        else
+          add(ints, pk, 'neg:' .. bin, 1); add(floats, pk, 'll', -math.log(1 - pc))
+          add(floats, pk, 'brier', sc * sc)
+        end
+        add(ints, pk, 'ns', 1)
+      end
+    end
+    if J.label_kind == 'categorical' then
+      local lk = base .. ':cat:__label__'
+      expire[lk] = expire[pk]
+      add(ints, lk, label, 1)
+    elseif lbin and lbin >= 0 then
+      local lk = base .. ':num:__label__'
+      expire[lk] = expire[pk]
+      local y = tonumber(label)
+      add(ints, lk, 'bin:' .. lbin, 1); add(ints, lk, 'n', 1)
+      add(floats, lk, 'sum', y); add(floats, lk, 'sumsq', y * y)
+    end
+    joined = joined + 1
+  end
+  for _, e in ipairs(p.preds) do
+    local k = J.pkey .. e[1]
+    if redis.call('EXISTS', k) == 1 then
+      dup_pred = dup_pred + 1
+    else
+      local lk = J.lkey .. e[1]
+      local waiting_label = redis.call('GET', lk)
+      if waiting_label then
+        local label, lts, lbin = string.match(waiting_label, '^(.*)|([^|]*)|([^|]*)$')
+        pair(e[2], label, lts, tonumber(lbin))
+        redis.call('DEL', lk)
+        redis.call('SET', k, e[2] .. '|J', 'EX', J.ttl)
+      else
+        redis.call('SET', k, e[2], 'EX', J.ttl)
+      end
+    end
+  end
+  for _, e in ipairs(p.labels) do
+    local k = J.pkey .. e[1]
+    local rec = redis.call('GET', k)
+    if rec then
+      if string.sub(rec, -2) == '|J' then
+        dup_label = dup_label + 1
+      else
+        pair(rec, e[2], e[3], e[4])
+        redis.call('SET', k, rec .. '|J', 'KEEPTTL')
+      end
+    elseif redis.call('SET', J.lkey .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4],
+                      'NX', 'EX', J.ttl) then
+      waiting = waiting + 1
+    else
+      dup_label = dup_label + 1
+    end
+  end
+  for key, h in pairs(ints) do
+    for f, v in pairs(h) do redis.call('HINCRBY', key, f, v) end
+    redis.call('EXPIREAT', key, expire[key])
+  end
+  for key, h in pairs(floats) do
+    for f, v in pairs(h) do redis.call('HINCRBYFLOAT', key, f, string.format('%.17g', v)) end
+  end
+  for ws, _ in pairs(touched) do
+    redis.call('ZADD', J.dirty, p.now, J.rev .. ':' .. ws)
+    redis.call('ZADD', J.windows, ws, ws)
+  end
+  local stats = {}
+  if joined > 0 then stats[#stats + 1] = 'joined'; stats[#stats + 1] = joined end
+  if dup_pred > 0 then stats[#stats + 1] = 'duplicate_predictions'; stats[#stats + 1] = dup_pred end
+  if dup_label > 0 then stats[#stats + 1] = 'duplicate_labels'; stats[#stats + 1] = dup_label end
+  if waiting > 0 then stats[#stats + 1] = 'labels_waiting'; stats[#stats + 1] = waiting end
+  for i = 1, #stats, 2 do redis.call('HINCRBY', J.stats, stats[i], stats[i + 1]) end
+end
 for _, f in ipairs(p.fence) do redis.call('HSET', offsets, f[1], f[3]) end
-return {1}
+return {1, joined, dup_pred, dup_label, waiting}
 """
 
 # Remove dirty marks only if no apply touched the window since the evaluator read it.
@@ -102,6 +228,24 @@ class Fence:
     field: str
     expected: int
     new: int
+
+
+@dataclass(slots=True)
+class JoinDelta:
+    """A batch's side of the delayed-label join for one model: prediction records
+    `[prediction_id, "time|version|class|score"]` and labels
+    `[prediction_id, label, label time, label bin or -1]`."""
+
+    predictions: list[list] = field(default_factory=list)
+    labels: list[list] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class JoinStats:
+    joined: int = 0
+    duplicate_predictions: int = 0
+    duplicate_labels: int = 0
+    labels_waiting: int = 0
 
 
 @dataclass(slots=True)
@@ -176,12 +320,14 @@ class Store:
         fences: list[Fence],
         windows: dict[int, WindowSketch],
         invalid: Counter[str],
+        join: JoinDelta | None = None,
         now: float | None = None,
-    ) -> bool:
-        """Apply one model's batch deltas and advance its offset fences, all or nothing.
+    ) -> JoinStats | None:
+        """Apply one model's batch deltas and join, and advance its offset fences, all or
+        nothing.
 
-        Returns False (and writes nothing) when a fence no longer holds: the caller must
-        re-read the heads and recompute."""
+        Returns None (and writes nothing) when a fence no longer holds: the caller must
+        re-read the heads and recompute. Otherwise what the join did."""
         now = time.time() if now is None else now
         t, rev, cfg = _tag(profile.model_id), profile.revision, profile.config
         keys: list[str] = [f"{t}:offsets"]
@@ -220,9 +366,37 @@ class Store:
             op(f"{t}:dirty", "zadd", [repr(now), f"{rev}:{start}"])
         if windows:
             op(f"{t}:windows:{rev}", "zprune", [now - cfg.retention_seconds - cfg.window_seconds])
-        payload = {"fence": [[f.field, f.expected, f.new] for f in fences], "ops": ops}
+        payload: dict = {
+            "fence": [[f.field, f.expected, f.new] for f in fences],
+            "ops": ops,
+            "now": repr(now),
+        }
+        if join is not None and (join.predictions or join.labels):
+            label = profile.label
+            payload["join"] = {
+                "width": cfg.window_seconds,
+                "retention": cfg.retention_seconds,
+                "base": f"{t}:w:{rev}:",
+                "rev": str(rev),
+                "task": profile.task,
+                "positive": profile.positive_class,
+                "label_kind": label.kind if label is not None else None,
+                "score_bins": SCORE_BINS,
+                "pkey": f"{t}:j:",
+                "lkey": f"{t}:l:",
+                "ttl": cfg.join_horizon_seconds,
+                "dirty": f"{t}:dirty",
+                "windows": f"{t}:windows:{rev}",
+                "stats": f"{t}:join",
+            }
+            payload["preds"] = join.predictions
+            payload["labels"] = join.labels
+        else:
+            payload["preds"] = payload["labels"] = []
         res = self._apply(keys=keys, args=[orjson.dumps(payload)])
-        return int(res[0]) == 1
+        if int(res[0]) != 1:
+            return None
+        return JoinStats(*(int(x) for x in res[1:5]))
 
     def count_unrouted(self, reasons: Counter[str]) -> None:
         """Bad events with no registered model: counted globally (at least once)."""
@@ -237,9 +411,12 @@ class Store:
         return [int(s) for s in self.redis.zrange(f"{_tag(model)}:windows:{revision}", 0, -1)]
 
     def read_windows(self, profile: ReferenceProfile, starts: list[int]) -> list[WindowSketch]:
-        """Window sketches as stored, in one pipelined round trip; expired ones are left out."""
+        """Window sketches as stored (features, the model's outputs, performance), in one
+        pipelined round trip; expired windows are left out."""
         t, rev = _tag(profile.model_id), profile.revision
-        numeric, categorical = profile.numeric_features(), profile.categorical_features()
+        columns = {**profile.features, **profile.outputs()}
+        numeric = [n for n, c in columns.items() if c.kind == "numeric"]
+        categorical = [n for n, c in columns.items() if c.kind == "categorical"]
         pipe = self.redis.pipeline(transaction=False)
         for s in starts:
             base = f"{t}:w:{rev}:{s}"
@@ -248,6 +425,7 @@ class Store:
                 pipe.hgetall(f"{base}:num:{name}")
             for name in categorical:
                 pipe.hgetall(f"{base}:cat:{name}")
+            pipe.hgetall(f"{base}:perf")
         res = iter(pipe.execute())
         out = []
         for s in starts:
@@ -258,7 +436,7 @@ class Store:
                 (w.versions if kind == "version" else w.invalid)[name] += v
             for name in numeric:
                 h = {k.decode(): v for k, v in next(res).items()}
-                nb = len(profile.features[name].edges) + 1  # type: ignore[union-attr]
+                nb = len(columns[name].edges) + 1  # type: ignore[union-attr]
                 bins = np.zeros(nb, dtype=np.int64)
                 for k, v in h.items():
                     if k.startswith("bin:"):
@@ -276,9 +454,17 @@ class Store:
                 h = {k.decode(): int(v) for k, v in next(res).items()}
                 missing = h.pop(MISSING, 0)
                 w.categorical[name] = CategoricalSketch(Counter(h), missing)
-            if meta or w.count:
+            perf = next(res)
+            if perf:
+                w.performance = PerformanceSketch.from_hash(
+                    {k.decode(): v.decode() for k, v in perf.items()}
+                )
+            if meta or w.count or perf:
                 out.append(w)
         return out
+
+    def join_stats(self, model: str) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.redis.hgetall(f"{_tag(model)}:join").items()}
 
     def model_dlq_counts(self, model: str) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall(f"{_tag(model)}:dlq").items()}

@@ -26,8 +26,17 @@ from confluent_kafka import TopicPartition
 
 from streamdrift import kafka_io
 from streamdrift.config import Settings
-from streamdrift.decode import DeadLetter, DecodedBatch, ModelEvents, decode_predictions
+from streamdrift.decode import (
+    DeadLetter,
+    DecodedBatch,
+    DecodedLabels,
+    ModelEvents,
+    ModelLabels,
+    decode_labels,
+    decode_predictions,
+)
 from streamdrift.evaluator import Evaluator
+from streamdrift.join import join_delta
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import sketch_batch
 from streamdrift.store import Fence, ModelHead, Store, fence_field
@@ -45,6 +54,7 @@ class WorkerStats:
     counted: int = 0
     dead: Counter[str] = field(default_factory=Counter)
     skipped_replays: int = 0
+    labels_joined: int = 0
     fence_conflicts: int = 0
     alerts: int = 0
 
@@ -95,7 +105,7 @@ class Worker:
         if install_signals:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        self.consumer.subscribe([self.settings.predictions_topic])
+        self.consumer.subscribe([self.settings.predictions_topic, self.settings.labels_topic])
         deadline = time.monotonic() + max_seconds if max_seconds else None
         log.info("worker %s consuming %s", self.owner, self.settings.predictions_topic)
         try:
@@ -127,29 +137,40 @@ class Worker:
             )
 
     def apply(self, messages: list[Any]) -> dict[tuple[str, int], int]:
-        """Everything but the commit: count the batch in Redis (effectively once) and send
-        its dead letters. Returns the last offset per (topic, partition) to commit."""
+        """Everything but the commit: count the batch in Redis (effectively once), join its
+        labels, send its dead letters. Returns the last offset per (topic, partition)."""
+        label_topic = self.settings.labels_topic
+        if any(m.topic() == label_topic for m in messages):
+            label_msgs = [m for m in messages if m.topic() == label_topic]
+            messages = [m for m in messages if m.topic() != label_topic]
+        else:
+            label_msgs = []
         batch = decode_predictions(messages, self.settings.max_event_bytes)
-        if not batch.messages:
+        labels = decode_labels(label_msgs, self.settings.max_event_bytes)
+        if not batch.messages and not labels.messages:
             return {}
-        models = set(batch.by_model) | {d.model_id for d in batch.dead if d.model_id}
-        heads = self.store.heads(sorted(models))
-        unrouted: Counter[str] = Counter()
-        for model in sorted(models):
+        dead = batch.dead + labels.dead
+        models = set(batch.by_model) | set(labels.by_model) | {d.model_id for d in dead}
+        models.discard(None)  # type: ignore[arg-type]
+        heads = self.store.heads(sorted(models))  # type: ignore[arg-type]
+        last_offsets = {**batch.last_offsets, **labels.last_offsets}
+        for model in sorted(models):  # type: ignore[type-var]
             head = heads[model]
             if head.revision is None:
-                self._unregistered(batch, model)
+                dead += self._unregistered(batch, labels, model)
                 continue
-            self._apply_model(batch, model, head)
-        for d in batch.dead:
-            if d.model_id is None or heads.get(d.model_id, ModelHead(None, {})).revision is None:
-                unrouted[d.reason] += 1
+            dead += self._apply_model(batch, labels, model, head, dead, last_offsets)
+        unrouted = Counter(
+            d.reason
+            for d in dead
+            if d.model_id is None or heads.get(d.model_id, ModelHead(None, {})).revision is None
+        )
         self.store.count_unrouted(unrouted)
-        self._send_dead_letters(batch.dead)
+        self._send_dead_letters(dead)
         self.stats.batches += 1
-        self.stats.messages += batch.messages
-        self.stats.dead.update(d.reason for d in batch.dead)
-        return batch.last_offsets
+        self.stats.messages += batch.messages + labels.messages
+        self.stats.dead.update(d.reason for d in dead)
+        return last_offsets
 
     def _profile(self, model: str, revision: int) -> ReferenceProfile | None:
         cached = self.profiles.get(model)
@@ -160,67 +181,79 @@ class Worker:
             self.profiles[model] = cached
         return cached
 
-    def _unregistered(self, batch: DecodedBatch, model: str) -> None:
-        events = batch.by_model.pop(model, None)
-        if events is None:
-            return
-        for i in range(len(events)):
-            batch.dead.append(
-                DeadLetter(
-                    self.settings.predictions_topic,
-                    events.partitions[i],
-                    events.offsets[i],
-                    events.prediction_ids[i].encode(),
-                    events.raws[i],
-                    "unregistered_model",
-                    f"model '{model}' has no reference profile: run streamdrift register",
-                    model,
-                )
-            )
+    def _unregistered(self, batch: DecodedBatch, labels: DecodedLabels, model: str):
+        why = f"model '{model}' has no reference profile: run streamdrift register"
+        out = []
+        for cols in (batch.by_model.pop(model, None), labels.by_model.pop(model, None)):
+            if cols is None:
+                continue
+            for i in range(len(cols)):
+                out.append(self._dead(cols, i, "unregistered_model", why, model))
+        return out
 
-    def _apply_model(self, batch: DecodedBatch, model: str, head: ModelHead) -> None:
-        topic = self.settings.predictions_topic
+    def _apply_model(
+        self,
+        batch: DecodedBatch,
+        labels: DecodedLabels,
+        model: str,
+        head: ModelHead,
+        dead: list[DeadLetter],
+        last_offsets: dict[tuple[str, int], int],
+    ) -> list[DeadLetter]:
+        """Apply one model's share of the batch; returns its new dead letters."""
         all_events = batch.by_model.get(model, ModelEvents())
-        model_dead = [d for d in batch.dead if d.model_id == model]
-        partitions = set(all_events.partitions) | {d.partition for d in model_dead}
+        all_labels = labels.by_model.get(model, ModelLabels())
+        model_dead = [d for d in dead if d.model_id == model]
+        sources = (
+            {(self.settings.predictions_topic, p) for p in all_events.partitions}
+            | {(self.settings.labels_topic, p) for p in all_labels.partitions}
+            | {(d.topic, d.partition) for d in model_dead}
+        )
         for _ in range(MAX_FENCE_RETRIES):
             profile = self._profile(model, head.revision or 0)
             if profile is None:
-                return
-            applied = {p: head.offsets.get(fence_field(topic, p), -1) for p in partitions}
-            events = self._unapplied(all_events, applied, model)
-            events, late = self._split_late(events, profile)
-            windows, bad, good = sketch_batch(events, profile)
-            new_dead = late + [self._dead(events, b.index, b.reason, b.detail, model) for b in bad]
-            invalid = Counter(d.reason for d in model_dead if d.offset > applied[d.partition])
+                return []
+            applied = {tp: head.offsets.get(fence_field(*tp), -1) for tp in sources}
+            events = self._unapplied(all_events, self.settings.predictions_topic, applied, model)
+            label_events = self._unapplied(all_labels, self.settings.labels_topic, applied, model)
+            events, new_dead = self._split_late(events, profile)
+            windows, bad, good, outputs = sketch_batch(events, profile)
+            new_dead += [self._dead(events, b.index, b.reason, b.detail, model) for b in bad]
+            join, join_dead = join_delta(
+                profile, good, outputs, label_events, self.settings.labels_topic
+            )
+            new_dead += join_dead
+            invalid = Counter(
+                d.reason for d in model_dead if d.offset > applied[(d.topic, d.partition)]
+            )
             invalid.update(d.reason for d in new_dead)
             # A fence never moves back: a replayed batch can end below what is applied.
             fences = [
-                Fence(
-                    fence_field(topic, p),
-                    applied[p],
-                    max(applied[p], batch.last_offsets[(topic, p)]),
-                )
-                for p in sorted(partitions)
+                Fence(fence_field(*tp), applied[tp], max(applied[tp], last_offsets[tp]))
+                for tp in sorted(sources)
             ]
-            if self.store.apply_batch(profile, fences, windows, invalid):
-                batch.dead.extend(new_dead)
+            result = self.store.apply_batch(profile, fences, windows, invalid, join)
+            if result is not None:
                 self.stats.counted += len(good)
+                self.stats.labels_joined += result.joined
                 self._pending_eval.add(model)
-                return
+                return new_dead
             self.stats.fence_conflicts += 1
             head = self.store.heads([model])[model]
         raise RuntimeError(f"offset fence of model {model} kept moving; another worker owns it")
 
-    def _unapplied(self, events: ModelEvents, applied: dict[int, int], model: str) -> ModelEvents:
+    def _unapplied(
+        self, events: Any, topic: str, applied: dict[tuple[str, int], int], model: str
+    ) -> Any:
         """The events above the model's offset fence: re-deliveries of events already
         counted (after a crash or a rebalance) are dropped here."""
         if not len(events):
             return events
         parts = np.asarray(events.partitions)
         fence = np.empty(parts.size, dtype=np.int64)
-        for p, off in applied.items():
-            fence[parts == p] = off
+        for (t, p), off in applied.items():
+            if t == topic:
+                fence[parts == p] = off
         keep = np.asarray(events.offsets) > fence
         if keep.all():
             return events
@@ -245,9 +278,14 @@ class Worker:
         ]
         return events.select(np.flatnonzero(~late).tolist()), dead
 
-    def _dead(self, events: ModelEvents, i: int, reason: str, detail: str, model: str):
+    def _dead(self, events: Any, i: int, reason: str, detail: str, model: str) -> DeadLetter:
+        topic = (
+            self.settings.labels_topic
+            if isinstance(events, ModelLabels)
+            else self.settings.predictions_topic
+        )
         return DeadLetter(
-            self.settings.predictions_topic,
+            topic,
             events.partitions[i],
             events.offsets[i],
             events.prediction_ids[i].encode(),

@@ -1,0 +1,115 @@
+"""The delayed-label join, the Python side: what a prediction leaves in Redis for its
+label, and what a label brings. The meeting itself happens atomically in the apply
+script (store.py), whichever of the two arrives first.
+
+A pending prediction keeps only `time|version|class|score` (about 30 bytes of value):
+its window follows from its time, and the label needs nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from streamdrift.decode import DeadLetter, ModelEvents, ModelLabels
+from streamdrift.performance import class_key
+from streamdrift.profile import NumericProfile, ReferenceProfile, bin_index
+from streamdrift.sketch import prediction_outputs
+from streamdrift.store import JoinDelta
+
+__all__ = ["join_delta", "joins", "label_entries", "prediction_outputs", "prediction_records"]
+
+
+def joins(profile: ReferenceProfile) -> bool:
+    """Labels are joined for models registered with a label column and a horizon."""
+    return profile.label is not None and profile.config.join_horizon_seconds > 0
+
+
+def prediction_records(
+    events: ModelEvents, classes: list[str | None], scores: list[float | None]
+) -> list[list[str]]:
+    """`[prediction_id, "time|version|class|score"]` for each event."""
+    return [
+        [
+            pid,
+            f"{int(ts)}|{(v or '').replace('|', '/')}|{c or ''}|{'' if s is None else f'{s:.6g}'}",
+        ]
+        for pid, ts, v, c, s in zip(
+            events.prediction_ids,
+            events.timestamps,
+            events.versions,
+            classes,
+            scores,
+            strict=True,
+        )
+    ]
+
+
+def label_entries(
+    labels: ModelLabels, profile: ReferenceProfile, topic: str
+) -> tuple[list[list[Any]], list[DeadLetter]]:
+    """`[prediction_id, label, time, label bin]` per label; a regressor's label that is
+    not a number is a dead letter."""
+    out: list[list[Any]] = []
+    dead: list[DeadLetter] = []
+    numeric = isinstance(profile.label, NumericProfile)
+    edges = profile.label.edge_array() if numeric else None  # type: ignore[union-attr]
+    values: list[float] = []
+    for i, (pid, label, ts) in enumerate(
+        zip(labels.prediction_ids, labels.labels, labels.timestamps, strict=True)
+    ):
+        if numeric:
+            if type(label) not in (float, int):
+                dead.append(
+                    DeadLetter(
+                        topic,
+                        labels.partitions[i],
+                        labels.offsets[i],
+                        pid.encode(),
+                        labels.raws[i],
+                        "wrong_type",
+                        f"label is {type(label).__name__}, the model is a regressor",
+                        profile.model_id,
+                    )
+                )
+                continue
+            values.append(float(label))
+            out.append([pid, repr(float(label)), int(ts), 0])
+        else:
+            out.append([pid, class_key(label), int(ts), -1])
+    if numeric and out:
+        for entry, b in zip(out, bin_index(edges, np.asarray(values)).tolist(), strict=True):
+            entry[3] = b
+    return out, dead
+
+
+def join_delta(
+    profile: ReferenceProfile,
+    events: ModelEvents,
+    outputs: tuple[list[str | None], list[float | None]],
+    labels: ModelLabels | None,
+    label_topic: str,
+) -> tuple[JoinDelta | None, list[DeadLetter]]:
+    if not joins(profile):
+        if labels is None or not len(labels):
+            return None, []
+        why = "the model was registered without --label-column (or with no join horizon)"
+        return None, [
+            DeadLetter(
+                label_topic,
+                labels.partitions[i],
+                labels.offsets[i],
+                labels.prediction_ids[i].encode(),
+                labels.raws[i],
+                "not_joined",
+                why,
+                profile.model_id,
+            )
+            for i in range(len(labels))
+        ]
+    delta = JoinDelta(predictions=prediction_records(events, *outputs))
+    dead: list[DeadLetter] = []
+    if labels is not None and len(labels):
+        delta.labels, dead = label_entries(labels, profile, label_topic)
+    return delta, dead

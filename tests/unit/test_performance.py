@@ -1,0 +1,543 @@
+"""Performance metrics from mergeable sums, checked against independent references:
+scikit-learn's metrics, numpy, and a calibration error computed here from the raw scores."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    confusion_matrix,
+    log_loss,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_error,
+    precision_recall_fscore_support,
+    r2_score,
+    roc_auc_score,
+)
+
+from streamdrift.performance import (
+    PerformanceSketch,
+    calibration_error,
+    classification_metrics,
+    performance_metrics,
+    regression_metrics,
+    roc_auc,
+)
+
+AUC_TOLERANCE = 0.005
+#: Ours takes each calibration bin's mean score at the centres of its 200 fine bins, so
+#: it can be off by up to half a fine bin width.
+ECE_TOLERANCE = 1 / 400 + 1e-9
+
+
+# ---- data and independent references ---------------------------------------------------
+
+
+def binary_data(seed: int, kind: str, n: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """Labels in {0, 1} and scores in (0, 1) of a binary classifier."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    if kind == "separated":
+        score = np.where(y == 1, rng.beta(8, 2, n), rng.beta(2, 8, n))
+    elif kind == "barely":
+        score = np.where(y == 1, rng.beta(2.2, 2, n), rng.beta(2, 2.2, n))
+    elif kind == "tied":
+        score = np.round(np.where(y == 1, rng.beta(3, 2, n), rng.beta(2, 3, n)), 2)
+        score = np.clip(score, 0.01, 0.99)  # keep log loss finite and identical to sklearn's
+    else:
+        raise ValueError(kind)
+    return y, score
+
+
+BINARY_CASES = [
+    (11, "separated"),
+    (12, "separated"),
+    (21, "barely"),
+    (22, "barely"),
+    (31, "tied"),
+    (32, "tied"),
+]
+
+
+def reference_ece(is_pos: np.ndarray, score: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over `bins` equal-width bins with exact mean scores."""
+    idx = np.minimum(np.floor(score * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.sum() * abs(is_pos[m].mean() - score[m].mean())
+    return total / len(score)
+
+
+def multiclass_data(seed: int, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+    """Four classes, unbalanced, with a confusion matrix that has empty cells."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(4, n, p=[0.5, 0.3, 0.15, 0.05])
+    yhat = y.copy()
+    wrong = rng.random(n) < 0.3
+    yhat[wrong] = rng.choice(3, wrong.sum())  # never predicts class 3 by mistake
+    return y, yhat
+
+
+def regression_data(seed: int, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.round(rng.normal(50, 20, n), 1)
+    y[rng.random(n) < 0.05] = 0.0  # some zero targets: MAPE skips them
+    yhat = y + rng.normal(1.5, 5, n)
+    return y, yhat
+
+
+def sketch_fields_equal(a: PerformanceSketch, b: PerformanceSketch) -> None:
+    for f in dataclasses.fields(PerformanceSketch):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y, err_msg=f.name)
+        elif isinstance(x, float):
+            assert x == pytest.approx(y, rel=1e-12, abs=1e-9), f.name
+        else:
+            assert x == y, f.name
+
+
+def metrics_equal(a: dict[str, float], b: dict[str, float]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if math.isnan(a[k]):
+            assert math.isnan(b[k]), k
+        else:
+            assert a[k] == pytest.approx(b[k], rel=1e-12, abs=1e-12), k
+
+
+# ---- binary ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("seed", "kind"), BINARY_CASES)
+def test_binary_scores_match_sklearn(seed: int, kind: str) -> None:
+    y, score = binary_data(seed, kind)
+    yhat = (score >= 0.5).astype(int)
+    s = PerformanceSketch.from_pairs("binary", list(y), list(yhat), score, "1")
+    m = performance_metrics(s, "binary", "1")
+
+    exact_auc = roc_auc_score(y, score)
+    assert abs(m["roc_auc"] - exact_auc) <= AUC_TOLERANCE
+    assert m["log_loss"] == pytest.approx(log_loss(y, score), rel=1e-9)
+    assert m["brier"] == pytest.approx(brier_score_loss(y, score), rel=1e-9)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, yhat))
+    p, r, f, _ = precision_recall_fscore_support(y, yhat, pos_label=1, average="binary")
+    assert (m["precision"], m["recall"], m["f1"]) == pytest.approx((p, r, f))
+    assert abs(m["calibration_error"] - reference_ece(y == 1, score)) <= ECE_TOLERANCE
+    assert m["labelled"] == len(y)
+
+
+def test_auc_exact_when_ties_fall_in_distinct_bins() -> None:
+    # Scores on a 0.01 grid land one value per histogram bin, so binned ties are real ties.
+    y, score = binary_data(31, "tied")
+    s = PerformanceSketch.from_pairs("binary", list(y), None, score, "1")
+    assert len(np.unique(score)) < 100  # many tied scores
+    assert roc_auc(s.positive_hist, s.negative_hist) == pytest.approx(roc_auc_score(y, score))
+
+
+def test_string_labels_with_positive_one() -> None:
+    y, score = binary_data(5, "barely", n=1500)
+    actual = [str(v) for v in y]
+    predicted = ["1" if v >= 0.5 else "0" for v in score]
+    s = PerformanceSketch.from_pairs("binary", actual, predicted, score, "1")
+    m = performance_metrics(s, "binary", "1")
+
+    assert abs(m["roc_auc"] - roc_auc_score(actual, score)) <= AUC_TOLERANCE
+    assert m["log_loss"] == pytest.approx(log_loss(actual, score), rel=1e-9)
+    assert m["brier"] == pytest.approx(brier_score_loss(actual, score, pos_label="1"), rel=1e-9)
+    assert m["accuracy"] == pytest.approx(accuracy_score(actual, predicted))
+    p, r, f, _ = precision_recall_fscore_support(actual, predicted, labels=["0", "1"])
+    for i, k in enumerate(["0", "1"]):
+        assert m[f"precision[{k}]"] == pytest.approx(p[i])
+        assert m[f"recall[{k}]"] == pytest.approx(r[i])
+        assert m[f"f1[{k}]"] == pytest.approx(f[i])
+    assert (m["precision"], m["recall"], m["f1"]) == pytest.approx((p[1], r[1], f[1]))
+    assert abs(m["calibration_error"] - reference_ece(y == 1, score)) <= ECE_TOLERANCE
+    # the same numbers as with integer labels
+    metrics_equal(
+        m,
+        performance_metrics(
+            PerformanceSketch.from_pairs("binary", list(y), list(predicted), score, "1"),
+            "binary",
+            "1",
+        ),
+    )
+
+
+def test_calibration_of_calibrated_and_miscalibrated_scores() -> None:
+    rng = np.random.default_rng(3)
+    score = rng.uniform(0, 1, 20000)
+    calibrated = rng.random(20000) < score
+    overconfident = rng.random(20000) < 0.5 + 0.5 * (score - 0.5) * 0.2
+    for is_pos in (calibrated, overconfident):
+        s = PerformanceSketch.from_pairs("binary", list(is_pos.astype(int)), None, score, "1")
+        ours = calibration_error(s.positive_hist, s.negative_hist)
+        assert abs(ours - reference_ece(is_pos, score)) <= ECE_TOLERANCE
+
+
+def test_scores_at_zero_and_one() -> None:
+    y = np.array([0, 0, 1, 1, 0, 1])
+    score = np.array([0.0, 0.2, 0.7, 1.0, 1.0, 0.0])
+    s = PerformanceSketch.from_pairs("binary", list(y), None, score, "1")
+    m = classification_metrics(s, "1")
+    assert s.positive_hist.sum() == 3 and s.negative_hist.sum() == 3
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, score))
+    assert m["brier"] == pytest.approx(brier_score_loss(y, score))
+    assert math.isfinite(m["log_loss"])
+    assert abs(m["calibration_error"] - reference_ece(y == 1, score)) <= ECE_TOLERANCE
+
+
+# ---- multiclass -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_multiclass_matches_sklearn(seed: int) -> None:
+    y, yhat = multiclass_data(seed)
+    s = PerformanceSketch.from_pairs("multiclass", list(y), list(yhat))
+    m = performance_metrics(s, "multiclass", None)
+    labels = [0, 1, 2, 3]
+
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, yhat))
+    p, r, f, _ = precision_recall_fscore_support(y, yhat, labels=labels, zero_division=0)
+    for i, k in enumerate(labels):
+        assert m[f"precision[{k}]"] == pytest.approx(p[i])
+        assert m[f"recall[{k}]"] == pytest.approx(r[i])
+        assert m[f"f1[{k}]"] == pytest.approx(f[i])
+    pm, rm, fm, _ = precision_recall_fscore_support(y, yhat, average="macro", zero_division=0)
+    assert m["precision_macro"] == pytest.approx(pm)
+    assert m["recall_macro"] == pytest.approx(rm)
+    assert m["f1_macro"] == pytest.approx(fm)
+    assert "roc_auc" not in m and "precision" not in m
+
+    cm = confusion_matrix(y, yhat, labels=labels)
+    for i, a in enumerate(labels):
+        for j, b in enumerate(labels):
+            assert s.confusion.get((str(a), str(b)), 0) == cm[i, j]
+
+
+def test_multiclass_class_never_predicted_and_never_actual() -> None:
+    # "c" is never predicted (precision 0 by zero_division) and "d" never occurs (recall 0).
+    y = ["a", "a", "b", "b", "c", "c", "a", "b"]
+    yhat = ["a", "b", "b", "b", "a", "d", "a", "a"]
+    m = classification_metrics(PerformanceSketch.from_pairs("multiclass", y, yhat), None)
+    labels = ["a", "b", "c", "d"]
+    p, r, f, _ = precision_recall_fscore_support(y, yhat, labels=labels, zero_division=0)
+    for i, k in enumerate(labels):
+        assert (m[f"precision[{k}]"], m[f"recall[{k}]"], m[f"f1[{k}]"]) == pytest.approx(
+            (p[i], r[i], f[i])
+        )
+    pm, rm, fm, _ = precision_recall_fscore_support(y, yhat, average="macro", zero_division=0)
+    assert (m["precision_macro"], m["recall_macro"], m["f1_macro"]) == pytest.approx((pm, rm, fm))
+
+
+# ---- regression -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_regression_matches_sklearn(seed: int) -> None:
+    y, yhat = regression_data(seed)
+    s = PerformanceSketch.from_pairs("regression", list(y), score=yhat)
+    m = performance_metrics(s, "regression", None)
+    nz = y != 0
+    assert (~nz).sum() > 0
+
+    assert m["mae"] == pytest.approx(mean_absolute_error(y, yhat), rel=1e-9)
+    assert m["rmse"] == pytest.approx(math.sqrt(mean_squared_error(y, yhat)), rel=1e-9)
+    assert m["r2"] == pytest.approx(r2_score(y, yhat), rel=1e-9)
+    assert m["mape"] == pytest.approx(mean_absolute_percentage_error(y[nz], yhat[nz]), rel=1e-9)
+    assert m["mean_error"] == pytest.approx(float(np.mean(yhat - y)), rel=1e-9)
+    assert m["labelled"] == len(y)
+
+
+def test_regression_all_zero_targets_has_nan_mape() -> None:
+    y = np.zeros(50)
+    yhat = np.linspace(-1, 1, 50)
+    m = regression_metrics(PerformanceSketch.from_pairs("regression", list(y), score=yhat))
+    assert math.isnan(m["mape"])
+    assert m["mae"] == pytest.approx(mean_absolute_error(y, yhat))
+    assert m["rmse"] == pytest.approx(math.sqrt(mean_squared_error(y, yhat)))
+    assert m["mean_error"] == pytest.approx(float(np.mean(yhat - y)), abs=1e-12)
+
+
+@pytest.mark.parametrize("value", [0.1, 0.2, 0.3, 12.34, 1e6])
+@pytest.mark.parametrize("n", [2, 5, 10, 1000])
+def test_regression_constant_target_r2_is_not_a_huge_number(value: float, n: int) -> None:
+    # y has no variance: R² is undefined, whatever rounding leaves of sum(y²) - sum(y)²/n.
+    y = np.full(n, value)
+    m = regression_metrics(PerformanceSketch.from_pairs("regression", list(y), score=y + 0.5))
+    assert math.isnan(m["r2"])
+    assert m["mae"] == pytest.approx(0.5)
+
+
+# ---- mergeability ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", [1, 700, 2500])
+def test_binary_sketches_merge(split: int) -> None:
+    y, score = binary_data(41, "barely", n=3000)
+    yhat = list((score >= 0.5).astype(int))
+    delays = np.random.default_rng(41).exponential(30, len(y))
+    y = list(y)
+
+    def sk(sl: slice) -> PerformanceSketch:
+        return PerformanceSketch.from_pairs("binary", y[sl], yhat[sl], score[sl], "1", delays[sl])
+
+    merged = sk(slice(None, split)) + sk(slice(split, None))
+    whole = sk(slice(None))
+    sketch_fields_equal(merged, whole)
+    metrics_equal(
+        performance_metrics(merged, "binary", "1", 4000),
+        performance_metrics(whole, "binary", "1", 4000),
+    )
+
+
+def test_multiclass_and_regression_sketches_merge() -> None:
+    y, yhat = multiclass_data(8)
+    a = PerformanceSketch.from_pairs("multiclass", list(y[:1000]), list(yhat[:1000]))
+    b = PerformanceSketch.from_pairs("multiclass", list(y[1000:]), list(yhat[1000:]))
+    whole = PerformanceSketch.from_pairs("multiclass", list(y), list(yhat))
+    sketch_fields_equal(a + b, whole)
+    metrics_equal(
+        performance_metrics(a + b, "multiclass", None),
+        performance_metrics(whole, "multiclass", None),
+    )
+
+    y, yhat = regression_data(8)
+    parts = [
+        PerformanceSketch.from_pairs("regression", list(y[i : i + 300]), score=yhat[i : i + 300])
+        for i in range(0, len(y), 300)
+    ]
+    merged = sum(parts[1:], parts[0])
+    whole = PerformanceSketch.from_pairs("regression", list(y), score=yhat)
+    sketch_fields_equal(merged, whole)
+    metrics_equal(
+        performance_metrics(merged, "regression", None),
+        performance_metrics(whole, "regression", None),
+    )
+
+
+def test_merging_an_empty_sketch_changes_nothing() -> None:
+    y, score = binary_data(9, "separated", n=500)
+    s = PerformanceSketch.from_pairs("binary", list(y), list((score > 0.5).astype(int)), score, "1")
+    sketch_fields_equal(s + PerformanceSketch(), s)
+    sketch_fields_equal(PerformanceSketch() + s, s)
+
+
+# ---- the Redis hash form --------------------------------------------------------------
+
+
+def _bin(p: float) -> int:
+    return min(math.floor(p * 200), 199)
+
+
+def _delay_bucket(d: float) -> int:
+    return int(d).bit_length()  # 0 below 1 s, else 1 + floor(log2 d)
+
+
+def hash_of_pairs(
+    task: str,
+    actual: list,
+    predicted: list | None,
+    score: list[float] | None,
+    positive: str | None,
+    delays: list[float],
+) -> dict[str, str]:
+    """The hash the Lua join would leave after adding these pairs one at a time, with
+    values as strings as redis-py returns them (no decode: str keys for simplicity)."""
+    ints: Counter[str] = Counter()
+    floats: dict[str, float] = {}
+
+    def addf(k: str, v: float) -> None:
+        floats[k] = floats.get(k, 0.0) + v
+
+    for i, a in enumerate(actual):
+        d = float(delays[i])
+        ints["n"] += 1
+        addf("dsum", d)
+        ints[f"d:{_delay_bucket(d)}"] += 1
+        if task == "regression":
+            yv, yh = float(a), float(score[i])
+            e = yh - yv
+            addf("ae", abs(e))
+            addf("se", e * e)
+            addf("err", e)
+            addf("y", yv)
+            addf("y2", yv * yv)
+            if yv != 0:
+                addf("ape", abs(e) / abs(yv))
+                ints["nape"] += 1
+            continue
+        if predicted is not None:
+            ints[f"cm:{a}|{predicted[i]}"] += 1
+        if score is not None:
+            p = float(score[i])
+            is_pos = str(a) == positive
+            ints[f"{'pos' if is_pos else 'neg'}:{_bin(p)}"] += 1
+            ints["ns"] += 1
+            pc = min(max(p, 1e-15), 1 - 1e-15)
+            addf("ll", -math.log(pc) if is_pos else -math.log(1 - pc))
+            addf("brier", (p - is_pos) ** 2)
+    h = {k: str(v) for k, v in ints.items()}
+    h.update({k: repr(float(v)) for k, v in floats.items()})
+    return h
+
+
+def test_from_hash_round_trip_binary() -> None:
+    y, score = binary_data(51, "barely", n=2000)
+    actual = [str(v) for v in y]
+    predicted = ["1" if v >= 0.5 else "0" for v in score]
+    delays = list(np.random.default_rng(51).exponential(120, len(y)))
+    h = hash_of_pairs("binary", actual, predicted, list(score), "1", delays)
+    assert {"n", "dsum", "ns", "ll", "brier", "cm:1|1", "cm:0|1"} <= h.keys()
+    assert any(k.startswith("pos:") for k in h) and any(k.startswith("d:") for k in h)
+
+    from_hash = PerformanceSketch.from_hash(h)
+    from_pairs = PerformanceSketch.from_pairs(
+        "binary", actual, predicted, score, "1", np.array(delays)
+    )
+    sketch_fields_equal(from_hash, from_pairs)
+    metrics_equal(
+        performance_metrics(from_hash, "binary", "1", 2500),
+        performance_metrics(from_pairs, "binary", "1", 2500),
+    )
+
+
+def test_from_hash_round_trip_multiclass() -> None:
+    y, yhat = multiclass_data(52, n=1000)
+    delays = list(np.random.default_rng(52).uniform(0, 3, len(y)))  # buckets 0, 1, 2
+    h = hash_of_pairs("multiclass", list(y), list(yhat), None, None, delays)
+    from_hash = PerformanceSketch.from_hash(h)
+    from_pairs = PerformanceSketch.from_pairs(
+        "multiclass", list(y), list(yhat), delays=np.array(delays)
+    )
+    sketch_fields_equal(from_hash, from_pairs)
+    metrics_equal(
+        performance_metrics(from_hash, "multiclass", None, 1000),
+        performance_metrics(from_pairs, "multiclass", None, 1000),
+    )
+
+
+def test_from_hash_round_trip_regression() -> None:
+    y, yhat = regression_data(53, n=1500)
+    delays = list(np.random.default_rng(53).exponential(3600, len(y)))
+    h = hash_of_pairs("regression", list(y), None, list(yhat), None, delays)
+    assert {"n", "dsum", "ae", "se", "err", "y", "y2", "ape", "nape"} <= h.keys()
+    from_hash = PerformanceSketch.from_hash(h)
+    from_pairs = PerformanceSketch.from_pairs(
+        "regression", list(y), score=yhat, delays=np.array(delays)
+    )
+    sketch_fields_equal(from_hash, from_pairs)
+    metrics_equal(
+        performance_metrics(from_hash, "regression", None, 2000),
+        performance_metrics(from_pairs, "regression", None, 2000),
+    )
+    # and against the references directly
+    m = performance_metrics(from_hash, "regression", None)
+    assert m["mae"] == pytest.approx(mean_absolute_error(y, yhat), rel=1e-9)
+    assert m["r2"] == pytest.approx(r2_score(y, yhat), rel=1e-9)
+
+
+def test_from_hash_empty() -> None:
+    s = PerformanceSketch.from_hash({})
+    sketch_fields_equal(s, PerformanceSketch())
+    assert performance_metrics(s, "regression", None) == {"labelled": 0.0}
+
+
+# ---- label coverage and delay ---------------------------------------------------------
+
+
+def test_label_coverage_and_delay() -> None:
+    rng = np.random.default_rng(61)
+    y, score = binary_data(61, "separated", n=800)
+    delays = rng.exponential(45, len(y))
+    s = PerformanceSketch.from_pairs("binary", list(y), None, score, "1", delays)
+    m = performance_metrics(s, "binary", "1", predictions=1000)
+    assert m["label_coverage"] == pytest.approx(800 / 1000)
+    assert m["labelled"] == 800
+    assert m["label_delay_mean_seconds"] == pytest.approx(float(np.mean(delays)))
+    # the median falls in the histogram bucket [2^(b-1), 2^b) given by its lower edge
+    lower_median = float(np.sort(delays)[math.ceil(len(delays) / 2) - 1])
+    b = _delay_bucket(lower_median)
+    assert m["label_delay_median_bucket_seconds"] == (0.0 if b == 0 else 2.0 ** (b - 1))
+
+    assert "label_coverage" not in performance_metrics(s, "binary", "1")
+    assert "label_coverage" not in performance_metrics(s, "binary", "1", predictions=0)
+
+
+def test_label_delay_buckets_by_hand() -> None:
+    delays = np.array([0.2, 0.9, 1.0, 1.5, 2.0, 3.9, 4.0, 100.0, 1000.0])
+    s = PerformanceSketch.from_pairs("multiclass", ["a"] * 9, ["a"] * 9, delays=delays)
+    # buckets: <1 s -> 0; [1, 2) -> 1; [2, 4) -> 2; [4, 8) -> 3; 100 -> 7; 1000 -> 10
+    assert s.delay_hist == Counter({0: 2, 1: 2, 2: 2, 3: 1, 7: 1, 10: 1})
+    m = performance_metrics(s, "multiclass", None, predictions=9)
+    assert m["label_coverage"] == 1.0
+    assert m["label_delay_mean_seconds"] == pytest.approx(delays.mean())
+    assert m["label_delay_median_bucket_seconds"] == 2.0  # the 5th of 9 delays is 2.0 s
+
+
+# ---- edge cases -----------------------------------------------------------------------
+
+
+def test_no_labels_classification() -> None:
+    for s in (
+        PerformanceSketch(),
+        PerformanceSketch.from_pairs("binary", [], [], np.array([]), "1", np.array([])),
+        PerformanceSketch.from_pairs("multiclass", [], []),
+    ):
+        m = performance_metrics(s, "binary", "1", predictions=25)
+        assert m["labelled"] == 0.0
+        assert m["label_coverage"] == 0.0
+        assert "label_delay_mean_seconds" not in m
+        assert "roc_auc" not in m
+        assert all(math.isnan(v) for k, v in m.items() if k not in ("labelled", "label_coverage"))
+        assert math.isnan(roc_auc(s.positive_hist, s.negative_hist))
+        assert math.isnan(calibration_error(s.positive_hist, s.negative_hist))
+
+
+def test_no_labels_regression() -> None:
+    for s in (
+        PerformanceSketch(),
+        PerformanceSketch.from_pairs("regression", [], score=np.array([]), delays=np.array([])),
+    ):
+        assert regression_metrics(s) == {}
+        assert performance_metrics(s, "regression", None, predictions=3) == {
+            "labelled": 0.0,
+            "label_coverage": 0.0,
+        }
+        assert performance_metrics(s, "regression", None) == {"labelled": 0.0}
+
+
+@pytest.mark.parametrize("only", [0, 1])
+def test_one_class_present_has_nan_auc(only: int) -> None:
+    rng = np.random.default_rng(71)
+    score = rng.uniform(0.05, 0.95, 300)
+    y = np.full(300, only)
+    yhat = (score >= 0.5).astype(int)
+    s = PerformanceSketch.from_pairs("binary", list(y), list(yhat), score, "1")
+    m = performance_metrics(s, "binary", "1")
+    assert math.isnan(m["roc_auc"])
+    assert m["log_loss"] == pytest.approx(log_loss(y, score, labels=[0, 1]), rel=1e-9)
+    assert m["brier"] == pytest.approx(np.mean((score - y) ** 2))
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, yhat))
+    assert abs(m["calibration_error"] - reference_ece(y == 1, score)) <= ECE_TOLERANCE
+
+
+@pytest.mark.parametrize("value", [0.1, 0.3, 12.34, 1e6 + 0.1])
+def test_constant_target_summed_pair_by_pair_has_nan_r2(value: float) -> None:
+    # The Lua join adds y and y² one pair at a time, so their rounding error grows with n.
+    n = 20000
+    y = [value] * n
+    h = hash_of_pairs("regression", y, None, [value + 1.0] * n, None, [5.0] * n)
+    m = regression_metrics(PerformanceSketch.from_hash(h))
+    assert math.isnan(m["r2"])
+    assert m["mae"] == pytest.approx(1.0)
+    assert m["rmse"] == pytest.approx(1.0)
