@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from streamdrift.events import Alert
-from streamdrift.monitors import FeatureDrift
-from streamdrift.profile import ReferenceProfile
+from streamdrift.monitors import ERROR_METRICS, FeatureDrift, PerformanceFinding
+from streamdrift.profile import LABEL, PREDICTION, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 
 
@@ -28,6 +28,144 @@ def alert_id(model: str, alert_type: str, feature: str, window_start: int) -> st
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
+
+
+_OUTPUT_ALERTS = {PREDICTION: "prediction_drift", LABEL: "label_drift"}
+
+
+def output_alerts(
+    profile: ReferenceProfile,
+    window: WindowSketch,
+    drift: dict[str, FeatureDrift],
+    feature_drift: dict[str, FeatureDrift],
+    now: float,
+) -> list[Alert]:
+    """`prediction_drift` / `label_drift` alerts, named after the model's columns."""
+    alerts = []
+    names = {
+        PREDICTION: profile.prediction_column or "prediction",
+        LABEL: profile.label_column or "label",
+    }
+    end = window.start + profile.config.window_seconds
+    drifting = sorted((d for d in feature_drift.values() if d.drifted), key=lambda d: -d.value)
+    for key, d in drift.items():
+        if not d.drifted:
+            continue
+        kind = _OUTPUT_ALERTS[key]
+        ref = profile.outputs()[key]
+        what = "predictions" if key == PREDICTION else "labels (joined so far)"
+        alerts.append(
+            Alert(
+                alert_id=alert_id(profile.model_id, kind, names[key], window.start),
+                type=kind,  # type: ignore[arg-type]
+                severity=_severity(profile, d.value),
+                model_id=profile.model_id,
+                model_version=_version(window),
+                feature=names[key],
+                statistic=d.statistic,
+                value=d.value,
+                threshold=d.threshold,
+                window_start=_utc(window.start),
+                window_end=_utc(end),
+                sample_size=d.sample_size,
+                reference_size=ref.count,
+                message=(
+                    f"{profile.model_id}: the distribution of {what} shifted in window "
+                    f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC: "
+                    f"{d.statistic} {d.value:.3f} >= {d.threshold:g} (n={d.sample_size})"
+                ),
+                created_at=_utc(now),
+                context={
+                    "p_value": d.p_value,
+                    "statistics": _finite(d.statistics),
+                    "drifting_features": [
+                        {"feature": f.feature, f.statistic: round(f.value, 6)} for f in drifting
+                    ],
+                    "route": "ml-team",
+                },
+            )
+        )
+    return alerts
+
+
+def performance_alert(
+    profile: ReferenceProfile,
+    window: WindowSketch,
+    finding: PerformanceFinding,
+    feature_drift: dict[str, FeatureDrift],
+    now: float,
+) -> Alert | None:
+    """A `performance_degradation` alert when the finding says so. Its context says
+    whether the window's inputs drifted too (data drift) or not (a hint of concept
+    drift: the feature→label relation changed)."""
+    if not finding.degraded or finding.worst is None:
+        return None
+    base = finding.baselines[finding.worst]
+    policy = profile.config.performance
+    lower_is_worse = finding.metric not in ERROR_METRICS
+    threshold = (
+        base["baseline"] - policy.min_degradation
+        if lower_is_worse
+        else (base["baseline"] * (1 + policy.min_degradation))
+    )
+    drifting = sorted((d for d in feature_drift.values() if d.drifted), key=lambda d: -d.value)
+    cause = (
+        "data drift: inputs shifted in the same window"
+        if drifting
+        else "concept drift suspected: no input drift in the same window"
+    )
+    end = window.start + profile.config.window_seconds
+    return Alert(
+        alert_id=alert_id(
+            profile.model_id, "performance_degradation", finding.metric, window.start
+        ),
+        type="performance_degradation",
+        severity="critical" if base["drop"] >= 2 * policy.min_degradation else "warning",
+        model_id=profile.model_id,
+        model_version=_version(window),
+        feature=finding.metric,
+        statistic=finding.metric,
+        value=finding.value,
+        threshold=threshold,
+        window_start=_utc(window.start),
+        window_end=_utc(end),
+        sample_size=finding.labelled,
+        reference_size=int(profile.reference_performance.get("labelled", 0)),
+        message=(
+            f"{profile.model_id}: {finding.metric} {finding.value:.3f} in window "
+            f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC against "
+            f"{base['baseline']:.3f} ({finding.worst}), {finding.labelled} labels, "
+            f"p={base['p_value']:.2g}; {cause}"
+        ),
+        created_at=_utc(now),
+        context={
+            "metric": finding.metric,
+            "baseline": finding.worst,
+            "baselines": {k: _finite(v) for k, v in finding.baselines.items()},
+            "labelled": finding.labelled,
+            "label_coverage": finding.metrics.get("label_coverage"),
+            "detectors": finding.detectors,
+            "cause": "data_drift" if drifting else "concept_drift",
+            "drifting_features": [
+                {"feature": d.feature, d.statistic: round(d.value, 6)} for d in drifting
+            ],
+            "metrics": _finite({k: v for k, v in finding.metrics.items() if "[" not in k}),
+            "route": "ml-team",
+        },
+    )
+
+
+def _severity(profile: ReferenceProfile, value: float) -> str:
+    policy = profile.config.drift
+    return "critical" if value >= policy.threshold * policy.critical_factor else "warning"
+
+
+def _version(window: WindowSketch) -> str | None:
+    return window.versions.most_common(1)[0][0] if window.versions else None
+
+
+def _finite(values: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in values.items() if isinstance(v, int | float) and v == v}
 
 
 def drift_alerts(

@@ -15,10 +15,11 @@ from functools import partial
 import orjson
 from confluent_kafka import Producer
 
-from streamdrift.alerts import drift_alerts, encode
+from streamdrift.alerts import drift_alerts, encode, output_alerts, performance_alert
 from streamdrift.events import Alert
-from streamdrift.monitors import window_drift
+from streamdrift.monitors import output_drift, performance_check, window_drift
 from streamdrift.profile import ReferenceProfile
+from streamdrift.sketch import WindowSketch
 from streamdrift.store import Store
 
 log = logging.getLogger("streamdrift.evaluator")
@@ -48,9 +49,9 @@ class Evaluator:
                 {int(m.split(":")[1]) for m, _ in marks if m.split(":")[0] == str(profile.revision)}
             )
             fresh: list[Alert] = []
+            all_starts = self.store.window_starts(model, profile.revision)
             for window in self.store.read_windows(profile, starts):
-                drift = window_drift(profile, window)
-                for alert in drift_alerts(profile, window, drift, now):
+                for alert in self._window_alerts(profile, window, all_starts, now):
                     if self.store.claim_alert(model, alert.alert_id, encode(alert), now):
                         fresh.append(alert)
             sent = self._publish(model, [encode(a) for a in fresh], [a.alert_id for a in fresh])
@@ -58,6 +59,25 @@ class Evaluator:
             return [a for a in fresh if a.alert_id in sent]
         finally:
             self.store.unlock_evaluation(model, self.owner)
+
+    def _window_alerts(
+        self, profile: ReferenceProfile, window: WindowSketch, all_starts: list[int], now: float
+    ) -> list[Alert]:
+        """Every monitor on one window: feature drift, prediction and label drift, and
+        performance against the reference and the recent windows."""
+        drift = window_drift(profile, window)
+        alerts = drift_alerts(profile, window, drift, now)
+        alerts += output_alerts(profile, window, output_drift(profile, window), drift, now)
+        if window.performance is not None:
+            k = profile.config.performance.recent_windows
+            earlier = [s for s in all_starts if s < window.start][-k:]
+            recent = self.store.read_performance(profile, earlier)
+            finding = performance_check(profile, window, recent)
+            if finding is not None:
+                alert = performance_alert(profile, window, finding, drift, now)
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts
 
     def _republish(self, model: str, now: float) -> None:
         stale = self.store.unpublished_alerts(model, now - REPUBLISH_AFTER_SECONDS)

@@ -6,9 +6,14 @@ alerts, so the two can never disagree.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from river.drift import ADWIN, PageHinkley
+from scipy.stats import norm
+
 from streamdrift.config import DriftPolicy
+from streamdrift.performance import performance_metrics
 from streamdrift.profile import NumericProfile, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.statistics import categorical_drift, numeric_drift
@@ -37,6 +42,43 @@ def _p_value(stats: dict[str, float]) -> float:
     return stats.get("chi_square_p_value", float("nan"))
 
 
+def _column_drift(
+    name: str, ref: object, window: WindowSketch, policy: DriftPolicy, alpha: float
+) -> FeatureDrift | None:
+    if isinstance(ref, NumericProfile):
+        sk = window.numeric.get(name)
+        if sk is None or sk.n == 0:
+            return None
+        positions = ref.bin_positions(sk.minimum, sk.maximum)
+        stats = numeric_drift(ref.counts, sk.bins, positions, scale=ref.std or None)
+        stats.update(mean=sk.mean, std=sk.std, min=sk.minimum, max=sk.maximum)
+        statistic, n, missing = policy.statistic, sk.n, sk.missing
+    else:
+        cs = window.categorical.get(name)
+        if cs is None or cs.n == 0:
+            return None
+        ref_counts, cur_counts = cs.aligned(ref)  # type: ignore[arg-type]
+        stats = categorical_drift(ref_counts, cur_counts)
+        stats["unseen_categories"] = float(
+            sum(1 for k in cs.counts if k not in ref.categories)  # type: ignore[attr-defined]
+        )
+        statistic = policy.statistic if policy.statistic in _CATEGORICAL_STATISTICS else "psi"
+        n, missing = cs.n, cs.missing
+    value, p = stats[statistic], _p_value(stats)
+    return FeatureDrift(
+        feature=name,
+        kind=ref.kind,  # type: ignore[attr-defined]
+        sample_size=n,
+        missing=missing,
+        statistics=stats,
+        statistic=statistic,
+        value=value,
+        threshold=policy.threshold,
+        p_value=p,
+        drifted=bool(n >= policy.min_samples and value >= policy.threshold and p < alpha),
+    )
+
+
 def window_drift(profile: ReferenceProfile, window: WindowSketch) -> dict[str, FeatureDrift]:
     """Drift of every feature of `window` against `profile`, with the policy's verdict.
 
@@ -46,35 +88,160 @@ def window_drift(profile: ReferenceProfile, window: WindowSketch) -> dict[str, F
     alpha = policy.p_value / max(len(profile.features), 1)
     out: dict[str, FeatureDrift] = {}
     for name, ref in profile.features.items():
-        if isinstance(ref, NumericProfile):
-            sk = window.numeric.get(name)
-            if sk is None or sk.n == 0:
-                continue
-            positions = ref.bin_positions(sk.minimum, sk.maximum)
-            stats = numeric_drift(ref.counts, sk.bins, positions, scale=ref.std or None)
-            stats.update(mean=sk.mean, std=sk.std, min=sk.minimum, max=sk.maximum)
-            statistic, n, missing = policy.statistic, sk.n, sk.missing
-        else:
-            cs = window.categorical.get(name)
-            if cs is None or cs.n == 0:
-                continue
-            ref_counts, cur_counts = cs.aligned(ref)
-            stats = categorical_drift(ref_counts, cur_counts)
-            stats["unseen_categories"] = float(sum(1 for k in cs.counts if k not in ref.categories))
-            statistic = policy.statistic if policy.statistic in _CATEGORICAL_STATISTICS else "psi"
-            n, missing = cs.n, cs.missing
-        value, p = stats[statistic], _p_value(stats)
-        drifted = bool(n >= policy.min_samples and value >= policy.threshold and p < alpha)
-        out[name] = FeatureDrift(
-            feature=name,
-            kind=ref.kind,
-            sample_size=n,
-            missing=missing,
-            statistics=stats,
-            statistic=statistic,
-            value=value,
-            threshold=policy.threshold,
-            p_value=p,
-            drifted=drifted,
-        )
+        d = _column_drift(name, ref, window, policy, alpha)
+        if d is not None:
+            out[name] = d
     return out
+
+
+def output_drift(profile: ReferenceProfile, window: WindowSketch) -> dict[str, FeatureDrift]:
+    """Drift of the prediction (prediction drift, the label-free proxy) and of the joined
+    labels (label drift), with the same statistics and policy as features; the two form
+    their own family for the significance correction."""
+    policy: DriftPolicy = profile.config.drift
+    alpha = policy.p_value / 2
+    out = {}
+    for name, ref in profile.outputs().items():
+        d = _column_drift(name, ref, window, policy, alpha)
+        if d is not None:
+            out[name] = d
+    return out
+
+
+# ---- performance degradation ----------------------------------------------------------
+
+#: metrics where larger is worse
+ERROR_METRICS = {"mae", "rmse", "log_loss", "brier", "calibration_error", "mape"}
+
+
+@dataclass(slots=True)
+class PerformanceFinding:
+    """A window's headline metric against its baselines, and the verdict."""
+
+    metric: str
+    value: float
+    labelled: int
+    baselines: dict[str, dict[str, float]]
+    degraded: bool
+    worst: str | None
+    detectors: dict[str, bool]
+    metrics: dict[str, float]
+
+
+def headline_metric(profile: ReferenceProfile) -> str:
+    configured = profile.config.performance.metric
+    if configured:
+        return configured
+    if profile.task == "regression":
+        return "mae"
+    if profile.positive_class and isinstance(profile.prediction, NumericProfile):
+        return "roc_auc"
+    return "accuracy"
+
+
+def window_performance(profile: ReferenceProfile, window: WindowSketch) -> dict[str, float]:
+    if window.performance is None:
+        return {}
+    return performance_metrics(
+        window.performance, profile.task, profile.positive_class, window.count or None
+    )
+
+
+def _standard_error(metric: str, m: dict[str, float]) -> float:
+    """Standard error of a metric from the window's own sums: Hanley & McNeil (1982) for
+    ROC-AUC, the sample spread of absolute errors for MAE, binomial otherwise."""
+    n = m.get("labelled", 0.0)
+    value = m.get(metric, float("nan"))
+    if not n or value != value:
+        return float("nan")
+    if metric == "roc_auc":
+        n_pos, n_neg = m.get("positives", 0.0), m.get("negatives", 0.0)
+        if not n_pos or not n_neg:
+            return float("nan")
+        q1, q2 = value / (2 - value), 2 * value * value / (1 + value)
+        var = (
+            value * (1 - value) + (n_pos - 1) * (q1 - value**2) + (n_neg - 1) * (q2 - value**2)
+        ) / (n_pos * n_neg)
+        return math.sqrt(max(var, 0.0))
+    if metric == "mae":
+        spread = m.get("rmse", 0.0) ** 2 - value**2
+        return math.sqrt(max(spread, 0.0) / n)
+    if metric == "rmse":
+        return value / math.sqrt(2 * n)  # normal approximation
+    p = min(max(value, 0.0), 1.0)
+    return math.sqrt(p * (1 - p) / n)
+
+
+def _compare(metric: str, now: dict[str, float], base: dict[str, float]) -> dict[str, float]:
+    """One-sided z-test that `now` is worse than `base`, and the size of the drop."""
+    v, b = now.get(metric, float("nan")), base.get(metric, float("nan"))
+    se = math.hypot(_standard_error(metric, now), _standard_error(metric, base))
+    worse = v - b if metric in ERROR_METRICS else b - v
+    # relative for error metrics, whose units differ between models
+    drop = worse / abs(b) if metric in ERROR_METRICS and b else worse
+    z = worse / se if se and se == se else float("nan")
+    p = float(norm.sf(z)) if z == z else float("nan")
+    return {"baseline": b, "drop": drop, "z": z, "p_value": p, "labelled": base.get("labelled", 0)}
+
+
+def _detectors(metric: str, series: list[float], min_degradation: float) -> dict[str, bool]:
+    """river's ADWIN and Page–Hinkley over the per-window metric series, rebuilt from
+    Redis at each evaluation (nothing pickled): did either flag the latest window?"""
+    mode = "up" if metric in ERROR_METRICS else "down"
+    ph = PageHinkley(
+        min_instances=3, delta=min_degradation / 4, threshold=min_degradation, mode=mode
+    )
+    adwin = ADWIN(delta=0.01, clock=1, min_window_length=1, grace_period=2)
+    ph_hit = adwin_hit = False
+    for x in series:
+        ph.update(x)
+        adwin.update(x)
+        ph_hit, adwin_hit = ph.drift_detected, adwin.drift_detected
+    return {"page_hinkley": ph_hit, "adwin": adwin_hit}
+
+
+def performance_check(
+    profile: ReferenceProfile,
+    window: WindowSketch,
+    recent: list[WindowSketch],
+) -> PerformanceFinding | None:
+    """Is the window's performance worse than the reference's, or than the pooled recent
+    windows', by a margin that matters and beyond chance? None without enough labels."""
+    policy = profile.config.performance
+    metric = headline_metric(profile)
+    now = window_performance(profile, window)
+    labelled = int(now.get("labelled", 0))
+    if labelled < policy.min_labels or metric not in now:
+        return None
+    baselines: dict[str, dict[str, float]] = {}
+    if metric in profile.reference_performance:
+        baselines["reference"] = _compare(metric, now, profile.reference_performance)
+    earlier = [w.performance for w in recent if w.performance is not None]
+    if earlier:
+        pooled = earlier[0]
+        for s in earlier[1:]:
+            pooled = pooled + s
+        recent_metrics = performance_metrics(pooled, profile.task, profile.positive_class)
+        if recent_metrics.get("labelled", 0) >= policy.min_labels and metric in recent_metrics:
+            baselines["recent"] = _compare(metric, now, recent_metrics)
+    worst, degraded = None, False
+    for name, b in baselines.items():
+        if b["drop"] >= policy.min_degradation and b["p_value"] < policy.p_value:
+            if worst is None or b["drop"] > baselines[worst]["drop"]:
+                worst = name
+            degraded = True
+    series = []
+    for w in [*recent, window]:
+        m = window_performance(profile, w)
+        if m.get("labelled", 0) >= policy.min_labels and metric in m:
+            series.append(m[metric])
+    return PerformanceFinding(
+        metric=metric,
+        value=now[metric],
+        labelled=labelled,
+        baselines=baselines,
+        degraded=degraded,
+        worst=worst,
+        detectors=_detectors(metric, series, policy.min_degradation),
+        metrics=now,
+    )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamdrift.errors import UnknownModelError
-from streamdrift.monitors import window_drift
+from streamdrift.monitors import output_drift, window_drift, window_performance
 from streamdrift.store import Store
 
 
@@ -34,6 +34,7 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
     windows = []
     for w in store.read_windows(profile, starts):
         drift = window_drift(profile, w)
+        outputs = output_drift(profile, w)
         windows.append(
             {
                 "start": _iso(w.start),
@@ -54,6 +55,15 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                     }
                     for name, d in drift.items()
                 },
+                "outputs": {
+                    name.strip("_"): {
+                        "drifted": d.drifted,
+                        "sample_size": d.sample_size,
+                        **{k: _clean(v) for k, v in d.statistics.items()},
+                    }
+                    for name, d in outputs.items()
+                },
+                "performance": {k: _clean(v) for k, v in window_performance(profile, w).items()},
             }
         )
     return {
@@ -63,5 +73,9 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
         "config": profile.config.model_dump(),
         "windows": windows,
         "dead_letters": store.model_dlq_counts(model),
+        "join": store.join_stats(model),
+        "reference_performance": {
+            k: _clean(v) for k, v in profile.reference_performance.items() if "[" not in k
+        },
         "alerts": store.alerts(model),
     }

@@ -463,6 +463,25 @@ class Store:
                 out.append(w)
         return out
 
+    def read_performance(self, profile: ReferenceProfile, starts: list[int]) -> list[WindowSketch]:
+        """Only the event counts and performance sums of windows (the recent baseline)."""
+        t, rev = _tag(profile.model_id), profile.revision
+        pipe = self.redis.pipeline(transaction=False)
+        for s in starts:
+            pipe.hget(f"{t}:w:{rev}:{s}:meta", "count")
+            pipe.hgetall(f"{t}:w:{rev}:{s}:perf")
+        res = pipe.execute()
+        out = []
+        for i, s in enumerate(starts):
+            count, perf = res[2 * i], res[2 * i + 1]
+            w = WindowSketch(start=s, count=int(count or 0))
+            if perf:
+                w.performance = PerformanceSketch.from_hash(
+                    {k.decode(): v.decode() for k, v in perf.items()}
+                )
+            out.append(w)
+        return out
+
     def join_stats(self, model: str) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall(f"{_tag(model)}:join").items()}
 

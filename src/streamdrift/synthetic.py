@@ -88,3 +88,55 @@ def prediction_events(
                 "prediction": {"score": round(float(score[i]), 5), "label": int(score[i] > 0.5)},
             }
             yield pid.encode(), orjson.dumps(event)
+
+
+def labelled_events(
+    model_id: str,
+    n: int,
+    start: float,
+    span_seconds: float,
+    drift_at: float | None = None,
+    concept_drift_at: float | None = None,
+    seed: int = 1,
+    delay_seconds: tuple[float, float] = (60.0, 86400.0),
+    version: str = "1.0.0",
+) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """Predictions and their labels, as (key, value) lists. Each label arrives a random
+    delay after its prediction (uniform over `delay_seconds`). From `concept_drift_at`
+    on (a fraction of the stream) the labels stop matching the model: the inputs look
+    the same, but the outcome is the opposite of what the score says (concept drift)."""
+    rng = np.random.default_rng(seed)
+    x, country, device, score, label = _rows(rng, n)
+    if drift_at is not None:
+        drifted = np.arange(n) >= int(drift_at * n)
+        x2, country2, _, score2, label2 = _rows(rng, n, drifted)
+        x[drifted], country[drifted] = x2[drifted], country2[drifted]
+        score[drifted], label[drifted] = score2[drifted], label2[drifted]
+    if concept_drift_at is not None:
+        flipped = np.arange(n) >= int(concept_drift_at * n)
+        label[flipped] = 1 - label[flipped]
+    ts = start + np.arange(n) * (span_seconds / n)
+    delays = rng.uniform(*delay_seconds, size=n)
+    predictions, labels = [], []
+    for i in range(n):
+        pid = f"{model_id}-{seed}-{i}"
+        feats = dict(zip(NUMERIC, x[i].round(4).tolist(), strict=True))
+        feats["country"] = COUNTRIES[country[i]]
+        feats["device"] = DEVICES[device[i]]
+        event = {
+            "prediction_id": pid,
+            "model_id": model_id,
+            "model_version": version,
+            "timestamp": float(ts[i]),
+            "features": feats,
+            "prediction": {"score": round(float(score[i]), 5), "label": int(score[i] >= 0.5)},
+        }
+        predictions.append((pid.encode(), orjson.dumps(event)))
+        truth = {
+            "prediction_id": pid,
+            "model_id": model_id,
+            "label": int(label[i]),
+            "timestamp": float(ts[i] + delays[i]),
+        }
+        labels.append((pid.encode(), orjson.dumps(truth)))
+    return predictions, labels

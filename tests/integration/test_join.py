@@ -1,0 +1,152 @@
+"""The delayed-label join on the real broker and Redis: late, shuffled, early and repeated
+labels, two workers killed mid-stream, and a model whose labels stop matching it."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streamdrift import synthetic
+from streamdrift.config import MonitorConfig
+from streamdrift.reference import build_profile
+from streamdrift.worker import Worker
+
+from .conftest import env_for, produce, read_alerts, wait_for
+
+pytestmark = pytest.mark.integration
+
+SLOW_COMMIT_WORKER = Path(__file__).with_name("slow_commit_worker.py")
+
+
+def _register(store, model_id, tmp_path, **config):
+    profile = build_profile(
+        model_id, synthetic.write_reference(tmp_path / "ref.csv"), task="binary",
+        prediction_column="score", label_column="is_fraud", config=MonitorConfig(**config))
+    return store.save_profile(profile)[0]
+
+
+def _offline(predictions, labels, width):
+    """Confusion matrices and labelled counts per window, computed from the events."""
+    made = {}
+    for _, v in predictions:
+        e = orjson.loads(v)
+        made[e["prediction_id"]] = (int(e["timestamp"] // width * width),
+                                    str(e["prediction"]["label"]))
+    seen, cm = set(), defaultdict(Counter)
+    for _, v in labels:
+        e = orjson.loads(v)
+        if e["prediction_id"] in seen:
+            continue
+        seen.add(e["prediction_id"])
+        window, predicted = made[e["prediction_id"]]
+        cm[window][(str(e["label"]), predicted)] += 1
+    return cm
+
+
+def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, model_id,
+                                                           tmp_path):
+    width = 6 * 3600
+    profile = _register(store, model_id, tmp_path, window_seconds=width)
+    start = (time.time() // width - 9) * width
+    predictions, labels = synthetic.labelled_events(
+        model_id, 6000, start, 2 * 86400, seed=21, delay_seconds=(60, 3 * 86400))
+    rng = random.Random(3)
+    labels = labels[:5000]  # some predictions never get a label
+    rng.shuffle(labels)
+    early, late = labels[:1500], labels[1500:]
+    repeated_labels = rng.sample(labels, 300)
+    repeated_predictions = rng.sample(predictions, 200)
+    want = _offline(predictions, labels, width)
+
+    produce(settings, early + repeated_labels[:100], topic=settings.labels_topic)
+    produce(settings, predictions)
+    log = tmp_path / "workers.log"
+    workers = [subprocess.Popen([sys.executable, str(SLOW_COMMIT_WORKER)],
+                                env=env_for(settings), stdout=open(log, "ab"),  # noqa: SIM115
+                                stderr=subprocess.STDOUT) for _ in range(2)]
+    try:
+        produce(settings, late + repeated_labels[100:], topic=settings.labels_topic)
+        produce(settings, repeated_predictions)
+
+        def joined() -> int:
+            return store.join_stats(model_id).get("joined", 0)
+
+        # Kill one worker once it is busy, then let a fresh one take over.
+        assert wait_for(lambda: joined() > 500, timeout=90), log.read_text()[-2000:]
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait()
+        workers[0] = subprocess.Popen([sys.executable, str(SLOW_COMMIT_WORKER)],
+                                      env=env_for(settings), stdout=open(log, "ab"),  # noqa: SIM115
+                                      stderr=subprocess.STDOUT)
+        assert wait_for(lambda: joined() >= 5000, timeout=150), (
+            f"{store.join_stats(model_id)}; {log.read_text()[-2000:]}")
+        assert wait_for(
+            lambda: sum(store.join_stats(model_id).get(k, 0)
+                        for k in ("duplicate_labels", "duplicate_predictions")) >= 500,
+            timeout=60)
+        time.sleep(2)
+        stats = store.join_stats(model_id)
+        assert stats["joined"] == 5000
+        assert stats["duplicate_labels"] == 300
+        assert stats["duplicate_predictions"] == 200
+        windows = {w.start: w for w in store.read_windows(
+            profile, store.window_starts(model_id, profile.revision))}
+        assert set(want) <= set(windows)
+        for start_, cm in want.items():
+            perf = windows[start_].performance
+            assert perf is not None and dict(perf.confusion) == dict(cm), start_
+            assert perf.labelled == sum(cm.values())
+            assert perf.scored == perf.labelled
+            assert int(perf.positive_hist.sum()) == sum(c for (a, _), c in cm.items() if a == "1")
+        # The label delay is measured from the prediction's time.
+        total_delay = sum(w.performance.delay_sum for w in windows.values() if w.performance)
+        assert 60 * 5000 <= total_delay <= 3 * 86400 * 5000
+    finally:
+        for p in workers:
+            p.send_signal(signal.SIGTERM)
+        for p in workers:
+            p.wait(30)
+
+    doc = orjson.loads(subprocess.run(
+        [sys.executable, "-m", "streamdrift", "inspect", model_id, "--json"],
+        env=env_for(settings), capture_output=True, text=True, timeout=60).stdout)
+    covered = [w for w in doc["windows"] if w["performance"]]
+    assert sum(w["performance"]["labelled"] for w in covered) == 5000
+    assert all(0 < w["performance"]["label_coverage"] <= 1 for w in covered)
+    assert doc["join"]["joined"] == 5000
+
+
+def test_concept_drift_raises_performance_degradation_for_day_two_only(
+        settings, store, model_id, tmp_path):
+    day = 86400
+    profile = _register(store, model_id, tmp_path, window_seconds=day)
+    start = (time.time() // day - 2) * day
+    predictions, labels = synthetic.labelled_events(
+        model_id, 4000, start, 2 * day, concept_drift_at=0.5, seed=8,
+        delay_seconds=(60, 7200))
+    produce(settings, predictions)
+    produce(settings, labels, topic=settings.labels_topic)
+    stats = Worker(settings).run(max_seconds=120, install_signals=False, until_messages=8000)
+    assert stats.labels_joined == 4000
+
+    alerts = read_alerts(settings)
+    perf = [a for a in alerts if a["type"] == "performance_degradation"]
+    assert [a["window_start"][:10] for a in perf] == [
+        time.strftime("%Y-%m-%d", time.gmtime(start + day))]
+    (alert,) = perf
+    assert alert["feature"] == "roc_auc" and alert["value"] < 0.5
+    assert alert["context"]["cause"] == "concept_drift"
+    assert alert["context"]["baselines"]["reference"]["p_value"] < 1e-6
+    assert alert["sample_size"] == 2000
+    assert not [a for a in alerts if a["type"] in ("data_drift", "prediction_drift")]
+    windows = store.read_windows(profile, store.window_starts(model_id, profile.revision))
+    first = windows[0].performance
+    assert first is not None and first.labelled == 2000
