@@ -272,19 +272,23 @@ def demo(events: int, workers: int) -> None:
 @click.option("--register", "do_register", is_flag=True, help="Register the model first.")
 @_user_errors
 def produce_demo(model: str, events: int, drift_at: float, do_register: bool) -> None:
-    """Produce a synthetic prediction stream to Kafka (for a running system)."""
+    """Produce a synthetic prediction stream and its late labels to Kafka."""
     import tempfile
 
     from streamdrift import kafka_io
-    from streamdrift.demo import produce_stream, register_demo_model
+    from streamdrift.demo import demo_stream, produce_stream, register_demo_model
 
     settings = _settings()
     kafka_io.ensure_topics(settings)
     if do_register:
         register_demo_model(_store(settings), model, Path(tempfile.mkdtemp()))
     start = time.monotonic()
-    produce_stream(settings, model, events, drift_at if drift_at < 1 else None, 7200, err_console)
-    click.echo(f"produced {events:,} events in {time.monotonic() - start:.1f}s")
+    predictions, labels = demo_stream(model, events, 7200, drift_at if drift_at < 1 else None)
+    produce_stream(settings, settings.predictions_topic, predictions, "predictions", err_console)
+    produce_stream(settings, settings.labels_topic, labels, "labels", err_console)
+    click.echo(
+        f"produced {events:,} predictions and their labels in {time.monotonic() - start:.1f}s"
+    )
 
 
 @main.command()

@@ -37,22 +37,36 @@ def register_demo_model(store: Store, model: str, workdir: Path, window_seconds:
     return store.save_profile(profile)[0]
 
 
+def demo_stream(model: str, events: int, span_seconds: float, drift_at: float | None = 0.5):
+    """The demo's predictions and labels, event times ending now: inputs f00, f03 and
+    country shift at `drift_at`; from a quarter to half-way the labels stop matching
+    the model (concept drift, no input drift); labels come 10 min to 3 h after."""
+    return synthetic.labelled_events(
+        model,
+        events,
+        time.time() - span_seconds,
+        span_seconds,
+        drift_at=drift_at,
+        concept_drift_at=0.25,
+        concept_drift_until=0.5,
+        delay_seconds=(600, 3 * 3600),
+    )
+
+
 def produce_stream(
     settings: Settings,
-    model: str,
-    events: int,
-    drift_at: float | None,
-    span_seconds: float,
+    topic: str,
+    pairs: list[tuple[bytes, bytes]],
+    what: str = "predictions",
     console: Console | None = None,
     rate: float | None = None,
 ) -> int:
-    """Produce the synthetic stream, its event times ending now, at about `rate` events
-    per second (None: as fast as the broker takes them); returns events sent."""
+    """Produce (key, value) pairs at about `rate` per second (None: as fast as the broker
+    takes them), with a progress bar; returns how many were sent."""
     producer = kafka_io.producer(settings)
-    start = time.time() - span_seconds
     started = time.monotonic()
     with Progress(
-        TextColumn("[bold]producing"),
+        TextColumn(f"[bold]{what:<11}"),
         BarColumn(),
         TextColumn("{task.completed:,}"),
         TimeRemainingColumn(),
@@ -60,13 +74,11 @@ def produce_stream(
         transient=False,
         disable=console is None,
     ) as progress:
-        task = progress.add_task("produce", total=events)
-        for i, (key, value) in enumerate(
-            synthetic.prediction_events(model, events, start, span_seconds, drift_at=drift_at)
-        ):
+        task = progress.add_task(what, total=len(pairs))
+        for i, (key, value) in enumerate(pairs):
             while True:
                 try:
-                    producer.produce(settings.predictions_topic, key=key, value=value)
+                    producer.produce(topic, key=key, value=value)
                     break
                 except BufferError:
                     producer.poll(0.05)
@@ -76,8 +88,8 @@ def produce_stream(
                 if rate:
                     time.sleep(max(0.0, i / rate - (time.monotonic() - started)))
         producer.flush(60)
-        progress.update(task, completed=events)
-    return events
+        progress.update(task, completed=len(pairs))
+    return len(pairs)
 
 
 def _start_workers(settings: Settings, n: int, workdir: Path) -> list[subprocess.Popen]:
@@ -152,24 +164,36 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
         def show_alerts() -> None:
             for alert in read_alerts(settings, follow=True, stop=stop):
                 seen.append(alert)
+                hint = ""
+                if alert["type"] == "performance_degradation":
+                    hint = f" ({alert['context']['cause'].replace('_', ' ')})"
                 console.print(
-                    f"[bold red]ALERT[/] {alert['severity']:<8} {alert['feature']:<8} "
-                    f"{alert['statistic']}={alert['value']:.3f} window "
+                    f"[bold red]ALERT[/] {alert['type']:<23} {alert['severity']:<8} "
+                    f"{alert['feature']:<8} {alert['statistic']}={alert['value']:.3f} window "
                     f"{alert['window_start'][11:16]}–{alert['window_end'][11:16]} "
-                    f"n={alert['sample_size']}"
+                    f"n={alert['sample_size']}{hint}"
                 )
 
         reader = threading.Thread(target=show_alerts, daemon=True)
         reader.start()
         span = 12 * profile.config.window_seconds
+        predictions, labels = demo_stream(DEMO_MODEL, events, span)
         console.print(
-            f"producing {events:,} predictions over {span // 3600} h of event time; "
-            f"inputs f00, f03 and country shift half-way"
+            f"producing {events:,} predictions over {span // 3600} h of event time: inputs "
+            f"f00, f03 and country shift half-way; from a quarter to half-way the outcome "
+            f"stops following the score (concept drift)"
         )
-        produce_stream(settings, DEMO_MODEL, events, 0.5, span, console, rate=5000)
+        produce_stream(
+            settings, settings.predictions_topic, predictions, "predictions", console, rate=5000
+        )
+        console.print("ground truth arrives late (10 min to 3 h after each prediction):")
+        produce_stream(settings, settings.labels_topic, labels, "labels", console, rate=10000)
 
         deadline = time.monotonic() + timeout
-        while _counted(store, DEMO_MODEL) < events and time.monotonic() < deadline:
+        while (
+            _counted(store, DEMO_MODEL) < events
+            or store.join_stats(DEMO_MODEL).get("joined", 0) < events
+        ) and time.monotonic() < deadline:
             if any(p.poll() is not None for p in procs):
                 console.print("[red]a worker exited early; see its log[/]")
                 return 1
@@ -180,8 +204,9 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
         stop.set()
         reader.join(5)
         counted = _counted(store, DEMO_MODEL)
-        _summary(console, store, seen, events, counted, time.monotonic() - t0)
-        return 0 if counted == events and seen else 1
+        joined = store.join_stats(DEMO_MODEL).get("joined", 0)
+        _summary(console, store, seen, events, counted, joined, time.monotonic() - t0)
+        return 0 if counted == events and joined == events and seen else 1
     finally:
         for p in procs:
             p.terminate()
@@ -195,25 +220,54 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
 
 
 def _summary(
-    console: Console, store: Store, alerts: list[dict], produced: int, counted: int, seconds: float
+    console: Console,
+    store: Store,
+    alerts: list[dict],
+    produced: int,
+    counted: int,
+    joined: int,
+    seconds: float,
 ) -> None:
     from streamdrift.report import model_report
 
     report = model_report(store, DEMO_MODEL)
+    perf_windows = {a["window_start"] for a in alerts if a["type"] == "performance_degradation"}
     table = Table(title=f"{DEMO_MODEL}: windows")
-    for col in ("window (UTC)", "events", "drifting features (PSI)"):
+    for col in (
+        "window (UTC)",
+        "events",
+        "drifting inputs (PSI)",
+        "labelled",
+        "ROC-AUC",
+        "accuracy",
+    ):
         table.add_column(col)
     for w in report["windows"]:
         drifting = ", ".join(f"{f} {w['features'][f]['psi']:.2f}" for f in w["drifting"])
-        table.add_row(f"{w['start'][5:16]}", f"{w['count']:,}", drifting or "-")
+        perf = w["performance"]
+        auc = perf.get("roc_auc")
+        mark = (
+            " [red]degraded[/]"
+            if w["start"].replace("Z", "+00:00") in {s.replace("Z", "+00:00") for s in perf_windows}
+            else ""
+        )
+        table.add_row(
+            f"{w['start'][5:16]}",
+            f"{w['count']:,}",
+            drifting or "-",
+            f"{int(perf.get('labelled', 0)):,}",
+            (f"{auc:.3f}" if auc is not None else "-") + mark,
+            f"{perf['accuracy']:.3f}" if perf.get("accuracy") is not None else "-",
+        )
     console.print(table)
-    by_feature: dict[str, int] = {}
+    by_type: dict[str, int] = {}
     for a in alerts:
-        by_feature[a["feature"]] = by_feature.get(a["feature"], 0) + 1
+        by_type[a["type"]] = by_type.get(a["type"], 0) + 1
+    reference_auc = report["reference_performance"].get("roc_auc")
     console.print(
-        f"produced {produced:,} events, counted {counted:,} in Redis "
-        f"({'exactly once' if produced == counted else 'MISMATCH'}); "
-        f"{len(alerts)} alerts: "
-        + ", ".join(f"{f}×{n}" for f, n in sorted(by_feature.items()))
+        f"produced {produced:,} predictions, counted {counted:,} in Redis "
+        f"({'exactly once' if produced == counted else 'MISMATCH'}); joined {joined:,} "
+        f"labels; reference ROC-AUC {reference_auc:.3f}; {len(alerts)} alerts: "
+        + ", ".join(f"{t} ×{n}" for t, n in sorted(by_type.items()))
         + f"; {seconds:.0f} s in all"
     )

@@ -209,7 +209,7 @@ return {1, joined, dup_pred, dup_label, waiting}
 # Remove dirty marks only if no apply touched the window since the evaluator read it.
 _CLEAR_DIRTY_LUA = """
 for i = 1, #ARGV, 2 do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+  if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i])) == tonumber(ARGV[i + 1]) then
     redis.call('ZREM', KEYS[1], ARGV[i])
   end
 end

@@ -98,13 +98,15 @@ def labelled_events(
     drift_at: float | None = None,
     concept_drift_at: float | None = None,
     seed: int = 1,
+    concept_drift_until: float = 1.0,
     delay_seconds: tuple[float, float] = (60.0, 86400.0),
     version: str = "1.0.0",
 ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
     """Predictions and their labels, as (key, value) lists. Each label arrives a random
     delay after its prediction (uniform over `delay_seconds`). From `concept_drift_at`
-    on (a fraction of the stream) the labels stop matching the model: the inputs look
-    the same, but the outcome is the opposite of what the score says (concept drift)."""
+    on (a fraction of the stream), until `concept_drift_until`, the labels stop matching
+    the model: the inputs look the same, but the outcome is the opposite of what the
+    score says (concept drift)."""
     rng = np.random.default_rng(seed)
     x, country, device, score, label = _rows(rng, n)
     if drift_at is not None:
@@ -113,7 +115,8 @@ def labelled_events(
         x[drifted], country[drifted] = x2[drifted], country2[drifted]
         score[drifted], label[drifted] = score2[drifted], label2[drifted]
     if concept_drift_at is not None:
-        flipped = np.arange(n) >= int(concept_drift_at * n)
+        pos = np.arange(n)
+        flipped = (pos >= int(concept_drift_at * n)) & (pos < int(concept_drift_until * n))
         label[flipped] = 1 - label[flipped]
     ts = start + np.arange(n) * (span_seconds / n)
     delays = rng.uniform(*delay_seconds, size=n)

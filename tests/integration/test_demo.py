@@ -27,5 +27,7 @@ def test_demo_runs_end_to_end_with_embedded_servers():
     assert "started embedded Kafka-protocol broker" in out
     assert out.count("ALERT") >= 3
     assert "counted 24,000 in Redis (exactly once)" in out
+    assert "joined 24,000 labels" in " ".join(out.split())
+    assert "performance_degradation" in out and "(concept drift)" in out
     for feature in ("f00", "f03", "country"):
         assert f" {feature} " in out

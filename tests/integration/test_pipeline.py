@@ -64,6 +64,7 @@ def test_drift_detected_end_to_end(settings, store, model_id, tmp_path):
     stats = Worker(settings).run(max_seconds=90, install_signals=False, until_messages=16_000)
     assert stats.counted == 16_000
 
+    assert store.dirty_windows(model_id) == []  # every touched window was evaluated
     alerts = read_alerts(settings)
     schema = orjson.loads((ROOT / "schemas" / "alert.schema.json").read_bytes())
     for a in alerts:
