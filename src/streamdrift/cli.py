@@ -181,19 +181,43 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
         f"[bold]{model}[/] revision {report['revision']}, reference "
         f"{report['reference']['source']} ({report['reference']['rows']:,} rows)"
     )
+    metric = report["headline_metric"]
     windows = Table(title="windows")
-    for col in ("start (UTC)", "end", "events", "invalid", "drifting features"):
+    for col in (
+        "start (UTC)",
+        "end",
+        "events",
+        "invalid",
+        "drifting features",
+        "labelled",
+        "coverage",
+        metric,
+        "output drift",
+    ):
         windows.add_column(col)
     for w in report["windows"]:
         drifting = ", ".join(f"{f} ({w['features'][f]['psi']:.2f})" for f in w["drifting"]) or "-"
+        perf = w["performance"]
+        outputs = ", ".join(name for name, o in w["outputs"].items() if o["drifted"]) or "-"
         windows.add_row(
             w["start"][:16],
             w["end"][11:16],
             f"{w['count']:,}",
             str(sum(w["invalid"].values())),
             drifting,
+            f"{int(perf.get('labelled', 0)):,}",
+            _fmt(perf.get("label_coverage"), 2),
+            _fmt(perf.get(metric)),
+            outputs,
         )
     console.print(windows)
+    reference = report["reference_performance"]
+    if reference:
+        console.print(
+            f"reference {metric}: {_fmt(reference.get(metric))} on "
+            f"{int(reference.get('labelled', 0)):,} labelled rows; join: "
+            + (", ".join(f"{k} {v:,}" for k, v in sorted(report["join"].items())) or "nothing yet")
+        )
     if report["windows"]:
         latest = report["windows"][-1]
         table = Table(title=f"features in the latest window ({latest['start'][:16]})")

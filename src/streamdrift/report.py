@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamdrift.errors import UnknownModelError
-from streamdrift.monitors import output_drift, window_drift, window_performance
+from streamdrift.monitors import (
+    headline_metric,
+    output_drift,
+    window_drift,
+    window_performance,
+)
 from streamdrift.store import Store
 
 
@@ -74,6 +79,7 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
         "windows": windows,
         "dead_letters": store.model_dlq_counts(model),
         "join": store.join_stats(model),
+        "headline_metric": headline_metric(profile),
         "reference_performance": {
             k: _clean(v) for k, v in profile.reference_performance.items() if "[" not in k
         },

@@ -20,7 +20,7 @@ tag `{model}`, so one model's apply touches a single Redis Cluster slot. Layout
     sd:{m}:j:<prediction_id>           STRING "<time>|<version>|<class>|<score>" (+"|J" once
                                               joined), TTL = join horizon
     sd:{m}:l:<prediction_id>           STRING a label waiting for its prediction, same TTL
-    sd:{m}:join                        HASH   joined, duplicate_*, labels_waiting counters
+    sd:{m}:join                        HASH   joined, duplicate_*, labels_before_prediction
     sd:{m}:alerts                      HASH   alert_id -> alert JSON
     sd:{m}:alert_state                 HASH   alert_id -> claimed:<time> | published:<time>
     sd:{m}:eval_lock                   STRING evaluator lease (SET NX PX)
@@ -199,7 +199,7 @@ if J then
   if joined > 0 then stats[#stats + 1] = 'joined'; stats[#stats + 1] = joined end
   if dup_pred > 0 then stats[#stats + 1] = 'duplicate_predictions'; stats[#stats + 1] = dup_pred end
   if dup_label > 0 then stats[#stats + 1] = 'duplicate_labels'; stats[#stats + 1] = dup_label end
-  if waiting > 0 then stats[#stats + 1] = 'labels_waiting'; stats[#stats + 1] = waiting end
+  if waiting > 0 then stats[#stats + 1] = 'labels_before_prediction'; stats[#stats + 1] = waiting end
   for i = 1, #stats, 2 do redis.call('HINCRBY', J.stats, stats[i], stats[i + 1]) end
 end
 for _, f in ipairs(p.fence) do redis.call('HSET', offsets, f[1], f[3]) end
@@ -245,7 +245,7 @@ class JoinStats:
     joined: int = 0
     duplicate_predictions: int = 0
     duplicate_labels: int = 0
-    labels_waiting: int = 0
+    labels_before_prediction: int = 0
 
 
 @dataclass(slots=True)
