@@ -195,12 +195,11 @@ if J then
     redis.call('ZADD', J.dirty, p.now, J.rev .. ':' .. ws)
     redis.call('ZADD', J.windows, ws, ws)
   end
-  local stats = {}
-  if joined > 0 then stats[#stats + 1] = 'joined'; stats[#stats + 1] = joined end
-  if dup_pred > 0 then stats[#stats + 1] = 'duplicate_predictions'; stats[#stats + 1] = dup_pred end
-  if dup_label > 0 then stats[#stats + 1] = 'duplicate_labels'; stats[#stats + 1] = dup_label end
-  if waiting > 0 then stats[#stats + 1] = 'labels_before_prediction'; stats[#stats + 1] = waiting end
-  for i = 1, #stats, 2 do redis.call('HINCRBY', J.stats, stats[i], stats[i + 1]) end
+  local counts = {joined = joined, duplicate_predictions = dup_pred,
+                  duplicate_labels = dup_label, labels_before_prediction = waiting}
+  for name, n in pairs(counts) do
+    if n > 0 then redis.call('HINCRBY', J.stats, name, n) end
+  end
 end
 for _, f in ipairs(p.fence) do redis.call('HSET', offsets, f[1], f[3]) end
 return {1, joined, dup_pred, dup_label, waiting}
