@@ -17,6 +17,7 @@ import orjson
 
 from streamdrift.events import Alert
 from streamdrift.monitors import ERROR_METRICS, FeatureDrift, PerformanceFinding
+from streamdrift.performance import segment_metrics
 from streamdrift.profile import LABEL, PREDICTION, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 
@@ -150,9 +151,25 @@ def performance_alert(
                 {"feature": d.feature, d.statistic: round(d.value, 6)} for d in drifting
             ],
             "metrics": _finite({k: v for k, v in finding.metrics.items() if "[" not in k}),
+            "worst_segments": _worst_segments(profile, window),
             "route": "ml-team",
         },
     )
+
+
+def _worst_segments(profile: ReferenceProfile, window: WindowSketch) -> list[dict]:
+    """The slices where the model does worst in the window (root cause: where to look)."""
+    if window.performance is None:
+        return []
+    floor = profile.config.performance.min_labels // 4
+    rows = [
+        {"segment": k, **v}
+        for k, v in segment_metrics(window.performance, profile.task).items()
+        if v["labelled"] >= floor
+    ]
+    key = "mae" if profile.task == "regression" else "accuracy"
+    rows.sort(key=lambda r: r[key], reverse=profile.task == "regression")
+    return rows[:5]
 
 
 def _severity(profile: ReferenceProfile, value: float) -> str:

@@ -51,6 +51,7 @@ class ModelEvents:
     predictions: list[Any] = field(default_factory=list)
     prediction_ids: list[str] = field(default_factory=list)
     raws: list[bytes] = field(default_factory=list)
+    segments: list[dict[str, Any] | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -64,7 +65,7 @@ def _select(columns: Any, keep: list[int]) -> Any:
     out = type(columns)()
     for name in type(columns).__slots__:
         src = getattr(columns, name)
-        setattr(out, name, [src[i] for i in keep])
+        setattr(out, name, [src[i] for i in keep] if src else [])  # optional columns stay empty
     return out
 
 
@@ -216,6 +217,7 @@ def _decode_fast(msgs: list[Any], max_event_bytes: int) -> DecodedBatch | None:
         list(predictions),
         list(pids),
         raws,
+        segments,
     )
     distinct = set(model_ids)
     if len(distinct) == 1:
@@ -316,6 +318,7 @@ def _decode_each(messages: list[Any], max_event_bytes: int) -> DecodedBatch:
         cols.predictions.append(prediction)
         cols.prediction_ids.append(pid)
         cols.raws.append(raw)
+        cols.segments.append(segments)
     return batch
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from streamdrift.decode import DeadLetter, ModelEvents, ModelLabels
 from streamdrift.performance import class_key
-from streamdrift.profile import NumericProfile, ReferenceProfile, bin_index
+from streamdrift.profile import NumericProfile, ReferenceProfile, bin_index, category_key
 from streamdrift.sketch import prediction_outputs
 from streamdrift.store import JoinDelta
 
@@ -26,21 +26,43 @@ def joins(profile: ReferenceProfile) -> bool:
     return profile.label is not None and profile.config.join_horizon_seconds > 0
 
 
+#: at most this many segment keys per prediction, values cut to this length: segments
+#: become fields of the window's performance hash, which must stay small
+MAX_SEGMENTS = 5
+MAX_SEGMENT_VALUE = 64
+_KEY_UNSAFE = str.maketrans({"|": "/", ",": ";", "=": "-"})
+_VALUE_UNSAFE = str.maketrans({"|": "/", ",": ";"})
+
+
+def _segments(segments: dict[str, object] | None) -> str:
+    if not segments:
+        return ""
+    parts = [
+        f"{str(k).translate(_KEY_UNSAFE)}="
+        f"{category_key(v)[:MAX_SEGMENT_VALUE].translate(_VALUE_UNSAFE)}"
+        for k, v in list(segments.items())[:MAX_SEGMENTS]
+    ]
+    return "|" + ",".join(parts)
+
+
 def prediction_records(
     events: ModelEvents, classes: list[str | None], scores: list[float | None]
 ) -> list[list[str]]:
-    """`[prediction_id, "time|version|class|score"]` for each event."""
+    """`[prediction_id, "time|version|class|score[|segment=value,...]"]` per event."""
+    segments = events.segments if len(events.segments) == len(events) else [None] * len(events)
     return [
         [
             pid,
-            f"{int(ts)}|{(v or '').replace('|', '/')}|{c or ''}|{'' if s is None else f'{s:.6g}'}",
+            f"{int(ts)}|{(v or '').replace('|', '/')}|{c or ''}|{'' if s is None else f'{s:.6g}'}"
+            f"{_segments(seg)}",
         ]
-        for pid, ts, v, c, s in zip(
+        for pid, ts, v, c, s, seg in zip(
             events.prediction_ids,
             events.timestamps,
             events.versions,
             classes,
             scores,
+            segments,
             strict=True,
         )
     ]

@@ -59,6 +59,8 @@ class PerformanceSketch:
     y_sq: float = 0.0
     ape_sum: float = 0.0
     ape_n: int = 0
+    #: per "segment=value": n, ok (correct classes) or ae, se (regression errors)
+    segments: dict[str, Counter[str]] = field(default_factory=dict)
 
     def __add__(self, o: PerformanceSketch) -> PerformanceSketch:
         return PerformanceSketch(
@@ -78,6 +80,10 @@ class PerformanceSketch:
             y_sq=self.y_sq + o.y_sq,
             ape_sum=self.ape_sum + o.ape_sum,
             ape_n=self.ape_n + o.ape_n,
+            segments={
+                k: self.segments.get(k, Counter()) + o.segments.get(k, Counter())
+                for k in self.segments | o.segments
+            },
         )
 
     # ---- the Redis hash form (what the Lua join writes) ---------------------------------
@@ -86,7 +92,10 @@ class PerformanceSketch:
         s = cls()
         for k, v in h.items():
             kind, _, rest = k.partition(":")
-            if kind == "cm":
+            if kind == "s":
+                segment, _, metric = rest.rpartition(":")
+                s.segments.setdefault(segment, Counter())[metric] += float(v)
+            elif kind == "cm":
                 actual, _, predicted = rest.partition("|")
                 s.confusion[(actual, predicted)] += int(v)
             elif kind == "pos":
@@ -251,6 +260,24 @@ def regression_metrics(s: PerformanceSketch) -> dict[str, float]:
         "r2": 1 - s.sq_error / sst if sst > n * _EPS * s.y_sq else float("nan"),
         "mean_error": s.error / n,
     }
+
+
+def segment_metrics(s: PerformanceSketch, task: str) -> dict[str, dict[str, float]]:
+    """Per segment ("region=EU"): labelled count and accuracy, or MAE and RMSE."""
+    out = {}
+    for segment, c in sorted(s.segments.items()):
+        n = c.get("n", 0)
+        if not n:
+            continue
+        if task == "regression":
+            out[segment] = {
+                "labelled": n,
+                "mae": c.get("ae", 0) / n,
+                "rmse": math.sqrt(c.get("se", 0) / n),
+            }
+        else:
+            out[segment] = {"labelled": n, "accuracy": c.get("ok", 0) / n}
+    return out
 
 
 def performance_metrics(

@@ -243,8 +243,8 @@ def binary_classes(label: CategoricalProfile) -> tuple[str | None, str | None]:
         if set(classes) <= {pos, neg}:
             return pos, neg
     if len(classes) == 2:
-        rare = min(label.categories, key=label.categories.__getitem__)
-        common = max(label.categories, key=label.categories.__getitem__)
+        # one sort, so that two equally frequent classes are still two different classes
+        rare, common = sorted(label.categories, key=label.categories.__getitem__)
         return class_key(rare), class_key(common)
     return None, None
 

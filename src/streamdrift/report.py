@@ -13,6 +13,7 @@ from streamdrift.monitors import (
     window_drift,
     window_performance,
 )
+from streamdrift.performance import segment_metrics
 from streamdrift.store import Store
 
 
@@ -69,6 +70,7 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                     for name, d in outputs.items()
                 },
                 "performance": {k: _clean(v) for k, v in window_performance(profile, w).items()},
+                "segments": (segment_metrics(w.performance, profile.task) if w.performance else {}),
             }
         )
     return {

@@ -95,7 +95,7 @@ if J then
     h[f] = (h[f] or 0) + v
   end
   local function pair(rec, label, lts, lbin)
-    local pts, cls, score = string.match(rec, '^([^|]*)|[^|]*|([^|]*)|([^|]*)')
+    local pts, cls, score, segs = string.match(rec, '^([^|]*)|[^|]*|([^|]*)|([^|]*)(.*)$')
     pts = tonumber(pts)
     local ws = math.floor(pts / J.width) * J.width
     local base = J.base .. ws
@@ -135,6 +135,20 @@ if J then
           add(floats, pk, 'brier', sc * sc)
         end
         add(ints, pk, 'ns', 1)
+      end
+    end
+    -- per segment: labelled count and correct classes, or absolute and squared errors
+    for sk, sv in string.gmatch(segs, '([^,|=]+)=([^,|]*)') do
+      local sp = 's:' .. sk .. '=' .. sv .. ':'
+      add(ints, pk, sp .. 'n', 1)
+      if J.task == 'regression' then
+        local y, yhat = tonumber(label), tonumber(score)
+        if y and yhat then
+          add(floats, pk, sp .. 'ae', math.abs(yhat - y))
+          add(floats, pk, sp .. 'se', (yhat - y) ^ 2)
+        end
+      elseif cls ~= '' then
+        add(ints, pk, sp .. 'ok', (label == cls) and 1 or 0)
       end
     end
     if J.label_kind == 'categorical' then
@@ -184,12 +198,23 @@ if J then
       dup_label = dup_label + 1
     end
   end
+  -- Segment fields stop growing a window's hash past max_fields; later segment values
+  -- are counted under s:__other__ so that a high-cardinality segment cannot bloat it.
+  local function field(key, f)
+    if string.sub(f, 1, 2) ~= 's:' or redis.call('HEXISTS', key, f) == 1
+        or redis.call('HLEN', key) < J.max_fields then
+      return f
+    end
+    return 's:__other__' .. string.match(f, '(:[^:]*)$')
+  end
   for key, h in pairs(ints) do
-    for f, v in pairs(h) do redis.call('HINCRBY', key, f, v) end
+    for f, v in pairs(h) do redis.call('HINCRBY', key, field(key, f), v) end
     redis.call('EXPIREAT', key, expire[key])
   end
   for key, h in pairs(floats) do
-    for f, v in pairs(h) do redis.call('HINCRBYFLOAT', key, f, string.format('%.17g', v)) end
+    for f, v in pairs(h) do
+      redis.call('HINCRBYFLOAT', key, field(key, f), string.format('%.17g', v))
+    end
   end
   for ws, _ in pairs(touched) do
     redis.call('ZADD', J.dirty, p.now, J.rev .. ':' .. ws)
@@ -214,6 +239,11 @@ for i = 1, #ARGV, 2 do
 end
 return 1
 """
+
+
+#: a window's performance hash holds at most about this many fields (segments beyond go
+#: to s:__other__)
+MAX_PERFORMANCE_FIELDS = 2000
 
 
 def _tag(model: str) -> str:
@@ -387,6 +417,7 @@ class Store:
                 "dirty": f"{t}:dirty",
                 "windows": f"{t}:windows:{rev}",
                 "stats": f"{t}:join",
+                "max_fields": MAX_PERFORMANCE_FIELDS,
             }
             payload["preds"] = join.predictions
             payload["labels"] = join.labels

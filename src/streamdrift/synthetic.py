@@ -133,6 +133,10 @@ def labelled_events(
             "timestamp": float(ts[i]),
             "features": feats,
             "prediction": {"score": round(float(score[i]), 5), "label": int(score[i] >= 0.5)},
+            "segments": {
+                "region": "US" if COUNTRIES[country[i]] == "US" else "EU",
+                "device": DEVICES[device[i]],
+            },
         }
         predictions.append((pid.encode(), orjson.dumps(event)))
         truth = {

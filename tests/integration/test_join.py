@@ -28,8 +28,13 @@ SLOW_COMMIT_WORKER = Path(__file__).with_name("slow_commit_worker.py")
 
 def _register(store, model_id, tmp_path, **config):
     profile = build_profile(
-        model_id, synthetic.write_reference(tmp_path / "ref.csv"), task="binary",
-        prediction_column="score", label_column="is_fraud", config=MonitorConfig(**config))
+        model_id,
+        synthetic.write_reference(tmp_path / "ref.csv"),
+        task="binary",
+        prediction_column="score",
+        label_column="is_fraud",
+        config=MonitorConfig(**config),
+    )
     return store.save_profile(profile)[0]
 
 
@@ -38,8 +43,10 @@ def _offline(predictions, labels, width):
     made = {}
     for _, v in predictions:
         e = orjson.loads(v)
-        made[e["prediction_id"]] = (int(e["timestamp"] // width * width),
-                                    str(e["prediction"]["label"]))
+        made[e["prediction_id"]] = (
+            int(e["timestamp"] // width * width),
+            str(e["prediction"]["label"]),
+        )
     seen, cm = set(), defaultdict(Counter)
     for _, v in labels:
         e = orjson.loads(v)
@@ -51,13 +58,36 @@ def _offline(predictions, labels, width):
     return cm
 
 
-def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, model_id,
-                                                           tmp_path):
+def _offline_segments(predictions, labels, width):
+    """Per window and segment value: labelled count and correct classes."""
+    made = {}
+    for _, v in predictions:
+        e = orjson.loads(v)
+        made[e["prediction_id"]] = (
+            int(e["timestamp"] // width * width),
+            str(e["prediction"]["label"]),
+            e["segments"],
+        )
+    seen, out = set(), defaultdict(lambda: defaultdict(Counter))
+    for _, v in labels:
+        e = orjson.loads(v)
+        if e["prediction_id"] in seen:
+            continue
+        seen.add(e["prediction_id"])
+        window, predicted, segments = made[e["prediction_id"]]
+        for k, value in segments.items():
+            out[window][f"{k}={value}"]["n"] += 1
+            out[window][f"{k}={value}"]["ok"] += int(str(e["label"]) == predicted)
+    return out
+
+
+def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, model_id, tmp_path):
     width = 6 * 3600
     profile = _register(store, model_id, tmp_path, window_seconds=width)
     start = (time.time() // width - 9) * width
     predictions, labels = synthetic.labelled_events(
-        model_id, 6000, start, 2 * 86400, seed=21, delay_seconds=(60, 3 * 86400))
+        model_id, 6000, start, 2 * 86400, seed=21, delay_seconds=(60, 3 * 86400)
+    )
     rng = random.Random(3)
     labels = labels[:5000]  # some predictions never get a label
     rng.shuffle(labels)
@@ -65,13 +95,20 @@ def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, mode
     repeated_labels = rng.sample(labels, 300)
     repeated_predictions = rng.sample(predictions, 200)
     want = _offline(predictions, labels, width)
+    want_segments = _offline_segments(predictions, labels, width)
 
     produce(settings, early + repeated_labels[:100], topic=settings.labels_topic)
     produce(settings, predictions)
     log = tmp_path / "workers.log"
-    workers = [subprocess.Popen([sys.executable, str(SLOW_COMMIT_WORKER)],
-                                env=env_for(settings), stdout=open(log, "ab"),  # noqa: SIM115
-                                stderr=subprocess.STDOUT) for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(SLOW_COMMIT_WORKER)],
+            env=env_for(settings),
+            stdout=open(log, "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
     try:
         produce(settings, late + repeated_labels[100:], topic=settings.labels_topic)
         produce(settings, repeated_predictions)
@@ -83,22 +120,34 @@ def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, mode
         assert wait_for(lambda: joined() > 500, timeout=90), log.read_text()[-2000:]
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait()
-        workers[0] = subprocess.Popen([sys.executable, str(SLOW_COMMIT_WORKER)],
-                                      env=env_for(settings), stdout=open(log, "ab"),  # noqa: SIM115
-                                      stderr=subprocess.STDOUT)
+        workers[0] = subprocess.Popen(
+            [sys.executable, str(SLOW_COMMIT_WORKER)],
+            env=env_for(settings),
+            stdout=open(log, "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
         assert wait_for(lambda: joined() >= 5000, timeout=150), (
-            f"{store.join_stats(model_id)}; {log.read_text()[-2000:]}")
+            f"{store.join_stats(model_id)}; {log.read_text()[-2000:]}"
+        )
         assert wait_for(
-            lambda: sum(store.join_stats(model_id).get(k, 0)
-                        for k in ("duplicate_labels", "duplicate_predictions")) >= 500,
-            timeout=60)
+            lambda: (
+                sum(
+                    store.join_stats(model_id).get(k, 0)
+                    for k in ("duplicate_labels", "duplicate_predictions")
+                )
+                >= 500
+            ),
+            timeout=60,
+        )
         time.sleep(2)
         stats = store.join_stats(model_id)
         assert stats["joined"] == 5000
         assert stats["duplicate_labels"] == 300
         assert stats["duplicate_predictions"] == 200
-        windows = {w.start: w for w in store.read_windows(
-            profile, store.window_starts(model_id, profile.revision))}
+        windows = {
+            w.start: w
+            for w in store.read_windows(profile, store.window_starts(model_id, profile.revision))
+        }
         assert set(want) <= set(windows)
         for start_, cm in want.items():
             perf = windows[start_].performance
@@ -106,6 +155,8 @@ def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, mode
             assert perf.labelled == sum(cm.values())
             assert perf.scored == perf.labelled
             assert int(perf.positive_hist.sum()) == sum(c for (a, _), c in cm.items() if a == "1")
+            got = {k: {m: int(v) for m, v in c.items()} for k, c in perf.segments.items()}
+            assert got == {k: dict(c) for k, c in want_segments[start_].items()}
         # The label delay is measured from the prediction's time.
         total_delay = sum(w.performance.delay_sum for w in windows.values() if w.performance)
         assert 60 * 5000 <= total_delay <= 3 * 86400 * 5000
@@ -115,23 +166,33 @@ def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, mode
         for p in workers:
             p.wait(30)
 
-    doc = orjson.loads(subprocess.run(
-        [sys.executable, "-m", "streamdrift", "inspect", model_id, "--json"],
-        env=env_for(settings), capture_output=True, text=True, timeout=60).stdout)
+    doc = orjson.loads(
+        subprocess.run(
+            [sys.executable, "-m", "streamdrift", "inspect", model_id, "--json"],
+            env=env_for(settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
     covered = [w for w in doc["windows"] if w["performance"]]
     assert sum(w["performance"]["labelled"] for w in covered) == 5000
     assert all(0 < w["performance"]["label_coverage"] <= 1 for w in covered)
     assert doc["join"]["joined"] == 5000
+    assert {"region=EU", "region=US", "device=mobile"} <= set(covered[0]["segments"])
+    assert sum(w["segments"]["region=EU"]["labelled"] + w["segments"]["region=US"]["labelled"]
+               for w in covered) == 5000
 
 
 def test_concept_drift_raises_performance_degradation_for_day_two_only(
-        settings, store, model_id, tmp_path):
+    settings, store, model_id, tmp_path
+):
     day = 86400
     profile = _register(store, model_id, tmp_path, window_seconds=day)
     start = (time.time() // day - 2) * day
     predictions, labels = synthetic.labelled_events(
-        model_id, 4000, start, 2 * day, concept_drift_at=0.5, seed=8,
-        delay_seconds=(60, 7200))
+        model_id, 4000, start, 2 * day, concept_drift_at=0.5, seed=8, delay_seconds=(60, 7200)
+    )
     produce(settings, predictions)
     produce(settings, labels, topic=settings.labels_topic)
     stats = Worker(settings).run(max_seconds=120, install_signals=False, until_messages=8000)
@@ -140,7 +201,8 @@ def test_concept_drift_raises_performance_degradation_for_day_two_only(
     alerts = read_alerts(settings)
     perf = [a for a in alerts if a["type"] == "performance_degradation"]
     assert [a["window_start"][:10] for a in perf] == [
-        time.strftime("%Y-%m-%d", time.gmtime(start + day))]
+        time.strftime("%Y-%m-%d", time.gmtime(start + day))
+    ]
     (alert,) = perf
     assert alert["feature"] == "roc_auc" and alert["value"] < 0.5
     assert alert["context"]["cause"] == "concept_drift"
