@@ -562,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000, help="events to produce (200000)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--join", action="store_true",
+                    help="register the label column too, so every prediction also leaves a "
+                         "pending join record in Redis (see join.py for labels flowing)")
     ap.add_argument("--gc-freeze", action="store_true",
                     help="experiment: gc.freeze() the heap before the worker runs")
     ap.add_argument("--profile", action="store_true",
@@ -589,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             create_topic(bootstrap, topic)
             ref = synthetic.write_reference(Path(tmp) / "reference.csv")
             profile = build_profile(model, ref, prediction_column="score",
-                                    label_column="is_fraud",
+                                    label_column="is_fraud" if args.join else None,
                                     config=MonitorConfig(window_seconds=WINDOW_SECONDS))
             store.save_profile(profile)
             log(f"producing {n} events to {topic} ...")
@@ -648,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         "window_seconds": WINDOW_SECONDS,
         "embedded_servers": is_embedded,
         "profiled": args.profile,
+        "join": args.join,
         "gc_frozen": args.gc_freeze,
         "mean_event_bytes": prod["mean_event_bytes"],
         "produce_seconds": prod["seconds"],

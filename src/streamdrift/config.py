@@ -60,7 +60,10 @@ class PerformancePolicy(BaseModel):
     min_labels: int = Field(200, ge=10)
     p_value: float = Field(0.001, gt=0, lt=1)
     min_degradation: float = Field(0.05, gt=0)
-    recent_windows: int = Field(6, ge=1, le=100)
+    recent_windows: int = Field(6, ge=1, le=100, description="pooled as the recent baseline")
+    detector_windows: int = Field(
+        48, ge=3, le=1000, description="windows of metric history the drift detectors read"
+    )
 
 
 class MonitorConfig(BaseModel):

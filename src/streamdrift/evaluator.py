@@ -69,7 +69,7 @@ class Evaluator:
         alerts = drift_alerts(profile, window, drift, now)
         alerts += output_alerts(profile, window, output_drift(profile, window), drift, now)
         if window.performance is not None:
-            k = profile.config.performance.recent_windows
+            k = profile.config.performance.detector_windows
             earlier = [s for s in all_starts if s < window.start][-k:]
             recent = self.store.read_performance(profile, earlier)
             finding = performance_check(profile, window, recent)

@@ -179,25 +179,42 @@ def _compare(metric: str, now: dict[str, float], base: dict[str, float]) -> dict
     worse = v - b if metric in ERROR_METRICS else b - v
     # relative for error metrics, whose units differ between models
     drop = worse / abs(b) if metric in ERROR_METRICS and b else worse
-    z = worse / se if se and se == se else float("nan")
+    if se != se:
+        z = float("nan")
+    elif se == 0:  # both exact (e.g. all right before, all wrong now): any worsening is real
+        z = math.copysign(math.inf, worse) if worse else 0.0
+    else:
+        z = worse / se
     p = float(norm.sf(z)) if z == z else float("nan")
     return {"baseline": b, "drop": drop, "z": z, "p_value": p, "labelled": base.get("labelled", 0)}
 
 
+#: a detector that fired within this many of the latest windows counts as "fired now"
+DETECTOR_LOOKBACK = 3
+
+
 def _detectors(metric: str, series: list[float], min_degradation: float) -> dict[str, bool]:
     """river's ADWIN and Page–Hinkley over the per-window metric series, rebuilt from
-    Redis at each evaluation (nothing pickled): did either flag the latest window?"""
+    Redis at each evaluation (nothing pickled): did either flag a change within the last
+    DETECTOR_LOOKBACK windows? ADWIN needs several windows on each side of a change, so
+    it speaks for gradual decline over a long series; Page–Hinkley reacts sooner. For
+    error metrics the threshold is relative to the series' starting level, as the
+    policy's minimum degradation is."""
     mode = "up" if metric in ERROR_METRICS else "down"
-    ph = PageHinkley(
-        min_instances=3, delta=min_degradation / 4, threshold=min_degradation, mode=mode
-    )
+    scale = abs(series[0]) if series and metric in ERROR_METRICS and series[0] else 1.0
+    threshold = min_degradation * scale
+    ph = PageHinkley(min_instances=3, delta=threshold / 4, threshold=threshold, mode=mode)
     adwin = ADWIN(delta=0.01, clock=1, min_window_length=1, grace_period=2)
-    ph_hit = adwin_hit = False
-    for x in series:
+    fired = {"page_hinkley": -1, "adwin": -1}
+    for i, x in enumerate(series):
         ph.update(x)
-        adwin.update(x)
-        ph_hit, adwin_hit = ph.drift_detected, adwin.drift_detected
-    return {"page_hinkley": ph_hit, "adwin": adwin_hit}
+        adwin.update(x / scale)
+        if ph.drift_detected:
+            fired["page_hinkley"] = i
+        if adwin.drift_detected:
+            fired["adwin"] = i
+    recent = len(series) - DETECTOR_LOOKBACK
+    return {name: i >= 0 and i >= recent for name, i in fired.items()}
 
 
 def performance_check(
@@ -216,7 +233,7 @@ def performance_check(
     baselines: dict[str, dict[str, float]] = {}
     if metric in profile.reference_performance:
         baselines["reference"] = _compare(metric, now, profile.reference_performance)
-    earlier = [w.performance for w in recent if w.performance is not None]
+    earlier = [w.performance for w in recent[-policy.recent_windows :] if w.performance is not None]
     if earlier:
         pooled = earlier[0]
         for s in earlier[1:]:

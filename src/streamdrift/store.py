@@ -164,32 +164,48 @@ if J then
     end
     joined = joined + 1
   end
-  for _, e in ipairs(p.preds) do
+  -- One MGET per thousand keys finds waiting labels (one call per key would cost more
+  -- than the rest of the join); SET NX both stores a prediction and spots a repeat.
+  local function mget(keys)
+    local found = {}
+    for c = 1, #keys, 1000 do
+      local part = redis.call('MGET', unpack(keys, c, math.min(c + 999, #keys)))
+      for j = 1, #part do found[c + j - 1] = part[j] end
+    end
+    return found
+  end
+  local lkeys = {}
+  for i, e in ipairs(p.preds) do lkeys[i] = J.lkey .. e[1] end
+  local waiting_labels = mget(lkeys)
+  for i, e in ipairs(p.preds) do
     local k = J.pkey .. e[1]
-    if redis.call('EXISTS', k) == 1 then
-      dup_pred = dup_pred + 1
-    else
-      local lk = J.lkey .. e[1]
-      local waiting_label = redis.call('GET', lk)
-      if waiting_label then
-        local label, lts, lbin = string.match(waiting_label, '^(.*)|([^|]*)|([^|]*)$')
+    local lab = waiting_labels[i]
+    if lab then
+      if redis.call('SET', k, e[2] .. '|J', 'NX', 'EX', J.ttl) then
+        local label, lts, lbin = string.match(lab, '^(.*)|([^|]*)|([^|]*)$')
         pair(e[2], label, lts, tonumber(lbin))
-        redis.call('DEL', lk)
-        redis.call('SET', k, e[2] .. '|J', 'EX', J.ttl)
+        redis.call('DEL', lkeys[i])
       else
-        redis.call('SET', k, e[2], 'EX', J.ttl)
+        dup_pred = dup_pred + 1
       end
+    elseif not redis.call('SET', k, e[2], 'NX', 'EX', J.ttl) then
+      dup_pred = dup_pred + 1
     end
   end
-  for _, e in ipairs(p.labels) do
-    local k = J.pkey .. e[1]
-    local rec = redis.call('GET', k)
+  local pkeys = {}
+  for i, e in ipairs(p.labels) do pkeys[i] = J.pkey .. e[1] end
+  local records = mget(pkeys)
+  local done = {}  -- joined in this batch: a repeat later in the batch must not join again
+  for i, e in ipairs(p.labels) do
+    local k = pkeys[i]
+    local rec = records[i]
     if rec then
-      if string.sub(rec, -2) == '|J' then
+      if done[k] or string.sub(rec, -2) == '|J' then
         dup_label = dup_label + 1
       else
         pair(rec, e[2], e[3], e[4])
         redis.call('SET', k, rec .. '|J', 'KEEPTTL')
+        done[k] = true
       end
     elseif redis.call('SET', J.lkey .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4],
                       'NX', 'EX', J.ttl) then
