@@ -593,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
             ref = synthetic.write_reference(Path(tmp) / "reference.csv")
             profile = build_profile(model, ref, prediction_column="score",
                                     label_column="is_fraud" if args.join else None,
+                                    features=[*synthetic.NUMERIC, "country", "device"],
                                     config=MonitorConfig(window_seconds=WINDOW_SECONDS))
             store.save_profile(profile)
             log(f"producing {n} events to {topic} ...")

@@ -143,12 +143,21 @@ def prediction_outputs(
     """Each event's predicted class and score. A binary score alone predicts the positive
     class at or above the decision threshold; a bare number is a regressor's value (or a
     binary score); a bare string or bool is a class."""
+    predictions = events.predictions
+    if predictions and set(map(type, predictions)) == {dict}:
+        # the common shape, {"score": ..., "label": ...}, column by column
+        scores = [p.get("score") for p in predictions]
+        labels = [p.get("label") for p in predictions]
+        # one type only, or True and 1 would share a spelling
+        if set(map(type, labels)) in ({int}, {str}) and set(map(type, scores)) == {float}:
+            spelled = {v: class_key(v) for v in set(labels)}
+            return list(map(spelled.__getitem__, labels)), scores
     classes: list[str | None] = []
-    scores: list[float | None] = []
+    scores = []
     regression = profile.task == "regression"
     threshold = profile.config.decision_threshold
     positive, negative = profile.positive_class, profile.negative_class
-    for p in events.predictions:
+    for p in predictions:
         t = type(p)
         if t is dict:
             score, label = p.get("score"), p.get("label")
@@ -177,8 +186,6 @@ class _Layout:
         self.numeric = profile.numeric_features()
         self.categorical = profile.categorical_features()
         self.width = len(self.numeric) + len(self.categorical)
-        self.numeric_getter = itemgetter(*self.numeric) if self.numeric else None
-        self.categorical_getters = [itemgetter(n) for n in self.categorical]
         self.edges = [profile.features[n].edge_array() for n in self.numeric]  # type: ignore[union-attr]
         # the prediction is binned with the features; its values come from the outputs
         self.numeric_output = isinstance(profile.prediction, NumericProfile)
@@ -209,38 +216,62 @@ class FeatureColumns:
     bad: list[BadEvent]
 
 
-def _numeric_flat(layout: _Layout, feats: list[dict[str, object]]) -> list[object]:
-    if len(layout.numeric) == 1:
-        return list(map(layout.numeric_getter, feats))  # type: ignore[arg-type]
-    return list(chain.from_iterable(map(layout.numeric_getter, feats)))  # type: ignore[arg-type]
+def _fast_columns(
+    numeric: list[str], categorical: list[str], feats: list[dict[str, object]]
+) -> tuple[np.ndarray, dict[str, list[object]]] | None:
+    """Columns when every event has exactly these features with good value types, found
+    with C-level itemgetters and one set() of value types per kind; None otherwise."""
+    n = len(feats)
+    try:
+        if len(numeric) > 1:
+            flat = list(chain.from_iterable(map(itemgetter(*numeric), feats)))
+        elif numeric:
+            flat = list(map(itemgetter(numeric[0]), feats))
+        else:
+            flat = []
+        cats = {name: list(map(itemgetter(name), feats)) for name in categorical}
+    except KeyError:
+        return None
+    if n and set(map(len, feats)) != {len(numeric) + len(categorical)}:
+        return None  # features beyond the monitored ones: their values need a look
+    if not _NUMBER_TYPES.issuperset(map(type, flat)):
+        return None
+    cat_types: set[type] = set()
+    for col in cats.values():
+        cat_types.update(map(type, col))
+    if not _SCALAR_TYPES.issuperset(cat_types):
+        return None
+    x = np.fromiter(flat, dtype=np.float64, count=len(flat)).reshape(n, len(numeric))
+    return x, cats
 
 
 def extract_features(events: ModelEvents, profile: ReferenceProfile) -> FeatureColumns:
     """Feature columns, and the events whose values break the contract (a non-scalar
     anywhere, a non-number where the reference has a number).
 
-    Fast path: every event has exactly the monitored features, found with C-level
-    itemgetters and checked with one set() of value types per kind. Anything else
-    (missing or extra features, bad values) takes the event-by-event path."""
+    Fast path: every event has exactly the monitored features, or every event lacks the
+    same ones (a feature dropped upstream: its column is all missing). Anything else
+    (features present in some events only, extra features, bad values) takes the
+    event-by-event path."""
     layout = _layout(profile)
     feats = events.features
     n = len(feats)
-    try:
-        flat = _numeric_flat(layout, feats) if layout.numeric else []
-        cats = {
-            name: list(map(g, feats))
-            for name, g in zip(layout.categorical, layout.categorical_getters, strict=True)
-        }
-        regular = set(map(len, feats)) == {layout.width} if n else True
-    except KeyError:
-        regular = False
-    if regular and _NUMBER_TYPES.issuperset(map(type, flat)):
-        cat_types: set[type] = set()
-        for col in cats.values():
-            cat_types.update(map(type, col))
-        if _SCALAR_TYPES.issuperset(cat_types):
-            x = np.fromiter(flat, dtype=np.float64, count=len(flat))
-            return FeatureColumns(x.reshape(n, len(layout.numeric)), cats, [])
+    fast = _fast_columns(layout.numeric, layout.categorical, feats)
+    if fast is None and n:
+        first = feats[0]
+        numeric = [k for k in layout.numeric if k in first]
+        categorical = [k for k in layout.categorical if k in first]
+        if len(numeric) + len(categorical) < layout.width:
+            part = _fast_columns(numeric, categorical, feats)
+            if part is not None:
+                x = np.full((n, len(layout.numeric)), np.nan)
+                for j, name in enumerate(layout.numeric):
+                    if name in first:
+                        x[:, j] = part[0][:, numeric.index(name)]
+                cats = {k: part[1].get(k) or [None] * n for k in layout.categorical}
+                fast = x, cats
+    if fast is not None:
+        return FeatureColumns(fast[0], fast[1], [])
     return _extract_each(layout, feats)
 
 
