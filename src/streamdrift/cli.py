@@ -155,6 +155,15 @@ def worker(max_seconds: float | None, log_level: str) -> None:
     )
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "-"
@@ -176,7 +185,7 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
     if as_json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)  # pipes get whole rows
     console.print(
         f"[bold]{model}[/] revision {report['revision']}, reference "
         f"{report['reference']['source']} ({report['reference']['rows']:,} rows)"
@@ -207,6 +216,7 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
             drifting,
             f"{int(perf.get('labelled', 0)):,}",
             _fmt(perf.get("label_coverage"), 2),
+            _duration(perf.get("label_delay_mean_seconds")),
             _fmt(perf.get(metric)),
             outputs,
         )
