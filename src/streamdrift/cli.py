@@ -273,13 +273,41 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
 @_user_errors
 def alerts(follow: bool, as_json: bool, model: str | None) -> None:
     """Read the alerts topic from the beginning."""
-    from streamdrift.alerts_reader import read_alerts
+    from streamdrift.topic_reader import read_alerts
 
     for a in read_alerts(_settings(), follow=follow, model=model):
         if as_json:
             click.echo(orjson.dumps(a).decode())
         else:
             click.echo(f"{a['created_at'][:19]} {a['severity']:<8} {a['type']:<12} {a['message']}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per reason.")
+@_user_errors
+def dlq(as_json: bool) -> None:
+    """Summarize the dead-letter topics: reason, count, models, an example."""
+    from dataclasses import asdict
+
+    from streamdrift.topic_reader import summarize_dead_letters
+
+    groups = summarize_dead_letters(_settings())
+    if as_json:
+        for g in groups:
+            click.echo(orjson.dumps(asdict(g)).decode())
+        return
+    if not groups:
+        click.echo("no dead letters")
+        return
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    table = Table(title="dead letters")
+    for col in ("topic", "reason", "count", "models", "example (source: detail)"):
+        table.add_column(col)
+    for g in groups:
+        models = ", ".join(f"{m} {n:,}" for m, n in sorted(g.models.items()))
+        example = f"{g.example['source']}: {g.example['detail']}\n{g.example['value'][:120]}"
+        table.add_row(g.topic, g.reason, f"{g.count:,}", models, example)
+    console.print(table)
 
 
 @main.command()

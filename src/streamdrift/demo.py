@@ -20,10 +20,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from streamdrift import embedded, kafka_io, synthetic
-from streamdrift.alerts_reader import read_alerts
 from streamdrift.config import MonitorConfig, Settings
 from streamdrift.reference import build_profile
 from streamdrift.store import Store
+from streamdrift.topic_reader import read_alerts
 
 DEMO_MODEL = "fraud-demo"
 

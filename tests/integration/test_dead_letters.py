@@ -4,6 +4,7 @@ while the valid events around it are counted normally."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import orjson
 import pytest
@@ -83,6 +84,16 @@ def test_bad_events_go_to_the_dlq_with_their_reason(settings, store, model_id, t
     windows = store.read_windows(profile, store.window_starts(model_id, profile.revision))
     assert sum(w.count for w in windows) == len(good)
     assert sum(w.numeric["f00"].n for w in windows) == len(good)
+    # `streamdrift dlq` reads the same topic back, grouped by reason.
+    from .conftest import cli
+
+    res = cli(settings, "dlq", "--json")
+    assert res.returncode == 0, res.stderr
+    groups = [orjson.loads(line) for line in res.stdout.splitlines()]
+    assert {g["reason"]: g["count"] for g in groups} == dict(Counter(bad.values()))
+    assert all(g["example"]["source"].startswith(settings.predictions_topic) for g in groups)
+    assert "dead letters" in cli(settings, "dlq").stdout
+
     # Bad events of a registered model are counted with it (exactly once, fenced)...
     assert store.model_dlq_counts(model_id) == {
         "missing_field": 2,
