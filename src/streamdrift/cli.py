@@ -137,14 +137,12 @@ def register(
 @_user_errors
 def worker(max_seconds: float | None, log_level: str) -> None:
     """Run one stateless worker until SIGTERM (finish the batch, commit, leave the group)."""
+    from streamdrift.telemetry import configure_logging
     from streamdrift.worker import Worker
 
-    logging.basicConfig(
-        level=log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    stats = Worker(_settings()).run(max_seconds=max_seconds)
+    settings = _settings()
+    configure_logging(log_level, settings.log_format)
+    stats = Worker(settings).run(max_seconds=max_seconds)
     logging.getLogger("streamdrift.worker").info(
         "stopped: %d batches, %d messages, %d counted, %d dead letters, %d alerts",
         stats.batches,

@@ -130,7 +130,10 @@ class Settings(BaseSettings):
     poll_timeout_seconds: float = Field(0.5, gt=0)
     max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
     session_timeout_ms: int = Field(10000, ge=1000)
-    metrics_port: int = 9400
+    metrics_port: int = Field(
+        9400, ge=-1, le=65535, description="/metrics, /healthz, /readyz; 0: any free port, -1: off"
+    )
+    log_format: Literal["json", "text"] = "json"
     kafka_extra: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")

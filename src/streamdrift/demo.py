@@ -98,6 +98,7 @@ def _start_workers(settings: Settings, n: int, workdir: Path) -> list[subprocess
         "STREAMDRIFT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "STREAMDRIFT_REDIS_URL": settings.redis_url,
         "STREAMDRIFT_SESSION_TIMEOUT_MS": "6000",
+        "STREAMDRIFT_METRICS_PORT": "0",  # two workers on one machine: any free port each
     }
     procs = []
     for i in range(n):

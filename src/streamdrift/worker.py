@@ -40,6 +40,7 @@ from streamdrift.join import join_delta
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import sketch_batch
 from streamdrift.store import Fence, ModelHead, Store, fence_field
+from streamdrift.telemetry import HealthServer, WorkerMetrics
 
 log = logging.getLogger("streamdrift.worker")
 
@@ -87,6 +88,11 @@ class Worker:
         self._last_eval: dict[str, float] = {}
         self._last_sweep = 0.0
         self._stopping = False
+        self.metrics = WorkerMetrics()
+        self.health: HealthServer | None = None
+        self._lag_checked = float("-inf")
+        self._redis_checked = float("-inf")
+        self._redis_ok = False
         tune_gc()
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -107,9 +113,21 @@ class Worker:
             signal.signal(signal.SIGINT, self.stop)
         self.consumer.subscribe([self.settings.predictions_topic, self.settings.labels_topic])
         deadline = time.monotonic() + max_seconds if max_seconds else None
-        log.info("worker %s consuming %s", self.owner, self.settings.predictions_topic)
+        health = None
+        if self.settings.metrics_port >= 0:
+            health = HealthServer(self.metrics, self.readiness, self.settings.metrics_port)
+        self.health = health
+        log.info(
+            "worker %s consuming %s and %s",
+            self.owner,
+            self.settings.predictions_topic,
+            self.settings.labels_topic,
+            extra={"metrics_port": health.port if health else None},
+        )
         try:
             while not self._stopping and (deadline is None or time.monotonic() < deadline):
+                self.metrics.last_loop.set(time.time())
+                self._update_lag()
                 if until_messages is not None and self.stats.messages >= until_messages:
                     break
                 messages = self.consumer.consume(
@@ -124,17 +142,58 @@ class Worker:
         finally:
             self.consumer.close()  # leaves the group: partitions move at once
             self.producer.flush(10)
+            if health is not None:
+                health.close()
         return self.stats
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when partitions are assigned and Redis answers (checked at most every 5 s)."""
+        now = time.monotonic()
+        if now - self._redis_checked > 5.0:
+            try:
+                self.store.redis.ping()
+                self._redis_ok = True
+            except Exception:
+                self._redis_ok = False
+            self._redis_checked = now
+        if not self._redis_ok:
+            return False, "redis unreachable"
+        if self.metrics.assigned._value.get() <= 0:
+            return False, "no partitions assigned (yet)"
+        return True, "ok"
+
+    def _update_lag(self) -> None:
+        """Consumer lag per partition, from the broker's high watermarks, every 10 s."""
+        now = time.monotonic()
+        if now - self._lag_checked < 10.0:
+            return
+        self._lag_checked = now
+        try:
+            parts = self.consumer.assignment()
+            self.metrics.assigned.set(len(parts))
+            for tp in self.consumer.position(parts) if parts else []:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0)
+                lag = high - tp.offset if tp.offset >= 0 else high
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+        except Exception as e:  # lag is a gauge, not a reason to stop consuming
+            log.debug("consumer lag not read: %s", e)
 
     # ---- one batch ---------------------------------------------------------------------
     def process(self, messages: list[Any]) -> None:
         """Apply a polled batch to Redis, then commit its offsets."""
+        started = time.perf_counter()
         last_offsets = self.apply(messages)
         if last_offsets:
             self.consumer.commit(
                 offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last_offsets.items()],
                 asynchronous=False,
             )
+            log.debug(
+                "batch committed",
+                extra={"offsets": {f"{t}:{p}": o for (t, p), o in last_offsets.items()}},
+            )
+        self.metrics.batches.inc()
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     def apply(self, messages: list[Any]) -> dict[tuple[str, int], int]:
         """Everything but the commit: count the batch in Redis (effectively once), join its
@@ -170,6 +229,14 @@ class Worker:
         self.stats.batches += 1
         self.stats.messages += batch.messages + labels.messages
         self.stats.dead.update(d.reason for d in dead)
+        m = self.metrics
+        m.events.labels(self.settings.predictions_topic).inc(batch.messages)
+        m.bytes.labels(self.settings.predictions_topic).inc(batch.bytes_in)
+        if labels.messages:
+            m.events.labels(self.settings.labels_topic).inc(labels.messages)
+            m.bytes.labels(self.settings.labels_topic).inc(labels.bytes_in)
+        for reason, n in Counter(d.reason for d in dead).items():
+            m.dead_letters.labels(reason).inc(n)
         return last_offsets
 
     def _profile(self, model: str, revision: int) -> ReferenceProfile | None:
@@ -232,13 +299,23 @@ class Worker:
                 Fence(fence_field(*tp), applied[tp], max(applied[tp], last_offsets[tp]))
                 for tp in sorted(sources)
             ]
+            started = time.perf_counter()
             result = self.store.apply_batch(profile, fences, windows, invalid, join)
+            self.metrics.apply_seconds.observe(time.perf_counter() - started)
             if result is not None:
                 self.stats.counted += len(good)
                 self.stats.labels_joined += result.joined
+                self.metrics.counted.inc(len(good))
+                self.metrics.labels_joined.inc(result.joined)
                 self._pending_eval.add(model)
                 return new_dead
             self.stats.fence_conflicts += 1
+            self.metrics.fence_conflicts.inc()
+            log.info(
+                "model %s: fence moved by another worker, recomputing",
+                model,
+                extra={"model_id": model},
+            )
             head = self.store.heads([model])[model]
         raise RuntimeError(f"offset fence of model {model} kept moving; another worker owns it")
 
@@ -259,7 +336,13 @@ class Worker:
             return events
         skipped = int(keep.size - keep.sum())
         self.stats.skipped_replays += skipped
-        log.info("model %s: %d re-delivered events already counted, skipped", model, skipped)
+        self.metrics.replayed.inc(skipped)
+        log.info(
+            "model %s: %d re-delivered events already counted, skipped",
+            model,
+            skipped,
+            extra={"model_id": model, "topic": topic, "skipped": skipped},
+        )
         return events.select(np.flatnonzero(keep).tolist())
 
     def _split_late(
@@ -332,7 +415,22 @@ class Worker:
                 continue
             self._last_eval[model] = now
             self._pending_eval.discard(model)
+            started = time.perf_counter()
             alerts = self.evaluator.evaluate(profile)
+            self.metrics.evaluation_seconds.observe(time.perf_counter() - started)
             self.stats.alerts += len(alerts)
             for a in alerts:
-                log.warning("alert %s %s %s=%.3f", a.model_id, a.feature, a.statistic, a.value)
+                self.metrics.alerts.labels(a.type).inc()
+                log.warning(
+                    "alert %s %s %s %s=%.3f",
+                    a.model_id,
+                    a.type,
+                    a.feature,
+                    a.statistic,
+                    a.value,
+                    extra={
+                        "model_id": a.model_id,
+                        "alert_id": a.alert_id,
+                        "model_version": a.model_version,
+                    },
+                )

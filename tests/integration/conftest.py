@@ -59,6 +59,7 @@ def settings(servers: Servers) -> Settings:
         session_timeout_ms=6000,
         batch_size=2000,
         poll_timeout_seconds=0.3,
+        metrics_port=0,
     )
     kafka_io.ensure_topics(s, partitions=4)
     return s
@@ -87,6 +88,7 @@ def env_for(settings: Settings) -> dict[str, str]:
             "STREAMDRIFT_CONSUMER_GROUP": settings.consumer_group,
             "STREAMDRIFT_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
             "STREAMDRIFT_BATCH_SIZE": str(settings.batch_size),
+            "STREAMDRIFT_METRICS_PORT": "0",
         }
     )
     return env

@@ -180,8 +180,13 @@ def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, mode
     assert all(0 < w["performance"]["label_coverage"] <= 1 for w in covered)
     assert doc["join"]["joined"] == 5000
     assert {"region=EU", "region=US", "device=mobile"} <= set(covered[0]["segments"])
-    assert sum(w["segments"]["region=EU"]["labelled"] + w["segments"]["region=US"]["labelled"]
-               for w in covered) == 5000
+    assert (
+        sum(
+            w["segments"]["region=EU"]["labelled"] + w["segments"]["region=US"]["labelled"]
+            for w in covered
+        )
+        == 5000
+    )
 
 
 def test_concept_drift_raises_performance_degradation_for_day_two_only(

@@ -50,8 +50,11 @@ def _counts(store, profile):
 
 def test_replays_with_other_batch_boundaries_count_once(settings, store, model_id, tmp_path):
     profile, _ = store.save_profile(
-        build_profile(model_id, synthetic.write_reference(tmp_path / "r.csv", rows=2000),
-                      config=MonitorConfig(window_seconds=600))
+        build_profile(
+            model_id,
+            synthetic.write_reference(tmp_path / "r.csv", rows=2000),
+            config=MonitorConfig(window_seconds=600),
+        )
     )
     values = [v for _, v in synthetic.prediction_events(model_id, 400, time.time() - 900, 900)]
     topic = settings.predictions_topic
