@@ -1,0 +1,986 @@
+"""The delayed-label join: worker throughput with labels flowing, and Redis bytes per
+pending prediction and per waiting label.
+
+Run:  .venv/bin/python benchmarks/join.py [--events N] [--pending M] [--json] [--profile]
+
+Starts an embedded Tansu broker and redis-server like throughput.py (whose helpers it
+imports), registers synthetic fraud models (binary, `prediction_column="score"`,
+`label_column="is_fraud"`, `window_seconds=3600`) and measures in one run:
+
+1. labels flowing: N predictions (synthetic.labelled_events, which gives them two
+   segments) to a 4-partition topic and their N labels (delays of 2 minutes to 6 hours
+   of event time, every timestamp within the last day) to a 4-partition labels topic.
+   Baseline: a bare consumer subscribed to both topics, consume(5000, 0.5) +
+   orjson.loads (throughput.py's baseline consumer), before and after the worker, the
+   faster counts. Worker: `Worker` subscribed to both, driven batch by batch (consume,
+   process, evaluate_due), timed from the first message to the last, its steps and every
+   Lua apply timed by wrapping them at run time (src is not modified). Afterwards every
+   label must be joined, the windows must count N events and N labelled pairs.
+2. predictions only: M predictions of a second model (segments taken out) and no labels,
+   in Redis database +1. Its rate is the comparison figure; its Redis state gives the
+   bytes per pending prediction `sd:{m}:j:<id>`: MEMORY USAGE of a sample of keys, and
+   the used_memory delta over the run minus the model's other keys, divided by M.
+3. control: the same predictions read again for the model registered WITHOUT a label
+   column (database +3): no pending predictions are stored, so 2 minus 3 is what the
+   join costs the prediction path (--no-control skips it).
+4. labels before predictions: M labels of a third model and no predictions (database
+   +2): every label waits; bytes per waiting label `sd:{m}:l:<id>`, measured as in 2.
+5. labels after predictions: the M labels of 2's predictions, read by 2's consumer group
+   (which resumes after the predictions): every label joins a pending prediction.
+6. Lua pieces: the parts of storing 5000 pending predictions, one EVAL each, on the
+   idle Redis (scratch database +4).
+
+Each phase has a Redis database of its own so that its used_memory delta includes the
+growth of hash tables (main and expires dicts) that hold only its keys. See
+benchmarks/README.md for how to read the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import redis
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from throughput import (
+    CEILING_OVERRIDES,
+    PARTITIONS,
+    PHASE_TIMEOUT,
+    SESSION_TIMEOUT_MS,
+    STALL_SECONDS,
+    STALL_TIMEOUT,
+    BenchmarkError,
+    Timers,
+    create_topic,
+    delete_topics,
+    instrumented,
+    log,
+    servers,
+    verify,
+)
+
+import streamdrift.worker as worker_mod
+from streamdrift import kafka_io, synthetic
+from streamdrift.config import MonitorConfig, Settings
+from streamdrift.reference import build_profile
+from streamdrift.store import Store
+
+WINDOW_SECONDS = 3600
+DAY = 86400
+DELAY_SECONDS = (120.0, 6 * 3600.0)  # label delay in event time: 2 minutes to 6 hours
+#: predictions over [now - DAY + MARGIN, now - max delay - MARGIN): labels end before now
+MARGIN = 60.0
+SPAN_SECONDS = DAY - DELAY_SECONDS[1] - 2 * MARGIN
+GOAL_BYTES = 150  # per pending prediction
+MEMORY_SAMPLE = 5000  # keys whose MEMORY USAGE is read
+#: databases, relative to the one in the Redis URL
+DB_LABELLED, DB_PREDICTIONS, DB_LABELS, DB_CONTROL, DB_SCRATCH = 0, 1, 2, 3, 4  # and 5
+
+
+# ---- infrastructure --------------------------------------------------------------------
+def db_url(url: str, offset: int) -> str:
+    """The Redis URL with its database number moved by `offset`."""
+    head, sep, tail = url.rpartition("/")
+    if sep and tail.isdigit() and "//" in head:
+        return f"{head}/{int(tail) + offset}"
+    return f"{url.rstrip('/')}/{offset}"
+
+
+def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> dict[str, float]:
+    """Produce (key, value) pairs as they are; returns seconds and bytes."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
+                         "queue.buffering.max.kbytes": 1024 * 1024,
+                         "compression.type": "none", "acks": "all"})
+    errors: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: object) -> None:
+        if err is not None and len(errors) < 5:
+            errors.append(str(err))
+
+    t0 = time.perf_counter()
+    total = 0
+    for key, value in pairs:
+        total += len(value)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    left = producer.flush(60)
+    if left or errors:
+        raise BenchmarkError(f"produce to {topic} failed: {left} undelivered, errors {errors}")
+    return {"seconds": time.perf_counter() - t0, "bytes": total,
+            "mean_bytes": total / max(len(pairs), 1)}
+
+
+def settings_for(bootstrap: str, redis_url: str, predictions: str, labels: str,
+                 group: str) -> Settings:
+    return Settings(kafka_bootstrap=bootstrap, redis_url=redis_url,
+                    predictions_topic=predictions, labels_topic=labels,
+                    alerts_topic=f"{predictions}-alerts", consumer_group=group,
+                    session_timeout_ms=SESSION_TIMEOUT_MS)
+
+
+def topics_of(s: Settings) -> list[str]:
+    return [s.predictions_topic, s.labels_topic, s.alerts_topic,
+            s.dlq_topic(s.predictions_topic), s.dlq_topic(s.labels_topic)]
+
+
+# ---- 1. baseline -----------------------------------------------------------------------
+def baseline(settings: Settings, n: int) -> dict[str, Any]:
+    """consume(5000, 0.5) + orjson.loads of every value of both topics, nothing else;
+    throughput.py's baseline consumer (the worker's client settings + CEILING_OVERRIDES)."""
+    consumer: Consumer = kafka_io.consumer(settings, **CEILING_OVERRIDES)
+    consumer.subscribe([settings.predictions_topic, settings.labels_topic])
+    loads = orjson.loads
+    seen = batches = stalls = 0
+    t_first = t_last = 0.0
+    started = last_msg = time.monotonic()
+    try:
+        while seen < n:
+            t0 = time.monotonic()
+            msgs = consumer.consume(5000, 0.5)
+            now = time.monotonic()
+            if seen and now - t0 > STALL_SECONDS:
+                stalls += 1
+            if not msgs:
+                if now - started > PHASE_TIMEOUT or (seen and now - last_msg > STALL_TIMEOUT):
+                    raise BenchmarkError(f"baseline consumer stalled at {seen}/{n} messages")
+                continue
+            if not seen:
+                t_first = time.perf_counter()
+            for m in msgs:
+                if m.error() is not None:
+                    continue
+                loads(m.value())
+                seen += 1
+            batches += 1
+            last_msg = now
+        t_last = time.perf_counter()
+    finally:
+        consumer.close()
+    secs = t_last - t_first
+    return {"events": seen, "batches": batches, "seconds": secs, "events_per_s": seen / secs,
+            "mean_batch": seen / batches, "stalls": stalls}
+
+
+# ---- 2. worker -------------------------------------------------------------------------
+def commandstats(r: redis.Redis) -> dict[str, dict[str, float]]:
+    return {k.removeprefix("cmdstat_"): {"calls": float(v["calls"]), "usec": float(v["usec"])}
+            for k, v in r.info("commandstats").items()}
+
+
+def commandstats_delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
+                       events: int) -> dict[str, dict[str, float]]:
+    """Redis commands run during a phase (every client: Lua's calls count under their own
+    name, and EVALSHA's time includes them), per event."""
+    out = {}
+    for name, a in after.items():
+        b = before.get(name, {"calls": 0.0, "usec": 0.0})
+        calls, usec = a["calls"] - b["calls"], a["usec"] - b["usec"]
+        if calls > 0:
+            out[name] = {"calls": int(calls), "usec": usec, "calls_per_event": calls / events,
+                         "us_per_event": usec / events}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["usec"]))
+
+
+def lua_fit(applies: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Least squares of the Lua time per apply: b * predictions + c * labels (µs). No
+    intercept: full batches hold 5000 messages, so an intercept would be collinear."""
+    if len(applies) < 4:
+        return None
+    x = np.array([[a["predictions"], a["labels"]] for a in applies], dtype=np.float64)
+    y = np.array([a["lua_seconds"] * 1e6 for a in applies])
+    if np.linalg.matrix_rank(x) < 2:
+        return None
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ coef
+    r2 = 1 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum() or 1.0)
+    return {"us_per_prediction": float(coef[0]), "us_per_label": float(coef[1]), "r2": r2,
+            "applies": len(applies)}
+
+
+def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[str, Any]:
+    """A Worker subscribed to both topics, driven batch by batch until it read n messages;
+    its steps and every Lua apply (with the join's size) timed while it runs."""
+    w = worker_mod.Worker(settings)
+    timers = Timers()
+    missing: list[str] = []
+    applies: list[dict[str, Any]] = []
+    prof = cProfile.Profile() if profile_run else None
+    extra_module = (("decode_labels", "decode_labels"), ("join_delta", "join_delta"))
+    saved = {}
+    for name, label in extra_module:  # beyond what throughput.instrumented wraps
+        if hasattr(worker_mod, name):
+            saved[name] = getattr(worker_mod, name)
+            setattr(worker_mod, name, timers.wrap(label, saved[name]))
+        else:
+            missing.append(f"streamdrift.worker.{name}")
+    stats_before = commandstats(w.store.redis)
+    try:
+        with instrumented(w, timers, missing):
+            record_applies(w.store, applies, missing)
+            w.consumer.subscribe([settings.predictions_topic, settings.labels_topic])
+            consume = timers.wrap("consume", w.consumer.consume)
+            process = timers.wrap("process", w.process)
+            evaluate = timers.wrap("evaluate", w.evaluate_due)
+            seen = stalls = 0
+            batch_sizes: list[int] = []
+            t_first = t_last = 0.0
+            started = last_msg = time.monotonic()
+            try:
+                while seen < n:
+                    t0 = time.monotonic()
+                    msgs = consume(settings.batch_size, settings.poll_timeout_seconds)
+                    now = time.monotonic()
+                    if seen and now - t0 > STALL_SECONDS:
+                        stalls += 1
+                    if not msgs:
+                        if now - started > PHASE_TIMEOUT or (
+                                seen and now - last_msg > STALL_TIMEOUT):
+                            raise BenchmarkError(f"worker stalled at {seen}/{n} messages")
+                        continue
+                    if not seen:  # the first consume() is outside the timed span
+                        t_first = time.perf_counter()
+                        timers.seconds["consume"] = 0.0
+                        timers.calls["consume"] = 0
+                        applies.clear()
+                        if prof:
+                            prof.enable()
+                    process(msgs)
+                    evaluate(idle=False)
+                    seen += len(msgs)
+                    batch_sizes.append(len(msgs))
+                    last_msg = now
+                t_last = time.perf_counter()
+                if prof:
+                    prof.disable()
+                t0 = time.perf_counter()
+                w.evaluate_due(idle=True, force=True)
+                final_eval = time.perf_counter() - t0
+            finally:
+                with contextlib.suppress(Exception):
+                    w.consumer.close()
+                with contextlib.suppress(Exception):
+                    w.producer.flush(10)
+    finally:
+        for name, fn in saved.items():
+            setattr(worker_mod, name, fn)
+    stats_after = commandstats(w.store.redis)
+    # the worker's Redis connections go now: their buffers would count in used_memory
+    w.store.redis.connection_pool.disconnect()
+    secs = t_last - t_first
+    s = timers.seconds
+    parts = {
+        "consume": s["consume"],
+        "decode predictions": s["decode"],
+        "decode labels": s["decode_labels"],
+        "fence filter + late check": s["fence_filter"] + s["late_check"],
+        "validate + sketch": s["sketch"],
+        "join_delta (records)": s["join_delta"],
+        "Redis heads": s["redis_heads"],
+        "apply: payload build": s["apply_total"] - s["apply_lua"],
+        "apply: Lua call": s["apply_lua"],
+        "commit": s["commit"],
+        "dead letters": s["dead_letters"] + s["count_unrouted"],
+        "evaluate_due": s["evaluate"],
+    }
+    listed = sum(v for k, v in parts.items() if k not in ("consume", "evaluate_due"))
+    parts["rest of process"] = max(s["process"] - listed, 0.0)
+    parts["loop"] = max(secs - s["consume"] - s["process"] - s["evaluate"], 0.0)
+    result: dict[str, Any] = {
+        "events": seen,
+        "seconds": secs,
+        "events_per_s": seen / secs,
+        "batches": len(batch_sizes),
+        "mean_batch": seen / len(batch_sizes),
+        "stalls": stalls,
+        "breakdown_seconds": parts,
+        "us_per_event": {k: v / seen * 1e6 for k, v in parts.items()},
+        "final_evaluation_seconds": final_eval,
+        "applies": applies,
+        "lua_fit": lua_fit(applies),
+        "redis_commands": commandstats_delta(stats_before, stats_after, seen),
+        "not_instrumented": missing,
+        "stats": {"messages": w.stats.messages, "counted": w.stats.counted,
+                  "labels_joined": w.stats.labels_joined, "dead": dict(w.stats.dead),
+                  "skipped_replays": w.stats.skipped_replays,
+                  "fence_conflicts": w.stats.fence_conflicts, "alerts": w.stats.alerts},
+    }
+    if prof:
+        out = io.StringIO()
+        st = pstats.Stats(prof, stream=out)
+        st.sort_stats("tottime").print_stats(20)
+        st.sort_stats("cumulative").print_stats(30)
+        result["profile_text"] = out.getvalue()
+    return result
+
+
+def record_applies(store: Store, applies: list[dict[str, Any]], missing: list[str]) -> None:
+    """Record each apply's join size, payload bytes, result and Lua time (on top of the
+    timers throughput.instrumented put on `apply_batch` and `_apply`)."""
+    if not (hasattr(store, "apply_batch") and hasattr(store, "_apply")):
+        missing.append("Store.apply_batch/_apply (per-apply records)")
+        return
+    outer, inner = store.apply_batch, store._apply
+    current: dict[str, Any] = {}
+
+    def apply_batch(*args: Any, **kwargs: Any) -> Any:
+        join = args[4] if len(args) > 4 else kwargs.get("join")
+        windows = args[2] if len(args) > 2 else kwargs.get("windows", {})
+        current.clear()
+        current.update(predictions=len(join.predictions) if join is not None else 0,
+                       labels=len(join.labels) if join is not None else 0,
+                       windows=len(windows), lua_seconds=0.0, payload_bytes=0)
+        res = outer(*args, **kwargs)
+        current["ok"] = res is not None
+        for f in ("joined", "duplicate_predictions", "duplicate_labels"):
+            current[f] = getattr(res, f, 0)
+        current["labels_waiting"] = getattr(res, "labels_before_prediction",
+                                            getattr(res, "labels_waiting", 0))
+        applies.append(dict(current))
+        return res
+
+    def lua(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            current["lua_seconds"] += time.perf_counter() - t0
+            with contextlib.suppress(Exception):
+                current["payload_bytes"] += sum(len(a) for a in kwargs["args"])
+
+    store.apply_batch = apply_batch  # type: ignore[method-assign]
+    store._apply = lua  # type: ignore[method-assign]
+
+
+def lua_summary(applies: list[dict[str, Any]], events: int) -> dict[str, Any]:
+    preds = sum(a["predictions"] for a in applies)
+    labels = sum(a["labels"] for a in applies)
+    secs = sum(a["lua_seconds"] for a in applies)
+    with_labels = [a for a in applies if a["labels"]]
+    without = [a for a in applies if not a["labels"]]
+
+    def per_apply(xs: list[dict[str, Any]]) -> float | None:
+        return sum(a["lua_seconds"] for a in xs) / len(xs) * 1e3 if xs else None
+
+    return {
+        "applies": len(applies), "predictions": preds, "labels": labels,
+        "lua_seconds": secs,
+        "us_per_event": secs / events * 1e6,
+        "ms_per_apply_with_labels": per_apply(with_labels),
+        "ms_per_apply_without_labels": per_apply(without),
+        "ms_per_apply_max": max((a["lua_seconds"] for a in applies), default=0.0) * 1e3,
+        "payload_bytes_per_event": sum(a["payload_bytes"] for a in applies) / events,
+        "joined": sum(a["joined"] for a in applies),
+        "labels_waiting": sum(a["labels_waiting"] for a in applies),
+    }
+
+
+def without_segments(pairs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The events with their `segments` taken out (the memory figure is for a model
+    without segments, whose pending value is `time|version|class|score`)."""
+    out = []
+    for k, v in pairs:
+        e = orjson.loads(v)
+        e.pop("segments", None)
+        out.append((k, orjson.dumps(e)))
+    return out
+
+
+# ---- verification ----------------------------------------------------------------------
+def waiting_count(js: dict[str, int]) -> int:
+    """Labels that arrived before their prediction (the counter's name changed once)."""
+    return js.get("labels_before_prediction", js.get("labels_waiting", 0))
+
+
+def verify_labelled(store: Store, model: str, n: int, wres: dict[str, Any]) -> dict[str, Any]:
+    js = store.join_stats(model)
+    if js.get("joined", 0) != n:
+        raise BenchmarkError(f"join stats of {model}: joined {js.get('joined', 0)}, "
+                             f"expected {n}: {js}")
+    if js.get("duplicate_predictions", 0) or js.get("duplicate_labels", 0):
+        raise BenchmarkError(f"duplicates reported where there are none: {js}")
+    ver = verify(store, model, n)  # window counts sum to n
+    profile = store.load_profile(model)
+    assert profile is not None
+    windows = store.read_windows(profile, store.window_starts(model, profile.revision))
+    labelled = sum(w.performance.labelled for w in windows if w.performance is not None)
+    if labelled != n:
+        raise BenchmarkError(f"performance sketches hold {labelled} labelled pairs, expected {n}")
+    st = wres["stats"]
+    if st["dead"] or st["messages"] != 2 * n:
+        raise BenchmarkError(f"worker read {st['messages']} of {2 * n} messages, "
+                             f"dead letters {st['dead']}")
+    left = sum(1 for _ in store.redis.scan_iter(match=f"sd:{{{model}}}:l:*", count=5000))
+    if left:
+        raise BenchmarkError(f"{left} labels still waiting after the join")
+    return {**ver, "join_stats": js, "labelled_pairs": labelled, "labels_left_waiting": left}
+
+
+# ---- Redis memory ----------------------------------------------------------------------
+def snapshot(r: redis.Redis, model: str, kind: str) -> dict[str, Any]:
+    """used_memory, the database's dict overhead, and MEMORY USAGE of every key of the
+    model that is not of `kind` (the window state and bookkeeping)."""
+    time.sleep(0.3)  # let serverCron finish an incremental rehash of the dicts
+    info = r.info("memory")
+    stats = r.memory_stats()
+    db = r.connection_pool.connection_kwargs.get("db", 0)
+    dbstats = stats.get(f"db.{db}", {}) or {}
+    other = window = 0
+    for k in r.scan_iter(match=f"sd:{{{model}}}:*", count=5000):
+        if k.startswith(f"sd:{{{model}}}:{kind}:".encode()):
+            continue
+        b = int(r.memory_usage(k, samples=0) or 0)
+        other += b
+        if k.startswith(f"sd:{{{model}}}:w:".encode()):
+            window += b
+    return {"used_memory": int(info["used_memory"]),
+            "dataset": int(stats.get("dataset.bytes", 0)),
+            "clients_normal": int(stats.get("clients.normal", 0)),
+            "hashtable_main": int(dbstats.get("overhead.hashtable.main", 0)),
+            "hashtable_expires": int(dbstats.get("overhead.hashtable.expires", 0)),
+            "other_keys_bytes": other, "window_keys_bytes": window,
+            "keys": int(r.dbsize())}
+
+
+def key_memory(r: redis.Redis, model: str, kind: str, expected: int,
+               before: dict[str, Any] | None) -> dict[str, Any]:
+    """Bytes per `sd:{model}:<kind>:*` key: MEMORY USAGE of a sample, and (with `before`)
+    the used_memory delta minus the model's other keys, per key."""
+    prefix = f"sd:{{{model}}}:{kind}:"
+    names = [k for k in r.scan_iter(match=prefix + "*", count=5000)]
+    if len(names) != expected:
+        raise BenchmarkError(f"{len(names)} keys {prefix}*, expected {expected}")
+    step = max(len(names) // MEMORY_SAMPLE, 1)
+    sample = names[::step][:MEMORY_SAMPLE]
+    pipe = r.pipeline(transaction=False)
+    for k in sample:
+        pipe.memory_usage(k, samples=0)
+        pipe.strlen(k)
+        pipe.pttl(k)
+    res = pipe.execute()
+    usage = np.array(res[0::3], dtype=np.float64)
+    vlen = np.array(res[1::3], dtype=np.float64)
+    ttl = np.array(res[2::3], dtype=np.float64)
+    if (ttl <= 0).any():
+        raise BenchmarkError(f"{int((ttl <= 0).sum())} sampled {prefix}* keys have no TTL")
+    klen = np.array([len(k) for k in names], dtype=np.float64)
+    out: dict[str, Any] = {
+        "kind": kind, "keys": len(names), "sampled": len(sample),
+        "memory_usage_mean": float(usage.mean()), "memory_usage_min": int(usage.min()),
+        "memory_usage_max": int(usage.max()),
+        "key_length_mean": float(klen.mean()), "value_length_mean": float(vlen.mean()),
+        "encoding": r.object("encoding", sample[0]).decode(),
+        "example_key": sample[0].decode(), "example_value": r.get(sample[0]).decode(),
+        "ttl_days": float(ttl.mean()) / 1000 / 86400,
+    }
+    if before is not None:
+        after = snapshot(r, model, kind)
+        delta = after["used_memory"] - before["used_memory"]
+        other = after["other_keys_bytes"] - before["other_keys_bytes"]
+        out.update({
+            "used_memory_before": before["used_memory"], "used_memory_after": after["used_memory"],
+            "used_memory_delta": delta, "other_keys_delta": other,
+            "window_keys_delta": after["window_keys_bytes"] - before["window_keys_bytes"],
+            "used_memory_per_key": (delta - other) / len(names),
+            "hashtable_main_per_key": (after["hashtable_main"] - before["hashtable_main"])
+            / len(names),
+            "hashtable_expires_per_key": (after["hashtable_expires"]
+                                          - before["hashtable_expires"]) / len(names),
+            "clients_normal_delta": after["clients_normal"] - before["clients_normal"],
+            "keys_added": after["keys"] - before["keys"],
+        })
+    return out
+
+
+# ---- Lua pieces on an idle Redis -------------------------------------------------------
+#: What the pending-prediction part of the apply is made of, each script run on a payload
+#: of LUA_BATCH pending predictions shaped like the worker's (cjson-decoded first).
+LUA_BATCH = 5000
+LUA_PIECES = {
+    "cjson.decode of the payload": "local p = cjson.decode(ARGV[1]) return 1",
+    "+ build the j: and l: key names": """
+local p = cjson.decode(ARGV[1]) local J = p.join local t = {}
+for i, e in ipairs(p.preds) do t[i] = J.lkey .. e[1]; local k = J.pkey .. e[1] end
+return 1""",
+    "+ MGET of the l: keys, 1000 per call": """
+local p = cjson.decode(ARGV[1]) local J = p.join local t = {}
+for i, e in ipairs(p.preds) do t[i] = J.lkey .. e[1] end
+for c = 1, #t, 1000 do redis.call('MGET', unpack(t, c, math.min(c + 999, #t))) end
+return 1""",
+    "+ one EXISTS per prediction": """
+local p = cjson.decode(ARGV[1]) local J = p.join
+for _, e in ipairs(p.preds) do redis.call('EXISTS', J.pkey .. e[1]) end
+return 1""",
+    "+ one SET k v per prediction": """
+local p = cjson.decode(ARGV[1]) local J = p.join
+for _, e in ipairs(p.preds) do redis.call('SET', J.pkey .. e[1], e[2]) end
+return 1""",
+    "+ one SET k v NX EX ttl per prediction": """
+local p = cjson.decode(ARGV[1]) local J = p.join
+for _, e in ipairs(p.preds) do redis.call('SET', J.pkey .. e[1], e[2], 'NX', 'EX', J.ttl) end
+return 1""",
+}
+
+
+def lua_pieces(url: str, run: str) -> dict[str, float]:
+    """µs per pending prediction of each piece (best of 3) in a scratch database, with
+    nothing else running; the keys are deleted after every repetition."""
+    r = redis.Redis.from_url(url)
+    prefix = f"sd-bench-lua:{run}:"
+    payload = orjson.dumps({
+        "fence": [], "ops": [], "labels": [],
+        "preds": [[f"bpend_{run}-12-{i}", f"{1795328856 + i}|1.0.0|{i % 2}|0.{i:05d}"]
+                  for i in range(LUA_BATCH)],
+        "join": {"pkey": prefix + "j:", "lkey": prefix + "l:", "ttl": 30 * DAY}})
+    out = {}
+    try:
+        for name, src in LUA_PIECES.items():
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                r.eval(src, 0, payload)
+                best = min(best, time.perf_counter() - t0)
+                keys = list(r.scan_iter(match=prefix + "*", count=5000))
+                for i in range(0, len(keys), 5000):
+                    r.unlink(*keys[i:i + 5000])
+            out[name] = best / LUA_BATCH * 1e6
+    finally:
+        r.close()
+    return out
+
+
+#: Reference layouts for M pending predictions, built by one script in a scratch database:
+#: what one Redis string per prediction costs whatever streamdrift does around it, and one
+#: alternative. ARGV: last i, key prefix, id prefix, value, first i.
+LAYOUTS = {
+    "SET k v EX (streamdrift's layout, same sizes)": """
+for i = tonumber(ARGV[5]), tonumber(ARGV[1]) do
+  redis.call('SET', ARGV[2] .. ARGV[3] .. i, ARGV[4], 'EX', 2592000)
+end return 1""",
+    "SET k v, no TTL (same sizes)": """
+for i = tonumber(ARGV[5]), tonumber(ARGV[1]) do
+  redis.call('SET', ARGV[2] .. ARGV[3] .. i, ARGV[4])
+end return 1""",
+    "SET k v EX, prediction_id a 36-char UUID": """
+for i = tonumber(ARGV[5]), tonumber(ARGV[1]) do
+  local id = string.format('%08x-0000-4000-8000-%012x', i, i * 7919)
+  redis.call('SET', ARGV[2] .. id, ARGV[4], 'EX', 2592000)
+end return 1""",
+    "HSET into 4096 listpack hashes (+EXPIRE each)": """
+for i = tonumber(ARGV[5]), tonumber(ARGV[1]) do
+  local id = ARGV[3] .. i
+  local k = ARGV[2] .. redis.sha1hex(id):sub(1, 3)
+  redis.call('HSET', k, id, ARGV[4])
+  redis.call('EXPIRE', k, 2592000)
+end return 1""",
+}
+
+
+def layouts(url: str, run: str, count: int, value_len: int) -> dict[str, dict[str, float]]:
+    """used_memory per pending prediction of each reference layout (keys are deleted
+    after each); the model id has the length of the benchmark's."""
+    r = redis.Redis.from_url(url)
+    model = f"bfloor{run}"
+    prefix = f"sd:{{{model}}}:j:"
+    value = "1795332318|1.0.0|0|0.09481".ljust(value_len, "0")[:max(value_len, 1)]
+    out = {}
+    try:
+        for name, src in LAYOUTS.items():
+            time.sleep(0.3)
+            u0 = int(r.info("memory")["used_memory"])
+            done = 0
+            while done < count:  # in slices: one EVAL must not block Redis for long
+                part = min(20_000, count - done)
+                r.eval(src, 0, done + part, prefix, f"{model}-12-", value, done + 1)
+                done += part
+            time.sleep(0.3)
+            u1 = int(r.info("memory")["used_memory"])
+            keys = list(r.scan_iter(match=prefix + "*", count=5000))
+            sample = keys[0]
+            out[name] = {"bytes_per_prediction": (u1 - u0) / count, "keys": len(keys),
+                         "example_key_length": len(sample),
+                         "encoding": r.object("encoding", sample).decode()}
+            for i in range(0, len(keys), 5000):
+                r.unlink(*keys[i:i + 5000])
+    finally:
+        r.close()
+    return out
+
+
+def src_digest() -> dict[str, str]:
+    """Short digests of the source files the figures depend on (src changes often)."""
+    import hashlib
+
+    import streamdrift
+
+    root = Path(streamdrift.__file__).parent
+    return {f: hashlib.sha256((root / f).read_bytes()).hexdigest()[:10]
+            for f in ("store.py", "join.py", "worker.py", "decode.py", "sketch.py")
+            if (root / f).exists()}
+
+
+# ---- report ----------------------------------------------------------------------------
+#: the worker runs, as table columns
+RUNS = (("worker_labelled", "flowing"), ("worker_predictions_only", "preds only"),
+        ("worker_control", "no join"), ("worker_labels_only", "labels 1st"),
+        ("worker_labels_after", "labels 2nd"))
+#: the key kinds, as table columns
+KEYS = (("memory_pending", "pending pred"), ("memory_waiting_label", "waiting label"),
+        ("memory_joined", "joined pred"), ("memory_joined_segments", "joined+segs"))
+
+
+def table(res: dict[str, Any]) -> str:
+    b, w = res["baseline"], res["worker_labelled"]
+    n, m = res["events"], res["pending"]
+    runs = " and ".join(f"{x['events_per_s']:,.0f}" for x in res["baseline_runs"])
+    v = res["verify"]
+    cols = [(k, name) for k, name in RUNS if k in res]
+    lines = [
+        f"streamdrift join — {n} predictions + {n} labels; {m} pending; {PARTITIONS} "
+        f"partitions, {res['cores']} cores, {res['date']}",
+        f"  event times {res['event_age_hours'][1]:.1f} h to {res['event_age_hours'][0]:.2f} h "
+        f"ago; label delays {DELAY_SECONDS[0] / 60:.0f} min to {DELAY_SECONDS[1] / 3600:.0f} h; "
+        f"labels-flowing events {'carry' if res['labelled_run_has_segments'] else 'have no'} "
+        "segments, the other runs none",
+        "  src " + " ".join(f"{k}:{v}" for k, v in res["src_digest"].items()),
+        "",
+        "  throughput (events = messages of both topics)",
+        f"    baseline consume+loads, both topics  {b['events_per_s']:>9,.0f} ev/s  "
+        f"(faster of {runs})",
+        f"    worker, labels flowing               {w['events_per_s']:>9,.0f} ev/s  "
+        f"({w['seconds']:.2f} s, {w['batches']} batches, mean {w['mean_batch']:.0f}, "
+        f"{w['stalls']} stalls)",
+        f"    ratio worker/baseline                {res['ratio']:>9.3f}",
+        f"    worker, predictions only (join on)   "
+        f"{res['worker_predictions_only']['events_per_s']:>9,.0f} ev/s",
+    ]
+    if "worker_control" in res:
+        lines.append(f"    worker, predictions only, no join    "
+                     f"{res['worker_control']['events_per_s']:>9,.0f} ev/s  "
+                     "(same events, model without a label column)")
+    lines += [
+        f"    worker, labels before predictions    "
+        f"{res['worker_labels_only']['events_per_s']:>9,.0f} ev/s  (all wait)",
+        f"    worker, labels after predictions     "
+        f"{res['worker_labels_after']['events_per_s']:>9,.0f} ev/s  (all join a pending one)",
+        f"    verified: joined {v['join_stats'].get('joined', 0)}, of which "
+        f"{waiting_count(v['join_stats'])} labels came before their prediction; "
+        f"{v['total']} events in {v['windows']} windows, {v['labelled_pairs']} labelled pairs",
+        "",
+        "  worker time, µs per event      " + "".join(f"{name:>11}" for _, name in cols),
+    ]
+    for k in w["us_per_event"]:
+        lines.append(f"    {k:<28}" + "".join(f"{res[c]['us_per_event'][k]:>11.2f}"
+                                                 for c, _ in cols))
+    lines.append(f"    {'total (wall)':<28}" + "".join(f"{1e6 / res[c]['events_per_s']:>11.2f}"
+                                                         for c, _ in cols))
+    lines += ["", "  Lua apply (client-side time of the EVALSHA call)"]
+    for c, name in cols:
+        s = res["lua"][c]
+        lines.append(
+            f"    {name:<11} {s['applies']:>3} applies {s['lua_seconds']:6.3f} s "
+            f"{s['us_per_event']:6.2f} µs/event, max {s['ms_per_apply_max']:5.1f} ms per apply, "
+            f"payload {s['payload_bytes_per_event']:.0f} B/event")
+    fit = w["lua_fit"]
+    if fit:
+        lines.append(f"    fit over the labels-flowing applies: {fit['us_per_prediction']:.2f} "
+                     f"µs/prediction + {fit['us_per_label']:.2f} µs/label "
+                     f"(R² {fit['r2']:.2f}, {fit['applies']} applies)")
+    lines += ["", "  Redis commands during the labels-flowing run (all clients)"]
+    for name, st in list(w["redis_commands"].items())[:10]:
+        lines.append(f"    {name:<14} {st['calls']:>9,} calls {st['calls_per_event']:7.3f}/event "
+                     f"{st['us_per_event']:6.2f} µs/event")
+    inner = sum(st["usec"] for k, st in w["redis_commands"].items() if k not in ("evalsha", "eval"))
+    lua_usec = w["redis_commands"].get("evalsha", {}).get("usec", 0.0)
+    lines.append(f"    EVALSHA time minus every other command's: "
+                 f"{max(lua_usec - inner, 0) / w['events']:.2f} µs/event in the Lua interpreter, "
+                 "cjson and redis.call (a lower bound)")
+    lines += ["", f"  Lua pieces, idle Redis, {LUA_BATCH} predictions per EVAL (best of 3)"
+              "    µs/prediction"]
+    lines += [f"    {k:<58} {v:8.2f}" for k, v in res["lua_pieces_us_per_prediction"].items()]
+    lines += ["", "  Redis bytes per key            " + "".join(f"{name:>15}" for _, name in KEYS)]
+
+    def row(label: str, f: Callable[[dict[str, Any]], str]) -> str:
+        return f"    {label:<28}" + "".join(f"{f(res[k]):>15}" for k, _ in KEYS)
+
+    def opt(key: str, fmt: str) -> Callable[[dict[str, Any]], str]:
+        return lambda d: format(d[key], fmt) if key in d else "-"
+
+    lines += [
+        row("keys", lambda d: f"{d['keys']:,}"),
+        row("MEMORY USAGE mean", opt("memory_usage_mean", ".1f")),
+        row("MEMORY USAGE min..max",
+            lambda d: f"{d['memory_usage_min']}..{d['memory_usage_max']}"),
+        row("used_memory delta per key", opt("used_memory_per_key", ".1f")),
+        row("  MEMORY STATS main dict", opt("hashtable_main_per_key", ".1f")),
+        row("  MEMORY STATS expires dict", opt("hashtable_expires_per_key", ".1f")),
+        row("key name length (mean)", opt("key_length_mean", ".1f")),
+        row("value length (mean)", opt("value_length_mean", ".1f")),
+        row("encoding", lambda d: d["encoding"]),
+    ]
+    pm = res["memory_pending"]
+    per = pm["used_memory_per_key"]
+    lines += [
+        f"    goal <= {GOAL_BYTES} B per pending prediction: "
+        f"{'met' if per <= GOAL_BYTES else 'NOT met'} ({per:.0f} B by used_memory, "
+        f"{pm['memory_usage_mean']:.0f} B by MEMORY USAGE)",
+        f"    used_memory {pm['used_memory_before']:,} -> {pm['used_memory_after']:,} B, "
+        f"minus {pm['other_keys_delta']:,} B of the model's other keys "
+        f"({pm['window_keys_delta']:,} B of windows), over {pm['keys']:,} keys",
+        "    (joined pred: used_memory delta from pending to joined, per key)",
+    ]
+    for k, _ in KEYS:
+        lines.append(f"    {res[k]['example_key']} = {res[k]['example_value']!r}")
+    lines += ["", f"  reference layouts, {res['pending']:,} pending predictions, no streamdrift "
+              "(used_memory delta)   B/prediction"]
+    for name, x in res["reference_layouts"].items():
+        lines.append(f"    {name:<48} {x['bytes_per_prediction']:>8.1f}   ({x['keys']:,} keys, "
+                     f"{x['encoding']}, key {x['example_key_length']} chars)")
+    missing = sorted({x for c, _ in cols for x in res[c]["not_instrumented"]})
+    if missing:
+        lines.append(f"  NOT instrumented (src changed): {', '.join(missing)}")
+    return "\n".join(lines)
+
+
+# ---- main ------------------------------------------------------------------------------
+def register(store: Store, model: str, ref: Path, labels: bool = True) -> None:
+    """The synthetic fraud model; without `labels`, the label column is left out of the
+    features too (build_profile would otherwise monitor it as a feature)."""
+    features = [*synthetic.NUMERIC, "country", "device"]
+    profile = build_profile(model, ref, prediction_column="score",
+                            label_column="is_fraud" if labels else None, features=features,
+                            config=MonitorConfig(window_seconds=WINDOW_SECONDS))
+    store.save_profile(profile)
+
+
+@contextlib.contextmanager
+def cleanup(bootstrap: str, stores: list[tuple[Store, str]], topics: list[str],
+            is_embedded: bool) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if not is_embedded:  # leave a shared broker and Redis as they were
+            delete_topics(bootstrap, topics)
+            for store, model in stores:
+                with contextlib.suppress(Exception):
+                    batch = []
+                    for k in store.redis.scan_iter(match=f"sd:{{{model}}}:*", count=5000):
+                        batch.append(k)
+                        if len(batch) >= 5000:
+                            store.redis.delete(*batch)
+                            batch = []
+                    if batch:
+                        store.redis.delete(*batch)
+                    store.redis.srem("sd:models", model)
+
+
+def check(cond: bool, what: str) -> None:
+    if not cond:
+        raise BenchmarkError(what)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=100_000,
+                    help="predictions, and as many labels, with labels flowing (100000)")
+    ap.add_argument("--pending", type=int, default=100_000,
+                    help="predictions without labels, and labels without predictions (100000)")
+    ap.add_argument("--no-control", action="store_true",
+                    help="skip the predictions-only run of a model without a label column")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--profile", action="store_true",
+                    help="run the labels-flowing worker under cProfile (slower)")
+    args = ap.parse_args(argv)
+    if args.events < 1 or args.pending < 1:
+        ap.error("--events and --pending must be positive")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    run = uuid.uuid4().hex[:10]
+    n, m = args.events, args.pending
+    t_start = time.perf_counter()
+    workers: dict[str, dict[str, Any]] = {}
+    with servers() as (bootstrap, redis_url, is_embedded), \
+            tempfile.TemporaryDirectory(prefix="sd-bench-join-") as tmp:
+        s1 = settings_for(bootstrap, db_url(redis_url, DB_LABELLED), f"sd-join-{run}",
+                          f"sd-join-{run}-labels", f"bench-join-worker-{run}")
+        s2 = settings_for(bootstrap, db_url(redis_url, DB_PREDICTIONS), f"sd-pend-{run}",
+                          f"sd-pend-{run}-labels", f"bench-pend-worker-{run}")
+        s3 = settings_for(bootstrap, db_url(redis_url, DB_LABELS), f"sd-wait-{run}",
+                          f"sd-wait-{run}-labels", f"bench-wait-worker-{run}")
+        s4 = s2.model_copy(update={"redis_url": db_url(redis_url, DB_CONTROL),
+                                   "consumer_group": f"bench-ctl-worker-{run}"})
+        m1, m2, m3 = f"bench_{run}", f"bpend_{run}", f"bwait_{run}"
+        st1, st2, st3, st4 = (Store(s.redis_url) for s in (s1, s2, s3, s4))
+        for st in (st1, st2, st3, st4):
+            st.ping()
+        topics = sorted({t for s in (s1, s2, s3) for t in topics_of(s)})
+        with cleanup(bootstrap, [(st1, m1), (st2, m2), (st3, m3), (st4, m2)], topics,
+                     is_embedded):
+            for t in (s1.predictions_topic, s1.labels_topic, s2.predictions_topic,
+                      s2.labels_topic, s3.predictions_topic, s3.labels_topic):
+                create_topic(bootstrap, t)
+            ref = synthetic.write_reference(Path(tmp) / "reference.csv")
+            register(st1, m1, ref)
+            register(st2, m2, ref)
+            register(st3, m3, ref)
+            if not args.no_control:
+                register(st4, m2, ref, labels=False)
+
+            # ---- set-up: every timestamp within the last day
+            start = time.time() - DAY + MARGIN
+            log(f"generating and producing {n} predictions + labels, {m} predictions "
+                f"(their labels later), {m} labels ...")
+            preds, labels = synthetic.labelled_events(
+                m1, n, start, SPAN_SECONDS, seed=11, delay_seconds=DELAY_SECONDS)
+            now = time.time()
+            ages = [(now - orjson.loads(v)["timestamp"]) / 3600 for pairs in (preds, labels)
+                    for _, v in pairs[:: max(n // 1000, 1)] + pairs[-1:]]
+            segmented = b'"segments"' in preds[0][1]
+            p1 = produce(bootstrap, s1.predictions_topic, preds)
+            l1 = produce(bootstrap, s1.labels_topic, labels)
+            del preds, labels
+            preds2, labels2 = synthetic.labelled_events(m2, m, start, SPAN_SECONDS, seed=12,
+                                                        delay_seconds=DELAY_SECONDS)
+            p2 = produce(bootstrap, s2.predictions_topic, without_segments(preds2))
+            del preds2
+            _, labels3 = synthetic.labelled_events(m3, m, start, SPAN_SECONDS, seed=13,
+                                                   delay_seconds=DELAY_SECONDS)
+            l3 = produce(bootstrap, s3.labels_topic, labels3)
+            del _, labels3
+            log(f"  predictions {p1['mean_bytes']:.0f} B, labels {l1['mean_bytes']:.0f} B")
+
+            # ---- 1. labels flowing
+            log("baseline: bare consumer of both topics + orjson.loads ...")
+            b1 = baseline(s1.model_copy(update={"consumer_group": f"bench-join-b1-{run}"}), 2 * n)
+            log(f"  {b1['events_per_s']:,.0f} events/s")
+            log("worker, labels flowing" + (" (under cProfile)" if args.profile else "") + " ...")
+            w1 = workers["worker_labelled"] = run_worker(s1, 2 * n, args.profile)
+            log(f"  {w1['events_per_s']:,.0f} events/s")
+            ver = verify_labelled(st1, m1, n, w1)
+            log("baseline again ...")
+            b2 = baseline(s1.model_copy(update={"consumer_group": f"bench-join-b2-{run}"}), 2 * n)
+            log(f"  {b2['events_per_s']:,.0f} events/s")
+            joined_segments = key_memory(st1.redis, m1, "j", n, None)
+
+            # ---- 2. pending predictions
+            log(f"worker, predictions only ({m}, database +{DB_PREDICTIONS}) ...")
+            before = snapshot(st2.redis, m2, "j")
+            w2 = workers["worker_predictions_only"] = run_worker(s2, m)
+            log(f"  {w2['events_per_s']:,.0f} events/s")
+            pending = key_memory(st2.redis, m2, "j", m, before)
+            verify(st2, m2, m)
+            check(not w2["stats"]["dead"] and w2["stats"]["counted"] == m,
+                  f"predictions-only worker: {w2['stats']}")
+
+            # ---- 3. control: the same predictions, no join
+            if not args.no_control:
+                log(f"worker, the same predictions, model without a label column (database "
+                    f"+{DB_CONTROL}) ...")
+                w4 = workers["worker_control"] = run_worker(s4, m)
+                log(f"  {w4['events_per_s']:,.0f} events/s")
+                verify(st4, m2, m)
+                check(not any(True for _ in st4.redis.scan_iter(match=f"sd:{{{m2}}}:j:*",
+                                                                 count=5000)),
+                      "the control model stored pending predictions")
+
+            # ---- 4. waiting labels
+            log(f"worker, labels without predictions ({m}, database +{DB_LABELS}) ...")
+            before = snapshot(st3.redis, m3, "l")
+            w3 = workers["worker_labels_only"] = run_worker(s3, m)
+            log(f"  {w3['events_per_s']:,.0f} events/s")
+            waiting = key_memory(st3.redis, m3, "l", m, before)
+            js3 = st3.join_stats(m3)
+            check(waiting_count(js3) == m and not w3["stats"]["dead"],
+                  f"labels-only worker: join stats {js3}, {w3['stats']}")
+
+            # ---- 5. the labels of the pending predictions of 2 (the worker of 2's group
+            # resumes after the predictions it committed: it reads the labels alone)
+            log(f"worker, the {m} labels of the pending predictions ...")
+            l2 = produce(bootstrap, s2.labels_topic, labels2)
+            del labels2
+            before = snapshot(st2.redis, m2, "j")
+            w5 = workers["worker_labels_after"] = run_worker(s2, m)
+            log(f"  {w5['events_per_s']:,.0f} events/s")
+            joined = key_memory(st2.redis, m2, "j", m, before)
+            js2 = st2.join_stats(m2)
+            check(js2.get("joined", 0) == m and waiting_count(js2) == 0
+                  and not w5["stats"]["dead"] and w5["stats"]["messages"] == m,
+                  f"labels-after worker: join stats {js2}, {w5['stats']}")
+
+            log("Lua pieces on the idle Redis ...")
+            pieces = lua_pieces(db_url(redis_url, DB_SCRATCH), run)
+            log(f"reference layouts for {m} pending predictions ...")
+            floors = layouts(db_url(redis_url, DB_SCRATCH + 1), run, m,
+                             round(pending["value_length_mean"]))
+
+    profile_text = w1.pop("profile_text", None)
+    b = max((b1, b2), key=lambda x: x["events_per_s"])
+    res: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "events": n,
+        "pending": m,
+        "partitions": PARTITIONS,
+        "window_seconds": WINDOW_SECONDS,
+        "delay_seconds": list(DELAY_SECONDS),
+        "event_age_hours": [min(ages), max(ages)],
+        "labelled_run_has_segments": segmented,
+        "embedded_servers": is_embedded,
+        "profiled": args.profile,
+        "produce": {"predictions": p1, "labels": l1, "pending_predictions": p2,
+                    "waiting_labels": l3, "labels_after": l2},
+        "baseline": b,
+        "baseline_runs": [b1, b2],
+        **workers,
+        "ratio": w1["events_per_s"] / b["events_per_s"],
+        "lua": {k: lua_summary(x["applies"], x["events"]) for k, x in workers.items()},
+        "verify": ver,
+        "memory_pending": pending,
+        "memory_waiting_label": waiting,
+        "memory_joined": joined,
+        "memory_joined_segments": joined_segments,
+        "goal_bytes_per_pending": GOAL_BYTES,
+        "lua_pieces_us_per_prediction": pieces,
+        "reference_layouts": floors,
+        "src_digest": src_digest(),
+        "total_seconds": time.perf_counter() - t_start,
+    }
+    if args.json:
+        print(json.dumps(res, indent=None, default=str))
+        log(table(res))
+    else:
+        print(table(res))
+    if profile_text:
+        log(profile_text)
+    log(f"total run time {res['total_seconds']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (BenchmarkError, KafkaException) as e:
+        print(f"benchmark FAILED: {e}", file=sys.stderr)
+        sys.exit(1)
