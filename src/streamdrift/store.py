@@ -17,8 +17,8 @@ tag `{model}`, so one model's apply touches a single Redis Cluster slot. Layout
     sd:{m}:w:<rev>:<start>:cat:<f>     HASH   <category> -> count, __missing__, __other__
     sd:{m}:w:<rev>:<start>:perf        HASH   labelled pairs: n, cm:<actual>|<predicted>,
                                               pos:/neg:<score bin>, ll, brier, ae, se, ...
-    sd:{m}:j:<prediction_id>           STRING "<time>|<version>|<class>|<score>" (+"|J" once
-                                              joined), TTL = join horizon
+    sd:{m}:j:<prediction_id>           STRING "<time>|<version>|<class>|<score>", then "J"
+                                              once joined, TTL = join horizon
     sd:{m}:l:<prediction_id>           STRING a label waiting for its prediction, same TTL
     sd:{m}:join                        HASH   joined, duplicate_*, labels_before_prediction
     sd:{m}:alerts                      HASH   alert_id -> alert JSON
@@ -181,7 +181,7 @@ if J then
     local k = J.pkey .. e[1]
     local lab = waiting_labels[i]
     if lab then
-      if redis.call('SET', k, e[2] .. '|J', 'NX', 'EX', J.ttl) then
+      if redis.call('SET', k, 'J', 'NX', 'EX', J.ttl) then
         local label, lts, lbin = string.match(lab, '^(.*)|([^|]*)|([^|]*)$')
         pair(e[2], label, lts, tonumber(lbin))
         redis.call('DEL', lkeys[i])
@@ -200,11 +200,11 @@ if J then
     local k = pkeys[i]
     local rec = records[i]
     if rec then
-      if done[k] or string.sub(rec, -2) == '|J' then
+      if done[k] or rec == 'J' then
         dup_label = dup_label + 1
       else
         pair(rec, e[2], e[3], e[4])
-        redis.call('SET', k, rec .. '|J', 'KEEPTTL')
+        redis.call('SET', k, 'J', 'KEEPTTL')  -- joined: only the mark stays, for repeats
         done[k] = true
       end
     elseif redis.call('SET', J.lkey .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4],
