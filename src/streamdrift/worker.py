@@ -171,6 +171,7 @@ class Worker:
         try:
             parts = self.consumer.assignment()
             self.metrics.assigned.set(len(parts))
+            self.metrics.lag.clear()  # partitions moved to other workers are not ours to report
             for tp in self.consumer.position(parts) if parts else []:
                 _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0)
                 lag = high - tp.offset if tp.offset >= 0 else high

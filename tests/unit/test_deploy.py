@@ -5,9 +5,13 @@ No Docker engine is needed: the files are parsed and their properties asserted.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
-from pathlib import Path
+import subprocess
+import sys
+import time
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -18,6 +22,52 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 K8S_DIR = REPO_ROOT / "deploy" / "kubernetes"
+PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
+PROMETHEUS_FILE = PROMETHEUS_DIR / "prometheus.yml"
+GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
+GRAFANA_PROVISIONING = GRAFANA_DIR / "provisioning"
+DASHBOARD_FILE = GRAFANA_DIR / "dashboards" / "streamdrift.json"
+METRICS_PORT = 9400
+WORKER_JOB = "streamdrift-worker"
+MONITORING_PROFILE = "monitoring"
+
+# What a worker exports on /metrics, by metric type, as registered in
+# src/streamdrift/telemetry.py (test_metric_list_matches_telemetry_code keeps
+# this in step with the code). Counters are written without `_total`, as
+# prometheus_client names their families.
+COUNTERS = frozenset(
+    {
+        "streamdrift_events",
+        "streamdrift_bytes",
+        "streamdrift_predictions_counted",
+        "streamdrift_replayed_events",
+        "streamdrift_labels_joined",
+        "streamdrift_batches",
+        "streamdrift_dead_letters",
+        "streamdrift_alerts",
+        "streamdrift_fence_conflicts",
+    }
+)
+HISTOGRAMS = frozenset(
+    {"streamdrift_batch_seconds", "streamdrift_apply_seconds", "streamdrift_evaluation_seconds"}
+)
+GAUGES = frozenset(
+    {
+        "streamdrift_consumer_lag",
+        "streamdrift_last_loop_timestamp_seconds",
+        "streamdrift_assigned_partitions",
+    }
+)
+HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+# Series names a PromQL expression may use. `_created` series exist too but
+# are not meant for queries.
+COUNTER_SERIES = frozenset(f"{c}_total" for c in COUNTERS)
+HISTOGRAM_SERIES = frozenset(h + s for h in HISTOGRAMS for s in HISTOGRAM_SUFFIXES)
+QUERYABLE_METRICS = COUNTER_SERIES | HISTOGRAM_SERIES | GAUGES
+# A whole metric-name token starting with streamdrift_ (the full Prometheus
+# name alphabet, so a misspelt `streamdrift_Events_total` is caught too).
+METRIC_TOKEN = re.compile(r"(?<![A-Za-z0-9_:])streamdrift_[A-Za-z0-9_:]*")
+RATE_CALL = re.compile(r"\b(?:rate|irate|increase)\(\s*$")
 
 # The documented configuration contract. Anything else a deployment sets must
 # be a librdkafka pass-through (STREAMDRIFT_KAFKA_<SETTING>).
@@ -317,3 +367,418 @@ def test_kubernetes_deployment_takes_env_from_configmap() -> None:
         assert key in DOCUMENTED_ENV_VARS or key.startswith(KAFKA_PASSTHROUGH_PREFIX), key
     assert {"STREAMDRIFT_KAFKA_BOOTSTRAP", "STREAMDRIFT_REDIS_URL"} <= set(configmap["data"])
     assert all(isinstance(v, str) for v in configmap["data"].values())
+
+
+def _metric_names(expr: str) -> list[str]:
+    return METRIC_TOKEN.findall(expr)
+
+
+def _unknown_metrics(expr: str) -> list[str]:
+    return [name for name in _metric_names(expr) if name not in QUERYABLE_METRICS]
+
+
+def _misused_metrics(expr: str) -> list[str]:
+    """Counter and histogram series read raw, or gauges passed to rate()/increase()."""
+    bad = []
+    for match in METRIC_TOKEN.finditer(expr):
+        name = match.group()
+        in_rate = bool(RATE_CALL.search(expr[: match.start()]))
+        if name in COUNTER_SERIES or name in HISTOGRAM_SERIES:
+            if not in_rate:
+                bad.append(f"{name} outside rate()/increase()")
+        elif name in GAUGES and in_rate:
+            bad.append(f"gauge {name} inside rate()/increase()")
+    return bad
+
+
+def _check_expr(expr: Any, where: str, need_metric: bool) -> None:
+    assert isinstance(expr, str) and expr.strip(), f"{where}: empty expr"
+    unknown = _unknown_metrics(expr)
+    assert not unknown, f"{where}: metrics not exported by the worker: {unknown}\n{expr}"
+    misused = _misused_metrics(expr)
+    assert not misused, f"{where}: {misused}\n{expr}"
+    if need_metric:
+        assert _metric_names(expr), f"{where}: uses no streamdrift metric\n{expr}"
+    if "histogram_quantile" in expr:
+        assert "_bucket" in expr, f"{where}: histogram_quantile needs a _bucket series"
+        assert re.search(r"\bby\s*\([^)]*\ble\b", expr), f"{where}: aggregate keeping `le`"
+
+
+def _mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(source, target) of each volume, short or long syntax."""
+    out = []
+    for mount in service.get("volumes") or []:
+        if isinstance(mount, dict):
+            out.append((str(mount["source"]), str(mount["target"])))
+        else:
+            source, target = str(mount).split(":")[:2]
+            out.append((source, target))
+    return out
+
+
+def _is_bind(source: str) -> bool:
+    return source.startswith((".", "/", "~"))
+
+
+def _host_path(service: dict[str, Any], container_path: str) -> Path:
+    """The repository path a bind mount shows at `container_path` in the container."""
+    wanted = PurePosixPath(container_path)
+    best: tuple[int, Path] | None = None
+    for source, target in _mounts(service):
+        target_path = PurePosixPath(target)
+        if _is_bind(source) and (wanted == target_path or target_path in wanted.parents):
+            host = (COMPOSE_FILE.parent / source / wanted.relative_to(target_path)).resolve()
+            depth = len(target_path.parts)
+            if best is None or depth > best[0]:
+                best = (depth, host)
+    assert best is not None, f"{container_path} is not bind-mounted from the repository"
+    return best[1]
+
+
+def _flag(words: list[str], name: str) -> str:
+    for i, word in enumerate(words):
+        if word.startswith(f"{name}="):
+            return word.split("=", 1)[1]
+        if word == name:
+            return words[i + 1]
+    raise AssertionError(f"{name} not given in {words}")
+
+
+# ------------------------------------------------------------ metric names
+
+
+def test_metric_list_matches_telemetry_code() -> None:
+    from streamdrift.telemetry import WorkerMetrics
+
+    registered: dict[str, str] = {
+        family.name: family.type for family in WorkerMetrics().registry.collect()
+    }
+    expected = (
+        {c: "counter" for c in COUNTERS}
+        | {h: "histogram" for h in HISTOGRAMS}
+        | {g: "gauge" for g in GAUGES}
+    )
+    assert registered == expected
+
+
+def test_metric_name_check_catches_mistakes() -> None:
+    assert _unknown_metrics("sum(rate(streamdrift_events_total[5m]))") == []
+    assert _unknown_metrics("rate(streamdrift_apply_seconds_bucket[5m])") == []
+    assert _unknown_metrics("time() - streamdrift_last_loop_timestamp_seconds") == []
+    for wrong in (
+        "rate(streamdrift_event_total[5m])",  # misspelt
+        "rate(streamdrift_events[5m])",  # counter without _total
+        "rate(streamdrift_events_created[5m])",
+        "streamdrift_consumer_lag_bucket",  # gauges have no buckets
+        "streamdrift_assigned_partitions_total",
+        "rate(streamdrift_Events_total[5m])",
+    ):
+        assert _unknown_metrics(wrong), wrong
+    assert _misused_metrics("sum(streamdrift_events_total)")
+    assert _misused_metrics("rate(streamdrift_consumer_lag[5m])")
+    assert not _misused_metrics("increase(streamdrift_alerts_total{type=~'.+'}[1h])")
+    assert not _misused_metrics("deriv(streamdrift_consumer_lag[10m])")
+
+
+# ---------------------------------------------------------------- prometheus
+
+
+@pytest.fixture(scope="module")
+def prometheus_config() -> dict[str, Any]:
+    assert PROMETHEUS_FILE.is_file()
+    data = yaml.safe_load(PROMETHEUS_FILE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def _rule_files(config: dict[str, Any]) -> list[Path]:
+    # Prometheus resolves rule_files relative to the config file.
+    return [PROMETHEUS_FILE.parent / name for name in config.get("rule_files") or []]
+
+
+def _alert_rules(config: dict[str, Any]) -> list[dict[str, Any]]:
+    rules = []
+    for path in _rule_files(config):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for group in doc["groups"]:
+            rules.extend(group["rules"])
+    return rules
+
+
+def test_prometheus_scrapes_every_worker_replica(
+    prometheus_config: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
+    job = jobs[WORKER_JOB]
+    interval = job.get(
+        "scrape_interval", prometheus_config.get("global", {}).get("scrape_interval")
+    )
+    assert interval == "15s"
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    # The worker service scales, so its replicas are found through Docker DNS
+    # (one A record per container), not listed statically.
+    assert "static_configs" not in job
+    (sd,) = job["dns_sd_configs"]
+    assert sd["type"] == "A"
+    assert sd["port"] == METRICS_PORT
+    assert sd["names"] == ["worker"]
+    assert "worker" in services
+    worker = services["worker"]
+    assert str(METRICS_PORT) in [str(p) for p in worker.get("expose") or []]
+    assert _env(worker)["STREAMDRIFT_METRICS_PORT"] == str(METRICS_PORT)
+
+
+def test_prometheus_rule_files_parse(prometheus_config: dict[str, Any]) -> None:
+    paths = _rule_files(prometheus_config)
+    assert paths, "prometheus.yml loads no rule file"
+    names: list[str] = []
+    for path in paths:
+        assert path.is_file(), f"rule file {path} missing"
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert isinstance(doc, dict) and doc.get("groups"), path
+        for group in doc["groups"]:
+            assert group.get("name"), path
+            assert group.get("rules"), f"{path}: group {group['name']} has no rules"
+            for rule in group["rules"]:
+                assert isinstance(rule.get("alert"), str) and rule["alert"], rule
+                assert isinstance(rule.get("expr"), str) and rule["expr"].strip(), rule
+                if "for" in rule:
+                    assert re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", str(rule["for"])), rule
+                assert rule.get("labels", {}).get("severity") in ("critical", "warning", "info")
+                assert rule.get("annotations", {}).get("summary"), rule["alert"]
+                names.append(rule["alert"])
+    assert len(names) == len(set(names)), "duplicate alert names"
+    assert len(names) >= 4
+
+
+def test_alert_exprs_use_only_exported_metrics(prometheus_config: dict[str, Any]) -> None:
+    used: set[str] = set()
+    for rule in _alert_rules(prometheus_config):
+        _check_expr(rule["expr"], f"alert {rule['alert']}", need_metric=False)
+        used.update(_metric_names(rule["expr"]))
+    # The rules watch the worker's liveness, lag, dead letters and Redis latency.
+    for metric in (
+        "streamdrift_last_loop_timestamp_seconds",
+        "streamdrift_consumer_lag",
+        "streamdrift_dead_letters_total",
+        "streamdrift_apply_seconds_bucket",
+    ):
+        assert metric in used, f"no alert rule uses {metric}"
+    exprs = " ".join(rule["expr"] for rule in _alert_rules(prometheus_config))
+    assert f'job="{WORKER_JOB}"' in exprs, "no alert on scrape failures (up == 0)"
+
+
+# ------------------------------------------------------------------- grafana
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    data = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, including those nested in collapsed rows, rows excluded."""
+    out = []
+    for panel in dashboard.get("panels", []):
+        if panel.get("type") == "row":
+            out.extend(panel.get("panels", []))
+        else:
+            out.append(panel)
+    return out
+
+
+def _datasource_uid() -> str:
+    doc = yaml.safe_load(
+        (GRAFANA_PROVISIONING / "datasources" / "prometheus.yml").read_text(encoding="utf-8")
+    )
+    (ds,) = doc["datasources"]
+    assert ds["type"] == "prometheus"
+    assert ds["url"] == "http://prometheus:9090"
+    return str(ds["uid"])
+
+
+def test_dashboard_identity(dashboard: dict[str, Any]) -> None:
+    assert dashboard["uid"] == "streamdrift-health"
+    assert dashboard["title"] == "streamdrift: monitor health"
+    assert dashboard["schemaVersion"] == 39
+    panels = _panels(dashboard)
+    assert len(panels) >= 10
+    rows = [p for p in dashboard["panels"] if p.get("type") == "row"]
+    ids = [p["id"] for p in rows + panels]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    for panel in panels:
+        assert panel.get("title") and panel.get("type") and panel.get("gridPos"), panel
+        assert panel.get("targets"), f"panel {panel['title']!r} has no query"
+
+
+def test_dashboard_queries_use_only_exported_metrics(dashboard: dict[str, Any]) -> None:
+    uid = _datasource_uid()
+    used: set[str] = set()
+    for panel in _panels(dashboard):
+        assert panel["datasource"]["uid"] == uid, panel["title"]
+        for target in panel["targets"]:
+            assert target.get("datasource", panel["datasource"])["uid"] == uid
+            where = f"panel {panel['title']!r} target {target.get('refId')}"
+            _check_expr(target.get("expr"), where, need_metric=True)
+            used.update(_metric_names(target["expr"]))
+    # And every metric the worker exports is on the dashboard somewhere.
+    shown = {c for c in COUNTERS if f"{c}_total" in used}
+    shown |= {h for h in HISTOGRAMS if f"{h}_bucket" in used}
+    shown |= GAUGES & used
+    assert shown == COUNTERS | HISTOGRAMS | GAUGES, (
+        f"not on the dashboard: {sorted((COUNTERS | HISTOGRAMS | GAUGES) - shown)}"
+    )
+
+
+def test_dashboard_has_the_key_panels(dashboard: dict[str, Any]) -> None:
+    exprs = [t["expr"] for p in _panels(dashboard) for t in p["targets"]]
+    joined = "\n".join(exprs)
+    for histogram in HISTOGRAMS:
+        assert re.search(rf"histogram_quantile\(0\.99,[^\n]*{histogram}_bucket", joined), histogram
+    assert re.search(r"histogram_quantile\(0\.5,[^\n]*streamdrift_batch_seconds_bucket", joined)
+    assert "time() - streamdrift_last_loop_timestamp_seconds" in joined
+    assert re.search(r"increase\(streamdrift_alerts_total\[1h\]\)", joined)
+    assert re.search(r"by \(topic, partition\) \(streamdrift_consumer_lag\)", joined)
+    assert re.search(r"by \(instance\) \(streamdrift_assigned_partitions\)", joined)
+
+
+def test_grafana_provisioning_points_at_the_dashboards(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    assert _host_path(grafana, "/etc/grafana/provisioning") == GRAFANA_PROVISIONING.resolve()
+    doc = yaml.safe_load(
+        (GRAFANA_PROVISIONING / "dashboards" / "dashboards.yml").read_text(encoding="utf-8")
+    )
+    (provider,) = doc["providers"]
+    assert provider["type"] == "file"
+    path = provider["options"]["path"]
+    assert path == "/var/lib/grafana/dashboards"
+    assert _host_path(grafana, path) == DASHBOARD_FILE.parent.resolve()
+    assert DASHBOARD_FILE.is_file()
+
+
+# ------------------------------------------------------- compose: monitoring
+
+
+def test_monitoring_services_are_behind_a_profile(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    declared = set((compose.get("volumes") or {}).keys())
+    for name, image in (("prometheus", "prom/prometheus:v"), ("grafana", "grafana/grafana:")):
+        svc = services[name]
+        assert str(svc["image"]).startswith(image), svc["image"]
+        assert MONITORING_PROFILE in svc.get("profiles", []), f"{name} not in the profile"
+        mounts = _mounts(svc)
+        assert mounts, f"{name} mounts nothing"
+        for source, _ in mounts:
+            if _is_bind(source):
+                assert (COMPOSE_FILE.parent / source).exists(), f"{name}: {source} missing"
+                assert source.startswith("./deploy/"), source
+            else:
+                assert source in declared, f"{name}: volume {source} not declared"
+    assert "worker" in _depends_on(services["prometheus"])
+    assert "prometheus" in _depends_on(services["grafana"])
+    # Nothing the default `docker compose up` starts may need them.
+    for name, svc in services.items():
+        if MONITORING_PROFILE not in svc.get("profiles", []):
+            assert not {"prometheus", "grafana"} & set(_depends_on(svc)), name
+
+
+def test_prometheus_service_loads_the_repo_config(services: dict[str, dict[str, Any]]) -> None:
+    prometheus = services["prometheus"]
+    mounts = [str(m) for m in prometheus["volumes"] if isinstance(m, str)]
+    assert any(m.startswith("./deploy/prometheus:") and m.endswith(":ro") for m in mounts), (
+        "deploy/prometheus is not mounted read-only"
+    )
+    # The default config path, or the one passed on the command line, must be
+    # the repository's prometheus.yml; its rule files sit next to it.
+    words = _command_words(prometheus.get("command"))
+    config = _flag(words, "--config.file") if words else "/etc/prometheus/prometheus.yml"
+    assert _host_path(prometheus, config) == PROMETHEUS_FILE.resolve()
+    ports = [str(p) for p in prometheus.get("ports") or []]
+    assert any(p.endswith(":9090") or p == "9090" for p in ports), ports
+
+
+def test_grafana_service_access(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    env = _env(grafana)
+    anonymous = env.get("GF_AUTH_ANONYMOUS_ENABLED", "").lower() == "true"
+    assert anonymous or env.get("GF_SECURITY_ADMIN_PASSWORD")
+    if anonymous:
+        assert env.get("GF_AUTH_ANONYMOUS_ORG_ROLE") == "Viewer"
+    ports = [str(p) for p in grafana.get("ports") or []]
+    assert any(p.endswith(":3000") or p == "3000" for p in ports), ports
+
+
+# -------------------------------------------------- compose: worker health
+
+
+def _healthcheck_code(worker: dict[str, Any]) -> str:
+    test = worker["healthcheck"]["test"]
+    assert isinstance(test, list) and test[0] == "CMD", test
+    assert test[1] in ("python", "python3"), "the image has python, not curl"
+    assert test[2] == "-c"
+    return str(test[3])
+
+
+def test_worker_healthcheck_calls_healthz(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["worker"]
+    code = _healthcheck_code(worker)
+    assert f"127.0.0.1:{METRICS_PORT}/healthz" in code
+    words = " ".join(_command_words(worker["healthcheck"]["test"]))
+    assert "curl" not in words and "wget" not in words
+    health = worker["healthcheck"]
+    assert health.get("start_period"), "no grace for the worker's start-up"
+
+
+def test_worker_healthcheck_code_runs(services: dict[str, dict[str, Any]]) -> None:
+    """Run the healthcheck's python snippet against a real health server."""
+    from streamdrift.telemetry import HealthServer, WorkerMetrics
+
+    metrics = WorkerMetrics()
+    server = HealthServer(metrics, lambda: (True, "ok"), port=0, host="127.0.0.1")
+    assert server.port, "health server did not start"
+    code = _healthcheck_code(services["worker"]).replace(f":{METRICS_PORT}/", f":{server.port}/")
+    try:
+        # Loop never turned: /healthz is 503 and the check must fail.
+        stale = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+        assert stale.returncode != 0
+        metrics.last_loop.set(time.time())
+        fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+        assert fresh.returncode == 0, fresh.stderr.decode()
+    finally:
+        server.close()
+
+
+# --------------------------------------------------------- kubernetes: health
+
+
+def _probe_port(container: dict[str, Any], probe: dict[str, Any]) -> int:
+    port = probe["httpGet"]["port"]
+    if isinstance(port, str) and not port.isdigit():
+        (named,) = [p for p in container.get("ports", []) if p.get("name") == port]
+        return int(named["containerPort"])
+    return int(port)
+
+
+def test_kubernetes_probes_and_scrape_annotations() -> None:
+    deployment = _one("Deployment")
+    template = deployment["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    liveness = container["livenessProbe"]
+    readiness = container["readinessProbe"]
+    assert liveness["httpGet"]["path"] == "/healthz"
+    assert readiness["httpGet"]["path"] == "/readyz"
+    assert _probe_port(container, liveness) == METRICS_PORT
+    assert _probe_port(container, readiness) == METRICS_PORT
+    assert METRICS_PORT in [p["containerPort"] for p in container["ports"]]
+    # /healthz only fails after 60 s without a loop turn; do not restart sooner.
+    assert liveness.get("initialDelaySeconds", 0) > 0
+    annotations = template["metadata"]["annotations"]
+    # Annotation values must be strings, or the API server rejects the object.
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(METRICS_PORT)
+    assert all(isinstance(v, str) for v in annotations.values())
