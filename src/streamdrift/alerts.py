@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from streamdrift.events import Alert
-from streamdrift.monitors import ERROR_METRICS, FeatureDrift, PerformanceFinding
+from streamdrift.monitors import ERROR_METRICS, FeatureDrift, PerformanceFinding, QualityFinding
 from streamdrift.performance import segment_metrics
 from streamdrift.profile import LABEL, PREDICTION, ReferenceProfile
 from streamdrift.sketch import WindowSketch
@@ -155,6 +155,55 @@ def performance_alert(
             "route": "ml-team",
         },
     )
+
+
+#: who acts on which data-quality problem
+_QUALITY_ROUTE = {"invalid_output": "ml-team", "unseen_class": "ml-team"}
+
+
+def quality_alerts(
+    profile: ReferenceProfile, window: WindowSketch, findings: list[QualityFinding], now: float
+) -> list[Alert]:
+    """One `data_quality` alert per change (kind and feature), whichever window first
+    shows it: the id leaves the window out, so the same broken column does not page
+    again every hour. The alert says since when (the window), how many events, and an
+    example."""
+    end = window.start + profile.config.window_seconds
+    alerts = []
+    for f in findings:
+        alerts.append(
+            Alert(
+                alert_id=alert_id(profile.model_id, "data_quality", f"{f.kind}:{f.feature}", 0),
+                type="data_quality",
+                severity="critical"
+                if f.kind.startswith("feature_") or f.kind in ("type_change", "invalid_output")
+                else "warning",
+                model_id=profile.model_id,
+                model_version=_version(window),
+                feature=f.feature,
+                statistic=f.kind,
+                value=f.share,
+                threshold=f.threshold,
+                window_start=_utc(window.start),
+                window_end=_utc(end),
+                sample_size=window.count,
+                reference_size=profile.rows,
+                message=(
+                    f"{profile.model_id}: {f.kind.replace('_', ' ')} in '{f.feature}' since "
+                    f"{_utc(window.start):%Y-%m-%d %H:%M} UTC: {f.detail}"
+                ),
+                created_at=_utc(now),
+                context={
+                    "kind": f.kind,
+                    "events": f.events,
+                    "since": _utc(window.start).isoformat(),
+                    "example": f.example,
+                    "detail": f.detail,
+                    "route": _QUALITY_ROUTE.get(f.kind, "data-team"),
+                },
+            )
+        )
+    return alerts
 
 
 def _worst_segments(profile: ReferenceProfile, window: WindowSketch) -> list[dict]:

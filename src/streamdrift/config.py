@@ -42,6 +42,28 @@ class DriftPolicy(BaseModel):
     )
 
 
+class QualityPolicy(BaseModel):
+    """When a window's data quality counts as broken (`data_quality` alerts).
+
+    Each check compares the window with the reference and needs `min_events` events, so
+    a handful of odd events do not page anyone; each change is raised once per model and
+    feature, with the first window it was seen in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_events: int = Field(200, ge=1)
+    range_margin: float = Field(
+        0.1, ge=0, description="share of the reference range allowed beyond its min and max"
+    )
+    out_of_range_share: float = Field(0.01, gt=0, le=1)
+    missing_increase: float = Field(
+        0.1, gt=0, le=1, description="missing share above the reference's that counts"
+    )
+    unseen_share: float = Field(0.05, gt=0, le=1, description="share of unseen categories")
+    added_share: float = Field(0.5, gt=0, le=1, description="share of events with a new feature")
+    wrong_type_events: int = Field(10, ge=1, description="wrong-typed values of one feature")
+
+
 class PerformancePolicy(BaseModel):
     """When a window's performance counts as degraded.
 
@@ -88,6 +110,7 @@ class MonitorConfig(BaseModel):
         0.5, gt=0, lt=1, description="binary: a score at or above it predicts the positive class"
     )
     performance: PerformancePolicy = Field(default_factory=lambda: PerformancePolicy())
+    quality: QualityPolicy = Field(default_factory=lambda: QualityPolicy())
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> MonitorConfig:

@@ -9,6 +9,7 @@ the rest are gathered per model in column form for numpy.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter, methodcaller
@@ -22,6 +23,10 @@ log = logging.getLogger("streamdrift.decode")
 _PARTITION_EOF = -191
 
 _MAX_ID = 256
+#: An event time this far past the wall clock is a unit error (ms or µs), not a time.
+MAX_FUTURE_SECONDS = 86400.0
+#: Numbers beyond this are rejected: their squares must stay finite in Redis's sums.
+MAX_MAGNITUDE = 1e100
 _SEGMENT_TYPES = frozenset({str, int, bool})
 
 
@@ -77,6 +82,15 @@ class DecodedBatch:
     last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     bytes_in: int = 0
     messages: int = 0
+
+
+def check_time(ts: float) -> float:
+    """An event time must be after 1970 and not more than a day ahead of this clock."""
+    if not 0.0 <= ts <= time.time() + MAX_FUTURE_SECONDS:
+        raise ValueError(
+            f"timestamp {ts!r} is not a time in epoch seconds (milliseconds? the future?)"
+        )
+    return ts
 
 
 def parse_timestamp(value: object, fallback: float) -> float:
@@ -202,6 +216,8 @@ def _decode_fast(msgs: list[Any], max_event_bytes: int) -> DecodedBatch | None:
             parse_timestamp(t, m.timestamp()[1] / 1000.0) if type(t) is not float else t
             for t, m in zip(stamps, msgs, strict=True)
         ]
+    if stamps and (min(stamps) < 0 or max(stamps) > time.time() + MAX_FUTURE_SECONDS):
+        return None  # the event-by-event path names the bad ones
     partitions = [m.partition() for m in msgs]
     offsets = [m.offset() for m in msgs]
     topic = msgs[0].topic()  # one topic per call: the worker decodes each topic apart
@@ -301,7 +317,9 @@ def _decode_each(messages: list[Any], max_event_bytes: int) -> DecodedBatch:
                 reason, detail = "wrong_type", "segments"
             else:
                 try:
-                    ts = parse_timestamp(event.get("timestamp"), msg.timestamp()[1] / 1000.0)
+                    ts = check_time(
+                        parse_timestamp(event.get("timestamp"), msg.timestamp()[1] / 1000.0)
+                    )
                 except (ValueError, TypeError) as e:
                     reason, detail = "bad_timestamp", str(e)
         if reason:
@@ -391,7 +409,9 @@ def decode_labels(messages: list[Any], max_event_bytes: int) -> DecodedLabels:
             model_id = None
         if not reason:
             try:
-                ts = parse_timestamp(event.get("timestamp"), msg.timestamp()[1] / 1000.0)
+                ts = check_time(
+                    parse_timestamp(event.get("timestamp"), msg.timestamp()[1] / 1000.0)
+                )
             except (ValueError, TypeError) as e:
                 reason, detail = "bad_timestamp", str(e)
         if reason:

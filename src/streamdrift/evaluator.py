@@ -15,9 +15,20 @@ from functools import partial
 import orjson
 from confluent_kafka import Producer
 
-from streamdrift.alerts import drift_alerts, encode, output_alerts, performance_alert
+from streamdrift.alerts import (
+    drift_alerts,
+    encode,
+    output_alerts,
+    performance_alert,
+    quality_alerts,
+)
 from streamdrift.events import Alert
-from streamdrift.monitors import output_drift, performance_check, window_drift
+from streamdrift.monitors import (
+    output_drift,
+    performance_check,
+    quality_findings,
+    window_drift,
+)
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store import Store
@@ -25,7 +36,7 @@ from streamdrift.store import Store
 log = logging.getLogger("streamdrift.evaluator")
 
 #: A claimed alert not marked published after this long lost its publisher.
-REPUBLISH_AFTER_SECONDS = 30.0
+REPUBLISH_AFTER_SECONDS = 300.0  # well past the evaluation lease and a slow flush
 
 
 class Evaluator:
@@ -66,7 +77,8 @@ class Evaluator:
         """Every monitor on one window: feature drift, prediction and label drift, and
         performance against the reference and the recent windows."""
         drift = window_drift(profile, window)
-        alerts = drift_alerts(profile, window, drift, now)
+        alerts = quality_alerts(profile, window, quality_findings(profile, window), now)
+        alerts += drift_alerts(profile, window, drift, now)
         alerts += output_alerts(profile, window, output_drift(profile, window), drift, now)
         if window.performance is not None:
             k = profile.config.performance.detector_windows

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from streamdrift.decode import DeadLetter, ModelEvents, ModelLabels
+from streamdrift.decode import MAX_MAGNITUDE, DeadLetter, ModelEvents, ModelLabels
 from streamdrift.performance import class_key
 from streamdrift.profile import NumericProfile, ReferenceProfile, bin_index, category_key
 from streamdrift.sketch import prediction_outputs
@@ -53,7 +53,7 @@ def prediction_records(
     return [
         [
             pid,
-            f"{int(ts)}|{(v or '').replace('|', '/')}|{c or ''}|{'' if s is None else f'{s:.6g}'}"
+            f"{int(ts)}|{(v or '').replace('|', '/')}|{c or ''}|{'' if s is None else repr(s)}"
             f"{_segments(seg)}",
         ]
         for pid, ts, v, c, s, seg in zip(
@@ -82,7 +82,7 @@ def label_entries(
         zip(labels.prediction_ids, labels.labels, labels.timestamps, strict=True)
     ):
         if numeric:
-            if type(label) not in (float, int):
+            if type(label) not in (float, int) or abs(label) > MAX_MAGNITUDE:
                 dead.append(
                     DeadLetter(
                         topic,
@@ -91,7 +91,9 @@ def label_entries(
                         pid.encode(),
                         labels.raws[i],
                         "wrong_type",
-                        f"label is {type(label).__name__}, the model is a regressor",
+                        f"label {label!r} ({type(label).__name__}) is not a number within "
+                        f"±{MAX_MAGNITUDE:g}, as a "
+                        "regressor's label must be",
                         profile.model_id,
                     )
                 )

@@ -6,15 +6,16 @@ alerts, so the two can never disagree.
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 
 from river.drift import ADWIN, PageHinkley
-from scipy.stats import norm
+from scipy.stats import binomtest, norm
 
 from streamdrift.config import DriftPolicy
 from streamdrift.performance import performance_metrics
-from streamdrift.profile import NumericProfile, ReferenceProfile
+from streamdrift.profile import LABEL, PREDICTION, NumericProfile, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.statistics import categorical_drift, numeric_drift
 
@@ -262,3 +263,170 @@ def performance_check(
         detectors=_detectors(metric, series, policy.min_degradation),
         metrics=now,
     )
+
+
+# ---- data quality ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class QualityFinding:
+    """One data-quality problem seen in a window: what, where, how many, an example."""
+
+    kind: str
+    feature: str
+    events: int
+    share: float
+    threshold: float
+    detail: str
+    example: object = None
+
+
+def _missing_share(ref: object) -> float:
+    total = ref.count + ref.missing  # type: ignore[attr-defined]
+    return ref.missing / total if total else 0.0  # type: ignore[attr-defined]
+
+
+def quality_findings(profile: ReferenceProfile, window: WindowSketch) -> list[QualityFinding]:
+    """The window's data-quality problems against the reference: features dropped, added
+    or renamed (schema change), wrong-typed values, missing values, values outside the
+    reference range, unseen categories, and outputs no model should give."""
+    policy = profile.config.quality
+    n = window.count
+    if n < policy.min_events:
+        return []
+    out: list[QualityFinding] = []
+    dropped: dict[str, int] = {}
+    for name, ref in {**profile.features, **profile.outputs()}.items():
+        if name == LABEL:
+            continue  # labels arrive through the join, not with the window's events
+        output = name == PREDICTION
+        shown = (profile.prediction_column or "prediction") if output else name
+        numeric = isinstance(ref, NumericProfile)
+        sk = window.numeric.get(name) if numeric else window.categorical.get(name)
+        if sk is None:
+            continue
+        present = sk.n
+        missing = sk.missing
+        increase = missing / n - _missing_share(ref)
+        if not output and increase >= policy.added_share:
+            dropped[name] = missing
+        elif (
+            increase >= policy.missing_increase
+            and binomtest(
+                missing, n, min(_missing_share(ref) + 1e-3, 1.0), alternative="greater"
+            ).pvalue
+            < 1e-3
+        ):
+            out.append(
+                QualityFinding(
+                    "missing_values",
+                    shown,
+                    missing,
+                    missing / n,
+                    policy.missing_increase,
+                    f"{missing / n:.1%} missing, reference {_missing_share(ref):.1%}",
+                )
+            )
+        if numeric and present:
+            oor = sk.out_of_range  # type: ignore[union-attr]
+            if oor and oor / present >= policy.out_of_range_share:
+                low, high = sk.minimum, sk.maximum  # type: ignore[union-attr]
+                binary_score = output and profile.task == "binary"
+                bounds = "[0, 1]" if binary_score else f"[{ref.min:g}, {ref.max:g}]"
+                out.append(
+                    QualityFinding(
+                        "invalid_output" if binary_score else "out_of_range",
+                        shown,
+                        oor,
+                        oor / present,
+                        policy.out_of_range_share,
+                        f"{oor} values outside {bounds} (with a {policy.range_margin:.0%} margin); "
+                        f"seen {low:g} to {high:g}",
+                        low if low < ref.min else high,
+                    )
+                )
+        if not numeric and present:
+            unseen = {
+                k: c
+                for k, c in sk.counts.items()  # type: ignore[union-attr]
+                if k not in ref.categories and k != "__other__"
+            }  # type: ignore[union-attr]
+            count = sum(unseen.values())
+            if ref.other == 0 and count / present >= policy.unseen_share:  # type: ignore[union-attr]
+                top = sorted(unseen, key=lambda k: -unseen[k])[:5]
+                out.append(
+                    QualityFinding(
+                        "unseen_class" if output else "unseen_categories",
+                        shown,
+                        count,
+                        count / present,
+                        policy.unseen_share,
+                        f"{count} values in categories the reference never had: {', '.join(top)}",
+                        top[0],
+                    )
+                )
+    added = {k: c for k, c in window.extra.items() if c / n >= policy.added_share}
+    for old, gone in list(dropped.items()):
+        twin = _renamed_to(old, gone, added, profile)
+        if twin is not None:
+            out.append(
+                QualityFinding(
+                    "feature_renamed",
+                    old,
+                    added.pop(twin),
+                    1.0,
+                    policy.added_share,
+                    f"'{old}' is missing and '{twin}' appeared instead",
+                    twin,
+                )
+            )
+            del dropped[old]
+    for old, gone in dropped.items():
+        out.append(
+            QualityFinding(
+                "feature_missing",
+                old,
+                gone,
+                gone / n,
+                policy.added_share,
+                f"'{old}' is missing from {gone / n:.0%} of events",
+            )
+        )
+    for new, count in added.items():
+        out.append(
+            QualityFinding(
+                "feature_added",
+                new,
+                count,
+                count / n,
+                policy.added_share,
+                f"'{new}' is not in the reference ({count / n:.0%} of events)",
+            )
+        )
+    for key, count in window.invalid.items():
+        reason, _, feature = key.partition(":")
+        if reason == "wrong_type" and feature and count >= policy.wrong_type_events:
+            out.append(
+                QualityFinding(
+                    "type_change",
+                    feature,
+                    count,
+                    count / (n + count),
+                    policy.wrong_type_events,
+                    f"{count} events with a value of the wrong type for "
+                    f"'{feature}' (sent to the dead-letter topic)",
+                )
+            )
+    return out
+
+
+def _renamed_to(
+    old: str, gone: int, added: dict[str, int], profile: ReferenceProfile
+) -> str | None:
+    """The new feature that most plausibly replaces `old`: about as many events carry it
+    as lack `old`, and its name is the closest (difflib) among such candidates."""
+    candidates = [k for k, c in added.items() if abs(c - gone) <= 0.1 * max(gone, 1)]
+    if not candidates:
+        return None
+    close = difflib.get_close_matches(old, candidates, n=1, cutoff=0.0)
+    return close[0] if close else candidates[0]

@@ -14,7 +14,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from streamdrift.decode import ModelEvents
+from streamdrift.decode import MAX_MAGNITUDE, ModelEvents
 from streamdrift.performance import PerformanceSketch, class_key
 from streamdrift.profile import (
     PREDICTION,
@@ -40,6 +40,8 @@ class NumericSketch:
     total_sq: float = 0.0
     minimum: float = float("inf")
     maximum: float = float("-inf")
+    #: values beyond the reference range and its margin (a probability outside [0, 1])
+    out_of_range: int = 0
 
     @classmethod
     def zero(cls, n_bins: int) -> NumericSketch:
@@ -54,6 +56,7 @@ class NumericSketch:
             total_sq=self.total_sq + other.total_sq,
             minimum=min(self.minimum, other.minimum),
             maximum=max(self.maximum, other.maximum),
+            out_of_range=self.out_of_range + other.out_of_range,
         )
 
     @property
@@ -106,6 +109,8 @@ class WindowSketch:
     count: int = 0
     versions: Counter[str] = field(default_factory=Counter)
     invalid: Counter[str] = field(default_factory=Counter)
+    #: features the reference does not have, by name: events carrying them
+    extra: Counter[str] = field(default_factory=Counter)
     numeric: dict[str, NumericSketch] = field(default_factory=dict)
     categorical: dict[str, CategoricalSketch] = field(default_factory=dict)
     #: labelled pairs joined to this window's predictions (None: no label yet)
@@ -120,6 +125,7 @@ class WindowSketch:
             count=self.count + other.count,
             versions=self.versions + other.versions,
             invalid=self.invalid + other.invalid,
+            extra=self.extra + other.extra,
             numeric=merged(self.numeric, other.numeric),
             categorical=merged(self.categorical, other.categorical),
             performance=(
@@ -175,6 +181,11 @@ def prediction_outputs(
     return classes, scores
 
 
+#: new feature names counted per batch at most (a producer sending ids as keys must not
+#: flood the window's metadata)
+MAX_EXTRA_PER_BATCH = 100_000
+MAX_EXTRA_NAMES = 20
+
 Outputs = tuple[list[str | None], list[float | None]]
 
 
@@ -193,6 +204,18 @@ class _Layout:
         self.binned = self.numeric + ([PREDICTION] if self.numeric_output else [])
         if self.numeric_output:
             self.edges.append(profile.prediction.edge_array())  # type: ignore[union-attr]
+        # the range a value may take before it counts as out of range
+        margin = profile.config.quality.range_margin
+        columns = [profile.features[n] for n in self.numeric]
+        if self.numeric_output:
+            columns.append(profile.prediction)
+        lows = [c.min - margin * (c.max - c.min) for c in columns]  # type: ignore[union-attr]
+        highs = [c.max + margin * (c.max - c.min) for c in columns]  # type: ignore[union-attr]
+        if self.numeric_output and profile.task == "binary":
+            lows[-1], highs[-1] = 0.0, 1.0  # a probability, whatever the reference saw
+        self.range_low = np.asarray(lows, dtype=np.float64)
+        self.range_high = np.asarray(highs, dtype=np.float64)
+        self.known = set(self.numeric) | set(self.categorical)
         sizes = np.array([e.size + 1 for e in self.edges], dtype=np.int64)
         self.sizes = sizes
         self.offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
@@ -214,6 +237,8 @@ class FeatureColumns:
     numeric: np.ndarray
     categorical: dict[str, list[object]]
     bad: list[BadEvent]
+    #: (event index, name) of features the reference does not have
+    extra: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _fast_columns(
@@ -242,6 +267,8 @@ def _fast_columns(
     if not _SCALAR_TYPES.issuperset(cat_types):
         return None
     x = np.fromiter(flat, dtype=np.float64, count=len(flat)).reshape(n, len(numeric))
+    if (np.abs(x) > MAX_MAGNITUDE).any():
+        return None  # the event-by-event path names them
     return x, cats
 
 
@@ -279,20 +306,31 @@ def _extract_each(layout: _Layout, feats: list[dict[str, object]]) -> FeatureCol
     bad: list[BadEvent] = []
     rows: list[list[object]] = []
     for i, f in enumerate(feats):
-        problem = next(
-            (
-                f"features.{k} is {type(v).__name__}"
-                for k, v in f.items()
-                if type(v) not in _SCALAR_TYPES
-            ),
-            None,
-        ) or next(
-            (
-                f"features.{k} is {type(f[k]).__name__}"
-                for k in layout.numeric
-                if type(f.get(k)) not in _NUMBER_TYPES
-            ),
-            None,
+        problem = (
+            next(
+                (
+                    f"features.{k} is {type(v).__name__}"
+                    for k, v in f.items()
+                    if type(v) not in _SCALAR_TYPES
+                ),
+                None,
+            )
+            or next(
+                (
+                    f"features.{k} is {type(f[k]).__name__}"
+                    for k in layout.numeric
+                    if type(f.get(k)) not in _NUMBER_TYPES
+                ),
+                None,
+            )
+            or next(
+                (
+                    f"features.{k} is {f[k]!r}, beyond ±{MAX_MAGNITUDE:g}"
+                    for k in layout.numeric
+                    if f.get(k) is not None and abs(f[k]) > MAX_MAGNITUDE  # type: ignore[arg-type]
+                ),
+                None,
+            )
         )
         if problem:
             bad.append(BadEvent(i, "wrong_type", problem))
@@ -301,7 +339,8 @@ def _extract_each(layout: _Layout, feats: list[dict[str, object]]) -> FeatureCol
             rows.append([f.get(k) for k in layout.numeric])
     x = np.array(rows, dtype=np.float64).reshape(len(feats), len(layout.numeric))
     cats = {name: [f.get(name) for f in feats] for name in layout.categorical}
-    return FeatureColumns(x, cats, bad)
+    extra = [(i, k) for i, f in enumerate(feats) for k in f if k not in layout.known]
+    return FeatureColumns(x, cats, bad, extra[:MAX_EXTRA_PER_BATCH])
 
 
 def validate_features(events: ModelEvents, profile: ReferenceProfile) -> list[BadEvent]:
@@ -316,6 +355,18 @@ def sketch_batch(
     events, the bad ones, the good events themselves and their outputs (class, score)."""
     columns = extract_features(events, profile)
     bad = columns.bad
+    scores = np.array(prediction_outputs(events, profile)[1], dtype=np.float64)
+    if (np.abs(scores) > MAX_MAGNITUDE).any():
+        flagged = {b.index for b in bad}
+        bad = sorted(
+            bad
+            + [
+                BadEvent(int(i), "out_of_bounds", f"prediction {scores[i]!r}")
+                for i in np.flatnonzero(np.abs(scores) > MAX_MAGNITUDE)
+                if int(i) not in flagged
+            ],
+            key=lambda b: b.index,
+        )
     if bad:
         flagged = {b.index for b in bad}
         events = events.select([i for i in range(len(events)) if i not in flagged])
@@ -368,10 +419,12 @@ def _sketch(
         hist = np.bincount(flat, minlength=n_win * layout.total_bins)
         hist = hist.reshape(n_win, layout.total_bins)
         filled = np.where(present, x, 0.0)
+        outside = present & ((x < layout.range_low) | (x > layout.range_high))
         for w, sk in enumerate(windows):
             rows = slice(None) if n_win == 1 else inv == w
             xw, pw, fw = x[rows], present[rows], filled[rows]
             n_ok = pw.sum(axis=0)
+            n_out = outside[rows].sum(axis=0)
             sums, sums_sq = fw.sum(axis=0), (fw * fw).sum(axis=0)
             lows, highs = np.fmin.reduce(xw, axis=0), np.fmax.reduce(xw, axis=0)
             for j, name in enumerate(layout.binned):
@@ -384,7 +437,15 @@ def _sketch(
                     total_sq=float(sums_sq[j]),
                     minimum=float(lows[j]) if n_ok[j] else float("inf"),
                     maximum=float(highs[j]) if n_ok[j] else float("-inf"),
+                    out_of_range=int(n_out[j]),
                 )
+
+    if columns.extra:
+        names = Counter(name for _, name in columns.extra)
+        keep = {name for name, _ in names.most_common(MAX_EXTRA_NAMES)}
+        for i, name in columns.extra:
+            if name in keep:
+                windows[int(inv[i])].extra[name] += 1
 
     inv_list = inv.tolist() if n_win > 1 else None
     for name, col in categorical.items():

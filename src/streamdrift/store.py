@@ -12,8 +12,10 @@ tag `{model}`, so one model's apply touches a single Redis Cluster slot. Layout
     sd:{m}:dlq                         HASH   reason -> count of this model's bad events
     sd:{m}:windows:<rev>               ZSET   window start (score and member)
     sd:{m}:dirty                       ZSET   "<rev>:<start>" -> time of last apply
-    sd:{m}:w:<rev>:<start>:meta        HASH   count, version:<v>, invalid:<reason>
-    sd:{m}:w:<rev>:<start>:num:<f>     HASH   bin:<i>, n, sum, sumsq, min, max, missing
+    sd:{m}:w:<rev>:<start>:meta        HASH   count, version:<v>, invalid:<reason>,
+                                              extra:<feature the reference lacks>
+    sd:{m}:w:<rev>:<start>:num:<f>     HASH   bin:<i>, n, sum, sumsq, min, max, missing,
+                                              oor (beyond the reference range + margin)
     sd:{m}:w:<rev>:<start>:cat:<f>     HASH   <category> -> count, __missing__, __other__
     sd:{m}:w:<rev>:<start>:perf        HASH   labelled pairs: n, cm:<actual>|<predicted>,
                                               pos:/neg:<score bin>, ll, brier, ae, se, ...
@@ -98,7 +100,7 @@ if J then
     local pts, cls, score, segs = string.match(rec, '^([^|]*)|[^|]*|([^|]*)|([^|]*)(.*)$')
     pts = tonumber(pts)
     local ws = math.floor(pts / J.width) * J.width
-    local base = J.base .. ws
+    local base = J.base .. string.format('%d', ws)
     local pk = base .. ':perf'
     expire[pk] = ws + J.width + J.retention
     touched[ws] = true
@@ -121,7 +123,7 @@ if J then
       end
     else
       if cls ~= '' then add(ints, pk, 'cm:' .. label .. '|' .. cls, 1) end
-      if score ~= '' and J.positive then
+      if score ~= '' and J.positive and J.positive ~= cjson.null then
         local sc = tonumber(score)
         local bin = math.floor(sc * J.score_bins)
         if bin < 0 then bin = 0 elseif bin >= J.score_bins then bin = J.score_bins - 1 end
@@ -233,8 +235,8 @@ if J then
     end
   end
   for ws, _ in pairs(touched) do
-    redis.call('ZADD', J.dirty, p.now, J.rev .. ':' .. ws)
-    redis.call('ZADD', J.windows, ws, ws)
+    redis.call('ZADD', J.dirty, p.now, J.rev .. ':' .. string.format('%d', ws))
+    redis.call('ZADD', J.windows, ws, string.format('%d', ws))
   end
   local counts = {joined = joined, duplicate_predictions = dup_pred,
                   duplicate_labels = dup_label, labels_before_prediction = waiting}
@@ -260,6 +262,22 @@ return 1
 #: a window's performance hash holds at most about this many fields (segments beyond go
 #: to s:__other__)
 MAX_PERFORMANCE_FIELDS = 2000
+
+
+# Record an alert and its claim together: a crash between two separate writes would
+# leave a claim without the alert (never raised, never re-sent).
+_CLAIM_LUA = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
+
+# Release the evaluation lease only if it is still ours (it may have expired and been
+# taken by another worker meanwhile).
+_UNLOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def _tag(model: str) -> str:
@@ -313,6 +331,8 @@ class Store:
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
         self._apply = self.redis.register_script(_APPLY_LUA)
         self._clear_dirty = self.redis.register_script(_CLEAR_DIRTY_LUA)
+        self._claim = self.redis.register_script(_CLAIM_LUA)
+        self._unlock = self.redis.register_script(_UNLOCK_LUA)
 
     def ping(self) -> None:
         try:
@@ -327,13 +347,22 @@ class Store:
     def save_profile(self, profile: ReferenceProfile) -> tuple[ReferenceProfile, bool]:
         """Store a profile under the next revision; returns it and whether one was replaced."""
         t = _tag(profile.model_id)
-        revision = int(self.redis.incr(f"{t}:revision"))
-        profile = profile.model_copy(update={"revision": revision})
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(f"{t}:profile", profile.model_dump_json(indent=2))
-        pipe.sadd("sd:models", profile.model_id)
-        pipe.execute()
-        return profile, revision > 1
+        # Profile and revision change together (WATCH/MULTI): a worker never sees a
+        # revision whose profile is not there yet.
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(f"{t}:revision")
+                    revision = int(pipe.get(f"{t}:revision") or 0) + 1
+                    profile = profile.model_copy(update={"revision": revision})
+                    pipe.multi()
+                    pipe.set(f"{t}:profile", profile.model_dump_json(indent=2))
+                    pipe.set(f"{t}:revision", revision)
+                    pipe.sadd("sd:models", profile.model_id)
+                    pipe.execute()
+                    return profile, revision > 1
+                except redis.WatchError:
+                    continue
 
     def load_profile(self, model: str) -> ReferenceProfile | None:
         raw = self.redis.get(f"{_tag(model)}:profile")
@@ -390,10 +419,13 @@ class Store:
             meta = ["count", w.count]
             meta += [x for v, c in w.versions.items() for x in (f"version:{v}", c)]
             meta += [x for r, c in w.invalid.items() for x in (f"invalid:{r}", c)]
+            meta += [x for f, c in w.extra.items() for x in (f"extra:{f}", c)]
             op(f"{base}:meta", "incr", meta, expire)
             for name, s in w.numeric.items():
                 key = f"{base}:num:{name}"
                 counts = ["n", s.n, "missing", s.missing]
+                if s.out_of_range:
+                    counts += ["oor", s.out_of_range]
                 counts += [x for i in np.flatnonzero(s.bins) for x in (f"bin:{i}", int(s.bins[i]))]
                 op(key, "incr", counts, expire)
                 if s.n:
@@ -479,7 +511,7 @@ class Store:
             w = WindowSketch(start=s, count=meta.pop("count", 0))
             for k, v in meta.items():
                 kind, _, name = k.partition(":")
-                (w.versions if kind == "version" else w.invalid)[name] += v
+                {"version": w.versions, "extra": w.extra}.get(kind, w.invalid)[name] += v
             for name in numeric:
                 h = {k.decode(): v for k, v in next(res).items()}
                 nb = len(columns[name].edges) + 1  # type: ignore[union-attr]
@@ -495,6 +527,7 @@ class Store:
                     total_sq=float(h.get("sumsq", 0.0)),
                     minimum=float(h.get("min", "inf")),
                     maximum=float(h.get("max", "-inf")),
+                    out_of_range=int(h.get("oor", 0)),
                 )
             for name in categorical:
                 h = {k.decode(): int(v) for k, v in next(res).items()}
@@ -549,22 +582,18 @@ class Store:
             args = [x for m, s in marks for x in (m, repr(s))]
             self._clear_dirty(keys=[f"{_tag(model)}:dirty"], args=args)
 
-    def try_lock_evaluation(self, model: str, owner: str, lease_ms: int = 30_000) -> bool:
+    def try_lock_evaluation(self, model: str, owner: str, lease_ms: int = 120_000) -> bool:
         return bool(self.redis.set(f"{_tag(model)}:eval_lock", owner, nx=True, px=lease_ms))
 
     def unlock_evaluation(self, model: str, owner: str) -> None:
-        key = f"{_tag(model)}:eval_lock"
-        if self.redis.get(key) == owner.encode():
-            self.redis.delete(key)
+        self._unlock(keys=[f"{_tag(model)}:eval_lock"], args=[owner])
 
     # ---- alerts ------------------------------------------------------------------------
     def claim_alert(self, model: str, alert_id: str, alert_json: bytes, now: float) -> bool:
         """Record an alert once; False when this alert_id was raised before (by anyone)."""
         t = _tag(model)
-        if not self.redis.hsetnx(f"{t}:alert_state", alert_id, f"claimed:{now!r}"):
-            return False
-        self.redis.hset(f"{t}:alerts", alert_id, alert_json)
-        return True
+        keys = [f"{t}:alerts", f"{t}:alert_state"]
+        return bool(self._claim(keys=keys, args=[alert_id, alert_json, f"claimed:{now!r}"]))
 
     def mark_published(self, model: str, alert_ids: list[str], now: float) -> None:
         if alert_ids:

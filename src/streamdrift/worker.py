@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from streamdrift import kafka_io
 from streamdrift.config import Settings
@@ -38,11 +38,14 @@ from streamdrift.decode import (
 from streamdrift.evaluator import Evaluator
 from streamdrift.join import join_delta
 from streamdrift.profile import ReferenceProfile
-from streamdrift.sketch import sketch_batch
+from streamdrift.sketch import WindowSketch, sketch_batch
 from streamdrift.store import Fence, ModelHead, Store, fence_field
 from streamdrift.telemetry import HealthServer, WorkerMetrics
 
 log = logging.getLogger("streamdrift.worker")
+
+#: Dead letters larger than this keep only this much of the event (and its size).
+DLQ_EXCERPT_BYTES = 256 * 1024
 
 #: A model whose apply keeps failing its fence is re-read this many times in one batch.
 MAX_FENCE_RETRIES = 20
@@ -58,6 +61,13 @@ class WorkerStats:
     labels_joined: int = 0
     fence_conflicts: int = 0
     alerts: int = 0
+
+
+def _quality_key(reason: str, detail: str) -> str:
+    """`wrong_type:amount` for a wrong-typed feature value, else the bare reason."""
+    if detail.startswith("features."):
+        return f"{reason}:{detail[len('features.') :].split(' ', 1)[0]}"
+    return reason
 
 
 def tune_gc() -> None:
@@ -138,9 +148,13 @@ class Worker:
                     self.evaluate_due(idle=False)
                 else:
                     self.evaluate_due(idle=True)
-            self.evaluate_due(idle=True, force=True)
         finally:
-            self.consumer.close()  # leaves the group: partitions move at once
+            self.consumer.close()  # leaves the group first: partitions move at once
+            try:
+                # then what this worker touched, within the shutdown grace period
+                self.evaluate_due(idle=False, force=True)
+            except Exception as e:
+                log.warning("final evaluation skipped: %s", e)
             self.producer.flush(10)
             if health is not None:
                 health.close()
@@ -163,7 +177,7 @@ class Worker:
         return True, "ok"
 
     def _update_lag(self) -> None:
-        """Consumer lag per partition, from the broker's high watermarks, every 10 s."""
+        """Consumer lag per partition, from the high watermarks of the last fetch, every 10 s."""
         now = time.monotonic()
         if now - self._lag_checked < 10.0:
             return
@@ -173,8 +187,9 @@ class Worker:
             self.metrics.assigned.set(len(parts))
             self.metrics.lag.clear()  # partitions moved to other workers are not ours to report
             for tp in self.consumer.position(parts) if parts else []:
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0)
-                lag = high - tp.offset if tp.offset >= 0 else high
+                # the watermarks of the last fetch: no broker round trip in the loop
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                lag = high - (tp.offset if tp.offset >= 0 else low)
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
         except Exception as e:  # lag is a gauge, not a reason to stop consuming
             log.debug("consumer lag not read: %s", e)
@@ -185,10 +200,15 @@ class Worker:
         started = time.perf_counter()
         last_offsets = self.apply(messages)
         if last_offsets:
-            self.consumer.commit(
-                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last_offsets.items()],
-                asynchronous=False,
-            )
+            try:
+                self.consumer.commit(
+                    offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last_offsets.items()],
+                    asynchronous=False,
+                )
+            except KafkaException as e:
+                # e.g. the partitions moved in a rebalance; Redis is right either way (the
+                # fences), and the new owner re-reads from the last commit
+                log.warning("offset commit failed: %s", e)
             log.debug(
                 "batch committed",
                 extra={"offsets": {f"{t}:{p}": o for (t, p), o in last_offsets.items()}},
@@ -210,6 +230,7 @@ class Worker:
         if not batch.messages and not labels.messages:
             return {}
         dead = batch.dead + labels.dead
+        sent: list[DeadLetter] = []  # model-level dead letters, sent with their apply
         models = set(batch.by_model) | set(labels.by_model) | {d.model_id for d in dead}
         models.discard(None)  # type: ignore[arg-type]
         heads = self.store.heads(sorted(models))  # type: ignore[arg-type]
@@ -219,7 +240,7 @@ class Worker:
             if head.revision is None:
                 dead += self._unregistered(batch, labels, model)
                 continue
-            dead += self._apply_model(batch, labels, model, head, dead, last_offsets)
+            sent += self._apply_model(batch, labels, model, head, dead, last_offsets)
         unrouted = Counter(
             d.reason
             for d in dead
@@ -227,6 +248,7 @@ class Worker:
         )
         self.store.count_unrouted(unrouted)
         self._send_dead_letters(dead)
+        dead += sent
         self.stats.batches += 1
         self.stats.messages += batch.messages + labels.messages
         self.stats.dead.update(d.reason for d in dead)
@@ -279,14 +301,15 @@ class Worker:
         )
         for _ in range(MAX_FENCE_RETRIES):
             profile = self._profile(model, head.revision or 0)
-            if profile is None:
-                return []
+            if profile is None:  # deleted meanwhile: like an unregistered model, never dropped
+                return self._unregistered(batch, labels, model)
             applied = {tp: head.offsets.get(fence_field(*tp), -1) for tp in sources}
             events = self._unapplied(all_events, self.settings.predictions_topic, applied, model)
             label_events = self._unapplied(all_labels, self.settings.labels_topic, applied, model)
             events, new_dead = self._split_late(events, profile)
             windows, bad, good, outputs = sketch_batch(events, profile)
             new_dead += [self._dead(events, b.index, b.reason, b.detail, model) for b in bad]
+            self._count_bad_in_windows(windows, events, bad, profile)
             join, join_dead = join_delta(
                 profile, good, outputs, label_events, self.settings.labels_topic
             )
@@ -294,12 +317,13 @@ class Worker:
             invalid = Counter(
                 d.reason for d in model_dead if d.offset > applied[(d.topic, d.partition)]
             )
-            invalid.update(d.reason for d in new_dead)
+            invalid.update(_quality_key(d.reason, d.detail) for d in new_dead)
             # A fence never moves back: a replayed batch can end below what is applied.
             fences = [
                 Fence(fence_field(*tp), applied[tp], max(applied[tp], last_offsets[tp]))
                 for tp in sorted(sources)
             ]
+            self._send_dead_letters(new_dead)  # before the apply: a crash may repeat, not lose
             started = time.perf_counter()
             result = self.store.apply_batch(profile, fences, windows, invalid, join)
             self.metrics.apply_seconds.observe(time.perf_counter() - started)
@@ -319,6 +343,19 @@ class Worker:
             )
             head = self.store.heads([model])[model]
         raise RuntimeError(f"offset fence of model {model} kept moving; another worker owns it")
+
+    @staticmethod
+    def _count_bad_in_windows(
+        windows: dict[int, WindowSketch], events: ModelEvents, bad: list, profile: ReferenceProfile
+    ) -> None:
+        """Wrong-typed feature values counted in their event's window too ("since when")."""
+        width = profile.config.window_seconds
+        for b in bad:
+            start = int(events.timestamps[b.index] // width * width)
+            window = windows.get(start)
+            if window is None:
+                window = windows[start] = WindowSketch(start=start)
+            window.invalid[_quality_key(b.reason, b.detail)] += 1
 
     def _unapplied(
         self, events: Any, topic: str, applied: dict[tuple[str, int], int], model: str
@@ -351,8 +388,9 @@ class Worker:
     ) -> tuple[ModelEvents, list[DeadLetter]]:
         """Events too old for their window to still exist (past its retention)."""
         cfg = profile.config
-        oldest = time.time() - cfg.retention_seconds - cfg.window_seconds
-        late = np.asarray(events.timestamps, dtype=np.float64) < oldest
+        ts = np.asarray(events.timestamps, dtype=np.float64)
+        window_end = np.floor(ts / cfg.window_seconds) * cfg.window_seconds + cfg.window_seconds
+        late = window_end + cfg.retention_seconds <= time.time()
         if not late.any():
             return events, []
         detail = f"window expired (retention {cfg.retention_seconds}s)"
@@ -380,9 +418,18 @@ class Worker:
         )
 
     def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
-        """At least once: dead letters are flushed before the batch's offsets commit."""
+        """At least once: dead letters are acknowledged by the broker before the Redis
+        apply they belong to (model-level ones) or the commit (the others). An event too
+        large for the producer goes with its first DLQ_EXCERPT_BYTES and its size.
+        Undeliverable dead letters stop the batch: its offsets must not be committed."""
         if not dead:
             return
+        failed: list[str] = []
+
+        def on_delivery(err: object, _msg: object) -> None:
+            if err is not None:
+                failed.append(str(err))
+
         for d in dead:
             headers = [
                 ("streamdrift.reason", d.reason.encode()),
@@ -391,10 +438,28 @@ class Worker:
             ]
             if d.model_id:
                 headers.append(("streamdrift.model_id", d.model_id.encode()))
-            self.producer.produce(
-                self.settings.dlq_topic(d.topic), key=d.key, value=d.value, headers=headers
+            value = d.value
+            if value is not None and len(value) > DLQ_EXCERPT_BYTES:
+                headers.append(("streamdrift.truncated_from", str(len(value)).encode()))
+                value = value[:DLQ_EXCERPT_BYTES]
+            while True:
+                try:
+                    self.producer.produce(
+                        self.settings.dlq_topic(d.topic),
+                        key=d.key,
+                        value=value,
+                        headers=headers,
+                        on_delivery=on_delivery,
+                    )
+                    break
+                except BufferError:
+                    self.producer.poll(0.1)
+        remaining = self.producer.flush(30)
+        if remaining or failed:
+            raise RuntimeError(
+                f"{remaining + len(failed)} dead letter(s) not delivered ({failed[:1]}); "
+                "not committing this batch"
             )
-        self.producer.flush(30)
 
     # ---- evaluation --------------------------------------------------------------------
     def evaluate_due(self, idle: bool, force: bool = False) -> None:
@@ -417,7 +482,12 @@ class Worker:
             self._last_eval[model] = now
             self._pending_eval.discard(model)
             started = time.perf_counter()
-            alerts = self.evaluator.evaluate(profile)
+            try:
+                alerts = self.evaluator.evaluate(profile)
+            except Exception:
+                # one model's broken state must not stop the others (or the consuming)
+                log.exception("evaluation of %s failed", model, extra={"model_id": model})
+                continue
             self.metrics.evaluation_seconds.observe(time.perf_counter() - started)
             self.stats.alerts += len(alerts)
             for a in alerts:

@@ -97,7 +97,9 @@ def test_bad_events_go_to_the_dlq_with_their_reason(settings, store, model_id, t
     # Bad events of a registered model are counted with it (exactly once, fenced)...
     assert store.model_dlq_counts(model_id) == {
         "missing_field": 2,
-        "wrong_type": 4,
+        "wrong_type": 2,
+        "wrong_type:f00": 1,
+        "wrong_type:country": 1,
         "bad_timestamp": 1,
         "too_late": 1,
     }

@@ -84,7 +84,7 @@ def _offline_segments(predictions, labels, width):
 def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, model_id, tmp_path):
     width = 6 * 3600
     profile = _register(store, model_id, tmp_path, window_seconds=width)
-    start = (time.time() // width - 9) * width
+    start = (time.time() // width - 21) * width  # labels up to 3 days late, none ahead of now
     predictions, labels = synthetic.labelled_events(
         model_id, 6000, start, 2 * 86400, seed=21, delay_seconds=(60, 3 * 86400)
     )

@@ -355,13 +355,22 @@ def test_naive_timestamps_are_utc_whatever_the_local_zone():
     assert ts == datetime(2026, 11, 22, 10, tzinfo=UTC).timestamp()
 
 
-@pytest.mark.parametrize("epoch", [1_795_000_000, 1_795_000_000.75, 0, -86400])
+@pytest.mark.parametrize("epoch", [1_795_000_000, 1_795_000_000.75, 0, 86400])
 def test_epoch_timestamps(epoch):
     (ts,) = (
         decode_predictions([FakeMessage(with_(timestamp=epoch))], BIG).by_model["fraud"].timestamps
     )
     assert type(ts) is float
     assert ts == float(epoch)
+
+
+@pytest.mark.parametrize(
+    "epoch", [-86400, 1_795_000_000_000, 1_795_000_000_000_000, time.time() + 2 * 86400]
+)
+def test_times_before_1970_or_in_milliseconds_or_far_ahead_are_dead_letters(epoch):
+    batch = decode_predictions([FakeMessage(with_(timestamp=epoch))], BIG)
+    assert not batch.by_model
+    assert [d.reason for d in batch.dead] == ["bad_timestamp"]
 
 
 @pytest.mark.parametrize("raw", [without("timestamp"), with_(timestamp=None)])
