@@ -367,7 +367,7 @@ def quality_findings(profile: ReferenceProfile, window: WindowSketch) -> list[Qu
                 )
     added = {k: c for k, c in window.extra.items() if c / n >= policy.added_share}
     for old, gone in list(dropped.items()):
-        twin = _renamed_to(old, gone, added, profile)
+        twin = _renamed_to(old, gone, added, profile, window)
         if twin is not None:
             out.append(
                 QualityFinding(
@@ -421,11 +421,26 @@ def quality_findings(profile: ReferenceProfile, window: WindowSketch) -> list[Qu
 
 
 def _renamed_to(
-    old: str, gone: int, added: dict[str, int], profile: ReferenceProfile
+    old: str, gone: int, added: dict[str, int], profile: ReferenceProfile, window: WindowSketch
 ) -> str | None:
     """The new feature that most plausibly replaces `old`: about as many events carry it
-    as lack `old`, and its name is the closest (difflib) among such candidates."""
-    candidates = [k for k, c in added.items() if abs(c - gone) <= 0.1 * max(gone, 1)]
+    as lack `old`, and, for numbers, its mean lies within half a reference standard
+    deviation of `old`'s; among several, the closest name (difflib)."""
+    ref = profile.features[old]
+    candidates = []
+    for name, count in added.items():
+        if abs(count - gone) > 0.1 * max(gone, 1):
+            continue
+        numbers = window.extra_numbers.get(name, 0)
+        if isinstance(ref, NumericProfile):
+            if numbers < 0.9 * count:
+                continue
+            mean = window.extra_sums.get(name, 0.0) / numbers
+            if abs(mean - ref.mean) > 0.5 * (ref.std or 1.0):
+                continue
+        elif numbers:
+            continue  # numbers cannot stand for a categorical feature
+        candidates.append(name)
     if not candidates:
         return None
     close = difflib.get_close_matches(old, candidates, n=1, cutoff=0.0)

@@ -109,8 +109,11 @@ class WindowSketch:
     count: int = 0
     versions: Counter[str] = field(default_factory=Counter)
     invalid: Counter[str] = field(default_factory=Counter)
-    #: features the reference does not have, by name: events carrying them
+    #: features the reference does not have, by name: events carrying them, and the
+    #: count and sum of their numeric values (is it a renamed feature? compare means)
     extra: Counter[str] = field(default_factory=Counter)
+    extra_numbers: Counter[str] = field(default_factory=Counter)
+    extra_sums: Counter[str] = field(default_factory=Counter)
     numeric: dict[str, NumericSketch] = field(default_factory=dict)
     categorical: dict[str, CategoricalSketch] = field(default_factory=dict)
     #: labelled pairs joined to this window's predictions (None: no label yet)
@@ -126,6 +129,8 @@ class WindowSketch:
             versions=self.versions + other.versions,
             invalid=self.invalid + other.invalid,
             extra=self.extra + other.extra,
+            extra_numbers=self.extra_numbers + other.extra_numbers,
+            extra_sums=self.extra_sums + other.extra_sums,
             numeric=merged(self.numeric, other.numeric),
             categorical=merged(self.categorical, other.categorical),
             performance=(
@@ -237,8 +242,8 @@ class FeatureColumns:
     numeric: np.ndarray
     categorical: dict[str, list[object]]
     bad: list[BadEvent]
-    #: (event index, name) of features the reference does not have
-    extra: list[tuple[int, str]] = field(default_factory=list)
+    #: (event index, name, value) of features the reference does not have
+    extra: list[tuple[int, str, object]] = field(default_factory=list)
 
 
 def _fast_columns(
@@ -339,7 +344,7 @@ def _extract_each(layout: _Layout, feats: list[dict[str, object]]) -> FeatureCol
             rows.append([f.get(k) for k in layout.numeric])
     x = np.array(rows, dtype=np.float64).reshape(len(feats), len(layout.numeric))
     cats = {name: [f.get(name) for f in feats] for name in layout.categorical}
-    extra = [(i, k) for i, f in enumerate(feats) for k in f if k not in layout.known]
+    extra = [(i, k, v) for i, f in enumerate(feats) for k, v in f.items() if k not in layout.known]
     return FeatureColumns(x, cats, bad, extra[:MAX_EXTRA_PER_BATCH])
 
 
@@ -441,11 +446,15 @@ def _sketch(
                 )
 
     if columns.extra:
-        names = Counter(name for _, name in columns.extra)
+        names = Counter(name for _, name, _ in columns.extra)
         keep = {name for name, _ in names.most_common(MAX_EXTRA_NAMES)}
-        for i, name in columns.extra:
+        for i, name, value in columns.extra:
             if name in keep:
-                windows[int(inv[i])].extra[name] += 1
+                window = windows[int(inv[i])]
+                window.extra[name] += 1
+                if type(value) in (float, int) and abs(value) <= MAX_MAGNITUDE:  # type: ignore[arg-type]
+                    window.extra_numbers[name] += 1
+                    window.extra_sums[name] += float(value)  # type: ignore[arg-type]
 
     inv_list = inv.tolist() if n_win > 1 else None
     for name, col in categorical.items():

@@ -420,7 +420,11 @@ class Store:
             meta += [x for v, c in w.versions.items() for x in (f"version:{v}", c)]
             meta += [x for r, c in w.invalid.items() for x in (f"invalid:{r}", c)]
             meta += [x for f, c in w.extra.items() for x in (f"extra:{f}", c)]
+            meta += [x for f, c in w.extra_numbers.items() for x in (f"extra_numbers:{f}", c)]
             op(f"{base}:meta", "incr", meta, expire)
+            if w.extra_sums:
+                sums = [x for f, v in w.extra_sums.items() for x in (f"extra_sum:{f}", repr(v))]
+                op(f"{base}:meta", "incrf", sums)
             for name, s in w.numeric.items():
                 key = f"{base}:num:{name}"
                 counts = ["n", s.n, "missing", s.missing]
@@ -507,11 +511,19 @@ class Store:
         res = iter(pipe.execute())
         out = []
         for s in starts:
-            meta = {k.decode(): int(v) for k, v in next(res).items()}
-            w = WindowSketch(start=s, count=meta.pop("count", 0))
+            meta = {k.decode(): float(v) for k, v in next(res).items()}
+            w = WindowSketch(start=s, count=int(meta.pop("count", 0)))
             for k, v in meta.items():
                 kind, _, name = k.partition(":")
-                {"version": w.versions, "extra": w.extra}.get(kind, w.invalid)[name] += v
+                if kind == "extra_sum":
+                    w.extra_sums[name] += v
+                    continue
+                target = {
+                    "version": w.versions,
+                    "extra": w.extra,
+                    "extra_numbers": w.extra_numbers,
+                }.get(kind, w.invalid)
+                target[name] += int(v)
             for name in numeric:
                 h = {k.decode(): v for k, v in next(res).items()}
                 nb = len(columns[name].edges) + 1  # type: ignore[union-attr]

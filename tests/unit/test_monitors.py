@@ -10,7 +10,7 @@ from streamdrift import synthetic
 from streamdrift.alerts import alert_id, drift_alerts
 from streamdrift.config import DriftPolicy, MonitorConfig
 from streamdrift.decode import ModelEvents
-from streamdrift.monitors import window_drift
+from streamdrift.monitors import quality_findings, window_drift
 from streamdrift.reference import build_profile
 from streamdrift.sketch import sketch_events
 
@@ -74,7 +74,8 @@ def test_no_false_alarm_on_a_stationary_stream(profile):
     alarms, worst = [], 0.0
     for k in range(120):
         n = int(rng.integers(1500, 5000))
-        _, drift = _drift(profile, _window(rng, n, k * WINDOW))
+        window, drift = _drift(profile, _window(rng, n, k * WINDOW))
+        assert quality_findings(profile, window) == []  # nor a data-quality false alarm
         assert len(drift) == 22
         alarms += [(k, d.feature, d.value) for d in drift.values() if d.drifted]
         worst = max(worst, *(d.value for d in drift.values()))
@@ -125,3 +126,22 @@ def test_policy_statistic_is_configurable(profile):
     _, drift = _drift(custom, _window(rng, 2000, 0, shift={"f07": 1.0}))
     assert drift["f07"].statistic == "wasserstein" and drift["f07"].drifted
     assert drift["country"].statistic == "psi"  # no Wasserstein for categories
+
+
+def test_quality_findings_name_what_broke(profile):
+    rng = np.random.default_rng(12)
+    events = _window(rng, 1000, 0)
+    for i, f in enumerate(events.features):
+        if i % 3 == 0:
+            f["f05"] = None  # a third missing
+        if i % 10 == 0:
+            f["f06"] = 1e6  # far outside anything the reference saw
+        if i % 8 == 0:
+            f["device"] = "smart-tv"  # a category the reference never had
+    window, _ = _drift(profile, events)
+    found = {(q.kind, q.feature) for q in quality_findings(profile, window)}
+    assert found == {
+        ("missing_values", "f05"),
+        ("out_of_range", "f06"),
+        ("unseen_categories", "device"),
+    }
