@@ -16,7 +16,13 @@ from typing import Any
 import orjson
 
 from streamdrift.events import Alert
-from streamdrift.monitors import ERROR_METRICS, FeatureDrift, PerformanceFinding, QualityFinding
+from streamdrift.monitors import (
+    ERROR_METRICS,
+    FeatureDrift,
+    PerformanceFinding,
+    QualityFinding,
+    outlier_share,
+)
 from streamdrift.performance import segment_metrics
 from streamdrift.profile import LABEL, PREDICTION, ReferenceProfile
 from streamdrift.sketch import WindowSketch
@@ -201,6 +207,73 @@ def quality_alerts(
                     "detail": f.detail,
                     "route": _QUALITY_ROUTE.get(f.kind, "data-team"),
                 },
+            )
+        )
+    return alerts
+
+
+def outlier_alerts(profile: ReferenceProfile, window: WindowSketch, now: float) -> list[Alert]:
+    """One alert per outlying event kept for the window (at most
+    `outlier_alerts_per_window`: the rest are counted, not paged), naming the prediction
+    and what makes it extreme; and one more when the window's outlier share is
+    significantly above the configured rate (binomial test), a sign of a shifted segment
+    or an attack rather than a stray event."""
+    model = profile.outliers
+    if model is None or window.count == 0:
+        return []
+    end = window.start + profile.config.window_seconds
+    common = {
+        "type": "outlier",
+        "model_id": profile.model_id,
+        "model_version": _version(window),
+        "statistic": "robust_mahalanobis",
+        "threshold": model.threshold,
+        "window_start": _utc(window.start),
+        "window_end": _utc(end),
+        "reference_size": profile.rows,
+        "created_at": _utc(now),
+    }
+    alerts = []
+    for ex in window.outlier_examples:
+        top = ex["features"][0]["feature"] if ex["features"] else "*"
+        alerts.append(
+            Alert(
+                alert_id=alert_id(profile.model_id, "outlier", ex["prediction_id"], window.start),
+                severity="warning",
+                feature=top,
+                value=ex["score"],
+                sample_size=1,
+                message=(
+                    f"{profile.model_id}: prediction {ex['prediction_id']} is an outlier "
+                    f"(score {ex['score']:.2f} > {model.threshold:.2f}), mostly through "
+                    + ", ".join(f"{f['feature']} (z={f['z']:+.1f})" for f in ex["features"])
+                ),
+                context={
+                    "prediction_id": ex["prediction_id"],
+                    "features": ex["features"],
+                    "rate": model.rate,
+                    "route": "ml-team",
+                },
+                **common,
+            )
+        )
+    share = outlier_share(profile, window)
+    if share is not None:
+        alerts.append(
+            Alert(
+                alert_id=alert_id(profile.model_id, "outlier", "__share__", window.start),
+                severity="critical" if share["share"] >= 10 * model.rate else "warning",
+                feature="*",
+                value=share["share"],
+                sample_size=window.count,
+                message=(
+                    f"{profile.model_id}: {window.outliers} outliers in "
+                    f"{window.count} events ({share['share']:.2%}, expected "
+                    f"{model.rate:.2%}, p={share['p_value']:.2g}) in window "
+                    f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC"
+                ),
+                context={**share, "outliers": window.outliers, "route": "ml-team"},
+                **{**common, "statistic": "outlier_share", "threshold": model.rate},
             )
         )
     return alerts

@@ -111,6 +111,12 @@ class MonitorConfig(BaseModel):
     )
     performance: PerformancePolicy = Field(default_factory=lambda: PerformancePolicy())
     quality: QualityPolicy = Field(default_factory=lambda: QualityPolicy())
+    outlier_rate: float = Field(
+        0.001, gt=0, lt=0.5, description="share of reference-like events flagged as outliers"
+    )
+    outlier_alerts_per_window: int = Field(
+        3, ge=0, le=1000, description="single-event outlier alerts per window at most"
+    )
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> MonitorConfig:

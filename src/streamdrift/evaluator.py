@@ -18,6 +18,7 @@ from confluent_kafka import Producer
 from streamdrift.alerts import (
     drift_alerts,
     encode,
+    outlier_alerts,
     output_alerts,
     performance_alert,
     quality_alerts,
@@ -79,6 +80,7 @@ class Evaluator:
         drift = window_drift(profile, window)
         alerts = quality_alerts(profile, window, quality_findings(profile, window), now)
         alerts += drift_alerts(profile, window, drift, now)
+        alerts += outlier_alerts(profile, window, now)
         alerts += output_alerts(profile, window, output_drift(profile, window), drift, now)
         if window.performance is not None:
             k = profile.config.performance.detector_windows

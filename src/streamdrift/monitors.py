@@ -445,3 +445,19 @@ def _renamed_to(
         return None
     close = difflib.get_close_matches(old, candidates, n=1, cutoff=0.0)
     return close[0] if close else candidates[0]
+
+
+def outlier_share(profile: ReferenceProfile, window: WindowSketch) -> dict[str, float] | None:
+    """The window's outlier share when significantly above the configured rate (one-sided
+    binomial test, p < 0.001, and at least twice the rate); None otherwise."""
+    model = profile.outliers
+    n, k = window.count, window.outliers
+    if model is None or n < profile.config.quality.min_events or k == 0:
+        return None
+    share = k / n
+    if share < 2 * model.rate:
+        return None
+    p = binomtest(k, n, model.rate, alternative="greater").pvalue
+    if p >= 1e-3:
+        return None
+    return {"share": share, "expected": model.rate, "p_value": float(p)}

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
 from streamdrift.config import MonitorConfig
+from streamdrift.outliers import OutlierModel
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -90,6 +91,8 @@ class ReferenceProfile(BaseModel):
     negative_class: str | None = None
     #: performance of the prediction column against the label column on the reference
     reference_performance: dict[str, float] = Field(default_factory=dict)
+    #: the joint outlier model over the numeric features (None: too few rows or none)
+    outliers: OutlierModel | None = None
     config: MonitorConfig = Field(default_factory=MonitorConfig)
     #: the worker's per-profile constants (sketch._Layout), built on first use
     _layout: Any = PrivateAttr(default=None)

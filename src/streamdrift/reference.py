@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from streamdrift import outliers
 from streamdrift.config import MonitorConfig
 from streamdrift.errors import ReferenceFileError
 from streamdrift.performance import PerformanceSketch, class_key, performance_metrics
@@ -226,6 +227,12 @@ def build_profile(
         negative_class=negative,
         config=config,
     )
+    numeric = profile.numeric_features()
+    if numeric:
+        matrix = np.column_stack(
+            [table.column(n).cast(pa.float64()).to_numpy(zero_copy_only=False) for n in numeric]
+        )
+        profile.outliers = outliers.fit(matrix, numeric, config.outlier_rate)
     if prediction_column and label_column:
         profile.reference_performance = reference_performance(
             profile,

@@ -14,7 +14,9 @@ from operator import itemgetter
 
 import numpy as np
 
+from streamdrift import outliers
 from streamdrift.decode import MAX_MAGNITUDE, ModelEvents
+from streamdrift.outliers import OutlierModel
 from streamdrift.performance import PerformanceSketch, class_key
 from streamdrift.profile import (
     PREDICTION,
@@ -114,6 +116,9 @@ class WindowSketch:
     extra: Counter[str] = field(default_factory=Counter)
     extra_numbers: Counter[str] = field(default_factory=Counter)
     extra_sums: Counter[str] = field(default_factory=Counter)
+    #: events scored beyond the outlier threshold, and the first few of them in detail
+    outliers: int = 0
+    outlier_examples: list[dict] = field(default_factory=list)
     numeric: dict[str, NumericSketch] = field(default_factory=dict)
     categorical: dict[str, CategoricalSketch] = field(default_factory=dict)
     #: labelled pairs joined to this window's predictions (None: no label yet)
@@ -131,6 +136,8 @@ class WindowSketch:
             extra=self.extra + other.extra,
             extra_numbers=self.extra_numbers + other.extra_numbers,
             extra_sums=self.extra_sums + other.extra_sums,
+            outliers=self.outliers + other.outliers,
+            outlier_examples=self.outlier_examples + other.outlier_examples,
             numeric=merged(self.numeric, other.numeric),
             categorical=merged(self.categorical, other.categorical),
             performance=(
@@ -221,6 +228,7 @@ class _Layout:
         self.range_low = np.asarray(lows, dtype=np.float64)
         self.range_high = np.asarray(highs, dtype=np.float64)
         self.known = set(self.numeric) | set(self.categorical)
+        self._outlier_columns: list[int] | None = None
         sizes = np.array([e.size + 1 for e in self.edges], dtype=np.int64)
         self.sizes = sizes
         self.offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
@@ -275,6 +283,38 @@ def _fast_columns(
     if (np.abs(x) > MAX_MAGNITUDE).any():
         return None  # the event-by-event path names them
     return x, cats
+
+
+def _score_outliers(
+    model: OutlierModel,
+    layout: _Layout,
+    x: np.ndarray,
+    inv: np.ndarray,
+    windows: list[WindowSketch],
+    events: ModelEvents,
+    examples: int,
+) -> None:
+    """Score the whole batch at once; count outliers per window and keep the first few
+    (prediction id, score, the features that make them extreme) for alerts."""
+    if layout._outlier_columns is None:
+        layout._outlier_columns = [layout.numeric.index(f) for f in model.features]
+    center, scale, precision = model.arrays()
+    xs = x[:, layout._outlier_columns]
+    scores = outliers.score(xs, center, scale, precision)
+    flagged = np.flatnonzero(scores > model.threshold)
+    if not flagged.size:
+        return
+    for i in flagged.tolist():
+        window = windows[int(inv[i])]
+        window.outliers += 1
+        if len(window.outlier_examples) < examples:
+            window.outlier_examples.append(
+                {
+                    "prediction_id": events.prediction_ids[i],
+                    "score": round(float(scores[i]), 4),
+                    "features": outliers.contributions(xs[i], model),
+                }
+            )
 
 
 def extract_features(events: ModelEvents, profile: ReferenceProfile) -> FeatureColumns:
@@ -444,6 +484,18 @@ def _sketch(
                     maximum=float(highs[j]) if n_ok[j] else float("-inf"),
                     out_of_range=int(n_out[j]),
                 )
+
+    model = profile.outliers
+    if model is not None and layout.numeric:
+        _score_outliers(
+            model,
+            layout,
+            columns.numeric,
+            inv,
+            windows,
+            events,
+            profile.config.outlier_alerts_per_window,
+        )
 
     if columns.extra:
         names = Counter(name for _, name, _ in columns.extra)

@@ -12,11 +12,13 @@ tag `{model}`, so one model's apply touches a single Redis Cluster slot. Layout
     sd:{m}:dlq                         HASH   reason -> count of this model's bad events
     sd:{m}:windows:<rev>               ZSET   window start (score and member)
     sd:{m}:dirty                       ZSET   "<rev>:<start>" -> time of last apply
-    sd:{m}:w:<rev>:<start>:meta        HASH   count, version:<v>, invalid:<reason>,
+    sd:{m}:w:<rev>:<start>:meta        HASH   count, outliers, version:<v>, invalid:<reason>,
                                               extra:<feature the reference lacks>
     sd:{m}:w:<rev>:<start>:num:<f>     HASH   bin:<i>, n, sum, sumsq, min, max, missing,
                                               oor (beyond the reference range + margin)
     sd:{m}:w:<rev>:<start>:cat:<f>     HASH   <category> -> count, __missing__, __other__
+    sd:{m}:w:<rev>:<start>:outliers    LIST   the window's first outliers (JSON: id, score,
+                                              the features that make them extreme)
     sd:{m}:w:<rev>:<start>:perf        HASH   labelled pairs: n, cm:<actual>|<predicted>,
                                               pos:/neg:<score bin>, ll, brier, ae, se, ...
     sd:{m}:j:<prediction_id>           STRING "<time>|<version>|<class>|<score>", then "J"
@@ -77,6 +79,11 @@ for _, op in ipairs(p.ops) do
       else
         redis.call('HINCRBY', key, other, d[j + 1])
       end
+    end
+  elseif kind == 'capped_list' then
+    local cap, len = d[1], redis.call('LLEN', key)
+    for j = 2, #d do
+      if len < cap then redis.call('RPUSH', key, d[j]); len = len + 1 end
     end
   elseif kind == 'zadd' then
     redis.call('ZADD', key, d[1], d[2])
@@ -421,7 +428,17 @@ class Store:
             meta += [x for r, c in w.invalid.items() for x in (f"invalid:{r}", c)]
             meta += [x for f, c in w.extra.items() for x in (f"extra:{f}", c)]
             meta += [x for f, c in w.extra_numbers.items() for x in (f"extra_numbers:{f}", c)]
+            if w.outliers:
+                meta += ["outliers", w.outliers]
             op(f"{base}:meta", "incr", meta, expire)
+            if w.outlier_examples:
+                examples = [orjson.dumps(e).decode() for e in w.outlier_examples]
+                op(
+                    f"{base}:outliers",
+                    "capped_list",
+                    [cfg.outlier_alerts_per_window, *examples],
+                    expire,
+                )
             if w.extra_sums:
                 sums = [x for f, v in w.extra_sums.items() for x in (f"extra_sum:{f}", repr(v))]
                 op(f"{base}:meta", "incrf", sums)
@@ -508,11 +525,14 @@ class Store:
             for name in categorical:
                 pipe.hgetall(f"{base}:cat:{name}")
             pipe.hgetall(f"{base}:perf")
+            pipe.lrange(f"{base}:outliers", 0, -1)
         res = iter(pipe.execute())
         out = []
         for s in starts:
             meta = {k.decode(): float(v) for k, v in next(res).items()}
-            w = WindowSketch(start=s, count=int(meta.pop("count", 0)))
+            w = WindowSketch(
+                start=s, count=int(meta.pop("count", 0)), outliers=int(meta.pop("outliers", 0))
+            )
             for k, v in meta.items():
                 kind, _, name = k.partition(":")
                 if kind == "extra_sum":
@@ -546,6 +566,7 @@ class Store:
                 missing = h.pop(MISSING, 0)
                 w.categorical[name] = CategoricalSketch(Counter(h), missing)
             perf = next(res)
+            w.outlier_examples = [orjson.loads(e) for e in next(res)]
             if perf:
                 w.performance = PerformanceSketch.from_hash(
                     {k.decode(): v.decode() for k, v in perf.items()}

@@ -95,7 +95,7 @@ def test_drift_detected_end_to_end(settings, store, model_id, tmp_path):
     assert sorted(doc["windows"][3]["drifting"]) == sorted(synthetic.DRIFTING)
     assert doc["windows"][0]["drifting"] == []
     assert doc["windows"][0]["features"]["f05"]["psi"] < 0.05
-    assert len(doc["alerts"]) == len(alerts)
+    assert len(doc["alerts"]) == len(everything)
 
     table = cli(settings, "inspect", model_id)
     assert table.returncode == 0 and "drifting features" in table.stdout
@@ -103,12 +103,18 @@ def test_drift_detected_end_to_end(settings, store, model_id, tmp_path):
 
 def test_stationary_stream_raises_no_alert(settings, store, model_id, tmp_path):
     _register(settings, model_id, tmp_path)
-    events, _per_window = _stream(model_id, 15_000, 5, drift_at=None)
+    events, per_window = _stream(model_id, 15_000, 5, drift_at=None)
     produce(settings, events)
     stats = Worker(settings).run(max_seconds=90, install_signals=False, until_messages=15_000)
     assert stats.counted == 15_000
-    assert read_alerts(settings) == []
-    assert store.alerts(model_id) == []
+    # Only single-event outliers, at the calibrated 0.1 % and at most 3 per window: no
+    # drift, no quality problem, no outlier share above the rate.
+    alerts = read_alerts(settings)
+    assert all(a["type"] == "outlier" and a["statistic"] == "robust_mahalanobis" for a in alerts), [
+        a["message"] for a in alerts
+    ]
+    assert len(alerts) <= 3 * len(per_window)
+    assert len(store.alerts(model_id)) == len(alerts)
     doc = orjson.loads(cli(settings, "inspect", model_id, "--json").stdout)
     assert sum(w["count"] for w in doc["windows"]) == 15_000
     assert all(w["drifting"] == [] for w in doc["windows"])
@@ -123,7 +129,7 @@ def test_each_alert_is_raised_once_and_resent_if_its_publisher_died(
     worker = Worker(settings)
     worker.run(max_seconds=60, install_signals=False, until_messages=4000)
     first = read_alerts(settings)
-    assert {a["feature"] for a in first} == set(synthetic.DRIFTING)
+    assert {a["feature"] for a in first if a["type"] == "data_drift"} == set(synthetic.DRIFTING)
 
     # A second evaluation of the same windows (as after a crash) raises nothing new.
     profile = store.load_profile(model_id)
@@ -134,7 +140,7 @@ def test_each_alert_is_raised_once_and_resent_if_its_publisher_died(
 
     # An alert claimed by a worker that died before publishing is re-sent, same id.
     lost = first[0]["alert_id"]
-    store.redis.hset(f"sd:{{{model_id}}}:alert_state", lost, f"claimed:{time.time() - 120!r}")
+    store.redis.hset(f"sd:{{{model_id}}}:alert_state", lost, f"claimed:{time.time() - 600!r}")
     evaluator.evaluate(profile)
     again = read_alerts(settings)
     assert len(again) == len(first) + 1
