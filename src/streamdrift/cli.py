@@ -217,6 +217,8 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
             _duration(perf.get("label_delay_mean_seconds")),
             _fmt(perf.get(metric)),
             outputs,
+            f"{w['outliers']:,}",
+            ", ".join(f"{q['kind']} {q['feature']}" for q in w["quality"]) or "-",
         )
     console.print(windows)
     reference = report["reference_performance"]

@@ -10,6 +10,7 @@ from streamdrift.errors import UnknownModelError
 from streamdrift.monitors import (
     headline_metric,
     output_drift,
+    quality_findings,
     window_drift,
     window_performance,
 )
@@ -70,6 +71,17 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                     for name, d in outputs.items()
                 },
                 "performance": {k: _clean(v) for k, v in window_performance(profile, w).items()},
+                "outliers": w.outliers,
+                "quality": [
+                    {
+                        "kind": q.kind,
+                        "feature": q.feature,
+                        "events": q.events,
+                        "share": round(q.share, 6),
+                        "detail": q.detail,
+                    }
+                    for q in quality_findings(profile, w)
+                ],
                 "segments": (segment_metrics(w.performance, profile.task) if w.performance else {}),
             }
         )

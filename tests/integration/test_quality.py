@@ -13,7 +13,7 @@ from streamdrift.config import MonitorConfig
 from streamdrift.reference import build_profile
 from streamdrift.worker import Worker
 
-from .conftest import produce, read_alerts
+from .conftest import cli, produce, read_alerts
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +63,9 @@ def test_schema_changes_raise_one_alert_each(settings, store, model_id, tmp_path
     typed = next(a for a in quality if a["statistic"] == "type_change")
     assert typed["context"]["events"] >= 10
     assert all(a["context"]["route"] == "data-team" for a in quality)
+
+    doc = orjson.loads(cli(settings, "inspect", model_id, "--json").stdout)
+    first, second = doc["windows"][0], doc["windows"][1]
+    assert first["quality"] == []
+    assert {(q["kind"], q["feature"]) for q in second["quality"]} == set(got)
+    assert "feature_renamed f01" in cli(settings, "inspect", model_id).stdout
