@@ -72,7 +72,7 @@ def fit(x: np.ndarray, features: list[str], rate: float, seed: int = 0) -> Outli
 def score(x: np.ndarray, center: np.ndarray, scale: np.ndarray, precision: np.ndarray):
     """Robust Mahalanobis distance of each row."""
     z = _standardise(x, center, scale)
-    return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", z, precision, z), 0.0))
+    return np.sqrt(np.maximum(((z @ precision) * z).sum(axis=1), 0.0))
 
 
 def contributions(x_row: np.ndarray, model: OutlierModel, top: int = 3) -> list[dict]:

@@ -400,7 +400,8 @@ def sketch_batch(
     events, the bad ones, the good events themselves and their outputs (class, score)."""
     columns = extract_features(events, profile)
     bad = columns.bad
-    scores = np.array(prediction_outputs(events, profile)[1], dtype=np.float64)
+    outputs = prediction_outputs(events, profile)
+    scores = np.array(outputs[1], dtype=np.float64)
     if (np.abs(scores) > MAX_MAGNITUDE).any():
         flagged = {b.index for b in bad}
         bad = sorted(
@@ -416,7 +417,7 @@ def sketch_batch(
         flagged = {b.index for b in bad}
         events = events.select([i for i in range(len(events)) if i not in flagged])
         columns = extract_features(events, profile)
-    outputs = prediction_outputs(events, profile)
+        outputs = prediction_outputs(events, profile)
     return _sketch(events, profile, columns, outputs), bad, events, outputs
 
 
