@@ -41,6 +41,30 @@ def _rows(rng: np.random.Generator, n: int, drifted: np.ndarray | None = None):
     return x, country, device, score, label
 
 
+def _event(
+    model_id: str,
+    pid: str,
+    version: str,
+    ts: float,
+    x_row: np.ndarray,
+    country: int,
+    device: int,
+    score: float,
+) -> dict[str, object]:
+    """One prediction event of the synthetic model."""
+    feats = dict(zip(NUMERIC, x_row.round(4).tolist(), strict=True))
+    feats["country"] = COUNTRIES[country]
+    feats["device"] = DEVICES[device]
+    return {
+        "prediction_id": pid,
+        "model_id": model_id,
+        "model_version": version,
+        "timestamp": float(ts),
+        "features": feats,
+        "prediction": {"score": round(float(score), 5), "label": int(score >= 0.5)},
+    }
+
+
 def write_reference(path: str | Path, rows: int = 20_000, seed: int = 0) -> Path:
     """A reference CSV (features, `score` and `is_fraud`) like a training set."""
     rng = np.random.default_rng(seed)
@@ -76,17 +100,7 @@ def prediction_events(
         ts = start + pos * (span_seconds / n)
         for i in range(m):
             pid = f"{model_id}-{seed}-{lo + i}"
-            feats = dict(zip(NUMERIC, x[i].round(4).tolist(), strict=True))
-            feats["country"] = COUNTRIES[country[i]]
-            feats["device"] = DEVICES[device[i]]
-            event = {
-                "prediction_id": pid,
-                "model_id": model_id,
-                "model_version": version,
-                "timestamp": float(ts[i]),
-                "features": feats,
-                "prediction": {"score": round(float(score[i]), 5), "label": int(score[i] > 0.5)},
-            }
+            event = _event(model_id, pid, version, ts[i], x[i], country[i], device[i], score[i])
             yield pid.encode(), orjson.dumps(event)
 
 
@@ -123,20 +137,10 @@ def labelled_events(
     predictions, labels = [], []
     for i in range(n):
         pid = f"{model_id}-{seed}-{i}"
-        feats = dict(zip(NUMERIC, x[i].round(4).tolist(), strict=True))
-        feats["country"] = COUNTRIES[country[i]]
-        feats["device"] = DEVICES[device[i]]
-        event = {
-            "prediction_id": pid,
-            "model_id": model_id,
-            "model_version": version,
-            "timestamp": float(ts[i]),
-            "features": feats,
-            "prediction": {"score": round(float(score[i]), 5), "label": int(score[i] >= 0.5)},
-            "segments": {
-                "region": "US" if COUNTRIES[country[i]] == "US" else "EU",
-                "device": DEVICES[device[i]],
-            },
+        event = _event(model_id, pid, version, ts[i], x[i], country[i], device[i], score[i])
+        event["segments"] = {
+            "region": "US" if COUNTRIES[country[i]] == "US" else "EU",
+            "device": DEVICES[device[i]],
         }
         predictions.append((pid.encode(), orjson.dumps(event)))
         truth = {
