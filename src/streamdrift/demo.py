@@ -30,7 +30,9 @@ DEMO_MODEL = "fraud-demo"
 
 def register_demo_model(store: Store, model: str, workdir: Path, window_seconds: int = 600):
     ref = synthetic.write_reference(workdir / f"{model}-reference.csv")
-    config = MonitorConfig(window_seconds=window_seconds, evaluation_interval_seconds=1.0)
+    config = MonitorConfig(
+        window_seconds=window_seconds, evaluation_interval_seconds=1.0, outlier_alerts_per_window=1
+    )
     profile = build_profile(
         model, ref, task="binary", prediction_column="score", label_column="is_fraud", config=config
     )
