@@ -4,6 +4,7 @@ traceback; exit codes: 0 fine, 1 failed, 2 user error."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +22,9 @@ from streamdrift.config import MonitorConfig, Settings
 from streamdrift.errors import StreamdriftError
 
 err_console = Console(stderr=True)
+
+#: model ids become the hash tag of every Redis key of the model: no braces, no spaces
+MODEL_ID = re.compile(r"[A-Za-z0-9._:/-]{1,256}")
 
 
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -101,6 +105,12 @@ def register(
 ) -> None:
     """Store MODEL's reference profile in Redis (replacing any earlier one)."""
     from streamdrift.reference import build_profile
+
+    if not MODEL_ID.fullmatch(model):
+        raise StreamdriftError(
+            f"model id '{model}' is not allowed",
+            "use 1-256 letters, digits and . _ - : / (braces would break Redis Cluster hash tags)",
+        )
 
     config = MonitorConfig.from_file(config_path)
     names = [f.strip() for f in features.split(",") if f.strip()] if features else None
