@@ -57,7 +57,8 @@ from typing import Any
 import numpy as np
 import orjson
 import redis
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+import throughput
+from confluent_kafka import KafkaError, KafkaException, Producer
 from throughput import (
     CEILING_OVERRIDES,
     PARTITIONS,
@@ -76,7 +77,7 @@ from throughput import (
 )
 
 import streamdrift.worker as worker_mod
-from streamdrift import kafka_io, synthetic
+from streamdrift import synthetic
 from streamdrift.config import MonitorConfig, Settings
 from streamdrift.reference import build_profile
 from streamdrift.store import Store
@@ -147,40 +148,10 @@ def topics_of(s: Settings) -> list[str]:
 
 # ---- 1. baseline -----------------------------------------------------------------------
 def baseline(settings: Settings, n: int) -> dict[str, Any]:
-    """consume(5000, 0.5) + orjson.loads of every value of both topics, nothing else;
-    throughput.py's baseline consumer (the worker's client settings + CEILING_OVERRIDES)."""
-    consumer: Consumer = kafka_io.consumer(settings, **CEILING_OVERRIDES)
-    consumer.subscribe([settings.predictions_topic, settings.labels_topic])
-    loads = orjson.loads
-    seen = batches = stalls = 0
-    t_first = t_last = 0.0
-    started = last_msg = time.monotonic()
-    try:
-        while seen < n:
-            t0 = time.monotonic()
-            msgs = consumer.consume(5000, 0.5)
-            now = time.monotonic()
-            if seen and now - t0 > STALL_SECONDS:
-                stalls += 1
-            if not msgs:
-                if now - started > PHASE_TIMEOUT or (seen and now - last_msg > STALL_TIMEOUT):
-                    raise BenchmarkError(f"baseline consumer stalled at {seen}/{n} messages")
-                continue
-            if not seen:
-                t_first = time.perf_counter()
-            for m in msgs:
-                if m.error() is not None:
-                    continue
-                loads(m.value())
-                seen += 1
-            batches += 1
-            last_msg = now
-        t_last = time.perf_counter()
-    finally:
-        consumer.close()
-    secs = t_last - t_first
-    return {"events": seen, "batches": batches, "seconds": secs, "events_per_s": seen / secs,
-            "mean_batch": seen / batches, "stalls": stalls}
+    """throughput.py's baseline (consume + orjson.loads, nothing else) on both topics."""
+    return throughput.baseline(settings, n, None,
+                               [settings.predictions_topic, settings.labels_topic],
+                               **CEILING_OVERRIDES)
 
 
 # ---- 2. worker -------------------------------------------------------------------------

@@ -165,13 +165,13 @@ def consumer_settings(base: Settings, group: str) -> Settings:
 
 # ---- 1. baseline -----------------------------------------------------------------------
 def baseline(settings: Settings, n: int, keep: list[list[Any]] | None = None,
-             **overrides: Any) -> dict[str, Any]:
+             topics: list[str] | None = None, **overrides: Any) -> dict[str, Any]:
     """consume(5000, 0.5) + orjson.loads of every value, nothing else. The consumer has the
     worker's client settings (kafka_io.consumer) plus `overrides`. With `keep`, the first
     SAMPLE_BATCHES batches are kept there (not while the worker is timed: confluent-kafka
     messages are GC-tracked objects and would make its garbage collections dearer)."""
     consumer: Consumer = kafka_io.consumer(settings, **overrides)
-    consumer.subscribe([settings.predictions_topic])
+    consumer.subscribe(topics or [settings.predictions_topic])
     loads = orjson.loads
     seen = batches = stalls = 0
     t_first = t_last = 0.0
