@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter, methodcaller
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -74,9 +74,14 @@ def _select(columns: Any, keep: list[int]) -> Any:
     return out
 
 
+Columns = TypeVar("Columns")
+
+
 @dataclass(slots=True)
-class DecodedBatch:
-    by_model: dict[str, ModelEvents] = field(default_factory=dict)
+class Decoded(Generic[Columns]):
+    """One topic's share of a polled batch: valid events per model, and the rest."""
+
+    by_model: dict[str, Columns] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     #: (topic, partition) -> highest offset seen in the batch, whatever became of it
     last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -358,13 +363,8 @@ class ModelLabels:
         return _select(self, keep)
 
 
-@dataclass(slots=True)
-class DecodedLabels:
-    by_model: dict[str, ModelLabels] = field(default_factory=dict)
-    dead: list[DeadLetter] = field(default_factory=list)
-    last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-    bytes_in: int = 0
-    messages: int = 0
+DecodedBatch = Decoded[ModelEvents]
+DecodedLabels = Decoded[ModelLabels]
 
 
 _LABEL_VALUE_TYPES = frozenset({float, int, str, bool})
