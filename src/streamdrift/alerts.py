@@ -63,17 +63,14 @@ def output_alerts(
         what = "predictions" if key == PREDICTION else "labels (joined so far)"
         alerts.append(
             Alert(
+                **_window_fields(profile, window, now),
                 alert_id=alert_id(profile.model_id, kind, names[key], window.start),
                 type=kind,  # type: ignore[arg-type]
                 severity=_severity(profile, d.value),
-                model_id=profile.model_id,
-                model_version=_version(window),
                 feature=names[key],
                 statistic=d.statistic,
                 value=d.value,
                 threshold=d.threshold,
-                window_start=_utc(window.start),
-                window_end=_utc(end),
                 sample_size=d.sample_size,
                 reference_size=ref.count,
                 message=(
@@ -81,7 +78,6 @@ def output_alerts(
                     f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC: "
                     f"{d.statistic} {d.value:.3f} >= {d.threshold:g} (n={d.sample_size})"
                 ),
-                created_at=_utc(now),
                 context={
                     "p_value": d.p_value,
                     "statistics": _finite(d.statistics),
@@ -123,19 +119,16 @@ def performance_alert(
     )
     end = window.start + profile.config.window_seconds
     return Alert(
+        **_window_fields(profile, window, now),
         alert_id=alert_id(
             profile.model_id, "performance_degradation", finding.metric, window.start
         ),
         type="performance_degradation",
         severity="critical" if base["drop"] >= 2 * policy.min_degradation else "warning",
-        model_id=profile.model_id,
-        model_version=_version(window),
         feature=finding.metric,
         statistic=finding.metric,
         value=finding.value,
         threshold=threshold,
-        window_start=_utc(window.start),
-        window_end=_utc(end),
         sample_size=finding.labelled,
         reference_size=int(profile.reference_performance.get("labelled", 0)),
         message=(
@@ -144,7 +137,6 @@ def performance_alert(
             f"{base['baseline']:.3f} ({finding.worst}), {finding.labelled} labels, "
             f"p={base['p_value']:.2g}; {cause}"
         ),
-        created_at=_utc(now),
         context={
             "metric": finding.metric,
             "baseline": finding.worst,
@@ -174,31 +166,26 @@ def quality_alerts(
     shows it: the id leaves the window out, so the same broken column does not page
     again every hour. The alert says since when (the window), how many events, and an
     example."""
-    end = window.start + profile.config.window_seconds
     alerts = []
     for f in findings:
         alerts.append(
             Alert(
+                **_window_fields(profile, window, now),
                 alert_id=alert_id(profile.model_id, "data_quality", f"{f.kind}:{f.feature}", 0),
                 type="data_quality",
                 severity="critical"
                 if f.kind.startswith("feature_") or f.kind in ("type_change", "invalid_output")
                 else "warning",
-                model_id=profile.model_id,
-                model_version=_version(window),
                 feature=f.feature,
                 statistic=f.kind,
                 value=f.share,
                 threshold=f.threshold,
-                window_start=_utc(window.start),
-                window_end=_utc(end),
                 sample_size=window.count,
                 reference_size=profile.rows,
                 message=(
                     f"{profile.model_id}: {f.kind.replace('_', ' ')} in '{f.feature}' since "
                     f"{_utc(window.start):%Y-%m-%d %H:%M} UTC: {f.detail}"
                 ),
-                created_at=_utc(now),
                 context={
                     "kind": f.kind,
                     "events": f.events,
@@ -224,20 +211,16 @@ def outlier_alerts(profile: ReferenceProfile, window: WindowSketch, now: float) 
     end = window.start + profile.config.window_seconds
     common = {
         "type": "outlier",
-        "model_id": profile.model_id,
-        "model_version": _version(window),
         "statistic": "robust_mahalanobis",
         "threshold": model.threshold,
-        "window_start": _utc(window.start),
-        "window_end": _utc(end),
         "reference_size": profile.rows,
-        "created_at": _utc(now),
     }
     alerts = []
     for ex in window.outlier_examples:
         top = ex["features"][0]["feature"] if ex["features"] else "*"
         alerts.append(
             Alert(
+                **_window_fields(profile, window, now),
                 alert_id=alert_id(profile.model_id, "outlier", ex["prediction_id"], window.start),
                 severity="warning",
                 feature=top,
@@ -261,6 +244,7 @@ def outlier_alerts(profile: ReferenceProfile, window: WindowSketch, now: float) 
     if share is not None:
         alerts.append(
             Alert(
+                **_window_fields(profile, window, now),
                 alert_id=alert_id(profile.model_id, "outlier", "__share__", window.start),
                 severity="critical" if share["share"] >= 10 * model.rate else "warning",
                 feature="*",
@@ -294,6 +278,17 @@ def _worst_segments(profile: ReferenceProfile, window: WindowSketch) -> list[dic
     return rows[:5]
 
 
+def _window_fields(profile: ReferenceProfile, window: WindowSketch, now: float) -> dict:
+    """What every alert says of where it comes from: model, version, window, time."""
+    return {
+        "model_id": profile.model_id,
+        "model_version": _version(window),
+        "window_start": _utc(window.start),
+        "window_end": _utc(window.start + profile.config.window_seconds),
+        "created_at": _utc(now),
+    }
+
+
 def _severity(profile: ReferenceProfile, value: float) -> str:
     policy = profile.config.drift
     return "critical" if value >= policy.threshold * policy.critical_factor else "warning"
@@ -319,7 +314,6 @@ def drift_alerts(
     if not drifted:
         return []
     policy = profile.config.drift
-    version = window.versions.most_common(1)[0][0] if window.versions else None
     end = window.start + profile.config.window_seconds
     ranked = [{"feature": d.feature, d.statistic: round(d.value, 6)} for d in drifted]
     alerts = []
@@ -340,17 +334,14 @@ def drift_alerts(
             context["reference"].update(mean=ref.mean, std=ref.std, min=ref.min, max=ref.max)
         alerts.append(
             Alert(
+                **_window_fields(profile, window, now),
                 alert_id=alert_id(profile.model_id, "data_drift", d.feature, window.start),
                 type="data_drift",
                 severity=severity,
-                model_id=profile.model_id,
-                model_version=version,
                 feature=d.feature,
                 statistic=d.statistic,
                 value=d.value,
                 threshold=d.threshold,
-                window_start=_utc(window.start),
-                window_end=_utc(end),
                 sample_size=d.sample_size,
                 reference_size=ref.count,
                 message=(
@@ -360,7 +351,6 @@ def drift_alerts(
                     f"(n={d.sample_size}, p={d.p_value:.2g}); "
                     f"{len(drifted)} of {len(drift)} features drifting"
                 ),
-                created_at=_utc(now),
                 context=context,
             )
         )
