@@ -18,17 +18,16 @@ imports), registers synthetic fraud models (binary, `prediction_column="score"`,
    label must be joined, the windows must count N events and N labelled pairs.
 2. predictions only: M predictions of a second model (segments taken out) and no labels,
    in Redis database +1. Its rate is the comparison figure; its Redis state gives the
-   bytes per pending prediction `sd:{m}:j:<id>`: MEMORY USAGE of a sample of keys, and
-   the used_memory delta over the run minus the model's other keys, divided by M.
+   bytes per pending prediction in the `sd:{m}:ids:<bucket>` hashes: MEMORY USAGE of
+   every bucket over the ids they hold, and the used_memory delta over the run minus
+   the model's other keys, divided by M.
 3. control: the same predictions read again for the model registered WITHOUT a label
-   column (database +3): no pending predictions are stored, so 2 minus 3 is what the
-   join costs the prediction path (--no-control skips it).
+   column (database +3): it keeps only each id's time, to count repeated ids, so 2
+   minus 3 is what the join costs the prediction path (--no-control skips it).
 4. labels before predictions: M labels of a third model and no predictions (database
-   +2): every label waits; bytes per waiting label `sd:{m}:l:<id>`, measured as in 2.
+   +2): every label waits; bytes per waiting label, measured as in 2.
 5. labels after predictions: the M labels of 2's predictions, read by 2's consumer group
    (which resumes after the predictions): every label joins a pending prediction.
-6. Lua pieces: the parts of storing 5000 pending predictions, one EVAL each, on the
-   idle Redis (scratch database +4).
 
 Each phase has a Redis database of its own so that its used_memory delta includes the
 growth of hash tables (main and expires dicts) that hold only its keys. See
@@ -50,6 +49,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,7 @@ SPAN_SECONDS = DAY - DELAY_SECONDS[1] - 2 * MARGIN
 GOAL_BYTES = 150  # per pending prediction
 MEMORY_SAMPLE = 5000  # keys whose MEMORY USAGE is read
 #: databases, relative to the one in the Redis URL
-DB_LABELLED, DB_PREDICTIONS, DB_LABELS, DB_CONTROL, DB_SCRATCH = 0, 1, 2, 3, 4  # and 5
+DB_LABELLED, DB_PREDICTIONS, DB_LABELS, DB_CONTROL = 0, 1, 2, 3
 
 
 # ---- infrastructure --------------------------------------------------------------------
@@ -402,7 +402,7 @@ def verify_labelled(store: Store, model: str, n: int, wres: dict[str, Any]) -> d
     if st["dead"] or st["messages"] != 2 * n:
         raise BenchmarkError(f"worker read {st['messages']} of {2 * n} messages, "
                              f"dead letters {st['dead']}")
-    left = sum(1 for _ in store.redis.scan_iter(match=f"sd:{{{model}}}:l:*", count=5000))
+    left = id_kinds(store.redis, model)["waiting"]
     if left:
         raise BenchmarkError(f"{left} labels still waiting after the join")
     return {**ver, "join_stats": js, "labelled_pairs": labelled, "labels_left_waiting": left}
@@ -434,168 +434,63 @@ def snapshot(r: redis.Redis, model: str, kind: str) -> dict[str, Any]:
             "keys": int(r.dbsize())}
 
 
-def key_memory(r: redis.Redis, model: str, kind: str, expected: int,
-               before: dict[str, Any] | None) -> dict[str, Any]:
-    """Bytes per `sd:{model}:<kind>:*` key: MEMORY USAGE of a sample, and (with `before`)
-    the used_memory delta minus the model's other keys, per key."""
-    prefix = f"sd:{{{model}}}:{kind}:"
-    names = [k for k in r.scan_iter(match=prefix + "*", count=5000)]
-    if len(names) != expected:
-        raise BenchmarkError(f"{len(names)} keys {prefix}*, expected {expected}")
-    step = max(len(names) // MEMORY_SAMPLE, 1)
-    sample = names[::step][:MEMORY_SAMPLE]
+def id_kinds(r: redis.Redis, model: str) -> dict[str, int]:
+    """The model's ids by what they are: a pending prediction, a joined mark, a waiting
+    label, or a bare time (a model that joins no labels keeps ids only to spot repeats)."""
+    out = {"pending": 0, "joined": 0, "waiting": 0, "repeat_only": 0}
+    for k in r.scan_iter(match=f"sd:{{{model}}}:ids:*", count=5000):
+        for v in r.hvals(k):
+            c = v[:1]
+            kind = {b"J": "joined", b"L": "waiting"}.get(c)
+            out[kind or ("pending" if b"|" in v else "repeat_only")] += 1
+    return out
+
+
+def id_memory(r: redis.Redis, model: str, kind: str, expected: int,
+              before: dict[str, Any] | None) -> dict[str, Any]:
+    """Bytes per id of `kind` in the model's `sd:{model}:ids:*` buckets: MEMORY USAGE of
+    every bucket over the ids they hold, and (with `before`) the used_memory delta minus
+    the model's other keys, per id."""
+    names = list(r.scan_iter(match=f"sd:{{{model}}}:ids:*", count=5000))
+    kinds = id_kinds(r, model)
+    if kinds[kind] != expected:
+        raise BenchmarkError(f"{kinds[kind]} ids of kind {kind}, expected {expected}: {kinds}")
+    ids = sum(kinds.values())
     pipe = r.pipeline(transaction=False)
-    for k in sample:
+    for k in names:
         pipe.memory_usage(k, samples=0)
-        pipe.strlen(k)
-        pipe.pttl(k)
+        pipe.hlen(k)
+        pipe.object("encoding", k)
     res = pipe.execute()
     usage = np.array(res[0::3], dtype=np.float64)
-    vlen = np.array(res[1::3], dtype=np.float64)
-    ttl = np.array(res[2::3], dtype=np.float64)
-    if (ttl <= 0).any():
-        raise BenchmarkError(f"{int((ttl <= 0).sum())} sampled {prefix}* keys have no TTL")
-    klen = np.array([len(k) for k in names], dtype=np.float64)
+    lens = np.array(res[1::3], dtype=np.float64)
+    encodings = Counter(e.decode() for e in res[2::3])
+    field, value = r.hrandfield(names[0], 1, withvalues=True)
     out: dict[str, Any] = {
-        "kind": kind, "keys": len(names), "sampled": len(sample),
-        "memory_usage_mean": float(usage.mean()), "memory_usage_min": int(usage.min()),
-        "memory_usage_max": int(usage.max()),
-        "key_length_mean": float(klen.mean()), "value_length_mean": float(vlen.mean()),
-        "encoding": r.object("encoding", sample[0]).decode(),
-        "example_key": sample[0].decode(), "example_value": r.get(sample[0]).decode(),
-        "ttl_days": float(ttl.mean()) / 1000 / 86400,
+        "kind": kind, "keys": ids, "buckets": len(names),
+        "ids_per_bucket_mean": float(lens.mean()), "ids_per_bucket_max": int(lens.max()),
+        "memory_usage_mean": float(usage.sum() / ids),
+        "memory_usage_min": int(usage.min()), "memory_usage_max": int(usage.max()),
+        "key_length_mean": float(np.mean([len(k) for k in names])),
+        "value_length_mean": float(len(value)),
+        "encoding": ", ".join(f"{e} {c}" for e, c in encodings.most_common()),
+        "example_key": f"{names[0].decode()} {field.decode()}",
+        "example_value": value.decode(),
     }
     if before is not None:
-        after = snapshot(r, model, kind)
+        after = snapshot(r, model, "ids")
         delta = after["used_memory"] - before["used_memory"]
         other = after["other_keys_bytes"] - before["other_keys_bytes"]
         out.update({
             "used_memory_before": before["used_memory"], "used_memory_after": after["used_memory"],
             "used_memory_delta": delta, "other_keys_delta": other,
             "window_keys_delta": after["window_keys_bytes"] - before["window_keys_bytes"],
-            "used_memory_per_key": (delta - other) / len(names),
+            "used_memory_per_key": (delta - other) / expected,
             "hashtable_main_per_key": (after["hashtable_main"] - before["hashtable_main"])
-            / len(names),
-            "hashtable_expires_per_key": (after["hashtable_expires"]
-                                          - before["hashtable_expires"]) / len(names),
+            / expected,
             "clients_normal_delta": after["clients_normal"] - before["clients_normal"],
             "keys_added": after["keys"] - before["keys"],
         })
-    return out
-
-
-# ---- Lua pieces on an idle Redis -------------------------------------------------------
-#: What the pending-prediction part of the apply is made of, each script run on a payload
-#: of LUA_BATCH pending predictions shaped like the worker's (cjson-decoded first).
-LUA_BATCH = 5000
-LUA_PIECES = {
-    "cjson.decode of the payload": "local p = cjson.decode(ARGV[1]) return 1",
-    "+ build the j: and l: key names": """
-local p = cjson.decode(ARGV[1]) local J = p.join local t = {}
-for i, e in ipairs(p.preds) do t[i] = J.lkey .. e[1]; local k = J.pkey .. e[1] end
-return 1""",
-    "+ MGET of the l: keys, 1000 per call": """
-local p = cjson.decode(ARGV[1]) local J = p.join local t = {}
-for i, e in ipairs(p.preds) do t[i] = J.lkey .. e[1] end
-for c = 1, #t, 1000 do redis.call('MGET', unpack(t, c, math.min(c + 999, #t))) end
-return 1""",
-    "+ one EXISTS per prediction": """
-local p = cjson.decode(ARGV[1]) local J = p.join
-for _, e in ipairs(p.preds) do redis.call('EXISTS', J.pkey .. e[1]) end
-return 1""",
-    "+ one SET k v per prediction": """
-local p = cjson.decode(ARGV[1]) local J = p.join
-for _, e in ipairs(p.preds) do redis.call('SET', J.pkey .. e[1], e[2]) end
-return 1""",
-    "+ one SET k v NX EX ttl per prediction": """
-local p = cjson.decode(ARGV[1]) local J = p.join
-for _, e in ipairs(p.preds) do redis.call('SET', J.pkey .. e[1], e[2], 'NX', 'EX', J.ttl) end
-return 1""",
-}
-
-
-def lua_pieces(url: str, run: str) -> dict[str, float]:
-    """µs per pending prediction of each piece (best of 3) in a scratch database, with
-    nothing else running; the keys are deleted after every repetition."""
-    r = redis.Redis.from_url(url)
-    prefix = f"sd-bench-lua:{run}:"
-    payload = orjson.dumps({
-        "fence": [], "ops": [], "labels": [],
-        "preds": [[f"bpend_{run}-12-{i}", f"{1795328856 + i}|1.0.0|{i % 2}|0.{i:05d}"]
-                  for i in range(LUA_BATCH)],
-        "join": {"pkey": prefix + "j:", "lkey": prefix + "l:", "ttl": 30 * DAY}})
-    out = {}
-    try:
-        for name, src in LUA_PIECES.items():
-            best = float("inf")
-            for _ in range(3):
-                t0 = time.perf_counter()
-                r.eval(src, 0, payload)
-                best = min(best, time.perf_counter() - t0)
-                keys = list(r.scan_iter(match=prefix + "*", count=5000))
-                for i in range(0, len(keys), 5000):
-                    r.unlink(*keys[i:i + 5000])
-            out[name] = best / LUA_BATCH * 1e6
-    finally:
-        r.close()
-    return out
-
-
-#: Reference layouts for M pending predictions, built by one script in a scratch database:
-#: what one Redis string per prediction costs whatever streamdrift does around it, and one
-#: alternative. ARGV: last i, key prefix, id prefix, value, first i.
-LAYOUTS = {
-    "SET k v EX (streamdrift's layout, same sizes)": """
-for i = tonumber(ARGV[5]), tonumber(ARGV[1]) do
-  redis.call('SET', ARGV[2] .. ARGV[3] .. i, ARGV[4], 'EX', 2592000)
-end return 1""",
-    "SET k v, no TTL (same sizes)": """
-for i = tonumber(ARGV[5]), tonumber(ARGV[1]) do
-  redis.call('SET', ARGV[2] .. ARGV[3] .. i, ARGV[4])
-end return 1""",
-    "SET k v EX, prediction_id a 36-char UUID": """
-for i = tonumber(ARGV[5]), tonumber(ARGV[1]) do
-  local id = string.format('%08x-0000-4000-8000-%012x', i, i * 7919)
-  redis.call('SET', ARGV[2] .. id, ARGV[4], 'EX', 2592000)
-end return 1""",
-    "HSET into 4096 listpack hashes (+EXPIRE each)": """
-for i = tonumber(ARGV[5]), tonumber(ARGV[1]) do
-  local id = ARGV[3] .. i
-  local k = ARGV[2] .. redis.sha1hex(id):sub(1, 3)
-  redis.call('HSET', k, id, ARGV[4])
-  redis.call('EXPIRE', k, 2592000)
-end return 1""",
-}
-
-
-def layouts(url: str, run: str, count: int, value_len: int) -> dict[str, dict[str, float]]:
-    """used_memory per pending prediction of each reference layout (keys are deleted
-    after each); the model id has the length of the benchmark's."""
-    r = redis.Redis.from_url(url)
-    model = f"bfloor{run}"
-    prefix = f"sd:{{{model}}}:j:"
-    value = "1795332318|1.0.0|0|0.09481".ljust(value_len, "0")[:max(value_len, 1)]
-    out = {}
-    try:
-        for name, src in LAYOUTS.items():
-            time.sleep(0.3)
-            u0 = int(r.info("memory")["used_memory"])
-            done = 0
-            while done < count:  # in slices: one EVAL must not block Redis for long
-                part = min(20_000, count - done)
-                r.eval(src, 0, done + part, prefix, f"{model}-12-", value, done + 1)
-                done += part
-            time.sleep(0.3)
-            u1 = int(r.info("memory")["used_memory"])
-            keys = list(r.scan_iter(match=prefix + "*", count=5000))
-            sample = keys[0]
-            out[name] = {"bytes_per_prediction": (u1 - u0) / count, "keys": len(keys),
-                         "example_key_length": len(sample),
-                         "encoding": r.object("encoding", sample).decode()}
-            for i in range(0, len(keys), 5000):
-                r.unlink(*keys[i:i + 5000])
-    finally:
-        r.close()
     return out
 
 
@@ -618,7 +513,8 @@ RUNS = (("worker_labelled", "flowing"), ("worker_predictions_only", "preds only"
         ("worker_labels_after", "labels 2nd"))
 #: the key kinds, as table columns
 KEYS = (("memory_pending", "pending pred"), ("memory_waiting_label", "waiting label"),
-        ("memory_joined", "joined pred"), ("memory_joined_segments", "joined+segs"))
+        ("memory_joined", "joined pred"), ("memory_joined_segments", "joined+segs"),
+        ("memory_repeat_only", "no-join id"))
 
 
 def table(res: dict[str, Any]) -> str:
@@ -687,29 +583,28 @@ def table(res: dict[str, Any]) -> str:
     lines.append(f"    EVALSHA time minus every other command's: "
                  f"{max(lua_usec - inner, 0) / w['events']:.2f} µs/event in the Lua interpreter, "
                  "cjson and redis.call (a lower bound)")
-    lines += ["", f"  Lua pieces, idle Redis, {LUA_BATCH} predictions per EVAL (best of 3)"
-              "    µs/prediction"]
-    lines += [f"    {k:<58} {v:8.2f}" for k, v in res["lua_pieces_us_per_prediction"].items()]
-    lines += ["", "  Redis bytes per key            " + "".join(f"{name:>15}" for _, name in KEYS)]
+    lines += ["", "  Redis bytes per id             " + "".join(f"{name:>15}" for k, name in KEYS
+                                                               if k in res)]
+
+    keys = [(k, name) for k, name in KEYS if k in res]
 
     def row(label: str, f: Callable[[dict[str, Any]], str]) -> str:
-        return f"    {label:<28}" + "".join(f"{f(res[k]):>15}" for k, _ in KEYS)
+        return f"    {label:<28}" + "".join(f"{f(res[k]):>15}" for k, _ in keys)
 
     def opt(key: str, fmt: str) -> Callable[[dict[str, Any]], str]:
         return lambda d: format(d[key], fmt) if key in d else "-"
 
     lines += [
-        row("keys", lambda d: f"{d['keys']:,}"),
-        row("MEMORY USAGE mean", opt("memory_usage_mean", ".1f")),
-        row("MEMORY USAGE min..max",
-            lambda d: f"{d['memory_usage_min']}..{d['memory_usage_max']}"),
-        row("used_memory delta per key", opt("used_memory_per_key", ".1f")),
+        row("ids", lambda d: f"{d['keys']:,}"),
+        row("buckets", lambda d: f"{d['buckets']:,}"),
+        row("ids per bucket mean, max",
+            lambda d: f"{d['ids_per_bucket_mean']:.1f}, {d['ids_per_bucket_max']}"),
+        row("MEMORY USAGE per id", opt("memory_usage_mean", ".1f")),
+        row("used_memory delta per id", opt("used_memory_per_key", ".1f")),
         row("  MEMORY STATS main dict", opt("hashtable_main_per_key", ".1f")),
-        row("  MEMORY STATS expires dict", opt("hashtable_expires_per_key", ".1f")),
-        row("key name length (mean)", opt("key_length_mean", ".1f")),
-        row("value length (mean)", opt("value_length_mean", ".1f")),
-        row("encoding", lambda d: d["encoding"]),
+        row("example value length", opt("value_length_mean", ".0f")),
     ]
+    lines += [f"    encodings, {name}: {res[k]['encoding']}" for k, name in keys]
     pm = res["memory_pending"]
     per = pm["used_memory_per_key"]
     lines += [
@@ -718,16 +613,11 @@ def table(res: dict[str, Any]) -> str:
         f"{pm['memory_usage_mean']:.0f} B by MEMORY USAGE)",
         f"    used_memory {pm['used_memory_before']:,} -> {pm['used_memory_after']:,} B, "
         f"minus {pm['other_keys_delta']:,} B of the model's other keys "
-        f"({pm['window_keys_delta']:,} B of windows), over {pm['keys']:,} keys",
-        "    (joined pred: used_memory delta from pending to joined, per key)",
+        f"({pm['window_keys_delta']:,} B of windows), over {pm['keys']:,} ids",
+        "    (joined pred: used_memory delta from pending to joined, per id)",
     ]
-    for k, _ in KEYS:
+    for k, _ in keys:
         lines.append(f"    {res[k]['example_key']} = {res[k]['example_value']!r}")
-    lines += ["", f"  reference layouts, {res['pending']:,} pending predictions, no streamdrift "
-              "(used_memory delta)   B/prediction"]
-    for name, x in res["reference_layouts"].items():
-        lines.append(f"    {name:<48} {x['bytes_per_prediction']:>8.1f}   ({x['keys']:,} keys, "
-                     f"{x['encoding']}, key {x['example_key_length']} chars)")
     missing = sorted({x for c, _ in cols for x in res[c]["not_instrumented"]})
     if missing:
         lines.append(f"  NOT instrumented (src changed): {', '.join(missing)}")
@@ -852,14 +742,14 @@ def main(argv: list[str] | None = None) -> int:
             log("baseline again ...")
             b2 = baseline(s1.model_copy(update={"consumer_group": f"bench-join-b2-{run}"}), 2 * n)
             log(f"  {b2['events_per_s']:,.0f} events/s")
-            joined_segments = key_memory(st1.redis, m1, "j", n, None)
+            joined_segments = id_memory(st1.redis, m1, "joined", n, None)
 
             # ---- 2. pending predictions
             log(f"worker, predictions only ({m}, database +{DB_PREDICTIONS}) ...")
-            before = snapshot(st2.redis, m2, "j")
+            before = snapshot(st2.redis, m2, "ids")
             w2 = workers["worker_predictions_only"] = run_worker(s2, m)
             log(f"  {w2['events_per_s']:,.0f} events/s")
-            pending = key_memory(st2.redis, m2, "j", m, before)
+            pending = id_memory(st2.redis, m2, "pending", m, before)
             verify(st2, m2, m)
             check(not w2["stats"]["dead"] and w2["stats"]["counted"] == m,
                   f"predictions-only worker: {w2['stats']}")
@@ -868,19 +758,18 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_control:
                 log(f"worker, the same predictions, model without a label column (database "
                     f"+{DB_CONTROL}) ...")
+                before = snapshot(st4.redis, m2, "ids")
                 w4 = workers["worker_control"] = run_worker(s4, m)
                 log(f"  {w4['events_per_s']:,.0f} events/s")
                 verify(st4, m2, m)
-                check(not any(True for _ in st4.redis.scan_iter(match=f"sd:{{{m2}}}:j:*",
-                                                                 count=5000)),
-                      "the control model stored pending predictions")
+                repeat_only = id_memory(st4.redis, m2, "repeat_only", m, before)
 
             # ---- 4. waiting labels
             log(f"worker, labels without predictions ({m}, database +{DB_LABELS}) ...")
-            before = snapshot(st3.redis, m3, "l")
+            before = snapshot(st3.redis, m3, "ids")
             w3 = workers["worker_labels_only"] = run_worker(s3, m)
             log(f"  {w3['events_per_s']:,.0f} events/s")
-            waiting = key_memory(st3.redis, m3, "l", m, before)
+            waiting = id_memory(st3.redis, m3, "waiting", m, before)
             js3 = st3.join_stats(m3)
             check(waiting_count(js3) == m and not w3["stats"]["dead"],
                   f"labels-only worker: join stats {js3}, {w3['stats']}")
@@ -890,20 +779,15 @@ def main(argv: list[str] | None = None) -> int:
             log(f"worker, the {m} labels of the pending predictions ...")
             l2 = produce(bootstrap, s2.labels_topic, labels2)
             del labels2
-            before = snapshot(st2.redis, m2, "j")
+            before = snapshot(st2.redis, m2, "ids")
             w5 = workers["worker_labels_after"] = run_worker(s2, m)
             log(f"  {w5['events_per_s']:,.0f} events/s")
-            joined = key_memory(st2.redis, m2, "j", m, before)
+            joined = id_memory(st2.redis, m2, "joined", m, before)
             js2 = st2.join_stats(m2)
             check(js2.get("joined", 0) == m and waiting_count(js2) == 0
                   and not w5["stats"]["dead"] and w5["stats"]["messages"] == m,
                   f"labels-after worker: join stats {js2}, {w5['stats']}")
 
-            log("Lua pieces on the idle Redis ...")
-            pieces = lua_pieces(db_url(redis_url, DB_SCRATCH), run)
-            log(f"reference layouts for {m} pending predictions ...")
-            floors = layouts(db_url(redis_url, DB_SCRATCH + 1), run, m,
-                             round(pending["value_length_mean"]))
 
     profile_text = w1.pop("profile_text", None)
     b = max((b1, b2), key=lambda x: x["events_per_s"])
@@ -933,8 +817,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory_joined": joined,
         "memory_joined_segments": joined_segments,
         "goal_bytes_per_pending": GOAL_BYTES,
-        "lua_pieces_us_per_prediction": pieces,
-        "reference_layouts": floors,
+        **({"memory_repeat_only": repeat_only} if not args.no_control else {}),
         "src_digest": src_digest(),
         "total_seconds": time.perf_counter() - t_start,
     }

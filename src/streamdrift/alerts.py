@@ -28,8 +28,10 @@ from streamdrift.profile import LABEL, PREDICTION, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 
 
-def alert_id(model: str, alert_type: str, feature: str, window_start: int) -> str:
-    digest = hashlib.sha256(f"{model}|{alert_type}|{feature}|{window_start}".encode())
+def alert_id(model: str, revision: int, alert_type: str, feature: str, window_start: int) -> str:
+    """The same finding always gets the same id (so a re-evaluation or a second worker
+    cannot raise it twice); a new reference (revision) is a new finding."""
+    digest = hashlib.sha256(f"{model}|{revision}|{alert_type}|{feature}|{window_start}".encode())
     return digest.hexdigest()[:32]
 
 
@@ -64,7 +66,9 @@ def output_alerts(
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=alert_id(profile.model_id, kind, names[key], window.start),
+                alert_id=alert_id(
+                    profile.model_id, profile.revision, kind, names[key], window.start
+                ),
                 type=kind,  # type: ignore[arg-type]
                 severity=_severity(profile, d.value),
                 feature=names[key],
@@ -121,7 +125,11 @@ def performance_alert(
     return Alert(
         **_window_fields(profile, window, now),
         alert_id=alert_id(
-            profile.model_id, "performance_degradation", finding.metric, window.start
+            profile.model_id,
+            profile.revision,
+            "performance_degradation",
+            finding.metric,
+            window.start,
         ),
         type="performance_degradation",
         severity="critical" if base["drop"] >= 2 * policy.min_degradation else "warning",
@@ -159,19 +167,50 @@ def performance_alert(
 _QUALITY_ROUTE = {"invalid_output": "ml-team", "unseen_class": "ml-team"}
 
 
+def quality_episode(
+    seen: tuple[int, int] | None, start: int, width: int
+) -> tuple[int, tuple[int, int] | None]:
+    """Which episode a finding in window `start` belongs to: `(episode start, new state)`.
+
+    `seen` is the finding's last episode, (first, last window). An episode goes on while
+    the finding shows in adjacent windows, so a broken column raises one alert, not one
+    an hour; a window without it in between (the problem was fixed) ends the episode,
+    and the problem coming back starts a new one, with its own alert. A late window long
+    before the current episode is an old episode of its own and leaves the state alone.
+    """
+    if seen is None:
+        return start, (start, start)
+    first, last = seen
+    if first - width <= start <= last + width:
+        return first, (first, max(last, start))
+    if start < first:
+        return start, None
+    return start, (start, start)
+
+
 def quality_alerts(
-    profile: ReferenceProfile, window: WindowSketch, findings: list[QualityFinding], now: float
+    profile: ReferenceProfile,
+    window: WindowSketch,
+    findings: list[QualityFinding],
+    now: float,
+    episodes: dict[str, tuple[int, int]],
 ) -> list[Alert]:
-    """One `data_quality` alert per change (kind and feature), whichever window first
-    shows it: the id leaves the window out, so the same broken column does not page
-    again every hour. The alert says since when (the window), how many events, and an
-    example."""
+    """One `data_quality` alert per change (kind and feature) and episode (see
+    `quality_episode`, which updates `episodes`): the same broken column does not page
+    again every hour, but does page again if it breaks again after a fix. The alert says
+    since when, how many events, and an example."""
     alerts = []
     for f in findings:
+        key = f"{f.kind}:{f.feature}"
+        since, state = quality_episode(
+            episodes.get(key), window.start, profile.config.window_seconds
+        )
+        if state is not None:
+            episodes[key] = state
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=alert_id(profile.model_id, "data_quality", f"{f.kind}:{f.feature}", 0),
+                alert_id=alert_id(profile.model_id, profile.revision, "data_quality", key, since),
                 type="data_quality",
                 severity="critical"
                 if f.kind.startswith("feature_") or f.kind in ("type_change", "invalid_output")
@@ -184,12 +223,12 @@ def quality_alerts(
                 reference_size=profile.rows,
                 message=(
                     f"{profile.model_id}: {f.kind.replace('_', ' ')} in '{f.feature}' since "
-                    f"{_utc(window.start):%Y-%m-%d %H:%M} UTC: {f.detail}"
+                    f"{_utc(since):%Y-%m-%d %H:%M} UTC: {f.detail}"
                 ),
                 context={
                     "kind": f.kind,
                     "events": f.events,
-                    "since": _utc(window.start).isoformat(),
+                    "since": _utc(since).isoformat(),
                     "example": f.example,
                     "detail": f.detail,
                     "route": _QUALITY_ROUTE.get(f.kind, "data-team"),
@@ -221,7 +260,9 @@ def outlier_alerts(profile: ReferenceProfile, window: WindowSketch, now: float) 
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=alert_id(profile.model_id, "outlier", ex["prediction_id"], window.start),
+                alert_id=alert_id(
+                    profile.model_id, profile.revision, "outlier", ex["prediction_id"], window.start
+                ),
                 severity="warning",
                 feature=top,
                 value=ex["score"],
@@ -245,7 +286,9 @@ def outlier_alerts(profile: ReferenceProfile, window: WindowSketch, now: float) 
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=alert_id(profile.model_id, "outlier", "__share__", window.start),
+                alert_id=alert_id(
+                    profile.model_id, profile.revision, "outlier", "__share__", window.start
+                ),
                 severity="critical" if share["share"] >= 10 * model.rate else "warning",
                 feature="*",
                 value=share["share"],
@@ -335,7 +378,9 @@ def drift_alerts(
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=alert_id(profile.model_id, "data_drift", d.feature, window.start),
+                alert_id=alert_id(
+                    profile.model_id, profile.revision, "data_drift", d.feature, window.start
+                ),
                 type="data_drift",
                 severity=severity,
                 feature=d.feature,

@@ -62,6 +62,9 @@ class QualityPolicy(BaseModel):
     unseen_share: float = Field(0.05, gt=0, le=1, description="share of unseen categories")
     added_share: float = Field(0.5, gt=0, le=1, description="share of events with a new feature")
     wrong_type_events: int = Field(10, ge=1, description="wrong-typed values of one feature")
+    duplicate_share: float = Field(
+        0.01, gt=0, le=1, description="share of events repeating an earlier prediction_id"
+    )
 
 
 class PerformancePolicy(BaseModel):
@@ -105,6 +108,11 @@ class MonitorConfig(BaseModel):
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
     join_horizon_seconds: int = Field(
         30 * 86400, ge=0, description="how long a prediction waits for its label (0: no join)"
+    )
+    dedupe_horizon_seconds: int = Field(
+        86400,
+        ge=0,
+        description="without a join: how long an id is kept to count repeats (0: not kept)",
     )
     decision_threshold: float = Field(
         0.5, gt=0, lt=1, description="binary: a score at or above it predicts the positive class"

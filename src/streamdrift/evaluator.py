@@ -24,6 +24,7 @@ from streamdrift.alerts import (
     quality_alerts,
 )
 from streamdrift.events import Alert
+from streamdrift.join import id_horizon
 from streamdrift.monitors import (
     output_drift,
     performance_check,
@@ -62,23 +63,34 @@ class Evaluator:
             )
             fresh: list[Alert] = []
             all_starts = self.store.window_starts(model, profile.revision)
+            episodes = self.store.quality_episodes(model)
+            before = dict(episodes)
             for window in self.store.read_windows(profile, starts):
-                for alert in self._window_alerts(profile, window, all_starts, now):
+                for alert in self._window_alerts(profile, window, all_starts, now, episodes):
                     if self.store.claim_alert(model, alert.alert_id, encode(alert), now):
                         fresh.append(alert)
+            if episodes != before:
+                self.store.save_quality_episodes(model, episodes)
             sent = self._publish(model, [encode(a) for a in fresh], [a.alert_id for a in fresh])
             self.store.clear_dirty(model, marks)
+            self.store.sweep_ids(model, id_horizon(profile), now)
             return [a for a in fresh if a.alert_id in sent]
         finally:
             self.store.unlock_evaluation(model, self.owner)
 
     def _window_alerts(
-        self, profile: ReferenceProfile, window: WindowSketch, all_starts: list[int], now: float
+        self,
+        profile: ReferenceProfile,
+        window: WindowSketch,
+        all_starts: list[int],
+        now: float,
+        episodes: dict[str, tuple[int, int]],
     ) -> list[Alert]:
-        """Every monitor on one window: feature drift, prediction and label drift, and
-        performance against the reference and the recent windows."""
+        """Every monitor on one window: data quality, feature drift, outliers, prediction
+        and label drift, and performance against the reference and the recent windows."""
         drift = window_drift(profile, window)
-        alerts = quality_alerts(profile, window, quality_findings(profile, window), now)
+        findings = quality_findings(profile, window)
+        alerts = quality_alerts(profile, window, findings, now, episodes)
         alerts += drift_alerts(profile, window, drift, now)
         alerts += outlier_alerts(profile, window, now)
         alerts += output_alerts(profile, window, output_drift(profile, window), drift, now)

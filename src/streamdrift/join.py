@@ -3,11 +3,14 @@ label, and what a label brings. The meeting itself happens atomically in the app
 script (store.py), whichever of the two arrives first.
 
 A pending prediction keeps only `time|version|class|score` (about 30 bytes of value):
-its window follows from its time, and the label needs nothing else.
+its window follows from its time, and the label needs nothing else. A model that joins
+no labels still leaves each id with its time, for a while, so that repeated prediction
+ids are counted per window.
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
@@ -16,14 +19,34 @@ from streamdrift.decode import MAX_MAGNITUDE, DeadLetter, ModelEvents, ModelLabe
 from streamdrift.performance import class_key
 from streamdrift.profile import NumericProfile, ReferenceProfile, bin_index, category_key
 from streamdrift.sketch import prediction_outputs
-from streamdrift.store import JoinDelta
+from streamdrift.store import ID_BUCKETS, JoinDelta
 
-__all__ = ["join_delta", "joins", "label_entries", "prediction_outputs", "prediction_records"]
+__all__ = [
+    "bucket",
+    "id_horizon",
+    "join_delta",
+    "joins",
+    "label_entries",
+    "prediction_outputs",
+    "prediction_records",
+]
 
 
 def joins(profile: ReferenceProfile) -> bool:
     """Labels are joined for models registered with a label column and a horizon."""
     return profile.label is not None and profile.config.join_horizon_seconds > 0
+
+
+def id_horizon(profile: ReferenceProfile) -> int:
+    """How long a prediction id is kept: the join horizon, or the repeat horizon of a
+    model that joins no labels (0: ids are not kept)."""
+    cfg = profile.config
+    return cfg.join_horizon_seconds if joins(profile) else cfg.dedupe_horizon_seconds
+
+
+def bucket(prediction_id: str) -> int:
+    """The id's hash bucket: crc32 is stable across processes (unlike `hash`) and cheap."""
+    return zlib.crc32(prediction_id.encode()) % ID_BUCKETS
 
 
 #: at most this many segment keys per prediction, values cut to this length: segments
@@ -48,13 +71,16 @@ def _segments(segments: dict[str, object] | None) -> str:
 def prediction_records(
     events: ModelEvents, classes: list[str | None], scores: list[float | None]
 ) -> list[list[str]]:
-    """`[prediction_id, "time|version|class|score[|segment=value,...]"]` per event."""
+    """`[prediction_id, "time|version|class|score[|segment=value,...]", bucket]` per
+    event."""
     segments = events.segments if len(events.segments) == len(events) else [None] * len(events)
+    crc = zlib.crc32
     return [
         [
             pid,
             f"{int(ts)}|{(v or '').replace('|', '/')}|{c or ''}|{'' if s is None else repr(s)}"
             f"{_segments(seg)}",
+            crc(pid.encode()) % ID_BUCKETS,
         ]
         for pid, ts, v, c, s, seg in zip(
             events.prediction_ids,
@@ -71,8 +97,8 @@ def prediction_records(
 def label_entries(
     labels: ModelLabels, profile: ReferenceProfile, topic: str
 ) -> tuple[list[list[Any]], list[DeadLetter]]:
-    """`[prediction_id, label, time, label bin]` per label; a regressor's label that is
-    not a number is a dead letter."""
+    """`[prediction_id, label, time, label bin, bucket]` per label; a regressor's label
+    that is not a number is a dead letter."""
     out: list[list[Any]] = []
     dead: list[DeadLetter] = []
     numeric = isinstance(profile.label, NumericProfile)
@@ -99,9 +125,9 @@ def label_entries(
                 )
                 continue
             values.append(float(label))
-            out.append([pid, repr(float(label)), int(ts), 0])
+            out.append([pid, repr(float(label)), int(ts), 0, bucket(pid)])
         else:
-            out.append([pid, class_key(label), int(ts), -1])
+            out.append([pid, class_key(label), int(ts), -1, bucket(pid)])
     if numeric and out:
         for entry, b in zip(out, bin_index(edges, np.asarray(values)).tolist(), strict=True):
             entry[3] = b
@@ -116,10 +142,20 @@ def join_delta(
     label_topic: str,
 ) -> tuple[JoinDelta | None, list[DeadLetter]]:
     if not joins(profile):
+        delta = None
+        if profile.config.dedupe_horizon_seconds > 0 and len(events):
+            crc = zlib.crc32
+            delta = JoinDelta(
+                joins=False,
+                predictions=[
+                    [pid, str(int(ts)), crc(pid.encode()) % ID_BUCKETS]
+                    for pid, ts in zip(events.prediction_ids, events.timestamps, strict=True)
+                ],
+            )
         if labels is None or not len(labels):
-            return None, []
+            return delta, []
         why = "the model was registered without --label-column (or with no join horizon)"
-        return None, [
+        return delta, [
             DeadLetter(
                 label_topic,
                 labels.partitions[i],

@@ -289,7 +289,8 @@ def _missing_share(ref: object) -> float:
 def quality_findings(profile: ReferenceProfile, window: WindowSketch) -> list[QualityFinding]:
     """The window's data-quality problems against the reference: features dropped, added
     or renamed (schema change), wrong-typed values, missing values, values outside the
-    reference range, unseen categories, and outputs no model should give."""
+    reference range, unseen categories, repeated prediction ids, and outputs no model
+    should give."""
     policy = profile.config.quality
     n = window.count
     if n < policy.min_events:
@@ -417,6 +418,19 @@ def quality_findings(profile: ReferenceProfile, window: WindowSketch) -> list[Qu
                     f"'{feature}' (sent to the dead-letter topic)",
                 )
             )
+    if window.duplicates and window.duplicates / n >= policy.duplicate_share:
+        out.append(
+            QualityFinding(
+                "duplicate_ids",
+                "prediction_id",
+                window.duplicates,
+                window.duplicates / n,
+                policy.duplicate_share,
+                f"{window.duplicates} events repeat a prediction_id already seen "
+                "(the producer sends some predictions twice)",
+                window.duplicate_example,
+            )
+        )
     return out
 
 

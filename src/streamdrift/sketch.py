@@ -119,6 +119,9 @@ class WindowSketch:
     #: events scored beyond the outlier threshold, and the first few of them in detail
     outliers: int = 0
     outlier_examples: list[dict] = field(default_factory=list)
+    #: events whose prediction_id an earlier event already had, and one such id
+    duplicates: int = 0
+    duplicate_example: str | None = None
     numeric: dict[str, NumericSketch] = field(default_factory=dict)
     categorical: dict[str, CategoricalSketch] = field(default_factory=dict)
     #: labelled pairs joined to this window's predictions (None: no label yet)
@@ -138,6 +141,8 @@ class WindowSketch:
             extra_sums=self.extra_sums + other.extra_sums,
             outliers=self.outliers + other.outliers,
             outlier_examples=self.outlier_examples + other.outlier_examples,
+            duplicates=self.duplicates + other.duplicates,
+            duplicate_example=self.duplicate_example or other.duplicate_example,
             numeric=merged(self.numeric, other.numeric),
             categorical=merged(self.categorical, other.categorical),
             performance=(

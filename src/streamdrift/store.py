@@ -13,7 +13,8 @@ tag `{model}`, so one model's apply touches a single Redis Cluster slot. Layout
     sd:{m}:windows:<rev>               ZSET   window start (score and member)
     sd:{m}:dirty                       ZSET   "<rev>:<start>" -> time of last apply
     sd:{m}:w:<rev>:<start>:meta        HASH   count, outliers, version:<v>, invalid:<reason>,
-                                              extra:<feature the reference lacks>
+                                              extra:<feature the reference lacks>,
+                                              duplicates, duplicate_example
     sd:{m}:w:<rev>:<start>:num:<f>     HASH   bin:<i>, n, sum, sumsq, min, max, missing,
                                               oor (beyond the reference range + margin)
     sd:{m}:w:<rev>:<start>:cat:<f>     HASH   <category> -> count, __missing__, __other__
@@ -21,10 +22,18 @@ tag `{model}`, so one model's apply touches a single Redis Cluster slot. Layout
                                               the features that make them extreme)
     sd:{m}:w:<rev>:<start>:perf        HASH   labelled pairs: n, cm:<actual>|<predicted>,
                                               pos:/neg:<score bin>, ll, brier, ae, se, ...
-    sd:{m}:j:<prediction_id>           STRING "<time>|<version>|<class>|<score>", then "J"
-                                              once joined, TTL = join horizon
-    sd:{m}:l:<prediction_id>           STRING a label waiting for its prediction, same TTL
+    sd:{m}:ids:<bucket>                HASH   prediction_id -> "<time>|<version>|<class>|
+                                              <score>" awaiting its label ("<time>" alone
+                                              when the model joins no labels), "J<time>"
+                                              once joined, "L<time>|<bin>|<label>" for a
+                                              label waiting for its prediction. bucket =
+                                              crc32(id) mod ID_BUCKETS: small hashes stay
+                                              listpack-encoded, ~60 bytes an id
+    sd:{m}:sweep                       HASH   cursor, at: the janitor that drops ids older
+                                              than the join (or repeat) horizon
     sd:{m}:join                        HASH   joined, duplicate_*, labels_before_prediction
+    sd:{m}:quality                     HASH   "<kind>:<feature>" -> "<first>:<last>" window
+                                              of the data-quality finding's last episode
     sd:{m}:alerts                      HASH   alert_id -> alert JSON
     sd:{m}:alert_state                 HASH   alert_id -> claimed:<time> | published:<time>
     sd:{m}:eval_lock                   STRING evaluator lease (SET NX PX)
@@ -92,11 +101,15 @@ for _, op in ipairs(p.ops) do
   end
   if op[4] then redis.call('EXPIREAT', key, op[4]) end
 end
-local joined, dup_pred, dup_label, waiting = 0, 0, 0, 0
-local J = p.join
+local joined, dup_pred, dup_label, waiting, unjoinable = 0, 0, 0, 0, 0
+local J = p.ids
 if J then
-  -- The delayed-label join. Each (prediction, label) pair meets here exactly once,
-  -- whichever comes first, and adds one labelled pair to the prediction's window.
+  -- Every prediction id is remembered in a hash bucket (`J.bkey .. bucket`), the value
+  -- telling what it is: a prediction record awaiting its label ("<time>|..."), "J<time>"
+  -- once joined, or "L<time>|<bin>|<label>" for a label still waiting for its
+  -- prediction. One HSETNX stores a prediction and spots a repeat; the (prediction,
+  -- label) pair meets here exactly once, whichever came first, and adds one labelled
+  -- pair to the prediction's window.
   local ints, floats, expire, touched = {}, {}, {}, {}
   local function add(t, key, f, v)
     local h = t[key]
@@ -173,55 +186,53 @@ if J then
     end
     joined = joined + 1
   end
-  -- One MGET per thousand keys finds waiting labels (one call per key would cost more
-  -- than the rest of the join); SET NX both stores a prediction and spots a repeat.
-  local function mget(keys)
-    local found = {}
-    for c = 1, #keys, 1000 do
-      local part = redis.call('MGET', unpack(keys, c, math.min(c + 999, #keys)))
-      for j = 1, #part do found[c + j - 1] = part[j] end
-    end
-    return found
+  local function window_of(rec)
+    local ts = tonumber(string.match(rec, '^(%d+)'))
+    return math.floor(ts / J.width) * J.width
   end
-  local lkeys = {}
-  for i, e in ipairs(p.preds) do lkeys[i] = J.lkey .. e[1] end
-  local waiting_labels = mget(lkeys)
-  for i, e in ipairs(p.preds) do
-    local k = J.pkey .. e[1]
-    local lab = waiting_labels[i]
-    if lab then
-      if redis.call('SET', k, 'J', 'NX', 'EX', J.ttl) then
-        local label, lts, lbin = string.match(lab, '^(.*)|([^|]*)|([^|]*)$')
+  local dups, dup_example = {}, {}
+  for _, e in ipairs(p.preds) do
+    local k = J.bkey .. e[3]
+    if redis.call('HSETNX', k, e[1], e[2]) == 0 then
+      local cur = redis.call('HGET', k, e[1])
+      if J.join and string.byte(cur, 1) == 76 then  -- 'L': its label came first
+        local lts, lbin, label = string.match(cur, '^L([^|]*)|([^|]*)|(.*)$')
         pair(e[2], label, lts, tonumber(lbin))
-        redis.call('DEL', lkeys[i])
+        redis.call('HSET', k, e[1], 'J' .. string.match(e[2], '^(%d+)'))
       else
         dup_pred = dup_pred + 1
+        local ws = window_of(e[2])
+        dups[ws] = (dups[ws] or 0) + 1
+        if not dup_example[ws] then dup_example[ws] = e[1] end
       end
-    elseif not redis.call('SET', k, e[2], 'NX', 'EX', J.ttl) then
-      dup_pred = dup_pred + 1
     end
   end
-  local pkeys = {}
-  for i, e in ipairs(p.labels) do pkeys[i] = J.pkey .. e[1] end
-  local records = mget(pkeys)
-  local done = {}  -- joined in this batch: a repeat later in the batch must not join again
-  for i, e in ipairs(p.labels) do
-    local k = pkeys[i]
-    local rec = records[i]
-    if rec then
-      if done[k] or rec == 'J' then
-        dup_label = dup_label + 1
-      else
-        pair(rec, e[2], e[3], e[4])
-        redis.call('SET', k, 'J', 'KEEPTTL')  -- joined: only the mark stays, for repeats
-        done[k] = true
-      end
-    elseif redis.call('SET', J.lkey .. e[1], e[2] .. '|' .. e[3] .. '|' .. e[4],
-                      'NX', 'EX', J.ttl) then
+  for _, e in ipairs(p.labels) do
+    local k = J.bkey .. e[5]
+    local cur = redis.call('HGET', k, e[1])
+    if not cur then
+      redis.call('HSET', k, e[1], 'L' .. e[3] .. '|' .. e[4] .. '|' .. e[2])
       waiting = waiting + 1
     else
-      dup_label = dup_label + 1
+      local c = string.byte(cur, 1)
+      if c == 74 or c == 76 then  -- 'J' joined already, 'L' the same label waiting
+        dup_label = dup_label + 1
+      elseif not string.find(cur, '|', 1, true) then
+        -- recorded while the model had no label column: nothing to join it with
+        unjoinable = unjoinable + 1
+        redis.call('HSET', k, e[1], 'J' .. cur)
+      else
+        pair(cur, e[2], e[3], e[4])
+        redis.call('HSET', k, e[1], 'J' .. string.match(cur, '^(%d+)'))
+      end
     end
+  end
+  for ws, n in pairs(dups) do
+    local mk = J.base .. string.format('%d', ws) .. ':meta'
+    redis.call('HINCRBY', mk, 'duplicates', n)
+    redis.call('HSETNX', mk, 'duplicate_example', dup_example[ws])
+    redis.call('EXPIREAT', mk, ws + J.width + J.retention)
+    touched[ws] = true
   end
   -- Segment fields stop growing a window's hash past max_fields; later segment values
   -- are counted under s:__other__ so that a high-cardinality segment cannot bloat it.
@@ -246,7 +257,8 @@ if J then
     redis.call('ZADD', J.windows, ws, string.format('%d', ws))
   end
   local counts = {joined = joined, duplicate_predictions = dup_pred,
-                  duplicate_labels = dup_label, labels_before_prediction = waiting}
+                  duplicate_labels = dup_label, labels_before_prediction = waiting,
+                  labels_without_record = unjoinable}
   for name, n in pairs(counts) do
     if n > 0 then redis.call('HINCRBY', J.stats, name, n) end
   end
@@ -265,6 +277,31 @@ end
 return 1
 """
 
+
+#: Prediction ids are spread over this many hashes per model. Per-key overhead is paid
+#: once per bucket, and a bucket of up to 128 ids (Redis's default
+#: hash-max-listpack-entries) is a compact listpack: ~500k pending predictions per model
+#: stay at ~60 bytes each; beyond, buckets become hash tables at ~110 bytes an id.
+ID_BUCKETS = 4096
+
+#: the janitor clears at most this many buckets per evaluation, so it never blocks Redis
+MAX_SWEEP_BUCKETS = 64
+
+# The janitor: drop the ids whose time (a prediction's, or a waiting label's) is before
+# the cut-off. Redis 7.0 has no per-field expiry, so the buckets are swept instead.
+_SWEEP_LUA = """
+local cutoff, removed = tonumber(ARGV[1]), 0
+for _, k in ipairs(KEYS) do
+  local all, old = redis.call('HGETALL', k), {}
+  for i = 1, #all, 2 do
+    local ts = tonumber(string.match(all[i + 1], '^[JL]?(%d+)'))
+    if ts and ts < cutoff then old[#old + 1] = all[i] end
+  end
+  for c = 1, #old, 1000 do redis.call('HDEL', k, unpack(old, c, math.min(c + 999, #old))) end
+  removed = removed + #old
+end
+return removed
+"""
 
 #: a window's performance hash holds at most about this many fields (segments beyond go
 #: to s:__other__)
@@ -302,10 +339,12 @@ class Fence:
 
 @dataclass(slots=True)
 class JoinDelta:
-    """A batch's side of the delayed-label join for one model: prediction records
-    `[prediction_id, "time|version|class|score"]` and labels
-    `[prediction_id, label, label time, label bin or -1]`."""
+    """A batch's prediction ids for one model, and its side of the delayed-label join:
+    prediction records `[prediction_id, "time|version|class|score", bucket]` (just
+    `"time"` when the model joins no labels: the id is kept only to spot repeats) and
+    labels `[prediction_id, label, label time, label bin or -1, bucket]`."""
 
+    joins: bool = True
     predictions: list[list] = field(default_factory=list)
     labels: list[list] = field(default_factory=list)
 
@@ -340,6 +379,7 @@ class Store:
         self._clear_dirty = self.redis.register_script(_CLEAR_DIRTY_LUA)
         self._claim = self.redis.register_script(_CLAIM_LUA)
         self._unlock = self.redis.register_script(_UNLOCK_LUA)
+        self._sweep = self.redis.register_script(_SWEEP_LUA)
 
     def ping(self) -> None:
         try:
@@ -471,7 +511,8 @@ class Store:
         }
         if join is not None and (join.predictions or join.labels):
             label = profile.label
-            payload["join"] = {
+            payload["ids"] = {
+                "join": join.joins,
                 "width": cfg.window_seconds,
                 "retention": cfg.retention_seconds,
                 "base": f"{t}:w:{rev}:",
@@ -480,9 +521,7 @@ class Store:
                 "positive": profile.positive_class,
                 "label_kind": label.kind if label is not None else None,
                 "score_bins": SCORE_BINS,
-                "pkey": f"{t}:j:",
-                "lkey": f"{t}:l:",
-                "ttl": cfg.join_horizon_seconds,
+                "bkey": f"{t}:ids:",
                 "dirty": f"{t}:dirty",
                 "windows": f"{t}:windows:{rev}",
                 "stats": f"{t}:join",
@@ -529,9 +568,15 @@ class Store:
         res = iter(pipe.execute())
         out = []
         for s in starts:
-            meta = {k.decode(): float(v) for k, v in next(res).items()}
+            raw = next(res)
+            example = raw.pop(b"duplicate_example", None)
+            meta = {k.decode(): float(v) for k, v in raw.items()}
             w = WindowSketch(
-                start=s, count=int(meta.pop("count", 0)), outliers=int(meta.pop("outliers", 0))
+                start=s,
+                count=int(meta.pop("count", 0)),
+                outliers=int(meta.pop("outliers", 0)),
+                duplicates=int(meta.pop("duplicates", 0)),
+                duplicate_example=example.decode() if example is not None else None,
             )
             for k, v in meta.items():
                 kind, _, name = k.partition(":")
@@ -593,6 +638,46 @@ class Store:
                 )
             out.append(w)
         return out
+
+    # ---- data-quality episodes ------------------------------------------------------------
+    def quality_episodes(self, model: str) -> dict[str, tuple[int, int]]:
+        raw = self.redis.hgetall(f"{_tag(model)}:quality")
+        out = {}
+        for k, v in raw.items():
+            first, _, last = v.decode().partition(":")
+            out[k.decode()] = (int(first), int(last))
+        return out
+
+    def save_quality_episodes(self, model: str, episodes: dict[str, tuple[int, int]]) -> None:
+        if episodes:
+            self.redis.hset(
+                f"{_tag(model)}:quality",
+                mapping={k: f"{a}:{b}" for k, (a, b) in episodes.items()},
+            )
+
+    # ---- the prediction-id janitor -----------------------------------------------------
+    def sweep_ids(self, model: str, horizon: int, now: float) -> int:
+        """Drop ids older than `horizon` seconds, a few buckets per call: the whole ring is
+        swept once per tenth of the horizon (between a minute and an hour), so an id
+        outlives its horizon by at most that. Call under the evaluation lease. Returns the
+        ids removed."""
+        t = _tag(model)
+        period = min(3600.0, max(60.0, horizon / 10))
+        cursor, at = self.redis.hmget(f"{t}:sweep", "cursor", "at")
+        if at is None:
+            self.redis.hset(f"{t}:sweep", mapping={"cursor": 0, "at": repr(now)})
+            return 0
+        cursor, at = int(cursor or 0), max(float(at), now - period)
+        due = min(int(ID_BUCKETS * (now - at) / period), MAX_SWEEP_BUCKETS)
+        if due < 1:
+            return 0
+        keys = [f"{t}:ids:{(cursor + i) % ID_BUCKETS}" for i in range(due)]
+        removed = int(self._sweep(keys=keys, args=[int(now - horizon)]))
+        at += due * period / ID_BUCKETS
+        self.redis.hset(
+            f"{t}:sweep", mapping={"cursor": (cursor + due) % ID_BUCKETS, "at": repr(at)}
+        )
+        return removed
 
     def join_stats(self, model: str) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall(f"{_tag(model)}:join").items()}

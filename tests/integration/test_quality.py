@@ -3,7 +3,9 @@ feature each raise exactly one data_quality alert, however many events carry the
 
 from __future__ import annotations
 
+import random
 import time
+from collections import Counter
 
 import orjson
 import pytest
@@ -69,3 +71,51 @@ def test_schema_changes_raise_one_alert_each(settings, store, model_id, tmp_path
     assert first["quality"] == []
     assert {(q["kind"], q["feature"]) for q in second["quality"]} == set(got)
     assert "feature_renamed f01" in cli(settings, "inspect", model_id).stdout
+
+
+def test_repeated_prediction_ids_raise_one_alert_per_episode(settings, store, model_id, tmp_path):
+    """A model without labels: 4 windows, ids re-sent in the second and the fourth. Redis
+    counts the repeats of each window exactly, and the problem is raised twice: it was
+    fixed in the third window, so its return is a new alert, not a silenced repeat."""
+    store.save_profile(
+        build_profile(
+            model_id,
+            synthetic.write_reference(tmp_path / "r.csv"),
+            features=[*synthetic.NUMERIC, "country", "device"],
+            config=MonitorConfig(window_seconds=WINDOW, evaluation_interval_seconds=0.2),
+        )
+    )
+    start = (time.time() // WINDOW - 5) * WINDOW
+    events = list(synthetic.prediction_events(model_id, 6000, start, 4 * WINDOW, seed=8))
+    rng = random.Random(3)
+    repeats = rng.sample(range(1500, 3000), 75)  # second window: 5 %
+    fourth = rng.sample(range(4500, 6000), 40)
+    repeats += fourth + fourth[:20]  # fourth window: some ids three times
+    copies = [events[i] for i in repeats]
+    rng.shuffle(copies)
+    stream = events[:3000] + copies[:40] + events[3000:] + copies[40:]
+    produce(settings, stream)
+    Worker(settings).run(max_seconds=90, install_signals=False, until_messages=len(stream))
+
+    # offline: per window, events minus distinct ids
+    expected = Counter()
+    seen = set()
+    for key, value in stream:
+        if key in seen:
+            expected[int(orjson.loads(value)["timestamp"] // WINDOW * WINDOW)] += 1
+        seen.add(key)
+    profile = store.load_profile(model_id)
+    windows = store.read_windows(profile, store.window_starts(model_id, profile.revision))
+    assert {w.start: w.duplicates for w in windows if w.duplicates} == dict(expected)
+    assert sorted(expected) == [start + WINDOW, start + 3 * WINDOW]
+    for w in windows:
+        if w.duplicates:
+            assert w.duplicate_example in {k.decode() for k, _ in copies}
+    assert store.join_stats(model_id)["duplicate_predictions"] == sum(expected.values())
+
+    dup = [a for a in read_alerts(settings) if a["statistic"] == "duplicate_ids"]
+    since = sorted(a["context"]["since"] for a in dup)
+    assert since == [
+        time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(s)) for s in sorted(expected)
+    ]
+    assert {a["feature"] for a in dup} == {"prediction_id"}

@@ -6,6 +6,7 @@ written out by hand or computed here with numpy from the profile's edges."""
 from __future__ import annotations
 
 import csv
+import zlib
 
 import numpy as np
 import pytest
@@ -18,6 +19,11 @@ from streamdrift.reference import build_profile
 from streamdrift.sketch import prediction_outputs
 
 TOPIC = "labels"
+
+
+def _bucket(pid: str) -> int:
+    """The id's hash bucket, by the rule the layout documents: crc32 mod 4096."""
+    return zlib.crc32(pid.encode()) % 4096
 
 
 # ---- reference profiles built from CSV files ----------------------------------------------
@@ -222,10 +228,10 @@ def test_records_by_hand(binary):
     )
     records = prediction_records(ev, *prediction_outputs(ev, binary))
     assert records == [
-        ["p0", "1700000000|v/1|0|0.123456789"],
-        ["p1", "1700000001||0|"],
-        ["p2", "59|2.0.0|1|0.5"],
-        ["p3", "0|a//b|0|1e-07"],
+        ["p0", "1700000000|v/1|0|0.123456789", _bucket("p0")],
+        ["p1", "1700000001||0|", _bucket("p1")],
+        ["p2", "59|2.0.0|1|0.5", _bucket("p2")],
+        ["p3", "0|a//b|0|1e-07", _bucket("p3")],
     ]
 
 
@@ -246,7 +252,7 @@ def test_every_record_has_four_fields_whatever_the_strings(binary):
     ev = _events(preds, versions=["|", "x|y|z", None, "", "1"])
     records = prediction_records(ev, *prediction_outputs(ev, binary))
     assert [r[0] for r in records] == ev.prediction_ids
-    for _, value in records:
+    for _, value, _ in records:
         time, version, _, _ = value.split("|")  # exactly four fields
         assert time.isdigit()
         assert "|" not in version
@@ -260,13 +266,13 @@ def test_classification_labels_become_class_keys(binary, strings):
     entries, dead = label_entries(labels, binary, TOPIC)
     assert dead == []
     assert entries == [
-        ["p0", "1", 10, -1],
-        ["p1", "0", 10, -1],
-        ["p2", "true", 10, -1],
-        ["p3", "false", 10, -1],
-        ["p4", "1", 10, -1],
-        ["p5", "fraud", 10, -1],
-        ["p6", "a/b", 10, -1],
+        ["p0", "1", 10, -1, _bucket("p0")],
+        ["p1", "0", 10, -1, _bucket("p1")],
+        ["p2", "true", 10, -1, _bucket("p2")],
+        ["p3", "false", 10, -1, _bucket("p3")],
+        ["p4", "1", 10, -1, _bucket("p4")],
+        ["p5", "fraud", 10, -1, _bucket("p5")],
+        ["p6", "a/b", 10, -1, _bucket("p6")],
     ]
     entries, dead = label_entries(_labels(["ok", "fraud"]), strings, TOPIC)
     assert [e[1] for e in entries] == ["ok", "fraud"] and dead == []
@@ -343,8 +349,15 @@ def test_join_delta_carries_records_and_labels(binary):
     labels = _labels([0, "1"], timestamps=[300.0, 400.0])
     delta, dead = join_delta(binary, ev, prediction_outputs(ev, binary), labels, TOPIC)
     assert dead == []
-    assert delta.predictions == [["p0", "100|1|1|0.75"], ["p1", "200|1|0|0.25"]]
-    assert delta.labels == [["p0", "0", 300, -1], ["p1", "1", 400, -1]]
+    assert delta.joins
+    assert delta.predictions == [
+        ["p0", "100|1|1|0.75", _bucket("p0")],
+        ["p1", "200|1|0|0.25", _bucket("p1")],
+    ]
+    assert delta.labels == [
+        ["p0", "0", 300, -1, _bucket("p0")],
+        ["p1", "1", 400, -1, _bucket("p1")],
+    ]
     delta, dead = join_delta(binary, ev, prediction_outputs(ev, binary), None, TOPIC)
     assert len(delta.predictions) == 2 and delta.labels == [] and dead == []
 
@@ -353,25 +366,33 @@ def test_join_delta_of_a_regressor_passes_its_dead_letters_on(regression):
     ev = _events([51.5])
     labels = _labels([50.0, "n/a"])
     delta, dead = join_delta(regression, ev, prediction_outputs(ev, regression), labels, TOPIC)
-    assert delta.predictions == [["p0", "1000|1||51.5"]]
+    assert delta.predictions == [["p0", "1000|1||51.5", _bucket("p0")]]
     assert [e[0] for e in delta.labels] == ["p0"]
     assert [(d.reason, d.key) for d in dead] == [("wrong_type", b"p1")]
 
 
 def test_model_without_label_column_joins_nothing(unlabelled):
+    """Its labels are dead letters; its prediction ids are kept with their time only,
+    to count repeats."""
     assert unlabelled.label is None and not joins(unlabelled)
-    ev = _events([0.9, 0.1])
+    ev = _events([0.9, 0.1], timestamps=[100.5, 200.0])
     outputs = prediction_outputs(ev, unlabelled)
     labels = _labels([1, 0, "x"], partition=4)
     delta, dead = join_delta(unlabelled, ev, outputs, labels, "labels")
-    assert delta is None
+    assert not delta.joins and delta.labels == []
+    assert delta.predictions == [["p0", "100", _bucket("p0")], ["p1", "200", _bucket("p1")]]
     assert [(d.reason, d.topic, d.partition, d.offset, d.key, d.value) for d in dead] == [
         ("not_joined", "labels", 4, 100 + i, f"p{i}".encode(), labels.raws[i]) for i in range(3)
     ]
     assert all(d.model_id == "nolabel" and "--label-column" in d.detail for d in dead)
-    # no labels: nothing to say
-    assert join_delta(unlabelled, ev, outputs, None, "labels") == (None, [])
-    assert join_delta(unlabelled, ev, outputs, ModelLabels(), "labels") == (None, [])
+    # no labels: no dead letters
+    assert join_delta(unlabelled, ev, outputs, None, "labels")[1] == []
+    assert join_delta(unlabelled, ev, outputs, ModelLabels(), "labels")[1] == []
+    # ids not kept at all
+    off = unlabelled.model_copy(
+        update={"config": unlabelled.config.model_copy(update={"dedupe_horizon_seconds": 0})}
+    )
+    assert join_delta(off, ev, outputs, None, "labels") == (None, [])
 
 
 def test_model_with_no_join_horizon_joins_nothing(binary):
@@ -381,5 +402,5 @@ def test_model_with_no_join_horizon_joins_nothing(binary):
     assert not joins(profile)
     ev = _events([0.9])
     delta, dead = join_delta(profile, ev, prediction_outputs(ev, profile), _labels([1]), TOPIC)
-    assert delta is None
+    assert not delta.joins and delta.labels == []
     assert [d.reason for d in dead] == ["not_joined"]

@@ -551,7 +551,9 @@ def test_performance_alert_without_input_drift_suggests_concept_drift(binary, de
     assert alert.model_version == "2.1.0"
     assert alert.window_start == datetime.fromtimestamp(5 * WINDOW, tz=UTC)
     assert (alert.window_end - alert.window_start).total_seconds() == WINDOW
-    assert alert.alert_id == _digest("fraud", "performance_degradation", "roc_auc", 5 * WINDOW)
+    assert alert.alert_id == _digest(
+        "fraud", binary.profile.revision, "performance_degradation", "roc_auc", 5 * WINDOW
+    )
     # a valid Alert, and so is what goes on the wire
     assert Alert.model_validate(alert.model_dump()) == alert
     assert Alert.model_validate_json(encode(alert)).alert_id == alert.alert_id
@@ -581,7 +583,9 @@ def test_performance_alert_id_is_deterministic(binary, degraded):
     )
     c = performance_alert(binary.profile, later, finding, {}, now=1.0)
     assert c.alert_id != a.alert_id
-    assert c.alert_id == _digest("fraud", "performance_degradation", "roc_auc", later.start)
+    assert c.alert_id == _digest(
+        "fraud", binary.profile.revision, "performance_degradation", "roc_auc", later.start
+    )
 
 
 def test_no_alert_when_not_degraded(binary):
@@ -675,7 +679,9 @@ def test_output_alerts_name_the_models_columns(binary):
     feature_drift = {"x": _feature_drift("x", True, 0.3)}
     (alert,) = output_alerts(binary.profile, window, drift, feature_drift, now=1.0)
     assert alert.type == "prediction_drift" and alert.feature == "score"
-    assert alert.alert_id == _digest("fraud", "prediction_drift", "score", 2 * WINDOW)
+    assert alert.alert_id == _digest(
+        "fraud", binary.profile.revision, "prediction_drift", "score", 2 * WINDOW
+    )
     assert alert.sample_size == 2000 and alert.reference_size == REFERENCE_ROWS
     assert alert.context["drifting_features"] == [{"feature": "x", "psi": 0.3}]
     assert Alert.model_validate_json(encode(alert)) == alert
@@ -686,7 +692,9 @@ def test_output_alerts_name_the_models_columns(binary):
     assert drift[LABEL].drifted and not drift[PREDICTION].drifted
     (alert,) = output_alerts(binary.profile, window, drift, {}, now=1.0)
     assert alert.type == "label_drift" and alert.feature == "is_fraud"
-    assert alert.alert_id == _digest("fraud", "label_drift", "is_fraud", 2 * WINDOW)
+    assert alert.alert_id == _digest(
+        "fraud", binary.profile.revision, "label_drift", "is_fraud", 2 * WINDOW
+    )
     Alert.model_validate_json(encode(alert))
 
     # both at once: two alerts
