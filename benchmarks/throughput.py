@@ -159,6 +159,14 @@ def produce(bootstrap: str, topic: str, model: str, n: int) -> dict[str, float]:
     return {"seconds": elapsed, "mean_event_bytes": total_bytes / n, "total_bytes": total_bytes}
 
 
+def db_url(url: str, offset: int) -> str:
+    """The Redis URL with its database number moved by `offset`."""
+    head, sep, tail = url.rpartition("/")
+    if sep and tail.isdigit() and "//" in head:
+        return f"{head}/{int(tail) + offset}"
+    return f"{url.rstrip('/')}/{offset}"
+
+
 def consumer_settings(base: Settings, group: str) -> Settings:
     return base.model_copy(update={"consumer_group": group})
 
@@ -244,8 +252,8 @@ class TimedConsumer:
 WRAPPED_MODULE = (("decode_predictions", "decode"), ("sketch_batch", "sketch"))
 WRAPPED_WORKER = (("_unapplied", "fence_filter"), ("_split_late", "late_check"),
                   ("_send_dead_letters", "dead_letters"))
-WRAPPED_STORE = (("heads", "redis_heads"), ("apply_batch", "apply_total"),
-                 ("_apply", "apply_lua"), ("count_unrouted", "count_unrouted"))
+WRAPPED_STORE = (("heads", "redis_heads"), ("send_apply", "apply_send"),
+                 ("read_apply", "apply_wait"), ("count_unrouted", "count_unrouted"))
 
 
 @contextlib.contextmanager
@@ -294,7 +302,11 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
     with instrumented(w, timers, missing):
         w.consumer.subscribe([settings.predictions_topic])
         consume = timers.wrap("consume", w.consumer.consume)
-        process = timers.wrap("process", w.process)
+        # the worker's loop turn (Worker.run): decode this batch while Redis applies the
+        # previous one, read that back and commit it, evaluate, send this one's applies
+        decode = timers.wrap("turn_decode", w.decode)
+        drain = timers.wrap("turn_drain", w.drain)
+        launch = timers.wrap("turn_launch", w.launch)
         evaluate = timers.wrap("evaluate", w.evaluate_due)
         seen = stalls = 0
         t_first = t_last = 0.0
@@ -318,11 +330,14 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
                         timers.calls[k] = 0
                     if prof:
                         prof.enable()
-                process(msgs)
+                decoded = decode(msgs)
+                drain()
                 evaluate(idle=False)
+                launch(decoded)
                 seen += len(msgs)
                 batch_sizes.append(len(msgs))
                 last_msg = now
+            drain()  # the last batch in flight
             t_last = time.perf_counter()
             if prof:
                 prof.disable()
@@ -337,6 +352,8 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
                 w.producer.flush(10)
     secs = t_last - t_first
     s = timers.seconds
+    s["process"] = s["turn_decode"] + s["turn_drain"] + s["turn_launch"]
+    timers.calls["process"] = timers.calls["turn_launch"]
     parts = {
         "consume": s["consume"],
         "decode": s["decode"],
@@ -344,8 +361,8 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
         "late_check": s["late_check"],
         "validate+sketch": s["sketch"],
         "redis_heads": s["redis_heads"],
-        "apply_build": s["apply_total"] - s["apply_lua"],
-        "apply_lua": s["apply_lua"],
+        "apply_send": s["apply_send"],
+        "apply_wait": s["apply_wait"],
         "commit": s["commit"],
         "dead_letters": s["dead_letters"] + s["count_unrouted"],
         "evaluate": s["evaluate"],
@@ -365,7 +382,7 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
         "breakdown_seconds": parts,
         "breakdown_share": {k: v / secs for k, v in parts.items()},
         "us_per_event": {k: v / seen * 1e6 for k, v in parts.items()},
-        "calls": {k: timers.calls[k] for k in ("process", "apply_total", "apply_lua", "commit",
+        "calls": {k: timers.calls[k] for k in ("process", "apply_send", "apply_wait", "commit",
                                                "evaluate", "redis_heads")},
         "gc_seconds": {g: s[f"gc{g}"] for g in range(3)},
         "gc_collections": {g: timers.calls[f"gc{g}"] for g in range(3)},
@@ -516,6 +533,10 @@ def table(res: dict[str, Any]) -> str:
         f"{w['stalls']} stalls)",
         f"  ratio worker/baseline      {res['ratio']:10.3f}       "
         f"(goal >= {GOAL_RATIO}: {'met' if res['ratio'] >= GOAL_RATIO else 'NOT met'})",
+        f"  worker, drift only         {res['worker_drift_only']['events_per_s']:>10,.0f} ev/s   "
+        f"(ratio {res['ratio_drift_only']:.3f}; no outlier model, no repeated-id check)",
+        f"  quality checks + outliers  {res['quality_cost']:10.1%}       slower than drift only "
+        f"(goal <= 20%: {'met' if res['quality_cost'] <= 0.2 else 'NOT met'})",
         f"  verified in Redis          {res['verify']['total']} events in "
         f"{res['verify']['windows']} windows",
         "",
@@ -533,7 +554,7 @@ def table(res: dict[str, Any]) -> str:
         + ", ".join(f"gen{g} {gcn[g]}x {gcs[g]:.3f} s" for g in range(3))
         + f"; {w['gc_tracked_objects_at_start']:,} tracked objects at start"
         + (" (gc.freeze() experiment)" if res["gc_frozen"] else ""),
-        f"    calls: {c['process']} process, {c['apply_lua']} Lua applies, {c['commit']} commits, "
+        f"    calls: {c['process']} batches, {c['apply_wait']} Lua applies, {c['commit']} commits, "
         f"{c['evaluate']} evaluate_due ({w['calls']['redis_heads']} heads reads); "
         f"final forced evaluation {w['final_evaluation_seconds'] * 1e3:.0f} ms",
         "",
@@ -620,6 +641,20 @@ def main(argv: list[str] | None = None) -> int:
                                      f"dead letters {wres['stats']['dead']}")
             mem = memory(store, model, info_before)
 
+            log("worker, drift only: no outlier model, no repeated-id check "
+                "(Redis database +1) ...")
+            store_d = Store(db_url(redis_url, 1))
+            full = store.load_profile(model)
+            assert full is not None
+            store_d.save_profile(full.model_copy(update={
+                "outliers": None,
+                "config": full.config.model_copy(update={"dedupe_horizon_seconds": 0})}))
+            wdrift = run_worker(consumer_settings(
+                base.model_copy(update={"redis_url": db_url(redis_url, 1)}),
+                f"bench-worker-drift-{run}"), n, False)
+            log(f"  {wdrift['events_per_s']:,.0f} events/s")
+            verify(store_d, model, n)
+
             log("baseline again (after the worker) ...")
             b2 = baseline(consumer_settings(base, f"bench-baseline2-{run}"), n,
                           **CEILING_OVERRIDES)
@@ -660,7 +695,10 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_runs": [b1, b2],
         "baseline_worker_settings": b3,
         "worker": wres,
+        "worker_drift_only": wdrift,
         "ratio": wres["events_per_s"] / b["events_per_s"],
+        "ratio_drift_only": wdrift["events_per_s"] / b["events_per_s"],
+        "quality_cost": 1 - wres["events_per_s"] / wdrift["events_per_s"],
         "steps": step,
         "goal_ratio": GOAL_RATIO,
         "verify": ver,

@@ -358,6 +358,15 @@ class JoinStats:
 
 
 @dataclass(slots=True)
+class PendingApply:
+    """An apply sent to Redis, its answer not read yet."""
+
+    conn: redis.Connection
+    keys: list[str]
+    payload: bytes
+
+
+@dataclass(slots=True)
 class ModelHead:
     """What a worker reads once per batch per model before computing deltas."""
 
@@ -449,6 +458,59 @@ class Store:
 
         Returns None (and writes nothing) when a fence no longer holds: the caller must
         re-read the heads and recompute. Otherwise what the join did."""
+        return self.read_apply(self.send_apply(profile, fences, windows, invalid, join, now))
+
+    def send_apply(
+        self,
+        profile: ReferenceProfile,
+        fences: list[Fence],
+        windows: dict[int, WindowSketch],
+        invalid: Counter[str],
+        join: JoinDelta | None = None,
+        now: float | None = None,
+    ) -> PendingApply:
+        """`apply_batch` in two halves: this one sends the script call and returns at
+        once, so the worker can decode its next batch while Redis runs it; `read_apply`
+        waits for the answer."""
+        keys, payload = self._apply_request(profile, fences, windows, invalid, join, now)
+        pool = self.redis.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command("EVALSHA", self._apply.sha, len(keys), *keys, payload)
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        return PendingApply(conn, keys, payload)
+
+    def read_apply(self, pending: PendingApply) -> JoinStats | None:
+        pool = self.redis.connection_pool
+        try:
+            res = pending.conn.read_response()
+        except redis.exceptions.NoScriptError:
+            # a restarted Redis lost its script cache: nothing ran, so run it again
+            pool.release(pending.conn)
+            res = self._apply(keys=pending.keys, args=[pending.payload])
+        except BaseException:
+            pending.conn.disconnect()
+            pool.release(pending.conn)
+            raise
+        else:
+            pool.release(pending.conn)
+        if int(res[0]) != 1:
+            return None
+        return JoinStats(*(int(x) for x in res[1:5]))
+
+    def _apply_request(
+        self,
+        profile: ReferenceProfile,
+        fences: list[Fence],
+        windows: dict[int, WindowSketch],
+        invalid: Counter[str],
+        join: JoinDelta | None,
+        now: float | None,
+    ) -> tuple[list[str], bytes]:
+        """The apply script's keys and JSON payload."""
         now = time.time() if now is None else now
         t, rev, cfg = _tag(profile.model_id), profile.revision, profile.config
         keys: list[str] = [f"{t}:offsets"]
@@ -531,10 +593,7 @@ class Store:
             payload["labels"] = join.labels
         else:
             payload["preds"] = payload["labels"] = []
-        res = self._apply(keys=keys, args=[orjson.dumps(payload)])
-        if int(res[0]) != 1:
-            return None
-        return JoinStats(*(int(x) for x in res[1:5]))
+        return keys, orjson.dumps(payload)
 
     def count_unrouted(self, reasons: Counter[str]) -> None:
         """Bad events with no registered model: counted globally (at least once)."""

@@ -7,6 +7,11 @@ before computing a model's deltas the worker drops events at or below the model'
 offset, and the apply itself fails (writing nothing) if that offset moved meanwhile.
 Batch boundaries after a restart differ from the ones before it, so the fence filters
 events one by one rather than comparing whole batches.
+
+The loop is pipelined one batch deep: a batch's applies are sent to Redis and run there
+while the worker consumes and decodes the next batch; they are read back, and only then
+is the batch committed, before the next one's applies are computed (which need the
+fences the previous ones moved).
 """
 
 from __future__ import annotations
@@ -39,7 +44,15 @@ from streamdrift.evaluator import Evaluator
 from streamdrift.join import join_delta
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import WindowSketch, sketch_batch
-from streamdrift.store import Fence, ModelHead, Store, fence_field
+from streamdrift.store import (
+    Fence,
+    JoinDelta,
+    JoinStats,
+    ModelHead,
+    PendingApply,
+    Store,
+    fence_field,
+)
 from streamdrift.telemetry import HealthServer, WorkerMetrics
 
 log = logging.getLogger("streamdrift.worker")
@@ -49,6 +62,39 @@ DLQ_EXCERPT_BYTES = 256 * 1024
 
 #: A model whose apply keeps failing its fence is re-read this many times in one batch.
 MAX_FENCE_RETRIES = 20
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One model's share of a batch, computed against the fences it was read with."""
+
+    model: str
+    profile: ReferenceProfile
+    fences: list[Fence]
+    windows: dict[int, WindowSketch]
+    invalid: Counter[str]
+    join: JoinDelta | None
+    counted: int
+    new_dead: list[DeadLetter]
+    pending: PendingApply | None = None
+    sent_at: float = 0.0
+
+    def apply_args(self) -> tuple:
+        return (self.profile, self.fences, self.windows, self.invalid, self.join)
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A batch whose applies were sent to Redis and not read yet."""
+
+    batch: DecodedBatch
+    labels: DecodedLabels
+    dead: list[DeadLetter]
+    last_offsets: dict[tuple[str, int], int]
+    attempts: list[_Attempt] = field(default_factory=list)
+    #: dead letters sent with the applies (model-level)
+    sent: list[DeadLetter] = field(default_factory=list)
+    started: float = 0.0
 
 
 @dataclass
@@ -95,6 +141,7 @@ class Worker:
         self.profiles: dict[str, ReferenceProfile] = {}
         self.stats = WorkerStats()
         self._pending_eval: set[str] = set()
+        self._in_flight: _InFlight | None = None
         self._last_eval: dict[str, float] = {}
         self._last_sweep = 0.0
         self._stopping = False
@@ -143,13 +190,18 @@ class Worker:
                 messages = self.consumer.consume(
                     self.settings.batch_size, self.settings.poll_timeout_seconds
                 )
-                if messages:
-                    self.process(messages)
-                    self.evaluate_due(idle=False)
-                else:
-                    self.evaluate_due(idle=True)
+                # The previous batch's applies run in Redis while this one is decoded.
+                decoded = self.decode(messages) if messages else None
+                drained = self.drain()
+                self.evaluate_due(idle=not (messages or drained))
+                if decoded is not None:
+                    self.launch(decoded)
         finally:
-            self.consumer.close()  # leaves the group first: partitions move at once
+            try:
+                self.drain()  # the batch in flight is applied and committed, not replayed
+            except Exception as e:
+                log.warning("last batch not committed (the next owner replays it): %s", e)
+            self.consumer.close()  # leaves the group: partitions move at once
             try:
                 # then what this worker touched, within the shutdown grace period
                 self.evaluate_due(idle=False, force=True)
@@ -196,9 +248,42 @@ class Worker:
 
     # ---- one batch ---------------------------------------------------------------------
     def process(self, messages: list[Any]) -> None:
-        """Apply a polled batch to Redis, then commit its offsets."""
-        started = time.perf_counter()
-        last_offsets = self.apply(messages)
+        """Apply a polled batch to Redis, then commit its offsets (not pipelined)."""
+        self.launch(self.decode(messages))
+        self.drain()
+
+    def apply(self, messages: list[Any]) -> dict[tuple[str, int], int]:
+        """Everything but the commit, not pipelined. Returns the last offset per
+        (topic, partition)."""
+        flight = self._begin(self.decode(messages), time.perf_counter())
+        return self._finish(flight) if flight is not None else {}
+
+    def decode(self, messages: list[Any]) -> tuple[DecodedBatch, DecodedLabels]:
+        """Predictions and labels of a polled batch, decoded (reads no state)."""
+        label_topic = self.settings.labels_topic
+        if any(m.topic() == label_topic for m in messages):
+            label_msgs = [m for m in messages if m.topic() == label_topic]
+            messages = [m for m in messages if m.topic() != label_topic]
+        else:
+            label_msgs = []
+        return (
+            decode_predictions(messages, self.settings.max_event_bytes),
+            decode_labels(label_msgs, self.settings.max_event_bytes),
+        )
+
+    def launch(self, decoded: tuple[DecodedBatch, DecodedLabels]) -> None:
+        """Send a decoded batch's applies to Redis without waiting for them; `drain`
+        reads them and commits. One batch is in flight at a time."""
+        self.drain()
+        self._in_flight = self._begin(decoded, time.perf_counter())
+
+    def drain(self) -> bool:
+        """Read the applies of the batch in flight, then commit its offsets. Returns
+        whether there was one."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return False
+        last_offsets = self._finish(flight)
         if last_offsets:
             try:
                 self.consumer.commit(
@@ -214,33 +299,35 @@ class Worker:
                 extra={"offsets": {f"{t}:{p}": o for (t, p), o in last_offsets.items()}},
             )
         self.metrics.batches.inc()
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_seconds.observe(time.perf_counter() - flight.started)
+        return True
 
-    def apply(self, messages: list[Any]) -> dict[tuple[str, int], int]:
-        """Everything but the commit: count the batch in Redis (effectively once), join its
-        labels, send its dead letters. Returns the last offset per (topic, partition)."""
-        label_topic = self.settings.labels_topic
-        if any(m.topic() == label_topic for m in messages):
-            label_msgs = [m for m in messages if m.topic() == label_topic]
-            messages = [m for m in messages if m.topic() != label_topic]
-        else:
-            label_msgs = []
-        batch = decode_predictions(messages, self.settings.max_event_bytes)
-        labels = decode_labels(label_msgs, self.settings.max_event_bytes)
+    def _begin(
+        self, decoded: tuple[DecodedBatch, DecodedLabels], started: float
+    ) -> _InFlight | None:
+        """Compute every model's deltas and send their applies; dead letters that belong
+        to no model are sent now (they must be out before the commit)."""
+        batch, labels = decoded
         if not batch.messages and not labels.messages:
-            return {}
+            return None
         dead = batch.dead + labels.dead
-        sent: list[DeadLetter] = []  # model-level dead letters, sent with their apply
         models = set(batch.by_model) | set(labels.by_model) | {d.model_id for d in dead}
         models.discard(None)  # type: ignore[arg-type]
         heads = self.store.heads(sorted(models))  # type: ignore[arg-type]
-        last_offsets = {**batch.last_offsets, **labels.last_offsets}
+        flight = _InFlight(batch, labels, dead, {**batch.last_offsets, **labels.last_offsets})
+        flight.started = started
         for model in sorted(models):  # type: ignore[type-var]
             head = heads[model]
             if head.revision is None:
                 dead += self._unregistered(batch, labels, model)
                 continue
-            sent += self._apply_model(batch, labels, model, head, dead, last_offsets)
+            attempt = self._attempt(batch, labels, model, head, dead, flight.last_offsets)
+            if isinstance(attempt, list):
+                flight.sent += attempt
+                continue
+            attempt.sent_at = time.perf_counter()
+            attempt.pending = self.store.send_apply(*attempt.apply_args())
+            flight.attempts.append(attempt)
         unrouted = Counter(
             d.reason
             for d in dead
@@ -248,7 +335,23 @@ class Worker:
         )
         self.store.count_unrouted(unrouted)
         self._send_dead_letters(dead)
-        dead += sent
+        return flight
+
+    def _finish(self, flight: _InFlight) -> dict[tuple[str, int], int]:
+        """Read the applies sent by `_begin`; a model whose fence moved meanwhile is
+        recomputed and applied again. Returns the last offset per (topic, partition)."""
+        batch, labels = flight.batch, flight.labels
+        for a in flight.attempts:
+            result = self.store.read_apply(a.pending)  # type: ignore[arg-type]
+            self.metrics.apply_seconds.observe(time.perf_counter() - a.sent_at)
+            if self._applied(a, result):
+                flight.sent += a.new_dead
+                continue
+            head = self.store.heads([a.model])[a.model]
+            flight.sent += self._apply_model(
+                batch, labels, a.model, head, flight.dead, flight.last_offsets
+            )
+        dead = flight.dead + flight.sent
         self.stats.batches += 1
         self.stats.messages += batch.messages + labels.messages
         self.stats.dead.update(d.reason for d in dead)
@@ -260,7 +363,7 @@ class Worker:
             m.bytes.labels(self.settings.labels_topic).inc(labels.bytes_in)
         for reason, n in Counter(d.reason for d in dead).items():
             m.dead_letters.labels(reason).inc(n)
-        return last_offsets
+        return flight.last_offsets
 
     def _profile(self, model: str, revision: int) -> ReferenceProfile | None:
         cached = self.profiles.get(model)
@@ -290,7 +393,32 @@ class Worker:
         dead: list[DeadLetter],
         last_offsets: dict[tuple[str, int], int],
     ) -> list[DeadLetter]:
-        """Apply one model's share of the batch; returns its new dead letters."""
+        """Apply one model's share of the batch, waiting for Redis, recomputing while
+        another worker moves the fence; returns its new dead letters."""
+        for _ in range(MAX_FENCE_RETRIES):
+            attempt = self._attempt(batch, labels, model, head, dead, last_offsets)
+            if isinstance(attempt, list):
+                return attempt
+            attempt.sent_at = time.perf_counter()
+            result = self.store.apply_batch(*attempt.apply_args())
+            self.metrics.apply_seconds.observe(time.perf_counter() - attempt.sent_at)
+            if self._applied(attempt, result):
+                return attempt.new_dead
+            head = self.store.heads([model])[model]
+        raise RuntimeError(f"offset fence of model {model} kept moving; another worker owns it")
+
+    def _attempt(
+        self,
+        batch: DecodedBatch,
+        labels: DecodedLabels,
+        model: str,
+        head: ModelHead,
+        dead: list[DeadLetter],
+        last_offsets: dict[tuple[str, int], int],
+    ) -> _Attempt | list[DeadLetter]:
+        """One model's deltas against its fences as `head` has them, its new dead letters
+        sent (before the apply: a crash may repeat them, never lose them). A model
+        deleted meanwhile gives its events back as dead letters, like an unregistered one."""
         all_events = batch.by_model.get(model, ModelEvents())
         all_labels = labels.by_model.get(model, ModelLabels())
         model_dead = [d for d in dead if d.model_id == model]
@@ -299,50 +427,49 @@ class Worker:
             | {(self.settings.labels_topic, p) for p in all_labels.partitions}
             | {(d.topic, d.partition) for d in model_dead}
         )
-        for _ in range(MAX_FENCE_RETRIES):
-            profile = self._profile(model, head.revision or 0)
-            if profile is None:  # deleted meanwhile: like an unregistered model, never dropped
-                return self._unregistered(batch, labels, model)
-            applied = {tp: head.offsets.get(fence_field(*tp), -1) for tp in sources}
-            events = self._unapplied(all_events, self.settings.predictions_topic, applied, model)
-            label_events = self._unapplied(all_labels, self.settings.labels_topic, applied, model)
-            events, new_dead = self._split_late(events, profile)
-            windows, bad, good, outputs = sketch_batch(events, profile)
-            new_dead += [self._dead(events, b.index, b.reason, b.detail, model) for b in bad]
-            self._count_bad_in_windows(windows, events, bad, profile)
-            join, join_dead = join_delta(
-                profile, good, outputs, label_events, self.settings.labels_topic
-            )
-            new_dead += join_dead
-            invalid = Counter(
-                d.reason for d in model_dead if d.offset > applied[(d.topic, d.partition)]
-            )
-            invalid.update(_quality_key(d.reason, d.detail) for d in new_dead)
-            # A fence never moves back: a replayed batch can end below what is applied.
-            fences = [
-                Fence(fence_field(*tp), applied[tp], max(applied[tp], last_offsets[tp]))
-                for tp in sorted(sources)
-            ]
-            self._send_dead_letters(new_dead)  # before the apply: a crash may repeat, not lose
-            started = time.perf_counter()
-            result = self.store.apply_batch(profile, fences, windows, invalid, join)
-            self.metrics.apply_seconds.observe(time.perf_counter() - started)
-            if result is not None:
-                self.stats.counted += len(good)
-                self.stats.labels_joined += result.joined
-                self.metrics.counted.inc(len(good))
-                self.metrics.labels_joined.inc(result.joined)
-                self._pending_eval.add(model)
-                return new_dead
-            self.stats.fence_conflicts += 1
-            self.metrics.fence_conflicts.inc()
-            log.info(
-                "model %s: fence moved by another worker, recomputing",
-                model,
-                extra={"model_id": model},
-            )
-            head = self.store.heads([model])[model]
-        raise RuntimeError(f"offset fence of model {model} kept moving; another worker owns it")
+        profile = self._profile(model, head.revision or 0)
+        if profile is None:
+            return self._unregistered(batch, labels, model)
+        applied = {tp: head.offsets.get(fence_field(*tp), -1) for tp in sources}
+        events = self._unapplied(all_events, self.settings.predictions_topic, applied, model)
+        label_events = self._unapplied(all_labels, self.settings.labels_topic, applied, model)
+        events, new_dead = self._split_late(events, profile)
+        windows, bad, good, outputs = sketch_batch(events, profile)
+        new_dead += [self._dead(events, b.index, b.reason, b.detail, model) for b in bad]
+        self._count_bad_in_windows(windows, events, bad, profile)
+        join, join_dead = join_delta(
+            profile, good, outputs, label_events, self.settings.labels_topic
+        )
+        new_dead += join_dead
+        invalid = Counter(
+            d.reason for d in model_dead if d.offset > applied[(d.topic, d.partition)]
+        )
+        invalid.update(_quality_key(d.reason, d.detail) for d in new_dead)
+        # A fence never moves back: a replayed batch can end below what is applied.
+        fences = [
+            Fence(fence_field(*tp), applied[tp], max(applied[tp], last_offsets[tp]))
+            for tp in sorted(sources)
+        ]
+        self._send_dead_letters(new_dead)
+        return _Attempt(model, profile, fences, windows, invalid, join, len(good), new_dead)
+
+    def _applied(self, attempt: _Attempt, result: JoinStats | None) -> bool:
+        """Count an apply that held its fences; log one that did not (to be recomputed)."""
+        if result is not None:
+            self.stats.counted += attempt.counted
+            self.stats.labels_joined += result.joined
+            self.metrics.counted.inc(attempt.counted)
+            self.metrics.labels_joined.inc(result.joined)
+            self._pending_eval.add(attempt.model)
+            return True
+        self.stats.fence_conflicts += 1
+        self.metrics.fence_conflicts.inc()
+        log.info(
+            "model %s: fence moved by another worker, recomputing",
+            attempt.model,
+            extra={"model_id": attempt.model},
+        )
+        return False
 
     @staticmethod
     def _count_bad_in_windows(
