@@ -496,6 +496,9 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
         "categorical_key": {"key": cat_key, "bytes": usage(cat_key), "fields": fields(cat_key),
                             "encoding": r.object("encoding", cat_key).decode()},
         "meta_key": {"key": meta_key, "bytes": usage(meta_key), "fields": fields(meta_key)},
+        "ids_key": {"key": f"{base}:{full}:ids", "bytes": usage(f"{base}:{full}:ids"),
+                    "members": int(r.scard(f"{base}:{full}:ids")),
+                    "encoding": (r.object("encoding", f"{base}:{full}:ids") or b"-").decode()},
         "per_window": per_window,
         "bytes_per_window_mean": sum(sizes) / len(sizes),
         "keys_per_window": per_window[str(full)]["keys"],
@@ -540,13 +543,15 @@ def table(res: dict[str, Any]) -> str:
         f"  verified in Redis          {res['verify']['total']} events in "
         f"{res['verify']['windows']} windows",
         "",
-        "  worker time          seconds   share   µs/event",
+        "  worker time          seconds   share   µs/event   drift only µs/event",
     ]
+    d = res["worker_drift_only"]
     for k, v in w["breakdown_seconds"].items():
         lines.append(f"    {k:<18} {v:8.3f}  {w['breakdown_share'][k]:6.1%}  "
-                     f"{w['us_per_event'][k]:8.2f}")
+                     f"{w['us_per_event'][k]:8.2f}   {d['us_per_event'][k]:8.2f}")
     lines.append(f"    {'total (wall)':<18} {w['seconds']:8.3f}  {1:6.1%}  "
-                 f"{w['seconds'] / w['events'] * 1e6:8.2f}")
+                 f"{w['seconds'] / w['events'] * 1e6:8.2f}   "
+                 f"{d['seconds'] / d['events'] * 1e6:8.2f}")
     c = w["calls"]
     gcs, gcn = w["gc_seconds"], w["gc_collections"]
     lines += [
@@ -566,6 +571,9 @@ def table(res: dict[str, Any]) -> str:
         f"    numeric key   {nk['bytes']:>8,} B  ({nk['fields']} fields, {nk['encoding']})",
         f"    categorical   {ck['bytes']:>8,} B  ({ck['fields']} fields, {ck['encoding']})",
         f"    meta key      {m['meta_key']['bytes']:>8,} B  ({m['meta_key']['fields']} fields)",
+        f"    ids set       {m['ids_key']['bytes']:>8,} B  ({m['ids_key']['members']:,} prediction "
+        f"ids, {m['ids_key']['bytes'] / max(m['ids_key']['members'], 1):.0f} B each, "
+        f"{m['ids_key']['encoding']}; kept dedupe_horizon_seconds past the window's end)",
         f"    per window    {m['bytes_per_window_mean']:>8,.0f} B  mean over "
         f"{len(m['per_window'])} windows ({m['keys_per_window']} keys each)",
         f"    all {m['model_keys']} keys of the model {m['model_keys_bytes']:>8,} B "

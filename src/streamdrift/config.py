@@ -110,9 +110,10 @@ class MonitorConfig(BaseModel):
         30 * 86400, ge=0, description="how long a prediction waits for its label (0: no join)"
     )
     dedupe_horizon_seconds: int = Field(
-        86400,
+        3600,
         ge=0,
-        description="without a join: how long an id is kept to count repeats (0: not kept)",
+        description="without a join: how long past its window's end an id is kept to "
+        "count repeats (0: ids not kept)",
     )
     decision_threshold: float = Field(
         0.5, gt=0, lt=1, description="binary: a score at or above it predicts the positive class"

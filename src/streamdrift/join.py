@@ -4,8 +4,8 @@ script (store.py), whichever of the two arrives first.
 
 A pending prediction keeps only `time|version|class|score` (about 30 bytes of value):
 its window follows from its time, and the label needs nothing else. A model that joins
-no labels still leaves each id with its time, for a while, so that repeated prediction
-ids are counted per window.
+no labels still leaves its ids in a set per window, for a while, so that repeated
+prediction ids are counted per window.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from streamdrift.store import ID_BUCKETS, JoinDelta
 __all__ = [
     "bucket",
     "id_horizon",
+    "ids_by_window",
     "join_delta",
     "joins",
     "label_entries",
@@ -38,10 +39,23 @@ def joins(profile: ReferenceProfile) -> bool:
 
 
 def id_horizon(profile: ReferenceProfile) -> int:
-    """How long a prediction id is kept: the join horizon, or the repeat horizon of a
-    model that joins no labels (0: ids are not kept)."""
-    cfg = profile.config
-    return cfg.join_horizon_seconds if joins(profile) else cfg.dedupe_horizon_seconds
+    """How long a prediction's id stays in the join's buckets: the join horizon (0 for
+    a model that joins no labels: whatever an earlier registration left there goes)."""
+    return profile.config.join_horizon_seconds if joins(profile) else 0
+
+
+def ids_by_window(events: ModelEvents, profile: ReferenceProfile) -> dict[int, list[str]]:
+    """The batch's prediction ids by window start; a batch mostly falls in one window,
+    which then takes the id list as it is."""
+    width = profile.config.window_seconds
+    starts = np.floor(np.asarray(events.timestamps, dtype=np.float64) / width) * width
+    first = int(starts[0])
+    if (starts == first).all():
+        return {first: events.prediction_ids}
+    out: dict[int, list[str]] = {}
+    for pid, ws in zip(events.prediction_ids, starts.astype(np.int64).tolist(), strict=True):
+        out.setdefault(ws, []).append(pid)
+    return out
 
 
 def bucket(prediction_id: str) -> int:
@@ -144,14 +158,7 @@ def join_delta(
     if not joins(profile):
         delta = None
         if profile.config.dedupe_horizon_seconds > 0 and len(events):
-            crc = zlib.crc32
-            delta = JoinDelta(
-                joins=False,
-                predictions=[
-                    [pid, str(int(ts)), crc(pid.encode()) % ID_BUCKETS]
-                    for pid, ts in zip(events.prediction_ids, events.timestamps, strict=True)
-                ],
-            )
+            delta = JoinDelta(joins=False, ids_by_window=ids_by_window(events, profile))
         if labels is None or not len(labels):
             return delta, []
         why = "the model was registered without --label-column (or with no join horizon)"

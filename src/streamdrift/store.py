@@ -18,13 +18,14 @@ tag `{model}`, so one model's apply touches a single Redis Cluster slot. Layout
     sd:{m}:w:<rev>:<start>:num:<f>     HASH   bin:<i>, n, sum, sumsq, min, max, missing,
                                               oor (beyond the reference range + margin)
     sd:{m}:w:<rev>:<start>:cat:<f>     HASH   <category> -> count, __missing__, __other__
+    sd:{m}:w:<rev>:<start>:ids         SET    a model without labels: the window's prediction
+                                              ids, until dedupe_horizon_seconds after its end
     sd:{m}:w:<rev>:<start>:outliers    LIST   the window's first outliers (JSON: id, score,
                                               the features that make them extreme)
     sd:{m}:w:<rev>:<start>:perf        HASH   labelled pairs: n, cm:<actual>|<predicted>,
                                               pos:/neg:<score bin>, ll, brier, ae, se, ...
     sd:{m}:ids:<bucket>                HASH   prediction_id -> "<time>|<version>|<class>|
-                                              <score>" awaiting its label ("<time>" alone
-                                              when the model joins no labels), "J<time>"
+                                              <score>" awaiting its label, "J<time>"
                                               once joined, "L<time>|<bin>|<label>" for a
                                               label waiting for its prediction. bucket =
                                               crc32(id) mod ID_BUCKETS: small hashes stay
@@ -191,6 +192,30 @@ if J then
     return math.floor(ts / J.width) * J.width
   end
   local dups, dup_example = {}, {}
+  -- A model without labels: each window's ids in a set that lives `keep` seconds past
+  -- the window's end. SMISMEMBER then SADD, a thousand ids per call, instead of a call
+  -- per id: a repeat is an id already in the set, or twice in this batch.
+  for _, g in ipairs(p.dedupe or {}) do
+    local ws, ids = g[1], g[2]
+    local k = J.base .. string.format('%d', ws) .. ':ids'
+    local fresh = {}
+    for c = 1, #ids, 1000 do
+      local last = math.min(c + 999, #ids)
+      local known = redis.call('SMISMEMBER', k, unpack(ids, c, last))
+      for j = 1, #known do
+        local id = ids[c + j - 1]
+        if known[j] == 1 or fresh[id] then
+          dup_pred = dup_pred + 1
+          dups[ws] = (dups[ws] or 0) + 1
+          if not dup_example[ws] then dup_example[ws] = id end
+        else
+          fresh[id] = true
+        end
+      end
+      redis.call('SADD', k, unpack(ids, c, last))
+    end
+    redis.call('EXPIREAT', k, ws + J.width + J.keep)
+  end
   for _, e in ipairs(p.preds) do
     local k = J.bkey .. e[3]
     if redis.call('HSETNX', k, e[1], e[2]) == 0 then
@@ -340,13 +365,15 @@ class Fence:
 @dataclass(slots=True)
 class JoinDelta:
     """A batch's prediction ids for one model, and its side of the delayed-label join:
-    prediction records `[prediction_id, "time|version|class|score", bucket]` (just
-    `"time"` when the model joins no labels: the id is kept only to spot repeats) and
-    labels `[prediction_id, label, label time, label bin or -1, bucket]`."""
+    prediction records `[prediction_id, "time|version|class|score", bucket]` and labels
+    `[prediction_id, label, label time, label bin or -1, bucket]`; or, for a model that
+    joins no labels, just its ids by window (kept only to spot repeats)."""
 
     joins: bool = True
     predictions: list[list] = field(default_factory=list)
     labels: list[list] = field(default_factory=list)
+    #: a model without labels: its prediction ids by window start, to count repeats
+    ids_by_window: dict[int, list[str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -571,7 +598,7 @@ class Store:
             "ops": ops,
             "now": repr(now),
         }
-        if join is not None and (join.predictions or join.labels):
+        if join is not None and (join.predictions or join.labels or join.ids_by_window):
             label = profile.label
             payload["ids"] = {
                 "join": join.joins,
@@ -588,7 +615,9 @@ class Store:
                 "windows": f"{t}:windows:{rev}",
                 "stats": f"{t}:join",
                 "max_fields": MAX_PERFORMANCE_FIELDS,
+                "keep": cfg.dedupe_horizon_seconds,
             }
+            payload["dedupe"] = [[ws, ids] for ws, ids in join.ids_by_window.items()]
             payload["preds"] = join.predictions
             payload["labels"] = join.labels
         else:

@@ -372,15 +372,19 @@ def test_join_delta_of_a_regressor_passes_its_dead_letters_on(regression):
 
 
 def test_model_without_label_column_joins_nothing(unlabelled):
-    """Its labels are dead letters; its prediction ids are kept with their time only,
-    to count repeats."""
+    """Its labels are dead letters; its prediction ids are kept by window, only to
+    count repeats."""
     assert unlabelled.label is None and not joins(unlabelled)
-    ev = _events([0.9, 0.1], timestamps=[100.5, 200.0])
+    width = unlabelled.config.window_seconds
+    ev = _events([0.9, 0.1, 0.5], timestamps=[100.5, width + 3.0, 200.0])
     outputs = prediction_outputs(ev, unlabelled)
     labels = _labels([1, 0, "x"], partition=4)
     delta, dead = join_delta(unlabelled, ev, outputs, labels, "labels")
-    assert not delta.joins and delta.labels == []
-    assert delta.predictions == [["p0", "100", _bucket("p0")], ["p1", "200", _bucket("p1")]]
+    assert not delta.joins and delta.labels == [] and delta.predictions == []
+    assert delta.ids_by_window == {0: ["p0", "p2"], width: ["p1"]}
+    one = _events([0.9, 0.1], timestamps=[5.0, 6.0])
+    delta, _ = join_delta(unlabelled, one, prediction_outputs(one, unlabelled), None, "x")
+    assert delta.ids_by_window == {0: ["p0", "p1"]}
     assert [(d.reason, d.topic, d.partition, d.offset, d.key, d.value) for d in dead] == [
         ("not_joined", "labels", 4, 100 + i, f"p{i}".encode(), labels.raws[i]) for i in range(3)
     ]
