@@ -539,7 +539,9 @@ def table(res: dict[str, Any]) -> str:
         f"  worker, drift only         {res['worker_drift_only']['events_per_s']:>10,.0f} ev/s   "
         f"(ratio {res['ratio_drift_only']:.3f}; no outlier model, no repeated-id check)",
         f"  quality checks + outliers  {res['quality_cost']:10.1%}       slower than drift only "
-        f"(goal <= 20%: {'met' if res['quality_cost'] <= 0.2 else 'NOT met'})",
+        f"(goal <= 20%: {'met' if res['quality_cost'] <= 0.2 else 'NOT met'}; faster of "
+        + " and ".join(f"{x:,.0f}" for x in res["full_runs"]) + " against faster of "
+        + " and ".join(f"{x:,.0f}" for x in res["drift_only_runs"]) + ")",
         f"  verified in Redis          {res['verify']['total']} events in "
         f"{res['verify']['windows']} windows",
         "",
@@ -649,19 +651,28 @@ def main(argv: list[str] | None = None) -> int:
                                      f"dead letters {wres['stats']['dead']}")
             mem = memory(store, model, info_before)
 
-            log("worker, drift only: no outlier model, no repeated-id check "
-                "(Redis database +1) ...")
-            store_d = Store(db_url(redis_url, 1))
+            # The quality and outlier checks' cost: drift-only workers against full ones,
+            # alternating (a busy 2-core machine drifts), the faster of each kind.
             full = store.load_profile(model)
             assert full is not None
-            store_d.save_profile(full.model_copy(update={
+            drift_profile = full.model_copy(update={
                 "outliers": None,
-                "config": full.config.model_copy(update={"dedupe_horizon_seconds": 0})}))
-            wdrift = run_worker(consumer_settings(
-                base.model_copy(update={"redis_url": db_url(redis_url, 1)}),
-                f"bench-worker-drift-{run}"), n, False)
-            log(f"  {wdrift['events_per_s']:,.0f} events/s")
-            verify(store_d, model, n)
+                "config": full.config.model_copy(update={"dedupe_horizon_seconds": 0})})
+            drift_runs, full_runs = [], [wres]
+            for db, prof, kind in ((1, drift_profile, "drift only: no outlier model, no "
+                                    "repeated-id check"), (2, full, "full, again"),
+                                   (3, drift_profile, "drift only, again")):
+                log(f"worker, {kind} (Redis database +{db}) ...")
+                store_x = Store(db_url(redis_url, db))
+                store_x.save_profile(prof)
+                wx = run_worker(consumer_settings(
+                    base.model_copy(update={"redis_url": db_url(redis_url, db)}),
+                    f"bench-worker-{db}-{run}"), n, False)
+                log(f"  {wx['events_per_s']:,.0f} events/s")
+                verify(store_x, model, n)
+                (full_runs if prof is full else drift_runs).append(wx)
+            wdrift = max(drift_runs, key=lambda x: x["events_per_s"])
+            wbest = max(full_runs, key=lambda x: x["events_per_s"])
 
             log("baseline again (after the worker) ...")
             b2 = baseline(consumer_settings(base, f"bench-baseline2-{run}"), n,
@@ -706,7 +717,9 @@ def main(argv: list[str] | None = None) -> int:
         "worker_drift_only": wdrift,
         "ratio": wres["events_per_s"] / b["events_per_s"],
         "ratio_drift_only": wdrift["events_per_s"] / b["events_per_s"],
-        "quality_cost": 1 - wres["events_per_s"] / wdrift["events_per_s"],
+        "full_runs": [x["events_per_s"] for x in full_runs],
+        "drift_only_runs": [x["events_per_s"] for x in drift_runs],
+        "quality_cost": 1 - wbest["events_per_s"] / wdrift["events_per_s"],
         "steps": step,
         "goal_ratio": GOAL_RATIO,
         "verify": ver,

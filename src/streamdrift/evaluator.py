@@ -74,6 +74,10 @@ class Evaluator:
             sent = self._publish(model, [encode(a) for a in fresh], [a.alert_id for a in fresh])
             self.store.clear_dirty(model, marks)
             self.store.sweep_ids(model, id_horizon(profile), now)
+            cfg = profile.config
+            self.store.prune_alerts(
+                model, now - cfg.retention_seconds - 2 * cfg.window_seconds, now
+            )
             return [a for a in fresh if a.alert_id in sent]
         finally:
             self.store.unlock_evaluation(model, self.owner)

@@ -31,7 +31,7 @@ tag `{model}`, so one model's apply touches a single Redis Cluster slot. Layout
                                               crc32(id) mod ID_BUCKETS: small hashes stay
                                               listpack-encoded, ~60 bytes an id
     sd:{m}:sweep                       HASH   cursor, at: the janitor that drops ids older
-                                              than the join (or repeat) horizon
+                                              than the join horizon; alerts_pruned_at
     sd:{m}:join                        HASH   joined, duplicate_*, labels_before_prediction
     sd:{m}:quality                     HASH   "<kind>:<feature>" -> "<first>:<last>" window
                                               of the data-quality finding's last episode
@@ -111,7 +111,7 @@ if J then
   -- prediction. One HSETNX stores a prediction and spots a repeat; the (prediction,
   -- label) pair meets here exactly once, whichever came first, and adds one labelled
   -- pair to the prediction's window.
-  local ints, floats, expire, touched = {}, {}, {}, {}
+  local ints, floats, expire, touched, label_keys = {}, {}, {}, {}, {}
   local function add(t, key, f, v)
     local h = t[key]
     if not h then h = {}; t[key] = h end
@@ -177,6 +177,7 @@ if J then
     if J.label_kind == 'categorical' then
       local lk = base .. ':cat:__label__'
       expire[lk] = expire[pk]
+      label_keys[lk] = true
       add(ints, lk, label, 1)
     elseif lbin and lbin >= 0 then
       local lk = base .. ':num:__label__'
@@ -259,13 +260,21 @@ if J then
     redis.call('EXPIREAT', mk, ws + J.width + J.retention)
     touched[ws] = true
   end
-  -- Segment fields stop growing a window's hash past max_fields; later segment values
-  -- are counted under s:__other__ so that a high-cardinality segment cannot bloat it.
+  -- Fields that labels and segments name stop growing a hash past its cap: a window's
+  -- perf hash past max_fields (later segment values count under s:__other__, later
+  -- confusion-matrix cells under cm:__other__|__other__), the joined labels' category
+  -- hash past max_categories (under __other__). A stream of garbage labels or a
+  -- high-cardinality segment cannot bloat them.
   local function field(key, f)
-    if string.sub(f, 1, 2) ~= 's:' or redis.call('HEXISTS', key, f) == 1
-        or redis.call('HLEN', key) < J.max_fields then
+    local head, cap = string.sub(f, 1, 3), J.max_fields
+    if label_keys[key] then
+      cap = J.max_categories
+    elseif head ~= 'cm:' and string.sub(f, 1, 2) ~= 's:' then
       return f
     end
+    if redis.call('HEXISTS', key, f) == 1 or redis.call('HLEN', key) < cap then return f end
+    if label_keys[key] then return '__other__' end
+    if head == 'cm:' then return 'cm:__other__|__other__' end
     return 's:__other__' .. string.match(f, '(:[^:]*)$')
   end
   for key, h in pairs(ints) do
@@ -615,6 +624,7 @@ class Store:
                 "windows": f"{t}:windows:{rev}",
                 "stats": f"{t}:join",
                 "max_fields": MAX_PERFORMANCE_FIELDS,
+                "max_categories": cfg.max_categories,
                 "keep": cfg.dedupe_horizon_seconds,
             }
             payload["dedupe"] = [[ws, ids] for ws, ids in join.ids_by_window.items()]
@@ -806,6 +816,27 @@ class Store:
             self.redis.hset(
                 f"{_tag(model)}:alert_state", mapping={a: f"published:{now!r}" for a in alert_ids}
             )
+
+    def prune_alerts(self, model: str, older_than: float, now: float) -> int:
+        """Forget alerts published before `older_than`, at most once an hour: the windows
+        they were raised for are gone, so nothing can raise them again, and the alert
+        hashes would otherwise grow for ever. Returns how many went."""
+        t = _tag(model)
+        last = self.redis.hget(f"{t}:sweep", "alerts_pruned_at")
+        if last is not None and now - float(last) < 3600:
+            return 0
+        self.redis.hset(f"{t}:sweep", "alerts_pruned_at", repr(now))
+        old = []
+        for aid, state in self.redis.hscan_iter(f"{t}:alert_state", count=1000):
+            kind, _, at = state.decode().partition(":")
+            if kind == "published" and float(at) < older_than:
+                old.append(aid)
+        pipe = self.redis.pipeline(transaction=False)
+        for i in range(0, len(old), 1000):
+            pipe.hdel(f"{t}:alerts", *old[i : i + 1000])
+            pipe.hdel(f"{t}:alert_state", *old[i : i + 1000])
+        pipe.execute()
+        return len(old)
 
     def unpublished_alerts(self, model: str, older_than: float) -> list[bytes]:
         """Alerts claimed by a worker that died before publishing them."""

@@ -56,3 +56,62 @@ def test_janitor_drops_ids_past_their_horizon_only(store, model_id):
     assert removed == 300 * 4
     left = sum(store.redis.hlen(k) for k in store.redis.scan_iter(match=f"sd:{{{model_id}}}:ids:*"))
     assert left == expected_left
+
+
+def test_garbage_labels_cannot_bloat_a_window(store, model_id, tmp_path, monkeypatch):
+    """120 distinct label values: the joined-label hash keeps max_categories of them and
+    counts the rest under __other__; the confusion matrix stops at the perf hash's cap
+    and counts the rest in one cell. No pair is lost."""
+    import time
+    import zlib
+    from collections import Counter
+
+    from streamdrift import store as store_mod
+    from streamdrift import synthetic
+    from streamdrift.config import MonitorConfig
+    from streamdrift.reference import build_profile
+    from streamdrift.store import Fence, JoinDelta
+
+    monkeypatch.setattr(store_mod, "MAX_PERFORMANCE_FIELDS", 40)
+    profile, _ = store.save_profile(
+        build_profile(
+            model_id,
+            synthetic.write_reference(tmp_path / "r.csv", rows=2000),
+            prediction_column="score",
+            label_column="is_fraud",
+            features=list(synthetic.NUMERIC[:3]),
+            config=MonitorConfig(max_categories=50),
+        )
+    )
+    ts = int(time.time()) - 100
+    ids = [f"p{i}" for i in range(120)]
+    buckets = [zlib.crc32(i.encode()) % store_mod.ID_BUCKETS for i in ids]
+    delta = JoinDelta(
+        predictions=[[p, f"{ts}|1|1|0.9", b] for p, b in zip(ids, buckets, strict=True)],
+        labels=[
+            [p, f"g{i}", ts + 5, -1, b] for i, (p, b) in enumerate(zip(ids, buckets, strict=True))
+        ],
+    )
+    stats = store.apply_batch(profile, [Fence("t:0", -1, 0)], {}, Counter(), delta)
+    assert stats.joined == 120
+    width = profile.config.window_seconds
+    base = f"sd:{{{model_id}}}:w:{profile.revision}:{ts // width * width}"
+    labels = {k.decode(): int(v) for k, v in store.redis.hgetall(f"{base}:cat:__label__").items()}
+    assert len(labels) == 51 and labels["__other__"] == 70 and sum(labels.values()) == 120
+    perf = {k.decode(): v for k, v in store.redis.hgetall(f"{base}:perf").items()}
+    cells = {k: int(v) for k, v in perf.items() if k.startswith("cm:")}
+    assert sum(cells.values()) == 120
+    assert len(cells) <= 41 and cells["cm:__other__|__other__"] > 0
+
+
+def test_alerts_published_before_the_cutoff_are_forgotten_once_an_hour(store, model_id):
+    now = 1_790_000_000.0
+    for i in range(2500):
+        assert store.claim_alert(model_id, f"a{i}", b"{}", now - 100)
+    store.mark_published(model_id, [f"a{i}" for i in range(2000)], now - 50)
+    assert store.prune_alerts(model_id, now - 60, now) == 0  # all published after it
+    assert store.prune_alerts(model_id, now - 40, now + 10) == 0  # within the hour: no pass
+    assert store.prune_alerts(model_id, now - 40, now + 3601) == 2000
+    left = {k.decode() for k in store.redis.hkeys(f"sd:{{{model_id}}}:alerts")}
+    assert left == {f"a{i}" for i in range(2000, 2500)}  # claimed, never published: kept
+    assert store.redis.hlen(f"sd:{{{model_id}}}:alert_state") == 500
