@@ -696,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
                 store.redis.srem("sd:models", model)
 
     profile_text = wres.pop("profile_text", None)
+    wbest.pop("profile_text", None)
     b = max((b1, b2), key=lambda x: x["events_per_s"])  # the ceiling: the faster of the two
     res: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
@@ -713,9 +714,10 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": b,
         "baseline_runs": [b1, b2],
         "baseline_worker_settings": b3,
-        "worker": wres,
+        "worker": wbest,  # the faster full run (the first one also pays the warm-up)
+        "worker_first_run": wres,
         "worker_drift_only": wdrift,
-        "ratio": wres["events_per_s"] / b["events_per_s"],
+        "ratio": wbest["events_per_s"] / b["events_per_s"],
         "ratio_drift_only": wdrift["events_per_s"] / b["events_per_s"],
         "full_runs": [x["events_per_s"] for x in full_runs],
         "drift_only_runs": [x["events_per_s"] for x in drift_runs],
