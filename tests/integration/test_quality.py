@@ -22,6 +22,18 @@ pytestmark = pytest.mark.integration
 WINDOW = 600
 
 
+def _register(store, model_id: str, tmp_path) -> None:
+    """The synthetic fraud model without labels, with short windows."""
+    store.save_profile(
+        build_profile(
+            model_id,
+            synthetic.write_reference(tmp_path / "r.csv"),
+            features=[*synthetic.NUMERIC, "country", "device"],
+            config=MonitorConfig(window_seconds=WINDOW, evaluation_interval_seconds=0.2),
+        )
+    )
+
+
 def _changed(value: bytes, i: int) -> bytes:
     e = orjson.loads(value)
     f = e["features"]
@@ -34,14 +46,7 @@ def _changed(value: bytes, i: int) -> bytes:
 
 
 def test_schema_changes_raise_one_alert_each(settings, store, model_id, tmp_path):
-    store.save_profile(
-        build_profile(
-            model_id,
-            synthetic.write_reference(tmp_path / "r.csv"),
-            features=[*synthetic.NUMERIC, "country", "device"],
-            config=MonitorConfig(window_seconds=WINDOW, evaluation_interval_seconds=0.2),
-        )
-    )
+    _register(store, model_id, tmp_path)
     start = (time.time() // WINDOW - 4) * WINDOW
     events = list(synthetic.prediction_events(model_id, 6000, start, 3 * WINDOW, seed=4))
     # The first window is as the reference; the change lands at a window boundary.
@@ -77,14 +82,7 @@ def test_repeated_prediction_ids_raise_one_alert_per_episode(settings, store, mo
     """A model without labels: 4 windows, ids re-sent in the second and the fourth. Redis
     counts the repeats of each window exactly, and the problem is raised twice: it was
     fixed in the third window, so its return is a new alert, not a silenced repeat."""
-    store.save_profile(
-        build_profile(
-            model_id,
-            synthetic.write_reference(tmp_path / "r.csv"),
-            features=[*synthetic.NUMERIC, "country", "device"],
-            config=MonitorConfig(window_seconds=WINDOW, evaluation_interval_seconds=0.2),
-        )
-    )
+    _register(store, model_id, tmp_path)
     start = (time.time() // WINDOW - 5) * WINDOW
     events = list(synthetic.prediction_events(model_id, 6000, start, 4 * WINDOW, seed=8))
     rng = random.Random(3)
