@@ -22,7 +22,7 @@ from streamdrift.sketch import prediction_outputs
 from streamdrift.store import ID_BUCKETS, JoinDelta
 
 __all__ = [
-    "bucket",
+    "buckets",
     "id_horizon",
     "ids_by_window",
     "join_delta",
@@ -58,9 +58,10 @@ def ids_by_window(events: ModelEvents, profile: ReferenceProfile) -> dict[int, l
     return out
 
 
-def bucket(prediction_id: str) -> int:
-    """The id's hash bucket: crc32 is stable across processes (unlike `hash`) and cheap."""
-    return zlib.crc32(prediction_id.encode()) % ID_BUCKETS
+def buckets(prediction_ids: list[str]) -> list[int]:
+    """Each id's hash bucket: crc32 is stable across processes (unlike `hash`) and cheap."""
+    crc = zlib.crc32
+    return [crc(pid.encode()) % ID_BUCKETS for pid in prediction_ids]
 
 
 #: at most this many segment keys per prediction, values cut to this length: segments
@@ -88,16 +89,16 @@ def prediction_records(
     """`[prediction_id, "time|version|class|score[|segment=value,...]", bucket]` per
     event."""
     segments = events.segments if len(events.segments) == len(events) else [None] * len(events)
-    crc = zlib.crc32
     return [
         [
             pid,
             f"{int(ts)}|{(v or '').replace('|', '/')}|{c or ''}|{'' if s is None else repr(s)}"
             f"{_segments(seg)}",
-            crc(pid.encode()) % ID_BUCKETS,
+            b,
         ]
-        for pid, ts, v, c, s, seg in zip(
+        for pid, b, ts, v, c, s, seg in zip(
             events.prediction_ids,
+            buckets(events.prediction_ids),
             events.timestamps,
             events.versions,
             classes,
@@ -118,8 +119,14 @@ def label_entries(
     numeric = isinstance(profile.label, NumericProfile)
     edges = profile.label.edge_array() if numeric else None  # type: ignore[union-attr]
     values: list[float] = []
-    for i, (pid, label, ts) in enumerate(
-        zip(labels.prediction_ids, labels.labels, labels.timestamps, strict=True)
+    for i, (pid, b, label, ts) in enumerate(
+        zip(
+            labels.prediction_ids,
+            buckets(labels.prediction_ids),
+            labels.labels,
+            labels.timestamps,
+            strict=True,
+        )
     ):
         if numeric:
             if type(label) not in (float, int) or abs(label) > MAX_MAGNITUDE:
@@ -139,9 +146,9 @@ def label_entries(
                 )
                 continue
             values.append(float(label))
-            out.append([pid, repr(float(label)), int(ts), 0, bucket(pid)])
+            out.append([pid, repr(float(label)), int(ts), 0, b])
         else:
-            out.append([pid, class_key(label), int(ts), -1, bucket(pid)])
+            out.append([pid, class_key(label), int(ts), -1, b])
     if numeric and out:
         for entry, b in zip(out, bin_index(edges, np.asarray(values)).tolist(), strict=True):
             entry[3] = b

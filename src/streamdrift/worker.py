@@ -91,10 +91,10 @@ class _InFlight:
     labels: DecodedLabels
     dead: list[DeadLetter]
     last_offsets: dict[tuple[str, int], int]
+    started: float
     attempts: list[_Attempt] = field(default_factory=list)
     #: dead letters sent with the applies (model-level)
     sent: list[DeadLetter] = field(default_factory=list)
-    started: float = 0.0
 
 
 @dataclass
@@ -314,8 +314,8 @@ class Worker:
         models = set(batch.by_model) | set(labels.by_model) | {d.model_id for d in dead}
         models.discard(None)  # type: ignore[arg-type]
         heads = self.store.heads(sorted(models))  # type: ignore[arg-type]
-        flight = _InFlight(batch, labels, dead, {**batch.last_offsets, **labels.last_offsets})
-        flight.started = started
+        last_offsets = {**batch.last_offsets, **labels.last_offsets}
+        flight = _InFlight(batch, labels, dead, last_offsets, started)
         for model in sorted(models):  # type: ignore[type-var]
             head = heads[model]
             if head.revision is None:
