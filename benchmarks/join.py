@@ -41,7 +41,6 @@ import argparse
 import contextlib
 import cProfile
 import io
-import json
 import os
 import platform
 import pstats
@@ -59,7 +58,7 @@ import numpy as np
 import orjson
 import redis
 import throughput
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, Producer
 from throughput import (
     CEILING_OVERRIDES,
     PARTITIONS,
@@ -74,6 +73,8 @@ from throughput import (
     delete_topics,
     instrumented,
     log,
+    report,
+    run_main,
     servers,
     verify,
 )
@@ -817,20 +818,8 @@ def main(argv: list[str] | None = None) -> int:
         "src_digest": src_digest(),
         "total_seconds": time.perf_counter() - t_start,
     }
-    if args.json:
-        print(json.dumps(res, indent=None, default=str))
-        log(table(res))
-    else:
-        print(table(res))
-    if profile_text:
-        log(profile_text)
-    log(f"total run time {res['total_seconds']:.1f} s")
-    return 0
+    return report(res, args.json, table, profile_text)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (BenchmarkError, KafkaException) as e:
-        print(f"benchmark FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -728,20 +728,32 @@ def main(argv: list[str] | None = None) -> int:
         "redis_memory": mem,
         "total_seconds": time.perf_counter() - t_start,
     }
-    if args.json:
-        print(json.dumps(res, indent=None, sort_keys=False))
-        log(table(res))
+    return report(res, args.json, table, profile_text)
+
+
+def report(res: dict[str, Any], as_json: bool, table_of: Callable[[dict[str, Any]], str],
+           profile_text: str | None) -> int:
+    """Print a run's result (JSON on stdout with the table on stderr, or the table), the
+    cProfile listing if any, and the run time. Shared with join.py."""
+    if as_json:
+        print(json.dumps(res, indent=None, default=str))
+        log(table_of(res))
     else:
-        print(table(res))
+        print(table_of(res))
     if profile_text:
         log(profile_text)
     log(f"total run time {res['total_seconds']:.1f} s")
     return 0
 
 
-if __name__ == "__main__":
+def run_main(main_fn: Callable[[], int]) -> None:
+    """Exit with main's code, or 1 and one line on a failed check or a Kafka error."""
     try:
-        sys.exit(main())
+        sys.exit(main_fn())
     except (BenchmarkError, KafkaException) as e:
         print(f"benchmark FAILED: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_main(main)
