@@ -55,6 +55,7 @@ class PerformanceSketch:
     abs_error: float = 0.0
     sq_error: float = 0.0
     error: float = 0.0
+    #: sums of (y − shift) and its square, shift = the profile's `label_shift()`
     y_sum: float = 0.0
     y_sq: float = 0.0
     ape_sum: float = 0.0
@@ -119,8 +120,10 @@ class PerformanceSketch:
         score: np.ndarray | None = None,
         positive: str | None = None,
         delays: np.ndarray | None = None,
+        shift: float = 0.0,
     ) -> PerformanceSketch:
-        """The sketch of labelled pairs given as columns (the same sums the join adds)."""
+        """The sketch of labelled pairs given as columns (the same sums the join adds;
+        `shift` as the profile's `label_shift()`)."""
         s = cls(labelled=len(actual))
         if delays is not None and len(delays):
             s.delay_sum = float(np.sum(delays))
@@ -134,7 +137,8 @@ class PerformanceSketch:
                 float((e * e).sum()),
                 float(e.sum()),
             )
-            s.y_sum, s.y_sq = float(y.sum()), float((y * y).sum())
+            centred = y - shift
+            s.y_sum, s.y_sq = float(centred.sum()), float((centred * centred).sum())
             nz = y != 0
             s.ape_sum, s.ape_n = float((np.abs(e[nz]) / np.abs(y[nz])).sum()), int(nz.sum())
             return s

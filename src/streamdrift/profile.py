@@ -97,6 +97,15 @@ class ReferenceProfile(BaseModel):
     #: the worker's per-profile constants (sketch._Layout), built on first use
     _layout: Any = PrivateAttr(default=None)
 
+    def label_shift(self) -> float:
+        """What a regressor's labels are shifted by before their sums are kept: the
+        reference mean. Σy² − (Σy)²/n cancels catastrophically when the mean is large
+        against the spread (prices, timestamps); around the mean it does not. R² is
+        unchanged by the shift, so any constant will do, as long as one model's windows
+        share it."""
+        label = self.label
+        return float(label.mean) if isinstance(label, NumericProfile) else 0.0
+
     def numeric_features(self) -> list[str]:
         return [n for n, p in self.features.items() if p.kind == "numeric"]
 

@@ -275,7 +275,10 @@ def pairs_sketch(profile: ReferenceProfile, preds: list[object], actual: list[ob
     """The performance sketch of (prediction column value, label) pairs."""
     if profile.task == "regression":
         return PerformanceSketch.from_pairs(
-            "regression", actual, score=np.asarray(preds, dtype=np.float64)
+            "regression",
+            actual,
+            score=np.asarray(preds, dtype=np.float64),
+            shift=profile.label_shift(),
         )
     if isinstance(profile.prediction, NumericProfile) and profile.positive_class:
         scores = np.asarray(preds, dtype=np.float64)

@@ -137,7 +137,8 @@ if J then
       if y and yhat then
         local e = yhat - y
         add(floats, pk, 'ae', math.abs(e)); add(floats, pk, 'se', e * e)
-        add(floats, pk, 'err', e); add(floats, pk, 'y', y); add(floats, pk, 'y2', y * y)
+        local c = y - J.shift  -- the label's reference mean: no cancellation in R²
+        add(floats, pk, 'err', e); add(floats, pk, 'y', c); add(floats, pk, 'y2', c * c)
         if y ~= 0 then
           add(floats, pk, 'ape', math.abs(e) / math.abs(y)); add(ints, pk, 'nape', 1)
         end
@@ -625,6 +626,7 @@ class Store:
                 "stats": f"{t}:join",
                 "max_fields": MAX_PERFORMANCE_FIELDS,
                 "max_categories": cfg.max_categories,
+                "shift": profile.label_shift(),
                 "keep": cfg.dedupe_horizon_seconds,
             }
             payload["dedupe"] = [[ws, ids] for ws, ids in join.ids_by_window.items()]

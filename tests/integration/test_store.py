@@ -115,3 +115,49 @@ def test_alerts_published_before_the_cutoff_are_forgotten_once_an_hour(store, mo
     left = {k.decode() for k in store.redis.hkeys(f"sd:{{{model_id}}}:alerts")}
     assert left == {f"a{i}" for i in range(2000, 2500)}  # claimed, never published: kept
     assert store.redis.hlen(f"sd:{{{model_id}}}:alert_state") == 500
+
+
+def test_r2_of_a_target_with_a_large_mean_survives_the_lua_sums(store, model_id, tmp_path):
+    """Targets around 1e9 with a spread of 1: summing y and y² pair by pair would leave
+    nothing of the variance; the join sums them around the reference mean instead."""
+    import csv
+    import time
+    import zlib
+    from collections import Counter
+
+    import numpy as np
+    from sklearn.metrics import r2_score
+
+    from streamdrift.performance import regression_metrics
+    from streamdrift.reference import build_profile
+    from streamdrift.store import ID_BUCKETS, Fence, JoinDelta
+
+    rng = np.random.default_rng(5)
+
+    def rows(n):
+        y = 1e9 + rng.normal(0, 1, n)
+        return y, y + rng.normal(0, 0.5, n)
+
+    ref_y, ref_pred = rows(2000)
+    path = tmp_path / "ref.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["x", "pred", "y"])
+        w.writerows(zip(rng.normal(size=2000), ref_pred, ref_y, strict=True))
+    profile, _ = store.save_profile(
+        build_profile(model_id, path, task="regression", prediction_column="pred", label_column="y")
+    )
+    y, pred = rows(3000)
+    ts = int(time.time()) - 100
+    ids = [f"r{i}" for i in range(len(y))]
+    b = [zlib.crc32(i.encode()) % ID_BUCKETS for i in ids]
+    delta = JoinDelta(
+        predictions=[
+            [i, f"{ts}|1||{p!r}", k] for i, p, k in zip(ids, pred.tolist(), b, strict=True)
+        ],
+        labels=[[i, repr(v), ts + 5, 0, k] for i, v, k in zip(ids, y.tolist(), b, strict=True)],
+    )
+    assert store.apply_batch(profile, [Fence("t:0", -1, 0)], {}, Counter(), delta).joined == 3000
+    (window,) = store.read_windows(profile, store.window_starts(model_id, profile.revision))
+    m = regression_metrics(window.performance)
+    assert m["r2"] == pytest.approx(r2_score(y, pred), abs=1e-6)

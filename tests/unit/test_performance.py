@@ -541,3 +541,13 @@ def test_constant_target_summed_pair_by_pair_has_nan_r2(value: float) -> None:
     assert math.isnan(m["r2"])
     assert m["mae"] == pytest.approx(1.0)
     assert m["rmse"] == pytest.approx(1.0)
+
+
+def test_regression_r2_of_a_large_mean_target_with_a_shift() -> None:
+    # around 1e9 with a spread of 1: Σy² − (Σy)²/n keeps nothing of the variance unless
+    # the sums are taken around a constant near the mean (the profile's label_shift)
+    rng = np.random.default_rng(8)
+    y = 1e9 + rng.normal(0, 1, 5000)
+    yhat = y + rng.normal(0, 0.5, 5000)
+    s = PerformanceSketch.from_pairs("regression", list(y), score=yhat, shift=1e9 + 0.3)
+    assert regression_metrics(s)["r2"] == pytest.approx(r2_score(y, yhat), abs=1e-9)
