@@ -35,6 +35,12 @@ def alert_id(model: str, revision: int, alert_type: str, feature: str, window_st
     return digest.hexdigest()[:32]
 
 
+def _profile_alert_id(
+    profile: ReferenceProfile, alert_type: str, feature: str, window_start: int
+) -> str:
+    return alert_id(profile.model_id, profile.revision, alert_type, feature, window_start)
+
+
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
@@ -66,9 +72,7 @@ def output_alerts(
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=alert_id(
-                    profile.model_id, profile.revision, kind, names[key], window.start
-                ),
+                alert_id=_profile_alert_id(profile, kind, names[key], window.start),
                 type=kind,  # type: ignore[arg-type]
                 severity=_severity(profile, d.value),
                 feature=names[key],
@@ -124,9 +128,8 @@ def performance_alert(
     end = window.start + profile.config.window_seconds
     return Alert(
         **_window_fields(profile, window, now),
-        alert_id=alert_id(
-            profile.model_id,
-            profile.revision,
+        alert_id=_profile_alert_id(
+            profile,
             "performance_degradation",
             finding.metric,
             window.start,
@@ -210,7 +213,7 @@ def quality_alerts(
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=alert_id(profile.model_id, profile.revision, "data_quality", key, since),
+                alert_id=_profile_alert_id(profile, "data_quality", key, since),
                 type="data_quality",
                 severity="critical"
                 if f.kind.startswith("feature_") or f.kind in ("type_change", "invalid_output")
@@ -260,9 +263,7 @@ def outlier_alerts(profile: ReferenceProfile, window: WindowSketch, now: float) 
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=alert_id(
-                    profile.model_id, profile.revision, "outlier", ex["prediction_id"], window.start
-                ),
+                alert_id=_profile_alert_id(profile, "outlier", ex["prediction_id"], window.start),
                 severity="warning",
                 feature=top,
                 value=ex["score"],
@@ -286,9 +287,7 @@ def outlier_alerts(profile: ReferenceProfile, window: WindowSketch, now: float) 
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=alert_id(
-                    profile.model_id, profile.revision, "outlier", "__share__", window.start
-                ),
+                alert_id=_profile_alert_id(profile, "outlier", "__share__", window.start),
                 severity="critical" if share["share"] >= 10 * model.rate else "warning",
                 feature="*",
                 value=share["share"],
@@ -378,9 +377,7 @@ def drift_alerts(
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=alert_id(
-                    profile.model_id, profile.revision, "data_drift", d.feature, window.start
-                ),
+                alert_id=_profile_alert_id(profile, "data_drift", d.feature, window.start),
                 type="data_drift",
                 severity=severity,
                 feature=d.feature,
