@@ -429,7 +429,9 @@ class Worker:
         )
         profile = self._profile(model, head.revision or 0)
         if profile is None:
-            return self._unregistered(batch, labels, model)
+            gone = self._unregistered(batch, labels, model)
+            self._send_dead_letters(gone)
+            return gone
         applied = {tp: head.offsets.get(fence_field(*tp), -1) for tp in sources}
         events = self._unapplied(all_events, self.settings.predictions_topic, applied, model)
         label_events = self._unapplied(all_labels, self.settings.labels_topic, applied, model)
