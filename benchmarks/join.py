@@ -386,16 +386,16 @@ def waiting_count(js: dict[str, int]) -> int:
 
 
 def verify_labelled(store: Store, model: str, n: int, wres: dict[str, Any]) -> dict[str, Any]:
-    js = store.join_stats(model)
+    js = store.counters.join_stats(model)
     if js.get("joined", 0) != n:
         raise BenchmarkError(f"join stats of {model}: joined {js.get('joined', 0)}, "
                              f"expected {n}: {js}")
     if js.get("duplicate_predictions", 0) or js.get("duplicate_labels", 0):
         raise BenchmarkError(f"duplicates reported where there are none: {js}")
     ver = verify(store, model, n)  # window counts sum to n
-    profile = store.load_profile(model)
+    profile = store.profiles.load(model)
     assert profile is not None
-    windows = store.read_windows(profile, store.window_starts(model, profile.revision))
+    windows = store.windows.read(profile, store.windows.starts(model, profile.revision))
     labelled = sum(w.performance.labelled for w in windows if w.performance is not None)
     if labelled != n:
         raise BenchmarkError(f"performance sketches hold {labelled} labelled pairs, expected {n}")
@@ -630,7 +630,7 @@ def register(store: Store, model: str, ref: Path, labels: bool = True) -> None:
     profile = build_profile(model, ref, prediction_column="score",
                             label_column="is_fraud" if labels else None, features=features,
                             config=MonitorConfig(window_seconds=WINDOW_SECONDS))
-    store.save_profile(profile)
+    store.profiles.save(profile)
 
 
 @contextlib.contextmanager

@@ -404,11 +404,11 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
 
 
 def verify(store: Store, model: str, n: int) -> dict[str, Any]:
-    profile = store.load_profile(model)
+    profile = store.profiles.load(model)
     if profile is None:
         raise BenchmarkError(f"profile of {model} vanished")
-    starts = store.window_starts(model, profile.revision)
-    windows = store.read_windows(profile, starts)
+    starts = store.windows.starts(model, profile.revision)
+    windows = store.windows.read(profile, starts)
     total = sum(win.count for win in windows)
     per_window = {str(win.start): win.count for win in windows}
     if total != n:
@@ -459,11 +459,11 @@ def steps(batches: list[list[Any]], profile: ReferenceProfile,
 # ---- 3. Redis memory -------------------------------------------------------------------
 def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
     r = store.redis
-    profile = store.load_profile(model)
+    profile = store.profiles.load(model)
     assert profile is not None
     rev = profile.revision
-    starts = store.window_starts(model, rev)
-    counts = {win.start: win.count for win in store.read_windows(profile, starts)}
+    starts = store.windows.starts(model, rev)
+    counts = {win.start: win.count for win in store.windows.read(profile, starts)}
     full = max(counts, key=lambda s: counts[s])  # the fullest window for the per-key figures
     base = f"sd:{{{model}}}:w:{rev}"
     num = profile.numeric_features()[0]
@@ -626,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
                                     label_column="is_fraud" if args.join else None,
                                     features=[*synthetic.NUMERIC, "country", "device"],
                                     config=MonitorConfig(window_seconds=WINDOW_SECONDS))
-            store.save_profile(profile)
+            store.profiles.save(profile)
             log(f"producing {n} events to {topic} ...")
             prod = produce(bootstrap, topic, model, n)
             log(f"  {prod['seconds']:.1f} s, mean {prod['mean_event_bytes']:.0f} B/event")
@@ -653,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
 
             # The quality and outlier checks' cost: drift-only workers against full ones,
             # alternating (a busy 2-core machine drifts), the faster of each kind.
-            full = store.load_profile(model)
+            full = store.profiles.load(model)
             assert full is not None
             drift_profile = full.model_copy(update={
                 "outliers": None,
@@ -683,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
             b3 = baseline(consumer_settings(base, f"bench-baseline3-{run}"), n, keep=sample)
             log(f"  {b3['events_per_s']:,.0f} events/s, {b3['stalls']} stalls")
             log("worker steps one by one on sampled batches ...")
-            profile_now = store.load_profile(model)
+            profile_now = store.profiles.load(model)
             assert profile_now is not None
             step = steps(sample, profile_now, base.max_event_bytes)
             del sample

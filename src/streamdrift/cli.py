@@ -124,7 +124,7 @@ def register(
         config=config,
     )
     store = _store(_settings())
-    saved, replaced = store.save_profile(profile)
+    saved, replaced = store.profiles.save(profile)
     numeric, categorical = saved.numeric_features(), saved.categorical_features()
     verb = f"replaced the profile (now revision {saved.revision})" if replaced else "registered"
     click.echo(

@@ -36,7 +36,7 @@ def register_demo_model(store: Store, model: str, workdir: Path, window_seconds:
     profile = build_profile(
         model, ref, task="binary", prediction_column="score", label_column="is_fraud", config=config
     )
-    return store.save_profile(profile)[0]
+    return store.profiles.save(profile)[0]
 
 
 def demo_stream(model: str, events: int, span_seconds: float, drift_at: float | None = 0.5):
@@ -117,11 +117,11 @@ def _start_workers(settings: Settings, n: int, workdir: Path) -> list[subprocess
 
 
 def _counted(store: Store, model: str) -> int:
-    profile = store.load_profile(model)
+    profile = store.profiles.load(model)
     if profile is None:
         return 0
     return sum(
-        w.count for w in store.read_windows(profile, store.window_starts(model, profile.revision))
+        w.count for w in store.windows.read(profile, store.windows.starts(model, profile.revision))
     )
 
 
@@ -195,19 +195,19 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
         deadline = time.monotonic() + timeout
         while (
             _counted(store, DEMO_MODEL) < events
-            or store.join_stats(DEMO_MODEL).get("joined", 0) < events
+            or store.counters.join_stats(DEMO_MODEL).get("joined", 0) < events
         ) and time.monotonic() < deadline:
             if any(p.poll() is not None for p in procs):
                 console.print("[red]a worker exited early; see its log[/]")
                 return 1
             time.sleep(0.5)
-        while store.dirty_windows(DEMO_MODEL) and time.monotonic() < deadline:
+        while store.schedule.dirty(DEMO_MODEL) and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(2.0)
         stop.set()
         reader.join(5)
         counted = _counted(store, DEMO_MODEL)
-        joined = store.join_stats(DEMO_MODEL).get("joined", 0)
+        joined = store.counters.join_stats(DEMO_MODEL).get("joined", 0)
         _summary(console, store, seen, events, counted, joined, time.monotonic() - t0)
         return 0 if counted == events and joined == events and seen else 1
     finally:

@@ -52,35 +52,35 @@ class Evaluator:
     def evaluate(self, profile: ReferenceProfile, now: float | None = None) -> list[Alert]:
         """Evaluate the model's dirty windows; returns the alerts newly published."""
         model = profile.model_id
-        if not self.store.try_lock_evaluation(model, self.owner):
+        if not self.store.schedule.try_lock(model, self.owner):
             return []
         try:
             now = time.time() if now is None else now
             self._republish(model, now)
-            marks = self.store.dirty_windows(model)
+            marks = self.store.schedule.dirty(model)
             starts = sorted(
                 {int(m.split(":")[1]) for m, _ in marks if m.split(":")[0] == str(profile.revision)}
             )
             fresh: list[Alert] = []
-            all_starts = self.store.window_starts(model, profile.revision)
-            episodes = self.store.quality_episodes(model)
+            all_starts = self.store.windows.starts(model, profile.revision)
+            episodes = self.store.counters.quality_episodes(model)
             before = dict(episodes)
-            for window in self.store.read_windows(profile, starts):
+            for window in self.store.windows.read(profile, starts):
                 for alert in self._window_alerts(profile, window, all_starts, now, episodes):
-                    if self.store.claim_alert(model, alert.alert_id, encode(alert), now):
+                    if self.store.alerts.claim(model, alert.alert_id, encode(alert), now):
                         fresh.append(alert)
             if episodes != before:
-                self.store.save_quality_episodes(model, episodes)
+                self.store.counters.save_quality_episodes(model, episodes)
             sent = self._publish(model, [encode(a) for a in fresh], [a.alert_id for a in fresh])
-            self.store.clear_dirty(model, marks)
-            self.store.sweep_ids(model, id_horizon(profile), now)
+            self.store.schedule.clear(model, marks)
+            self.store.records.sweep(model, id_horizon(profile), now)
             cfg = profile.config
-            self.store.prune_alerts(
+            self.store.alerts.prune(
                 model, now - cfg.retention_seconds - 2 * cfg.window_seconds, now
             )
             return [a for a in fresh if a.alert_id in sent]
         finally:
-            self.store.unlock_evaluation(model, self.owner)
+            self.store.schedule.unlock(model, self.owner)
 
     def _window_alerts(
         self,
@@ -101,7 +101,7 @@ class Evaluator:
         if window.performance is not None:
             k = profile.config.performance.detector_windows
             earlier = [s for s in all_starts if s < window.start][-k:]
-            recent = self.store.read_performance(profile, earlier)
+            recent = self.store.windows.read_performance(profile, earlier)
             finding = performance_check(profile, window, recent)
             if finding is not None:
                 alert = performance_alert(profile, window, finding, drift, now)
@@ -110,7 +110,7 @@ class Evaluator:
         return alerts
 
     def _republish(self, model: str, now: float) -> None:
-        stale = self.store.unpublished_alerts(model, now - REPUBLISH_AFTER_SECONDS)
+        stale = self.store.alerts.unpublished(model, now - REPUBLISH_AFTER_SECONDS)
         if stale:
             ids = [orjson.loads(a)["alert_id"] for a in stale]
             log.warning(
@@ -140,6 +140,6 @@ class Evaluator:
                 on_delivery=partial(on_delivery, aid),
             )
         self.producer.flush(30)
-        self.store.mark_published(model, sorted(delivered), time.time())
+        self.store.alerts.mark_published(model, sorted(delivered), time.time())
         self.published += len(delivered)
         return delivered

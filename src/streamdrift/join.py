@@ -1,6 +1,6 @@
 """The delayed-label join, the Python side: what a prediction leaves in Redis for its
-label, and what a label brings. The meeting itself happens atomically in the apply
-script (store.py), whichever of the two arrives first.
+label, and what a label brings, in the record format of `store.records`. The meeting
+itself happens atomically in the apply script, whichever of the two arrives first.
 
 A pending prediction keeps only `time|version|class|score` (about 30 bytes of value):
 its window follows from its time, and the label needs nothing else. A model that joins
@@ -10,7 +10,6 @@ prediction ids are counted per window.
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from streamdrift.decode import MAX_MAGNITUDE, DeadLetter, ModelEvents, ModelLabe
 from streamdrift.performance import class_key
 from streamdrift.profile import NumericProfile, ReferenceProfile, bin_index, category_key
 from streamdrift.sketch import prediction_outputs
-from streamdrift.store import ID_BUCKETS, JoinDelta
+from streamdrift.store.records import JoinDelta, buckets
 
 __all__ = [
     "buckets",
@@ -56,12 +55,6 @@ def ids_by_window(events: ModelEvents, profile: ReferenceProfile) -> dict[int, l
     for pid, ws in zip(events.prediction_ids, starts.astype(np.int64).tolist(), strict=True):
         out.setdefault(ws, []).append(pid)
     return out
-
-
-def buckets(prediction_ids: list[str]) -> list[int]:
-    """Each id's hash bucket: crc32 is stable across processes (unlike `hash`) and cheap."""
-    crc = zlib.crc32
-    return [crc(pid.encode()) % ID_BUCKETS for pid in prediction_ids]
 
 
 #: at most this many segment keys per prediction, values cut to this length: segments
@@ -109,6 +102,27 @@ def prediction_records(
     ]
 
 
+#: A regressor's label closer to zero than this (but not zero) is refused: its absolute
+#: percentage error |ŷ − y| / |y| would overflow a double (the apply script refuses it too).
+MIN_MAGNITUDE = 1e-100
+
+
+def _regression_label_problem(label: object) -> tuple[str, str] | None:
+    """(reason, detail) when a regressor's label cannot be counted, else None."""
+    if type(label) not in (float, int):
+        return "wrong_type", (
+            f"label {label!r} ({type(label).__name__}) is not a number, as a regressor's "
+            "label must be"
+        )
+    size = abs(label)  # type: ignore[arg-type]
+    if size > MAX_MAGNITUDE or 0 < size < MIN_MAGNITUDE:
+        return "out_of_bounds", (
+            f"label {label!r} is beyond ±{MAX_MAGNITUDE:g} or closer to 0 than "
+            f"{MIN_MAGNITUDE:g} (its percentage error would overflow)"
+        )
+    return None
+
+
 def label_entries(
     labels: ModelLabels, profile: ReferenceProfile, topic: str
 ) -> tuple[list[list[Any]], list[DeadLetter]]:
@@ -129,7 +143,9 @@ def label_entries(
         )
     ):
         if numeric:
-            if type(label) not in (float, int) or abs(label) > MAX_MAGNITUDE:
+            problem = _regression_label_problem(label)
+            if problem is not None:
+                reason, detail = problem
                 dead.append(
                     DeadLetter(
                         topic,
@@ -137,10 +153,8 @@ def label_entries(
                         labels.offsets[i],
                         pid.encode(),
                         labels.raws[i],
-                        "wrong_type",
-                        f"label {label!r} ({type(label).__name__}) is not a number within "
-                        f"±{MAX_MAGNITUDE:g}, as a "
-                        "regressor's label must be",
+                        reason,
+                        detail,
                         profile.model_id,
                     )
                 )

@@ -350,7 +350,7 @@ def quality_findings(profile: ReferenceProfile, window: WindowSketch) -> list[Qu
             unseen = {
                 k: c
                 for k, c in sk.counts.items()  # type: ignore[union-attr]
-                if k not in ref.categories and k != "__other__"
+                if k not in ref.categories
             }  # type: ignore[union-attr]
             count = sum(unseen.values())
             if ref.other == 0 and count / present >= policy.unseen_share:  # type: ignore[union-attr]

@@ -3,8 +3,8 @@
 A window's performance state is a handful of sums and histograms that add up across
 batches, workers and windows: a confusion matrix, score histograms by actual class (for
 ROC-AUC and calibration), log-loss and Brier sums, error moments for regressors, and the
-label delay. The join in Redis (store.py's Lua) adds one labelled pair at a time to the
-same fields `PerformanceSketch.add_pairs` fills from arrays; metrics are pure functions
+label delay. The join in Redis (store/lua/apply.lua) adds one labelled pair at a time to the
+same fields `PerformanceSketch.from_pairs` fills from arrays; metrics are pure functions
 of a sketch.
 """
 
@@ -47,6 +47,8 @@ class PerformanceSketch:
     delay_sum: float = 0.0
     delay_hist: Counter[int] = field(default_factory=Counter)
     confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: pairs beyond the confusion matrix's cap in Redis (a flood of class names)
+    confusion_other: int = 0
     scored: int = 0
     positive_hist: np.ndarray = field(default_factory=lambda: np.zeros(SCORE_BINS, np.int64))
     negative_hist: np.ndarray = field(default_factory=lambda: np.zeros(SCORE_BINS, np.int64))
@@ -69,6 +71,7 @@ class PerformanceSketch:
             delay_sum=self.delay_sum + o.delay_sum,
             delay_hist=self.delay_hist + o.delay_hist,
             confusion=self.confusion + o.confusion,
+            confusion_other=self.confusion_other + o.confusion_other,
             scored=self.scored + o.scored,
             positive_hist=self.positive_hist + o.positive_hist,
             negative_hist=self.negative_hist + o.negative_hist,
@@ -86,29 +89,6 @@ class PerformanceSketch:
                 for k in self.segments | o.segments
             },
         )
-
-    # ---- the Redis hash form (what the Lua join writes) ---------------------------------
-    @classmethod
-    def from_hash(cls, h: dict[str, str]) -> PerformanceSketch:
-        s = cls()
-        for k, v in h.items():
-            kind, _, rest = k.partition(":")
-            if kind == "s":
-                segment, _, metric = rest.rpartition(":")
-                s.segments.setdefault(segment, Counter())[metric] += float(v)
-            elif kind == "cm":
-                actual, _, predicted = rest.partition("|")
-                s.confusion[(actual, predicted)] += int(v)
-            elif kind == "pos":
-                s.positive_hist[int(rest)] += int(v)
-            elif kind == "neg":
-                s.negative_hist[int(rest)] += int(v)
-            elif kind == "d":
-                s.delay_hist[int(rest)] += int(v)
-            elif k in _HASH_FIELDS:
-                name, conv = _HASH_FIELDS[k]
-                setattr(s, name, conv(v))
-        return s
 
     # ---- vectorised update (reference performance, tests) --------------------------------
     @classmethod
@@ -158,22 +138,6 @@ class PerformanceSketch:
             s.brier_sum = float(((p - is_pos) ** 2).sum())
             s.scored = int(p.size)
         return s
-
-
-_HASH_FIELDS: dict[str, tuple[str, type]] = {
-    "n": ("labelled", int),
-    "dsum": ("delay_sum", float),
-    "ns": ("scored", int),
-    "ll": ("log_loss_sum", float),
-    "brier": ("brier_sum", float),
-    "ae": ("abs_error", float),
-    "se": ("sq_error", float),
-    "err": ("error", float),
-    "y": ("y_sum", float),
-    "y2": ("y_sq", float),
-    "ape": ("ape_sum", float),
-    "nape": ("ape_n", int),
-}
 
 
 def score_bin(score: np.ndarray) -> np.ndarray:

@@ -19,8 +19,6 @@ from streamdrift.outliers import OutlierModel
 
 Task = Literal["binary", "multiclass", "regression"]
 
-OTHER = "__other__"
-MISSING = "__missing__"
 #: window column names of the model's outputs (not features)
 PREDICTION = "__prediction__"
 LABEL = "__label__"

@@ -28,18 +28,18 @@ def _clean(value: float) -> float | None:
 
 def model_report(store: Store, model: str, last: int | None = None) -> dict[str, Any]:
     """The `inspect --json` document of one model."""
-    profile = store.load_profile(model)
+    profile = store.profiles.load(model)
     if profile is None:
-        known = ", ".join(store.models()) or "none"
+        known = ", ".join(store.profiles.models()) or "none"
         raise UnknownModelError(
             f"model '{model}' is not registered",
             f"run `streamdrift register {model} --reference FILE` (registered: {known})",
         )
-    starts = store.window_starts(model, profile.revision)
+    starts = store.windows.starts(model, profile.revision)
     if last:
         starts = starts[-last:]
     windows = []
-    for w in store.read_windows(profile, starts):
+    for w in store.windows.read(profile, starts):
         drift = window_drift(profile, w)
         outputs = output_drift(profile, w)
         windows.append(
@@ -91,11 +91,11 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
         "reference": {"source": profile.source, "rows": profile.rows, "task": profile.task},
         "config": profile.config.model_dump(),
         "windows": windows,
-        "dead_letters": store.model_dlq_counts(model),
-        "join": store.join_stats(model),
+        "dead_letters": store.counters.model_dlq(model),
+        "join": store.counters.join_stats(model),
         "headline_metric": headline_metric(profile),
         "reference_performance": {
             k: _clean(v) for k, v in profile.reference_performance.items() if "[" not in k
         },
-        "alerts": store.alerts(model),
+        "alerts": store.alerts.all(model),
     }

@@ -75,21 +75,26 @@ class NumericSketch:
 
 @dataclass(slots=True)
 class CategoricalSketch:
-    """Category counts (capped in Redis) plus missing values, for one categorical feature."""
+    """Category counts plus missing values, for one categorical feature. Redis keeps at
+    most `max_categories` categories per window; values of the others are counted in
+    `other` (so `n` stays the number of values present)."""
 
     counts: Counter[str] = field(default_factory=Counter)
     missing: int = 0
+    other: int = 0
 
     @classmethod
     def zero(cls) -> CategoricalSketch:
         return cls()
 
-    def __add__(self, other: CategoricalSketch) -> CategoricalSketch:
-        return CategoricalSketch(self.counts + other.counts, self.missing + other.missing)
+    def __add__(self, o: CategoricalSketch) -> CategoricalSketch:
+        return CategoricalSketch(
+            self.counts + o.counts, self.missing + o.missing, self.other + o.other
+        )
 
     @property
     def n(self) -> int:
-        return sum(self.counts.values())
+        return sum(self.counts.values()) + self.other
 
     def aligned(self, reference: CategoricalProfile) -> tuple[np.ndarray, np.ndarray]:
         """Reference and window counts over the same categories: the reference's, then
@@ -97,9 +102,9 @@ class CategoricalSketch:
         ref_keys = list(reference.categories)
         unseen = sorted(k for k in self.counts if k not in reference.categories)
         ref = [*reference.categories.values(), reference.other, *([0] * len(unseen))]
-        cur = [*(self.counts.get(k, 0) for k in ref_keys), 0, *(self.counts[k] for k in unseen)]
-        # "__other__" in a window holds categories beyond the Redis cap
-        cur[len(ref_keys)] = self.counts.get("__other__", 0)
+        # "other" of the window: the values of categories beyond the Redis cap
+        cur = [*(self.counts.get(k, 0) for k in ref_keys), self.other]
+        cur += [self.counts[k] for k in unseen]
         return np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
 
 

@@ -45,9 +45,11 @@ from streamdrift.join import join_delta
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import WindowSketch, sketch_batch
 from streamdrift.store import (
+    Applied,
+    ApplyRequest,
+    ApplyResult,
     Fence,
     JoinDelta,
-    JoinStats,
     ModelHead,
     PendingApply,
     Store,
@@ -79,8 +81,10 @@ class _Attempt:
     pending: PendingApply | None = None
     sent_at: float = 0.0
 
-    def apply_args(self) -> tuple:
-        return (self.profile, self.fences, self.windows, self.invalid, self.join)
+    def request(self) -> ApplyRequest:
+        return ApplyRequest(
+            self.profile, self.fences, self.windows, self.invalid, self.join, time.time()
+        )
 
 
 @dataclass(slots=True)
@@ -313,7 +317,7 @@ class Worker:
         dead = batch.dead + labels.dead
         models = set(batch.by_model) | set(labels.by_model) | {d.model_id for d in dead}
         models.discard(None)  # type: ignore[arg-type]
-        heads = self.store.heads(sorted(models))  # type: ignore[arg-type]
+        _, heads = self.store.fences.heads(sorted(models))  # type: ignore[arg-type]
         last_offsets = {**batch.last_offsets, **labels.last_offsets}
         flight = _InFlight(batch, labels, dead, last_offsets, started)
         for model in sorted(models):  # type: ignore[type-var]
@@ -326,14 +330,14 @@ class Worker:
                 flight.sent += attempt
                 continue
             attempt.sent_at = time.perf_counter()
-            attempt.pending = self.store.send_apply(*attempt.apply_args())
+            attempt.pending = self.store.applies.send(attempt.request())
             flight.attempts.append(attempt)
         unrouted = Counter(
             d.reason
             for d in dead
             if d.model_id is None or heads.get(d.model_id, ModelHead(None, {})).revision is None
         )
-        self.store.count_unrouted(unrouted)
+        self.store.counters.count_unrouted(unrouted)
         self._send_dead_letters(dead)
         return flight
 
@@ -342,12 +346,12 @@ class Worker:
         recomputed and applied again. Returns the last offset per (topic, partition)."""
         batch, labels = flight.batch, flight.labels
         for a in flight.attempts:
-            result = self.store.read_apply(a.pending)  # type: ignore[arg-type]
+            result = self.store.applies.read(a.pending)  # type: ignore[arg-type]
             self.metrics.apply_seconds.observe(time.perf_counter() - a.sent_at)
             if self._applied(a, result):
                 flight.sent += a.new_dead
                 continue
-            head = self.store.heads([a.model])[a.model]
+            head = self.store.fences.heads([a.model])[1][a.model]
             flight.sent += self._apply_model(
                 batch, labels, a.model, head, flight.dead, flight.last_offsets
             )
@@ -368,7 +372,7 @@ class Worker:
     def _profile(self, model: str, revision: int) -> ReferenceProfile | None:
         cached = self.profiles.get(model)
         if cached is None or cached.revision != revision:
-            cached = self.store.load_profile(model)
+            cached = self.store.profiles.load(model)
             if cached is None:
                 return None
             self.profiles[model] = cached
@@ -400,11 +404,11 @@ class Worker:
             if isinstance(attempt, list):
                 return attempt
             attempt.sent_at = time.perf_counter()
-            result = self.store.apply_batch(*attempt.apply_args())
+            result = self.store.applies.apply(attempt.request())
             self.metrics.apply_seconds.observe(time.perf_counter() - attempt.sent_at)
             if self._applied(attempt, result):
                 return attempt.new_dead
-            head = self.store.heads([model])[model]
+            head = self.store.fences.heads([model])[1][model]
         raise RuntimeError(f"offset fence of model {model} kept moving; another worker owns it")
 
     def _attempt(
@@ -432,7 +436,7 @@ class Worker:
             gone = self._unregistered(batch, labels, model)
             self._send_dead_letters(gone)
             return gone
-        applied = {tp: head.offsets.get(fence_field(*tp), -1) for tp in sources}
+        applied = {tp: head.offsets.get(fence_field(tp[0], '-', tp[1]), -1) for tp in sources}
         events = self._unapplied(all_events, self.settings.predictions_topic, applied, model)
         label_events = self._unapplied(all_labels, self.settings.labels_topic, applied, model)
         events, new_dead = self._split_late(events, profile)
@@ -449,19 +453,19 @@ class Worker:
         invalid.update(_quality_key(d.reason, d.detail) for d in new_dead)
         # A fence never moves back: a replayed batch can end below what is applied.
         fences = [
-            Fence(fence_field(*tp), applied[tp], max(applied[tp], last_offsets[tp]))
+            Fence(fence_field(tp[0], '-', tp[1]), applied[tp], max(applied[tp], last_offsets[tp]))
             for tp in sorted(sources)
         ]
         self._send_dead_letters(new_dead)
         return _Attempt(model, profile, fences, windows, invalid, join, len(good), new_dead)
 
-    def _applied(self, attempt: _Attempt, result: JoinStats | None) -> bool:
+    def _applied(self, attempt: _Attempt, result: ApplyResult) -> bool:
         """Count an apply that held its fences; log one that did not (to be recomputed)."""
-        if result is not None:
+        if isinstance(result, Applied):
             self.stats.counted += attempt.counted
-            self.stats.labels_joined += result.joined
+            self.stats.labels_joined += result.stats.joined
             self.metrics.counted.inc(attempt.counted)
-            self.metrics.labels_joined.inc(result.joined)
+            self.metrics.labels_joined.inc(result.stats.joined)
             self._pending_eval.add(attempt.model)
             return True
         self.stats.fence_conflicts += 1
@@ -597,13 +601,13 @@ class Worker:
         now = time.monotonic()
         if idle and (force or now - self._last_sweep > 5.0):
             self._last_sweep = now
-            self._pending_eval.update(self.store.models())
+            self._pending_eval.update(self.store.profiles.models())
         for model in sorted(self._pending_eval):
             cached = self.profiles.get(model)
             interval = cached.config.evaluation_interval_seconds if cached else 0.0
             if not force and now - self._last_eval.get(model, float("-inf")) < interval:
                 continue
-            revision = self.store.heads([model])[model].revision
+            revision = self.store.fences.heads([model])[1][model].revision
             profile = self._profile(model, revision) if revision is not None else None
             if profile is None:
                 self._pending_eval.discard(model)

@@ -101,7 +101,7 @@ def test_register_parquet_and_jsonl_and_replace(settings, store, model_id, tmp_p
     )
     assert second.returncode == 0, second.stderr
     assert "replaced the profile (now revision 2)" in second.stdout
-    profile = store.load_profile(model_id)
+    profile = store.profiles.load(model_id)
     assert profile.revision == 2 and profile.rows == 2000
     assert profile.prediction.kind == "numeric" and profile.label.kind == "categorical"
     assert set(profile.label.categories) == {"0", "1"}

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def test_bad_events_go_to_the_dlq_with_their_reason(settings, store, model_id, tmp_path):
     settings.max_event_bytes = 4096
-    profile, _ = store.save_profile(
+    profile, _ = store.profiles.save(
         build_profile(
             model_id,
             synthetic.write_reference(tmp_path / "ref.csv"),
@@ -63,7 +63,7 @@ def test_bad_events_go_to_the_dlq_with_their_reason(settings, store, model_id, t
         if i % 20 == 0 and bad_values:
             stream.append((b"k", bad_values.pop()))
     assert not bad_values
-    unrouted_before = store.unrouted_dlq_counts()
+    unrouted_before = store.counters.unrouted_dlq()
     produce(settings, stream)
 
     stats = Worker(settings).run(max_seconds=60, install_signals=False, until_messages=len(stream))
@@ -81,7 +81,7 @@ def test_bad_events_go_to_the_dlq_with_their_reason(settings, store, model_id, t
         b"f00" in got[variant(features={**base["features"], "f00": "12.5"})]["streamdrift.detail"]
     )
 
-    windows = store.read_windows(profile, store.window_starts(model_id, profile.revision))
+    windows = store.windows.read(profile, store.windows.starts(model_id, profile.revision))
     assert sum(w.count for w in windows) == len(good)
     assert sum(w.numeric["f00"].n for w in windows) == len(good)
     # `streamdrift dlq` reads the same topic back, grouped by reason.
@@ -95,7 +95,7 @@ def test_bad_events_go_to_the_dlq_with_their_reason(settings, store, model_id, t
     assert "dead letters" in cli(settings, "dlq").stdout
 
     # Bad events of a registered model are counted with it (exactly once, fenced)...
-    assert store.model_dlq_counts(model_id) == {
+    assert store.counters.model_dlq(model_id) == {
         "missing_field": 2,
         "wrong_type": 2,
         "wrong_type:f00": 1,
@@ -104,7 +104,7 @@ def test_bad_events_go_to_the_dlq_with_their_reason(settings, store, model_id, t
         "too_late": 1,
     }
     # ...the others globally, since no model can own them.
-    unrouted = store.unrouted_dlq_counts()
+    unrouted = store.counters.unrouted_dlq()
     for reason, n in {
         "invalid_json": 1,
         "not_an_object": 1,
@@ -121,7 +121,7 @@ def test_events_of_a_model_whose_profile_vanished_are_dead_letters(
     """The profile is gone while its revision is still there (deleted between the
     worker's read of the heads and of the profile): its events go to the DLQ, none is
     lost."""
-    store.save_profile(
+    store.profiles.save(
         build_profile(model_id, synthetic.write_reference(tmp_path / "ref.csv", rows=2000))
     )
     store.redis.delete(f"sd:{{{model_id}}}:profile")

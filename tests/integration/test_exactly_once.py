@@ -45,7 +45,7 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
     config = write_config(tmp_path / "m.json", window_seconds=WINDOW)
     from streamdrift.config import MonitorConfig
 
-    profile, _ = store.save_profile(
+    profile, _ = store.profiles.save(
         build_profile(
             model_id,
             synthetic.write_reference(tmp_path / "ref.csv"),
@@ -69,7 +69,7 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
     def counted() -> int:
         return sum(
             w.count
-            for w in store.read_windows(profile, store.window_starts(model_id, profile.revision))
+            for w in store.windows.read(profile, store.windows.starts(model_id, profile.revision))
         )
 
     log = tmp_path / "workers.log"
@@ -105,7 +105,7 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
         time.sleep(2)  # anything still in flight would show up as a double count now
         windows = {
             w.start: w
-            for w in store.read_windows(profile, store.window_starts(model_id, profile.revision))
+            for w in store.windows.read(profile, store.windows.starts(model_id, profile.revision))
         }
         assert {s: w.count for s, w in windows.items()} == dict(want_count)
         for s, w in windows.items():

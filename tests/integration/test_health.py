@@ -42,7 +42,7 @@ def _get(port: int, path: str) -> tuple[int, dict]:
 
 
 def test_metrics_count_what_was_sent(settings, store, model_id, tmp_path):
-    store.save_profile(
+    store.profiles.save(
         build_profile(
             model_id,
             synthetic.write_reference(tmp_path / "r.csv", rows=3000),

@@ -35,7 +35,7 @@ def _register(store, model_id, tmp_path, **config):
         label_column="is_fraud",
         config=MonitorConfig(**config),
     )
-    return store.save_profile(profile)[0]
+    return store.profiles.save(profile)[0]
 
 
 def _offline(predictions, labels, width):
@@ -114,7 +114,7 @@ def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, mode
         produce(settings, repeated_predictions)
 
         def joined() -> int:
-            return store.join_stats(model_id).get("joined", 0)
+            return store.counters.join_stats(model_id).get("joined", 0)
 
         # Kill one worker once it is busy, then let a fresh one take over.
         assert wait_for(lambda: joined() > 500, timeout=90), log.read_text()[-2000:]
@@ -127,12 +127,12 @@ def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, mode
             stderr=subprocess.STDOUT,
         )
         assert wait_for(lambda: joined() >= 5000, timeout=150), (
-            f"{store.join_stats(model_id)}; {log.read_text()[-2000:]}"
+            f"{store.counters.join_stats(model_id)}; {log.read_text()[-2000:]}"
         )
         assert wait_for(
             lambda: (
                 sum(
-                    store.join_stats(model_id).get(k, 0)
+                    store.counters.join_stats(model_id).get(k, 0)
                     for k in ("duplicate_labels", "duplicate_predictions")
                 )
                 >= 500
@@ -140,13 +140,13 @@ def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, mode
             timeout=60,
         )
         time.sleep(2)
-        stats = store.join_stats(model_id)
+        stats = store.counters.join_stats(model_id)
         assert stats["joined"] == 5000
         assert stats["duplicate_labels"] == 300
         assert stats["duplicate_predictions"] == 200
         windows = {
             w.start: w
-            for w in store.read_windows(profile, store.window_starts(model_id, profile.revision))
+            for w in store.windows.read(profile, store.windows.starts(model_id, profile.revision))
         }
         assert set(want) <= set(windows)
         for start_, cm in want.items():
@@ -214,6 +214,6 @@ def test_concept_drift_raises_performance_degradation_for_day_two_only(
     assert alert["context"]["baselines"]["reference"]["p_value"] < 1e-6
     assert alert["sample_size"] == 2000
     assert not [a for a in alerts if a["type"] in ("data_drift", "prediction_drift")]
-    windows = store.read_windows(profile, store.window_starts(model_id, profile.revision))
+    windows = store.windows.read(profile, store.windows.starts(model_id, profile.revision))
     first = windows[0].performance
     assert first is not None and first.labelled == 2000

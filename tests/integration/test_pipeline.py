@@ -64,7 +64,7 @@ def test_drift_detected_end_to_end(settings, store, model_id, tmp_path):
     stats = Worker(settings).run(max_seconds=90, install_signals=False, until_messages=16_000)
     assert stats.counted == 16_000
 
-    assert store.dirty_windows(model_id) == []  # every touched window was evaluated
+    assert store.schedule.dirty(model_id) == []  # every touched window was evaluated
     everything = read_alerts(settings)
     schema = orjson.loads((ROOT / "schemas" / "alert.schema.json").read_bytes())
     for a in everything:
@@ -114,7 +114,7 @@ def test_stationary_stream_raises_no_alert(settings, store, model_id, tmp_path):
         a["message"] for a in alerts
     ]
     assert len(alerts) <= 3 * len(per_window)
-    assert len(store.alerts(model_id)) == len(alerts)
+    assert len(store.alerts.all(model_id)) == len(alerts)
     doc = orjson.loads(cli(settings, "inspect", model_id, "--json").stdout)
     assert sum(w["count"] for w in doc["windows"]) == 15_000
     assert all(w["drifting"] == [] for w in doc["windows"])
@@ -132,8 +132,8 @@ def test_each_alert_is_raised_once_and_resent_if_its_publisher_died(
     assert {a["feature"] for a in first if a["type"] == "data_drift"} == set(synthetic.DRIFTING)
 
     # A second evaluation of the same windows (as after a crash) raises nothing new.
-    profile = store.load_profile(model_id)
-    for start in store.window_starts(model_id, profile.revision):
+    profile = store.profiles.load(model_id)
+    for start in store.windows.starts(model_id, profile.revision):
         store.redis.zadd(f"sd:{{{model_id}}}:dirty", {f"{profile.revision}:{start}": time.time()})
     evaluator = Evaluator(store, worker.producer, settings.alerts_topic, "second")
     assert evaluator.evaluate(profile) == []

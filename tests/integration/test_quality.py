@@ -24,7 +24,7 @@ WINDOW = 600
 
 def _register(store, model_id: str, tmp_path) -> None:
     """The synthetic fraud model without labels, with short windows."""
-    store.save_profile(
+    store.profiles.save(
         build_profile(
             model_id,
             synthetic.write_reference(tmp_path / "r.csv"),
@@ -102,14 +102,14 @@ def test_repeated_prediction_ids_raise_one_alert_per_episode(settings, store, mo
         if key in seen:
             expected[int(orjson.loads(value)["timestamp"] // WINDOW * WINDOW)] += 1
         seen.add(key)
-    profile = store.load_profile(model_id)
-    windows = store.read_windows(profile, store.window_starts(model_id, profile.revision))
+    profile = store.profiles.load(model_id)
+    windows = store.windows.read(profile, store.windows.starts(model_id, profile.revision))
     assert {w.start: w.duplicates for w in windows if w.duplicates} == dict(expected)
     assert sorted(expected) == [start + WINDOW, start + 3 * WINDOW]
     for w in windows:
         if w.duplicates:
             assert w.duplicate_example in {k.decode() for k, _ in copies}
-    assert store.join_stats(model_id)["duplicate_predictions"] == sum(expected.values())
+    assert store.counters.join_stats(model_id)["duplicate_predictions"] == sum(expected.values())
 
     dup = [a for a in read_alerts(settings) if a["statistic"] == "duplicate_ids"]
     since = sorted(a["context"]["since"] for a in dup)

@@ -44,12 +44,12 @@ class Message:
 
 
 def _counts(store, profile):
-    windows = store.read_windows(profile, store.window_starts(profile.model_id, profile.revision))
+    windows = store.windows.read(profile, store.windows.starts(profile.model_id, profile.revision))
     return sum(w.count for w in windows), sum(w.numeric["f00"].n for w in windows)
 
 
 def test_replays_with_other_batch_boundaries_count_once(settings, store, model_id, tmp_path):
-    profile, _ = store.save_profile(
+    profile, _ = store.profiles.save(
         build_profile(
             model_id,
             synthetic.write_reference(tmp_path / "r.csv", rows=2000),

@@ -14,10 +14,10 @@ def test_dirty_marks_clear_only_when_untouched_since_read(store, model_id):
     key = f"sd:{{{model_id}}}:dirty"
     for i in range(300):  # scores like time.time(): 17 significant digits
         store.redis.zadd(key, {f"1:{i}": repr(1.79e9 + rng.random() * 1e6)})
-    marks = store.dirty_windows(model_id)
+    marks = store.schedule.dirty(model_id)
     store.redis.zadd(key, {"1:7": 2e9})  # touched again after the evaluator read it
-    store.clear_dirty(model_id, marks)
-    assert [m for m, _ in store.dirty_windows(model_id)] == ["1:7"]
+    store.schedule.clear(model_id, marks)
+    assert [m for m, _ in store.schedule.dirty(model_id)] == ["1:7"]
 
 
 def test_janitor_drops_ids_past_their_horizon_only(store, model_id):
@@ -45,12 +45,12 @@ def test_janitor_drops_ids_past_their_horizon_only(store, model_id):
             },
         )
         expected_left += 3
-    assert store.sweep_ids(model_id, horizon, now) == 0  # the first call starts the clock
+    assert store.records.sweep(model_id, horizon, now) == 0  # the first call starts the clock
     removed, t = 0, now
     period = min(3600.0, max(60.0, horizon / 10))
     while t < now + period + 1:
         t += 5.0
-        got = store.sweep_ids(model_id, horizon, t)
+        got = store.records.sweep(model_id, horizon, t)
         assert got <= 64 * 7
         removed += got
     assert removed == 300 * 4
@@ -60,20 +60,20 @@ def test_janitor_drops_ids_past_their_horizon_only(store, model_id):
 
 def test_garbage_labels_cannot_bloat_a_window(store, model_id, tmp_path, monkeypatch):
     """120 distinct label values: the joined-label hash keeps max_categories of them and
-    counts the rest under __other__; the confusion matrix stops at the perf hash's cap
-    and counts the rest in one cell. No pair is lost."""
+    counts the rest in the window's meta (cat_other:__label__); the confusion matrix
+    stops at the perf hash's cap and counts the rest in cm_other. No pair is lost."""
     import time
     import zlib
     from collections import Counter
 
-    from streamdrift import store as store_mod
     from streamdrift import synthetic
     from streamdrift.config import MonitorConfig
     from streamdrift.reference import build_profile
-    from streamdrift.store import Fence, JoinDelta
+    from streamdrift.store import ID_BUCKETS, ApplyRequest, Fence, JoinDelta, applies
+    from streamdrift.store.keys import ModelKeys
 
-    monkeypatch.setattr(store_mod, "MAX_PERFORMANCE_FIELDS", 40)
-    profile, _ = store.save_profile(
+    monkeypatch.setattr(applies, "MAX_PERFORMANCE_FIELDS", 40)
+    profile, _ = store.profiles.save(
         build_profile(
             model_id,
             synthetic.write_reference(tmp_path / "r.csv", rows=2000),
@@ -85,33 +85,35 @@ def test_garbage_labels_cannot_bloat_a_window(store, model_id, tmp_path, monkeyp
     )
     ts = int(time.time()) - 100
     ids = [f"p{i}" for i in range(120)]
-    buckets = [zlib.crc32(i.encode()) % store_mod.ID_BUCKETS for i in ids]
+    buckets = [zlib.crc32(i.encode()) % ID_BUCKETS for i in ids]
     delta = JoinDelta(
         predictions=[[p, f"{ts}|1|1|0.9", b] for p, b in zip(ids, buckets, strict=True)],
         labels=[
             [p, f"g{i}", ts + 5, -1, b] for i, (p, b) in enumerate(zip(ids, buckets, strict=True))
         ],
     )
-    stats = store.apply_batch(profile, [Fence("t:0", -1, 0)], {}, Counter(), delta)
-    assert stats.joined == 120
+    request = ApplyRequest(profile, [Fence("t@x:0", -1, 0)], {}, Counter(), delta, time.time())
+    assert store.applies.apply(request).stats.joined == 120
     width = profile.config.window_seconds
-    base = f"sd:{{{model_id}}}:w:{profile.revision}:{ts // width * width}"
-    labels = {k.decode(): int(v) for k, v in store.redis.hgetall(f"{base}:cat:__label__").items()}
-    assert len(labels) == 51 and labels["__other__"] == 70 and sum(labels.values()) == 120
-    perf = {k.decode(): v for k, v in store.redis.hgetall(f"{base}:perf").items()}
+    wk = ModelKeys(model_id).window(profile.revision, ts // width * width)
+    labels = {k.decode(): int(v) for k, v in store.redis.hgetall(wk.cat("__label__")).items()}
+    other = int(store.redis.hget(wk.meta, "cat_other:__label__"))
+    assert len(labels) == 50 and other == 70 and sum(labels.values()) + other == 120
+    perf = {k.decode(): v for k, v in store.redis.hgetall(wk.perf).items()}
     cells = {k: int(v) for k, v in perf.items() if k.startswith("cm:")}
-    assert sum(cells.values()) == 120
-    assert len(cells) <= 41 and cells["cm:__other__|__other__"] > 0
+    overflow = int(perf["cm_other"])
+    assert sum(cells.values()) + overflow == 120
+    assert len(cells) <= 40 and overflow > 0
 
 
 def test_alerts_published_before_the_cutoff_are_forgotten_once_an_hour(store, model_id):
     now = 1_790_000_000.0
     for i in range(2500):
-        assert store.claim_alert(model_id, f"a{i}", b"{}", now - 100)
-    store.mark_published(model_id, [f"a{i}" for i in range(2000)], now - 50)
-    assert store.prune_alerts(model_id, now - 60, now) == 0  # all published after it
-    assert store.prune_alerts(model_id, now - 40, now + 10) == 0  # within the hour: no pass
-    assert store.prune_alerts(model_id, now - 40, now + 3601) == 2000
+        assert store.alerts.claim(model_id, f"a{i}", b"{}", now - 100)
+    store.alerts.mark_published(model_id, [f"a{i}" for i in range(2000)], now - 50)
+    assert store.alerts.prune(model_id, now - 60, now) == 0  # all published after it
+    assert store.alerts.prune(model_id, now - 40, now + 10) == 0  # within the hour: no pass
+    assert store.alerts.prune(model_id, now - 40, now + 3601) == 2000
     left = {k.decode() for k in store.redis.hkeys(f"sd:{{{model_id}}}:alerts")}
     assert left == {f"a{i}" for i in range(2000, 2500)}  # claimed, never published: kept
     assert store.redis.hlen(f"sd:{{{model_id}}}:alert_state") == 500
@@ -130,7 +132,7 @@ def test_r2_of_a_target_with_a_large_mean_survives_the_lua_sums(store, model_id,
 
     from streamdrift.performance import regression_metrics
     from streamdrift.reference import build_profile
-    from streamdrift.store import ID_BUCKETS, Fence, JoinDelta
+    from streamdrift.store import ID_BUCKETS, ApplyRequest, Fence, JoinDelta
 
     rng = np.random.default_rng(5)
 
@@ -144,7 +146,7 @@ def test_r2_of_a_target_with_a_large_mean_survives_the_lua_sums(store, model_id,
         w = csv.writer(f)
         w.writerow(["x", "pred", "y"])
         w.writerows(zip(rng.normal(size=2000), ref_pred, ref_y, strict=True))
-    profile, _ = store.save_profile(
+    profile, _ = store.profiles.save(
         build_profile(model_id, path, task="regression", prediction_column="pred", label_column="y")
     )
     y, pred = rows(3000)
@@ -157,7 +159,8 @@ def test_r2_of_a_target_with_a_large_mean_survives_the_lua_sums(store, model_id,
         ],
         labels=[[i, repr(v), ts + 5, 0, k] for i, v, k in zip(ids, y.tolist(), b, strict=True)],
     )
-    assert store.apply_batch(profile, [Fence("t:0", -1, 0)], {}, Counter(), delta).joined == 3000
-    (window,) = store.read_windows(profile, store.window_starts(model_id, profile.revision))
+    request = ApplyRequest(profile, [Fence("t@x:0", -1, 0)], {}, Counter(), delta, time.time())
+    assert store.applies.apply(request).stats.joined == 3000
+    (window,) = store.windows.read(profile, store.windows.starts(model_id, profile.revision))
     m = regression_metrics(window.performance)
     assert m["r2"] == pytest.approx(r2_score(y, pred), abs=1e-6)

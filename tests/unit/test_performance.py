@@ -332,124 +332,8 @@ def test_merging_an_empty_sketch_changes_nothing() -> None:
     sketch_fields_equal(PerformanceSketch() + s, s)
 
 
-# ---- the Redis hash form --------------------------------------------------------------
-
-
-def _bin(p: float) -> int:
-    return min(math.floor(p * 200), 199)
-
-
 def _delay_bucket(d: float) -> int:
     return int(d).bit_length()  # 0 below 1 s, else 1 + floor(log2 d)
-
-
-def hash_of_pairs(
-    task: str,
-    actual: list,
-    predicted: list | None,
-    score: list[float] | None,
-    positive: str | None,
-    delays: list[float],
-) -> dict[str, str]:
-    """The hash the Lua join would leave after adding these pairs one at a time, with
-    values as strings as redis-py returns them (no decode: str keys for simplicity)."""
-    ints: Counter[str] = Counter()
-    floats: dict[str, float] = {}
-
-    def addf(k: str, v: float) -> None:
-        floats[k] = floats.get(k, 0.0) + v
-
-    for i, a in enumerate(actual):
-        d = float(delays[i])
-        ints["n"] += 1
-        addf("dsum", d)
-        ints[f"d:{_delay_bucket(d)}"] += 1
-        if task == "regression":
-            yv, yh = float(a), float(score[i])
-            e = yh - yv
-            addf("ae", abs(e))
-            addf("se", e * e)
-            addf("err", e)
-            addf("y", yv)
-            addf("y2", yv * yv)
-            if yv != 0:
-                addf("ape", abs(e) / abs(yv))
-                ints["nape"] += 1
-            continue
-        if predicted is not None:
-            ints[f"cm:{a}|{predicted[i]}"] += 1
-        if score is not None:
-            p = float(score[i])
-            is_pos = str(a) == positive
-            ints[f"{'pos' if is_pos else 'neg'}:{_bin(p)}"] += 1
-            ints["ns"] += 1
-            pc = min(max(p, 1e-15), 1 - 1e-15)
-            addf("ll", -math.log(pc) if is_pos else -math.log(1 - pc))
-            addf("brier", (p - is_pos) ** 2)
-    h = {k: str(v) for k, v in ints.items()}
-    h.update({k: repr(float(v)) for k, v in floats.items()})
-    return h
-
-
-def test_from_hash_round_trip_binary() -> None:
-    y, score = binary_data(51, "barely", n=2000)
-    actual = [str(v) for v in y]
-    predicted = ["1" if v >= 0.5 else "0" for v in score]
-    delays = list(np.random.default_rng(51).exponential(120, len(y)))
-    h = hash_of_pairs("binary", actual, predicted, list(score), "1", delays)
-    assert {"n", "dsum", "ns", "ll", "brier", "cm:1|1", "cm:0|1"} <= h.keys()
-    assert any(k.startswith("pos:") for k in h) and any(k.startswith("d:") for k in h)
-
-    from_hash = PerformanceSketch.from_hash(h)
-    from_pairs = PerformanceSketch.from_pairs(
-        "binary", actual, predicted, score, "1", np.array(delays)
-    )
-    sketch_fields_equal(from_hash, from_pairs)
-    metrics_equal(
-        performance_metrics(from_hash, "binary", "1", 2500),
-        performance_metrics(from_pairs, "binary", "1", 2500),
-    )
-
-
-def test_from_hash_round_trip_multiclass() -> None:
-    y, yhat = multiclass_data(52, n=1000)
-    delays = list(np.random.default_rng(52).uniform(0, 3, len(y)))  # buckets 0, 1, 2
-    h = hash_of_pairs("multiclass", list(y), list(yhat), None, None, delays)
-    from_hash = PerformanceSketch.from_hash(h)
-    from_pairs = PerformanceSketch.from_pairs(
-        "multiclass", list(y), list(yhat), delays=np.array(delays)
-    )
-    sketch_fields_equal(from_hash, from_pairs)
-    metrics_equal(
-        performance_metrics(from_hash, "multiclass", None, 1000),
-        performance_metrics(from_pairs, "multiclass", None, 1000),
-    )
-
-
-def test_from_hash_round_trip_regression() -> None:
-    y, yhat = regression_data(53, n=1500)
-    delays = list(np.random.default_rng(53).exponential(3600, len(y)))
-    h = hash_of_pairs("regression", list(y), None, list(yhat), None, delays)
-    assert {"n", "dsum", "ae", "se", "err", "y", "y2", "ape", "nape"} <= h.keys()
-    from_hash = PerformanceSketch.from_hash(h)
-    from_pairs = PerformanceSketch.from_pairs(
-        "regression", list(y), score=yhat, delays=np.array(delays)
-    )
-    sketch_fields_equal(from_hash, from_pairs)
-    metrics_equal(
-        performance_metrics(from_hash, "regression", None, 2000),
-        performance_metrics(from_pairs, "regression", None, 2000),
-    )
-    # and against the references directly
-    m = performance_metrics(from_hash, "regression", None)
-    assert m["mae"] == pytest.approx(mean_absolute_error(y, yhat), rel=1e-9)
-    assert m["r2"] == pytest.approx(r2_score(y, yhat), rel=1e-9)
-
-
-def test_from_hash_empty() -> None:
-    s = PerformanceSketch.from_hash({})
-    sketch_fields_equal(s, PerformanceSketch())
-    assert performance_metrics(s, "regression", None) == {"labelled": 0.0}
 
 
 # ---- label coverage and delay ---------------------------------------------------------
@@ -529,18 +413,6 @@ def test_one_class_present_has_nan_auc(only: int) -> None:
     assert m["brier"] == pytest.approx(np.mean((score - y) ** 2))
     assert m["accuracy"] == pytest.approx(accuracy_score(y, yhat))
     assert abs(m["calibration_error"] - reference_ece(y == 1, score)) <= ECE_TOLERANCE
-
-
-@pytest.mark.parametrize("value", [0.1, 0.3, 12.34, 1e6 + 0.1])
-def test_constant_target_summed_pair_by_pair_has_nan_r2(value: float) -> None:
-    # The Lua join adds y and y² one pair at a time, so their rounding error grows with n.
-    n = 20000
-    y = [value] * n
-    h = hash_of_pairs("regression", y, None, [value + 1.0] * n, None, [5.0] * n)
-    m = regression_metrics(PerformanceSketch.from_hash(h))
-    assert math.isnan(m["r2"])
-    assert m["mae"] == pytest.approx(1.0)
-    assert m["rmse"] == pytest.approx(1.0)
 
 
 def test_regression_r2_of_a_large_mean_target_with_a_shift() -> None:

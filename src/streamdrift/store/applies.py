@@ -1,0 +1,247 @@
+"""The atomic apply: one model's share of a batch (window deltas, the label join, dead-
+letter counts) and its offset fences, written by one Lua script (`lua/apply.lua`), all
+or nothing.
+
+The call is split in two so the worker can pipeline: `send` writes the script call on a
+connection of its own and returns at once; `read` waits for the answer. Whatever the
+answer, the script either ran entirely or wrote nothing, so any failure in between is
+repaired by running it again (a fence that moved makes the second run a no-op).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+from redis.cluster import RedisCluster
+
+from streamdrift.performance import SCORE_BINS
+from streamdrift.profile import LABEL, ReferenceProfile
+from streamdrift.sketch import WindowSketch
+from streamdrift.store.client import RedisClient, lua
+from streamdrift.store.fences import Fence
+from streamdrift.store.keys import ModelKeys
+from streamdrift.store.records import ID_BUCKETS, MAX_PERFORMANCE_FIELDS, JoinDelta, JoinStats
+from streamdrift.store.window_fields import KeyList, window_ops
+
+#: windows a model's labels recently joined into, kept per model so that the next call
+#: declares their keys up front instead of learning them from a refused call
+LABEL_WINDOWS_REMEMBERED = 64
+#: a call refused for windows it lacked is sent again with them at most this often
+MAX_WINDOW_ROUNDS = 4
+
+
+class ApplyRejected(Exception):
+    """The apply script refused its input (nothing was written): a value the worker's
+    checks should have stopped. The batch must not be committed."""
+
+
+@dataclass(slots=True)
+class ApplyRequest:
+    """Everything one model's apply carries."""
+
+    profile: ReferenceProfile
+    fences: list[Fence]
+    windows: dict[int, WindowSketch]
+    invalid: Counter[str] = field(default_factory=Counter)
+    join: JoinDelta | None = None
+    now: float = 0.0
+
+
+@dataclass(slots=True)
+class Applied:
+    stats: JoinStats
+
+
+@dataclass(slots=True)
+class FenceMoved:
+    """Another worker applied this model's events first: recompute against new fences."""
+
+    field: str
+    current: int
+
+
+ApplyResult = Applied | FenceMoved
+
+
+@dataclass(slots=True)
+class PendingApply:
+    """An apply sent to Redis, its answer not read yet."""
+
+    request: ApplyRequest
+    keys: list[str]
+    payload: bytes
+    conn: Any
+    pool: Any
+
+
+class Applies:
+    def __init__(self, client: RedisClient) -> None:
+        self.redis = client
+        self._script = client.register_script(lua("apply"))
+        self._label_windows: dict[str, OrderedDict[int, None]] = {}
+        self._bucket_keys: dict[str, list[str]] = {}
+
+    # ---- calls --------------------------------------------------------------------------
+    def apply(self, request: ApplyRequest) -> ApplyResult:
+        return self.read(self.send(request))
+
+    def send(self, request: ApplyRequest) -> PendingApply:
+        keys, payload = self.request(request)
+        pool = self._pool(keys[0])
+        conn = pool.get_connection()
+        try:
+            conn.send_command("EVALSHA", self._script.sha, len(keys), *keys, payload)
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        return PendingApply(request, keys, payload, conn, pool)
+
+    def read(self, pending: PendingApply) -> ApplyResult:
+        conn, pool = pending.conn, pending.pool
+        try:
+            res = conn.read_response()
+        except redis.ResponseError as e:
+            pool.release(conn)
+            if not _rerun(e):
+                raise
+            # nothing ran: the script cache was empty (a restarted Redis), or a cluster
+            # slot moved; the full client loads the script and follows redirects
+            res = self._run(pending.keys, pending.payload)
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        else:
+            pool.release(conn)
+        return self._result(pending.request, res)
+
+    def _run(self, keys: list[str], payload: bytes) -> Any:
+        return self._script(keys=keys, args=[payload])
+
+    def _pool(self, key: str) -> Any:
+        if isinstance(self.redis, RedisCluster):
+            node = self.redis.get_node_from_key(key)
+            return self.redis.get_redis_connection(node).connection_pool
+        return self.redis.connection_pool
+
+    def _result(self, request: ApplyRequest, res: Any, rounds: int = 0) -> ApplyResult:
+        code = int(res[0])
+        if code == 1:
+            return Applied(JoinStats(*(int(x) for x in res[1:5])))
+        if code == 0:
+            return FenceMoved(res[1].decode(), int(res[2]))
+        if code == 2 and rounds < MAX_WINDOW_ROUNDS:
+            needed = [int(x) for x in res[1:]]
+            self._remember(request.profile.model_id, needed)
+            keys, payload = self.request(request, needed)
+            return self._result(request, self._run(keys, payload), rounds + 1)
+        reason = res[1].decode() if code == 3 else f"windows still missing: {res[1:]}"
+        raise ApplyRejected(f"model {request.profile.model_id}: apply refused: {reason}")
+
+    def _remember(self, model: str, windows: list[int]) -> None:
+        seen = self._label_windows.setdefault(model, OrderedDict())
+        for w in windows:
+            seen[w] = None
+            seen.move_to_end(w)
+        while len(seen) > LABEL_WINDOWS_REMEMBERED:
+            seen.popitem(last=False)
+
+    # ---- the payload ----------------------------------------------------------------------
+    def request(
+        self, r: ApplyRequest, extra_windows: list[int] | None = None
+    ) -> tuple[list[str], bytes]:
+        """The script's KEYS and JSON payload."""
+        profile, cfg, rev = r.profile, r.profile.config, r.profile.revision
+        k = ModelKeys(profile.model_id)
+        keys = KeyList([k.offsets])
+        ops: list[list[Any]] = []
+        if r.invalid:
+            counts = [x for reason, c in r.invalid.items() for x in (reason, c)]
+            ops.append([keys.index(k.dlq), "incr", counts, 0])
+        width, retention = cfg.window_seconds, cfg.retention_seconds
+        for start, w in r.windows.items():
+            ops += window_ops(keys, k.window(rev, start), w, profile, start + width + retention)
+            ops.append([keys.index(k.windows(rev)), "zadd", [start, start], 0])
+            ops.append([keys.index(k.dirty), "zadd", [repr(r.now), f"{rev}:{start}"], 0])
+        if r.windows:
+            oldest = r.now - retention - width
+            ops.append([keys.index(k.windows(rev)), "zprune", [repr(oldest)], 0])
+        payload: dict[str, Any] = {
+            "fence": [[f.field, f.expected, f.new] for f in r.fences],
+            "ops": ops,
+            "now": repr(r.now),
+        }
+        if r.join:
+            payload["join"] = self._join(keys, k, r, extra_windows or [])
+        return keys.keys, orjson.dumps(payload)
+
+    def _join(
+        self, keys: KeyList, k: ModelKeys, r: ApplyRequest, extra_windows: list[int]
+    ) -> dict[str, Any]:
+        join = r.join
+        assert join is not None
+        profile, cfg, rev = r.profile, r.profile.config, r.profile.revision
+        width = cfg.window_seconds
+        label = profile.label
+        windows: set[int] = set(r.windows) | set(join.ids_by_window) | set(extra_windows)
+        if join.labels:
+            windows.update(self._label_windows.get(profile.model_id, ()))
+            windows.update(int(e[2]) // width * width for e in join.labels)
+        wkeys = []
+        for ws in sorted(windows):
+            wk = k.window(rev, ws)
+            label_key = wk.column(LABEL, label.kind) if label is not None else wk.perf
+            wkeys.append(
+                [
+                    ws,
+                    keys.index(wk.meta),
+                    keys.index(wk.perf),
+                    keys.index(label_key),
+                    ws + width + cfg.retention_seconds,
+                ]
+            )
+        buckets = self._bucket_keys.get(profile.model_id)
+        if buckets is None:
+            buckets = self._bucket_keys[profile.model_id] = [
+                k.id_bucket(b) for b in range(ID_BUCKETS)
+            ]
+        index = keys.index
+        return {
+            "join": join.joins,
+            "width": width,
+            "rev": str(rev),
+            "task": profile.task,
+            "positive": profile.positive_class,
+            "label_kind": label.kind if label is not None else None,
+            "score_bins": SCORE_BINS,
+            "max_fields": MAX_PERFORMANCE_FIELDS,
+            "max_categories": cfg.max_categories,
+            "shift": profile.label_shift(),
+            "keep": cfg.dedupe_horizon_seconds,
+            "dirty": index(k.dirty),
+            "windows": index(k.windows(rev)),
+            "stats": index(k.join),
+            "wkeys": wkeys,
+            "dedupe": [
+                [index(k.window(rev, ws).ids), ws, ids] for ws, ids in join.ids_by_window.items()
+            ],
+            "preds": [[p[0], p[1], index(buckets[p[2]])] for p in join.predictions],
+            "labels": [[e[0], e[1], e[2], e[3], index(buckets[e[4]])] for e in join.labels],
+        }
+
+
+def _rerun(error: redis.ResponseError) -> bool:
+    """Errors after which the script did not run and runs fine through the full client."""
+    if isinstance(error, redis.exceptions.NoScriptError):
+        return True
+    first = str(error).split(" ", 1)[0].upper()
+    return first in ("MOVED", "ASK", "TRYAGAIN") or type(error).__name__ in (
+        "MovedError",
+        "AskError",
+        "TryAgainError",
+    )

@@ -1,0 +1,189 @@
+"""Connecting to Redis (one server or a Redis Cluster), loading the Lua scripts, and
+telling a Redis fault that passes from a mistake.
+
+The clients retry nothing themselves (redis-py 8 would retry a command ten times with
+backoff, invisibly): the worker owns fault handling, because after a fault it must
+decide where to resume reading Kafka, and only Redis's fences can tell it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
+
+from streamdrift.errors import ConfigError, ConnectionProblem
+
+#: a connection may take this long to open, and a reply this long to arrive: a frozen
+#: Redis is noticed within it (a big batch's apply takes well under a second)
+CONNECT_TIMEOUT = 5.0
+REPLY_TIMEOUT = 10.0
+
+RedisClient = redis.Redis | RedisCluster
+
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in CLUSTER_SCHEMES
+
+
+def _cluster(url: str, **options: Any) -> RedisCluster:
+    """`redis+cluster://[user:password@]host:port[,host:port...][?option=value]`: the
+    seed nodes of a Redis Cluster (`rediss+cluster://` for TLS)."""
+    scheme, _, rest = url.partition("://")
+    tls = CLUSTER_SCHEMES[scheme.lower()]
+    userinfo, at, hosts = rest.rpartition("@")
+    if not at:
+        userinfo, hosts = "", rest
+    hosts, _, query = hosts.partition("?")
+    hosts = hosts.rstrip("/")
+    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
+    nodes = []
+    for hp in hosts.split(","):
+        host, _, port = hp.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(
+                f"Redis Cluster node '{hp}' is not host:port",
+                "write STREAMDRIFT_REDIS_URL as redis+cluster://host:port[,host:port...]",
+            )
+        nodes.append(ClusterNode(host, int(port)))
+    extra: dict[str, Any] = dict(parse_qsl(query))
+    if tls:
+        extra["ssl"] = True
+    return RedisCluster(
+        startup_nodes=nodes,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
+        **extra,
+        **options,
+    )
+
+
+def connect(url: str) -> RedisClient:
+    """A client for `url`: `redis://`, `rediss://`, `unix://`, or a cluster's
+    `redis+cluster://host:port,...`. Nothing is sent until the first command."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": REPLY_TIMEOUT,
+    }
+    try:
+        if is_cluster_url(url):
+            return _cluster(url, **options)
+        scheme = urlsplit(url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"unknown scheme '{scheme}'")
+        return redis.Redis.from_url(
+            url, retry=Retry(NoBackoff(), 0), health_check_interval=30, **options
+        )
+    except (ValueError, redis.RedisError) as e:
+        if isinstance(e, redis.ConnectionError):
+            raise ConnectionProblem(
+                f"cannot reach Redis Cluster: {e}", "start Redis or fix STREAMDRIFT_REDIS_URL"
+            ) from None
+        raise ConfigError(
+            f"STREAMDRIFT_REDIS_URL is not a Redis URL: {e}",
+            "use redis://host:port/db, rediss://..., unix:///path or "
+            "redis+cluster://host:port[,host:port...]",
+        ) from None
+
+
+def lua(name: str) -> str:
+    """The source of `store/lua/<name>.lua`."""
+    return (files("streamdrift.store") / "lua" / f"{name}.lua").read_text()
+
+
+# ---- faults ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A Redis condition to wait out: `reason` for /readyz and the log, `fix` for people."""
+
+    reason: str
+    fix: str
+
+
+#: Redis error replies that pass: the server is full, a read-only replica, loading its
+#: data, busy with a long script, or its cluster is moving slots
+_TRANSIENT_REPLIES = {
+    "OOM": Fault("redis out of memory", "raise maxmemory, or shorten retention_seconds"),
+    "READONLY": Fault("redis is a read-only replica", "point STREAMDRIFT_REDIS_URL at the primary"),
+    "LOADING": Fault("redis is loading its data", "wait for it"),
+    "BUSY": Fault("redis is busy running a script", "wait, or SCRIPT KILL"),
+    "MASTERDOWN": Fault("redis primary is down", "wait for the failover"),
+    "TRYAGAIN": Fault("redis cluster is moving a slot", "wait for the resharding"),
+    "CLUSTERDOWN": Fault("redis cluster is down", "bring the cluster back"),
+    "MOVED": Fault("redis cluster moved a slot", "the client follows it"),
+    "ASK": Fault("redis cluster is moving a slot", "the client follows it"),
+    "NOAUTH": Fault("redis wants a password", "put the password in STREAMDRIFT_REDIS_URL"),
+}
+
+
+def fault_of(error: BaseException) -> Fault | None:
+    """The fault behind `error` when it is one to wait out, else None (a bug)."""
+    if isinstance(error, redis.TimeoutError):
+        return Fault("redis does not answer (timeout)", "check that Redis is running, not frozen")
+    if isinstance(error, redis.ConnectionError):
+        return Fault("redis unreachable", "start Redis or fix STREAMDRIFT_REDIS_URL")
+    if isinstance(error, redis.RedisError):
+        text = str(error)
+        first = text.split(" ", 1)[0].upper()
+        if first in _TRANSIENT_REPLIES:
+            return _TRANSIENT_REPLIES[first]
+        for name, fault in (
+            ("ClusterDownError", _TRANSIENT_REPLIES["CLUSTERDOWN"]),
+            ("TryAgainError", _TRANSIENT_REPLIES["TRYAGAIN"]),
+            ("MovedError", _TRANSIENT_REPLIES["MOVED"]),
+            ("AskError", _TRANSIENT_REPLIES["ASK"]),
+            ("ClusterError", _TRANSIENT_REPLIES["CLUSTERDOWN"]),
+            ("ReadOnlyError", _TRANSIENT_REPLIES["READONLY"]),
+            ("BusyLoadingError", _TRANSIENT_REPLIES["LOADING"]),
+            ("OutOfMemoryError", _TRANSIENT_REPLIES["OOM"]),
+        ):
+            if any(c.__name__ == name for c in type(error).__mro__):
+                return fault
+        if "command not allowed when used memory" in text:
+            return _TRANSIENT_REPLIES["OOM"]
+    return None
+
+
+# ---- the eviction policy ----------------------------------------------------------------
+SAFE_POLICY = "noeviction"
+
+
+def eviction_policies(client: RedisClient) -> dict[str, str]:
+    """`maxmemory-policy` of each server (each primary of a cluster), from INFO memory,
+    which managed services serve even where they rename CONFIG."""
+    if isinstance(client, RedisCluster):
+        info = client.info("memory", target_nodes=RedisCluster.PRIMARIES)
+        return {
+            str(node): str(i.get("maxmemory_policy", "unknown")) for node, i in info.items()
+        }
+    return {"redis": str(client.info("memory").get("maxmemory_policy", "unknown"))}
+
+
+def check_eviction_policy(client: RedisClient, allow: bool = False) -> None:
+    """Refuse a Redis that evicts keys: an evicted window or pending label is an event
+    lost without a trace, while `noeviction` turns a full Redis into a loud, recoverable
+    pause. `allow` is the override for those who accept the loss."""
+    try:
+        policies = eviction_policies(client)
+    except redis.RedisError as e:
+        raise ConnectionProblem(
+            f"cannot read Redis's maxmemory-policy: {e}", "start Redis or fix STREAMDRIFT_REDIS_URL"
+        ) from None
+    evicting = {n: p for n, p in policies.items() if p != SAFE_POLICY}
+    if evicting and not allow:
+        which = ", ".join(sorted(set(evicting.values())))
+        raise ConfigError(
+            f"Redis evicts keys (maxmemory-policy {which}): counted windows and pending labels "
+            "would vanish without a trace",
+            f"set maxmemory-policy {SAFE_POLICY} (CONFIG SET maxmemory-policy {SAFE_POLICY}), "
+            "or STREAMDRIFT_ALLOW_EVICTION=true to accept losing state",
+        )

@@ -1,0 +1,50 @@
+"""Counters that are not window state: dead letters by reason (per model, and for events
+that name no registered model), the join's counters, and the data-quality episodes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from streamdrift.store.client import RedisClient
+from streamdrift.store.keys import UNROUTED_DLQ, ModelKeys
+
+
+def _ints(raw: dict) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+class Counters:
+    def __init__(self, client: RedisClient) -> None:
+        self.redis = client
+
+    def count_unrouted(self, reasons: Counter[str]) -> None:
+        """Bad events with no registered model: counted globally (at least once)."""
+        if reasons:
+            pipe = self.redis.pipeline(transaction=False)
+            for r, c in reasons.items():
+                pipe.hincrby(UNROUTED_DLQ, r, c)
+            pipe.execute()
+
+    def unrouted_dlq(self) -> dict[str, int]:
+        return _ints(self.redis.hgetall(UNROUTED_DLQ))
+
+    def model_dlq(self, model: str) -> dict[str, int]:
+        return _ints(self.redis.hgetall(ModelKeys(model).dlq))
+
+    def join_stats(self, model: str) -> dict[str, int]:
+        return _ints(self.redis.hgetall(ModelKeys(model).join))
+
+    def quality_episodes(self, model: str) -> dict[str, tuple[int, int]]:
+        """`"<kind>:<feature>"` -> (first, last) window of the finding's latest episode."""
+        out = {}
+        for k, v in self.redis.hgetall(ModelKeys(model).quality).items():
+            first, _, last = v.decode().partition(":")
+            out[k.decode()] = (int(first), int(last))
+        return out
+
+    def save_quality_episodes(self, model: str, episodes: dict[str, tuple[int, int]]) -> None:
+        if episodes:
+            self.redis.hset(
+                ModelKeys(model).quality,
+                mapping={k: f"{a}:{b}" for k, (a, b) in episodes.items()},
+            )

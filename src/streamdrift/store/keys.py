@@ -1,0 +1,166 @@
+"""The Redis key layout: the one place that spells a key.
+
+Every key of a model carries the hash tag `{model}`, so one model's keys live in one
+Redis Cluster slot and one model's apply is one atomic script on one node. The few keys
+that are no model's (the registry, the state marker, topic incarnations, dead letters
+without a model) share the tag `{#}`: `#` is not allowed in a model id, so no model's
+keys can ever share a name with them.
+
+    sd:{#}:epoch                       STRING the state marker: a random id written at the
+                                              first start or register; gone or changed =
+                                              Redis lost its state
+    sd:{#}:models                      SET    registered model ids
+    sd:{#}:topics                      HASH   topic -> incarnation (Kafka topic id, or an
+                                              id of our own where the broker has none)
+    sd:{#}:progress                    HASH   "<topic>@<incarnation>:<partition>" ->
+                                              offset up to which every event was applied
+    sd:{#}:dlq                         HASH   reason -> count, bad events of no known model
+    sd:{m}:profile                     STRING reference profile, JSON
+    sd:{m}:revision                    STRING profile revision
+    sd:{m}:offsets                     HASH   "<topic>@<incarnation>:<partition>" -> last
+                                              applied offset (the fence)
+    sd:{m}:dlq                         HASH   reason -> count of this model's bad events
+    sd:{m}:windows:<rev>               ZSET   window start (score and member)
+    sd:{m}:dirty                       ZSET   "<rev>:<start>" -> time of last apply
+    sd:{m}:w:<rev>:<start>:meta        HASH   see store.windows
+    sd:{m}:w:<rev>:<start>:num:<f>     HASH   see store.windows
+    sd:{m}:w:<rev>:<start>:cat:<f>     HASH   category -> count (user values only)
+    sd:{m}:w:<rev>:<start>:ids         SET    a model without labels: the window's ids
+    sd:{m}:w:<rev>:<start>:outliers    LIST   the window's first outliers, JSON
+    sd:{m}:w:<rev>:<start>:perf        HASH   labelled pairs, see store.windows
+    sd:{m}:ids:<bucket>                HASH   prediction_id -> join record, see store.records
+    sd:{m}:sweep                       HASH   the id janitor's cursor and clock
+    sd:{m}:join                        HASH   join counters
+    sd:{m}:quality                     HASH   "<kind>:<feature>" -> "<first>:<last>" window
+    sd:{m}:alerts                      HASH   alert_id -> alert JSON
+    sd:{m}:alert_state                 HASH   alert_id -> claimed:<t> | published:<t>
+    sd:{m}:eval_lock                   STRING evaluator lease (SET NX PX)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: hash tag of the keys that belong to no model
+GLOBAL_TAG = "sd:{#}"
+
+EPOCH = f"{GLOBAL_TAG}:epoch"
+MODELS = f"{GLOBAL_TAG}:models"
+TOPICS = f"{GLOBAL_TAG}:topics"
+PROGRESS = f"{GLOBAL_TAG}:progress"
+UNROUTED_DLQ = f"{GLOBAL_TAG}:dlq"
+
+
+def fence_field(topic: str, incarnation: str, partition: int) -> str:
+    """A fence belongs to one incarnation of a topic: a topic deleted and created again
+    starts at offset 0 under a new id, and its events are new, not re-deliveries."""
+    return f"{topic}@{incarnation}:{partition}"
+
+
+def parse_fence_field(field: str) -> tuple[str, str, int] | None:
+    """(topic, incarnation, partition) of a fence field; None for anything else."""
+    head, _, partition = field.rpartition(":")
+    topic, at, incarnation = head.partition("@")
+    if not at or not partition.isdigit():
+        return None
+    return topic, incarnation, int(partition)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowKeys:
+    """The keys of one model's window under one profile revision."""
+
+    base: str
+
+    @property
+    def meta(self) -> str:
+        return f"{self.base}:meta"
+
+    @property
+    def perf(self) -> str:
+        return f"{self.base}:perf"
+
+    @property
+    def ids(self) -> str:
+        return f"{self.base}:ids"
+
+    @property
+    def outliers(self) -> str:
+        return f"{self.base}:outliers"
+
+    def num(self, column: str) -> str:
+        return f"{self.base}:num:{column}"
+
+    def cat(self, column: str) -> str:
+        return f"{self.base}:cat:{column}"
+
+    def column(self, column: str, kind: str) -> str:
+        return self.num(column) if kind == "numeric" else self.cat(column)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelKeys:
+    """The keys of one model."""
+
+    model: str
+
+    @property
+    def tag(self) -> str:
+        return f"sd:{{{self.model}}}"
+
+    @property
+    def profile(self) -> str:
+        return f"{self.tag}:profile"
+
+    @property
+    def revision(self) -> str:
+        return f"{self.tag}:revision"
+
+    @property
+    def offsets(self) -> str:
+        return f"{self.tag}:offsets"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.tag}:dlq"
+
+    @property
+    def dirty(self) -> str:
+        return f"{self.tag}:dirty"
+
+    @property
+    def sweep(self) -> str:
+        return f"{self.tag}:sweep"
+
+    @property
+    def join(self) -> str:
+        return f"{self.tag}:join"
+
+    @property
+    def quality(self) -> str:
+        return f"{self.tag}:quality"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.tag}:alerts"
+
+    @property
+    def alert_state(self) -> str:
+        return f"{self.tag}:alert_state"
+
+    @property
+    def eval_lock(self) -> str:
+        return f"{self.tag}:eval_lock"
+
+    def windows(self, revision: int) -> str:
+        return f"{self.tag}:windows:{revision}"
+
+    def window(self, revision: int, start: int) -> WindowKeys:
+        return WindowKeys(f"{self.tag}:w:{revision}:{start}")
+
+    def id_bucket(self, bucket: int) -> str:
+        return f"{self.tag}:ids:{bucket}"
+
+    @property
+    def id_buckets_pattern(self) -> str:
+        return f"{self.tag}:ids:*"

@@ -1,0 +1,421 @@
+#!lua
+-- The atomic apply of one model's share of a batch: offset fences, window deltas and the
+-- delayed-label join, all or nothing. Redis runs a script without interruption but does
+-- not undo the writes of a script that fails half-way, so this one reads and checks
+-- everything first and writes only when nothing can fail any more. The shebang makes
+-- Redis refuse the whole call up front when it is out of memory.
+--
+-- Every key it touches is passed in KEYS and named by position in the payload: the
+-- script never builds a key name, so on Redis Cluster a resharding moves the call, not
+-- half of its keys.
+--
+-- KEYS[1]   the model's offsets hash (the fences)
+-- KEYS[i]   every other key the call may touch
+-- ARGV[1]   JSON payload, see store/applies.py:
+--   fence = {{field, expected offset, new offset}, ...}
+--   ops   = {{key, kind, data, expire_at}, ...}      kind: a Merge of store/windows.py,
+--                                                    or cap, capped_list, zadd, zprune
+--   join  = {...} or absent                          the label join, see below
+--   now   = "<unix time>"
+-- Returns
+--   {1, joined, duplicate predictions, duplicate labels, labels waiting}   applied
+--   {0, field, current offset}       a fence moved (another worker): nothing written
+--   {2, window start, ...}           the join needs windows KEYS lacks: nothing written
+--   {3, reason}                      invalid input: nothing written
+
+local p = cjson.decode(ARGV[1])
+local offsets = KEYS[1]
+local nkeys = #KEYS
+-- Float deltas are bounded far below the double's range: sums of them stay finite.
+local BOUND = 1e250
+local MAX_INT = 9007199254740992
+
+local function is_key(i)
+  return type(i) == 'number' and i >= 1 and i <= nkeys and math.floor(i) == i
+end
+local function is_int(v)
+  return type(v) == 'number' and v == math.floor(v) and v > -MAX_INT and v < MAX_INT
+end
+local function is_num(s)
+  local v = tonumber(s)
+  return v ~= nil and v == v and v > -BOUND and v < BOUND
+end
+local function invalid(reason) return {3, reason} end
+
+-- 1. fences -------------------------------------------------------------------------------
+for _, f in ipairs(p.fence) do
+  if type(f[1]) ~= 'string' or not is_int(f[2]) or not is_int(f[3]) then
+    return invalid('fence ' .. tostring(f[1]))
+  end
+  local cur = redis.call('HGET', offsets, f[1])
+  if cur then cur = tonumber(cur) else cur = -1 end
+  if cur ~= f[2] then return {0, f[1], tostring(cur)} end
+end
+
+-- 2. the window deltas: checked ------------------------------------------------------------
+for _, op in ipairs(p.ops) do
+  local key, kind, d = op[1], op[2], op[3]
+  if not is_key(key) or type(d) ~= 'table' then return invalid('op key ' .. tostring(key)) end
+  if op[4] ~= nil and not is_int(op[4]) then return invalid('expiry ' .. tostring(op[4])) end
+  if kind == 'incr' then
+    for j = 2, #d, 2 do
+      if not is_int(d[j]) then return invalid('count ' .. tostring(d[j - 1])) end
+    end
+  elseif kind == 'incrf' or kind == 'min' or kind == 'max' then
+    for j = 2, #d, 2 do
+      if not is_num(d[j]) then
+        return invalid('value of ' .. tostring(d[j - 1]) .. ' is not a finite number')
+      end
+    end
+  elseif kind == 'first' then
+    for j = 2, #d, 2 do
+      if type(d[j]) ~= 'string' then return invalid('value of ' .. tostring(d[j - 1])) end
+    end
+  elseif kind == 'cap' then
+    if not is_int(d[1]) or not is_key(d[2]) or type(d[3]) ~= 'string' then
+      return invalid('cap')
+    end
+    for j = 5, #d, 2 do
+      if not is_int(d[j]) then return invalid('count of ' .. tostring(d[j - 1])) end
+    end
+  elseif kind == 'capped_list' then
+    if not is_int(d[1]) then return invalid('capped_list') end
+  elseif kind == 'zadd' or kind == 'zprune' then
+    if not is_num(d[1]) then return invalid(kind) end
+  else
+    return invalid('unknown op ' .. tostring(kind))
+  end
+end
+
+-- 3. the join: every read, every computed delta, before any write -------------------------
+local J = p.join
+local joined, dup_pred, dup_label, waiting, unjoinable = 0, 0, 0, 0, 0
+local ints, floats, expire = {}, {}, {}   -- key index -> field -> delta; key -> time
+local records = {}                        -- key index -> id -> new record (an overlay)
+local touched, dups, dup_example = {}, {}, {}
+local label_keys = {}
+local adds = {}                           -- dedupe: key index -> ids to add
+local W, missing, nmissing = {}, {}, 0
+
+local function add(t, key, f, v)
+  local h = t[key]
+  if not h then h = {}; t[key] = h end
+  h[f] = (h[f] or 0) + v
+end
+
+if J then
+  for _, k in ipairs({J.dirty, J.windows, J.stats}) do
+    if not is_key(k) then return invalid('join key') end
+  end
+  for _, w in ipairs(J.wkeys) do
+    if not (is_int(w[1]) and is_key(w[2]) and is_key(w[3]) and is_key(w[4]) and is_int(w[5])) then
+      return invalid('window keys')
+    end
+    W[w[1]] = {meta = w[2], perf = w[3], label = w[4], expire = w[5]}
+  end
+
+  local function window(ws)
+    local w = W[ws]
+    if not w and not missing[ws] then missing[ws] = true; nmissing = nmissing + 1 end
+    return w
+  end
+
+  local function record(k, id)
+    local o = records[k]
+    if o then
+      local v = o[id]
+      if v ~= nil then return v end
+    end
+    return redis.call('HGET', KEYS[k], id)
+  end
+  local function set_record(k, id, v)
+    local o = records[k]
+    if not o then o = {}; records[k] = o end
+    o[id] = v
+  end
+
+  -- One labelled pair: its deltas to the prediction's window. Returns an error or nil.
+  local function pair(rec, label, lts, lbin)
+    local pts, cls, score, segs = string.match(rec, '^(%d+)|[^|]*|([^|]*)|([^|]*)(.*)$')
+    pts = tonumber(pts)
+    if not pts then return 'prediction record ' .. rec end
+    local ws = math.floor(pts / J.width) * J.width
+    local w = window(ws)
+    if not w then return nil end
+    local pk = w.perf
+    expire[pk] = w.expire
+    touched[ws] = true
+    add(ints, pk, 'n', 1)
+    local delay = tonumber(lts) - pts
+    if delay < 0 then delay = 0 end
+    add(floats, pk, 'dsum', delay)
+    local b = 0
+    if delay >= 1 then b = 1 + math.floor(math.log(delay) / math.log(2) + 1e-9) end
+    add(ints, pk, 'd:' .. b, 1)
+    local y, yhat
+    if J.task == 'regression' then
+      y, yhat = tonumber(label), tonumber(score)
+      if not (y and is_num(y) and math.abs(y) <= 1e100 and (y == 0 or math.abs(y) >= 1e-100)) then
+        return 'regression label ' .. tostring(label)
+      end
+      if yhat and not (is_num(yhat) and math.abs(yhat) <= 1e100) then
+        return 'prediction ' .. tostring(score)
+      end
+      if yhat then
+        local e = yhat - y
+        add(floats, pk, 'ae', math.abs(e)); add(floats, pk, 'se', e * e)
+        local c = y - J.shift  -- the label's reference mean: no cancellation in R²
+        add(floats, pk, 'err', e); add(floats, pk, 'y', c); add(floats, pk, 'y2', c * c)
+        if y ~= 0 then
+          add(floats, pk, 'ape', math.abs(e) / math.abs(y)); add(ints, pk, 'nape', 1)
+        end
+      end
+    else
+      if cls ~= '' then add(ints, pk, 'cm:' .. label .. '|' .. cls, 1) end
+      if score ~= '' and J.positive and J.positive ~= cjson.null then
+        local sc = tonumber(score)
+        if not (sc and is_num(sc)) then return 'score ' .. score end
+        local bin = math.floor(sc * J.score_bins)
+        if bin < 0 then bin = 0 elseif bin >= J.score_bins then bin = J.score_bins - 1 end
+        local pc = math.min(math.max(sc, 1e-15), 1 - 1e-15)
+        if label == J.positive then
+          add(ints, pk, 'pos:' .. bin, 1); add(floats, pk, 'll', -math.log(pc))
+          add(floats, pk, 'brier', (sc - 1) * (sc - 1))
+        else
+          add(ints, pk, 'neg:' .. bin, 1); add(floats, pk, 'll', -math.log(1 - pc))
+          add(floats, pk, 'brier', sc * sc)
+        end
+        add(ints, pk, 'ns', 1)
+      end
+    end
+    -- per segment: labelled count and correct classes, or absolute and squared errors
+    for sk, sv in string.gmatch(segs, '([^,|=]+)=([^,|]*)') do
+      local sp = 's:' .. sk .. '=' .. sv .. ':'
+      add(ints, pk, sp .. 'n', 1)
+      if J.task == 'regression' then
+        if yhat then
+          add(floats, pk, sp .. 'ae', math.abs(yhat - y))
+          add(floats, pk, sp .. 'se', (yhat - y) ^ 2)
+        end
+      elseif cls ~= '' then
+        add(ints, pk, sp .. 'ok', (label == cls) and 1 or 0)
+      end
+    end
+    local lk = w.label
+    expire[lk] = w.expire
+    if J.label_kind == 'categorical' then
+      label_keys[lk] = w.meta
+      add(ints, lk, label, 1)
+    elseif lbin and lbin >= 0 then
+      local v = tonumber(label)
+      add(ints, lk, 'bin:' .. lbin, 1); add(ints, lk, 'n', 1)
+      add(floats, lk, 'sum', v); add(floats, lk, 'sumsq', v * v)
+    end
+    joined = joined + 1
+    return nil
+  end
+
+  local function duplicate(ws, id)
+    dup_pred = dup_pred + 1
+    dups[ws] = (dups[ws] or 0) + 1
+    if not dup_example[ws] then dup_example[ws] = id end
+    window(ws)
+  end
+
+  -- A model without labels: each window's ids in a set, SMISMEMBER a thousand at a time;
+  -- a repeat is an id already in the set, or twice in this batch.
+  for _, g in ipairs(J.dedupe or {}) do
+    local k, ws, ids = g[1], g[2], g[3]
+    if not is_key(k) or not is_int(ws) then return invalid('dedupe') end
+    local fresh, new = {}, {}
+    for c = 1, #ids, 1000 do
+      local last = math.min(c + 999, #ids)
+      local known = redis.call('SMISMEMBER', KEYS[k], unpack(ids, c, last))
+      for j = 1, #known do
+        local id = ids[c + j - 1]
+        if known[j] == 1 or fresh[id] then
+          duplicate(ws, id)
+        else
+          fresh[id] = true
+          new[#new + 1] = id
+        end
+      end
+    end
+    adds[#adds + 1] = {k, ws, new}
+  end
+
+  -- Predictions: one record per id. A record already there is a repeat, unless it is
+  -- a label that came first ("L..."): then the pair meets here.
+  for _, e in ipairs(J.preds) do
+    local id, rec, k = e[1], e[2], e[3]
+    if type(id) ~= 'string' or type(rec) ~= 'string' or not is_key(k) then
+      return invalid('prediction entry')
+    end
+    local pts = tonumber(string.match(rec, '^(%d+)|'))
+    if not pts then return invalid('prediction record ' .. rec) end
+    local cur = record(k, id)
+    if not cur then
+      set_record(k, id, rec)
+    elseif J.join and string.byte(cur, 1) == 76 then  -- 'L': its label came first
+      local lts, lbin, label = string.match(cur, '^L([^|]*)|([^|]*)|(.*)$')
+      local err = pair(rec, label, lts, tonumber(lbin))
+      if err then return invalid(err) end
+      set_record(k, id, 'J' .. pts)
+    else
+      duplicate(math.floor(pts / J.width) * J.width, id)
+    end
+  end
+
+  -- Labels: the pair meets here when the prediction came first; else the label waits.
+  for _, e in ipairs(J.labels) do
+    local id, label, lts, lbin, k = e[1], e[2], e[3], e[4], e[5]
+    if type(id) ~= 'string' or type(label) ~= 'string' or not is_int(lts)
+        or not is_int(lbin) or not is_key(k) then
+      return invalid('label entry')
+    end
+    local cur = record(k, id)
+    if not cur then
+      set_record(k, id, 'L' .. lts .. '|' .. lbin .. '|' .. label)
+      waiting = waiting + 1
+    else
+      local c = string.byte(cur, 1)
+      if c == 74 or c == 76 then  -- 'J' joined already, 'L' the same label waiting
+        dup_label = dup_label + 1
+      elseif not string.find(cur, '|', 1, true) then
+        -- recorded while the model had no label column: nothing to join it with
+        unjoinable = unjoinable + 1
+        set_record(k, id, 'J' .. cur)
+      else
+        local err = pair(cur, label, lts, lbin)
+        if err then return invalid(err) end
+        set_record(k, id, 'J' .. string.match(cur, '^(%d+)'))
+      end
+    end
+  end
+
+  if nmissing > 0 then
+    local out = {2}
+    for ws, _ in pairs(missing) do out[#out + 1] = ws end
+    return out
+  end
+  for _, h in pairs(floats) do
+    for f, v in pairs(h) do
+      if not is_num(v) then return invalid('computed ' .. f .. ' is not a finite number') end
+    end
+  end
+end
+
+-- 4. writes: nothing below can fail ------------------------------------------------------
+for _, op in ipairs(p.ops) do
+  local key, kind, d = KEYS[op[1]], op[2], op[3]
+  if kind == 'incr' then
+    for j = 1, #d, 2 do redis.call('HINCRBY', key, d[j], d[j + 1]) end
+  elseif kind == 'incrf' then
+    for j = 1, #d, 2 do redis.call('HINCRBYFLOAT', key, d[j], d[j + 1]) end
+  elseif kind == 'min' or kind == 'max' then
+    for j = 1, #d, 2 do
+      local c = redis.call('HGET', key, d[j])
+      local v = tonumber(d[j + 1])
+      if (not c) or (kind == 'min' and v < tonumber(c)) or (kind == 'max' and v > tonumber(c)) then
+        redis.call('HSET', key, d[j], d[j + 1])
+      end
+    end
+  elseif kind == 'first' then
+    for j = 1, #d, 2 do redis.call('HSETNX', key, d[j], d[j + 1]) end
+  elseif kind == 'cap' then
+    -- categories beyond the cap are counted in another hash's field (d[2], d[3])
+    local cap, other, other_field = d[1], KEYS[d[2]], d[3]
+    for j = 4, #d, 2 do
+      if redis.call('HEXISTS', key, d[j]) == 1 or redis.call('HLEN', key) < cap then
+        redis.call('HINCRBY', key, d[j], d[j + 1])
+      else
+        redis.call('HINCRBY', other, other_field, d[j + 1])
+      end
+    end
+  elseif kind == 'capped_list' then
+    local cap, len = d[1], redis.call('LLEN', key)
+    for j = 2, #d do
+      if len < cap then redis.call('RPUSH', key, d[j]); len = len + 1 end
+    end
+  elseif kind == 'zadd' then
+    redis.call('ZADD', key, d[1], d[2])
+  elseif kind == 'zprune' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', d[1])
+  end
+  if op[4] and op[4] > 0 then redis.call('EXPIREAT', key, op[4]) end
+end
+
+if J then
+  for k, o in pairs(records) do
+    local flat = {}
+    for id, v in pairs(o) do flat[#flat + 1] = id; flat[#flat + 1] = v end
+    for c = 1, #flat, 1000 do
+      redis.call('HSET', KEYS[k], unpack(flat, c, math.min(c + 999, #flat)))
+    end
+  end
+  for _, a in ipairs(adds) do
+    local k, ws, ids = KEYS[a[1]], a[2], a[3]
+    for c = 1, #ids, 1000 do
+      redis.call('SADD', k, unpack(ids, c, math.min(c + 999, #ids)))
+    end
+    redis.call('EXPIREAT', k, ws + J.width + J.keep)
+  end
+  for ws, n in pairs(dups) do
+    local w = W[ws]
+    redis.call('HINCRBY', KEYS[w.meta], 'duplicates', n)
+    redis.call('HSETNX', KEYS[w.meta], 'duplicate_example', dup_example[ws])
+    redis.call('EXPIREAT', KEYS[w.meta], w.expire)
+    touched[ws] = true
+  end
+  -- Fields that labels and segments name stop growing a hash past its cap: a window's
+  -- perf hash past max_fields (later segment values count under s:__other__, later
+  -- confusion-matrix cells in cm_other), the joined labels' category hash past
+  -- max_categories (counted in the window's meta, cat_other:__label__). A stream of
+  -- garbage labels or a high-cardinality segment cannot bloat them. The segment part is
+  -- "<key>=<value>", so no segment is ever spelled "__other__".
+  local function capped(k, key, f, v)
+    local meta = label_keys[k]
+    if meta then
+      if redis.call('HEXISTS', key, f) == 1 or redis.call('HLEN', key) < J.max_categories then
+        return key, f
+      end
+      return KEYS[meta], 'cat_other:__label__'
+    end
+    local head = string.sub(f, 1, 3)
+    if head ~= 'cm:' and string.sub(f, 1, 2) ~= 's:' then return key, f end
+    if redis.call('HEXISTS', key, f) == 1 or redis.call('HLEN', key) < J.max_fields then
+      return key, f
+    end
+    if head == 'cm:' then return key, 'cm_other' end
+    return key, 's:__other__' .. string.match(f, '(:[^:]*)$')
+  end
+  for k, h in pairs(ints) do
+    local key = KEYS[k]
+    for f, v in pairs(h) do
+      local hk, hf = capped(k, key, f, v)
+      redis.call('HINCRBY', hk, hf, v)
+    end
+    redis.call('EXPIREAT', key, expire[k])
+  end
+  for k, h in pairs(floats) do
+    local key = KEYS[k]
+    for f, v in pairs(h) do
+      local hk, hf = capped(k, key, f, v)
+      redis.call('HINCRBYFLOAT', hk, hf, string.format('%.17g', v))
+    end
+    redis.call('EXPIREAT', key, expire[k])
+  end
+  for ws, _ in pairs(touched) do
+    redis.call('ZADD', KEYS[J.dirty], p.now, J.rev .. ':' .. string.format('%d', ws))
+    redis.call('ZADD', KEYS[J.windows], ws, string.format('%d', ws))
+  end
+  local counts = {joined = joined, duplicate_predictions = dup_pred,
+                  duplicate_labels = dup_label, labels_before_prediction = waiting,
+                  labels_without_record = unjoinable}
+  for name, n in pairs(counts) do
+    if n > 0 then redis.call('HINCRBY', KEYS[J.stats], name, n) end
+  end
+end
+
+for _, f in ipairs(p.fence) do redis.call('HSET', offsets, f[1], f[3]) end
+return {1, joined, dup_pred, dup_label, waiting}

@@ -1,0 +1,56 @@
+"""Reference profiles, the model registry, and the state marker.
+
+The registry (`sd:{#}:models`) is written after the profile and outside its script, so
+no call ever spans two hash slots: on Redis Cluster the profile lives with the model's
+other keys, the registry on whichever node holds `{#}`. A profile without a registry
+entry (a register that died in between) is completed by running register again.
+
+The state marker (`sd:{#}:epoch`) is a random id written once, by the first register or
+the first worker start. Redis that restarted empty, or was emptied, has none (or, once
+someone registered again, another one): workers compare it with the one they started
+with, and stop loudly instead of counting into a Redis that forgot what it counted.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from streamdrift.profile import ReferenceProfile
+from streamdrift.store.client import RedisClient, lua
+from streamdrift.store.keys import EPOCH, MODELS, ModelKeys
+
+
+class Profiles:
+    def __init__(self, client: RedisClient) -> None:
+        self.redis = client
+        self._save = client.register_script(lua("save_profile"))
+
+    def save(self, profile: ReferenceProfile) -> tuple[ReferenceProfile, bool]:
+        """Store a profile under the next revision; returns it and whether one was
+        replaced. Also makes sure the state marker exists."""
+        self.ensure_epoch()
+        k = ModelKeys(profile.model_id)
+        while True:
+            current = int(self.redis.get(k.revision) or 0)
+            profile = profile.model_copy(update={"revision": current + 1})
+            args = [str(current), str(current + 1), profile.model_dump_json(indent=2)]
+            if self._save(keys=[k.revision, k.profile], args=args):
+                break
+        self.redis.sadd(MODELS, profile.model_id)
+        return profile, current > 0
+
+    def load(self, model: str) -> ReferenceProfile | None:
+        raw = self.redis.get(ModelKeys(model).profile)
+        return ReferenceProfile.model_validate_json(raw) if raw else None
+
+    def models(self) -> list[str]:
+        return sorted(m.decode() for m in self.redis.smembers(MODELS))
+
+    def epoch(self) -> str | None:
+        raw = self.redis.get(EPOCH)
+        return raw.decode() if raw is not None else None
+
+    def ensure_epoch(self) -> str:
+        """The state marker, written now if there is none."""
+        self.redis.set(EPOCH, uuid.uuid4().hex, nx=True)
+        return self.epoch() or ""

@@ -1,0 +1,66 @@
+"""Reading windows back: the stored hashes of a model's windows as `WindowSketch`es,
+one pipelined round trip for any number of windows."""
+
+from __future__ import annotations
+
+import orjson
+
+from streamdrift.profile import ReferenceProfile
+from streamdrift.sketch import WindowSketch
+from streamdrift.store.client import RedisClient
+from streamdrift.store.keys import ModelKeys
+from streamdrift.store.window_fields import decode_performance, decode_window
+
+
+def _text(h: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in h.items()}
+
+
+class Windows:
+    def __init__(self, client: RedisClient) -> None:
+        self.redis = client
+
+    def starts(self, model: str, revision: int) -> list[int]:
+        return [int(s) for s in self.redis.zrange(ModelKeys(model).windows(revision), 0, -1)]
+
+    def read(self, profile: ReferenceProfile, starts: list[int]) -> list[WindowSketch]:
+        """Window sketches as stored (features, the model's outputs, performance);
+        expired windows are left out."""
+        k = ModelKeys(profile.model_id)
+        columns = {**profile.features, **profile.outputs()}
+        pipe = self.redis.pipeline(transaction=False)
+        for s in starts:
+            wk = k.window(profile.revision, s)
+            pipe.hgetall(wk.meta)
+            for name, col in columns.items():
+                pipe.hgetall(wk.column(name, col.kind))
+            pipe.hgetall(wk.perf)
+            pipe.lrange(wk.outliers, 0, -1)
+        res = iter(pipe.execute())
+        out = []
+        for s in starts:
+            meta = _text(next(res))
+            hashes = {name: _text(next(res)) for name in columns}
+            perf = _text(next(res))
+            examples = [orjson.loads(e) for e in next(res)]
+            if meta or perf:
+                out.append(decode_window(s, profile, meta, hashes, perf, examples))
+        return out
+
+    def read_performance(self, profile: ReferenceProfile, starts: list[int]) -> list[WindowSketch]:
+        """Only the event counts and performance sums of windows (the recent baseline)."""
+        k = ModelKeys(profile.model_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for s in starts:
+            wk = k.window(profile.revision, s)
+            pipe.hget(wk.meta, "count")
+            pipe.hgetall(wk.perf)
+        res = pipe.execute()
+        out = []
+        for i, s in enumerate(starts):
+            count, perf = res[2 * i], res[2 * i + 1]
+            w = WindowSketch(start=s, count=int(count or 0))
+            if perf:
+                w.performance = decode_performance(_text(perf))
+            out.append(w)
+        return out
