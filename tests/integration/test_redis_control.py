@@ -17,7 +17,7 @@ import pytest
 import redis
 from redis.exceptions import OutOfMemoryError
 
-from .redis_control import RedisCluster, RedisNode
+from .redis_control import RedisCluster, RedisNode, _parse_aof
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +43,30 @@ def write_range(node: RedisNode, first: int, last: int) -> None:
 
 
 # -- standalone: persistence faults ------------------------------------------------------
+
+
+def resp(*args: str) -> bytes:
+    return f"*{len(args)}\r\n".encode() + b"".join(f"${len(a)}\r\n{a}\r\n".encode() for a in args)
+
+
+def test_aof_cut_points_fall_between_whole_commands_never_inside_a_transaction():
+    """The AOF tail cut relies on this parser for its boundaries: a cut inside a command
+    would leave Redis to repair the file, a cut inside MULTI…EXEC would keep half a
+    transaction."""
+    entries = [
+        resp("SELECT", "0"),
+        resp("SET", "a", "1"),
+        resp("MULTI") + resp("INCR", "a") + resp("INCR", "b") + resp("EXEC"),
+        b"#TS:1790000000\r\n",
+        resp("SET", "c", "x" * 300),
+    ]
+    data = b"".join(entries)
+    ends = [sum(len(e) for e in entries[: i + 1]) for i in range(len(entries))]
+    assert _parse_aof(data) == (ends, len(data))
+    # a torn last write and an unterminated transaction are not boundaries
+    assert _parse_aof(data[:-7]) == (ends[:-1], ends[-2])
+    open_multi = data[: ends[1]] + resp("MULTI") + resp("INCR", "a")
+    assert _parse_aof(open_multi) == (ends[:2], ends[1])
 
 
 def test_restart_from_snapshot_forgets_every_later_write(redis_node):
