@@ -1,17 +1,23 @@
 """Fixtures for integration tests: a real Kafka-protocol broker (Tansu) and a real Redis
 server, started once per session unless STREAMDRIFT_TEST_KAFKA / STREAMDRIFT_TEST_REDIS
-name running ones. Each test gets its own topics, consumer group and model names."""
+name running ones. Each test gets its own topics, consumer group and model names.
+
+For fault injection, `redis_node` starts controllable Redis servers of the test's own
+(killed, frozen, restarted at will) and `redis_cluster` a three-master Redis Cluster shared
+by the session; see redis_control.py."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,6 +26,8 @@ from kafka import KafkaConsumer  # kafka-python: an independent client, not libr
 from streamdrift import embedded, kafka_io
 from streamdrift.config import MonitorConfig, Settings
 from streamdrift.store import Store
+
+from .redis_control import Persistence, RedisCluster, RedisNode
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +52,51 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         yield Servers(running.kafka_bootstrap, running.redis_url)
     finally:
         running.stop()
+
+
+@pytest.fixture
+def redis_node(tmp_path: Path) -> Iterator[Callable[..., RedisNode]]:
+    """A factory of started `RedisNode`s, each in its own directory under the test's
+    tmp_path: `redis_node(persistence="aof-everysec", maxmemory=None, policy="noeviction")`
+    (further keywords go to `RedisNode`). Every node is stopped when the test ends, frozen
+    or not, so a failing test leaves no server behind."""
+    nodes: list[RedisNode] = []
+
+    def make(
+        persistence: Persistence = "aof-everysec",
+        maxmemory: int | None = None,
+        policy: str = "noeviction",
+        **kwargs: Any,
+    ) -> RedisNode:
+        node = RedisNode(
+            tmp_path / f"redis-{len(nodes)}",
+            persistence=persistence,
+            maxmemory=maxmemory,
+            maxmemory_policy=policy,
+            **kwargs,
+        )
+        nodes.append(node)
+        return node.start()
+
+    try:
+        yield make
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A three-master Redis Cluster (no replicas) for the whole session. Tests share it:
+    they use their own hash tags and must not expect the initial slot layout, since
+    resharding tests move slots."""
+    if shutil.which("redis-cli") is None:
+        pytest.skip("redis-cli not on PATH (it comes with the redis-server package)")
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
