@@ -10,6 +10,7 @@ same id by the next evaluation, so an alert is never lost and never has two ids.
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -401,3 +402,41 @@ def drift_alerts(
 
 def encode(alert: Alert) -> bytes:
     return orjson.dumps(alert.model_dump(mode="json"))
+
+
+#: the model_id of system alerts that concern no model in particular
+ALL_MODELS = "*"
+
+
+def system_alert(
+    kind: str,
+    subject: str,
+    message: str,
+    context: dict[str, Any],
+    model: str = ALL_MODELS,
+    now: float | None = None,
+) -> Alert:
+    """A `system` alert for the people who run streamdrift (route: ops): Redis lost its
+    state, a topic was created again. Its id is a digest of what happened, not of who
+    saw it, so the workers of a fleet that all notice raise the same alert."""
+    now = time.time() if now is None else now
+    key = "|".join(str(context.get(k, "")) for k in sorted(context) if k != "worker")
+    digest = hashlib.sha256(f"system|{kind}|{subject}|{key}".encode()).hexdigest()[:32]
+    return Alert(
+        alert_id=digest,
+        type="system",
+        severity="critical",
+        model_id=model,
+        model_version=None,
+        feature=subject,
+        statistic=kind,
+        value=1.0,
+        threshold=0.0,
+        window_start=_utc(now),
+        window_end=_utc(now),
+        sample_size=0,
+        reference_size=0,
+        message=message,
+        created_at=_utc(now),
+        context={**context, "route": "ops"},
+    )

@@ -172,6 +172,10 @@ class Settings(BaseSettings):
         9400, ge=-1, le=65535, description="/metrics, /healthz, /readyz; 0: any free port, -1: off"
     )
     log_format: Literal["json", "text"] = "json"
+    allow_eviction: bool = Field(
+        False,
+        description="accept a Redis whose maxmemory-policy evicts keys (state may vanish)",
+    )
     kafka_extra: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")

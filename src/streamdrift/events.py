@@ -92,6 +92,7 @@ AlertType = Literal[
     "performance_degradation",
     "data_quality",
     "outlier",
+    "system",
 ]
 Severity = Literal["info", "warning", "critical"]
 

@@ -47,6 +47,10 @@ def producer(settings: Settings, **overrides: Any) -> Producer:
     return Producer(conf)
 
 
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient(settings.kafka_common())
+
+
 def ensure_topics(settings: Settings, partitions: int = 4, timeout: float = 15.0) -> None:
     """Create the topics streamdrift uses when missing (predictions, labels, alerts and
     the dead-letter topics); existing topics are left as they are."""

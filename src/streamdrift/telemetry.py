@@ -89,6 +89,30 @@ class WorkerMetrics:
             registry=r,
         )
         self.assigned = Gauge("streamdrift_assigned_partitions", "Partitions assigned", registry=r)
+        self.paused = Gauge(
+            "streamdrift_paused",
+            "1 while consumption is paused to wait out a fault, by fault",
+            ["fault"],
+            registry=r,
+        )
+        #: monotonic time the current pause began (None: not paused)
+        self.paused_since: float | None = None
+        self.state_lost = Gauge(
+            "streamdrift_state_lost",
+            "1 while Redis has lost the state this worker counted into (re-register models)",
+            registry=r,
+        )
+        self.resyncs = Counter(
+            "streamdrift_resyncs",
+            "Times the worker read its partitions again from Redis's fences, by cause",
+            ["cause"],
+            registry=r,
+        )
+        self.topic_recreated = Counter(
+            "streamdrift_topic_recreated",
+            "Topics found under a new incarnation (deleted and created again)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

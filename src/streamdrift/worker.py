@@ -1,17 +1,23 @@
-"""The stateless worker: poll a batch, decode, sketch, apply atomically, commit, evaluate.
+"""The stateless worker: the Kafka and Redis edges around `batch.BatchLogic`.
 
-Everything the worker knows between batches is either in Redis or a cache of read-only
-data (reference profiles), so it can be killed at any instant and any worker can take
-over any partition. Exactly-once state comes from the offset fences of `Store.apply_batch`:
-before computing a model's deltas the worker drops events at or below the model's applied
-offset, and the apply itself fails (writing nothing) if that offset moved meanwhile.
-Batch boundaries after a restart differ from the ones before it, so the fence filters
-events one by one rather than comparing whole batches.
+Poll a batch, decode it, compute each model's share (batch.py), send the atomic applies,
+commit, evaluate. Everything the worker knows between batches is either in Redis or a
+cache of read-only data (profiles), so it can be killed at any instant and any worker
+can take over any partition.
 
-The loop is pipelined one batch deep: a batch's applies are sent to Redis and run there
-while the worker consumes and decodes the next batch; they are read back, and only then
-is the batch committed, before the next one's applies are computed (which need the
-fences the previous ones moved).
+Where to read from is Redis's to say (positions.py): on every assignment, after every
+fault, and whenever a fence is found lower than this worker saw it, each partition is
+read from the lowest fence of the models fed by it. Kafka's commits are a lag hint.
+
+Faults are waited out (faults.py): the partitions are paused, /readyz says why, one log
+line marks each change, and when Redis and the broker answer again the worker reads on
+from what Redis holds, whatever happened meanwhile (a restart from an older snapshot, a
+failover, an empty Redis that was registered again).
+
+The loop is pipelined one batch deep: a batch's applies run in Redis while the worker
+consumes and decodes the next batch; they are read back, and only then is the batch
+committed, before the next one's applies are computed (they need the fences the previous
+ones moved).
 """
 
 from __future__ import annotations
@@ -26,36 +32,44 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+import redis
 from confluent_kafka import KafkaException, TopicPartition
 
 from streamdrift import kafka_io
+from streamdrift.alerts import encode, system_alert
+from streamdrift.batch import BatchLogic, ModelShare
 from streamdrift.config import Settings
 from streamdrift.decode import (
     DeadLetter,
     DecodedBatch,
     DecodedLabels,
-    ModelEvents,
-    ModelLabels,
     decode_labels,
     decode_predictions,
 )
 from streamdrift.evaluator import Evaluator
-from streamdrift.join import join_delta
+from streamdrift.faults import (
+    Backoff,
+    BrokerUnavailable,
+    EvictingRedis,
+    StateLost,
+    Waiting,
+    classify,
+)
+from streamdrift.positions import FenceBook, Regression, StateRolledBack
 from streamdrift.profile import ReferenceProfile
-from streamdrift.sketch import WindowSketch, sketch_batch
 from streamdrift.store import (
     Applied,
+    ApplyRejected,
     ApplyRequest,
     ApplyResult,
-    Fence,
-    JoinDelta,
-    ModelHead,
     PendingApply,
     Store,
-    fence_field,
+    connect,
+    fault_of,
 )
+from streamdrift.store.client import Fault, eviction_policies
 from streamdrift.telemetry import HealthServer, WorkerMetrics
+from streamdrift.topics import Incarnations, Recreated
 
 log = logging.getLogger("streamdrift.worker")
 
@@ -65,26 +79,25 @@ DLQ_EXCERPT_BYTES = 256 * 1024
 #: A model whose apply keeps failing its fence is re-read this many times in one batch.
 MAX_FENCE_RETRIES = 20
 
+#: Every this often (seconds): the state marker and Redis's identity are checked, quiet
+#: models' fences move up, and the progress floors with them.
+TICK_SECONDS = 5.0
+#: Every this often: topic incarnations and Redis's eviction policy are read again.
+SLOW_TICK_SECONDS = 30.0
+
+#: /readyz asks Redis itself at most this often, with this timeout: a frozen Redis shows
+#: within a second even while the main loop waits for a reply.
+PROBE_EVERY_SECONDS = 1.0
+PROBE_TIMEOUT_SECONDS = 0.5
+
 
 @dataclass(slots=True)
-class _Attempt:
-    """One model's share of a batch, computed against the fences it was read with."""
+class _Sent:
+    """One model's share of a batch, sent to Redis."""
 
-    model: str
-    profile: ReferenceProfile
-    fences: list[Fence]
-    windows: dict[int, WindowSketch]
-    invalid: Counter[str]
-    join: JoinDelta | None
-    counted: int
-    new_dead: list[DeadLetter]
-    pending: PendingApply | None = None
-    sent_at: float = 0.0
-
-    def request(self) -> ApplyRequest:
-        return ApplyRequest(
-            self.profile, self.fences, self.windows, self.invalid, self.join, time.time()
-        )
+    share: ModelShare
+    pending: PendingApply
+    sent_at: float
 
 
 @dataclass(slots=True)
@@ -96,9 +109,9 @@ class _InFlight:
     dead: list[DeadLetter]
     last_offsets: dict[tuple[str, int], int]
     started: float
-    attempts: list[_Attempt] = field(default_factory=list)
-    #: dead letters sent with the applies (model-level)
-    sent: list[DeadLetter] = field(default_factory=list)
+    sent: list[_Sent] = field(default_factory=list)
+    #: dead letters found while computing the shares (model-level)
+    new_dead: list[DeadLetter] = field(default_factory=list)
 
 
 @dataclass
@@ -111,13 +124,7 @@ class WorkerStats:
     labels_joined: int = 0
     fence_conflicts: int = 0
     alerts: int = 0
-
-
-def _quality_key(reason: str, detail: str) -> str:
-    """`wrong_type:amount` for a wrong-typed feature value, else the bare reason."""
-    if detail.startswith("features."):
-        return f"{reason}:{detail[len('features.') :].split(' ', 1)[0]}"
-    return reason
+    resyncs: int = 0
 
 
 def tune_gc() -> None:
@@ -136,24 +143,39 @@ class Worker:
     def __init__(self, settings: Settings, store: Store | None = None, **consumer_overrides: Any):
         self.settings = settings
         self.store = store or Store(settings.redis_url)
-        self.store.ping()
-        kafka_io.ensure_topics(settings)
         self.consumer = kafka_io.consumer(settings, **consumer_overrides)
         self.producer = kafka_io.producer(settings)
+        self.admin = kafka_io.admin(settings)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.evaluator = Evaluator(self.store, self.producer, settings.alerts_topic, self.owner)
+        self.topics = Incarnations(
+            self.store, self.admin, [settings.predictions_topic, settings.labels_topic]
+        )
+        self.logic = BatchLogic(
+            settings.predictions_topic, settings.labels_topic, self.topics.field
+        )
+        self.book = FenceBook()
         self.profiles: dict[str, ReferenceProfile] = {}
+        self.epoch: str | None = None
         self.stats = WorkerStats()
+        self.metrics = WorkerMetrics()
+        self.health: HealthServer | None = None
+        self.fault: Fault | None = None
+        self._started = False
+        self._subscribed = False
         self._pending_eval: set[str] = set()
         self._in_flight: _InFlight | None = None
         self._last_eval: dict[str, float] = {}
         self._last_sweep = 0.0
+        self._last_tick = float("-inf")
+        self._last_slow_tick = float("-inf")
+        self._redis_run_id: str | None = None
+        self._callback_error: BaseException | None = None
         self._stopping = False
-        self.metrics = WorkerMetrics()
-        self.health: HealthServer | None = None
         self._lag_checked = float("-inf")
-        self._redis_checked = float("-inf")
-        self._redis_ok = False
+        self._probe_client = connect(settings.redis_url, timeout=PROBE_TIMEOUT_SECONDS)
+        self._probe_at = float("-inf")
+        self._probe_ok = False
         tune_gc()
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -172,85 +194,381 @@ class Worker:
         if install_signals:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        self.consumer.subscribe([self.settings.predictions_topic, self.settings.labels_topic])
         deadline = time.monotonic() + max_seconds if max_seconds else None
-        health = None
         if self.settings.metrics_port >= 0:
-            health = HealthServer(self.metrics, self.readiness, self.settings.metrics_port)
-        self.health = health
-        log.info(
-            "worker %s consuming %s and %s",
-            self.owner,
-            self.settings.predictions_topic,
-            self.settings.labels_topic,
-            extra={"metrics_port": health.port if health else None},
-        )
+            self.health = HealthServer(self.metrics, self.readiness, self.settings.metrics_port)
+
+        def going() -> bool:
+            return not self._stopping and (deadline is None or time.monotonic() < deadline)
+
         try:
-            while not self._stopping and (deadline is None or time.monotonic() < deadline):
-                self.metrics.last_loop.set(time.time())
-                self._update_lag()
+            self._wait(self._start, going)
+            log.info(
+                "worker %s consuming %s and %s",
+                self.owner,
+                self.settings.predictions_topic,
+                self.settings.labels_topic,
+                extra={"metrics_port": self.health.port if self.health else None},
+            )
+            while going():
                 if until_messages is not None and self.stats.messages >= until_messages:
                     break
-                messages = self.consumer.consume(
-                    self.settings.batch_size, self.settings.poll_timeout_seconds
-                )
-                # The previous batch's applies run in Redis while this one is decoded.
-                decoded = self.decode(messages) if messages else None
-                drained = self.drain()
-                self.evaluate_due(idle=not (messages or drained))
-                if decoded is not None:
-                    self.launch(decoded)
+                self._wait(self.turn, going)
         finally:
+            self._shutdown()
+        return self.stats
+
+    def _shutdown(self) -> None:
+        if self.fault is None:
             try:
                 self.drain()  # the batch in flight is applied and committed, not replayed
             except Exception as e:
-                log.warning("last batch not committed (the next owner replays it): %s", e)
+                log.warning("last batch not committed (the next owner re-reads it): %s", e)
+        else:
+            self._abandon()
+        if self._subscribed:
             self.consumer.close()  # leaves the group: partitions move at once
+        if self.fault is None:
             try:
                 # then what this worker touched, within the shutdown grace period
                 self.evaluate_due(idle=False, force=True)
             except Exception as e:
                 log.warning("final evaluation skipped: %s", e)
-            self.producer.flush(10)
-            if health is not None:
-                health.close()
-        return self.stats
+        self.producer.flush(10)
+        if self.health is not None:
+            self.health.close()
+
+    def _start(self) -> None:
+        """Redis answers, keeps its keys, has the state marker; the broker answers and the
+        topics exist; then join the group."""
+        self.store.redis.ping()
+        self.store.check_eviction_policy(self.settings.allow_eviction)
+        models = self.store.profiles.models()
+        epoch = self.store.profiles.epoch()
+        if epoch is None:
+            if not models:
+                raise Waiting(
+                    Fault(
+                        "nothing_registered",
+                        "no model is registered",
+                        "run streamdrift register MODEL --reference FILE",
+                    )
+                )
+            epoch = self.store.profiles.ensure_epoch()  # state from before the marker
+        self.epoch = epoch
+        kafka_io.ensure_topics(self.settings)
+        self.topics.refresh()
+        self._redis_run_id = self._run_id()
+        self.consumer.subscribe(
+            [self.settings.predictions_topic, self.settings.labels_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+        )
+        self._subscribed = self._started = True
+
+    # ---- faults --------------------------------------------------------------------------
+    def _wait(self, step: Any, going: Any) -> None:
+        """Run `step`; a fault pauses consumption until a probe passes, then the worker
+        reads on from what Redis holds. Errors that are no fault (bugs) propagate."""
+        try:
+            step()
+            return
+        except StateRolledBack as e:
+            self._resync("redis_rolled_back", f"redis lost applied writes: {e}")
+            return
+        except Exception as e:
+            fault = classify(e)
+            if fault is None:
+                raise
+            error = e
+        self._enter(fault, error)
+        backoff = Backoff()
+        while going():
+            self._serve_group(backoff.next())
+            try:
+                self._probe()
+                step() if not self._started else None
+            except Exception as e:
+                again = classify(e)
+                if again is None:
+                    raise
+                if again.reason != fault.reason:
+                    log.warning("still waiting: %s", again, extra={"fault": again.code})
+                    self._set_fault(again)
+                    fault = again
+                continue
+            self._leave(fault)
+            return
+
+    def _enter(self, fault: Fault, error: BaseException) -> None:
+        log.warning("pausing: %s", fault, extra={"fault": fault.code})
+        self._abandon()
+        self._set_fault(fault)
+        if self._subscribed:
+            try:
+                self.consumer.pause(self.consumer.assignment())
+            except KafkaException as e:
+                log.debug("pause: %s", e)
+        if isinstance(error, StateLost):
+            self.metrics.state_lost.set(1)
+            self._system_alert(
+                "state_lost",
+                "redis",
+                f"Redis lost streamdrift's state ({error.reason}); workers stopped consuming "
+                "until the models are registered again",
+                {"models": error.models, "epoch": self.epoch},
+            )
+
+    def _leave(self, fault: Fault) -> None:
+        started = self.metrics.paused_since
+        waited = time.monotonic() - started if started else 0.0
+        self._set_fault(None)
+        self.metrics.state_lost.set(0)
+        if self._started:
+            self._resync("fault_over", f"{fault.code} over after {waited:.1f}s")
+            try:
+                self.consumer.resume(self.consumer.assignment())
+            except KafkaException as e:
+                log.debug("resume: %s", e)
+        log.warning("resumed after %.1fs: %s over", waited, fault.reason)
+
+    def _set_fault(self, fault: Fault | None) -> None:
+        if self.fault is not None:
+            self.metrics.paused.labels(self.fault.code).set(0)
+        self.fault = fault
+        if fault is not None:
+            self.metrics.paused.labels(fault.code).set(1)
+            if self.metrics.paused_since is None:
+                self.metrics.paused_since = time.monotonic()
+        else:
+            self.metrics.paused_since = None
+
+    def _serve_group(self, seconds: float) -> None:
+        """Wait while staying a member of the group: rebalance callbacks and the poll
+        interval are served, nothing is fetched (the partitions are paused)."""
+        if not self._subscribed:
+            time.sleep(seconds)
+            return
+        try:
+            for m in self.consumer.consume(1, seconds):
+                del m  # paused: any message that slipped through is read again later
+        except KafkaException as e:
+            log.debug("consume while paused: %s", e)
+        self.metrics.last_loop.set(time.time())
+
+    def _probe(self) -> None:
+        """Raise what still stands in the way: Redis down, full, evicting; its state
+        lost and not registered again; the broker away."""
+        self.store.redis.ping()
+        if self._started:
+            self._check_policy()
+            self._check_marker()
+            self.admin.list_topics(timeout=5)
+
+    def _check_policy(self) -> None:
+        if self.settings.allow_eviction:
+            return
+        evicting = {p for p in eviction_policies(self.store.redis).values() if p != "noeviction"}
+        if evicting:
+            raise EvictingRedis(f"maxmemory-policy {', '.join(sorted(evicting))}")
+
+    def _check_marker(self) -> None:
+        """The state marker is the one this worker started with, and every model it knew
+        is registered; a new marker with all of them back is a Redis registered again."""
+        epoch = self.store.profiles.epoch()
+        registered = set(self.store.profiles.models())
+        missing = sorted(m for m in self.profiles if m not in registered)
+        if epoch is None:
+            raise StateLost("its state marker is gone (restarted empty, or flushed)", missing)
+        if missing:
+            raise StateLost(f"models {', '.join(missing)} are not registered any more", missing)
+        if epoch != self.epoch:
+            log.warning("redis holds new state (marker %s, was %s)", epoch, self.epoch)
+            self.epoch = epoch
+            self.book.clear()
+            self.profiles.clear()
+
+    def _run_id(self) -> str | None:
+        """The Redis process's id: it changes with every restart or failover (one server;
+        a cluster's nodes restart one by one, and the fences tell)."""
+        if isinstance(self.store.redis, redis.Redis):
+            return str(self.store.redis.info("server").get("run_id"))
+        return None
 
     def readiness(self) -> tuple[bool, str]:
-        """Ready when partitions are assigned and Redis answers (checked at most every 5 s)."""
+        """Ready when no fault is being waited out, partitions are assigned and Redis
+        answers (asked at most once a second, half a second at most)."""
+        if self.fault is not None:
+            return False, str(self.fault)
+        if not self._started:
+            return False, "starting"
         now = time.monotonic()
-        if now - self._redis_checked > 5.0:
+        if now - self._probe_at > PROBE_EVERY_SECONDS:
             try:
-                self.store.redis.ping()
-                self._redis_ok = True
+                self._probe_client.ping()
+                self._probe_ok = True
             except Exception:
-                self._redis_ok = False
-            self._redis_checked = now
-        if not self._redis_ok:
-            return False, "redis unreachable"
+                self._probe_ok = False
+            self._probe_at = now
+        if not self._probe_ok:
+            return False, "redis unreachable (no answer within 0.5s)"
         if self.metrics.assigned._value.get() <= 0:
             return False, "no partitions assigned (yet)"
         return True, "ok"
 
-    def _update_lag(self) -> None:
-        """Consumer lag per partition, from the high watermarks of the last fetch, every 10 s."""
-        now = time.monotonic()
-        if now - self._lag_checked < 10.0:
-            return
-        self._lag_checked = now
-        try:
-            parts = self.consumer.assignment()
-            self.metrics.assigned.set(len(parts))
-            self.metrics.lag.clear()  # partitions moved to other workers are not ours to report
-            for tp in self.consumer.position(parts) if parts else []:
-                # the watermarks of the last fetch: no broker round trip in the loop
-                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-                lag = high - (tp.offset if tp.offset >= 0 else low)
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
-        except Exception as e:  # lag is a gauge, not a reason to stop consuming
-            log.debug("consumer lag not read: %s", e)
+    # ---- where to read from ------------------------------------------------------------
+    def _positions(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+        """Where Redis says each partition was applied up to (+1)."""
+        fields = {
+            (tp.topic, tp.partition): self.topics.field(tp.topic, tp.partition) for tp in partitions
+        }
+        models = self.store.profiles.models()
+        fences = self.store.fences.all(models)
+        return self.book.position(fields, fences, self.store.fences.progress())
 
-    # ---- one batch ---------------------------------------------------------------------
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        try:
+            offsets = self._positions(partitions)
+            for tp in partitions:
+                tp.offset = offsets[(tp.topic, tp.partition)]
+            consumer.assign(partitions)
+            if self.fault is not None:
+                consumer.pause(partitions)
+            log.info(
+                "assigned %d partitions, reading from Redis's fences",
+                len(partitions),
+                extra={"offsets": {f"{tp.topic}:{tp.partition}": tp.offset for tp in partitions}},
+            )
+        except Exception as e:  # Redis away: hold the partitions until it is back
+            consumer.assign(partitions)
+            consumer.pause(partitions)
+            self._callback_error = e
+        self.metrics.assigned.set(len(partitions))
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.book.release((tp.topic, tp.partition) for tp in partitions)
+        self.metrics.assigned.set(0)
+
+    def _resync(self, cause: str, detail: str) -> None:
+        """Read every owned partition again from what Redis holds; `cause` is a code
+        (metric label), `detail` says what happened."""
+        self._abandon()
+        changes = self.topics.refresh()
+        self._topic_alerts(changes)
+        assigned = self.consumer.assignment() if self._subscribed else []
+        offsets = self._positions(assigned) if assigned else {}
+        for (topic, partition), offset in offsets.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+        self.stats.resyncs += 1
+        self.metrics.resyncs.labels(cause).inc()
+        log.warning(
+            "reading again from Redis's fences: %s",
+            detail,
+            extra={"offsets": {f"{t}:{p}": o for (t, p), o in offsets.items()}},
+        )
+
+    def _abandon(self) -> None:
+        """Drop the batch in flight without committing it: its applies ran entirely or
+        not at all, and the fences sort out which when it is read again."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return
+        for s in flight.sent:
+            try:
+                s.pending.conn.disconnect()
+                s.pending.pool.release(s.pending.conn)
+            except Exception as e:
+                log.debug("dropping a pending apply: %s", e)
+
+    # ---- periodic duties ---------------------------------------------------------------
+    def _tick(self) -> None:
+        """Between batches: the state marker, Redis's identity, quiet models' fences."""
+        now = time.monotonic()
+        if now - self._last_tick < TICK_SECONDS:
+            return
+        self._last_tick = now
+        self._check_marker()
+        run_id = self._run_id()
+        if run_id != self._redis_run_id:
+            self._redis_run_id = run_id
+            raise StateRolledBack([])  # a restarted Redis may hold less than was applied
+        models = self.store.profiles.models()
+        moves = self.book.idle_moves(models)
+        if moves:
+            regressions = self.book.settle(moves, self.store.fences.advance(moves))
+            if regressions:
+                raise StateRolledBack(regressions)
+        self.store.fences.advance_progress({f: o for f, o in self.book.applied.items() if o >= 0})
+        if now - self._last_slow_tick >= SLOW_TICK_SECONDS:
+            self._last_slow_tick = now
+            self._check_policy()
+            changes = self.topics.refresh()
+            if changes:
+                self._topic_alerts(changes)
+                self._resync("topic_recreated", ", ".join(c.topic for c in changes))
+            self._check_resets()
+
+    def _check_resets(self) -> None:
+        """For brokers without topic ids: a fence beyond the end of its partition's log
+        means the log was reset under it (the topic was recreated)."""
+        for tp in self.consumer.assignment() if self._subscribed else []:
+            if self.topics.has_broker_ids(tp.topic):
+                continue
+            f = self.topics.field(tp.topic, tp.partition)
+            upto = max((o for (m, ff), o in self.book.seen.items() if ff == f), default=-1)
+            _, high = self.consumer.get_watermark_offsets(tp, timeout=5)
+            if upto >= high > -1:
+                change = self.topics.reset(tp.topic, f"fence {upto} beyond the log's end {high}")
+                if change is not None:
+                    self._topic_alerts([change])
+                self._resync("topic_recreated", f"{tp.topic}: log reset")
+                return
+
+    def _topic_alerts(self, changes: list[Recreated]) -> None:
+        for c in changes:
+            self.metrics.topic_recreated.inc()
+            self._system_alert(
+                "topic_recreated",
+                c.topic,
+                f"topic {c.topic} was created again ({c.why}); its events from offset 0 "
+                "are counted as new, under fences of their own",
+                {"old_incarnation": c.old, "new_incarnation": c.new},
+            )
+
+    def _system_alert(self, kind: str, subject: str, message: str, context: dict) -> None:
+        alert = system_alert(kind, subject, message, {**context, "worker": self.owner})
+        log.error(message, extra={"alert_id": alert.alert_id, "kind": kind})
+        try:
+            self.producer.produce(
+                self.settings.alerts_topic,
+                key=b"streamdrift",
+                value=encode(alert),
+                headers=[("alert_id", alert.alert_id.encode())],
+            )
+            self.producer.poll(0)
+        except (BufferError, KafkaException) as e:
+            log.warning("ops alert not sent: %s", e)
+
+    # ---- one turn ----------------------------------------------------------------------
+    def turn(self) -> None:
+        """Poll, decode, read the previous batch's applies and commit it, evaluate, send
+        this batch's applies."""
+        self.metrics.last_loop.set(time.time())
+        self._update_lag()
+        messages = self.consumer.consume(
+            self.settings.batch_size, self.settings.poll_timeout_seconds
+        )
+        if self._callback_error is not None:
+            error, self._callback_error = self._callback_error, None
+            raise error
+        # The previous batch's applies run in Redis while this one is decoded.
+        decoded = self.decode(messages) if messages else None
+        drained = self.drain()
+        self._tick()
+        self.evaluate_due(idle=not (messages or drained))
+        if decoded is not None:
+            self.launch(decoded)
+
     def process(self, messages: list[Any]) -> None:
         """Apply a polled batch to Redis, then commit its offsets (not pipelined)."""
         self.launch(self.decode(messages))
@@ -259,6 +577,9 @@ class Worker:
     def apply(self, messages: list[Any]) -> dict[tuple[str, int], int]:
         """Everything but the commit, not pipelined. Returns the last offset per
         (topic, partition)."""
+        if not self.topics.current:
+            self.topics.refresh()
+            self.epoch = self.store.profiles.ensure_epoch()
         flight = self._begin(self.decode(messages), time.perf_counter())
         return self._finish(flight) if flight is not None else {}
 
@@ -284,24 +605,21 @@ class Worker:
     def drain(self) -> bool:
         """Read the applies of the batch in flight, then commit its offsets. Returns
         whether there was one."""
-        flight, self._in_flight = self._in_flight, None
+        flight = self._in_flight
         if flight is None:
             return False
         last_offsets = self._finish(flight)
+        self._in_flight = None
         if last_offsets:
+            self.book.drained({self.topics.field(t, p): o for (t, p), o in last_offsets.items()})
             try:
                 self.consumer.commit(
                     offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last_offsets.items()],
                     asynchronous=False,
                 )
             except KafkaException as e:
-                # e.g. the partitions moved in a rebalance; Redis is right either way (the
-                # fences), and the new owner re-reads from the last commit
-                log.warning("offset commit failed: %s", e)
-            log.debug(
-                "batch committed",
-                extra={"offsets": {f"{t}:{p}": o for (t, p), o in last_offsets.items()}},
-            )
+                # e.g. the partitions moved in a rebalance; Redis is right either way
+                log.info("offset commit failed (a lag hint only): %s", e)
         self.metrics.batches.inc()
         self.metrics.batch_seconds.observe(time.perf_counter() - flight.started)
         return True
@@ -309,53 +627,69 @@ class Worker:
     def _begin(
         self, decoded: tuple[DecodedBatch, DecodedLabels], started: float
     ) -> _InFlight | None:
-        """Compute every model's deltas and send their applies; dead letters that belong
-        to no model are sent now (they must be out before the commit)."""
+        """Compute every model's share and send its apply; dead letters that belong to no
+        model are sent now (they must be out before the commit)."""
         batch, labels = decoded
         if not batch.messages and not labels.messages:
             return None
         dead = batch.dead + labels.dead
-        models = set(batch.by_model) | set(labels.by_model) | {d.model_id for d in dead}
-        models.discard(None)  # type: ignore[arg-type]
-        _, heads = self.store.fences.heads(sorted(models))  # type: ignore[arg-type]
+        models = sorted(
+            (set(batch.by_model) | set(labels.by_model) | {d.model_id for d in dead}) - {None}
+        )
+        epoch, heads = self.store.fences.heads(models)  # type: ignore[arg-type]
+        self._check_heads(epoch, heads)
         last_offsets = {**batch.last_offsets, **labels.last_offsets}
         flight = _InFlight(batch, labels, dead, last_offsets, started)
-        for model in sorted(models):  # type: ignore[type-var]
-            head = heads[model]
-            if head.revision is None:
-                dead += self._unregistered(batch, labels, model)
+        unregistered: set[str] = set()
+        for model in models:
+            head = heads[model]  # type: ignore[index]
+            profile = self._profile(model, head.revision) if head.revision is not None else None
+            if profile is None:
+                unregistered.add(model)  # type: ignore[arg-type]
+                dead += self.logic.unregistered(batch, labels, model)  # type: ignore[arg-type]
                 continue
-            attempt = self._attempt(batch, labels, model, head, dead, flight.last_offsets)
-            if isinstance(attempt, list):
-                flight.sent += attempt
-                continue
-            attempt.sent_at = time.perf_counter()
-            attempt.pending = self.store.applies.send(attempt.request())
-            flight.attempts.append(attempt)
-        unrouted = Counter(
-            d.reason
-            for d in dead
-            if d.model_id is None or heads.get(d.model_id, ModelHead(None, {})).revision is None
+            share = self.logic.share(batch, labels, model, head, profile, dead, last_offsets)  # type: ignore[arg-type]
+            self._send_dead_letters(share.dead)
+            flight.sent.append(
+                _Sent(share, self.store.applies.send(share.request), time.perf_counter())
+            )
+        self.store.counters.count_unrouted(
+            Counter(d.reason for d in dead if d.model_id is None or d.model_id in unregistered)
         )
-        self.store.counters.count_unrouted(unrouted)
         self._send_dead_letters(dead)
         return flight
+
+    def _check_heads(self, epoch: str | None, heads: dict[str, Any]) -> None:
+        """Redis still holds what this worker counted: the same state marker, every model
+        it knew still registered, no fence below what it saw."""
+        if epoch != self.epoch:
+            raise StateLost(
+                "its state marker is gone" if epoch is None else "its state marker changed"
+            )
+        lost = sorted(m for m, h in heads.items() if h.revision is None and m in self.profiles)
+        if lost:
+            raise StateLost(f"models {', '.join(lost)} have no profile any more", lost)
+        regressions = [r for m, h in heads.items() for r in self.book.check(m, h.offsets)]
+        if regressions:
+            raise StateRolledBack(regressions)
 
     def _finish(self, flight: _InFlight) -> dict[tuple[str, int], int]:
         """Read the applies sent by `_begin`; a model whose fence moved meanwhile is
         recomputed and applied again. Returns the last offset per (topic, partition)."""
         batch, labels = flight.batch, flight.labels
-        for a in flight.attempts:
-            result = self.store.applies.read(a.pending)  # type: ignore[arg-type]
-            self.metrics.apply_seconds.observe(time.perf_counter() - a.sent_at)
-            if self._applied(a, result):
-                flight.sent += a.new_dead
+        new_dead: list[DeadLetter] = []
+        for s in flight.sent:
+            try:
+                result = self.store.applies.read(s.pending)
+            except ApplyRejected as e:
+                new_dead += self._refused(s.share, str(e))
                 continue
-            head = self.store.fences.heads([a.model])[1][a.model]
-            flight.sent += self._apply_model(
-                batch, labels, a.model, head, flight.dead, flight.last_offsets
-            )
-        dead = flight.dead + flight.sent
+            self.metrics.apply_seconds.observe(time.perf_counter() - s.sent_at)
+            if self._applied(s.share, result):
+                new_dead += s.share.dead
+                continue
+            new_dead += self._apply_model(batch, labels, s.share.model, flight)
+        dead = flight.dead + new_dead
         self.stats.batches += 1
         self.stats.messages += batch.messages + labels.messages
         self.stats.dead.update(d.reason for d in dead)
@@ -372,184 +706,95 @@ class Worker:
     def _profile(self, model: str, revision: int) -> ReferenceProfile | None:
         cached = self.profiles.get(model)
         if cached is None or cached.revision != revision:
-            cached = self.store.profiles.load(model)
-            if cached is None:
+            loaded = self.store.profiles.load(model)
+            if loaded is None:
+                if cached is not None:
+                    raise StateLost(f"model {model} has no profile any more", [model])
                 return None
-            self.profiles[model] = cached
+            self.profiles[model] = cached = loaded
         return cached
 
-    def _unregistered(self, batch: DecodedBatch, labels: DecodedLabels, model: str):
-        why = f"model '{model}' has no reference profile: run streamdrift register"
-        out = []
-        for cols in (batch.by_model.pop(model, None), labels.by_model.pop(model, None)):
-            if cols is None:
-                continue
-            for i in range(len(cols)):
-                out.append(self._dead(cols, i, "unregistered_model", why, model))
-        return out
-
     def _apply_model(
-        self,
-        batch: DecodedBatch,
-        labels: DecodedLabels,
-        model: str,
-        head: ModelHead,
-        dead: list[DeadLetter],
-        last_offsets: dict[tuple[str, int], int],
+        self, batch: DecodedBatch, labels: DecodedLabels, model: str, flight: _InFlight
     ) -> list[DeadLetter]:
-        """Apply one model's share of the batch, waiting for Redis, recomputing while
-        another worker moves the fence; returns its new dead letters."""
+        """Apply one model's share, waiting for Redis, recomputing while another worker
+        moves the fence; returns its new dead letters."""
         for _ in range(MAX_FENCE_RETRIES):
-            attempt = self._attempt(batch, labels, model, head, dead, last_offsets)
-            if isinstance(attempt, list):
-                return attempt
-            attempt.sent_at = time.perf_counter()
-            result = self.store.applies.apply(attempt.request())
-            self.metrics.apply_seconds.observe(time.perf_counter() - attempt.sent_at)
-            if self._applied(attempt, result):
-                return attempt.new_dead
-            head = self.store.fences.heads([model])[1][model]
+            epoch, heads = self.store.fences.heads([model])
+            self._check_heads(epoch, heads)
+            head = heads[model]
+            profile = self._profile(model, head.revision) if head.revision is not None else None
+            if profile is None:
+                gone = self.logic.unregistered(batch, labels, model)
+                self._send_dead_letters(gone)
+                return gone
+            share = self.logic.share(
+                batch, labels, model, head, profile, flight.dead, flight.last_offsets
+            )
+            self._send_dead_letters(share.dead)
+            sent_at = time.perf_counter()
+            try:
+                result = self.store.applies.apply(share.request)
+            except ApplyRejected as e:
+                return self._refused(share, str(e))
+            self.metrics.apply_seconds.observe(time.perf_counter() - sent_at)
+            if self._applied(share, result):
+                return share.dead
         raise RuntimeError(f"offset fence of model {model} kept moving; another worker owns it")
 
-    def _attempt(
-        self,
-        batch: DecodedBatch,
-        labels: DecodedLabels,
-        model: str,
-        head: ModelHead,
-        dead: list[DeadLetter],
-        last_offsets: dict[tuple[str, int], int],
-    ) -> _Attempt | list[DeadLetter]:
-        """One model's deltas against its fences as `head` has them, its new dead letters
-        sent (before the apply: a crash may repeat them, never lose them). A model
-        deleted meanwhile gives its events back as dead letters, like an unregistered one."""
-        all_events = batch.by_model.get(model, ModelEvents())
-        all_labels = labels.by_model.get(model, ModelLabels())
-        model_dead = [d for d in dead if d.model_id == model]
-        sources = (
-            {(self.settings.predictions_topic, p) for p in all_events.partitions}
-            | {(self.settings.labels_topic, p) for p in all_labels.partitions}
-            | {(d.topic, d.partition) for d in model_dead}
-        )
-        profile = self._profile(model, head.revision or 0)
-        if profile is None:
-            gone = self._unregistered(batch, labels, model)
-            self._send_dead_letters(gone)
-            return gone
-        applied = {tp: head.offsets.get(fence_field(tp[0], '-', tp[1]), -1) for tp in sources}
-        events = self._unapplied(all_events, self.settings.predictions_topic, applied, model)
-        label_events = self._unapplied(all_labels, self.settings.labels_topic, applied, model)
-        events, new_dead = self._split_late(events, profile)
-        windows, bad, good, outputs = sketch_batch(events, profile)
-        new_dead += [self._dead(events, b.index, b.reason, b.detail, model) for b in bad]
-        self._count_bad_in_windows(windows, events, bad, profile)
-        join, join_dead = join_delta(
-            profile, good, outputs, label_events, self.settings.labels_topic
-        )
-        new_dead += join_dead
-        invalid = Counter(
-            d.reason for d in model_dead if d.offset > applied[(d.topic, d.partition)]
-        )
-        invalid.update(_quality_key(d.reason, d.detail) for d in new_dead)
-        # A fence never moves back: a replayed batch can end below what is applied.
-        fences = [
-            Fence(fence_field(tp[0], '-', tp[1]), applied[tp], max(applied[tp], last_offsets[tp]))
-            for tp in sorted(sources)
-        ]
-        self._send_dead_letters(new_dead)
-        return _Attempt(model, profile, fences, windows, invalid, join, len(good), new_dead)
-
-    def _applied(self, attempt: _Attempt, result: ApplyResult) -> bool:
+    def _applied(self, share: ModelShare, result: ApplyResult) -> bool:
         """Count an apply that held its fences; log one that did not (to be recomputed)."""
+        if share.skipped:
+            self.stats.skipped_replays += share.skipped
+            self.metrics.replayed.inc(share.skipped)
         if isinstance(result, Applied):
-            self.stats.counted += attempt.counted
+            self.book.moved(share.model, share.request.fences)
+            self.stats.counted += share.counted
             self.stats.labels_joined += result.stats.joined
-            self.metrics.counted.inc(attempt.counted)
+            self.metrics.counted.inc(share.counted)
             self.metrics.labels_joined.inc(result.stats.joined)
-            self._pending_eval.add(attempt.model)
+            self._pending_eval.add(share.model)
+            if share.skipped:
+                log.info(
+                    "model %s: %d re-delivered events already counted, skipped",
+                    share.model,
+                    share.skipped,
+                    extra={"model_id": share.model, "skipped": share.skipped},
+                )
             return True
+        for f in share.request.fences:
+            if f.field == result.field and result.current < f.expected:
+                regression = Regression(share.model, f.field, f.expected, result.current)
+                raise StateRolledBack([regression])
         self.stats.fence_conflicts += 1
         self.metrics.fence_conflicts.inc()
         log.info(
             "model %s: fence moved by another worker, recomputing",
-            attempt.model,
-            extra={"model_id": attempt.model},
+            share.model,
+            extra={"model_id": share.model},
         )
         return False
 
-    @staticmethod
-    def _count_bad_in_windows(
-        windows: dict[int, WindowSketch], events: ModelEvents, bad: list, profile: ReferenceProfile
-    ) -> None:
-        """Wrong-typed feature values counted in their event's window too ("since when")."""
-        width = profile.config.window_seconds
-        for b in bad:
-            start = int(events.timestamps[b.index] // width * width)
-            window = windows.get(start)
-            if window is None:
-                window = windows[start] = WindowSketch(start=start)
-            window.invalid[_quality_key(b.reason, b.detail)] += 1
-
-    def _unapplied(
-        self, events: Any, topic: str, applied: dict[tuple[str, int], int], model: str
-    ) -> Any:
-        """The events above the model's offset fence: re-deliveries of events already
-        counted (after a crash or a rebalance) are dropped here."""
-        if not len(events):
-            return events
-        parts = np.asarray(events.partitions)
-        fence = np.empty(parts.size, dtype=np.int64)
-        for (t, p), off in applied.items():
-            if t == topic:
-                fence[parts == p] = off
-        keep = np.asarray(events.offsets) > fence
-        if keep.all():
-            return events
-        skipped = int(keep.size - keep.sum())
-        self.stats.skipped_replays += skipped
-        self.metrics.replayed.inc(skipped)
-        log.info(
-            "model %s: %d re-delivered events already counted, skipped",
-            model,
-            skipped,
-            extra={"model_id": model, "topic": topic, "skipped": skipped},
-        )
-        return events.select(np.flatnonzero(keep).tolist())
-
-    def _split_late(
-        self, events: ModelEvents, profile: ReferenceProfile
-    ) -> tuple[ModelEvents, list[DeadLetter]]:
-        """Events too old for their window to still exist (past its retention)."""
-        cfg = profile.config
-        ts = np.asarray(events.timestamps, dtype=np.float64)
-        window_end = np.floor(ts / cfg.window_seconds) * cfg.window_seconds + cfg.window_seconds
-        late = window_end + cfg.retention_seconds <= time.time()
-        if not late.any():
-            return events, []
-        detail = f"window expired (retention {cfg.retention_seconds}s)"
+    def _refused(self, share: ModelShare, why: str) -> list[DeadLetter]:
+        """The apply script refused this share (nothing was written): a value the checks
+        let through. Its events go to the DLQ under `apply_refused`, to be replayed once
+        fixed, and its fences move past them so the partition goes on."""
+        log.error("%s; the model's events of this batch go to the dead-letter topic", why)
         dead = [
-            self._dead(events, i, "too_late", detail, profile.model_id)
-            for i in np.flatnonzero(late).tolist()
+            self.logic.dead_letter(cols, i, "apply_refused", why, share.model)
+            for cols in (share.events, share.labels)
+            for i in range(len(cols))
         ]
-        return events.select(np.flatnonzero(~late).tolist()), dead
+        self._send_dead_letters(dead)
+        r = share.request
+        fences_only = ApplyRequest(r.profile, r.fences, {}, Counter({"apply_refused": len(dead)}))
+        fences_only.now = r.now
+        result = self.store.applies.apply(fences_only)
+        if isinstance(result, Applied):
+            self.book.moved(share.model, r.fences)
+        return dead
 
-    def _dead(self, events: Any, i: int, reason: str, detail: str, model: str) -> DeadLetter:
-        topic = (
-            self.settings.labels_topic
-            if isinstance(events, ModelLabels)
-            else self.settings.predictions_topic
-        )
-        return DeadLetter(
-            topic,
-            events.partitions[i],
-            events.offsets[i],
-            events.prediction_ids[i].encode(),
-            events.raws[i],
-            reason,
-            detail,
-            model,
-        )
-
+    # ---- dead letters ------------------------------------------------------------------
     def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
         """At least once: dead letters are acknowledged by the broker before the Redis
         apply they belong to (model-level ones) or the commit (the others). An event too
@@ -587,11 +832,10 @@ class Worker:
                     break
                 except BufferError:
                     self.producer.poll(0.1)
-        remaining = self.producer.flush(30)
+        remaining = self.producer.flush(15)
         if remaining or failed:
-            raise RuntimeError(
-                f"{remaining + len(failed)} dead letter(s) not delivered ({failed[:1]}); "
-                "not committing this batch"
+            raise BrokerUnavailable(
+                f"{remaining + len(failed)} dead letter(s) not acknowledged ({failed[:1]})"
             )
 
     # ---- evaluation --------------------------------------------------------------------
@@ -617,7 +861,9 @@ class Worker:
             started = time.perf_counter()
             try:
                 alerts = self.evaluator.evaluate(profile)
-            except Exception:
+            except Exception as e:
+                if fault_of(e) is not None:
+                    raise  # Redis is away: waited out like any other fault
                 # one model's broken state must not stop the others (or the consuming)
                 log.exception("evaluation of %s failed", model, extra={"model_id": model})
                 continue
@@ -638,3 +884,21 @@ class Worker:
                         "model_version": a.model_version,
                     },
                 )
+
+    def _update_lag(self) -> None:
+        """Consumer lag per partition, from the high watermarks of the last fetch, every 10 s."""
+        now = time.monotonic()
+        if now - self._lag_checked < 10.0 or not self._subscribed:
+            return
+        self._lag_checked = now
+        try:
+            parts = self.consumer.assignment()
+            self.metrics.assigned.set(len(parts))
+            self.metrics.lag.clear()  # partitions moved to other workers are not ours to report
+            for tp in self.consumer.position(parts) if parts else []:
+                # the watermarks of the last fetch: no broker round trip in the loop
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                lag = high - (tp.offset if tp.offset >= 0 else low)
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+        except Exception as e:  # lag is a gauge, not a reason to stop consuming
+            log.debug("consumer lag not read: %s", e)

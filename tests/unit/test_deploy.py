@@ -46,6 +46,8 @@ COUNTERS = frozenset(
         "streamdrift_dead_letters",
         "streamdrift_alerts",
         "streamdrift_fence_conflicts",
+        "streamdrift_resyncs",
+        "streamdrift_topic_recreated",
     }
 )
 HISTOGRAMS = frozenset(
@@ -56,6 +58,8 @@ GAUGES = frozenset(
         "streamdrift_consumer_lag",
         "streamdrift_last_loop_timestamp_seconds",
         "streamdrift_assigned_partitions",
+        "streamdrift_paused",
+        "streamdrift_state_lost",
     }
 )
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")

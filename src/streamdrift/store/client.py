@@ -67,12 +67,12 @@ def _cluster(url: str, **options: Any) -> RedisCluster:
     )
 
 
-def connect(url: str) -> RedisClient:
+def connect(url: str, timeout: float = REPLY_TIMEOUT) -> RedisClient:
     """A client for `url`: `redis://`, `rediss://`, `unix://`, or a cluster's
     `redis+cluster://host:port,...`. Nothing is sent until the first command."""
     options: dict[str, Any] = {
-        "socket_connect_timeout": CONNECT_TIMEOUT,
-        "socket_timeout": REPLY_TIMEOUT,
+        "socket_connect_timeout": min(CONNECT_TIMEOUT, timeout),
+        "socket_timeout": timeout,
     }
     try:
         if is_cluster_url(url):
@@ -103,34 +103,55 @@ def lua(name: str) -> str:
 # ---- faults ----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """A Redis condition to wait out: `reason` for /readyz and the log, `fix` for people."""
+    """A condition to wait out: `code` for metrics, `reason` for /readyz and the log,
+    `fix` for people."""
 
+    code: str
     reason: str
     fix: str
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.fix})"
 
 
 #: Redis error replies that pass: the server is full, a read-only replica, loading its
 #: data, busy with a long script, or its cluster is moving slots
 _TRANSIENT_REPLIES = {
-    "OOM": Fault("redis out of memory", "raise maxmemory, or shorten retention_seconds"),
-    "READONLY": Fault("redis is a read-only replica", "point STREAMDRIFT_REDIS_URL at the primary"),
-    "LOADING": Fault("redis is loading its data", "wait for it"),
-    "BUSY": Fault("redis is busy running a script", "wait, or SCRIPT KILL"),
-    "MASTERDOWN": Fault("redis primary is down", "wait for the failover"),
-    "TRYAGAIN": Fault("redis cluster is moving a slot", "wait for the resharding"),
-    "CLUSTERDOWN": Fault("redis cluster is down", "bring the cluster back"),
-    "MOVED": Fault("redis cluster moved a slot", "the client follows it"),
-    "ASK": Fault("redis cluster is moving a slot", "the client follows it"),
-    "NOAUTH": Fault("redis wants a password", "put the password in STREAMDRIFT_REDIS_URL"),
+    "OOM": Fault(
+        "redis_oom", "redis out of memory", "raise maxmemory, or shorten retention_seconds"
+    ),
+    "READONLY": Fault(
+        "redis_readonly",
+        "redis is a read-only replica",
+        "point STREAMDRIFT_REDIS_URL at the primary",
+    ),
+    "LOADING": Fault("redis_loading", "redis is loading its data", "wait for it"),
+    "BUSY": Fault("redis_busy", "redis is busy running a script", "wait, or SCRIPT KILL"),
+    "MASTERDOWN": Fault("redis_failover", "redis primary is down", "wait for the failover"),
+    "TRYAGAIN": Fault(
+        "redis_cluster_moving", "redis cluster is moving a slot", "wait for the resharding"
+    ),
+    "CLUSTERDOWN": Fault("redis_cluster_down", "redis cluster is down", "bring the cluster back"),
+    "MOVED": Fault("redis_cluster_moving", "redis cluster moved a slot", "the client follows it"),
+    "ASK": Fault("redis_cluster_moving", "redis cluster is moving a slot", "the client follows it"),
+    "NOAUTH": Fault(
+        "redis_auth", "redis wants a password", "put the password in STREAMDRIFT_REDIS_URL"
+    ),
 }
 
 
 def fault_of(error: BaseException) -> Fault | None:
     """The fault behind `error` when it is one to wait out, else None (a bug)."""
     if isinstance(error, redis.TimeoutError):
-        return Fault("redis does not answer (timeout)", "check that Redis is running, not frozen")
+        return Fault(
+            "redis_timeout",
+            "redis does not answer (timeout)",
+            "check that Redis is running, not frozen",
+        )
     if isinstance(error, redis.ConnectionError):
-        return Fault("redis unreachable", "start Redis or fix STREAMDRIFT_REDIS_URL")
+        return Fault(
+            "redis_unreachable", "redis unreachable", "start Redis or fix STREAMDRIFT_REDIS_URL"
+        )
     if isinstance(error, redis.RedisError):
         text = str(error)
         first = text.split(" ", 1)[0].upper()
@@ -162,9 +183,7 @@ def eviction_policies(client: RedisClient) -> dict[str, str]:
     which managed services serve even where they rename CONFIG."""
     if isinstance(client, RedisCluster):
         info = client.info("memory", target_nodes=RedisCluster.PRIMARIES)
-        return {
-            str(node): str(i.get("maxmemory_policy", "unknown")) for node, i in info.items()
-        }
+        return {str(node): str(i.get("maxmemory_policy", "unknown")) for node, i in info.items()}
     return {"redis": str(client.info("memory").get("maxmemory_policy", "unknown"))}
 
 

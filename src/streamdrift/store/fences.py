@@ -106,8 +106,12 @@ class Fences:
             if moved:
                 k = ModelKeys(m).offsets
                 pipe = self.redis.pipeline(transaction=False)
-                pipe.hset(k, mapping={f"{topic}@{incarnation}:{n.rpartition(':')[2]}": o
-                                      for n, o in moved.items()})
+                pipe.hset(
+                    k,
+                    mapping={
+                        f"{topic}@{incarnation}:{n.rpartition(':')[2]}": o for n, o in moved.items()
+                    },
+                )
                 pipe.hdel(k, *moved)
                 pipe.execute()
 

@@ -89,7 +89,5 @@ class Records:
         keys = [k.id_bucket((first + i) % ID_BUCKETS) for i in range(due)]
         removed = int(self._sweep(keys=keys, args=[int(now - horizon)]))
         since += due * period / ID_BUCKETS
-        self.redis.hset(
-            k.sweep, mapping={"cursor": (first + due) % ID_BUCKETS, "at": repr(since)}
-        )
+        self.redis.hset(k.sweep, mapping={"cursor": (first + due) % ID_BUCKETS, "at": repr(since)})
         return removed

@@ -1,0 +1,182 @@
+"""One model's share of a batch, from decoded events to the request of its atomic apply.
+
+Plain computation: no Kafka, no Redis. The worker hands it the decoded batch, the
+model's fences as Redis has them (a `ModelHead`) and its profile; it returns the window
+deltas, the join's side, the dead letters found on the way and the fences the apply
+must move. So the per-batch logic can be built and tested with plain objects, and the
+worker is left with the edges: polling, sending, committing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamdrift.decode import DeadLetter, DecodedBatch, DecodedLabels, ModelEvents, ModelLabels
+from streamdrift.join import join_delta
+from streamdrift.profile import ReferenceProfile
+from streamdrift.sketch import WindowSketch, sketch_batch
+from streamdrift.store import ApplyRequest, Fence, ModelHead
+
+#: (topic, partition) -> fence field of the topic's current incarnation
+FenceField = Callable[[str, int], str]
+TopicPartition = tuple[str, int]
+
+
+@dataclass(slots=True)
+class ModelShare:
+    """One model's share of a batch, computed against the fences it was read with."""
+
+    model: str
+    request: ApplyRequest
+    #: predictions counted into windows (first delivery)
+    counted: int
+    #: dead letters found in this share (sent before the apply: at least once)
+    dead: list[DeadLetter]
+    #: re-delivered events below the fences, dropped
+    skipped: int = 0
+    #: the events counted (above the fences): predictions and labels
+    events: ModelEvents = field(default_factory=ModelEvents)
+    labels: ModelLabels = field(default_factory=ModelLabels)
+
+
+def quality_key(reason: str, detail: str) -> str:
+    """`wrong_type:amount` for a wrong-typed feature value, else the bare reason."""
+    if detail.startswith("features."):
+        return f"{reason}:{detail[len('features.') :].split(' ', 1)[0]}"
+    return reason
+
+
+@dataclass(slots=True)
+class BatchLogic:
+    """The per-model computation of a batch, for one worker's topics."""
+
+    predictions_topic: str
+    labels_topic: str
+    fence_field: FenceField
+    #: the clock events are judged late against (the worker's; tests may fix it)
+    clock: Callable[[], float] = field(default=time.time)
+
+    def share(
+        self,
+        batch: DecodedBatch,
+        labels: DecodedLabels,
+        model: str,
+        head: ModelHead,
+        profile: ReferenceProfile,
+        dead: list[DeadLetter],
+        last_offsets: dict[TopicPartition, int],
+    ) -> ModelShare:
+        """`model`'s deltas against its fences as `head` has them. `dead` are the
+        batch's dead letters found while decoding (the model's ones count in its DLQ
+        counters); `last_offsets` the batch's highest offset per (topic, partition)."""
+        all_events = batch.by_model.get(model, ModelEvents())
+        all_labels = labels.by_model.get(model, ModelLabels())
+        model_dead = [d for d in dead if d.model_id == model]
+        sources = (
+            {(self.predictions_topic, p) for p in all_events.partitions}
+            | {(self.labels_topic, p) for p in all_labels.partitions}
+            | {(d.topic, d.partition) for d in model_dead}
+        )
+        fields = {tp: self.fence_field(*tp) for tp in sources}
+        applied = {tp: head.offsets.get(fields[tp], -1) for tp in sources}
+        events, skipped = _unapplied(all_events, self.predictions_topic, applied)
+        label_events, skipped_labels = _unapplied(all_labels, self.labels_topic, applied)
+        now = self.clock()
+        events, new_dead = self._split_late(events, profile, model, now)
+        windows, bad, good, outputs = sketch_batch(events, profile)
+        new_dead += [self.dead_letter(events, b.index, b.reason, b.detail, model) for b in bad]
+        _count_bad_in_windows(windows, events, bad, profile)
+        join, join_dead = join_delta(profile, good, outputs, label_events, self.labels_topic)
+        new_dead += join_dead
+        invalid = Counter(
+            d.reason for d in model_dead if d.offset > applied[(d.topic, d.partition)]
+        )
+        invalid.update(quality_key(d.reason, d.detail) for d in new_dead)
+        # A fence never moves back: a replayed batch can end below what is applied.
+        fences = [
+            Fence(fields[tp], applied[tp], max(applied[tp], last_offsets[tp]))
+            for tp in sorted(sources)
+        ]
+        request = ApplyRequest(profile, fences, windows, invalid, join, now)
+        return ModelShare(
+            model, request, len(good), new_dead, skipped + skipped_labels, events, label_events
+        )
+
+    def unregistered(
+        self, batch: DecodedBatch, labels: DecodedLabels, model: str
+    ) -> list[DeadLetter]:
+        """The events of a model with no profile, as dead letters (taken out of the batch)."""
+        why = f"model '{model}' has no reference profile: run streamdrift register"
+        out = []
+        for cols in (batch.by_model.pop(model, None), labels.by_model.pop(model, None)):
+            if cols is None:
+                continue
+            for i in range(len(cols)):
+                out.append(self.dead_letter(cols, i, "unregistered_model", why, model))
+        return out
+
+    def _split_late(
+        self, events: ModelEvents, profile: ReferenceProfile, model: str, now: float
+    ) -> tuple[ModelEvents, list[DeadLetter]]:
+        """Events too old for their window to still exist (past its retention)."""
+        cfg = profile.config
+        ts = np.asarray(events.timestamps, dtype=np.float64)
+        window_end = np.floor(ts / cfg.window_seconds) * cfg.window_seconds + cfg.window_seconds
+        late = window_end + cfg.retention_seconds <= now
+        if not late.any():
+            return events, []
+        detail = f"window expired (retention {cfg.retention_seconds}s)"
+        dead = [
+            self.dead_letter(events, i, "too_late", detail, model)
+            for i in np.flatnonzero(late).tolist()
+        ]
+        return events.select(np.flatnonzero(~late).tolist()), dead
+
+    def dead_letter(self, events: Any, i: int, reason: str, detail: str, model: str) -> DeadLetter:
+        topic = self.labels_topic if isinstance(events, ModelLabels) else self.predictions_topic
+        return DeadLetter(
+            topic,
+            events.partitions[i],
+            events.offsets[i],
+            events.prediction_ids[i].encode(),
+            events.raws[i],
+            reason,
+            detail,
+            model,
+        )
+
+
+def _unapplied(events: Any, topic: str, applied: dict[TopicPartition, int]) -> tuple[Any, int]:
+    """The events above the model's offset fence, and how many were not: re-deliveries
+    of events already counted (after a crash, a rebalance or a re-read from Redis's
+    fences) are dropped here, event by event, whatever the batch boundaries."""
+    if not len(events):
+        return events, 0
+    parts = np.asarray(events.partitions)
+    fence = np.empty(parts.size, dtype=np.int64)
+    for (t, p), off in applied.items():
+        if t == topic:
+            fence[parts == p] = off
+    keep = np.asarray(events.offsets) > fence
+    if keep.all():
+        return events, 0
+    return events.select(np.flatnonzero(keep).tolist()), int(keep.size - keep.sum())
+
+
+def _count_bad_in_windows(
+    windows: dict[int, WindowSketch], events: ModelEvents, bad: list, profile: ReferenceProfile
+) -> None:
+    """Wrong-typed feature values counted in their event's window too ("since when")."""
+    width = profile.config.window_seconds
+    for b in bad:
+        start = int(events.timestamps[b.index] // width * width)
+        window = windows.get(start)
+        if window is None:
+            window = windows[start] = WindowSketch(start=start)
+        window.invalid[quality_key(b.reason, b.detail)] += 1
