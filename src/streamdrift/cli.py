@@ -1,5 +1,6 @@
 """The `streamdrift` command line. User mistakes print one line with the fix, never a
-traceback; exit codes: 0 fine, 1 failed, 2 user error."""
+traceback; exit codes: 0 fine, 1 failed, 2 user error. Nothing it prints shows a password:
+settings are printed masked, and so is the traceback of a crash."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import re
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -20,6 +22,7 @@ from rich.table import Table
 from streamdrift import __version__
 from streamdrift.config import MonitorConfig, Settings
 from streamdrift.errors import StreamdriftError
+from streamdrift.redaction import mask_text
 
 err_console = Console(stderr=True)
 
@@ -40,6 +43,13 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
         except KeyboardInterrupt:
             sys.exit(130)
+        except (click.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except Exception:
+            # A bug or a library's error: the traceback stays (it is how it gets fixed),
+            # but a library may have put a URL or a setting in it.
+            click.echo(mask_text(traceback.format_exc()).rstrip("\n"), err=True)
+            sys.exit(1)
 
     return wrapper
 
@@ -367,8 +377,9 @@ def produce_demo(model: str, events: int, drift_at: float, do_register: bool) ->
 @click.option("--defaults", is_flag=True, help="Also print the default monitor config.")
 @_user_errors
 def config(defaults: bool) -> None:
-    """Print the settings in force (environment) and the default monitor config."""
-    click.echo(_settings().model_dump_json(indent=2))
+    """Print the settings in force (environment), passwords masked, and the default
+    monitor config."""
+    click.echo(orjson.dumps(_settings().redacted(), option=orjson.OPT_INDENT_2).decode())
     if defaults:
         click.echo(MonitorConfig().model_dump_json(indent=2))
 

@@ -1,21 +1,24 @@
 """Typed configuration: process settings from the environment, monitor settings per model.
 
-Settings are validated once at start and printed in full by `streamdrift config`, so a user
-always sees what is in force. Per-model monitor settings travel inside the reference
-profile in Redis, so every stateless worker applies the same ones.
+Settings are validated once at start and printed in full by `streamdrift config`, passwords
+masked, so a user always sees what is in force. Per-model monitor settings travel inside the
+reference profile in Redis, so every stateless worker applies the same ones.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamdrift.errors import ConfigError
+from streamdrift.redaction import is_secret_setting, mask_settings, mask_url, remember, url_password
 
 DriftStatistic = Literal["psi", "jensen_shannon", "hellinger", "wasserstein", "ks", "kl_divergence"]
 
@@ -151,12 +154,20 @@ class MonitorConfig(BaseModel):
 
 
 _KAFKA_PREFIX = "STREAMDRIFT_KAFKA_"
+_MAY_HOLD_SECRETS = frozenset({"kafka_bootstrap", "redis_url", "kafka_extra"})
 
 
 class Settings(BaseSettings):
-    """Process settings, from `STREAMDRIFT_*` environment variables."""
+    """Process settings, from `STREAMDRIFT_*` environment variables.
 
-    model_config = SettingsConfigDict(env_prefix="STREAMDRIFT_", extra="ignore")
+    `redis_url` and `kafka_extra` may hold passwords. They stay plain `str`s, as Redis and
+    librdkafka take them, but repr, str and `redacted()` mask them, and validation errors
+    leave input values out, so neither `streamdrift config` nor a stray
+    `log.info("%s", settings)` prints a secret."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMDRIFT_", extra="ignore", hide_input_in_errors=True
+    )
 
     kafka_bootstrap: str = "localhost:9092"
     redis_url: str = "redis://localhost:6379/0"
@@ -178,6 +189,26 @@ class Settings(BaseSettings):
     )
     kafka_extra: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _readable_redis_url(cls, url: str) -> str:
+        """A password holding `/`, `?` or `#` unencoded ends the host part early for
+        redis-py, whose error would then quote a piece of the password; refuse it here
+        with the fix instead. (`@` and `:` are fine.)"""
+        password = url_password(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+            ok = password is None or parts.password == password
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                "cannot be read as a URL: percent-encode / ? # in the password as %2F %3F %23"
+            )
+        remember(password)
+        return url
+
     @model_validator(mode="after")
     def _collect_kafka_passthrough(self) -> Settings:
         # Any other STREAMDRIFT_KAFKA_<NAME> is a librdkafka setting: SASL, TLS, ...
@@ -186,10 +217,28 @@ class Settings(BaseSettings):
                 if key.startswith(_KAFKA_PREFIX) and key != _KAFKA_PREFIX + "BOOTSTRAP":
                     name = key[len(_KAFKA_PREFIX) :].lower().replace("_", ".")
                     self.kafka_extra[name] = value
+        remember(*(v for k, v in self.kafka_extra.items() if is_secret_setting(k)))
         return self
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as JSON-ready values, with the Redis password and secret librdkafka
+        settings masked: what `streamdrift config` prints."""
+        doc = self.model_dump(mode="json")
+        doc["kafka_bootstrap"] = mask_url(self.kafka_bootstrap)
+        doc["redis_url"] = mask_url(self.redis_url)
+        doc["kafka_extra"] = mask_settings(self.kafka_extra)
+        return doc
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # pydantic builds repr(), str() and rich's pretty print from these
+        masked = self.redacted()
+        for name, value in super().__repr_args__():
+            yield name, masked[name] if name in _MAY_HOLD_SECRETS else value
 
     def dlq_topic(self, topic: str) -> str:
         return f"{topic}.dlq"
 
     def kafka_common(self) -> dict[str, str]:
+        """librdkafka settings shared by every client, secrets in clear: pass them to
+        clients only, and print `mask_settings(kafka_common())`."""
         return {"bootstrap.servers": self.kafka_bootstrap, **self.kafka_extra}

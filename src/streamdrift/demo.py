@@ -21,6 +21,7 @@ from rich.table import Table
 
 from streamdrift import embedded, kafka_io, synthetic
 from streamdrift.config import MonitorConfig, Settings
+from streamdrift.redaction import mask_url
 from streamdrift.reference import build_profile
 from streamdrift.store import Store
 from streamdrift.topic_reader import read_alerts
@@ -138,7 +139,8 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
         if configured:
             settings = Settings()
             console.print(
-                f"using Kafka at {settings.kafka_bootstrap}, Redis at {settings.redis_url}"
+                f"using Kafka at {mask_url(settings.kafka_bootstrap)}, "
+                f"Redis at {mask_url(settings.redis_url)}"
             )
         else:
             servers = embedded.start(workdir)

@@ -11,7 +11,8 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamdrift.config import Settings
-from streamdrift.errors import ConnectionProblem
+from streamdrift.errors import ConfigError, ConnectionProblem
+from streamdrift.redaction import mask_url
 
 
 def consumer(settings: Settings, **overrides: Any) -> _Consumer:
@@ -54,12 +55,20 @@ def admin(settings: Settings) -> AdminClient:
 def ensure_topics(settings: Settings, partitions: int = 4, timeout: float = 15.0) -> None:
     """Create the topics streamdrift uses when missing (predictions, labels, alerts and
     the dead-letter topics); existing topics are left as they are."""
-    admin = AdminClient(settings.kafka_common())
+    try:
+        admin = AdminClient(settings.kafka_common())
+    except KafkaException as e:
+        # librdkafka checks settings when a client is made (an unknown name, a key that is
+        # not PEM); this is a worker's first client, so a mistake in STREAMDRIFT_KAFKA_*
+        # is one line, not a traceback.
+        raise ConfigError(
+            f"Kafka settings refused: {e}", "fix the STREAMDRIFT_KAFKA_* variables"
+        ) from None
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as e:
         raise ConnectionProblem(
-            f"cannot reach Kafka at {settings.kafka_bootstrap}: {e}",
+            f"cannot reach Kafka at {mask_url(settings.kafka_bootstrap)}: {e}",
             "start the broker or set STREAMDRIFT_KAFKA_BOOTSTRAP",
         ) from None
     wanted = {

@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from streamdrift import kafka_io
 from streamdrift.config import Settings
 from streamdrift.errors import ConnectionProblem
+from streamdrift.redaction import mask_url
 
 
 def read_messages(
@@ -38,7 +39,7 @@ def read_messages(
             meta = consumer.list_topics(timeout=timeout)
         except Exception as e:
             raise ConnectionProblem(
-                f"cannot reach Kafka at {settings.kafka_bootstrap}: {e}",
+                f"cannot reach Kafka at {mask_url(settings.kafka_bootstrap)}: {e}",
                 "start the broker or set STREAMDRIFT_KAFKA_BOOTSTRAP",
             ) from None
         parts = [
