@@ -133,7 +133,9 @@ def register(
         features=names,
         config=config,
     )
-    store = _store(_settings())
+    settings = _settings()
+    store = _store(settings)
+    store.check_eviction_policy(settings.allow_eviction)
     saved, replaced = store.profiles.save(profile)
     numeric, categorical = saved.numeric_features(), saved.categorical_features()
     verb = f"replaced the profile (now revision {saved.revision})" if replaced else "registered"

@@ -57,6 +57,7 @@ from streamdrift.faults import (
 )
 from streamdrift.positions import FenceBook, Regression, StateRolledBack
 from streamdrift.profile import ReferenceProfile
+from streamdrift.redaction import mask_url
 from streamdrift.store import (
     Applied,
     ApplyRejected,
@@ -67,7 +68,7 @@ from streamdrift.store import (
     connect,
     fault_of,
 )
-from streamdrift.store.client import Fault, eviction_policies
+from streamdrift.store.client import Fault, eviction_policies, memory_full
 from streamdrift.telemetry import HealthServer, WorkerMetrics
 from streamdrift.topics import Incarnations, Recreated
 
@@ -171,6 +172,9 @@ class Worker:
         self._last_slow_tick = float("-inf")
         self._redis_run_id: str | None = None
         self._callback_error: BaseException | None = None
+        self._loss_noted = False
+        #: the model registry as last read: a registered model without a profile is lost
+        self._registered: set[str] = set()
         self._stopping = False
         self._lag_checked = float("-inf")
         self._probe_client = connect(settings.redis_url, timeout=PROBE_TIMEOUT_SECONDS)
@@ -256,6 +260,7 @@ class Worker:
                 )
             epoch = self.store.profiles.ensure_epoch()  # state from before the marker
         self.epoch = epoch
+        self._registered = set(models)
         kafka_io.ensure_topics(self.settings)
         self.topics.refresh()
         self._redis_run_id = self._run_id()
@@ -293,15 +298,22 @@ class Worker:
                 if again is None:
                     raise
                 if again.reason != fault.reason:
-                    log.warning("still waiting: %s", again, extra={"fault": again.code})
+                    log.warning(
+                        "still waiting: %s", self._describe(again), extra={"fault": again.code}
+                    )
                     self._set_fault(again)
+                    self._note(e)
                     fault = again
                 continue
             self._leave(fault)
             return
 
+    def _describe(self, fault: Fault) -> str:
+        where = f" at {mask_url(self.settings.redis_url)}" if fault.code.startswith("redis") else ""
+        return f"{fault.reason}{where} ({fault.fix})"
+
     def _enter(self, fault: Fault, error: BaseException) -> None:
-        log.warning("pausing: %s", fault, extra={"fault": fault.code})
+        log.warning("pausing: %s", self._describe(fault), extra={"fault": fault.code})
         self._abandon()
         self._set_fault(fault)
         if self._subscribed:
@@ -309,7 +321,12 @@ class Worker:
                 self.consumer.pause(self.consumer.assignment())
             except KafkaException as e:
                 log.debug("pause: %s", e)
-        if isinstance(error, StateLost):
+        self._note(error)
+
+    def _note(self, error: BaseException) -> None:
+        """A lost state is raised once (metric and system alert) per loss."""
+        if isinstance(error, StateLost) and not self._loss_noted:
+            self._loss_noted = True
             self.metrics.state_lost.set(1)
             self._system_alert(
                 "state_lost",
@@ -323,6 +340,7 @@ class Worker:
         started = self.metrics.paused_since
         waited = time.monotonic() - started if started else 0.0
         self._set_fault(None)
+        self._loss_noted = False
         self.metrics.state_lost.set(0)
         if self._started:
             self._resync("fault_over", f"{fault.code} over after {waited:.1f}s")
@@ -360,9 +378,11 @@ class Worker:
         """Raise what still stands in the way: Redis down, full, evicting; its state
         lost and not registered again; the broker away."""
         self.store.redis.ping()
+        if memory_full(self.store.redis):
+            raise redis.ResponseError("OOM used memory is at maxmemory")
         if self._started:
             self._check_policy()
-            self._check_marker()
+            self._check_marker(adopt=True)
             self.admin.list_topics(timeout=5)
 
     def _check_policy(self) -> None:
@@ -372,21 +392,30 @@ class Worker:
         if evicting:
             raise EvictingRedis(f"maxmemory-policy {', '.join(sorted(evicting))}")
 
-    def _check_marker(self) -> None:
-        """The state marker is the one this worker started with, and every model it knew
-        is registered; a new marker with all of them back is a Redis registered again."""
+    def _check_marker(self, adopt: bool = False) -> None:
+        """Redis still holds the state this worker counted into: the state marker it
+        started with, and every model it knew registered with a profile. With `adopt`
+        (a probe while paused), a new marker with every one of those models registered
+        again is Redis's new state: the worker takes it, and reads everything again."""
         epoch = self.store.profiles.epoch()
         registered = set(self.store.profiles.models())
-        missing = sorted(m for m in self.profiles if m not in registered)
+        known = sorted(self.profiles)
+        _, heads = self.store.fences.heads(known)
+        missing = [m for m in known if m not in registered or heads[m].revision is None]
         if epoch is None:
             raise StateLost("its state marker is gone (restarted empty, or flushed)", missing)
-        if missing:
-            raise StateLost(f"models {', '.join(missing)} are not registered any more", missing)
         if epoch != self.epoch:
+            if not adopt:
+                raise StateLost("its state marker changed (emptied, then registered again)")
+            if missing:
+                raise StateLost(f"models {', '.join(missing)} are not registered again", missing)
             log.warning("redis holds new state (marker %s, was %s)", epoch, self.epoch)
             self.epoch = epoch
             self.book.clear()
             self.profiles.clear()
+            return
+        if missing:
+            raise StateLost(f"models {', '.join(missing)} have no profile any more", missing)
 
     def _run_id(self) -> str | None:
         """The Redis process's id: it changes with every restart or failover (one server;
@@ -493,6 +522,7 @@ class Worker:
             self._redis_run_id = run_id
             raise StateRolledBack([])  # a restarted Redis may hold less than was applied
         models = self.store.profiles.models()
+        self._registered = set(models)
         moves = self.book.idle_moves(models)
         if moves:
             regressions = self.book.settle(moves, self.store.fences.advance(moves))
@@ -666,7 +696,11 @@ class Worker:
             raise StateLost(
                 "its state marker is gone" if epoch is None else "its state marker changed"
             )
-        lost = sorted(m for m, h in heads.items() if h.revision is None and m in self.profiles)
+        lost = sorted(
+            m
+            for m, h in heads.items()
+            if h.revision is None and (m in self.profiles or m in self._registered)
+        )
         if lost:
             raise StateLost(f"models {', '.join(lost)} have no profile any more", lost)
         regressions = [r for m, h in heads.items() for r in self.book.check(m, h.offsets)]
@@ -708,7 +742,7 @@ class Worker:
         if cached is None or cached.revision != revision:
             loaded = self.store.profiles.load(model)
             if loaded is None:
-                if cached is not None:
+                if cached is not None or model in self._registered:
                     raise StateLost(f"model {model} has no profile any more", [model])
                 return None
             self.profiles[model] = cached = loaded

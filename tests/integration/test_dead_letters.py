@@ -113,21 +113,3 @@ def test_bad_events_go_to_the_dlq_with_their_reason(settings, store, model_id, t
         "oversized": 1,
     }.items():
         assert unrouted.get(reason, 0) - unrouted_before.get(reason, 0) == n, reason
-
-
-def test_events_of_a_model_whose_profile_vanished_are_dead_letters(
-    settings, store, model_id, tmp_path
-):
-    """The profile is gone while its revision is still there (deleted between the
-    worker's read of the heads and of the profile): its events go to the DLQ, none is
-    lost."""
-    store.profiles.save(
-        build_profile(model_id, synthetic.write_reference(tmp_path / "ref.csv", rows=2000))
-    )
-    store.redis.delete(f"sd:{{{model_id}}}:profile")
-    events = list(synthetic.prediction_events(model_id, 40, time.time() - 60, 30, seed=6))
-    produce(settings, events)
-    Worker(settings).run(max_seconds=60, install_signals=False, until_messages=40)
-    dead = read_topic(settings, settings.dlq_topic(settings.predictions_topic))
-    assert sorted(m.value for m in dead) == sorted(v for _, v in events)
-    assert {dict(m.headers)["streamdrift.reason"] for m in dead} == {b"unregistered_model"}

@@ -333,10 +333,9 @@ def test_config_command_masks_secrets():
     }
 
 
-@pytest.mark.parametrize("command", [["inspect", "somemodel"], ["worker", "--max-seconds", "1"]])
-def test_failed_start_names_the_host_not_the_password(command):
+def test_failed_start_names_the_host_not_the_password():
     port = free_port()  # bound and released: nothing listens there
-    res = run_cli(*command, **cli_env(port))
+    res = run_cli("inspect", "somemodel", **cli_env(port))
     assert res.returncode == 2, res.stderr
     assert res.stdout == ""
     out = res.stderr
@@ -347,6 +346,21 @@ def test_failed_start_names_the_host_not_the_password(command):
         f"streamdrift: error: cannot reach Redis at redis://app:***@localhost:{port}/0: "
     )
     assert f"localhost:{port}" in line and "STREAMDRIFT_REDIS_URL" in line
+
+
+def test_a_worker_waiting_for_redis_names_the_host_not_the_password():
+    """A worker does not exit when Redis is away: it waits, and says so once."""
+    port = free_port()
+    res = run_cli("worker", "--max-seconds", "3", **cli_env(port))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert "Sup3r-Secret" not in out and "kafka-Secret-9" not in out
+    assert "Traceback" not in out
+    logs = [orjson.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
+    pausing = [e for e in logs if e["message"].startswith("pausing: ")]
+    assert len(pausing) == 1, logs
+    assert f"redis://app:***@localhost:{port}/0" in pausing[0]["message"]
+    assert pausing[0]["fault"] == "redis_unreachable"
 
 
 def test_unreadable_redis_url_is_one_masked_line():

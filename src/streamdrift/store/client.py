@@ -187,6 +187,18 @@ def eviction_policies(client: RedisClient) -> dict[str, str]:
     return {"redis": str(client.info("memory").get("maxmemory_policy", "unknown"))}
 
 
+def memory_full(client: RedisClient) -> bool:
+    """Whether a server is at its maxmemory (with noeviction, it refuses writes)."""
+    if isinstance(client, RedisCluster):
+        infos = list(client.info("memory", target_nodes=RedisCluster.PRIMARIES).values())
+    else:
+        infos = [client.info("memory")]
+    return any(
+        int(i.get("maxmemory", 0)) > 0 and int(i["used_memory"]) >= int(i["maxmemory"])
+        for i in infos
+    )
+
+
 def check_eviction_policy(client: RedisClient, allow: bool = False) -> None:
     """Refuse a Redis that evicts keys: an evicted window or pending label is an event
     lost without a trace, while `noeviction` turns a full Redis into a loud, recoverable
