@@ -108,6 +108,14 @@ class CategoricalSketch:
         return np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
 
 
+def _add_signed(a: Counter[str], b: Counter[str]) -> Counter[str]:
+    """`a + b` keeping every key: Counter's `+` drops keys whose sum is not positive,
+    but a sum of feature values may be negative or zero (Redis keeps it)."""
+    out = Counter(a)
+    out.update(b)
+    return out
+
+
 @dataclass(slots=True)
 class WindowSketch:
     """All state of one model in one tumbling event-time window."""
@@ -143,7 +151,7 @@ class WindowSketch:
             invalid=self.invalid + other.invalid,
             extra=self.extra + other.extra,
             extra_numbers=self.extra_numbers + other.extra_numbers,
-            extra_sums=self.extra_sums + other.extra_sums,
+            extra_sums=_add_signed(self.extra_sums, other.extra_sums),
             outliers=self.outliers + other.outliers,
             outlier_examples=self.outlier_examples + other.outlier_examples,
             duplicates=self.duplicates + other.duplicates,

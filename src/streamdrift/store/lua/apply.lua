@@ -41,6 +41,14 @@ local function is_num(s)
   return v ~= nil and v == v and v > -BOUND and v < BOUND
 end
 local function invalid(reason) return {3, reason} end
+-- field/value pairs from d[from] on: whole pairs, each field a string (else a write fails)
+local function fields_ok(d, from)
+  if (#d - from + 1) % 2 ~= 0 then return false end
+  for j = from, #d, 2 do
+    if type(d[j]) ~= 'string' then return false end
+  end
+  return true
+end
 
 -- 1. fences -------------------------------------------------------------------------------
 for _, f in ipairs(p.fence) do
@@ -57,6 +65,10 @@ for _, op in ipairs(p.ops) do
   local key, kind, d = op[1], op[2], op[3]
   if not is_key(key) or type(d) ~= 'table' then return invalid('op key ' .. tostring(key)) end
   if op[4] ~= nil and not is_int(op[4]) then return invalid('expiry ' .. tostring(op[4])) end
+  if (kind == 'incr' or kind == 'incrf' or kind == 'min' or kind == 'max' or kind == 'first')
+      and not fields_ok(d, 1) then
+    return invalid('fields of ' .. kind)
+  end
   if kind == 'incr' then
     for j = 2, #d, 2 do
       if not is_int(d[j]) then return invalid('count ' .. tostring(d[j - 1])) end
@@ -72,7 +84,7 @@ for _, op in ipairs(p.ops) do
       if type(d[j]) ~= 'string' then return invalid('value of ' .. tostring(d[j - 1])) end
     end
   elseif kind == 'cap' then
-    if not is_int(d[1]) or not is_key(d[2]) or type(d[3]) ~= 'string' then
+    if not is_int(d[1]) or not is_key(d[2]) or type(d[3]) ~= 'string' or not fields_ok(d, 4) then
       return invalid('cap')
     end
     for j = 5, #d, 2 do
@@ -80,7 +92,14 @@ for _, op in ipairs(p.ops) do
     end
   elseif kind == 'capped_list' then
     if not is_int(d[1]) then return invalid('capped_list') end
-  elseif kind == 'zadd' or kind == 'zprune' then
+    for j = 2, #d do
+      if type(d[j]) ~= 'string' then return invalid('capped_list') end
+    end
+  elseif kind == 'zadd' then
+    if not is_num(d[1]) or not (type(d[2]) == 'string' or is_int(d[2])) then
+      return invalid(kind)
+    end
+  elseif kind == 'zprune' then
     if not is_num(d[1]) then return invalid(kind) end
   else
     return invalid('unknown op ' .. tostring(kind))
@@ -106,6 +125,11 @@ end
 if J then
   for _, k in ipairs({J.dirty, J.windows, J.stats}) do
     if not is_key(k) then return invalid('join key') end
+  end
+  if not (is_int(J.width) and J.width > 0 and is_int(J.score_bins) and J.score_bins > 0
+          and is_int(J.max_fields) and is_int(J.max_categories) and is_int(J.keep)
+          and type(J.shift) == 'number' and type(J.rev) == 'string' and is_num(p.now)) then
+    return invalid('join settings')
   end
   for _, w in ipairs(J.wkeys) do
     if not (is_int(w[1]) and is_key(w[2]) and is_key(w[3]) and is_key(w[4]) and is_int(w[5])) then
@@ -134,11 +158,36 @@ if J then
     o[id] = v
   end
 
+  -- What a pair would refuse, checked when each side arrives too: a label or a record
+  -- stored without these checks would make its partner's valid batch be refused instead.
+  local RECORD = '^(%d+)|[^|]*|([^|]*)|([^|]*)(.*)$'
+  local function label_problem(label)
+    if J.task ~= 'regression' then return nil end
+    local y = tonumber(label)
+    if not (y and is_num(y) and math.abs(y) <= 1e100 and (y == 0 or math.abs(y) >= 1e-100)) then
+      return 'regression label ' .. tostring(label)
+    end
+  end
+  local function record_problem(rec)
+    local pts, _, score = string.match(rec, RECORD)
+    if not tonumber(pts) then return 'prediction record ' .. rec end
+    if J.task == 'regression' then
+      local yhat = tonumber(score)
+      if yhat and not (is_num(yhat) and math.abs(yhat) <= 1e100) then
+        return 'prediction ' .. tostring(score)
+      end
+    elseif score ~= '' and J.positive and J.positive ~= cjson.null then
+      local sc = tonumber(score)
+      if not (sc and is_num(sc)) then return 'score ' .. score end
+    end
+  end
+
   -- One labelled pair: its deltas to the prediction's window. Returns an error or nil.
   local function pair(rec, label, lts, lbin)
-    local pts, cls, score, segs = string.match(rec, '^(%d+)|[^|]*|([^|]*)|([^|]*)(.*)$')
+    local err = record_problem(rec) or label_problem(label)
+    if err then return err end
+    local pts, cls, score, segs = string.match(rec, RECORD)
     pts = tonumber(pts)
-    if not pts then return 'prediction record ' .. rec end
     local ws = math.floor(pts / J.width) * J.width
     local w = window(ws)
     if not w then return nil end
@@ -155,12 +204,6 @@ if J then
     local y, yhat
     if J.task == 'regression' then
       y, yhat = tonumber(label), tonumber(score)
-      if not (y and is_num(y) and math.abs(y) <= 1e100 and (y == 0 or math.abs(y) >= 1e-100)) then
-        return 'regression label ' .. tostring(label)
-      end
-      if yhat and not (is_num(yhat) and math.abs(yhat) <= 1e100) then
-        return 'prediction ' .. tostring(score)
-      end
       if yhat then
         local e = yhat - y
         add(floats, pk, 'ae', math.abs(e)); add(floats, pk, 'se', e * e)
@@ -174,7 +217,6 @@ if J then
       if cls ~= '' then add(ints, pk, 'cm:' .. label .. '|' .. cls, 1) end
       if score ~= '' and J.positive and J.positive ~= cjson.null then
         local sc = tonumber(score)
-        if not (sc and is_num(sc)) then return 'score ' .. score end
         local bin = math.floor(sc * J.score_bins)
         if bin < 0 then bin = 0 elseif bin >= J.score_bins then bin = J.score_bins - 1 end
         local pc = math.min(math.max(sc, 1e-15), 1 - 1e-15)
@@ -251,8 +293,9 @@ if J then
     if type(id) ~= 'string' or type(rec) ~= 'string' or not is_key(k) then
       return invalid('prediction entry')
     end
+    local err = record_problem(rec)
+    if err then return invalid(err) end
     local pts = tonumber(string.match(rec, '^(%d+)|'))
-    if not pts then return invalid('prediction record ' .. rec) end
     local cur = record(k, id)
     if not cur then
       set_record(k, id, rec)
@@ -273,6 +316,8 @@ if J then
         or not is_int(lbin) or not is_key(k) then
       return invalid('label entry')
     end
+    local err = label_problem(label)
+    if err then return invalid(err) end
     local cur = record(k, id)
     if not cur then
       set_record(k, id, 'L' .. lts .. '|' .. lbin .. '|' .. label)

@@ -1,0 +1,473 @@
+"""The delayed-label join through the real apply script: predictions and labels built by
+`join_delta` from decoded events, in batches where labels come before, with and after
+their predictions. What the script sums pair by pair must equal
+`PerformanceSketch.from_pairs` over the same pairs, and the metrics scikit-learn's. Each
+transition of a join record is checked on the record itself, and the retry that adds
+window keys a call did not declare is checked from a Store that remembers nothing."""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections import Counter
+from functools import reduce
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+    roc_auc_score,
+)
+
+from streamdrift.decode import ModelEvents
+from streamdrift.join import join_delta
+from streamdrift.performance import (
+    PerformanceSketch,
+    class_key,
+    classification_metrics,
+    regression_metrics,
+)
+from streamdrift.profile import LABEL, ReferenceProfile, bin_index
+from streamdrift.store import Applied, ApplyRequest, JoinStats, Store, buckets
+from streamdrift.store.keys import ModelKeys
+
+from .store_support import (
+    apply_events,
+    assert_performance_equal,
+    binary_profile,
+    current_window,
+    events,
+    labels,
+    multiclass_profile,
+    record,
+    register,
+    regression_profile,
+    request,
+)
+
+pytestmark = pytest.mark.integration
+
+#: label delays on both sides of each power of two (the delay histogram's bucket edges)
+EDGE_DELAYS = [0, 1, 2, 3, 4, 7, 8, 1023, 1024, 65535, 65536]
+
+
+@pytest.fixture(scope="module")
+def profiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ReferenceProfile]:
+    directory = tmp_path_factory.mktemp("join")
+    return {
+        "binary": binary_profile(directory),
+        "multiclass": multiclass_profile(directory),
+        "regression": regression_profile(directory),
+        "unlabelled": binary_profile(directory, label=False),
+    }
+
+
+def _stats_sum(stats: list[JoinStats]) -> JoinStats:
+    return JoinStats(*(sum(getattr(s, f) for s in stats) for f in JoinStats.__dataclass_fields__))
+
+
+# ---- (a) pairs in batches, against from_pairs and scikit-learn ----------------------------
+def _outputs(task: str, rng: np.random.Generator, n: int) -> dict[str, Any]:
+    """Predictions as events carry them, the true labels, and the columns from_pairs takes."""
+    if task == "binary":
+        score = rng.uniform(size=n)
+        predicted = (score >= 0.5).astype(int)
+        flip = rng.uniform(size=n) < 0.1  # the model's own class, not always the threshold's
+        predicted[flip] = 1 - predicted[flip]
+        actual = (rng.uniform(size=n) < score).astype(int).tolist()
+        return {
+            "predictions": [
+                {"score": float(s), "label": int(p)} for s, p in zip(score, predicted, strict=True)
+            ],
+            "actual": actual,
+            "predicted": [str(p) for p in predicted],
+            "score": score,
+        }
+    if task == "multiclass":
+        classes = np.array(["a", "b", "c"])
+        predicted = classes[rng.integers(0, 3, n)]
+        actual = np.where(rng.uniform(size=n) < 0.6, predicted, classes[rng.integers(0, 3, n)])
+        return {
+            "predictions": [{"label": str(p)} for p in predicted],
+            "actual": actual.tolist(),
+            "predicted": predicted.tolist(),
+            "score": None,
+        }
+    y = rng.normal(50.0, 10.0, n)
+    y[:3] = 0.0  # no percentage error for these
+    pred = y + rng.normal(0.0, 3.0, n)
+    return {"predictions": pred.tolist(), "actual": y.tolist(), "predicted": None, "score": pred}
+
+
+def _from_pairs(
+    profile: ReferenceProfile, o: dict[str, Any], delays: np.ndarray, sel: np.ndarray
+) -> PerformanceSketch:
+    """from_pairs over the selected pairs."""
+    idx = np.flatnonzero(sel)
+    return PerformanceSketch.from_pairs(
+        profile.task,
+        [o["actual"][i] for i in idx],
+        [o["predicted"][i] for i in idx] if o["predicted"] is not None else None,
+        o["score"][idx] if o["score"] is not None else None,
+        profile.positive_class,
+        delays[idx],
+        shift=profile.label_shift(),
+    )
+
+
+def _segment_sums(sub: PerformanceSketch, task: str) -> Counter[str]:
+    """What one segment keeps, read off from_pairs' sketch of that segment's pairs."""
+    if task == "regression":
+        return Counter(n=sub.labelled, ae=sub.abs_error, se=sub.sq_error)
+    right = sum(c for (a, p), c in sub.confusion.items() if a == p)
+    return Counter(n=sub.labelled, ok=right)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_pairs_in_batches_sum_to_from_pairs_and_to_sklearns_metrics(
+    store: Store, model_id: str, profiles: dict[str, ReferenceProfile], task: str
+) -> None:
+    """600 predictions over two windows and their labels, each side in one of four
+    batches at random: labels before, with and after their predictions. Each window's
+    performance equals from_pairs over its pairs (histograms and counts exactly, float
+    sums within 1e-9), per segment too; the joined labels' column counts them; and the
+    metrics of all pairs agree with scikit-learn's."""
+    profile = register(store, profiles[task], model_id)
+    rng = np.random.default_rng({"binary": 1, "multiclass": 2, "regression": 3}[task])
+    n, width = 600, profile.config.window_seconds
+    first = current_window(profile) - 2 * width
+    ids = [f"{task}-{i}" for i in range(n)]
+    pred_ts = first + rng.integers(0, 2 * width, n)
+    delays = np.concatenate((EDGE_DELAYS, rng.integers(0, 70_000, n - len(EDGE_DELAYS))))
+    label_ts = pred_ts + delays
+    o = _outputs(task, rng, n)
+    regions = rng.choice(["EU", "US"], n)
+    tiers = rng.choice(["gold", "basic", "free"], n)
+    segments = [{"region": r, "tier": t} for r, t in zip(regions, tiers, strict=True)]
+
+    pred_batch, label_batch = rng.integers(0, 4, n), rng.integers(0, 4, n)
+    assert (label_batch < pred_batch).any() and (label_batch == pred_batch).any()
+    stats = []
+    for b in range(4):
+        p = np.flatnonzero(pred_batch == b)
+        ev = events(
+            profile,
+            [ids[i] for i in p],
+            pred_ts[p].tolist(),
+            [o["predictions"][i] for i in p],
+            seed=b,
+            segments=[segments[i] for i in p],
+        )
+        q = np.flatnonzero(label_batch == b)
+        lb = labels([ids[i] for i in q], label_ts[q].tolist(), [o["actual"][i] for i in q])
+        stats.append(apply_events(store, profile, ev, lb))
+    waited = int((label_batch < pred_batch).sum())
+    assert _stats_sum(stats) == JoinStats(joined=n, labels_before_prediction=waited)
+    join_counters = store.counters.join_stats(model_id)
+    assert join_counters == {"joined": n, "labels_before_prediction": waited}
+
+    windows = store.windows.read(profile, store.windows.starts(model_id, profile.revision))
+    pred_window = pred_ts // width * width
+    assert [w.start for w in windows] == [first, first + width]
+    for w in windows:
+        sel = pred_window == w.start
+        want = _from_pairs(profile, o, delays, sel)
+        for key, values in (("region", regions), ("tier", tiers)):
+            for v in np.unique(values):
+                sub = _from_pairs(profile, o, delays, sel & (values == v))
+                want.segments[f"{key}={v}"] = _segment_sums(sub, task)
+        assert_performance_equal(w.performance, want, rel=1e-9, where=f"window {w.start}")
+        actual = [o["actual"][i] for i in np.flatnonzero(sel)]
+        if task == "regression":
+            column = w.numeric[LABEL]
+            edges = profile.label.edge_array()  # type: ignore[union-attr]
+            bins = np.bincount(bin_index(edges, np.asarray(actual)), minlength=len(edges) + 1)
+            assert np.array_equal(column.bins, bins)
+            assert (column.n, column.missing) == (len(actual), 0)
+            assert column.total == pytest.approx(float(np.sum(actual)), rel=1e-9)
+        else:
+            assert w.categorical[LABEL].counts == Counter(class_key(a) for a in actual)
+
+    total = reduce(operator.add, (w.performance for w in windows))
+    actual, predicted, score = o["actual"], o["predicted"], o["score"]
+    if task == "regression":
+        m = regression_metrics(total)
+        assert m["mae"] == pytest.approx(mean_absolute_error(actual, score), rel=1e-9)
+        assert m["rmse"] == pytest.approx(math.sqrt(mean_squared_error(actual, score)), rel=1e-9)
+        assert m["r2"] == pytest.approx(r2_score(actual, score), rel=1e-9)
+        return
+    truth = [class_key(a) for a in actual]
+    m = classification_metrics(total, profile.positive_class)
+    assert m["accuracy"] == pytest.approx(accuracy_score(truth, predicted), rel=1e-12)
+    assert m["f1_macro"] == pytest.approx(f1_score(truth, predicted, average="macro"), rel=1e-9)
+    if task == "binary":
+        positive = np.asarray(truth) == "1"
+        assert abs(m["roc_auc"] - roc_auc_score(positive, score)) < 0.005
+        assert m["brier"] == pytest.approx(brier_score_loss(positive, score), rel=1e-9)
+        assert m["log_loss"] == pytest.approx(log_loss(positive, score), rel=1e-9)
+        assert m["f1"] == pytest.approx(f1_score(truth, predicted, pos_label="1"), rel=1e-9)
+
+
+# ---- (b) every transition of a record ------------------------------------------------------
+def _predict(
+    store: Store, profile: ReferenceProfile, pids: list[str], t: int, score: float = 0.75
+) -> JoinStats:
+    ev = events(profile, pids, [t] * len(pids), [{"score": score, "label": 1}] * len(pids))
+    return apply_events(store, profile, ev, None)
+
+
+def _label(
+    store: Store, profile: ReferenceProfile, pids: list[str], t: int, value: Any
+) -> JoinStats:
+    return apply_events(store, profile, None, labels(pids, [t] * len(pids), [value] * len(pids)))
+
+
+def _start(profile: ReferenceProfile, t: float) -> int:
+    width = profile.config.window_seconds
+    return int(t // width * width)
+
+
+def _labelled(store: Store, profile: ReferenceProfile, start: int) -> int:
+    """Pairs joined into one window (its perf hash's `n`)."""
+    (window,) = store.windows.read(profile, [start])
+    return window.performance.labelled if window.performance is not None else 0
+
+
+@pytest.fixture
+def binary(store: Store, model_id: str, profiles: dict[str, ReferenceProfile]) -> ReferenceProfile:
+    return register(store, profiles["binary"], model_id)
+
+
+@pytest.fixture
+def t(binary: ReferenceProfile) -> int:
+    """A prediction time inside the previous window."""
+    return current_window(binary) - binary.config.window_seconds + 100
+
+
+def test_prediction_then_label(store: Store, binary: ReferenceProfile, t: int) -> None:
+    """The prediction waits as `<t>|<version>|<class>|<score>`; its label turns it into
+    `J<t>` (so a repeat of either side is recognised) and counts the pair."""
+    m = binary.model_id
+    assert _predict(store, binary, ["p"], t) == JoinStats()
+    assert record(store, m, "p") == f"{t}|1|1|0.75"
+    assert _label(store, binary, ["p"], t + 50, 0) == JoinStats(joined=1)
+    assert record(store, m, "p") == f"J{t}"
+    assert _labelled(store, binary, _start(binary, t)) == 1
+    assert store.counters.join_stats(m) == {"joined": 1}
+
+
+def test_label_then_prediction(store: Store, binary: ReferenceProfile, t: int) -> None:
+    """A label first waits as `L<t>|<bin>|<label>` and counts nowhere; its prediction
+    counts the pair and leaves `J<prediction time>`."""
+    m = binary.model_id
+    assert _label(store, binary, ["p"], t + 50, 0) == JoinStats(labels_before_prediction=1)
+    assert record(store, m, "p") == f"L{t + 50}|-1|0"
+    assert store.windows.starts(m, binary.revision) == []  # nothing counted yet
+    assert _predict(store, binary, ["p"], t) == JoinStats(joined=1)
+    assert record(store, m, "p") == f"J{t}"
+    assert _labelled(store, binary, _start(binary, t)) == 1
+    assert store.counters.join_stats(m) == {"joined": 1, "labels_before_prediction": 1}
+
+
+def test_prediction_and_its_label_in_one_call(
+    store: Store, binary: ReferenceProfile, t: int
+) -> None:
+    """The script takes a call's predictions before its labels: they meet at once and
+    the label never waits."""
+    ev = events(binary, ["p"], [t], [{"score": 0.75, "label": 1}])
+    assert apply_events(store, binary, ev, labels(["p"], [t + 5], [1])) == JoinStats(joined=1)
+    assert record(store, binary.model_id, "p") == f"J{t}"
+    assert _labelled(store, binary, _start(binary, t)) == 1
+
+
+def test_repeated_prediction(store: Store, binary: ReferenceProfile, t: int) -> None:
+    """A repeat, pending or joined, in another batch or the same one, counts as a duplicate
+    in its window; the record stays the first prediction's, the example the first id."""
+    m, start = binary.model_id, _start(binary, t)
+    _predict(store, binary, ["p"], t)
+    assert _predict(store, binary, ["p"], t + 1, score=0.25) == JoinStats(duplicate_predictions=1)
+    assert record(store, m, "p") == f"{t}|1|1|0.75"
+    (window,) = store.windows.read(binary, [start])
+    assert (window.duplicates, window.duplicate_example) == (1, "p")
+
+    assert _predict(store, binary, ["q", "q"], t) == JoinStats(duplicate_predictions=1)
+    _label(store, binary, ["p"], t + 60, 1)
+    assert _predict(store, binary, ["p"], t) == JoinStats(duplicate_predictions=1)
+    assert record(store, m, "p") == f"J{t}"
+    (window,) = store.windows.read(binary, [start])
+    assert (window.duplicates, window.duplicate_example) == (3, "p")
+    assert window.performance is not None and window.performance.labelled == 1
+    assert store.counters.join_stats(m) == {"joined": 1, "duplicate_predictions": 3}
+
+
+def test_repeated_label(store: Store, binary: ReferenceProfile, t: int) -> None:
+    """A label repeated after the join, or while it waits, counts once: the pair is
+    counted with the first label."""
+    m = binary.model_id
+    _predict(store, binary, ["p"], t)
+    _label(store, binary, ["p"], t + 60, 1)
+    assert _label(store, binary, ["p"], t + 70, 0) == JoinStats(duplicate_labels=1)
+    assert record(store, m, "p") == f"J{t}"
+
+    _label(store, binary, ["q"], t + 60, 1)
+    assert _label(store, binary, ["q"], t + 70, 0) == JoinStats(duplicate_labels=1)
+    assert record(store, m, "q") == f"L{t + 60}|-1|1"
+    assert _predict(store, binary, ["q"], t) == JoinStats(joined=1)
+    (window,) = store.windows.read(binary, [_start(binary, t)])
+    assert window.performance is not None
+    assert window.performance.confusion == Counter({("1", "1"): 2})
+    assert store.counters.join_stats(m) == {
+        "joined": 2,
+        "duplicate_labels": 2,
+        "labels_before_prediction": 1,
+    }
+
+
+def test_label_for_an_id_recorded_without_a_label_column(
+    store: Store, binary: ReferenceProfile, t: int
+) -> None:
+    """A record of bare time (`<t>`, as a model registered without a label column left
+    it) has nothing to join a label with: the label is counted as labels_without_record,
+    the id marked joined, and no pair counted."""
+    m = binary.model_id
+    (bucket,) = buckets(["p"])
+    store.redis.hset(ModelKeys(m).id_bucket(bucket), "p", str(t))
+    assert _label(store, binary, ["p"], t + 60, 1) == JoinStats()
+    assert record(store, m, "p") == f"J{t}"
+    assert store.counters.join_stats(m) == {"labels_without_record": 1}
+    assert store.windows.starts(m, binary.revision) == []
+    assert _label(store, binary, ["p"], t + 70, 1) == JoinStats(duplicate_labels=1)
+
+
+def test_a_regressors_waiting_label_keeps_its_bin(
+    store: Store, model_id: str, profiles: dict[str, ReferenceProfile]
+) -> None:
+    """A regressor's label waits with its bin on the label's reference edges, so the
+    joined labels' histogram needs no profile when the prediction comes."""
+    profile = register(store, profiles["regression"], model_id)
+    t = current_window(profile) - profile.config.window_seconds + 100
+    edges = profile.label.edge_array()  # type: ignore[union-attr]
+    value = float((edges[2] + edges[3]) / 2)
+    (b,) = bin_index(edges, np.asarray([value])).tolist()
+    assert _label(store, profile, ["p"], t + 9, value) == JoinStats(labels_before_prediction=1)
+    assert record(store, model_id, "p") == f"L{t + 9}|{b}|{value!r}"
+    ev = events(profile, ["p"], [t], [value + 1.5])
+    assert apply_events(store, profile, ev, None) == JoinStats(joined=1)
+    assert record(store, model_id, "p") == f"J{t}"
+    (window,) = store.windows.read(profile, [_start(profile, t)])
+    assert window.numeric[LABEL].bins[b] == 1 and window.numeric[LABEL].n == 1
+    assert window.performance is not None and window.performance.abs_error == pytest.approx(1.5)
+
+
+# ---- (c) the windows a call did not declare -----------------------------------------------
+def test_a_label_joins_into_a_window_its_call_did_not_declare(
+    store: Store, binary: ReferenceProfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A label declares its own window's keys, not its prediction's (which it cannot
+    know). Sent from a Store that remembers no window, the first call is answered with
+    the missing window, `Applies` sends it again with that window's keys (once), and the
+    pair lands in the prediction's window, three windows before the label's. The next
+    label into that window goes through at once: the window is remembered."""
+    width = binary.config.window_seconds
+    label_window = current_window(binary)
+    t = label_window - 3 * width + 10
+    _predict(store, binary, ["p", "q"], t)
+
+    fresh = Store(store.url)
+    resent: list[list[str]] = []
+    run = fresh.applies._run
+
+    def counting_run(keys: list[str], payload: bytes) -> Any:
+        resent.append(keys)
+        return run(keys, payload)
+
+    monkeypatch.setattr(fresh.applies, "_run", counting_run)
+    result = fresh.applies.apply(_label_request(store, binary, ["p"], label_window + 5))
+    assert isinstance(result, Applied) and result.stats == JoinStats(joined=1)
+    assert len(resent) == 1
+    k = ModelKeys(binary.model_id)
+    assert k.window(binary.revision, _start(binary, t)).perf in resent[0]
+    assert _labelled(store, binary, _start(binary, t)) == 1
+    assert record(store, binary.model_id, "p") == f"J{t}"
+    label_keys = store.redis.keys(f"{k.tag}:w:{binary.revision}:{label_window}:*")
+    assert label_keys == []  # declared, never written
+
+    result = fresh.applies.apply(_label_request(store, binary, ["q"], label_window + 6))
+    assert isinstance(result, Applied) and result.stats == JoinStats(joined=1)
+    assert len(resent) == 1
+    assert _labelled(store, binary, _start(binary, t)) == 2
+
+
+def _label_request(
+    store: Store, profile: ReferenceProfile, pids: list[str], t: int
+) -> ApplyRequest:
+    """The apply request of a batch of labels only, as the worker builds it."""
+    lb = labels(pids, [t] * len(pids), [1] * len(pids))
+    delta, _ = join_delta(profile, ModelEvents(), ([], []), lb, "labels")
+    return request(store, profile, {}, delta)
+
+
+# ---- (d) a constant target -----------------------------------------------------------------
+@pytest.mark.parametrize("value", [0.1, 1e6 + 0.1])
+def test_a_constant_target_summed_pair_by_pair_has_no_r2(
+    store: Store, model_id: str, profiles: dict[str, ReferenceProfile], value: float
+) -> None:
+    """20,000 labels all equal (far from the profile's label mean, the shift), summed pair
+    by pair in the script over four calls: the sums of y and y² keep only rounding error
+    of a variance, which must read as an undefined R² (NaN), not as a number; MAE and
+    RMSE are exact."""
+    profile = register(store, profiles["regression"], model_id)
+    n, per_call = 20_000, 5_000
+    t = current_window(profile) - profile.config.window_seconds + 10
+    y = [value] * n
+    pred = [value + 1.0] * n
+    for c in range(0, n, per_call):
+        ids = [f"c{i}" for i in range(c, c + per_call)]
+        ev = events(profile, ids, [t] * per_call, pred[c : c + per_call])
+        lb = labels(ids, [t + 5] * per_call, y[c : c + per_call])
+        assert apply_events(store, profile, ev, lb, with_windows=False).joined == per_call
+    (window,) = store.windows.read(profile, [_start(profile, t)])
+    assert window.performance is not None and window.performance.labelled == n
+    m = regression_metrics(window.performance)
+    assert math.isnan(m["r2"]), m
+    assert m["mae"] == pytest.approx(mean_absolute_error(y, pred), rel=1e-12)
+    assert m["rmse"] == pytest.approx(math.sqrt(mean_squared_error(y, pred)), rel=1e-12)
+
+
+# ---- (e) a model that joins no labels --------------------------------------------------------
+def test_repeated_ids_of_a_model_without_labels_are_duplicates_within_their_window(
+    store: Store, model_id: str, profiles: dict[str, ReferenceProfile]
+) -> None:
+    """Without a label column the ids are kept per window, only to count repeats: a
+    repeat in the same batch or a later one counts in its window; the same id in another
+    window does not. A window's ids are kept until dedupe_horizon_seconds after its end."""
+    profile = register(store, profiles["unlabelled"], model_id)
+    width, keep = profile.config.window_seconds, profile.config.dedupe_horizon_seconds
+    start = current_window(profile) - width
+    t = start + 10
+
+    def send(pids: list[str], times: list[int]) -> JoinStats:
+        ev = events(profile, pids, times, [{"score": 0.5, "label": 1}] * len(pids))
+        return apply_events(store, profile, ev, None)
+
+    assert send(["a", "b", "a", "c"], [t] * 4) == JoinStats(duplicate_predictions=1)
+    assert send(["b", "d", "a"], [t, t, t + width]) == JoinStats(duplicate_predictions=1)
+    assert send(["d", "d"], [t, t]) == JoinStats(duplicate_predictions=2)
+
+    window, later = store.windows.read(profile, [start, start + width])
+    assert (window.count, window.duplicates, window.duplicate_example) == (8, 4, "a")
+    assert (later.count, later.duplicates, later.duplicate_example) == (1, 0, None)
+    k = ModelKeys(model_id)
+    ids = k.window(profile.revision, start).ids
+    assert store.redis.smembers(ids) == {b"a", b"b", b"c", b"d"}
+    assert store.redis.smembers(k.window(profile.revision, start + width).ids) == {b"a"}
+    assert int(store.redis.execute_command("EXPIRETIME", ids)) == start + width + keep
+    assert store.redis.keys(f"{k.tag}:ids:*") == []  # no join records
+    assert store.counters.join_stats(model_id) == {"duplicate_predictions": 4}

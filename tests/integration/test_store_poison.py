@@ -1,0 +1,347 @@
+"""All or nothing: an apply the script refuses writes nothing at all. Redis does not undo
+the writes of a script that fails half-way, so apply.lua checks everything before its
+first write; here each poisoned call also carries valid window deltas and valid join
+entries ahead of the poison, so a script that wrote before checking would leave a trace.
+Every key of the model is compared, value and expiry, before and after."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from streamdrift.join import join_delta, label_entries
+from streamdrift.profile import ReferenceProfile
+from streamdrift.sketch import prediction_outputs, sketch_events
+from streamdrift.store import (
+    ApplyRejected,
+    ApplyRequest,
+    Fence,
+    FenceMoved,
+    Store,
+    buckets,
+)
+from streamdrift.store.keys import ModelKeys
+
+from .store_support import (
+    FENCE_FIELD,
+    LABEL_TOPIC,
+    apply,
+    apply_events,
+    binary_profile,
+    current_window,
+    events,
+    labels,
+    register,
+    regression_profile,
+    request,
+    snapshot,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def profiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ReferenceProfile]:
+    directory = tmp_path_factory.mktemp("poison")
+    return {"binary": binary_profile(directory), "regression": regression_profile(directory)}
+
+
+def _prediction(profile: ReferenceProfile, i: int) -> Any:
+    return 50.0 + i if profile.task == "regression" else {"score": 0.3 + 0.1 * i, "label": 1}
+
+
+def _label(profile: ReferenceProfile) -> Any:
+    return 51.0 if profile.task == "regression" else 1
+
+
+def _time(profile: ReferenceProfile) -> int:
+    """A prediction time inside the previous window."""
+    return current_window(profile) - profile.config.window_seconds + 100
+
+
+def _seed(store: Store, profile: ReferenceProfile) -> None:
+    """State for the poison to meet: a window with features, outputs and one joined pair,
+    four predictions waiting for labels (p1..p4) and one label waiting for its prediction."""
+    t = _time(profile)
+    ids = [f"p{i}" for i in range(5)]
+    ev = events(profile, ids, [t] * 5, [_prediction(profile, i) for i in range(5)])
+    lb = labels(["p0", "w0"], [t + 10] * 2, [_label(profile)] * 2)
+    assert apply_events(store, profile, ev, lb).joined == 1
+
+
+def _valid(store: Store, profile: ReferenceProfile) -> ApplyRequest:
+    """A valid apply: window deltas for the seeded window and a new one, a new prediction,
+    and a label that joins p1."""
+    t, width = _time(profile), profile.config.window_seconds
+    ev = events(profile, ["p5", "p6"], [t, t + width], [_prediction(profile, i) for i in (5, 6)])
+    lb = labels(["p1"], [t + 20], [_label(profile)])
+    delta, dead = join_delta(profile, ev, prediction_outputs(ev, profile), lb, LABEL_TOPIC)
+    assert delta is not None and dead == []
+    return request(store, profile, sketch_events(ev, profile), delta)
+
+
+@pytest.fixture
+def binary(store: Store, model_id: str, profiles: dict[str, ReferenceProfile]) -> ReferenceProfile:
+    profile = register(store, profiles["binary"], model_id)
+    _seed(store, profile)
+    return profile
+
+
+@pytest.fixture
+def regression(
+    store: Store, model_id: str, profiles: dict[str, ReferenceProfile]
+) -> ReferenceProfile:
+    profile = register(store, profiles["regression"], model_id)
+    _seed(store, profile)
+    return profile
+
+
+def test_the_valid_part_alone_changes_the_state(store: Store, binary: ReferenceProfile) -> None:
+    """The control: without its poison, each poisoned call below would have created keys
+    and changed others, so an unchanged snapshot means the script wrote nothing."""
+    before = snapshot(store, binary.model_id)
+    valid = _valid(store, binary)
+    assert apply(store, binary, valid.windows, valid.join).joined == 1
+    after = snapshot(store, binary.model_id)
+    assert before.keys() < after.keys()
+    changed = [k for k in before if before[k] != after[k]]
+    assert len(changed) >= 5, changed
+
+
+# ---- poisoned payloads: edited after Applies.request -------------------------------------
+#: a JSON token the encoder cannot write (orjson refuses NaN): put in as a string, then
+#: unquoted in the payload's text
+BARE = "__bare__:"
+
+
+class Keys:
+    """Positions (Lua's 1-based KEYS index) of the keys an edit needs."""
+
+    def __init__(self, keys: list[str], profile: ReferenceProfile) -> None:
+        width = profile.config.window_seconds
+        start = _time(profile) // width * width
+        wk = ModelKeys(profile.model_id).window(profile.revision, start)
+        self.meta = keys.index(wk.meta) + 1
+        self.num = keys.index(wk.num("f00")) + 1
+        self.cat = keys.index(wk.cat("country")) + 1
+        self.windows = keys.index(ModelKeys(profile.model_id).windows(profile.revision)) + 1
+        self.count = len(keys)
+
+
+Mutation = Callable[[dict[str, Any], Keys], None]
+
+
+def _append(op: Callable[[Keys], list[Any]]) -> Mutation:
+    """A poisoned operation after all the valid ones."""
+
+    def mutate(payload: dict[str, Any], k: Keys) -> None:
+        payload["ops"].append(op(k))
+
+    return mutate
+
+
+_MISSING = object()
+
+
+def _join_setting(name: str, value: Any = _MISSING) -> Mutation:
+    def mutate(payload: dict[str, Any], _: Keys) -> None:
+        if value is _MISSING:
+            del payload["join"][name]
+        else:
+            payload["join"][name] = value
+
+    return mutate
+
+
+def _drop_now(payload: dict[str, Any], _: Keys) -> None:
+    del payload["now"]
+
+
+POISONED_PAYLOADS: dict[str, tuple[Mutation, str]] = {
+    "incrf nan": (_append(lambda k: [k.meta, "incrf", ["extra_sum:x", "nan"], 0]), "finite"),
+    "incrf inf": (_append(lambda k: [k.num, "incrf", ["sum", "inf"], 0]), "finite"),
+    "incrf -inf": (_append(lambda k: [k.num, "incrf", ["sumsq", "-inf"], 0]), "finite"),
+    "incrf 1e400": (_append(lambda k: [k.num, "incrf", ["sum", "1e400"], 0]), "finite"),
+    "incrf bare 1e400": (_append(lambda k: [k.num, "incrf", ["sum", BARE + "1e400"], 0]), "finite"),
+    "incrf bare NaN": (_append(lambda k: [k.num, "incrf", ["sum", BARE + "NaN"], 0]), "finite"),
+    "min nan": (_append(lambda k: [k.num, "min", ["min", "nan"], 0]), "finite"),
+    "max 1e400": (_append(lambda k: [k.num, "max", ["max", "1e400"], 0]), "finite"),
+    "incr 1.5": (_append(lambda k: [k.meta, "incr", ["count", 1.5], 0]), "count"),
+    "incr string count": (_append(lambda k: [k.meta, "incr", ["count", "3"], 0]), "count"),
+    "incr 2**60": (_append(lambda k: [k.meta, "incr", ["count", 2**60], 0]), "count"),
+    "cap count 0.5": (
+        _append(lambda k: [k.cat, "cap", [50, k.meta, "cat_other:country", "DE", 0.5], 0]),
+        "count of DE",
+    ),
+    "key past the end": (_append(lambda k: [k.count + 1, "incr", ["count", 1], 0]), "op key"),
+    "key 0": (_append(lambda k: [0, "incr", ["count", 1], 0]), "op key"),
+    "key 1.5": (_append(lambda k: [1.5, "incr", ["count", 1], 0]), "op key"),
+    "cap's other key past the end": (
+        _append(lambda k: [k.cat, "cap", [50, k.count + 1, "cat_other:country", "DE", 1], 0]),
+        "cap",
+    ),
+    "expiry 1.5": (_append(lambda k: [k.meta, "incr", ["count", 1], 1.5]), "expiry"),
+    "unknown op": (_append(lambda k: [k.meta, "hdel", ["count"], 0]), "unknown op hdel"),
+    # data of the wrong shape: the writes would fail on it after the valid ops' writes
+    "odd-length data": (
+        _append(lambda k: [k.meta, "incr", ["count", 1, "outliers"], 0]),
+        "fields of incr",
+    ),
+    "field name not a string": (
+        _append(lambda k: [k.meta, "incr", [["count"], 1], 0]),
+        "fields of incr",
+    ),
+    "field name null": (_append(lambda k: [k.num, "max", [None, "1.0"], 0]), "fields of max"),
+    "zadd without a member": (_append(lambda k: [k.windows, "zadd", [5], 0]), "zadd"),
+    "capped_list entry not a string": (
+        _append(lambda k: [k.meta, "capped_list", [3, {}], 0]),
+        "capped_list",
+    ),
+    "cap category not a string": (
+        _append(lambda k: [k.cat, "cap", [50, k.meta, "cat_other:country", ["DE"], 1], 0]),
+        "cap",
+    ),
+    # the join's settings, used by its writes
+    "join rev null": (_join_setting("rev", None), "join settings"),
+    "join max_categories missing": (_join_setting("max_categories"), "join settings"),
+    "join max_fields 1.5": (_join_setting("max_fields", 1.5), "join settings"),
+    "join width 0": (_join_setting("width", 0), "join settings"),
+    "now missing": (_drop_now, "join settings"),
+}
+
+
+def _run_edited(store: Store, r: ApplyRequest, mutate: Mutation) -> tuple[list[str], bytes]:
+    keys, payload = store.applies.request(r)
+    data = orjson.loads(payload)
+    mutate(data, Keys(keys, r.profile))
+    text = orjson.dumps(data)
+    while (i := text.find(b'"' + BARE.encode())) >= 0:  # unquote the bare tokens
+        end = text.index(b'"', i + 1)
+        text = text[:i] + text[i + 1 + len(BARE) : end] + text[end + 1 :]
+    return keys, text
+
+
+@pytest.mark.parametrize("case", list(POISONED_PAYLOADS))
+def test_a_poisoned_payload_writes_nothing(
+    store: Store, binary: ReferenceProfile, case: str
+) -> None:
+    """The payload Applies.request builds for a valid call, with one thing wrong after
+    all the valid operations: refused, for the right reason, and nothing written."""
+    mutate, reason = POISONED_PAYLOADS[case]
+    r = _valid(store, binary)
+    keys, payload = _run_edited(store, r, mutate)
+    before = snapshot(store, binary.model_id)
+    with pytest.raises(ApplyRejected, match=reason):
+        store.applies._result(r, store.applies._script(keys=keys, args=[payload]))
+    assert snapshot(store, binary.model_id) == before
+
+
+# ---- poisoned join entries ------------------------------------------------------------------
+def _label_entry(profile: ReferenceProfile, pid: str, label: str, t: int) -> list[Any]:
+    """A label entry as `label_entries` builds it, but with any label text."""
+    (b,) = buckets([pid])
+    return [pid, label, t, 0 if profile.task == "regression" else -1, b]
+
+
+def _rejected_with_nothing_written(
+    store: Store, profile: ReferenceProfile, r: ApplyRequest, reason: str
+) -> None:
+    before = snapshot(store, profile.model_id)
+    with pytest.raises(ApplyRejected, match=reason):
+        store.applies.apply(r)
+    assert snapshot(store, profile.model_id) == before
+
+
+@pytest.mark.parametrize("label", ["1e-310", "nan", "1e101", "-inf", "high"])
+def test_a_regression_label_out_of_bounds_meeting_its_prediction_writes_nothing(
+    store: Store, regression: ReferenceProfile, label: str
+) -> None:
+    """Python refuses these labels (see the test below); built by hand past it, the
+    script refuses them too: 1e-310 would make the percentage error overflow."""
+    r = _valid(store, regression)
+    assert r.join is not None
+    r.join.labels.append(_label_entry(regression, "p2", label, _time(regression) + 30))
+    _rejected_with_nothing_written(store, regression, r, "regression label")
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_a_stored_prediction_whose_score_is_nan_meeting_its_label_writes_nothing(
+    store: Store, model_id: str, profiles: dict[str, ReferenceProfile], task: str
+) -> None:
+    """A record already in its bucket (written by hand: as an older version, or another
+    writer, might have left it) is checked when its label comes."""
+    profile = register(store, profiles[task], model_id)
+    _seed(store, profile)
+    t = _time(profile)
+    (b,) = buckets(["bad"])
+    cls = "" if task == "regression" else "1"
+    store.redis.hset(ModelKeys(model_id).id_bucket(b), "bad", f"{t}|1|{cls}|nan")
+    r = _valid(store, profile)
+    assert r.join is not None
+    r.join.labels.append(_label_entry(profile, "bad", str(_label(profile)), t + 30))
+    _rejected_with_nothing_written(store, profile, r, "nan")
+
+
+def test_a_regression_label_out_of_bounds_waiting_for_its_prediction_writes_nothing(
+    store: Store, regression: ReferenceProfile
+) -> None:
+    """Refused when it comes, not when its prediction does: stored as a waiting label,
+    it would make the prediction's (valid) batch be refused instead, for good."""
+    r = _valid(store, regression)
+    assert r.join is not None
+    r.join.labels.append(_label_entry(regression, "nobody", "1e-310", _time(regression)))
+    _rejected_with_nothing_written(store, regression, r, "regression label")
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_a_prediction_whose_score_is_nan_writes_nothing(
+    store: Store, model_id: str, profiles: dict[str, ReferenceProfile], task: str
+) -> None:
+    """Refused when it comes, not only when its label does (which would refuse the
+    label's valid batch instead)."""
+    profile = register(store, profiles[task], model_id)
+    _seed(store, profile)
+    r = _valid(store, profile)
+    assert r.join is not None
+    cls = "" if task == "regression" else "1"
+    (b,) = buckets(["bad"])
+    r.join.predictions.append(["bad", f"{_time(profile)}|1|{cls}|nan", b])
+    _rejected_with_nothing_written(store, profile, r, "nan")
+
+
+# ---- fences -----------------------------------------------------------------------------
+def test_a_fence_that_moved_writes_nothing(store: Store, binary: ReferenceProfile) -> None:
+    """Another worker applied these events first: the call answers where the fence is
+    now and writes nothing, even when its other fences are where it expected them."""
+    r = _valid(store, binary)
+    (current,) = r.fences
+    before = snapshot(store, binary.model_id)
+    r.fences = [Fence(FENCE_FIELD, current.expected + 5, current.expected + 6)]
+    assert store.applies.apply(r) == FenceMoved(FENCE_FIELD, current.expected)
+    assert snapshot(store, binary.model_id) == before
+    r.fences = [current, Fence("t@x:1", 3, 4)]
+    assert store.applies.apply(r) == FenceMoved("t@x:1", -1)
+    assert snapshot(store, binary.model_id) == before
+
+
+# ---- the Python side's guard ------------------------------------------------------------
+def test_label_entries_refuse_a_regression_label_too_close_to_zero_or_too_large(
+    profiles: dict[str, ReferenceProfile],
+) -> None:
+    """|y| below 1e-100 (zero aside) would overflow the percentage error |ŷ − y| / |y|,
+    |y| above 1e100 its square: such labels are dead letters (out_of_bounds) before any
+    apply; 0 and 5e-50 are ordinary labels."""
+    values = [1e-310, 1e101, 0.0, 5e-50, 1e-150, -1e-310, -5e-50, -1e101]
+    lb = labels([f"l{i}" for i in range(len(values))], [1000.0] * len(values), values)
+    entries, dead = label_entries(lb, profiles["regression"], LABEL_TOPIC)
+    assert [(e[0], float(e[1])) for e in entries] == [
+        ("l2", 0.0),
+        ("l3", 5e-50),
+        ("l6", -5e-50),
+    ]
+    assert [(d.key, d.reason) for d in dead] == [
+        (f"l{i}".encode(), "out_of_bounds") for i in (0, 1, 4, 5, 7)
+    ]

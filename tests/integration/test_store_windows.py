@@ -1,0 +1,304 @@
+"""What a window is in Redis, held together through a real server: applying sketch `a`
+and then sketch `b` to a window and reading it back gives `a + b` (the sketches' own
+merge), field by field, for every field window_fields defines. Also: categories that are
+spelled like the stored markers stay categories, the category cap, and a check without a
+server that the field table, the sketches and apply.lua agree on names and merge kinds."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamdrift.config import MonitorConfig
+from streamdrift.performance import PerformanceSketch
+from streamdrift.profile import ReferenceProfile
+from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
+from streamdrift.store import Store
+from streamdrift.store.keys import ModelKeys
+from streamdrift.store.window_fields import (
+    ALL_FIELDS,
+    CATEGORICAL_META_FIELDS,
+    META_FIELDS,
+    NUMERIC_FIELDS,
+    PERFORMANCE_FIELDS,
+    Field,
+    encode_fields,
+)
+
+from .store_support import apply, assert_window_equal, binary_profile, current_window, register
+
+pytestmark = pytest.mark.integration
+
+APPLY_LUA = (
+    Path(__file__).parents[2] / "src" / "streamdrift" / "store" / "lua" / "apply.lua"
+).read_text()
+
+
+SEEDS = (1, 2, 3, 4)
+
+
+@pytest.fixture(scope="module")
+def base_profile(tmp_path_factory: pytest.TempPathFactory) -> ReferenceProfile:
+    return binary_profile(tmp_path_factory.mktemp("windows"))
+
+
+# ---- random sketches --------------------------------------------------------------------
+def _numeric(rng: np.random.Generator, n_bins: int) -> NumericSketch:
+    """A column's sketch with some empty bins; now and then a column with no values."""
+    if rng.uniform() < 0.2:
+        return NumericSketch(bins=np.zeros(n_bins, np.int64), missing=int(rng.integers(1, 9)))
+    bins = rng.integers(0, 40, n_bins) * (rng.uniform(size=n_bins) < 0.7)
+    n = int(bins.sum())
+    low, high = sorted(rng.normal(0, 1e3, 2).tolist())
+    return NumericSketch(
+        bins=bins.astype(np.int64),
+        missing=int(rng.integers(0, 20)),
+        n=n,
+        total=float(rng.normal(0, 1e4)),
+        total_sq=float(rng.uniform(1, 1e8)),
+        minimum=low,
+        maximum=high,
+        out_of_range=int(rng.integers(0, 5)),
+    )
+
+
+def _categorical(rng: np.random.Generator, categories: list[str]) -> CategoricalSketch:
+    """Counts of some known categories and one the reference never saw; `other` stays 0
+    (nothing here reaches the cap)."""
+    chosen = rng.choice(categories, size=int(rng.integers(1, len(categories) + 1)), replace=False)
+    counts = Counter({str(c): int(rng.integers(1, 300)) for c in chosen})
+    counts[f"new-{int(rng.integers(3))}"] += int(rng.integers(1, 10))
+    return CategoricalSketch(counts=counts, missing=int(rng.integers(0, 30)))
+
+
+def _performance(rng: np.random.Generator, n: int) -> PerformanceSketch:
+    """Every performance field non-zero: a binary model's pairs (confusion matrix, score
+    histograms, log loss, Brier) plus a regressor's (errors, label sums, percentage
+    errors), with per-segment sums and some confusion-matrix overflow."""
+    score = rng.uniform(size=n)
+    actual = (rng.uniform(size=n) < score).astype(int).tolist()
+    predicted = (score >= 0.5).astype(int).tolist()
+    delays = rng.integers(0, 100_000, n).astype(np.float64)
+    binary = PerformanceSketch.from_pairs("binary", actual, predicted, score, "1", delays)
+    y = rng.normal(50, 10, n)
+    y[0] = 0.0  # no percentage error for it
+    regression = PerformanceSketch.from_pairs(
+        "regression", y.tolist(), score=y + rng.normal(0, 2, n), delays=delays, shift=48.5
+    )
+    s = binary + regression
+    s.confusion_other = int(rng.integers(1, 5))
+    s.segments = {
+        f"region={r}": Counter(
+            n=int(rng.integers(1, 50)), ok=int(rng.integers(0, 20)), ae=float(rng.uniform(0, 9))
+        )
+        for r in ("EU", "US")
+    }
+    return s
+
+
+def random_window(
+    rng: np.random.Generator, profile: ReferenceProfile, start: int, examples: int
+) -> WindowSketch:
+    """A window sketch with every field of META_FIELDS, CATEGORICAL_META_FIELDS,
+    NUMERIC_FIELDS and PERFORMANCE_FIELDS set, for every column of the profile (features,
+    prediction and label), and `examples` outlier examples."""
+    w = WindowSketch(start=start)
+    w.count = int(rng.integers(1, 100_000))
+    w.outliers = int(rng.integers(1, 50))
+    w.duplicates = int(rng.integers(1, 50))
+    w.duplicate_example = f"dup-{int(rng.integers(1 << 40))}"
+    w.versions = Counter({v: int(rng.integers(1, 900)) for v in ("1.0.0", "1.1.0", "2.0.0-rc1")})
+    w.invalid = Counter(
+        {
+            "wrong_type:amount": int(rng.integers(1, 9)),
+            "wrong_type:f01": int(rng.integers(1, 9)),
+            "out_of_bounds": int(rng.integers(1, 9)),
+        }
+    )
+    extra = ["amount_eur", "session_len"]
+    w.extra = Counter({e: int(rng.integers(5, 50)) for e in extra})
+    w.extra_numbers = Counter({e: int(rng.integers(1, 5)) for e in extra})
+    # sums of a renamed feature's values: any sign
+    w.extra_sums = Counter({e: float(rng.normal(0, 1e3)) for e in extra})
+    w.outlier_examples = [
+        {
+            "prediction_id": f"p-{start}-{i}-{int(rng.integers(1 << 30))}",
+            "score": round(float(rng.uniform(10, 90)), 4),
+            "features": [{"feature": "f00", "z": round(float(rng.normal()), 3), "share": 0.7}],
+        }
+        for i in range(examples)
+    ]
+    for name, col in {**profile.features, **profile.outputs()}.items():
+        if col.kind == "numeric":
+            w.numeric[name] = _numeric(rng, len(col.edges) + 1)
+        else:
+            w.categorical[name] = _categorical(rng, list(col.categories))
+    w.performance = _performance(rng, int(rng.integers(20, 200)))
+    return w
+
+
+def _stored_names(fields: tuple[Field, ...], *objs: object) -> set[str]:
+    """The Field names `encode_fields` writes for `objs` (a keyed one once)."""
+    return {
+        str(name).partition(":")[0]
+        for obj in objs
+        for data in encode_fields(fields, obj, prefix="c").values()
+        for name in data[::2]
+    }
+
+
+def test_random_windows_set_every_field(base_profile: ReferenceProfile) -> None:
+    """The round trip below proves something for every field only if the random sketches
+    give each one a value (`other` aside: nothing reaches the cap there)."""
+    for seed in SEEDS:
+        w = random_window(np.random.default_rng(seed), base_profile, 0, 1)
+        assert _stored_names(META_FIELDS, w) == {f.name for f in META_FIELDS}
+        numeric = _stored_names(NUMERIC_FIELDS, *w.numeric.values())
+        assert numeric == {f.name for f in NUMERIC_FIELDS}
+        assert _stored_names(CATEGORICAL_META_FIELDS, *w.categorical.values()) == {"cat_missing"}
+        performance = _stored_names(PERFORMANCE_FIELDS, w.performance)
+        assert performance == {f.name for f in PERFORMANCE_FIELDS}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reading_two_applies_gives_the_merge_of_their_sketches(
+    store: Store, model_id: str, base_profile: ReferenceProfile, seed: int
+) -> None:
+    """`read(apply(a); apply(b)) == a + b` for two windows at once: counts and histograms
+    exactly, float sums within 1e-12 (Redis adds them in long double), minima and maxima
+    exactly, the first duplicate example kept, outlier examples in order."""
+    profile = register(store, base_profile, model_id)
+    rng = np.random.default_rng(seed)
+    cap = profile.config.outlier_alerts_per_window
+    starts = [current_window(profile) - profile.config.window_seconds, current_window(profile)]
+    first, second = {}, {}
+    for s in starts:
+        n = int(rng.integers(0, cap + 1))
+        first[s] = random_window(rng, profile, s, n)
+        second[s] = random_window(rng, profile, s, int(rng.integers(0, cap - n + 1)))
+    apply(store, profile, first)
+    apply(store, profile, second)
+
+    read = store.windows.read(profile, store.windows.starts(model_id, profile.revision))
+    assert [w.start for w in read] == starts
+    for got, s in zip(read, starts, strict=True):
+        want = first[s] + second[s]
+        assert want.duplicate_example == first[s].duplicate_example
+        assert_window_equal(got, want)
+
+
+def test_categories_named_like_the_markers_are_categories(
+    store: Store, model_id: str, base_profile: ReferenceProfile
+) -> None:
+    """Missing values and the categories beyond the cap are counted in the window's meta
+    hash, so a category literally named "__missing__" or "__other__" is a user value."""
+    profile = register(store, base_profile, model_id)
+    start = current_window(profile)
+    sketch = WindowSketch(start=start, count=14)
+    sketch.categorical["country"] = CategoricalSketch(
+        counts=Counter({"__missing__": 3, "__other__": 4, "DE": 5}), missing=2
+    )
+    apply(store, profile, {start: sketch})
+    apply(store, profile, {start: sketch})
+    (window,) = store.windows.read(profile, [start])
+    country = window.categorical["country"]
+    assert country.counts == Counter({"__missing__": 6, "__other__": 8, "DE": 10})
+    assert (country.missing, country.other, country.n) == (4, 0, 24)
+
+
+def test_categories_beyond_the_cap_are_counted_as_other(
+    store: Store, model_id: str, base_profile: ReferenceProfile, tmp_path: Path
+) -> None:
+    """max_categories=5 and 8 categories sent: the first 5 stay in the category hash, the
+    values of the other 3 land in `other`, and no value is lost (`n` is unchanged). Later,
+    a known category still counts as itself and a new one as other."""
+    profile = register(store, binary_profile(tmp_path, MonitorConfig(max_categories=5)), model_id)
+    start = current_window(profile)
+    counts = Counter({f"c{i}": 10 + i for i in range(8)})
+    sketch = WindowSketch(start=start, count=counts.total())
+    sketch.categorical["country"] = CategoricalSketch(counts=counts)
+    apply(store, profile, {start: sketch})
+
+    stored = store.redis.hgetall(ModelKeys(model_id).window(profile.revision, start).cat("country"))
+    assert {k.decode(): int(v) for k, v in stored.items()} == {f"c{i}": 10 + i for i in range(5)}
+    (window,) = store.windows.read(profile, [start])
+    country = window.categorical["country"]
+    assert country.other == 15 + 16 + 17
+    assert country.n == sketch.categorical["country"].n == counts.total()
+
+    later = WindowSketch(start=start, count=3)
+    later.categorical["country"] = CategoricalSketch(counts=Counter({"c1": 1, "zz": 2}))
+    apply(store, profile, {start: later})
+    (window,) = store.windows.read(profile, [start])
+    country = window.categorical["country"]
+    assert len(country.counts) == 5 and country.counts["c1"] == 12 and "zz" not in country.counts
+    assert country.other == 15 + 16 + 17 + 2
+    assert country.n == counts.total() + 3
+
+
+def test_outlier_examples_stop_at_the_cap(
+    store: Store, model_id: str, base_profile: ReferenceProfile
+) -> None:
+    """A window keeps its first `outlier_alerts_per_window` examples, in arrival order;
+    later ones are dropped (the count of outliers still adds up)."""
+    profile = register(store, base_profile, model_id)
+    cap = profile.config.outlier_alerts_per_window
+    start = current_window(profile)
+    sent = [{"prediction_id": f"o{i}", "score": 50.0 + i, "features": []} for i in range(cap + 2)]
+    apply(store, profile, {start: WindowSketch(start, 2, outliers=2, outlier_examples=sent[:2])})
+    rest = sent[2:]
+    apply(store, profile, {start: WindowSketch(start, 3, outliers=3, outlier_examples=rest)})
+    (window,) = store.windows.read(profile, [start])
+    assert window.outlier_examples == sent[:cap]
+    assert window.outliers == 5
+
+
+# ---- the field table, the sketches and apply.lua agree (no server) ------------------------
+def test_every_merge_kind_has_a_branch_in_apply_lua_for_its_check_and_its_write() -> None:
+    """The script refuses an op kind it does not know, so a Merge without a branch would
+    make every apply carrying it fail; and a kind checked but not written (or written but
+    not checked) breaks all-or-nothing."""
+    checks, _, writes = APPLY_LUA.partition("-- 4. writes")
+    assert writes, "apply.lua lost its '-- 4. writes' section marker"
+    for kind in {f.merge.value for f in ALL_FIELDS}:
+        branch = re.compile(rf"kind == '{re.escape(kind)}'")
+        assert branch.search(checks), f"no check of merge kind {kind!r} in apply.lua"
+        assert branch.search(writes), f"no write of merge kind {kind!r} in apply.lua"
+
+
+def test_field_names_are_unique_within_their_hash() -> None:
+    """The decoder finds a field by its name (a keyed one by the part before the first
+    ':'), so two fields of one hash must not share a name and no name may hold a ':'. The
+    meta hash holds META_FIELDS and CATEGORICAL_META_FIELDS together."""
+    hashes = {
+        "meta": META_FIELDS + CATEGORICAL_META_FIELDS,
+        "num": NUMERIC_FIELDS,
+        "perf": PERFORMANCE_FIELDS,
+    }
+    for hash_name, fields in hashes.items():
+        names = [f.name for f in fields]
+        assert len(names) == len(set(names)), f"{hash_name}: {Counter(names).most_common(3)}"
+        assert not [n for n in names if ":" in n], hash_name
+
+
+def test_every_sketch_attribute_is_stored() -> None:
+    """An attribute without a Field would be dropped by the encoder without a word: each
+    attribute of the sketches is a Field, or is stored elsewhere by name (the window's
+    start and outlier list, its per-column sketches, a column's category hash)."""
+
+    def attrs(cls: type) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    def of(fields: tuple) -> set[str]:
+        return {f.attr for f in fields}
+
+    elsewhere = {"start", "outlier_examples", "numeric", "categorical", "performance"}
+    assert attrs(WindowSketch) - elsewhere == of(META_FIELDS)
+    assert attrs(CategoricalSketch) - {"counts"} == of(CATEGORICAL_META_FIELDS)
+    assert attrs(NumericSketch) == of(NUMERIC_FIELDS)
+    assert attrs(PerformanceSketch) == of(PERFORMANCE_FIELDS)
