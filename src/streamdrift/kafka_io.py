@@ -32,6 +32,8 @@ def consumer(settings: Settings, **overrides: Any) -> _Consumer:
         # librdkafka's default 1 s backoff on a full fetch queue stalls a worker that
         # drains a backlog faster than one fetch per second refills it.
         "fetch.queue.backoff.ms": 10,
+        # A topic deleted and created again is noticed within this (default: 5 min).
+        "topic.metadata.refresh.interval.ms": 10_000,
         **overrides,
     }
     return _Consumer(conf)

@@ -74,6 +74,10 @@ from streamdrift.topics import Incarnations, Recreated
 
 log = logging.getLogger("streamdrift.worker")
 
+
+class TopicRecreated(Exception):
+    """A topic was found under a new incarnation mid-stream."""
+
 #: Dead letters larger than this keep only this much of the event (and its size).
 DLQ_EXCERPT_BYTES = 256 * 1024
 
@@ -173,6 +177,8 @@ class Worker:
         self._redis_run_id: str | None = None
         self._callback_error: BaseException | None = None
         self._loss_noted = False
+        #: (topic, partition) -> the highest offset read since the last seek
+        self._seen_upto: dict[tuple[str, int], int] = {}
         #: the model registry as last read: a registered model without a profile is lost
         self._registered: set[str] = set()
         self._stopping = False
@@ -280,6 +286,9 @@ class Worker:
             return
         except StateRolledBack as e:
             self._resync("redis_rolled_back", f"redis lost applied writes: {e}")
+            return
+        except TopicRecreated as e:
+            self._resync("topic_recreated", f"created again: {e}")
             return
         except Exception as e:
             fault = classify(e)
@@ -447,7 +456,10 @@ class Worker:
 
     # ---- where to read from ------------------------------------------------------------
     def _positions(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
-        """Where Redis says each partition was applied up to (+1)."""
+        """Where Redis says each partition was applied up to (+1), under each topic's
+        current incarnation (a topic created again since has no fences yet)."""
+        self._topic_alerts(self.topics.refresh())
+        self._seen_upto.clear()
         fields = {
             (tp.topic, tp.partition): self.topics.field(tp.topic, tp.partition) for tp in partitions
         }
@@ -482,8 +494,6 @@ class Worker:
         """Read every owned partition again from what Redis holds; `cause` is a code
         (metric label), `detail` says what happened."""
         self._abandon()
-        changes = self.topics.refresh()
-        self._topic_alerts(changes)
         assigned = self.consumer.assignment() if self._subscribed else []
         offsets = self._positions(assigned) if assigned else {}
         for (topic, partition), offset in offsets.items():
@@ -535,7 +545,7 @@ class Worker:
             changes = self.topics.refresh()
             if changes:
                 self._topic_alerts(changes)
-                self._resync("topic_recreated", ", ".join(c.topic for c in changes))
+                raise TopicRecreated(", ".join(c.topic for c in changes))
             self._check_resets()
 
     def _check_resets(self) -> None:
@@ -551,8 +561,7 @@ class Worker:
                 change = self.topics.reset(tp.topic, f"fence {upto} beyond the log's end {high}")
                 if change is not None:
                     self._topic_alerts([change])
-                self._resync("topic_recreated", f"{tp.topic}: log reset")
-                return
+                raise TopicRecreated(f"{tp.topic}: its log was reset")
 
     def _topic_alerts(self, changes: list[Recreated]) -> None:
         for c in changes:
@@ -669,6 +678,7 @@ class Worker:
         epoch, heads = self.store.fences.heads(models)  # type: ignore[arg-type]
         self._check_heads(epoch, heads)
         last_offsets = {**batch.last_offsets, **labels.last_offsets}
+        self._check_order(last_offsets)
         flight = _InFlight(batch, labels, dead, last_offsets, started)
         unregistered: set[str] = set()
         for model in models:
@@ -688,6 +698,18 @@ class Worker:
         )
         self._send_dead_letters(dead)
         return flight
+
+    def _check_order(self, last_offsets: dict[tuple[str, int], int]) -> None:
+        """Offsets of a partition only rise between two reads of it; a batch that ends
+        at or below what was read before (with no seek in between) is a log that started
+        again: is the topic a new one?"""
+        back = [tp for tp, o in last_offsets.items() if o <= self._seen_upto.get(tp, -1)]
+        self._seen_upto.update(last_offsets)
+        if back:
+            changes = self.topics.refresh()
+            if changes:
+                self._topic_alerts(changes)
+                raise TopicRecreated(", ".join(c.topic for c in changes))
 
     def _check_heads(self, epoch: str | None, heads: dict[str, Any]) -> None:
         """Redis still holds what this worker counted: the same state marker, every model
