@@ -304,11 +304,16 @@ def alerts(follow: bool, as_json: bool, model: str | None) -> None:
             click.echo(f"{a['created_at'][:19]} {a['severity']:<8} {a['type']:<12} {a['message']}")
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per reason.")
+@click.pass_context
 @_user_errors
-def dlq(as_json: bool) -> None:
-    """Summarize the dead-letter topics: reason, count, models, an example."""
+def dlq(ctx: click.Context, as_json: bool) -> None:
+    """Summarize the dead-letter topics: reason, count, models, an example.
+
+    `streamdrift dlq replay` sends dead letters back once their cause is fixed."""
+    if ctx.invoked_subcommand is not None:
+        return
     from dataclasses import asdict
 
     from streamdrift.topic_reader import summarize_dead_letters
@@ -330,6 +335,34 @@ def dlq(as_json: bool) -> None:
         example = f"{g.example['source']}: {g.example['detail']}\n{g.example['value'][:120]}"
         table.add_row(g.topic, g.reason, f"{g.count:,}", models, example)
     console.print(table)
+
+
+@dlq.command("replay")
+@click.option("--reason", help="Only dead letters with this reason (e.g. unregistered_model).")
+@click.option("--model", "model", help="Only dead letters of this model.")
+@click.option("--dry-run", is_flag=True, help="Say what would be replayed; produce nothing.")
+@_user_errors
+def dlq_replay(reason: str | None, model: str | None, dry_run: bool) -> None:
+    """Send dead letters back to the topic they came from, each exactly once (running it
+    again replays nothing twice). Fix their cause first: register the model, restore
+    the profile, deploy the fix."""
+    from streamdrift.replay import replay_dead_letters
+
+    settings = _settings()
+    report = replay_dead_letters(settings, _store(settings), reason, model, dry_run)
+    verb = "would replay" if dry_run else "replayed"
+    where = ", ".join(f"{n:,} to {t}" for t, n in sorted(report.by_topic.items()))
+    click.echo(
+        f"{report.matched:,} dead letter(s) matched: {verb} {report.replayed:,}"
+        + (f" ({where})" if where else "")
+        + f", {report.already:,} replayed before"
+        + (f", {report.truncated:,} truncated (not replayable)" if report.truncated else "")
+        + (
+            f"; {report.recovered:,} of an interrupted replay found already sent"
+            if report.recovered
+            else ""
+        )
+    )
 
 
 @main.command()

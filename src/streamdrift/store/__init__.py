@@ -11,6 +11,7 @@
     schedule        dirty marks and the evaluation lease
     alert_ledger    alerts claimed and published, each once
     counters        dead letters, join counters, data-quality episodes
+    replays         the ledger of dead letters sent back to their topics
 
 `Store` holds one of each over one client.
 """
@@ -36,6 +37,7 @@ from streamdrift.store.fences import Fence, Fences, ModelHead
 from streamdrift.store.keys import fence_field
 from streamdrift.store.profiles import Profiles
 from streamdrift.store.records import ID_BUCKETS, JoinDelta, JoinStats, Records, buckets
+from streamdrift.store.replays import ReplayLedger
 from streamdrift.store.schedule import Schedule
 from streamdrift.store.windows import Windows
 
@@ -54,6 +56,7 @@ class Store:
         self.schedule = Schedule(self.redis)
         self.alerts = AlertLedger(self.redis)
         self.counters = Counters(self.redis)
+        self.replays = ReplayLedger(self.redis)
 
     def ping(self) -> None:
         try:

@@ -15,6 +15,8 @@ keys can ever share a name with them.
     sd:{#}:progress                    HASH   "<topic>@<incarnation>:<partition>" ->
                                               offset up to which every event was applied
     sd:{#}:dlq                         HASH   reason -> count, bad events of no known model
+    sd:{#}:replays                     HASH   dead letter "<dlq topic>:<partition>:<offset>"
+                                              -> "pending:<time>" | "done:<topic>:<p>:<o>"
     sd:{m}:profile                     STRING reference profile, JSON
     sd:{m}:revision                    STRING profile revision
     sd:{m}:offsets                     HASH   "<topic>@<incarnation>:<partition>" -> last
@@ -49,6 +51,7 @@ MODELS = f"{GLOBAL_TAG}:models"
 TOPICS = f"{GLOBAL_TAG}:topics"
 PROGRESS = f"{GLOBAL_TAG}:progress"
 UNROUTED_DLQ = f"{GLOBAL_TAG}:dlq"
+REPLAYS = f"{GLOBAL_TAG}:replays"
 
 
 def fence_field(topic: str, incarnation: str, partition: int) -> str:
