@@ -33,8 +33,10 @@ unit: venv
 integration: venv
 	$(BIN)/pytest -q tests/integration
 
+## ruff on everything; mypy on the state layer and the worker (strict, see pyproject.toml)
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 format: venv
 	$(BIN)/ruff format src tests benchmarks

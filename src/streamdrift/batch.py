@@ -20,7 +20,7 @@ import numpy as np
 from streamdrift.decode import DeadLetter, DecodedBatch, DecodedLabels, ModelEvents, ModelLabels
 from streamdrift.join import join_delta
 from streamdrift.profile import ReferenceProfile
-from streamdrift.sketch import WindowSketch, sketch_batch
+from streamdrift.sketch import BadEvent, WindowSketch, sketch_batch
 from streamdrift.store import ApplyRequest, Fence, ModelHead
 
 #: (topic, partition) -> fence field of the topic's current incarnation
@@ -170,7 +170,10 @@ def _unapplied(events: Any, topic: str, applied: dict[TopicPartition, int]) -> t
 
 
 def _count_bad_in_windows(
-    windows: dict[int, WindowSketch], events: ModelEvents, bad: list, profile: ReferenceProfile
+    windows: dict[int, WindowSketch],
+    events: ModelEvents,
+    bad: list[BadEvent],
+    profile: ReferenceProfile,
 ) -> None:
     """Wrong-typed feature values counted in their event's window too ("since when")."""
     width = profile.config.window_seconds

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter, methodcaller
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
 
@@ -63,7 +64,8 @@ class ModelEvents:
 
     def select(self, keep: list[int]) -> ModelEvents:
         """The events at positions `keep` (in order)."""
-        return _select(self, keep)
+        out: ModelEvents = _select(self, keep)
+        return out
 
 
 def _select(columns: Any, keep: list[int]) -> Any:
@@ -107,11 +109,12 @@ def parse_timestamp(value: object, fallback: float) -> float:
     if t is float or t is int:
         return float(value)  # type: ignore[arg-type]
     if t is str:
+        text = cast(str, value)
         try:
-            dt = datetime.fromisoformat(value)  # type: ignore[arg-type]
+            dt = datetime.fromisoformat(text)
         except ValueError as e:
             try:  # RFC 3339 also allows a lower-case "t" and "z"; Python 3.11 does not
-                dt = datetime.fromisoformat(value.upper())  # type: ignore[union-attr]
+                dt = datetime.fromisoformat(text.upper())
             except ValueError:
                 raise e from None
         if dt.tzinfo is None:
@@ -125,11 +128,12 @@ def _check_prediction(pred: object) -> str | None:
     if t is float or t is int or t is str or t is bool:
         return None
     if t is dict:
-        score = pred.get("score")  # type: ignore[union-attr]
+        output = cast(dict[str, Any], pred)
+        score = output.get("score")
         if score is not None and type(score) not in (float, int):
             return "prediction.score is not a number"
-        label = pred.get("label")  # type: ignore[union-attr]
-        integral = type(label) is float and label.is_integer()  # type: ignore[union-attr]
+        label = output.get("label")
+        integral = type(label) is float and label.is_integer()
         if label is not None and not integral and type(label) not in (int, str, bool):
             return "prediction.label is not an int, string or bool"
         return None
@@ -144,7 +148,7 @@ _LABEL_TYPES = frozenset({int, str, bool, type(None)})
 _VERSION_TYPES = frozenset({str, type(None)})
 
 
-def _ids_ok(ids: list[Any]) -> bool:
+def _ids_ok(ids: Sequence[Any]) -> bool:
     return (
         set(map(type, ids)) == _STR_ONLY
         and min(map(len, ids)) >= 1
@@ -327,7 +331,7 @@ def _decode_each(messages: list[Any], max_event_bytes: int) -> DecodedBatch:
                     )
                 except (ValueError, TypeError) as e:
                     reason, detail = "bad_timestamp", str(e)
-        if reason:
+        if reason or model_id is None:
             dead(DeadLetter(topic, partition, offset, msg.key(), raw, reason, detail, model_id))
             continue
         cols = by_model.get(model_id)
@@ -336,10 +340,10 @@ def _decode_each(messages: list[Any], max_event_bytes: int) -> DecodedBatch:
         cols.partitions.append(partition)
         cols.offsets.append(offset)
         cols.timestamps.append(ts)
-        cols.features.append(features)
+        cols.features.append(cast(dict[str, Any], features))
         cols.versions.append(version)
         cols.predictions.append(prediction)
-        cols.prediction_ids.append(pid)
+        cols.prediction_ids.append(cast(str, pid))
         cols.raws.append(raw)
         cols.segments.append(segments)
     return batch
@@ -360,7 +364,8 @@ class ModelLabels:
         return len(self.offsets)
 
     def select(self, keep: list[int]) -> ModelLabels:
-        return _select(self, keep)
+        out: ModelLabels = _select(self, keep)
+        return out
 
 
 DecodedBatch = Decoded[ModelEvents]

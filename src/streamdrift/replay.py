@@ -104,7 +104,7 @@ def replay_dead_letters(
         if "streamdrift.truncated_from" in headers:
             report.truncated += 1
             continue
-        chosen.append((coord, _source_topic(headers, settings, msg.topic()), msg))  # type: ignore[attr-defined]
+        chosen.append((coord, _source_topic(headers, settings, msg.topic()), msg))
     if dry_run:
         report.replayed = len(chosen)
         return report

@@ -65,10 +65,9 @@ from streamdrift.store import (
     ApplyResult,
     PendingApply,
     Store,
-    connect,
     fault_of,
 )
-from streamdrift.store.client import Fault, eviction_policies, memory_full
+from streamdrift.store.client import Fault, connect, eviction_policies, memory_full
 from streamdrift.telemetry import HealthServer, WorkerMetrics
 from streamdrift.topics import Incarnations, Recreated
 
@@ -77,6 +76,7 @@ log = logging.getLogger("streamdrift.worker")
 
 class TopicRecreated(Exception):
     """A topic was found under a new incarnation mid-stream."""
+
 
 #: Dead letters larger than this keep only this much of the event (and its size).
 DLQ_EXCERPT_BYTES = 256 * 1024
@@ -574,7 +574,7 @@ class Worker:
                 {"old_incarnation": c.old, "new_incarnation": c.new},
             )
 
-    def _system_alert(self, kind: str, subject: str, message: str, context: dict) -> None:
+    def _system_alert(self, kind: str, subject: str, message: str, context: dict[str, Any]) -> None:
         alert = system_alert(kind, subject, message, {**context, "worker": self.owner})
         log.error(message, extra={"alert_id": alert.alert_id, "kind": kind})
         try:
@@ -673,22 +673,24 @@ class Worker:
             return None
         dead = batch.dead + labels.dead
         models = sorted(
-            (set(batch.by_model) | set(labels.by_model) | {d.model_id for d in dead}) - {None}
+            set(batch.by_model)
+            | set(labels.by_model)
+            | {d.model_id for d in dead if d.model_id is not None}
         )
-        epoch, heads = self.store.fences.heads(models)  # type: ignore[arg-type]
+        epoch, heads = self.store.fences.heads(models)
         self._check_heads(epoch, heads)
         last_offsets = {**batch.last_offsets, **labels.last_offsets}
         self._check_order(last_offsets)
         flight = _InFlight(batch, labels, dead, last_offsets, started)
         unregistered: set[str] = set()
         for model in models:
-            head = heads[model]  # type: ignore[index]
+            head = heads[model]
             profile = self._profile(model, head.revision) if head.revision is not None else None
             if profile is None:
-                unregistered.add(model)  # type: ignore[arg-type]
-                dead += self.logic.unregistered(batch, labels, model)  # type: ignore[arg-type]
+                unregistered.add(model)
+                dead += self.logic.unregistered(batch, labels, model)
                 continue
-            share = self.logic.share(batch, labels, model, head, profile, dead, last_offsets)  # type: ignore[arg-type]
+            share = self.logic.share(batch, labels, model, head, profile, dead, last_offsets)
             self._send_dead_letters(share.dead)
             flight.sent.append(
                 _Sent(share, self.store.applies.send(share.request), time.perf_counter())
@@ -865,7 +867,7 @@ class Worker:
                 failed.append(str(err))
 
         for d in dead:
-            headers = [
+            headers: list[tuple[str, str | bytes | None]] = [
                 ("streamdrift.reason", d.reason.encode()),
                 ("streamdrift.detail", d.detail.encode()),
                 ("streamdrift.source", f"{d.topic}:{d.partition}:{d.offset}".encode()),

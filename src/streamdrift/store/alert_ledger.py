@@ -6,9 +6,11 @@ that died is re-sent by the next evaluation under the same id."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
-from streamdrift.store.client import RedisClient, lua
+from streamdrift.store.client import RedisClient, lua, text, text_hash
 from streamdrift.store.keys import ModelKeys
 
 
@@ -41,7 +43,7 @@ class AlertLedger:
         self.redis.hset(k.sweep, "alerts_pruned_at", repr(now))
         old = []
         for aid, state in self.redis.hscan_iter(k.alert_state, count=1000):
-            kind, _, at = state.decode().partition(":")
+            kind, _, at = text(state).partition(":")
             if kind == "published" and float(at) < older_than:
                 old.append(aid)
         pipe = self.redis.pipeline(transaction=False)
@@ -55,14 +57,15 @@ class AlertLedger:
         """Alerts claimed by a worker that died before publishing them."""
         k = ModelKeys(model)
         stale = []
-        for aid, state in self.redis.hgetall(k.alert_state).items():
-            kind, _, at = state.decode().partition(":")
+        for aid, state in text_hash(self.redis.hgetall(k.alert_state)).items():
+            kind, _, at = state.partition(":")
             if kind == "claimed" and float(at) < older_than:
                 stale.append(aid)
         if not stale:
             return []
-        return [a for a in self.redis.hmget(k.alerts, stale) if a is not None]
+        found: list[Any] = self.redis.hmget(k.alerts, stale)
+        return [a if isinstance(a, bytes) else text(a).encode() for a in found if a is not None]
 
-    def all(self, model: str) -> list[dict]:
+    def all(self, model: str) -> list[dict[str, Any]]:
         raw = self.redis.hvals(ModelKeys(model).alerts)
         return sorted((orjson.loads(a) for a in raw), key=lambda a: a["created_at"])

@@ -125,7 +125,7 @@ class Applies:
 
     def _pool(self, key: str) -> Any:
         if isinstance(self.redis, RedisCluster):
-            node = self.redis.get_node_from_key(key)
+            node = self.redis.get_node_from_key(key)  # type: ignore[no-untyped-call]
             return self.redis.get_redis_connection(node).connection_pool
         return self.redis.connection_pool
 

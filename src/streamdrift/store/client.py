@@ -53,7 +53,7 @@ def _cluster(url: str, **options: Any) -> RedisCluster:
                 f"Redis Cluster node '{hp}' is not host:port",
                 "write STREAMDRIFT_REDIS_URL as redis+cluster://host:port[,host:port...]",
             )
-        nodes.append(ClusterNode(host, int(port)))
+        nodes.append(ClusterNode(host, int(port)))  # type: ignore[no-untyped-call]
     extra: dict[str, Any] = dict(parse_qsl(query))
     if tls:
         extra["ssl"] = True
@@ -93,6 +93,21 @@ def connect(url: str, timeout: float = REPLY_TIMEOUT) -> RedisClient:
             "use redis://host:port/db, rediss://..., unix:///path or "
             "redis+cluster://host:port[,host:port...]",
         ) from None
+
+
+def text(value: Any) -> str:
+    """A reply as text (the clients return bytes; typing says bytes or str)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def text_hash(raw: Any) -> dict[str, str]:
+    """A hash reply (HGETALL) as text."""
+    return {text(k): text(v) for k, v in raw.items()}
+
+
+def int_hash(raw: Any) -> dict[str, int]:
+    """A hash reply whose values are counts or offsets."""
+    return {text(k): int(v) for k, v in raw.items()}
 
 
 def lua(name: str) -> str:

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from streamdrift.store.client import RedisClient
+from streamdrift.store.client import RedisClient, int_hash, text_hash
 from streamdrift.store.keys import UNROUTED_DLQ, ModelKeys
-
-
-def _ints(raw: dict) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in raw.items()}
 
 
 class Counters:
@@ -26,20 +22,20 @@ class Counters:
             pipe.execute()
 
     def unrouted_dlq(self) -> dict[str, int]:
-        return _ints(self.redis.hgetall(UNROUTED_DLQ))
+        return int_hash(self.redis.hgetall(UNROUTED_DLQ))
 
     def model_dlq(self, model: str) -> dict[str, int]:
-        return _ints(self.redis.hgetall(ModelKeys(model).dlq))
+        return int_hash(self.redis.hgetall(ModelKeys(model).dlq))
 
     def join_stats(self, model: str) -> dict[str, int]:
-        return _ints(self.redis.hgetall(ModelKeys(model).join))
+        return int_hash(self.redis.hgetall(ModelKeys(model).join))
 
     def quality_episodes(self, model: str) -> dict[str, tuple[int, int]]:
         """`"<kind>:<feature>"` -> (first, last) window of the finding's latest episode."""
         out = {}
-        for k, v in self.redis.hgetall(ModelKeys(model).quality).items():
-            first, _, last = v.decode().partition(":")
-            out[k.decode()] = (int(first), int(last))
+        for k, v in text_hash(self.redis.hgetall(ModelKeys(model).quality)).items():
+            first, _, last = v.partition(":")
+            out[k] = (int(first), int(last))
         return out
 
     def save_quality_episodes(self, model: str, episodes: dict[str, tuple[int, int]]) -> None:

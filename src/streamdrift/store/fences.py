@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streamdrift.store.client import RedisClient, lua
+from streamdrift.store.client import RedisClient, int_hash, lua, text_hash
 from streamdrift.store.keys import EPOCH, PROGRESS, TOPICS, ModelKeys, parse_fence_field
 
 
@@ -35,10 +35,6 @@ class ModelHead:
 
     revision: int | None
     offsets: dict[str, int]
-
-
-def _offsets(raw: dict[bytes, bytes]) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in raw.items()}
 
 
 class Fences:
@@ -62,7 +58,7 @@ class Fences:
         out = {}
         for i, m in enumerate(models):
             rev, offs = res[1 + 2 * i], res[2 + 2 * i]
-            out[m] = ModelHead(int(rev) if rev is not None else None, _offsets(offs))
+            out[m] = ModelHead(int(rev) if rev is not None else None, int_hash(offs))
         return epoch, out
 
     def all(self, models: list[str]) -> dict[str, dict[str, int]]:
@@ -70,7 +66,7 @@ class Fences:
         pipe = self.redis.pipeline(transaction=False)
         for m in models:
             pipe.hgetall(ModelKeys(m).offsets)
-        return {m: _offsets(r) for m, r in zip(models, pipe.execute(), strict=True)}
+        return {m: int_hash(r) for m, r in zip(models, pipe.execute(), strict=True)}
 
     def advance(self, moves: dict[str, list[Fence]]) -> dict[str, dict[str, int]]:
         """Move fences from `expected` to `new`, model by model, where they still are at
@@ -86,7 +82,7 @@ class Fences:
         return out
 
     def progress(self) -> dict[str, int]:
-        return _offsets(self.redis.hgetall(PROGRESS))
+        return int_hash(self.redis.hgetall(PROGRESS))
 
     def advance_progress(self, marks: dict[str, int]) -> None:
         if marks:
@@ -133,7 +129,7 @@ class Fences:
 
     # ---- topic incarnations -------------------------------------------------------------
     def incarnations(self) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.redis.hgetall(TOPICS).items()}
+        return text_hash(self.redis.hgetall(TOPICS))
 
     def record_incarnation(self, topic: str, expected: str | None, new: str) -> bool:
         """Record `topic`'s incarnation if Redis still has `expected` for it."""

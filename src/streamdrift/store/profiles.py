@@ -14,9 +14,10 @@ with, and stop loudly instead of counting into a Redis that forgot what it count
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from streamdrift.profile import ReferenceProfile
-from streamdrift.store.client import RedisClient, lua
+from streamdrift.store.client import RedisClient, lua, text
 from streamdrift.store.keys import EPOCH, MODELS, ModelKeys
 
 
@@ -44,11 +45,12 @@ class Profiles:
         return ReferenceProfile.model_validate_json(raw) if raw else None
 
     def models(self) -> list[str]:
-        return sorted(m.decode() for m in self.redis.smembers(MODELS))
+        members: Any = self.redis.smembers(MODELS)
+        return sorted(text(m) for m in members)
 
     def epoch(self) -> str | None:
         raw = self.redis.get(EPOCH)
-        return raw.decode() if raw is not None else None
+        return text(raw) if raw is not None else None
 
     def ensure_epoch(self) -> str:
         """The state marker, written now if there is none."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamdrift.store.client import RedisClient, lua
 from streamdrift.store.keys import ModelKeys
@@ -45,8 +46,8 @@ class JoinDelta:
     just its ids by window (kept only to spot repeats)."""
 
     joins: bool = True
-    predictions: list[list] = field(default_factory=list)
-    labels: list[list] = field(default_factory=list)
+    predictions: list[list[Any]] = field(default_factory=list)
+    labels: list[list[Any]] = field(default_factory=list)
     #: a model without labels: its prediction ids by window start, to count repeats
     ids_by_window: dict[int, list[str]] = field(default_factory=dict)
 

@@ -8,7 +8,7 @@ is replayed exactly once however often the command runs."""
 
 from __future__ import annotations
 
-from streamdrift.store.client import RedisClient
+from streamdrift.store.client import RedisClient, text_hash
 from streamdrift.store.keys import REPLAYS
 
 #: marks are written in chunks of this many
@@ -21,7 +21,7 @@ class ReplayLedger:
 
     def states(self) -> dict[str, str]:
         """Every dead letter replayed or being replayed: coordinates -> state."""
-        return {k.decode(): v.decode() for k, v in self.redis.hgetall(REPLAYS).items()}
+        return text_hash(self.redis.hgetall(REPLAYS))
 
     def pending(self) -> dict[str, float]:
         """Dead letters marked pending: coordinates -> when."""

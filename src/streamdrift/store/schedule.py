@@ -3,7 +3,9 @@ makes one evaluator at a time per model."""
 
 from __future__ import annotations
 
-from streamdrift.store.client import RedisClient, lua
+from typing import Any
+
+from streamdrift.store.client import RedisClient, lua, text
 from streamdrift.store.keys import ModelKeys
 
 
@@ -15,8 +17,8 @@ class Schedule:
 
     def dirty(self, model: str) -> list[tuple[str, float]]:
         """`("<rev>:<start>", time of the last apply)` of windows awaiting evaluation."""
-        marks = self.redis.zrange(ModelKeys(model).dirty, 0, -1, withscores=True)
-        return [(m.decode(), float(s)) for m, s in marks]
+        marks: Any = self.redis.zrange(ModelKeys(model).dirty, 0, -1, withscores=True)
+        return [(text(m), float(s)) for m, s in marks]
 
     def clear(self, model: str, marks: list[tuple[str, float]]) -> None:
         """Clear the marks read, except where an apply touched the window since."""

@@ -171,7 +171,8 @@ def _items(field: Field, value: Any) -> Iterable[tuple[Any, Any]]:
         return ((int(i), value[i]) for i in np.flatnonzero(value))
     if field.attr == "segments":  # segment -> Counter of metrics
         return ((f"{seg}:{m}", v) for seg, c in value.items() for m, v in c.items())
-    return value.items()
+    items: Iterable[tuple[Any, Any]] = value.items()
+    return items
 
 
 def encode_fields(fields: Iterable[Field], obj: Any, prefix: str = "") -> dict[Merge, list[Any]]:
@@ -309,8 +310,8 @@ def window_ops(
     meta = keys.index(window_keys.meta)
     merged = encode_fields(META_FIELDS, sketch)
     for name, c in sketch.categorical.items():
-        for kind, data in encode_fields(CATEGORICAL_META_FIELDS, c, prefix=name).items():
-            merged.setdefault(kind, []).extend(data)
+        for kind, values in encode_fields(CATEGORICAL_META_FIELDS, c, prefix=name).items():
+            merged.setdefault(kind, []).extend(values)
     ops = _ops(meta, merged, expire_at)
     if sketch.outlier_examples:
         examples = [orjson.dumps(e).decode() for e in sketch.outlier_examples]

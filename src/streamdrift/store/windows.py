@@ -3,6 +3,8 @@ one pipelined round trip for any number of windows."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from streamdrift.profile import ReferenceProfile
@@ -21,7 +23,8 @@ class Windows:
         self.redis = client
 
     def starts(self, model: str, revision: int) -> list[int]:
-        return [int(s) for s in self.redis.zrange(ModelKeys(model).windows(revision), 0, -1)]
+        starts: Any = self.redis.zrange(ModelKeys(model).windows(revision), 0, -1)
+        return [int(s) for s in starts]
 
     def read(self, profile: ReferenceProfile, starts: list[int]) -> list[WindowSketch]:
         """Window sketches as stored (features, the model's outputs, performance);
