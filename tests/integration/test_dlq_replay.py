@@ -13,8 +13,8 @@ from streamdrift.config import MonitorConfig
 from streamdrift.reference import build_profile
 from streamdrift.replay import REPLAY_OF
 
-from .conftest import cli, produce, read_topic
-from .truth import WorkerThread, observed, wait_until
+from .conftest import cli, produce, read_topic, wait_for
+from .truth import WorkerThread, observed
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def test_dead_letters_of_a_model_registered_late_are_counted_once(
     produce(settings, events)
     with WorkerThread(settings) as w:
         dlq = settings.dlq_topic(settings.predictions_topic)
-        assert wait_until(lambda: w.worker.stats.messages >= 1500, 60)
+        assert wait_for(lambda: w.worker.stats.messages >= 1500, 60)
         dead = read_topic(settings, dlq, idle_ms=1500)
         assert len(dead) == 1500
         assert {dict(m.headers)["streamdrift.reason"] for m in dead} == {b"unregistered_model"}
@@ -54,7 +54,7 @@ def test_dead_letters_of_a_model_registered_late_are_counted_once(
         res = cli(settings, "dlq", "replay", "--reason", "unregistered_model", "--model", model_id)
         assert res.returncode == 0, res.stderr
         assert "replayed 1,500" in res.stdout and "0 replayed before" in res.stdout
-        assert wait_until(lambda: observed(store, profile).predictions == 1500, 60)
+        assert wait_for(lambda: observed(store, profile).predictions == 1500, 60)
 
         res = cli(settings, "dlq", "replay", "--model", model_id)  # again: nothing twice
         assert res.returncode == 0, res.stderr
@@ -74,7 +74,7 @@ def test_a_replay_that_died_half_way_sends_the_rest_only(settings, store, model_
     produce(settings, events)
     dlq = settings.dlq_topic(settings.predictions_topic)
     with WorkerThread(settings) as w:
-        assert wait_until(lambda: w.worker.stats.messages >= 1000, 60)
+        assert wait_for(lambda: w.worker.stats.messages >= 1000, 60)
         dead = read_topic(settings, dlq, idle_ms=1500)
         assert len(dead) == 1000
         profile, _ = store.profiles.save(_profile(model_id, tmp_path))
@@ -88,11 +88,11 @@ def test_a_replay_that_died_half_way_sends_the_rest_only(settings, store, model_
                 settings.predictions_topic, key=m.key, value=m.value, headers=[(REPLAY_OF, c)]
             )
         assert producer.flush(10) == 0
-        assert wait_until(lambda: observed(store, profile).predictions == 400, 60)
+        assert wait_for(lambda: observed(store, profile).predictions == 400, 60)
 
         res = cli(settings, "dlq", "replay", "--model", model_id)
         assert res.returncode == 0, res.stderr
         assert "replayed 600" in res.stdout and "400 of an interrupted replay" in res.stdout
-        assert wait_until(lambda: observed(store, profile).predictions == 1000, 60)
+        assert wait_for(lambda: observed(store, profile).predictions == 1000, 60)
         time.sleep(3)
         assert observed(store, profile).predictions == 1000

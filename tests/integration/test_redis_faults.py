@@ -19,8 +19,8 @@ from streamdrift.config import MonitorConfig, Settings
 from streamdrift.reference import build_profile
 from streamdrift.store import Store
 
-from .conftest import cli, produce, read_alerts, read_topic
-from .truth import WorkerThread, assert_exact, observed, truth, wait_until
+from .conftest import cli, produce, read_alerts, read_topic, wait_for
+from .truth import WorkerThread, assert_exact, observed, truth
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def _joined(store: Store, profile) -> int:
 
 def _settle(store, profile, want, timeout: float = 90) -> None:
     """Wait until Redis holds the truth, then a little longer: a double count shows."""
-    assert wait_until(
+    assert wait_for(
         lambda: (
             _counted(store, profile) >= want.predictions and _joined(store, profile) >= want.joined
         ),
@@ -87,10 +87,10 @@ def test_writes_redis_lost_are_read_again_from_kafka(settings, redis_node, model
     produce(s, predictions[:half])
     produce(s, labels[: half // 2], topic=s.labels_topic)
     with WorkerThread(s) as w:
-        assert wait_until(lambda: _counted(store, profile) >= half // 3, 60)
+        assert wait_for(lambda: _counted(store, profile) >= half // 3, 60)
         snapshot = node.snapshot() if how == "rdb_snapshot" else None
         produce(s, labels[half // 2 : half], topic=s.labels_topic)
-        assert wait_until(
+        assert wait_for(
             lambda: _counted(store, profile) >= half and _joined(store, profile) >= half // 2, 60
         )
         time.sleep(1)  # the offsets of what was applied reach Kafka's commit
@@ -123,12 +123,12 @@ def test_redis_restarted_empty_stops_the_worker_until_models_are_registered_agai
     want = truth(predictions, labels, WIDTH)
     produce(s, predictions[:3000])
     with WorkerThread(s) as w:
-        assert wait_until(lambda: _counted(store, profile) >= 3000, 60)
+        assert wait_for(lambda: _counted(store, profile) >= 3000, 60)
         node.restart_empty()
         produce(s, predictions[3000:])
         produce(s, labels, topic=s.labels_topic)
         port = w.worker.health.port
-        assert wait_until(lambda: _readyz(port)[0] == 503, 20)
+        assert wait_for(lambda: _readyz(port)[0] == 503, 20)
         _code, body = _readyz(port)
         assert "lost its state" in body["reason"] and "register" in body["reason"]
         assert w.worker.metrics.state_lost._value.get() == 1
@@ -138,7 +138,7 @@ def test_redis_restarted_empty_stops_the_worker_until_models_are_registered_agai
         assert read_topic(s, s.dlq_topic(s.labels_topic), idle_ms=1000) == []
         profile, _ = store.profiles.save(profile.model_copy(update={"revision": 1}))
         _settle(store, profile, want)
-        assert wait_until(lambda: _readyz(port)[0] == 200, 20)
+        assert wait_for(lambda: _readyz(port)[0] == 200, 20)
         assert w.worker.metrics.state_lost._value.get() == 0
         pausing = [m for m in w.log.messages() if m.startswith("pausing")]
         assert len(pausing) == 1, w.log.messages()
@@ -157,12 +157,12 @@ def test_a_known_model_whose_profile_vanished_is_state_lost_not_dead_letters(
     store.redis.delete(f"sd:{{{model_id}}}:profile")
     produce(s, predictions)
     with WorkerThread(s) as w:
-        assert wait_until(lambda: w.worker.fault is not None, 30)
+        assert wait_for(lambda: w.worker.fault is not None, 30)
         assert w.worker.fault.code == "state_lost"
         time.sleep(2)
         assert read_topic(s, s.dlq_topic(s.predictions_topic), idle_ms=1000) == []
         store.profiles.save(profile)
-        assert wait_until(lambda: _counted(store, store.profiles.load(model_id)) == 2000, 60)
+        assert wait_for(lambda: _counted(store, store.profiles.load(model_id)) == 2000, 60)
 
 
 def test_unreachable_and_frozen_redis_is_waited_out(settings, redis_node, model_id, tmp_path):
@@ -174,14 +174,14 @@ def test_unreachable_and_frozen_redis_is_waited_out(settings, redis_node, model_
     want = truth(predictions, labels, WIDTH)
     produce(s, predictions[:4000])
     with WorkerThread(s) as w:
-        assert wait_until(lambda: _counted(store, profile) >= 4000, 60)
+        assert wait_for(lambda: _counted(store, profile) >= 4000, 60)
         port = w.worker.health.port
-        assert wait_until(lambda: _readyz(port)[0] == 200, 20)
+        assert wait_for(lambda: _readyz(port)[0] == 200, 20)
 
         node.kill()
         produce(s, predictions[4000:6000])
         t0 = time.monotonic()
-        assert wait_until(lambda: _readyz(port)[0] == 503, 5, interval=0.05)
+        assert wait_for(lambda: _readyz(port)[0] == 503, 5, interval=0.05)
         assert time.monotonic() - t0 < 1.5
         assert "redis" in _readyz(port)[1]["reason"]
         rss = _rss(w)
@@ -189,19 +189,19 @@ def test_unreachable_and_frozen_redis_is_waited_out(settings, redis_node, model_
         assert w.alive and w.error is None
         assert _rss(w) < rss + 30_000  # kB: paused, nothing piles up
         node.restart()
-        assert wait_until(lambda: _counted(store, profile) >= 6000, 60)
+        assert wait_for(lambda: _counted(store, profile) >= 6000, 60)
 
         node.freeze()
         produce(s, predictions[6000:])
         t0 = time.monotonic()
-        assert wait_until(lambda: _readyz(port)[0] == 503, 5, interval=0.05)
+        assert wait_for(lambda: _readyz(port)[0] == 503, 5, interval=0.05)
         assert time.monotonic() - t0 < 1.5
         time.sleep(12)  # past the reply timeout: the main loop notices too
         assert w.worker.fault is not None and w.alive
         node.thaw()
         produce(s, labels, topic=s.labels_topic)
         _settle(store, profile, want)
-        assert wait_until(lambda: _readyz(port)[0] == 200, 20)
+        assert wait_for(lambda: _readyz(port)[0] == 200, 20)
     messages = w.log.messages(logging.WARNING)
     assert not any(r.exc_info for r in w.log.records), "a traceback was logged"
     pausing = [m for m in messages if m.startswith("pausing")]
@@ -243,12 +243,12 @@ def test_a_full_redis_pauses_the_worker_until_it_has_room(settings, redis_node, 
     want = truth(predictions, labels, WIDTH)
     produce(s, predictions[:2000])
     with WorkerThread(s) as w:
-        assert wait_until(lambda: _counted(store, profile) >= 2000, 60)
+        assert wait_for(lambda: _counted(store, profile) >= 2000, 60)
         used = int(node.client().info("memory")["used_memory"])
         node.client().config_set("maxmemory", used - 1024 * 1024)
         produce(s, predictions[2000:])
         produce(s, labels, topic=s.labels_topic)
-        assert wait_until(lambda: w.worker.fault is not None, 30)
+        assert wait_for(lambda: w.worker.fault is not None, 30)
         assert w.worker.fault.code == "redis_oom"
         node.client().config_set("maxmemory", 256 * 1024 * 1024)
         _settle(store, profile, want)

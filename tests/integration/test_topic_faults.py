@@ -18,8 +18,8 @@ from streamdrift import embedded, kafka_io, synthetic
 from streamdrift.config import MonitorConfig
 from streamdrift.reference import build_profile
 
-from .conftest import produce, read_alerts, read_topic
-from .truth import WorkerThread, observed, wait_until
+from .conftest import produce, read_alerts, read_topic, wait_for
+from .truth import WorkerThread, observed
 
 pytestmark = pytest.mark.integration
 
@@ -92,13 +92,13 @@ def test_a_recreated_topic_is_counted_not_dropped_as_redelivery(
     second = list(synthetic.prediction_events(model_id, 2000, start, 2 * WIDTH, seed=12))
     produce(settings, first)
     with WorkerThread(settings) as w:
-        assert wait_until(lambda: observed(store, profile).predictions == 4000, 60)
+        assert wait_for(lambda: observed(store, profile).predictions == 4000, 60)
         broker.stop()
         time.sleep(2)
         broker.start()
         kafka_io.ensure_topics(settings)
         produce(settings, second)
-        assert wait_until(lambda: observed(store, profile).predictions >= 6000, 90), (
+        assert wait_for(lambda: observed(store, profile).predictions >= 6000, 90), (
             observed(store, profile).predictions,
             w.log.messages(),
         )

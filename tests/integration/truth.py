@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -133,12 +132,3 @@ class WorkerThread:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
