@@ -78,6 +78,13 @@ class TopicRecreated(Exception):
     """A topic was found under a new incarnation mid-stream."""
 
 
+def _resync_cause(error: Exception) -> tuple[str, str]:
+    """The metric label and log detail of a re-read from Redis's fences."""
+    if isinstance(error, TopicRecreated):
+        return "topic_recreated", f"created again: {error}"
+    return "redis_rolled_back", f"redis lost applied writes: {error}"
+
+
 #: Dead letters larger than this keep only this much of the event (and its size).
 DLQ_EXCERPT_BYTES = 256 * 1024
 
@@ -284,28 +291,32 @@ class Worker:
         try:
             step()
             return
-        except StateRolledBack as e:
-            self._resync("redis_rolled_back", f"redis lost applied writes: {e}")
-            return
-        except TopicRecreated as e:
-            self._resync("topic_recreated", f"created again: {e}")
-            return
+        except (StateRolledBack, TopicRecreated) as e:
+            try:
+                self._resync(*_resync_cause(e))
+                return
+            except Exception as failed:
+                error: Exception = failed
         except Exception as e:
-            fault = classify(e)
-            if fault is None:
-                raise
             error = e
+        fault = classify(error)
+        if fault is None:
+            raise error
         self._enter(fault, error)
         backoff = Backoff()
         while going():
             self._serve_group(backoff.next())
             try:
                 self._probe()
-                step() if not self._started else None
+                if not self._started:
+                    step()
+                self._leave(fault)
+                return
             except Exception as e:
-                again = classify(e)
-                if again is None:
+                next_fault = classify(e)
+                if next_fault is None:
                     raise
+                again = next_fault
                 if again.reason != fault.reason:
                     log.warning(
                         "still waiting: %s", self._describe(again), extra={"fault": again.code}
@@ -313,9 +324,6 @@ class Worker:
                     self._set_fault(again)
                     self._note(e)
                     fault = again
-                continue
-            self._leave(fault)
-            return
 
     def _describe(self, fault: Fault) -> str:
         where = f" at {mask_url(self.settings.redis_url)}" if fault.code.startswith("redis") else ""
@@ -346,17 +354,18 @@ class Worker:
             )
 
     def _leave(self, fault: Fault) -> None:
+        """Read on from Redis's fences (this may fail: the fault is not over then)."""
         started = self.metrics.paused_since
         waited = time.monotonic() - started if started else 0.0
-        self._set_fault(None)
-        self._loss_noted = False
-        self.metrics.state_lost.set(0)
         if self._started:
             self._resync("fault_over", f"{fault.code} over after {waited:.1f}s")
             try:
                 self.consumer.resume(self.consumer.assignment())
             except KafkaException as e:
                 log.debug("resume: %s", e)
+        self._set_fault(None)
+        self._loss_noted = False
+        self.metrics.state_lost.set(0)
         log.warning("resumed after %.1fs: %s over", waited, fault.reason)
 
     def _set_fault(self, fault: Fault | None) -> None:
@@ -494,6 +503,7 @@ class Worker:
         """Read every owned partition again from what Redis holds; `cause` is a code
         (metric label), `detail` says what happened."""
         self._abandon()
+        self._callback_error = None  # an assignment Redis could not position: done now
         assigned = self.consumer.assignment() if self._subscribed else []
         offsets = self._positions(assigned) if assigned else {}
         for (topic, partition), offset in offsets.items():
