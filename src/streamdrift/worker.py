@@ -279,7 +279,11 @@ class Worker:
             step()
             return
         except StateRolledBack as e:
-            self._resync("redis_rolled_back", f"redis lost applied writes: {e}")
+            if e.regressions:
+                why = f"redis lost applied writes: {e}"
+            else:
+                why = "redis restarted (new run_id): it may hold less than was applied"
+            self._resync("redis_rolled_back", why)
             return
         except Exception as e:
             fault = classify(e)
@@ -482,6 +486,9 @@ class Worker:
         """Read every owned partition again from what Redis holds; `cause` is a code
         (metric label), `detail` says what happened."""
         self._abandon()
+        # The positions read below are this Redis's: the tick must not take its run_id
+        # for a restart still to catch up with (one resync per restart, not two).
+        self._redis_run_id = self._run_id()
         changes = self.topics.refresh()
         self._topic_alerts(changes)
         assigned = self.consumer.assignment() if self._subscribed else []
