@@ -1,6 +1,6 @@
 """Recovery of two streamdrift workers from Redis faults, measured end to end.
 
-Run:  PYTHONPATH=src .venv/bin/python benchmarks/faults.py [--events N] [--scenario NAME]
+Run:  .venv/bin/python benchmarks/faults.py [--events N] [--scenario NAME]
           [--rate R] [--json] [--keep]
 
 For each scenario the script starts its own Tansu broker and a fresh redis-server (a
@@ -22,7 +22,8 @@ STREAMDRIFT_* variables, each with a metrics port of its own). It then streams N
 - each worker's VmRSS (every 200 ms): the peak, and at the start and end of its pause;
 - the workers' log lines at WARNING and above, and that none holds a traceback.
 
-Scenarios: rdb_snapshot, aof_tail, kill, freeze, empty (see benchmarks/README.md).
+Scenarios: none (no fault, for reference), rdb_snapshot, aof_tail, kill, freeze, empty
+(see benchmarks/README.md).
 Everything started is stopped at the end, also on an error, Ctrl-C or SIGTERM; the
 servers' and workers' logs stay in the run directory when a scenario fails (always with
 --keep).
