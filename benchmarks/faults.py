@@ -472,6 +472,12 @@ class ScenarioRun:
             quick = self.totals()
         except redis.RedisError as e:
             return f"redis: {type(e).__name__}"
+        if quick.predictions > want.predictions or quick.joined > want.joined:
+            # counts never come down by themselves: this is a double count
+            raise BenchmarkError(
+                f"counted twice: predictions {quick.predictions}/{want.predictions}, "
+                f"joins {quick.joined}/{want.joined}"
+            )
         if quick.predictions < want.predictions or quick.joined < want.joined:
             return (
                 f"predictions {quick.predictions}/{want.predictions}, "
@@ -1043,9 +1049,9 @@ def main(argv: list[str] | None = None) -> int:
             run = ScenarioRun(sc, stream, profile, args, root / name)
             try:
                 res = run.run()
-            except BenchmarkError as e:
+            except Exception as e:  # a failed scenario: reported, its logs kept
                 res = run.res
-                res.failure = str(e)
+                res.failure = str(e) if isinstance(e, BenchmarkError) else repr(e)
             entry = {
                 "name": name,
                 "title": sc.title,
