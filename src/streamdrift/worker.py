@@ -82,6 +82,11 @@ def _resync_cause(error: Exception) -> tuple[str, str]:
     """The metric label and log detail of a re-read from Redis's fences."""
     if isinstance(error, TopicRecreated):
         return "topic_recreated", f"created again: {error}"
+    if isinstance(error, StateRolledBack) and not error.regressions:
+        return (
+            "redis_rolled_back",
+            "redis restarted (new run_id): it may hold less than was applied",
+        )
     return "redis_rolled_back", f"redis lost applied writes: {error}"
 
 
@@ -504,6 +509,9 @@ class Worker:
         (metric label), `detail` says what happened."""
         self._abandon()
         self._callback_error = None  # an assignment Redis could not position: done now
+        # The positions read below are this Redis's: the tick must not take its run_id
+        # for a restart still to catch up with (one resync per restart, not two).
+        self._redis_run_id = self._run_id()
         assigned = self.consumer.assignment() if self._subscribed else []
         offsets = self._positions(assigned) if assigned else {}
         for (topic, partition), offset in offsets.items():
