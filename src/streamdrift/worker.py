@@ -494,11 +494,37 @@ class Worker:
                 len(partitions),
                 extra={"offsets": {f"{tp.topic}:{tp.partition}": tp.offset for tp in partitions}},
             )
+            self._compare_with_commits(consumer, offsets)
         except Exception as e:  # Redis away: hold the partitions until it is back
             consumer.assign(partitions)
             consumer.pause(partitions)
             self._callback_error = e
         self.metrics.assigned.set(len(partitions))
+
+    @staticmethod
+    def _compare_with_commits(consumer: Any, offsets: dict[tuple[str, int], int]) -> None:
+        """Say where Redis and Kafka's commits disagree: events applied beyond the commit
+        (a worker died between its apply and its commit: not read again) and committed
+        events Redis no longer holds (read again)."""
+        try:
+            committed = consumer.committed([TopicPartition(t, p) for t, p in offsets], timeout=5)
+        except KafkaException as e:
+            log.debug("committed offsets not read: %s", e)
+            return
+        ahead = behind = 0
+        for tp in committed:
+            redis_at, kafka_at = offsets[(tp.topic, tp.partition)], tp.offset
+            if redis_at >= 0 and kafka_at >= 0:
+                ahead += max(redis_at - kafka_at, 0)
+                behind += max(kafka_at - redis_at, 0)
+        if ahead or behind:
+            log.info(
+                "Redis's fences and Kafka's commits differ: %d events applied beyond the "
+                "commits (not read again), %d committed events Redis does not hold (read again)",
+                ahead,
+                behind,
+                extra={"ahead_of_commits": ahead, "behind_commits": behind},
+            )
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.book.release((tp.topic, tp.partition) for tp in partitions)

@@ -21,9 +21,10 @@ from redis.retry import Retry
 from streamdrift.errors import ConfigError, ConnectionProblem
 
 #: a connection may take this long to open, and a reply this long to arrive: a frozen
-#: Redis is noticed within it (a big batch's apply takes well under a second)
+#: Redis is noticed within it and the worker pauses its partitions (a big batch's apply
+#: takes well under a second)
 CONNECT_TIMEOUT = 5.0
-REPLY_TIMEOUT = 10.0
+REPLY_TIMEOUT = 5.0
 
 RedisClient = redis.Redis | RedisCluster
 
