@@ -63,6 +63,7 @@ from streamdrift.store import (
     ApplyRejected,
     ApplyRequest,
     ApplyResult,
+    ModelChanged,
     PendingApply,
     Store,
     fault_of,
@@ -579,10 +580,15 @@ class Worker:
         self._registered = set(models)
         moves = self.book.idle_moves(models)
         if moves:
-            regressions = self.book.settle(moves, self.store.fences.advance(moves))
+            refused, gone = self.store.fences.advance(moves)
+            if gone:
+                raise StateLost(f"models {', '.join(gone)} have no profile any more", gone)
+            regressions = self.book.settle(moves, refused)
             if regressions:
                 raise StateRolledBack(regressions)
-        self.store.fences.advance_progress({f: o for f, o in self.book.applied.items() if o >= 0})
+        floors = {f: o for f, o in self.book.applied.items() if o >= 0}
+        if not self.store.fences.advance_progress(floors, self.epoch or ""):
+            raise StateLost("its state marker changed")
         if now - self._last_slow_tick >= SLOW_TICK_SECONDS:
             self._last_slow_tick = now
             self._check_policy()
@@ -849,6 +855,16 @@ class Worker:
         if share.skipped:
             self.stats.skipped_replays += share.skipped
             self.metrics.replayed.inc(share.skipped)
+        if isinstance(result, ModelChanged):
+            if result.revision is None:
+                raise StateLost(f"model {share.model} has no profile any more", [share.model])
+            log.info(
+                "model %s: registered again (revision %d), recomputing",
+                share.model,
+                result.revision,
+                extra={"model_id": share.model},
+            )
+            return False
         if isinstance(result, Applied):
             self.book.moved(share.model, share.request.fences)
             self.stats.counted += share.counted

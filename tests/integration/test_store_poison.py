@@ -20,6 +20,7 @@ from streamdrift.store import (
     ApplyRequest,
     Fence,
     FenceMoved,
+    ModelChanged,
     Store,
     buckets,
 )
@@ -325,6 +326,24 @@ def test_a_fence_that_moved_writes_nothing(store: Store, binary: ReferenceProfil
     r.fences = [current, Fence("t@x:1", 3, 4)]
     assert store.applies.apply(r) == FenceMoved("t@x:1", -1)
     assert snapshot(store, binary.model_id) == before
+
+
+def test_an_apply_for_another_revision_or_a_model_gone_writes_nothing(
+    store: Store, binary: ReferenceProfile
+) -> None:
+    """Deltas computed with revision 1 meet the model registered again (revision 2): the
+    call says so and writes nothing; the worker recomputes. Then the model's keys are
+    gone (a Redis emptied, a cluster shard lost): nothing is written either, so no
+    fence can hide what was lost."""
+    r = _valid(store, binary)
+    store.redis.set(f"sd:{{{binary.model_id}}}:revision", binary.revision + 1)
+    before = snapshot(store, binary.model_id)
+    assert store.applies.apply(r) == ModelChanged(binary.revision + 1)
+    assert snapshot(store, binary.model_id) == before
+    for key in store.redis.scan_iter(match=f"sd:{{{binary.model_id}}}:*"):
+        store.redis.delete(key)
+    assert store.applies.apply(r) == ModelChanged(None)
+    assert list(store.redis.scan_iter(match=f"sd:{{{binary.model_id}}}:*")) == []
 
 
 # ---- the Python side's guard ------------------------------------------------------------

@@ -29,6 +29,7 @@ from streamdrift.store.applies import (
     ApplyRequest,
     ApplyResult,
     FenceMoved,
+    ModelChanged,
     PendingApply,
 )
 from streamdrift.store.client import RedisClient, check_eviction_policy, connect, fault_of
@@ -81,6 +82,7 @@ __all__ = [
     "FenceMoved",
     "JoinDelta",
     "JoinStats",
+    "ModelChanged",
     "ModelHead",
     "PendingApply",
     "Store",

@@ -64,7 +64,15 @@ class FenceMoved:
     current: int
 
 
-ApplyResult = Applied | FenceMoved
+@dataclass(slots=True)
+class ModelChanged:
+    """The model is not at the revision the deltas were computed with: registered again
+    (recompute with the new profile), or its keys are gone (`revision` None: lost state)."""
+
+    revision: int | None
+
+
+ApplyResult = Applied | FenceMoved | ModelChanged
 
 
 @dataclass(slots=True)
@@ -135,6 +143,9 @@ class Applies:
             return Applied(JoinStats(*(int(x) for x in res[1:5])))
         if code == 0:
             return FenceMoved(res[1].decode(), int(res[2]))
+        if code == 4:
+            current = res[1].decode()
+            return ModelChanged(int(current) if current else None)
         if code == 2 and rounds < MAX_WINDOW_ROUNDS:
             needed = [int(x) for x in res[1:]]
             self._remember(request.profile.model_id, needed)
@@ -158,7 +169,7 @@ class Applies:
         """The script's KEYS and JSON payload."""
         profile, cfg, rev = r.profile, r.profile.config, r.profile.revision
         k = ModelKeys(profile.model_id)
-        keys = KeyList([k.offsets])
+        keys = KeyList([k.offsets, k.revision])
         ops: list[list[Any]] = []
         if r.invalid:
             counts = [x for reason, c in r.invalid.items() for x in (reason, c)]
@@ -175,6 +186,7 @@ class Applies:
             "fence": [[f.field, f.expected, f.new] for f in r.fences],
             "ops": ops,
             "now": repr(r.now),
+            "revision": str(rev),
         }
         if r.join:
             payload["join"] = self._join(keys, k, r, extra_windows or [])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streamdrift.store.client import RedisClient, int_hash, lua, text_hash
+from streamdrift.store.client import RedisClient, int_hash, lua, text, text_hash
 from streamdrift.store.keys import EPOCH, PROGRESS, TOPICS, ModelKeys, parse_fence_field
 
 
@@ -68,25 +68,33 @@ class Fences:
             pipe.hgetall(ModelKeys(m).offsets)
         return {m: int_hash(r) for m, r in zip(models, pipe.execute(), strict=True)}
 
-    def advance(self, moves: dict[str, list[Fence]]) -> dict[str, dict[str, int]]:
+    def advance(self, moves: dict[str, list[Fence]]) -> tuple[dict[str, dict[str, int]], list[str]]:
         """Move fences from `expected` to `new`, model by model, where they still are at
-        `expected`; returns the fields left alone and their current offsets."""
+        `expected`; returns the fields left alone with their current offsets, and the
+        models that have no revision any more (their state is gone: nothing written)."""
         out: dict[str, dict[str, int]] = {}
+        gone: list[str] = []
         for m, fences in moves.items():
             if not fences:
                 continue
+            k = ModelKeys(m)
             args = [x for f in fences for x in (f.field, f.expected, f.new)]
-            res = self._advance(keys=[ModelKeys(m).offsets], args=args)
-            if res:
-                out[m] = {res[i].decode(): int(res[i + 1]) for i in range(0, len(res), 2)}
-        return out
+            res = self._advance(keys=[k.offsets, k.revision], args=args)
+            if res == 0:
+                gone.append(m)
+            elif res:
+                out[m] = {text(res[i]): int(res[i + 1]) for i in range(0, len(res), 2)}
+        return out, gone
 
     def progress(self) -> dict[str, int]:
         return int_hash(self.redis.hgetall(PROGRESS))
 
-    def advance_progress(self, marks: dict[str, int]) -> None:
-        if marks:
-            self._progress(keys=[PROGRESS], args=[x for f, o in marks.items() for x in (f, o)])
+    def advance_progress(self, marks: dict[str, int], epoch: str) -> bool:
+        """Raise the progress floors, if the state marker is still `epoch`."""
+        if not marks:
+            return True
+        args = [epoch, *(x for f, o in marks.items() for x in (f, o))]
+        return bool(self._progress(keys=[PROGRESS, EPOCH], args=args))
 
     def adopt_legacy(self, models: list[str], topic: str, incarnation: str) -> None:
         """Fences written before fences named their topic's incarnation

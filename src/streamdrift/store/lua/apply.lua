@@ -10,6 +10,7 @@
 -- half of its keys.
 --
 -- KEYS[1]   the model's offsets hash (the fences)
+-- KEYS[2]   the model's revision: the deltas were computed with that profile
 -- KEYS[i]   every other key the call may touch
 -- ARGV[1]   JSON payload, see store/applies.py:
 --   fence = {{field, expected offset, new offset}, ...}
@@ -17,11 +18,14 @@
 --                                                    or cap, capped_list, zadd, zprune
 --   join  = {...} or absent                          the label join, see below
 --   now   = "<unix time>"
+--   revision = "<the revision the deltas were computed with>"
 -- Returns
 --   {1, joined, duplicate predictions, duplicate labels, labels waiting}   applied
 --   {0, field, current offset}       a fence moved (another worker): nothing written
 --   {2, window start, ...}           the join needs windows KEYS lacks: nothing written
 --   {3, reason}                      invalid input: nothing written
+--   {4, revision or ""}              the model is not at that revision (registered again,
+--                                    or its state is gone): nothing written
 
 local p = cjson.decode(ARGV[1])
 local offsets = KEYS[1]
@@ -50,7 +54,11 @@ local function fields_ok(d, from)
   return true
 end
 
--- 1. fences -------------------------------------------------------------------------------
+-- 1. the model and its fences --------------------------------------------------------------
+-- A Redis that lost the model's keys (restarted empty, a cluster shard emptied) has no
+-- revision: counting into it would leave fences that hide what was lost.
+local revision = redis.call('GET', KEYS[2])
+if revision ~= p.revision then return {4, revision or ''} end
 for _, f in ipairs(p.fence) do
   if type(f[1]) ~= 'string' or not is_int(f[2]) or not is_int(f[3]) then
     return invalid('fence ' .. tostring(f[1]))
