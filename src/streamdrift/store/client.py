@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 
 from streamdrift.errors import ConfigError, ConnectionProblem
@@ -26,6 +27,10 @@ CONNECT_TIMEOUT = 5.0
 REPLY_TIMEOUT = 10.0
 
 RedisClient = redis.Redis | RedisCluster
+
+#: what a client may raise when Redis fails: redis-py's cluster client raises some of its
+#: errors (no node reachable, a slot no node serves) outside `redis.RedisError`
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 
@@ -69,7 +74,8 @@ def _cluster(url: str, **options: Any) -> RedisCluster:
 
 def connect(url: str, timeout: float = REPLY_TIMEOUT) -> RedisClient:
     """A client for `url`: `redis://`, `rediss://`, `unix://`, or a cluster's
-    `redis+cluster://host:port,...`. Nothing is sent until the first command."""
+    `redis+cluster://host:port,...`. Nothing is sent until the first command, except to a
+    cluster, whose client reads the slot map from a seed node at once."""
     options: dict[str, Any] = {
         "socket_connect_timeout": min(CONNECT_TIMEOUT, timeout),
         "socket_timeout": timeout,
@@ -83,8 +89,9 @@ def connect(url: str, timeout: float = REPLY_TIMEOUT) -> RedisClient:
         return redis.Redis.from_url(
             url, retry=Retry(NoBackoff(), 0), health_check_interval=30, **options
         )
-    except (ValueError, redis.RedisError) as e:
-        if isinstance(e, redis.ConnectionError):
+    except (ValueError, *REDIS_ERRORS) as e:
+        # the cluster client reads the slot map from a seed node as it is made
+        if isinstance(e, redis.ConnectionError | RedisClusterException):
             raise ConnectionProblem(
                 f"cannot reach Redis Cluster: {e}", "start Redis or fix STREAMDRIFT_REDIS_URL"
             ) from None
@@ -140,8 +147,31 @@ _TRANSIENT_REPLIES = {
 }
 
 
+#: redis-py's cluster client errors that are no reply of a server, by what they say
+_CLUSTER_CLIENT_FAULTS = {
+    # every seed node and every known node refused the connection
+    "cannot be connected": Fault(
+        "redis_unreachable",
+        "no node of the redis cluster answers",
+        "start Redis or fix STREAMDRIFT_REDIS_URL",
+    ),
+    # the nodes' slot maps leave slots without a master (a master failed, no replica)
+    "not covered": _TRANSIENT_REPLIES["CLUSTERDOWN"],
+    # the nodes disagree on the slot map: a resharding or failover is under way
+    "could not agree": _TRANSIENT_REPLIES["TRYAGAIN"],
+}
+
+
 def fault_of(error: BaseException) -> Fault | None:
     """The fault behind `error` when it is one to wait out, else None (a bug)."""
+    if isinstance(error, SlotNotCoveredError):
+        return _TRANSIENT_REPLIES["CLUSTERDOWN"]
+    if isinstance(error, RedisClusterException):
+        text = str(error)
+        return next((f for k, f in _CLUSTER_CLIENT_FAULTS.items() if k in text), None)
+    if isinstance(error, redis.exceptions.ClusterError) and "TTL exhausted" in str(error):
+        # the cluster client gave up following redirections or TRYAGAIN: a slot is moving
+        return _TRANSIENT_REPLIES["TRYAGAIN"]
     if isinstance(error, redis.TimeoutError):
         return Fault(
             "redis_timeout",
@@ -205,7 +235,7 @@ def check_eviction_policy(client: RedisClient, allow: bool = False) -> None:
     pause. `allow` is the override for those who accept the loss."""
     try:
         policies = eviction_policies(client)
-    except redis.RedisError as e:
+    except REDIS_ERRORS as e:
         raise ConnectionProblem(
             f"cannot read Redis's maxmemory-policy: {e}", "start Redis or fix STREAMDRIFT_REDIS_URL"
         ) from None
