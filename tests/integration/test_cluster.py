@@ -23,7 +23,7 @@ from streamdrift.store import Store
 from streamdrift.worker import Worker
 
 from .conftest import cli, env_for, produce, read_alerts, wait_for, write_config
-from .redis_control import RedisCluster
+from .redis_control import RedisCluster, stable_port
 from .truth import Truth, WorkerThread, assert_exact, observed, truth, wait_until
 
 pytestmark = pytest.mark.integration
@@ -239,9 +239,10 @@ def _feed(
 def test_sigkilled_workers_on_the_cluster_count_every_event_once(settings, redis_cluster, tmp_path):
     """Two worker processes (`streamdrift worker`, and one whose commits lag its applies),
     SIGKILLed three times while three models on three masters stream predictions and
-    labels: every window's counts and confusion matrix end exact. The third model's events stop early, so its fences lag the others'
-    between the workers' ticks, and a restarted worker reads from them: events the other
-    models already counted come again, and their fences drop them."""
+    labels: every window's counts and confusion matrix end exact. The third model's
+    events stop early, so its fences lag the others' between the workers' ticks, and a
+    restarted worker reads from them: events the other models already counted come
+    again, and their fences drop them."""
     cluster = redis_cluster
     s, store = _on_cluster(settings, cluster)
     s.batch_size = 500
@@ -324,3 +325,28 @@ def test_moving_a_models_slot_mid_stream_keeps_counts_and_joins_exact(
     held = _keys_by_node(cluster, f"sd:{{{model}}}:*")
     assert [len(held[n]) > 0 for n in cluster.nodes] == [False, False, True]
     cluster.check()
+
+
+def test_a_cluster_of_one_master_works_too(settings, redis_node, tmp_path):
+    """A development cluster of a single master, all slots on it: the worker reads each
+    primary's INFO (the cluster client answers a one-primary INFO bare, not by node) and
+    counts exactly."""
+    bus = ["--cluster-port", str(stable_port())]
+    node = redis_node(
+        persistence="none",
+        extra_args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", *bus],
+    )
+    with node.client() as c:
+        c.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        assert wait_until(lambda: b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO"), 10)
+    url = f"redis+cluster://127.0.0.1:{node.port}"
+    s, store = settings.model_copy(update={"redis_url": url}), Store(url)
+    model = f"one-{uuid.uuid4().hex[:6]}"
+    _save(store, model, tmp_path)
+    store.check_eviction_policy()
+    per_model, predictions, labels = _streams([model], 2000, 2, seed=9)
+    produce(s, predictions)
+    produce(s, labels, topic=s.labels_topic)
+    stats = Worker(s).run(max_seconds=60, install_signals=False, until_messages=4000)
+    assert stats.counted == 2000
+    _settle(store, {model: truth(*per_model[model], WIDTH)}, timeout=10)

@@ -208,24 +208,28 @@ def fault_of(error: BaseException) -> Fault | None:
 SAFE_POLICY = "noeviction"
 
 
+def memory_info(client: RedisClient) -> dict[str, dict[str, Any]]:
+    """INFO memory of each server: the one, or each primary of a cluster, by name. Asked
+    node by node: asked of all primaries at once, the cluster client returns one node's
+    reply bare, not keyed by node, when the cluster has a single primary."""
+    if isinstance(client, RedisCluster):
+        return {n.name: client.info("memory", target_nodes=n) for n in client.get_primaries()}
+    return {"redis": client.info("memory")}
+
+
 def eviction_policies(client: RedisClient) -> dict[str, str]:
     """`maxmemory-policy` of each server (each primary of a cluster), from INFO memory,
     which managed services serve even where they rename CONFIG."""
-    if isinstance(client, RedisCluster):
-        info = client.info("memory", target_nodes=RedisCluster.PRIMARIES)
-        return {str(node): str(i.get("maxmemory_policy", "unknown")) for node, i in info.items()}
-    return {"redis": str(client.info("memory").get("maxmemory_policy", "unknown"))}
+    return {
+        node: str(i.get("maxmemory_policy", "unknown")) for node, i in memory_info(client).items()
+    }
 
 
 def memory_full(client: RedisClient) -> bool:
     """Whether a server is at its maxmemory (with noeviction, it refuses writes)."""
-    if isinstance(client, RedisCluster):
-        infos = list(client.info("memory", target_nodes=RedisCluster.PRIMARIES).values())
-    else:
-        infos = [client.info("memory")]
     return any(
         int(i.get("maxmemory", 0)) > 0 and int(i["used_memory"]) >= int(i["maxmemory"])
-        for i in infos
+        for i in memory_info(client).values()
     )
 
 
