@@ -350,3 +350,43 @@ def test_a_cluster_of_one_master_works_too(settings, redis_node, tmp_path):
     stats = Worker(s).run(max_seconds=60, install_signals=False, until_messages=4000)
     assert stats.counted == 2000
     _settle(store, {model: truth(*per_model[model], WIDTH)}, timeout=10)
+
+
+def test_a_shard_that_lost_a_models_keys_is_counted_again_once_registered(
+    settings, redis_cluster, tmp_path
+):
+    """One master loses every key of model X (as when it restarts empty) while the worker
+    runs; model Y on another master keeps its state. The worker stops on the loss instead
+    of counting X into nothing; once X is registered again (the CLI), X's events are read
+    again from the start, Y's re-deliveries are dropped by Y's fences, and both end
+    exact."""
+    cluster = redis_cluster
+    s, store = _on_cluster(settings, cluster)
+    placement = _model_per_master(cluster)
+    x, y = sorted(placement)[:2]
+    for m in (x, y):
+        _save(store, m, tmp_path)
+    per_model, predictions, labels = _streams([x, y], 1500, 2, seed=12)
+    want = {m: truth(*per_model[m], WIDTH) for m in (x, y)}
+    half = len(predictions) // 2
+    produce(s, predictions[:half])
+    produce(s, labels[:half], topic=s.labels_topic)
+    with WorkerThread(s) as w:
+        assert wait_until(lambda: sum(_counts(store, [x, y])) >= half, 30)
+        with cluster.node_client(placement[x]) as c:
+            c.delete(*c.scan_iter(match=f"sd:{{{x}}}:*", count=1000))
+        produce(s, predictions[half:])
+        produce(s, labels[half:], topic=s.labels_topic)
+        assert wait_until(lambda: w.worker.fault is not None, 20)
+        assert w.worker.fault.code == "state_lost" and x in w.worker.fault.reason
+        _register(s, x, tmp_path)
+        _settle(store, want, timeout=40)
+        assert w.alive and w.error is None
+
+
+def _counts(store: Store, models: list[str]) -> list[int]:
+    out = []
+    for m in models:
+        profile = store.profiles.load(m)
+        out.append(observed(store, profile).predictions if profile is not None else 0)
+    return out
