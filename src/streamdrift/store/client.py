@@ -3,7 +3,9 @@ telling a Redis fault that passes from a mistake.
 
 The clients retry nothing themselves (redis-py 8 would retry a command ten times with
 backoff, invisibly): the worker owns fault handling, because after a fault it must
-decide where to resume reading Kafka, and only Redis's fences can tell it.
+decide where to resume reading Kafka, and only Redis's fences can tell it. The cluster
+client alone retries a little (3 times), since its retry is what re-reads the slot map
+after a node failed; it follows MOVED and ASK, and retries TRYAGAIN for ~0.4 s.
 """
 
 from __future__ import annotations
