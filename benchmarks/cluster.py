@@ -77,8 +77,20 @@ def _redis_server(port: int, workdir: Path, *extra: str) -> subprocess.Popen:
     """A redis-server as embedded.start runs it: no persistence, noeviction (default)."""
     workdir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [embedded.redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir), *extra],
+        [
+            embedded.redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            *extra,
+        ],
         stdout=open(workdir / "redis.log", "wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -106,18 +118,36 @@ def cluster(workdir: Path, masters: int = 3) -> Iterator[str]:
         raise BenchmarkError("redis-cli is not on PATH (it comes with the redis-server package)")
     ports = [embedded.free_port() for _ in range(masters)]
     procs = [  # the bus on a port of its own: the default, port + 10000, may be > 65535
-        _redis_server(p, workdir / f"node-{p}", "--cluster-enabled", "yes",
-                      "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000",
-                      "--cluster-port", str(embedded.free_port()))
+        _redis_server(
+            p,
+            workdir / f"node-{p}",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "5000",
+            "--cluster-port",
+            str(embedded.free_port()),
+        )
         for p in ports
     ]
     try:
         for p in ports:
             _wait_ping(p)
         subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         deadline = time.monotonic() + 30
         while not all(_cluster_ok(p) for p in ports):
@@ -162,8 +192,7 @@ def masters(url: str) -> list[redis.Redis]:
     """A plain client per server: the one server, or each master of the cluster."""
     if url.startswith("redis+cluster://"):
         hosts = url.split("://", 1)[1].split(",")
-        return [redis.Redis(host=h.rsplit(":", 1)[0], port=int(h.rsplit(":", 1)[1]))
-                for h in hosts]
+        return [redis.Redis(host=h.rsplit(":", 1)[0], port=int(h.rsplit(":", 1)[1])) for h in hosts]
     return [redis.Redis.from_url(url)]
 
 
@@ -199,9 +228,16 @@ def create_topic(bootstrap: str, topic: str) -> None:
 
 
 def produce(bootstrap: str, pairs_by_topic: dict[str, list[tuple[bytes, bytes]]]) -> float:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                         "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
-                         "queue.buffering.max.kbytes": 1024 * 1024, "acks": "all"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 500000,
+            "queue.buffering.max.kbytes": 1024 * 1024,
+            "acks": "all",
+        }
+    )
     errors: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: object) -> None:
@@ -233,10 +269,12 @@ def stream(models: list[str], n: int, labels: bool) -> tuple[list, list, dict[st
         preds[m], labs[m] = synthetic.labelled_events(
             m, per[m], start, SPAN_SECONDS, seed=11 + i, delay_seconds=(120, 6 * 3600)
         )
-    predictions = [preds[m][j] for j in range(max(per.values())) for m in models
-                   if j < per[m]]
-    label_events = [labs[m][j] for j in range(max(per.values())) for m in models
-                    if j < per[m]] if labels else []
+    predictions = [preds[m][j] for j in range(max(per.values())) for m in models if j < per[m]]
+    label_events = (
+        [labs[m][j] for j in range(max(per.values())) for m in models if j < per[m]]
+        if labels
+        else []
+    )
     return predictions, label_events, per
 
 
@@ -264,10 +302,16 @@ def reset(url: str, models: list[str], reference: Path) -> None:
         r.close()
     store = Store(url)
     for m in models:
-        store.profiles.save(build_profile(
-            m, reference, prediction_column="score", label_column="is_fraud",
-            features=[*synthetic.NUMERIC, "country", "device"],
-            config=MonitorConfig(window_seconds=WINDOW_SECONDS)))
+        store.profiles.save(
+            build_profile(
+                m,
+                reference,
+                prediction_column="score",
+                label_column="is_fraud",
+                features=[*synthetic.NUMERIC, "country", "device"],
+                config=MonitorConfig(window_seconds=WINDOW_SECONDS),
+            )
+        )
 
 
 def apply_times(url: str, sha: str) -> dict[str, list[float]]:
@@ -277,7 +321,8 @@ def apply_times(url: str, sha: str) -> dict[str, list[float]]:
     for r in masters(url):
         entries = r.slowlog_get(-1)
         out[str(r.connection_pool.connection_kwargs["port"])] = [
-            e["duration"] / 1e3 for e in entries
+            e["duration"] / 1e3
+            for e in entries
             if e["command"].startswith(f"EVALSHA {sha}".encode())
         ]
         r.config_set("slowlog-log-slower-than", 10_000)
@@ -379,13 +424,22 @@ def verify(url: str, per_model: dict[str, int], labelled: bool) -> None:
             raise BenchmarkError(f"{m}: windows hold {got} events, {joined} joined; want {want}")
 
 
-def one_run(kind: str, url: str, base: Settings, group: str, n_messages: int,
-            models: list[str], per_model: dict[str, int], reference: Path,
-            labels: bool) -> dict[str, Any]:
+def one_run(
+    kind: str,
+    url: str,
+    base: Settings,
+    group: str,
+    n_messages: int,
+    models: list[str],
+    per_model: dict[str, int],
+    reference: Path,
+    labels: bool,
+) -> dict[str, Any]:
     reset(url, models, reference)
     before = commandstats(url)
-    res = run_worker(base.model_copy(update={"redis_url": url, "consumer_group": group}),
-                     n_messages)
+    res = run_worker(
+        base.model_copy(update={"redis_url": url, "consumer_group": group}), n_messages
+    )
     after = commandstats(url)
     times = apply_times(url, res.pop("apply_sha"))
     verify(url, per_model, labels)
@@ -394,15 +448,20 @@ def one_run(kind: str, url: str, base: Settings, group: str, n_messages: int,
     every = sorted(t for ts in times.values() for t in ts)
     if len(every) < res["applies"]:
         raise BenchmarkError(f"{len(every)} applies in SLOWLOG, {res['applies']} sent")
-    res.update(kind=kind, applies_per_server=sorted(len(ts) for ts in times.values()),
-               server_ms_per_apply=sum(every) / len(every),
-               server_ms_p50=every[len(every) // 2], server_ms_max=every[-1],
-               evalsha_seconds=usec / 1e6,
-               server_seconds_per_server=sorted(round(sum(ts) / 1e3, 3)
-                                                for ts in times.values()))
-    log(f"  {kind:7}: {res['events_per_s']:>9,.0f} events/s; per apply: "
+    res.update(
+        kind=kind,
+        applies_per_server=sorted(len(ts) for ts in times.values()),
+        server_ms_per_apply=sum(every) / len(every),
+        server_ms_p50=every[len(every) // 2],
+        server_ms_max=every[-1],
+        evalsha_seconds=usec / 1e6,
+        server_seconds_per_server=sorted(round(sum(ts) / 1e3, 3) for ts in times.values()),
+    )
+    log(
+        f"  {kind:7}: {res['events_per_s']:>9,.0f} events/s; per apply: "
         f"{res['server_ms_per_apply']:.2f} ms in Redis, {res['ms_wait_per_apply']:.2f} ms "
-        f"waited; applies per server {res['applies_per_server']}")
+        f"waited; applies per server {res['applies_per_server']}"
+    )
     return res
 
 
@@ -410,24 +469,47 @@ def table(res: dict[str, Any]) -> str:
     s, c = res["single"], res["cluster"]
     rows = [
         ("events/s (faster run)", f"{s['events_per_s']:,.0f}", f"{c['events_per_s']:,.0f}"),
-        ("all runs, events/s", ", ".join(f"{x:,.0f}" for x in res["single_runs"]),
-         ", ".join(f"{x:,.0f}" for x in res["cluster_runs"])),
+        (
+            "all runs, events/s",
+            ", ".join(f"{x:,.0f}" for x in res["single_runs"]),
+            ", ".join(f"{x:,.0f}" for x in res["cluster_runs"]),
+        ),
         ("applies sent (one per model per batch)", str(s["applies"]), str(c["applies"])),
-        ("apply script runs per server", str(s["applies_per_server"]),
-         str(c["applies_per_server"])),
-        ("apply run in Redis, ms: mean", f"{s['server_ms_per_apply']:.2f}",
-         f"{c['server_ms_per_apply']:.2f}"),
-        ("apply run in Redis, ms: median / max",
-         f"{s['server_ms_p50']:.1f} / {s['server_ms_max']:.1f}",
-         f"{c['server_ms_p50']:.1f} / {c['server_ms_max']:.1f}"),
-        ("apply, ms the worker waited (mean)", f"{s['ms_wait_per_apply']:.2f}",
-         f"{c['ms_wait_per_apply']:.2f}"),
-        ("apply, ms from send to read (mean)", f"{s['ms_send_to_read_per_apply']:.1f}",
-         f"{c['ms_send_to_read_per_apply']:.1f}"),
-        ("applies' Redis seconds per server", str(s["server_seconds_per_server"]),
-         str(c["server_seconds_per_server"])),
-        ("EVALSHA seconds, every script", f"{s['evalsha_seconds']:.2f}",
-         f"{c['evalsha_seconds']:.2f}"),
+        (
+            "apply script runs per server",
+            str(s["applies_per_server"]),
+            str(c["applies_per_server"]),
+        ),
+        (
+            "apply run in Redis, ms: mean",
+            f"{s['server_ms_per_apply']:.2f}",
+            f"{c['server_ms_per_apply']:.2f}",
+        ),
+        (
+            "apply run in Redis, ms: median / max",
+            f"{s['server_ms_p50']:.1f} / {s['server_ms_max']:.1f}",
+            f"{c['server_ms_p50']:.1f} / {c['server_ms_max']:.1f}",
+        ),
+        (
+            "apply, ms the worker waited (mean)",
+            f"{s['ms_wait_per_apply']:.2f}",
+            f"{c['ms_wait_per_apply']:.2f}",
+        ),
+        (
+            "apply, ms from send to read (mean)",
+            f"{s['ms_send_to_read_per_apply']:.1f}",
+            f"{c['ms_send_to_read_per_apply']:.1f}",
+        ),
+        (
+            "applies' Redis seconds per server",
+            str(s["server_seconds_per_server"]),
+            str(c["server_seconds_per_server"]),
+        ),
+        (
+            "EVALSHA seconds, every script",
+            f"{s['evalsha_seconds']:.2f}",
+            f"{c['evalsha_seconds']:.2f}",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     lines = [
@@ -440,8 +522,11 @@ def table(res: dict[str, Any]) -> str:
         f"{'':{width}}  {'single':>12}  {'cluster':>12}",
     ]
     lines += [f"{a:{width}}  {b:>12}  {d:>12}" for a, b, d in rows]
-    lines += ["", f"ratio cluster / single: {res['ratio']:.2f}   (load average at the end: "
-              f"{', '.join(f'{x:.1f}' for x in res['load_average'])})"]
+    lines += [
+        "",
+        f"ratio cluster / single: {res['ratio']:.2f}   (load average at the end: "
+        f"{', '.join(f'{x:.1f}' for x in res['load_average'])})",
+    ]
     return "\n".join(lines)
 
 
@@ -457,13 +542,20 @@ def main(argv: list[str] | None = None) -> int:
     run = uuid.uuid4().hex[:8]
     topic = f"sd-bench-cluster-{run}"
     t_start = time.perf_counter()
-    with servers() as (bootstrap, single_url, cluster_url), \
-            tempfile.TemporaryDirectory(prefix="sd-bench-") as tmp:
+    with (
+        servers() as (bootstrap, single_url, cluster_url),
+        tempfile.TemporaryDirectory(prefix="sd-bench-") as tmp,
+    ):
         models = model_ids(cluster_url, run)
         reference = synthetic.write_reference(Path(tmp) / "reference.csv")
-        base = Settings(kafka_bootstrap=bootstrap, predictions_topic=topic,
-                        labels_topic=f"{topic}-labels", alerts_topic=f"{topic}-alerts",
-                        session_timeout_ms=SESSION_TIMEOUT_MS, metrics_port=-1)
+        base = Settings(
+            kafka_bootstrap=bootstrap,
+            predictions_topic=topic,
+            labels_topic=f"{topic}-labels",
+            alerts_topic=f"{topic}-alerts",
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            metrics_port=-1,
+        )
         create_topic(bootstrap, topic)
         create_topic(bootstrap, base.labels_topic)
         predictions, label_events, per_model = stream(models, args.events, args.labels)
@@ -475,9 +567,19 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             order = [("single", single_url), ("cluster", cluster_url)]
             for kind, url in order if r % 2 == 0 else order[::-1]:
-                runs[kind].append(one_run(kind, url, base, f"bench-{kind}-{r}-{run}",
-                                          n_messages, models, per_model, reference,
-                                          args.labels))
+                runs[kind].append(
+                    one_run(
+                        kind,
+                        url,
+                        base,
+                        f"bench-{kind}-{r}-{run}",
+                        n_messages,
+                        models,
+                        per_model,
+                        reference,
+                        args.labels,
+                    )
+                )
         load = os.getloadavg()
     best = {k: max(v, key=lambda x: x["events_per_s"]) for k, v in runs.items()}
     res = {
