@@ -51,10 +51,12 @@ class Profiles:
         """The fence fields to reset for a registered model whose profile is gone (its
         state was lost), else none: every field of the progress floors and of the other
         models' fences."""
-        k = ModelKeys(model)
-        if self.redis.get(k.revision) is not None or not self.redis.sismember(MODELS, model):
+        if self.redis.get(ModelKeys(model).revision) is not None:
             return []
-        others = [m for m in self.models() if m != model]
+        registered = self.models()  # SMEMBERS: the least-privilege ACL user has no SISMEMBER
+        if model not in registered:
+            return []
+        others = [m for m in registered if m != model]
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(PROGRESS)
         for m in others:
