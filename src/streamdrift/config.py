@@ -198,7 +198,9 @@ class Settings(BaseSettings):
         password = url_password(url)
         try:
             parts = urlsplit(url)
-            parts.port  # noqa: B018 - raises on a port that is not a number
+            # a cluster's URL names several nodes: host:port,host:port
+            for node in parts.netloc.rpartition("@")[2].split(","):
+                urlsplit(f"//{node}").port  # noqa: B018 - raises on a port that is not a number
             ok = password is None or parts.password == password
         except ValueError:
             ok = False

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import random
 
-import redis
 from confluent_kafka import KafkaException
 
 from streamdrift.errors import ConnectionProblem
-from streamdrift.store.client import Fault, fault_of
+from streamdrift.store.client import REDIS_ERRORS, Fault, fault_of
 
 
 class BrokerUnavailable(Exception):
@@ -66,7 +65,7 @@ def classify(error: BaseException) -> Fault | None:
     if isinstance(error, ConnectionProblem):
         code = "redis_unreachable" if "Redis" in error.problem else "kafka_unreachable"
         return Fault(code, error.problem, error.fix)
-    if isinstance(error, redis.RedisError):
+    if isinstance(error, REDIS_ERRORS):
         return fault_of(error)
     return None
 

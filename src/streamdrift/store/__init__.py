@@ -18,8 +18,6 @@
 
 from __future__ import annotations
 
-import redis
-
 from streamdrift.errors import ConnectionProblem
 from streamdrift.store.alert_ledger import AlertLedger
 from streamdrift.store.applies import (
@@ -32,7 +30,13 @@ from streamdrift.store.applies import (
     ModelChanged,
     PendingApply,
 )
-from streamdrift.store.client import RedisClient, check_eviction_policy, connect, fault_of
+from streamdrift.store.client import (
+    REDIS_ERRORS,
+    RedisClient,
+    check_eviction_policy,
+    connect,
+    fault_of,
+)
 from streamdrift.store.counters import Counters
 from streamdrift.store.fences import Fence, Fences, ModelHead
 from streamdrift.store.keys import fence_field
@@ -62,7 +66,7 @@ class Store:
     def ping(self) -> None:
         try:
             self.redis.ping()
-        except redis.RedisError as e:
+        except REDIS_ERRORS as e:
             raise ConnectionProblem(
                 f"cannot reach Redis at {self.url}: {e}",
                 "start Redis or set STREAMDRIFT_REDIS_URL",

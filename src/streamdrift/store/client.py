@@ -3,7 +3,9 @@ telling a Redis fault that passes from a mistake.
 
 The clients retry nothing themselves (redis-py 8 would retry a command ten times with
 backoff, invisibly): the worker owns fault handling, because after a fault it must
-decide where to resume reading Kafka, and only Redis's fences can tell it.
+decide where to resume reading Kafka, and only Redis's fences can tell it. The cluster
+client alone retries a little (3 times), since its retry is what re-reads the slot map
+after a node failed; it follows MOVED and ASK, and retries TRYAGAIN for ~0.4 s.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 
 from streamdrift.errors import ConfigError, ConnectionProblem
@@ -27,6 +30,10 @@ CONNECT_TIMEOUT = 5.0
 REPLY_TIMEOUT = 5.0
 
 RedisClient = redis.Redis | RedisCluster
+
+#: what a client may raise when Redis fails: redis-py's cluster client raises some of its
+#: errors (no node reachable, a slot no node serves) outside `redis.RedisError`
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 
@@ -70,7 +77,8 @@ def _cluster(url: str, **options: Any) -> RedisCluster:
 
 def connect(url: str, timeout: float = REPLY_TIMEOUT) -> RedisClient:
     """A client for `url`: `redis://`, `rediss://`, `unix://`, or a cluster's
-    `redis+cluster://host:port,...`. Nothing is sent until the first command."""
+    `redis+cluster://host:port,...`. Nothing is sent until the first command, except to a
+    cluster, whose client reads the slot map from a seed node at once."""
     options: dict[str, Any] = {
         "socket_connect_timeout": min(CONNECT_TIMEOUT, timeout),
         "socket_timeout": timeout,
@@ -84,8 +92,9 @@ def connect(url: str, timeout: float = REPLY_TIMEOUT) -> RedisClient:
         return redis.Redis.from_url(
             url, retry=Retry(NoBackoff(), 0), health_check_interval=30, **options
         )
-    except (ValueError, redis.RedisError) as e:
-        if isinstance(e, redis.ConnectionError):
+    except (ValueError, redis.RedisError, RedisClusterException) as e:
+        # the cluster client reads the slot map from a seed node as it is made
+        if isinstance(e, redis.ConnectionError | RedisClusterException):
             raise ConnectionProblem(
                 f"cannot reach Redis Cluster: {e}", "start Redis or fix STREAMDRIFT_REDIS_URL"
             ) from None
@@ -156,8 +165,31 @@ _TRANSIENT_REPLIES = {
 }
 
 
+#: redis-py's cluster client errors that are no reply of a server, by what they say
+_CLUSTER_CLIENT_FAULTS = {
+    # every seed node and every known node refused the connection
+    "cannot be connected": Fault(
+        "redis_unreachable",
+        "no node of the redis cluster answers",
+        "start Redis or fix STREAMDRIFT_REDIS_URL",
+    ),
+    # the nodes' slot maps leave slots without a master (a master failed, no replica)
+    "not covered": _TRANSIENT_REPLIES["CLUSTERDOWN"],
+    # the nodes disagree on the slot map: a resharding or failover is under way
+    "could not agree": _TRANSIENT_REPLIES["TRYAGAIN"],
+}
+
+
 def fault_of(error: BaseException) -> Fault | None:
     """The fault behind `error` when it is one to wait out, else None (a bug)."""
+    if isinstance(error, SlotNotCoveredError):
+        return _TRANSIENT_REPLIES["CLUSTERDOWN"]
+    if isinstance(error, RedisClusterException):
+        text = str(error)
+        return next((f for k, f in _CLUSTER_CLIENT_FAULTS.items() if k in text), None)
+    if isinstance(error, redis.exceptions.ClusterError) and "TTL exhausted" in str(error):
+        # the cluster client gave up following redirections or TRYAGAIN: a slot is moving
+        return _TRANSIENT_REPLIES["TRYAGAIN"]
     if isinstance(error, redis.TimeoutError):
         return Fault(
             "redis_timeout",
@@ -194,24 +226,29 @@ def fault_of(error: BaseException) -> Fault | None:
 SAFE_POLICY = "noeviction"
 
 
+def memory_info(client: RedisClient) -> dict[str, dict[str, Any]]:
+    """INFO memory of each server: the one, or each primary of a cluster, by name. Asked
+    node by node: asked of all primaries at once, the cluster client returns one node's
+    reply bare, not keyed by node, when the cluster has a single primary."""
+    if isinstance(client, RedisCluster):
+        primaries = client.get_primaries()  # type: ignore[no-untyped-call]
+        return {n.name: client.info("memory", target_nodes=n) for n in primaries}
+    return {"redis": client.info("memory")}
+
+
 def eviction_policies(client: RedisClient) -> dict[str, str]:
     """`maxmemory-policy` of each server (each primary of a cluster), from INFO memory,
     which managed services serve even where they rename CONFIG."""
-    if isinstance(client, RedisCluster):
-        info = client.info("memory", target_nodes=RedisCluster.PRIMARIES)
-        return {str(node): str(i.get("maxmemory_policy", "unknown")) for node, i in info.items()}
-    return {"redis": str(client.info("memory").get("maxmemory_policy", "unknown"))}
+    return {
+        node: str(i.get("maxmemory_policy", "unknown")) for node, i in memory_info(client).items()
+    }
 
 
 def memory_full(client: RedisClient) -> bool:
     """Whether a server is at its maxmemory (with noeviction, it refuses writes)."""
-    if isinstance(client, RedisCluster):
-        infos = list(client.info("memory", target_nodes=RedisCluster.PRIMARIES).values())
-    else:
-        infos = [client.info("memory")]
     return any(
         int(i.get("maxmemory", 0)) > 0 and int(i["used_memory"]) >= int(i["maxmemory"])
-        for i in infos
+        for i in memory_info(client).values()
     )
 
 
@@ -221,7 +258,7 @@ def check_eviction_policy(client: RedisClient, allow: bool = False) -> None:
     pause. `allow` is the override for those who accept the loss."""
     try:
         policies = eviction_policies(client)
-    except redis.RedisError as e:
+    except REDIS_ERRORS as e:
         raise ConnectionProblem(
             f"cannot read Redis's maxmemory-policy: {e}", "start Redis or fix STREAMDRIFT_REDIS_URL"
         ) from None
