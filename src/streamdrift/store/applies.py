@@ -10,6 +10,7 @@ repaired by running it again (a fence that moved makes the second run a no-op).
 
 from __future__ import annotations
 
+import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from redis.cluster import RedisCluster
 from streamdrift.performance import SCORE_BINS
 from streamdrift.profile import LABEL, ReferenceProfile
 from streamdrift.sketch import WindowSketch
-from streamdrift.store.client import RedisClient, lua
+from streamdrift.store.client import RedisClient, fault_of, lua
 from streamdrift.store.fences import Fence
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.records import ID_BUCKETS, MAX_PERFORMANCE_FIELDS, JoinDelta, JoinStats
@@ -32,6 +33,8 @@ from streamdrift.store.window_fields import KeyList, window_ops
 LABEL_WINDOWS_REMEMBERED = 64
 #: a call refused for windows it lacked is sent again with them at most this often
 MAX_WINDOW_ROUNDS = 4
+#: a call refused while the model's cluster slot moves is tried again this often (~4 s)
+SLOT_MOVE_RETRIES = 10
 
 
 class ApplyRejected(Exception):
@@ -92,6 +95,8 @@ class Applies:
         self._script = client.register_script(lua("apply"))
         self._label_windows: dict[str, OrderedDict[int, None]] = {}
         self._bucket_keys: dict[str, list[str]] = {}
+        #: times a call waited for a moving cluster slot (then ran)
+        self.slot_waits = 0
 
     # ---- calls --------------------------------------------------------------------------
     def apply(self, request: ApplyRequest) -> ApplyResult:
@@ -129,7 +134,22 @@ class Applies:
         return self._result(pending.request, res)
 
     def _run(self, keys: list[str], payload: bytes) -> Any:
-        return self._script(keys=keys, args=[payload])
+        """Run the script through the full client, waiting a little while a cluster slot
+        of the model moves: the script refuses to run until all its keys are on one node
+        (TRYAGAIN), which a resharding of one slot makes true within a second or two.
+        Longer, and the worker's fault handling waits it out."""
+        for attempt in range(SLOT_MOVE_RETRIES + 1):
+            try:
+                return self._script(keys=keys, args=[payload])
+            except Exception as e:
+                fault = fault_of(e)
+                if fault is None or fault.code != "redis_cluster_moving":
+                    raise
+                if attempt == SLOT_MOVE_RETRIES:
+                    raise
+                self.slot_waits += 1
+                time.sleep(min(0.05 * 2**attempt, 0.5))
+        raise AssertionError("unreachable")
 
     def _pool(self, key: str) -> Any:
         if isinstance(self.redis, RedisCluster):
