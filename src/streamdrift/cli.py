@@ -164,7 +164,12 @@ def worker(max_seconds: float | None, log_level: str) -> None:
 
     settings = _settings()
     configure_logging(log_level, settings.log_format)
-    stats = Worker(settings).run(max_seconds=max_seconds)
+    started = time.monotonic()
+    store = _store_when_reachable(settings, max_seconds)
+    if store is None:
+        return
+    left = max_seconds - (time.monotonic() - started) if max_seconds else None
+    stats = Worker(settings, store=store).run(max_seconds=left)
     logging.getLogger("streamdrift.worker").info(
         "stopped: %d batches, %d messages, %d counted, %d dead letters, %d alerts",
         stats.batches,
@@ -173,6 +178,29 @@ def worker(max_seconds: float | None, log_level: str) -> None:
         sum(stats.dead.values()),
         stats.alerts,
     )
+
+
+def _store_when_reachable(settings: Settings, max_seconds: float | None) -> Any:
+    """A Store, once Redis can be reached: a Redis Cluster's client reads the slot map as
+    it is made, so a worker started before its cluster waits here (one log line), as it
+    waits for a single server inside its loop."""
+    from streamdrift.errors import ConnectionProblem
+    from streamdrift.faults import Backoff
+    from streamdrift.store import Store
+
+    backoff, said = Backoff(), False
+    deadline = time.monotonic() + max_seconds if max_seconds else None
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            return Store(settings.redis_url)
+        except ConnectionProblem as e:
+            if not said:
+                logging.getLogger("streamdrift.worker").warning(
+                    "waiting for redis: %s", e.problem, extra={"fault": "redis_unreachable"}
+                )
+                said = True
+            time.sleep(backoff.next())
+    return None
 
 
 def _duration(seconds: float | None) -> str:

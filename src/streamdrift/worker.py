@@ -196,7 +196,7 @@ class Worker:
         self._registered: set[str] = set()
         self._stopping = False
         self._lag_checked = float("-inf")
-        self._probe_client = connect(settings.redis_url, timeout=PROBE_TIMEOUT_SECONDS)
+        self._probe_client: Any = None  # made on first use: a cluster's client connects
         self._probe_at = float("-inf")
         self._probe_ok = False
         tune_gc()
@@ -458,6 +458,10 @@ class Worker:
         now = time.monotonic()
         if now - self._probe_at > PROBE_EVERY_SECONDS:
             try:
+                if self._probe_client is None:
+                    self._probe_client = connect(
+                        self.settings.redis_url, timeout=PROBE_TIMEOUT_SECONDS
+                    )
                 self._probe_client.ping()
                 self._probe_ok = True
             except Exception:

@@ -66,3 +66,25 @@ def test_cluster_faults_are_waited_out(error: Exception, code: str) -> None:
 def test_cluster_client_mistakes_are_bugs(error: Exception) -> None:
     assert fault_of(error) is None
     assert classify(error) is None
+
+
+def test_a_worker_started_before_its_cluster_waits_for_it():
+    """The cluster client reads the slot map as it is made: with no node answering, the
+    worker waits (one line), it does not exit with an error."""
+    import orjson
+
+    from streamdrift.embedded import free_port
+    from tests.unit.test_secrets import run_cli
+
+    a, b = free_port(), free_port()  # bound and released: nothing listens there
+    res = run_cli(
+        "worker",
+        "--max-seconds",
+        "3",
+        STREAMDRIFT_REDIS_URL=f"redis+cluster://127.0.0.1:{a},127.0.0.1:{b}",
+        STREAMDRIFT_METRICS_PORT="-1",
+    )
+    assert res.returncode == 0, res.stderr
+    logs = [orjson.loads(x) for x in res.stderr.splitlines() if x.startswith("{")]
+    assert [e["message"].split(":")[0] for e in logs] == ["waiting for redis"]
+    assert logs[0]["fault"] == "redis_unreachable" and f"127.0.0.1:{a}" in logs[0]["message"]
