@@ -39,6 +39,7 @@ from streamdrift import kafka_io
 from streamdrift.alerts import encode, system_alert
 from streamdrift.batch import BatchLogic, ModelShare
 from streamdrift.config import Settings
+from streamdrift.dead_letters import DeadLetterSink
 from streamdrift.decode import (
     DeadLetter,
     DecodedBatch,
@@ -49,15 +50,13 @@ from streamdrift.decode import (
 from streamdrift.evaluator import Evaluator
 from streamdrift.faults import (
     Backoff,
-    BrokerUnavailable,
-    EvictingRedis,
     StateLost,
-    Waiting,
     classify,
 )
 from streamdrift.positions import FenceBook, Regression, StateRolledBack
 from streamdrift.profile import ReferenceProfile
 from streamdrift.redaction import mask_url
+from streamdrift.state_guard import StateGuard
 from streamdrift.store import (
     Applied,
     ApplyRejected,
@@ -68,7 +67,7 @@ from streamdrift.store import (
     Store,
     fault_of,
 )
-from streamdrift.store.client import Fault, connect, eviction_policies, memory_full
+from streamdrift.store.client import Fault, connect, memory_full
 from streamdrift.telemetry import HealthServer, WorkerMetrics
 from streamdrift.topics import Incarnations, Recreated
 
@@ -90,9 +89,6 @@ def _resync_cause(error: Exception) -> tuple[str, str]:
         )
     return "redis_rolled_back", f"redis lost applied writes: {error}"
 
-
-#: Dead letters larger than this keep only this much of the event (and its size).
-DLQ_EXCERPT_BYTES = 256 * 1024
 
 #: A model whose apply keeps failing its fence is re-read this many times in one batch.
 MAX_FENCE_RETRIES = 20
@@ -173,8 +169,8 @@ class Worker:
             settings.predictions_topic, settings.labels_topic, self.topics.field
         )
         self.book = FenceBook()
-        self.profiles: dict[str, ReferenceProfile] = {}
-        self.epoch: str | None = None
+        self.guard = StateGuard(self.store, self.book, settings.allow_eviction)
+        self.dead_letters = DeadLetterSink(self.producer, settings)
         self.stats = WorkerStats()
         self.metrics = WorkerMetrics()
         self.health: HealthServer | None = None
@@ -187,13 +183,10 @@ class Worker:
         self._last_sweep = 0.0
         self._last_tick = float("-inf")
         self._last_slow_tick = float("-inf")
-        self._redis_run_id: str | None = None
         self._callback_error: BaseException | None = None
         self._loss_noted = False
         #: (topic, partition) -> the highest offset read since the last seek
         self._seen_upto: dict[tuple[str, int], int] = {}
-        #: the model registry as last read: a registered model without a profile is lost
-        self._registered: set[str] = set()
         self._stopping = False
         self._lag_checked = float("-inf")
         self._probe_client: Any = None  # made on first use: a cluster's client connects
@@ -241,6 +234,11 @@ class Worker:
             self._shutdown()
         return self.stats
 
+    @property
+    def profiles(self) -> dict[str, ReferenceProfile]:
+        """The profiles this worker counts with (a cache of Redis's)."""
+        return self.guard.profiles
+
     def _shutdown(self) -> None:
         if self.fault is None:
             try:
@@ -265,24 +263,9 @@ class Worker:
         """Redis answers, keeps its keys, has the state marker; the broker answers and the
         topics exist; then join the group."""
         self.store.redis.ping()
-        self.store.check_eviction_policy(self.settings.allow_eviction)
-        models = self.store.profiles.models()
-        epoch = self.store.profiles.epoch()
-        if epoch is None:
-            if not models:
-                raise Waiting(
-                    Fault(
-                        "nothing_registered",
-                        "no model is registered",
-                        "run streamdrift register MODEL --reference FILE",
-                    )
-                )
-            epoch = self.store.profiles.ensure_epoch()  # state from before the marker
-        self.epoch = epoch
-        self._registered = set(models)
+        self.guard.start()
         kafka_io.ensure_topics(self.settings)
         self.topics.refresh()
-        self._redis_run_id = self._run_id()
         self.consumer.subscribe(
             [self.settings.predictions_topic, self.settings.labels_topic],
             on_assign=self._on_assign,
@@ -356,7 +339,7 @@ class Worker:
                 "redis",
                 f"Redis lost streamdrift's state ({error.reason}); workers stopped consuming "
                 "until the models are registered again",
-                {"models": error.models, "epoch": self.epoch},
+                {"models": error.models, "epoch": self.guard.epoch},
             )
 
     def _leave(self, fault: Fault) -> None:
@@ -405,48 +388,9 @@ class Worker:
         if memory_full(self.store.redis):
             raise redis.ResponseError("OOM used memory is at maxmemory")
         if self._started:
-            self._check_policy()
-            self._check_marker(adopt=True)
+            self.guard.check_policy()
+            self.guard.check_marker(adopt=True)
             self.admin.list_topics(timeout=5)
-
-    def _check_policy(self) -> None:
-        if self.settings.allow_eviction:
-            return
-        evicting = {p for p in eviction_policies(self.store.redis).values() if p != "noeviction"}
-        if evicting:
-            raise EvictingRedis(f"maxmemory-policy {', '.join(sorted(evicting))}")
-
-    def _check_marker(self, adopt: bool = False) -> None:
-        """Redis still holds the state this worker counted into: the state marker it
-        started with, and every model it knew registered with a profile. With `adopt`
-        (a probe while paused), a new marker with every one of those models registered
-        again is Redis's new state: the worker takes it, and reads everything again."""
-        epoch = self.store.profiles.epoch()
-        registered = set(self.store.profiles.models())
-        known = sorted(self.profiles)
-        _, heads = self.store.fences.heads(known)
-        missing = [m for m in known if m not in registered or heads[m].revision is None]
-        if epoch is None:
-            raise StateLost("its state marker is gone (restarted empty, or flushed)", missing)
-        if epoch != self.epoch:
-            if not adopt:
-                raise StateLost("its state marker changed (emptied, then registered again)")
-            if missing:
-                raise StateLost(f"models {', '.join(missing)} are not registered again", missing)
-            log.warning("redis holds new state (marker %s, was %s)", epoch, self.epoch)
-            self.epoch = epoch
-            self.book.clear()
-            self.profiles.clear()
-            return
-        if missing:
-            raise StateLost(f"models {', '.join(missing)} have no profile any more", missing)
-
-    def _run_id(self) -> str | None:
-        """The Redis process's id: it changes with every restart or failover (one server;
-        a cluster's nodes restart one by one, and the fences tell)."""
-        if isinstance(self.store.redis, redis.Redis):
-            return str(self.store.redis.info("server").get("run_id"))
-        return None
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when no fault is being waited out, partitions are assigned and Redis
@@ -542,7 +486,7 @@ class Worker:
         self._callback_error = None  # an assignment Redis could not position: done now
         # The positions read below are this Redis's: the tick must not take its run_id
         # for a restart still to catch up with (one resync per restart, not two).
-        self._redis_run_id = self._run_id()
+        self.guard.restarted()
         assigned = self.consumer.assignment() if self._subscribed else []
         offsets = self._positions(assigned) if assigned else {}
         for (topic, partition), offset in offsets.items():
@@ -575,13 +519,10 @@ class Worker:
         if now - self._last_tick < TICK_SECONDS:
             return
         self._last_tick = now
-        self._check_marker()
-        run_id = self._run_id()
-        if run_id != self._redis_run_id:
-            self._redis_run_id = run_id
+        self.guard.check_marker()
+        if self.guard.restarted():
             raise StateRolledBack([])  # a restarted Redis may hold less than was applied
-        models = self.store.profiles.models()
-        self._registered = set(models)
+        models = sorted(self.guard.registered)
         moves = self.book.idle_moves(models)
         if moves:
             refused, gone = self.store.fences.advance(moves)
@@ -591,11 +532,11 @@ class Worker:
             if regressions:
                 raise StateRolledBack(regressions)
         floors = {f: o for f, o in self.book.applied.items() if o >= 0}
-        if not self.store.fences.advance_progress(floors, self.epoch or ""):
+        if not self.store.fences.advance_progress(floors, self.guard.epoch or ""):
             raise StateLost("its state marker changed")
         if now - self._last_slow_tick >= SLOW_TICK_SECONDS:
             self._last_slow_tick = now
-            self._check_policy()
+            self.guard.check_policy()
             changes = self.topics.refresh()
             if changes:
                 self._topic_alerts(changes)
@@ -672,7 +613,7 @@ class Worker:
         (topic, partition)."""
         if not self.topics.current:
             self.topics.refresh()
-            self.epoch = self.store.profiles.ensure_epoch()
+            self.guard.epoch = self.store.profiles.ensure_epoch()
         flight = self._begin(self.decode(messages), time.perf_counter())
         return self._finish(flight) if flight is not None else {}
 
@@ -732,27 +673,27 @@ class Worker:
             | {d.model_id for d in dead if d.model_id is not None}
         )
         epoch, heads = self.store.fences.heads(models)
-        self._check_heads(epoch, heads)
+        self.guard.check_heads(epoch, heads)
         last_offsets = {**batch.last_offsets, **labels.last_offsets}
         self._check_order(last_offsets)
         flight = _InFlight(batch, labels, dead, last_offsets, started)
         unregistered: set[str] = set()
         for model in models:
             head = heads[model]
-            profile = self._profile(model, head.revision) if head.revision is not None else None
+            profile = self.guard.profile(model, head.revision)
             if profile is None:
                 unregistered.add(model)
                 dead += self.logic.unregistered(batch, labels, model)
                 continue
             share = self.logic.share(batch, labels, model, head, profile, dead, last_offsets)
-            self._send_dead_letters(share.dead)
+            self.dead_letters.send(share.dead)
             flight.sent.append(
                 _Sent(share, self.store.applies.send(share.request), time.perf_counter())
             )
         self.store.counters.count_unrouted(
             Counter(d.reason for d in dead if d.model_id is None or d.model_id in unregistered)
         )
-        self._send_dead_letters(dead)
+        self.dead_letters.send(dead)
         return flight
 
     def _check_order(self, last_offsets: dict[tuple[str, int], int]) -> None:
@@ -766,24 +707,6 @@ class Worker:
             if changes:
                 self._topic_alerts(changes)
                 raise TopicRecreated(", ".join(c.topic for c in changes))
-
-    def _check_heads(self, epoch: str | None, heads: dict[str, Any]) -> None:
-        """Redis still holds what this worker counted: the same state marker, every model
-        it knew still registered, no fence below what it saw."""
-        if epoch != self.epoch:
-            raise StateLost(
-                "its state marker is gone" if epoch is None else "its state marker changed"
-            )
-        lost = sorted(
-            m
-            for m, h in heads.items()
-            if h.revision is None and (m in self.profiles or m in self._registered)
-        )
-        if lost:
-            raise StateLost(f"models {', '.join(lost)} have no profile any more", lost)
-        regressions = [r for m, h in heads.items() for r in self.book.check(m, h.offsets)]
-        if regressions:
-            raise StateRolledBack(regressions)
 
     def _finish(self, flight: _InFlight) -> dict[tuple[str, int], int]:
         """Read the applies sent by `_begin`; a model whose fence moved meanwhile is
@@ -815,17 +738,6 @@ class Worker:
             m.dead_letters.labels(reason).inc(n)
         return flight.last_offsets
 
-    def _profile(self, model: str, revision: int) -> ReferenceProfile | None:
-        cached = self.profiles.get(model)
-        if cached is None or cached.revision != revision:
-            loaded = self.store.profiles.load(model)
-            if loaded is None:
-                if cached is not None or model in self._registered:
-                    raise StateLost(f"model {model} has no profile any more", [model])
-                return None
-            self.profiles[model] = cached = loaded
-        return cached
-
     def _apply_model(
         self, batch: DecodedBatch, labels: DecodedLabels, model: str, flight: _InFlight
     ) -> list[DeadLetter]:
@@ -833,17 +745,17 @@ class Worker:
         moves the fence; returns its new dead letters."""
         for _ in range(MAX_FENCE_RETRIES):
             epoch, heads = self.store.fences.heads([model])
-            self._check_heads(epoch, heads)
+            self.guard.check_heads(epoch, heads)
             head = heads[model]
-            profile = self._profile(model, head.revision) if head.revision is not None else None
+            profile = self.guard.profile(model, head.revision)
             if profile is None:
                 gone = self.logic.unregistered(batch, labels, model)
-                self._send_dead_letters(gone)
+                self.dead_letters.send(gone)
                 return gone
             share = self.logic.share(
                 batch, labels, model, head, profile, flight.dead, flight.last_offsets
             )
-            self._send_dead_letters(share.dead)
+            self.dead_letters.send(share.dead)
             sent_at = time.perf_counter()
             try:
                 result = self.store.applies.apply(share.request)
@@ -907,7 +819,7 @@ class Worker:
             for cols in (share.events, share.labels)
             for i in range(len(cols))
         ]
-        self._send_dead_letters(dead)
+        self.dead_letters.send(dead)
         r = share.request
         fences_only = ApplyRequest(r.profile, r.fences, {}, Counter({"apply_refused": len(dead)}))
         fences_only.now = r.now
@@ -915,50 +827,6 @@ class Worker:
         if isinstance(result, Applied):
             self.book.moved(share.model, r.fences)
         return dead
-
-    # ---- dead letters ------------------------------------------------------------------
-    def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
-        """At least once: dead letters are acknowledged by the broker before the Redis
-        apply they belong to (model-level ones) or the commit (the others). An event too
-        large for the producer goes with its first DLQ_EXCERPT_BYTES and its size.
-        Undeliverable dead letters stop the batch: its offsets must not be committed."""
-        if not dead:
-            return
-        failed: list[str] = []
-
-        def on_delivery(err: object, _msg: object) -> None:
-            if err is not None:
-                failed.append(str(err))
-
-        for d in dead:
-            headers: list[tuple[str, str | bytes | None]] = [
-                ("streamdrift.reason", d.reason.encode()),
-                ("streamdrift.detail", d.detail.encode()),
-                ("streamdrift.source", f"{d.topic}:{d.partition}:{d.offset}".encode()),
-            ]
-            if d.model_id:
-                headers.append(("streamdrift.model_id", d.model_id.encode()))
-            value = d.value
-            if value is not None and len(value) > DLQ_EXCERPT_BYTES:
-                headers.append(("streamdrift.truncated_from", str(len(value)).encode()))
-                value = value[:DLQ_EXCERPT_BYTES]
-            while True:
-                try:
-                    self.producer.produce(
-                        self.settings.dlq_topic(d.topic),
-                        key=d.key,
-                        value=value,
-                        headers=headers,
-                        on_delivery=on_delivery,
-                    )
-                    break
-                except BufferError:
-                    self.producer.poll(0.1)
-        remaining = self.producer.flush(15)
-        if remaining or failed:
-            raise BrokerUnavailable(
-                f"{remaining + len(failed)} dead letter(s) not acknowledged ({failed[:1]})"
-            )
 
     # ---- evaluation --------------------------------------------------------------------
     def evaluate_due(self, idle: bool, force: bool = False) -> None:
@@ -969,12 +837,12 @@ class Worker:
             self._last_sweep = now
             self._pending_eval.update(self.store.profiles.models())
         for model in sorted(self._pending_eval):
-            cached = self.profiles.get(model)
+            cached = self.guard.profiles.get(model)
             interval = cached.config.evaluation_interval_seconds if cached else 0.0
             if not force and now - self._last_eval.get(model, float("-inf")) < interval:
                 continue
             revision = self.store.fences.heads([model])[1][model].revision
-            profile = self._profile(model, revision) if revision is not None else None
+            profile = self.guard.profile(model, revision)
             if profile is None:
                 self._pending_eval.discard(model)
                 continue
