@@ -581,8 +581,16 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
     per_window = {}
     for s in starts:
         keys = list(r.scan_iter(match=f"{base}:{s}:*", count=1000))
-        per_window[str(s)] = {"keys": len(keys), "bytes": sum(usage(k.decode()) for k in keys),
-                              "events": counts.get(s, 0)}
+        sized = {k.decode(): usage(k.decode()) for k in keys}
+        per_window[str(s)] = {"keys": len(keys), "bytes": sum(sized.values()),
+                              "events": counts.get(s, 0),
+                              "bytes_without_ids": sum(b for k, b in sized.items()
+                                                       if not k.endswith(":ids"))}
+    # the id set of the fullest window that still has one: a window's set lives only
+    # dedupe_horizon_seconds past the window's end, so the oldest windows have none
+    with_ids = [s for s in sorted(starts, key=lambda s: -counts.get(s, 0))
+                if r.exists(f"{base}:{s}:ids")]
+    ids_key = f"{base}:{with_ids[0] if with_ids else full}:ids"
     num_key, cat_key, meta_key = f"{base}:{full}:num:{num}", f"{base}:{full}:cat:{cat}", \
         f"{base}:{full}:meta"
     model_keys = [k.decode() for k in r.scan_iter(match=f"sd:{{{model}}}:*", count=1000)]
@@ -599,11 +607,12 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
         "categorical_key": {"key": cat_key, "bytes": usage(cat_key), "fields": fields(cat_key),
                             "encoding": r.object("encoding", cat_key).decode()},
         "meta_key": {"key": meta_key, "bytes": usage(meta_key), "fields": fields(meta_key)},
-        "ids_key": {"key": f"{base}:{full}:ids", "bytes": usage(f"{base}:{full}:ids"),
-                    "members": int(r.scard(f"{base}:{full}:ids")),
-                    "encoding": (r.object("encoding", f"{base}:{full}:ids") or b"-").decode()},
+        "ids_key": {"key": ids_key, "bytes": usage(ids_key), "members": int(r.scard(ids_key)),
+                    "encoding": (r.object("encoding", ids_key) or b"-").decode()},
         "per_window": per_window,
         "bytes_per_window_mean": sum(sizes) / len(sizes),
+        "bytes_per_window_without_ids_mean": sum(v["bytes_without_ids"]
+                                                 for v in per_window.values()) / len(sizes),
         "keys_per_window": per_window[str(full)]["keys"],
         "used_memory_before": int(before["used_memory"]),
         "used_memory_after": int(info["used_memory"]),
@@ -682,9 +691,11 @@ def table(res: dict[str, Any]) -> str:
         f"    meta key      {m['meta_key']['bytes']:>8,} B  ({m['meta_key']['fields']} fields)",
         f"    ids set       {m['ids_key']['bytes']:>8,} B  ({m['ids_key']['members']:,} prediction "
         f"ids, {m['ids_key']['bytes'] / max(m['ids_key']['members'], 1):.0f} B each, "
-        f"{m['ids_key']['encoding']}; kept dedupe_horizon_seconds past the window's end)",
+        f"{m['ids_key']['encoding']}; window {m['ids_key']['key'].rsplit(':', 2)[-2]}, the "
+        "fullest with one: a set lives dedupe_horizon_seconds past its window's end)",
         f"    per window    {m['bytes_per_window_mean']:>8,.0f} B  mean over "
-        f"{len(m['per_window'])} windows ({m['keys_per_window']} keys each)",
+        f"{len(m['per_window'])} windows ({m['keys_per_window']} keys each); "
+        f"{m['bytes_per_window_without_ids_mean']:,.0f} B without the id sets",
         f"    all {m['model_keys']} keys of the model {m['model_keys_bytes']:>8,} B "
         "(windows, profile, offsets, dirty marks, ...)",
         f"    used_memory   {m['used_memory_before']:,} -> {m['used_memory_after']:,} B "
