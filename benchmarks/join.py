@@ -12,9 +12,10 @@ imports), registers synthetic fraud models (binary, `prediction_column="score"`,
    of event time, every timestamp within the last day) to a 4-partition labels topic.
    Baseline: a bare consumer subscribed to both topics, consume(5000, 0.5) +
    orjson.loads (throughput.py's baseline consumer), before and after the worker, the
-   faster counts. Worker: `Worker` subscribed to both, driven batch by batch (consume,
-   process, evaluate_due), timed from the first message to the last, its steps and every
-   Lua apply timed by wrapping them at run time (src is not modified). Afterwards every
+   faster counts. Worker: `Worker` subscribed to both, run as `Worker.run` runs it
+   (throughput.drive: its start-up, then `Worker.turn` after turn), timed from the first
+   message to the last, its steps and every Lua apply timed by wrapping them at run time
+   (src is not modified). Afterwards every
    label must be joined, the windows must count N events and N labelled pairs.
 2. predictions only: M predictions of a second model (segments taken out) and no labels,
    in Redis database +1. Its rate is the comparison figure; its Redis state gives the
@@ -49,7 +50,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,15 +63,13 @@ from confluent_kafka import KafkaError, Producer
 from throughput import (
     CEILING_OVERRIDES,
     PARTITIONS,
-    PHASE_TIMEOUT,
     SESSION_TIMEOUT_MS,
-    STALL_SECONDS,
-    STALL_TIMEOUT,
     BenchmarkError,
     Timers,
     create_topic,
     db_url,
     delete_topics,
+    drive,
     instrumented,
     log,
     report,
@@ -186,82 +185,38 @@ def lua_fit(applies: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[str, Any]:
-    """A Worker subscribed to both topics, driven batch by batch until it read n messages;
-    its steps and every Lua apply (with the join's size) timed while it runs."""
+    """A Worker subscribed to both topics, run as `Worker.run` runs it (throughput.drive)
+    until it read n messages; its steps and every Lua apply (with the join's size) timed
+    while it runs."""
     w = worker_mod.Worker(settings)
     timers = Timers()
     missing: list[str] = []
     applies: list[dict[str, Any]] = []
     prof = cProfile.Profile() if profile_run else None
-    extra_module = (("decode_labels", "decode_labels"), ("join_delta", "join_delta"))
-    saved = {}
-    for name, label in extra_module:  # beyond what throughput.instrumented wraps
-        if hasattr(worker_mod, name):
-            saved[name] = getattr(worker_mod, name)
-            setattr(worker_mod, name, timers.wrap(label, saved[name]))
-        else:
-            missing.append(f"streamdrift.worker.{name}")
+    # beyond what throughput.instrumented wraps
+    extra = (("streamdrift.worker", "decode_labels", "decode_labels", ()),
+             ("streamdrift.batch", "join_delta", "join_delta", ()))
     stats_before = commandstats(w.store.redis)
-    try:
-        with instrumented(w, timers, missing):
-            record_applies(w.store, applies, missing)
-            w.consumer.subscribe([settings.predictions_topic, settings.labels_topic])
-            consume = timers.wrap("consume", w.consumer.consume)
-            decode = timers.wrap("turn_decode", w.decode)
-            drain = timers.wrap("turn_drain", w.drain)
-            launch = timers.wrap("turn_launch", w.launch)
-            evaluate = timers.wrap("evaluate", w.evaluate_due)
-            seen = stalls = 0
-            batch_sizes: list[int] = []
-            t_first = t_last = 0.0
-            started = last_msg = time.monotonic()
-            try:
-                while seen < n:
-                    t0 = time.monotonic()
-                    msgs = consume(settings.batch_size, settings.poll_timeout_seconds)
-                    now = time.monotonic()
-                    if seen and now - t0 > STALL_SECONDS:
-                        stalls += 1
-                    if not msgs:
-                        if now - started > PHASE_TIMEOUT or (
-                                seen and now - last_msg > STALL_TIMEOUT):
-                            raise BenchmarkError(f"worker stalled at {seen}/{n} messages")
-                        continue
-                    if not seen:  # the first consume() is outside the timed span
-                        t_first = time.perf_counter()
-                        timers.seconds["consume"] = 0.0
-                        timers.calls["consume"] = 0
-                        applies.clear()
-                        if prof:
-                            prof.enable()
-                    decoded = decode(msgs)  # as Worker.run: the previous batch's applies
-                    drain()  # run in Redis meanwhile; read them and commit
-                    evaluate(idle=False)
-                    launch(decoded)
-                    seen += len(msgs)
-                    batch_sizes.append(len(msgs))
-                    last_msg = now
-                drain()
-                t_last = time.perf_counter()
-                if prof:
-                    prof.disable()
-                t0 = time.perf_counter()
-                w.evaluate_due(idle=True, force=True)
-                final_eval = time.perf_counter() - t0
-            finally:
-                with contextlib.suppress(Exception):
-                    w.consumer.close()
-                with contextlib.suppress(Exception):
-                    w.producer.flush(10)
-    finally:
-        for name, fn in saved.items():
-            setattr(worker_mod, name, fn)
+    with instrumented(w, timers, missing, extra):
+        record_applies(w.store, applies, missing)
+        try:
+            d = drive(w, n, timers, prof, on_first=applies.clear)
+            s, calls = dict(timers.seconds), dict(timers.calls)
+            t0 = time.perf_counter()
+            w.evaluate_due(idle=True, force=True)
+            final_eval = time.perf_counter() - t0
+        finally:
+            with contextlib.suppress(Exception):
+                w.consumer.close()
+            with contextlib.suppress(Exception):
+                w.producer.flush(10)
     stats_after = commandstats(w.store.redis)
     # the worker's Redis connections go now: their buffers would count in used_memory
     w.store.redis.connection_pool.disconnect()
-    secs = t_last - t_first
-    s = timers.seconds
+    seen, secs = d.seen, d.t_last - d.t_first
+    s = defaultdict(float, s)
     s["process"] = s["turn_decode"] + s["turn_drain"] + s["turn_launch"]
+    in_share = s["fence_filter"] + s["late_check"] + s["sketch"] + s["join_delta"]
     parts = {
         "consume": s["consume"],
         "decode predictions": s["decode"],
@@ -269,23 +224,31 @@ def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[st
         "fence filter + late check": s["fence_filter"] + s["late_check"],
         "validate + sketch": s["sketch"],
         "join_delta (records)": s["join_delta"],
+        "rest of BatchLogic.share": max(s["share"] - in_share, 0.0),
         "Redis heads": s["redis_heads"],
         "apply: build + send": s["apply_send"],
         "apply: wait for Redis": s["apply_wait"],
         "commit": s["commit"],
         "dead letters": s["dead_letters"] + s["count_unrouted"],
         "evaluate_due": s["evaluate"],
+        "tick": s["tick"],
     }
-    listed = sum(v for k, v in parts.items() if k not in ("consume", "evaluate_due"))
+    outside = ("consume", "evaluate_due", "tick")
+    listed = sum(v for k, v in parts.items() if k not in outside)
     parts["rest of process"] = max(s["process"] - listed, 0.0)
-    parts["loop"] = max(secs - s["consume"] - s["process"] - s["evaluate"], 0.0)
+    parts["loop"] = max(secs - s["consume"] - s["process"] - s["evaluate"] - s["tick"], 0.0)
     result: dict[str, Any] = {
         "events": seen,
         "seconds": secs,
         "events_per_s": seen / secs,
-        "batches": len(batch_sizes),
-        "mean_batch": seen / len(batch_sizes),
-        "stalls": stalls,
+        "batches": len(d.batch_sizes),
+        "mean_batch": seen / len(d.batch_sizes),
+        "stalls": d.stalls,
+        "ticks": d.ticks,
+        "cpu_us_per_event": {"process": d.cpu_process / seen * 1e6,
+                             "redis": d.cpu_redis / seen * 1e6},
+        "calls": {k: calls.get(k, 0) for k in ("turn_launch", "share", "apply_send",
+                                               "redis_heads", "evaluate")},
         "breakdown_seconds": parts,
         "us_per_event": {k: v / seen * 1e6 for k, v in parts.items()},
         "final_evaluation_seconds": final_eval,
@@ -310,23 +273,23 @@ def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[st
 def record_applies(store: Store, applies: list[dict[str, Any]], missing: list[str]) -> None:
     """Record each apply's join size, payload bytes, result, and the time from sending it
     to reading its answer (on top of the timers throughput.instrumented puts on
-    `send_apply` and `read_apply`). The worker decodes its next batch meanwhile, so that
-    time bounds the script's run time from above."""
-    if not (hasattr(store, "send_apply") and hasattr(store, "read_apply")):
-        missing.append("Store.send_apply/read_apply (per-apply records)")
+    `Applies.send` and `Applies.read`). The worker decodes its next batch meanwhile, so
+    that time bounds the script's run time from above."""
+    target = getattr(store, "applies", None)
+    if not (hasattr(target, "send") and hasattr(target, "read")):
+        missing.append("Applies.send/read (per-apply records)")
         return
-    send, read = store.send_apply, store.read_apply
+    send, read = target.send, target.read
     records: dict[int, dict[str, Any]] = {}
 
-    def send_apply(*args: Any, **kwargs: Any) -> Any:
-        join = args[4] if len(args) > 4 else kwargs.get("join")
-        windows = args[2] if len(args) > 2 else kwargs.get("windows", {})
+    def send_apply(request: Any) -> Any:
+        join = request.join
         t0 = time.perf_counter()
-        pending = send(*args, **kwargs)
+        pending = send(request)
         records[id(pending)] = dict(
             predictions=len(join.predictions) if join is not None else 0,
             labels=len(join.labels) if join is not None else 0,
-            windows=len(windows), sent=t0, payload_bytes=len(pending.payload))
+            windows=len(request.windows), sent=t0, payload_bytes=len(pending.payload))
         return pending
 
     def read_apply(pending: Any) -> Any:
@@ -334,15 +297,16 @@ def record_applies(store: Store, applies: list[dict[str, Any]], missing: list[st
         rec = records.pop(id(pending), None)
         if rec is not None:
             rec["lua_seconds"] = time.perf_counter() - rec.pop("sent")
-            rec["ok"] = res is not None
+            stats = getattr(res, "stats", None)  # Applied(JoinStats), or FenceMoved
+            rec["ok"] = stats is not None
             for f in ("joined", "duplicate_predictions", "duplicate_labels"):
-                rec[f] = getattr(res, f, 0)
-            rec["labels_waiting"] = getattr(res, "labels_before_prediction", 0)
+                rec[f] = getattr(stats, f, 0)
+            rec["labels_waiting"] = getattr(stats, "labels_before_prediction", 0)
             applies.append(rec)
         return res
 
-    store.send_apply = send_apply  # type: ignore[method-assign]
-    store.read_apply = read_apply  # type: ignore[method-assign]
+    target.send = send_apply
+    target.read = read_apply
 
 
 def lua_summary(applies: list[dict[str, Any]], events: int) -> dict[str, Any]:
@@ -501,7 +465,8 @@ def src_digest() -> dict[str, str]:
 
     root = Path(streamdrift.__file__).parent
     return {f: hashlib.sha256((root / f).read_bytes()).hexdigest()[:10]
-            for f in ("store.py", "join.py", "worker.py", "decode.py", "sketch.py")
+            for f in ("store/applies.py", "store/lua/apply.lua", "batch.py", "join.py",
+                      "worker.py", "decode.py", "sketch.py")
             if (root / f).exists()}
 
 
@@ -536,6 +501,8 @@ def table(res: dict[str, Any]) -> str:
         f"    worker, labels flowing               {w['events_per_s']:>9,.0f} ev/s  "
         f"({w['seconds']:.2f} s, {w['batches']} batches, mean {w['mean_batch']:.0f}, "
         f"{w['stalls']} stalls)",
+        f"      CPU per event                      {w['cpu_us_per_event']['process']:>9.2f} µs "
+        f"worker process + {w['cpu_us_per_event']['redis']:.2f} µs Redis server",
         f"    ratio worker/baseline                {res['ratio']:>9.3f}",
         f"    worker, predictions only (join on)   "
         f"{res['worker_predictions_only']['events_per_s']:>9,.0f} ev/s",
@@ -560,6 +527,9 @@ def table(res: dict[str, Any]) -> str:
                                                  for c, _ in cols))
     lines.append(f"    {'total (wall)':<28}" + "".join(f"{1e6 / res[c]['events_per_s']:>11.2f}"
                                                          for c, _ in cols))
+    for k, name in (("process", "CPU: worker process"), ("redis", "CPU: Redis server")):
+        lines.append(f"    {name:<28}" + "".join(f"{res[c]['cpu_us_per_event'][k]:>11.2f}"
+                                                  for c, _ in cols))
     lines += ["", "  Lua apply (send to answer; the next batch is decoded meanwhile)"]
     for c, name in cols:
         s = res["lua"][c]
@@ -768,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
             w3 = workers["worker_labels_only"] = run_worker(s3, m)
             log(f"  {w3['events_per_s']:,.0f} events/s")
             waiting = id_memory(st3.redis, m3, "waiting", m, before)
-            js3 = st3.join_stats(m3)
+            js3 = st3.counters.join_stats(m3)
             check(waiting_count(js3) == m and not w3["stats"]["dead"],
                   f"labels-only worker: join stats {js3}, {w3['stats']}")
 
@@ -781,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
             w5 = workers["worker_labels_after"] = run_worker(s2, m)
             log(f"  {w5['events_per_s']:,.0f} events/s")
             joined = id_memory(st2.redis, m2, "joined", m, before)
-            js2 = st2.join_stats(m2)
+            js2 = st2.counters.join_stats(m2)
             check(js2.get("joined", 0) == m and waiting_count(js2) == 0
                   and not w5["stats"]["dead"] and w5["stats"]["messages"] == m,
                   f"labels-after worker: join stats {js2}, {w5['stats']}")

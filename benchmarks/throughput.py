@@ -11,10 +11,11 @@ STREAMDRIFT_REDIS_URL name running ones), registers a synthetic fraud model, pro
    consume(5000, 0.5) and orjson.loads each value — once before and once after the
    worker; the faster run is the ceiling. A third run keeps the worker's settings as they
    are, to show what they allow;
-2. worker: a `streamdrift.worker.Worker` driven batch by batch (consume, process,
-   evaluate_due), its steps timed by wrapping them at run time (src is not modified),
-   cyclic-GC pauses timed through gc.callbacks, and its Redis state checked to hold
-   exactly N counted events;
+2. worker: a `streamdrift.worker.Worker` run as `Worker.run` runs it (its start-up,
+   which seeks each partition to Redis's fences, then `Worker.turn` after turn), its
+   steps timed by wrapping them at run time (src is not modified), cyclic-GC pauses
+   timed through gc.callbacks, and its Redis state checked to hold exactly N counted
+   events;
 3. the worker's steps one by one on sampled batches, beside their pieces (µs/event);
 4. Redis memory of the window state (MEMORY USAGE per key, bytes per window, INFO memory).
 
@@ -30,6 +31,7 @@ import argparse
 import contextlib
 import cProfile
 import gc
+import importlib
 import io
 import json
 import os
@@ -40,9 +42,11 @@ import signal
 import sys
 import tempfile
 import time
+import types
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -216,20 +220,29 @@ def baseline(settings: Settings, n: int, keep: list[list[Any]] | None = None,
 
 # ---- 2. worker -------------------------------------------------------------------------
 class Timers:
-    """Accumulated wall time and call count per name."""
+    """Accumulated wall time and call count per name. A step wrapped with `within` is not
+    timed apart while one of those steps runs (its time is theirs)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self.active: Counter[str] = Counter()
 
-    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(self, name: str, fn: Callable[..., Any],
+             within: tuple[str, ...] = ()) -> Callable[..., Any]:
+        active = self.active
+
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if within and any(active[x] for x in within):
+                return fn(*args, **kwargs)
+            active[name] += 1
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.seconds[name] += time.perf_counter() - t0
                 self.calls[name] += 1
+                active[name] -= 1
 
         return timed
 
@@ -245,34 +258,67 @@ class TimedConsumer:
         return getattr(self._inner, name)
 
 
-#: (object, attribute, timer): the worker's steps, wrapped while the worker runs. Module
-#: globals of streamdrift.worker are what Worker.process calls; the rest are attributes
-#: of the worker instance and of its Store. A name that src no longer has is reported as
-#: not instrumented instead of failing the run.
-WRAPPED_MODULE = (("decode_predictions", "decode"), ("sketch_batch", "sketch"))
-WRAPPED_WORKER = (("_unapplied", "fence_filter"), ("_split_late", "late_check"),
-                  ("_send_dead_letters", "dead_letters"))
-WRAPPED_STORE = (("heads", "redis_heads"), ("send_apply", "apply_send"),
-                 ("read_apply", "apply_wait"), ("count_unrouted", "count_unrouted"))
+#: Steps outside the per-batch processing: a Redis read they make is theirs.
+OUTSIDE_PROCESS = ("evaluate", "tick")
+#: (where, attribute, timer, not timed apart within): the worker's steps, wrapped while it
+#: runs (src is untouched). `where` is a module ("streamdrift.batch") or a class
+#: ("streamdrift.batch:BatchLogic") of streamdrift, patched for the run and restored, or an
+#: attribute path from the worker ("" is the worker, "store.applies" its Store's applies).
+#: A name that src no longer has is reported as not instrumented instead of failing the run.
+WRAPPED: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    # the loop's turn (Worker.turn): launch drains first, a no-op after the turn's drain
+    ("", "decode", "turn_decode", ()),
+    ("", "drain", "turn_drain", ("turn_launch",)),
+    ("", "launch", "turn_launch", ()),
+    ("", "evaluate_due", "evaluate", ()),
+    ("", "_tick", "tick", ()),
+    # within them
+    ("streamdrift.worker", "decode_predictions", "decode", ()),
+    ("streamdrift.batch:BatchLogic", "share", "share", ()),
+    ("streamdrift.batch", "_unapplied", "fence_filter", ()),
+    ("streamdrift.batch:BatchLogic", "_split_late", "late_check", ()),
+    ("streamdrift.batch", "sketch_batch", "sketch", ()),
+    ("dead_letters", "send", "dead_letters", ()),
+    ("store.fences", "heads", "redis_heads", OUTSIDE_PROCESS),
+    ("store.applies", "send", "apply_send", ()),
+    ("store.applies", "read", "apply_wait", ()),
+    ("store.counters", "count_unrouted", "count_unrouted", ()),
+)
+
+
+def _wrap_target(w: worker_mod.Worker, where: str) -> Any:
+    if where.startswith("streamdrift"):
+        module, _, cls = where.partition(":")
+        obj: Any = importlib.import_module(module)
+        return getattr(obj, cls, None) if cls else obj
+    obj = w
+    for part in filter(None, where.split(".")):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _wrap_name(target: Any, where: str, name: str) -> str:
+    if isinstance(target, types.ModuleType) or target is None:
+        return f"{where.replace(':', '.') or 'Worker'}.{name}"
+    return f"{(target if isinstance(target, type) else type(target)).__name__}.{name}"
 
 
 @contextlib.contextmanager
-def instrumented(w: worker_mod.Worker, timers: Timers, missing: list[str]) -> Iterator[None]:
-    """Time the worker's steps by wrapping them for the duration (src is untouched)."""
-    saved = {}
-    for name, label in WRAPPED_MODULE:
-        if hasattr(worker_mod, name):
-            saved[name] = getattr(worker_mod, name)
-            setattr(worker_mod, name, timers.wrap(label, saved[name]))
-        else:
-            missing.append(f"streamdrift.worker.{name}")
-    for target, names, prefix in ((w, WRAPPED_WORKER, "Worker"),
-                                  (w.store, WRAPPED_STORE, "Store")):
-        for name, label in names:
-            if hasattr(target, name):
-                setattr(target, name, timers.wrap(label, getattr(target, name)))
-            else:
-                missing.append(f"{prefix}.{name}")
+def instrumented(w: worker_mod.Worker, timers: Timers, missing: list[str],
+                 extra: tuple[tuple[str, str, str, tuple[str, ...]], ...] = ()
+                 ) -> Iterator[None]:
+    """Time the worker's steps (WRAPPED, then `extra`) by wrapping them for the duration
+    (src is untouched); modules and classes get their attributes back at the end."""
+    restore: list[tuple[Any, str, Any]] = []
+    for where, name, label, within in (*WRAPPED, *extra):
+        target = _wrap_target(w, where)
+        if target is None or not hasattr(target, name):
+            missing.append(_wrap_name(target, where, name))
+            continue
+        shared = isinstance(target, (type, types.ModuleType))
+        if shared:
+            restore.append((target, name, vars(target)[name]))
+        setattr(target, name, timers.wrap(label, getattr(target, name), within))
     w.consumer = TimedConsumer(w.consumer, timers)  # type: ignore[assignment]
     gc_start = [0.0]
 
@@ -288,59 +334,106 @@ def instrumented(w: worker_mod.Worker, timers: Timers, missing: list[str]) -> It
         yield
     finally:
         gc.callbacks.remove(on_gc)
-        for name, fn in saved.items():
-            setattr(worker_mod, name, fn)
+        for target, name, original in reversed(restore):
+            setattr(target, name, original)
+
+
+@dataclass
+class Drive:
+    """A worker's run over n messages, as `drive` saw it."""
+
+    seen: int = 0
+    stalls: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+    t_first: float = 0.0
+    t_last: float = 0.0
+    last_msg: float = 0.0
+    idle: bool = True
+    ticks: int = 0
+    #: CPU seconds over the timed span: this process (the worker and librdkafka's
+    #: threads) and the Redis server (every client's commands; embedded: only the worker's)
+    cpu_process: float = 0.0
+    cpu_redis: float = 0.0
+
+
+def redis_cpu(r: Any) -> float:
+    """The Redis server's CPU seconds so far (user + system, all its threads)."""
+    info = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def drive(w: worker_mod.Worker, n: int, timers: Timers, prof: cProfile.Profile | None = None,
+          on_first: Callable[[], None] | None = None) -> Drive:
+    """Run the worker as `Worker.run` does until it has read n messages: its start-up
+    (`Worker._start`: Redis's state marker and eviction policy, the topics' incarnations,
+    then the subscription whose rebalance callbacks seek each partition to Redis's
+    fences), then `Worker.turn` after turn (consume; decode this batch while Redis applies
+    the previous one; `drain`: read those applies, commit; the 5 s `_tick`; `evaluate_due`;
+    `launch` of this batch's applies), then `drain` of the batch still in flight. A fault
+    is not waited out (`Worker._wait`): it fails the run. The rate is timed from the
+    return of the first non-empty consume() (whose time is left out, like the group join
+    and every step before it) to the end of the last drain."""
+    d = Drive()
+    w._start()
+    inner = w.consumer.consume
+
+    def consume(num_messages: int, timeout: float) -> list[Any]:
+        t0, p0 = time.monotonic(), time.perf_counter()
+        msgs = inner(num_messages, timeout)
+        now = time.monotonic()
+        timers.seconds["consume"] += time.perf_counter() - p0
+        timers.calls["consume"] += 1
+        if d.seen and now - t0 > STALL_SECONDS:
+            d.stalls += 1
+        d.idle = not msgs
+        if not msgs:
+            return msgs
+        if not d.seen:
+            d.cpu_redis = -redis_cpu(w.store.redis)
+            d.cpu_process = -time.process_time()
+            d.t_first = time.perf_counter()
+            # what ran while the group formed (idle evaluations, the first tick) is not timed
+            timers.seconds.clear()
+            timers.calls.clear()
+            if on_first is not None:
+                on_first()
+            if prof:
+                prof.enable()
+        d.seen += len(msgs)
+        d.batch_sizes.append(len(msgs))
+        d.last_msg = now
+        return msgs
+
+    w.consumer.consume = consume  # type: ignore[method-assign]
+    started = time.monotonic()
+    while d.seen < n:
+        last_tick = getattr(w, "_last_tick", None)
+        w.turn()
+        if d.seen and getattr(w, "_last_tick", None) != last_tick:
+            d.ticks += 1  # the tick did its work (it is due every TICK_SECONDS)
+        now = time.monotonic()
+        if d.idle and (now - started > PHASE_TIMEOUT
+                       or (d.seen and now - d.last_msg > STALL_TIMEOUT)):
+            raise BenchmarkError(f"worker stalled at {d.seen}/{n} messages")
+    w.drain()  # the last batch in flight
+    d.t_last = time.perf_counter()
+    d.cpu_process += time.process_time()
+    d.cpu_redis += redis_cpu(w.store.redis)
+    if prof:
+        prof.disable()
+    return d
 
 
 def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
     w = worker_mod.Worker(settings)
     timers = Timers()
     tracked = len(gc.get_objects())
-    batch_sizes: list[int] = []
     missing: list[str] = []
     prof = cProfile.Profile() if profile_run else None
     with instrumented(w, timers, missing):
-        w.consumer.subscribe([settings.predictions_topic])
-        consume = timers.wrap("consume", w.consumer.consume)
-        # the worker's loop turn (Worker.run): decode this batch while Redis applies the
-        # previous one, read that back and commit it, evaluate, send this one's applies
-        decode = timers.wrap("turn_decode", w.decode)
-        drain = timers.wrap("turn_drain", w.drain)
-        launch = timers.wrap("turn_launch", w.launch)
-        evaluate = timers.wrap("evaluate", w.evaluate_due)
-        seen = stalls = 0
-        t_first = t_last = 0.0
-        started = last_msg = time.monotonic()
         try:
-            while seen < n:
-                t0 = time.monotonic()
-                msgs = consume(settings.batch_size, settings.poll_timeout_seconds)
-                now = time.monotonic()
-                if seen and now - t0 > STALL_SECONDS:
-                    stalls += 1
-                if not msgs:
-                    if now - started > PHASE_TIMEOUT or (seen and now - last_msg > STALL_TIMEOUT):
-                        raise BenchmarkError(f"worker stalled at {seen}/{n} messages")
-                    continue
-                if not seen:
-                    t_first = time.perf_counter()
-                    # the first batch's consume() is outside the timed span, like the baseline
-                    for k in ("consume", "gc0", "gc1", "gc2"):
-                        timers.seconds[k] = 0.0
-                        timers.calls[k] = 0
-                    if prof:
-                        prof.enable()
-                decoded = decode(msgs)
-                drain()
-                evaluate(idle=False)
-                launch(decoded)
-                seen += len(msgs)
-                batch_sizes.append(len(msgs))
-                last_msg = now
-            drain()  # the last batch in flight
-            t_last = time.perf_counter()
-            if prof:
-                prof.disable()
+            d = drive(w, n, timers, prof)
+            s, calls = dict(timers.seconds), dict(timers.calls)
             # one forced evaluation after the stream, timed apart (not in the rate)
             t0 = time.perf_counter()
             w.evaluate_due(idle=True, force=True)
@@ -350,42 +443,52 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
                 w.consumer.close()
             with contextlib.suppress(Exception):
                 w.producer.flush(10)
-    secs = t_last - t_first
-    s = timers.seconds
+    seen, batch_sizes = d.seen, d.batch_sizes
+    secs = d.t_last - d.t_first
+    s = defaultdict(float, s)
+    calls = defaultdict(int, calls)
     s["process"] = s["turn_decode"] + s["turn_drain"] + s["turn_launch"]
-    timers.calls["process"] = timers.calls["turn_launch"]
+    calls["process"] = calls["turn_launch"]
     parts = {
         "consume": s["consume"],
         "decode": s["decode"],
         "fence_filter": s["fence_filter"],
         "late_check": s["late_check"],
         "validate+sketch": s["sketch"],
+        # the rest of BatchLogic.share: join ids, dead letters, counters, fences
+        "share_other": max(s["share"] - s["fence_filter"] - s["late_check"] - s["sketch"], 0.0),
         "redis_heads": s["redis_heads"],
         "apply_send": s["apply_send"],
         "apply_wait": s["apply_wait"],
         "commit": s["commit"],
         "dead_letters": s["dead_letters"] + s["count_unrouted"],
         "evaluate": s["evaluate"],
+        "tick": s["tick"],
     }
-    listed_in_process = sum(v for k, v in parts.items() if k not in ("consume", "evaluate"))
+    outside = ("consume", "evaluate", "tick")
+    listed_in_process = sum(v for k, v in parts.items() if k not in outside)
     parts["process_other"] = max(s["process"] - listed_in_process, 0.0)
-    parts["loop_other"] = max(secs - s["consume"] - s["process"] - s["evaluate"], 0.0)
+    parts["loop_other"] = max(secs - s["consume"] - s["process"] - s["evaluate"] - s["tick"],
+                              0.0)
     result: dict[str, Any] = {
         "events": seen,
         "batches": len(batch_sizes),
         "mean_batch": seen / len(batch_sizes),
         "min_batch": min(batch_sizes),
         "max_batch": max(batch_sizes),
-        "stalls": stalls,
+        "stalls": d.stalls,
+        "ticks": d.ticks,
+        "cpu_us_per_event": {"process": d.cpu_process / seen * 1e6,
+                             "redis": d.cpu_redis / seen * 1e6},
         "seconds": secs,
         "events_per_s": seen / secs,
         "breakdown_seconds": parts,
         "breakdown_share": {k: v / secs for k, v in parts.items()},
         "us_per_event": {k: v / seen * 1e6 for k, v in parts.items()},
-        "calls": {k: timers.calls[k] for k in ("process", "apply_send", "apply_wait", "commit",
-                                               "evaluate", "redis_heads")},
+        "calls": {k: calls[k] for k in ("process", "apply_send", "apply_wait", "commit",
+                                        "evaluate", "redis_heads", "share", "tick")},
         "gc_seconds": {g: s[f"gc{g}"] for g in range(3)},
-        "gc_collections": {g: timers.calls[f"gc{g}"] for g in range(3)},
+        "gc_collections": {g: calls[f"gc{g}"] for g in range(3)},
         "gc_tracked_objects_at_start": tracked,
         "not_instrumented": missing,
         "final_evaluation_seconds": final_eval,
@@ -478,8 +581,16 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
     per_window = {}
     for s in starts:
         keys = list(r.scan_iter(match=f"{base}:{s}:*", count=1000))
-        per_window[str(s)] = {"keys": len(keys), "bytes": sum(usage(k.decode()) for k in keys),
-                              "events": counts.get(s, 0)}
+        sized = {k.decode(): usage(k.decode()) for k in keys}
+        per_window[str(s)] = {"keys": len(keys), "bytes": sum(sized.values()),
+                              "events": counts.get(s, 0),
+                              "bytes_without_ids": sum(b for k, b in sized.items()
+                                                       if not k.endswith(":ids"))}
+    # the id set of the fullest window that still has one: a window's set lives only
+    # dedupe_horizon_seconds past the window's end, so the oldest windows have none
+    with_ids = [s for s in sorted(starts, key=lambda s: -counts.get(s, 0))
+                if r.exists(f"{base}:{s}:ids")]
+    ids_key = f"{base}:{with_ids[0] if with_ids else full}:ids"
     num_key, cat_key, meta_key = f"{base}:{full}:num:{num}", f"{base}:{full}:cat:{cat}", \
         f"{base}:{full}:meta"
     model_keys = [k.decode() for k in r.scan_iter(match=f"sd:{{{model}}}:*", count=1000)]
@@ -496,11 +607,12 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
         "categorical_key": {"key": cat_key, "bytes": usage(cat_key), "fields": fields(cat_key),
                             "encoding": r.object("encoding", cat_key).decode()},
         "meta_key": {"key": meta_key, "bytes": usage(meta_key), "fields": fields(meta_key)},
-        "ids_key": {"key": f"{base}:{full}:ids", "bytes": usage(f"{base}:{full}:ids"),
-                    "members": int(r.scard(f"{base}:{full}:ids")),
-                    "encoding": (r.object("encoding", f"{base}:{full}:ids") or b"-").decode()},
+        "ids_key": {"key": ids_key, "bytes": usage(ids_key), "members": int(r.scard(ids_key)),
+                    "encoding": (r.object("encoding", ids_key) or b"-").decode()},
         "per_window": per_window,
         "bytes_per_window_mean": sum(sizes) / len(sizes),
+        "bytes_per_window_without_ids_mean": sum(v["bytes_without_ids"]
+                                                 for v in per_window.values()) / len(sizes),
         "keys_per_window": per_window[str(full)]["keys"],
         "used_memory_before": int(before["used_memory"]),
         "used_memory_after": int(info["used_memory"]),
@@ -534,6 +646,9 @@ def table(res: dict[str, Any]) -> str:
         f"  worker                     {w['events_per_s']:>10,.0f} ev/s   "
         f"({w['seconds']:.2f} s, {w['batches']} batches, mean batch {w['mean_batch']:.0f}, "
         f"{w['stalls']} stalls)",
+        f"    CPU per event            {w['cpu_us_per_event']['process']:10.2f} µs worker process "
+        f"+ {w['cpu_us_per_event']['redis']:.2f} µs Redis server (less sensitive to other load "
+        "on the machine than the rates)",
         f"  ratio worker/baseline      {res['ratio']:10.3f}       "
         f"(goal >= {GOAL_RATIO}: {'met' if res['ratio'] >= GOAL_RATIO else 'NOT met'})",
         f"  worker, drift only         {res['worker_drift_only']['events_per_s']:>10,.0f} ev/s   "
@@ -562,7 +677,8 @@ def table(res: dict[str, Any]) -> str:
         + f"; {w['gc_tracked_objects_at_start']:,} tracked objects at start"
         + (" (gc.freeze() experiment)" if res["gc_frozen"] else ""),
         f"    calls: {c['process']} batches, {c['apply_wait']} Lua applies, {c['commit']} commits, "
-        f"{c['evaluate']} evaluate_due ({w['calls']['redis_heads']} heads reads); "
+        f"{c['evaluate']} evaluate_due, {c['redis_heads']} heads reads in the batches, "
+        f"{w['ticks']} ticks; "
         f"final forced evaluation {w['final_evaluation_seconds'] * 1e3:.0f} ms",
         "",
         f"  steps one by one on {res['steps']['events']} of the same events (best of 3)"
@@ -575,9 +691,11 @@ def table(res: dict[str, Any]) -> str:
         f"    meta key      {m['meta_key']['bytes']:>8,} B  ({m['meta_key']['fields']} fields)",
         f"    ids set       {m['ids_key']['bytes']:>8,} B  ({m['ids_key']['members']:,} prediction "
         f"ids, {m['ids_key']['bytes'] / max(m['ids_key']['members'], 1):.0f} B each, "
-        f"{m['ids_key']['encoding']}; kept dedupe_horizon_seconds past the window's end)",
+        f"{m['ids_key']['encoding']}; window {m['ids_key']['key'].rsplit(':', 2)[-2]}, the "
+        "fullest with one: a set lives dedupe_horizon_seconds past its window's end)",
         f"    per window    {m['bytes_per_window_mean']:>8,.0f} B  mean over "
-        f"{len(m['per_window'])} windows ({m['keys_per_window']} keys each)",
+        f"{len(m['per_window'])} windows ({m['keys_per_window']} keys each); "
+        f"{m['bytes_per_window_without_ids_mean']:,.0f} B without the id sets",
         f"    all {m['model_keys']} keys of the model {m['model_keys_bytes']:>8,} B "
         "(windows, profile, offsets, dirty marks, ...)",
         f"    used_memory   {m['used_memory_before']:,} -> {m['used_memory_after']:,} B "
@@ -664,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
                                    (3, drift_profile, "drift only, again")):
                 log(f"worker, {kind} (Redis database +{db}) ...")
                 store_x = Store(db_url(redis_url, db))
-                store_x.save_profile(prof)
+                store_x.profiles.save(prof)
                 wx = run_worker(consumer_settings(
                     base.model_copy(update={"redis_url": db_url(redis_url, db)}),
                     f"bench-worker-{db}-{run}"), n, False)
