@@ -355,7 +355,9 @@ class Worker:
         self._set_fault(None)
         self._loss_noted = False
         self.metrics.state_lost.set(0)
-        log.warning("resumed after %.1fs: %s over", waited, fault.reason)
+        log.warning(
+            "resumed after %.1fs (%s over)", waited, fault.code, extra={"fault": fault.code}
+        )
 
     def _set_fault(self, fault: Fault | None) -> None:
         if self.fault is not None:
