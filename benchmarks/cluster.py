@@ -46,7 +46,7 @@ from typing import Any
 
 import redis
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from throughput import BenchmarkError, create_topic  # run from benchmarks/, as join.py
 
 import streamdrift.worker as worker_mod
 from streamdrift import embedded, synthetic
@@ -62,10 +62,6 @@ SPAN_SECONDS = 4 * 3600  # events over the last 4 h: 4-5 hourly windows per mode
 SESSION_TIMEOUT_MS = 6000  # Tansu's group join waits about half of it
 PHASE_TIMEOUT = 180.0
 SLOWLOG_US = 100  # an apply takes milliseconds; the evaluator's reads mostly less
-
-
-class BenchmarkError(RuntimeError):
-    pass
 
 
 def log(msg: str) -> None:
@@ -210,21 +206,6 @@ def model_ids(cluster_url: str, run: str) -> list[str]:
         if len(chosen) == MODELS:
             return sorted(chosen.values())
     raise BenchmarkError("no model ids found for three masters")
-
-
-def create_topic(bootstrap: str, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)], operation_timeout=15
-    )
-    futures[topic].result(timeout=15)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        meta = admin.list_topics(topic, timeout=5).topics.get(topic)
-        if meta is not None and meta.error is None and len(meta.partitions) == PARTITIONS:
-            return
-        time.sleep(0.1)
-    raise BenchmarkError(f"topic {topic} did not appear with {PARTITIONS} partitions")
 
 
 def produce(bootstrap: str, pairs_by_topic: dict[str, list[tuple[bytes, bytes]]]) -> float:
@@ -556,8 +537,8 @@ def main(argv: list[str] | None = None) -> int:
             session_timeout_ms=SESSION_TIMEOUT_MS,
             metrics_port=-1,
         )
-        create_topic(bootstrap, topic)
-        create_topic(bootstrap, base.labels_topic)
+        create_topic(bootstrap, topic, PARTITIONS)
+        create_topic(bootstrap, base.labels_topic, PARTITIONS)
         predictions, label_events, per_model = stream(models, args.events, args.labels)
         log(f"producing {len(predictions)} predictions and {len(label_events)} labels ...")
         secs = produce(bootstrap, {topic: predictions, base.labels_topic: label_events})

@@ -110,18 +110,18 @@ def servers() -> Iterator[tuple[str, str, bool]]:
             log(f"embedded servers stopped; their logs are in {workdir}")
 
 
-def create_topic(bootstrap: str, topic: str) -> None:
+def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS,
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions,
                                             replication_factor=1)], operation_timeout=15)
     futures[topic].result(timeout=15)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         meta = admin.list_topics(topic, timeout=5).topics.get(topic)
-        if meta is not None and meta.error is None and len(meta.partitions) == PARTITIONS:
+        if meta is not None and meta.error is None and len(meta.partitions) == partitions:
             return
         time.sleep(0.1)
-    raise BenchmarkError(f"topic {topic} did not appear with {PARTITIONS} partitions")
+    raise BenchmarkError(f"topic {topic} did not appear with {partitions} partitions")
 
 
 def delete_topics(bootstrap: str, topics: list[str]) -> None:
