@@ -674,19 +674,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p
     )
-    env.update(
-        {
-            "STREAMDRIFT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "STREAMDRIFT_REDIS_URL": settings.redis_url,
-            "STREAMDRIFT_PREDICTIONS_TOPIC": settings.predictions_topic,
-            "STREAMDRIFT_LABELS_TOPIC": settings.labels_topic,
-            "STREAMDRIFT_ALERTS_TOPIC": settings.alerts_topic,
-            "STREAMDRIFT_CONSUMER_GROUP": settings.consumer_group,
-            "STREAMDRIFT_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
-            "STREAMDRIFT_BATCH_SIZE": str(settings.batch_size),
-            "STREAMDRIFT_LOG_FORMAT": "json",
-        }
-    )
+    env.update(settings.to_env())
+    env["STREAMDRIFT_LOG_FORMAT"] = "json"
     return env
 
 

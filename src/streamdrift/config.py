@@ -237,6 +237,26 @@ class Settings(BaseSettings):
         for name, value in super().__repr_args__():
             yield name, masked[name] if name in _MAY_HOLD_SECRETS else value
 
+    def to_env(self) -> dict[str, str]:
+        """The `STREAMDRIFT_*` variables that give a `streamdrift` process these settings
+        (the librdkafka pass-through included): for starting workers from code."""
+        env = {
+            "STREAMDRIFT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "STREAMDRIFT_REDIS_URL": self.redis_url,
+            "STREAMDRIFT_PREDICTIONS_TOPIC": self.predictions_topic,
+            "STREAMDRIFT_LABELS_TOPIC": self.labels_topic,
+            "STREAMDRIFT_ALERTS_TOPIC": self.alerts_topic,
+            "STREAMDRIFT_CONSUMER_GROUP": self.consumer_group,
+            "STREAMDRIFT_BATCH_SIZE": str(self.batch_size),
+            "STREAMDRIFT_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
+            "STREAMDRIFT_METRICS_PORT": str(self.metrics_port),
+            "STREAMDRIFT_LOG_FORMAT": self.log_format,
+        }
+        env.update(
+            {_KAFKA_PREFIX + k.upper().replace(".", "_"): v for k, v in self.kafka_extra.items()}
+        )
+        return env
+
     def dlq_topic(self, topic: str) -> str:
         return f"{topic}.dlq"
 

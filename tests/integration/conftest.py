@@ -131,19 +131,8 @@ def model_id() -> str:
 def env_for(settings: Settings) -> dict[str, str]:
     """Environment for a `streamdrift` subprocess talking to the test's servers/topics."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMDRIFT_")}
-    env.update(
-        {
-            "STREAMDRIFT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "STREAMDRIFT_REDIS_URL": settings.redis_url,
-            "STREAMDRIFT_PREDICTIONS_TOPIC": settings.predictions_topic,
-            "STREAMDRIFT_LABELS_TOPIC": settings.labels_topic,
-            "STREAMDRIFT_ALERTS_TOPIC": settings.alerts_topic,
-            "STREAMDRIFT_CONSUMER_GROUP": settings.consumer_group,
-            "STREAMDRIFT_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
-            "STREAMDRIFT_BATCH_SIZE": str(settings.batch_size),
-            "STREAMDRIFT_METRICS_PORT": "0",
-        }
-    )
+    env.update(settings.to_env())
+    env["STREAMDRIFT_METRICS_PORT"] = "0"
     return env
 
 

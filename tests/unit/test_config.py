@@ -171,3 +171,30 @@ def test_settings_reject_bad_values(clean_env):
     clean_env.setenv("STREAMDRIFT_BATCH_SIZE", "many")
     with pytest.raises(ValidationError, match="batch_size"):
         Settings()
+
+
+def test_settings_to_env_reads_back_as_the_same_settings(monkeypatch):
+    """A worker started from code with `to_env()` runs with the settings it was given,
+    librdkafka pass-through included."""
+    import os
+
+    from streamdrift.config import Settings
+
+    for key in [k for k in os.environ if k.startswith("STREAMDRIFT_")]:
+        monkeypatch.delenv(key)
+    given = Settings(
+        kafka_bootstrap="b1:9092,b2:9092",
+        redis_url="redis+cluster://r1:7000,r2:7001",
+        predictions_topic="p",
+        labels_topic="l",
+        alerts_topic="a",
+        consumer_group="g",
+        batch_size=123,
+        session_timeout_ms=7000,
+        metrics_port=0,
+        log_format="text",
+        kafka_extra={"security.protocol": "SASL_SSL", "sasl.username": "u"},
+    )
+    for key, value in given.to_env().items():
+        monkeypatch.setenv(key, value)
+    assert Settings() == given
