@@ -83,6 +83,7 @@ from streamdrift import synthetic
 from streamdrift.config import MonitorConfig, Settings
 from streamdrift.reference import build_profile
 from streamdrift.store import Store
+from streamdrift.store.keys import MODELS
 
 WINDOW_SECONDS = 3600
 DAY = 86400
@@ -621,7 +622,7 @@ def cleanup(bootstrap: str, stores: list[tuple[Store, str]], topics: list[str],
                             batch = []
                     if batch:
                         store.redis.delete(*batch)
-                    store.redis.srem("sd:models", model)
+                    store.redis.srem(MODELS, model)
 
 
 def check(cond: bool, what: str) -> None:

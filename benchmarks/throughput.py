@@ -62,6 +62,7 @@ from streamdrift.profile import ReferenceProfile
 from streamdrift.reference import build_profile
 from streamdrift.sketch import extract_features, sketch_batch
 from streamdrift.store import Store
+from streamdrift.store.keys import MODELS
 
 PARTITIONS = 4
 WINDOW_SECONDS = 3600
@@ -811,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
                 keys = list(store.redis.scan_iter(match=f"sd:{{{model}}}:*", count=1000))
                 if keys:
                     store.redis.delete(*keys)
-                store.redis.srem("sd:models", model)
+                store.redis.srem(MODELS, model)
 
     profile_text = wres.pop("profile_text", None)
     wbest.pop("profile_text", None)

@@ -103,10 +103,13 @@ class Incarnations:
         return Recreated(topic, old or "", new, why)
 
     def has_broker_ids(self, topic: str) -> bool:
-        return len(self.current.get(topic, "")) != len(_own_id())
+        return not self.current.get(topic, OWN).startswith(OWN)
+
+
+#: the prefix of incarnation ids of streamdrift's own (a broker's are base64 topic ids)
+OWN = "own-"
 
 
 def _own_id() -> str:
-    """An incarnation id of our own: twelve hex digits, unlike a broker's 22-character
-    base64 topic id."""
-    return uuid.uuid4().hex[:12]
+    """An incarnation id of our own, for a broker without topic ids."""
+    return OWN + uuid.uuid4().hex[:12]

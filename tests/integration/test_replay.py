@@ -1,5 +1,5 @@
 """Re-delivery after a crash, replayed deterministically: whatever the new batch
-boundaries, every event is counted once (the offset fences of `Store.apply_batch`)."""
+boundaries, every event is counted once (the offset fences of the atomic apply, `store.applies`)."""
 
 from __future__ import annotations
 
