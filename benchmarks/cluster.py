@@ -69,30 +69,6 @@ def log(msg: str) -> None:
 
 
 # ---- servers -----------------------------------------------------------------------------
-def _redis_server(port: int, workdir: Path, *extra: str) -> subprocess.Popen:
-    """A redis-server as embedded.start runs it: no persistence, noeviction (default)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        [
-            embedded.redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            *extra,
-        ],
-        stdout=open(workdir / "redis.log", "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
 def _wait_ping(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -114,7 +90,7 @@ def cluster(workdir: Path, masters: int = 3) -> Iterator[str]:
         raise BenchmarkError("redis-cli is not on PATH (it comes with the redis-server package)")
     ports = [embedded.free_port() for _ in range(masters)]
     procs = [  # the bus on a port of its own: the default, port + 10000, may be > 65535
-        _redis_server(
+        embedded.start_redis(
             p,
             workdir / f"node-{p}",
             "--cluster-enabled",

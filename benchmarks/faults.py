@@ -38,7 +38,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -71,6 +70,7 @@ from tests.integration.truth import Truth, assert_exact, observed, truth  # noqa
 
 from streamdrift import embedded, kafka_io, synthetic  # noqa: E402
 from streamdrift.config import MonitorConfig, Settings  # noqa: E402
+from streamdrift.errors import StreamdriftError  # noqa: E402
 from streamdrift.profile import ReferenceProfile  # noqa: E402
 from streamdrift.reference import build_profile  # noqa: E402
 from streamdrift.store import Store  # noqa: E402
@@ -145,36 +145,12 @@ class Tansu:
         self.port = embedded.free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.log_path = workdir / "tansu.log"
-        url = f"tcp://{self.bootstrap}"
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    embedded.tansu_binary(),
-                    "broker",
-                    "--listener-url",
-                    url,
-                    "--advertised-listener-url",
-                    url,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 20
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchmarkError(f"tansu exited with code {self.proc.returncode}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2),
-            ):
-                return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise BenchmarkError(f"tansu did not open port {self.port}")
-            time.sleep(0.05)
+        self.proc = embedded.start_tansu(self.port, self.log_path)
+        try:
+            embedded.wait_for_port(self.port, self.proc, "tansu")
+        except StreamdriftError as e:
+            self.stop()
+            raise BenchmarkError(str(e)) from None
 
     def stop(self) -> None:
         if self.proc.poll() is None:

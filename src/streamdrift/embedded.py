@@ -26,7 +26,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 20.0) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -87,12 +87,10 @@ class EmbeddedServers:
                 p.wait(5)
 
 
-def start(workdir: Path | None = None) -> EmbeddedServers:
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="streamdrift-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    kport, rport = free_port(), free_port()
-    url = f"tcp://127.0.0.1:{kport}"
-    kafka = subprocess.Popen(
+def start_tansu(port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """A Tansu broker on memory storage on `port` (not waited for: `wait_for_port`)."""
+    url = f"tcp://127.0.0.1:{port}"
+    return subprocess.Popen(
         [
             tansu_binary(),
             "broker",
@@ -103,15 +101,21 @@ def start(workdir: Path | None = None) -> EmbeddedServers:
             "--storage-engine",
             "memory://tansu/",
         ],
-        stdout=open(workdir / "tansu.log", "wb"),  # noqa: SIM115 - lives with the process
+        stdout=open(log_path, "ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    redis = subprocess.Popen(
+
+
+def start_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """A Redis server without persistence on `port`, its files and log in `workdir`
+    (not waited for: `wait_for_port`)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
         [
             redis_binary(),
             "--port",
-            str(rport),
+            str(port),
             "--bind",
             "127.0.0.1",
             "--save",
@@ -120,17 +124,26 @@ def start(workdir: Path | None = None) -> EmbeddedServers:
             "no",
             "--dir",
             str(workdir),
+            *extra,
         ],
-        stdout=open(workdir / "redis.log", "wb"),  # noqa: SIM115 - lives with the process
+        stdout=open(workdir / "redis.log", "wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def start(workdir: Path | None = None) -> EmbeddedServers:
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="streamdrift-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    kport, rport = free_port(), free_port()
+    kafka = start_tansu(kport, workdir / "tansu.log")
+    redis = start_redis(rport, workdir)
     servers = EmbeddedServers(
         f"127.0.0.1:{kport}", f"redis://127.0.0.1:{rport}/0", workdir, [kafka, redis]
     )
     try:
-        _wait_for_port(kport, kafka, "Kafka broker (tansu)")
-        _wait_for_port(rport, redis, "Redis")
+        wait_for_port(kport, kafka, "Kafka broker (tansu)")
+        wait_for_port(rport, redis, "Redis")
     except BaseException:
         servers.stop()
         raise

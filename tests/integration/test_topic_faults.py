@@ -31,7 +31,6 @@ class Broker:
 
     def __init__(self, workdir) -> None:
         self.port = embedded.free_port()
-        self.url = f"tcp://127.0.0.1:{self.port}"
         self.log = workdir / "tansu.log"
         self.proc: subprocess.Popen | None = None
 
@@ -40,21 +39,8 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                embedded.tansu_binary(),
-                "broker",
-                "--listener-url",
-                self.url,
-                "--advertised-listener-url",
-                self.url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=open(self.log, "ab"),  # noqa: SIM115 - lives with the process
-            stderr=subprocess.STDOUT,
-        )
-        embedded._wait_for_port(self.port, self.proc, "Tansu")
+        self.proc = embedded.start_tansu(self.port, self.log)
+        embedded.wait_for_port(self.port, self.proc, "Tansu")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
