@@ -54,7 +54,6 @@ from streamdrift.faults import (
     classify,
 )
 from streamdrift.positions import FenceBook, Regression, StateRolledBack
-from streamdrift.profile import ReferenceProfile
 from streamdrift.redaction import mask_url
 from streamdrift.state_guard import StateGuard
 from streamdrift.store import (
@@ -233,11 +232,6 @@ class Worker:
         finally:
             self._shutdown()
         return self.stats
-
-    @property
-    def profiles(self) -> dict[str, ReferenceProfile]:
-        """The profiles this worker counts with (a cache of Redis's)."""
-        return self.guard.profiles
 
     def _shutdown(self) -> None:
         if self.fault is None:
