@@ -92,14 +92,24 @@ AlertType = Literal[
     "performance_degradation",
     "data_quality",
     "outlier",
+    "volume",
+    "freshness",
     "system",
 ]
 Severity = Literal["info", "warning", "critical"]
+#: an episode's life: opened once, escalated when its severity rises, resolved once
+AlertStatus = Literal["open", "escalated", "resolved"]
 
 
 class Alert(BaseModel):
-    """An alert on topic `alerts`; `alert_id` is a digest of (model, type, feature, window)
-    so a re-publish after a crash is recognisable as the same alert."""
+    """An alert on topic `alerts`.
+
+    Alerts come in episodes: a condition (a feature drifting, performance degraded, ...)
+    raises one `open` alert when it starts, at most one `escalated` alert per rise in
+    severity, and one `resolved` alert once it has been absent for a while; all three
+    carry the same `episode_id`. `alert_id` is a digest of what the alert says, so a
+    re-publish after a crash is recognisable as the same alert (receivers deduplicate
+    on it), and `context.route` says who acts on it (data-team, ml-team, ops)."""
 
     model_config = ConfigDict(extra="forbid", title="streamdrift alert")
 
@@ -118,4 +128,9 @@ class Alert(BaseModel):
     reference_size: int = Field(ge=0)
     message: str
     created_at: datetime
+    status: AlertStatus = "open"
+    episode_id: str | None = Field(
+        None, description="shared by the open, escalated and resolved alerts of one episode"
+    )
+    since: datetime | None = Field(None, description="start of the episode's first window")
     context: dict[str, object] = Field(default_factory=dict)
