@@ -1,10 +1,10 @@
-"""Alerts: from drift verdicts to events on the alerts topic, each raised once.
+"""Alerts: what one window shows, worded for the person who has to act on it.
 
-The alert_id is a digest of (model, type, feature, window start), so the same finding
-always has the same id. Redis records each id before it is published (`claim_alert`);
-a second evaluator, or the same one after a crash, finds the claim and raises nothing
-new. A claim whose publisher died before the broker acknowledged it is re-sent with the
-same id by the next evaluation, so an alert is never lost and never has two ids.
+Each function here turns a monitor's verdict on one window into the alert that window
+would raise; `episodes` decides which of them are published (the first window of an
+episode, a rise in severity, the end). The ids given here name the finding in its
+window; the published alerts carry ids of their episode's transitions instead.
+`condition_key` names the condition an alert is about, the unit of an episode.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from streamdrift.monitors import (
     FeatureDrift,
     PerformanceFinding,
     QualityFinding,
+    VolumeFinding,
     outlier_share,
 )
 from streamdrift.performance import segment_metrics
@@ -106,10 +107,11 @@ def performance_alert(
     finding: PerformanceFinding,
     feature_drift: dict[str, FeatureDrift],
     now: float,
+    quality: list[QualityFinding] | None = None,
+    outputs: dict[str, FeatureDrift] | None = None,
 ) -> Alert | None:
-    """A `performance_degradation` alert when the finding says so. Its context says
-    whether the window's inputs drifted too (data drift) or not (a hint of concept
-    drift: the feature→label relation changed)."""
+    """A `performance_degradation` alert when the finding says so, with its likely
+    cause (see `likely_cause`) and the evidence for it."""
     if not finding.degraded or finding.worst is None:
         return None
     base = finding.baselines[finding.worst]
@@ -121,11 +123,7 @@ def performance_alert(
         else (base["baseline"] * (1 + policy.min_degradation))
     )
     drifting = sorted((d for d in feature_drift.values() if d.drifted), key=lambda d: -d.value)
-    cause = (
-        "data drift: inputs shifted in the same window"
-        if drifting
-        else "concept drift suspected: no input drift in the same window"
-    )
+    cause, evidence = likely_cause(profile, feature_drift, quality or [], outputs or {})
     end = window.start + profile.config.window_seconds
     return Alert(
         **_window_fields(profile, window, now),
@@ -147,7 +145,7 @@ def performance_alert(
             f"{profile.model_id}: {finding.metric} {finding.value:.3f} in window "
             f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC against "
             f"{base['baseline']:.3f} ({finding.worst}), {finding.labelled} labels, "
-            f"p={base['p_value']:.2g}; {cause}"
+            f"p={base['p_value']:.2g}; likely cause: {_CAUSE_TEXT[cause]}"
         ),
         context={
             "metric": finding.metric,
@@ -156,7 +154,8 @@ def performance_alert(
             "labelled": finding.labelled,
             "label_coverage": finding.metrics.get("label_coverage"),
             "detectors": finding.detectors,
-            "cause": "data_drift" if drifting else "concept_drift",
+            "cause": cause,
+            "evidence": evidence,
             "drifting_features": [
                 {"feature": d.feature, d.statistic: round(d.value, 6)} for d in drifting
             ],
@@ -167,29 +166,64 @@ def performance_alert(
     )
 
 
+_CAUSE_TEXT = {
+    "output_problem": "the model's outputs are broken (see evidence)",
+    "data_quality": "broken input data in the same window (see evidence)",
+    "data_drift": "data drift: inputs shifted in the same window",
+    "concept_drift": "concept drift: inputs, data quality and outputs look as usual",
+    "unknown": "unknown: too few events to check the inputs",
+}
+
+#: quality findings that say the model's outputs, not its inputs, are wrong
+_OUTPUT_KINDS = {"invalid_output", "unseen_class"}
+
+
+def likely_cause(
+    profile: ReferenceProfile,
+    feature_drift: dict[str, FeatureDrift],
+    quality: list[QualityFinding],
+    outputs: dict[str, FeatureDrift],
+) -> tuple[str, list[str]]:
+    """Why a window's performance dropped, judged on the same window before blaming
+    concept drift: outputs no model should give (`output_problem`), broken input data
+    (`data_quality`), shifted inputs (`data_drift`); `concept_drift` only when all three
+    were checked and look normal, `unknown` when the inputs could not be checked. The
+    evidence lists every finding that points somewhere, the chosen cause's first."""
+    shown_prediction = profile.prediction_column or "prediction"
+    output_findings = [
+        f for f in quality if f.kind in _OUTPUT_KINDS or f.feature == shown_prediction
+    ]
+    input_findings = [f for f in quality if f not in output_findings]
+    drifting = sorted((d for d in feature_drift.values() if d.drifted), key=lambda d: -d.value)
+    evidence: dict[str, list[str]] = {
+        "output_problem": [f"{f.kind} in '{f.feature}': {f.detail}" for f in output_findings],
+        "data_quality": [f"{f.kind} in '{f.feature}': {f.detail}" for f in input_findings],
+        "data_drift": [f"'{d.feature}' drifted: {d.statistic} {d.value:.3f}" for d in drifting],
+    }
+    prediction = outputs.get(PREDICTION)
+    if prediction is not None and prediction.drifted:
+        line = f"prediction distribution shifted: {prediction.statistic} {prediction.value:.3f}"
+        evidence["data_drift" if drifting else "output_problem"].append(line)
+    for cause in ("output_problem", "data_quality", "data_drift"):
+        if evidence[cause]:
+            ordered = evidence[cause] + [
+                e for c, lines in evidence.items() if c != cause for e in lines
+            ]
+            return cause, ordered
+    checked = [
+        d for d in feature_drift.values() if d.sample_size >= profile.config.drift.min_samples
+    ]
+    if len(checked) < max(1, len(profile.features) // 2):
+        return "unknown", [
+            f"{len(checked)} of {len(profile.features)} features had enough events to check"
+        ]
+    return "concept_drift", [
+        f"{len(checked)} features checked: none drifted; no data-quality or output problem"
+    ]
+
+
 #: who acts on which data-quality problem
 _QUALITY_ROUTE = {"invalid_output": "ml-team", "unseen_class": "ml-team"}
-
-
-def quality_episode(
-    seen: tuple[int, int] | None, start: int, width: int
-) -> tuple[int, tuple[int, int] | None]:
-    """Which episode a finding in window `start` belongs to: `(episode start, new state)`.
-
-    `seen` is the finding's last episode, (first, last window). An episode goes on while
-    the finding shows in adjacent windows, so a broken column raises one alert, not one
-    an hour; a window without it in between (the problem was fixed) ends the episode,
-    and the problem coming back starts a new one, with its own alert. A late window long
-    before the current episode is an old episode of its own and leaves the state alone.
-    """
-    if seen is None:
-        return start, (start, start)
-    first, last = seen
-    if first - width <= start <= last + width:
-        return first, (first, max(last, start))
-    if start < first:
-        return start, None
-    return start, (start, start)
 
 
 def quality_alerts(
@@ -197,24 +231,16 @@ def quality_alerts(
     window: WindowSketch,
     findings: list[QualityFinding],
     now: float,
-    episodes: dict[str, tuple[int, int]],
 ) -> list[Alert]:
-    """One `data_quality` alert per change (kind and feature) and episode (see
-    `quality_episode`, which updates `episodes`): the same broken column does not page
-    again every hour, but does page again if it breaks again after a fix. The alert says
-    since when, how many events, and an example."""
+    """One `data_quality` alert per problem (kind and feature) in the window: how many
+    events, and an example; who acts on it (`route`) depends on the kind."""
     alerts = []
     for f in findings:
         key = f"{f.kind}:{f.feature}"
-        since, state = quality_episode(
-            episodes.get(key), window.start, profile.config.window_seconds
-        )
-        if state is not None:
-            episodes[key] = state
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=_profile_alert_id(profile, "data_quality", key, since),
+                alert_id=_profile_alert_id(profile, "data_quality", key, window.start),
                 type="data_quality",
                 severity="critical"
                 if f.kind.startswith("feature_") or f.kind in ("type_change", "invalid_output")
@@ -226,13 +252,12 @@ def quality_alerts(
                 sample_size=window.count,
                 reference_size=profile.rows,
                 message=(
-                    f"{profile.model_id}: {f.kind.replace('_', ' ')} in '{f.feature}' since "
-                    f"{_utc(since):%Y-%m-%d %H:%M} UTC: {f.detail}"
+                    f"{profile.model_id}: {f.kind.replace('_', ' ')} in '{f.feature}' in "
+                    f"window {_utc(window.start):%Y-%m-%d %H:%M} UTC: {f.detail}"
                 ),
                 context={
                     "kind": f.kind,
                     "events": f.events,
-                    "since": _utc(since).isoformat(),
                     "example": f.example,
                     "detail": f.detail,
                     "route": _QUALITY_ROUTE.get(f.kind, "data-team"),
@@ -242,30 +267,31 @@ def quality_alerts(
     return alerts
 
 
-def outlier_alerts(profile: ReferenceProfile, window: WindowSketch, now: float) -> list[Alert]:
-    """One alert per outlying event kept for the window (at most
-    `outlier_alerts_per_window`: the rest are counted, not paged), naming the prediction
-    and what makes it extreme; and one more when the window's outlier share is
-    significantly above the configured rate (binomial test), a sign of a shifted segment
-    or an attack rather than a stray event."""
+def outlier_event_alerts(
+    profile: ReferenceProfile, window: WindowSketch, now: float
+) -> list[Alert]:
+    """One alert per outlying event recorded for the window (at most
+    `outlier_alerts_per_window`), naming the prediction and what makes it extreme.
+    Published only with `outlier_alerts: "events"`: at the calibrated rate, a healthy
+    stream has outliers every window, and single events are evidence to look at
+    (`inspect`), not pages."""
     model = profile.outliers
     if model is None or window.count == 0:
         return []
-    end = window.start + profile.config.window_seconds
-    common = {
-        "type": "outlier",
-        "statistic": "robust_mahalanobis",
-        "threshold": model.threshold,
-        "reference_size": profile.rows,
-    }
     alerts = []
     for ex in window.outlier_examples:
         top = ex["features"][0]["feature"] if ex["features"] else "*"
+        aid = _profile_alert_id(profile, "outlier", ex["prediction_id"], window.start)
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
-                alert_id=_profile_alert_id(profile, "outlier", ex["prediction_id"], window.start),
-                severity="warning",
+                alert_id=aid,
+                episode_id=aid,
+                type="outlier",
+                statistic="robust_mahalanobis",
+                threshold=model.threshold,
+                reference_size=profile.rows,
+                severity="info",
                 feature=top,
                 value=ex["score"],
                 sample_size=1,
@@ -280,30 +306,127 @@ def outlier_alerts(profile: ReferenceProfile, window: WindowSketch, now: float) 
                     "rate": model.rate,
                     "route": "ml-team",
                 },
-                **common,
-            )
-        )
-    share = outlier_share(profile, window)
-    if share is not None:
-        alerts.append(
-            Alert(
-                **_window_fields(profile, window, now),
-                alert_id=_profile_alert_id(profile, "outlier", "__share__", window.start),
-                severity="critical" if share["share"] >= 10 * model.rate else "warning",
-                feature="*",
-                value=share["share"],
-                sample_size=window.count,
-                message=(
-                    f"{profile.model_id}: {window.outliers} outliers in "
-                    f"{window.count} events ({share['share']:.2%}, expected "
-                    f"{model.rate:.2%}, p={share['p_value']:.2g}) in window "
-                    f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC"
-                ),
-                context={**share, "outliers": window.outliers, "route": "ml-team"},
-                **{**common, "statistic": "outlier_share", "threshold": model.rate},
             )
         )
     return alerts
+
+
+def outlier_share_alert(
+    profile: ReferenceProfile, window: WindowSketch, now: float
+) -> Alert | None:
+    """The window's outlier share when significantly above the calibrated rate
+    (binomial test): a shifted segment or an attack, not a stray event."""
+    model = profile.outliers
+    share = outlier_share(profile, window)
+    if model is None or share is None:
+        return None
+    end = window.start + profile.config.window_seconds
+    return Alert(
+        **_window_fields(profile, window, now),
+        alert_id=_profile_alert_id(profile, "outlier", "__share__", window.start),
+        type="outlier",
+        severity="critical" if share["share"] >= 10 * model.rate else "warning",
+        feature="*",
+        statistic="outlier_share",
+        value=share["share"],
+        threshold=model.rate,
+        sample_size=window.count,
+        reference_size=profile.rows,
+        message=(
+            f"{profile.model_id}: {window.outliers} outliers in "
+            f"{window.count} events ({share['share']:.2%}, expected "
+            f"{model.rate:.2%}, p={share['p_value']:.2g}) in window "
+            f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC"
+        ),
+        context={
+            **share,
+            "outliers": window.outliers,
+            "examples": [
+                {"prediction_id": ex["prediction_id"], "score": ex["score"]}
+                for ex in window.outlier_examples
+            ],
+            "route": "ml-team",
+        },
+    )
+
+
+def volume_alert(
+    profile: ReferenceProfile, window: WindowSketch, finding: VolumeFinding, now: float
+) -> Alert:
+    """Traffic collapsed or surged: a broken upstream, a lost partition, a retry storm.
+    For the people who run the pipes (route ops)."""
+    end = window.start + profile.config.window_seconds
+    low = finding.ratio < 1
+    return Alert(
+        **_window_fields(profile, window, now),
+        alert_id=_profile_alert_id(profile, "volume", "events", window.start),
+        type="volume",
+        severity="critical"
+        if finding.ratio <= finding.min_ratio / 2 or finding.ratio >= 2 * finding.max_ratio
+        else "warning",
+        feature="events",
+        statistic="events_ratio",
+        value=finding.ratio,
+        threshold=finding.min_ratio if low else finding.max_ratio,
+        sample_size=window.count,
+        reference_size=int(finding.expected),
+        message=(
+            f"{profile.model_id}: {window.count:,} events in window "
+            f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC, expected about "
+            f"{finding.expected:,.0f} ({finding.ratio:.0%}; {finding.baseline} baseline of "
+            f"{finding.history} windows, p={finding.p_value:.2g})"
+        ),
+        context={
+            "expected": finding.expected,
+            "ratio": finding.ratio,
+            "p_value": finding.p_value,
+            "baseline": finding.baseline,
+            "history_windows": finding.history,
+            "direction": "drop" if low else "surge",
+            "route": "ops",
+        },
+    )
+
+
+def freshness_alert(
+    profile: ReferenceProfile, last_seen: float, silence: float, now: float
+) -> Alert:
+    """The model has sent nothing for `silence` seconds: its service is down, or its
+    events go somewhere else. Its window is the one the last event was applied in."""
+    width = profile.config.window_seconds
+    start = int(last_seen // width * width)
+    quiet = now - last_seen
+    return Alert(
+        alert_id=_profile_alert_id(profile, "freshness", "events", start),
+        type="freshness",
+        severity="critical",
+        model_id=profile.model_id,
+        model_version=None,
+        feature="events",
+        statistic="seconds_since_last_event",
+        value=quiet,
+        threshold=silence,
+        window_start=_utc(start),
+        window_end=_utc(start + width),
+        sample_size=0,
+        reference_size=0,
+        created_at=_utc(now),
+        message=(
+            f"{profile.model_id}: no events for {quiet / 60:.0f} min (since "
+            f"{_utc(last_seen):%Y-%m-%d %H:%M} UTC; allowed {silence / 60:.0f} min)"
+        ),
+        context={"last_event_at": _utc(last_seen).isoformat(), "route": "ops"},
+    )
+
+
+def condition_key(alert: Alert) -> str:
+    """The condition an alert is about: the unit of an episode. A data-quality problem
+    is its kind in its column; an outlier share is one condition per model."""
+    if alert.type == "data_quality":
+        return f"data_quality:{alert.statistic}:{alert.feature}"
+    if alert.type == "outlier":
+        return "outlier:share"
+    return f"{alert.type}:{alert.feature}"
 
 
 def _worst_segments(profile: ReferenceProfile, window: WindowSketch) -> list[dict]:

@@ -239,6 +239,24 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
         f"{report['reference']['source']} ({report['reference']['rows']:,} rows)"
     )
     metric = report["headline_metric"]
+    opened = [e for e in report["episodes"] if e["status"] == "open"]
+    if opened:
+        table = Table(title=f"open episodes ({len(opened)})")
+        for col in ("since (UTC)", "type", "feature", "severity", "lasted", "peak", "route"):
+            table.add_column(col)
+        for e in opened:
+            table.add_row(
+                e["since"][:16],
+                e["type"] or "-",
+                e["feature"] or "-",
+                e["severity"],
+                _duration(e["duration_seconds"]),
+                _fmt(e["peak"]),
+                e["route"] or "-",
+            )
+        console.print(table)
+    else:
+        console.print("no open episodes")
     windows = Table(title="windows")
     for col in (
         "start (UTC)",
@@ -248,8 +266,11 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
         "drifting features",
         "labelled",
         "coverage",
+        "label delay",
         metric,
         "output drift",
+        "outliers",
+        "quality",
     ):
         windows.add_column(col)
     for w in report["windows"]:
@@ -311,9 +332,16 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
             "dead letters: "
             + ", ".join(f"{r} {n}" for r, n in sorted(report["dead_letters"].items()))
         )
+    examples = [(w["start"], ex) for w in report["windows"] for ex in w["outlier_examples"]]
+    if examples:
+        console.print(f"outlying events recorded (latest {min(len(examples), 10)}):")
+        for start, ex in examples[-10:]:
+            parts = ", ".join(f"{f['feature']} z={f['z']:+.1f}" for f in ex["features"])
+            console.print(f"  {start[:16]} {ex['prediction_id']} score {ex['score']:.2f}: {parts}")
     console.print(f"{len(report['alerts'])} alert(s)")
     for a in report["alerts"][-20:]:
-        console.print(f"  {a['created_at'][:19]} {a['severity']:<8} {a['message']}")
+        status = a.get("status", "open")
+        console.print(f"  {a['created_at'][:19]} {status:<9} {a['severity']:<8} {a['message']}")
 
 
 @main.command()

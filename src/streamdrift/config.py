@@ -94,6 +94,49 @@ class PerformancePolicy(BaseModel):
     )
 
 
+class EpisodePolicy(BaseModel):
+    """How findings become alert episodes (see `streamdrift.episodes`): one `open` alert
+    when a condition starts, one `resolved` when it has been absent a while."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resolve_after_windows: int = Field(
+        2, ge=1, le=100, description="complete windows without the condition that end it"
+    )
+    complete_after_idle_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="the latest window counts as complete once its end has passed and "
+        "the model has sent nothing for this long",
+    )
+    settled_label_coverage: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="a window's performance can end an episode once its label coverage "
+        "reaches this share of the recent windows' typical coverage",
+    )
+
+
+class VolumePolicy(BaseModel):
+    """When a window's event count is abnormal (`volume` alerts, route ops): below
+    `min_ratio` or above `max_ratio` times the expected count, and significantly so
+    (Poisson test, p below `p_value`). The expected count is the median of the last
+    `history_windows` complete windows, or of the same window position in the last
+    periods when `season_seconds` is set (traffic with a daily rhythm)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    min_ratio: float = Field(0.25, gt=0, lt=1)
+    max_ratio: float = Field(4.0, gt=1)
+    history_windows: int = Field(24, ge=1, le=1000)
+    min_history: int = Field(3, ge=1, description="complete windows needed before judging")
+    season_seconds: int | None = Field(None, ge=1)
+    seasons: int = Field(4, ge=1, le=52)
+    p_value: float = Field(0.001, gt=0, lt=1)
+
+
 class MonitorConfig(BaseModel):
     """Per-model monitor settings (`register --config FILE`, JSON)."""
 
@@ -126,9 +169,30 @@ class MonitorConfig(BaseModel):
     outlier_rate: float = Field(
         0.001, gt=0, lt=0.5, description="share of reference-like events flagged as outliers"
     )
-    outlier_alerts_per_window: int = Field(
-        3, ge=0, le=1000, description="single-event outlier alerts per window at most"
+    outlier_alerts: Literal["share", "events"] = Field(
+        "share",
+        description="share: alert on a window's outlier share (an episode); events: also "
+        "publish single outlying events (they are always recorded, see inspect)",
     )
+    outlier_alerts_per_window: int = Field(
+        3, ge=0, le=1000, description="outlying events recorded per window (and published "
+        "with outlier_alerts=events)"
+    )
+    episodes: EpisodePolicy = Field(default_factory=lambda: EpisodePolicy())
+    volume: VolumePolicy = Field(default_factory=lambda: VolumePolicy())
+    silence_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="a `freshness` alert when the model sent nothing for this long "
+        "(default: 3 windows, at least 5 minutes; 0: off)",
+    )
+
+    def silence_after(self) -> float | None:
+        if self.silence_seconds == 0:
+            return None
+        if self.silence_seconds is None:
+            return max(3.0 * self.window_seconds, 300.0)
+        return self.silence_seconds
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> MonitorConfig:

@@ -42,14 +42,16 @@ def register_demo_model(store: Store, model: str, workdir: Path, window_seconds:
 
 def demo_stream(model: str, events: int, span_seconds: float, drift_at: float | None = 0.5):
     """The demo's predictions and labels, event times ending now: inputs f00, f03 and
-    country shift at `drift_at`; from a quarter to half-way the labels stop matching
-    the model (concept drift, no input drift); labels come 10 min to 3 h after."""
+    country shift from `drift_at` to 0.7 of the stream; from a quarter to half-way the
+    labels stop matching the model (concept drift, no input drift); labels come 10 min
+    to 3 h after."""
     return synthetic.labelled_events(
         model,
         events,
         time.time() - span_seconds,
         span_seconds,
         drift_at=drift_at,
+        drift_until=0.7,
         concept_drift_at=0.25,
         concept_drift_until=0.5,
         delay_seconds=(600, 3 * 3600),
@@ -169,11 +171,22 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
         def show_alerts() -> None:
             for alert in read_alerts(settings, follow=True, stop=stop):
                 seen.append(alert)
+                status = alert.get("status", "open")
+                colour = {"open": "bold red", "escalated": "bold magenta"}.get(status, "green")
                 hint = ""
                 if alert["type"] == "performance_degradation":
                     hint = f" ({alert['context']['cause'].replace('_', ' ')})"
+                if status == "resolved":
+                    lasted = alert["context"].get("duration_seconds", 0) / 60
+                    console.print(
+                        f"[{colour}]{status.upper():<9}[/] {alert['type']:<23} "
+                        f"{alert['feature']:<8} after {lasted:.0f} min "
+                        f"({alert['window_start'][11:16]}–{alert['window_end'][11:16]}), "
+                        f"peak {alert['statistic']}={alert['value']:.3f}"
+                    )
+                    continue
                 console.print(
-                    f"[bold red]ALERT[/] {alert['type']:<23} {alert['severity']:<8} "
+                    f"[{colour}]{status.upper():<9}[/] {alert['type']:<23} {alert['severity']:<8} "
                     f"{alert['feature']:<8} {alert['statistic']}={alert['value']:.3f} window "
                     f"{alert['window_start'][11:16]}–{alert['window_end'][11:16]} "
                     f"n={alert['sample_size']}{hint}"
@@ -185,8 +198,8 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
         predictions, labels = demo_stream(DEMO_MODEL, events, span)
         console.print(
             f"producing {events:,} predictions over {span // 3600} h of event time: inputs "
-            f"f00, f03 and country shift half-way; from a quarter to half-way the outcome "
-            f"stops following the score (concept drift)"
+            f"f00, f03 and country shift from half-way to 70 %; from a quarter to half-way "
+            f"the outcome stops following the score (concept drift)"
         )
         produce_stream(
             settings, settings.predictions_topic, predictions, "predictions", console, rate=5000
@@ -236,7 +249,11 @@ def _summary(
     from streamdrift.report import model_report
 
     report = model_report(store, DEMO_MODEL)
-    perf_windows = {a["window_start"] for a in alerts if a["type"] == "performance_degradation"}
+    degraded = [
+        (e["since"], e["last_seen"])
+        for e in report["episodes"]
+        if e["type"] == "performance_degradation"
+    ]
     table = Table(title=f"{DEMO_MODEL}: windows")
     for col in (
         "window (UTC)",
@@ -251,11 +268,7 @@ def _summary(
         drifting = ", ".join(f"{f} {w['features'][f]['psi']:.2f}" for f in w["drifting"])
         perf = w["performance"]
         auc = perf.get("roc_auc")
-        mark = (
-            " [red]degraded[/]"
-            if w["start"].replace("Z", "+00:00") in {s.replace("Z", "+00:00") for s in perf_windows}
-            else ""
-        )
+        mark = " [red]degraded[/]" if any(a <= w["start"] <= b for a, b in degraded) else ""
         table.add_row(
             f"{w['start'][5:16]}",
             f"{w['count']:,}",
@@ -268,6 +281,14 @@ def _summary(
     by_type: dict[str, int] = {}
     for a in alerts:
         by_type[a["type"]] = by_type.get(a["type"], 0) + 1
+    opened = sum(1 for a in alerts if a.get("status", "open") == "open")
+    resolved = sum(1 for a in alerts if a.get("status") == "resolved")
+    naive = naive_alert_count(store, DEMO_MODEL)
+    console.print(
+        f"{opened} episodes opened, {resolved} resolved: {len(alerts)} alerts where a "
+        f"per-window monitor would have sent {naive} (one per finding per window, and one "
+        f"per outlying event)"
+    )
     reference_auc = report["reference_performance"].get("roc_auc")
     console.print(
         f"produced {produced:,} predictions, counted {counted:,} in Redis "
@@ -276,3 +297,21 @@ def _summary(
         + ", ".join(f"{t} ×{n}" for t, n in sorted(by_type.items()))
         + f"; {seconds:.0f} s in all"
     )
+
+
+def naive_alert_count(store: Store, model: str) -> int:
+    """What a monitor without episodes would have sent for the same windows: every
+    finding of every window, and every recorded outlying event."""
+    from streamdrift.conditions import History, window_conditions
+
+    profile = store.profiles.load(model)
+    if profile is None:
+        return 0
+    windows = store.windows.read(profile, store.windows.starts(model, profile.revision))
+    total = 0
+    for i, w in enumerate(windows):
+        found = window_conditions(
+            profile, w, History(recent=windows[:i]), time.time(), closed=True, followed=False
+        )
+        total += len(found.present) + len(w.outlier_examples)
+    return total

@@ -1,9 +1,12 @@
-"""Evaluation: turn touched windows into published alerts, one evaluator per model.
+"""Evaluation: turn touched windows into alert episodes, one evaluator per model.
 
 Runs inside any worker, after its batch is committed. A Redis lease makes it one
 evaluator at a time per model; dirty marks in Redis (set by every apply) say which
 windows changed since the last evaluation, so a window touched by a worker that died is
-still evaluated by whichever worker comes next.
+still evaluated by whichever worker comes next. Each evaluation loads the model's
+episodes, advances them with what the windows show (`conditions`, `episodes`), and
+commits the new episodes together with the claims of the alerts raised, atomically;
+only then are the alerts published.
 """
 
 from __future__ import annotations
@@ -15,30 +18,20 @@ from functools import partial
 import orjson
 from confluent_kafka import Producer
 
-from streamdrift.alerts import (
-    drift_alerts,
-    encode,
-    outlier_alerts,
-    output_alerts,
-    performance_alert,
-    quality_alerts,
-)
+from streamdrift.alerts import condition_key, encode, freshness_alert
+from streamdrift.conditions import History, WindowConditions, window_conditions
+from streamdrift.episodes import Observation, advance, excluded_windows, retire
 from streamdrift.events import Alert
 from streamdrift.join import id_horizon
-from streamdrift.monitors import (
-    output_drift,
-    performance_check,
-    quality_findings,
-    window_drift,
-)
 from streamdrift.profile import ReferenceProfile
-from streamdrift.sketch import WindowSketch
-from streamdrift.store import Store
+from streamdrift.store import EpisodeState, Store
 
 log = logging.getLogger("streamdrift.evaluator")
 
 #: A claimed alert not marked published after this long lost its publisher.
 REPUBLISH_AFTER_SECONDS = 300.0  # well past the evaluation lease and a slow flush
+
+FRESHNESS = "freshness:events"
 
 
 class Evaluator:
@@ -50,7 +43,8 @@ class Evaluator:
         self.published = 0
 
     def evaluate(self, profile: ReferenceProfile, now: float | None = None) -> list[Alert]:
-        """Evaluate the model's dirty windows; returns the alerts newly published."""
+        """Evaluate the model's dirty windows (and those that were incomplete at the
+        last evaluation) and its silence; returns the alerts newly published."""
         model = profile.model_id
         if not self.store.schedule.try_lock(model, self.owner):
             return []
@@ -58,56 +52,177 @@ class Evaluator:
             now = time.time() if now is None else now
             self._republish(model, now)
             marks = self.store.schedule.dirty(model)
-            starts = sorted(
-                {int(m.split(":")[1]) for m, _ in marks if m.split(":")[0] == str(profile.revision)}
-            )
-            fresh: list[Alert] = []
+            state = self.store.episodes.load(model)
+            rev = str(profile.revision)
+            touched = [m for m, _ in marks if m.split(":")[0] == rev]
+            if marks:
+                seen = max(t for _, t in marks)
+                state.last_apply = max(state.last_apply or seen, seen)
+            starts = sorted({int(m.split(":")[1]) for m in touched} | set(state.pending))
             all_starts = self.store.windows.starts(model, profile.revision)
-            episodes = self.store.counters.quality_episodes(model)
-            before = dict(episodes)
-            for window in self.store.windows.read(profile, starts):
-                for alert in self._window_alerts(profile, window, all_starts, now, episodes):
-                    if self.store.alerts.claim(model, alert.alert_id, encode(alert), now):
-                        fresh.append(alert)
-            if episodes != before:
-                self.store.counters.save_quality_episodes(model, episodes)
-            sent = self._publish(model, [encode(a) for a in fresh], [a.alert_id for a in fresh])
+            before = {k: e.to_json() for k, e in state.episodes.items()}
+            raised, events = self._advance(profile, state, starts, all_starts, now)
+            changed = {k for k, e in state.episodes.items() if before.get(k) != e.to_json()}
+            forget = self._expired(profile, state, now)
+            payloads = {a.alert_id: encode(a) for a in [*raised, *events]}
+            fresh = self.store.episodes.commit(
+                model, self.owner, list(payloads.items()), state, changed - forget, forget, now
+            )
+            new = [a for a in [*raised, *events] if a.alert_id in fresh]
+            sent = self._publish(
+                model, [payloads[a.alert_id] for a in new], [a.alert_id for a in new]
+            )
             self.store.schedule.clear(model, marks)
             self.store.records.sweep(model, id_horizon(profile), now)
             cfg = profile.config
             self.store.alerts.prune(
                 model, now - cfg.retention_seconds - 2 * cfg.window_seconds, now
             )
-            return [a for a in fresh if a.alert_id in sent]
+            return [a for a in new if a.alert_id in sent]
         finally:
             self.store.schedule.unlock(model, self.owner)
 
-    def _window_alerts(
+    def _advance(
         self,
         profile: ReferenceProfile,
-        window: WindowSketch,
+        state: EpisodeState,
+        starts: list[int],
         all_starts: list[int],
         now: float,
-        episodes: dict[str, tuple[int, int]],
-    ) -> list[Alert]:
-        """Every monitor on one window: data quality, feature drift, outliers, prediction
-        and label drift, and performance against the reference and the recent windows."""
-        drift = window_drift(profile, window)
-        findings = quality_findings(profile, window)
-        alerts = quality_alerts(profile, window, findings, now, episodes)
-        alerts += drift_alerts(profile, window, drift, now)
-        alerts += outlier_alerts(profile, window, now)
-        alerts += output_alerts(profile, window, output_drift(profile, window), drift, now)
-        if window.performance is not None:
-            k = profile.config.performance.detector_windows
-            earlier = [s for s in all_starts if s < window.start][-k:]
-            recent = self.store.windows.read_performance(profile, earlier)
-            finding = performance_check(profile, window, recent)
-            if finding is not None:
-                alert = performance_alert(profile, window, finding, drift, now)
-                if alert is not None:
-                    alerts.append(alert)
-        return alerts
+    ) -> tuple[list[Alert], list[Alert]]:
+        """The episodes' transitions from the windows in `starts` and the model's
+        silence, and the alerts outside episodes (single outlying events)."""
+        cfg = profile.config
+        width = cfg.window_seconds
+        latest = all_starts[-1] if all_starts else None
+        idle = now - (state.last_apply or now)
+
+        def complete(start: int) -> bool:
+            return (latest is not None and start < latest) or (
+                start + width <= now and idle >= cfg.episodes.complete_after_idle_seconds
+            )
+
+        raised = retire(state.episodes, profile.revision, width, now)
+        observations: list[Observation] = []
+        events: list[Alert] = []
+        pending: list[int] = []
+        windows = self.store.windows.read(profile, starts)
+        history = self._history_reader(profile, windows, all_starts, state)
+        for window in windows:
+            closed = complete(window.start)
+            if not closed:
+                pending.append(window.start)
+            found = window_conditions(
+                profile,
+                window,
+                history(window.start),
+                now,
+                closed=closed,
+                followed=latest is not None and window.start < latest,
+            )
+            observations += self._observations(state, found, closed)
+            events += found.events
+        state.pending = pending
+        observations += self._silence(profile, state, now)
+        raised += advance(
+            state.episodes,
+            observations,
+            model=profile.model_id,
+            revision=profile.revision,
+            width=width,
+            resolve_after=cfg.episodes.resolve_after_windows,
+            now=now,
+        )
+        return raised, events
+
+    @staticmethod
+    def _observations(
+        state: EpisodeState, found: WindowConditions, closed: bool
+    ) -> list[Observation]:
+        """Present conditions, and the open episodes' conditions checked and absent."""
+        out = [
+            Observation(condition_key(a), found.window, a, closed, magnitude)
+            for a, magnitude in found.present
+        ]
+        present = {o.key for o in out}
+        for ep in state.episodes.values():
+            if ep.open and ep.key not in present and found.covers(ep.key):
+                out.append(Observation(ep.key, found.window, None, closed))
+        return out
+
+    def _silence(
+        self, profile: ReferenceProfile, state: EpisodeState, now: float
+    ) -> list[Observation]:
+        """The model has sent nothing for its silence allowance: a freshness condition,
+        open until anything arrives again (then resolved at once)."""
+        silence = profile.config.silence_after()
+        if silence is None or state.last_apply is None:
+            return []
+        width = profile.config.window_seconds
+        window = int(state.last_apply // width * width)
+        if now - state.last_apply >= silence:
+            alert = freshness_alert(profile, state.last_apply, silence, now)
+            return [Observation(FRESHNESS, window, alert, True, now - state.last_apply)]
+        ep = state.episodes.get(FRESHNESS)
+        if ep is not None and ep.open:
+            # traffic is back: the window it arrived in ends the silence at once
+            return [Observation(FRESHNESS, max(window, ep.last + width), None, True, 0.0, 1)]
+        return []
+
+    def _history_reader(
+        self,
+        profile: ReferenceProfile,
+        windows: list,
+        all_starts: list[int],
+        state: EpisodeState,
+    ):
+        """One read of the counts and performance of every earlier window the
+        evaluated windows are judged against; then a `History` per window."""
+        cfg = profile.config
+        width = cfg.window_seconds
+        if not windows:
+            return lambda _start: History()
+        first = min(w.start for w in windows)
+        depth = max(cfg.performance.detector_windows, cfg.volume.history_windows) * width
+        season = cfg.volume.season_seconds or 0
+        seasonal = {
+            w.start - k * season
+            for w in windows
+            for k in range(1, cfg.volume.seasons + 1)
+            if season
+        }
+        known = set(all_starts)
+        wanted = sorted(({s for s in all_starts if first - depth <= s} | seasonal) & known)
+        read = {w.start: w for w in self.store.windows.read_performance(profile, wanted)}
+        excluded = excluded_windows(state.episodes, "volume:", width)
+        earliest = all_starts[0] if all_starts else first
+
+        def history(start: int) -> History:
+            recent = [read[s] for s in sorted(read) if s < start and start - s <= depth]
+            rolling = [
+                read[s].count if s in read else 0
+                for s in range(start - width, max(earliest, start - depth) - 1, -width)
+                if s not in excluded
+            ][: cfg.volume.history_windows]
+            season_counts = [
+                read[s].count
+                for s in (start - k * season for k in range(1, cfg.volume.seasons + 1))
+                if season and s in read and s not in excluded
+            ]
+            return History(recent=recent, rolling_counts=rolling, seasonal_counts=season_counts)
+
+        return history
+
+    @staticmethod
+    def _expired(profile: ReferenceProfile, state: EpisodeState, now: float) -> set[str]:
+        """Resolved episodes older than the windows' retention: nothing can reopen
+        them any more, and the hash would otherwise grow with every episode."""
+        horizon = now - profile.config.retention_seconds
+        return {
+            k
+            for k, e in state.episodes.items()
+            if not e.open and e.resolved_at is not None and e.resolved_at < horizon
+        }
 
     def _republish(self, model: str, now: float) -> None:
         stale = self.store.alerts.unpublished(model, now - REPUBLISH_AFTER_SECONDS)

@@ -10,8 +10,9 @@ import difflib
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from river.drift import ADWIN, PageHinkley
-from scipy.stats import binomtest, norm
+from scipy.stats import binomtest, norm, poisson
 
 from streamdrift.config import DriftPolicy
 from streamdrift.performance import performance_metrics
@@ -475,3 +476,60 @@ def outlier_share(profile: ReferenceProfile, window: WindowSketch) -> dict[str, 
     if p >= 1e-3:
         return None
     return {"share": share, "expected": model.rate, "p_value": float(p)}
+
+
+# ---- volume ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class VolumeFinding:
+    """A complete window's event count against what its history leads to expect."""
+
+    count: int
+    expected: float
+    ratio: float
+    p_value: float
+    baseline: str
+    history: int
+    min_ratio: float
+    max_ratio: float
+    abnormal: bool
+
+
+def volume_check(
+    profile: ReferenceProfile, count: int, rolling: list[int], seasonal: list[int]
+) -> VolumeFinding | None:
+    """Is the count far from the expected one, by a ratio that matters and beyond
+    Poisson chance? The expected count is the median of the history (robust to the odd
+    burst); the seasonal history, when configured and available, wins over the rolling
+    one, since traffic with a daily rhythm is judged against the same hour. None
+    without enough history."""
+    policy = profile.config.volume
+    if not policy.enabled:
+        return None
+    name, history = "rolling", rolling
+    if policy.season_seconds and seasonal:
+        name, history = "seasonal", seasonal
+    if len(history) < (1 if name == "seasonal" else policy.min_history):
+        return None
+    expected = float(np.median(history))
+    if expected <= 0:
+        return None
+    ratio = count / expected
+    if ratio < 1:
+        p = float(poisson.cdf(count, expected))
+        large = ratio <= policy.min_ratio
+    else:
+        p = float(poisson.sf(count - 1, expected))
+        large = ratio >= policy.max_ratio
+    return VolumeFinding(
+        count=count,
+        expected=expected,
+        ratio=ratio,
+        p_value=p,
+        baseline=name,
+        history=len(history),
+        min_ratio=policy.min_ratio,
+        max_ratio=policy.max_ratio,
+        abnormal=large and p < policy.p_value,
+    )

@@ -72,6 +72,7 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                 },
                 "performance": {k: _clean(v) for k, v in window_performance(profile, w).items()},
                 "outliers": w.outliers,
+                "outlier_examples": w.outlier_examples,
                 "quality": [
                     {
                         "kind": q.kind,
@@ -97,5 +98,37 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
         "reference_performance": {
             k: _clean(v) for k, v in profile.reference_performance.items() if "[" not in k
         },
+        "episodes": _episodes(store, model, profile.config.window_seconds),
         "alerts": store.alerts.all(model),
     }
+
+
+def _episodes(store: Store, model: str, width: int) -> list[dict[str, Any]]:
+    """Open episodes first (oldest first: the longest-running problem on top), then
+    the resolved ones, latest first."""
+    state = store.episodes.load(model)
+    rows = []
+    for e in state.episodes.values():
+        alert = e.alert
+        rows.append(
+            {
+                "key": e.key,
+                "episode_id": e.episode_id,
+                "status": e.status,
+                "type": alert.get("type"),
+                "feature": alert.get("feature"),
+                "severity": e.severity,
+                "since": _iso(e.since),
+                "last_seen": _iso(e.last),
+                "duration_seconds": e.last + width - e.since,
+                "peak": e.peak_value,
+                "route": alert.get("context", {}).get("route"),
+                "message": alert.get("message"),
+                "resolved_at": None if e.resolved_at is None else _iso(e.resolved_at),
+            }
+        )
+    opened = sorted((r for r in rows if r["status"] == "open"), key=lambda r: r["since"])
+    closed = sorted(
+        (r for r in rows if r["status"] != "open"), key=lambda r: r["resolved_at"], reverse=True
+    )
+    return opened + closed

@@ -115,16 +115,18 @@ def labelled_events(
     concept_drift_until: float = 1.0,
     delay_seconds: tuple[float, float] = (60.0, 86400.0),
     version: str = "1.0.0",
+    drift_until: float = 1.0,
 ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
     """Predictions and their labels, as (key, value) lists. Each label arrives a random
     delay after its prediction (uniform over `delay_seconds`). From `concept_drift_at`
     on (a fraction of the stream), until `concept_drift_until`, the labels stop matching
     the model: the inputs look the same, but the outcome is the opposite of what the
-    score says (concept drift)."""
+    score says (concept drift). The inputs drift from `drift_at` until `drift_until`."""
     rng = np.random.default_rng(seed)
     x, country, device, score, label = _rows(rng, n)
     if drift_at is not None:
-        drifted = np.arange(n) >= int(drift_at * n)
+        pos = np.arange(n)
+        drifted = (pos >= int(drift_at * n)) & (pos < int(drift_until * n))
         x2, country2, _, score2, label2 = _rows(rng, n, drifted)
         x[drifted], country[drifted] = x2[drifted], country2[drifted]
         score[drifted], label[drifted] = score2[drifted], label2[drifted]

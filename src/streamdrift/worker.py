@@ -826,10 +826,13 @@ class Worker:
 
     # ---- evaluation --------------------------------------------------------------------
     def evaluate_due(self, idle: bool, force: bool = False) -> None:
-        """Evaluate models touched by this worker when their interval has passed; when
-        idle, also sweep all models now and then for windows other workers left dirty."""
+        """Evaluate models touched by this worker when their interval has passed; and
+        sweep all models now and then (every 5 s when idle, 30 s when busy) for windows
+        other workers left dirty, episodes to resolve and models gone silent."""
         now = time.monotonic()
-        if idle and (force or now - self._last_sweep > 5.0):
+        # a busy worker sweeps too, less often: a silent model's freshness alert must
+        # not wait for the other models' traffic to stop
+        if force or now - self._last_sweep > (5.0 if idle else 30.0):
             self._last_sweep = now
             self._pending_eval.update(self.store.profiles.models())
         for model in sorted(self._pending_eval):

@@ -25,7 +25,9 @@ def test_demo_runs_end_to_end_with_embedded_servers():
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
     assert "started embedded Kafka-protocol broker" in out
-    assert out.count("ALERT") >= 3
+    # episodes: the input drift and the concept drift each open and resolve
+    assert out.count("OPEN ") >= 3 and out.count("RESOLVED ") >= 3
+    assert "per-window monitor would have sent" in " ".join(out.split())
     assert "counted 24,000 in Redis (exactly once)" in out
     assert "joined 24,000 labels" in " ".join(out.split())
     assert "performance_degradation" in out and "(concept drift)" in out

@@ -80,8 +80,8 @@ def test_schema_changes_raise_one_alert_each(settings, store, model_id, tmp_path
 
 def test_repeated_prediction_ids_raise_one_alert_per_episode(settings, store, model_id, tmp_path):
     """A model without labels: 4 windows, ids re-sent in the second and the fourth. Redis
-    counts the repeats of each window exactly, and the problem is raised twice: it was
-    fixed in the third window, so its return is a new alert, not a silenced repeat."""
+    counts the repeats of each window exactly, and the problem is one episode: one clean
+    window between is a lull, not a fix."""
     _register(store, model_id, tmp_path)
     start = (time.time() // WINDOW - 5) * WINDOW
     events = list(synthetic.prediction_events(model_id, 6000, start, 4 * WINDOW, seed=8))
@@ -111,9 +111,13 @@ def test_repeated_prediction_ids_raise_one_alert_per_episode(settings, store, mo
             assert w.duplicate_example in {k.decode() for k, _ in copies}
     assert store.counters.join_stats(model_id)["duplicate_predictions"] == sum(expected.values())
 
+    # one clean window between two with repeats is a lull, not the end of the episode
+    # (resolve_after_windows=2): one alert, since the second window
     dup = [a for a in read_alerts(settings) if a["statistic"] == "duplicate_ids"]
-    since = sorted(a["context"]["since"] for a in dup)
-    assert since == [
-        time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(s)) for s in sorted(expected)
+    assert [(a["status"], a["since"]) for a in dup] == [
+        ("open", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + WINDOW)))
     ]
     assert {a["feature"] for a in dup} == {"prediction_id"}
+    (episode,) = store.episodes.load(model_id).open()
+    assert (episode.since, episode.last) == (start + WINDOW, start + 3 * WINDOW)
+    assert episode.clear == []

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from streamdrift import synthetic
-from streamdrift.alerts import alert_id, drift_alerts, quality_episode
+from streamdrift.alerts import alert_id, drift_alerts
 from streamdrift.config import DriftPolicy, MonitorConfig
 from streamdrift.decode import ModelEvents
 from streamdrift.monitors import quality_findings, window_drift
@@ -145,36 +145,6 @@ def test_quality_findings_name_what_broke(profile):
         ("out_of_range", "f06"),
         ("unseen_categories", "device"),
     }
-
-
-# ---- data-quality episodes -------------------------------------------------------------------
-
-
-def _episodes(windows: list[int], width: int = 10) -> list[int]:
-    """The episode start each finding is raised under, windows evaluated in this order."""
-    state = None
-    out = []
-    for w in windows:
-        since, new = quality_episode(state, w, width)
-        state = new if new is not None else state
-        out.append(since)
-    return out
-
-
-def test_a_finding_in_adjacent_windows_is_one_episode():
-    # the same window evaluated again and again, then the next ones: still window 0
-    assert _episodes([0, 0, 0, 10, 10, 20, 30]) == [0] * 7
-
-
-def test_a_finding_back_after_a_clean_window_is_a_new_episode():
-    # windows 30 and 40 are clean (not in the list): 50 starts anew, and 60 goes on with it
-    assert _episodes([0, 10, 20, 50, 60, 90]) == [0, 0, 0, 50, 50, 90]
-
-
-def test_late_windows_join_or_leave_the_current_episode():
-    # window 40 evaluated late: adjacent to the episode from 50, so part of it;
-    # window 0, long before, is an old episode of its own and leaves the state alone
-    assert _episodes([50, 60, 40, 0, 70]) == [50, 50, 50, 0, 50]
 
 
 def test_repeated_ids_are_a_quality_finding(profile):

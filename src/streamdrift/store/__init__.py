@@ -10,7 +10,8 @@
     fences          offset fences: where Redis says each partition was applied up to
     schedule        dirty marks and the evaluation lease
     alert_ledger    alerts claimed and published, each once
-    counters        dead letters, join counters, data-quality episodes
+    counters        dead letters, join counters
+    episodes        alert episodes: open, escalated, resolved, each once
     replays         the ledger of dead letters sent back to their topics
 
 `Store` holds one of each over one client.
@@ -38,6 +39,7 @@ from streamdrift.store.client import (
     fault_of,
 )
 from streamdrift.store.counters import Counters
+from streamdrift.store.episodes import Episodes, EpisodeState
 from streamdrift.store.fences import Fence, Fences, ModelHead
 from streamdrift.store.keys import fence_field
 from streamdrift.store.profiles import Profiles
@@ -61,6 +63,7 @@ class Store:
         self.schedule = Schedule(self.redis)
         self.alerts = AlertLedger(self.redis)
         self.counters = Counters(self.redis)
+        self.episodes = Episodes(self.redis)
         self.replays = ReplayLedger(self.redis)
 
     def ping(self) -> None:
@@ -82,6 +85,7 @@ __all__ = [
     "ApplyRejected",
     "ApplyRequest",
     "ApplyResult",
+    "EpisodeState",
     "Fence",
     "FenceMoved",
     "JoinDelta",

@@ -1,11 +1,11 @@
 """Counters that are not window state: dead letters by reason (per model, and for events
-that name no registered model), the join's counters, and the data-quality episodes."""
+that name no registered model), and the join's counters."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from streamdrift.store.client import RedisClient, int_hash, text_hash
+from streamdrift.store.client import RedisClient, int_hash
 from streamdrift.store.keys import UNROUTED_DLQ, ModelKeys
 
 
@@ -29,18 +29,3 @@ class Counters:
 
     def join_stats(self, model: str) -> dict[str, int]:
         return int_hash(self.redis.hgetall(ModelKeys(model).join))
-
-    def quality_episodes(self, model: str) -> dict[str, tuple[int, int]]:
-        """`"<kind>:<feature>"` -> (first, last) window of the finding's latest episode."""
-        out = {}
-        for k, v in text_hash(self.redis.hgetall(ModelKeys(model).quality)).items():
-            first, _, last = v.partition(":")
-            out[k] = (int(first), int(last))
-        return out
-
-    def save_quality_episodes(self, model: str, episodes: dict[str, tuple[int, int]]) -> None:
-        if episodes:
-            self.redis.hset(
-                ModelKeys(model).quality,
-                mapping={k: f"{a}:{b}" for k, (a, b) in episodes.items()},
-            )

@@ -33,7 +33,9 @@ keys can ever share a name with them.
     sd:{m}:ids:<bucket>                HASH   prediction_id -> join record, see store.records
     sd:{m}:sweep                       HASH   the id janitor's cursor and clock
     sd:{m}:join                        HASH   join counters
-    sd:{m}:quality                     HASH   "<kind>:<feature>" -> "<first>:<last>" window
+    sd:{m}:episodes                    HASH   condition key -> its latest episode, JSON;
+                                              "__meta__" -> windows awaiting completion
+                                              and the time of the last apply seen
     sd:{m}:alerts                      HASH   alert_id -> alert JSON
     sd:{m}:alert_state                 HASH   alert_id -> claimed:<t> | published:<t>
     sd:{m}:eval_lock                   STRING evaluator lease (SET NX PX)
@@ -140,8 +142,8 @@ class ModelKeys:
         return f"{self.tag}:join"
 
     @property
-    def quality(self) -> str:
-        return f"{self.tag}:quality"
+    def episodes(self) -> str:
+        return f"{self.tag}:episodes"
 
     @property
     def alerts(self) -> str:
