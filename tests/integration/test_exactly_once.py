@@ -1,6 +1,8 @@
 """Two workers on four partitions, SIGKILLed at random moments and restarted while the
-stream flows: Redis must end exactly as if every event had been counted once. Commits
-lag the applies (slow_commit_worker.py), so kills land between the two."""
+stream flows: Redis must end exactly as if every event had been counted once, and the
+drift half-way through must open one episode per feature, raised under one alert id
+whatever the kills interrupted. Commits lag the applies (slow_commit_worker.py), so
+kills land between the two."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pytest
 from streamdrift import synthetic
 from streamdrift.reference import build_profile
 
-from .conftest import env_for, produce, wait_for, write_config
+from .conftest import env_for, produce, read_alerts, wait_for, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +56,7 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
         )
     )
     start = (time.time() // WINDOW - 5) * WINDOW
-    events = list(synthetic.prediction_events(model_id, N, start, 4 * WINDOW, seed=5))
+    events = list(synthetic.prediction_events(model_id, N, start, 4 * WINDOW, drift_at=0.5, seed=5))
 
     # What Redis must hold, computed offline from the events themselves.
     want_count: Counter[int] = Counter()
@@ -115,6 +117,24 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
             assert w.numeric["f00"].total == pytest.approx(want_sum[s], rel=1e-9)
             assert dict(w.categorical["country"].counts) == dict(want_country[s])
         assert kills == KILLS
+        # Episodes: one per drifting feature, one alert id per transition; an alert a
+        # killed worker claimed but did not publish stays claimed for its re-send.
+        assert wait_for(lambda: not store.schedule.dirty(model_id), timeout=30)
+        claimed = {a["alert_id"]: a for a in store.alerts.all(model_id)}
+        published = read_alerts(settings)
+        assert {a["alert_id"] for a in published} <= set(claimed)
+        transitions: defaultdict[tuple[str, str, str], set[str]] = defaultdict(set)
+        for a in claimed.values():
+            transitions[(a["episode_id"], a["status"], a["severity"])].add(a["alert_id"])
+        assert all(len(ids) == 1 for ids in transitions.values()), transitions
+        drift = [a for a in claimed.values() if a["type"] == "data_drift"]
+        assert sorted(a["feature"] for a in drift if a["status"] == "open") == sorted(
+            synthetic.DRIFTING
+        )
+        assert len({a["episode_id"] for a in drift}) == len(synthetic.DRIFTING)
+        episodes = store.episodes.load(model_id).episodes
+        for f in synthetic.DRIFTING:
+            assert episodes[f"data_drift:{f}"].since == start + 2 * WINDOW
         # A worker resumes from Redis's fences, not from Kafka's commit: the events a
         # killed worker applied but did not commit are not read again at all.
         text = log.read_text()

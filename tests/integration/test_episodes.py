@@ -1,0 +1,88 @@
+"""Episodes against real servers: a silent model's freshness episode opens and ends when
+traffic returns; a commit from an evaluator that lost its lease writes nothing."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from streamdrift import synthetic
+from streamdrift.config import MonitorConfig
+from streamdrift.reference import build_profile
+from streamdrift.store.episodes import EpisodeState, LeaseLost
+
+from .conftest import produce, read_alerts, wait_for
+from .truth import WorkerThread
+
+pytestmark = pytest.mark.integration
+
+WINDOW = 600
+
+
+def _register(store, model_id, tmp_path, **config):
+    profile = build_profile(
+        model_id,
+        synthetic.write_reference(tmp_path / "ref.csv", rows=5000),
+        prediction_column="score",
+        label_column="is_fraud",
+        config=MonitorConfig(window_seconds=WINDOW, evaluation_interval_seconds=0.5, **config),
+    )
+    return store.profiles.save(profile)[0]
+
+
+def _events(model_id: str, n: int, seed: int):
+    now = time.time()
+    return list(synthetic.prediction_events(model_id, n, now - 60, 50, seed=seed))
+
+
+def test_a_silent_model_opens_a_freshness_episode_until_events_come_back(
+    settings, store, model_id, tmp_path
+):
+    _register(store, model_id, tmp_path, silence_seconds=4)
+    produce(settings, _events(model_id, 500, seed=1))
+    with WorkerThread(settings):
+
+        def freshness(status: str) -> list[dict]:
+            return [
+                a
+                for a in read_alerts(settings)
+                if a["type"] == "freshness" and a["status"] == status
+            ]
+
+        assert wait_for(lambda: freshness("open"), timeout=40, interval=1.0)
+        (opened,) = freshness("open")
+        assert opened["context"]["route"] == "ops" and opened["severity"] == "critical"
+        assert opened["value"] >= 4 and opened["threshold"] == 4
+        time.sleep(6)  # still silent: no repeat
+        assert len(freshness("open")) == 1
+        produce(settings, _events(model_id, 300, seed=2))
+        assert wait_for(lambda: freshness("resolved"), timeout=40, interval=1.0)
+    (resolved,) = freshness("resolved")
+    assert resolved["episode_id"] == opened["episode_id"]
+    assert resolved["alert_id"] != opened["alert_id"]
+    assert [a["type"] for a in read_alerts(settings)] == ["freshness", "freshness"]
+    assert not store.episodes.load(model_id).episodes["freshness:events"].open
+
+
+def test_an_evaluator_that_lost_its_lease_commits_nothing(settings, store, model_id, tmp_path):
+    _register(store, model_id, tmp_path)
+    assert store.schedule.try_lock(model_id, "first", lease_ms=50)
+    time.sleep(0.1)  # the lease expired; another evaluator takes the model
+    assert store.schedule.try_lock(model_id, "second")
+    alert = orjson.dumps({"alert_id": "a" * 32})
+    with pytest.raises(LeaseLost):
+        store.episodes.commit(
+            model_id, "first", [("a" * 32, alert)], EpisodeState(), set(), set(), time.time()
+        )
+    assert store.alerts.all(model_id) == []
+    assert store.redis.exists(f"sd:{{{model_id}}}:episodes") == 0
+    fresh = store.episodes.commit(
+        model_id, "second", [("a" * 32, alert)], EpisodeState(), set(), set(), time.time()
+    )
+    assert fresh == {"a" * 32}
+    again = store.episodes.commit(
+        model_id, "second", [("a" * 32, alert)], EpisodeState(), set(), set(), time.time()
+    )
+    assert again == set()  # claimed once

@@ -1,0 +1,118 @@
+"""What one window shows, as conditions: present, checked and absent, or unchecked; the
+volume check against scipy's Poisson tails; a performance alert's likely cause."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import poisson
+
+from streamdrift import synthetic
+from streamdrift.alerts import condition_key, likely_cause
+from streamdrift.conditions import History, window_conditions
+from streamdrift.config import MonitorConfig
+from streamdrift.monitors import FeatureDrift, QualityFinding, volume_check
+from streamdrift.reference import build_profile
+from streamdrift.sketch import sketch_events
+from tests.unit.test_monitors import WINDOW, _window
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    ref = synthetic.write_reference(tmp_path_factory.mktemp("ref") / "ref.csv")
+    return build_profile(
+        "fraud",
+        ref,
+        prediction_column="score",
+        label_column="is_fraud",
+        config=MonitorConfig(window_seconds=WINDOW),
+    )
+
+
+def _sketch(profile, events):
+    (window,) = sketch_events(events, profile).values()
+    return window
+
+
+def test_a_drifted_window_shows_its_conditions_and_a_clean_one_checks_them(profile):
+    rng = np.random.default_rng(4)
+    drifted = _sketch(profile, _window(rng, 2000, 0, shift={"f07": 1.0}))
+    found = window_conditions(profile, drifted, History(), 1.0, closed=True, followed=True)
+    keys = {condition_key(a) for a, _ in found.present}
+    assert "data_drift:f07" in keys
+    magnitude = dict((condition_key(a), m) for a, m in found.present)["data_drift:f07"]
+    assert magnitude > 1  # the statistic over its threshold
+    clean = _sketch(profile, _window(rng, 2000, WINDOW))
+    found = window_conditions(profile, clean, History(), 1.0, closed=True, followed=True)
+    assert found.present == []
+    assert found.covers("data_drift:f07") and found.covers("data_quality:out_of_range:f03")
+    assert found.covers("outlier:share")
+    assert not found.covers("volume:events")  # no history: traffic not judged
+    assert not found.covers("performance_degradation:roc_auc")  # no labels
+    small = _sketch(profile, _window(rng, 100, 2 * WINDOW))
+    found = window_conditions(profile, small, History(), 1.0, closed=True, followed=True)
+    assert not found.covers("data_drift:f07") and not found.covers("data_quality:x:y")
+
+
+def test_volume_against_poisson_tails(profile):
+    rolling = [1000, 980, 1020, 1010, 990]
+    collapse = volume_check(profile, 30, rolling, [])
+    assert collapse.abnormal and collapse.baseline == "rolling"
+    assert collapse.expected == 1000 and collapse.ratio == pytest.approx(0.03)
+    assert collapse.p_value == pytest.approx(poisson.cdf(30, 1000))
+    surge = volume_check(profile, 5000, rolling, [])
+    assert surge.abnormal and surge.p_value == pytest.approx(poisson.sf(4999, 1000))
+    # a real dip, but not below a quarter: traffic varies; not an alert
+    assert not volume_check(profile, 300, rolling, []).abnormal
+    # a quarter of a tiny expectation is not significant: 0 of 2 is chance
+    assert not volume_check(profile, 0, [2, 2, 2], []).abnormal
+    assert volume_check(profile, 30, rolling[:2], []) is None  # too little history
+
+
+def test_a_seasonal_volume_baseline_wins_when_configured(profile):
+    cfg = profile.config.model_copy(
+        update={"volume": profile.config.volume.model_copy(update={"season_seconds": 86400})}
+    )
+    seasonal = profile.model_copy(update={"config": cfg})
+    # night traffic is a fifth of the day's: against the same hour yesterday, normal
+    night = volume_check(seasonal, 200, [1000] * 10, [210, 190])
+    assert night.baseline == "seasonal" and not night.abnormal
+    assert volume_check(profile, 200, [1000] * 10, [210, 190]).abnormal
+
+
+def _drift(feature: str, drifted: bool, n: int = 2000) -> FeatureDrift:
+    return FeatureDrift(
+        feature,
+        "numeric",
+        n,
+        0,
+        {},
+        "psi",
+        0.5 if drifted else 0.01,
+        0.2,
+        1e-9 if drifted else 0.5,
+        drifted,
+    )
+
+
+def _quality(kind: str, feature: str) -> QualityFinding:
+    return QualityFinding(kind, feature, 50, 0.05, 0.01, f"{kind} detail")
+
+
+def test_likely_cause_checks_outputs_and_inputs_before_the_concept(profile):
+    features = {f: _drift(f, False) for f in profile.features}
+    assert likely_cause(profile, features, [], {})[0] == "concept_drift"
+    # impossible predictions (scores outside [0, 1]) are the model's outputs' problem
+    cause, evidence = likely_cause(profile, features, [_quality("invalid_output", "score")], {})
+    assert cause == "output_problem" and "invalid_output in 'score'" in evidence[0]
+    cause, _ = likely_cause(profile, features, [_quality("missing_values", "f02")], {})
+    assert cause == "data_quality"
+    shifted = {**features, "f07": _drift("f07", True)}
+    cause, evidence = likely_cause(profile, shifted, [], {})
+    assert cause == "data_drift" and evidence[0].startswith("'f07' drifted")
+    # the predictions moved with no input drift: the model changed
+    cause, _ = likely_cause(profile, features, [], {"__prediction__": _drift("score", True)})
+    assert cause == "output_problem"
+    # inputs too few to check: no verdict on the concept
+    few = {f: _drift(f, False, n=50) for f in profile.features}
+    assert likely_cause(profile, few, [], {})[0] == "unknown"
