@@ -18,7 +18,8 @@ passed and the model has been quiet a while), so a half-filled window that has n
 shown the condition cannot end an episode early, and only where the condition was
 actually checked (enough events, enough labels). A finding for a window the episode
 has already been judged over (a late label in a resolved period) is old news and
-raises nothing.
+raises nothing; one for a window before an open episode's first (its data lagged)
+moves the episode's start back, so the `resolved` alert spans what really happened.
 
 The state machine is pure (`advance`): the evaluator loads the episodes from Redis,
 advances them with the observations of the windows it evaluates, and commits the new
@@ -143,6 +144,10 @@ def advance(
             if obs.window > ep.last:
                 ep.last = obs.window
                 ep.clear = [c for c in ep.clear if c > obs.window]
+            elif obs.window < ep.since:
+                # found late in an earlier window (its labels, or a partition, lagged):
+                # the episode began earlier than its open alert could know
+                ep.since = obs.window
             if obs.magnitude > ep.peak:
                 ep.peak, ep.peak_value, ep.peak_window = (
                     obs.magnitude,
@@ -201,6 +206,7 @@ def resolve(ep: Episode, width: int, now: float, reason: str = "") -> Alert:
             "alert_id": transition_id(ep.episode_id, "resolved"),
             "status": "resolved",
             "severity": ep.severity,
+            "since": _utc(ep.since),
             "window_start": _utc(ep.since),
             "window_end": _utc(ep.last + width),
             "created_at": _utc(now),

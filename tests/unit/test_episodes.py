@@ -156,3 +156,14 @@ def test_windows_of_open_episodes_are_excluded_from_rolling_baselines():
     _run(episodes, [_present(2), _present(4)])
     assert excluded_windows(episodes, "data_drift:", W) == {T0 + i * W for i in (2, 3, 4)}
     assert excluded_windows(episodes, "volume:", W) == set()
+
+
+def test_a_window_found_late_before_the_episode_moves_its_start_back():
+    episodes: dict[str, Episode] = {}
+    (opened,) = _run(episodes, [_present(3)])
+    assert _run(episodes, [_present(1), _present(2)]) == []
+    (resolved,) = _run(episodes, [_absent(4), _absent(5)])
+    assert opened.since == datetime.fromtimestamp(T0 + 3 * W, tz=UTC)
+    assert resolved.since == resolved.window_start == datetime.fromtimestamp(T0 + W, tz=UTC)
+    assert resolved.context["duration_seconds"] == 3 * W
+    assert resolved.episode_id == opened.episode_id
