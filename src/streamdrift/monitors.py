@@ -233,6 +233,104 @@ def output_drift(
     return out
 
 
+def importance_ratio(d: FeatureDrift, cap: float) -> float:
+    """A feature's drift in thresholds (`value / threshold`), at most `cap`; 0 when its
+    shift is not significant (too few values, or p at or above its corrected line), so
+    chance wobbles of small windows add nothing."""
+    policy_met = d.enabled and d.p_value < d.alpha and d.value == d.value
+    if not policy_met or d.threshold <= 0:
+        return 0.0
+    return min(max(d.value, 0.0) / d.threshold, cap)
+
+
+def importance_weighted_drift(
+    profile: ReferenceProfile, drift: Mapping[str, FeatureDrift], top: int = 5
+) -> dict[str, Any] | None:
+    """The model-level drift figure, weighted by feature importance; None when the
+    profile has no `feature_importance`.
+
+        importance_weighted_drift = sum_f w_f * min(value_f / threshold_f, cap)
+
+    over the enabled features with a verdict in the window, `w_f` the normalised
+    importance (features without one weigh 0), `value_f` and `threshold_f` the feature's
+    statistic and threshold (its own policy's), `cap` = `drift.importance_cap`; a
+    feature whose shift is not significant (p at or above its Bonferroni line, or fewer
+    than `min_samples` values) adds 0. 1.0 means: as if every feature sat on its drift
+    line. `drifted` when it reaches `drift.importance_threshold`. `top` lists the
+    largest contributions; `evaluated` the importance share of the features that had
+    values in the window."""
+    weights = profile.config.feature_importance
+    if not weights:
+        return None
+    policy = profile.config.drift
+    total = sum(weights.values())
+    value, evaluated, parts = 0.0, 0.0, []
+    for name, raw in weights.items():
+        d = drift.get(name)
+        w = raw / total
+        if d is None or not d.enabled or w == 0:
+            continue
+        evaluated += w
+        if d.sample_size < profile.config.feature_policy(name).min_samples:
+            continue
+        ratio = importance_ratio(d, policy.importance_cap)
+        if ratio > 0:
+            value += w * ratio
+            parts.append(
+                {
+                    "feature": name,
+                    "importance": w,
+                    "statistic": d.statistic,
+                    "value": d.value,
+                    "threshold": d.threshold,
+                    "ratio": ratio,
+                    "contribution": w * ratio,
+                    "drifted": d.drifted,
+                }
+            )
+    parts.sort(key=lambda c: -c["contribution"])
+    return {
+        "value": value,
+        "threshold": policy.importance_threshold,
+        "drifted": value >= policy.importance_threshold,
+        "cap": policy.importance_cap,
+        "evaluated": evaluated,
+        "top": parts[:top],
+    }
+
+
+def rank_drifting(
+    profile: ReferenceProfile, drift: Mapping[str, FeatureDrift]
+) -> list[dict[str, Any]]:
+    """The drifted features, most important drift first: by importance × (value /
+    threshold) when the profile has feature importance, else by value / threshold.
+    Each entry: feature, its statistic's value, importance (None without), score."""
+    weights = profile.config.feature_importance
+    total = sum(weights.values()) if weights else 0.0
+    ranked = []
+    for d in drift.values():
+        if not d.drifted:
+            continue
+        ratio = d.value / d.threshold
+        importance = (weights or {}).get(d.feature, 0.0) / total if weights else None
+        score = ratio * importance if importance is not None else ratio
+        ranked.append(
+            (
+                -score,
+                -ratio,
+                d.feature,
+                {
+                    "feature": d.feature,
+                    d.statistic: round(d.value, 6),
+                    "importance": None if importance is None else round(importance, 6),
+                    "score": round(score, 6),
+                },
+            )
+        )
+    ranked.sort(key=lambda r: r[:3])
+    return [r[3] for r in ranked]
+
+
 # ---- performance degradation ----------------------------------------------------------
 
 #: metrics where larger is worse
