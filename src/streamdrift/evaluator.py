@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from functools import partial
 
 import orjson
@@ -23,6 +24,7 @@ from streamdrift.alerts import (
     performance_alert,
     quality_alerts,
 )
+from streamdrift.baselines import read_baselines
 from streamdrift.events import Alert
 from streamdrift.join import id_horizon
 from streamdrift.monitors import (
@@ -89,15 +91,20 @@ class Evaluator:
         all_starts: list[int],
         now: float,
         episodes: dict[str, tuple[int, int]],
+        excluded: Collection[int] = frozenset(),
     ) -> list[Alert]:
         """Every monitor on one window: data quality, feature drift, outliers, prediction
-        and label drift, and performance against the reference and the recent windows."""
-        drift = window_drift(profile, window)
+        and label drift, and performance against the reference and the recent windows.
+        `excluded`: starts of windows in an open drift episode, kept out of the rolling
+        and seasonal baselines."""
+        baselines = self._drift_baselines(profile, window, all_starts, excluded)
+        drift = window_drift(profile, window, baselines)
         findings = quality_findings(profile, window)
         alerts = quality_alerts(profile, window, findings, now, episodes)
         alerts += drift_alerts(profile, window, drift, now)
         alerts += outlier_alerts(profile, window, now)
-        alerts += output_alerts(profile, window, output_drift(profile, window), drift, now)
+        outputs = output_drift(profile, window, baselines)
+        alerts += output_alerts(profile, window, outputs, drift, now)
         if window.performance is not None:
             k = profile.config.performance.detector_windows
             earlier = [s for s in all_starts if s < window.start][-k:]
@@ -108,6 +115,19 @@ class Evaluator:
                 if alert is not None:
                     alerts.append(alert)
         return alerts
+
+    def _drift_baselines(
+        self,
+        profile: ReferenceProfile,
+        window: WindowSketch,
+        all_starts: list[int],
+        excluded: Collection[int],
+    ) -> dict[str, WindowSketch]:
+        """The pooled earlier windows of the policy's rolling and seasonal baselines, read
+        in one round trip (none for the reference alone)."""
+        read = partial(self.store.windows.read, profile)
+        pooled = read_baselines(read, profile.config, [window.start], all_starts, excluded)
+        return pooled[window.start]
 
     def _republish(self, model: str, now: float) -> None:
         stale = self.store.alerts.unpublished(model, now - REPUBLISH_AFTER_SECONDS)
