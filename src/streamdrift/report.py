@@ -16,6 +16,7 @@ from streamdrift.monitors import (
     importance_weighted_drift,
     output_drift,
     quality_findings,
+    rank_drifting,
     window_drift,
     window_performance,
 )
@@ -97,9 +98,7 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                 "count": w.count,
                 "invalid": dict(w.invalid),
                 "versions": dict(w.versions),
-                "drifting": sorted(
-                    (d.feature for d in drift.values() if d.drifted), key=lambda f: -drift[f].value
-                ),
+                "drifting": [r["feature"] for r in rank_drifting(profile, drift)],
                 "baselines": _baselines_used(profile, plan, pooled[w.start]),
                 "features": {
                     name: {

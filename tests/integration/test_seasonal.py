@@ -76,7 +76,7 @@ def _stream(model_id: str, start: int, drift: bool):
         yield event["prediction_id"].encode(), orjson.dumps(event)
 
 
-def _register(settings, model_id: str, reference: Path, config: Path, baselines: list[str]):
+def _register(settings, model_id: str, reference: Path, config: Path, baselines: list[str], *extra):
     config.write_bytes(
         orjson.dumps(
             {
@@ -89,10 +89,18 @@ def _register(settings, model_id: str, reference: Path, config: Path, baselines:
         )
     )
     res = cli(
-        settings, "register", model_id, "--reference", str(reference), "--config", str(config)
+        settings,
+        "register",
+        model_id,
+        "--reference",
+        str(reference),
+        "--config",
+        str(config),
+        *extra,
     )
     assert res.returncode == 0, res.stderr
     assert f"drift against {' and '.join(baselines)}" in res.stdout
+    return res.stdout
 
 
 def _drift_alerts(alerts: list[dict], model_id: str) -> set[tuple[str, int]]:
@@ -105,11 +113,25 @@ def _drift_alerts(alerts: list[dict], model_id: str) -> set[tuple[str, int]]:
 
 def test_a_daily_rhythm_is_not_drift_but_a_change_on_the_day_is(settings, store, tmp_path):
     reference = _reference(tmp_path / "night.csv")
+    # feature importance beside the reference file, and another given to one model
+    (tmp_path / "night.csv.importance.json").write_bytes(orjson.dumps({"load": 1}))
+    given = tmp_path / "importance.json"
+    given.write_bytes(orjson.dumps({"amount": 3, "load": 1, "channel": 1}))
     uid = settings.consumer_group.rsplit("-", 1)[1]
     by_reference, by_season, drifted = f"ref-{uid}", f"season-{uid}", f"drift-{uid}"
-    _register(settings, by_reference, reference, tmp_path / "a.json", ["reference"])
+    said = _register(settings, by_reference, reference, tmp_path / "a.json", ["reference"])
+    assert said.rstrip().endswith("; feature importance from night.csv.importance.json")
     _register(settings, by_season, reference, tmp_path / "b.json", ["seasonal"])
-    _register(settings, drifted, reference, tmp_path / "c.json", ["seasonal"])
+    said = _register(
+        settings,
+        drifted,
+        reference,
+        tmp_path / "c.json",
+        ["seasonal"],
+        "--feature-importance",
+        str(given),
+    )
+    assert said.rstrip().endswith("; feature importance from importance.json")
 
     start = int(time.time() // DAY * DAY - DAYS * DAY)  # whole days, all in the past
     total = 0
@@ -157,6 +179,13 @@ def test_a_daily_rhythm_is_not_drift_but_a_change_on_the_day_is(settings, store,
         load["baselines"]["seasonal"]["available"] and load["baselines"]["seasonal"]["value"] < 0.2
     )
     assert latest["features"]["amount"]["drifted"]
+    # amount carries 3/5 of the importance and moved far beyond its line (capped at 3)
+    weighted = latest["importance_weighted_drift"]
+    assert weighted["drifted"] and weighted["value"] >= 0.6 * 3
+    assert weighted["top"][0]["feature"] == "amount"
+    assert weighted["top"][0]["importance"] == pytest.approx(0.6)
+    quiet = orjson.loads(cli(settings, "inspect", by_season, "--json", "--last", "1").stdout)
+    assert quiet["windows"][0]["importance_weighted_drift"]["drifted"] is False
     first = windows_by_start[start]
     assert first["baselines"]["seasonal"]["windows"] == 0
     assert first["features"]["load"]["judged_by"] == ["reference"]
@@ -166,3 +195,23 @@ def test_a_daily_rhythm_is_not_drift_but_a_change_on_the_day_is(settings, store,
     assert table.returncode == 0, table.stderr
     assert "judged against: seasonal (3 windows," in table.stdout
     assert f"{3 * PER_WINDOW:,} events)" in table.stdout
+    assert f"importance-weighted drift {weighted['value']:.3f} (threshold 0.5, DRIFTED)" in (
+        table.stdout
+    )
+    features = _table(table.stdout, "feature")
+    assert (features["load"]["judged by"], features["load"]["drifted"]) == ("seasonal", "")
+    assert (features["amount"]["judged by"], features["amount"]["drifted"]) == ("seasonal", "YES")
+
+
+def _table(text: str, first: str) -> dict[str, dict[str, str]]:
+    """The rows of the rich table whose first column is `first`: name -> header -> cell."""
+    lines = text.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("┃") and f" {first} " in line)
+    headers = [h.strip() for h in lines[top].strip("┃").split("┃")]
+    rows = {}
+    for line in lines[top + 2 :]:
+        if not line.startswith("│"):
+            break
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        rows[cells[0]] = dict(zip(headers, cells, strict=True))
+    return rows
