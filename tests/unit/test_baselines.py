@@ -4,6 +4,7 @@ statistics against a pooled baseline checked against scipy on the raw counts."""
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +23,7 @@ from streamdrift.baselines import (
 )
 from streamdrift.config import DriftPolicy, MonitorConfig
 from streamdrift.decode import ModelEvents
+from streamdrift.evaluator import Evaluator
 from streamdrift.monitors import window_drift
 from streamdrift.reference import build_profile
 from streamdrift.sketch import WindowSketch, sketch_events
@@ -309,3 +311,39 @@ def test_pooled_baselines_skip_windows_not_read():
     out = pooled_baselines(plan, windows)
     assert list(out) == ["rolling"] and out["rolling"].count == 5
     assert pool([]) is None
+
+
+# ---- the evaluator's wiring -------------------------------------------------------------------
+
+
+class _Windows:
+    """The store's window reader over sketches in memory, counting its reads."""
+
+    def __init__(self, windows: dict[int, WindowSketch]) -> None:
+        self.windows = windows
+        self.reads: list[list[int]] = []
+
+    def read(self, profile, starts: list[int]) -> list[WindowSketch]:
+        self.reads.append(list(starts))
+        return [self.windows[s] for s in starts if s in self.windows]
+
+
+def test_the_evaluator_reads_the_baseline_once_and_leaves_excluded_windows_out(profile):
+    """Three earlier windows as shifted as the current one: against them (rolling) the
+    window is not drift; with them excluded (an open drift episode) the rolling baseline
+    has nothing, and the reference judges: drift."""
+    rng = np.random.default_rng(15)
+    earlier = {k * W: sketch(profile, events(rng, k * W, 400, load_mean=14.0)) for k in range(3)}
+    window = sketch(profile, events(rng, 3 * W, 400, load_mean=14.0))
+    rolling = with_policy(profile, baselines=["rolling"], rolling_windows=3)
+    windows = _Windows(earlier)
+    evaluator = Evaluator(SimpleNamespace(windows=windows), None, "alerts", "test")
+    all_starts = [*earlier, 3 * W]
+
+    alerts = evaluator._window_alerts(rolling, window, all_starts, 1.0, {})
+    assert windows.reads == [[0, W, 2 * W]]
+    assert [a for a in alerts if a.type == "data_drift"] == []
+
+    alerts = evaluator._window_alerts(rolling, window, all_starts, 1.0, {}, excluded={0, W, 2 * W})
+    assert windows.reads[1:] == []  # nothing left to read
+    assert {a.feature for a in alerts if a.type == "data_drift"} == {"load"}
