@@ -117,6 +117,7 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                         "drifted": d.drifted,
                         "sample_size": d.sample_size,
                         **{k: _clean(v) for k, v in d.statistics.items()},
+                        **_verdict(d),
                     }
                     for name, d in outputs.items()
                 },
