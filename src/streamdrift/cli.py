@@ -103,6 +103,13 @@ def main() -> None:
     type=click.Path(path_type=Path),
     help="JSON monitor settings: window_seconds, drift thresholds, bins...",
 )
+@click.option(
+    "--feature-importance",
+    "importance_path",
+    type=click.Path(path_type=Path),
+    help="JSON object feature -> importance (default: the config's, or "
+    "<reference>.importance.json beside the reference file).",
+)
 @_user_errors
 def register(
     model: str,
@@ -112,9 +119,10 @@ def register(
     label_column: str | None,
     features: str | None,
     config_path: Path | None,
+    importance_path: Path | None,
 ) -> None:
     """Store MODEL's reference profile in Redis (replacing any earlier one)."""
-    from streamdrift.reference import build_profile
+    from streamdrift.reference import build_profile, resolve_importance
 
     if not MODEL_ID.fullmatch(model):
         raise StreamdriftError(
@@ -123,6 +131,8 @@ def register(
         )
 
     config = MonitorConfig.from_file(config_path)
+    importance, importance_source = resolve_importance(reference, importance_path, config)
+    config = config.model_copy(update={"feature_importance": importance})
     names = [f.strip() for f in features.split(",") if f.strip()] if features else None
     profile = build_profile(
         model,
@@ -145,6 +155,8 @@ def register(
         + (f", prediction '{prediction_column}'" if prediction_column else "")
         + (f", label '{label_column}'" if label_column else "")
         + f"; windows of {saved.config.window_seconds}s"
+        + f"; drift against {' and '.join(saved.config.drift.baselines)}"
+        + (f"; feature importance from {importance_source}" if importance_source else "")
     )
     if replaced:
         click.echo(
@@ -301,6 +313,9 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
         )
     if report["windows"]:
         latest = report["windows"][-1]
+        console.print(
+            f"drift of the latest window judged against: {_baselines_line(latest['baselines'])}"
+        )
         table = Table(title=f"features in the latest window ({latest['start'][:16]})")
         for col in (
             "feature",
@@ -311,6 +326,7 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
             "js",
             "hellinger",
             "p-value",
+            "judged by",
             "drifted",
         ):
             table.add_column(col)
@@ -324,9 +340,20 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
                 _fmt(f["jensen_shannon"]),
                 _fmt(f["hellinger"]),
                 _fmt(f.get("chi_square_p_value"), 4),
-                "YES" if f["drifted"] else "",
+                ", ".join(f["judged_by"]) or "-",
+                "YES" if f["drifted"] else ("" if f["enabled"] else "disabled"),
             )
         console.print(table)
+        weighted = latest["importance_weighted_drift"]
+        if weighted is not None:
+            top = ", ".join(f"{c['feature']} {c['contribution']:.2f}" for c in weighted["top"])
+            console.print(
+                f"importance-weighted drift {weighted['value']:.3f} "
+                f"(threshold {weighted['threshold']:g}"
+                + (", DRIFTED" if weighted["drifted"] else "")
+                + ")"
+                + (f": {top}" if top else "")
+            )
     if report["dead_letters"]:
         console.print(
             "dead letters: "
@@ -342,6 +369,22 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
     for a in report["alerts"][-20:]:
         status = a.get("status", "open")
         console.print(f"  {a['created_at'][:19]} {status:<9} {a['severity']:<8} {a['message']}")
+
+
+def _baselines_line(baselines: dict[str, dict[str, Any]]) -> str:
+    """The chosen baselines of a window and what each pooled, in words."""
+    parts = []
+    for name, b in baselines.items():
+        if "rows" in b:
+            parts.append(f"{name} ({b['source']}, {b['rows']:,} rows)")
+        elif b["windows"] == 1:
+            parts.append(f"{name} (1 window, {b['from'][:16]}, {b['events']:,} events)")
+        elif b["windows"]:
+            span = f"{b['from'][:16]} to {b['to'][:16]}"
+            parts.append(f"{name} ({b['windows']} windows, {span}, {b['events']:,} events)")
+        else:
+            parts.append(f"{name} (no history yet: unavailable)")
+    return "; ".join(parts)
 
 
 @main.command()

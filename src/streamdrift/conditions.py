@@ -98,9 +98,9 @@ def window_conditions(
     short because the stream stopped, which is the freshness check's news."""
     cfg = profile.config
     out = WindowConditions(window.start)
-    drift = window_drift(profile, window, baselines) if baselines else window_drift(profile, window)
+    drift = window_drift(profile, window, baselines)
     findings = quality_findings(profile, window)
-    outputs = output_drift(profile, window)
+    outputs = output_drift(profile, window, baselines)
 
     for alert in quality_alerts(profile, window, findings, now):
         out.present.append((alert, alert.value))
@@ -110,7 +110,9 @@ def window_conditions(
     for alert in drift_alerts(profile, window, drift, now):
         out.present.append((alert, _ratio(drift[alert.feature])))
     out.checked += [
-        f"data_drift:{d.feature}" for d in drift.values() if d.sample_size >= cfg.drift.min_samples
+        f"data_drift:{d.feature}"
+        for d in drift.values()
+        if d.judged_by and d.sample_size >= cfg.feature_policy(d.feature).min_samples
     ]
 
     share = outlier_share_alert(profile, window, now)
@@ -129,7 +131,7 @@ def window_conditions(
         PREDICTION: profile.prediction_column or "prediction",
     }
     for name, d in outputs.items():
-        if d.sample_size >= cfg.drift.min_samples and (name != LABEL or settled):
+        if d.judged_by and d.sample_size >= cfg.drift.min_samples and (name != LABEL or settled):
             kind = "label_drift" if name == LABEL else "prediction_drift"
             out.checked.append(f"{kind}:{shown[name]}")
 

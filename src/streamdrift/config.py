@@ -7,6 +7,7 @@ reference profile in Redis, so every stateless worker applies the same ones.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,12 @@ from streamdrift.errors import ConfigError
 from streamdrift.redaction import is_secret_setting, mask_settings, mask_url, remember, url_password
 
 DriftStatistic = Literal["psi", "jensen_shannon", "hellinger", "wasserstein", "ks", "kl_divergence"]
+
+#: Statistics that exist for categorical features (KS and Wasserstein need an order).
+CATEGORICAL_STATISTICS = frozenset({"psi", "jensen_shannon", "hellinger", "kl_divergence"})
+
+#: What a window's drift can be judged against (see `streamdrift.baselines`).
+Baseline = Literal["reference", "rolling", "seasonal"]
 
 
 class DriftPolicy(BaseModel):
@@ -43,6 +50,61 @@ class DriftPolicy(BaseModel):
     critical_factor: float = Field(
         2.5, gt=1, description="value >= threshold * critical_factor gives severity critical"
     )
+    baselines: list[Baseline] = Field(
+        default_factory=lambda: ["reference"],
+        min_length=1,
+        description="what drift is judged against: reference, rolling, seasonal; with "
+        "several, a feature drifts only when every available one says so",
+    )
+    rolling_windows: int = Field(
+        24, ge=1, le=10_000, description="earlier windows pooled by the rolling baseline"
+    )
+    season_seconds: int = Field(
+        86400, ge=1, description="the seasonal baseline's period (a multiple of window_seconds)"
+    )
+    seasons: int = Field(4, ge=1, le=520, description="periods pooled by the seasonal baseline")
+    until_history: Literal["reference", "wait"] = Field(
+        "reference",
+        description="while no chosen baseline has enough history: judge against the "
+        "reference, or give no drift verdict (for a rhythm the reference cannot know)",
+    )
+    importance_threshold: float = Field(
+        0.5, gt=0, description="importance-weighted drift at or above it counts as drifted"
+    )
+    importance_cap: float = Field(
+        3.0, ge=1, description="a feature adds at most this many thresholds' worth of drift"
+    )
+
+    @field_validator("baselines")
+    @classmethod
+    def _distinct_baselines(cls, baselines: list[str]) -> list[str]:
+        if len(set(baselines)) != len(baselines):
+            raise ValueError("names a baseline twice")
+        return baselines
+
+
+def check_importance(weights: dict[str, float]) -> dict[str, float]:
+    """Feature importances as given, if usable: finite, non-negative, not all zero."""
+    bad = [k for k, v in weights.items() if not (math.isfinite(v) and v >= 0)]
+    if bad:
+        raise ValueError(f"importance of {', '.join(bad)} is not a finite number >= 0")
+    if not sum(weights.values()) > 0:
+        raise ValueError("importances add up to 0")
+    return weights
+
+
+class FeaturePolicy(BaseModel):
+    """One feature's departures from the model's drift policy (`features` in the monitor
+    config): another statistic, threshold, p-value or minimum sample, or no verdict at
+    all (`enabled: false`). Unset keys keep the model's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    statistic: DriftStatistic | None = None
+    threshold: float | None = Field(None, gt=0)
+    p_value: float | None = Field(None, gt=0, lt=1)
+    min_samples: int | None = Field(None, ge=1)
 
 
 class QualityPolicy(BaseModel):
@@ -175,8 +237,11 @@ class MonitorConfig(BaseModel):
         "publish single outlying events (they are always recorded, see inspect)",
     )
     outlier_alerts_per_window: int = Field(
-        3, ge=0, le=1000, description="outlying events recorded per window (and published "
-        "with outlier_alerts=events)"
+        3,
+        ge=0,
+        le=1000,
+        description="outlying events recorded per window (and published "
+        "with outlier_alerts=events)",
     )
     episodes: EpisodePolicy = Field(default_factory=lambda: EpisodePolicy())
     volume: VolumePolicy = Field(default_factory=lambda: VolumePolicy())
@@ -194,6 +259,44 @@ class MonitorConfig(BaseModel):
             return max(3.0 * self.window_seconds, 300.0)
         return self.silence_seconds
 
+    features: dict[str, FeaturePolicy] = Field(
+        default_factory=dict, description="per-feature drift policy, over the model's"
+    )
+    feature_importance: dict[str, float] | None = Field(
+        None,
+        description="feature -> importance (normalised to sum 1 at register); features "
+        "not named weigh 0",
+    )
+
+    @field_validator("feature_importance")
+    @classmethod
+    def _usable_importance(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
+        return None if weights is None else check_importance(weights)
+
+    @model_validator(mode="after")
+    def _season_of_whole_windows(self) -> MonitorConfig:
+        drift = self.drift
+        if "seasonal" in drift.baselines and (
+            drift.season_seconds % self.window_seconds or drift.season_seconds < self.window_seconds
+        ):
+            raise ValueError(
+                f"drift.season_seconds ({drift.season_seconds}) must be a multiple of "
+                f"window_seconds ({self.window_seconds}) for the seasonal baseline"
+            )
+        return self
+
+    def feature_policy(self, name: str) -> DriftPolicy:
+        """The drift policy of feature `name`: the model's, with the feature's overrides."""
+        own = self.features.get(name)
+        if own is None:
+            return self.drift
+        changes = own.model_dump(exclude={"enabled"}, exclude_none=True)
+        return self.drift.model_copy(update=changes) if changes else self.drift
+
+    def feature_enabled(self, name: str) -> bool:
+        own = self.features.get(name)
+        return own is None or own.enabled
+
     @classmethod
     def from_file(cls, path: str | Path | None) -> MonitorConfig:
         """Read a JSON monitor config; a missing file or a wrong key is a one-line error."""
@@ -210,9 +313,9 @@ class MonitorConfig(BaseModel):
             raise ConfigError(f"config file {p} is not valid JSON: {e}", "fix the JSON") from None
         except ValidationError as e:
             first = e.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
+            where = ".".join(str(x) for x in first["loc"])  # empty: the config as a whole
             raise ConfigError(
-                f"config file {p}: {where}: {first['msg']}",
+                f"config file {p}: {where + ': ' if where else ''}{first['msg']}",
                 "see `streamdrift config --defaults` for valid keys and values",
             ) from None
 

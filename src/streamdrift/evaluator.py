@@ -19,6 +19,7 @@ import orjson
 from confluent_kafka import Producer
 
 from streamdrift.alerts import condition_key, encode, freshness_alert
+from streamdrift.baselines import read_baselines
 from streamdrift.conditions import History, WindowConditions, window_conditions
 from streamdrift.episodes import Observation, advance, excluded_windows, retire
 from streamdrift.events import Alert
@@ -32,6 +33,8 @@ log = logging.getLogger("streamdrift.evaluator")
 REPUBLISH_AFTER_SECONDS = 300.0  # well past the evaluation lease and a slow flush
 
 FRESHNESS = "freshness:events"
+#: the episodes whose windows the rolling and seasonal drift baselines leave out
+DRIFT_KINDS = ("data_drift:", "prediction_drift:", "label_drift:")
 
 
 class Evaluator:
@@ -108,6 +111,18 @@ class Evaluator:
         pending: list[int] = []
         windows = self.store.windows.read(profile, starts)
         history = self._history_reader(profile, windows, all_starts, state)
+        # a lasting drift must not become its own rolling or seasonal baseline
+        excluded = set().union(
+            *(excluded_windows(state.episodes, kind, width) for kind in DRIFT_KINDS)
+        )
+        baselines = read_baselines(
+            partial(self.store.windows.read, profile),
+            cfg,
+            [w.start for w in windows],
+            all_starts,
+            excluded,
+            known=windows,
+        )
         for window in windows:
             closed = complete(window.start)
             if not closed:
@@ -119,6 +134,7 @@ class Evaluator:
                 now,
                 closed=closed,
                 followed=latest is not None and window.start < latest,
+                baselines=baselines[window.start],
             )
             observations += self._observations(state, found, closed)
             events += found.events

@@ -1,4 +1,5 @@
-"""Drift monitors: a window's sketches against the reference profile, as plain numbers.
+"""Drift monitors: a window's sketches against the reference profile and the pooled
+earlier windows (`baselines.py`), as plain numbers.
 
 Pure functions: `window_drift` is what `inspect` shows and what the evaluator turns into
 alerts, so the two can never disagree.
@@ -8,25 +9,54 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 import numpy as np
 from river.drift import ADWIN, PageHinkley
 from scipy.stats import binomtest, norm, poisson
 
-from streamdrift.config import DriftPolicy
+from streamdrift.baselines import REFERENCE
+from streamdrift.config import CATEGORICAL_STATISTICS, DriftPolicy
 from streamdrift.performance import performance_metrics
-from streamdrift.profile import LABEL, PREDICTION, NumericProfile, ReferenceProfile
-from streamdrift.sketch import WindowSketch
+from streamdrift.profile import (
+    LABEL,
+    PREDICTION,
+    CategoricalProfile,
+    ColumnProfile,
+    NumericProfile,
+    ReferenceProfile,
+)
+from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
 from streamdrift.statistics import categorical_drift, numeric_drift
 
-#: Statistics that exist for categoricals; a policy on another one falls back to PSI there.
-_CATEGORICAL_STATISTICS = {"psi", "jensen_shannon", "hellinger", "kl_divergence"}
+_NAN = float("nan")
+
+
+class BaselineResult(TypedDict):
+    """A feature's window against one baseline: its own effect-size and significance
+    gates. `available` is false when the baseline has too little history (fewer than
+    the policy's `min_samples` values of the feature, or no window at all)."""
+
+    available: bool
+    value: float
+    p_value: float
+    drifted: bool
+    sample_size: int
 
 
 @dataclass(slots=True)
 class FeatureDrift:
-    """One feature in one window: its statistics and the policy's verdict."""
+    """One feature in one window: its statistics and the policy's verdict.
+
+    `statistics` are against the reference profile (what `inspect` tabulates); `value`
+    and `p_value` are the verdict's: the smallest effect and the largest p-value over
+    the baselines that judged it (`judged_by`), so "drifted" reads as `value >=
+    threshold` and `p_value < alpha` with `sample_size >= min_samples`, which holds
+    exactly when every one of them agrees. `baselines` holds each chosen baseline's own
+    result, available or not. A disabled feature (`enabled` false) has statistics but
+    no verdict."""
 
     feature: str
     kind: str
@@ -38,76 +68,271 @@ class FeatureDrift:
     threshold: float
     p_value: float
     drifted: bool
+    enabled: bool = True
+    #: the significance line after the Bonferroni correction
+    alpha: float = float("nan")
+    baselines: dict[str, BaselineResult] = field(default_factory=dict)
+    judged_by: list[str] = field(default_factory=list)
 
 
 def _p_value(stats: dict[str, float]) -> float:
     return stats.get("chi_square_p_value", float("nan"))
 
 
-def _column_drift(
-    name: str, ref: object, window: WindowSketch, policy: DriftPolicy, alpha: float
-) -> FeatureDrift | None:
-    if isinstance(ref, NumericProfile):
-        sk = window.numeric.get(name)
-        if sk is None or sk.n == 0:
-            return None
-        positions = ref.bin_positions(sk.minimum, sk.maximum)
-        stats = numeric_drift(ref.counts, sk.bins, positions, scale=ref.std or None)
-        stats.update(mean=sk.mean, std=sk.std, min=sk.minimum, max=sk.maximum)
-        statistic, n, missing = policy.statistic, sk.n, sk.missing
+def _numeric_statistics(
+    ref: NumericProfile, base: NumericProfile | NumericSketch, sk: NumericSketch
+) -> dict[str, float]:
+    """The window's bins against the baseline's, both on the reference's edges. The
+    outer bins' Wasserstein positions reach the farthest value either side has seen;
+    its scale stays the reference's spread, so every baseline reads in the same units."""
+    if isinstance(base, NumericSketch):
+        counts = base.bins
+        low, high = min(sk.minimum, base.minimum), max(sk.maximum, base.maximum)
     else:
-        cs = window.categorical.get(name)
-        if cs is None or cs.n == 0:
-            return None
-        ref_counts, cur_counts = cs.aligned(ref)  # type: ignore[arg-type]
-        stats = categorical_drift(ref_counts, cur_counts)
+        counts, low, high = np.asarray(base.counts), sk.minimum, sk.maximum
+    positions = ref.bin_positions(low, high)
+    return numeric_drift(counts, sk.bins, positions, scale=ref.std or None)
+
+
+def _categorical_statistics(
+    ref: CategoricalProfile, base: CategoricalProfile | CategoricalSketch, cs: CategoricalSketch
+) -> dict[str, float]:
+    if isinstance(base, CategoricalSketch):
+        base_counts, cur_counts = cs.aligned_with(base, ref)
+    else:
+        base_counts, cur_counts = cs.aligned(ref)
+    return categorical_drift(base_counts, cur_counts)
+
+
+def _baseline_column(pooled: WindowSketch | None, name: str, kind: str) -> Any:
+    if pooled is None:
+        return None
+    return (pooled.numeric if kind == "numeric" else pooled.categorical).get(name)
+
+
+def _column_drift(
+    name: str,
+    ref: ColumnProfile,
+    window: WindowSketch,
+    policy: DriftPolicy,
+    alpha: float,
+    baselines: Mapping[str, WindowSketch] | None = None,
+    enabled: bool = True,
+) -> FeatureDrift | None:
+    numeric = isinstance(ref, NumericProfile)
+    sk = (window.numeric if numeric else window.categorical).get(name)
+    if sk is None or sk.n == 0:
+        return None
+
+    def against(base: Any) -> dict[str, float]:
+        if numeric:
+            return _numeric_statistics(ref, base, sk)  # type: ignore[arg-type]
+        return _categorical_statistics(ref, base, sk)  # type: ignore[arg-type]
+
+    stats = against(ref)
+    if isinstance(sk, NumericSketch):
+        stats.update(mean=sk.mean, std=sk.std, min=sk.minimum, max=sk.maximum)
+        statistic = policy.statistic
+    else:
         stats["unseen_categories"] = float(
-            sum(1 for k in cs.counts if k not in ref.categories)  # type: ignore[attr-defined]
+            sum(1 for k in sk.counts if k not in ref.categories)  # type: ignore[union-attr]
         )
-        statistic = policy.statistic if policy.statistic in _CATEGORICAL_STATISTICS else "psi"
-        n, missing = cs.n, cs.missing
-    value, p = stats[statistic], _p_value(stats)
+        statistic = policy.statistic if policy.statistic in CATEGORICAL_STATISTICS else "psi"
+    n = sk.n
+
+    def result(s: dict[str, float], size: int) -> BaselineResult:
+        value, p = s[statistic], _p_value(s)
+        drifted = n >= policy.min_samples and value >= policy.threshold and p < alpha
+        return BaselineResult(
+            available=True, value=value, p_value=p, drifted=bool(drifted), sample_size=size
+        )
+
+    results: dict[str, BaselineResult] = {}
+    if enabled:
+        for b in policy.baselines:
+            if b == REFERENCE:
+                results[b] = result(stats, ref.count)
+                continue
+            column = _baseline_column((baselines or {}).get(b), name, ref.kind)
+            size = column.n if column is not None else 0
+            if size < policy.min_samples:
+                results[b] = BaselineResult(
+                    available=False, value=_NAN, p_value=_NAN, drifted=False, sample_size=size
+                )
+            else:
+                results[b] = result(against(column), size)
+        judged_by = [b for b, r in results.items() if r["available"]]
+        if not judged_by and policy.until_history == "reference":
+            # no chosen baseline has the history yet: the reference judges
+            results[REFERENCE] = result(stats, ref.count)
+            judged_by = [REFERENCE]
+        if judged_by:
+            value = min(results[b]["value"] for b in judged_by)
+            p = max(results[b]["p_value"] for b in judged_by)
+            drifted = all(results[b]["drifted"] for b in judged_by)
+        else:  # until_history "wait": no verdict before the baselines have history
+            value, p, drifted = stats[statistic], _p_value(stats), False
+    else:
+        judged_by, value, p, drifted = [], stats[statistic], _p_value(stats), False
     return FeatureDrift(
         feature=name,
-        kind=ref.kind,  # type: ignore[attr-defined]
+        kind=ref.kind,
         sample_size=n,
-        missing=missing,
+        missing=sk.missing,
         statistics=stats,
         statistic=statistic,
         value=value,
         threshold=policy.threshold,
         p_value=p,
-        drifted=bool(n >= policy.min_samples and value >= policy.threshold and p < alpha),
+        drifted=drifted,
+        enabled=enabled,
+        alpha=alpha if enabled else _NAN,
+        baselines=results,
+        judged_by=judged_by,
     )
 
 
-def window_drift(profile: ReferenceProfile, window: WindowSketch) -> dict[str, FeatureDrift]:
-    """Drift of every feature of `window` against `profile`, with the policy's verdict.
+def window_drift(
+    profile: ReferenceProfile,
+    window: WindowSketch,
+    baselines: Mapping[str, WindowSketch] | None = None,
+) -> dict[str, FeatureDrift]:
+    """Drift of every feature of `window`, with each feature's policy's verdict.
 
-    The significance gate is Bonferroni-corrected over the model's features, so adding
-    features does not add false alarms."""
-    policy: DriftPolicy = profile.config.drift
-    alpha = policy.p_value / max(len(profile.features), 1)
+    `baselines` are the pooled earlier windows of the window-based baselines the policy
+    chooses (`baselines.read_baselines`), by name; one missing is unavailable. A feature
+    drifts only when every chosen baseline that is available agrees (each with its own
+    effect-size and significance gates); with none available, the reference judges.
+    The significance gate is Bonferroni-corrected over the model's enabled features, so
+    adding features does not add false alarms. Disabled features get statistics
+    against the reference and no verdict."""
+    cfg = profile.config
+    enabled = {name: cfg.feature_enabled(name) for name in profile.features}
+    family = max(sum(enabled.values()), 1)
     out: dict[str, FeatureDrift] = {}
     for name, ref in profile.features.items():
-        d = _column_drift(name, ref, window, policy, alpha)
+        policy = cfg.feature_policy(name)
+        alpha = policy.p_value / family
+        d = _column_drift(name, ref, window, policy, alpha, baselines, enabled[name])
         if d is not None:
             out[name] = d
     return out
 
 
-def output_drift(profile: ReferenceProfile, window: WindowSketch) -> dict[str, FeatureDrift]:
+def output_drift(
+    profile: ReferenceProfile,
+    window: WindowSketch,
+    baselines: Mapping[str, WindowSketch] | None = None,
+) -> dict[str, FeatureDrift]:
     """Drift of the prediction (prediction drift, the label-free proxy) and of the joined
-    labels (label drift), with the same statistics and policy as features; the two form
-    their own family for the significance correction."""
+    labels (label drift), with the same statistics, policy and baselines as features;
+    the two form their own family for the significance correction."""
     policy: DriftPolicy = profile.config.drift
     alpha = policy.p_value / 2
     out = {}
     for name, ref in profile.outputs().items():
-        d = _column_drift(name, ref, window, policy, alpha)
+        d = _column_drift(name, ref, window, policy, alpha, baselines)
         if d is not None:
             out[name] = d
     return out
+
+
+def importance_ratio(d: FeatureDrift, cap: float) -> float:
+    """A feature's drift in thresholds (`value / threshold`), at most `cap`; 0 when its
+    shift is not significant (too few values, or p at or above its corrected line), so
+    chance wobbles of small windows add nothing."""
+    policy_met = d.enabled and d.p_value < d.alpha and d.value == d.value
+    if not policy_met or d.threshold <= 0:
+        return 0.0
+    return min(max(d.value, 0.0) / d.threshold, cap)
+
+
+def importance_weighted_drift(
+    profile: ReferenceProfile, drift: Mapping[str, FeatureDrift], top: int = 5
+) -> dict[str, Any] | None:
+    """The model-level drift figure, weighted by feature importance; None when the
+    profile has no `feature_importance`.
+
+        importance_weighted_drift = sum_f w_f * min(value_f / threshold_f, cap)
+
+    over the enabled features with a verdict in the window, `w_f` the normalised
+    importance (features without one weigh 0), `value_f` and `threshold_f` the feature's
+    statistic and threshold (its own policy's), `cap` = `drift.importance_cap`; a
+    feature whose shift is not significant (p at or above its Bonferroni line, or fewer
+    than `min_samples` values) adds 0. 1.0 means: as if every feature sat on its drift
+    line. `drifted` when it reaches `drift.importance_threshold`. `top` lists the
+    largest contributions; `evaluated` the importance share of the features that had
+    values in the window."""
+    weights = profile.config.feature_importance
+    if not weights:
+        return None
+    policy = profile.config.drift
+    total = sum(weights.values())
+    value, evaluated, parts = 0.0, 0.0, []
+    for name, raw in weights.items():
+        d = drift.get(name)
+        w = raw / total
+        if d is None or not d.enabled or w == 0:
+            continue
+        evaluated += w
+        if d.sample_size < profile.config.feature_policy(name).min_samples:
+            continue
+        ratio = importance_ratio(d, policy.importance_cap)
+        if ratio > 0:
+            value += w * ratio
+            parts.append(
+                {
+                    "feature": name,
+                    "importance": w,
+                    "statistic": d.statistic,
+                    "value": d.value,
+                    "threshold": d.threshold,
+                    "ratio": ratio,
+                    "contribution": w * ratio,
+                    "drifted": d.drifted,
+                }
+            )
+    parts.sort(key=lambda c: -c["contribution"])
+    return {
+        "value": value,
+        "threshold": policy.importance_threshold,
+        "drifted": value >= policy.importance_threshold,
+        "cap": policy.importance_cap,
+        "evaluated": evaluated,
+        "top": parts[:top],
+    }
+
+
+def rank_drifting(
+    profile: ReferenceProfile, drift: Mapping[str, FeatureDrift]
+) -> list[dict[str, Any]]:
+    """The drifted features, most important drift first: by importance × (value /
+    threshold) when the profile has feature importance, else by value / threshold.
+    Each entry: feature, its statistic's value, importance (None without), score."""
+    weights = profile.config.feature_importance
+    total = sum(weights.values()) if weights else 0.0
+    ranked = []
+    for d in drift.values():
+        if not d.drifted:
+            continue
+        ratio = d.value / d.threshold
+        importance = (weights or {}).get(d.feature, 0.0) / total if weights else None
+        score = ratio * importance if importance is not None else ratio
+        ranked.append(
+            (
+                -score,
+                -ratio,
+                d.feature,
+                {
+                    "feature": d.feature,
+                    d.statistic: round(d.value, 6),
+                    "importance": None if importance is None else round(importance, 6),
+                    "score": round(score, 6),
+                },
+            )
+        )
+    ranked.sort(key=lambda r: r[:3])
+    return [r[3] for r in ranked]
 
 
 # ---- performance degradation ----------------------------------------------------------

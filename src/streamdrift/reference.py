@@ -7,19 +7,22 @@ numeric or categorical, and summarises it in the mergeable shape windows use.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamdrift import outliers
-from streamdrift.config import MonitorConfig
-from streamdrift.errors import ReferenceFileError
+from streamdrift.config import CATEGORICAL_STATISTICS, MonitorConfig, check_importance
+from streamdrift.errors import ConfigError, ReferenceFileError
 from streamdrift.performance import PerformanceSketch, class_key, performance_metrics
 from streamdrift.profile import (
     CategoricalProfile,
+    ColumnProfile,
     NumericProfile,
     ReferenceProfile,
     Task,
@@ -212,6 +215,8 @@ def build_profile(
     positive = negative = None
     if task == "binary" and isinstance(label, CategoricalProfile):
         positive, negative = binary_classes(label)
+    columns_profiled = {n: column_profile(table, n, config) for n in names}
+    config = check_feature_settings(config, columns_profiled)
     profile = ReferenceProfile(
         model_id=model_id,
         created_at=datetime.now(UTC),
@@ -220,7 +225,7 @@ def build_profile(
         task=task,
         prediction_column=prediction_column,
         label_column=label_column,
-        features={n: column_profile(table, n, config) for n in names},
+        features=columns_profiled,
         prediction=prediction,
         label=label,
         positive_class=positive,
@@ -240,6 +245,82 @@ def build_profile(
             table.column(label_column).to_pylist(),
         )
     return profile
+
+
+def check_feature_settings(
+    config: MonitorConfig, features: Mapping[str, ColumnProfile]
+) -> MonitorConfig:
+    """The config's per-feature policies and importances checked against the profiled
+    features, importances normalised to sum 1: a name the model does not have, or a
+    statistic a categorical feature cannot have (KS, Wasserstein), is a user's error."""
+    known = f"the model's features are: {', '.join(features)}"
+    unknown = [n for n in config.features if n not in features]
+    if unknown:
+        raise ConfigError(
+            f"monitor config 'features' names unknown feature(s) {', '.join(unknown)}", known
+        )
+    for name, own in config.features.items():
+        kind = features[name].kind
+        if own.statistic and kind == "categorical" and own.statistic not in CATEGORICAL_STATISTICS:
+            raise ConfigError(
+                f"feature '{name}' is categorical: statistic '{own.statistic}' does not apply",
+                f"use one of {', '.join(sorted(CATEGORICAL_STATISTICS))} for it",
+            )
+    weights = config.feature_importance
+    if weights is None:
+        return config
+    unknown = [n for n in weights if n not in features]
+    if unknown:
+        raise ConfigError(
+            f"feature importance names unknown feature(s) {', '.join(unknown)}", known
+        )
+    total = sum(weights.values())
+    normalised = {n: w / total for n, w in weights.items()}
+    return config.model_copy(update={"feature_importance": normalised})
+
+
+#: The feature importance found beside a reference file, e.g. train.csv.importance.json.
+IMPORTANCE_SUFFIX = ".importance.json"
+
+
+def importance_sidecar(reference: str | Path) -> Path:
+    return Path(f"{reference}{IMPORTANCE_SUFFIX}")
+
+
+def read_importance(path: str | Path) -> dict[str, float]:
+    """A feature importance file: a JSON object, feature -> number >= 0 (any scale)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"feature importance file {p} not found", "pass an existing JSON file")
+    fix = 'write a JSON object of feature -> importance, e.g. {"amount": 0.4, "age": 0.1}'
+    try:
+        doc = orjson.loads(p.read_bytes())
+    except orjson.JSONDecodeError as e:
+        raise ConfigError(f"feature importance file {p} is not valid JSON: {e}", fix) from None
+    if not isinstance(doc, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in doc.values()
+    ):
+        raise ConfigError(f"feature importance file {p} is not an object of numbers", fix)
+    try:
+        return check_importance({str(k): float(v) for k, v in doc.items()})
+    except ValueError as e:
+        raise ConfigError(f"feature importance file {p}: {e}", fix) from None
+
+
+def resolve_importance(
+    reference: str | Path, explicit: str | Path | None, config: MonitorConfig
+) -> tuple[dict[str, float] | None, str | None]:
+    """The feature importance to register, and where it comes from: the file given
+    (`register --feature-importance`), else the monitor config's `feature_importance`,
+    else `<reference>.importance.json` beside the reference file, else none."""
+    if explicit is not None:
+        return read_importance(explicit), Path(explicit).name
+    if config.feature_importance is not None:
+        return config.feature_importance, "the monitor config"
+    sidecar = importance_sidecar(reference)
+    if sidecar.is_file():
+        return read_importance(sidecar), sidecar.name
+    return None, None
 
 
 def binary_classes(label: CategoricalProfile) -> tuple[str | None, str | None]:

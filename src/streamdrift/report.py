@@ -3,18 +3,26 @@ built from Redis state with the same monitor functions the evaluator uses."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+from streamdrift.baselines import REFERENCE, baseline_starts, read_baselines
 from streamdrift.errors import UnknownModelError
 from streamdrift.monitors import (
+    FeatureDrift,
     headline_metric,
+    importance_weighted_drift,
     output_drift,
     quality_findings,
+    rank_drifting,
     window_drift,
     window_performance,
 )
 from streamdrift.performance import segment_metrics
+from streamdrift.profile import ReferenceProfile
+from streamdrift.sketch import WindowSketch
 from streamdrift.store import Store
 
 
@@ -26,6 +34,43 @@ def _clean(value: float) -> float | None:
     return None if value != value else round(value, 6)  # NaN -> null
 
 
+def _baselines_used(
+    profile: ReferenceProfile, plan: Mapping[str, list[int]], pooled: Mapping[str, WindowSketch]
+) -> dict[str, dict[str, Any]]:
+    """What each chosen baseline of a window is made of: the reference file, or the
+    windows pooled (how many, from when to when, their events)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in profile.config.drift.baselines:
+        if name == REFERENCE:
+            out[name] = {"source": profile.source, "rows": profile.rows}
+            continue
+        starts = plan.get(name, [])
+        sketch = pooled.get(name)
+        out[name] = {
+            "windows": len(starts) if sketch is not None else 0,
+            "from": _iso(starts[0]) if sketch is not None else None,
+            "to": _iso(starts[-1]) if sketch is not None else None,
+            "events": sketch.count if sketch is not None else 0,
+        }
+    return out
+
+
+def _verdict(d: FeatureDrift) -> dict[str, Any]:
+    """A feature's verdict: by which baselines, with what figures, each baseline's own."""
+    return {
+        "enabled": d.enabled,
+        "statistic": d.statistic,
+        "value": _clean(d.value),
+        "threshold": d.threshold,
+        "p_value": _clean(d.p_value),
+        "judged_by": d.judged_by,
+        "baselines": {
+            name: {k: _clean(v) if isinstance(v, float) else v for k, v in r.items()}
+            for name, r in d.baselines.items()
+        },
+    }
+
+
 def model_report(store: Store, model: str, last: int | None = None) -> dict[str, Any]:
     """The `inspect --json` document of one model."""
     profile = store.profiles.load(model)
@@ -35,13 +80,17 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
             f"model '{model}' is not registered",
             f"run `streamdrift register {model} --reference FILE` (registered: {known})",
         )
-    starts = store.windows.starts(model, profile.revision)
-    if last:
-        starts = starts[-last:]
+    all_starts = store.windows.starts(model, profile.revision)
+    starts = all_starts[-last:] if last else all_starts
+    shown = store.windows.read(profile, starts)
+    # the windows the baselines pool, read at once, as the evaluator does for one window
+    read = partial(store.windows.read, profile)
+    pooled = read_baselines(read, profile.config, starts, all_starts, known=shown)
     windows = []
-    for w in store.windows.read(profile, starts):
-        drift = window_drift(profile, w)
-        outputs = output_drift(profile, w)
+    for w in shown:
+        drift = window_drift(profile, w, pooled[w.start])
+        outputs = output_drift(profile, w, pooled[w.start])
+        plan = baseline_starts(profile.config, w.start, all_starts)
         windows.append(
             {
                 "start": _iso(w.start),
@@ -49,9 +98,8 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                 "count": w.count,
                 "invalid": dict(w.invalid),
                 "versions": dict(w.versions),
-                "drifting": sorted(
-                    (d.feature for d in drift.values() if d.drifted), key=lambda f: -drift[f].value
-                ),
+                "drifting": [r["feature"] for r in rank_drifting(profile, drift)],
+                "baselines": _baselines_used(profile, plan, pooled[w.start]),
                 "features": {
                     name: {
                         "kind": d.kind,
@@ -59,14 +107,17 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                         "missing": d.missing,
                         "drifted": d.drifted,
                         **{k: _clean(v) for k, v in d.statistics.items()},
+                        **_verdict(d),
                     }
                     for name, d in drift.items()
                 },
+                "importance_weighted_drift": importance_weighted_drift(profile, drift),
                 "outputs": {
                     name.strip("_"): {
                         "drifted": d.drifted,
                         "sample_size": d.sample_size,
                         **{k: _clean(v) for k, v in d.statistics.items()},
+                        **_verdict(d),
                     }
                     for name, d in outputs.items()
                 },

@@ -107,6 +107,19 @@ class CategoricalSketch:
         cur += [self.counts[k] for k in unseen]
         return np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
 
+    def aligned_with(
+        self, baseline: CategoricalSketch, reference: CategoricalProfile
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Baseline and window counts over the same categories, for a baseline made of
+        windows: the reference's categories, then every other one either side has
+        (sorted), then each side's values beyond the Redis cap ("other")."""
+        ref_keys = list(reference.categories)
+        more = sorted((self.counts.keys() | baseline.counts.keys()) - reference.categories.keys())
+        keys = ref_keys + more
+        base = [*(baseline.counts.get(k, 0) for k in keys), baseline.other]
+        cur = [*(self.counts.get(k, 0) for k in keys), self.other]
+        return np.asarray(base, dtype=np.float64), np.asarray(cur, dtype=np.float64)
+
 
 def _add_signed(a: Counter[str], b: Counter[str]) -> Counter[str]:
     """`a + b` keeping every key: Counter's `+` drops keys whose sum is not positive,

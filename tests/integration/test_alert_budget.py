@@ -58,7 +58,7 @@ def test_one_open_and_one_resolved_per_real_episode_and_nothing_else(
             "episodes": {"complete_after_idle_seconds": 3},
         }
     )
-    profile, _ = store.profiles.save(
+    store.profiles.save(
         build_profile(
             model_id,
             scenario.write_reference(tmp_path / "ref.csv"),
