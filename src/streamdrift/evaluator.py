@@ -25,6 +25,7 @@ from streamdrift.alerts import (
 )
 from streamdrift.events import Alert
 from streamdrift.join import id_horizon
+from streamdrift.model_health import open_quality_episodes
 from streamdrift.monitors import (
     output_drift,
     performance_check,
@@ -34,6 +35,7 @@ from streamdrift.monitors import (
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store import Store
+from streamdrift.telemetry import WorkerMetrics
 
 log = logging.getLogger("streamdrift.evaluator")
 
@@ -42,12 +44,20 @@ REPUBLISH_AFTER_SECONDS = 300.0  # well past the evaluation lease and a slow flu
 
 
 class Evaluator:
-    def __init__(self, store: Store, producer: Producer, alerts_topic: str, owner: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        producer: Producer,
+        alerts_topic: str,
+        owner: str,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.store = store
         self.producer = producer
         self.topic = alerts_topic
         self.owner = owner
         self.published = 0
+        self.health = metrics.model_health if metrics is not None else None
 
     def evaluate(self, profile: ReferenceProfile, now: float | None = None) -> list[Alert]:
         """Evaluate the model's dirty windows; returns the alerts newly published."""
@@ -65,7 +75,8 @@ class Evaluator:
             all_starts = self.store.windows.starts(model, profile.revision)
             episodes = self.store.counters.quality_episodes(model)
             before = dict(episodes)
-            for window in self.store.windows.read(profile, starts):
+            windows = self.store.windows.read(profile, starts)
+            for window in windows:
                 for alert in self._window_alerts(profile, window, all_starts, now, episodes):
                     if self.store.alerts.claim(model, alert.alert_id, encode(alert), now):
                         fresh.append(alert)
@@ -78,6 +89,11 @@ class Evaluator:
             self.store.alerts.prune(
                 model, now - cfg.retention_seconds - 2 * cfg.window_seconds, now
             )
+            if self.health is not None:  # the latest complete window, as gauges
+                opened = open_quality_episodes(episodes, all_starts, cfg.window_seconds)
+                self.health.observe_latest(
+                    self.store.windows, profile, all_starts, windows, now, opened
+                )
             return [a for a in fresh if a.alert_id in sent]
         finally:
             self.store.schedule.unlock(model, self.owner)

@@ -160,7 +160,10 @@ class Worker:
         self.producer = kafka_io.producer(settings)
         self.admin = kafka_io.admin(settings)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self.evaluator = Evaluator(self.store, self.producer, settings.alerts_topic, self.owner)
+        self.metrics = WorkerMetrics(settings.metrics_max_features)
+        self.evaluator = Evaluator(
+            self.store, self.producer, settings.alerts_topic, self.owner, self.metrics
+        )
         self.topics = Incarnations(
             self.store, self.admin, [settings.predictions_topic, settings.labels_topic]
         )
@@ -171,7 +174,6 @@ class Worker:
         self.guard = StateGuard(self.store, self.book, settings.allow_eviction)
         self.dead_letters = DeadLetterSink(self.producer, settings)
         self.stats = WorkerStats()
-        self.metrics = WorkerMetrics()
         self.health: HealthServer | None = None
         self.fault: Fault | None = None
         self._started = False

@@ -25,6 +25,7 @@ from streamdrift.performance import PerformanceSketch
 from streamdrift.profile import LABEL
 from streamdrift.reference import build_profile
 from streamdrift.sketch import CategoricalSketch, WindowSketch, sketch_events
+from streamdrift.telemetry import WorkerMetrics
 
 WINDOW = 3600
 FEATURES = 22
@@ -325,3 +326,10 @@ def test_headline_metric_waits_for_enough_labels(profile):
         ("fraud", "prediction", "psi"): output_drift(profile, none)["__prediction__"].value
     }
 
+
+def test_worker_metrics_carry_the_model_health_gauges(profile):
+    metrics = WorkerMetrics(max_features=1)
+    window, _ = _window(profile, 0, 3000, seed=14, shift=["f07"])
+    _observe(metrics.model_health, profile, window)
+    assert set(_features(metrics.registry)) == {"f07"}
+    assert b'streamdrift_model_feature_drift{feature="f07"' in metrics.render()
