@@ -596,6 +596,16 @@ def test_alert_exprs_use_only_exported_metrics(prometheus_config: dict[str, Any]
     assert f'job="{WORKER_JOB}"' in exprs, "no alert on scrape failures (up == 0)"
 
 
+def test_apply_latency_rule_needs_applies(prometheus_config: dict[str, Any]) -> None:
+    """A p99 over no applies is no news: an idle deployment must not page."""
+    rules = {rule["alert"]: rule for rule in _alert_rules(prometheus_config)}
+    expr = rules["StreamdriftRedisApplyLatencyHigh"]["expr"]
+    assert re.search(r"histogram_quantile\(0\.99,[^\n]*streamdrift_apply_seconds_bucket", expr)
+    assert re.search(
+        r"\band\s+sum\(rate\(streamdrift_apply_seconds_count\[\w+\]\)\)\s*>\s*0", expr
+    ), expr
+
+
 # ------------------------------------------------------------------- grafana
 
 
