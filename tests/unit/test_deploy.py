@@ -606,6 +606,34 @@ def test_apply_latency_rule_needs_applies(prometheus_config: dict[str, Any]) -> 
     ), expr
 
 
+def test_model_health_rules(prometheus_config: dict[str, Any]) -> None:
+    from streamdrift.monitors import ERROR_METRICS
+
+    rules = {rule["alert"]: rule for rule in _alert_rules(prometheus_config)}
+    used: set[str] = set()
+    for name in (
+        "StreamdriftModelBelowReference",
+        "StreamdriftModelNoCompleteWindow",
+        "StreamdriftModelNotEvaluated",
+    ):
+        names = _metric_names(rules[name]["expr"])
+        assert set(names) <= MODEL_GAUGES, (name, names)
+        assert "by (model" in rules[name]["expr"], f"{name}: one alert per model"
+        used.update(names)
+    assert {
+        "streamdrift_model_performance",
+        "streamdrift_model_performance_reference",
+        "streamdrift_model_window_start_timestamp_seconds",
+        "streamdrift_model_window_seconds",
+    } <= used
+    # "worse" is lower, except for the monitors' error metrics, where it is higher
+    below = rules["StreamdriftModelBelowReference"]["expr"]
+    for op, comparison in (("!~", "<"), ("=~", ">")):
+        (regex,) = re.findall(rf'metric{op}"([^"]+)"', below)
+        assert set(regex.split("|")) == ERROR_METRICS
+        assert re.search(rf'metric{op}"[^"]+"\}}\)\s*{comparison} on \(model, metric\)', below)
+
+
 # ------------------------------------------------------------------- grafana
 
 
