@@ -58,8 +58,8 @@ class WorkerMetrics:
         )
         self.apply_seconds = Histogram(
             "streamdrift_apply_seconds",
-            "Time one model's atomic Redis apply took Redis (sending and waiting for the "
-            "reply; not the next batch consumed and decoded meanwhile)",
+            "Time spent on one model's atomic Redis apply: sending it and waiting for the "
+            "reply (not the next batch polled and decoded meanwhile)",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
