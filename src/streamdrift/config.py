@@ -349,6 +349,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         9400, ge=-1, le=65535, description="/metrics, /healthz, /readyz; 0: any free port, -1: off"
     )
+    metrics_max_features: int = Field(
+        20, ge=0, description="features per model in the model-health metrics (the most drifted)"
+    )
     log_format: Literal["json", "text"] = "json"
     allow_eviction: bool = Field(
         False,
@@ -417,6 +420,7 @@ class Settings(BaseSettings):
             "STREAMDRIFT_BATCH_SIZE": str(self.batch_size),
             "STREAMDRIFT_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
             "STREAMDRIFT_METRICS_PORT": str(self.metrics_port),
+            "STREAMDRIFT_METRICS_MAX_FEATURES": str(self.metrics_max_features),
             "STREAMDRIFT_LOG_FORMAT": self.log_format,
         }
         env.update(

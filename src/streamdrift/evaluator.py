@@ -25,7 +25,9 @@ from streamdrift.episodes import Observation, advance, excluded_windows, retire
 from streamdrift.events import Alert
 from streamdrift.join import id_horizon
 from streamdrift.profile import ReferenceProfile
+from streamdrift.sketch import WindowSketch
 from streamdrift.store import EpisodeState, Store
+from streamdrift.telemetry import WorkerMetrics
 
 log = logging.getLogger("streamdrift.evaluator")
 
@@ -38,12 +40,20 @@ DRIFT_KINDS = ("data_drift:", "prediction_drift:", "label_drift:")
 
 
 class Evaluator:
-    def __init__(self, store: Store, producer: Producer, alerts_topic: str, owner: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        producer: Producer,
+        alerts_topic: str,
+        owner: str,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.store = store
         self.producer = producer
         self.topic = alerts_topic
         self.owner = owner
         self.published = 0
+        self.health = metrics.model_health if metrics is not None else None
 
     def evaluate(self, profile: ReferenceProfile, now: float | None = None) -> list[Alert]:
         """Evaluate the model's dirty windows (and those that were incomplete at the
@@ -64,7 +74,7 @@ class Evaluator:
             starts = sorted({int(m.split(":")[1]) for m in touched} | set(state.pending))
             all_starts = self.store.windows.starts(model, profile.revision)
             before = {k: e.to_json() for k, e in state.episodes.items()}
-            raised, events = self._advance(profile, state, starts, all_starts, now)
+            raised, events, windows = self._advance(profile, state, starts, all_starts, now)
             changed = {k for k, e in state.episodes.items() if before.get(k) != e.to_json()}
             forget = self._expired(profile, state, now)
             payloads = {a.alert_id: encode(a) for a in [*raised, *events]}
@@ -81,6 +91,10 @@ class Evaluator:
             self.store.alerts.prune(
                 model, now - cfg.retention_seconds - 2 * cfg.window_seconds, now
             )
+            if self.health is not None:  # the latest complete window, as gauges
+                self.health.observe_latest(
+                    self.store.windows, profile, all_starts, windows, now, len(state.open())
+                )
             return [a for a in new if a.alert_id in sent]
         finally:
             self.store.schedule.unlock(model, self.owner)
@@ -92,9 +106,10 @@ class Evaluator:
         starts: list[int],
         all_starts: list[int],
         now: float,
-    ) -> tuple[list[Alert], list[Alert]]:
+    ) -> tuple[list[Alert], list[Alert], list[WindowSketch]]:
         """The episodes' transitions from the windows in `starts` and the model's
-        silence, and the alerts outside episodes (single outlying events)."""
+        silence, the alerts outside episodes (single outlying events), and the windows
+        read."""
         cfg = profile.config
         width = cfg.window_seconds
         latest = all_starts[-1] if all_starts else None
@@ -149,7 +164,7 @@ class Evaluator:
             resolve_after=cfg.episodes.resolve_after_windows,
             now=now,
         )
-        return raised, events
+        return raised, events, windows
 
     @staticmethod
     def _observations(

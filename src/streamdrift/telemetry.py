@@ -2,7 +2,8 @@
 
 A worker serves `/metrics`, `/healthz` (the consume loop turned recently) and `/readyz`
 (it has partitions and Redis answers) on STREAMDRIFT_METRICS_PORT. Metrics are updated
-once per batch, never per event.
+once per batch, never per event; the health of the models themselves (`model_health`),
+once per evaluation.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from streamdrift.model_health import ModelHealth
 from streamdrift.redaction import mask_any, mask_text
 
 log = logging.getLogger("streamdrift.telemetry")
@@ -25,9 +27,10 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 
 class WorkerMetrics:
-    """The worker's Prometheus metrics, in a registry of its own."""
+    """The worker's Prometheus metrics, in a registry of its own; `model_health` holds
+    the gauges of the models it evaluates (at most `max_features` features per model)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_features: int = 20) -> None:
         r = self.registry = CollectorRegistry()
         self.events = Counter("streamdrift_events", "Events read, by topic", ["topic"], registry=r)
         self.bytes = Counter(
@@ -55,7 +58,8 @@ class WorkerMetrics:
         )
         self.apply_seconds = Histogram(
             "streamdrift_apply_seconds",
-            "Time of one model's atomic Redis apply",
+            "Time spent on one model's atomic Redis apply: sending it and waiting for the "
+            "reply (not the next batch polled and decoded meanwhile)",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -115,6 +119,7 @@ class WorkerMetrics:
             "Topics found under a new incarnation (deleted and created again)",
             registry=r,
         )
+        self.model_health = ModelHealth(r, max_features)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -110,7 +110,8 @@ class _Sent:
 
     share: ModelShare
     pending: PendingApply
-    sent_at: float
+    #: seconds the send took (the wait for the reply is timed when it is read)
+    sending: float
 
 
 @dataclass(slots=True)
@@ -160,7 +161,10 @@ class Worker:
         self.producer = kafka_io.producer(settings)
         self.admin = kafka_io.admin(settings)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self.evaluator = Evaluator(self.store, self.producer, settings.alerts_topic, self.owner)
+        self.metrics = WorkerMetrics(settings.metrics_max_features)
+        self.evaluator = Evaluator(
+            self.store, self.producer, settings.alerts_topic, self.owner, self.metrics
+        )
         self.topics = Incarnations(
             self.store, self.admin, [settings.predictions_topic, settings.labels_topic]
         )
@@ -171,7 +175,6 @@ class Worker:
         self.guard = StateGuard(self.store, self.book, settings.allow_eviction)
         self.dead_letters = DeadLetterSink(self.producer, settings)
         self.stats = WorkerStats()
-        self.metrics = WorkerMetrics()
         self.health: HealthServer | None = None
         self.fault: Fault | None = None
         self._started = False
@@ -683,9 +686,9 @@ class Worker:
                 continue
             share = self.logic.share(batch, labels, model, head, profile, dead, last_offsets)
             self.dead_letters.send(share.dead)
-            flight.sent.append(
-                _Sent(share, self.store.applies.send(share.request), time.perf_counter())
-            )
+            sending = time.perf_counter()
+            pending = self.store.applies.send(share.request)
+            flight.sent.append(_Sent(share, pending, time.perf_counter() - sending))
         self.store.counters.count_unrouted(
             Counter(d.reason for d in dead if d.model_id is None or d.model_id in unregistered)
         )
@@ -710,12 +713,15 @@ class Worker:
         batch, labels = flight.batch, flight.labels
         new_dead: list[DeadLetter] = []
         for s in flight.sent:
+            waiting = time.perf_counter()
             try:
                 result = self.store.applies.read(s.pending)
             except ApplyRejected as e:
                 new_dead += self._refused(s.share, str(e))
                 continue
-            self.metrics.apply_seconds.observe(time.perf_counter() - s.sent_at)
+            # Redis's time only: the send and the wait for the reply, not the next batch
+            # consumed (perhaps after a quiet poll) and decoded while the script ran
+            self.metrics.apply_seconds.observe(s.sending + time.perf_counter() - waiting)
             if self._applied(s.share, result):
                 new_dead += s.share.dead
                 continue

@@ -105,3 +105,38 @@ def test_worker_logs_are_json_lines(settings, store, model_id, tmp_path):
     assert lines and all({"ts", "level", "logger", "message"} <= set(x) for x in lines)
     first = next(x for x in lines if "consuming" in x["message"])
     assert isinstance(first["metrics_port"], int)
+
+
+def test_apply_seconds_leave_out_the_wait_for_the_next_batch(settings, store, model_id, tmp_path):
+    """A batch's applies are read at the next turn, after its poll, which waits up to
+    `poll_timeout_seconds` when nothing comes. On a quiet stream that wait is not
+    Redis's: each event alone, a second of quiet after it, and every apply stays fast."""
+    settings = settings.model_copy(update={"poll_timeout_seconds": 1.0})
+    store.profiles.save(
+        build_profile(
+            model_id,
+            synthetic.write_reference(tmp_path / "r.csv", rows=3000),
+            prediction_column="score",
+            label_column="is_fraud",
+            config=MonitorConfig(window_seconds=600),
+        )
+    )
+    events = list(synthetic.prediction_events(model_id, 5, time.time() - 60, 30))
+    worker = Worker(settings)
+    thread = threading.Thread(target=worker.run, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: worker.health is not None and worker.health.port, timeout=10)
+        for k, event in enumerate(events, 1):
+            produce(settings, [event])
+            # counted once its apply is read: after the next, quiet, poll
+            assert wait_for(lambda k=k: worker.stats.counted >= k, timeout=30)
+        m = _scrape(worker.health.port)
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    count = m[("streamdrift_apply_seconds_count", ())]
+    assert count >= len(events)
+    assert m[("streamdrift_apply_seconds_bucket", (("le", "0.5"),))] == count
+    assert m[("streamdrift_apply_seconds_sum", ())] < 0.5 * count

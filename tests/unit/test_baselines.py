@@ -13,6 +13,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency
 
+from streamdrift.alerts import drift_alerts
 from streamdrift.baselines import (
     baseline_starts,
     pool,
@@ -23,13 +24,12 @@ from streamdrift.baselines import (
 )
 from streamdrift.config import DriftPolicy, MonitorConfig
 from streamdrift.decode import ModelEvents
-from streamdrift.alerts import drift_alerts
 from streamdrift.episodes import Observation, advance
 from streamdrift.evaluator import Evaluator
-from streamdrift.store.episodes import EpisodeState
 from streamdrift.monitors import window_drift
 from streamdrift.reference import build_profile
 from streamdrift.sketch import WindowSketch, sketch_events
+from streamdrift.store.episodes import EpisodeState
 
 W = 60  # window seconds
 DAY = 24 * W  # a short "season", as in the integration test
@@ -346,7 +346,7 @@ def test_the_evaluator_reads_the_baseline_once_and_leaves_excluded_windows_out(p
     all_starts = list(shifted)
 
     state = EpisodeState()
-    raised, _ = evaluator._advance(rolling, state, [3 * W], all_starts, 1e9)
+    raised, _, _ = evaluator._advance(rolling, state, [3 * W], all_starts, 1e9)
     # the window itself, then its baseline in one read
     assert windows.reads == [[3 * W], [0, W, 2 * W]]
     assert [a for a in raised if a.type == "data_drift"] == []
@@ -366,7 +366,7 @@ def test_the_evaluator_reads_the_baseline_once_and_leaves_excluded_windows_out(p
         now=1.0,
     )
     windows.reads.clear()
-    raised, _ = evaluator._advance(rolling, state, [3 * W], all_starts, 1e9)
+    raised, _, _ = evaluator._advance(rolling, state, [3 * W], all_starts, 1e9)
     assert windows.reads == [[3 * W]]  # nothing left to read for the baseline
     assert state.episodes["data_drift:load"].last == 3 * W  # the drift goes on
 

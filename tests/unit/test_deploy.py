@@ -53,14 +53,38 @@ COUNTERS = frozenset(
 HISTOGRAMS = frozenset(
     {"streamdrift_batch_seconds", "streamdrift_apply_seconds", "streamdrift_evaluation_seconds"}
 )
-GAUGES = frozenset(
+# The health of the models a worker evaluates (src/streamdrift/model_health.py): gauges
+# labelled by model, registered in the same registry.
+MODEL_GAUGES = frozenset(
     {
-        "streamdrift_consumer_lag",
-        "streamdrift_last_loop_timestamp_seconds",
-        "streamdrift_assigned_partitions",
-        "streamdrift_paused",
-        "streamdrift_state_lost",
+        "streamdrift_model_window_start_timestamp_seconds",
+        "streamdrift_model_window_seconds",
+        "streamdrift_model_window_events",
+        "streamdrift_model_feature_drift",
+        "streamdrift_model_feature_drifted",
+        "streamdrift_model_drifted_features",
+        "streamdrift_model_drift_threshold",
+        "streamdrift_model_output_drift",
+        "streamdrift_model_output_drifted",
+        "streamdrift_model_performance",
+        "streamdrift_model_performance_reference",
+        "streamdrift_model_label_coverage",
+        "streamdrift_model_outlier_share",
+        "streamdrift_model_outlier_rate",
+        "streamdrift_model_open_episodes",
     }
+)
+GAUGES = (
+    frozenset(
+        {
+            "streamdrift_consumer_lag",
+            "streamdrift_last_loop_timestamp_seconds",
+            "streamdrift_assigned_partitions",
+            "streamdrift_paused",
+            "streamdrift_state_lost",
+        }
+    )
+    | MODEL_GAUGES
 )
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 # Series names a PromQL expression may use. `_created` series exist too but
@@ -572,6 +596,44 @@ def test_alert_exprs_use_only_exported_metrics(prometheus_config: dict[str, Any]
     assert f'job="{WORKER_JOB}"' in exprs, "no alert on scrape failures (up == 0)"
 
 
+def test_apply_latency_rule_needs_applies(prometheus_config: dict[str, Any]) -> None:
+    """A p99 over no applies is no news: an idle deployment must not page."""
+    rules = {rule["alert"]: rule for rule in _alert_rules(prometheus_config)}
+    expr = rules["StreamdriftRedisApplyLatencyHigh"]["expr"]
+    assert re.search(r"histogram_quantile\(0\.99,[^\n]*streamdrift_apply_seconds_bucket", expr)
+    assert re.search(
+        r"\band\s+sum\(rate\(streamdrift_apply_seconds_count\[\w+\]\)\)\s*>\s*0", expr
+    ), expr
+
+
+def test_model_health_rules(prometheus_config: dict[str, Any]) -> None:
+    from streamdrift.monitors import ERROR_METRICS
+
+    rules = {rule["alert"]: rule for rule in _alert_rules(prometheus_config)}
+    used: set[str] = set()
+    for name in (
+        "StreamdriftModelBelowReference",
+        "StreamdriftModelNoCompleteWindow",
+        "StreamdriftModelNotEvaluated",
+    ):
+        names = _metric_names(rules[name]["expr"])
+        assert set(names) <= MODEL_GAUGES, (name, names)
+        assert "by (model" in rules[name]["expr"], f"{name}: one alert per model"
+        used.update(names)
+    assert {
+        "streamdrift_model_performance",
+        "streamdrift_model_performance_reference",
+        "streamdrift_model_window_start_timestamp_seconds",
+        "streamdrift_model_window_seconds",
+    } <= used
+    # "worse" is lower, except for the monitors' error metrics, where it is higher
+    below = rules["StreamdriftModelBelowReference"]["expr"]
+    for op, comparison in (("!~", "<"), ("=~", ">")):
+        (regex,) = re.findall(rf'metric{op}"([^"]+)"', below)
+        assert set(regex.split("|")) == ERROR_METRICS
+        assert re.search(rf'metric{op}"[^"]+"\}}\)\s*{comparison} on \(model, metric\)', below)
+
+
 # ------------------------------------------------------------------- grafana
 
 
@@ -646,6 +708,43 @@ def test_dashboard_has_the_key_panels(dashboard: dict[str, Any]) -> None:
     assert re.search(r"increase\(streamdrift_alerts_total\[1h\]\)", joined)
     assert re.search(r"by \(topic, partition\) \(streamdrift_consumer_lag\)", joined)
     assert re.search(r"by \(instance\) \(streamdrift_assigned_partitions\)", joined)
+
+
+def _model_health_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """The panels of the "Model health" row: those below it, up to the next row."""
+    top = dashboard["panels"]
+    (row,) = [
+        i for i, p in enumerate(top) if p.get("type") == "row" and p["title"] == "Model health"
+    ]
+    nested = top[row].get("panels") or []
+    below = []
+    for panel in top[row + 1 :]:
+        if panel.get("type") == "row":
+            break
+        below.append(panel)
+    return nested + below
+
+
+def test_dashboard_model_health_row(dashboard: dict[str, Any]) -> None:
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "model"]
+    assert variable["type"] == "query" and variable["includeAll"] and variable["multi"]
+    query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
+    (metric,) = _metric_names(query)
+    assert metric in MODEL_GAUGES and query == f"label_values({metric}, model)"
+    panels = _model_health_panels(dashboard)
+    assert len(panels) >= 8
+    used: set[str] = set()
+    for panel in panels:
+        for target in panel["targets"]:
+            names = _metric_names(target["expr"])
+            assert set(names) <= MODEL_GAUGES, (panel["title"], names)
+            # every selector of a model gauge follows the template variable
+            assert target["expr"].count('{model=~"$model"}') == len(names), target["expr"]
+            used.update(names)
+    assert used == MODEL_GAUGES, f"not in the row: {sorted(MODEL_GAUGES - used)}"
+    titles = " / ".join(p["title"] for p in panels).lower()
+    for shown in ("drift per feature", "drifted", "reference", "label coverage", "outlier"):
+        assert shown in titles, shown
 
 
 def test_grafana_provisioning_points_at_the_dashboards(
