@@ -126,6 +126,9 @@ class Notifier:
                 "group.id": self.group,
                 "client.id": f"streamdrift-notify-{socket.gethostname()}",
                 "enable.partition.eof": True,
+                # a page should not wait for the broker's long poll (500 ms by default);
+                # alerts are few, so the extra fetches cost next to nothing
+                "fetch.wait.max.ms": 100,
             },
         )
         self.producer = kafka_io.producer(settings)
@@ -376,7 +379,20 @@ class Notifier:
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=not everything)
+            if everything:
+                refused = [
+                    tp
+                    for tp in self.consumer.commit(offsets=offsets, asynchronous=False)
+                    if tp.error is not None
+                ]
+                if refused:
+                    log.warning(
+                        "commit refused for %s (those alerts may be delivered again)",
+                        ", ".join(f"{tp.topic}:{tp.partition}: {tp.error}" for tp in refused),
+                    )
+                    return
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as e:
             if e.args and e.args[0].code() == KafkaError._NO_OFFSET:
                 return

@@ -124,9 +124,7 @@ def webhook_only(url: str) -> RoutesFile:
             sinks={"webhook": WebhookConfig(url=url)}, routes=[Route(sinks=["webhook"])]
         )
     except ValidationError as e:
-        raise ConfigError(
-            f"--webhook: {_message(e)}", "pass an http:// or https:// URL"
-        ) from None
+        raise ConfigError(f"--webhook: {_message(e)}", "pass an http:// or https:// URL") from None
 
 
 def load_routes(path: Path, environ: dict[str, str] | None = None) -> RoutesFile:

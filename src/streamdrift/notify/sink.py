@@ -9,6 +9,7 @@ message) or a refused SMTP recipient will not, and retrying it only delays the
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from typing import Protocol
 
@@ -21,6 +22,10 @@ from streamdrift.redaction import mask_text
 USER_AGENT = f"streamdrift/{__version__}"
 #: the receiver's own words in an error, at most this many characters
 _BODY_EXCERPT = 200
+
+# httpx logs every request with its full URL at INFO, and a Slack webhook's URL is its
+# token: its own lines stay out of the log, ours say what happened without the URL.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class DeliveryFailed(Exception):

@@ -64,7 +64,9 @@ class UndeliveredTopic:
                 failed.append(str(err))
 
         for item in items:
-            headers = [("streamdrift.source", item.source.encode())]
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("streamdrift.source", item.source.encode())
+            ]
             if item.sink is not None:
                 headers.append(("streamdrift.sink", item.sink.encode()))
             while True:
