@@ -46,6 +46,10 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real receivers
+            # http.server writes the headers and the body in two segments: with Nagle's
+            # algorithm the body waits for the client's delayed ACK (~40 ms), which real
+            # servers (TCP_NODELAY) do not make their clients wait
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

@@ -120,17 +120,17 @@ class Notifier:
         self.max_in_flight = max_in_flight
         self.sinks: dict[str, Sink] = build_sinks(routes)
         self.lanes = {name: Lanes(routes.sinks[name].concurrency, name) for name in self.sinks}
-        self.consumer = kafka_io.consumer(
-            settings,
-            **{
-                "group.id": self.group,
-                "client.id": f"streamdrift-notify-{socket.gethostname()}",
-                "enable.partition.eof": True,
-                # a page should not wait for the broker's long poll (500 ms by default);
-                # alerts are few, so the extra fetches cost next to nothing
-                "fetch.wait.max.ms": 100,
-            },
-        )
+        overrides: dict[str, Any] = {
+            "group.id": self.group,
+            "client.id": f"streamdrift-notify-{socket.gethostname()}",
+            "enable.partition.eof": True,
+        }
+        if "fetch.wait.max.ms" not in settings.kafka_extra:
+            # a page should not wait out a broker's long poll (500 ms by default) where
+            # the broker does not answer a waiting fetch when data comes; alerts are
+            # few, so the extra fetches cost next to nothing
+            overrides["fetch.wait.max.ms"] = 100
+        self.consumer = kafka_io.consumer(settings, **overrides)
         self.producer = kafka_io.producer(settings)
         self.undelivered = UndeliveredTopic(self.producer, settings.undelivered_topic)
         self.metrics = NotifyMetrics()
