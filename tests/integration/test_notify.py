@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from collections import defaultdict
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 import yaml
@@ -314,8 +316,32 @@ def test_killed_twice_mid_way_every_alert_is_delivered_with_one_idempotency_key(
             proc.kill()  # SIGKILL: no commit, no goodbye
             proc.wait(10)
         assert distinct() < len(alerts), "killed too late to be mid-way"
+    # the third runs until everything arrived, serves its metrics, and stops on SIGTERM:
+    # it finishes what it holds, commits and exits 0
     receiver.run = 2
-    run_notify(alerts_settings, routes)
+    proc = subprocess.Popen(
+        notify_command(routes, "--max-seconds", "40"),
+        env=notify_env(alerts_settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = _metrics_port(proc)
+        assert wait_for(lambda: distinct() == len(alerts), timeout=25, interval=0.05)
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        delivered = _metric(
+            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text,
+            'streamdrift_notify_deliveries_total{outcome="delivered",sink="hook"}',
+        )
+        assert 0 < delivered <= len(alerts)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    assert committed_to_the_end(alerts_settings)
 
     requests = receiver.at("/hook")
     assert set(by_model([(r.json()["model_id"], r.json()["alert_id"]) for r in requests])) == {
@@ -338,6 +364,20 @@ def test_killed_twice_mid_way_every_alert_is_delivered_with_one_idempotency_key(
             assert positions == sorted(positions), (run, positions)
 
 
+def _metrics_port(proc: subprocess.Popen) -> int:
+    """The port of the notifier's /metrics, from its start line (JSON logs)."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("{") and "notifying from" in line:
+            return int(orjson.loads(line)["metrics_port"])
+    raise AssertionError(f"the notifier ended without starting: {proc.wait()}")
+
+
+def _metric(text: str, name: str) -> float:
+    [value] = [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name)]
+    return float(value)
+
+
 def _per_model(requests: list[Request]) -> dict[str, list[Request]]:
     out: dict[str, list[Request]] = defaultdict(list)
     for r in requests:
@@ -358,7 +398,6 @@ def test_the_one_line_form_and_from_beginning(alerts_settings, receiver):
                 "notify",
                 "--webhook",
                 receiver.url("/one"),
-                "--once",
                 "--max-seconds",
                 "40",
                 *args,
@@ -370,10 +409,13 @@ def test_the_one_line_form_and_from_beginning(alerts_settings, receiver):
         )
         assert res.returncode == 0, res.stderr[-2000:]
 
-    webhook()
+    webhook("--once")
     keys = [a["alert_id"] for a in alerts]
     assert [r.headers["Idempotency-Key"] for r in receiver.at("/one")] == keys
     assert committed_to_the_end(alerts_settings)
-    # --from-beginning in a group that committed everything delivers it all again
-    webhook("--from-beginning")
+    # --from-beginning in a group that committed everything delivers it all again; the
+    # idle time counts from the assignment, not from the start (the join takes ~3 s)
+    started = time.monotonic()
+    webhook("--from-beginning", "--idle-exit", "1")
+    assert time.monotonic() - started < 30
     assert [r.headers["Idempotency-Key"] for r in receiver.at("/one")] == keys + keys

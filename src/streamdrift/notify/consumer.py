@@ -146,7 +146,9 @@ class Notifier:
         self._rewound: set[Partition] = set()
         self._paused = False
         self._stopping = False
-        self._last_read = time.monotonic()
+        #: when the last alert was read; the idle clock starts at the first assignment,
+        #: as joining the group may take longer than the idle time
+        self._last_read: float | None = None
         self._undelivered_failing = False
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -187,16 +189,11 @@ class Notifier:
                 "; ".join(f"{n} ({s.kind}): {s.describe()}" for n, s in self.sinks.items()),
                 extra={"metrics_port": self.health.port if self.health else None},
             )
-            self._last_read = time.monotonic()
             while not self._stopping and (deadline is None or time.monotonic() < deadline):
                 self.turn()
                 if once and self._drained():
                     break
-                if (
-                    idle_exit is not None
-                    and self._in_flight() == 0
-                    and time.monotonic() - self._last_read >= idle_exit
-                ):
+                if idle_exit is not None and self._idle_for() >= idle_exit:
                     break
         finally:
             self._shutdown()
@@ -413,6 +410,12 @@ class Notifier:
             self._paused = False
             self.consumer.resume(self.consumer.assignment())
 
+    def _idle_for(self) -> float:
+        """Seconds since the last alert was read, once assigned and nothing is in hand."""
+        if self._last_read is None or self._in_flight():
+            return 0.0
+        return time.monotonic() - self._last_read
+
     def _open_count(self) -> int:
         return sum(len(pendings) for pendings in self._open.values())
 
@@ -437,6 +440,8 @@ class Notifier:
                 tp.offset = OFFSET_BEGINNING
                 self._rewound.add(part)
         consumer.assign(partitions)
+        if self._last_read is None:
+            self._last_read = time.monotonic()
         if self._paused:
             consumer.pause(partitions)
         self.metrics.assigned.set(len(self._progress))
