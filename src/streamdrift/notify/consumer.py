@@ -242,7 +242,10 @@ class Notifier:
         busy = self._in_flight() > 0
         first = self.consumer.poll(0.05 if busy else self.settings.poll_timeout_seconds)
         if first is not None:
-            messages = [first, *self.consumer.consume(self.settings.batch_size - 1, 0)]
+            # then whatever else is there, without waiting: one alert is not held back
+            # for a batch to fill
+            more = self.settings.batch_size - 1
+            messages = [first, *(self.consumer.consume(more, 0) if more else [])]
             for message in messages:
                 self._take(message)
         self._settle()
