@@ -465,6 +465,76 @@ def dlq_replay(reason: str | None, model: str | None, dry_run: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--routes",
+    "routes_path",
+    type=click.Path(path_type=Path),
+    help="JSON or YAML file: the sinks, and which alerts go to which.",
+)
+@click.option("--webhook", help="Send every alert to this URL (instead of --routes).")
+@click.option("--group", help="Consumer group [default: STREAMDRIFT_NOTIFY_GROUP].")
+@click.option(
+    "--from-beginning",
+    is_flag=True,
+    help="Read the alerts topic from its start, not from the group's committed offsets.",
+)
+@click.option("--once", is_flag=True, help="Exit once the topic is read to its end and settled.")
+@click.option(
+    "--idle-exit",
+    type=float,
+    default=None,
+    help="Exit after this many seconds without a new alert, everything settled.",
+)
+@click.option("--max-seconds", type=float, default=None, help="Stop after this long (tests).")
+@click.option("--check", is_flag=True, help="Print the sinks and routes in force; deliver nothing.")
+@click.option("--log-level", default="INFO", show_default=True)
+@_user_errors
+def notify(
+    routes_path: Path | None,
+    webhook: str | None,
+    group: str | None,
+    from_beginning: bool,
+    once: bool,
+    idle_exit: float | None,
+    max_seconds: float | None,
+    check: bool,
+    log_level: str,
+) -> None:
+    """Deliver alerts to webhooks, Slack, PagerDuty and e-mail, as routes say (at least
+    once; SIGTERM: finish what is in hand, commit, leave)."""
+    from streamdrift.notify.routes import load_routes, webhook_only
+
+    if (routes_path is None) == (webhook is None):
+        raise StreamdriftError(
+            "give either --routes FILE or --webhook URL"
+            + (", not both" if routes_path is not None else ""),
+            "--webhook sends every alert to one URL; a routes file chooses sinks per alert",
+        )
+    routes = load_routes(routes_path) if routes_path is not None else webhook_only(webhook or "")
+    if check:
+        from streamdrift.notify.summary import describe_routes
+
+        click.echo(mask_text(describe_routes(routes)))
+        return
+    from streamdrift.notify.consumer import Notifier
+    from streamdrift.telemetry import configure_logging
+
+    settings = _settings()
+    configure_logging(log_level, settings.log_format)
+    notifier = Notifier(settings, routes, group=group, from_beginning=from_beginning)
+    stats = notifier.run(once=once, idle_exit=idle_exit, max_seconds=max_seconds)
+    logging.getLogger("streamdrift.notify").info(
+        "stopped: %d alerts read, %d deliveries, %d given up (in %s), %d unrouted, %d not alerts",
+        stats.alerts,
+        stats.delivered,
+        stats.gave_up,
+        settings.undelivered_topic,
+        stats.unrouted,
+        stats.invalid,
+    )
+
+
+@main.command()
 @click.option("--events", type=int, default=60_000, show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True)
 @_user_errors

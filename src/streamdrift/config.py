@@ -342,6 +342,12 @@ class Settings(BaseSettings):
     labels_topic: str = "labels"
     alerts_topic: str = "alerts"
     consumer_group: str = "streamdrift"
+    notify_group: str = Field(
+        "streamdrift-notify", description="`streamdrift notify`'s consumer group on the alerts"
+    )
+    notify_metrics_port: int = Field(
+        9401, ge=-1, le=65535, description="`streamdrift notify`'s /metrics; 0: any, -1: off"
+    )
     batch_size: int = Field(5000, ge=1, description="max messages per poll")
     poll_timeout_seconds: float = Field(0.5, gt=0)
     max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
@@ -417,10 +423,12 @@ class Settings(BaseSettings):
             "STREAMDRIFT_LABELS_TOPIC": self.labels_topic,
             "STREAMDRIFT_ALERTS_TOPIC": self.alerts_topic,
             "STREAMDRIFT_CONSUMER_GROUP": self.consumer_group,
+            "STREAMDRIFT_NOTIFY_GROUP": self.notify_group,
             "STREAMDRIFT_BATCH_SIZE": str(self.batch_size),
             "STREAMDRIFT_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
             "STREAMDRIFT_METRICS_PORT": str(self.metrics_port),
             "STREAMDRIFT_METRICS_MAX_FEATURES": str(self.metrics_max_features),
+            "STREAMDRIFT_NOTIFY_METRICS_PORT": str(self.notify_metrics_port),
             "STREAMDRIFT_LOG_FORMAT": self.log_format,
         }
         env.update(
@@ -430,6 +438,11 @@ class Settings(BaseSettings):
 
     def dlq_topic(self, topic: str) -> str:
         return f"{topic}.dlq"
+
+    @property
+    def undelivered_topic(self) -> str:
+        """Where `streamdrift notify` puts alerts a sink gave up on."""
+        return f"{self.alerts_topic}.undelivered"
 
     def kafka_common(self) -> dict[str, str]:
         """librdkafka settings shared by every client, secrets in clear: pass them to

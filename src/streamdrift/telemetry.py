@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -125,13 +125,21 @@ class WorkerMetrics:
         return generate_latest(self.registry)
 
 
+class ServedMetrics(Protocol):
+    """What `HealthServer` needs of a process's metrics (the worker's, the notifier's)."""
+
+    last_loop: Gauge
+
+    def render(self) -> bytes: ...
+
+
 class HealthServer:
     """`/metrics`, `/healthz`, `/readyz` on a background thread. A port in use is logged
     and skipped: a worker must not die for its dashboard."""
 
     def __init__(
         self,
-        metrics: WorkerMetrics,
+        metrics: ServedMetrics,
         ready: Any,
         port: int,
         host: str = "0.0.0.0",
