@@ -23,7 +23,9 @@ from streamdrift.monitors import (
     PerformanceFinding,
     QualityFinding,
     VolumeFinding,
+    importance_weighted_drift,
     outlier_share,
+    rank_drifting,
 )
 from streamdrift.performance import segment_metrics
 from streamdrift.profile import LABEL, PREDICTION, ReferenceProfile
@@ -474,30 +476,37 @@ def drift_alerts(
     drift: dict[str, FeatureDrift],
     now: float,
 ) -> list[Alert]:
-    """One `data_drift` alert per drifted feature of the window, most drifted first; each
-    names the window's other drifting features so on-call sees the whole picture."""
-    drifted = sorted((d for d in drift.values() if d.drifted), key=lambda d: -d.value)
-    if not drifted:
+    """One `data_drift` alert per drifted feature of the window, the most important
+    drift first (importance × drift, or drift alone); each names the window's other
+    drifting features and the baselines that judged it, so on-call sees the whole
+    picture."""
+    ranked = rank_drifting(profile, drift)
+    if not ranked:
         return []
-    policy = profile.config.drift
+    judged = [d for d in drift.values() if d.enabled]
     end = window.start + profile.config.window_seconds
-    ranked = [{"feature": d.feature, d.statistic: round(d.value, 6)} for d in drifted]
     alerts = []
-    for d in drifted:
+    for entry in ranked:
+        d = drift[entry["feature"]]
         ref = profile.features[d.feature]
-        severity = "critical" if d.value >= policy.threshold * policy.critical_factor else "warning"
+        policy = profile.config.feature_policy(d.feature)
+        severity = "critical" if d.value >= d.threshold * policy.critical_factor else "warning"
         context: dict[str, Any] = {
             "kind": d.kind,
             "p_value": d.p_value,
             "statistics": {k: v for k, v in d.statistics.items() if v == v},  # drop NaN
+            "judged_by": d.judged_by,
+            "baselines": {b: _finite(dict(r)) for b, r in d.baselines.items()},
             "drifting_features": ranked,
-            "drifting_share": round(len(drifted) / max(len(drift), 1), 4),
+            "drifting_share": round(len(ranked) / max(len(judged), 1), 4),
+            "importance": entry["importance"],
             "missing": d.missing,
             "reference": {"source": profile.source, "revision": profile.revision},
             "route": "ml-team",
         }
         if ref.kind == "numeric":
             context["reference"].update(mean=ref.mean, std=ref.std, min=ref.min, max=ref.max)
+        against = " and ".join(d.judged_by) or "reference"
         alerts.append(
             Alert(
                 **_window_fields(profile, window, now),
@@ -512,15 +521,56 @@ def drift_alerts(
                 reference_size=ref.count,
                 message=(
                     f"{profile.model_id}: feature '{d.feature}' drifted in window "
-                    f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC: "
-                    f"{d.statistic} {d.value:.3f} >= {d.threshold:g} "
+                    f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC against the "
+                    f"{against}: {d.statistic} {d.value:.3f} >= {d.threshold:g} "
                     f"(n={d.sample_size}, p={d.p_value:.2g}); "
-                    f"{len(drifted)} of {len(drift)} features drifting"
+                    f"{len(ranked)} of {len(judged)} features drifting"
                 ),
                 context=context,
             )
         )
+    weighted = importance_weighted_drift(profile, drift)
+    if weighted is not None and weighted["drifted"]:
+        alerts.append(_weighted_drift_alert(profile, window, weighted, now))
     return alerts
+
+
+def _weighted_drift_alert(
+    profile: ReferenceProfile, window: WindowSketch, weighted: dict[str, Any], now: float
+) -> Alert:
+    """The model-level figure: many small drifts in important features can matter more
+    than one large drift in a feature the model barely uses."""
+    end = window.start + profile.config.window_seconds
+    policy = profile.config.drift
+    top = ", ".join(f"{t['feature']}" for t in weighted.get("top", []))
+    return Alert(
+        **_window_fields(profile, window, now),
+        alert_id=_profile_alert_id(profile, "data_drift", MODEL_LEVEL, window.start),
+        type="data_drift",
+        severity="critical"
+        if weighted["value"] >= weighted["threshold"] * policy.critical_factor
+        else "warning",
+        feature=MODEL_LEVEL,
+        statistic="importance_weighted_drift",
+        value=weighted["value"],
+        threshold=weighted["threshold"],
+        sample_size=window.count,
+        reference_size=profile.rows,
+        message=(
+            f"{profile.model_id}: importance-weighted drift {weighted['value']:.3f} >= "
+            f"{weighted['threshold']:g} in window {_utc(window.start):%Y-%m-%d %H:%M}–"
+            f"{_utc(end):%H:%M} UTC, mostly through {top or 'no single feature'}"
+        ),
+        context={**_finite_any(weighted), "route": "ml-team"},
+    )
+
+
+#: the `feature` of model-level drift alerts
+MODEL_LEVEL = "*"
+
+
+def _finite_any(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if not (isinstance(v, float) and v != v)}
 
 
 def encode(alert: Alert) -> bytes:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from streamdrift.alerts import (
+    MODEL_LEVEL,
     drift_alerts,
     outlier_event_alerts,
     outlier_share_alert,
@@ -23,7 +24,6 @@ from streamdrift.alerts import (
 )
 from streamdrift.events import Alert
 from streamdrift.monitors import (
-    FeatureDrift,
     output_drift,
     performance_check,
     quality_findings,
@@ -57,10 +57,6 @@ class History:
     recent: list[WindowSketch] = field(default_factory=list)
     rolling_counts: list[int] = field(default_factory=list)
     seasonal_counts: list[int] = field(default_factory=list)
-
-
-def _ratio(d: FeatureDrift) -> float:
-    return d.value / d.threshold if d.threshold else d.value
 
 
 def labels_settled(
@@ -108,12 +104,14 @@ def window_conditions(
         out.checked.append("data_quality:*")
 
     for alert in drift_alerts(profile, window, drift, now):
-        out.present.append((alert, _ratio(drift[alert.feature])))
+        out.present.append((alert, alert.value / alert.threshold if alert.threshold else 0.0))
     out.checked += [
         f"data_drift:{d.feature}"
         for d in drift.values()
         if d.judged_by and d.sample_size >= cfg.feature_policy(d.feature).min_samples
     ]
+    if cfg.feature_importance and any(d.judged_by for d in drift.values()):
+        out.checked.append(f"data_drift:{MODEL_LEVEL}")
 
     share = outlier_share_alert(profile, window, now)
     if share is not None:

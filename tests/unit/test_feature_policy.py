@@ -312,3 +312,28 @@ def test_drifting_features_ranked_by_importance_times_drift():
     ]
     drift["age"] = _fd("age", 0.3, 0.5)  # not significant: not drifting, not ranked
     assert [r["feature"] for r in rank_drifting(_profile(None), drift)] == ["amount", "country"]
+
+
+def test_drift_alerts_rank_by_importance_and_add_the_model_level_figure():
+    """The alerts of one window: the most important drift first, each with the
+    baselines that judged it; and one model-level alert for the weighted figure."""
+    from streamdrift.alerts import MODEL_LEVEL, condition_key, drift_alerts
+    from streamdrift.sketch import WindowSketch
+
+    profile = _profile({"amount": 2.0, "age": 1.0, "country": 1.0})
+    drift = {
+        "amount": _fd("amount", 0.4, 1e-9, judged_by=["reference"]),
+        "age": _fd("age", 0.9, 1e-12, judged_by=["reference"]),
+        "country": _fd("country", 0.3, 0.2),
+    }
+    alerts = drift_alerts(profile, WindowSketch(start=0, count=1000), drift, now=1.0)
+    # age: 0.25 x 4.5 thresholds = 1.125 before amount: 0.5 x 2 = 1.0; country not significant
+    assert [a.feature for a in alerts] == ["age", "amount", MODEL_LEVEL]
+    age = alerts[0]
+    assert age.context["importance"] == 0.25 and age.context["judged_by"] == ["reference"]
+    assert "against the reference" in age.message
+    weighted = alerts[-1]
+    assert weighted.statistic == "importance_weighted_drift"
+    assert weighted.value == pytest.approx(1.75) and weighted.threshold == 0.5
+    assert weighted.severity == "critical"  # 1.75 >= 0.5 x 2.5
+    assert condition_key(weighted) == "data_drift:*"
