@@ -108,12 +108,22 @@ DOCUMENTED_ENV_VARS = frozenset(
         "STREAMDRIFT_ALERTS_TOPIC",
         "STREAMDRIFT_CONSUMER_GROUP",
         "STREAMDRIFT_METRICS_PORT",
+        "STREAMDRIFT_METRICS_MAX_FEATURES",
+        "STREAMDRIFT_NOTIFY_GROUP",
+        "STREAMDRIFT_NOTIFY_METRICS_PORT",
     }
 )
 KAFKA_PASSTHROUGH_PREFIX = "STREAMDRIFT_KAFKA_"
 
-REQUIRED_TOPICS = ("predictions", "labels", "alerts", "predictions.dlq", "labels.dlq")
-STREAMDRIFT_SERVICES = ("worker", "demo-producer")
+REQUIRED_TOPICS = (
+    "predictions",
+    "labels",
+    "alerts",
+    "alerts.undelivered",
+    "predictions.dlq",
+    "labels.dlq",
+)
+STREAMDRIFT_SERVICES = ("worker", "demo-producer", "notify")
 
 
 @pytest.fixture(scope="module")
@@ -326,6 +336,8 @@ def test_compose_env_names_follow_the_contract(services: dict[str, dict[str, Any
     for name, svc in services.items():
         env = _env(svc)
         for key in env:
+            if key in _routes_variables():
+                continue  # the user's own secrets and addresses, for the routes file
             if name in STREAMDRIFT_SERVICES or key.startswith("STREAMDRIFT"):
                 assert key in DOCUMENTED_ENV_VARS or key.startswith(KAFKA_PASSTHROUGH_PREFIX), (
                     f"{name} sets undocumented variable {key}"
@@ -885,3 +897,27 @@ def test_kubernetes_probes_and_scrape_annotations() -> None:
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(METRICS_PORT)
     assert all(isinstance(v, str) for v in annotations.values())
+
+
+def test_notify_service_reads_the_shipped_routes(services: dict[str, dict[str, Any]]) -> None:
+    """The compose notify service mounts deploy/routes.yaml, and that file is a valid
+    routes file (every ${VAR} it names is given to the service)."""
+    from streamdrift.notify.routes import load_routes
+
+    notify = services["notify"]
+    assert notify["profiles"] == ["notify"]
+    assert any("deploy/routes.yaml" in str(v) for v in notify["volumes"])
+    env = {k: str(v) for k, v in _env(notify).items()}
+    names = sorted(_routes_variables())
+    assert names and all(n in env for n in names)
+    with pytest.MonkeyPatch.context() as mp:
+        for n in names:
+            mp.setenv(n, "http://127.0.0.1:9/hook")
+        load_routes(REPO_ROOT / "deploy" / "routes.yaml")
+
+
+def _routes_variables() -> set[str]:
+    """The ${VAR}s the shipped routes file reads (comments left out)."""
+    text = (REPO_ROOT / "deploy" / "routes.yaml").read_text()
+    lines = [line.split("#", 1)[0] for line in text.splitlines()]
+    return set(re.findall(r"\$\{(\w+)\}", "\n".join(lines)))
