@@ -168,8 +168,8 @@ class EpisodePolicy(BaseModel):
     complete_after_idle_seconds: float = Field(
         60.0,
         ge=0,
-        description="the latest window counts as complete once its end has passed and "
-        "the model has sent nothing for this long",
+        description="a window counts as complete once it is over (a later window has "
+        "events, or its end has passed) and nothing was applied to it for this long",
     )
     settled_label_coverage: float = Field(
         0.9,

@@ -67,14 +67,17 @@ class Evaluator:
             marks = self.store.schedule.dirty(model)
             state = self.store.episodes.load(model)
             rev = str(profile.revision)
-            touched = [m for m, _ in marks if m.split(":")[0] == rev]
             if marks:
                 seen = max(t for _, t in marks)
                 state.last_apply = max(state.last_apply or seen, seen)
-            starts = sorted({int(m.split(":")[1]) for m in touched} | set(state.pending))
+            touched_at = dict(state.pending)
+            for mark, at in marks:
+                rev_, _, start = mark.partition(":")
+                if rev_ == rev:
+                    touched_at[int(start)] = max(touched_at.get(int(start), at), at)
             all_starts = self.store.windows.starts(model, profile.revision)
             before = {k: e.to_json() for k, e in state.episodes.items()}
-            raised, events, windows = self._advance(profile, state, starts, all_starts, now)
+            raised, events, windows = self._advance(profile, state, touched_at, all_starts, now)
             changed = {k for k, e in state.episodes.items() if before.get(k) != e.to_json()}
             forget = self._expired(profile, state, now)
             payloads = {a.alert_id: encode(a) for a in [*raised, *events]}
@@ -103,7 +106,7 @@ class Evaluator:
         self,
         profile: ReferenceProfile,
         state: EpisodeState,
-        starts: list[int],
+        touched_at: dict[int, float],
         all_starts: list[int],
         now: float,
     ) -> tuple[list[Alert], list[Alert], list[WindowSketch]]:
@@ -113,18 +116,20 @@ class Evaluator:
         cfg = profile.config
         width = cfg.window_seconds
         latest = all_starts[-1] if all_starts else None
-        idle = now - (state.last_apply or now)
+        quiet = cfg.episodes.complete_after_idle_seconds
 
         def complete(start: int) -> bool:
-            return (latest is not None and start < latest) or (
-                start + width <= now and idle >= cfg.episodes.complete_after_idle_seconds
-            )
+            """Over (a later window has events, or its end has passed) and no longer
+            being written to: with partitions read unevenly, a window that has a
+            successor can still be filling from a partition that lags behind."""
+            over = (latest is not None and start < latest) or start + width <= now
+            return over and now - touched_at.get(start, now) >= quiet
 
         raised = retire(state.episodes, profile.revision, width, now)
         observations: list[Observation] = []
         events: list[Alert] = []
-        pending: list[int] = []
-        windows = self.store.windows.read(profile, starts)
+        pending: dict[int, float] = {}
+        windows = self.store.windows.read(profile, sorted(touched_at))
         history = self._history_reader(profile, windows, all_starts, state)
         # a lasting drift must not become its own rolling or seasonal baseline
         excluded = set().union(
@@ -141,7 +146,7 @@ class Evaluator:
         for window in windows:
             closed = complete(window.start)
             if not closed:
-                pending.append(window.start)
+                pending[window.start] = touched_at[window.start]
             found = window_conditions(
                 profile,
                 window,

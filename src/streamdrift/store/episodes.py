@@ -27,9 +27,9 @@ class LeaseLost(Exception):
 @dataclass(slots=True)
 class EpisodeState:
     episodes: dict[str, Episode] = field(default_factory=dict)
-    #: windows evaluated before they were complete: evaluated again once they are, so
-    #: their absences count towards resolving episodes
-    pending: list[int] = field(default_factory=list)
+    #: windows evaluated before they were complete -> when they were last applied to:
+    #: evaluated again until they are, so their absences count towards resolving
+    pending: dict[int, float] = field(default_factory=dict)
     #: wall time of the latest apply seen in the dirty marks (the model's last traffic)
     last_apply: float | None = None
 
@@ -48,7 +48,7 @@ class Episodes:
         for k, v in raw.items():
             key, doc = text(k), orjson.loads(v)
             if key == META:
-                state.pending = [int(s) for s in doc.get("pending", [])]
+                state.pending = {int(s): float(t) for s, t in doc.get("pending", [])}
                 state.last_apply = doc.get("last_apply")
             else:
                 state.episodes[key] = Episode.from_json(doc)
@@ -67,7 +67,7 @@ class Episodes:
         """Claim `alerts` ((id, JSON)) and save the `changed` episodes and the meta
         record, deleting `forget`, atomically; returns the ids newly claimed."""
         k = ModelKeys(model)
-        meta = {"pending": sorted(state.pending), "last_apply": state.last_apply}
+        meta = {"pending": sorted(state.pending.items()), "last_apply": state.last_apply}
         saved = [(key, orjson.dumps(state.episodes[key].to_json())) for key in sorted(changed)]
         saved.append((META, orjson.dumps(meta)))
         args: list[Any] = [owner, f"claimed:{now!r}", len(alerts)]
