@@ -32,14 +32,13 @@ follows, for these reasons:
   sampling uses it too). Where enough scores lie beyond the quantile
   (`_EMPIRICAL_COUNT`), the empirical one is as good and needs no tail model.
 
-What no calibration removes is how little a reference tells about its own 0.1 % tail.
-The flagged share moves about α times the relative error of the threshold (α = 5 for a
-Student-t tail with 5 degrees of freedom: a 6 % error is 30 % of share). Measured
-(benchmarks/outliers.py), the share of reference-like traffic stays within about
-±30 % of a 0.1 % rate for 50,000-row references and scatters by a factor of about 2
-either way for 2,000 rows. That much is the data's, not the method's: even knowing the
-data Gaussian, the best threshold from 2,000 rows (mean ± 3.29 sd) misses ±30 % for one
-reference in ten.
+What no calibration removes is how little a reference tells about its own 0.1 % tail:
+2,000 rows hold two rows beyond it. Measured (benchmarks/outliers.py), the share of
+reference-like traffic stays within about ±30 % of a 0.1 % rate for 50,000-row
+references and scatters by a factor of about 2 either way for 2,000 rows. That much is
+the data's, not the method's: even knowing the data Gaussian, the best threshold from
+2,000 rows (mean ± 3.29 sd) misses ±30 % for one reference in ten, and heavier tails are
+known less well still from the same rows.
 """
 
 from __future__ import annotations
