@@ -26,6 +26,38 @@ WEIGHTS = np.random.default_rng(7).normal(0, 1, len(NUMERIC)) / np.sqrt(len(NUME
 DRIFTING = ("f00", "f03", "country")
 
 
+#: The kinds of feature `feature_mix` draws, in the order they repeat.
+MIX_KINDS = ("gaussian", "lognormal", "student-t", "count")
+
+
+def feature_mix(
+    rng: np.random.Generator, n: int, d: int, kinds: tuple[str, ...] = MIX_KINDS
+) -> np.ndarray:
+    """n rows of d numeric features shaped like a real table's: correlated through two
+    latent factors (correlations up to about 0.5), and of the `kinds` in turn — Gaussian,
+    lognormal (skewed), Student-t with 5 degrees of freedom (heavy tails) and Poisson
+    counts (integers). The dependence depends only on d, so calls with the same d and
+    kinds draw from one distribution (a reference, then traffic like it)."""
+    structure = np.random.default_rng(1000 + d)
+    loadings = structure.uniform(-0.7, 0.7, size=(d, 2))
+    cov = loadings @ loadings.T + np.diag(1 - (loadings**2).sum(axis=1))
+    z = rng.standard_normal((n, d)) @ np.linalg.cholesky(cov).T
+    x = np.empty_like(z)
+    for j in range(d):
+        kind = kinds[j % len(kinds)]
+        if kind == "gaussian":
+            x[:, j] = 3 + 2 * z[:, j]
+        elif kind == "lognormal":
+            x[:, j] = 10 * np.exp(0.8 * z[:, j])
+        elif kind == "student-t":
+            x[:, j] = z[:, j] / np.sqrt(rng.chisquare(5, n) / 5)
+        elif kind == "count":
+            x[:, j] = rng.poisson(np.exp(1.5 + 0.5 * z[:, j]))
+        else:
+            raise ValueError(f"unknown feature kind {kind!r}")
+    return x
+
+
 def _rows(rng: np.random.Generator, n: int, drifted: np.ndarray | None = None):
     x = rng.normal(MEANS, SDS, size=(n, len(NUMERIC)))
     country = rng.choice(len(COUNTRIES), size=n, p=COUNTRY_P)
