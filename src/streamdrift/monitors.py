@@ -688,8 +688,16 @@ def _renamed_to(
 
 
 def outlier_share(profile: ReferenceProfile, window: WindowSketch) -> dict[str, float] | None:
-    """The window's outlier share when significantly above the configured rate (one-sided
-    binomial test, p < 0.001, and at least twice the rate); None otherwise."""
+    """The window's outlier share when significantly above the reference's (and at
+    least twice the configured rate); None otherwise.
+
+    The threshold was calibrated on the reference rows, so the rate it really flags is
+    known only as well as those rows tell: about `rate x rows` of them lay beyond it
+    (two for 2,000 rows at 0.1 %). The test compares the window with the reference as
+    two samples, conditionally on the outliers of both (binomial: of the k + k_ref
+    outliers, does the window hold more than its share n / (n + rows)?), so a small
+    reference, whose threshold may really flag twice the rate, cannot page on every
+    large window, while a large one is nearly the one-sample test against the rate."""
     model = profile.outliers
     n, k = window.count, window.outliers
     if model is None or n < profile.config.quality.min_events or k == 0:
@@ -697,10 +705,12 @@ def outlier_share(profile: ReferenceProfile, window: WindowSketch) -> dict[str, 
     share = k / n
     if share < 2 * model.rate:
         return None
-    p = binomtest(k, n, model.rate, alternative="greater").pvalue
+    rows = max(profile.rows, 1)
+    k_ref = max(1, round(model.rate * rows))
+    p = binomtest(k, k + k_ref, n / (n + rows), alternative="greater").pvalue
     if p >= 1e-3:
         return None
-    return {"share": share, "expected": model.rate, "p_value": float(p)}
+    return {"share": share, "expected": model.rate, "p_value": float(p), "reference_rows": rows}
 
 
 # ---- volume ---------------------------------------------------------------------------

@@ -116,3 +116,25 @@ def test_likely_cause_checks_outputs_and_inputs_before_the_concept(profile):
     # inputs too few to check: no verdict on the concept
     few = {f: _drift(f, False, n=50) for f in profile.features}
     assert likely_cause(profile, few, [], {})[0] == "unknown"
+
+
+def test_outlier_share_against_a_small_reference_needs_more_evidence(profile):
+    """The same window share, 0.3 % against a calibrated 0.1 %: significant against a
+    50,000-row reference, not against a 2,000-row one (two reference rows lay beyond
+    the threshold: its true rate is barely known). Checked against scipy's binomial
+    test on the pooled outliers."""
+    from scipy.stats import binomtest
+
+    from streamdrift.monitors import outlier_share
+    from streamdrift.sketch import WindowSketch
+
+    window = WindowSketch(start=0, count=10_000, outliers=30)
+    large = profile.model_copy(update={"rows": 50_000})
+    small = profile.model_copy(update={"rows": 2_000})
+    found = outlier_share(large, window)
+    assert found is not None and found["share"] == 0.003
+    want = binomtest(30, 80, 10_000 / 60_000, alternative="greater").pvalue
+    assert found["p_value"] == pytest.approx(want)
+    assert outlier_share(small, window) is None
+    # a real rise is still caught from the small reference: 2 % of the window
+    assert outlier_share(small, WindowSketch(start=0, count=10_000, outliers=200)) is not None
