@@ -289,6 +289,7 @@ def outlier_event_alerts(
                 **_window_fields(profile, window, now),
                 alert_id=aid,
                 episode_id=aid,
+                since=_utc(window.start),
                 type="outlier",
                 statistic="robust_mahalanobis",
                 threshold=model.threshold,
@@ -597,6 +598,8 @@ def system_alert(
     digest = hashlib.sha256(f"system|{kind}|{subject}|{key}".encode()).hexdigest()[:32]
     return Alert(
         alert_id=digest,
+        episode_id=digest,  # one event, its own episode: nothing resolves it
+        since=_utc(now),
         type="system",
         severity="critical",
         model_id=model,
