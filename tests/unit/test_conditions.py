@@ -7,26 +7,11 @@ import numpy as np
 import pytest
 from scipy.stats import poisson
 
-from streamdrift import synthetic
 from streamdrift.alerts import condition_key, likely_cause
 from streamdrift.conditions import History, window_conditions
-from streamdrift.config import MonitorConfig
 from streamdrift.monitors import FeatureDrift, QualityFinding, volume_check
-from streamdrift.reference import build_profile
 from streamdrift.sketch import sketch_events
 from tests.unit.test_monitors import WINDOW, _window
-
-
-@pytest.fixture(scope="module")
-def profile(tmp_path_factory):
-    ref = synthetic.write_reference(tmp_path_factory.mktemp("ref") / "ref.csv")
-    return build_profile(
-        "fraud",
-        ref,
-        prediction_column="score",
-        label_column="is_fraud",
-        config=MonitorConfig(window_seconds=WINDOW),
-    )
 
 
 def _sketch(profile, events):

@@ -29,7 +29,7 @@ from streamdrift.reference import (
 )
 from streamdrift.sketch import sketch_events
 
-from .test_monitors import WINDOW, _window
+from .test_monitors import _window
 
 # ---- the config ---------------------------------------------------------------------------
 
@@ -163,18 +163,6 @@ def test_build_profile_checks_the_feature_settings(tmp_path):
 
 
 # ---- per-feature verdicts on real windows ---------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def profile(tmp_path_factory):
-    ref = synthetic.write_reference(tmp_path_factory.mktemp("ref") / "ref.csv")
-    return build_profile(
-        "fraud",
-        ref,
-        prediction_column="score",
-        label_column="is_fraud",
-        config=MonitorConfig(window_seconds=WINDOW),
-    )
 
 
 def _with(profile, **config):

@@ -12,7 +12,6 @@ from prometheus_client import CollectorRegistry
 from sklearn.metrics import roc_auc_score
 
 from streamdrift import synthetic
-from streamdrift.config import MonitorConfig
 from streamdrift.decode import ModelEvents
 from streamdrift.model_health import (
     ModelHealth,
@@ -22,24 +21,11 @@ from streamdrift.model_health import (
 from streamdrift.monitors import output_drift, window_drift, window_performance
 from streamdrift.performance import PerformanceSketch
 from streamdrift.profile import LABEL
-from streamdrift.reference import build_profile
 from streamdrift.sketch import CategoricalSketch, WindowSketch, sketch_events
 from streamdrift.telemetry import WorkerMetrics
 
 WINDOW = 3600
 FEATURES = 22
-
-
-@pytest.fixture(scope="module")
-def profile(tmp_path_factory):
-    ref = synthetic.write_reference(tmp_path_factory.mktemp("ref") / "ref.csv")
-    return build_profile(
-        "fraud",
-        ref,
-        prediction_column="score",
-        label_column="is_fraud",
-        config=MonitorConfig(window_seconds=WINDOW),
-    )
 
 
 class Clock:

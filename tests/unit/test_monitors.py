@@ -8,25 +8,12 @@ import pytest
 
 from streamdrift import synthetic
 from streamdrift.alerts import alert_id, drift_alerts
-from streamdrift.config import DriftPolicy, MonitorConfig
+from streamdrift.config import DriftPolicy
 from streamdrift.decode import ModelEvents
 from streamdrift.monitors import quality_findings, window_drift
-from streamdrift.reference import build_profile
 from streamdrift.sketch import sketch_events
 
 WINDOW = 3600
-
-
-@pytest.fixture(scope="module")
-def profile(tmp_path_factory):
-    ref = synthetic.write_reference(tmp_path_factory.mktemp("ref") / "ref.csv")
-    return build_profile(
-        "fraud",
-        ref,
-        prediction_column="score",
-        label_column="is_fraud",
-        config=MonitorConfig(window_seconds=WINDOW),
-    )
 
 
 def _window(
