@@ -57,29 +57,39 @@ def admin(settings: Settings) -> AdminClient:
 def ensure_topics(settings: Settings, partitions: int = 4, timeout: float = 15.0) -> None:
     """Create the topics streamdrift uses when missing (predictions, labels, alerts and
     the dead-letter topics); existing topics are left as they are."""
+    create_topics(
+        settings,
+        {
+            settings.predictions_topic: partitions,
+            settings.labels_topic: partitions,
+            settings.alerts_topic: 1,
+            settings.dlq_topic(settings.predictions_topic): 1,
+            settings.dlq_topic(settings.labels_topic): 1,
+        },
+        timeout,
+    )
+
+
+def create_topics(settings: Settings, wanted: dict[str, int], timeout: float = 15.0) -> None:
+    """Create each topic of `wanted` (name -> partitions) that does not exist yet; a
+    topic another client created meanwhile is fine. Mistakes are one line: Kafka
+    settings librdkafka refuses, a broker out of reach, a creation refused."""
     try:
-        admin = AdminClient(settings.kafka_common())
+        client = AdminClient(settings.kafka_common())
     except KafkaException as e:
         # librdkafka checks settings when a client is made (an unknown name, a key that is
-        # not PEM); this is a worker's first client, so a mistake in STREAMDRIFT_KAFKA_*
-        # is one line, not a traceback.
+        # not PEM); this is often a process's first client, so a mistake in
+        # STREAMDRIFT_KAFKA_* is one line, not a traceback.
         raise ConfigError(
             f"Kafka settings refused: {e}", "fix the STREAMDRIFT_KAFKA_* variables"
         ) from None
     try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
+        existing = set(client.list_topics(timeout=timeout).topics)
     except KafkaException as e:
         raise ConnectionProblem(
             f"cannot reach Kafka at {mask_url(settings.kafka_bootstrap)}: {e}",
             "start the broker or set STREAMDRIFT_KAFKA_BOOTSTRAP",
         ) from None
-    wanted = {
-        settings.predictions_topic: partitions,
-        settings.labels_topic: partitions,
-        settings.alerts_topic: 1,
-        settings.dlq_topic(settings.predictions_topic): 1,
-        settings.dlq_topic(settings.labels_topic): 1,
-    }
     new = [
         NewTopic(t, num_partitions=n, replication_factor=1)
         for t, n in wanted.items()
@@ -87,11 +97,11 @@ def ensure_topics(settings: Settings, partitions: int = 4, timeout: float = 15.0
     ]
     if not new:
         return
-    for topic, fut in admin.create_topics(new, operation_timeout=timeout).items():
+    for topic, fut in client.create_topics(new, operation_timeout=timeout).items():
         try:
             fut.result(timeout=timeout)
         except KafkaException as e:
             if "TOPIC_ALREADY_EXISTS" not in str(e):
                 raise ConnectionProblem(
-                    f"cannot create topic {topic}: {e}", "check the broker"
+                    f"cannot create topic {topic}: {e}", "check the broker, or create it"
                 ) from None

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
-from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import NewTopic
+from confluent_kafka import Producer
 
 from streamdrift import kafka_io
 from streamdrift.config import Settings
-from streamdrift.errors import ConnectionProblem
 from streamdrift.faults import BrokerUnavailable
-from streamdrift.redaction import mask_url
 
 
 @dataclass(frozen=True)
@@ -92,23 +89,6 @@ class UndeliveredTopic:
 def ensure_topics(settings: Settings, timeout: float = 15.0) -> None:
     """Create the alerts topic (as the workers would: one partition) and the
     `.undelivered` topic when missing, so a notifier started first has both."""
-    admin = kafka_io.admin(settings)
-    try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as e:
-        raise ConnectionProblem(
-            f"cannot reach Kafka at {mask_url(settings.kafka_bootstrap)}: {e}",
-            "start the broker or set STREAMDRIFT_KAFKA_BOOTSTRAP",
-        ) from None
-    wanted = [settings.alerts_topic, settings.undelivered_topic]
-    new = [NewTopic(t, num_partitions=1, replication_factor=1) for t in wanted if t not in existing]
-    if not new:
-        return
-    for topic, future in admin.create_topics(new, operation_timeout=timeout).items():
-        try:
-            future.result(timeout=timeout)
-        except KafkaException as e:
-            if "TOPIC_ALREADY_EXISTS" not in str(e):
-                raise ConnectionProblem(
-                    f"cannot create topic {topic}: {e}", "check the broker, or create it"
-                ) from None
+    kafka_io.create_topics(
+        settings, {settings.alerts_topic: 1, settings.undelivered_topic: 1}, timeout
+    )
