@@ -21,6 +21,7 @@ from rich.table import Table
 
 from streamdrift import embedded, kafka_io, synthetic
 from streamdrift.config import MonitorConfig, Settings
+from streamdrift.profile import ReferenceProfile
 from streamdrift.redaction import mask_url
 from streamdrift.reference import build_profile
 from streamdrift.store import Store
@@ -31,8 +32,14 @@ DEMO_MODEL = "fraud-demo"
 
 def register_demo_model(store: Store, model: str, workdir: Path, window_seconds: int = 600):
     ref = synthetic.write_reference(workdir / f"{model}-reference.csv")
-    config = MonitorConfig(
-        window_seconds=window_seconds, evaluation_interval_seconds=1.0, outlier_alerts_per_window=1
+    config = MonitorConfig.model_validate(
+        {
+            "window_seconds": window_seconds,
+            "evaluation_interval_seconds": 1.0,
+            "outlier_alerts_per_window": 1,
+            # a replay: a window is complete once nothing was written to it for 2 s
+            "episodes": {"complete_after_idle_seconds": 2.0},
+        }
     )
     profile = build_profile(
         model, ref, task="binary", prediction_column="score", label_column="is_fraud", config=config
@@ -117,6 +124,14 @@ def _start_workers(settings: Settings, n: int, workdir: Path) -> list[subprocess
             )
         )
     return procs
+
+
+def _incomplete(store: Store, profile: ReferenceProfile) -> bool:
+    """Windows that wait to be complete before their episodes can end; the latest
+    window is the current one (its end is still ahead), so it is not waited for."""
+    starts = store.windows.starts(profile.model_id, profile.revision)
+    pending = store.episodes.load(profile.model_id).pending
+    return any(s < starts[-1] for s in pending) if starts else False
 
 
 def _counted(store: Store, model: str) -> int:
@@ -216,7 +231,9 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
                 console.print("[red]a worker exited early; see its log[/]")
                 return 1
             time.sleep(0.5)
-        while store.schedule.dirty(DEMO_MODEL) and time.monotonic() < deadline:
+        while (
+            store.schedule.dirty(DEMO_MODEL) or _incomplete(store, profile)
+        ) and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(2.0)
         stop.set()

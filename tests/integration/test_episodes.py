@@ -86,3 +86,5 @@ def test_an_evaluator_that_lost_its_lease_commits_nothing(settings, store, model
         model_id, "second", [("a" * 32, alert)], EpisodeState(), set(), set(), time.time()
     )
     assert again == set()  # claimed once
+    # as published: later workers of this Redis must not re-send the stand-in alert
+    store.alerts.mark_published(model_id, ["a" * 32], time.time())
