@@ -71,13 +71,17 @@ class Evaluator:
                 seen = max(t for _, t in marks)
                 state.last_apply = max(state.last_apply or seen, seen)
             touched_at = dict(state.pending)
+            dirty: set[int] = set()
             for mark, at in marks:
                 rev_, _, start = mark.partition(":")
                 if rev_ == rev:
+                    dirty.add(int(start))
                     touched_at[int(start)] = max(touched_at.get(int(start), at), at)
             all_starts = self.store.windows.starts(model, profile.revision)
             before = {k: e.to_json() for k, e in state.episodes.items()}
-            raised, events, windows = self._advance(profile, state, touched_at, all_starts, now)
+            raised, events, windows = self._advance(
+                profile, state, touched_at, dirty, all_starts, now
+            )
             changed = {k for k, e in state.episodes.items() if before.get(k) != e.to_json()}
             forget = self._expired(profile, state, now)
             payloads = {a.alert_id: encode(a) for a in [*raised, *events]}
@@ -107,6 +111,7 @@ class Evaluator:
         profile: ReferenceProfile,
         state: EpisodeState,
         touched_at: dict[int, float],
+        dirty: set[int],
         all_starts: list[int],
         now: float,
     ) -> tuple[list[Alert], list[Alert], list[WindowSketch]]:
@@ -128,8 +133,10 @@ class Evaluator:
         raised = retire(state.episodes, profile.revision, width, now)
         observations: list[Observation] = []
         events: list[Alert] = []
-        pending: dict[int, float] = {}
-        windows = self.store.windows.read(profile, sorted(touched_at))
+        # a window left incomplete and not written to since has nothing new to say
+        # until it completes: it waits without being read
+        pending = {s: t for s, t in touched_at.items() if s not in dirty and not complete(s)}
+        windows = self.store.windows.read(profile, sorted(set(touched_at) - set(pending)))
         history = self._history_reader(profile, windows, all_starts, state)
         # a lasting drift must not become its own rolling or seasonal baseline
         excluded = set().union(

@@ -25,7 +25,8 @@ from kafka import KafkaConsumer  # kafka-python: an independent client, not libr
 
 from streamdrift import embedded, kafka_io
 from streamdrift.config import MonitorConfig, Settings
-from streamdrift.store import Store
+from streamdrift.store import REDIS_ERRORS, Store
+from streamdrift.store.keys import MODELS
 
 from .redis_control import Persistence, RedisCluster, RedisNode
 
@@ -52,6 +53,27 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         yield Servers(running.kafka_bootstrap, running.redis_url)
     finally:
         running.stop()
+
+
+@pytest.fixture(autouse=True)
+def _forget_models(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The tests share one Redis: after each, its models leave the registry and their
+    keys go, so the next test's workers (which evaluate every registered model) do not
+    raise alerts of earlier tests' models, gone silent, into their own alerts topic."""
+    if "servers" not in request.fixturenames:
+        yield
+        return
+    store = Store(request.getfixturevalue("servers").redis_url)
+    before = set(store.profiles.models())
+    yield
+    try:
+        for model in set(store.profiles.models()) - before:
+            store.redis.srem(MODELS, model)
+            keys = list(store.redis.scan_iter(match=f"sd:{{{model}}}:*", count=1000))
+            for i in range(0, len(keys), 500):
+                store.redis.delete(*keys[i : i + 500])
+    except REDIS_ERRORS:
+        pass  # a test that broke Redis on purpose: nothing to tidy
 
 
 @pytest.fixture

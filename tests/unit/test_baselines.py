@@ -346,7 +346,7 @@ def test_the_evaluator_reads_the_baseline_once_and_leaves_excluded_windows_out(p
     all_starts = list(shifted)
 
     state = EpisodeState()
-    raised, _, _ = evaluator._advance(rolling, state, {3 * W: 0.0}, all_starts, 1e9)
+    raised, _, _ = evaluator._advance(rolling, state, {3 * W: 0.0}, {3 * W}, all_starts, 1e9)
     # the window itself, then its baseline in one read
     assert windows.reads == [[3 * W], [0, W, 2 * W]]
     assert [a for a in raised if a.type == "data_drift"] == []
@@ -366,7 +366,7 @@ def test_the_evaluator_reads_the_baseline_once_and_leaves_excluded_windows_out(p
         now=1.0,
     )
     windows.reads.clear()
-    raised, _, _ = evaluator._advance(rolling, state, {3 * W: 0.0}, all_starts, 1e9)
+    raised, _, _ = evaluator._advance(rolling, state, {3 * W: 0.0}, {3 * W}, all_starts, 1e9)
     assert windows.reads == [[3 * W]]  # nothing left to read for the baseline
     assert state.episodes["data_drift:load"].last == 3 * W  # the drift goes on
 
