@@ -183,3 +183,22 @@ def _count_bad_in_windows(
         if window is None:
             window = windows[start] = WindowSketch(start=start)
         window.invalid[quality_key(b.reason, b.detail)] += 1
+
+
+def event_time_marks(
+    events: ModelEvents, field: Callable[[int], str], now: float | None = None
+) -> dict[str, float]:
+    """How far in event time the counted events of each partition (by its fence field)
+    went: the 99th percentile of their times, so a stray event dated ahead does not
+    carry the partition past windows still filling, and never beyond the worker's
+    clock."""
+    if not len(events):
+        return {}
+    now = time.time() if now is None else now
+    parts = np.asarray(events.partitions)
+    ts = np.asarray(events.timestamps, dtype=np.float64)
+    marks = {}
+    for p in np.unique(parts):
+        mark = float(np.quantile(ts[parts == p], 0.99))
+        marks[field(int(p))] = min(mark, now)
+    return marks

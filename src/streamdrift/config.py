@@ -168,8 +168,9 @@ class EpisodePolicy(BaseModel):
     complete_after_idle_seconds: float = Field(
         60.0,
         ge=0,
-        description="a window counts as complete once it is over (a later window has "
-        "events, or its end has passed) and nothing was applied to it for this long",
+        description="a window is complete once every partition moving has passed its "
+        "end in event time; once none has moved for 10x this long (the stream stopped), "
+        "once it is over and nothing was applied to it for this long",
     )
     settled_label_coverage: float = Field(
         0.9,

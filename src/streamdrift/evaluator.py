@@ -35,6 +35,9 @@ log = logging.getLogger("streamdrift.evaluator")
 REPUBLISH_AFTER_SECONDS = 300.0  # well past the evaluation lease and a slow flush
 
 FRESHNESS = "freshness:events"
+#: a partition whose mark has not moved for this many `complete_after_idle_seconds` no
+#: longer holds windows back (no traffic of the model there, or a topic created again)
+IDLE_PARTITION = 10
 #: the episodes whose windows the rolling and seasonal drift baselines leave out
 DRIFT_KINDS = ("data_drift:", "prediction_drift:", "label_drift:")
 
@@ -122,13 +125,17 @@ class Evaluator:
         width = cfg.window_seconds
         latest = all_starts[-1] if all_starts else None
         quiet = cfg.episodes.complete_after_idle_seconds
+        low, moving = self.store.watermarks.low(profile.model_id, now, IDLE_PARTITION * quiet)
 
         def complete(start: int) -> bool:
-            """Over (a later window has events, or its end has passed) and no longer
-            being written to: with partitions read unevenly, a window that has a
-            successor can still be filling from a partition that lags behind."""
+            """Every partition still moving has passed the window's end in event time
+            (read unevenly, a window with a successor can still be filling from a
+            partition that lags behind); or, with no partition moving (the stream
+            stopped, or no marks yet), the window is over and not written to lately."""
+            if low is not None and start + width <= low:
+                return True
             over = (latest is not None and start < latest) or start + width <= now
-            return over and now - touched_at.get(start, now) >= quiet
+            return not moving and over and now - touched_at.get(start, now) >= quiet
 
         raised = retire(state.episodes, profile.revision, width, now)
         observations: list[Observation] = []

@@ -30,6 +30,7 @@ import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import redis
@@ -37,7 +38,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from streamdrift import kafka_io
 from streamdrift.alerts import encode, system_alert
-from streamdrift.batch import BatchLogic, ModelShare
+from streamdrift.batch import BatchLogic, ModelShare, event_time_marks
 from streamdrift.config import Settings
 from streamdrift.dead_letters import DeadLetterSink
 from streamdrift.decode import (
@@ -180,6 +181,8 @@ class Worker:
         self._started = False
         self._subscribed = False
         self._pending_eval: set[str] = set()
+        #: model -> {fence field: event time} applied in the batch being finished
+        self._marks: dict[str, dict[str, float]] = {}
         self._in_flight: _InFlight | None = None
         self._last_eval: dict[str, float] = {}
         self._last_sweep = 0.0
@@ -712,6 +715,7 @@ class Worker:
         recomputed and applied again. Returns the last offset per (topic, partition)."""
         batch, labels = flight.batch, flight.labels
         new_dead: list[DeadLetter] = []
+        self._marks = {}
         for s in flight.sent:
             waiting = time.perf_counter()
             try:
@@ -727,6 +731,8 @@ class Worker:
                 continue
             new_dead += self._apply_model(batch, labels, s.share.model, flight)
         dead = flight.dead + new_dead
+        # after the applies: a mark never runs ahead of what Redis holds
+        self.store.watermarks.advance(self._marks, time.time())
         self.stats.batches += 1
         self.stats.messages += batch.messages + labels.messages
         self.stats.dead.update(d.reason for d in dead)
@@ -785,6 +791,9 @@ class Worker:
             return False
         if isinstance(result, Applied):
             self.book.moved(share.model, share.request.fences)
+            self._marks[share.model] = event_time_marks(
+                share.events, partial(self.logic.fence_field, self.settings.predictions_topic)
+            )
             self.stats.counted += share.counted
             self.stats.labels_joined += result.stats.joined
             self.metrics.counted.inc(share.counted)

@@ -88,3 +88,16 @@ def test_an_evaluator_that_lost_its_lease_commits_nothing(settings, store, model
     assert again == set()  # claimed once
     # as published: later workers of this Redis must not re-send the stand-in alert
     store.alerts.mark_published(model_id, ["a" * 32], time.time())
+
+
+def test_watermarks_only_rise_and_idle_partitions_stop_holding_back(store, model_id):
+    w = store.watermarks
+    assert w.low(model_id, 100.0, 60.0) == (None, False)
+    w.advance({model_id: {"p@x:0": 5000.0, "p@x:1": 3000.0}}, now=100.0)
+    w.advance({model_id: {"p@x:0": 4000.0}}, now=110.0)  # a late batch: no step back
+    assert w.low(model_id, 120.0, 60.0) == (3000.0, True)  # the slowest moving one
+    w.advance({model_id: {"p@x:0": 9000.0}}, now=170.0)
+    # partition 1 has not moved for 70 s: idle, no longer holding the windows back
+    assert w.low(model_id, 170.0, 60.0) == (9000.0, True)
+    # nothing moving at all: the furthest mark, and no partition moving
+    assert w.low(model_id, 1000.0, 60.0) == (9000.0, False)

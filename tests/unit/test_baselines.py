@@ -342,7 +342,10 @@ def test_the_evaluator_reads_the_baseline_once_and_leaves_excluded_windows_out(p
     shifted = {k * W: sketch(profile, events(rng, k * W, 400, load_mean=14.0)) for k in range(4)}
     rolling = with_policy(profile, baselines=["rolling"], rolling_windows=3)
     windows = _Windows(shifted)
-    evaluator = Evaluator(SimpleNamespace(windows=windows), None, "alerts", "test")
+    no_marks = SimpleNamespace(low=lambda *_: (None, False))
+    evaluator = Evaluator(
+        SimpleNamespace(windows=windows, watermarks=no_marks), None, "alerts", "test"
+    )
     all_starts = list(shifted)
 
     state = EpisodeState()

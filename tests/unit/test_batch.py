@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from streamdrift.batch import BatchLogic
@@ -129,3 +130,24 @@ def test_events_of_an_unregistered_model_become_dead_letters_and_leave_the_batch
     dead = logic.unregistered(batch, labels, "fraud")
     assert [(d.reason, d.offset) for d in dead] == [("unregistered_model", i) for i in range(3)]
     assert "fraud" not in batch.by_model
+
+
+def test_event_time_marks_per_partition_robust_to_a_stray_future_event():
+    """Each partition's mark is the 99th percentile of its events' times (numpy's), not
+    the maximum, and never beyond the clock."""
+    from streamdrift.batch import event_time_marks
+    from streamdrift.decode import ModelEvents
+
+    events = ModelEvents()
+    times = {0: [float(t) for t in range(1000, 1200)], 1: [500.0, 600.0]}
+    times[0].append(10**9)  # one event dated far ahead
+    for p, ts in times.items():
+        for t in ts:
+            events.partitions.append(p)
+            events.timestamps.append(t)
+            events.offsets.append(len(events.offsets))
+    marks = event_time_marks(events, lambda p: f"predictions@x:{p}", now=5000.0)
+    assert marks["predictions@x:1"] == pytest.approx(np.quantile([500.0, 600.0], 0.99))
+    assert 1190 < marks["predictions@x:0"] < 1200  # the stray event did not carry it
+    assert event_time_marks(events, str, now=550.0)["1"] == 550.0  # not past the clock
+    assert event_time_marks(ModelEvents(), str) == {}

@@ -12,6 +12,7 @@
     alert_ledger    alerts claimed and published, each once
     counters        dead letters, join counters
     episodes        alert episodes: open, escalated, resolved, each once
+    watermarks      how far in event time each partition was applied
     replays         the ledger of dead letters sent back to their topics
 
 `Store` holds one of each over one client.
@@ -46,6 +47,7 @@ from streamdrift.store.profiles import Profiles
 from streamdrift.store.records import ID_BUCKETS, JoinDelta, JoinStats, Records, buckets
 from streamdrift.store.replays import ReplayLedger
 from streamdrift.store.schedule import Schedule
+from streamdrift.store.watermarks import Watermarks
 from streamdrift.store.windows import Windows
 
 
@@ -64,6 +66,7 @@ class Store:
         self.alerts = AlertLedger(self.redis)
         self.counters = Counters(self.redis)
         self.episodes = Episodes(self.redis)
+        self.watermarks = Watermarks(self.redis)
         self.replays = ReplayLedger(self.redis)
 
     def ping(self) -> None:

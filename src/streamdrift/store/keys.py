@@ -36,6 +36,8 @@ keys can ever share a name with them.
     sd:{m}:episodes                    HASH   condition key -> its latest episode, JSON;
                                               "__meta__" -> windows awaiting completion
                                               and the time of the last apply seen
+    sd:{m}:watermarks                  ZSET   fence field -> latest event time applied
+    sd:{m}:watermarks_seen             ZSET   fence field -> when it last moved (wall)
     sd:{m}:alerts                      HASH   alert_id -> alert JSON
     sd:{m}:alert_state                 HASH   alert_id -> claimed:<t> | published:<t>
     sd:{m}:eval_lock                   STRING evaluator lease (SET NX PX)
@@ -144,6 +146,14 @@ class ModelKeys:
     @property
     def episodes(self) -> str:
         return f"{self.tag}:episodes"
+
+    @property
+    def watermarks(self) -> str:
+        return f"{self.tag}:watermarks"
+
+    @property
+    def watermarks_seen(self) -> str:
+        return f"{self.tag}:watermarks_seen"
 
     @property
     def alerts(self) -> str:

@@ -1,0 +1,49 @@
+"""Event-time watermarks: how far in event time each partition's events of a model have
+been applied, so a window is known to be complete even while partitions are read
+unevenly (a backlog after an outage: one partition hours ahead of another).
+
+After each batch's applies, the worker raises each partition's mark to the latest event
+time it applied (`ZADD GT`: a mark never goes back) and notes when (wall clock). A
+window is complete once every partition still moving has passed its end; a partition
+that has not moved for a while (no traffic of this model, a topic created again) no
+longer holds the others back. The marks are hints for when to judge a window, not
+counts: one lost (a crash between the apply and this write) only delays a judgement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamdrift.store.client import RedisClient, text
+from streamdrift.store.keys import ModelKeys
+
+
+class Watermarks:
+    def __init__(self, client: RedisClient) -> None:
+        self.redis = client
+
+    def advance(self, marks: dict[str, dict[str, float]], now: float) -> None:
+        """`model -> {fence field: event time}`, one round trip for all models."""
+        if not marks:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for model, fields in marks.items():
+            if fields:
+                k = ModelKeys(model)
+                pipe.zadd(k.watermarks, fields, gt=True)
+                pipe.zadd(k.watermarks_seen, dict.fromkeys(fields, now))
+        pipe.execute()
+
+    def low(self, model: str, now: float, idle_after: float) -> tuple[float | None, bool]:
+        """(the event time every moving partition has passed, whether any partition is
+        moving); (None, False) when no partition has a mark yet."""
+        k = ModelKeys(model)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(k.watermarks, 0, -1, withscores=True)
+        pipe.zrange(k.watermarks_seen, 0, -1, withscores=True)
+        marks_raw, seen_raw = pipe.execute()
+        marks: dict[str, float] = {text(f): float(s) for f, s in marks_raw}
+        seen: dict[str, Any] = {text(f): float(s) for f, s in seen_raw}
+        if not marks:
+            return None, False
+        moving = [t for f, t in marks.items() if now - seen.get(f, 0.0) < idle_after]
+        return (min(moving) if moving else max(marks.values())), bool(moving)
