@@ -87,11 +87,13 @@ def window_conditions(
     closed: bool,
     followed: bool,
     baselines: dict[str, WindowSketch] | None = None,
+    quiet: bool = True,
 ) -> WindowConditions:
     """Every monitor on one window: data quality, feature drift, outlier share,
     prediction and label drift, performance, and volume. Volume is judged only once a
     later window has events (`followed`): the last window of a stream that stopped is
-    short because the stream stopped, which is the freshness check's news."""
+    short because the stream stopped, which is the freshness check's news. `quiet`: no
+    apply (no label joined) touched the window lately."""
     cfg = profile.config
     out = WindowConditions(window.start)
     drift = window_drift(profile, window, baselines)
@@ -121,7 +123,10 @@ def window_conditions(
     if cfg.outlier_alerts == "events":
         out.events = outlier_event_alerts(profile, window, now)
 
-    settled = closed and labels_settled(profile, window, history.recent)
+    # labels keep coming after the window's predictions: their absence of a problem
+    # counts once the window is complete, no label joined it lately (`quiet`), and its
+    # coverage is the model's usual
+    settled = closed and quiet and labels_settled(profile, window, history.recent)
     for alert in output_alerts(profile, window, outputs, drift, now):
         out.present.append((alert, alert.value / max(alert.threshold, 1e-12)))
     shown = {

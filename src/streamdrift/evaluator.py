@@ -140,9 +140,12 @@ class Evaluator:
         raised = retire(state.episodes, profile.revision, width, now)
         observations: list[Observation] = []
         events: list[Alert] = []
-        # a window left incomplete and not written to since has nothing new to say
-        # until it completes: it waits without being read
-        pending = {s: t for s, t in touched_at.items() if s not in dirty and not complete(s)}
+        def ready(start: int) -> bool:
+            return complete(start) and now - touched_at.get(start, now) >= quiet
+
+        # a window not written to since its last evaluation has nothing new to say until
+        # it is complete and quiet (labels no longer joining): it waits without being read
+        pending = {s: t for s, t in touched_at.items() if s not in dirty and not ready(s)}
         windows = self.store.windows.read(profile, sorted(set(touched_at) - set(pending)))
         history = self._history_reader(profile, windows, all_starts, state)
         # a lasting drift must not become its own rolling or seasonal baseline
@@ -159,7 +162,7 @@ class Evaluator:
         )
         for window in windows:
             closed = complete(window.start)
-            if not closed:
+            if not ready(window.start):
                 pending[window.start] = touched_at[window.start]
             found = window_conditions(
                 profile,
@@ -169,6 +172,7 @@ class Evaluator:
                 closed=closed,
                 followed=latest is not None and window.start < latest,
                 baselines=baselines[window.start],
+                quiet=now - touched_at.get(window.start, now) >= quiet,
             )
             observations += self._observations(state, found, closed)
             events += found.events
