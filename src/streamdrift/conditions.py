@@ -90,8 +90,9 @@ def window_conditions(
     quiet: bool = True,
 ) -> WindowConditions:
     """Every monitor on one window: data quality, feature drift, outlier share,
-    prediction and label drift, performance, and volume. Volume is judged only once a
-    later window has events (`followed`): the last window of a stream that stopped is
+    prediction and label drift, performance, and volume. Volume is judged only on a
+    complete window (`closed`) that a later window follows (`followed`): a window still
+    filling is short because it is filling, and the last window of a stream that stopped is
     short because the stream stopped, which is the freshness check's news. `quiet`: no
     apply (no label joined) touched the window lately."""
     cfg = profile.config
@@ -152,7 +153,7 @@ def window_conditions(
             if settled:
                 out.checked.append(f"performance_degradation:{finding.metric}")
 
-    if followed:
+    if closed and followed:
         volume = volume_check(
             profile, window.count, history.rolling_counts, history.seasonal_counts
         )
