@@ -118,14 +118,18 @@ class Evaluator:
         all_starts: list[int],
         now: float,
     ) -> tuple[list[Alert], list[Alert], list[WindowSketch]]:
-        """The episodes' transitions from the windows in `starts` and the model's
-        silence, the alerts outside episodes (single outlying events), and the windows
+        """The episodes' transitions from the windows touched (dirty, or waiting to be
+        complete: `touched_at`, when each was last written to) and from the model's
+        silence; the alerts outside episodes (single outlying events); the windows
         read."""
         cfg = profile.config
         width = cfg.window_seconds
         latest = all_starts[-1] if all_starts else None
         quiet = cfg.episodes.complete_after_idle_seconds
         low, moving = self.store.watermarks.low(profile.model_id, now, IDLE_PARTITION * quiet)
+
+        def quiet_now(start: int) -> bool:
+            return now - touched_at.get(start, now) >= quiet
 
         def complete(start: int) -> bool:
             """Every partition still moving has passed the window's end in event time
@@ -135,14 +139,14 @@ class Evaluator:
             if low is not None and start + width <= low:
                 return True
             over = (latest is not None and start < latest) or start + width <= now
-            return not moving and over and now - touched_at.get(start, now) >= quiet
+            return not moving and over and quiet_now(start)
+
+        def ready(start: int) -> bool:
+            return complete(start) and quiet_now(start)
 
         raised = retire(state.episodes, profile.revision, width, now)
         observations: list[Observation] = []
         events: list[Alert] = []
-        def ready(start: int) -> bool:
-            return complete(start) and now - touched_at.get(start, now) >= quiet
-
         # a window not written to since its last evaluation has nothing new to say until
         # it is complete and quiet (labels no longer joining): it waits without being read
         pending = {s: t for s, t in touched_at.items() if s not in dirty and not ready(s)}
@@ -172,7 +176,7 @@ class Evaluator:
                 closed=closed,
                 followed=latest is not None and window.start < latest,
                 baselines=baselines[window.start],
-                quiet=now - touched_at.get(window.start, now) >= quiet,
+                quiet=quiet_now(window.start),
             )
             observations += self._observations(state, found, closed)
             events += found.events
