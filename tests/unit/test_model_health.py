@@ -11,8 +11,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sklearn.metrics import roc_auc_score
 
-from streamdrift import synthetic
-from streamdrift.decode import ModelEvents
 from streamdrift.model_health import (
     ModelHealth,
     latest_complete,
@@ -23,6 +21,7 @@ from streamdrift.performance import PerformanceSketch
 from streamdrift.profile import LABEL
 from streamdrift.sketch import CategoricalSketch, WindowSketch, sketch_events
 from streamdrift.telemetry import WorkerMetrics
+from tests.unit.test_monitors import _window as simulated_events
 
 WINDOW = 3600
 FEATURES = 22
@@ -37,32 +36,17 @@ class Clock:
 
 
 def _window(profile, start: int, n: int, seed: int, shift=(), spread=(), labelled: int = 0):
-    """A window of `n` simulated events; `shift` moves features by one sd, `spread`
-    doubles theirs; the first `labelled` events get a label (Bernoulli(score))."""
+    """A window of `n` simulated events (`test_monitors._window`); `shift` moves features
+    by one sd, `spread` doubles theirs; the first `labelled` events get a label
+    (Bernoulli(score))."""
     rng = np.random.default_rng(seed)
-    x, country, device, score, label = synthetic._rows(rng, n)
-    for name in shift:
-        j = synthetic.NUMERIC.index(name)
-        x[:, j] += synthetic.SDS[j]
-    for name in spread:
-        j = synthetic.NUMERIC.index(name)
-        x[:, j] = synthetic.MEANS[j] + (x[:, j] - synthetic.MEANS[j]) * 2.0
-    events = ModelEvents()
-    for i in range(n):
-        feats = dict(zip(synthetic.NUMERIC, x[i].tolist(), strict=True))
-        feats["country"] = synthetic.COUNTRIES[country[i]]
-        feats["device"] = synthetic.DEVICES[device[i]]
-        events.partitions.append(0)
-        events.offsets.append(i)
-        events.timestamps.append(start + i * WINDOW / n)
-        events.features.append(feats)
-        events.versions.append("1")
-        events.predictions.append(float(score[i]))
-        events.prediction_ids.append(str(i))
-        events.raws.append(b"")
+    events = simulated_events(
+        rng, n, start, shift=dict.fromkeys(shift, 1.0), spread=dict.fromkeys(spread, 2.0)
+    )
     (window,) = sketch_events(events, profile).values()
     if labelled:
-        y, s = label[:labelled], score[:labelled]
+        s = np.asarray(events.predictions[:labelled], dtype=float)
+        y = (rng.random(labelled) < s).astype(int)
         classes = np.where(s >= 0.5, "1", "0").tolist()
         window.performance = PerformanceSketch.from_pairs("binary", y.tolist(), classes, s, "1")
         # the join counts each label into the window's label column, as a category
