@@ -65,7 +65,6 @@ def output_alerts(
         PREDICTION: profile.prediction_column or "prediction",
         LABEL: profile.label_column or "label",
     }
-    end = window.start + profile.config.window_seconds
     drifting = sorted((d for d in feature_drift.values() if d.drifted), key=lambda d: -d.value)
     for key, d in drift.items():
         if not d.drifted:
@@ -87,7 +86,7 @@ def output_alerts(
                 reference_size=ref.count,
                 message=(
                     f"{profile.model_id}: the distribution of {what} shifted in window "
-                    f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC: "
+                    f"{_span(profile, window)}: "
                     f"{d.statistic} {d.value:.3f} >= {d.threshold:g} (n={d.sample_size})"
                 ),
                 context={
@@ -126,7 +125,6 @@ def performance_alert(
     )
     drifting = sorted((d for d in feature_drift.values() if d.drifted), key=lambda d: -d.value)
     cause, evidence = likely_cause(profile, feature_drift, quality or [], outputs or {})
-    end = window.start + profile.config.window_seconds
     return Alert(
         **_window_fields(profile, window, now),
         alert_id=_profile_alert_id(
@@ -145,7 +143,7 @@ def performance_alert(
         reference_size=int(profile.reference_performance.get("labelled", 0)),
         message=(
             f"{profile.model_id}: {finding.metric} {finding.value:.3f} in window "
-            f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC against "
+            f"{_span(profile, window)} against "
             f"{base['baseline']:.3f} ({finding.worst}), {finding.labelled} labels, "
             f"p={base['p_value']:.2g}; likely cause: {_CAUSE_TEXT[cause]}"
         ),
@@ -323,7 +321,6 @@ def outlier_share_alert(
     share = outlier_share(profile, window)
     if model is None or share is None:
         return None
-    end = window.start + profile.config.window_seconds
     return Alert(
         **_window_fields(profile, window, now),
         alert_id=_profile_alert_id(profile, "outlier", "__share__", window.start),
@@ -339,7 +336,7 @@ def outlier_share_alert(
             f"{profile.model_id}: {window.outliers} outliers in "
             f"{window.count} events ({share['share']:.2%}, expected "
             f"{model.rate:.2%}, p={share['p_value']:.2g}) in window "
-            f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC"
+            f"{_span(profile, window)}"
         ),
         context={
             **share,
@@ -358,7 +355,6 @@ def volume_alert(
 ) -> Alert:
     """Traffic collapsed or surged: a broken upstream, a lost partition, a retry storm.
     For the people who run the pipes (route ops)."""
-    end = window.start + profile.config.window_seconds
     low = finding.ratio < 1
     return Alert(
         **_window_fields(profile, window, now),
@@ -375,7 +371,7 @@ def volume_alert(
         reference_size=int(finding.expected),
         message=(
             f"{profile.model_id}: {window.count:,} events in window "
-            f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC, expected about "
+            f"{_span(profile, window)}, expected about "
             f"{finding.expected:,.0f} ({finding.ratio:.0%}; {finding.baseline} baseline of "
             f"{finding.history} windows, p={finding.p_value:.2g})"
         ),
@@ -447,6 +443,12 @@ def _worst_segments(profile: ReferenceProfile, window: WindowSketch) -> list[dic
     return rows[:5]
 
 
+def _span(profile: ReferenceProfile, window: WindowSketch) -> str:
+    """How a message names its window: `2026-11-22 10:00–11:00 UTC`."""
+    end = window.start + profile.config.window_seconds
+    return f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC"
+
+
 def _window_fields(profile: ReferenceProfile, window: WindowSketch, now: float) -> dict:
     """What every alert says of where it comes from: model, version, window, time."""
     return {
@@ -485,7 +487,6 @@ def drift_alerts(
     if not ranked:
         return []
     judged = [d for d in drift.values() if d.enabled]
-    end = window.start + profile.config.window_seconds
     alerts = []
     for entry in ranked:
         d = drift[entry["feature"]]
@@ -522,7 +523,7 @@ def drift_alerts(
                 reference_size=ref.count,
                 message=(
                     f"{profile.model_id}: feature '{d.feature}' drifted in window "
-                    f"{_utc(window.start):%Y-%m-%d %H:%M}–{_utc(end):%H:%M} UTC against the "
+                    f"{_span(profile, window)} against the "
                     f"{against}: {d.statistic} {d.value:.3f} >= {d.threshold:g} "
                     f"(n={d.sample_size}, p={d.p_value:.2g}); "
                     f"{len(ranked)} of {len(judged)} features drifting"
@@ -541,7 +542,6 @@ def _weighted_drift_alert(
 ) -> Alert:
     """The model-level figure: many small drifts in important features can matter more
     than one large drift in a feature the model barely uses."""
-    end = window.start + profile.config.window_seconds
     policy = profile.config.drift
     top = ", ".join(f"{t['feature']}" for t in weighted.get("top", []))
     return Alert(
@@ -559,8 +559,8 @@ def _weighted_drift_alert(
         reference_size=profile.rows,
         message=(
             f"{profile.model_id}: importance-weighted drift {weighted['value']:.3f} >= "
-            f"{weighted['threshold']:g} in window {_utc(window.start):%Y-%m-%d %H:%M}–"
-            f"{_utc(end):%H:%M} UTC, mostly through {top or 'no single feature'}"
+            f"{weighted['threshold']:g} in window {_span(profile, window)}, "
+            f"mostly through {top or 'no single feature'}"
         ),
         context={**_finite_any(weighted), "route": "ml-team"},
     )
