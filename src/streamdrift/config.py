@@ -200,6 +200,45 @@ class VolumePolicy(BaseModel):
     p_value: float = Field(0.001, gt=0, lt=1)
 
 
+class SlicePolicy(BaseModel):
+    """Slices of the model's traffic monitored on their own (see `streamdrift.slices`):
+    each model version, and each value of the segment keys named here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segment_keys: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="keys of the events' `segments` (columns of the reference) whose "
+        "values are monitored one by one",
+    )
+    max_segment_values: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="values kept per segment key (the reference's most "
+        "frequent); others count in `<key>=__other__`",
+    )
+    max_versions: int = Field(
+        10,
+        ge=0,
+        le=100,
+        description="versions with state of their own, the newest; "
+        "older ones count in `v=__other__` (0: no version slices)",
+    )
+    min_events: int = Field(
+        200, ge=10, description="a slice's window is judged from this many events on"
+    )
+
+    @field_validator("segment_keys")
+    @classmethod
+    def _plain_keys(cls, keys: list[str]) -> list[str]:
+        for k in keys:
+            if not k or any(c in k for c in "=[]|,:"):
+                raise ValueError(f"segment key {k!r} must be non-empty, without = [ ] | , :")
+        return list(dict.fromkeys(keys))
+
+
 class MonitorConfig(BaseModel):
     """Per-model monitor settings (`register --config FILE`, JSON)."""
 
@@ -245,6 +284,7 @@ class MonitorConfig(BaseModel):
         "with outlier_alerts=events)",
     )
     episodes: EpisodePolicy = Field(default_factory=lambda: EpisodePolicy())
+    slices: SlicePolicy = Field(default_factory=lambda: SlicePolicy())
     volume: VolumePolicy = Field(default_factory=lambda: VolumePolicy())
     silence_seconds: float | None = Field(
         None,

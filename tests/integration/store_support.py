@@ -266,6 +266,9 @@ def assert_window_equal(got: WindowSketch, want: WindowSketch, rel: float = 1e-1
         assert got.performance is None, where
     else:
         assert_performance_equal(got.performance, want.performance, rel, where)
+    assert got.slices.keys() == want.slices.keys(), where
+    for name, sk in want.slices.items():
+        assert_window_equal(got.slices[name], sk, rel)
 
 
 # ---- snapshots -----------------------------------------------------------------------------

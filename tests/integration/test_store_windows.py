@@ -102,12 +102,20 @@ def _performance(rng: np.random.Generator, n: int) -> PerformanceSketch:
 
 
 def random_window(
-    rng: np.random.Generator, profile: ReferenceProfile, start: int, examples: int
+    rng: np.random.Generator,
+    profile: ReferenceProfile,
+    start: int,
+    examples: int,
+    slices: tuple[str, ...] = ("v=1.0.0", "region=eu"),
 ) -> WindowSketch:
     """A window sketch with every field of META_FIELDS, CATEGORICAL_META_FIELDS,
     NUMERIC_FIELDS and PERFORMANCE_FIELDS set, for every column of the profile (features,
-    prediction and label), and `examples` outlier examples."""
+    prediction and label), `examples` outlier examples, and the slices named, each a
+    random window of its own (without outlier examples: slices keep none)."""
     w = WindowSketch(start=start)
+    for name in slices:
+        w.slices[name] = random_window(rng, profile, start, 0, ())
+        w.slice_counts[name] = w.slices[name].count
     w.count = int(rng.integers(1, 100_000))
     w.outliers = int(rng.integers(1, 50))
     w.duplicates = int(rng.integers(1, 50))
@@ -184,7 +192,9 @@ def test_reading_two_applies_gives_the_merge_of_their_sketches(
     apply(store, profile, first)
     apply(store, profile, second)
 
-    read = store.windows.read(profile, store.windows.starts(model_id, profile.revision))
+    read = store.windows.read(
+        profile, store.windows.starts(model_id, profile.revision), slices=True
+    )
     assert [w.start for w in read] == starts
     for got, s in zip(read, starts, strict=True):
         want = first[s] + second[s]
@@ -289,7 +299,8 @@ def test_field_names_are_unique_within_their_hash() -> None:
 def test_every_sketch_attribute_is_stored() -> None:
     """An attribute without a Field would be dropped by the encoder without a word: each
     attribute of the sketches is a Field, or is stored elsewhere by name (the window's
-    start and outlier list, its per-column sketches, a column's category hash)."""
+    start and outlier list, its per-column sketches, a column's category hash, its
+    slices' hashes)."""
 
     def attrs(cls: type) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
@@ -297,7 +308,7 @@ def test_every_sketch_attribute_is_stored() -> None:
     def of(fields: tuple) -> set[str]:
         return {f.attr for f in fields}
 
-    elsewhere = {"start", "outlier_examples", "numeric", "categorical", "performance"}
+    elsewhere = {"start", "outlier_examples", "numeric", "categorical", "performance", "slices"}
     assert attrs(WindowSketch) - elsewhere == of(META_FIELDS)
     assert attrs(CategoricalSketch) - {"counts"} == of(CATEGORICAL_META_FIELDS)
     assert attrs(NumericSketch) == of(NUMERIC_FIELDS)

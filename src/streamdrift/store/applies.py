@@ -26,7 +26,7 @@ from streamdrift.store.client import RedisClient, fault_of, lua
 from streamdrift.store.fences import Fence
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.records import ID_BUCKETS, MAX_PERFORMANCE_FIELDS, JoinDelta, JoinStats
-from streamdrift.store.window_fields import KeyList, window_ops
+from streamdrift.store.window_fields import KeyList, slice_performance_ops, window_ops
 
 #: windows a model's labels recently joined into, kept per model so that the next call
 #: declares their keys up front instead of learning them from a refused call
@@ -196,7 +196,11 @@ class Applies:
             ops.append([keys.index(k.dlq), "incr", counts, 0])
         width, retention = cfg.window_seconds, cfg.retention_seconds
         for start, w in r.windows.items():
-            ops += window_ops(keys, k.window(rev, start), w, profile, start + width + retention)
+            expire_at = start + width + retention
+            ops += window_ops(keys, k.window(rev, start), w, profile, expire_at)
+            for name, sk in w.slices.items():
+                ops += window_ops(keys, k.slice_window(rev, start, name), sk, profile, expire_at)
+            ops += slice_performance_ops(keys, k.window(rev, start), w, expire_at)
             ops.append([keys.index(k.windows(rev)), "zadd", [start, start], 0])
             ops.append([keys.index(k.dirty), "zadd", [repr(r.now), f"{rev}:{start}"], 0])
         if r.windows:
@@ -254,6 +258,8 @@ class Applies:
             "max_fields": MAX_PERFORMANCE_FIELDS,
             "max_categories": cfg.max_categories,
             "shift": profile.label_shift(),
+            "versions": cfg.slices.max_versions > 0,
+            "slice_keys": {key: True for key in profile.segments},
             "keep": cfg.dedupe_horizon_seconds,
             "dirty": index(k.dirty),
             "windows": index(k.windows(rev)),
