@@ -420,26 +420,38 @@ def freshness_alert(
 
 def condition_key(alert: Alert) -> str:
     """The condition an alert is about: the unit of an episode. A data-quality problem
-    is its kind in its column; an outlier share is one condition per model."""
+    is its kind in its column; an outlier share is one condition per model. A slice's
+    own condition ends in "@[<slice>]" (see `conditions._add_slices`)."""
     if alert.type == "data_quality":
-        return f"data_quality:{alert.statistic}:{alert.feature}"
-    if alert.type == "outlier":
-        return "outlier:share"
-    return f"{alert.type}:{alert.feature}"
+        key = f"data_quality:{alert.statistic}:{alert.feature}"
+    elif alert.type == "outlier":
+        key = "outlier:share"
+    else:
+        key = f"{alert.type}:{alert.feature}"
+    where = alert.context.get("slice")
+    return f"{key}@[{where}]" if where else key
 
 
 def _worst_segments(profile: ReferenceProfile, window: WindowSketch) -> list[dict]:
-    """The slices where the model does worst in the window (root cause: where to look)."""
+    """The segments that weigh most in the window's poor performance (root cause: where
+    to look), by impact: their share of the labelled pairs times how much worse than the
+    whole window they do (accuracy lower, MAE higher). Segment keys declared as slices
+    get the same ranking on their full metrics (`conditions._add_slices`)."""
     if window.performance is None:
         return []
     floor = profile.config.performance.min_labels // 4
-    rows = [
-        {"segment": k, **v}
-        for k, v in segment_metrics(window.performance, profile.task).items()
-        if v["labelled"] >= floor
-    ]
+    metrics = segment_metrics(window.performance, profile.task)
     key = "mae" if profile.task == "regression" else "accuracy"
-    rows.sort(key=lambda r: r[key], reverse=profile.task == "regression")
+    total = sum(v["labelled"] for v in metrics.values()) or 1
+    whole = sum(v[key] * v["labelled"] for v in metrics.values()) / total if metrics else 0.0
+    rows = []
+    for k, v in metrics.items():
+        if v["labelled"] < floor:
+            continue
+        gap = v[key] - whole if profile.task == "regression" else whole - v[key]
+        share = v["labelled"] / window.performance.labelled
+        rows.append({"segment": k, **v, "gap": gap, "impact": share * gap})
+    rows.sort(key=lambda r: -r["impact"])
     return rows[:5]
 
 

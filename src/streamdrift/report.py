@@ -71,8 +71,11 @@ def _verdict(d: FeatureDrift) -> dict[str, Any]:
     }
 
 
-def model_report(store: Store, model: str, last: int | None = None) -> dict[str, Any]:
-    """The `inspect --json` document of one model."""
+def model_report(
+    store: Store, model: str, last: int | None = None, slice_name: str | None = None
+) -> dict[str, Any]:
+    """The `inspect --json` document of one model, or of one slice of it ("v=2.0",
+    "region=eu": its windows judged against its own reference)."""
     profile = store.profiles.load(model)
     if profile is None:
         known = ", ".join(store.profiles.models()) or "none"
@@ -82,10 +85,21 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
         )
     all_starts = store.windows.starts(model, profile.revision)
     starts = all_starts[-last:] if last else all_starts
-    shown = store.windows.read(profile, starts)
+    shown = store.windows.read(profile, starts, slices=True)
     # the windows the baselines pool, read at once, as the evaluator does for one window
     read = partial(store.windows.read, profile)
     pooled = read_baselines(read, profile.config, starts, all_starts, known=shown)
+    slices = {w.start: _slice_summary(profile, w) for w in shown}
+    if slice_name is not None:
+        known = sorted({n for w in shown for n in w.slices})
+        if known and slice_name not in known:
+            raise UnknownModelError(
+                f"model '{model}' has no slice '{slice_name}' in the windows kept",
+                f"its slices are: {', '.join(known)}",
+            )
+        shown = [w.slices[slice_name] for w in shown if slice_name in w.slices]
+        profile = profile.slice_profile(slice_name)
+        pooled = {w.start: {} for w in shown}
     windows = []
     for w in shown:
         drift = window_drift(profile, w, pooled[w.start])
@@ -135,10 +149,12 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                     for q in quality_findings(profile, w)
                 ],
                 "segments": (segment_metrics(w.performance, profile.task) if w.performance else {}),
+                "slices": slices.get(w.start, {}) if slice_name is None else {},
             }
         )
     return {
         "model_id": model,
+        "slice": slice_name,
         "revision": profile.revision,
         "reference": {"source": profile.source, "rows": profile.rows, "task": profile.task},
         "config": profile.config.model_dump(),
@@ -152,6 +168,25 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
         "episodes": _episodes(store, model, profile.config.window_seconds),
         "alerts": store.alerts.all(model),
     }
+
+
+def _slice_summary(profile: ReferenceProfile, w: WindowSketch) -> dict[str, Any]:
+    """Each slice of a window side by side: its events, its headline metric, and the
+    features drifting against its own reference."""
+    metric = headline_metric(profile)
+    out = {}
+    for name in sorted(w.slices):
+        sk = w.slices[name]
+        view = profile.slice_profile(name)
+        perf = window_performance(view, sk)
+        drift = window_drift(view, sk, None) if sk.count else {}
+        out[name] = {
+            "count": sk.count,
+            "labelled": int(perf.get("labelled", 0)),
+            metric: _clean(perf[metric]) if metric in perf else None,
+            "drifting": [r["feature"] for r in rank_drifting(view, drift)],
+        }
+    return out
 
 
 def _episodes(store: Store, model: str, width: int) -> list[dict[str, Any]]:
