@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 
 from streamdrift.events import Alert
+from streamdrift.fairness import BoundCrossing, Estimate, FairnessReport
+from streamdrift.group_fairness import FairnessFinding
 from streamdrift.monitors import (
     ERROR_METRICS,
     FeatureDrift,
@@ -576,6 +578,95 @@ def _weighted_drift_alert(
         ),
         context={**_finite_any(weighted), "route": "ml-team"},
     )
+
+
+def fairness_alert(
+    profile: ReferenceProfile, window: WindowSketch, finding: FairnessFinding, now: float
+) -> Alert | None:
+    """A `fairness` alert when a group crosses a configured bound with significance:
+    the crossing furthest beyond its bound, with every group's rates and intervals as
+    evidence (route ml-team)."""
+    if not finding.crossings:
+        return None
+
+    def beyond(c: BoundCrossing) -> float:
+        if c.metric == "disparate_impact":
+            return c.limit / max(c.estimate.high, 1e-12)
+        return abs(c.estimate.value) / max(c.limit, 1e-12)
+
+    worst = max(finding.crossings, key=beyond)
+    report = finding.report
+    size = report.groups[worst.group].size
+    shown = "selection-rate ratio" if worst.metric == "disparate_impact" else worst.decided_by
+    return Alert(
+        **_window_fields(profile, window, now),
+        alert_id=_profile_alert_id(profile, "fairness", finding.key, window.start),
+        type="fairness",
+        severity="critical" if beyond(worst) >= 1.25 else "warning",
+        feature=finding.key,
+        statistic=worst.metric,
+        value=worst.estimate.value,
+        threshold=worst.limit,
+        sample_size=size,
+        reference_size=report.groups[worst.reference].size,
+        message=(
+            f"{profile.model_id}: {finding.key}={worst.group} against "
+            f"{finding.key}={worst.reference} in window {_span(profile, window)}: "
+            f"{shown} {worst.estimate.value:.3f} "
+            f"({report.confidence:.0%} CI {worst.estimate.low:.3f}–{worst.estimate.high:.3f}), "
+            f"bound {worst.limit:g}, {size} labelled"
+        ),
+        context={
+            "sensitive_key": finding.key,
+            "group": worst.group,
+            "reference_group": worst.reference,
+            "decided_by": worst.decided_by,
+            "interval": [worst.estimate.low, worst.estimate.high],
+            "crossings": [
+                {
+                    "group": c.group,
+                    "metric": c.metric,
+                    "decided_by": c.decided_by,
+                    "value": c.estimate.value,
+                    "interval": [c.estimate.low, c.estimate.high],
+                    "limit": c.limit,
+                }
+                for c in finding.crossings
+            ],
+            "groups": fairness_groups(report),
+            "route": "ml-team",
+        },
+    )
+
+
+def fairness_groups(report: FairnessReport) -> dict[str, dict[str, Any]]:
+    """Each group's rates with their intervals, as alerts and `inspect` show them."""
+
+    def est(e: Estimate) -> list[float | None]:
+        return [None if x != x else round(x, 6) for x in (e.value, e.low, e.high)]
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, g in report.groups.items():
+        row: dict[str, Any] = {
+            "size": g.size,
+            "small": g.small,
+            "selection_rate": est(g.selection_rate),
+            "true_positive_rate": est(g.true_positive_rate),
+            "false_positive_rate": est(g.false_positive_rate),
+            "precision": est(g.precision),
+        }
+        d = g.versus_reference
+        if d is not None:
+            row["disparate_impact"] = est(d.disparate_impact)
+            row["demographic_parity_difference"] = est(d.demographic_parity_difference)
+            row["equal_opportunity_difference"] = est(d.equal_opportunity_difference)
+            row["equalized_odds_difference"] = (
+                None
+                if d.equalized_odds_difference != d.equalized_odds_difference
+                else round(d.equalized_odds_difference, 6)
+            )
+        out[name] = row
+    return out
 
 
 #: the `feature` of model-level drift alerts

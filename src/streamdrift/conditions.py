@@ -16,6 +16,7 @@ from streamdrift.alerts import (
     MODEL_LEVEL,
     condition_key,
     drift_alerts,
+    fairness_alert,
     outlier_event_alerts,
     outlier_share_alert,
     output_alerts,
@@ -24,6 +25,7 @@ from streamdrift.alerts import (
     volume_alert,
 )
 from streamdrift.events import Alert
+from streamdrift.group_fairness import fairness_check
 from streamdrift.monitors import (
     FeatureDrift,
     PerformanceFinding,
@@ -180,6 +182,13 @@ def window_conditions(
                 out.checked.append(f"performance_degradation:{finding.metric}")
 
     if window.slices and not sliced:
+        fair = fairness_check(profile, window)
+        if fair is not None:
+            alert = fairness_alert(profile, window, fair, now)
+            if alert is not None:
+                out.present.append((alert, abs(alert.value - alert.threshold)))
+            if fair.checked and settled:
+                out.checked.append(f"fairness:{fair.key}")
         _add_slices(out, profile, window, now, closed=closed, quiet=quiet)
 
     if closed and followed and not sliced:

@@ -239,6 +239,36 @@ class SlicePolicy(BaseModel):
         return list(dict.fromkeys(keys))
 
 
+class FairnessPolicy(BaseModel):
+    """Group fairness of a binary classifier across the values of one sensitive segment
+    key (declared in `slices.segment_keys`), from each group's labelled pairs: a
+    `fairness` alert when a bound is crossed with significance (the whole confidence
+    interval beyond it), see `streamdrift.fairness`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sensitive_key: str | None = None
+    reference_group: str | None = Field(
+        None, description="the privileged group compared with (default: the largest)"
+    )
+    bounds: dict[
+        Literal[
+            "disparate_impact",
+            "demographic_parity_difference",
+            "equal_opportunity_difference",
+            "false_positive_rate_difference",
+            "equalized_odds_difference",
+        ],
+        float,
+    ] = Field(
+        default_factory=lambda: {"disparate_impact": 0.8},
+        description="disparate_impact: the lowest selection-rate ratio allowed (0.8: the "
+        "four-fifths rule); a difference: the largest size allowed",
+    )
+    confidence: float = Field(0.99, gt=0.5, lt=1)
+    min_group_size: int = Field(100, ge=10, description="labelled pairs a group needs")
+
+
 class MonitorConfig(BaseModel):
     """Per-model monitor settings (`register --config FILE`, JSON)."""
 
@@ -285,6 +315,7 @@ class MonitorConfig(BaseModel):
     )
     episodes: EpisodePolicy = Field(default_factory=lambda: EpisodePolicy())
     slices: SlicePolicy = Field(default_factory=lambda: SlicePolicy())
+    fairness: FairnessPolicy = Field(default_factory=lambda: FairnessPolicy())
     volume: VolumePolicy = Field(default_factory=lambda: VolumePolicy())
     silence_seconds: float | None = Field(
         None,
@@ -313,6 +344,16 @@ class MonitorConfig(BaseModel):
     @classmethod
     def _usable_importance(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
         return None if weights is None else check_importance(weights)
+
+    @model_validator(mode="after")
+    def _sensitive_key_is_sliced(self) -> MonitorConfig:
+        key = self.fairness.sensitive_key
+        if key is not None and key not in self.slices.segment_keys:
+            raise ValueError(
+                f"fairness.sensitive_key '{key}' must be one of slices.segment_keys "
+                f"({', '.join(self.slices.segment_keys) or 'none declared'}): add it there"
+            )
+        return self
 
     @model_validator(mode="after")
     def _season_of_whole_windows(self) -> MonitorConfig:

@@ -94,6 +94,7 @@ AlertType = Literal[
     "outlier",
     "volume",
     "freshness",
+    "fairness",
     "system",
 ]
 Severity = Literal["info", "warning", "critical"]

@@ -5,6 +5,7 @@ alerts that name the version or the segment a problem is in."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,80 @@ def test_a_segment_drifting_alone_is_named(settings, store, model_id, tmp_path):
     assert not any(a["context"].get("slice") in ("region=us", "region=apac") for a in alerts), [
         a["message"] for a in alerts
     ]
+
+
+def test_fairness_crosses_the_four_fifths_bound_in_one_window_only(
+    settings, store, model_id, tmp_path
+):
+    """Group "f" is selected as often as "m" but in the middle window, where its scores
+    are pushed down (its labels are not): disparate impact about 0.5 there only."""
+    rng = np.random.default_rng(5)
+    ref = _rows(rng, 20_000)
+    gender = rng.choice(["m", "f"], size=20_000)
+    table = pa.table(
+        {
+            **{f"x{j}": ref["x"][:, j] for j in range(4)},
+            "gender": gender,
+            "score": _score(ref["logit"]),
+            "label": ref["label"],
+        }
+    )
+    pcsv.write_csv(table, tmp_path / "reference.csv")
+    cfg = write_config(
+        tmp_path / "monitor.json",
+        window_seconds=WINDOW,
+        evaluation_interval_seconds=600,
+        slices={"segment_keys": ["gender"], "max_versions": 0},
+        fairness={"sensitive_key": "gender", "reference_group": "m"},
+    )
+    res = cli(
+        settings, "register", model_id, "--reference", str(tmp_path / "reference.csv"),
+        "--prediction-column", "score", "--label-column", "label", "--config", str(cfg),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+
+    start = (time.time() // WINDOW - 4) * WINDOW
+    preds, labels = [], []
+    for k in range(3):
+        r = _rows(rng, 4000)
+        g = rng.choice(["m", "f"], size=4000)
+        logit = r["logit"] - np.where((g == "f") & (k == 1), 2.0, 0.0)
+        scores = _score(logit)
+        ts = start + k * WINDOW + np.sort(rng.uniform(0, WINDOW - 1, size=4000))
+        for i in range(4000):
+            pid = f"{model_id}-{k}-{i}"
+            event = {
+                "prediction_id": pid,
+                "model_id": model_id,
+                "timestamp": float(ts[i]),
+                "features": {f"x{j}": float(r["x"][i, j]) for j in range(4)},
+                "prediction": {"score": float(scores[i])},
+                "segments": {"gender": str(g[i])},
+            }
+            preds.append((pid.encode(), orjson.dumps(event)))
+            label = {"prediction_id": pid, "model_id": model_id, "label": int(r["label"][i])}
+            labels.append((pid.encode(), orjson.dumps({**label, "timestamp": float(ts[i]) + 5})))
+    _run(settings, preds, labels)
+
+    alerts = read_alerts(settings)
+    fair = [a for a in alerts if a["type"] == "fairness"]
+    assert len(fair) == 1, [a["message"] for a in alerts]
+    (a,) = fair
+    assert a["status"] == "open" and a["feature"] == "gender"
+    assert int(datetime.fromisoformat(a["window_start"]).timestamp()) == start + WINDOW
+    ctx = a["context"]
+    assert ctx["group"] == "f" and ctx["reference_group"] == "m"
+    assert a["statistic"] == "disparate_impact" and a["value"] < 0.8
+    assert ctx["interval"][1] < 0.8
+
+    # the figures are the selection rates of the labelled pairs, counted by hand
+    profile = store.profiles.load(model_id)
+    (w,) = store.windows.read(profile, [int(start + WINDOW)], slices=True)
+    perf = {name: sk.performance for name, sk in w.slices.items()}
+    rate = {
+        g: sum(c for (_, p), c in perf[f"gender={g}"].confusion.items() if p == "1")
+        / perf[f"gender={g}"].labelled
+        for g in ("m", "f")
+    }
+    assert a["value"] == pytest.approx(rate["f"] / rate["m"], rel=1e-9)
+    assert ctx["groups"]["f"]["selection_rate"][0] == pytest.approx(rate["f"], abs=1e-6)
