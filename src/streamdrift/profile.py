@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
 from streamdrift.config import MonitorConfig
+from streamdrift.estimation import ScoreCalibration
 from streamdrift.outliers import OutlierModel
 
 Task = Literal["binary", "multiclass", "regression"]
@@ -91,6 +92,9 @@ class ReferenceProfile(BaseModel):
     reference_performance: dict[str, float] = Field(default_factory=dict)
     #: the joint outlier model over the numeric features (None: too few rows or none)
     outliers: OutlierModel | None = None
+    #: binary with scores and labels: what performance estimation before labels (CBPE)
+    #: needs of the reference (None: not such a model, or too few rows)
+    calibration: ScoreCalibration | None = None
     config: MonitorConfig = Field(default_factory=MonitorConfig)
     #: the worker's per-profile constants (sketch._Layout), built on first use
     _layout: Any = PrivateAttr(default=None)
