@@ -152,6 +152,9 @@ class WindowSketch:
     categorical: dict[str, CategoricalSketch] = field(default_factory=dict)
     #: labelled pairs joined to this window's predictions (None: no label yet)
     performance: PerformanceSketch | None = None
+    #: every scored prediction (labelled or not) per score bin of the profile's
+    #: calibration: what performance estimation before labels reads (`estimation`)
+    score_bins: Counter[int] = field(default_factory=Counter)
 
     def __add__(self, other: WindowSketch) -> WindowSketch:
         def merged(a: dict, b: dict) -> dict:
@@ -176,6 +179,7 @@ class WindowSketch:
                 if self.performance is not None and other.performance is not None
                 else self.performance or other.performance
             ),
+            score_bins=self.score_bins + other.score_bins,
         )
 
 
@@ -540,6 +544,8 @@ def _sketch(
                     window.extra_numbers[name] += 1
                     window.extra_sums[name] += float(value)  # type: ignore[arg-type]
 
+    _score_histograms(profile, outputs[1], inv, windows)
+
     inv_list = inv.tolist() if n_win > 1 else None
     for name, col in categorical.items():
         for sk in windows:
@@ -553,3 +559,25 @@ def _sketch(
             else:
                 sk.counts[category_key(value)] += c
     return {sk.start: sk for sk in windows}
+
+
+def _score_histograms(
+    profile: ReferenceProfile,
+    scores: list[float | None],
+    inv: np.ndarray,
+    windows: list[WindowSketch],
+) -> None:
+    """Each window's scored predictions per bin of the profile's score calibration (one
+    bincount for the batch): what performance estimation before labels reads. Scores
+    outside [0, 1] are not probabilities and are left out."""
+    calibration = profile.calibration
+    if calibration is None:
+        return
+    s = np.array(scores, dtype=np.float64)
+    ok = (s >= 0.0) & (s <= 1.0)
+    width = calibration.bins
+    flat = inv[ok] * width + calibration.bin_of(s[ok])
+    hist = np.bincount(flat, minlength=len(windows) * width).reshape(len(windows), width)
+    for w, sk in enumerate(windows):
+        nz = np.flatnonzero(hist[w])
+        sk.score_bins = Counter(dict(zip(nz.tolist(), hist[w, nz].tolist(), strict=True)))
