@@ -372,8 +372,9 @@ def estimates(
     for metric, value in estimate(counts, calibration).items():
         components = calibration.sampling_error.get(metric)
         se = components.at(n) if components is not None else float("nan")
-        width = band * se if se == se else 0.0
-        out[metric] = Estimate(value, se, max(0.0, value - width), min(1.0, value + width))
+        # NaN stays NaN (no band without a sampling error), unlike min() and max()
+        low, high = np.clip((value - band * se, value + band * se), 0.0, 1.0).tolist()
+        out[metric] = Estimate(value, se, low, high)
     return out
 
 
