@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from streamdrift.estimation import EstimationFinding
 from streamdrift.events import Alert
 from streamdrift.fairness import BoundCrossing, Estimate, FairnessReport
 from streamdrift.group_fairness import FairnessFinding
@@ -28,6 +29,7 @@ from streamdrift.monitors import (
     importance_weighted_drift,
     outlier_share,
     rank_drifting,
+    window_performance,
 )
 from streamdrift.performance import segment_metrics
 from streamdrift.profile import LABEL, PREDICTION, ReferenceProfile
@@ -163,6 +165,65 @@ def performance_alert(
             ],
             "metrics": _finite({k: v for k, v in finding.metrics.items() if "[" not in k}),
             "worst_segments": _worst_segments(profile, window),
+            "route": "ml-team",
+        },
+    )
+
+
+def estimated_performance_alert(
+    profile: ReferenceProfile,
+    window: WindowSketch,
+    finding: EstimationFinding,
+    feature_drift: dict[str, FeatureDrift],
+    now: float,
+) -> Alert | None:
+    """An `estimated_performance_degradation` alert when the window's estimated metric
+    (CBPE, from the scores alone) fell below the reference's beyond its band: the inputs
+    moved to where the model does worse, before any label says so. The drifting
+    features are where they moved; the realized value, once labels joined, is beside."""
+    if not finding.degraded:
+        return None
+    policy = profile.config.estimation
+    m, est = finding.metric, finding.estimate
+    realized = window_performance(profile, window)
+    drifting = sorted((d for d in feature_drift.values() if d.drifted), key=lambda d: -d.value)
+    moved = ", ".join(d.feature for d in drifting[:3])
+    return Alert(
+        **_window_fields(profile, window, now),
+        alert_id=_profile_alert_id(profile, "estimated_performance_degradation", m, window.start),
+        type="estimated_performance_degradation",
+        severity="critical" if finding.drop >= 2 * policy.min_degradation else "warning",
+        feature=m,
+        statistic=f"estimated_{m}",
+        value=est.value,
+        threshold=finding.threshold,
+        sample_size=finding.predictions,
+        reference_size=profile.calibration.rows if profile.calibration else profile.rows,
+        message=(
+            f"{profile.model_id}: estimated {m} {est.value:.3f} "
+            f"[{est.lower:.3f}, {est.upper:.3f}] in window {_span(profile, window)} against "
+            f"{finding.reference:.3f} on the reference, from the scores of "
+            f"{finding.predictions:,} predictions (no labels needed)"
+            + (f"; inputs drifting: {moved}" if moved else "")
+        ),
+        context={
+            "metric": m,
+            "method": "cbpe",
+            "estimate": est.as_dict(),
+            "reference": {
+                "estimated": finding.reference,
+                "realized": finding.reference_realized,
+                "calibrated": bool(profile.calibration and profile.calibration.calibrated),
+            },
+            "drop": finding.drop,
+            "z": finding.z,
+            "band": policy.band,
+            "estimates": {k: e.as_dict() for k, e in finding.estimates.items()},
+            "realized": _finite({k: v for k, v in realized.items() if k in finding.estimates}),
+            "labelled": int(realized.get("labelled", 0)),
+            "drifting_features": [
+                {"feature": d.feature, d.statistic: round(d.value, 6)} for d in drifting
+            ],
             "route": "ml-team",
         },
     )

@@ -232,6 +232,16 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _estimate_cell(estimated: dict | None, metric: str) -> str:
+    """A window's estimated metric with its band, `0.812 [0.781, 0.843]`; `!` marks an
+    estimate below the reference beyond its band (degraded)."""
+    if not estimated or estimated["metrics"].get(metric, {}).get("value") is None:
+        return "-"
+    e = estimated["metrics"][metric]
+    mark = " !" if estimated["degraded"] else ""
+    return f"{e['value']:.3f} [{e['lower']:.3f}, {e['upper']:.3f}]{mark}"
+
+
 @main.command()
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
@@ -282,6 +292,8 @@ def inspect(
         console.print(table)
     else:
         console.print("no open episodes")
+    estimation = report["estimation"]
+    estimated = estimation["metric"] if estimation else None
     windows = Table(title="windows")
     for col in (
         "start (UTC)",
@@ -293,6 +305,7 @@ def inspect(
         "coverage",
         "label delay",
         metric,
+        *([f"estimated {estimated}"] if estimated else []),
         "output drift",
         "outliers",
         "quality",
@@ -312,6 +325,7 @@ def inspect(
             _fmt(perf.get("label_coverage"), 2),
             _duration(perf.get("label_delay_mean_seconds")),
             _fmt(perf.get(metric)),
+            *([_estimate_cell(w["estimated_performance"], estimated)] if estimated else []),
             outputs,
             f"{w['outliers']:,}",
             ", ".join(f"{q['kind']} {q['feature']}" for q in w["quality"]) or "-",
@@ -337,6 +351,17 @@ def inspect(
             f"reference {metric}: {_fmt(reference.get(metric))} on "
             f"{int(reference.get('labelled', 0)):,} labelled rows; join: "
             + (", ".join(f"{k} {v:,}" for k, v in sorted(report["join"].items())) or "nothing yet")
+        )
+    if estimation:
+        ref = estimation["reference"].get(estimated, {})
+        console.print(
+            f"reference {estimated} estimated from scores {_fmt(ref.get('estimated'))} "
+            f"(realized {_fmt(ref.get('realized'))}; scores "
+            + (
+                "calibrated into probabilities by isotonic regression)"
+                if estimation["calibrated"]
+                else "taken as probabilities)"
+            )
         )
     if report["windows"]:
         latest = report["windows"][-1]

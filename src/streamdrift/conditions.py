@@ -16,6 +16,7 @@ from streamdrift.alerts import (
     MODEL_LEVEL,
     condition_key,
     drift_alerts,
+    estimated_performance_alert,
     fairness_alert,
     outlier_event_alerts,
     outlier_share_alert,
@@ -24,6 +25,7 @@ from streamdrift.alerts import (
     quality_alerts,
     volume_alert,
 )
+from streamdrift.estimation import estimation_check
 from streamdrift.events import Alert
 from streamdrift.group_fairness import fairness_check
 from streamdrift.monitors import (
@@ -117,7 +119,8 @@ def window_conditions(
     sliced: bool = False,
 ) -> WindowConditions:
     """Every monitor on one window: data quality, feature drift, outlier share,
-    prediction and label drift, performance, and volume. Volume is judged only on a
+    prediction and label drift, performance (realized, and estimated before labels),
+    and volume. Volume is judged only on a
     complete window (`closed`) that a later window follows (`followed`): a window still
     filling is short because it is filling, and the last window of a stream that stopped is
     short because the stream stopped, which is the freshness check's news. `quiet`: no
@@ -180,6 +183,15 @@ def window_conditions(
                 out.present.append((alert, base["drop"]))
             if settled:
                 out.checked.append(f"performance_degradation:{finding.metric}")
+
+    # performance estimated from the scores alone (CBPE): labels or not, any window
+    # with enough scored predictions is checked
+    estimate = estimation_check(profile, window)
+    if estimate is not None:
+        alert = estimated_performance_alert(profile, window, estimate, drift, now)
+        if alert is not None:
+            out.present.append((alert, estimate.drop))
+        out.checked.append(f"estimated_performance_degradation:{estimate.metric}")
 
     if window.slices and not sliced:
         fair = fairness_check(profile, window)

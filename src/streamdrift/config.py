@@ -156,6 +156,35 @@ class PerformancePolicy(BaseModel):
     )
 
 
+class EstimationPolicy(BaseModel):
+    """Performance estimated before labels (CBPE, `streamdrift.estimation`), for binary
+    classifiers registered with scores and labels: when a window's estimated metric
+    counts as degraded (`estimated_performance_degradation`).
+
+    Every window with `min_predictions` scored predictions gets estimates of ROC-AUC,
+    accuracy, precision, recall and F1, each within a band of ± `band` sampling errors
+    (NannyML's). The watched `metric` counts as degraded when its estimate lies at least
+    `min_degradation` below the reference's own estimate and the reference lies outside
+    the window's band."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    metric: Literal["roc_auc", "accuracy", "precision", "recall", "f1"] | None = Field(
+        None, description="default: performance.metric when estimable, else roc_auc"
+    )
+    min_predictions: int = Field(200, ge=10, description="scored predictions a window needs")
+    min_degradation: float = Field(
+        0.05, gt=0, description="how far below the reference's estimate counts (absolute)"
+    )
+    band: float = Field(
+        3.0,
+        gt=0,
+        description="sampling errors either side of an estimate; a drop beyond it is "
+        "significant (NannyML's 3)",
+    )
+
+
 class EpisodePolicy(BaseModel):
     """How findings become alert episodes (see `streamdrift.episodes`): one `open` alert
     when a condition starts, one `resolved` when it has been absent a while."""
@@ -297,6 +326,7 @@ class MonitorConfig(BaseModel):
         0.5, gt=0, lt=1, description="binary: a score at or above it predicts the positive class"
     )
     performance: PerformancePolicy = Field(default_factory=lambda: PerformancePolicy())
+    estimation: EstimationPolicy = Field(default_factory=lambda: EstimationPolicy())
     quality: QualityPolicy = Field(default_factory=lambda: QualityPolicy())
     outlier_rate: float = Field(
         0.001, gt=0, lt=0.5, description="share of reference-like events flagged as outliers"

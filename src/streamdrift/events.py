@@ -90,6 +90,7 @@ AlertType = Literal[
     "prediction_drift",
     "label_drift",
     "performance_degradation",
+    "estimated_performance_degradation",
     "data_quality",
     "outlier",
     "volume",

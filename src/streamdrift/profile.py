@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
 from streamdrift.config import MonitorConfig
+from streamdrift.estimation import ScoreCalibration
 from streamdrift.outliers import OutlierModel
 
 Task = Literal["binary", "multiclass", "regression"]
@@ -102,6 +103,9 @@ class ReferenceProfile(BaseModel):
     reference_performance: dict[str, float] = Field(default_factory=dict)
     #: the joint outlier model over the numeric features (None: too few rows or none)
     outliers: OutlierModel | None = None
+    #: binary with scores and labels: what performance estimation before labels (CBPE)
+    #: needs of the reference (None: not such a model, or too few rows)
+    calibration: ScoreCalibration | None = None
     config: MonitorConfig = Field(default_factory=MonitorConfig)
     #: segment key -> slice name ("region=eu", "region=__other__") -> its reference;
     #: the kept values of a key are those with a profile (but `__other__`)

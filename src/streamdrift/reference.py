@@ -16,7 +16,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamdrift import outliers
+from streamdrift import estimation, outliers
 from streamdrift.config import CATEGORICAL_STATISTICS, MonitorConfig, check_importance
 from streamdrift.errors import ConfigError, ReferenceFileError
 from streamdrift.performance import PerformanceSketch, class_key, performance_metrics
@@ -247,8 +247,35 @@ def build_profile(
             table.column(prediction_column).to_pylist(),
             table.column(label_column).to_pylist(),
         )
+        profile.calibration = score_calibration(
+            profile,
+            table.column(prediction_column).to_pylist(),
+            table.column(label_column).to_pylist(),
+        )
     profile.segments = segment_profiles(profile, table, Path(path).name)
     return profile
+
+
+def score_calibration(
+    profile: ReferenceProfile, predictions: list[object], labels: list[object]
+) -> estimation.ScoreCalibration | None:
+    """A scored binary model's calibration for performance estimation before labels,
+    from the reference rows that have a score and a label (see `estimation.calibrate`)."""
+    if not (
+        profile.task == "binary"
+        and profile.positive_class is not None
+        and isinstance(profile.prediction, NumericProfile)
+    ):
+        return None
+    rows = [
+        (float(p), class_key(y) == profile.positive_class)  # type: ignore[arg-type]
+        for p, y in zip(predictions, labels, strict=True)
+        if p is not None and y is not None
+    ]
+    if not rows:
+        return None
+    scores, positive = (np.asarray(c) for c in zip(*rows, strict=True))
+    return estimation.calibrate(scores, positive, profile.config.decision_threshold)
 
 
 def segment_profiles(

@@ -10,6 +10,7 @@ from typing import Any
 
 from streamdrift.baselines import REFERENCE, baseline_starts, read_baselines
 from streamdrift.errors import UnknownModelError
+from streamdrift.estimation import estimated_metric, estimates, estimation_check, window_counts
 from streamdrift.monitors import (
     FeatureDrift,
     headline_metric,
@@ -136,6 +137,7 @@ def model_report(
                     for name, d in outputs.items()
                 },
                 "performance": {k: _clean(v) for k, v in window_performance(profile, w).items()},
+                "estimated_performance": _estimated(profile, w),
                 "outliers": w.outliers,
                 "outlier_examples": w.outlier_examples,
                 "quality": [
@@ -165,6 +167,7 @@ def model_report(
         "reference_performance": {
             k: _clean(v) for k, v in profile.reference_performance.items() if "[" not in k
         },
+        "estimation": _estimation(profile),
         "episodes": _episodes(store, model, profile.config.window_seconds),
         "alerts": store.alerts.all(model),
     }
@@ -187,6 +190,45 @@ def _slice_summary(profile: ReferenceProfile, w: WindowSketch) -> dict[str, Any]
             "drifting": [r["feature"] for r in rank_drifting(view, drift)],
         }
     return out
+
+
+def _estimated(profile: ReferenceProfile, w: WindowSketch) -> dict[str, Any] | None:
+    """The window's performance estimated from its scores (CBPE), each metric with its
+    band and, once labels joined, the realized value beside it."""
+    calibration = profile.calibration
+    if calibration is None:
+        return None
+    counts = window_counts(w, calibration)
+    realized = window_performance(profile, w)
+    finding = estimation_check(profile, w)
+    return {
+        "predictions": int(counts.sum()),
+        "metrics": {
+            m: {**e.as_dict(), "realized": _clean(realized[m]) if m in realized else None}
+            for m, e in estimates(counts, calibration, profile.config.estimation.band).items()
+        },
+        "degraded": None if finding is None else finding.degraded,
+    }
+
+
+def _estimation(profile: ReferenceProfile) -> dict[str, Any] | None:
+    """What performance estimation knows of the reference: the watched metric, whether
+    the scores needed calibrating, and each metric estimated and realized there."""
+    calibration = profile.calibration
+    if calibration is None:
+        return None
+    return {
+        "metric": estimated_metric(profile),
+        "calibrated": calibration.calibrated,
+        "rows": calibration.rows,
+        "reference": {
+            m: {
+                "estimated": _clean(calibration.estimated.get(m, float("nan"))),
+                "realized": _clean(calibration.realized.get(m, float("nan"))),
+            }
+            for m in calibration.estimated
+        },
+    }
 
 
 def _episodes(store: Store, model: str, width: int) -> list[dict[str, Any]]:

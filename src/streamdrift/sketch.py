@@ -158,6 +158,9 @@ class WindowSketch:
     #: (see `streamdrift.slices`); a slice's sketch has no slices of its own
     slice_counts: Counter[str] = field(default_factory=Counter)
     slices: dict[str, WindowSketch] = field(default_factory=dict)
+    #: every scored prediction (labelled or not) per score bin of the profile's
+    #: calibration: what performance estimation before labels reads (`estimation`)
+    score_bins: Counter[int] = field(default_factory=Counter)
 
     def __add__(self, other: WindowSketch) -> WindowSketch:
         def merged(a: dict, b: dict) -> dict:
@@ -184,6 +187,7 @@ class WindowSketch:
             ),
             slice_counts=self.slice_counts + other.slice_counts,
             slices=merged(self.slices, other.slices),
+            score_bins=self.score_bins + other.score_bins,
         )
 
 
@@ -519,6 +523,8 @@ def _sketch(
                     window.extra_numbers[name] += 1
                     window.extra_sums[name] += float(value)  # type: ignore[arg-type]
 
+    _score_histograms(profile, outputs[1], inv, windows)
+
     for dim in dims or ():
         inside = dim.codes >= 0
         if not inside.any():
@@ -627,3 +633,25 @@ def _fill(
                 sk.missing += c
             else:
                 sk.counts[category_key(value)] += c
+
+
+def _score_histograms(
+    profile: ReferenceProfile,
+    scores: list[float | None],
+    inv: np.ndarray,
+    windows: list[WindowSketch],
+) -> None:
+    """Each window's scored predictions per bin of the profile's score calibration (one
+    bincount for the batch): what performance estimation before labels reads. Scores
+    outside [0, 1] are not probabilities and are left out."""
+    calibration = profile.calibration
+    if calibration is None:
+        return
+    s = np.array(scores, dtype=np.float64)
+    ok = (s >= 0.0) & (s <= 1.0)
+    width = calibration.bins
+    flat = inv[ok] * width + calibration.bin_of(s[ok])
+    hist = np.bincount(flat, minlength=len(windows) * width).reshape(len(windows), width)
+    for w, sk in enumerate(windows):
+        nz = np.flatnonzero(hist[w])
+        sk.score_bins = Counter(dict(zip(nz.tolist(), hist[w, nz].tolist(), strict=True)))

@@ -17,7 +17,7 @@ import pytest
 from streamdrift.config import MonitorConfig
 from streamdrift.performance import PerformanceSketch
 from streamdrift.profile import ReferenceProfile
-from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
+from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch, sketch_events
 from streamdrift.store import Store
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.window_fields import (
@@ -30,7 +30,14 @@ from streamdrift.store.window_fields import (
     encode_fields,
 )
 
-from .store_support import apply, assert_window_equal, binary_profile, current_window, register
+from .store_support import (
+    apply,
+    assert_window_equal,
+    binary_profile,
+    current_window,
+    events,
+    register,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -147,6 +154,9 @@ def random_window(
         else:
             w.categorical[name] = _categorical(rng, list(col.categories))
     w.performance = _performance(rng, int(rng.integers(20, 200)))
+    assert profile.calibration is not None
+    bins = rng.choice(profile.calibration.bins, size=40, replace=False)
+    w.score_bins = Counter({int(b): int(rng.integers(1, 5000)) for b in bins})
     return w
 
 
@@ -200,6 +210,38 @@ def test_reading_two_applies_gives_the_merge_of_their_sketches(
         want = first[s] + second[s]
         assert want.duplicate_example == first[s].duplicate_example
         assert_window_equal(got, want)
+
+
+def test_a_batch_score_histogram_reads_back_as_numpy_counts_it(
+    store: Store, model_id: str, base_profile: ReferenceProfile
+) -> None:
+    """The predictions of two batches (scores only, no label), sketched as the worker
+    does and applied: the window's stored `sc:<bin>` fields read back as numpy's
+    histogram of all their scores on the calibration's edges; a score outside [0, 1]
+    is no probability and is not counted."""
+    profile = register(store, base_profile, model_id)
+    assert profile.calibration is not None
+    edges = np.asarray(profile.calibration.edges)
+    start = current_window(profile)
+    rng = np.random.default_rng(9)
+    sent = []
+    for batch in range(2):
+        scores = rng.beta(2, 5, 700).round(6)
+        sent.append(scores)
+        predictions = [{"score": float(x)} for x in scores] + [{"score": 1.5}]
+        ids = [f"s{batch}-{i}" for i in range(len(predictions))]
+        ev = events(profile, ids, [start + 1.0] * len(ids), predictions, seed=batch)
+        apply(store, profile, sketch_events(ev, profile))
+    (window,) = store.windows.read(profile, [start])
+    want, _ = np.histogram(np.concatenate(sent), bins=edges)
+    got = np.zeros(len(edges) - 1, dtype=np.int64)
+    for b, c in window.score_bins.items():
+        got[b] += c
+    np.testing.assert_array_equal(got, want)
+    stored = store.redis.hgetall(ModelKeys(model_id).window(profile.revision, start).meta)
+    fields = {k.decode(): int(v) for k, v in stored.items() if k.startswith(b"sc:")}
+    assert fields == {f"sc:{b}": int(c) for b, c in enumerate(want) if c}
+    assert window.count == 2 * 701 and window.performance is None
 
 
 def test_categories_named_like_the_markers_are_categories(

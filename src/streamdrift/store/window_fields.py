@@ -13,7 +13,8 @@ Hashes of one window (see `store.keys`):
     meta       count, outliers, duplicates, duplicate_example, version:<v>,
                invalid:<reason>[:<feature>], extra:<f>, extra_numbers:<f>,
                extra_sum:<f>, cat_missing:<column>, cat_other:<column>,
-               slice:<slice>  (events in each slice: which slice hashes exist)
+               slice:<slice>  (events in each slice: which slice hashes exist),
+               sc:<bin> (scored predictions per calibration score bin)
     num:<f>    bin:<i>, n, missing, oor, sum, sumsq, min, max
     cat:<f>    <category> -> count: user values only, so a category literally named
                "__missing__" is a category; missing values and the categories beyond
@@ -78,6 +79,8 @@ META_FIELDS: tuple[Field, ...] = (
     Field("extra_numbers", "extra_numbers", M.SUM, keyed=True),
     Field("extra_sums", "extra_sum", M.FSUM, keyed=True),
     Field("slice_counts", "slice", M.SUM, keyed=True),
+    # all predictions, labelled or not, per score bin: performance estimation (CBPE)
+    Field("score_bins", "sc", M.SUM, keyed=True),
 )
 
 #: CategoricalSketch attributes kept in the meta hash, one field per column
@@ -137,7 +140,7 @@ def _key_in(attr: str, text: str) -> Any:
     if attr == "confusion":
         actual, _, predicted = text.partition("|")
         return (actual, predicted)
-    if attr in ("bins", "positive_hist", "negative_hist", "delay_hist"):
+    if attr in ("bins", "positive_hist", "negative_hist", "delay_hist", "score_bins"):
         return int(text)
     return text
 
