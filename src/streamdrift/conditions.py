@@ -215,6 +215,14 @@ def window_conditions(
     return out
 
 
+#: data-quality kinds about the producer's schema, the same for every slice
+SCHEMA_KINDS = frozenset(
+    {"feature_missing", "feature_added", "feature_renamed", "type_change", "duplicate_ids"}
+)
+#: alert types judged against the drift baselines
+DRIFT_TYPES = frozenset({"data_drift", "prediction_drift", "label_drift"})
+
+
 def _add_slices(
     out: WindowConditions,
     profile: ReferenceProfile,
@@ -235,8 +243,8 @@ def _add_slices(
     impacts: dict[str, list[dict[str, object]]] = {}
     for name in sorted(window.slices):
         sk = window.slices[name]
-        if sk.count < cfg.slices.min_events:
-            continue
+        if sk.count < cfg.slices.min_events or sk.count == window.count:
+            continue  # too small to judge, or the whole window (its news is the model's)
         view = profile.slice_profile(name)
         found = window_conditions(
             view, sk, History(), now, closed=closed, followed=False, quiet=quiet, sliced=True
@@ -245,6 +253,10 @@ def _add_slices(
         if dim != "v":
             _impacts(impacts, view, window, sk, name, found)
         for alert, magnitude in found.present:
+            if alert.type == "data_quality" and alert.statistic in SCHEMA_KINDS:
+                continue  # the producer's schema is the model's: judged on the whole window
+            if alert.type in DRIFT_TYPES and cfg.drift.baselines != ["reference"]:
+                continue  # a slice has only its reference, the model's policy wants more
             key = condition_key(alert)
             if key in model_alerts:
                 shown.setdefault(key, []).append(
