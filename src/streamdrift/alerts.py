@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from streamdrift.champion import ChallengerResult
+from streamdrift.comparison import Outcome
 from streamdrift.estimation import EstimationFinding
 from streamdrift.events import Alert
 from streamdrift.fairness import BoundCrossing, Estimate, FairnessReport
@@ -728,6 +730,37 @@ def fairness_groups(report: FairnessReport) -> dict[str, dict[str, Any]]:
             )
         out[name] = row
     return out
+
+
+def challenger_alert(
+    profile: ReferenceProfile, window: WindowSketch, r: ChallengerResult, now: float
+) -> Alert | None:
+    """A `challenger_comparison` alert when a challenger is significantly better or worse
+    than the champion on the same labelled ids (route ml-team): worse is a warning (the
+    challenger must not be promoted), better is news (severity info)."""
+    if r.outcome not in (Outcome.BETTER, Outcome.WORSE):
+        return None
+    worse = r.outcome is Outcome.WORSE
+    return Alert(
+        **_window_fields(profile, window, now),
+        alert_id=_profile_alert_id(profile, "challenger_comparison", r.challenger, window.start),
+        type="challenger_comparison",
+        severity="warning" if worse else "info",
+        feature=r.challenger,
+        statistic=r.metric,
+        value=r.challenger_value,
+        threshold=r.champion_value,
+        sample_size=r.pairs,
+        reference_size=r.pairs,
+        message=(
+            f"{profile.model_id}: challenger {r.challenger} is significantly "
+            f"{r.outcome.value} than champion {r.champion} on {r.metric} in window "
+            f"{_span(profile, window)}: {r.challenger_value:.3f} against "
+            f"{r.champion_value:.3f} on {r.pairs} common labelled ids ({r.test}, "
+            f"p={r.p_value:.2g})"
+        ),
+        context={**r.as_dict(), "route": "ml-team"},
+    ).model_copy(update={"model_version": r.challenger})
 
 
 #: the `feature` of model-level drift alerts

@@ -114,7 +114,7 @@ class BatchLogic:
             for tp in sorted(sources)
         ]
         fences += version_fences(slicer.plan, head.offsets)
-        request = ApplyRequest(profile, fences, windows, invalid, join, now)
+        request = ApplyRequest(profile, fences, windows, invalid, join, now, head.champion)
         return ModelShare(
             model, request, len(good), new_dead, skipped + skipped_labels, events, label_events
         )

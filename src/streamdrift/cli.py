@@ -110,6 +110,11 @@ def main() -> None:
     help="JSON object feature -> importance (default: the config's, or "
     "<reference>.importance.json beside the reference file).",
 )
+@click.option(
+    "--champion",
+    help="The version every other version is compared with on the same labelled ids "
+    "(change it later with `streamdrift champion`).",
+)
 @_user_errors
 def register(
     model: str,
@@ -120,6 +125,7 @@ def register(
     features: str | None,
     config_path: Path | None,
     importance_path: Path | None,
+    champion: str | None,
 ) -> None:
     """Store MODEL's reference profile in Redis (replacing any earlier one)."""
     from streamdrift.reference import build_profile, resolve_importance
@@ -147,6 +153,8 @@ def register(
     store = _store(settings)
     store.check_eviction_policy(settings.allow_eviction)
     saved, replaced = store.profiles.save(profile)
+    if champion is not None:
+        store.profiles.set_champion(model, _version_name(champion, saved))
     numeric, categorical = saved.numeric_features(), saved.categorical_features()
     verb = f"replaced the profile (now revision {saved.revision})" if replaced else "registered"
     click.echo(
@@ -157,12 +165,57 @@ def register(
         + f"; windows of {saved.config.window_seconds}s"
         + f"; drift against {' and '.join(saved.config.drift.baselines)}"
         + (f"; feature importance from {importance_source}" if importance_source else "")
+        + (f"; champion {champion}" if champion is not None else "")
     )
     if replaced:
         click.echo(
             "windows counted against the earlier reference stay readable until they "
             "expire; new events count against this one"
         )
+
+
+def _version_name(version: str, profile) -> str:
+    """A version as slices and the join name it; comparisons need version slices."""
+    from streamdrift.slices import clean
+
+    if not profile.config.slices.max_versions:
+        raise StreamdriftError(
+            f"model '{profile.model_id}' keeps no version slices (slices.max_versions is 0)",
+            "set slices.max_versions above 0 in the monitor config to compare versions",
+        )
+    return clean(version)
+
+
+@main.command()
+@click.argument("model")
+@click.argument("version", required=False)
+@click.option("--clear", is_flag=True, help="Compare no versions any more.")
+@_user_errors
+def champion(model: str, version: str | None, clear: bool) -> None:
+    """Show MODEL's champion version, or make VERSION the champion: each other version's
+    predictions of the same labelled ids are compared with its (DeLong, McNemar, paired
+    t), and a `challenger_comparison` alert says when one is significantly better or
+    worse."""
+    store = _store(_settings())
+    profile = store.profiles.load(model)
+    if profile is None:
+        raise StreamdriftError(
+            f"model '{model}' is not registered", f"run `streamdrift register {model} ...` first"
+        )
+    if clear:
+        store.profiles.set_champion(model, None)
+        click.echo(f"model '{model}' has no champion: versions are not compared")
+        return
+    if version is None:
+        current = store.profiles.champion(model)
+        click.echo(current if current is not None else f"model '{model}' has no champion")
+        return
+    name = _version_name(version, profile)
+    store.profiles.set_champion(model, name)
+    click.echo(
+        f"champion of model '{model}' is now {name}; the workers' next batches compare "
+        "every other version with it"
+    )
 
 
 @main.command()
@@ -343,6 +396,22 @@ def inspect(
                 f"{sl['labelled']:,}",
                 _fmt(sl.get(metric)),
                 ", ".join(sl["drifting"]) or "-",
+            )
+        console.print(table)
+    if report["windows"] and report["windows"][-1]["champion_challenger"]:
+        latest = report["windows"][-1]
+        table = Table(title=f"champion {report['champion']} against challengers")
+        for col in ("challenger", "metric", "pairs", "champion", "challenger ", "p", "verdict"):
+            table.add_column(col)
+        for r in latest["champion_challenger"]:
+            table.add_row(
+                r["challenger"],
+                r["metric"],
+                f"{r['pairs']:,}",
+                _fmt(r["champion_value"]),
+                _fmt(r["challenger_value"]),
+                _fmt(r["p_value"], 4),
+                r["outcome"],
             )
         console.print(table)
     reference = report["reference_performance"]

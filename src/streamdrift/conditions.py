@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from streamdrift.alerts import (
     MODEL_LEVEL,
+    challenger_alert,
     condition_key,
     drift_alerts,
     estimated_performance_alert,
@@ -25,6 +26,7 @@ from streamdrift.alerts import (
     quality_alerts,
     volume_alert,
 )
+from streamdrift.champion import JOINT_BINS, ChallengerResult, compare
 from streamdrift.estimation import estimation_check
 from streamdrift.events import Alert
 from streamdrift.group_fairness import fairness_check
@@ -117,6 +119,7 @@ def window_conditions(
     baselines: dict[str, WindowSketch] | None = None,
     quiet: bool = True,
     sliced: bool = False,
+    champion: str | None = None,
 ) -> WindowConditions:
     """Every monitor on one window: data quality, feature drift, outlier share,
     prediction and label drift, performance (realized, and estimated before labels),
@@ -125,7 +128,9 @@ def window_conditions(
     filling is short because it is filling, and the last window of a stream that stopped is
     short because the stream stopped, which is the freshness check's news. `quiet`: no
     apply (no label joined) touched the window lately. `sliced`: `window` is one slice
-    of a window (judged against its own reference, no volume, no slices of its own)."""
+    of a window (judged against its own reference, no volume, no slices of its own).
+    `champion`: the champion version, compared with each challenger on their common
+    labelled ids."""
     cfg = profile.config
     out = WindowConditions(window.start)
     drift = out.drift = window_drift(profile, window, baselines)
@@ -192,6 +197,14 @@ def window_conditions(
         if alert is not None:
             out.present.append((alert, estimate.drop))
         out.checked.append(f"estimated_performance_degradation:{estimate.metric}")
+
+    if champion is not None and not sliced:
+        for r in challenger_results(profile, window, champion):
+            alert = challenger_alert(profile, window, r, now)
+            if alert is not None:
+                out.present.append((alert, abs(r.difference)))
+            if settled and r.pairs >= cfg.slices.comparison_min_pairs:
+                out.checked.append(f"challenger_comparison:{r.challenger}")
 
     if window.slices and not sliced:
         fair = fairness_check(profile, window)
@@ -327,3 +340,25 @@ def _impacts(
                     "impact": round(labelled * base["drop"], 6),
                 }
             )
+
+
+def challenger_results(
+    profile: ReferenceProfile, window: WindowSketch, champion: str
+) -> list[ChallengerResult]:
+    """Each challenger against the champion in the window, where they share enough
+    labelled ids to test."""
+    policy = profile.config.slices
+    out = []
+    for challenger in sorted(window.comparisons):
+        r = compare(
+            champion,
+            challenger,
+            window.comparisons[challenger],
+            profile.task,
+            JOINT_BINS,
+            alpha=policy.comparison_p_value,
+            min_difference=policy.comparison_min_difference,
+        )
+        if r is not None and r.pairs >= policy.comparison_min_pairs:
+            out.append(r)
+    return out

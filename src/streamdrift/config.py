@@ -258,6 +258,18 @@ class SlicePolicy(BaseModel):
     min_events: int = Field(
         200, ge=10, description="a slice's window is judged from this many events on"
     )
+    comparison_p_value: float = Field(
+        0.001, gt=0, lt=1, description="champion vs challenger: the paired test's level"
+    )
+    comparison_min_difference: float = Field(
+        0.02,
+        ge=0,
+        description="champion vs challenger: the smallest difference reported "
+        "(ROC-AUC or accuracy points, MAE units)",
+    )
+    comparison_min_pairs: int = Field(
+        200, ge=10, description="common labelled ids a comparison needs"
+    )
 
     @field_validator("segment_keys")
     @classmethod

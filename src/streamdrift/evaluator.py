@@ -145,6 +145,7 @@ class Evaluator:
             return complete(start) and quiet_now(start)
 
         raised = retire(state.episodes, profile.revision, width, now)
+        champion = self.store.profiles.champion(profile.model_id)
         observations: list[Observation] = []
         events: list[Alert] = []
         # a window not written to since its last evaluation has nothing new to say until
@@ -179,6 +180,7 @@ class Evaluator:
                 followed=latest is not None and window.start < latest,
                 baselines=baselines[window.start],
                 quiet=quiet_now(window.start),
+                champion=champion,
             )
             observations += self._observations(state, found, closed)
             events += found.events

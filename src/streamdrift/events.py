@@ -96,6 +96,7 @@ AlertType = Literal[
     "volume",
     "freshness",
     "fairness",
+    "challenger_comparison",
     "system",
 ]
 Severity = Literal["info", "warning", "critical"]

@@ -18,7 +18,7 @@ from streamdrift.decode import MAX_MAGNITUDE, DeadLetter, ModelEvents, ModelLabe
 from streamdrift.performance import class_key
 from streamdrift.profile import NumericProfile, ReferenceProfile, bin_index, category_key
 from streamdrift.sketch import prediction_outputs
-from streamdrift.slices import Slicer, fold_segments
+from streamdrift.slices import Slicer, clean, fold_segments
 from streamdrift.store.records import JoinDelta, buckets
 
 __all__ = [
@@ -45,15 +45,20 @@ def id_horizon(profile: ReferenceProfile) -> int:
 
 
 def ids_by_window(events: ModelEvents, profile: ReferenceProfile) -> dict[int, list[str]]:
-    """The batch's prediction ids by window start; a batch mostly falls in one window,
-    which then takes the id list as it is."""
+    """The batch's prediction ids by window start (the repeated-id check of a model
+    without labels). An id under a version counts with its version: the same id scored by
+    two versions is shadow traffic, not a repeat."""
     width = profile.config.window_seconds
+    ids = [
+        pid if v is None else f"{pid}\x1f{clean(v)}"
+        for pid, v in zip(events.prediction_ids, events.versions, strict=True)
+    ]
     starts = np.floor(np.asarray(events.timestamps, dtype=np.float64) / width) * width
     first = int(starts[0])
     if (starts == first).all():
-        return {first: events.prediction_ids}
+        return {first: ids}
     out: dict[int, list[str]] = {}
-    for pid, ws in zip(events.prediction_ids, starts.astype(np.int64).tolist(), strict=True):
+    for pid, ws in zip(ids, starts.astype(np.int64).tolist(), strict=True):
         out.setdefault(ws, []).append(pid)
     return out
 
@@ -63,6 +68,9 @@ def ids_by_window(events: ModelEvents, profile: ReferenceProfile) -> dict[int, l
 MAX_SEGMENTS = 5
 MAX_SEGMENT_VALUE = 64
 _KEY_UNSAFE = str.maketrans({"|": "/", ",": ";", "=": "-"})
+#: classes as the join's records spell them, predicted and actual alike: one record per
+#: line, and a joined id's parts apart by tabs
+_FLAT = str.maketrans({"\n": " ", "\t": " "})
 _VALUE_UNSAFE = str.maketrans({"|": "/", ",": ";"})
 
 
@@ -94,7 +102,8 @@ def prediction_records(
     return [
         [
             pid,
-            f"{int(ts)}|{(v or '').replace('|', '/')}|{c or ''}|{'' if s is None else repr(s)}"
+            f"{int(ts)}|{clean(v) if v else ''}|{(c or '').translate(_FLAT)}|"
+            f"{'' if s is None else repr(s)}"
             f"{_segments(seg)}",
             b,
         ]
@@ -171,7 +180,7 @@ def label_entries(
             values.append(float(label))
             out.append([pid, repr(float(label)), int(ts), 0, b])
         else:
-            out.append([pid, class_key(label), int(ts), -1, b])
+            out.append([pid, class_key(label).translate(_FLAT), int(ts), -1, b])
     if numeric and out:
         for entry, b in zip(out, bin_index(edges, np.asarray(values)).tolist(), strict=True):
             entry[3] = b

@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 from streamdrift.baselines import REFERENCE, baseline_starts, read_baselines
+from streamdrift.conditions import challenger_results
 from streamdrift.errors import UnknownModelError
 from streamdrift.estimation import estimated_metric, estimates, estimation_check, window_counts
 from streamdrift.monitors import (
@@ -91,6 +92,7 @@ def model_report(
     read = partial(store.windows.read, profile)
     pooled = read_baselines(read, profile.config, starts, all_starts, known=shown)
     slices = {w.start: _slice_summary(profile, w) for w in shown}
+    champion = store.profiles.champion(model)
     if slice_name is not None:
         known = sorted({n for w in shown for n in w.slices})
         if known and slice_name not in known:
@@ -152,11 +154,17 @@ def model_report(
                 ],
                 "segments": (segment_metrics(w.performance, profile.task) if w.performance else {}),
                 "slices": slices.get(w.start, {}) if slice_name is None else {},
+                "champion_challenger": [
+                    r.as_dict() for r in challenger_results(profile, w, champion)
+                ]
+                if champion is not None and slice_name is None
+                else [],
             }
         )
     return {
         "model_id": model,
         "slice": slice_name,
+        "champion": champion,
         "revision": profile.revision,
         "reference": {"source": profile.source, "rows": profile.rows, "task": profile.task},
         "config": profile.config.model_dump(),

@@ -16,6 +16,7 @@ from operator import itemgetter
 import numpy as np
 
 from streamdrift import outliers
+from streamdrift.champion import PairedSketch
 from streamdrift.decode import MAX_MAGNITUDE, ModelEvents
 from streamdrift.outliers import OutlierModel
 from streamdrift.performance import PerformanceSketch, class_key
@@ -158,6 +159,9 @@ class WindowSketch:
     #: (see `streamdrift.slices`); a slice's sketch has no slices of its own
     slice_counts: Counter[str] = field(default_factory=Counter)
     slices: dict[str, WindowSketch] = field(default_factory=dict)
+    #: challenger version -> its pairs with the champion on the window's labelled ids
+    #: (written by the join; see `streamdrift.champion`)
+    comparisons: dict[str, PairedSketch] = field(default_factory=dict)
     #: every scored prediction (labelled or not) per score bin of the profile's
     #: calibration: what performance estimation before labels reads (`estimation`)
     score_bins: Counter[int] = field(default_factory=Counter)
@@ -187,6 +191,7 @@ class WindowSketch:
             ),
             slice_counts=self.slice_counts + other.slice_counts,
             slices=merged(self.slices, other.slices),
+            comparisons=merged(self.comparisons, other.comparisons),
             score_bins=self.score_bins + other.score_bins,
         )
 

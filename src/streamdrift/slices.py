@@ -35,7 +35,9 @@ VERSION_COUNT = "__versions__"
 VERSION_FIELD = "__version__:"
 #: a slice's name is cut to this length (a version string is the user's)
 MAX_NAME = 64
-_UNSAFE = str.maketrans({"[": "(", "]": ")", "|": "/", ",": ";", ":": "."})
+_UNSAFE = str.maketrans(
+    {"[": "(", "]": ")", "|": "/", ",": ";", ":": ".", "\n": " ", "\t": " ", "\x1f": " "}
+)
 
 
 def clean(text: str) -> str:

@@ -113,6 +113,7 @@ def events(
     predictions: Sequence[Any],
     seed: int = 0,
     segments: Sequence[dict[str, Any] | None] | None = None,
+    version: str = "1",
 ) -> ModelEvents:
     """Prediction events of `profile`'s model, with random values for its features."""
     rng = np.random.default_rng(seed)
@@ -123,7 +124,7 @@ def events(
     ev.predictions = list(predictions)
     ev.partitions = [0] * n
     ev.offsets = list(range(n))
-    ev.versions = ["1"] * n
+    ev.versions = [version] * n
     ev.raws = [b"{}"] * n
     ev.segments = list(segments) if segments is not None else []
     ev.features = []
@@ -184,7 +185,7 @@ def apply_events(
     store: Store,
     profile: ReferenceProfile,
     ev: ModelEvents | None,
-    lb: ModelLabels | None,
+    lb: ModelLabels | None = None,
     with_windows: bool = True,
 ) -> JoinStats:
     """One batch as the worker applies it: the predictions' window sketches and the join

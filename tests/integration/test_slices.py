@@ -15,6 +15,8 @@ import pyarrow.csv as pcsv
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from streamdrift.champion import JOINT_BINS
+from streamdrift.champion import compare as compare_pairs
 from streamdrift.monitors import window_performance
 from streamdrift.profile import bin_index
 from streamdrift.worker import Worker
@@ -272,3 +274,80 @@ def test_fairness_crosses_the_four_fifths_bound_in_one_window_only(
     }
     assert a["value"] == pytest.approx(rate["f"] / rate["m"], rel=1e-9)
     assert ctx["groups"]["f"]["selection_rate"][0] == pytest.approx(rate["f"], abs=1e-6)
+
+
+def test_shadow_traffic_compares_the_challenger_with_the_champion(
+    settings, store, model_id, tmp_path
+):
+    """Every id scored by 1.0 (the champion, good) and by 2.0 (useless). In the first
+    window both versions' predictions and the labels arrive together; in the second, 2.0
+    scores its ids only after their labels joined 1.0's predictions. One label joins both
+    versions' predictions, the same id under two versions is not a repeat, and the pairs
+    make a DeLong test that names 2.0 worse."""
+    _register(settings, model_id, tmp_path)
+    assert cli(settings, "champion", model_id, "1.0").returncode == 0
+    rng = np.random.default_rng(11)
+    start = (time.time() // WINDOW - 3) * WINDOW
+    n = 2500
+    late, early_preds, early_labels, truths = [], [], [], []
+    for k in range(2):
+        r = _rows(rng, n)
+        ts = start + k * WINDOW + np.sort(rng.uniform(0, WINDOW - 1, size=n))
+        scores = {"1.0": _score(r["logit"]), "2.0": _score(rng.normal(size=n))}
+        truths.append((r["label"], scores))
+        for i in range(n):
+            pid = f"{model_id}-{k}-{i}"
+            for version, s in scores.items():
+                event = {
+                    "prediction_id": pid,
+                    "model_id": model_id,
+                    "model_version": version,
+                    "timestamp": float(ts[i]),
+                    "features": {f"x{j}": float(r["x"][i, j]) for j in range(4)},
+                    "prediction": {"score": float(s[i])},
+                }
+                pair = (pid.encode(), orjson.dumps(event))
+                (late if (k == 1 and version == "2.0") else early_preds).append(pair)
+            label = {"prediction_id": pid, "model_id": model_id, "label": int(r["label"][i])}
+            early_labels.append(
+                (pid.encode(), orjson.dumps({**label, "timestamp": float(ts[i]) + 5}))
+            )
+    _run(settings, early_preds, early_labels)
+    produce(settings, late)
+    stats = Worker(settings).run(max_seconds=120, install_signals=False, until_messages=len(late))
+    assert stats.counted == len(late)
+
+    profile = store.profiles.load(model_id)
+    windows = store.windows.read(
+        profile, store.windows.starts(model_id, profile.revision), slices=True
+    )
+    assert [w.start for w in windows] == [start, start + WINDOW]
+    assert store.counters.join_stats(model_id).get("duplicate_predictions", 0) == 0
+    for w, (labels, scores) in zip(windows, truths, strict=True):
+        assert w.duplicates == 0 and w.count == 2 * n
+        for version in ("1.0", "2.0"):
+            got = window_performance(profile, w.slices[f"v={version}"])
+            assert got["labelled"] == n
+            assert got["roc_auc"] == pytest.approx(
+                roc_auc_score(labels, scores[version]), abs=1e-12
+            )
+        paired = w.comparisons["2.0"]
+        assert paired.n == n
+        result = compare_pairs("1.0", "2.0", paired, "binary", JOINT_BINS, alpha=1e-3,
+                               min_difference=0.02)  # fmt: skip
+        binned = {v: np.floor(s * JOINT_BINS) for v, s in scores.items()}
+        assert result.champion_value == pytest.approx(roc_auc_score(labels, binned["1.0"]))
+        assert result.challenger_value == pytest.approx(roc_auc_score(labels, binned["2.0"]))
+        assert result.outcome.value == "worse" and result.p_value < 1e-6
+
+    alerts = read_alerts(settings)
+    assert not [a for a in alerts if a["statistic"] == "duplicate_ids"]
+    cc = [a for a in alerts if a["type"] == "challenger_comparison"]
+    assert cc, [a["message"] for a in alerts]
+    assert {a["feature"] for a in cc} == {"2.0"}
+    assert all(a["context"]["outcome"] == "worse" and a["model_version"] == "2.0" for a in cc)
+    doc = orjson.loads(cli(settings, "inspect", model_id, "--json").stdout)
+    assert doc["champion"] == "1.0"
+    for w in doc["windows"]:
+        (row,) = w["champion_challenger"]
+        assert row["challenger"] == "2.0" and row["pairs"] == n and row["outcome"] == "worse"

@@ -253,12 +253,14 @@ def t(binary: ReferenceProfile) -> int:
 
 def test_prediction_then_label(store: Store, binary: ReferenceProfile, t: int) -> None:
     """The prediction waits as `<t>|<version>|<class>|<score>`; its label turns it into
-    `J<t>` (so a repeat of either side is recognised) and counts the pair."""
+    `J<t>\t<version>\t<label time>|<bin>|<label>` (so a repeat of either side is
+    recognised, and another version scoring the id later still joins) and counts the
+    pair."""
     m = binary.model_id
     assert _predict(store, binary, ["p"], t) == JoinStats()
     assert record(store, m, "p") == f"{t}|1|1|0.75"
     assert _label(store, binary, ["p"], t + 50, 0) == JoinStats(joined=1)
-    assert record(store, m, "p") == f"J{t}"
+    assert record(store, m, "p") == f"J{t}\t1\t{t + 50}|-1|0"
     assert _labelled(store, binary, _start(binary, t)) == 1
     assert store.counters.join_stats(m) == {"joined": 1}
 
@@ -271,7 +273,7 @@ def test_label_then_prediction(store: Store, binary: ReferenceProfile, t: int) -
     assert record(store, m, "p") == f"L{t + 50}|-1|0"
     assert store.windows.starts(m, binary.revision) == []  # nothing counted yet
     assert _predict(store, binary, ["p"], t) == JoinStats(joined=1)
-    assert record(store, m, "p") == f"J{t}"
+    assert record(store, m, "p").split("\t")[0] == f"J{t}"
     assert _labelled(store, binary, _start(binary, t)) == 1
     assert store.counters.join_stats(m) == {"joined": 1, "labels_before_prediction": 1}
 
@@ -283,7 +285,7 @@ def test_prediction_and_its_label_in_one_call(
     the label never waits."""
     ev = events(binary, ["p"], [t], [{"score": 0.75, "label": 1}])
     assert apply_events(store, binary, ev, labels(["p"], [t + 5], [1])) == JoinStats(joined=1)
-    assert record(store, binary.model_id, "p") == f"J{t}"
+    assert record(store, binary.model_id, "p").split("\t")[0] == f"J{t}"
     assert _labelled(store, binary, _start(binary, t)) == 1
 
 
@@ -300,7 +302,7 @@ def test_repeated_prediction(store: Store, binary: ReferenceProfile, t: int) -> 
     assert _predict(store, binary, ["q", "q"], t) == JoinStats(duplicate_predictions=1)
     _label(store, binary, ["p"], t + 60, 1)
     assert _predict(store, binary, ["p"], t) == JoinStats(duplicate_predictions=1)
-    assert record(store, m, "p") == f"J{t}"
+    assert record(store, m, "p").split("\t")[0] == f"J{t}"
     (window,) = store.windows.read(binary, [start])
     assert (window.duplicates, window.duplicate_example) == (3, "p")
     assert window.performance is not None and window.performance.labelled == 1
@@ -314,7 +316,7 @@ def test_repeated_label(store: Store, binary: ReferenceProfile, t: int) -> None:
     _predict(store, binary, ["p"], t)
     _label(store, binary, ["p"], t + 60, 1)
     assert _label(store, binary, ["p"], t + 70, 0) == JoinStats(duplicate_labels=1)
-    assert record(store, m, "p") == f"J{t}"
+    assert record(store, m, "p").split("\t")[0] == f"J{t}"
 
     _label(store, binary, ["q"], t + 60, 1)
     assert _label(store, binary, ["q"], t + 70, 0) == JoinStats(duplicate_labels=1)
@@ -340,7 +342,7 @@ def test_label_for_an_id_recorded_without_a_label_column(
     (bucket,) = buckets(["p"])
     store.redis.hset(ModelKeys(m).id_bucket(bucket), "p", str(t))
     assert _label(store, binary, ["p"], t + 60, 1) == JoinStats()
-    assert record(store, m, "p") == f"J{t}"
+    assert record(store, m, "p").split("\t")[0] == f"J{t}"
     assert store.counters.join_stats(m) == {"labels_without_record": 1}
     assert store.windows.starts(m, binary.revision) == []
     assert _label(store, binary, ["p"], t + 70, 1) == JoinStats(duplicate_labels=1)
@@ -360,7 +362,7 @@ def test_a_regressors_waiting_label_keeps_its_bin(
     assert record(store, model_id, "p") == f"L{t + 9}|{b}|{value!r}"
     ev = events(profile, ["p"], [t], [value + 1.5])
     assert apply_events(store, profile, ev, None) == JoinStats(joined=1)
-    assert record(store, model_id, "p") == f"J{t}"
+    assert record(store, model_id, "p").split("\t")[0] == f"J{t}"
     (window,) = store.windows.read(profile, [_start(profile, t)])
     assert window.numeric[LABEL].bins[b] == 1 and window.numeric[LABEL].n == 1
     assert window.performance is not None and window.performance.abs_error == pytest.approx(1.5)
@@ -395,7 +397,7 @@ def test_a_label_joins_into_a_window_its_call_did_not_declare(
     k = ModelKeys(binary.model_id)
     assert k.window(binary.revision, _start(binary, t)).perf in resent[0]
     assert _labelled(store, binary, _start(binary, t)) == 1
-    assert record(store, binary.model_id, "p") == f"J{t}"
+    assert record(store, binary.model_id, "p").split("\t")[0] == f"J{t}"
     label_keys = store.redis.keys(f"{k.tag}:w:{binary.revision}:{label_window}:*")
     assert label_keys == []  # declared, never written
 
@@ -466,8 +468,36 @@ def test_repeated_ids_of_a_model_without_labels_are_duplicates_within_their_wind
     assert (later.count, later.duplicates, later.duplicate_example) == (1, 0, None)
     k = ModelKeys(model_id)
     ids = k.window(profile.revision, start).ids
-    assert store.redis.smembers(ids) == {b"a", b"b", b"c", b"d"}
-    assert store.redis.smembers(k.window(profile.revision, start + width).ids) == {b"a"}
+    # each id with its version ("1"): the same id under another version is shadow traffic
+    assert store.redis.smembers(ids) == {b"a\x1f1", b"b\x1f1", b"c\x1f1", b"d\x1f1"}
+    assert store.redis.smembers(k.window(profile.revision, start + width).ids) == {b"a\x1f1"}
     assert int(store.redis.execute_command("EXPIRETIME", ids)) == start + width + keep
     assert store.redis.keys(f"{k.tag}:ids:*") == []  # no join records
     assert store.counters.join_stats(model_id) == {"duplicate_predictions": 4}
+
+
+def test_the_same_id_under_two_versions_is_shadow_traffic(
+    store: Store, binary: ReferenceProfile, t: int
+) -> None:
+    """Two versions scoring one id wait together; the label joins both (a pair counted
+    for each version), and a third version scoring the id after the join joins too. Only
+    the same id under the same version again is a repeat."""
+    m = binary.model_id
+    first = events(binary, ["p"], [t], [{"score": 0.75, "label": 1}], version="a")
+    second = events(binary, ["p"], [t], [{"score": 0.25, "label": 0}], version="b")
+    assert apply_events(store, binary, first) == JoinStats()
+    assert apply_events(store, binary, second) == JoinStats()
+    assert record(store, m, "p") == f"{t}|a|1|0.75\n{t}|b|0|0.25"
+    assert _label(store, binary, ["p"], t + 50, 1) == JoinStats(joined=2)
+    assert record(store, m, "p") == f"J{t}\ta\nb\t{t + 50}|-1|1"
+    third = events(binary, ["p"], [t + 1], [{"score": 0.5, "label": 1}], version="c")
+    assert apply_events(store, binary, third) == JoinStats(joined=1)
+    again = events(binary, ["p"], [t + 2], [{"score": 0.5, "label": 1}], version="b")
+    assert apply_events(store, binary, again) == JoinStats(duplicate_predictions=1)
+    assert _labelled(store, binary, _start(binary, t)) == 3
+    (w,) = store.windows.read(binary, [_start(binary, t)], slices=True)
+    assert {name: s.performance.labelled for name, s in w.slices.items()} == {
+        "v=a": 1,
+        "v=b": 1,
+        "v=c": 1,
+    }

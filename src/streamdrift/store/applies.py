@@ -19,6 +19,7 @@ import orjson
 import redis
 from redis.cluster import RedisCluster
 
+from streamdrift.champion import JOINT_BINS
 from streamdrift.performance import SCORE_BINS
 from streamdrift.profile import LABEL, ReferenceProfile
 from streamdrift.sketch import WindowSketch
@@ -52,6 +53,9 @@ class ApplyRequest:
     invalid: Counter[str] = field(default_factory=Counter)
     join: JoinDelta | None = None
     now: float = 0.0
+    #: the champion version: the join compares every other version's predictions of a
+    #: labelled id with its
+    champion: str | None = None
 
 
 @dataclass(slots=True)
@@ -259,6 +263,8 @@ class Applies:
             "max_categories": cfg.max_categories,
             "shift": profile.label_shift(),
             "versions": cfg.slices.max_versions > 0,
+            "champion": r.champion,
+            "joint_bins": JOINT_BINS,
             "slice_keys": {key: True for key in profile.segments},
             "keep": cfg.dedupe_horizon_seconds,
             "dirty": index(k.dirty),

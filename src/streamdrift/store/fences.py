@@ -35,6 +35,8 @@ class ModelHead:
 
     revision: int | None
     offsets: dict[str, int]
+    #: the champion version, whose predictions every other version's are compared with
+    champion: str | None = None
 
 
 class Fences:
@@ -53,12 +55,17 @@ class Fences:
             k = ModelKeys(m)
             pipe.get(k.revision)
             pipe.hgetall(k.offsets)
+            pipe.get(k.champion)
         res = pipe.execute()
         epoch = res[0].decode() if res[0] is not None else None
         out = {}
         for i, m in enumerate(models):
-            rev, offs = res[1 + 2 * i], res[2 + 2 * i]
-            out[m] = ModelHead(int(rev) if rev is not None else None, int_hash(offs))
+            rev, offs, champ = res[1 + 3 * i : 4 + 3 * i]
+            out[m] = ModelHead(
+                int(rev) if rev is not None else None,
+                int_hash(offs),
+                champ.decode() if champ is not None else None,
+            )
         return epoch, out
 
     def all(self, models: list[str]) -> dict[str, dict[str, int]]:

@@ -38,6 +38,7 @@ keys can ever share a name with them.
     sd:{m}:ids:<bucket>                HASH   prediction_id -> join record, see store.records
     sd:{m}:sweep                       HASH   the id janitor's cursor and clock
     sd:{m}:join                        HASH   join counters
+    sd:{m}:champion                    STRING the champion version (streamdrift champion)
     sd:{m}:episodes                    HASH   condition key -> its latest episode, JSON;
                                               "__meta__" -> windows awaiting completion
                                               and the time of the last apply seen
@@ -147,6 +148,10 @@ class ModelKeys:
     @property
     def join(self) -> str:
         return f"{self.tag}:join"
+
+    @property
+    def champion(self) -> str:
+        return f"{self.tag}:champion"
 
     @property
     def episodes(self) -> str:

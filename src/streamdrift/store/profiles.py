@@ -33,6 +33,21 @@ class Profiles:
         self.redis = client
         self._save = client.register_script(lua("save_profile"))
 
+    def champion(self, model: str) -> str | None:
+        """The model's champion version (as its slices name it), if one is set."""
+        value: Any = self.redis.get(ModelKeys(model).champion)
+        return value.decode() if value is not None else None
+
+    def set_champion(self, model: str, version: str | None) -> None:
+        """Make `version` the champion every other version is compared with (None: no
+        comparisons). Takes effect with the workers' next batch; pairs already joined
+        keep the comparisons they were counted in."""
+        key = ModelKeys(model).champion
+        if version is None:
+            self.redis.delete(key)
+        else:
+            self.redis.set(key, version)
+
     def save(self, profile: ReferenceProfile) -> tuple[ReferenceProfile, bool]:
         """Store a profile under the next revision; returns it and whether one was
         replaced. Also makes sure the state marker exists."""

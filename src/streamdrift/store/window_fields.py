@@ -22,7 +22,9 @@ Hashes of one window (see `store.keys`):
     perf       n, dsum, d:<log2 delay>, cm:<actual>|<predicted>, cm_other, ns,
                pos:<bin>, neg:<bin>, ll, brier, ae, se, err, y, y2, ape, nape,
                s:<segment>=<value>:<n|ok|ae|se>  (written by the join, pair by pair);
-               each slice's labelled pairs under the same names, "[<slice>]<field>"
+               each slice's labelled pairs under the same names, "[<slice>]<field>";
+               each challenger's pairs with the champion, "[cc=<version>]<field>"
+               (see streamdrift.champion)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from streamdrift.champion import PREFIX as CC_PREFIX
 from streamdrift.performance import SCORE_BINS, PerformanceSketch
 from streamdrift.profile import ColumnProfile, ReferenceProfile
 from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
@@ -246,7 +249,7 @@ def decode_slice_performance(h: Mapping[str, str]) -> dict[str, PerformanceSketc
     """Each slice's labelled pairs, from the "[<slice>]<field>" fields of a perf hash."""
     out: dict[str, PerformanceSketch] = {}
     for k, v in h.items():
-        if k.startswith("["):
+        if k.startswith("[") and not k.startswith(CC_PREFIX):
             name, _, rest = k[1:].partition("]")
             s = out.get(name)
             if s is None:

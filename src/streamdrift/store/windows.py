@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from streamdrift.champion import decode_comparisons
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.client import RedisClient
@@ -50,7 +51,9 @@ class Windows:
             perf = _text(next(res))
             examples = [orjson.loads(e) for e in next(res)]
             if meta or perf:
-                out.append(decode_window(s, profile, meta, hashes, perf, examples))
+                w = decode_window(s, profile, meta, hashes, perf, examples)
+                w.comparisons = decode_comparisons(perf)
+                out.append(w)
                 perfs[s] = perf
         if slices:
             self._read_slices(profile, out, perfs)

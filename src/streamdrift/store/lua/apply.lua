@@ -289,8 +289,100 @@ if J then
   local function duplicate(ws, id)
     dup_pred = dup_pred + 1
     dups[ws] = (dups[ws] or 0) + 1
-    if not dup_example[ws] then dup_example[ws] = id end
+    -- an id of a model without labels carries its version after \31 (see ids_by_window)
+    if not dup_example[ws] then dup_example[ws] = string.match(id, '^([^\31]*)') end
     window(ws)
+  end
+
+  -- Shadow traffic: one id scored by several versions, each its own prediction. Waiting
+  -- predictions of one id are kept one per line; a joined id remembers its label and
+  -- its versions (with a champion set, their whole records), so that a version scoring
+  -- the id later still joins, and only the same id under the same version is a repeat:
+  --   "<rec>[\n<rec>...]"                           predictions waiting for the label
+  --   "J<time>"                                     joined, no version (as ever)
+  --   "J<time>\t<rec or version>[\n...]\t<label time>|<bin>|<label>"
+  -- the champion version, or nil (JSON null decodes to a value Lua takes for true)
+  local CHAMPION = nil
+  if type(J.champion) == 'string' then CHAMPION = J.champion end
+  local function version_of(line)
+    if string.find(line, '|', 1, true) then return string.match(line, SLICED) or '' end
+    return line
+  end
+  local function has_version(lines, v)
+    for line in string.gmatch(lines, '[^\n]+') do
+      if version_of(line) == v then return true end
+    end
+    return false
+  end
+  local function joined(pts, recs, lts, lbin, label)
+    local versioned = false
+    for _, r in ipairs(recs) do
+      if version_of(r) ~= '' then versioned = true end
+    end
+    if not versioned then return 'J' .. pts end
+    local kept = {}
+    for i, r in ipairs(recs) do kept[i] = CHAMPION and r or version_of(r) end
+    return 'J' .. pts .. '\t' .. table.concat(kept, '\n') .. '\t' .. lts .. '|' .. lbin .. '|' .. label
+  end
+
+  -- Champion against challenger on one labelled id: paired deltas in the champion
+  -- prediction's window, fields "[cc=<challenger>]...": n; mc:<yn><yn> (each side right
+  -- or not: McNemar); jp:/jn:<bin a>,<bin b> (the two scores of a positive/negative:
+  -- DeLong); nr, aea, aeb, d2 (absolute errors: paired t).
+  local function compare(champ, chal, label)
+    local cpts, _, ccls, cscore = string.match(champ, '^(%d+)|([^|]*)|([^|]*)|([^|]*)')
+    local _, xver, xcls, xscore = string.match(chal, '^(%d+)|([^|]*)|([^|]*)|([^|]*)')
+    local ws = math.floor(tonumber(cpts) / J.width) * J.width
+    local w = window(ws)
+    if not w then return end
+    local pk = w.perf
+    expire[pk] = w.expire
+    touched[ws] = true
+    local pre = '[cc=' .. xver .. ']'
+    add(ints, pk, pre .. 'n', 1)
+    if J.task == 'regression' then
+      local y, a, b = tonumber(label), tonumber(cscore), tonumber(xscore)
+      if a and b then
+        local ea, eb = math.abs(a - y), math.abs(b - y)
+        add(ints, pk, pre .. 'nr', 1)
+        add(floats, pk, pre .. 'aea', ea); add(floats, pk, pre .. 'aeb', eb)
+        add(floats, pk, pre .. 'd2', (ea - eb) * (ea - eb))
+      end
+      return
+    end
+    if ccls ~= '' and xcls ~= '' then
+      local a = (ccls == label) and 'y' or 'n'
+      local b = (xcls == label) and 'y' or 'n'
+      add(ints, pk, pre .. 'mc:' .. a .. b, 1)
+    end
+    if cscore ~= '' and xscore ~= '' and J.positive and J.positive ~= cjson.null then
+      local function bin(sc)
+        local b = math.floor(tonumber(sc) * J.joint_bins)
+        if b < 0 then return 0 elseif b >= J.joint_bins then return J.joint_bins - 1 end
+        return b
+      end
+      local side = (label == J.positive) and 'jp:' or 'jn:'
+      add(ints, pk, pre .. side .. bin(cscore) .. ',' .. bin(xscore), 1)
+    end
+  end
+  -- every champion/challenger pair among an id's records, or only those with `new`
+  local function compare_all(recs, label, new)
+    if not CHAMPION then return end
+    local champ
+    for _, r in ipairs(recs) do
+      if version_of(r) == CHAMPION then champ = r end
+    end
+    if not champ then return end
+    for _, r in ipairs(recs) do
+      if r ~= champ and version_of(r) ~= CHAMPION and (not new or r == new or champ == new) then
+        compare(champ, r, label)
+      end
+    end
+  end
+  local function lines(text)
+    local out = {}
+    for line in string.gmatch(text, '[^\n]+') do out[#out + 1] = line end
+    return out
   end
 
   -- A model without labels: each window's ids in a set, SMISMEMBER a thousand at a time;
@@ -325,14 +417,32 @@ if J then
     local err = record_problem(rec)
     if err then return invalid(err) end
     local pts = tonumber(string.match(rec, '^(%d+)|'))
+    local v = version_of(rec)
     local cur = record(k, id)
+    local c = cur and string.byte(cur, 1)
     if not cur then
       set_record(k, id, rec)
-    elseif J.join and string.byte(cur, 1) == 76 then  -- 'L': its label came first
+    elseif J.join and c == 76 then  -- 'L': its label came first
       local lts, lbin, label = string.match(cur, '^L([^|]*)|([^|]*)|(.*)$')
       local err = pair(rec, label, lts, tonumber(lbin))
       if err then return invalid(err) end
-      set_record(k, id, 'J' .. pts)
+      set_record(k, id, joined(pts, {rec}, lts, lbin, label))
+    elseif c == 74 then  -- 'J': joined; another version scoring it later joins too
+      local jpts, kept, lts, lbin, label =
+        string.match(cur, '^J(%d+)\t([^\t]*)\t([^|]*)|([^|]*)|(.*)$')
+      if jpts and v ~= '' and not has_version(kept, v) then
+        local err = pair(rec, label, lts, tonumber(lbin))
+        if err then return invalid(err) end
+        local recs = lines(kept)
+        recs[#recs + 1] = rec
+        compare_all(recs, label, rec)
+        set_record(k, id, joined(jpts, recs, lts, lbin, label))
+      else
+        duplicate(math.floor(pts / J.width) * J.width, id)
+      end
+    elseif c ~= 76 and v ~= '' and string.find(cur, '|', 1, true)
+        and not has_version(cur, v) then
+      set_record(k, id, cur .. '\n' .. rec)  -- shadow: the same id, another version
     else
       duplicate(math.floor(pts / J.width) * J.width, id)
     end
@@ -360,9 +470,13 @@ if J then
         unjoinable = unjoinable + 1
         set_record(k, id, 'J' .. cur)
       else
-        local err = pair(cur, label, lts, lbin)
-        if err then return invalid(err) end
-        set_record(k, id, 'J' .. string.match(cur, '^(%d+)'))
+        local recs = lines(cur)
+        for _, r in ipairs(recs) do
+          local err = pair(r, label, lts, lbin)
+          if err then return invalid(err) end
+        end
+        compare_all(recs, label, nil)
+        set_record(k, id, joined(string.match(cur, '^(%d+)'), recs, lts, lbin, label))
       end
     end
   end
