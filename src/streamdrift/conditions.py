@@ -39,6 +39,7 @@ from streamdrift.monitors import (
     volume_check,
     window_drift,
 )
+from streamdrift.performance import PerformanceSketch
 from streamdrift.profile import LABEL, PREDICTION, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.slices import split
@@ -120,6 +121,7 @@ def window_conditions(
     quiet: bool = True,
     sliced: bool = False,
     champion: str | None = None,
+    peers: PerformanceSketch | None = None,
 ) -> WindowConditions:
     """Every monitor on one window: data quality, feature drift, outlier share,
     prediction and label drift, performance (realized, and estimated before labels),
@@ -130,7 +132,8 @@ def window_conditions(
     apply (no label joined) touched the window lately. `sliced`: `window` is one slice
     of a window (judged against its own reference, no volume, no slices of its own).
     `champion`: the champion version, compared with each challenger on their common
-    labelled ids."""
+    labelled ids. `peers`: for a version's slice, the other versions' labelled pairs in
+    the same window (a version doing worse than its siblings)."""
     cfg = profile.config
     out = WindowConditions(window.start)
     drift = out.drift = window_drift(profile, window, baselines)
@@ -178,7 +181,7 @@ def window_conditions(
     if window.performance is not None:
         earlier = [w for w in history.recent if w.start < window.start]
         k = cfg.performance.detector_windows
-        finding = out.performance = performance_check(profile, window, earlier[-k:])
+        finding = out.performance = performance_check(profile, window, earlier[-k:], peers)
         if finding is not None:
             alert = performance_alert(
                 profile, window, finding, drift, now, quality=findings, outputs=outputs
@@ -259,10 +262,18 @@ def _add_slices(
         if sk.count < cfg.slices.min_events or sk.count == window.count:
             continue  # too small to judge, or the whole window (its news is the model's)
         view = profile.slice_profile(name)
-        found = window_conditions(
-            view, sk, History(), now, closed=closed, followed=False, quiet=quiet, sliced=True
-        )
         dim, value = split(name)
+        found = window_conditions(
+            view,
+            sk,
+            History(),
+            now,
+            closed=closed,
+            followed=False,
+            quiet=quiet,
+            sliced=True,
+            peers=_peers(window, name) if dim == "v" else None,
+        )
         if dim != "v":
             _impacts(impacts, view, window, sk, name, found)
         for alert, magnitude in found.present:
@@ -362,3 +373,18 @@ def challenger_results(
         if r is not None and r.pairs >= policy.comparison_min_pairs:
             out.append(r)
     return out
+
+
+def _peers(window: WindowSketch, name: str) -> PerformanceSketch | None:
+    """The labelled pairs of every version of the window but `name`, pooled."""
+    others = [
+        sk.performance
+        for other, sk in window.slices.items()
+        if other != name and other.startswith("v=") and sk.performance is not None
+    ]
+    if not others:
+        return None
+    pooled = others[0]
+    for s in others[1:]:
+        pooled = pooled + s
+    return pooled

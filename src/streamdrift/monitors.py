@@ -19,7 +19,7 @@ from scipy.stats import binomtest, norm, poisson
 
 from streamdrift.baselines import REFERENCE
 from streamdrift.config import CATEGORICAL_STATISTICS, DriftPolicy
-from streamdrift.performance import performance_metrics
+from streamdrift.performance import PerformanceSketch, performance_metrics
 from streamdrift.profile import (
     LABEL,
     PREDICTION,
@@ -448,9 +448,11 @@ def performance_check(
     profile: ReferenceProfile,
     window: WindowSketch,
     recent: list[WindowSketch],
+    peers: PerformanceSketch | None = None,
 ) -> PerformanceFinding | None:
     """Is the window's performance worse than the reference's, or than the pooled recent
-    windows', by a margin that matters and beyond chance? None without enough labels."""
+    windows', or (for one version: `peers`) than the other versions' in the same window,
+    by a margin that matters and beyond chance? None without enough labels."""
     policy = profile.config.performance
     metric = headline_metric(profile)
     now = window_performance(profile, window)
@@ -468,6 +470,10 @@ def performance_check(
         recent_metrics = performance_metrics(pooled, profile.task, profile.positive_class)
         if recent_metrics.get("labelled", 0) >= policy.min_labels and metric in recent_metrics:
             baselines["recent"] = _compare(metric, now, recent_metrics)
+    if peers is not None:
+        others = performance_metrics(peers, profile.task, profile.positive_class)
+        if others.get("labelled", 0) >= policy.min_labels and metric in others:
+            baselines["other_versions"] = _compare(metric, now, others)
     worst, degraded = None, False
     for name, b in baselines.items():
         if b["drop"] >= policy.min_degradation and b["p_value"] < policy.p_value:

@@ -704,3 +704,30 @@ def test_output_alerts_name_the_models_columns(binary):
         ("label_drift", "is_fraud"),
         ("prediction_drift", "score"),
     ]
+
+
+def test_a_version_worse_than_its_siblings_is_degraded_against_them(profile):
+    """One version's window against the other versions' pooled pairs of the same window:
+    the two-sample z-test of `performance_check`, checked here by hand on accuracy."""
+    policy = profile.config.performance.model_copy(update={"metric": "accuracy"})
+    cfg = profile.config.model_copy(update={"performance": policy})
+    p = profile.model_copy(update={"config": cfg, "reference_performance": {}})
+
+    def sketch(right: int, wrong: int) -> PerformanceSketch:
+        pos, neg = p.positive_class, p.negative_class
+        return PerformanceSketch(
+            labelled=right + wrong, confusion=Counter({(pos, pos): right, (pos, neg): wrong})
+        )
+
+    mine, others = sketch(300, 300), sketch(540, 60)
+    window = WindowSketch(start=0, count=600, performance=mine)
+    finding = performance_check(p, window, [], others)
+    b = finding.baselines["other_versions"]
+    a1, a2, n = 0.5, 0.9, 600
+    se = ((a1 * (1 - a1) / n) + (a2 * (1 - a2) / n)) ** 0.5
+    assert b["drop"] == pytest.approx(a2 - a1)
+    assert b["p_value"] == pytest.approx(norm.sf((a2 - a1) / se), rel=1e-6)
+    assert finding.degraded and finding.worst == "other_versions"
+    # the better version is not degraded against the worse one
+    better = performance_check(p, WindowSketch(start=0, count=600, performance=others), [], mine)
+    assert not better.degraded
