@@ -709,14 +709,17 @@ def outlier_share(profile: ReferenceProfile, window: WindowSketch) -> dict[str, 
     if model is None or n < profile.config.quality.min_events or k == 0:
         return None
     share = k / n
-    if share < 2 * model.rate:
-        return None
     rows = max(profile.rows, 1)
-    k_ref = max(1, round(model.rate * rows))
+    expected = model.rate
+    if profile.reference_outliers is not None:  # a slice: its own reference's share
+        expected = max(profile.reference_outliers / rows, model.rate / 10)
+    if share < 2 * expected:
+        return None
+    k_ref = max(1, round(expected * rows))
     p = binomtest(k, k + k_ref, n / (n + rows), alternative="greater").pvalue
     if p >= 1e-3:
         return None
-    return {"share": share, "expected": model.rate, "p_value": float(p), "reference_rows": rows}
+    return {"share": share, "expected": expected, "p_value": float(p), "reference_rows": rows}
 
 
 # ---- volume ---------------------------------------------------------------------------

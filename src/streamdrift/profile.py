@@ -80,6 +80,9 @@ class SliceProfile(BaseModel):
     features: dict[str, ColumnProfile]
     prediction: ColumnProfile | None = None
     reference_performance: dict[str, float] = Field(default_factory=dict)
+    #: the slice's reference rows the outlier threshold flags (as the model's share
+    #: of out-of-sample flags would have them): a region living in a tail has more
+    outliers: float | None = None
 
 
 class ReferenceProfile(BaseModel):
@@ -103,6 +106,9 @@ class ReferenceProfile(BaseModel):
     reference_performance: dict[str, float] = Field(default_factory=dict)
     #: the joint outlier model over the numeric features (None: too few rows or none)
     outliers: OutlierModel | None = None
+    #: reference rows beyond the outlier threshold (None: the rate times the rows); a
+    #: slice's own count in a slice's view of the profile
+    reference_outliers: float | None = None
     #: binary with scores and labels: what performance estimation before labels (CBPE)
     #: needs of the reference (None: not such a model, or too few rows)
     calibration: ScoreCalibration | None = None
@@ -145,6 +151,7 @@ class ReferenceProfile(BaseModel):
                 "features": own.features,
                 "prediction": own.prediction if own.prediction is not None else self.prediction,
                 "reference_performance": own.reference_performance,
+                "reference_outliers": own.outliers,
             }
         )
         view._layout = None

@@ -285,6 +285,8 @@ def segment_profiles(
     of the rest together, `__other__`), on the model's bins."""
     policy = profile.config.slices
     out: dict[str, dict[str, SliceProfile]] = {}
+    # the whole reference's in-sample flags: what slices' flags are scaled by
+    whole = _flagged(profile.outliers, table) if profile.outliers and policy.segment_keys else None
     for key in policy.segment_keys:
         if key not in table.column_names:
             raise ReferenceFileError(
@@ -302,12 +304,12 @@ def segment_profiles(
         for value in [*top[: policy.max_segment_values], OTHER]:
             rows = np.flatnonzero(named == value)
             if rows.size:
-                slices[segment_slice(key, value)] = slice_profile(profile, table.take(rows))
+                slices[segment_slice(key, value)] = slice_profile(profile, table.take(rows), whole)
         out[key] = slices
     return out
 
 
-def slice_profile(profile: ReferenceProfile, rows: pa.Table) -> SliceProfile:
+def slice_profile(profile: ReferenceProfile, rows: pa.Table, whole: int | None) -> SliceProfile:
     """One slice's reference on the model's bins and categories."""
     features: dict[str, ColumnProfile] = {}
     for name, col in profile.features.items():
@@ -329,7 +331,30 @@ def slice_profile(profile: ReferenceProfile, rows: pa.Table) -> SliceProfile:
         features=features,
         prediction=prediction,
         reference_performance=performance,
+        outliers=_slice_outliers(profile, rows, whole),
     )
+
+
+def _flagged(model: outliers.OutlierModel, table: pa.Table) -> int:
+    """Rows of `table` the fitted outlier model flags (in-sample)."""
+    x = np.column_stack(
+        [table.column(n).cast(pa.float64()).to_numpy(zero_copy_only=False) for n in model.features]
+    )
+    center, scale, precision = model.arrays()
+    return int((outliers.score(x, center, scale, precision) > model.threshold).sum())
+
+
+def _slice_outliers(profile: ReferenceProfile, rows: pa.Table, whole: int | None) -> float | None:
+    """How many of a slice's reference rows lie beyond the threshold, on the scale of the
+    calibrated rate: its in-sample flags times the model's out-of-sample-to-in-sample
+    ratio (the threshold was set on out-of-sample scores, which flag more)."""
+    model = profile.outliers
+    if model is None or whole is None:
+        return None
+    mine = _flagged(model, rows)
+    if whole == 0:
+        return model.rate * rows.num_rows
+    return mine * model.rate * profile.rows / whole
 
 
 def _on_model_bins(

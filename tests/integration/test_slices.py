@@ -351,3 +351,77 @@ def test_shadow_traffic_compares_the_challenger_with_the_champion(
     for w in doc["windows"]:
         (row,) = w["champion_challenger"]
         assert row["challenger"] == "2.0" and row["pairs"] == n and row["outcome"] == "worse"
+
+
+def test_a_stationary_stream_with_versions_segments_and_fairness_raises_nothing(
+    settings, store, model_id, tmp_path
+):
+    """120 windows of reference-like traffic, two versions, three segment keys (one of
+    them tied to a feature: its values have references of their own) and fairness on:
+    every slice judged every window, and not one alert."""
+    rng = np.random.default_rng(21)
+
+    def rows(n: int) -> dict[str, np.ndarray]:
+        r = _rows(rng, n)
+        r["region"] = np.where(r["x"][:, 3] > 0.5, "north", rng.choice(["south", "east"], n))
+        r["channel"] = rng.choice(["web", "app", "shop", "phone"], n)
+        r["gender"] = rng.choice(["f", "m"], n)
+        return r
+
+    ref = rows(20_000)
+    keys = ("region", "channel", "gender")
+    table = pa.table(
+        {
+            **{f"x{j}": ref["x"][:, j] for j in range(4)},
+            **{k: ref[k] for k in keys},
+            "score": _score(ref["logit"]),
+            "label": ref["label"],
+        }
+    )
+    pcsv.write_csv(table, tmp_path / "reference.csv")
+    cfg = write_config(
+        tmp_path / "monitor.json",
+        window_seconds=WINDOW,
+        evaluation_interval_seconds=600,
+        slices={"segment_keys": list(keys)},
+        fairness={"sensitive_key": "gender"},
+        silence_seconds=0,
+    )
+    res = cli(
+        settings, "register", model_id, "--reference", str(tmp_path / "reference.csv"),
+        "--prediction-column", "score", "--label-column", "label", "--config", str(cfg),
+        "--champion", "1.0",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+
+    windows, per_window = 120, 1000
+    start = (time.time() // WINDOW - windows - 1) * WINDOW
+    preds, labels = [], []
+    for k in range(windows):
+        r = rows(per_window)
+        ts = start + k * WINDOW + np.sort(rng.uniform(0, WINDOW - 1, size=per_window))
+        scores = _score(r["logit"])
+        for i in range(per_window):
+            pid = f"{model_id}-{k}-{i}"
+            event = {
+                "prediction_id": pid,
+                "model_id": model_id,
+                "model_version": "1.0" if i % 2 else "2.0",
+                "timestamp": float(ts[i]),
+                "features": {f"x{j}": float(r["x"][i, j]) for j in range(4)},
+                "prediction": {"score": float(scores[i])},
+                "segments": {key: str(r[key][i]) for key in keys},
+            }
+            preds.append((pid.encode(), orjson.dumps(event)))
+            label = {"prediction_id": pid, "model_id": model_id, "label": int(r["label"][i])}
+            label["timestamp"] = float(ts[i]) + 5
+            labels.append((pid.encode(), orjson.dumps(label)))
+    _run(settings, preds, labels)
+
+    profile = store.profiles.load(model_id)
+    starts = store.windows.starts(model_id, profile.revision)
+    assert len(starts) == windows
+    (last,) = store.windows.read(profile, starts[-1:], slices=True)
+    assert len(last.slices) == 2 + 3 + 4 + 2  # every slice was kept, hence judged
+    alerts = read_alerts(settings)
+    assert alerts == [], [a["message"] for a in alerts]
