@@ -152,9 +152,10 @@ def register(
     settings = _settings()
     store = _store(settings)
     store.check_eviction_policy(settings.allow_eviction)
+    champion_name = _version_name(champion, profile) if champion is not None else None
     saved, replaced = store.profiles.save(profile)
-    if champion is not None:
-        store.profiles.set_champion(model, _version_name(champion, saved))
+    if champion_name is not None:
+        store.profiles.set_champion(model, champion_name)
     numeric, categorical = saved.numeric_features(), saved.categorical_features()
     verb = f"replaced the profile (now revision {saved.revision})" if replaced else "registered"
     click.echo(
