@@ -425,3 +425,25 @@ def test_a_stationary_stream_with_versions_segments_and_fairness_raises_nothing(
     assert len(last.slices) == 2 + 3 + 4 + 2  # every slice was kept, hence judged
     alerts = read_alerts(settings)
     assert alerts == [], [a["message"] for a in alerts]
+
+
+def test_the_champion_command(settings, model_id, tmp_path):
+    res = cli(settings, "champion", "no-such-model")
+    assert res.returncode != 0 and "not registered" in res.stderr
+    assert "Traceback" not in res.stderr
+    _register(settings, model_id, tmp_path)
+    assert "has no champion" in cli(settings, "champion", model_id).stdout
+    assert cli(settings, "champion", model_id, "2.0").returncode == 0
+    assert cli(settings, "champion", model_id).stdout.strip() == "2.0"
+    assert cli(settings, "champion", model_id, "--clear").returncode == 0
+    assert "has no champion" in cli(settings, "champion", model_id).stdout
+
+    other = f"{model_id}-unsliced"
+    cfg = write_config(tmp_path / "unsliced.json", slices={"max_versions": 0})
+    res = cli(
+        settings, "register", other, "--reference", str(tmp_path / "reference.csv"),
+        "--config", str(cfg), "--champion", "1.0",
+    )  # fmt: skip
+    assert res.returncode != 0 and "slices.max_versions" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert "not registered" in cli(settings, "champion", other).stderr  # nothing was saved
