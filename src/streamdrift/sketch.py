@@ -14,7 +14,8 @@ from operator import itemgetter
 
 import numpy as np
 
-from streamdrift import outliers
+from streamdrift import multivariate, outliers
+from streamdrift.correlation import CorrelationSketch
 from streamdrift.decode import MAX_MAGNITUDE, ModelEvents
 from streamdrift.outliers import OutlierModel
 from streamdrift.performance import PerformanceSketch, class_key
@@ -152,6 +153,13 @@ class WindowSketch:
     categorical: dict[str, CategoricalSketch] = field(default_factory=dict)
     #: labelled pairs joined to this window's predictions (None: no label yet)
     performance: PerformanceSketch | None = None
+    #: sums of products of the chosen numeric features, per pair (multivariate.py)
+    correlation: CorrelationSketch | None = None
+    #: distinct values per categorical feature, as Redis's HyperLogLog counts them; read
+    #: from Redis only (a batch's distinct values are its categories' keys). Merged, the
+    #: larger count stands: a lower bound of the union, whose count only Redis can give
+    #: (`Windows.distinct`)
+    distinct: dict[str, int] = field(default_factory=dict)
 
     def __add__(self, other: WindowSketch) -> WindowSketch:
         def merged(a: dict, b: dict) -> dict:
@@ -176,6 +184,15 @@ class WindowSketch:
                 if self.performance is not None and other.performance is not None
                 else self.performance or other.performance
             ),
+            correlation=(
+                self.correlation + other.correlation
+                if self.correlation is not None and other.correlation is not None
+                else self.correlation or other.correlation
+            ),
+            distinct={
+                k: max(self.distinct.get(k, 0), other.distinct.get(k, 0))
+                for k in self.distinct.keys() | other.distinct.keys()
+            },
         )
 
 
@@ -528,6 +545,10 @@ def _sketch(
             events,
             profile.config.outlier_alerts_per_window,
         )
+
+    # ---- multivariate drift: reconstruction error, correlation sums (multivariate.py) ----
+    if profile.multivariate is not None and layout.numeric:
+        multivariate.sketch_windows(profile, layout.numeric, columns.numeric, inv, windows)
 
     if columns.extra:
         names = Counter(name for _, name, _ in columns.extra)

@@ -23,6 +23,7 @@ from streamdrift.performance import SCORE_BINS
 from streamdrift.profile import LABEL, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.client import RedisClient, fault_of, lua
+from streamdrift.store.depth_fields import depth_ops
 from streamdrift.store.fences import Fence
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.records import ID_BUCKETS, MAX_PERFORMANCE_FIELDS, JoinDelta, JoinStats
@@ -196,7 +197,9 @@ class Applies:
             ops.append([keys.index(k.dlq), "incr", counts, 0])
         width, retention = cfg.window_seconds, cfg.retention_seconds
         for start, w in r.windows.items():
-            ops += window_ops(keys, k.window(rev, start), w, profile, start + width + retention)
+            expire_at = start + width + retention
+            ops += window_ops(keys, k.window(rev, start), w, profile, expire_at)
+            ops += depth_ops(keys, k.window(rev, start), w, profile, expire_at)
             ops.append([keys.index(k.windows(rev)), "zadd", [start, start], 0])
             ops.append([keys.index(k.dirty), "zadd", [repr(r.now), f"{rev}:{start}"], 0])
         if r.windows:

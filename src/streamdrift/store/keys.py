@@ -30,6 +30,10 @@ keys can ever share a name with them.
     sd:{m}:w:<rev>:<start>:ids         SET    a model without labels: the window's ids
     sd:{m}:w:<rev>:<start>:outliers    LIST   the window's first outliers, JSON
     sd:{m}:w:<rev>:<start>:perf        HASH   labelled pairs, see store.windows
+    sd:{m}:w:<rev>:<start>:corr        HASH   correlation sums per feature pair, see
+                                              store.depth_fields
+    sd:{m}:w:<rev>:<start>:hll:<f>     STRING HyperLogLog of a categorical feature's
+                                              distinct values (PFADD / PFCOUNT)
     sd:{m}:ids:<bucket>                HASH   prediction_id -> join record, see store.records
     sd:{m}:sweep                       HASH   the id janitor's cursor and clock
     sd:{m}:join                        HASH   join counters
@@ -94,6 +98,13 @@ class WindowKeys:
     @property
     def outliers(self) -> str:
         return f"{self.base}:outliers"
+
+    @property
+    def corr(self) -> str:
+        return f"{self.base}:corr"
+
+    def hll(self, column: str) -> str:
+        return f"{self.base}:hll:{column}"
 
     def num(self, column: str) -> str:
         return f"{self.base}:num:{column}"

@@ -10,6 +10,7 @@ import orjson
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.client import RedisClient
+from streamdrift.store.depth_fields import decode_reads, distinct_features, queue_reads
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.window_fields import decode_performance, decode_window
 
@@ -39,6 +40,7 @@ class Windows:
                 pipe.hgetall(wk.column(name, col.kind))
             pipe.hgetall(wk.perf)
             pipe.lrange(wk.outliers, 0, -1)
+            queue_reads(pipe, wk, profile)
         res = iter(pipe.execute())
         out = []
         for s in starts:
@@ -46,9 +48,23 @@ class Windows:
             hashes = {name: _text(next(res)) for name in columns}
             perf = _text(next(res))
             examples = [orjson.loads(e) for e in next(res)]
+            window = decode_window(s, profile, meta, hashes, perf, examples)
+            decode_reads(window, profile, res)  # multivariate state, distinct counts
             if meta or perf:
-                out.append(decode_window(s, profile, meta, hashes, perf, examples))
+                out.append(window)
         return out
+
+    def distinct(self, profile: ReferenceProfile, starts: list[int]) -> dict[str, int]:
+        """Distinct values per categorical feature over the windows `starts` together:
+        one PFCOUNT over their HyperLogLogs (their union), not a sum of counts."""
+        names = distinct_features(profile)
+        if not names or not starts:
+            return {}
+        k = ModelKeys(profile.model_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.pfcount(*(k.window(profile.revision, s).hll(name) for s in starts))
+        return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
 
     def read_performance(self, profile: ReferenceProfile, starts: list[int]) -> list[WindowSketch]:
         """Only the event counts and performance sums of windows (the recent baseline)."""
