@@ -425,6 +425,8 @@ def condition_key(alert: Alert) -> str:
         return f"data_quality:{alert.statistic}:{alert.feature}"
     if alert.type == "outlier":
         return "outlier:share"
+    if alert.type == "multivariate_drift":  # reconstruction_error, or correlation (any pair)
+        return f"multivariate_drift:{alert.context.get('kind', alert.feature)}"
     return f"{alert.type}:{alert.feature}"
 
 
