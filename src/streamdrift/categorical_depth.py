@@ -3,10 +3,15 @@ entropy) and how many distinct values it takes (cardinality), per window, agains
 reference.
 
 Entropy comes from the counts a window already keeps: its categories (the first
-`max_categories` of them) and the values of the others counted together as one, as
-the reference keeps its most frequent categories and the rest as one. In bits (base 2):
-a fair coin has 1, eight equally likely values 3. A feature losing values (a source
-going quiet, a default filling in) loses entropy; one gaining many gains it.
+`max_categories` of them) and the values of the others counted together, as the
+reference keeps its most frequent categories and the rest together. The rest is taken
+as spread evenly over the distinct values it holds (the reference's cardinality, the
+window's HyperLogLog count, less the categories kept): splitting a share q evenly into m
+values adds q·log2(m), the most entropy the counts allow, and exactly the entropy when
+nothing is beyond the cap. Counted as one value instead, an identifier leaking into a
+feature would *lower* its entropy once the cap is reached. In bits (base 2): a fair coin
+has 1, eight equally likely values 3. A feature losing values (a source going quiet, a
+default filling in) loses entropy; one gaining many gains it.
 
 Distinct counts come from a Redis HyperLogLog per window and feature, fed with each
 batch's distinct values (`PFADD`, in the atomic apply) and read with `PFCOUNT` (over
@@ -51,14 +56,29 @@ def entropy(counts: ArrayLike) -> float:
     return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0: no -0.0
 
 
+def entropy_with_rest(kept: list[int], rest: int, rest_values: int) -> float:
+    """The entropy of the `kept` counts and `rest` more values spread evenly over
+    `rest_values` distinct values (at least one)."""
+    h = entropy([*kept, rest])
+    total = sum(kept) + rest
+    if rest and rest_values > 1 and total:
+        h += rest / total * float(np.log2(rest_values))
+    return h
+
+
 def reference_entropy(reference: CategoricalProfile) -> float:
-    """The reference's entropy: its kept categories, and the others as one."""
-    return entropy([*reference.categories.values(), reference.other])
+    """The reference's entropy: its kept categories, and the others spread over the
+    rest of its cardinality."""
+    kept = list(reference.categories.values())
+    return entropy_with_rest(kept, reference.other, reference.cardinality - len(kept))
 
 
-def window_entropy(sketch: CategoricalSketch) -> float:
-    """A window's entropy: its kept categories, and the values beyond the cap as one."""
-    return entropy([*sketch.counts.values(), sketch.other])
+def window_entropy(sketch: CategoricalSketch, distinct: int | None = None) -> float:
+    """A window's entropy: its kept categories, and the values beyond the cap spread
+    over the rest of its `distinct` values (as one value when unknown)."""
+    kept = list(sketch.counts.values())
+    rest_values = distinct - len(kept) if distinct is not None else 1
+    return entropy_with_rest(kept, sketch.other, rest_values)
 
 
 @dataclass(slots=True)
@@ -84,14 +104,15 @@ def categorical_depth(
         sk = window.categorical.get(name)
         if not isinstance(ref, CategoricalProfile) or sk is None or sk.n == 0:
             continue
-        h, h_ref = window_entropy(sk), reference_entropy(ref)
+        distinct = window.distinct.get(name)
+        h, h_ref = window_entropy(sk, distinct), reference_entropy(ref)
         out[name] = CategoricalDepth(
             feature=name,
             sample_size=sk.n,
             entropy=h,
             reference_entropy=h_ref,
             entropy_change=h - h_ref,
-            distinct=window.distinct.get(name),
+            distinct=distinct,
             reference_cardinality=ref.cardinality,
         )
     return out

@@ -27,17 +27,38 @@ def test_entropy_matches_scipy():
     assert np.isnan(depth.entropy([0, 0])) and np.isnan(depth.entropy([]))
 
 
-def test_reference_and_window_entropy_count_the_rest_as_one_category():
+def test_reference_and_window_entropy_spread_the_rest_over_its_distinct_values():
+    """Beyond the kept categories, the counts say how many values there are and how many
+    distinct ones: spread evenly, the entropy is that of the whole distribution (scipy
+    on it); with the distinct count unknown, the rest counts as one value."""
     ref = CategoricalProfile(
-        categories={"DE": 50, "FR": 30, "US": 15}, other=5, count=100, missing=3, cardinality=9
+        categories={"DE": 50, "FR": 30, "US": 15}, other=6, count=101, missing=3, cardinality=6
     )
     assert depth.reference_entropy(ref) == pytest.approx(
-        stats.entropy([50, 30, 15, 5], base=2), abs=1e-12
+        stats.entropy([50, 30, 15, 2, 2, 2], base=2), abs=1e-12
     )
     window = CategoricalSketch(counts=Counter({"DE": 10, "XX": 4}), missing=2, other=6)
+    assert depth.window_entropy(window, distinct=5) == pytest.approx(
+        stats.entropy([10, 4, 2, 2, 2], base=2), abs=1e-12
+    )
     assert depth.window_entropy(window) == pytest.approx(
         stats.entropy([10, 4, 6], base=2), abs=1e-12
     )
+    whole = CategoricalSketch(counts=Counter({"DE": 10, "XX": 4}))
+    assert depth.window_entropy(whole, distinct=2) == pytest.approx(
+        stats.entropy([10, 4], base=2), abs=1e-12
+    )
+
+
+def test_an_identifier_beyond_the_cap_raises_the_entropy():
+    """50 categories kept (the cap), 30 % of the values unique ids beyond it: with the
+    distinct count, the entropy is that of the true distribution (scipy on every value),
+    far above the capped counts' own."""
+    kept = Counter({f"m{i}": 14 for i in range(20)} | {f"id{i}": 1 for i in range(30)})
+    sketch = CategoricalSketch(counts=kept, other=720)
+    true = stats.entropy([14] * 20 + [1] * 750, base=2)
+    assert depth.window_entropy(sketch, distinct=770) == pytest.approx(true, abs=1e-9)
+    assert depth.window_entropy(sketch) < true - 2
 
 
 def _profile(profile, **quality):
