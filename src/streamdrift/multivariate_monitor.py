@@ -4,7 +4,11 @@ raises (route ml-team), each an episode:
 - ``multivariate_drift:reconstruction_error`` — the window's reconstruction errors
   (`reconstruction.py`) are judged like a numeric feature: the model's drift policy
   (effect size and chi-square against the reference's cross-fitted errors, or the
-  rolling or seasonal baselines it chooses), as a family of its own;
+  rolling or seasonal baselines it chooses), as a family of its own. It speaks when the
+  inputs do not: in a window where one of its features drifts on its own, the error
+  moves with that feature and `data_drift` already names it, so the condition is not
+  judged there (neither raised nor ended; `inspect` shows the error and the features
+  that explain it). One real change, one alert;
 - ``multivariate_drift:correlation`` — one or more pairs of the watched features
   changed their correlation (`correlation.py`: Fisher's z against the reference, Holm
   over the pairs, a minimum change). One episode for the model's correlation structure,
@@ -121,11 +125,6 @@ def reconstruction_alert(
     model = mv.reconstruction
     drifting = _drifting(feature_drift)
     policy = profile.config.drift
-    alone = (
-        f"{len(drifting)} feature(s) drifting on their own"
-        if drifting
-        else "no feature drifting on its own: the features' joint behaviour changed"
-    )
     against = " and ".join(d.judged_by) or "reference"
     return Alert(
         **_window_fields(profile, window, now),
@@ -143,7 +142,8 @@ def reconstruction_alert(
             f"numeric features shifted in window {_span(profile, window)} against the "
             f"{against}: {d.statistic} {d.value:.3f} >= {d.threshold:g} "
             f"(mean {d.statistics.get('mean', float('nan')):.3f}, reference "
-            f"{ref.mean:.3f}; n={d.sample_size}, p={d.p_value:.2g}); {alone}"
+            f"{ref.mean:.3f}; n={d.sample_size}, p={d.p_value:.2g}), none of them drifting "
+            "on its own: how the features move together changed"
         ),
         context={
             "kind": RECONSTRUCTION_ERROR,
@@ -207,6 +207,15 @@ def correlation_alert(
     )
 
 
+def explained_by(profile: ReferenceProfile, feature_drift: Mapping[str, FeatureDrift]) -> list[str]:
+    """The reconstruction model's features that drifted on their own in the window."""
+    mv = profile.multivariate
+    model = mv.reconstruction if mv is not None else None
+    if model is None:
+        return []
+    return [f for f in model.features if f in feature_drift and feature_drift[f].drifted]
+
+
 def multivariate_conditions(
     profile: ReferenceProfile,
     window: WindowSketch,
@@ -219,7 +228,8 @@ def multivariate_conditions(
     present: list[tuple[Alert, float]] = []
     checked: list[str] = []
     d = reconstruction_drift(profile, window, baselines)
-    if d is not None and d.judged_by and d.sample_size >= profile.config.drift.min_samples:
+    judged = d is not None and d.judged_by and d.sample_size >= profile.config.drift.min_samples
+    if d is not None and judged and not explained_by(profile, feature_drift):
         checked.append(condition(RECONSTRUCTION_ERROR))
         if d.drifted:
             alert = reconstruction_alert(profile, window, d, feature_drift, now)
@@ -236,10 +246,12 @@ def multivariate_conditions(
 def multivariate_report(
     profile: ReferenceProfile,
     window: WindowSketch,
+    feature_drift: Mapping[str, FeatureDrift],
     baselines: Mapping[str, WindowSketch] | None = None,
 ) -> dict[str, Any] | None:
     """What `inspect --json` shows of a window's multivariate drift; None without the
-    model."""
+    model. `explained_by`: the features drifting on their own that the reconstruction
+    error moves with (no alert of its own then)."""
     if profile.multivariate is None:
         return None
 
@@ -258,6 +270,7 @@ def multivariate_report(
             "threshold": d.threshold,
             "p_value": clean(d.p_value),
             "judged_by": d.judged_by,
+            "explained_by": explained_by(profile, feature_drift),
             **{k: clean(v) for k, v in d.statistics.items()},
         }
     finding = correlation_drift(profile, window)

@@ -137,7 +137,7 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                     for q in quality_findings(profile, w)
                 ],
                 "segments": (segment_metrics(w.performance, profile.task) if w.performance else {}),
-                "multivariate": multivariate_report(profile, w, pooled[w.start]),
+                "multivariate": multivariate_report(profile, w, drift, pooled[w.start]),
                 "categorical_depth": _depth(profile, w),
             }
         )
