@@ -3,7 +3,7 @@ as a numeric column of their own (`RECONSTRUCTION`), and the correlation sums of
 chosen feature pairs, added to the batch's window sketches.
 
 Called once per batch by `sketch._sketch`, after the features are binned. The whole
-batch is scored at once (`reconstruction.errors`: two matrix products) and summed per
+batch is scored at once (`reconstruction.errors`: one matrix product) and summed per
 pair at once (`CorrelationSketch.from_values`: four), one numpy pass per window the
 batch touches: no Python loop over events or features. The models come from the
 reference profile (`MultivariateProfile`, fitted by `reference.fit_multivariate`); what

@@ -14,9 +14,13 @@ The method is NannyML's data reconstruction drift (`DataReconstructionDriftCalcu
 4. an event's error is the Euclidean distance between its standardised values and their
    reconstruction from the components, ``||z - z Cᵀ C||``.
 
-Scoring a batch is two matrix products (`errors`). An event with no numeric value at all
-has no error (NaN: counted as missing), since imputing every value would score it as a
-perfect reconstruction.
+Scoring a batch is one matrix product (`errors`): the standardised values times the
+projection onto what the components leave out, I − CᵀC (d x d). Two products through
+the k components would do the same arithmetic, but the second one (n x k times k x d)
+makes a multi-threaded BLAS wake its threads, measured at eight times the CPU per event
+on the 2-core development machine. An event with no numeric value at all has no error
+(NaN: counted as missing), since imputing every value would score it as a perfect
+reconstruction.
 
 Where this differs from NannyML, and why:
 
@@ -103,7 +107,8 @@ def errors(
     z = (x - means) / scales
     missing = np.isnan(z)
     z[missing] = 0.0  # imputed with the reference mean
-    residual = z - (z @ components.T) @ components
+    # z − z CᵀC = z (I − CᵀC): one product with the batch
+    residual = z @ (np.eye(components.shape[1]) - components.T @ components)
     out = np.sqrt(np.einsum("ij,ij->i", residual, residual))
     out[missing.all(axis=1)] = np.nan
     return out
