@@ -151,7 +151,7 @@ class MultivariatePolicy(BaseModel):
     `correlation_top_k` by feature importance, else those most correlated in the
     reference) are kept as sums and tested against the reference's with Fisher's z, as
     one family (Holm, `correlation_p_value`), a pair flagged only when its correlation
-    moved by at least `min_correlation_change` with `min_samples` events.
+    moved by significantly more than `min_correlation_change`, with `min_samples` events.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -174,7 +174,7 @@ class MultivariatePolicy(BaseModel):
         0.01, gt=0, lt=1, description="family-wise level over the pairs (Holm)"
     )
     min_correlation_change: float = Field(
-        0.2, gt=0, le=2, description="a pair's correlation must move at least this much"
+        0.2, gt=0, le=2, description="a pair's correlation must move significantly more"
     )
     min_samples: int = Field(200, ge=4, description="events of a pair needed to judge it")
 

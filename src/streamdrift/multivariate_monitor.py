@@ -10,8 +10,8 @@ raises (route ml-team), each an episode:
   judged there (neither raised nor ended; `inspect` shows the error and the features
   that explain it). One real change, one alert;
 - ``multivariate_drift:correlation`` — one or more pairs of the watched features
-  changed their correlation (`correlation.py`: Fisher's z against the reference, Holm
-  over the pairs, a minimum change). One episode for the model's correlation structure,
+  changed their correlation (`correlation.py`: Fisher's z against the drift policy's
+  baselines, significantly beyond a minimum change, Holm over the pairs). One episode for the model's correlation structure,
   not one per pair: a feature whose relation to the others broke changes all its pairs
   at once. The alert names the pair that changed most (`feature` "<a>|<b>") and lists
   every flagged pair with both names in `context.pairs`.
@@ -26,7 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from streamdrift.alerts import _profile_alert_id, _span, _window_fields
+from streamdrift.baselines import REFERENCE
 from streamdrift.correlation import PairChange, pair_changes, pair_name
 from streamdrift.events import Alert
 from streamdrift.monitors import FeatureDrift, _column_drift
@@ -62,34 +65,75 @@ def reconstruction_drift(
 @dataclass(slots=True)
 class CorrelationFinding:
     """The window's judged pairs (enough events on both sides), the flagged ones
-    (largest change first), and the gates."""
+    (largest change first), the baselines that judged them, and the gates."""
 
     pairs: list[PairChange]
     flagged: list[PairChange]
+    judged_by: list[str]
     alpha: float
     min_change: float
     chosen_by: str
 
 
-def correlation_drift(profile: ReferenceProfile, window: WindowSketch) -> CorrelationFinding | None:
-    """Which watched pairs changed their correlation; None when no pair could be
-    judged (no sums, or fewer than `min_samples` events with both values)."""
+def correlation_drift(
+    profile: ReferenceProfile,
+    window: WindowSketch,
+    baselines: Mapping[str, WindowSketch] | None = None,
+) -> CorrelationFinding | None:
+    """Which watched pairs changed their correlation, against the baselines the drift
+    policy chooses, as features are judged: the reference's correlations, or those of
+    the pooled rolling or seasonal windows (a baseline with fewer than `min_samples`
+    events of a pair cannot judge it; with none, the reference does unless the policy
+    waits). A pair is flagged when every baseline that judged it flags it; the one with
+    the weakest evidence is shown. None when no pair could be judged."""
     mv, policy = profile.multivariate, profile.config.multivariate
     model = mv.correlation if mv is not None else None
     if model is None or window.correlation is None or not policy.correlation:
         return None
-    pairs = pair_changes(
-        model,
-        window.correlation,
-        alpha=policy.correlation_p_value,
-        min_change=policy.min_correlation_change,
-        min_samples=policy.min_samples,
-    )
-    if not pairs:
+    gates = {
+        "alpha": policy.correlation_p_value,
+        "min_change": policy.min_correlation_change,
+        "min_samples": policy.min_samples,
+    }
+    reference = (model.arrays()[2], np.asarray(model.counts, dtype=np.int64))
+    results: dict[str, list[PairChange]] = {}
+    drift = profile.config.drift
+    for name in drift.baselines:
+        pooled = (baselines or {}).get(name)
+        sums = pooled.correlation if pooled is not None else None
+        base = (
+            reference
+            if name == REFERENCE
+            else (None if sums is None else (sums.correlation(), sums.n))
+        )
+        if base is not None:
+            results[name] = pair_changes(
+                model.features, *base, window.correlation, baseline=name, **gates
+            )
+    if not any(results.values()) and drift.until_history == "reference":
+        results[REFERENCE] = pair_changes(
+            model.features, *reference, window.correlation, baseline=REFERENCE, **gates
+        )
+    by_pair: dict[tuple[str, str], list[PairChange]] = {}
+    for changes in results.values():
+        for c in changes:
+            by_pair.setdefault(c.features, []).append(c)
+    if not by_pair:
         return None
+    pairs = []
+    for judged in by_pair.values():
+        shown = max(judged, key=lambda c: c.p_beyond)
+        shown.flagged = all(c.flagged for c in judged)
+        pairs.append(shown)
     flagged = sorted((p for p in pairs if p.flagged), key=lambda p: -abs(p.change))
+    judged_by = [name for name, changes in results.items() if changes]
     return CorrelationFinding(
-        pairs, flagged, policy.correlation_p_value, policy.min_correlation_change, model.chosen_by
+        pairs,
+        flagged,
+        judged_by,
+        policy.correlation_p_value,
+        policy.min_correlation_change,
+        model.chosen_by,
     )
 
 
@@ -101,8 +145,10 @@ def _pair(p: PairChange) -> dict[str, Any]:
         "change": round(p.change, 6),
         "z": round(p.z, 6),
         "p_value": p.p_value,
+        "p_beyond_min_change": p.p_beyond,
         "sample_size": p.sample_size,
         "reference_size": p.reference_size,
+        "baseline": p.baseline,
     }
 
 
@@ -187,19 +233,21 @@ def correlation_alert(
         reference_size=top.reference_size,
         message=(
             f"{profile.model_id}: the correlation of '{a}' and '{b}' changed from "
-            f"{top.reference:+.2f} to {top.window:+.2f} in window {_span(profile, window)} "
-            f"(Fisher z {top.z:+.1f}, p={top.p_value:.2g}, n={top.sample_size})"
+            f"{top.reference:+.2f} ({top.baseline}) to {top.window:+.2f} in window "
+            f"{_span(profile, window)} (Fisher z {top.z:+.1f}; beyond ±{finding.min_change:g}: "
+            f"p={top.p_beyond:.2g}, n={top.sample_size})"
             + (f"; {more} more pair(s) changed" if more else "")
             + f"; {len(finding.pairs)} pairs judged"
         ),
         context={
             "kind": CORRELATION,
             "features": [a, b],
-            "p_value": top.p_value,
+            "p_value": top.p_beyond,
             "pairs": [_pair(p) for p in finding.flagged],
             "pairs_judged": len(finding.pairs),
             "alpha": finding.alpha,
             "correction": "holm",
+            "judged_by": finding.judged_by,
             "chosen_by": finding.chosen_by,
             "drifting_features": _drifting(feature_drift),
             "route": "ml-team",
@@ -234,7 +282,7 @@ def multivariate_conditions(
         if d.drifted:
             alert = reconstruction_alert(profile, window, d, feature_drift, now)
             present.append((alert, d.value / d.threshold))
-    finding = correlation_drift(profile, window)
+    finding = correlation_drift(profile, window, baselines)
     if finding is not None:
         checked.append(condition(CORRELATION))
         if finding.flagged:
@@ -273,12 +321,13 @@ def multivariate_report(
             "explained_by": explained_by(profile, feature_drift),
             **{k: clean(v) for k, v in d.statistics.items()},
         }
-    finding = correlation_drift(profile, window)
+    finding = correlation_drift(profile, window, baselines)
     if finding is not None:
         out["correlation"] = {
             "pairs_judged": len(finding.pairs),
             "changed": [_pair(p) for p in finding.flagged],
             "pairs": [{**_pair(p), "flagged": p.flagged} for p in finding.pairs],
             "chosen_by": finding.chosen_by,
+            "judged_by": finding.judged_by,
         }
     return out

@@ -145,7 +145,8 @@ def _changes(window_rows: np.ndarray, reference_rows: np.ndarray, **gates):
     assert model is not None
     sums = CorrelationSketch.from_values(correlation.standardise(window_rows, model))
     settings = {"alpha": 0.01, "min_change": 0.2, "min_samples": 200, **gates}
-    return correlation.pair_changes(model, sums, **settings)
+    r_ref, n_ref = model.arrays()[2], np.asarray(model.counts)
+    return correlation.pair_changes(model.features, r_ref, n_ref, sums, **settings)
 
 
 def test_a_flipped_sign_is_flagged_naming_both_features_and_nothing_else():
@@ -174,3 +175,53 @@ def test_no_flag_on_a_stationary_window_nor_on_a_small_significant_change():
     ab = next(c for c in small if c.features == ("a", "b"))
     assert ab.p_value < 1e-10 and not ab.flagged
     assert _changes(_rows(rng, 150, -0.8), reference) == []  # too few events to judge
+
+
+def test_beyond_change_p_value_matches_scipys_one_sided_fisher_bound():
+    """With an exact reference, "moved by more than delta" is rejected at level p exactly
+    when the one-sided (1 - p) Fisher bound of the window's correlation (scipy's
+    two-sided interval at 1 - 2p) touches the nearer edge, reference ± delta."""
+    rng = np.random.default_rng(9)
+    for n, rho, r_ref, delta in (
+        (300, -0.25, 0.0, 0.1),
+        (2000, 0.37, 0.1, 0.2),
+        (80, 0.75, 0.1, 0.4),
+    ):
+        xy = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], n)
+        result = stats.pearsonr(xy[:, 0], xy[:, 1])
+        p = correlation.beyond_change_test(
+            np.array([result.statistic]),
+            np.array([n]),
+            np.array([r_ref]),
+            np.array([10**15]),
+            delta,
+        )[0]
+        assert 1e-8 < p < 0.25, p  # the bound is then well defined in floating point
+        interval = result.confidence_interval(confidence_level=1 - 2 * p)
+        if result.statistic > r_ref:
+            assert interval.low == pytest.approx(r_ref + delta, abs=1e-9)
+        else:
+            assert interval.high == pytest.approx(r_ref - delta, abs=1e-9)
+
+
+def test_beyond_change_holds_its_level_at_the_edge_and_stays_quiet_inside():
+    """Simulated: a correlation that moved by exactly delta is called beyond it about
+    as often as the level says (one-sided 5 %), one that did not move almost never."""
+    rng = np.random.default_rng(10)
+    trials, n, delta = 4000, 500, 0.2
+
+    def correlations(rho: float) -> np.ndarray:
+        xy = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], (trials, n))
+        x = xy[..., 0] - xy[..., 0].mean(1, keepdims=True)
+        y = xy[..., 1] - xy[..., 1].mean(1, keepdims=True)
+        return (x * y).sum(1) / np.sqrt((x * x).sum(1) * (y * y).sum(1))
+
+    ref, size = np.full(trials, 0.3), np.full(trials, 10**9)
+    at_edge = correlation.beyond_change_test(
+        correlations(0.5), np.full(trials, n), ref, size, delta
+    )
+    assert 0.035 <= float(np.mean(at_edge < 0.05)) <= 0.065
+    unmoved = correlation.beyond_change_test(
+        correlations(0.3), np.full(trials, n), ref, size, delta
+    )
+    assert float(np.mean(unmoved < 0.05)) < 0.001

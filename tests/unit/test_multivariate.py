@@ -23,10 +23,10 @@ from streamdrift.decode import ModelEvents
 from streamdrift.errors import ConfigError
 from streamdrift.events import Alert
 from streamdrift.monitors import window_drift
-from streamdrift.multivariate_monitor import multivariate_report
+from streamdrift.multivariate_monitor import correlation_drift, multivariate_report
 from streamdrift.profile import RECONSTRUCTION, ReferenceProfile
 from streamdrift.reference import build_profile, read_table
-from streamdrift.sketch import sketch_events
+from streamdrift.sketch import WindowSketch, sketch_events
 
 WIDTH = 3600
 T0 = 1_800_000_000 - 1_800_000_000 % WIDTH
@@ -241,3 +241,31 @@ def test_the_reconstruction_error_leaves_a_feature_drifting_on_its_own_to_data_d
     assert report is not None
     assert report["reconstruction_error"]["explained_by"] == ["amount"]
     assert report["correlation"]["changed"] == []
+
+
+def test_correlations_are_judged_against_the_policys_baselines(profile):
+    """With the rolling baseline, a reversed correlation the earlier windows had too is
+    no change; against earlier windows like the reference it is. With reference and
+    rolling both chosen, every one that can judge a pair must flag it."""
+    _, flipped_events, _ = _stream(3000, -0.8, seed=7)
+    _, earlier_events, _ = _stream(3000, -0.8, seed=8)
+    _, usual_events, _ = _stream(3000, 0.8, seed=9)
+    (window,) = sketch_events(flipped_events, profile).values()
+    (flipped_before,) = sketch_events(earlier_events, profile).values()
+    (usual_before,) = sketch_events(usual_events, profile).values()
+
+    def changed(baselines: list[str], pooled: WindowSketch | None) -> list[tuple[str, str]]:
+        drift = profile.config.drift.model_copy(update={"baselines": baselines})
+        p = profile.model_copy(
+            update={"config": profile.config.model_copy(update={"drift": drift})}
+        )
+        found = correlation_drift(p, window, {"rolling": pooled} if pooled else {})
+        assert found is not None
+        return [c.features for c in found.flagged]
+
+    assert changed(["rolling"], flipped_before) == []
+    assert changed(["rolling"], usual_before) == [("amount", "balance")]
+    assert changed(["reference", "rolling"], flipped_before) == []
+    assert changed(["reference", "rolling"], usual_before) == [("amount", "balance")]
+    # no rolling history yet: the reference judges (until_history "reference")
+    assert changed(["rolling"], None) == [("amount", "balance")]
