@@ -5,16 +5,18 @@ raises (route ml-team), each an episode:
   (`reconstruction.py`) are judged like a numeric feature: the model's drift policy
   (effect size and chi-square against the reference's cross-fitted errors, or the
   rolling or seasonal baselines it chooses), as a family of its own. It speaks when the
-  inputs do not: in a window where one of its features drifts on its own, the error
-  moves with that feature and `data_drift` already names it, so the condition is not
-  judged there (neither raised nor ended; `inspect` shows the error and the features
-  that explain it). One real change, one alert;
+  inputs do not: in a window where one of its features drifts on its own (or goes
+  missing far more often), the error moves with that feature and `data_drift` (or
+  `data_quality`) already names it, so the condition is not judged there (neither
+  raised nor ended; `inspect` shows the error and the features that explain it). One
+  real change, one alert;
 - ``multivariate_drift:correlation`` — one or more pairs of the watched features
   changed their correlation (`correlation.py`: Fisher's z against the drift policy's
-  baselines, significantly beyond a minimum change, Holm over the pairs). One episode for the model's correlation structure,
-  not one per pair: a feature whose relation to the others broke changes all its pairs
-  at once. The alert names the pair that changed most (`feature` "<a>|<b>") and lists
-  every flagged pair with both names in `context.pairs`.
+  baselines, significantly beyond a minimum change, Holm over the pairs). One episode
+  for the model's correlation structure, not one per pair: a feature whose relation to
+  the others broke changes all its pairs at once. The alert names the pair that changed
+  most (`feature` "<a>|<b>") and lists every flagged pair with both names in
+  `context.pairs`.
 
 Pure functions over window sketches, like `monitors`; `conditions.window_conditions`
 calls `multivariate_conditions`, and `inspect` shows `multivariate_report`.
@@ -255,13 +257,26 @@ def correlation_alert(
     )
 
 
-def explained_by(profile: ReferenceProfile, feature_drift: Mapping[str, FeatureDrift]) -> list[str]:
-    """The reconstruction model's features that drifted on their own in the window."""
+def explained_by(
+    profile: ReferenceProfile, window: WindowSketch, feature_drift: Mapping[str, FeatureDrift]
+) -> list[str]:
+    """The reconstruction model's features that changed on their own in the window:
+    drifted, or missing more often than in the reference by the quality policy's
+    `missing_increase` (a dropped or renamed feature among them). Missing values are
+    imputed with the reference mean, so the error then tells of the imputation."""
     mv = profile.multivariate
     model = mv.reconstruction if mv is not None else None
-    if model is None:
+    if model is None or not window.count:
         return []
-    return [f for f in model.features if f in feature_drift and feature_drift[f].drifted]
+    increase = profile.config.quality.missing_increase
+    out = []
+    for f in model.features:
+        ref, sk = profile.features[f], window.numeric.get(f)
+        reference_missing = ref.missing / max(ref.count + ref.missing, 1)
+        more_missing = sk is not None and sk.missing / window.count - reference_missing >= increase
+        if more_missing or (f in feature_drift and feature_drift[f].drifted):
+            out.append(f)
+    return out
 
 
 def multivariate_conditions(
@@ -277,7 +292,7 @@ def multivariate_conditions(
     checked: list[str] = []
     d = reconstruction_drift(profile, window, baselines)
     judged = d is not None and d.judged_by and d.sample_size >= profile.config.drift.min_samples
-    if d is not None and judged and not explained_by(profile, feature_drift):
+    if d is not None and judged and not explained_by(profile, window, feature_drift):
         checked.append(condition(RECONSTRUCTION_ERROR))
         if d.drifted:
             alert = reconstruction_alert(profile, window, d, feature_drift, now)
@@ -298,8 +313,8 @@ def multivariate_report(
     baselines: Mapping[str, WindowSketch] | None = None,
 ) -> dict[str, Any] | None:
     """What `inspect --json` shows of a window's multivariate drift; None without the
-    model. `explained_by`: the features drifting on their own that the reconstruction
-    error moves with (no alert of its own then)."""
+    model. `explained_by`: the features changed on their own (drifted, or missing far
+    more often) that the reconstruction error moves with (no alert of its own then)."""
     if profile.multivariate is None:
         return None
 
@@ -318,7 +333,7 @@ def multivariate_report(
             "threshold": d.threshold,
             "p_value": clean(d.p_value),
             "judged_by": d.judged_by,
-            "explained_by": explained_by(profile, feature_drift),
+            "explained_by": explained_by(profile, window, feature_drift),
             **{k: clean(v) for k, v in d.statistics.items()},
         }
     finding = correlation_drift(profile, window, baselines)

@@ -269,3 +269,21 @@ def test_correlations_are_judged_against_the_policys_baselines(profile):
     assert changed(["reference", "rolling"], usual_before) == [("amount", "balance")]
     # no rolling history yet: the reference judges (until_history "reference")
     assert changed(["rolling"], None) == [("amount", "balance")]
+
+
+def test_a_feature_gone_missing_is_not_a_reconstruction_error_alert(profile):
+    """balance dropped upstream (always null): imputed with its mean, the errors shift,
+    but that is the missing feature's news (data_quality), not a change of relations."""
+    rng = np.random.default_rng(11)
+    x, merchant, _ = synthetic.pair_rows(rng, 4000, 0.8)
+    x[:, 1] = np.nan
+    ts = T0 + np.arange(4000) * (WIDTH / 4000)
+    (window,) = sketch_events(_events(x, merchant, ts), profile).values()
+    found = window_conditions(profile, window, History(), T0 + WIDTH, closed=True, followed=True)
+    assert ("feature_missing", "balance") in {
+        (a.statistic, a.feature) for a, _ in found.present if a.type == "data_quality"
+    }
+    assert _multivariate(found) == []
+    assert not found.covers("multivariate_drift:reconstruction_error")
+    report = multivariate_report(profile, window, window_drift(profile, window))
+    assert report is not None and report["reconstruction_error"]["explained_by"] == ["balance"]
