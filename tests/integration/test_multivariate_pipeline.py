@@ -58,6 +58,20 @@ def _run(settings, model_id: str, **changes: float) -> list[int]:
     return [int(start) + k * WINDOW for k in range(WINDOWS)]
 
 
+def _table_row(text: str, header_word: str, first_cell: str) -> dict[str, str]:
+    """The row of a rich table printed by `inspect` whose first cell is `first_cell`,
+    as header -> cell, from the table whose header holds `header_word`."""
+    lines = text.splitlines()
+    # rich draws the header's separators heavy (┃), the rows' light (│)
+    head = next(i for i, line in enumerate(lines) if "┃" in line and header_word in line)
+    headers = [h.strip() for h in lines[head].split("┃")[1:-1]]
+    for line in lines[head + 1 :]:
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[0] == first_cell:
+            return dict(zip(headers, cells, strict=True))
+    raise AssertionError(f"no row {first_cell!r} under {header_word!r}:\n{text}")
+
+
 def _start(alert: dict) -> int:
     return int(datetime.fromisoformat(alert["window_start"]).timestamp())
 
@@ -121,6 +135,10 @@ def test_a_flipped_correlation_raises_multivariate_drift_naming_both_features(
         True,
     ]
     assert all(w["drifting"] == [] for w in windows)
+    table = cli(settings, "inspect", model_id)
+    assert table.returncode == 0, table.stderr
+    (line,) = [x for x in table.stdout.splitlines() if x.startswith("correlations:")]
+    assert "CHANGED: amount|balance +0.8" in line and "-> -0.8" in line, line
 
 
 def test_an_identifier_leaking_into_a_category_is_a_cardinality_finding(
@@ -151,6 +169,13 @@ def test_an_identifier_leaking_into_a_category_is_a_cardinality_finding(
     # the entropy: as the reference's before; more than a bit higher once ids leak in
     assert all(abs(m["entropy_change"]) < 0.05 for m in merchant[:2])
     assert all(m["entropy_change"] > 1.0 for m in merchant[2:])
+    # what `inspect` prints for the latest window: the header above each cell
+    table = cli(settings, "inspect", model_id)
+    assert table.returncode == 0, table.stderr
+    row = _table_row(table.stdout, "reference cardinality", "merchant")
+    assert row["distinct"] == f"{merchant[-1]['distinct']:,}"
+    assert row["reference cardinality"] == "20"
+    assert row["change"] == f"{merchant[-1]['entropy_change']:+.3f}"
     # all four windows at once: one union of their HyperLogLogs
     pooled = doc["distinct_values"]["merchant"]
     assert pooled == pytest.approx(sum(m["distinct"] for m in merchant[2:]) + 20, rel=0.05)
