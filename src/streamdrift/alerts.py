@@ -16,7 +16,10 @@ from typing import Any
 
 import orjson
 
+from streamdrift.estimation import EstimationFinding
 from streamdrift.events import Alert
+from streamdrift.fairness import BoundCrossing, Estimate, FairnessReport
+from streamdrift.group_fairness import FairnessFinding
 from streamdrift.monitors import (
     ERROR_METRICS,
     FeatureDrift,
@@ -26,6 +29,7 @@ from streamdrift.monitors import (
     importance_weighted_drift,
     outlier_share,
     rank_drifting,
+    window_performance,
 )
 from streamdrift.performance import segment_metrics
 from streamdrift.profile import LABEL, PREDICTION, ReferenceProfile
@@ -161,6 +165,65 @@ def performance_alert(
             ],
             "metrics": _finite({k: v for k, v in finding.metrics.items() if "[" not in k}),
             "worst_segments": _worst_segments(profile, window),
+            "route": "ml-team",
+        },
+    )
+
+
+def estimated_performance_alert(
+    profile: ReferenceProfile,
+    window: WindowSketch,
+    finding: EstimationFinding,
+    feature_drift: dict[str, FeatureDrift],
+    now: float,
+) -> Alert | None:
+    """An `estimated_performance_degradation` alert when the window's estimated metric
+    (CBPE, from the scores alone) fell below the reference's beyond its band: the inputs
+    moved to where the model does worse, before any label says so. The drifting
+    features are where they moved; the realized value, once labels joined, is beside."""
+    if not finding.degraded:
+        return None
+    policy = profile.config.estimation
+    m, est = finding.metric, finding.estimate
+    realized = window_performance(profile, window)
+    drifting = sorted((d for d in feature_drift.values() if d.drifted), key=lambda d: -d.value)
+    moved = ", ".join(d.feature for d in drifting[:3])
+    return Alert(
+        **_window_fields(profile, window, now),
+        alert_id=_profile_alert_id(profile, "estimated_performance_degradation", m, window.start),
+        type="estimated_performance_degradation",
+        severity="critical" if finding.drop >= 2 * policy.min_degradation else "warning",
+        feature=m,
+        statistic=f"estimated_{m}",
+        value=est.value,
+        threshold=finding.threshold,
+        sample_size=finding.predictions,
+        reference_size=profile.calibration.rows if profile.calibration else profile.rows,
+        message=(
+            f"{profile.model_id}: estimated {m} {est.value:.3f} "
+            f"[{est.lower:.3f}, {est.upper:.3f}] in window {_span(profile, window)} against "
+            f"{finding.reference:.3f} on the reference, from the scores of "
+            f"{finding.predictions:,} predictions (no labels needed)"
+            + (f"; inputs drifting: {moved}" if moved else "")
+        ),
+        context={
+            "metric": m,
+            "method": "cbpe",
+            "estimate": est.as_dict(),
+            "reference": {
+                "estimated": finding.reference,
+                "realized": finding.reference_realized,
+                "calibrated": bool(profile.calibration and profile.calibration.calibrated),
+            },
+            "drop": finding.drop,
+            "z": finding.z,
+            "band": policy.band,
+            "estimates": {k: e.as_dict() for k, e in finding.estimates.items()},
+            "realized": _finite({k: v for k, v in realized.items() if k in finding.estimates}),
+            "labelled": int(realized.get("labelled", 0)),
+            "drifting_features": [
+                {"feature": d.feature, d.statistic: round(d.value, 6)} for d in drifting
+            ],
             "route": "ml-team",
         },
     )
@@ -420,28 +483,40 @@ def freshness_alert(
 
 def condition_key(alert: Alert) -> str:
     """The condition an alert is about: the unit of an episode. A data-quality problem
-    is its kind in its column; an outlier share is one condition per model."""
+    is its kind in its column; an outlier share is one condition per model. A slice's
+    own condition ends in "@[<slice>]" (see `conditions._add_slices`)."""
     if alert.type == "data_quality":
-        return f"data_quality:{alert.statistic}:{alert.feature}"
-    if alert.type == "outlier":
-        return "outlier:share"
-    if alert.type == "multivariate_drift":  # reconstruction_error, or correlation (any pair)
-        return f"multivariate_drift:{alert.context.get('kind', alert.feature)}"
-    return f"{alert.type}:{alert.feature}"
+        key = f"data_quality:{alert.statistic}:{alert.feature}"
+    elif alert.type == "outlier":
+        key = "outlier:share"
+    elif alert.type == "multivariate_drift":  # reconstruction_error, or correlation (any pair)
+        key = f"multivariate_drift:{alert.context.get('kind', alert.feature)}"
+    else:
+        key = f"{alert.type}:{alert.feature}"
+    where = alert.context.get("slice")
+    return f"{key}@[{where}]" if where else key
 
 
 def _worst_segments(profile: ReferenceProfile, window: WindowSketch) -> list[dict]:
-    """The slices where the model does worst in the window (root cause: where to look)."""
+    """The segments that weigh most in the window's poor performance (root cause: where
+    to look), by impact: their share of the labelled pairs times how much worse than the
+    whole window they do (accuracy lower, MAE higher). Segment keys declared as slices
+    get the same ranking on their full metrics (`conditions._add_slices`)."""
     if window.performance is None:
         return []
     floor = profile.config.performance.min_labels // 4
-    rows = [
-        {"segment": k, **v}
-        for k, v in segment_metrics(window.performance, profile.task).items()
-        if v["labelled"] >= floor
-    ]
+    metrics = segment_metrics(window.performance, profile.task)
     key = "mae" if profile.task == "regression" else "accuracy"
-    rows.sort(key=lambda r: r[key], reverse=profile.task == "regression")
+    total = sum(v["labelled"] for v in metrics.values()) or 1
+    whole = sum(v[key] * v["labelled"] for v in metrics.values()) / total if metrics else 0.0
+    rows = []
+    for k, v in metrics.items():
+        if v["labelled"] < floor:
+            continue
+        gap = v[key] - whole if profile.task == "regression" else whole - v[key]
+        share = v["labelled"] / window.performance.labelled
+        rows.append({"segment": k, **v, "gap": gap, "impact": share * gap})
+    rows.sort(key=lambda r: -r["impact"])
     return rows[:5]
 
 
@@ -566,6 +641,95 @@ def _weighted_drift_alert(
         ),
         context={**_finite_any(weighted), "route": "ml-team"},
     )
+
+
+def fairness_alert(
+    profile: ReferenceProfile, window: WindowSketch, finding: FairnessFinding, now: float
+) -> Alert | None:
+    """A `fairness` alert when a group crosses a configured bound with significance:
+    the crossing furthest beyond its bound, with every group's rates and intervals as
+    evidence (route ml-team)."""
+    if not finding.crossings:
+        return None
+
+    def beyond(c: BoundCrossing) -> float:
+        if c.metric == "disparate_impact":
+            return c.limit / max(c.estimate.high, 1e-12)
+        return abs(c.estimate.value) / max(c.limit, 1e-12)
+
+    worst = max(finding.crossings, key=beyond)
+    report = finding.report
+    size = report.groups[worst.group].size
+    shown = "selection-rate ratio" if worst.metric == "disparate_impact" else worst.decided_by
+    return Alert(
+        **_window_fields(profile, window, now),
+        alert_id=_profile_alert_id(profile, "fairness", finding.key, window.start),
+        type="fairness",
+        severity="critical" if beyond(worst) >= 1.25 else "warning",
+        feature=finding.key,
+        statistic=worst.metric,
+        value=worst.estimate.value,
+        threshold=worst.limit,
+        sample_size=size,
+        reference_size=report.groups[worst.reference].size,
+        message=(
+            f"{profile.model_id}: {finding.key}={worst.group} against "
+            f"{finding.key}={worst.reference} in window {_span(profile, window)}: "
+            f"{shown} {worst.estimate.value:.3f} "
+            f"({report.confidence:.0%} CI {worst.estimate.low:.3f}–{worst.estimate.high:.3f}), "
+            f"bound {worst.limit:g}, {size} labelled"
+        ),
+        context={
+            "sensitive_key": finding.key,
+            "group": worst.group,
+            "reference_group": worst.reference,
+            "decided_by": worst.decided_by,
+            "interval": [worst.estimate.low, worst.estimate.high],
+            "crossings": [
+                {
+                    "group": c.group,
+                    "metric": c.metric,
+                    "decided_by": c.decided_by,
+                    "value": c.estimate.value,
+                    "interval": [c.estimate.low, c.estimate.high],
+                    "limit": c.limit,
+                }
+                for c in finding.crossings
+            ],
+            "groups": fairness_groups(report),
+            "route": "ml-team",
+        },
+    )
+
+
+def fairness_groups(report: FairnessReport) -> dict[str, dict[str, Any]]:
+    """Each group's rates with their intervals, as alerts and `inspect` show them."""
+
+    def est(e: Estimate) -> list[float | None]:
+        return [None if x != x else round(x, 6) for x in (e.value, e.low, e.high)]
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, g in report.groups.items():
+        row: dict[str, Any] = {
+            "size": g.size,
+            "small": g.small,
+            "selection_rate": est(g.selection_rate),
+            "true_positive_rate": est(g.true_positive_rate),
+            "false_positive_rate": est(g.false_positive_rate),
+            "precision": est(g.precision),
+        }
+        d = g.versus_reference
+        if d is not None:
+            row["disparate_impact"] = est(d.disparate_impact)
+            row["demographic_parity_difference"] = est(d.demographic_parity_difference)
+            row["equal_opportunity_difference"] = est(d.equal_opportunity_difference)
+            row["equalized_odds_difference"] = (
+                None
+                if d.equalized_odds_difference != d.equalized_odds_difference
+                else round(d.equalized_odds_difference, 6)
+            )
+        out[name] = row
+    return out
 
 
 #: the `feature` of model-level drift alerts

@@ -21,6 +21,7 @@ from streamdrift.decode import DeadLetter, DecodedBatch, DecodedLabels, ModelEve
 from streamdrift.join import join_delta
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import BadEvent, WindowSketch, sketch_batch
+from streamdrift.slices import VERSION_COUNT, VERSION_FIELD, Slicer, VersionPlan, read_versions
 from streamdrift.store import ApplyRequest, Fence, ModelHead
 
 #: (topic, partition) -> fence field of the topic's current incarnation
@@ -89,10 +90,19 @@ class BatchLogic:
         label_events, skipped_labels = _unapplied(all_labels, self.labels_topic, applied)
         now = self.clock()
         events, new_dead = self._split_late(events, profile, model, now)
-        windows, bad, good, outputs = sketch_batch(events, profile)
+        slicer = Slicer(
+            profile.config.slices.max_versions,
+            {k: profile.segment_values(k) for k in profile.segments},
+            read_versions(head.offsets),
+        )
+        windows, bad, good, outputs = sketch_batch(
+            events, profile, lambda ev: slicer(ev.versions, ev.segments)
+        )
         new_dead += [self.dead_letter(events, b.index, b.reason, b.detail, model) for b in bad]
         _count_bad_in_windows(windows, events, bad, profile)
-        join, join_dead = join_delta(profile, good, outputs, label_events, self.labels_topic)
+        join, join_dead = join_delta(
+            profile, good, outputs, label_events, self.labels_topic, slicer
+        )
         new_dead += join_dead
         invalid = Counter(
             d.reason for d in model_dead if d.offset > applied[(d.topic, d.partition)]
@@ -103,6 +113,7 @@ class BatchLogic:
             Fence(fields[tp], applied[tp], max(applied[tp], last_offsets[tp]))
             for tp in sorted(sources)
         ]
+        fences += version_fences(slicer.plan, head.offsets)
         request = ApplyRequest(profile, fences, windows, invalid, join, now)
         return ModelShare(
             model, request, len(good), new_dead, skipped + skipped_labels, events, label_events
@@ -150,6 +161,17 @@ class BatchLogic:
             detail,
             model,
         )
+
+
+def version_fences(plan: VersionPlan, offsets: dict[str, int]) -> list[Fence]:
+    """The version registry's new entries, fenced like offsets: the apply refuses them
+    if another worker registered versions meanwhile (the batch is then sliced again)."""
+    if not plan.new:
+        return []
+    count = offsets.get(VERSION_COUNT, -1)
+    fences = [Fence(VERSION_COUNT, count, plan.count + len(plan.new))]
+    fences += [Fence(VERSION_FIELD + v, -1, order) for v, order in plan.new]
+    return fences
 
 
 def _unapplied(events: Any, topic: str, applied: dict[TopicPartition, int]) -> tuple[Any, int]:

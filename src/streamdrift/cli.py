@@ -232,22 +232,45 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _estimate_cell(estimated: dict | None, metric: str) -> str:
+    """A window's estimated metric with its band, `0.812 [0.781, 0.843]`; `!` marks an
+    estimate below the reference beyond its band (degraded)."""
+    if not estimated or estimated["metrics"].get(metric, {}).get("value") is None:
+        return "-"
+    e = estimated["metrics"][metric]
+    mark = " !" if estimated["degraded"] else ""
+    return f"{e['value']:.3f} [{e['lower']:.3f}, {e['upper']:.3f}]{mark}"
+
+
 @main.command()
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
 @click.option("--last", type=int, default=None, help="Only the last N windows.")
+@click.option("--version", "version", default=None, help="Only model version V's slice.")
+@click.option(
+    "--slice", "slice_name", default=None, help="Only one slice, e.g. region=eu or v=2.0."
+)
 @_user_errors
-def inspect(model: str, as_json: bool, last: int | None) -> None:
-    """Show MODEL's windows, drift per feature and alerts, from Redis."""
+def inspect(
+    model: str, as_json: bool, last: int | None, version: str | None, slice_name: str | None
+) -> None:
+    """Show MODEL's windows, drift per feature and alerts, from Redis; with --version or
+    --slice, one slice's windows judged against its own reference."""
     from streamdrift.report import model_report
+    from streamdrift.slices import clean, version_slice
 
-    report = model_report(_store(_settings()), model, last)
+    if version is not None and slice_name is not None:
+        raise click.UsageError("give --version or --slice, not both")
+    if version is not None:
+        slice_name = version_slice(clean(version))
+    report = model_report(_store(_settings()), model, last, slice_name)
     if as_json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     console = Console(width=None if sys.stdout.isatty() else 200)  # pipes get whole rows
     console.print(
-        f"[bold]{model}[/] revision {report['revision']}, reference "
+        (f"[bold]{model}[/] slice {report['slice']}, " if report["slice"] else f"[bold]{model}[/] ")
+        + f"revision {report['revision']}, reference "
         f"{report['reference']['source']} ({report['reference']['rows']:,} rows)"
     )
     metric = report["headline_metric"]
@@ -269,6 +292,8 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
         console.print(table)
     else:
         console.print("no open episodes")
+    estimation = report["estimation"]
+    estimated = estimation["metric"] if estimation else None
     windows = Table(title="windows")
     for col in (
         "start (UTC)",
@@ -280,6 +305,7 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
         "coverage",
         "label delay",
         metric,
+        *([f"estimated {estimated}"] if estimated else []),
         "output drift",
         "outliers",
         "quality",
@@ -299,17 +325,43 @@ def inspect(model: str, as_json: bool, last: int | None) -> None:
             _fmt(perf.get("label_coverage"), 2),
             _duration(perf.get("label_delay_mean_seconds")),
             _fmt(perf.get(metric)),
+            *([_estimate_cell(w["estimated_performance"], estimated)] if estimated else []),
             outputs,
             f"{w['outliers']:,}",
             ", ".join(f"{q['kind']} {q['feature']}" for q in w["quality"]) or "-",
         )
     console.print(windows)
+    if report["windows"] and report["windows"][-1]["slices"]:
+        latest = report["windows"][-1]
+        table = Table(title=f"slices side by side ({latest['start'][:16]})")
+        for col in ("slice", "events", "labelled", metric, "drifting features"):
+            table.add_column(col)
+        for name, sl in latest["slices"].items():
+            table.add_row(
+                name,
+                f"{sl['count']:,}",
+                f"{sl['labelled']:,}",
+                _fmt(sl.get(metric)),
+                ", ".join(sl["drifting"]) or "-",
+            )
+        console.print(table)
     reference = report["reference_performance"]
     if reference:
         console.print(
             f"reference {metric}: {_fmt(reference.get(metric))} on "
             f"{int(reference.get('labelled', 0)):,} labelled rows; join: "
             + (", ".join(f"{k} {v:,}" for k, v in sorted(report["join"].items())) or "nothing yet")
+        )
+    if estimation:
+        ref = estimation["reference"].get(estimated, {})
+        console.print(
+            f"reference {estimated} estimated from scores {_fmt(ref.get('estimated'))} "
+            f"(realized {_fmt(ref.get('realized'))}; scores "
+            + (
+                "calibrated into probabilities by isotonic regression)"
+                if estimation["calibrated"]
+                else "taken as probabilities)"
+            )
         )
     if report["windows"]:
         latest = report["windows"][-1]

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 
 from streamdrift.alerts import (
     MODEL_LEVEL,
+    condition_key,
     drift_alerts,
+    estimated_performance_alert,
+    fairness_alert,
     outlier_event_alerts,
     outlier_share_alert,
     output_alerts,
@@ -22,8 +25,12 @@ from streamdrift.alerts import (
     quality_alerts,
     volume_alert,
 )
+from streamdrift.estimation import estimation_check
 from streamdrift.events import Alert
+from streamdrift.group_fairness import fairness_check
 from streamdrift.monitors import (
+    FeatureDrift,
+    PerformanceFinding,
     output_drift,
     performance_check,
     quality_findings,
@@ -33,6 +40,7 @@ from streamdrift.monitors import (
 from streamdrift.multivariate_monitor import multivariate_conditions
 from streamdrift.profile import LABEL, PREDICTION, ReferenceProfile
 from streamdrift.sketch import WindowSketch
+from streamdrift.slices import split
 
 
 @dataclass(slots=True)
@@ -44,9 +52,29 @@ class WindowConditions:
     checked: list[str] = field(default_factory=list)
     #: alerts outside episodes: single outlying events, when asked for
     events: list[Alert] = field(default_factory=list)
+    #: what the monitors found, for whoever weighs slices against each other
+    drift: dict[str, FeatureDrift] = field(default_factory=dict)
+    performance: PerformanceFinding | None = None
 
     def covers(self, key: str) -> bool:
-        return any(key == c or (c.endswith("*") and key.startswith(c[:-1])) for c in self.checked)
+        base, where = split_key(key)
+        for c in self.checked:
+            c_base, c_where = split_key(c)
+            if c_where == where and (
+                base == c_base or (c_base.endswith("*") and base.startswith(c_base[:-1]))
+            ):
+                return True
+        return False
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """(condition, slice) of a condition key: "data_drift:amount@[region=eu]" is
+    ("data_drift:amount", "region=eu"); a model-level key has no slice."""
+    if key.endswith("]"):
+        head, sep, name = key[:-1].rpartition("@[")
+        if sep:
+            return head, name
+    return key, None
 
 
 @dataclass(slots=True)
@@ -89,16 +117,19 @@ def window_conditions(
     followed: bool,
     baselines: dict[str, WindowSketch] | None = None,
     quiet: bool = True,
+    sliced: bool = False,
 ) -> WindowConditions:
     """Every monitor on one window: data quality, feature drift, outlier share,
-    prediction and label drift, performance, and volume. Volume is judged only on a
+    prediction and label drift, performance (realized, and estimated before labels),
+    and volume. Volume is judged only on a
     complete window (`closed`) that a later window follows (`followed`): a window still
     filling is short because it is filling, and the last window of a stream that stopped is
     short because the stream stopped, which is the freshness check's news. `quiet`: no
-    apply (no label joined) touched the window lately."""
+    apply (no label joined) touched the window lately. `sliced`: `window` is one slice
+    of a window (judged against its own reference, no volume, no slices of its own)."""
     cfg = profile.config
     out = WindowConditions(window.start)
-    drift = window_drift(profile, window, baselines)
+    drift = out.drift = window_drift(profile, window, baselines)
     findings = quality_findings(profile, window)
     outputs = output_drift(profile, window, baselines)
 
@@ -127,7 +158,7 @@ def window_conditions(
         out.present.append((share, share.value / max(share.threshold, 1e-12)))
     if profile.outliers is not None and window.count >= cfg.quality.min_events:
         out.checked.append("outlier:share")
-    if cfg.outlier_alerts == "events":
+    if cfg.outlier_alerts == "events" and not sliced:
         out.events = outlier_event_alerts(profile, window, now)
 
     # labels keep coming after the window's predictions: their absence of a problem
@@ -148,7 +179,7 @@ def window_conditions(
     if window.performance is not None:
         earlier = [w for w in history.recent if w.start < window.start]
         k = cfg.performance.detector_windows
-        finding = performance_check(profile, window, earlier[-k:])
+        finding = out.performance = performance_check(profile, window, earlier[-k:])
         if finding is not None:
             alert = performance_alert(
                 profile, window, finding, drift, now, quality=findings, outputs=outputs
@@ -159,7 +190,26 @@ def window_conditions(
             if settled:
                 out.checked.append(f"performance_degradation:{finding.metric}")
 
-    if closed and followed:
+    # performance estimated from the scores alone (CBPE): labels or not, any window
+    # with enough scored predictions is checked
+    estimate = estimation_check(profile, window)
+    if estimate is not None:
+        alert = estimated_performance_alert(profile, window, estimate, drift, now)
+        if alert is not None:
+            out.present.append((alert, estimate.drop))
+        out.checked.append(f"estimated_performance_degradation:{estimate.metric}")
+
+    if window.slices and not sliced:
+        fair = fairness_check(profile, window)
+        if fair is not None:
+            alert = fairness_alert(profile, window, fair, now)
+            if alert is not None:
+                out.present.append((alert, abs(alert.value - alert.threshold)))
+            if fair.checked and settled:
+                out.checked.append(f"fairness:{fair.key}")
+        _add_slices(out, profile, window, now, closed=closed, quiet=quiet)
+
+    if closed and followed and not sliced:
         volume = volume_check(
             profile, window.count, history.rolling_counts, history.seasonal_counts
         )
@@ -169,3 +219,117 @@ def window_conditions(
                 out.present.append((alert, abs(math.log(max(volume.ratio, 1e-6)))))
             out.checked.append("volume:events")
     return out
+
+
+#: data-quality kinds about the producer's schema, the same for every slice
+SCHEMA_KINDS = frozenset(
+    {"feature_missing", "feature_added", "feature_renamed", "type_change", "duplicate_ids"}
+)
+#: alert types judged against the drift baselines
+DRIFT_TYPES = frozenset({"data_drift", "prediction_drift", "label_drift"})
+
+
+def _add_slices(
+    out: WindowConditions,
+    profile: ReferenceProfile,
+    window: WindowSketch,
+    now: float,
+    *,
+    closed: bool,
+    quiet: bool,
+) -> None:
+    """Each slice of the window judged like the model, against its own reference. A
+    condition the model shows too is one alert: the model's, naming the slices that show
+    it (`context.slices`, and `context.versions` for versions). A condition only a slice
+    shows (a broken version blended away in the model's figures, a region drifting
+    alone) is a condition of its own, `<key>@[<slice>]`, with its own episode."""
+    cfg = profile.config
+    model_alerts = {condition_key(a): a for a, _ in out.present}
+    shown: dict[str, list[dict[str, object]]] = {}
+    impacts: dict[str, list[dict[str, object]]] = {}
+    for name in sorted(window.slices):
+        sk = window.slices[name]
+        if sk.count < cfg.slices.min_events or sk.count == window.count:
+            continue  # too small to judge, or the whole window (its news is the model's)
+        view = profile.slice_profile(name)
+        found = window_conditions(
+            view, sk, History(), now, closed=closed, followed=False, quiet=quiet, sliced=True
+        )
+        dim, value = split(name)
+        if dim != "v":
+            _impacts(impacts, view, window, sk, name, found)
+        for alert, magnitude in found.present:
+            if alert.type == "data_quality" and alert.statistic in SCHEMA_KINDS:
+                continue  # the producer's schema is the model's: judged on the whole window
+            if alert.type in DRIFT_TYPES and cfg.drift.baselines != ["reference"]:
+                continue  # a slice has only its reference, the model's policy wants more
+            key = condition_key(alert)
+            if key in model_alerts:
+                shown.setdefault(key, []).append(
+                    {"slice": name, "value": alert.value, "sample_size": alert.sample_size}
+                )
+                continue
+            ctx = {**alert.context, "slice": name}
+            update: dict[str, object] = {
+                "context": ctx,
+                "message": f"[{name}] {alert.message}",
+            }
+            if dim == "v":
+                update["model_version"] = value
+            out.present.append((alert.model_copy(update=update), magnitude))
+        out.checked += [f"{c}@[{name}]" for c in found.checked]
+    for key, alert in model_alerts.items():
+        rows = impacts.get(key)
+        if rows:
+            rows.sort(key=lambda r: -float(r["impact"]))  # type: ignore[arg-type]
+            alert.context["worst_segments"] = rows[:5]
+        if len(window.versions) > 1:
+            alert.context["versions"] = sorted(window.versions)
+    for key, rows in shown.items():
+        alert = model_alerts[key]
+        alert.context["slices"] = rows
+        versions = [str(r["slice"])[2:] for r in rows if str(r["slice"]).startswith("v=")]
+        if versions:
+            alert.context["versions"] = versions
+            if len(versions) == 1:
+                alert.model_version = versions[0]
+
+
+def _impacts(
+    impacts: dict[str, list[dict[str, object]]],
+    view: ReferenceProfile,
+    window: WindowSketch,
+    sk: WindowSketch,
+    name: str,
+    found: WindowConditions,
+) -> None:
+    """How much one segment value weighs in each model-level condition: its share of the
+    window's events (of its labelled pairs, for performance) times its gap (its drift
+    statistic, or how far its metric is worse than its reference) — `worst_segments`."""
+    share = sk.count / window.count if window.count else 0.0
+    for d in found.drift.values():
+        if d.judged_by and d.value == d.value:
+            impacts.setdefault(f"data_drift:{d.feature}", []).append(
+                {
+                    "segment": name,
+                    "share": round(share, 4),
+                    "statistic": d.statistic,
+                    "gap": round(d.value, 6),
+                    "impact": round(share * d.value, 6),
+                }
+            )
+    perf = found.performance
+    if perf is not None and window.performance is not None and window.performance.labelled:
+        base = perf.baselines.get("reference")
+        if base is not None and base["drop"] == base["drop"]:
+            labelled = perf.labelled / window.performance.labelled
+            impacts.setdefault(f"performance_degradation:{perf.metric}", []).append(
+                {
+                    "segment": name,
+                    "share": round(labelled, 4),
+                    "metric": perf.metric,
+                    "value": round(perf.value, 6),
+                    "gap": round(base["drop"], 6),
+                    "impact": round(labelled * base["drop"], 6),
+                }
+            )

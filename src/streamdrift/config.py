@@ -210,6 +210,35 @@ class PerformancePolicy(BaseModel):
     )
 
 
+class EstimationPolicy(BaseModel):
+    """Performance estimated before labels (CBPE, `streamdrift.estimation`), for binary
+    classifiers registered with scores and labels: when a window's estimated metric
+    counts as degraded (`estimated_performance_degradation`).
+
+    Every window with `min_predictions` scored predictions gets estimates of ROC-AUC,
+    accuracy, precision, recall and F1, each within a band of ± `band` sampling errors
+    (NannyML's). The watched `metric` counts as degraded when its estimate lies at least
+    `min_degradation` below the reference's own estimate and the reference lies outside
+    the window's band."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    metric: Literal["roc_auc", "accuracy", "precision", "recall", "f1"] | None = Field(
+        None, description="default: performance.metric when estimable, else roc_auc"
+    )
+    min_predictions: int = Field(200, ge=10, description="scored predictions a window needs")
+    min_degradation: float = Field(
+        0.05, gt=0, description="how far below the reference's estimate counts (absolute)"
+    )
+    band: float = Field(
+        3.0,
+        gt=0,
+        description="sampling errors either side of an estimate; a drop beyond it is "
+        "significant (NannyML's 3)",
+    )
+
+
 class EpisodePolicy(BaseModel):
     """How findings become alert episodes (see `streamdrift.episodes`): one `open` alert
     when a condition starts, one `resolved` when it has been absent a while."""
@@ -254,6 +283,75 @@ class VolumePolicy(BaseModel):
     p_value: float = Field(0.001, gt=0, lt=1)
 
 
+class SlicePolicy(BaseModel):
+    """Slices of the model's traffic monitored on their own (see `streamdrift.slices`):
+    each model version, and each value of the segment keys named here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segment_keys: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="keys of the events' `segments` (columns of the reference) whose "
+        "values are monitored one by one",
+    )
+    max_segment_values: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="values kept per segment key (the reference's most "
+        "frequent); others count in `<key>=__other__`",
+    )
+    max_versions: int = Field(
+        10,
+        ge=0,
+        le=100,
+        description="versions with state of their own, the newest; "
+        "older ones count in `v=__other__` (0: no version slices)",
+    )
+    min_events: int = Field(
+        200, ge=10, description="a slice's window is judged from this many events on"
+    )
+
+    @field_validator("segment_keys")
+    @classmethod
+    def _plain_keys(cls, keys: list[str]) -> list[str]:
+        for k in keys:
+            if not k or any(c in k for c in "=[]|,:"):
+                raise ValueError(f"segment key {k!r} must be non-empty, without = [ ] | , :")
+        return list(dict.fromkeys(keys))
+
+
+class FairnessPolicy(BaseModel):
+    """Group fairness of a binary classifier across the values of one sensitive segment
+    key (declared in `slices.segment_keys`), from each group's labelled pairs: a
+    `fairness` alert when a bound is crossed with significance (the whole confidence
+    interval beyond it), see `streamdrift.fairness`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sensitive_key: str | None = None
+    reference_group: str | None = Field(
+        None, description="the privileged group compared with (default: the largest)"
+    )
+    bounds: dict[
+        Literal[
+            "disparate_impact",
+            "demographic_parity_difference",
+            "equal_opportunity_difference",
+            "false_positive_rate_difference",
+            "equalized_odds_difference",
+        ],
+        float,
+    ] = Field(
+        default_factory=lambda: {"disparate_impact": 0.8},
+        description="disparate_impact: the lowest selection-rate ratio allowed (0.8: the "
+        "four-fifths rule); a difference: the largest size allowed",
+    )
+    confidence: float = Field(0.99, gt=0.5, lt=1)
+    min_group_size: int = Field(100, ge=10, description="labelled pairs a group needs")
+
+
 class MonitorConfig(BaseModel):
     """Per-model monitor settings (`register --config FILE`, JSON)."""
 
@@ -282,6 +380,7 @@ class MonitorConfig(BaseModel):
         0.5, gt=0, lt=1, description="binary: a score at or above it predicts the positive class"
     )
     performance: PerformancePolicy = Field(default_factory=lambda: PerformancePolicy())
+    estimation: EstimationPolicy = Field(default_factory=lambda: EstimationPolicy())
     quality: QualityPolicy = Field(default_factory=lambda: QualityPolicy())
     outlier_rate: float = Field(
         0.001, gt=0, lt=0.5, description="share of reference-like events flagged as outliers"
@@ -299,6 +398,8 @@ class MonitorConfig(BaseModel):
         "with outlier_alerts=events)",
     )
     episodes: EpisodePolicy = Field(default_factory=lambda: EpisodePolicy())
+    slices: SlicePolicy = Field(default_factory=lambda: SlicePolicy())
+    fairness: FairnessPolicy = Field(default_factory=lambda: FairnessPolicy())
     multivariate: MultivariatePolicy = Field(default_factory=lambda: MultivariatePolicy())
     volume: VolumePolicy = Field(default_factory=lambda: VolumePolicy())
     silence_seconds: float | None = Field(
@@ -328,6 +429,16 @@ class MonitorConfig(BaseModel):
     @classmethod
     def _usable_importance(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
         return None if weights is None else check_importance(weights)
+
+    @model_validator(mode="after")
+    def _sensitive_key_is_sliced(self) -> MonitorConfig:
+        key = self.fairness.sensitive_key
+        if key is not None and key not in self.slices.segment_keys:
+            raise ValueError(
+                f"fairness.sensitive_key '{key}' must be one of slices.segment_keys "
+                f"({', '.join(self.slices.segment_keys) or 'none declared'}): add it there"
+            )
+        return self
 
     @model_validator(mode="after")
     def _season_of_whole_windows(self) -> MonitorConfig:

@@ -150,7 +150,9 @@ class Evaluator:
         # a window not written to since its last evaluation has nothing new to say until
         # it is complete and quiet (labels no longer joining): it waits without being read
         pending = {s: t for s, t in touched_at.items() if s not in dirty and not ready(s)}
-        windows = self.store.windows.read(profile, sorted(set(touched_at) - set(pending)))
+        windows = self.store.windows.read(
+            profile, sorted(set(touched_at) - set(pending)), slices=True
+        )
         history = self._history_reader(profile, windows, all_starts, state)
         # a lasting drift must not become its own rolling or seasonal baseline
         excluded = set().union(

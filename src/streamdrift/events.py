@@ -91,10 +91,12 @@ AlertType = Literal[
     "label_drift",
     "multivariate_drift",
     "performance_degradation",
+    "estimated_performance_degradation",
     "data_quality",
     "outlier",
     "volume",
     "freshness",
+    "fairness",
     "system",
 ]
 Severity = Literal["info", "warning", "critical"]

@@ -18,6 +18,7 @@ from streamdrift.decode import MAX_MAGNITUDE, DeadLetter, ModelEvents, ModelLabe
 from streamdrift.performance import class_key
 from streamdrift.profile import NumericProfile, ReferenceProfile, bin_index, category_key
 from streamdrift.sketch import prediction_outputs
+from streamdrift.slices import Slicer, fold_segments
 from streamdrift.store.records import JoinDelta, buckets
 
 __all__ = [
@@ -77,11 +78,19 @@ def _segments(segments: dict[str, object] | None) -> str:
 
 
 def prediction_records(
-    events: ModelEvents, classes: list[str | None], scores: list[float | None]
+    events: ModelEvents,
+    classes: list[str | None],
+    scores: list[float | None],
+    slicer: Slicer | None = None,
 ) -> list[list[str]]:
     """`[prediction_id, "time|version|class|score[|segment=value,...]", bucket]` per
-    event."""
+    event; with a `slicer`, the version and the declared segment keys' values as the
+    event's slices name them (the join counts the pair in those slices too)."""
     segments = events.segments if len(events.segments) == len(events) else [None] * len(events)
+    versions = events.versions
+    if slicer is not None:
+        segments = fold_segments(segments, slicer.segment_values)
+        versions = slicer.record_versions(versions)
     return [
         [
             pid,
@@ -93,7 +102,7 @@ def prediction_records(
             events.prediction_ids,
             buckets(events.prediction_ids),
             events.timestamps,
-            events.versions,
+            versions,
             classes,
             scores,
             segments,
@@ -175,6 +184,7 @@ def join_delta(
     outputs: tuple[list[str | None], list[float | None]],
     labels: ModelLabels | None,
     label_topic: str,
+    slicer: Slicer | None = None,
 ) -> tuple[JoinDelta | None, list[DeadLetter]]:
     if not joins(profile):
         delta = None
@@ -196,7 +206,7 @@ def join_delta(
             )
             for i in range(len(labels))
         ]
-    delta = JoinDelta(predictions=prediction_records(events, *outputs))
+    delta = JoinDelta(predictions=prediction_records(events, *outputs, slicer))
     dead: list[DeadLetter] = []
     if labels is not None and len(labels):
         delta.labels, dead = label_entries(labels, profile, label_topic)

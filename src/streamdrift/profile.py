@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from streamdrift.config import MonitorConfig
 from streamdrift.correlation import CorrelationModel
+from streamdrift.estimation import ScoreCalibration
 from streamdrift.outliers import OutlierModel
 from streamdrift.reconstruction import ReconstructionModel
 
@@ -88,6 +89,17 @@ class MultivariateProfile(BaseModel):
     _columns: dict[tuple[str, ...], Any] = PrivateAttr(default_factory=dict)
 
 
+class SliceProfile(BaseModel):
+    """The reference rows of one segment value, on the model's bins: what "normal" looks
+    like for that slice, so a region whose features always differ from the whole is not
+    drifting, and its performance is compared with its own."""
+
+    rows: int
+    features: dict[str, ColumnProfile]
+    prediction: ColumnProfile | None = None
+    reference_performance: dict[str, float] = Field(default_factory=dict)
+
+
 class ReferenceProfile(BaseModel):
     """Everything a worker needs to monitor one model, stored at `sd:{model}:profile`."""
 
@@ -111,7 +123,13 @@ class ReferenceProfile(BaseModel):
     outliers: OutlierModel | None = None
     #: the joint structure of the numeric features (None: fewer than two, or off)
     multivariate: MultivariateProfile | None = None
+    #: binary with scores and labels: what performance estimation before labels (CBPE)
+    #: needs of the reference (None: not such a model, or too few rows)
+    calibration: ScoreCalibration | None = None
     config: MonitorConfig = Field(default_factory=MonitorConfig)
+    #: segment key -> slice name ("region=eu", "region=__other__") -> its reference;
+    #: the kept values of a key are those with a profile (but `__other__`)
+    segments: dict[str, dict[str, SliceProfile]] = Field(default_factory=dict)
     #: the worker's per-profile constants (sketch._Layout), built on first use
     _layout: Any = PrivateAttr(default=None)
 
@@ -123,6 +141,34 @@ class ReferenceProfile(BaseModel):
         share it."""
         label = self.label
         return float(label.mean) if isinstance(label, NumericProfile) else 0.0
+
+    def segment_values(self, key: str) -> list[str]:
+        """The values of segment key `key` that have slices of their own."""
+        prefix = f"{key}="
+        return [
+            name[len(prefix) :]
+            for name in self.segments.get(key, {})
+            if name[len(prefix) :] != "__other__"
+        ]
+
+    def slice_profile(self, name: str) -> ReferenceProfile:
+        """The profile a slice is judged against: a segment value's own reference (on
+        the model's bins), or the model's for a version (every version serves the same
+        inputs) and for a segment value the reference lacks."""
+        key = name.partition("=")[0]
+        own = self.segments.get(key, {}).get(name)
+        if own is None:
+            return self
+        view = self.model_copy(
+            update={
+                "rows": own.rows,
+                "features": own.features,
+                "prediction": own.prediction if own.prediction is not None else self.prediction,
+                "reference_performance": own.reference_performance,
+            }
+        )
+        view._layout = None
+        return view
 
     def numeric_features(self) -> list[str]:
         return [n for n, p in self.features.items() if p.kind == "numeric"]

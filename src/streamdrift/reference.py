@@ -16,7 +16,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamdrift import correlation, outliers, reconstruction
+from streamdrift import correlation, estimation, outliers, reconstruction
 from streamdrift.config import CATEGORICAL_STATISTICS, MonitorConfig, check_importance
 from streamdrift.errors import ConfigError, ReferenceFileError
 from streamdrift.performance import PerformanceSketch, class_key, performance_metrics
@@ -26,10 +26,12 @@ from streamdrift.profile import (
     MultivariateProfile,
     NumericProfile,
     ReferenceProfile,
+    SliceProfile,
     Task,
     bin_index,
     category_key,
 )
+from streamdrift.slices import OTHER, clean, segment_slice
 
 #: Integer columns with at most this many distinct values are categories (flags, codes),
 #: not quantities: binning 0/1 on quantiles says less than counting the two values.
@@ -201,6 +203,7 @@ def build_profile(
         names = list(dict.fromkeys(features))
     else:
         skip = NON_FEATURE_COLUMNS | {prediction_column, label_column}
+        skip |= set(config.slices.segment_keys)
         names = [c for c in table.column_names if c not in skip and _usable(table.column(c))]
     if not names:
         raise ReferenceFileError(
@@ -246,6 +249,12 @@ def build_profile(
             table.column(prediction_column).to_pylist(),
             table.column(label_column).to_pylist(),
         )
+        profile.calibration = score_calibration(
+            profile,
+            table.column(prediction_column).to_pylist(),
+            table.column(label_column).to_pylist(),
+        )
+    profile.segments = segment_profiles(profile, table, Path(path).name)
     return profile
 
 
@@ -302,6 +311,118 @@ def correlation_features(
     names = [numeric[candidates[q]] for q in order]
     by_importance = any(importance.get(n, 0.0) > 0 for n in names)
     return names, "importance" if by_importance else "reference"
+
+
+def score_calibration(
+    profile: ReferenceProfile, predictions: list[object], labels: list[object]
+) -> estimation.ScoreCalibration | None:
+    """A scored binary model's calibration for performance estimation before labels,
+    from the reference rows that have a score and a label (see `estimation.calibrate`)."""
+    if not (
+        profile.task == "binary"
+        and profile.positive_class is not None
+        and isinstance(profile.prediction, NumericProfile)
+    ):
+        return None
+    rows = [
+        (float(p), class_key(y) == profile.positive_class)  # type: ignore[arg-type]
+        for p, y in zip(predictions, labels, strict=True)
+        if p is not None and y is not None
+    ]
+    if not rows:
+        return None
+    scores, positive = (np.asarray(c) for c in zip(*rows, strict=True))
+    return estimation.calibrate(scores, positive, profile.config.decision_threshold)
+
+
+def segment_profiles(
+    profile: ReferenceProfile, table: pa.Table, source: str
+) -> dict[str, dict[str, SliceProfile]]:
+    """Per declared segment key, the reference of each of its most frequent values (and
+    of the rest together, `__other__`), on the model's bins."""
+    policy = profile.config.slices
+    out: dict[str, dict[str, SliceProfile]] = {}
+    for key in policy.segment_keys:
+        if key not in table.column_names:
+            raise ReferenceFileError(
+                f"segment key '{key}' is not a column of {source}",
+                "add the column to the reference (its values name the slices), or leave "
+                "the key out of slices.segment_keys",
+            )
+        values = [
+            None if v is None else clean(category_key(v)) for v in table.column(key).to_pylist()
+        ]
+        top = [v for v, _ in Counter(v for v in values if v is not None).most_common()]
+        kept = set(top[: policy.max_segment_values])
+        named = np.asarray([v if v in kept else (OTHER if v is not None else "") for v in values])
+        slices: dict[str, SliceProfile] = {}
+        for value in [*top[: policy.max_segment_values], OTHER]:
+            rows = np.flatnonzero(named == value)
+            if rows.size:
+                slices[segment_slice(key, value)] = slice_profile(profile, table.take(rows))
+        out[key] = slices
+    return out
+
+
+def slice_profile(profile: ReferenceProfile, rows: pa.Table) -> SliceProfile:
+    """One slice's reference on the model's bins and categories."""
+    features: dict[str, ColumnProfile] = {}
+    for name, col in profile.features.items():
+        features[name] = _on_model_bins(rows.column(name), col, profile)
+    prediction = None
+    if profile.prediction_column and profile.prediction is not None:
+        prediction = _on_model_bins(
+            rows.column(profile.prediction_column), profile.prediction, profile
+        )
+    performance: dict[str, float] = {}
+    if profile.prediction_column and profile.label_column:
+        performance = reference_performance(
+            profile,
+            rows.column(profile.prediction_column).to_pylist(),
+            rows.column(profile.label_column).to_pylist(),
+        )
+    return SliceProfile(
+        rows=rows.num_rows,
+        features=features,
+        prediction=prediction,
+        reference_performance=performance,
+    )
+
+
+def _on_model_bins(
+    col: pa.ChunkedArray, model: ColumnProfile, profile: ReferenceProfile
+) -> ColumnProfile:
+    """A column of a slice's rows summarised like the model's column (same edges, same
+    categories), so that slice and model windows compare count for count. A slice with
+    no value of the column keeps the model's summary."""
+    if isinstance(model, NumericProfile):
+        values = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            return model
+        edges = model.edge_array()
+        return NumericProfile(
+            edges=model.edges,
+            counts=np.bincount(bin_index(edges, finite), minlength=edges.size + 1).tolist(),
+            count=int(finite.size),
+            missing=int(values.size - finite.size),
+            mean=float(finite.mean()),
+            std=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+            min=float(finite.min()),
+            max=float(finite.max()),
+        )
+    present = [category_key(v) for v in col.to_pylist() if v is not None]
+    if not present:
+        return model
+    counts = Counter(present)
+    kept = {k: counts.get(k, 0) for k in model.categories}
+    return CategoricalProfile(
+        categories=kept,
+        other=len(present) - sum(kept.values()),
+        count=len(present),
+        missing=len(col) - len(present),
+        cardinality=len(counts),
+    )
 
 
 def check_feature_settings(

@@ -11,6 +11,7 @@ from typing import Any
 from streamdrift.baselines import REFERENCE, baseline_starts, read_baselines
 from streamdrift.categorical_depth import categorical_depth
 from streamdrift.errors import UnknownModelError
+from streamdrift.estimation import estimated_metric, estimates, estimation_check, window_counts
 from streamdrift.monitors import (
     FeatureDrift,
     headline_metric,
@@ -73,8 +74,11 @@ def _verdict(d: FeatureDrift) -> dict[str, Any]:
     }
 
 
-def model_report(store: Store, model: str, last: int | None = None) -> dict[str, Any]:
-    """The `inspect --json` document of one model."""
+def model_report(
+    store: Store, model: str, last: int | None = None, slice_name: str | None = None
+) -> dict[str, Any]:
+    """The `inspect --json` document of one model, or of one slice of it ("v=2.0",
+    "region=eu": its windows judged against its own reference)."""
     profile = store.profiles.load(model)
     if profile is None:
         known = ", ".join(store.profiles.models()) or "none"
@@ -84,10 +88,21 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
         )
     all_starts = store.windows.starts(model, profile.revision)
     starts = all_starts[-last:] if last else all_starts
-    shown = store.windows.read(profile, starts)
+    shown = store.windows.read(profile, starts, slices=True)
     # the windows the baselines pool, read at once, as the evaluator does for one window
     read = partial(store.windows.read, profile)
     pooled = read_baselines(read, profile.config, starts, all_starts, known=shown)
+    slices = {w.start: _slice_summary(profile, w) for w in shown}
+    if slice_name is not None:
+        known = sorted({n for w in shown for n in w.slices})
+        if known and slice_name not in known:
+            raise UnknownModelError(
+                f"model '{model}' has no slice '{slice_name}' in the windows kept",
+                f"its slices are: {', '.join(known)}",
+            )
+        shown = [w.slices[slice_name] for w in shown if slice_name in w.slices]
+        profile = profile.slice_profile(slice_name)
+        pooled = {w.start: {} for w in shown}
     windows = []
     for w in shown:
         drift = window_drift(profile, w, pooled[w.start])
@@ -124,6 +139,7 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                     for name, d in outputs.items()
                 },
                 "performance": {k: _clean(v) for k, v in window_performance(profile, w).items()},
+                "estimated_performance": _estimated(profile, w),
                 "outliers": w.outliers,
                 "outlier_examples": w.outlier_examples,
                 "quality": [
@@ -139,10 +155,12 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
                 "segments": (segment_metrics(w.performance, profile.task) if w.performance else {}),
                 "multivariate": multivariate_report(profile, w, drift, pooled[w.start]),
                 "categorical_depth": _depth(profile, w),
+                "slices": slices.get(w.start, {}) if slice_name is None else {},
             }
         )
     return {
         "model_id": model,
+        "slice": slice_name,
         "revision": profile.revision,
         "reference": {"source": profile.source, "rows": profile.rows, "task": profile.task},
         "config": profile.config.model_dump(),
@@ -153,6 +171,7 @@ def model_report(store: Store, model: str, last: int | None = None) -> dict[str,
         "reference_performance": {
             k: _clean(v) for k, v in profile.reference_performance.items() if "[" not in k
         },
+        "estimation": _estimation(profile),
         "episodes": _episodes(store, model, profile.config.window_seconds),
         # the windows shown, together: a HyperLogLog union, not a sum of their counts
         "distinct_values": store.windows.distinct(profile, starts),
@@ -173,6 +192,64 @@ def _depth(profile: ReferenceProfile, window: WindowSketch) -> dict[str, dict[st
             "reference_cardinality": d.reference_cardinality,
         }
         for name, d in categorical_depth(profile, window).items()
+    }
+
+
+def _slice_summary(profile: ReferenceProfile, w: WindowSketch) -> dict[str, Any]:
+    """Each slice of a window side by side: its events, its headline metric, and the
+    features drifting against its own reference."""
+    metric = headline_metric(profile)
+    out = {}
+    for name in sorted(w.slices):
+        sk = w.slices[name]
+        view = profile.slice_profile(name)
+        perf = window_performance(view, sk)
+        drift = window_drift(view, sk, None) if sk.count else {}
+        out[name] = {
+            "count": sk.count,
+            "labelled": int(perf.get("labelled", 0)),
+            metric: _clean(perf[metric]) if metric in perf else None,
+            "drifting": [r["feature"] for r in rank_drifting(view, drift)],
+        }
+    return out
+
+
+def _estimated(profile: ReferenceProfile, w: WindowSketch) -> dict[str, Any] | None:
+    """The window's performance estimated from its scores (CBPE), each metric with its
+    band and, once labels joined, the realized value beside it."""
+    calibration = profile.calibration
+    if calibration is None:
+        return None
+    counts = window_counts(w, calibration)
+    realized = window_performance(profile, w)
+    finding = estimation_check(profile, w)
+    return {
+        "predictions": int(counts.sum()),
+        "metrics": {
+            m: {**e.as_dict(), "realized": _clean(realized[m]) if m in realized else None}
+            for m, e in estimates(counts, calibration, profile.config.estimation.band).items()
+        },
+        "degraded": None if finding is None else finding.degraded,
+    }
+
+
+def _estimation(profile: ReferenceProfile) -> dict[str, Any] | None:
+    """What performance estimation knows of the reference: the watched metric, whether
+    the scores needed calibrating, and each metric estimated and realized there."""
+    calibration = profile.calibration
+    if calibration is None:
+        return None
+    return {
+        "metric": estimated_metric(profile),
+        "calibrated": calibration.calibrated,
+        "rows": calibration.rows,
+        "reference": {
+            m: {
+                "estimated": _clean(calibration.estimated.get(m, float("nan"))),
+                "realized": _clean(calibration.realized.get(m, float("nan"))),
+            }
+            for m in calibration.estimated
+        },
     }
 
 

@@ -8,6 +8,7 @@ the batch sketches applied to it, and a day is the sum of its hours (DESIGN deci
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
@@ -27,6 +28,7 @@ from streamdrift.profile import (
     bin_index,
     category_key,
 )
+from streamdrift.slices import Dimension
 
 _NUMBER_TYPES = frozenset({float, int, bool, type(None)})
 _SCALAR_TYPES = frozenset({float, int, bool, str, type(None)})
@@ -153,6 +155,13 @@ class WindowSketch:
     categorical: dict[str, CategoricalSketch] = field(default_factory=dict)
     #: labelled pairs joined to this window's predictions (None: no label yet)
     performance: PerformanceSketch | None = None
+    #: slice name ("v=2.0", "region=eu") -> events counted in it, and its own sketch
+    #: (see `streamdrift.slices`); a slice's sketch has no slices of its own
+    slice_counts: Counter[str] = field(default_factory=Counter)
+    slices: dict[str, WindowSketch] = field(default_factory=dict)
+    #: every scored prediction (labelled or not) per score bin of the profile's
+    #: calibration: what performance estimation before labels reads (`estimation`)
+    score_bins: Counter[int] = field(default_factory=Counter)
     #: sums of products of the chosen numeric features, per pair (multivariate.py)
     correlation: CorrelationSketch | None = None
     #: distinct values per categorical feature, as Redis's HyperLogLog counts them; read
@@ -184,6 +193,9 @@ class WindowSketch:
                 if self.performance is not None and other.performance is not None
                 else self.performance or other.performance
             ),
+            slice_counts=self.slice_counts + other.slice_counts,
+            slices=merged(self.slices, other.slices),
+            score_bins=self.score_bins + other.score_bins,
             correlation=(
                 self.correlation + other.correlation
                 if self.correlation is not None and other.correlation is not None
@@ -281,6 +293,7 @@ class _Layout:
         self.sizes = sizes
         self.offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
         self.total_bins = int(sizes.sum())
+        self.outlier_examples = profile.config.outlier_alerts_per_window
 
 
 def _layout(profile: ReferenceProfile) -> _Layout:
@@ -334,27 +347,27 @@ def _fast_columns(
 
 
 def _score_outliers(
-    model: OutlierModel,
+    model: OutlierModel | None,
     layout: _Layout,
     x: np.ndarray,
     inv: np.ndarray,
     windows: list[WindowSketch],
     events: ModelEvents,
-    examples: int,
-) -> None:
-    """Score the whole batch at once; count outliers per window and keep the first few
-    (prediction id, score, the features that make them extreme) for alerts."""
+) -> np.ndarray:
+    """Score the whole batch at once; keep each window's first few outliers (prediction
+    id, score, the features that make them extreme) for alerts, and return the indices
+    of all of them (counted per window and per slice by `_fill`)."""
+    if model is None or not layout.numeric:
+        return np.empty(0, dtype=np.int64)
     if layout._outlier_columns is None:
         layout._outlier_columns = [layout.numeric.index(f) for f in model.features]
     center, scale, precision = model.arrays()
     xs = x[:, layout._outlier_columns]
     scores = outliers.score(xs, center, scale, precision)
     flagged = np.flatnonzero(scores > model.threshold)
-    if not flagged.size:
-        return
+    examples = layout.outlier_examples
     for i in flagged.tolist():
         window = windows[int(inv[i])]
-        window.outliers += 1
         if len(window.outlier_examples) < examples:
             window.outlier_examples.append(
                 {
@@ -363,6 +376,7 @@ def _score_outliers(
                     "features": outliers.contributions(xs[i], model),
                 }
             )
+    return flagged
 
 
 def extract_features(events: ModelEvents, profile: ReferenceProfile) -> FeatureColumns:
@@ -442,10 +456,13 @@ def validate_features(events: ModelEvents, profile: ReferenceProfile) -> list[Ba
 
 
 def sketch_batch(
-    events: ModelEvents, profile: ReferenceProfile
+    events: ModelEvents,
+    profile: ReferenceProfile,
+    slicing: Callable[[ModelEvents], list[Dimension]] | None = None,
 ) -> tuple[dict[int, WindowSketch], list[BadEvent], ModelEvents, Outputs]:
     """Validate and sketch in one pass over the features: the window sketches of the good
-    events, the bad ones, the good events themselves and their outputs (class, score)."""
+    events, the bad ones, the good events themselves and their outputs (class, score).
+    `slicing` names each good event's slices (see `streamdrift.slices`)."""
     columns = extract_features(events, profile)
     bad = columns.bad
     outputs = prediction_outputs(events, profile)
@@ -466,7 +483,8 @@ def sketch_batch(
         events = events.select([i for i in range(len(events)) if i not in flagged])
         columns = extract_features(events, profile)
         outputs = prediction_outputs(events, profile)
-    return _sketch(events, profile, columns, outputs), bad, events, outputs
+    dims = slicing(events) if slicing is not None and len(events) else None
+    return _sketch(events, profile, columns, outputs, dims), bad, events, outputs
 
 
 def sketch_events(events: ModelEvents, profile: ReferenceProfile) -> dict[int, WindowSketch]:
@@ -476,8 +494,14 @@ def sketch_events(events: ModelEvents, profile: ReferenceProfile) -> dict[int, W
 
 
 def _sketch(
-    events: ModelEvents, profile: ReferenceProfile, columns: FeatureColumns, outputs: Outputs
+    events: ModelEvents,
+    profile: ReferenceProfile,
+    columns: FeatureColumns,
+    outputs: Outputs,
+    dims: list[Dimension] | None = None,
 ) -> dict[int, WindowSketch]:
+    """Per-window sketches; with `dims`, each window also carries one sketch per slice
+    of each dimension (`WindowSketch.slices`), from the same binned columns."""
     n = len(events)
     if n == 0:
         return {}
@@ -487,9 +511,6 @@ def _sketch(
     starts, inv = np.unique((np.floor(ts / width) * width).astype(np.int64), return_inverse=True)
     n_win = starts.size
     windows = [WindowSketch(start=int(s)) for s in starts]
-    per_window = np.bincount(inv, minlength=n_win)
-    for w, sk in enumerate(windows):
-        sk.count = int(per_window[w])
     pairs = events.versions if n_win == 1 else zip(inv.tolist(), events.versions, strict=True)
     for key, c in Counter(pairs).items():
         w, version = (0, key) if n_win == 1 else key
@@ -504,47 +525,9 @@ def _sketch(
     categorical = dict(columns.categorical)
     if layout.categorical_output:
         categorical[PREDICTION] = outputs[0]  # type: ignore[assignment]
-    if layout.binned:
-        present = ~np.isnan(x)
-        bins = np.empty(x.shape, dtype=np.int64)
-        for j, edges in enumerate(layout.edges):
-            bins[:, j] = bin_index(edges, x[:, j])
-        flat = (inv[:, None] * layout.total_bins + layout.offsets[None, :] + bins)[present]
-        hist = np.bincount(flat, minlength=n_win * layout.total_bins)
-        hist = hist.reshape(n_win, layout.total_bins)
-        filled = np.where(present, x, 0.0)
-        outside = present & ((x < layout.range_low) | (x > layout.range_high))
-        for w, sk in enumerate(windows):
-            rows = slice(None) if n_win == 1 else inv == w
-            xw, pw, fw = x[rows], present[rows], filled[rows]
-            n_ok = pw.sum(axis=0)
-            n_out = outside[rows].sum(axis=0)
-            sums, sums_sq = fw.sum(axis=0), (fw * fw).sum(axis=0)
-            lows, highs = np.fmin.reduce(xw, axis=0), np.fmax.reduce(xw, axis=0)
-            for j, name in enumerate(layout.binned):
-                lo = layout.offsets[j]
-                sk.numeric[name] = NumericSketch(
-                    bins=hist[w, lo : lo + layout.sizes[j]].copy(),
-                    missing=int(sk.count - n_ok[j]),
-                    n=int(n_ok[j]),
-                    total=float(sums[j]),
-                    total_sq=float(sums_sq[j]),
-                    minimum=float(lows[j]) if n_ok[j] else float("inf"),
-                    maximum=float(highs[j]) if n_ok[j] else float("-inf"),
-                    out_of_range=int(n_out[j]),
-                )
-
-    model = profile.outliers
-    if model is not None and layout.numeric:
-        _score_outliers(
-            model,
-            layout,
-            columns.numeric,
-            inv,
-            windows,
-            events,
-            profile.config.outlier_alerts_per_window,
-        )
+    binned = _Binned.of(layout, x) if layout.binned else None
+    flagged = _score_outliers(profile.outliers, layout, columns.numeric, inv, windows, events)
+    _fill(layout, binned, categorical, flagged, inv, windows)
 
     # ---- multivariate drift: reconstruction error, correlation sums (multivariate.py) ----
     if profile.multivariate is not None and layout.numeric:
@@ -561,16 +544,135 @@ def _sketch(
                     window.extra_numbers[name] += 1
                     window.extra_sums[name] += float(value)  # type: ignore[arg-type]
 
-    inv_list = inv.tolist() if n_win > 1 else None
+    _score_histograms(profile, outputs[1], inv, windows)
+
+    for dim in dims or ():
+        inside = dim.codes >= 0
+        if not inside.any():
+            continue
+        groups_of = inv * len(dim.names) + dim.codes
+        present, group_inv = np.unique(groups_of[inside], return_inverse=True)
+        rows = np.flatnonzero(inside)
+        groups = [WindowSketch(start=int(starts[g // len(dim.names)])) for g in present]
+        sub = binned.take(rows) if binned is not None else None
+        sub_cat = {k: [col[i] for i in rows.tolist()] for k, col in categorical.items()}
+        sub_flagged = np.flatnonzero(np.isin(rows, flagged)) if flagged.size else flagged
+        _fill(layout, sub, sub_cat, sub_flagged, group_inv, groups)
+        for g, sk in zip(present.tolist(), groups, strict=True):
+            window = windows[g // len(dim.names)]
+            name = dim.names[g % len(dim.names)]
+            window.slices[name] = sk
+            window.slice_counts[name] += sk.count
+    return {sk.start: sk for sk in windows}
+
+
+@dataclass(slots=True)
+class _Binned:
+    """The batch's binned columns (the numeric features and a numeric prediction),
+    computed once and shared by the windows and every slice."""
+
+    x: np.ndarray
+    present: np.ndarray
+    bins: np.ndarray
+    filled: np.ndarray
+    outside: np.ndarray
+
+    @classmethod
+    def of(cls, layout: _Layout, x: np.ndarray) -> _Binned:
+        present = ~np.isnan(x)
+        bins = np.empty(x.shape, dtype=np.int64)
+        for j, edges in enumerate(layout.edges):
+            bins[:, j] = bin_index(edges, x[:, j])
+        outside = present & ((x < layout.range_low) | (x > layout.range_high))
+        return cls(x, present, bins, np.where(present, x, 0.0), outside)
+
+    def take(self, rows: np.ndarray) -> _Binned:
+        return _Binned(
+            self.x[rows], self.present[rows], self.bins[rows], self.filled[rows], self.outside[rows]
+        )
+
+
+def _fill(
+    layout: _Layout,
+    binned: _Binned | None,
+    categorical: dict[str, list[object]],
+    flagged: np.ndarray,
+    inv: np.ndarray,
+    groups: list[WindowSketch],
+) -> None:
+    """Counts, histograms, moments, category counts and outlier counts of each group
+    (`inv`: every event's group, every group non-empty), whole arrays at a time."""
+    n_groups = len(groups)
+    per_group = np.bincount(inv, minlength=n_groups)
+    for g, sk in enumerate(groups):
+        sk.count = int(per_group[g])
+    if flagged.size:
+        for g, c in enumerate(np.bincount(inv[flagged], minlength=n_groups).tolist()):
+            groups[g].outliers += c
+    if binned is not None:
+        x, present = binned.x, binned.present
+        flat = (inv[:, None] * layout.total_bins + layout.offsets[None, :] + binned.bins)[present]
+        hist = np.bincount(flat, minlength=n_groups * layout.total_bins)
+        hist = hist.reshape(n_groups, layout.total_bins)
+        if n_groups == 1:
+            firsts = np.zeros(1, dtype=np.int64)
+            order: slice | np.ndarray = slice(None)
+        else:
+            order = np.argsort(inv, kind="stable")
+            firsts = np.searchsorted(inv[order], np.arange(n_groups))
+        xo, po, fo = x[order], present[order], binned.filled[order]
+        n_ok = np.add.reduceat(po, firsts, axis=0)
+        n_out = np.add.reduceat(binned.outside[order], firsts, axis=0)
+        sums = np.add.reduceat(fo, firsts, axis=0)
+        sums_sq = np.add.reduceat(fo * fo, firsts, axis=0)
+        lows = np.fmin.reduceat(xo, firsts, axis=0)
+        highs = np.fmax.reduceat(xo, firsts, axis=0)
+        for g, sk in enumerate(groups):
+            for j, name in enumerate(layout.binned):
+                lo = layout.offsets[j]
+                ok = int(n_ok[g, j])
+                sk.numeric[name] = NumericSketch(
+                    bins=hist[g, lo : lo + layout.sizes[j]].copy(),
+                    missing=int(sk.count - ok),
+                    n=ok,
+                    total=float(sums[g, j]),
+                    total_sq=float(sums_sq[g, j]),
+                    minimum=float(lows[g, j]) if ok else float("inf"),
+                    maximum=float(highs[g, j]) if ok else float("-inf"),
+                    out_of_range=int(n_out[g, j]),
+                )
+
+    inv_list = inv.tolist() if n_groups > 1 else None
     for name, col in categorical.items():
-        for sk in windows:
+        for sk in groups:
             sk.categorical[name] = CategoricalSketch()
         counts = Counter(col) if inv_list is None else Counter(zip(inv_list, col, strict=True))
         for key, c in counts.items():
-            w, value = (0, key) if inv_list is None else key
-            sk = windows[w].categorical[name]
+            g, value = (0, key) if inv_list is None else key
+            sk = groups[g].categorical[name]
             if value is None:
                 sk.missing += c
             else:
                 sk.counts[category_key(value)] += c
-    return {sk.start: sk for sk in windows}
+
+
+def _score_histograms(
+    profile: ReferenceProfile,
+    scores: list[float | None],
+    inv: np.ndarray,
+    windows: list[WindowSketch],
+) -> None:
+    """Each window's scored predictions per bin of the profile's score calibration (one
+    bincount for the batch): what performance estimation before labels reads. Scores
+    outside [0, 1] are not probabilities and are left out."""
+    calibration = profile.calibration
+    if calibration is None:
+        return
+    s = np.array(scores, dtype=np.float64)
+    ok = (s >= 0.0) & (s <= 1.0)
+    width = calibration.bins
+    flat = inv[ok] * width + calibration.bin_of(s[ok])
+    hist = np.bincount(flat, minlength=len(windows) * width).reshape(len(windows), width)
+    for w, sk in enumerate(windows):
+        nz = np.flatnonzero(hist[w])
+        sk.score_bins = Counter(dict(zip(nz.tolist(), hist[w, nz].tolist(), strict=True)))

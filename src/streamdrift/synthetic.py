@@ -187,6 +187,93 @@ def labelled_events(
     return predictions, labels
 
 
+# ---- a loan model whose population shifts: performance estimation before labels ------------
+LOAN_NUMERIC = ["income", "debt_ratio", "credit_years", "loan_amount"]
+EMPLOYMENT = ["employed", "self-employed", "unemployed", "retired"]
+EMPLOYMENT_P = [0.70, 0.15, 0.08, 0.07]
+_EMPLOYMENT_RISK = np.array([0.0, 0.3, 1.0, -0.2])
+
+
+def loan_rows(rng: np.random.Generator, n: int, shift: float = 0.0) -> dict[str, np.ndarray]:
+    """n loan applications: features, the true default probability, the model's score
+    (an under-confident logistic of it: not calibrated) and the outcome (`default`, 1 =
+    defaulted, drawn from the true probability). `shift` in [0, 1] moves the applicants
+    towards a narrow, better-off segment (incomes higher and alike, debt ratios alike):
+    their scores bunch together and the model's ROC-AUC falls from about 0.89 to 0.72,
+    while P(default | inputs) stays what it was (covariate shift, no concept drift)."""
+    spread = 1 - 0.75 * shift
+    z_income = rng.normal(0.8 * shift, spread, n)
+    z_debt = rng.normal(0.4 * shift, spread, n)
+    z_years, z_amount = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    employment = rng.choice(len(EMPLOYMENT), size=n, p=EMPLOYMENT_P)
+    logit = (
+        -1.3
+        - 1.5 * z_income
+        + 1.8 * z_debt
+        - 0.5 * z_years
+        + 0.3 * z_amount
+        + _EMPLOYMENT_RISK[employment]
+    )
+    probability = 1 / (1 + np.exp(-logit))
+    return {
+        "income": np.exp(10.6 + 0.45 * z_income).round(0),
+        "debt_ratio": (1 / (1 + np.exp(1 - 0.7 * z_debt))).round(4),
+        "credit_years": np.exp(2 + 0.5 * z_years).round(2),
+        "loan_amount": np.exp(9.5 + 0.6 * z_amount).round(0),
+        "employment": employment,
+        "probability": probability,
+        "score": (1 / (1 + np.exp(-(0.55 * logit + 0.4)))).round(6),
+        "default": (rng.random(n) < probability).astype(int),
+    }
+
+
+def write_loan_reference(path: str | Path, rows: int = 20_000, seed: int = 0) -> Path:
+    """A loan model's reference CSV: features, `score` and its outcome `default`."""
+    r = loan_rows(np.random.default_rng(seed), rows)
+    cols = {name: r[name] for name in LOAN_NUMERIC}
+    cols["employment"] = np.asarray(EMPLOYMENT)[r["employment"]]
+    cols["score"], cols["default"] = r["score"], r["default"]
+    path = Path(path)
+    pcsv.write_csv(pa.table(cols), path)
+    return path
+
+
+def loan_events(
+    model_id: str,
+    n: int,
+    start: float,
+    span_seconds: float,
+    shift_from: float | None = None,
+    shift: float = 1.0,
+    seed: int = 1,
+) -> tuple[list[tuple[bytes, bytes]], np.ndarray, np.ndarray]:
+    """(key, value) prediction events of the loan model, timestamps spread evenly over
+    [start, start + span); from `shift_from` (a fraction of the stream) on, the
+    population shifts by `shift` (see `loan_rows`). Also each event's score and
+    outcome, which a test may keep to itself: the labels that never arrive."""
+    rng = np.random.default_rng(seed)
+    cut = n if shift_from is None else int(shift_from * n)
+    before, after = loan_rows(rng, cut), loan_rows(rng, n - cut, shift)
+    r = {k: np.concatenate((before[k], after[k])) for k in before}
+    ts = start + np.arange(n) * (span_seconds / n)
+    events = []
+    for i in range(n):
+        pid = f"{model_id}-{seed}-{i}"
+        features: dict[str, object] = {f: float(r[f][i]) for f in LOAN_NUMERIC}
+        features["employment"] = EMPLOYMENT[int(r["employment"][i])]
+        score = float(r["score"][i])
+        event = {
+            "prediction_id": pid,
+            "model_id": model_id,
+            "model_version": "2.0.0",
+            "timestamp": float(ts[i]),
+            "features": features,
+            "prediction": {"score": score, "label": int(score >= 0.5)},
+        }
+        events.append((pid.encode(), orjson.dumps(event)))
+    return events, r["score"], r["default"]
+
+
 #: A model whose first two inputs move together (correlation `rho`), for multivariate
 #: drift: `pair_events` can reverse their correlation while every input keeps its own
 #: distribution, or leak identifiers into the categorical `merchant`.

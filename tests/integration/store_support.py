@@ -277,6 +277,9 @@ def assert_window_equal(got: WindowSketch, want: WindowSketch, rel: float = 1e-1
                 assert np.array_equal(g, w), f"{where}.correlation.{f.attr}: {g} != {w}"
             else:
                 np.testing.assert_allclose(g, w, rtol=rel, atol=1e-300)
+    assert got.slices.keys() == want.slices.keys(), where
+    for name, sk in want.slices.items():
+        assert_window_equal(got.slices[name], sk, rel)
 
 
 # ---- snapshots -----------------------------------------------------------------------------

@@ -80,8 +80,7 @@ def test_one_open_and_one_resolved_per_real_episode_and_nothing_else(
         # every window evaluated, and every episode over once its windows are complete
         # and quiet (the last windows stay incomplete: the stream just stopped)
         assert wait_for(
-            lambda: not store.schedule.dirty(model_id)
-            and not store.episodes.load(model_id).open(),
+            lambda: not store.schedule.dirty(model_id) and not store.episodes.load(model_id).open(),
             timeout=120,
             interval=1.0,
         )

@@ -21,7 +21,7 @@ from streamdrift.config import MonitorConfig
 from streamdrift.correlation import CorrelationSketch
 from streamdrift.performance import PerformanceSketch
 from streamdrift.profile import ReferenceProfile
-from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
+from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch, sketch_events
 from streamdrift.store import Store
 from streamdrift.store.depth_fields import CORRELATION_FIELDS, PFADD
 from streamdrift.store.keys import ModelKeys
@@ -35,7 +35,14 @@ from streamdrift.store.window_fields import (
     encode_fields,
 )
 
-from .store_support import apply, assert_window_equal, binary_profile, current_window, register
+from .store_support import (
+    apply,
+    assert_window_equal,
+    binary_profile,
+    current_window,
+    events,
+    register,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -126,13 +133,23 @@ def _correlation(rng: np.random.Generator, pairs: int) -> CorrelationSketch:
 
 
 def random_window(
-    rng: np.random.Generator, profile: ReferenceProfile, start: int, examples: int
+    rng: np.random.Generator,
+    profile: ReferenceProfile,
+    start: int,
+    examples: int,
+    slices: tuple[str, ...] = ("v=1.0.0", "region=eu"),
+    whole: bool = True,
 ) -> WindowSketch:
     """A window sketch with every field of META_FIELDS, CATEGORICAL_META_FIELDS,
     NUMERIC_FIELDS and PERFORMANCE_FIELDS set, for every column of the profile (features,
-    prediction, label and the reconstruction error), correlation sums for its pairs, and
-    `examples` outlier examples."""
+    prediction, label and, for a whole window, the reconstruction error), for a whole
+    window correlation sums for its pairs, `examples` outlier examples, and the slices
+    named, each a random window of its own (without outlier examples: slices keep none,
+    nor multivariate state)."""
     w = WindowSketch(start=start)
+    for name in slices:
+        w.slices[name] = random_window(rng, profile, start, 0, (), whole=False)
+        w.slice_counts[name] = w.slices[name].count
     w.count = int(rng.integers(1, 100_000))
     w.outliers = int(rng.integers(1, 50))
     w.duplicates = int(rng.integers(1, 50))
@@ -158,15 +175,20 @@ def random_window(
         }
         for i in range(examples)
     ]
-    columns = {**profile.features, **profile.outputs(), **profile.derived_columns()}
+    columns = {**profile.features, **profile.outputs()}
+    if whole:
+        columns.update(profile.derived_columns())
     for name, col in columns.items():
         if col.kind == "numeric":
             w.numeric[name] = _numeric(rng, len(col.edges) + 1)
         else:
             w.categorical[name] = _categorical(rng, list(col.categories))
     w.performance = _performance(rng, int(rng.integers(20, 200)))
+    assert profile.calibration is not None
+    bins = rng.choice(profile.calibration.bins, size=40, replace=False)
+    w.score_bins = Counter({int(b): int(rng.integers(1, 5000)) for b in bins})
     mv = profile.multivariate
-    if mv is not None and mv.correlation is not None:
+    if whole and mv is not None and mv.correlation is not None:
         k = len(mv.correlation.features)
         w.correlation = _correlation(rng, k * (k - 1) // 2)
     return w
@@ -219,7 +241,9 @@ def test_reading_two_applies_gives_the_merge_of_their_sketches(
     apply(store, profile, first)
     apply(store, profile, second)
 
-    read = store.windows.read(profile, store.windows.starts(model_id, profile.revision))
+    read = store.windows.read(
+        profile, store.windows.starts(model_id, profile.revision), slices=True
+    )
     assert [w.start for w in read] == starts
     for got, s in zip(read, starts, strict=True):
         want = first[s] + second[s]
@@ -264,6 +288,38 @@ def test_distinct_counts_of_many_values_within_the_hyperloglogs_error(
     key = ModelKeys(model_id).window(profile.revision, starts[1]).hll("country")
     ttl = store.redis.ttl(key)
     assert 0 < ttl <= 2 * width + profile.config.retention_seconds
+
+
+def test_a_batch_score_histogram_reads_back_as_numpy_counts_it(
+    store: Store, model_id: str, base_profile: ReferenceProfile
+) -> None:
+    """The predictions of two batches (scores only, no label), sketched as the worker
+    does and applied: the window's stored `sc:<bin>` fields read back as numpy's
+    histogram of all their scores on the calibration's edges; a score outside [0, 1]
+    is no probability and is not counted."""
+    profile = register(store, base_profile, model_id)
+    assert profile.calibration is not None
+    edges = np.asarray(profile.calibration.edges)
+    start = current_window(profile)
+    rng = np.random.default_rng(9)
+    sent = []
+    for batch in range(2):
+        scores = rng.beta(2, 5, 700).round(6)
+        sent.append(scores)
+        predictions = [{"score": float(x)} for x in scores] + [{"score": 1.5}]
+        ids = [f"s{batch}-{i}" for i in range(len(predictions))]
+        ev = events(profile, ids, [start + 1.0] * len(ids), predictions, seed=batch)
+        apply(store, profile, sketch_events(ev, profile))
+    (window,) = store.windows.read(profile, [start])
+    want, _ = np.histogram(np.concatenate(sent), bins=edges)
+    got = np.zeros(len(edges) - 1, dtype=np.int64)
+    for b, c in window.score_bins.items():
+        got[b] += c
+    np.testing.assert_array_equal(got, want)
+    stored = store.redis.hgetall(ModelKeys(model_id).window(profile.revision, start).meta)
+    fields = {k.decode(): int(v) for k, v in stored.items() if k.startswith(b"sc:")}
+    assert fields == {f"sc:{b}": int(c) for b, c in enumerate(want) if c}
+    assert window.count == 2 * 701 and window.performance is None
 
 
 def test_categories_named_like_the_markers_are_categories(
@@ -364,7 +420,8 @@ def test_field_names_are_unique_within_their_hash() -> None:
 def test_every_sketch_attribute_is_stored() -> None:
     """An attribute without a Field would be dropped by the encoder without a word: each
     attribute of the sketches is a Field, or is stored elsewhere by name (the window's
-    start and outlier list, its per-column sketches, a column's category hash)."""
+    start and outlier list, its per-column sketches, a column's category hash, its
+    slices' hashes)."""
 
     def attrs(cls: type) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
@@ -379,6 +436,7 @@ def test_every_sketch_attribute_is_stored() -> None:
         "numeric",
         "categorical",
         "performance",
+        "slices",
         "correlation",
         "distinct",
     }

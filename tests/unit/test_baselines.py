@@ -326,7 +326,7 @@ class _Windows:
         self.windows = windows
         self.reads: list[list[int]] = []
 
-    def read(self, profile, starts: list[int]) -> list[WindowSketch]:
+    def read(self, profile, starts: list[int], slices: bool = False) -> list[WindowSketch]:
         self.reads.append(list(starts))
         return [self.windows[s] for s in starts if s in self.windows]
 

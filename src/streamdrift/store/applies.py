@@ -27,7 +27,7 @@ from streamdrift.store.depth_fields import depth_ops
 from streamdrift.store.fences import Fence
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.records import ID_BUCKETS, MAX_PERFORMANCE_FIELDS, JoinDelta, JoinStats
-from streamdrift.store.window_fields import KeyList, window_ops
+from streamdrift.store.window_fields import KeyList, slice_performance_ops, window_ops
 
 #: windows a model's labels recently joined into, kept per model so that the next call
 #: declares their keys up front instead of learning them from a refused call
@@ -199,6 +199,9 @@ class Applies:
         for start, w in r.windows.items():
             expire_at = start + width + retention
             ops += window_ops(keys, k.window(rev, start), w, profile, expire_at)
+            for name, sk in w.slices.items():
+                ops += window_ops(keys, k.slice_window(rev, start, name), sk, profile, expire_at)
+            ops += slice_performance_ops(keys, k.window(rev, start), w, expire_at)
             ops += depth_ops(keys, k.window(rev, start), w, profile, expire_at)
             ops.append([keys.index(k.windows(rev)), "zadd", [start, start], 0])
             ops.append([keys.index(k.dirty), "zadd", [repr(r.now), f"{rev}:{start}"], 0])
@@ -257,6 +260,8 @@ class Applies:
             "max_fields": MAX_PERFORMANCE_FIELDS,
             "max_categories": cfg.max_categories,
             "shift": profile.label_shift(),
+            "versions": cfg.slices.max_versions > 0,
+            "slice_keys": {key: True for key in profile.segments},
             "keep": cfg.dedupe_horizon_seconds,
             "dirty": index(k.dirty),
             "windows": index(k.windows(rev)),

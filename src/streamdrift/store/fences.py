@@ -101,7 +101,12 @@ class Fences:
         (`<topic>:<partition>`) become the current incarnation's: the first time a topic's
         incarnation is recorded, it is the topic those fences were counted on."""
         for m, fields in self.all(models).items():
-            old = {f: o for f, o in fields.items() if parse_fence_field(f) is None}
+            # (the version registry shares the hash: `__versions__`, `__version__:<v>`)
+            old = {
+                f: o
+                for f, o in fields.items()
+                if parse_fence_field(f) is None and not f.startswith("__version")
+            }
             moved = {}
             for name, offset in old.items():
                 t, _, p = name.rpartition(":")

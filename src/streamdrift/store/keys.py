@@ -20,7 +20,8 @@ keys can ever share a name with them.
     sd:{m}:profile                     STRING reference profile, JSON
     sd:{m}:revision                    STRING profile revision
     sd:{m}:offsets                     HASH   "<topic>@<incarnation>:<partition>" -> last
-                                              applied offset (the fence)
+                                              applied offset (the fence); "__versions__"
+                                              and "__version__:<v>": the version registry
     sd:{m}:dlq                         HASH   reason -> count of this model's bad events
     sd:{m}:windows:<rev>               ZSET   window start (score and member)
     sd:{m}:dirty                       ZSET   "<rev>:<start>" -> time of last apply
@@ -29,7 +30,11 @@ keys can ever share a name with them.
     sd:{m}:w:<rev>:<start>:cat:<f>     HASH   category -> count (user values only)
     sd:{m}:w:<rev>:<start>:ids         SET    a model without labels: the window's ids
     sd:{m}:w:<rev>:<start>:outliers    LIST   the window's first outliers, JSON
-    sd:{m}:w:<rev>:<start>:perf        HASH   labelled pairs, see store.windows
+    sd:{m}:w:<rev>:<start>:perf        HASH   labelled pairs, see store.windows; each
+                                              slice's as fields "[<slice>]<field>"
+    sd:{m}:w:<rev>:<start>|<slice>:... the same hashes (meta, num, cat, outliers) for one
+                                              slice of the window ("v=2.0", "region=eu"),
+                                              see streamdrift.slices
     sd:{m}:w:<rev>:<start>:corr        HASH   correlation sums per feature pair, see
                                               store.depth_fields
     sd:{m}:w:<rev>:<start>:hll:<f>     STRING HyperLogLog of a categorical feature's
@@ -183,6 +188,10 @@ class ModelKeys:
 
     def window(self, revision: int, start: int) -> WindowKeys:
         return WindowKeys(f"{self.tag}:w:{revision}:{start}")
+
+    def slice_window(self, revision: int, start: int, name: str) -> WindowKeys:
+        """A slice of a window ("v=2.0", "region=eu"): the same hashes as the window."""
+        return WindowKeys(f"{self.tag}:w:{revision}:{start}|{name}")
 
     def id_bucket(self, bucket: int) -> str:
         return f"{self.tag}:ids:{bucket}"

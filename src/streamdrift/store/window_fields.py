@@ -12,14 +12,17 @@ Hashes of one window (see `store.keys`):
 
     meta       count, outliers, duplicates, duplicate_example, version:<v>,
                invalid:<reason>[:<feature>], extra:<f>, extra_numbers:<f>,
-               extra_sum:<f>, cat_missing:<column>, cat_other:<column>
+               extra_sum:<f>, cat_missing:<column>, cat_other:<column>,
+               slice:<slice>  (events in each slice: which slice hashes exist),
+               sc:<bin> (scored predictions per calibration score bin)
     num:<f>    bin:<i>, n, missing, oor, sum, sumsq, min, max
     cat:<f>    <category> -> count: user values only, so a category literally named
                "__missing__" is a category; missing values and the categories beyond
                the cap are counted in meta
     perf       n, dsum, d:<log2 delay>, cm:<actual>|<predicted>, cm_other, ns,
                pos:<bin>, neg:<bin>, ll, brier, ae, se, err, y, y2, ape, nape,
-               s:<segment>=<value>:<n|ok|ae|se>  (written by the join, pair by pair)
+               s:<segment>=<value>:<n|ok|ae|se>  (written by the join, pair by pair);
+               each slice's labelled pairs under the same names, "[<slice>]<field>"
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ META_FIELDS: tuple[Field, ...] = (
     Field("extra", "extra", M.SUM, keyed=True),
     Field("extra_numbers", "extra_numbers", M.SUM, keyed=True),
     Field("extra_sums", "extra_sum", M.FSUM, keyed=True),
+    Field("slice_counts", "slice", M.SUM, keyed=True),
+    # all predictions, labelled or not, per score bin: performance estimation (CBPE)
+    Field("score_bins", "sc", M.SUM, keyed=True),
 )
 
 #: CategoricalSketch attributes kept in the meta hash, one field per column
@@ -134,7 +140,7 @@ def _key_in(attr: str, text: str) -> Any:
     if attr == "confusion":
         actual, _, predicted = text.partition("|")
         return (actual, predicted)
-    if attr in ("bins", "positive_hist", "negative_hist", "delay_hist"):
+    if attr in ("bins", "positive_hist", "negative_hist", "delay_hist", "score_bins"):
         return int(text)
     return text
 
@@ -228,10 +234,25 @@ _PERFORMANCE = _by_name(PERFORMANCE_FIELDS)
 
 
 def decode_performance(h: Mapping[str, str]) -> PerformanceSketch:
+    """The model's labelled pairs (fields of slices left out: `decode_slice_performance`)."""
     s = PerformanceSketch()
     for k, v in h.items():
-        decode_field(_PERFORMANCE, s, k, v)
+        if not k.startswith("["):
+            decode_field(_PERFORMANCE, s, k, v)
     return s
+
+
+def decode_slice_performance(h: Mapping[str, str]) -> dict[str, PerformanceSketch]:
+    """Each slice's labelled pairs, from the "[<slice>]<field>" fields of a perf hash."""
+    out: dict[str, PerformanceSketch] = {}
+    for k, v in h.items():
+        if k.startswith("["):
+            name, _, rest = k[1:].partition("]")
+            s = out.get(name)
+            if s is None:
+                s = out[name] = PerformanceSketch()
+            decode_field(_PERFORMANCE, s, rest, v)
+    return out
 
 
 def decode_numeric(h: Mapping[str, str], column: ColumnProfile) -> NumericSketch:
@@ -333,6 +354,22 @@ def window_ops(
     return ops
 
 
+def slice_performance_ops(
+    keys: KeyList, window_keys: WindowKeys, sketch: WindowSketch, expire_at: int
+) -> list[Op]:
+    """A window's slices' labelled pairs, as fields "[<slice>]<field>" of the window's
+    perf hash (where the join writes them)."""
+    merged: dict[Merge, list[Any]] = {}
+    for name, s in sketch.slices.items():
+        if s.performance is None:
+            continue
+        for kind, flat in encode_fields(PERFORMANCE_FIELDS, s.performance).items():
+            out = merged.setdefault(kind, [])
+            for i in range(0, len(flat), 2):
+                out += [f"[{name}]{flat[i]}", flat[i + 1]]
+    return _ops(keys.index(window_keys.perf), merged, expire_at) if merged else []
+
+
 __all__ = [
     "ALL_FIELDS",
     "CATEGORICAL_META_FIELDS",
@@ -344,7 +381,9 @@ __all__ = [
     "KeyList",
     "Merge",
     "decode_performance",
+    "decode_slice_performance",
     "decode_window",
     "encode_fields",
+    "slice_performance_ops",
     "window_ops",
 ]

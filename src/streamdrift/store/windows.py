@@ -11,8 +11,12 @@ from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.client import RedisClient
 from streamdrift.store.depth_fields import decode_reads, distinct_features, queue_reads
-from streamdrift.store.keys import ModelKeys
-from streamdrift.store.window_fields import decode_performance, decode_window
+from streamdrift.store.keys import ModelKeys, WindowKeys
+from streamdrift.store.window_fields import (
+    decode_performance,
+    decode_slice_performance,
+    decode_window,
+)
 
 
 def _text(h: dict[bytes, bytes]) -> dict[str, str]:
@@ -27,22 +31,21 @@ class Windows:
         starts: Any = self.redis.zrange(ModelKeys(model).windows(revision), 0, -1)
         return [int(s) for s in starts]
 
-    def read(self, profile: ReferenceProfile, starts: list[int]) -> list[WindowSketch]:
+    def read(
+        self, profile: ReferenceProfile, starts: list[int], slices: bool = False
+    ) -> list[WindowSketch]:
         """Window sketches as stored (features, the model's outputs, performance);
-        expired windows are left out."""
+        expired windows are left out. With `slices`, each window's slices too (a second
+        round trip, for the slices the first one found)."""
         k = ModelKeys(profile.model_id)
         columns = {**profile.features, **profile.outputs()}
         pipe = self.redis.pipeline(transaction=False)
         for s in starts:
-            wk = k.window(profile.revision, s)
-            pipe.hgetall(wk.meta)
-            for name, col in columns.items():
-                pipe.hgetall(wk.column(name, col.kind))
-            pipe.hgetall(wk.perf)
-            pipe.lrange(wk.outliers, 0, -1)
-            queue_reads(pipe, wk, profile)
+            self._queue(pipe, k.window(profile.revision, s), columns, whole=True)
+            queue_reads(pipe, k.window(profile.revision, s), profile)
         res = iter(pipe.execute())
         out = []
+        perfs: dict[int, dict[str, str]] = {}
         for s in starts:
             meta = _text(next(res))
             hashes = {name: _text(next(res)) for name in columns}
@@ -52,6 +55,9 @@ class Windows:
             decode_reads(window, profile, res)  # multivariate state, distinct counts
             if meta or perf:
                 out.append(window)
+                perfs[s] = perf
+        if slices:
+            self._read_slices(profile, out, perfs)
         return out
 
     def distinct(self, profile: ReferenceProfile, starts: list[int]) -> dict[str, int]:
@@ -65,6 +71,42 @@ class Windows:
         for name in names:
             pipe.pfcount(*(k.window(profile.revision, s).hll(name) for s in starts))
         return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
+
+    @staticmethod
+    def _queue(pipe: Any, wk: WindowKeys, columns: dict[str, Any], whole: bool) -> None:
+        """A window's hashes; a slice has no perf hash (its pairs are fields of the
+        window's) and no outlier examples."""
+        pipe.hgetall(wk.meta)
+        for name, col in columns.items():
+            pipe.hgetall(wk.column(name, col.kind))
+        if whole:
+            pipe.hgetall(wk.perf)
+            pipe.lrange(wk.outliers, 0, -1)
+
+    def _read_slices(
+        self,
+        profile: ReferenceProfile,
+        windows: list[WindowSketch],
+        perfs: dict[int, dict[str, str]],
+    ) -> None:
+        k = ModelKeys(profile.model_id)
+        columns = {**profile.features, **profile.outputs()}
+        wanted = [(w, name) for w in windows for name in sorted(w.slice_counts)]
+        if wanted:
+            pipe = self.redis.pipeline(transaction=False)
+            for w, name in wanted:
+                self._queue(pipe, k.slice_window(profile.revision, w.start, name), columns, False)
+            res = iter(pipe.execute())
+            for w, name in wanted:
+                meta = _text(next(res))
+                hashes = {c: _text(next(res)) for c in columns}
+                w.slices[name] = decode_window(w.start, profile, meta, hashes, {}, [])
+        for w in windows:
+            for name, perf in decode_slice_performance(perfs.get(w.start, {})).items():
+                sk = w.slices.get(name)
+                if sk is None:
+                    sk = w.slices[name] = WindowSketch(start=w.start)
+                sk.performance = perf
 
     def read_performance(self, profile: ReferenceProfile, starts: list[int]) -> list[WindowSketch]:
         """Only the event counts and performance sums of windows (the recent baseline)."""

@@ -181,6 +181,23 @@ if J then
   -- What a pair would refuse, checked when each side arrives too: a label or a record
   -- stored without these checks would make its partner's valid batch be refused instead.
   local RECORD = '^(%d+)|[^|]*|([^|]*)|([^|]*)(.*)$'
+  local SLICED = '^%d+|([^|]*)|'
+  -- The slices a labelled pair also counts in, as perf-field prefixes: its version's
+  -- ("[v=2.0]") when the model keeps version slices, and each declared segment key's
+  -- ("[region=eu]"); the worker wrote both already folded (capped) into the record.
+  local function slice_prefixes(rec, segs)
+    local out = {''}
+    if J.versions then
+      local v = string.match(rec, SLICED)
+      if v and v ~= '' then out[#out + 1] = '[v=' .. v .. ']' end
+    end
+    if J.slice_keys then
+      for sk, sv in string.gmatch(segs, '([^,|=]+)=([^,|]*)') do
+        if J.slice_keys[sk] then out[#out + 1] = '[' .. sk .. '=' .. sv .. ']' end
+      end
+    end
+    return out
+  end
   local function label_problem(label)
     if J.task ~= 'regression' then return nil end
     local y = tonumber(label)
@@ -214,40 +231,44 @@ if J then
     local pk = w.perf
     expire[pk] = w.expire
     touched[ws] = true
-    add(ints, pk, 'n', 1)
+    local pres = slice_prefixes(rec, segs)
+    local function padd(t, f, v)
+      for i = 1, #pres do add(t, pk, pres[i] .. f, v) end
+    end
+    padd(ints, 'n', 1)
     local delay = tonumber(lts) - pts
     if delay < 0 then delay = 0 end
-    add(floats, pk, 'dsum', delay)
+    padd(floats, 'dsum', delay)
     local b = 0
     if delay >= 1 then b = 1 + math.floor(math.log(delay) / math.log(2) + 1e-9) end
-    add(ints, pk, 'd:' .. b, 1)
+    padd(ints, 'd:' .. b, 1)
     local y, yhat
     if J.task == 'regression' then
       y, yhat = tonumber(label), tonumber(score)
       if yhat then
         local e = yhat - y
-        add(floats, pk, 'ae', math.abs(e)); add(floats, pk, 'se', e * e)
+        padd(floats, 'ae', math.abs(e)); padd(floats, 'se', e * e)
         local c = y - J.shift  -- the label's reference mean: no cancellation in R²
-        add(floats, pk, 'err', e); add(floats, pk, 'y', c); add(floats, pk, 'y2', c * c)
+        padd(floats, 'err', e); padd(floats, 'y', c); padd(floats, 'y2', c * c)
         if y ~= 0 then
-          add(floats, pk, 'ape', math.abs(e) / math.abs(y)); add(ints, pk, 'nape', 1)
+          padd(floats, 'ape', math.abs(e) / math.abs(y)); padd(ints, 'nape', 1)
         end
       end
     else
-      if cls ~= '' then add(ints, pk, 'cm:' .. label .. '|' .. cls, 1) end
+      if cls ~= '' then padd(ints, 'cm:' .. label .. '|' .. cls, 1) end
       if score ~= '' and J.positive and J.positive ~= cjson.null then
         local sc = tonumber(score)
         local bin = math.floor(sc * J.score_bins)
         if bin < 0 then bin = 0 elseif bin >= J.score_bins then bin = J.score_bins - 1 end
         local pc = math.min(math.max(sc, 1e-15), 1 - 1e-15)
         if label == J.positive then
-          add(ints, pk, 'pos:' .. bin, 1); add(floats, pk, 'll', -math.log(pc))
-          add(floats, pk, 'brier', (sc - 1) * (sc - 1))
+          padd(ints, 'pos:' .. bin, 1); padd(floats, 'll', -math.log(pc))
+          padd(floats, 'brier', (sc - 1) * (sc - 1))
         else
-          add(ints, pk, 'neg:' .. bin, 1); add(floats, pk, 'll', -math.log(1 - pc))
-          add(floats, pk, 'brier', sc * sc)
+          padd(ints, 'neg:' .. bin, 1); padd(floats, 'll', -math.log(1 - pc))
+          padd(floats, 'brier', sc * sc)
         end
-        add(ints, pk, 'ns', 1)
+        padd(ints, 'ns', 1)
       end
     end
     -- per segment: labelled count and correct classes, or absolute and squared errors
@@ -448,13 +469,15 @@ if J then
       end
       return KEYS[meta], 'cat_other:__label__'
     end
-    local head = string.sub(f, 1, 3)
-    if head ~= 'cm:' and string.sub(f, 1, 2) ~= 's:' then return key, f end
+    local pre, inner = string.match(f, '^(%[[^%]]*%])(.*)$')
+    if not pre then pre, inner = '', f end
+    local head = string.sub(inner, 1, 3)
+    if head ~= 'cm:' and string.sub(inner, 1, 2) ~= 's:' then return key, f end
     if redis.call('HEXISTS', key, f) == 1 or redis.call('HLEN', key) < J.max_fields then
       return key, f
     end
-    if head == 'cm:' then return key, 'cm_other' end
-    return key, 's:__other__' .. string.match(f, '(:[^:]*)$')
+    if head == 'cm:' then return key, pre .. 'cm_other' end
+    return key, 's:__other__' .. string.match(inner, '(:[^:]*)$')
   end
   for k, h in pairs(ints) do
     local key = KEYS[k]

@@ -1,0 +1,200 @@
+"""Slices of a model's traffic: each model version, and each value of the segment keys
+declared at register.
+
+A slice is monitored like the model itself (its own window state: counts, histograms,
+category counts, outliers, labelled performance), so a broken version or a drifting
+region is seen on its own instead of blended into the model's figures. Slices are
+bounded whatever the traffic sends:
+
+- versions: at most `max_versions` of them have slices of their own, the newest by
+  first appearance; events of older ones count in the version slice `__other__`. Which
+  versions exist, and in what order they appeared, lives in the model's offsets hash
+  (`__versions__` and `__version__:<v>`), fenced like an offset: two workers that both
+  meet a new version cannot give it two places;
+- segment values: the reference's most frequent `max_segment_values` values of each
+  declared key; any other value (one the reference never had) counts in `<key>=__other__`.
+
+A slice is named `v=<version>` or `<key>=<value>`; names are safe in Redis keys and in
+the performance hash's slice prefix (`[<slice>]<field>`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamdrift.profile import category_key
+
+#: the slice of values beyond a cap
+OTHER = "__other__"
+#: offsets-hash fields of the version registry: how many versions are known, and the
+#: order in which each appeared (0, 1, ...)
+VERSION_COUNT = "__versions__"
+VERSION_FIELD = "__version__:"
+#: a slice's name is cut to this length (a version string is the user's)
+MAX_NAME = 64
+_UNSAFE = str.maketrans({"[": "(", "]": ")", "|": "/", ",": ";", ":": "."})
+
+
+def clean(text: str) -> str:
+    """A version or segment value as spelled in slice names."""
+    return text[:MAX_NAME].translate(_UNSAFE)
+
+
+def version_slice(version: str) -> str:
+    return f"v={version}"
+
+
+def segment_slice(key: str, value: str) -> str:
+    return f"{key}={value}"
+
+
+def split(name: str) -> tuple[str, str]:
+    """(dimension, value) of a slice name: ("v", "2.0") or ("region", "eu")."""
+    dim, _, value = name.partition("=")
+    return dim, value
+
+
+@dataclass(frozen=True, slots=True)
+class VersionPlan:
+    """Which versions have slices of their own for one batch, from the version registry
+    as the worker read it (and the versions the batch brings that it lacks)."""
+
+    #: versions known before the batch: version -> order of appearance
+    known: Mapping[str, int]
+    #: versions first met in this batch, in order, with the order they get
+    new: tuple[tuple[str, int], ...]
+    kept: frozenset[str]
+
+    @property
+    def count(self) -> int:
+        """Versions known before the batch (the fence's expected value; -1: none yet)."""
+        return len(self.known)
+
+    def slice_of(self, version: str | None) -> str | None:
+        if version is None:
+            return None
+        v = clean(version)
+        return version_slice(v if v in self.kept else OTHER)
+
+
+NO_VERSIONS = VersionPlan({}, (), frozenset())
+
+
+def read_versions(offsets: Mapping[str, int]) -> dict[str, int]:
+    """The version registry out of a model's offsets hash."""
+    n = len(VERSION_FIELD)
+    return {f[n:]: int(o) for f, o in offsets.items() if f.startswith(VERSION_FIELD)}
+
+
+def plan_versions(
+    known: Mapping[str, int], versions: Iterable[str | None], max_versions: int
+) -> VersionPlan:
+    order = dict(known)
+    new: list[tuple[str, int]] = []
+    for v in dict.fromkeys(versions):
+        if v is None:
+            continue
+        c = clean(v)
+        if c not in order:
+            order[c] = len(order)
+            new.append((c, order[c]))
+    newest = sorted(order, key=order.__getitem__)[-max_versions:] if max_versions else []
+    return VersionPlan(dict(known), tuple(new), frozenset(newest))
+
+
+@dataclass(slots=True)
+class Dimension:
+    """One way of slicing a batch: each event's slice (an index into `names`, -1 for an
+    event outside every slice of it, e.g. one without a version)."""
+
+    codes: np.ndarray
+    names: list[str] = field(default_factory=list)
+
+
+def dimension(values: Iterable[str | None]) -> Dimension | None:
+    """Codes of each event's slice name (None: in no slice); None when no event has one."""
+    index: dict[str, int] = {}
+    codes = []
+    for v in values:
+        if v is None:
+            codes.append(-1)
+        else:
+            codes.append(index.setdefault(v, len(index)))
+    if not index:
+        return None
+    return Dimension(np.asarray(codes, dtype=np.int64), list(index))
+
+
+def segment_values(
+    segments: list[dict[str, object] | None], key: str, kept: Iterable[str]
+) -> list[str | None]:
+    """Each event's slice of segment key `key`: its value if kept, else `__other__`;
+    None for an event without the key."""
+    keep = frozenset(kept)
+    out: list[str | None] = []
+    for seg in segments:
+        value = seg.get(key) if seg else None
+        if value is None:
+            out.append(None)
+            continue
+        v = clean(category_key(value))
+        out.append(segment_slice(key, v if v in keep else OTHER))
+    return out
+
+
+def fold_segments(
+    segments: list[dict[str, object] | None], kept: Mapping[str, Iterable[str]]
+) -> list[dict[str, object] | None]:
+    """The events' segments with the declared keys' values as their slices name them
+    (cleaned, `__other__` beyond the kept ones); other keys as sent."""
+    if not kept:
+        return segments
+    keep = {k: frozenset(v) for k, v in kept.items()}
+    out: list[dict[str, object] | None] = []
+    for seg in segments:
+        if not seg or not keep.keys() & seg.keys():
+            out.append(seg)
+            continue
+        folded = dict(seg)
+        for k, values in keep.items():
+            v = seg.get(k)
+            if v is not None:
+                c = clean(category_key(v))
+                folded[k] = c if c in values else OTHER
+        out.append(folded)
+    return out
+
+
+@dataclass(slots=True)
+class Slicer:
+    """One model's slicing of one batch: the dimensions of its good events, and the
+    version registry as the batch leaves it (`plan`, read once the events are sliced)."""
+
+    max_versions: int
+    #: segment key -> the values with slices of their own
+    segment_values: Mapping[str, list[str]]
+    known: Mapping[str, int]
+    plan: VersionPlan = NO_VERSIONS
+
+    def __call__(self, versions: list[str | None], segments: list[dict | None]) -> list[Dimension]:
+        dims = []
+        if self.max_versions:
+            self.plan = plan_versions(self.known, versions, self.max_versions)
+            d = dimension(map(self.plan.slice_of, versions))
+            if d is not None:
+                dims.append(d)
+        if segments:
+            for key, kept in self.segment_values.items():
+                d = dimension(segment_values(segments, key, kept))
+                if d is not None:
+                    dims.append(d)
+        return dims
+
+    def record_versions(self, versions: list[str | None]) -> list[str | None]:
+        """Versions as the join's records spell them: their slice's version."""
+        if not self.max_versions:
+            return versions
+        return [None if v is None else self.plan.slice_of(v)[2:] for v in versions]  # type: ignore[index]
