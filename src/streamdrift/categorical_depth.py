@@ -19,7 +19,7 @@ several windows' keys together when pooled: a HyperLogLog union, not a sum). Its
 standard error is 0.81 %, and small sets are counted nearly exactly.
 
 A *cardinality explosion* is a window whose feature takes far more distinct values than
-the whole reference did: an identifier leaking into a category (a session id, a
+the whole reference did: an identifier leaking into a category (an order id, a
 timestamp, free text), which ruins the feature for the model and bloats every downstream
 table keyed by it. It is a data-quality finding (kind `cardinality`) when the window's
 distinct count reaches `quality.cardinality_factor` times the reference's cardinality and
@@ -28,7 +28,7 @@ values showing a fourth is the unseen-category check's news, not this one's). A 
 holding fewer events than the reference has rows cannot see more of the reference's
 values than the reference did, so a healthy window stays below the reference's
 cardinality; a window far larger than a small reference of a long-tailed feature (city,
-user agent) can legitimately exceed it, so the factor is generous (5) and can be raised,
+browser string) can legitimately exceed it, so the factor is generous (5) and can be raised,
 or the check turned off (`null`).
 """
 

@@ -339,7 +339,7 @@ def pair_events(
         pid = f"{model_id}-{seed}-{i}"
         feats: dict[str, object] = dict(zip(PAIR_NUMERIC, x[i].round(4).tolist(), strict=True))
         feats["merchant"] = (
-            f"sess-{pid}" if leaked is not None and leaked[i] else MERCHANTS[merchant[i]]
+            f"txn-{pid}" if leaked is not None and leaked[i] else MERCHANTS[merchant[i]]
         )
         event = {
             "prediction_id": pid,

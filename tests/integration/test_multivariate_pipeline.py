@@ -144,7 +144,7 @@ def test_a_flipped_correlation_raises_multivariate_drift_naming_both_features(
 def test_an_identifier_leaking_into_a_category_is_a_cardinality_finding(
     settings, model_id, tmp_path
 ):
-    """From half-way, 30 % of the events carry a session id as their merchant: ~750
+    """From half-way, 30 % of the events carry a transaction id as their merchant: ~750
     distinct values in a window of 2,500 events against the reference's 20."""
     _register(settings, model_id, tmp_path)
     starts = _run(settings, model_id, leak_at=0.5, leak_share=0.3)
@@ -154,7 +154,7 @@ def test_an_identifier_leaking_into_a_category_is_a_cardinality_finding(
     (found,) = cardinality
     assert found["type"] == "data_quality" and found["feature"] == "merchant"
     assert _start(found) == starts[2]
-    assert found["context"]["example"].startswith("sess-")
+    assert found["context"]["example"].startswith("txn-")
     assert found["context"]["events"] > 5 * 20  # distinct values
     assert found["context"]["route"] == "data-team"
     assert not [a for a in alerts if a["type"] == "multivariate_drift"]

@@ -94,17 +94,17 @@ def test_entropy_change_and_distinct_count_per_feature(profile):
 
 def test_an_identifier_in_a_category_is_a_cardinality_finding(profile):
     """`country` has 6 values in the reference; a window of 1,000 events, 400 of them
-    carrying a session id instead, has ~406 distinct values: a data-quality finding
+    carrying a transaction id instead, has ~406 distinct values: a data-quality finding
     `cardinality` naming the feature, with a leaked value as its example."""
     p = _profile(profile)
-    leaked = Counter({"DE": 300, "FR": 300, **{f"sess-{i}": 1 for i in range(400)}})
+    leaked = Counter({"DE": 300, "FR": 300, **{f"txn-{i}": 1 for i in range(400)}})
     findings = quality_findings(p, _window(p, leaked, 406))
     (finding,) = [f for f in findings if f.kind == "cardinality"]
     assert finding.feature == "country"
     assert finding.events == 406
     assert finding.share == pytest.approx(406 / 6)
     assert finding.threshold == 5.0
-    assert finding.example.startswith("sess-")
+    assert finding.example.startswith("txn-")
 
 
 def test_no_cardinality_finding_without_an_explosion(profile):
