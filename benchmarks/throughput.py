@@ -1,6 +1,7 @@
 """End-to-end throughput of one streamdrift worker against a bare Kafka consumer.
 
 Run:  .venv/bin/python benchmarks/throughput.py [--events N] [--json] [--profile] [--gc-freeze]
+                                                 [--multivariate-cost]
 
 Starts an embedded Tansu broker and redis-server (unless STREAMDRIFT_KAFKA_BOOTSTRAP and
 STREAMDRIFT_REDIS_URL name running ones), registers a synthetic fraud model, produces N
@@ -18,6 +19,10 @@ STREAMDRIFT_REDIS_URL name running ones), registers a synthetic fraud model, pro
    events;
 3. the worker's steps one by one on sampled batches, beside their pieces (µs/event);
 4. Redis memory of the window state (MEMORY USAGE per key, bytes per window, INFO memory).
+
+With --multivariate-cost, two more workers run between the others, on a profile without
+multivariate drift (no reconstruction errors, no correlation sums) and without distinct
+counts (no HyperLogLogs): the cost of those three, faster run against faster run.
 
 Rates are timed from the return of the first non-empty consume() to the end of the work
 on the last message. --profile runs the worker under cProfile (slower; rates not
@@ -61,7 +66,8 @@ from streamdrift.decode import decode_predictions
 from streamdrift.profile import ReferenceProfile
 from streamdrift.reference import build_profile
 from streamdrift.sketch import extract_features, sketch_batch
-from streamdrift.store import Store
+from streamdrift.store import ApplyRequest, Store
+from streamdrift.store.applies import Applies
 from streamdrift.store.keys import MODELS
 
 PARTITIONS = 4
@@ -521,9 +527,11 @@ def verify(store: Store, model: str, n: int) -> dict[str, Any]:
 
 
 def steps(batches: list[list[Any]], profile: ReferenceProfile,
-          max_event_bytes: int) -> dict[str, Any]:
+          max_event_bytes: int, flat: ReferenceProfile | None = None) -> dict[str, Any]:
     """The worker's per-batch steps timed one by one on batches it processed (best of 3),
-    beside the pieces they are made of, in µs per event."""
+    beside the pieces they are made of, in µs per event. With `flat` (the profile
+    without multivariate drift and distinct counts), also its sketch and apply payload,
+    and the full profile's apply payload (Applies.request, no Redis)."""
     n = sum(len(b) for b in batches)
     decoded = [decode_predictions(b, max_event_bytes) for b in batches]
     events = [d.by_model[profile.model_id] for d in decoded]
@@ -549,6 +557,20 @@ def steps(batches: list[list[Any]], profile: ReferenceProfile,
         "sketch_batch (validate + sketch)": lambda: [sketch_batch(e, profile) for e in events],
         "  of which extract_features": extract,
     }
+    if flat is not None:
+        payload = Applies.__new__(Applies)  # only its request(): no script, no Redis
+        payload._label_windows, payload._bucket_keys = {}, {}
+
+        def request(prof: ReferenceProfile) -> Callable[[], object]:
+            sketched = [sketch_batch(e, prof)[0] for e in events]
+            return lambda: [payload.request(ApplyRequest(prof, [], w)) for w in sketched]
+
+        cases.update({
+            "sketch_batch, no multivariate/distinct": lambda: [sketch_batch(e, flat)
+                                                               for e in events],
+            "apply payload (Applies.request)": request(profile),
+            "apply payload, no multivariate/distinct": request(flat),
+        })
     out = {}
     for name, fn in cases.items():
         best = float("inf")
@@ -608,6 +630,10 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
         "categorical_key": {"key": cat_key, "bytes": usage(cat_key), "fields": fields(cat_key),
                             "encoding": r.object("encoding", cat_key).decode()},
         "meta_key": {"key": meta_key, "bytes": usage(meta_key), "fields": fields(meta_key)},
+        "correlation_key": {"bytes": usage(f"{base}:{full}:corr"),
+                            "fields": fields(f"{base}:{full}:corr")},
+        "distinct_key": {"bytes": usage(f"{base}:{full}:hll:{cat}"),
+                         "count": int(r.pfcount(f"{base}:{full}:hll:{cat}"))},
         "ids_key": {"key": ids_key, "bytes": usage(ids_key), "members": int(r.scard(ids_key)),
                     "encoding": (r.object("encoding", ids_key) or b"-").decode()},
         "per_window": per_window,
@@ -658,6 +684,15 @@ def table(res: dict[str, Any]) -> str:
         f"(goal <= 20%: {'met' if res['quality_cost'] <= 0.2 else 'NOT met'}; faster of "
         + " and ".join(f"{x:,.0f}" for x in res["full_runs"]) + " against faster of "
         + " and ".join(f"{x:,.0f}" for x in res["drift_only_runs"]) + ")",
+        *([f"  multivariate + distinct   {res['multivariate_cost']:10.1%}       slower than "
+           "without them (faster of "
+           + " and ".join(f"{x:,.0f}" for x in res["full_runs"]) + " against faster of "
+           + " and ".join(f"{x:,.0f}" for x in res["no_multivariate_runs"]) + "; CPU "
+           f"{w['cpu_us_per_event']['process']:.2f} against "
+           f"{res['worker_no_multivariate']['cpu_us_per_event']['process']:.2f} µs/event "
+           f"worker, {w['cpu_us_per_event']['redis']:.2f} against "
+           f"{res['worker_no_multivariate']['cpu_us_per_event']['redis']:.2f} Redis)"]
+          if res.get("multivariate_cost") is not None else []),
         f"  verified in Redis          {res['verify']['total']} events in "
         f"{res['verify']['windows']} windows",
         "",
@@ -690,6 +725,10 @@ def table(res: dict[str, Any]) -> str:
         f"    numeric key   {nk['bytes']:>8,} B  ({nk['fields']} fields, {nk['encoding']})",
         f"    categorical   {ck['bytes']:>8,} B  ({ck['fields']} fields, {ck['encoding']})",
         f"    meta key      {m['meta_key']['bytes']:>8,} B  ({m['meta_key']['fields']} fields)",
+        f"    corr key      {m['correlation_key']['bytes']:>8,} B  "
+        f"({m['correlation_key']['fields']} fields: correlation sums of the pairs)",
+        f"    hll key       {m['distinct_key']['bytes']:>8,} B  (HyperLogLog of "
+        f"{ck['key'].rsplit(':', 1)[-1]!r}, {m['distinct_key']['count']} distinct values)",
         f"    ids set       {m['ids_key']['bytes']:>8,} B  ({m['ids_key']['members']:,} prediction "
         f"ids, {m['ids_key']['bytes'] / max(m['ids_key']['members'], 1):.0f} B each, "
         f"{m['ids_key']['encoding']}; window {m['ids_key']['key'].rsplit(':', 2)[-2]}, the "
@@ -719,6 +758,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="experiment: gc.freeze() the heap before the worker runs")
     ap.add_argument("--profile", action="store_true",
                     help="run the worker under cProfile (slower) and print the top functions")
+    ap.add_argument("--multivariate-cost", action="store_true",
+                    help="also run workers without multivariate drift and distinct counts, "
+                         "alternating with the full ones")
     args = ap.parse_args(argv)
     if args.events < 1:
         ap.error("--events must be positive")
@@ -777,10 +819,22 @@ def main(argv: list[str] | None = None) -> int:
             drift_profile = full.model_copy(update={
                 "outliers": None,
                 "config": full.config.model_copy(update={"dedupe_horizon_seconds": 0})})
-            drift_runs, full_runs = [], [wres]
-            for db, prof, kind in ((1, drift_profile, "drift only: no outlier model, no "
-                                    "repeated-id check"), (2, full, "full, again"),
-                                   (3, drift_profile, "drift only, again")):
+            # ... and of multivariate drift with distinct counts, when asked for
+            flat_profile = full.model_copy(update={
+                "multivariate": None,
+                "config": full.config.model_copy(update={"quality": full.config.quality
+                                                         .model_copy(update={
+                                                             "cardinality_factor": None})})})
+            plan: list[tuple[int, ReferenceProfile, str]] = [
+                (1, drift_profile, "drift only: no outlier model, no repeated-id check")]
+            if args.multivariate_cost:
+                plan.append((4, flat_profile, "no multivariate drift, no distinct counts"))
+            plan += [(2, full, "full, again"), (3, drift_profile, "drift only, again")]
+            if args.multivariate_cost:
+                plan.append((5, flat_profile, "no multivariate drift, no distinct counts, "
+                             "again"))
+            drift_runs, full_runs, flat_runs = [], [wres], []
+            for db, prof, kind in plan:
                 log(f"worker, {kind} (Redis database +{db}) ...")
                 store_x = Store(db_url(redis_url, db))
                 store_x.profiles.save(prof)
@@ -789,7 +843,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"bench-worker-{db}-{run}"), n, False)
                 log(f"  {wx['events_per_s']:,.0f} events/s")
                 verify(store_x, model, n)
-                (full_runs if prof is full else drift_runs).append(wx)
+                runs = {id(full): full_runs, id(drift_profile): drift_runs}
+                runs.get(id(prof), flat_runs).append(wx)
             wdrift = max(drift_runs, key=lambda x: x["events_per_s"])
             wbest = max(full_runs, key=lambda x: x["events_per_s"])
 
@@ -804,7 +859,8 @@ def main(argv: list[str] | None = None) -> int:
             log("worker steps one by one on sampled batches ...")
             profile_now = store.profiles.load(model)
             assert profile_now is not None
-            step = steps(sample, profile_now, base.max_event_bytes)
+            step = steps(sample, profile_now, base.max_event_bytes,
+                         flat_profile if args.multivariate_cost else None)
             del sample
         finally:
             if not is_embedded:  # leave a shared broker and Redis as they were
@@ -841,6 +897,12 @@ def main(argv: list[str] | None = None) -> int:
         "full_runs": [x["events_per_s"] for x in full_runs],
         "drift_only_runs": [x["events_per_s"] for x in drift_runs],
         "quality_cost": 1 - wbest["events_per_s"] / wdrift["events_per_s"],
+        "no_multivariate_runs": [x["events_per_s"] for x in flat_runs],
+        "multivariate_cost": (
+            1 - wbest["events_per_s"] / max(x["events_per_s"] for x in flat_runs)
+            if flat_runs else None),
+        "worker_no_multivariate": (max(flat_runs, key=lambda x: x["events_per_s"])
+                                   if flat_runs else None),
         "steps": step,
         "goal_ratio": GOAL_RATIO,
         "verify": ver,

@@ -491,6 +491,8 @@ def condition_key(alert: Alert) -> str:
         key = f"data_quality:{alert.statistic}:{alert.feature}"
     elif alert.type == "outlier":
         key = "outlier:share"
+    elif alert.type == "multivariate_drift":  # reconstruction_error, or correlation (any pair)
+        key = f"multivariate_drift:{alert.context.get('kind', alert.feature)}"
     else:
         key = f"{alert.type}:{alert.feature}"
     where = alert.context.get("slice")

@@ -476,6 +476,7 @@ def inspect(
                 + ")"
                 + (f": {top}" if top else "")
             )
+        _print_depth(console, latest)
     if report["dead_letters"]:
         console.print(
             "dead letters: "
@@ -491,6 +492,52 @@ def inspect(
     for a in report["alerts"][-20:]:
         status = a.get("status", "open")
         console.print(f"  {a['created_at'][:19]} {status:<9} {a['severity']:<8} {a['message']}")
+
+
+def _print_depth(console: Console, window: dict[str, Any]) -> None:
+    """The latest window's multivariate drift and its categorical features' entropy
+    and distinct counts."""
+    mv = window.get("multivariate") or {}
+    error, corr = mv.get("reconstruction_error"), mv.get("correlation")
+    if error is not None:
+        console.print(
+            f"reconstruction error: {error['statistic']} {_fmt(error['value'])} "
+            f"(threshold {error['threshold']:g}), mean {_fmt(error.get('mean'))}"
+            + (", DRIFTED" if error["drifted"] else "")
+        )
+    if corr is not None:
+        changed = "; ".join(
+            f"{'|'.join(p['features'])} {p['reference']:+.2f} -> {p['window']:+.2f}"
+            for p in corr["changed"]
+        )
+        console.print(
+            f"correlations: {corr['pairs_judged']} pairs judged, "
+            + (f"CHANGED: {changed}" if changed else "none changed")
+        )
+    depth = window.get("categorical_depth") or {}
+    if depth:
+        table = Table(title="categorical features in the latest window")
+        for col in (
+            "feature",
+            "n",
+            "distinct",
+            "reference cardinality",
+            "entropy (bits)",
+            "reference entropy",
+            "change",
+        ):
+            table.add_column(col)
+        for name, d in depth.items():
+            table.add_row(
+                name,
+                f"{d['sample_size']:,}",
+                "-" if d["distinct"] is None else f"{d['distinct']:,}",
+                f"{d['reference_cardinality']:,}",
+                _fmt(d["entropy"]),
+                _fmt(d["reference_entropy"]),
+                "-" if d["entropy_change"] is None else f"{d['entropy_change']:+.3f}",
+            )
+        console.print(table)
 
 
 def _baselines_line(baselines: dict[str, dict[str, Any]]) -> str:

@@ -39,6 +39,7 @@ from streamdrift.monitors import (
     volume_check,
     window_drift,
 )
+from streamdrift.multivariate_monitor import multivariate_conditions
 from streamdrift.performance import PerformanceSketch
 from streamdrift.profile import LABEL, PREDICTION, ReferenceProfile
 from streamdrift.sketch import WindowSketch
@@ -154,6 +155,13 @@ def window_conditions(
     ]
     if cfg.feature_importance and any(d.judged_by for d in drift.values()):
         out.checked.append(f"data_drift:{MODEL_LEVEL}")
+
+    # multivariate drift: reconstruction error, changed correlations (multivariate_monitor)
+    # (the whole model's only: slices keep no multivariate state)
+    if not sliced:
+        present, checked = multivariate_conditions(profile, window, drift, now, baselines)
+        out.present += present
+        out.checked += checked
 
     share = outlier_share_alert(profile, window, now)
     if share is not None:

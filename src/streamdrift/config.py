@@ -130,6 +130,60 @@ class QualityPolicy(BaseModel):
     duplicate_share: float = Field(
         0.01, gt=0, le=1, description="share of events repeating an earlier prediction_id"
     )
+    cardinality_factor: float | None = Field(
+        5.0,
+        gt=1,
+        description="a categorical feature with this many times the reference's distinct "
+        "values in a window is a cardinality explosion (null: no distinct counts kept)",
+    )
+    cardinality_min_excess: int = Field(
+        50, ge=1, description="... and with at least this many distinct values more"
+    )
+
+
+class MultivariatePolicy(BaseModel):
+    """Drift in how the numeric features move together (`multivariate_drift` alerts).
+
+    The data reconstruction error (PCA on the reference's standardised numeric features,
+    the fewest components explaining more than `explained_variance`) is kept per window
+    as a binned column and judged like a feature, with the model's drift policy.
+    Correlations of pairs of a few features (`correlation_features`, else the top
+    `correlation_top_k` by feature importance, else those most correlated in the
+    reference) are kept as sums and tested against the reference's with Fisher's z, as
+    one family (Holm, `correlation_p_value`), a pair flagged only when its correlation
+    moved by significantly more than `min_correlation_change`, with `min_samples` events.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    reconstruction: bool = Field(True, description="keep and judge the reconstruction error")
+    explained_variance: float = Field(
+        0.65, gt=0, lt=1, description="variance the principal components must explain"
+    )
+    correlation: bool = Field(True, description="keep and test pairwise correlations")
+    correlation_features: list[str] | None = Field(
+        None,
+        min_length=2,
+        max_length=10,
+        description="numeric features whose pairs are watched (default: by importance)",
+    )
+    correlation_top_k: int = Field(
+        6, ge=2, le=10, description="features chosen when none are named (k(k-1)/2 pairs)"
+    )
+    correlation_p_value: float = Field(
+        0.01, gt=0, lt=1, description="family-wise level over the pairs (Holm)"
+    )
+    min_correlation_change: float = Field(
+        0.2, gt=0, le=2, description="a pair's correlation must move significantly more"
+    )
+    min_samples: int = Field(200, ge=4, description="events of a pair needed to judge it")
+
+    @field_validator("correlation_features")
+    @classmethod
+    def _distinct_features(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None and len(set(names)) != len(names):
+            raise ValueError("names a feature twice")
+        return names
 
 
 class PerformancePolicy(BaseModel):
@@ -358,6 +412,7 @@ class MonitorConfig(BaseModel):
     episodes: EpisodePolicy = Field(default_factory=lambda: EpisodePolicy())
     slices: SlicePolicy = Field(default_factory=lambda: SlicePolicy())
     fairness: FairnessPolicy = Field(default_factory=lambda: FairnessPolicy())
+    multivariate: MultivariatePolicy = Field(default_factory=lambda: MultivariatePolicy())
     volume: VolumePolicy = Field(default_factory=lambda: VolumePolicy())
     silence_seconds: float | None = Field(
         None,

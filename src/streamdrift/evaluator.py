@@ -39,7 +39,7 @@ FRESHNESS = "freshness:events"
 #: longer holds windows back (no traffic of the model there, or a topic created again)
 IDLE_PARTITION = 10
 #: the episodes whose windows the rolling and seasonal drift baselines leave out
-DRIFT_KINDS = ("data_drift:", "prediction_drift:", "label_drift:")
+DRIFT_KINDS = ("data_drift:", "prediction_drift:", "label_drift:", "multivariate_drift:")
 
 
 class Evaluator:

@@ -89,6 +89,7 @@ AlertType = Literal[
     "data_drift",
     "prediction_drift",
     "label_drift",
+    "multivariate_drift",
     "performance_degradation",
     "estimated_performance_degradation",
     "data_quality",

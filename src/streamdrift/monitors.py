@@ -18,6 +18,7 @@ from river.drift import ADWIN, PageHinkley
 from scipy.stats import binomtest, norm, poisson
 
 from streamdrift.baselines import REFERENCE
+from streamdrift.categorical_depth import cardinality_excess
 from streamdrift.config import CATEGORICAL_STATISTICS, DriftPolicy
 from streamdrift.performance import PerformanceSketch, performance_metrics
 from streamdrift.profile import (
@@ -650,6 +651,19 @@ def quality_findings(profile: ReferenceProfile, window: WindowSketch) -> list[Qu
                     f"'{feature}' (sent to the dead-letter topic)",
                 )
             )
+    for c in cardinality_excess(profile, window):  # an id leaking into a category
+        out.append(
+            QualityFinding(
+                "cardinality",
+                c.feature,
+                c.distinct,
+                c.ratio,
+                policy.cardinality_factor or 0.0,
+                f"{c.distinct:,} distinct values, {c.ratio:.0f}x the reference's "
+                f"{c.reference_cardinality:,}: an identifier or free text in a category?",
+                c.example,
+            )
+        )
     if window.duplicates and window.duplicates / n >= policy.duplicate_share:
         out.append(
             QualityFinding(

@@ -15,14 +15,18 @@ import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
 from streamdrift.config import MonitorConfig
+from streamdrift.correlation import CorrelationModel
 from streamdrift.estimation import ScoreCalibration
 from streamdrift.outliers import OutlierModel
+from streamdrift.reconstruction import ReconstructionModel
 
 Task = Literal["binary", "multiclass", "regression"]
 
 #: window column names of the model's outputs (not features)
 PREDICTION = "__prediction__"
 LABEL = "__label__"
+#: window column name of the events' data reconstruction error (see reconstruction.py)
+RECONSTRUCTION = "__reconstruction_error__"
 
 
 class NumericProfile(BaseModel):
@@ -71,6 +75,20 @@ class CategoricalProfile(BaseModel):
 ColumnProfile = Annotated[NumericProfile | CategoricalProfile, Field(discriminator="kind")]
 
 
+class MultivariateProfile(BaseModel):
+    """How the reference's numeric features move together (see `multivariate.py`): the
+    principal components its events are reconstructed from, its own reconstruction
+    errors binned like a numeric column, and the reference correlations of the
+    features whose pairs are watched."""
+
+    reconstruction: ReconstructionModel | None = None
+    #: the reference rows' cross-fitted reconstruction errors (see reconstruction.py)
+    reconstruction_error: NumericProfile | None = None
+    correlation: CorrelationModel | None = None
+    #: the models' columns among a batch's numeric ones (multivariate._columns)
+    _columns: dict[tuple[str, ...], Any] = PrivateAttr(default_factory=dict)
+
+
 class SliceProfile(BaseModel):
     """The reference rows of one segment value, on the model's bins: what "normal" looks
     like for that slice, so a region whose features always differ from the whole is not
@@ -109,6 +127,8 @@ class ReferenceProfile(BaseModel):
     #: reference rows beyond the outlier threshold (None: the rate times the rows); a
     #: slice's own count in a slice's view of the profile
     reference_outliers: float | None = None
+    #: the joint structure of the numeric features (None: fewer than two, or off)
+    multivariate: MultivariateProfile | None = None
     #: binary with scores and labels: what performance estimation before labels (CBPE)
     #: needs of the reference (None: not such a model, or too few rows)
     calibration: ScoreCalibration | None = None
@@ -172,6 +192,14 @@ class ReferenceProfile(BaseModel):
         if self.label is not None:
             out[LABEL] = self.label
         return out
+
+    def derived_columns(self) -> dict[str, NumericProfile]:
+        """Window columns computed from several features at once: the reconstruction
+        error, binned like a numeric feature."""
+        mv = self.multivariate
+        if mv is None or mv.reconstruction_error is None:
+            return {}
+        return {RECONSTRUCTION: mv.reconstruction_error}
 
 
 def bin_index(edges: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -16,13 +16,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamdrift import estimation, outliers
+from streamdrift import correlation, estimation, outliers, reconstruction
 from streamdrift.config import CATEGORICAL_STATISTICS, MonitorConfig, check_importance
 from streamdrift.errors import ConfigError, ReferenceFileError
 from streamdrift.performance import PerformanceSketch, class_key, performance_metrics
 from streamdrift.profile import (
     CategoricalProfile,
     ColumnProfile,
+    MultivariateProfile,
     NumericProfile,
     ReferenceProfile,
     SliceProfile,
@@ -241,6 +242,7 @@ def build_profile(
             [table.column(n).cast(pa.float64()).to_numpy(zero_copy_only=False) for n in numeric]
         )
         profile.outliers = outliers.fit(matrix, numeric, config.outlier_rate)
+        profile.multivariate = fit_multivariate(matrix, numeric, config)
     if prediction_column and label_column:
         profile.reference_performance = reference_performance(
             profile,
@@ -254,6 +256,61 @@ def build_profile(
         )
     profile.segments = segment_profiles(profile, table, Path(path).name)
     return profile
+
+
+def fit_multivariate(
+    matrix: np.ndarray, numeric: list[str], config: MonitorConfig
+) -> MultivariateProfile | None:
+    """The reference's joint structure (see `MultivariatePolicy`): the reconstruction
+    model with its rows' cross-fitted errors binned like a numeric column, and the
+    reference correlations of the chosen features; None when neither can be had (fewer
+    than two numeric features, or both turned off)."""
+    policy = config.multivariate
+    x = np.where(np.isfinite(matrix), matrix, np.nan)
+    out = MultivariateProfile()
+    if policy.reconstruction:
+        fitted = reconstruction.fit(x, numeric, policy.explained_variance)
+        if fitted is not None:
+            out.reconstruction, errors = fitted
+            out.reconstruction_error = numeric_profile(errors, 0, config.numeric_bins)
+    if policy.correlation:
+        names, chosen_by = correlation_features(x, numeric, config)
+        columns = [numeric.index(n) for n in names]
+        out.correlation = correlation.fit(x[:, columns], names, chosen_by)
+    if out.reconstruction is None and out.correlation is None:
+        return None
+    return out
+
+
+def correlation_features(
+    x: np.ndarray, numeric: list[str], config: MonitorConfig
+) -> tuple[list[str], str]:
+    """The numeric features whose pairs' correlations are watched, and why these: the
+    config's `multivariate.correlation_features`, else the `correlation_top_k` most
+    important (feature importance), the rest of the k (or all of them, without
+    importance) by their strongest correlation with another feature in the reference,
+    since the structure that exists is the structure that can break."""
+    policy = config.multivariate
+    if policy.correlation_features:
+        return list(policy.correlation_features), "config"
+    candidates = [j for j, n in enumerate(numeric) if correlation.PAIR_SEPARATOR not in n]
+    if len(candidates) <= 2:
+        return [numeric[j] for j in candidates], "reference"
+    model = correlation.fit(x[:, candidates], [numeric[j] for j in candidates], "reference")
+    assert model is not None
+    strength = np.zeros(len(candidates))
+    i, j = correlation.pair_indices(len(candidates))
+    r = np.abs(np.nan_to_num(model.arrays()[2]))
+    np.maximum.at(strength, i, r)
+    np.maximum.at(strength, j, r)
+    importance = config.feature_importance or {}
+    order = sorted(
+        range(len(candidates)),
+        key=lambda q: (-importance.get(numeric[candidates[q]], 0.0), -strength[q], q),
+    )[: policy.correlation_top_k]
+    names = [numeric[candidates[q]] for q in order]
+    by_importance = any(importance.get(n, 0.0) > 0 for n in names)
+    return names, "importance" if by_importance else "reference"
 
 
 def score_calibration(
@@ -412,6 +469,22 @@ def check_feature_settings(
                 f"feature '{name}' is categorical: statistic '{own.statistic}' does not apply",
                 f"use one of {', '.join(sorted(CATEGORICAL_STATISTICS))} for it",
             )
+    declared = config.multivariate.correlation_features or []
+    wrong = [n for n in declared if getattr(features.get(n), "kind", None) != "numeric"]
+    if wrong:
+        numeric = ", ".join(n for n, p in features.items() if p.kind == "numeric") or "none"
+        raise ConfigError(
+            f"multivariate.correlation_features names {', '.join(wrong)}, "
+            "not numeric features of the model",
+            f"name numeric features: {numeric}",
+        )
+    odd = [n for n in declared if correlation.PAIR_SEPARATOR in n]
+    if odd:
+        raise ConfigError(
+            f"multivariate.correlation_features: {', '.join(odd)} holds "
+            f"'{correlation.PAIR_SEPARATOR}', which separates the two names of a pair",
+            "leave that feature out of correlation_features",
+        )
     weights = config.feature_importance
     if weights is None:
         return config

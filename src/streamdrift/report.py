@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 from streamdrift.baselines import REFERENCE, baseline_starts, read_baselines
+from streamdrift.categorical_depth import categorical_depth
 from streamdrift.conditions import challenger_results
 from streamdrift.errors import UnknownModelError
 from streamdrift.estimation import estimated_metric, estimates, estimation_check, window_counts
@@ -22,6 +23,7 @@ from streamdrift.monitors import (
     window_drift,
     window_performance,
 )
+from streamdrift.multivariate_monitor import multivariate_report
 from streamdrift.performance import segment_metrics
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import WindowSketch
@@ -153,6 +155,8 @@ def model_report(
                     for q in quality_findings(profile, w)
                 ],
                 "segments": (segment_metrics(w.performance, profile.task) if w.performance else {}),
+                "multivariate": multivariate_report(profile, w, drift, pooled[w.start]),
+                "categorical_depth": _depth(profile, w),
                 "slices": slices.get(w.start, {}) if slice_name is None else {},
                 "champion_challenger": [
                     r.as_dict() for r in challenger_results(profile, w, champion)
@@ -177,7 +181,25 @@ def model_report(
         },
         "estimation": _estimation(profile),
         "episodes": _episodes(store, model, profile.config.window_seconds),
+        # the windows shown, together: a HyperLogLog union, not a sum of their counts
+        "distinct_values": store.windows.distinct(profile, starts),
         "alerts": store.alerts.all(model),
+    }
+
+
+def _depth(profile: ReferenceProfile, window: WindowSketch) -> dict[str, dict[str, Any]]:
+    """Each categorical feature's entropy (bits) and distinct count against the
+    reference's."""
+    return {
+        name: {
+            "sample_size": d.sample_size,
+            "entropy": _clean(d.entropy),
+            "reference_entropy": _clean(d.reference_entropy),
+            "entropy_change": _clean(d.entropy_change),
+            "distinct": d.distinct,
+            "reference_cardinality": d.reference_cardinality,
+        }
+        for name, d in categorical_depth(profile, window).items()
     }
 
 

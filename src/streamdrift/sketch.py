@@ -15,8 +15,9 @@ from operator import itemgetter
 
 import numpy as np
 
-from streamdrift import outliers
+from streamdrift import multivariate, outliers
 from streamdrift.champion import PairedSketch
+from streamdrift.correlation import CorrelationSketch
 from streamdrift.decode import MAX_MAGNITUDE, ModelEvents
 from streamdrift.outliers import OutlierModel
 from streamdrift.performance import PerformanceSketch, class_key
@@ -165,6 +166,13 @@ class WindowSketch:
     #: every scored prediction (labelled or not) per score bin of the profile's
     #: calibration: what performance estimation before labels reads (`estimation`)
     score_bins: Counter[int] = field(default_factory=Counter)
+    #: sums of products of the chosen numeric features, per pair (multivariate.py)
+    correlation: CorrelationSketch | None = None
+    #: distinct values per categorical feature, as Redis's HyperLogLog counts them; read
+    #: from Redis only (a batch's distinct values are its categories' keys). Merged, the
+    #: larger count stands: a lower bound of the union, whose count only Redis can give
+    #: (`Windows.distinct`)
+    distinct: dict[str, int] = field(default_factory=dict)
 
     def __add__(self, other: WindowSketch) -> WindowSketch:
         def merged(a: dict, b: dict) -> dict:
@@ -193,6 +201,15 @@ class WindowSketch:
             slices=merged(self.slices, other.slices),
             comparisons=merged(self.comparisons, other.comparisons),
             score_bins=self.score_bins + other.score_bins,
+            correlation=(
+                self.correlation + other.correlation
+                if self.correlation is not None and other.correlation is not None
+                else self.correlation or other.correlation
+            ),
+            distinct={
+                k: max(self.distinct.get(k, 0), other.distinct.get(k, 0))
+                for k in self.distinct.keys() | other.distinct.keys()
+            },
         )
 
 
@@ -516,6 +533,10 @@ def _sketch(
     binned = _Binned.of(layout, x) if layout.binned else None
     flagged = _score_outliers(profile.outliers, layout, columns.numeric, inv, windows, events)
     _fill(layout, binned, categorical, flagged, inv, windows)
+
+    # ---- multivariate drift: reconstruction error, correlation sums (multivariate.py) ----
+    if profile.multivariate is not None and layout.numeric:
+        multivariate.sketch_windows(profile, layout.numeric, columns.numeric, inv, windows)
 
     if columns.extra:
         names = Counter(name for _, name, _ in columns.extra)

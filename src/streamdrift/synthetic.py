@@ -272,3 +272,82 @@ def loan_events(
         }
         events.append((pid.encode(), orjson.dumps(event)))
     return events, r["score"], r["default"]
+
+
+#: A model whose first two inputs move together (correlation `rho`), for multivariate
+#: drift: `pair_events` can reverse their correlation while every input keeps its own
+#: distribution, or leak identifiers into the categorical `merchant`.
+PAIR_NUMERIC = ("amount", "balance", "age", "tenure")
+PAIR_MEANS = np.array([100.0, 5000.0, 40.0, 5.0])
+PAIR_SDS = np.array([20.0, 1000.0, 10.0, 2.0])
+MERCHANTS = [f"m{i:02d}" for i in range(20)]
+MERCHANT_P = np.arange(20, 0, -1) / np.arange(20, 0, -1).sum()
+
+
+def pair_rows(
+    rng: np.random.Generator, n: int, rho: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Numeric inputs (Gaussian; amount and balance correlated `rho`, per row when an
+    array), merchant indices and scores (from amount and age only, so a change of the
+    pair's correlation leaves the scores' distribution as it was)."""
+    z = rng.standard_normal((n, len(PAIR_NUMERIC)))
+    r = np.broadcast_to(np.asarray(rho, dtype=np.float64), (n,))
+    z[:, 1] = r * z[:, 0] + np.sqrt(1 - r * r) * z[:, 1]
+    x = PAIR_MEANS + PAIR_SDS * z
+    merchant = rng.choice(len(MERCHANTS), size=n, p=MERCHANT_P)
+    score = 1 / (1 + np.exp(-(0.8 * z[:, 0] - 0.5 * z[:, 2] - 1)))
+    return x, merchant, score
+
+
+def write_pair_reference(path: str | Path, rows: int = 10_000, rho: float = 0.8, seed: int = 0):
+    """A reference CSV of the pair model: its inputs and `score`."""
+    x, merchant, score = pair_rows(np.random.default_rng(seed), rows, rho)
+    cols: dict[str, object] = {name: x[:, i] for i, name in enumerate(PAIR_NUMERIC)}
+    cols["merchant"] = np.asarray(MERCHANTS)[merchant]
+    cols["score"] = score
+    path = Path(path)
+    pcsv.write_csv(pa.table(cols), path)
+    return path
+
+
+def pair_events(
+    model_id: str,
+    n: int,
+    start: float,
+    span_seconds: float,
+    *,
+    rho: float = 0.8,
+    flip_at: float | None = None,
+    leak_at: float | None = None,
+    leak_share: float = 0.3,
+    seed: int = 1,
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs of the pair model's prediction events, timestamps spread over
+    [start, start + span). From `flip_at` (a fraction of the stream) on, amount and
+    balance are correlated −rho instead of rho; from `leak_at` on, a `leak_share` of the
+    events carry a unique identifier as their merchant."""
+    rng = np.random.default_rng(seed)
+    pos = np.arange(n)
+    flipped = pos >= int(flip_at * n) if flip_at is not None else np.zeros(n, dtype=bool)
+    x, merchant, score = pair_rows(rng, n, np.where(flipped, -rho, rho))
+    leaked = (
+        (pos >= int(leak_at * n)) & (rng.random(n) < leak_share) if leak_at is not None else None
+    )
+    ts = start + pos * (span_seconds / n)
+    out = []
+    for i in range(n):
+        pid = f"{model_id}-{seed}-{i}"
+        feats: dict[str, object] = dict(zip(PAIR_NUMERIC, x[i].round(4).tolist(), strict=True))
+        feats["merchant"] = (
+            f"txn-{pid}" if leaked is not None and leaked[i] else MERCHANTS[merchant[i]]
+        )
+        event = {
+            "prediction_id": pid,
+            "model_id": model_id,
+            "model_version": "1.0.0",
+            "timestamp": float(ts[i]),
+            "features": feats,
+            "prediction": {"score": round(float(score[i]), 5), "label": int(score[i] >= 0.5)},
+        }
+        out.append((pid.encode(), orjson.dumps(event)))
+    return out

@@ -28,6 +28,7 @@ from streamdrift.profile import ReferenceProfile
 from streamdrift.reference import build_profile
 from streamdrift.sketch import WindowSketch, prediction_outputs, sketch_events
 from streamdrift.store import ApplyRequest, Fence, FenceMoved, JoinDelta, JoinStats, Store
+from streamdrift.store.depth_fields import CORRELATION_FIELDS
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.records import buckets
 from streamdrift.store.window_fields import (
@@ -267,6 +268,16 @@ def assert_window_equal(got: WindowSketch, want: WindowSketch, rel: float = 1e-1
         assert got.performance is None, where
     else:
         assert_performance_equal(got.performance, want.performance, rel, where)
+    if want.correlation is None:
+        assert got.correlation is None, where
+    else:
+        assert got.correlation is not None, f"{where}: no correlation sums stored"
+        for f in CORRELATION_FIELDS:
+            g, w = getattr(got.correlation, f.attr), getattr(want.correlation, f.attr)
+            if f.merge is Merge.SUM:
+                assert np.array_equal(g, w), f"{where}.correlation.{f.attr}: {g} != {w}"
+            else:
+                np.testing.assert_allclose(g, w, rtol=rel, atol=1e-300)
     assert got.slices.keys() == want.slices.keys(), where
     for name, sk in want.slices.items():
         assert_window_equal(got.slices[name], sk, rel)

@@ -128,6 +128,7 @@ class Keys:
         self.meta = keys.index(wk.meta) + 1
         self.num = keys.index(wk.num("f00")) + 1
         self.cat = keys.index(wk.cat("country")) + 1
+        self.hll = keys.index(wk.hll("country")) + 1
         self.windows = keys.index(ModelKeys(profile.model_id).windows(profile.revision)) + 1
         self.count = len(keys)
 
@@ -204,6 +205,12 @@ POISONED_PAYLOADS: dict[str, tuple[Mutation, str]] = {
     "cap category not a string": (
         _append(lambda k: [k.cat, "cap", [50, k.meta, "cat_other:country", ["DE"], 1], 0]),
         "cap",
+    ),
+    "pfadd value not a string": (_append(lambda k: [k.hll, "pfadd", ["DE", 3], 0]), "pfadd"),
+    "pfadd without values": (_append(lambda k: [k.hll, "pfadd", [], 0]), "pfadd"),
+    "pfadd on a hash": (
+        _append(lambda k: [k.meta, "pfadd", ["DE"], 0]),
+        "pfadd: the key holds no HyperLogLog",
     ),
     # the join's settings, used by its writes
     "join rev null": (_join_setting("rev", None), "join settings"),

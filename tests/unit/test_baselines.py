@@ -343,8 +343,12 @@ def test_the_evaluator_reads_the_baseline_once_and_leaves_excluded_windows_out(p
     rolling = with_policy(profile, baselines=["rolling"], rolling_windows=3)
     windows = _Windows(shifted)
     no_marks = SimpleNamespace(low=lambda *_: (None, False))
+    no_champion = SimpleNamespace(champion=lambda _model: None)
     evaluator = Evaluator(
-        SimpleNamespace(windows=windows, watermarks=no_marks), None, "alerts", "test"
+        SimpleNamespace(windows=windows, watermarks=no_marks, profiles=no_champion),
+        None,
+        "alerts",
+        "test",
     )
     all_starts = list(shifted)
 

@@ -373,7 +373,8 @@ def test_join_delta_of_a_regressor_passes_its_dead_letters_on(regression):
 
 def test_model_without_label_column_joins_nothing(unlabelled):
     """Its labels are dead letters; its prediction ids are kept by window, only to
-    count repeats."""
+    count repeats, each with its version ("1" here, after \x1f): the same id under
+    another version is shadow traffic."""
     assert unlabelled.label is None and not joins(unlabelled)
     width = unlabelled.config.window_seconds
     ev = _events([0.9, 0.1, 0.5], timestamps=[100.5, width + 3.0, 200.0])
@@ -381,10 +382,10 @@ def test_model_without_label_column_joins_nothing(unlabelled):
     labels = _labels([1, 0, "x"], partition=4)
     delta, dead = join_delta(unlabelled, ev, outputs, labels, "labels")
     assert not delta.joins and delta.labels == [] and delta.predictions == []
-    assert delta.ids_by_window == {0: ["p0", "p2"], width: ["p1"]}
+    assert delta.ids_by_window == {0: ["p0\x1f1", "p2\x1f1"], width: ["p1\x1f1"]}
     one = _events([0.9, 0.1], timestamps=[5.0, 6.0])
     delta, _ = join_delta(unlabelled, one, prediction_outputs(one, unlabelled), None, "x")
-    assert delta.ids_by_window == {0: ["p0", "p1"]}
+    assert delta.ids_by_window == {0: ["p0\x1f1", "p1\x1f1"]}
     assert [(d.reason, d.topic, d.partition, d.offset, d.key, d.value) for d in dead] == [
         ("not_joined", "labels", 4, 100 + i, f"p{i}".encode(), labels.raws[i]) for i in range(3)
     ]

@@ -24,6 +24,7 @@ from streamdrift.performance import SCORE_BINS
 from streamdrift.profile import LABEL, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.client import RedisClient, fault_of, lua
+from streamdrift.store.depth_fields import depth_ops
 from streamdrift.store.fences import Fence
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.records import ID_BUCKETS, MAX_PERFORMANCE_FIELDS, JoinDelta, JoinStats
@@ -205,6 +206,7 @@ class Applies:
             for name, sk in w.slices.items():
                 ops += window_ops(keys, k.slice_window(rev, start, name), sk, profile, expire_at)
             ops += slice_performance_ops(keys, k.window(rev, start), w, expire_at)
+            ops += depth_ops(keys, k.window(rev, start), w, profile, expire_at)
             ops.append([keys.index(k.windows(rev)), "zadd", [start, start], 0])
             ops.append([keys.index(k.dirty), "zadd", [repr(r.now), f"{rev}:{start}"], 0])
         if r.windows:

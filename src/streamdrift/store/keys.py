@@ -35,6 +35,10 @@ keys can ever share a name with them.
     sd:{m}:w:<rev>:<start>|<slice>:... the same hashes (meta, num, cat, outliers) for one
                                               slice of the window ("v=2.0", "region=eu"),
                                               see streamdrift.slices
+    sd:{m}:w:<rev>:<start>:corr        HASH   correlation sums per feature pair, see
+                                              store.depth_fields
+    sd:{m}:w:<rev>:<start>:hll:<f>     STRING HyperLogLog of a categorical feature's
+                                              distinct values (PFADD / PFCOUNT)
     sd:{m}:ids:<bucket>                HASH   prediction_id -> join record, see store.records
     sd:{m}:sweep                       HASH   the id janitor's cursor and clock
     sd:{m}:join                        HASH   join counters
@@ -100,6 +104,13 @@ class WindowKeys:
     @property
     def outliers(self) -> str:
         return f"{self.base}:outliers"
+
+    @property
+    def corr(self) -> str:
+        return f"{self.base}:corr"
+
+    def hll(self, column: str) -> str:
+        return f"{self.base}:hll:{column}"
 
     def num(self, column: str) -> str:
         return f"{self.base}:num:{column}"

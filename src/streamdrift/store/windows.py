@@ -11,6 +11,7 @@ from streamdrift.champion import decode_comparisons
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.client import RedisClient
+from streamdrift.store.depth_fields import decode_reads, distinct_features, queue_reads
 from streamdrift.store.keys import ModelKeys, WindowKeys
 from streamdrift.store.window_fields import (
     decode_performance,
@@ -42,6 +43,7 @@ class Windows:
         pipe = self.redis.pipeline(transaction=False)
         for s in starts:
             self._queue(pipe, k.window(profile.revision, s), columns, whole=True)
+            queue_reads(pipe, k.window(profile.revision, s), profile)
         res = iter(pipe.execute())
         out = []
         perfs: dict[int, dict[str, str]] = {}
@@ -50,14 +52,27 @@ class Windows:
             hashes = {name: _text(next(res)) for name in columns}
             perf = _text(next(res))
             examples = [orjson.loads(e) for e in next(res)]
+            window = decode_window(s, profile, meta, hashes, perf, examples)
+            decode_reads(window, profile, res)  # multivariate state, distinct counts
             if meta or perf:
-                w = decode_window(s, profile, meta, hashes, perf, examples)
-                w.comparisons = decode_comparisons(perf)
-                out.append(w)
+                window.comparisons = decode_comparisons(perf)
+                out.append(window)
                 perfs[s] = perf
         if slices:
             self._read_slices(profile, out, perfs)
         return out
+
+    def distinct(self, profile: ReferenceProfile, starts: list[int]) -> dict[str, int]:
+        """Distinct values per categorical feature over the windows `starts` together:
+        one PFCOUNT over their HyperLogLogs (their union), not a sum of counts."""
+        names = distinct_features(profile)
+        if not names or not starts:
+            return {}
+        k = ModelKeys(profile.model_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.pfcount(*(k.window(profile.revision, s).hll(name) for s in starts))
+        return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
 
     @staticmethod
     def _queue(pipe: Any, wk: WindowKeys, columns: dict[str, Any], whole: bool) -> None:

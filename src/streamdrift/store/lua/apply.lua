@@ -15,7 +15,8 @@
 -- ARGV[1]   JSON payload, see store/applies.py:
 --   fence = {{field, expected offset, new offset}, ...}
 --   ops   = {{key, kind, data, expire_at}, ...}      kind: a Merge of store/windows.py,
---                                                    or cap, capped_list, zadd, zprune
+--                                                    or cap, capped_list, zadd, zprune,
+--                                                    pfadd (store/depth_fields.py)
 --   join  = {...} or absent                          the label join, see below
 --   now   = "<unix time>"
 --   revision = "<the revision the deltas were computed with>"
@@ -109,6 +110,17 @@ for _, op in ipairs(p.ops) do
     end
   elseif kind == 'zprune' then
     if not is_num(d[1]) then return invalid(kind) end
+  elseif kind == 'pfadd' then
+    -- values for a HyperLogLog: strings, and a key that is one or none yet
+    if #d == 0 then return invalid(kind) end
+    for j = 1, #d do
+      if type(d[j]) ~= 'string' then return invalid(kind) end
+    end
+    local t = redis.call('TYPE', KEYS[key])['ok']
+    local hll = t == 'string' and redis.call('GETRANGE', KEYS[key], 0, 3) == 'HYLL'
+    if t ~= 'none' and not hll then
+      return invalid(kind .. ': the key holds no HyperLogLog')
+    end
   else
     return invalid('unknown op ' .. tostring(kind))
   end
@@ -529,6 +541,8 @@ for _, op in ipairs(p.ops) do
     redis.call('ZADD', key, d[1], d[2])
   elseif kind == 'zprune' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', d[1])
+  elseif kind == 'pfadd' then
+    for c = 1, #d, 1000 do redis.call('PFADD', key, unpack(d, c, math.min(c + 999, #d))) end
   end
   if op[4] and op[4] > 0 then redis.call('EXPIREAT', key, op[4]) end
 end
