@@ -8,7 +8,7 @@ the batch sketches applied to it, and a day is the sum of its hours (DESIGN deci
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
@@ -551,18 +551,25 @@ def _sketch(
 
     _score_histograms(profile, outputs[1], inv, windows)
 
+    coded = {k: _Coded.of(col) for k, col in categorical.items()} if dims else {}
     for dim in dims or ():
         inside = dim.codes >= 0
-        if not inside.any():
+        everyone = bool(inside.all())
+        if not everyone and not inside.any():
             continue
         groups_of = inv * len(dim.names) + dim.codes
-        present, group_inv = np.unique(groups_of[inside], return_inverse=True)
-        rows = np.flatnonzero(inside)
+        present, group_inv = np.unique(
+            groups_of if everyone else groups_of[inside], return_inverse=True
+        )
         groups = [WindowSketch(start=int(starts[g // len(dim.names)])) for g in present]
-        sub = binned.take(rows) if binned is not None else None
-        sub_cat = {k: [col[i] for i in rows.tolist()] for k, col in categorical.items()}
-        sub_flagged = np.flatnonzero(np.isin(rows, flagged)) if flagged.size else flagged
-        _fill(layout, sub, sub_cat, sub_flagged, group_inv, groups)
+        if everyone:  # every event has a slice of this dimension: no copies
+            sub, sub_cat, sub_flagged = binned, dict(coded), flagged
+        else:
+            rows = np.flatnonzero(inside)
+            sub = binned.take(rows) if binned is not None else None
+            sub_cat = {k: col.take(rows) for k, col in coded.items()}
+            sub_flagged = np.flatnonzero(np.isin(rows, flagged)) if flagged.size else flagged
+        _fill(layout, sub, sub_cat, sub_flagged, group_inv.reshape(-1), groups)
         for g, sk in zip(present.tolist(), groups, strict=True):
             window = windows[g // len(dim.names)]
             name = dim.names[g % len(dim.names)]
@@ -600,7 +607,7 @@ class _Binned:
 def _fill(
     layout: _Layout,
     binned: _Binned | None,
-    categorical: dict[str, list[object]],
+    categorical: Mapping[str, list[object] | _Coded],
     flagged: np.ndarray,
     inv: np.ndarray,
     groups: list[WindowSketch],
@@ -649,6 +656,9 @@ def _fill(
 
     inv_list = inv.tolist() if n_groups > 1 else None
     for name, col in categorical.items():
+        if isinstance(col, _Coded):
+            _fill_coded(name, col, inv, groups)
+            continue
         for sk in groups:
             sk.categorical[name] = CategoricalSketch()
         counts = Counter(col) if inv_list is None else Counter(zip(inv_list, col, strict=True))
@@ -659,6 +669,47 @@ def _fill(
                 sk.missing += c
             else:
                 sk.counts[category_key(value)] += c
+
+
+@dataclass(slots=True)
+class _Coded:
+    """A categorical column as integer codes (-1: missing) into its distinct categories,
+    made once per batch when several groupings count it (the windows' slices)."""
+
+    codes: np.ndarray
+    keys: list[str]
+
+    @classmethod
+    def of(cls, col: list[object]) -> _Coded:
+        keyed: list[object] = col
+        if bool in set(map(type, col)):  # True == 1 as dict keys: tell them apart
+            keyed = list(zip(map(type, col), col, strict=True))
+        names: dict[str, int] = {}
+        index: dict[object, int] = {}
+        for k in dict.fromkeys(keyed):
+            value = k[1] if keyed is not col else k  # type: ignore[index]
+            index[k] = -1 if value is None else names.setdefault(category_key(value), len(names))
+        codes = np.fromiter(map(index.__getitem__, keyed), dtype=np.int64, count=len(keyed))
+        return cls(codes, list(names))
+
+    def take(self, rows: np.ndarray) -> _Coded:
+        return _Coded(self.codes[rows], self.keys)
+
+
+def _fill_coded(name: str, col: _Coded, inv: np.ndarray, groups: list[WindowSketch]) -> None:
+    """Category counts per group from codes: one bincount for all groups."""
+    n_groups, width = len(groups), max(len(col.keys), 1)
+    present = col.codes >= 0
+    counts = np.bincount(
+        inv[present] * width + col.codes[present], minlength=n_groups * width
+    ).reshape(n_groups, width)
+    missing = np.bincount(inv[~present], minlength=n_groups)
+    for g, sk in enumerate(groups):
+        nz = np.flatnonzero(counts[g])
+        sk.categorical[name] = CategoricalSketch(
+            Counter(dict(zip([col.keys[i] for i in nz], counts[g, nz].tolist(), strict=True))),
+            int(missing[g]),
+        )
 
 
 def _score_histograms(

@@ -20,7 +20,7 @@ the performance hash's slice prefix (`[<slice>]<field>`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,45 +116,56 @@ class Dimension:
     names: list[str] = field(default_factory=list)
 
 
-def dimension(values: Iterable[str | None]) -> Dimension | None:
-    """Codes of each event's slice name (None: in no slice); None when no event has one."""
-    index: dict[str, int] = {}
-    codes = []
-    for v in values:
-        if v is None:
-            codes.append(-1)
-        else:
-            codes.append(index.setdefault(v, len(index)))
-    if not index:
+def dimension(values: list[object], name_of: Callable[[object], str | None]) -> Dimension | None:
+    """Codes of each event's slice, naming each distinct value once (`name_of`; None:
+    the event is in no slice of this dimension); None when no event is in one."""
+    keys: list[object] = values
+    uniq = list(dict.fromkeys(values))
+    if bool in set(map(type, values)):  # True == 1 as dict keys: tell them apart
+        keys = list(zip(map(type, values), values, strict=True))
+        uniq = list(dict.fromkeys(keys))
+        named = {k: name_of(k[1]) for k in uniq}  # type: ignore[index]
+    else:
+        named = {k: name_of(k) for k in uniq}
+    names = list(dict.fromkeys(n for n in named.values() if n is not None))
+    if not names:
         return None
-    return Dimension(np.asarray(codes, dtype=np.int64), list(index))
+    index = {n: i for i, n in enumerate(names)}
+    code_of = {k: -1 if n is None else index[n] for k, n in named.items()}
+    codes = np.fromiter(map(code_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+    return Dimension(codes, names)
 
 
-def segment_values(
-    segments: list[dict[str, object] | None], key: str, kept: Iterable[str]
-) -> list[str | None]:
-    """Each event's slice of segment key `key`: its value if kept, else `__other__`;
-    None for an event without the key."""
+def segment_namer(key: str, kept: Iterable[str]) -> Callable[[object], str | None]:
+    """The slice of one value of segment key `key`: its own if kept, else `__other__`."""
     keep = frozenset(kept)
-    out: list[str | None] = []
-    for seg in segments:
-        value = seg.get(key) if seg else None
+
+    def name_of(value: object) -> str | None:
         if value is None:
-            out.append(None)
-            continue
+            return None
         v = clean(category_key(value))
-        out.append(segment_slice(key, v if v in keep else OTHER))
-    return out
+        return segment_slice(key, v if v in keep else OTHER)
+
+    return name_of
+
+
+def segment_values(segments: list[dict[str, object] | None], key: str) -> list[object]:
+    """Each event's value of segment key `key` (None: the event has none)."""
+    if not segments:
+        return []
+    return [seg.get(key) if seg else None for seg in segments]
 
 
 def fold_segments(
     segments: list[dict[str, object] | None], kept: Mapping[str, Iterable[str]]
 ) -> list[dict[str, object] | None]:
     """The events' segments with the declared keys' values as their slices name them
-    (cleaned, `__other__` beyond the kept ones); other keys as sent."""
+    (cleaned, `__other__` beyond the kept ones); other keys as sent. Each distinct value
+    is named once."""
     if not kept:
         return segments
     keep = {k: frozenset(v) for k, v in kept.items()}
+    cache: dict[tuple[str, type, object], str] = {}
     out: list[dict[str, object] | None] = []
     for seg in segments:
         if not seg or not keep.keys() & seg.keys():
@@ -164,8 +175,12 @@ def fold_segments(
         for k, values in keep.items():
             v = seg.get(k)
             if v is not None:
-                c = clean(category_key(v))
-                folded[k] = c if c in values else OTHER
+                ck = (k, type(v), v)
+                name = cache.get(ck)
+                if name is None:
+                    c = clean(category_key(v))
+                    name = cache[ck] = c if c in values else OTHER
+                folded[k] = name
         out.append(folded)
     return out
 
@@ -185,12 +200,12 @@ class Slicer:
         dims = []
         if self.max_versions:
             self.plan = plan_versions(self.known, versions, self.max_versions)
-            d = dimension(map(self.plan.slice_of, versions))
+            d = dimension(versions, self.plan.slice_of)  # type: ignore[arg-type]
             if d is not None:
                 dims.append(d)
         if segments:
             for key, kept in self.segment_values.items():
-                d = dimension(segment_values(segments, key, kept))
+                d = dimension(segment_values(segments, key), segment_namer(key, kept))
                 if d is not None:
                     dims.append(d)
         return dims
@@ -199,4 +214,5 @@ class Slicer:
         """Versions as the join's records spell them: their slice's version."""
         if not self.max_versions:
             return versions
-        return [None if v is None else self.plan.slice_of(v)[2:] for v in versions]  # type: ignore[index]
+        named = {v: None if v is None else self.plan.slice_of(v)[2:] for v in set(versions)}  # type: ignore[index]
+        return list(map(named.__getitem__, versions))
