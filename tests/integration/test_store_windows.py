@@ -20,7 +20,7 @@ import pytest
 from streamdrift.config import MonitorConfig
 from streamdrift.correlation import CorrelationSketch
 from streamdrift.performance import PerformanceSketch
-from streamdrift.profile import ReferenceProfile
+from streamdrift.profile import LABEL, ReferenceProfile
 from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch, sketch_events
 from streamdrift.store import Store
 from streamdrift.store.depth_fields import CORRELATION_FIELDS, PFADD
@@ -178,6 +178,8 @@ def random_window(
     columns = {**profile.features, **profile.outputs()}
     if whole:
         columns.update(profile.derived_columns())
+    else:  # a slice counts its events' columns; labels join into the window's hashes
+        columns.pop(LABEL, None)
     for name, col in columns.items():
         if col.kind == "numeric":
             w.numeric[name] = _numeric(rng, len(col.edges) + 1)
@@ -437,6 +439,7 @@ def test_every_sketch_attribute_is_stored() -> None:
         "categorical",
         "performance",
         "slices",
+        "comparisons",  # the champion's pairs: fields of the perf hash (champion.py)
         "correlation",
         "distinct",
     }

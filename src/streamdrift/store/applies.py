@@ -204,7 +204,8 @@ class Applies:
             expire_at = start + width + retention
             ops += window_ops(keys, k.window(rev, start), w, profile, expire_at)
             for name, sk in w.slices.items():
-                ops += window_ops(keys, k.slice_window(rev, start, name), sk, profile, expire_at)
+                wk = k.slice_window(rev, start, name)
+                ops += window_ops(keys, wk, sk, profile, expire_at, packed=True)
             ops += slice_performance_ops(keys, k.window(rev, start), w, expire_at)
             ops += depth_ops(keys, k.window(rev, start), w, profile, expire_at)
             ops.append([keys.index(k.windows(rev)), "zadd", [start, start], 0])

@@ -112,6 +112,11 @@ class WindowKeys:
     def hll(self, column: str) -> str:
         return f"{self.base}:hll:{column}"
 
+    @property
+    def packed(self) -> str:
+        """A slice's numeric columns, all in one hash."""
+        return f"{self.base}:num"
+
     def num(self, column: str) -> str:
         return f"{self.base}:num:{column}"
 

@@ -15,7 +15,8 @@ Hashes of one window (see `store.keys`):
                extra_sum:<f>, cat_missing:<column>, cat_other:<column>,
                slice:<slice>  (events in each slice: which slice hashes exist),
                sc:<bin> (scored predictions per calibration score bin)
-    num:<f>    bin:<i>, n, missing, oor, sum, sumsq, min, max
+    num:<f>    bin:<i>, n, missing, oor, sum, sumsq, min, max (a slice: all its
+               numeric columns in one hash `num`, fields "<f>\x1f<field>")
     cat:<f>    <category> -> count: user values only, so a category literally named
                "__missing__" is a category; missing values and the categories beyond
                the cap are counted in meta
@@ -328,8 +329,11 @@ def window_ops(
     sketch: WindowSketch,
     profile: ReferenceProfile,
     expire_at: int,
+    packed: bool = False,
 ) -> list[Op]:
-    """Operations that add `sketch` to the stored window (its `WindowKeys`)."""
+    """Operations that add `sketch` to the stored window (its `WindowKeys`). `packed`
+    (a slice): every numeric column in one hash, fields "<column>\x1f<field>", so a
+    slice costs a few keys, not one per column."""
     cfg = profile.config
     meta = keys.index(window_keys.meta)
     merged = encode_fields(META_FIELDS, sketch)
@@ -341,8 +345,19 @@ def window_ops(
         examples = [orjson.dumps(e).decode() for e in sketch.outlier_examples]
         cap = cfg.outlier_alerts_per_window
         ops.append([keys.index(window_keys.outliers), "capped_list", [cap, *examples], expire_at])
-    for name, s in sketch.numeric.items():
-        ops += _ops(keys.index(window_keys.num(name)), encode_fields(NUMERIC_FIELDS, s), expire_at)
+    if packed:
+        numeric: dict[Merge, list[Any]] = {}
+        for name, s in sketch.numeric.items():
+            for kind, flat in encode_fields(NUMERIC_FIELDS, s).items():
+                out = numeric.setdefault(kind, [])
+                for i in range(0, len(flat), 2):
+                    out += [f"{name}{PACKED}{flat[i]}", flat[i + 1]]
+        if numeric:
+            ops += _ops(keys.index(window_keys.packed), numeric, expire_at)
+    else:
+        for name, s in sketch.numeric.items():
+            num = keys.index(window_keys.num(name))
+            ops += _ops(num, encode_fields(NUMERIC_FIELDS, s), expire_at)
     for name, c in sketch.categorical.items():
         if c.counts:
             data: list[Any] = [cfg.max_categories, meta, f"cat_other:{name}"]
@@ -355,6 +370,19 @@ def window_ops(
             expire_at,
         )
     return ops
+
+
+#: between a column's name and its field in a packed hash (a slice's numeric columns)
+PACKED = "\x1f"
+
+
+def unpack(h: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """A packed hash's fields by column."""
+    out: dict[str, dict[str, str]] = {}
+    for k, v in h.items():
+        column, _, name = k.rpartition(PACKED)
+        out.setdefault(column, {})[name] = v
+    return out
 
 
 def slice_performance_ops(
@@ -388,5 +416,6 @@ __all__ = [
     "decode_window",
     "encode_fields",
     "slice_performance_ops",
+    "unpack",
     "window_ops",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from streamdrift.champion import decode_comparisons
-from streamdrift.profile import ReferenceProfile
+from streamdrift.profile import LABEL, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.client import RedisClient
 from streamdrift.store.depth_fields import decode_reads, distinct_features, queue_reads
@@ -17,6 +17,7 @@ from streamdrift.store.window_fields import (
     decode_performance,
     decode_slice_performance,
     decode_window,
+    unpack,
 )
 
 
@@ -92,17 +93,28 @@ class Windows:
         perfs: dict[int, dict[str, str]],
     ) -> None:
         k = ModelKeys(profile.model_id)
-        columns = {**profile.features, **profile.outputs()}
+        # a slice's hashes: its meta, its numeric columns packed in one, its categorical
+        # columns (the join counts labels in the window's, not in slices)
+        columns = {n: c for n, c in {**profile.features, **profile.outputs()}.items() if n != LABEL}
+        categorical = [n for n, c in columns.items() if c.kind != "numeric"]
         wanted = [(w, name) for w in windows for name in sorted(w.slice_counts)]
         if wanted:
             pipe = self.redis.pipeline(transaction=False)
             for w, name in wanted:
-                self._queue(pipe, k.slice_window(profile.revision, w.start, name), columns, False)
+                wk = k.slice_window(profile.revision, w.start, name)
+                pipe.hgetall(wk.meta)
+                pipe.hgetall(wk.packed)
+                for c in categorical:
+                    pipe.hgetall(wk.cat(c))
             res = iter(pipe.execute())
             for w, name in wanted:
                 meta = _text(next(res))
-                hashes = {c: _text(next(res)) for c in columns}
-                w.slices[name] = decode_window(w.start, profile, meta, hashes, {}, [])
+                hashes = unpack(_text(next(res)))
+                hashes.update({c: _text(next(res)) for c in categorical})
+                part = decode_window(w.start, profile, meta, hashes, {}, [])
+                part.numeric.pop(LABEL, None)
+                part.categorical.pop(LABEL, None)
+                w.slices[name] = part
         for w in windows:
             for name, perf in decode_slice_performance(perfs.get(w.start, {})).items():
                 sk = w.slices.get(name)
