@@ -225,7 +225,8 @@ def window_conditions(
                 out.present.append((alert, abs(alert.value - alert.threshold)))
             if fair.checked and settled:
                 out.checked.append(f"fairness:{fair.key}")
-        _add_slices(out, profile, window, now, closed=closed, quiet=quiet)
+        if closed:  # slices are many and small: judged on complete windows only
+            _add_slices(out, profile, window, now, closed=closed, quiet=quiet)
 
     if closed and followed and not sliced:
         volume = volume_check(
