@@ -32,9 +32,10 @@ keys can ever share a name with them.
     sd:{m}:w:<rev>:<start>:outliers    LIST   the window's first outliers, JSON
     sd:{m}:w:<rev>:<start>:perf        HASH   labelled pairs, see store.windows; each
                                               slice's as fields "[<slice>]<field>"
-    sd:{m}:w:<rev>:<start>|<slice>:... the same hashes (meta, num, cat, outliers) for one
-                                              slice of the window ("v=2.0", "region=eu"),
-                                              see streamdrift.slices
+    sd:{m}:w:<rev>:<start>|<slice>:... one slice of the window ("v=2.0", "region=eu",
+                                              see streamdrift.slices): its meta and cat:<f>
+                                              hashes, and all its numeric columns in one
+                                              hash, num (fields "<f>\x1f<field>")
     sd:{m}:w:<rev>:<start>:corr        HASH   correlation sums per feature pair, see
                                               store.depth_fields
     sd:{m}:w:<rev>:<start>:hll:<f>     STRING HyperLogLog of a categorical feature's
