@@ -35,6 +35,7 @@ from typing import Any
 
 import redis
 from confluent_kafka import KafkaException, TopicPartition
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from streamdrift import kafka_io
 from streamdrift.alerts import encode, system_alert
@@ -156,6 +157,9 @@ class Worker:
     """One member of the `streamdrift` consumer group."""
 
     def __init__(self, settings: Settings, store: Store | None = None, **consumer_overrides: Any):
+        # A worker scales by processes: BLAS threads behind the batch's few small matrix
+        # products (outliers, reconstruction error) only spin on another core.
+        threadpool_limits(limits=1, user_api="blas")
         self.settings = settings
         self.store = store or Store(settings.redis_url)
         self.consumer = kafka_io.consumer(settings, **consumer_overrides)
