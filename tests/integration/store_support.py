@@ -167,7 +167,13 @@ def request(
     join: JoinDelta | None = None,
 ) -> ApplyRequest:
     return ApplyRequest(
-        profile, next_fences(store, profile.model_id), windows or {}, Counter(), join, time.time()
+        profile,
+        next_fences(store, profile.model_id),
+        windows or {},
+        Counter(),
+        join,
+        time.time(),
+        store.profiles.champion(profile.model_id),  # as the worker reads it with the fences
     )
 
 

@@ -501,3 +501,53 @@ def test_the_same_id_under_two_versions_is_shadow_traffic(
         "v=b": 1,
         "v=c": 1,
     }
+
+
+def test_champion_and_challenger_pairs_are_counted_once_each(
+    store: Store, profiles: dict[str, ReferenceProfile], model_id: str
+) -> None:
+    """Classes: the paired right/wrong table (McNemar's input), by hand; regression: the
+    sums of absolute errors and of squared differences (the paired t-test's), by numpy.
+    The challenger scoring an id after the label joined the champion's still pairs."""
+    rng = np.random.default_rng(8)
+    binary = register(store, profiles["binary"], model_id)
+    store.profiles.set_champion(model_id, "a")
+    t = current_window(binary) - binary.config.window_seconds + 10
+    n = 60
+    ids = [f"i{j}" for j in range(n)]
+    y = rng.integers(0, 2, n)
+    a, b = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    champ = events(binary, ids, [t] * n, [{"label": int(v)} for v in a], version="a")
+    chal = events(binary, ids, [t] * n, [{"label": int(v)} for v in b], version="b")
+    apply_events(store, binary, champ)
+    apply_events(store, binary, None, labels(ids[:40], [t + 5] * 40, y[:40].tolist()))
+    apply_events(store, binary, chal)  # 40 ids already joined, 20 waiting
+    apply_events(store, binary, None, labels(ids[40:], [t + 5] * 20, y[40:].tolist()))
+    (w,) = store.windows.read(binary, [_start(binary, t)])
+    table = w.comparisons["b"].table
+    right_a, right_b = a == y, b == y
+    assert w.comparisons["b"].n == n
+    assert table == Counter(
+        {
+            f"{'y' if ra else 'n'}{'y' if rb else 'n'}": int(c)
+            for (ra, rb), c in Counter(zip(right_a.tolist(), right_b.tolist())).items()
+        }
+    )
+    assert "a" not in w.comparisons  # the champion is no challenger of itself
+
+    reg_id = f"{model_id}-reg"
+    regression = register(store, profiles["regression"], reg_id)
+    store.profiles.set_champion(reg_id, "a")
+    t = current_window(regression) - regression.config.window_seconds + 10
+    y = rng.normal(100, 10, n)
+    a, b = y + rng.normal(0, 1, n), y + rng.normal(0, 3, n)
+    apply_events(store, regression, events(regression, ids, [t] * n, a.tolist(), version="a"))
+    apply_events(store, regression, events(regression, ids, [t] * n, b.tolist(), version="b"))
+    apply_events(store, regression, None, labels(ids, [t + 5] * n, y.tolist()))
+    (w,) = store.windows.read(regression, [_start(regression, t)])
+    pairs = w.comparisons["b"]
+    ea, eb = np.abs(a - y), np.abs(b - y)
+    assert (pairs.n, pairs.errors) == (n, n)
+    assert pairs.abs_champion == pytest.approx(ea.sum(), rel=1e-12)
+    assert pairs.abs_challenger == pytest.approx(eb.sum(), rel=1e-12)
+    assert pairs.squared_difference == pytest.approx(((ea - eb) ** 2).sum(), rel=1e-12)
