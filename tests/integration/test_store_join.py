@@ -530,7 +530,7 @@ def test_champion_and_challenger_pairs_are_counted_once_each(
     assert table == Counter(
         {
             f"{'y' if ra else 'n'}{'y' if rb else 'n'}": int(c)
-            for (ra, rb), c in Counter(zip(right_a.tolist(), right_b.tolist())).items()
+            for (ra, rb), c in Counter(zip(right_a.tolist(), right_b.tolist(), strict=True)).items()
         }
     )
     assert "a" not in w.comparisons  # the champion is no challenger of itself
