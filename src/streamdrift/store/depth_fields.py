@@ -117,6 +117,16 @@ def decode_correlation(h: Mapping[str, str], model: CorrelationModel) -> Correla
 
 
 # ---- reads: queued on the window reader's pipeline, decoded in the same order ------------
+#: PFCOUNT through a script: redis-py refuses PFCOUNT in a cluster pipeline (several
+#: keys could be on several nodes), but a model's keys share one slot
+_PFCOUNT = "return redis.call('PFCOUNT', unpack(KEYS))"
+
+
+def pfcount(pipe: Any, keys: list[str]) -> None:
+    """Queue the distinct count of the union of HyperLogLogs `keys` (one model's)."""
+    pipe.execute_command("EVAL", _PFCOUNT, len(keys), *keys)
+
+
 def queue_reads(pipe: Any, window_keys: WindowKeys, profile: ReferenceProfile) -> None:
     """Queue the reads of one window's depth state on `pipe` (see `decode_reads`)."""
     if _correlation_model(profile) is not None:
@@ -124,7 +134,7 @@ def queue_reads(pipe: Any, window_keys: WindowKeys, profile: ReferenceProfile) -
     for name in profile.derived_columns():
         pipe.hgetall(window_keys.num(name))
     for name in distinct_features(profile):
-        pipe.pfcount(window_keys.hll(name))
+        pfcount(pipe, [window_keys.hll(name)])
 
 
 def decode_reads(window: WindowSketch, profile: ReferenceProfile, replies: Iterator[Any]) -> None:

@@ -11,7 +11,7 @@ from streamdrift.champion import decode_comparisons
 from streamdrift.profile import LABEL, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.client import RedisClient
-from streamdrift.store.depth_fields import decode_reads, distinct_features, queue_reads
+from streamdrift.store.depth_fields import decode_reads, distinct_features, pfcount, queue_reads
 from streamdrift.store.keys import ModelKeys, WindowKeys
 from streamdrift.store.window_fields import (
     decode_performance,
@@ -72,7 +72,7 @@ class Windows:
         k = ModelKeys(profile.model_id)
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
-            pipe.pfcount(*(k.window(profile.revision, s).hll(name) for s in starts))
+            pfcount(pipe, [k.window(profile.revision, s).hll(name) for s in starts])
         return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
 
     @staticmethod
