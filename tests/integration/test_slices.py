@@ -45,15 +45,24 @@ def _rows(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     return {"x": x, "region": region, "logit": logit, "label": label}
 
 
-def _register(settings, model_id: str, tmp_path: Path, **config: object) -> None:
-    rng = np.random.default_rng(1)
-    r = _rows(rng, 20_000)
+def _register(
+    settings,
+    model_id: str,
+    tmp_path: Path,
+    ref: dict[str, np.ndarray] | None = None,
+    segments: tuple[str, ...] = ("region",),
+    *extra: str,
+    **config: object,
+) -> None:
+    """Register from a reference of `ref`'s rows (default: 20,000 of `_rows`) with its
+    segment columns; `extra` are more command-line arguments."""
+    ref = ref if ref is not None else _rows(np.random.default_rng(1), 20_000)
     table = pa.table(
         {
-            **{f"x{j}": r["x"][:, j] for j in range(4)},
-            "region": r["region"],
-            "score": _score(r["logit"]),
-            "label": r["label"],
+            **{f"x{j}": ref["x"][:, j] for j in range(4)},
+            **{k: ref[k] for k in segments},
+            "score": _score(ref["logit"]),
+            "label": ref["label"],
         }
     )
     pcsv.write_csv(table, tmp_path / "reference.csv")
@@ -66,6 +75,7 @@ def _register(settings, model_id: str, tmp_path: Path, **config: object) -> None
     res = cli(
         settings, "register", model_id, "--reference", str(tmp_path / "reference.csv"),
         "--prediction-column", "score", "--label-column", "label", "--config", str(cfg),
+        *extra,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
 
@@ -206,28 +216,16 @@ def test_fairness_crosses_the_four_fifths_bound_in_one_window_only(
     are pushed down (its labels are not): disparate impact about 0.5 there only."""
     rng = np.random.default_rng(5)
     ref = _rows(rng, 20_000)
-    gender = rng.choice(["m", "f"], size=20_000)
-    table = pa.table(
-        {
-            **{f"x{j}": ref["x"][:, j] for j in range(4)},
-            "gender": gender,
-            "score": _score(ref["logit"]),
-            "label": ref["label"],
-        }
-    )
-    pcsv.write_csv(table, tmp_path / "reference.csv")
-    cfg = write_config(
-        tmp_path / "monitor.json",
-        window_seconds=WINDOW,
-        evaluation_interval_seconds=600,
+    ref["gender"] = rng.choice(["m", "f"], size=20_000)
+    _register(
+        settings,
+        model_id,
+        tmp_path,
+        ref,
+        ("gender",),
         slices={"segment_keys": ["gender"], "max_versions": 0},
         fairness={"sensitive_key": "gender", "reference_group": "m"},
     )
-    res = cli(
-        settings, "register", model_id, "--reference", str(tmp_path / "reference.csv"),
-        "--prediction-column", "score", "--label-column", "label", "--config", str(cfg),
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
 
     start = (time.time() // WINDOW - 4) * WINDOW
     preds, labels = [], []
@@ -368,31 +366,19 @@ def test_a_stationary_stream_with_versions_segments_and_fairness_raises_nothing(
         r["gender"] = rng.choice(["f", "m"], n)
         return r
 
-    ref = rows(20_000)
     keys = ("region", "channel", "gender")
-    table = pa.table(
-        {
-            **{f"x{j}": ref["x"][:, j] for j in range(4)},
-            **{k: ref[k] for k in keys},
-            "score": _score(ref["logit"]),
-            "label": ref["label"],
-        }
-    )
-    pcsv.write_csv(table, tmp_path / "reference.csv")
-    cfg = write_config(
-        tmp_path / "monitor.json",
-        window_seconds=WINDOW,
-        evaluation_interval_seconds=600,
+    _register(
+        settings,
+        model_id,
+        tmp_path,
+        rows(20_000),
+        keys,
+        "--champion",
+        "1.0",
         slices={"segment_keys": list(keys)},
         fairness={"sensitive_key": "gender"},
         silence_seconds=0,
     )
-    res = cli(
-        settings, "register", model_id, "--reference", str(tmp_path / "reference.csv"),
-        "--prediction-column", "score", "--label-column", "label", "--config", str(cfg),
-        "--champion", "1.0",
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
 
     windows, per_window = 120, 1000
     start = (time.time() // WINDOW - windows - 1) * WINDOW
