@@ -173,6 +173,22 @@ def write_config(path: Path, **overrides: object) -> Path:
     return path
 
 
+def register_model(
+    settings: Settings, model_id: str, reference: Path, *args: str, **config: object
+) -> subprocess.CompletedProcess:
+    """`streamdrift register` of `reference` with a monitor config of `config` (written
+    beside the reference) and more arguments `args`; evaluated once, when the worker
+    stops, unless the config says otherwise (so no figure depends on the machine's
+    speed). Asserts success."""
+    config.setdefault("evaluation_interval_seconds", 600)
+    path = write_config(reference.with_suffix(".monitor.json"), **config)
+    res = cli(
+        settings, "register", model_id, "--reference", str(reference), "--config", str(path), *args
+    )
+    assert res.returncode == 0, res.stderr
+    return res
+
+
 def produce(
     settings: Settings, pairs: Iterable[tuple[bytes | None, bytes]], topic: str | None = None
 ) -> int:

@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 from streamdrift import synthetic
 from streamdrift.worker import Worker
 
-from .conftest import cli, produce, read_alerts, write_config
+from .conftest import cli, produce, read_alerts, register_model
 
 pytestmark = pytest.mark.integration
 
@@ -36,24 +36,10 @@ def _iso(ts: float) -> str:
 
 def _register(settings, model_id: str, tmp_path: Path) -> None:
     ref = synthetic.write_loan_reference(tmp_path / "loans.csv")
-    # evaluated once, when the worker stops (see test_pipeline): whole windows only
-    config = write_config(
-        tmp_path / "monitor.json", window_seconds=WINDOW, evaluation_interval_seconds=600
-    )
-    res = cli(
-        settings,
-        "register",
-        model_id,
-        "--reference",
-        str(ref),
-        "--prediction-column",
-        "score",
-        "--label-column",
-        "default",
-        "--config",
-        str(config),
-    )
-    assert res.returncode == 0, res.stderr
+    register_model(
+        settings, model_id, ref, "--prediction-column", "score", "--label-column", "default",
+        window_seconds=WINDOW,
+    )  # fmt: skip
 
 
 def _run(settings, model_id: str, shift_from: float | None):

@@ -17,7 +17,7 @@ import pytest
 from streamdrift import synthetic
 from streamdrift.worker import Worker
 
-from .conftest import cli, produce, read_alerts, write_config
+from .conftest import cli, produce, read_alerts, register_model
 
 pytestmark = pytest.mark.integration
 
@@ -29,22 +29,7 @@ WINDOWS = 4
 
 def _register(settings, model_id: str, tmp_path: Path) -> None:
     ref = synthetic.write_pair_reference(tmp_path / "reference.csv")
-    # evaluated once, when the worker stops (see test_pipeline)
-    config = write_config(
-        tmp_path / "monitor.json", window_seconds=WINDOW, evaluation_interval_seconds=600
-    )
-    res = cli(
-        settings,
-        "register",
-        model_id,
-        "--reference",
-        str(ref),
-        "--prediction-column",
-        "score",
-        "--config",
-        str(config),
-    )
-    assert res.returncode == 0, res.stderr
+    register_model(settings, model_id, ref, "--prediction-column", "score", window_seconds=WINDOW)
 
 
 def _run(settings, model_id: str, **changes: float) -> list[int]:

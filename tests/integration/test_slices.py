@@ -21,7 +21,7 @@ from streamdrift.monitors import window_performance
 from streamdrift.profile import bin_index
 from streamdrift.worker import Worker
 
-from .conftest import cli, produce, read_alerts, write_config
+from .conftest import cli, produce, read_alerts, register_model, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -66,18 +66,10 @@ def _register(
         }
     )
     pcsv.write_csv(table, tmp_path / "reference.csv")
-    cfg = write_config(
-        tmp_path / "monitor.json",
-        window_seconds=WINDOW,
-        evaluation_interval_seconds=600,
-        **config,
-    )
-    res = cli(
-        settings, "register", model_id, "--reference", str(tmp_path / "reference.csv"),
-        "--prediction-column", "score", "--label-column", "label", "--config", str(cfg),
-        *extra,
+    register_model(
+        settings, model_id, tmp_path / "reference.csv", "--prediction-column", "score",
+        "--label-column", "label", *extra, window_seconds=WINDOW, **config,
     )  # fmt: skip
-    assert res.returncode == 0, res.stderr
 
 
 def _events(
