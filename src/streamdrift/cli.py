@@ -557,19 +557,47 @@ def _baselines_line(baselines: dict[str, dict[str, Any]]) -> str:
 
 
 @main.command()
-@click.option("--follow", is_flag=True, help="Keep waiting for new alerts.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep waiting for new alerts (from now on; waits for the topic if need be).",
+)
+@click.option(
+    "--from-beginning", is_flag=True, help="With --follow: first every alert already sent."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON alert per line.")
 @click.option("--model", help="Only this model's alerts.")
 @_user_errors
-def alerts(follow: bool, as_json: bool, model: str | None) -> None:
-    """Read the alerts topic from the beginning."""
+def alerts(follow: bool, from_beginning: bool, as_json: bool, model: str | None) -> None:
+    """Print the alerts topic: every alert sent so far, or with --follow the new ones as
+    they come."""
+    from typing import get_args
+
+    from streamdrift.events import AlertStatus, AlertType, Severity
     from streamdrift.topic_reader import read_alerts
 
-    for a in read_alerts(_settings(), follow=follow, model=model):
+    settings = _settings()
+
+    def waiting(topics: list[str]) -> None:
+        click.echo(f"waiting for topic {', '.join(topics)} to exist (no alert yet)", err=True)
+
+    widths = [max(map(len, get_args(t))) for t in (Severity, AlertStatus, AlertType)]
+    found = read_alerts(
+        settings,
+        follow=follow,
+        model=model,
+        from_beginning=from_beginning or not follow,
+        on_wait=waiting,
+    )
+    for a in found:
         if as_json:
-            click.echo(orjson.dumps(a).decode())
-        else:
-            click.echo(f"{a['created_at'][:19]} {a['severity']:<8} {a['type']:<12} {a['message']}")
+            click.echo(orjson.dumps(a).decode(), nl=True)
+            sys.stdout.flush()
+            continue
+        cells = (a["severity"], a.get("status", "open"), a["type"])
+        line = " ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+        click.echo(f"{a['created_at'][:19]} {line} {a['message']}")
+        sys.stdout.flush()
 
 
 @main.group(invoke_without_command=True)

@@ -4,13 +4,14 @@ demo): from the beginning, without joining the workers' consumer group or commit
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, TopicPartition
 
 from streamdrift import kafka_io
 from streamdrift.config import Settings
@@ -24,9 +25,13 @@ def read_messages(
     follow: bool = False,
     stop: threading.Event | None = None,
     timeout: float = 10.0,
+    from_beginning: bool = True,
+    on_wait: Callable[[list[str]], None] | None = None,
 ) -> Iterator[Any]:
-    """Every message of `topics`, oldest first per partition; with `follow`, waits for
-    new ones until `stop`. Topics that do not exist yet are skipped."""
+    """Every message of `topics`, oldest first per partition (`from_beginning` false:
+    only those arriving from now on); with `follow`, waits for new ones until `stop`,
+    and for the topics themselves when none exists yet (telling `on_wait` once). Without
+    `follow`, topics that do not exist yet are skipped."""
     consumer = kafka_io.consumer(
         settings,
         **{
@@ -42,12 +47,26 @@ def read_messages(
                 f"cannot reach Kafka at {mask_url(settings.kafka_bootstrap)}: {e}",
                 "start the broker or set STREAMDRIFT_KAFKA_BOOTSTRAP",
             ) from None
-        parts = [
-            TopicPartition(name, p, OFFSET_BEGINNING)
-            for name in topics
-            if (t := meta.topics.get(name)) is not None and t.error is None
-            for p in t.partitions
-        ]
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+
+        def partitions(meta: Any) -> list[TopicPartition]:
+            return [
+                TopicPartition(name, p, start)
+                for name in topics
+                if (t := meta.topics.get(name)) is not None and t.error is None
+                for p in t.partitions
+            ]
+
+        parts = partitions(meta)
+        if not parts and follow:
+            if on_wait is not None:
+                on_wait(topics)
+            while not parts:
+                if stop is not None and stop.wait(1.0):
+                    return
+                if stop is None:
+                    time.sleep(1.0)
+                parts = partitions(consumer.list_topics(timeout=timeout))
         if not parts:
             return
         consumer.assign(parts)
@@ -75,9 +94,19 @@ def read_alerts(
     follow: bool = False,
     model: str | None = None,
     stop: threading.Event | None = None,
+    from_beginning: bool = True,
+    on_wait: Callable[[list[str]], None] | None = None,
 ) -> Iterator[dict]:
     """Alerts as dicts; only `model`'s when given."""
-    for msg in read_messages(settings, [settings.alerts_topic], follow, stop):
+    messages = read_messages(
+        settings,
+        [settings.alerts_topic],
+        follow,
+        stop,
+        from_beginning=from_beginning,
+        on_wait=on_wait,
+    )
+    for msg in messages:
         try:
             alert = orjson.loads(msg.value())
         except orjson.JSONDecodeError:

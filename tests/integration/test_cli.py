@@ -153,3 +153,56 @@ def test_alerts_command_reads_the_topic(settings, tmp_path):
     assert [orjson.loads(x)["model_id"] for x in lines] == ["m1"]
     plain = cli(settings, "alerts")
     assert "m1: feature 'f00' drifted" in plain.stdout and plain.stdout.count("data_drift") == 2
+
+
+def test_alerts_follow_waits_for_the_topic_and_starts_at_the_end(settings):
+    """The alerts topic does not exist yet: `alerts --follow` says it waits, then shows
+    what arrives after it started (not what was there before), in aligned columns."""
+    import time
+
+    from streamdrift import kafka_io
+    from streamdrift.config import Settings
+
+    from .conftest import env_for
+
+    topic = f"{settings.alerts_topic}-later"
+    env = {**env_for(settings), "STREAMDRIFT_ALERTS_TOPIC": topic}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamdrift", "alerts", "--follow"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        assert "waiting for topic" in proc.stderr.readline()
+        later = Settings(**{**settings.model_dump(), "alerts_topic": topic})
+        p = kafka_io.producer(later)
+        base = {
+            "alert_id": "b" * 32, "type": "data_drift", "severity": "warning", "model_id": "m",
+            "model_version": None, "feature": "f", "statistic": "psi", "value": 0.5,
+            "threshold": 0.2, "window_start": "2026-11-22T10:00:00Z",
+            "window_end": "2026-11-22T11:00:00Z", "sample_size": 1, "reference_size": 1,
+            "created_at": "2026-11-22T11:00:01Z", "context": {},
+        }  # fmt: skip
+        p.produce(topic, value=orjson.dumps({**base, "message": "before"}))
+        p.flush(10)
+        time.sleep(4)  # the follower finds the topic (it looks every second), at its end
+        p.produce(topic, value=orjson.dumps({**base, "message": "first after"}))
+        p.produce(
+            topic,
+            value=orjson.dumps(
+                {**base, "type": "volume", "severity": "critical", "message": "second after"}
+            ),
+        )
+        p.flush(10)
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert [line.rstrip("\n").rsplit(" ", 2)[-2:] for line in lines] == [
+        ["first", "after"],
+        ["second", "after"],
+    ]
+    assert lines[0].index("first after") == lines[1].index("second after")  # aligned
