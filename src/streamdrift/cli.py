@@ -77,6 +77,9 @@ def _store(settings: Settings):
 @click.version_option(__version__, prog_name="streamdrift")
 def main() -> None:
     """streamdrift: a streaming monitor for machine-learning models on Kafka and Redis."""
+    # A command says in one line of its own what is wrong with the broker; librdkafka's
+    # log is for the long-running ones (worker, notify: `configure_logging`).
+    logging.getLogger("streamdrift.librdkafka").setLevel(logging.CRITICAL)
 
 
 @main.command()

@@ -3,6 +3,8 @@ admin settings, so the worker, the CLI and the demo talk to the broker the same 
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 from typing import Any
 
@@ -14,12 +16,55 @@ from streamdrift.config import Settings
 from streamdrift.errors import ConfigError, ConnectionProblem
 from streamdrift.redaction import mask_url
 
+#: where librdkafka's own log goes (instead of stderr): warnings and errors, each distinct
+#: message once. A broker that is down makes librdkafka repeat the same line many times a
+#: second; the command or the worker says what is wrong in one line of its own.
+LIBRDKAFKA = logging.getLogger("streamdrift.librdkafka")
+
+
+class OncePerMessage(logging.Filter):
+    """Passes a message the first time only, numbers aside ("after 0ms" = "after 4ms")."""
+
+    _NUMBERS = re.compile(r"\d+")
+
+    def __init__(self, limit: int = 1000) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+        self.limit = limit
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = self._NUMBERS.sub("#", record.getMessage())
+        if key in self.seen:
+            return False
+        if len(self.seen) < self.limit:
+            self.seen.add(key)
+        return True
+
+
+LIBRDKAFKA.addFilter(OncePerMessage())
+
+
+def _common(settings: Settings) -> dict[str, Any]:
+    """Every client's settings: the user's, and librdkafka's log into `LIBRDKAFKA`."""
+    return {**settings.kafka_common(), "logger": LIBRDKAFKA, "log_level": 4}
+
+
+def unreachable(settings: Settings, error: Exception, timeout: float) -> ConnectionProblem:
+    """One line for a broker that did not answer: the address in force, where it came
+    from, and what librdkafka said last."""
+    reason = error.args[0].str() if error.args and hasattr(error.args[0], "str") else error
+    return ConnectionProblem(
+        f"cannot reach Kafka at {mask_url(settings.kafka_bootstrap)} "
+        f"(STREAMDRIFT_KAFKA_BOOTSTRAP) within {timeout:g} s: {reason}",
+        "start the broker, or set STREAMDRIFT_KAFKA_BOOTSTRAP to where it runs",
+    )
+
 
 def consumer(settings: Settings, **overrides: Any) -> _Consumer:
     """A consumer-group member that never commits on its own: offsets are committed only
     after the batch's Redis apply succeeded (DESIGN decision 2)."""
     conf = {
-        **settings.kafka_common(),
+        **_common(settings),
         "group.id": settings.consumer_group,
         "client.id": f"streamdrift-{socket.gethostname()}",
         "enable.auto.commit": False,
@@ -41,7 +86,7 @@ def consumer(settings: Settings, **overrides: Any) -> _Consumer:
 
 def producer(settings: Settings, **overrides: Any) -> Producer:
     conf = {
-        **settings.kafka_common(),
+        **_common(settings),
         "linger.ms": 5,
         "acks": "all",
         "compression.type": "none",
@@ -51,7 +96,7 @@ def producer(settings: Settings, **overrides: Any) -> Producer:
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient(settings.kafka_common())
+    return AdminClient(_common(settings))
 
 
 def ensure_topics(settings: Settings, partitions: int = 4, timeout: float = 15.0) -> None:
@@ -75,7 +120,7 @@ def create_topics(settings: Settings, wanted: dict[str, int], timeout: float = 1
     topic another client created meanwhile is fine. Mistakes are one line: Kafka
     settings librdkafka refuses, a broker out of reach, a creation refused."""
     try:
-        client = AdminClient(settings.kafka_common())
+        client = AdminClient(_common(settings))
     except KafkaException as e:
         # librdkafka checks settings when a client is made (an unknown name, a key that is
         # not PEM); this is often a process's first client, so a mistake in
@@ -86,10 +131,7 @@ def create_topics(settings: Settings, wanted: dict[str, int], timeout: float = 1
     try:
         existing = set(client.list_topics(timeout=timeout).topics)
     except KafkaException as e:
-        raise ConnectionProblem(
-            f"cannot reach Kafka at {mask_url(settings.kafka_bootstrap)}: {e}",
-            "start the broker or set STREAMDRIFT_KAFKA_BOOTSTRAP",
-        ) from None
+        raise unreachable(settings, e, timeout) from None
     new = [
         NewTopic(t, num_partitions=n, replication_factor=1)
         for t, n in wanted.items()

@@ -247,3 +247,5 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # a long-running process logs librdkafka's warnings and errors (each once)
+    logging.getLogger("streamdrift.librdkafka").setLevel(logging.WARNING)

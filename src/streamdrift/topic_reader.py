@@ -15,8 +15,6 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, TopicParti
 
 from streamdrift import kafka_io
 from streamdrift.config import Settings
-from streamdrift.errors import ConnectionProblem
-from streamdrift.redaction import mask_url
 
 
 def read_messages(
@@ -43,10 +41,7 @@ def read_messages(
         try:
             meta = consumer.list_topics(timeout=timeout)
         except Exception as e:
-            raise ConnectionProblem(
-                f"cannot reach Kafka at {mask_url(settings.kafka_bootstrap)}: {e}",
-                "start the broker or set STREAMDRIFT_KAFKA_BOOTSTRAP",
-            ) from None
+            raise kafka_io.unreachable(settings, e, timeout) from None
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
 
         def partitions(meta: Any) -> list[TopicPartition]:

@@ -206,3 +206,17 @@ def test_alerts_follow_waits_for_the_topic_and_starts_at_the_end(settings):
         ["second", "after"],
     ]
     assert lines[0].index("first after") == lines[1].index("second after")  # aligned
+
+
+def test_a_broker_out_of_reach_is_one_line_naming_the_address_and_its_variable(settings):
+    from .conftest import env_for
+
+    env = {**env_for(settings), "STREAMDRIFT_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "streamdrift", "alerts"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    _one_line_error(res, "cannot reach Kafka at 127.0.0.1:1", "STREAMDRIFT_KAFKA_BOOTSTRAP")

@@ -198,3 +198,20 @@ def test_settings_to_env_reads_back_as_the_same_settings(monkeypatch):
     for key, value in given.to_env().items():
         monkeypatch.setenv(key, value)
     assert Settings() == given
+
+
+def test_librdkafka_lines_pass_once_each_numbers_aside():
+    import logging
+
+    from streamdrift.kafka_io import OncePerMessage
+
+    once = OncePerMessage(limit=2)
+
+    def passes(msg: str) -> bool:
+        return once.filter(logging.LogRecord("x", logging.ERROR, "f", 1, msg, None, None))
+
+    refused = "127.0.0.1:{}/bootstrap: Connect failed: refused (after {}ms in state CONNECT)"
+    assert passes(refused.format(1, 0))
+    assert not passes(refused.format(1, 4))  # the same line, other numbers
+    assert passes("Disconnected")
+    assert passes("third") and passes("third")  # past the limit nothing is remembered
