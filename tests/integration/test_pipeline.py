@@ -124,6 +124,26 @@ def test_stationary_stream_raises_no_alert(settings, store, model_id, tmp_path):
     assert sum(w["count"] for w in doc["windows"]) == 15_000
     assert all(w["drifting"] == [] for w in doc["windows"])
 
+    # the windows table: every cell under its own header, saying what the JSON says
+    table = cli(settings, "inspect", model_id).stdout.splitlines()
+    top = next(i for i, line in enumerate(table) if "start (UTC)" in line)
+    headers = [c.strip() for c in table[top].strip("│┃ ").split("┃" if "┃" in table[top] else "│")]
+    rows = [
+        [c.strip() for c in line.strip("│ ").split("│")]
+        for line in table[top + 2 : top + 2 + len(doc["windows"])]
+    ]
+    assert all(len(r) == len(headers) for r in rows), (headers, rows)
+    for w, cells in zip(doc["windows"], rows, strict=True):
+        cell = dict(zip(headers, cells, strict=True))
+        assert cell["start (UTC)"] == w["start"][:16]
+        assert cell["end"] == w["end"][11:16]
+        assert cell["events"] == f"{w['count']:,}"
+        assert cell["invalid"] == str(sum(w["invalid"].values()))
+        assert cell["drifting features"] == "-"
+        assert cell["labelled"] == f"{int(w['performance'].get('labelled', 0)):,}"
+        assert cell["outliers"] == f"{w['outliers']:,}"
+        assert cell["quality"] == "-"
+
 
 def test_each_alert_is_raised_once_and_resent_if_its_publisher_died(
     settings, store, model_id, tmp_path
