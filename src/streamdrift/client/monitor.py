@@ -208,7 +208,9 @@ class AsyncMonitor:
 
     async def log_label(self, prediction_id: str, label: Any, timestamp: Any = None) -> None:
         m = self._sync
-        await self._send(m.labels_topic, prediction_id, m.encode_label(prediction_id, label, timestamp))
+        await self._send(
+            m.labels_topic, prediction_id, m.encode_label(prediction_id, label, timestamp)
+        )
 
     async def _send(self, topic: str, key: str, value: bytes) -> None:
         m = self._sync

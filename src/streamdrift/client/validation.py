@@ -56,6 +56,8 @@ def check_id(value: object, field: str) -> str:
 def _bad_number(value: float | int, field: str) -> InvalidEvent | None:
     """Why a number is refused (not finite, beyond ±1e100), or None."""
     try:
+        if type(value) is not int:
+            value = float(value)  # numpy's float32 compares badly with 1e100
         ok = -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE
     except OverflowError:  # an int too large for a float
         ok = False
@@ -94,7 +96,7 @@ def check_features(features: object) -> dict[str, Any]:
             raise InvalidEvent("features", f"key {name!r} is not a string")
         t = type(value)
         if t is float or t is int or (t is not bool and _number_like(value)):
-            problem = _bad_number(value, f"features.{name}")  # type: ignore[arg-type]
+            problem = _bad_number(value, f"features.{name}")
             if problem is not None:
                 raise problem
         elif t not in _SCALARS:
@@ -137,9 +139,7 @@ def check_prediction(prediction: object) -> object:
         return prediction
     if prediction is None:
         raise InvalidEvent("prediction", "is required (a score/label dict, number or string)")
-    raise InvalidEvent(
-        "prediction", f"must be a dict, number, string or bool, not {t.__name__}"
-    )
+    raise InvalidEvent("prediction", f"must be a dict, number, string or bool, not {t.__name__}")
 
 
 def check_timestamp(value: object) -> float | None:
@@ -162,9 +162,7 @@ def check_timestamp(value: object) -> float | None:
     elif _number_like(value):
         ts = float(value)  # type: ignore[arg-type]
     else:
-        raise InvalidEvent(
-            "timestamp", f"must be epoch seconds or a datetime, not {t.__name__}"
-        )
+        raise InvalidEvent("timestamp", f"must be epoch seconds or a datetime, not {t.__name__}")
     if not 0.0 <= ts <= time.time() + MAX_FUTURE_SECONDS:
         raise InvalidEvent(
             "timestamp",
