@@ -617,8 +617,8 @@ def _examples(col: pa.ChunkedArray, n: int = 3) -> str:
 def check_task(table: pa.Table, task: str, label_column: str, config: MonitorConfig) -> None:
     """Refuse a task the label column contradicts: `binary` with more than two classes or
     a continuous number, `multiclass` with a continuous number, `regression` with two
-    values or fewer. A label is continuous when it holds fractional numbers, or more
-    distinct whole numbers than a categorical column keeps (`max_categories`)."""
+    values or fewer. A label is continuous when it has more than two distinct numbers,
+    some fractional or more of them than a categorical column keeps (`max_categories`)."""
     col = table.column(label_column)
     distinct = pc.count_distinct(col).as_py()
     numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
@@ -627,9 +627,9 @@ def check_task(table: pa.Table, task: str, label_column: str, config: MonitorCon
         values = col.to_numpy(zero_copy_only=False)
         finite = values[np.isfinite(values)]
         fractional = bool((finite != np.round(finite)).any())
-    continuous = numeric and (fractional or distinct > config.max_categories)
+    continuous = numeric and distinct > 2 and (fractional or distinct > config.max_categories)
     what = f"label '{label_column}'"
-    seen = f"{distinct} distinct values ({_examples(col)})"
+    seen = f"{distinct} distinct value{'s' if distinct != 1 else ''} ({_examples(col)})"
     if task in ("binary", "multiclass") and continuous:
         raise ReferenceFileError(
             f"--task {task}, but {what} is a continuous number: {seen}",
@@ -643,7 +643,7 @@ def check_task(table: pa.Table, task: str, label_column: str, config: MonitorCon
     if task == "regression" and distinct <= 2:
         raise ReferenceFileError(
             f"--task regression, but {what} has only {seen}: classes, not a quantity",
-            "use --task binary" + (" (or multiclass)" if distinct < 2 else ""),
+            "use --task binary",
         )
 
 
