@@ -154,14 +154,6 @@ def register(
         features=names,
         config=config,
     )
-    if names is None:  # features chosen by elimination: say which look like outputs
-        for name in output_like_features(profile):
-            click.echo(
-                f"streamdrift: warning: column '{name}' is taken as a feature, but its name "
-                "reads like a label or a score; if it is one, pass it as --label-column or "
-                "--prediction-column (or list the features with --features)",
-                err=True,
-            )
     settings = _settings()
     store = _store(settings)
     store.check_eviction_policy(settings.allow_eviction)
@@ -188,6 +180,14 @@ def register(
         )
     for line in describe(saved):
         click.echo(line)
+    if names is None:  # features chosen by elimination: say which look like outputs
+        for name in output_like_features(profile):
+            click.echo(
+                f"streamdrift: warning: column '{name}' is taken as a feature, but its name "
+                "reads like a label or a score; if it is one, pass it as --label-column or "
+                "--prediction-column (or list the features with --features)",
+                err=True,
+            )
 
 
 def _version_name(version: str, profile) -> str:
