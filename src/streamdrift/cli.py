@@ -131,7 +131,12 @@ def register(
     champion: str | None,
 ) -> None:
     """Store MODEL's reference profile in Redis (replacing any earlier one)."""
-    from streamdrift.reference import build_profile, resolve_importance
+    from streamdrift.reference import (
+        build_profile,
+        describe,
+        output_like_features,
+        resolve_importance,
+    )
 
     if not MODEL_ID.fullmatch(model):
         raise StreamdriftError(
@@ -176,6 +181,16 @@ def register(
             "windows counted against the earlier reference stay readable until they "
             "expire; new events count against this one"
         )
+    for line in describe(saved):
+        click.echo(line)
+    if names is None:  # features chosen by elimination: say which look like outputs
+        for name in output_like_features(profile):
+            click.echo(
+                f"streamdrift: warning: column '{name}' is taken as a feature, but its name "
+                "reads like a label or a score; if it is one, pass it as --label-column or "
+                "--prediction-column (or list the features with --features)",
+                err=True,
+            )
 
 
 def _version_name(version: str, profile) -> str:

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from operator import itemgetter, methodcaller
 from typing import Any, Generic, TypeVar, cast
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 log = logging.getLogger("streamdrift.decode")
@@ -24,8 +26,18 @@ log = logging.getLogger("streamdrift.decode")
 _PARTITION_EOF = -191
 
 _MAX_ID = 256
-#: An event time this far past the wall clock is a unit error (ms or µs), not a time.
+#: An event time this far past the wall clock is a mistake (a wrong unit, a bad clock).
 MAX_FUTURE_SECONDS = 86400.0
+#: Epoch numbers are told apart by magnitude: |t| < 1e11 is seconds, < 1e14 milliseconds,
+#: < 1e17 microseconds, anything larger nanoseconds. 1e8 s (1973-03-03) to 1e11 s (the
+#: year 5138) is 1e11 to 1e14 in ms, 1e14 to 1e17 in µs, 1e17 to 1e20 in ns: the ranges
+#: do not overlap, so every time from March 1973 to 5138 AD reads right in any unit.
+UNIT_BOUNDS = (1e11, 1e14, 1e17)
+#: The divisor per unit, in the order of `UNIT_BOUNDS` (seconds first).
+UNIT_DIVISORS = (1.0, 1e3, 1e6, 1e9)
+UNIT_NAMES = ("seconds", "milliseconds", "microseconds", "nanoseconds")
+_BOUNDS = np.array(UNIT_BOUNDS)
+_DIVISORS = np.array(UNIT_DIVISORS)
 #: Numbers beyond this are rejected: their squares must stay finite in Redis's sums.
 MAX_MAGNITUDE = 1e100
 _SEGMENT_TYPES = frozenset({str, int, bool})
@@ -91,23 +103,47 @@ class Decoded(Generic[Columns]):
     messages: int = 0
 
 
-def check_time(ts: float) -> float:
-    """An event time must be after 1970 and not more than a day ahead of this clock."""
-    if not 0.0 <= ts <= time.time() + MAX_FUTURE_SECONDS:
-        raise ValueError(
-            f"timestamp {ts!r} is not a time in epoch seconds (milliseconds? the future?)"
-        )
-    return ts
+def unit_index(t: float) -> int:
+    """The position in `UNIT_NAMES` of the unit an epoch number `t` is read in."""
+    m = abs(t)
+    return 0 if m < 1e11 else 1 if m < 1e14 else 2 if m < 1e17 else 3
+
+
+def epoch_seconds(t: float) -> float:
+    """Epoch seconds from an epoch number in seconds, ms, µs or ns (see `UNIT_BOUNDS`)."""
+    return t / UNIT_DIVISORS[unit_index(t)]
+
+
+def epoch_seconds_array(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """`epoch_seconds` for an array: the same division per element, so the same floats."""
+    divisors: npt.NDArray[np.float64] = _DIVISORS[np.searchsorted(_BOUNDS, np.abs(t), "right")]
+    return t / divisors
+
+
+def check_time(ts: float, raw: object = None) -> float:
+    """An event time must be after 1970 and not more than a day ahead of this clock.
+
+    `raw` is the number as sent, when it was one: the error then names the unit it was
+    read in."""
+    if 0.0 <= ts <= time.time() + MAX_FUTURE_SECONDS:
+        return ts
+    when = "before 1970" if ts < 0 else "more than a day ahead of this clock"
+    read = ""
+    if type(raw) is float or type(raw) is int:
+        read = f" (read as epoch {UNIT_NAMES[unit_index(float(cast(float, raw)))]})"
+    raise ValueError(f"timestamp {raw if read else ts!r}{read} is {when}")
 
 
 def parse_timestamp(value: object, fallback: float) -> float:
-    """Epoch seconds from RFC 3339 text or a number; `fallback` (the Kafka message time)
-    when absent. Raises ValueError for anything else. Naive times are taken as UTC."""
+    """Epoch seconds from RFC 3339 text or an epoch number in seconds, milliseconds,
+    microseconds or nanoseconds (told apart by magnitude, see `UNIT_BOUNDS`); `fallback`
+    (the Kafka message time) when absent. Raises ValueError for anything else. Naive
+    times are taken as UTC."""
     if value is None:
         return fallback
     t = type(value)
     if t is float or t is int:
-        return float(value)  # type: ignore[arg-type]
+        return epoch_seconds(float(value))  # type: ignore[arg-type]
     if t is str:
         text = cast(str, value)
         try:
@@ -121,6 +157,12 @@ def parse_timestamp(value: object, fallback: float) -> float:
             dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
     raise ValueError(f"timestamp has type {t.__name__}")
+
+
+def event_time(value: object, fallback: float) -> float:
+    """`parse_timestamp`, then `check_time`: an event's time in epoch seconds, or
+    ValueError naming what is wrong with it."""
+    return check_time(parse_timestamp(value, fallback), value)
 
 
 def _check_prediction(pred: object) -> str | None:
@@ -157,7 +199,13 @@ def _ids_ok(ids: Sequence[Any]) -> bool:
 
 
 _STR_ONLY = {str}
-_FLOAT_ONLY = {float}
+_NUMBER_TYPES = frozenset({float, int})
+_NONE_ONLY = {type(None)}
+
+
+def _message_seconds(msg: Any) -> float:
+    """The Kafka message time (always milliseconds) in epoch seconds."""
+    return cast(float, msg.timestamp()[1] / 1000.0)
 
 
 def decode_predictions(messages: list[Any], max_event_bytes: int) -> DecodedBatch:
@@ -219,14 +267,22 @@ def _decode_fast(msgs: list[Any], max_event_bytes: int) -> DecodedBatch | None:
         for seg in segments:
             if seg is not None and not _SEGMENT_TYPES.issuperset(map(type, seg.values())):
                 return None
-    stamps = [e.get("timestamp") for e in events]
-    if set(map(type, stamps)) != _FLOAT_ONLY:
-        stamps = [
-            parse_timestamp(t, m.timestamp()[1] / 1000.0) if type(t) is not float else t
-            for t, m in zip(stamps, msgs, strict=True)
-        ]
-    if stamps and (min(stamps) < 0 or max(stamps) > time.time() + MAX_FUTURE_SECONDS):
+    raw_stamps = [e.get("timestamp") for e in events]
+    stamp_kinds = set(map(type, raw_stamps))
+    seconds: npt.NDArray[np.float64]
+    if _NUMBER_TYPES.issuperset(stamp_kinds):  # epoch numbers: each unit divided out at once
+        seconds = epoch_seconds_array(np.array(raw_stamps, dtype=np.float64))
+    elif stamp_kinds == _NONE_ONLY:  # no event times: the Kafka message times
+        seconds = np.array(list(map(_message_seconds, msgs)), dtype=np.float64)
+    else:  # RFC 3339 text (or a mixture): parsed one by one; no numpy parser reads it
+        seconds = np.fromiter(
+            map(parse_timestamp, raw_stamps, map(_message_seconds, msgs)),
+            dtype=np.float64,
+            count=len(raw_stamps),
+        )
+    if seconds.min() < 0 or seconds.max() > time.time() + MAX_FUTURE_SECONDS:
         return None  # the event-by-event path names the bad ones
+    stamps: list[Any] = seconds.tolist()  # floats, typed like the other columns
     partitions = [m.partition() for m in msgs]
     offsets = [m.offset() for m in msgs]
     topic = msgs[0].topic()  # one topic per call: the worker decodes each topic apart
@@ -326,9 +382,7 @@ def _decode_each(messages: list[Any], max_event_bytes: int) -> DecodedBatch:
                 reason, detail = "wrong_type", "segments"
             else:
                 try:
-                    ts = check_time(
-                        parse_timestamp(event.get("timestamp"), msg.timestamp()[1] / 1000.0)
-                    )
+                    ts = event_time(event.get("timestamp"), msg.timestamp()[1] / 1000.0)
                 except (ValueError, TypeError) as e:
                     reason, detail = "bad_timestamp", str(e)
         if reason or model_id is None:
@@ -414,9 +468,7 @@ def decode_labels(messages: list[Any], max_event_bytes: int) -> DecodedLabels:
             model_id = None
         if not reason:
             try:
-                ts = check_time(
-                    parse_timestamp(event.get("timestamp"), msg.timestamp()[1] / 1000.0)
-                )
+                ts = event_time(event.get("timestamp"), msg.timestamp()[1] / 1000.0)
             except (ValueError, TypeError) as e:
                 reason, detail = "bad_timestamp", str(e)
         if reason:

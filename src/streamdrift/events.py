@@ -18,7 +18,15 @@ Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 Scalar = float | int | str | bool | None
 Timestamp = Annotated[
     datetime | float | None,
-    Field(description="RFC 3339 string or epoch seconds; absent: the Kafka message time"),
+    Field(
+        description=(
+            "RFC 3339 string, or an epoch time in seconds, milliseconds, microseconds or "
+            "nanoseconds, told apart by magnitude: |t| < 1e11 seconds, < 1e14 milliseconds, "
+            "< 1e17 microseconds, else nanoseconds (unambiguous from March 1973 to the year "
+            "5138). It must fall after 1970 and at most a day ahead of the worker's clock. "
+            "Absent: the Kafka message time."
+        )
+    ),
 ]
 
 

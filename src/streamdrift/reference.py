@@ -6,6 +6,7 @@ numeric or categorical, and summarises it in the mergeable shape windows use.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -39,6 +40,11 @@ MAX_INTEGER_LEVELS = 10
 
 #: Columns that identify or time an event rather than describe it.
 NON_FEATURE_COLUMNS = {"prediction_id", "timestamp", "event_time", "model_id", "model_version"}
+
+
+#: Column names that usually hold a label or a model's output, not an input: taken as a
+#: feature (no --label-column / --prediction-column names them), `register` warns.
+OUTPUT_LIKE_NAME = re.compile(r"label|target|y|outcome|is_.+|score|prob.*|pred.*", re.IGNORECASE)
 
 
 def read_table(path: str | Path) -> pa.Table:
@@ -209,6 +215,8 @@ def build_profile(
         raise ReferenceFileError(
             f"{Path(path).name} has no usable feature columns", "name them with --features"
         )
+    if label_column:
+        check_task(table, task, label_column, config)
     output_kind = "numeric" if task == "regression" else None
     prediction = label = None
     if prediction_column:
@@ -593,3 +601,106 @@ def predicted_class(profile: ReferenceProfile, score: float) -> str | None:
     """The class a binary score stands for, at the decision threshold."""
     threshold = profile.config.decision_threshold
     return profile.positive_class if score >= threshold else profile.negative_class
+
+
+def _examples(col: pa.ChunkedArray, n: int = 3) -> str:
+    """A few of a column's distinct values, for an error message."""
+    values = pc.unique(col.drop_null()).to_pylist()
+    try:
+        values.sort()
+    except TypeError:
+        values.sort(key=str)
+    shown = ", ".join(f"{v:.4g}" if isinstance(v, float) else repr(v) for v in values[:n])
+    return shown + (", ..." if len(values) > n else "")
+
+
+def check_task(table: pa.Table, task: str, label_column: str, config: MonitorConfig) -> None:
+    """Refuse a task the label column contradicts: `binary` with more than two classes or
+    a continuous number, `multiclass` with a continuous number, `regression` with two
+    values or fewer. A label is continuous when it has more than two distinct numbers,
+    some fractional or more of them than a categorical column keeps (`max_categories`)."""
+    col = table.column(label_column)
+    distinct = pc.count_distinct(col).as_py()
+    numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+    fractional = False
+    if pa.types.is_floating(col.type):
+        values = col.to_numpy(zero_copy_only=False)
+        finite = values[np.isfinite(values)]
+        fractional = bool((finite != np.round(finite)).any())
+    continuous = numeric and distinct > 2 and (fractional or distinct > config.max_categories)
+    what = f"label '{label_column}'"
+    seen = f"{distinct} distinct value{'s' if distinct != 1 else ''} ({_examples(col)})"
+    if task in ("binary", "multiclass") and continuous:
+        raise ReferenceFileError(
+            f"--task {task}, but {what} is a continuous number: {seen}",
+            "use --task regression, or pass the column of classes as --label-column",
+        )
+    if task == "binary" and distinct > 2:
+        raise ReferenceFileError(
+            f"--task binary, but {what} has {distinct} classes ({_examples(col)})",
+            "use --task multiclass",
+        )
+    if task == "regression" and distinct <= 2:
+        raise ReferenceFileError(
+            f"--task regression, but {what} has only {seen}: classes, not a quantity",
+            "use --task binary",
+        )
+
+
+def output_like_features(profile: ReferenceProfile) -> list[str]:
+    """Features named like a label or a score (label, target, y, outcome, is_*, score,
+    prob*, pred*): often the label or the model's output left among the inputs."""
+    return [n for n in profile.features if OUTPUT_LIKE_NAME.fullmatch(n)]
+
+
+def _column_line(role: str, name: str, col: ColumnProfile) -> str:
+    if isinstance(col, NumericProfile):
+        inner = max(len(col.edges) - 1, 1)
+        shape = (
+            f"numeric      {inner} bins on [{col.min:.6g}, {col.max:.6g}]"
+            f" (+2 outside the reference range)"
+        )
+    else:
+        top = sorted(col.categories.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(k for k, _ in top[:5]) + (", ..." if len(top) > 5 else "")
+        other = f", {col.other:,} other" if col.other else ""
+        shape = f"categorical  {len(col.categories)} categories ({shown}){other}"
+    return f"  {role:<10} {name:<24} {shape}"
+
+
+def describe(profile: ReferenceProfile) -> list[str]:
+    """What registration understood, one line each: per column its role, inferred kind
+    and bins or categories; then the reference performance with its headline metric."""
+    from streamdrift.monitors import headline_metric
+
+    lines = [
+        f"task {profile.task}"
+        + (f", positive class '{profile.positive_class}'" if profile.positive_class else "")
+    ]
+    if profile.prediction is not None and profile.prediction_column:
+        lines.append(_column_line("prediction", profile.prediction_column, profile.prediction))
+    if profile.label is not None and profile.label_column:
+        lines.append(_column_line("label", profile.label_column, profile.label))
+    lines += [_column_line("feature", n, c) for n, c in profile.features.items()]
+    perf = profile.reference_performance
+    if perf:
+        metric = headline_metric(profile)
+        others = [
+            f"{m} {v:.4g}"
+            for m, v in perf.items()
+            if m != metric and isinstance(v, float | int) and m in _SHOWN_METRICS
+        ]
+        value = perf.get(metric)
+        head = f"{metric} {value:.4g}" if isinstance(value, float | int) else f"{metric} n/a"
+        lines.append(
+            f"reference performance: {head} (headline)"
+            + (f"; {', '.join(others)}" if others else "")
+        )
+    elif profile.prediction_column and profile.label_column:
+        lines.append("reference performance: none (no row has both a prediction and a label)")
+    else:
+        lines.append("reference performance: none (give --prediction-column and --label-column)")
+    return lines
+
+
+_SHOWN_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall", "mae", "rmse", "r2")

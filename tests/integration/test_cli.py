@@ -220,3 +220,87 @@ def test_a_broker_out_of_reach_is_one_line_naming_the_address_and_its_variable(s
         timeout=60,
     )
     _one_line_error(res, "cannot reach Kafka at 127.0.0.1:1", "STREAMDRIFT_KAFKA_BOOTSTRAP")
+
+
+def test_register_says_what_it_understood(settings, model_id, tmp_path):
+    ref = synthetic.write_reference(tmp_path / "ref.csv", rows=2000)
+    res = cli(
+        settings,
+        "register",
+        model_id,
+        "--reference",
+        str(ref),
+        "--prediction-column",
+        "score",
+        "--label-column",
+        "is_fraud",
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    lines = res.stdout.splitlines()
+    assert "task binary, positive class '1'" in lines
+    rows = {line.split()[1]: line.split() for line in lines if line.startswith("  ")}
+    assert rows["score"][:3] == ["prediction", "score", "numeric"]
+    assert rows["is_fraud"][:5] == ["label", "is_fraud", "categorical", "2", "categories"]
+    assert rows["f00"][:5] == ["feature", "f00", "numeric", "10", "bins"]
+    assert rows["country"][:3] == ["feature", "country", "categorical"]
+    assert len(rows) == 2 + 22
+    (perf,) = [line for line in lines if line.startswith("reference performance: ")]
+    assert perf.startswith("reference performance: roc_auc 0.") and "(headline)" in perf
+
+
+def test_register_refuses_a_task_the_label_contradicts(settings, model_id, tmp_path):
+    ref = synthetic.write_reference(tmp_path / "ref.csv", rows=500)
+    _one_line_error(
+        cli(settings, "register", model_id, "--reference", str(ref), "--label-column", "score"),
+        "--task binary, but label 'score' is a continuous number",
+        "use --task regression",
+    )
+    _one_line_error(
+        cli(
+            settings,
+            "register",
+            model_id,
+            *("--reference", str(ref), "--task", "regression", "--label-column", "is_fraud"),
+        ),
+        "--task regression, but label 'is_fraud' has only 2 distinct values (0, 1)",
+        "use --task binary",
+    )
+    _one_line_error(
+        cli(
+            settings,
+            "register",
+            model_id,
+            *("--reference", str(ref), "--task", "binary", "--label-column", "country"),
+        ),
+        "--task binary, but label 'country' has 6 classes",
+        "use --task multiclass",
+    )
+    _one_line_error(
+        cli(
+            settings,
+            "register",
+            model_id,
+            *("--reference", str(ref), "--task", "multiclass", "--label-column", "f03"),
+        ),
+        "--task multiclass, but label 'f03' is a continuous number",
+        "use --task regression",
+    )
+
+
+def test_register_warns_about_features_named_like_outputs(settings, model_id, tmp_path):
+    ref = synthetic.write_reference(tmp_path / "ref.csv", rows=500)
+    res = cli(settings, "register", model_id, "--reference", str(ref))
+    assert res.returncode == 0, res.stderr
+    warnings = res.stderr.strip().splitlines()
+    assert len(warnings) == 2, res.stderr
+    for name, line in zip(["score", "is_fraud"], warnings, strict=True):
+        assert line.startswith(f"streamdrift: warning: column '{name}' is taken as a feature")
+        assert "--label-column or --prediction-column" in line
+    assert "reference performance: none (give --prediction-column and --label-column)" in (
+        res.stdout
+    )
+    # named as features on purpose: no warning
+    chosen = cli(settings, "register", model_id, "--reference", str(ref), "--features", "score,f00")
+    assert chosen.returncode == 0, chosen.stderr
+    assert chosen.stderr == ""

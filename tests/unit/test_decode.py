@@ -2,7 +2,9 @@
 
 The reference for "is this event valid" is `PredictionEvent.model_validate` on the payload
 parsed by the standard library's `json` (not orjson, which decode.py uses); timestamps are
-checked against datetimes built in the test and against pydantic's own parse.
+checked against datetimes built in the test and against pydantic's own parse; epoch
+numbers in seconds, milliseconds, microseconds or nanoseconds must read as the same
+seconds on the column path and the event-by-event path.
 """
 
 from __future__ import annotations
@@ -11,10 +13,20 @@ import json
 import time
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from streamdrift.decode import decode_predictions, parse_timestamp
+from streamdrift.decode import (
+    UNIT_BOUNDS,
+    _decode_each,
+    _decode_fast,
+    decode_labels,
+    decode_predictions,
+    epoch_seconds,
+    epoch_seconds_array,
+    parse_timestamp,
+)
 from streamdrift.events import PredictionEvent
 from streamdrift.sketch import validate_features
 
@@ -127,6 +139,10 @@ CASES: list[tuple[str, bytes, str | None]] = [
     ("timestamp naive", with_(timestamp="2026-11-22T10:00:00"), None),
     ("timestamp epoch int", with_(timestamp=1_795_000_000), None),
     ("timestamp epoch float", with_(timestamp=1_795_000_000.5), None),
+    ("timestamp epoch ms", with_(timestamp=1_795_000_000_123), None),
+    ("timestamp epoch µs", with_(timestamp=1_795_000_000_123_456), None),
+    ("timestamp epoch ns", with_(timestamp=1_795_000_000_123_456_789), None),
+    ("timestamp epoch ms float", with_(timestamp=1.795e12), None),
     ("timestamp null", with_(timestamp=None), None),
     ("truncated JSON", b'{"prediction_id": "a1b2", "model_id": ', "invalid_json"),
     ("empty value", b"", "invalid_json"),
@@ -364,13 +380,148 @@ def test_epoch_timestamps(epoch):
     assert ts == float(epoch)
 
 
+# one instant, 2026-11-18T11:06:40.5Z, in each unit an event may use
+INSTANT = 1_795_000_000.5
+IN_UNITS = {
+    "seconds": 1_795_000_000.5,
+    "milliseconds": 1_795_000_000_500,
+    "microseconds": 1_795_000_000_500_000,
+    "nanoseconds": 1_795_000_000_500_000_000,
+}
+
+
+@pytest.mark.parametrize("unit", IN_UNITS)
+def test_every_unit_decodes_to_the_same_seconds(unit):
+    raw = with_(timestamp=IN_UNITS[unit])
+    (ts,) = decode_predictions([FakeMessage(raw)], BIG).by_model["fraud"].timestamps
+    assert type(ts) is float
+    assert ts == INSTANT
+    (label_ts,) = (
+        decode_labels([FakeMessage(label_event(IN_UNITS[unit]))], BIG).by_model["fraud"].timestamps
+    )
+    assert label_ts == INSTANT
+
+
+def label_event(timestamp: object) -> bytes:
+    return json.dumps(
+        {"prediction_id": "a1b2", "model_id": "fraud", "label": 1, "timestamp": timestamp}
+    ).encode()
+
+
 @pytest.mark.parametrize(
-    "epoch", [-86400, 1_795_000_000_000, 1_795_000_000_000_000, time.time() + 2 * 86400]
+    ("epoch", "seconds"),
+    [
+        (1e8, 1e8),  # 1973-03-03, the earliest time every unit reads right
+        (1e11 - 1, 1e11 - 1),  # the year 5138 in seconds
+        (1e11, 1e8),  # 1973-03-03 in milliseconds
+        (9.9e13, 9.9e10),
+        (1e14, 1e8),  # in microseconds
+        (9.9e16, 9.9e10),
+        (1e17, 1e8),  # in nanoseconds
+        (-1e12, -1e9),  # the sign does not change the unit
+    ],
 )
-def test_times_before_1970_or_in_milliseconds_or_far_ahead_are_dead_letters(epoch):
-    batch = decode_predictions([FakeMessage(with_(timestamp=epoch))], BIG)
-    assert not batch.by_model
-    assert [d.reason for d in batch.dead] == ["bad_timestamp"]
+def test_unit_bounds(epoch, seconds):
+    assert UNIT_BOUNDS == (1e11, 1e14, 1e17)
+    assert epoch_seconds(epoch) == seconds
+    assert epoch_seconds_array(np.array([epoch])).tolist() == [seconds]
+
+
+def test_years_1973_to_5000_cannot_be_read_in_the_wrong_unit():
+    for year in (1974, 2000, 2026, 2100, 3000, 5000):
+        s = datetime(year, 1, 1, tzinfo=UTC).timestamp()
+        for scale in (1, 1e3, 1e6, 1e9):
+            assert epoch_seconds(s * scale) == pytest.approx(s, rel=1e-15), (year, scale)
+
+
+def test_mixed_units_in_one_batch():
+    values = [*IN_UNITS.values(), "2026-11-18T11:06:40.5Z", None]
+    messages = [
+        FakeMessage(
+            with_(timestamp=v, prediction_id=f"p{i}"), offset=i, timestamp_ms=1_795_000_000_500
+        )
+        for i, v in enumerate(values)
+    ]
+    batch = decode_predictions(messages, BIG)
+    assert batch.dead == []
+    assert batch.by_model["fraud"].timestamps == [INSTANT] * len(values)
+    # numbers only: the batch's units divided out together
+    numbers = messages[: len(IN_UNITS)]
+    assert decode_predictions(numbers, BIG).by_model["fraud"].timestamps == [INSTANT] * 4
+
+
+def _timestamps(batch) -> list[float]:
+    return [t for events in batch.by_model.values() for t in events.timestamps]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        list(IN_UNITS.values()),
+        [1_795_000_000, 1_795_000_000_001, 1_795_000_000_000_001, 1_795_000_000_000_000_001],
+        [1.7e9 + i * 0.001 for i in range(50)],
+        [(1.7e9 + i * 0.37) * 1e3 for i in range(50)],
+        [int((1.7e9 + i * 1.1) * 1e6) for i in range(50)],
+        [int(1.7e18) + i * 123_456_789 for i in range(50)],
+        [1.7e9, 1.7e12, "2026-01-01T00:00:00Z", None, 1.7e15, 1.7e18, 1_700_000_000],
+        [86400, 0, 1e8, 1e11, 1e14, 1e17],
+    ],
+    ids=["one instant", "ints", "seconds", "ms", "µs", "ns", "mixed", "bounds"],
+)
+def test_fast_and_event_by_event_paths_agree(values):
+    messages = [FakeMessage(with_(timestamp=v), offset=i) for i, v in enumerate(values)]
+    fast = _decode_fast(messages, BIG)
+    assert fast is not None, "the column path should take this batch"
+    each = _decode_each(messages, BIG)
+    assert each.dead == []
+    assert _timestamps(fast) == _timestamps(each)  # the same floats, bit for bit
+    assert all(type(t) is float for t in _timestamps(fast))
+    labels = decode_labels([FakeMessage(label_event(v)) for v in values], BIG)
+    assert _timestamps(labels) == _timestamps(each)
+
+
+FAR_AHEAD = time.time() + 2 * 86400
+
+
+@pytest.mark.parametrize(
+    "epoch",
+    [
+        -86400,  # before 1970, in seconds
+        -1_795_000_000_000,  # and in milliseconds
+        -1,
+        FAR_AHEAD,  # more than a day ahead, in each unit
+        FAR_AHEAD * 1e3,
+        int(FAR_AHEAD * 1e6),
+        int(FAR_AHEAD * 1e9),
+        5e10,  # milliseconds before March 1973 read as seconds: the year 3554
+        1e11 - 1,  # seconds in 5138
+        9e19,  # nanoseconds in 4822
+        (1 << 64) - 1,  # the largest integer JSON parsers keep: 2554 in nanoseconds
+        1e300,
+    ],
+)
+def test_times_before_1970_or_far_ahead_in_any_unit_are_dead_letters(epoch):
+    for raw in (with_(timestamp=epoch), label_event(epoch)):
+        decode = decode_labels if b"features" not in raw else decode_predictions
+        batch = decode([FakeMessage(raw)], BIG)
+        assert not batch.by_model
+        assert [d.reason for d in batch.dead] == ["bad_timestamp"]
+        assert "before 1970" in batch.dead[0].detail or "ahead" in batch.dead[0].detail
+
+
+def test_bad_time_detail_names_the_unit_it_was_read_in():
+    good = with_()
+    bad = with_(timestamp=5e10, prediction_id="late")
+    batch = decode_predictions([FakeMessage(good), FakeMessage(bad, offset=1)], BIG)
+    assert len(batch.by_model["fraud"]) == 1  # the good one still counts
+    (dead,) = batch.dead
+    assert dead.offset == 1
+    assert (
+        dead.detail
+        == "timestamp 50000000000.0 (read as epoch seconds) is more than a day ahead of this clock"
+    )
+    (dead,) = decode_predictions([FakeMessage(with_(timestamp=-1_000_000_000_000))], BIG).dead
+    assert dead.detail == "timestamp -1000000000000 (read as epoch milliseconds) is before 1970"
 
 
 @pytest.mark.parametrize("raw", [without("timestamp"), with_(timestamp=None)])
@@ -382,6 +533,7 @@ def test_missing_timestamp_falls_back_to_message_time(raw):
 
 def test_parse_timestamp_rejects_other_types():
     assert parse_timestamp(None, 12.5) == 12.5
+    assert parse_timestamp(1_795_000_000_500, 0.0) == INSTANT
     for value in (True, [1], {"a": 1}, b"2026-11-22"):
         with pytest.raises(ValueError, match="timestamp has type"):
             parse_timestamp(value, 0.0)

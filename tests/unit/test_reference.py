@@ -14,7 +14,7 @@ import pytest
 
 from streamdrift.config import MonitorConfig
 from streamdrift.errors import ReferenceFileError
-from streamdrift.reference import build_profile, read_table
+from streamdrift.reference import build_profile, describe, output_like_features, read_table
 
 N = 240
 
@@ -225,13 +225,13 @@ def test_regression_profiles_outputs_as_numbers(tmp_path, rows):
         write(tmp_path / "ref.csv", rows),
         task="regression",
         prediction_column="score",
-        label_column="label",
+        label_column="code",
     )
     assert p.task == "regression"
-    assert p.label.kind == "numeric"  # even with two integer levels
-    labels = np.array(column(rows, "label"), dtype=float)
+    assert p.label.kind == "numeric"  # even with five integer levels
+    labels = np.array([c for c in column(rows, "code") if c is not None], dtype=float)
     assert p.label.mean == pytest.approx(labels.mean(), rel=1e-12)
-    assert p.label.count == N
+    assert p.label.count == labels.size
 
 
 def test_features_option_selects_columns_in_order(tmp_path, rows):
@@ -355,3 +355,119 @@ def test_no_usable_feature_columns(tmp_path):
     with pytest.raises(ReferenceFileError) as e:
         build_profile("m", path)
     assert "no usable feature columns" in problem(e)
+
+
+# ---- the task against the label, and what registration understood ---------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "label", "problem", "fix"),
+    [
+        ("binary", "score", "is a continuous number: 240 distinct values", "--task regression"),
+        ("binary", "age", "is a continuous number", "--task regression"),  # 72 whole numbers
+        ("binary", "code", "has 5 classes (0, 1, 2, ...)", "--task multiclass"),
+        ("binary", "country", "has 3 classes ('DE', 'FR', 'US')", "--task multiclass"),
+        ("multiclass", "score", "is a continuous number", "--task regression"),
+        ("multiclass", "amount", "is a continuous number", "--task regression"),
+        ("regression", "label", "has only 2 distinct values (0, 1)", "--task binary"),
+        ("regression", "vip", "has only 2 distinct values (False, True)", "--task binary"),
+    ],
+)
+def test_a_task_the_label_contradicts_is_refused(tmp_path, rows, task, label, problem, fix):
+    path = write(tmp_path / "ref.parquet", rows)
+    with pytest.raises(ReferenceFileError) as e:
+        build_profile("m", path, task=task, label_column=label)
+    assert e.value.problem.startswith(f"--task {task}, but label '{label}' ")
+    assert problem in e.value.problem
+    assert fix in e.value.fix
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("task", "label"),
+    [
+        ("binary", "label"),
+        ("binary", "vip"),
+        ("binary", "const"),  # one class: nothing contradicts binary
+        ("multiclass", "code"),
+        ("multiclass", "country"),
+        ("multiclass", "age"),  # 72 whole numbers: more than max_categories (50) keeps
+        ("regression", "score"),
+        ("regression", "code"),
+    ],
+)
+def test_a_task_the_label_fits_is_taken(tmp_path, rows, task, label):
+    path = write(tmp_path / "ref.parquet", rows)
+    if (task, label) == ("multiclass", "age"):  # more whole numbers than categories kept
+        with pytest.raises(ReferenceFileError, match="continuous"):
+            build_profile("m", path, task=task, label_column=label)
+        config = MonitorConfig(max_categories=100)
+        assert build_profile("m", path, task=task, label_column=label, config=config).task == task
+        return
+    assert build_profile("m", path, task=task, label_column=label).task == task
+
+
+def test_output_like_feature_names():
+    from streamdrift.reference import OUTPUT_LIKE_NAME
+
+    flagged = [
+        "label",
+        "Label",
+        "target",
+        "y",
+        "outcome",
+        "is_fraud",
+        "score",
+        "prob",
+        "proba",
+        "probability",
+        "pred",
+        "prediction",
+        "predicted_class",
+    ]
+    kept = ["amount", "age", "yield", "credit_score", "is", "island", "y2", "my_label", "this_"]
+    assert [n for n in flagged if not OUTPUT_LIKE_NAME.fullmatch(n)] == []
+    assert [n for n in kept if OUTPUT_LIKE_NAME.fullmatch(n)] == []
+
+
+def test_features_named_like_outputs_are_reported(tmp_path, rows):
+    path = write(tmp_path / "ref.csv", rows)
+    assert output_like_features(build_profile("m", path)) == ["score", "label"]
+    named = build_profile("m", path, prediction_column="score", label_column="label")
+    assert output_like_features(named) == []
+
+
+def test_describe_says_kind_bins_categories_and_performance(tmp_path, rows):
+    path = write(tmp_path / "ref.csv", rows)
+    p = build_profile("m", path, prediction_column="score", label_column="label")
+    lines = describe(p)
+    assert lines[0] == "task binary, positive class '1'"
+    by_name = {line.split()[1]: line for line in lines[1:-1]}
+    assert list(by_name) == ["score", "label", *p.features]
+    assert by_name["score"].split()[0] == "prediction"
+    assert by_name["label"].split()[0] == "label"
+    assert "numeric" in by_name["amount"] and "10 bins on [" in by_name["amount"]
+    assert "+2 outside the reference range" in by_name["amount"]
+    assert "1 bins on [7.5, 7.5]" in by_name["const"]
+    code = p.features["code"]
+    assert "categorical  5 categories (" in by_name["code"]
+    top = max(code.categories, key=code.categories.__getitem__)
+    assert f"categories ({top}," in by_name["code"]
+    assert "categorical  2 categories" in by_name["vip"]
+    auc = p.reference_performance["roc_auc"]
+    assert lines[-1].startswith(f"reference performance: roc_auc {auc:.4g} (headline); accuracy ")
+
+
+def test_describe_without_outputs_says_why_there_is_no_performance(tmp_path, rows):
+    lines = describe(build_profile("m", write(tmp_path / "ref.csv", rows)))
+    assert lines[-1] == (
+        "reference performance: none (give --prediction-column and --label-column)"
+    )
+    regression = build_profile(
+        "m",
+        write(tmp_path / "reg.csv", rows),
+        task="regression",
+        prediction_column="score",
+        label_column="age",
+    )
+    assert describe(regression)[-1].startswith("reference performance: mae ")
