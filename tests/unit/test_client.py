@@ -149,7 +149,7 @@ WORKER_RULES = [
     ("huge int feature", call(features={"x": 10**400}), "features.x"),
     ("score beyond 1e100", call(prediction={"score": -1e150}), "prediction.score"),
     ("prediction beyond 1e100", call(prediction=2e100), "prediction"),
-    ("timestamp in milliseconds", call(timestamp=NOW * 1000), "timestamp"),
+    ("timestamp far ahead, in milliseconds", call(timestamp=(NOW + 3 * 86400) * 1000), "timestamp"),
     ("timestamp before 1970", call(timestamp=-5.0), "timestamp"),
     (
         "timestamp two days ahead",
@@ -274,3 +274,13 @@ def test_monitor_checks_its_model_id():
         Monitor("127.0.0.1:1", "")
     with pytest.raises(ValueError, match="version"):
         Monitor("127.0.0.1:1", "m", version=3)  # type: ignore[arg-type]
+
+
+def test_epoch_numbers_in_any_unit_are_the_same_time():
+    """Seconds, milliseconds, microseconds and nanoseconds, told apart by size as the
+    worker tells them (`decode.epoch_seconds`)."""
+    from streamdrift.client.validation import check_timestamp
+
+    t = 1_796_000_000.25
+    for scale in (1, 1e3, 1e6, 1e9):
+        assert check_timestamp(t * scale) == pytest.approx(t, abs=1e-6)

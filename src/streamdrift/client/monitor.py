@@ -18,6 +18,7 @@ import orjson
 from confluent_kafka import KafkaError, Producer
 
 from streamdrift.client.validation import check_id, label_event, prediction_event
+from streamdrift.kafka_io import LIBRDKAFKA
 
 log = logging.getLogger("streamdrift.client")
 
@@ -45,6 +46,8 @@ def producer_settings(bootstrap: str, producer_config: dict[str, Any]) -> dict[s
     """librdkafka settings: the defaults, then the caller's (`linger_ms=20` or
     `**{"linger.ms": 20}`, both spellings)."""
     conf = {"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS}
+    # librdkafka's own log into Python logging, each distinct line once (not stderr)
+    conf.update({"logger": LIBRDKAFKA, "log_level": 4})
     conf.update({k.replace("_", "."): v for k, v in producer_config.items()})
     return conf
 

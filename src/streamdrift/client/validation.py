@@ -8,8 +8,9 @@ models' verdicts on good and bad events.
 
 Two rules are the worker's on top of the contract's, since the worker would put such
 events on the dead-letter topic anyway: numbers beyond ±1e100 (their squares must stay
-finite in Redis's sums) and times before 1970 or more than a day ahead of this clock (a
-time in milliseconds, most often). Values pydantic would coerce (the text "0.5" as a
+finite in Redis's sums) and times before 1970 or more than a day ahead of this clock
+(epoch numbers in seconds, milliseconds, microseconds or nanoseconds are told apart by
+size, as the worker does). Values pydantic would coerce (the text "0.5" as a
 score, bytes as text) are refused too, as the JSON Schema and the worker refuse them.
 """
 
@@ -20,6 +21,8 @@ import numbers
 import time
 from datetime import UTC, datetime
 from typing import Any
+
+from streamdrift.decode import epoch_seconds
 
 MAX_ID = 256
 #: numbers beyond this are dead letters in the worker (`decode.MAX_MAGNITUDE`)
@@ -143,12 +146,14 @@ def check_prediction(prediction: object) -> object:
 
 
 def check_timestamp(value: object) -> float | None:
-    """Epoch seconds from epoch seconds, a datetime (naive: UTC) or RFC 3339 text."""
+    """Epoch seconds from an epoch number (seconds, milliseconds, microseconds or
+    nanoseconds, told apart by size as the worker does: `decode.epoch_seconds`), a
+    datetime (naive: UTC) or RFC 3339 text."""
     if value is None:
         return None
     t = type(value)
     if t is float or t is int:
-        ts = float(value)  # type: ignore[arg-type]
+        ts = epoch_seconds(float(value))  # type: ignore[arg-type]
     elif isinstance(value, datetime):
         dt = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         ts = dt.timestamp()
@@ -160,13 +165,13 @@ def check_timestamp(value: object) -> float | None:
             raise InvalidEvent("timestamp", f"{text!r} is not an RFC 3339 time") from None
         ts = (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
     elif _number_like(value):
-        ts = float(value)  # type: ignore[arg-type]
+        ts = epoch_seconds(float(value))  # type: ignore[arg-type]
     else:
         raise InvalidEvent("timestamp", f"must be epoch seconds or a datetime, not {t.__name__}")
     if not 0.0 <= ts <= time.time() + MAX_FUTURE_SECONDS:
         raise InvalidEvent(
             "timestamp",
-            f"{ts!r} is not a time in epoch seconds (before 1970, milliseconds, the future?)",
+            f"{value!r} is not a time: before 1970, or more than a day ahead of this clock",
         )
     return ts
 
