@@ -815,6 +815,51 @@ def up(data: Path | None, kafka_port: int, redis_port: int) -> None:
     click.echo("stopped", err=True)
 
 
+@main.command()
+@click.argument("model")
+@click.argument("table", type=click.Path(path_type=Path))
+@click.option("--prediction-column", required=True, help="Column holding the model's output.")
+@click.option("--label-column", help="Column holding the ground truth (sent as labels).")
+@click.option("--id-column", help="Column of prediction ids (default: <file>-<row>).")
+@click.option("--time-column", help="Column of event times (default: now).")
+@click.option("--version", "version", help="The model version the rows came from.")
+@_user_errors
+def send(
+    model: str,
+    table: Path,
+    prediction_column: str,
+    label_column: str | None,
+    id_column: str | None,
+    time_column: str | None,
+    version: str | None,
+) -> None:
+    """Send TABLE's rows (CSV, Parquet, JSON lines) as MODEL's prediction events, and its
+    label column as label events: your own data through the pipeline, no code needed."""
+    from streamdrift.send import send_table
+
+    settings = _settings()
+    sent = send_table(
+        table,
+        bootstrap=settings.kafka_bootstrap,
+        model_id=model,
+        prediction_column=prediction_column,
+        label_column=label_column,
+        id_column=id_column,
+        time_column=time_column,
+        version=version,
+        predictions_topic=settings.predictions_topic,
+        labels_topic=settings.labels_topic,
+        extra={k: v for k, v in settings.kafka_common().items() if k != "bootstrap.servers"},
+    )
+    click.echo(
+        f"sent {sent.predictions:,} predictions and {sent.labels:,} labels of model "
+        f"'{model}' in {sent.seconds:.1f} s"
+        + (f"; {sent.undelivered:,} NOT delivered" if sent.undelivered else "")
+    )
+    if sent.undelivered:
+        sys.exit(1)
+
+
 @main.command("produce-demo")
 @click.option("--model", default="demo", show_default=True)
 @click.option("--events", type=int, default=20_000, show_default=True)
