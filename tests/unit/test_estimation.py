@@ -342,7 +342,8 @@ def test_only_a_scored_binary_model_with_labels_is_calibrated(loan_profile, tmp_
     path = synthetic.write_loan_reference(tmp_path / "loans.csv", rows=2000)
     unlabelled = build_profile("loans", path, prediction_column="score")
     assert unlabelled.calibration is None
+    # a regressor: the score itself as its label (a quantity, as a regressor's must be)
     regressor = build_profile(
-        "loans", path, task="regression", prediction_column="score", label_column="default"
+        "loans", path, task="regression", prediction_column="score", label_column="score"
     )
     assert regressor.calibration is None
