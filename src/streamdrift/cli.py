@@ -322,20 +322,52 @@ def _estimate_cell(estimated: dict | None, metric: str) -> str:
 @click.option(
     "--slice", "slice_name", default=None, help="Only one slice, e.g. region=eu or v=2.0."
 )
+@click.option("--since", default=None, help="Windows from this time (RFC 3339, or an age: 6h).")
+@click.option("--until", default=None, help="Windows before this time (RFC 3339, or an age).")
+@click.option(
+    "--feature",
+    default=None,
+    help="One feature (or prediction, label) bin by bin against its reference.",
+)
+@click.option(
+    "--window", "window", default=None, help="With --feature: the window starting then (latest)."
+)
 @_user_errors
 def inspect(
-    model: str, as_json: bool, last: int | None, version: str | None, slice_name: str | None
+    model: str,
+    as_json: bool,
+    last: int | None,
+    version: str | None,
+    slice_name: str | None,
+    since: str | None,
+    until: str | None,
+    feature: str | None,
+    window: str | None,
 ) -> None:
     """Show MODEL's windows, drift per feature and alerts, from Redis; with --version or
-    --slice, one slice's windows judged against its own reference."""
+    --slice, one slice's windows judged against its own reference; with --feature, one
+    feature's histogram in one window against the reference's, and its statistics."""
     from streamdrift.report import model_report
     from streamdrift.slices import clean, version_slice
+    from streamdrift.time_spec import parse_time
 
     if version is not None and slice_name is not None:
         raise click.UsageError("give --version or --slice, not both")
+    if window is not None and feature is None:
+        raise click.UsageError("--window goes with --feature")
+    if feature is not None:
+        _inspect_feature(model, feature, window, as_json)
+        return
     if version is not None:
         slice_name = version_slice(clean(version))
-    report = model_report(_store(_settings()), model, last, slice_name)
+    report = model_report(
+        _store(_settings()),
+        model,
+        last,
+        slice_name,
+        since=parse_time(since, "--since") if since else None,
+        until=parse_time(until, "--until") if until else None,
+    )
     if as_json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -510,6 +542,45 @@ def inspect(
     for a in report["alerts"][-20:]:
         status = a.get("status", "open")
         console.print(f"  {a['created_at'][:19]} {status:<9} {a['severity']:<8} {a['message']}")
+
+
+def _inspect_feature(model: str, feature: str, window: str | None, as_json: bool) -> None:
+    from streamdrift.feature_report import feature_report
+    from streamdrift.time_spec import parse_time
+
+    start = parse_time(window, "--window") if window else None
+    doc = feature_report(_store(_settings()), model, feature, start)
+    if as_json:
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    w = doc["window"]
+    console.print(
+        f"[bold]{model}[/] {feature} ({doc['kind']}) in window {w['start'][:16]}–"
+        f"{w['end'][11:16]} UTC: {w['count']:,} events, {doc['missing']:,} missing"
+    )
+    table = Table(title="bins (the reference's)")
+    for col in ("bin", "window", "share", "reference", "share "):
+        table.add_column(col)
+    for i, b in enumerate(doc["bins"]):
+        table.add_row(
+            b,
+            f"{doc['window_counts'][i]:,}",
+            f"{doc['window_shares'][i]:.2%}",
+            f"{doc['reference_counts'][i]:,}",
+            f"{doc['reference_shares'][i]:.2%}",
+        )
+    console.print(table)
+    s = doc["statistics"]
+    if s:
+        console.print(
+            ("DRIFTED" if s["drifted"] else "not drifted")
+            + f": {s['statistic']} {_fmt(s['value'], 4)} (threshold {s['threshold']:g}), "
+            f"p {_fmt(s['p_value'], 4)}, judged by {', '.join(s['judged_by']) or 'none'}"
+        )
+        numbers = {k: v for k, v in s.items() if isinstance(v, float | int)}
+        numbers = {k: v for k, v in numbers.items() if not isinstance(v, bool)}
+        console.print(", ".join(f"{k} {_fmt(v, 4)}" for k, v in numbers.items()))
 
 
 def _print_depth(console: Console, window: dict[str, Any]) -> None:
@@ -858,6 +929,126 @@ def send(
     )
     if sent.undelivered:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option(
+    "--refresh",
+    type=click.IntRange(min=0),
+    default=30,
+    show_default=True,
+    help="Seconds between page refreshes (0: never).",
+)
+@click.option(
+    "--windows",
+    type=click.IntRange(min=1),
+    default=48,
+    show_default=True,
+    help="Windows a model page shows (the latest).",
+)
+@_user_errors
+def serve(host: str, port: int, refresh: int, windows: int) -> None:
+    """Serve the read-only dashboard: models, each model's drift heatmap and
+    performance, each feature against its reference. Reads Redis only. With
+    STREAMDRIFT_UI_TOKEN set, asks for that token (open /?token=... once)."""
+    from streamdrift.ui.server import Dashboard, make_server
+
+    settings = _settings()
+    token = settings.ui_token.get_secret_value() if settings.ui_token else None
+    dashboard = Dashboard(_store(settings), token, refresh=refresh, windows=windows)
+    try:
+        server = make_server(dashboard, host, port)
+    except OSError as e:
+        raise StreamdriftError(
+            f"cannot listen on {host}:{port}: {e.strerror}", "choose another --port"
+        ) from None
+    bound = server.server_address[1]
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    click.echo(
+        f"dashboard on http://{shown}:{bound}/"
+        + ("?token=... (STREAMDRIFT_UI_TOKEN)" if token else "")
+        + (
+            " — reachable from other machines"
+            if host not in ("127.0.0.1", "::1", "localhost")
+            else ""
+        )
+        + "; Ctrl-C stops it."
+    )
+    if host not in ("127.0.0.1", "::1", "localhost") and not token:
+        click.echo(
+            "warning: no STREAMDRIFT_UI_TOKEN: anyone who reaches this address sees the dashboard",
+            err=True,
+        )
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@main.command()
+@click.argument("model")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the report here.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write its data here.",
+)
+@click.option("--since", default=None, help="Windows from this time (RFC 3339, or an age: 6h).")
+@click.option("--until", default=None, help="Windows before this time (RFC 3339, or an age).")
+@click.option("--last", type=int, default=None, help="Only the last N windows.")
+@_user_errors
+def report(
+    model: str,
+    html_path: Path | None,
+    json_path: Path | None,
+    since: str | None,
+    until: str | None,
+    last: int | None,
+) -> None:
+    """Write MODEL's report: one self-contained HTML file with the dashboard's charts
+    and each drifted feature's histogram (opens offline), and/or the data behind it."""
+    from streamdrift.time_spec import parse_time
+    from streamdrift.ui.export import report_documents, report_html
+
+    if html_path is None and json_path is None:
+        raise click.UsageError("give --html FILE, --json FILE, or both")
+    docs = report_documents(
+        _store(_settings()),
+        model,
+        since=parse_time(since, "--since") if since else None,
+        until=parse_time(until, "--until") if until else None,
+        last=last,
+    )
+    windows = docs["model"]["windows"]
+    for path, body in (
+        (json_path, lambda: orjson.dumps(docs, option=orjson.OPT_INDENT_2)),
+        (html_path, lambda: report_html(docs).encode()),
+    ):
+        if path is None:
+            continue
+        try:
+            path.write_bytes(body())
+        except OSError as e:
+            raise StreamdriftError(
+                f"cannot write {path}: {e.strerror}", "choose a folder you can write to"
+            ) from None
+        click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    click.echo(
+        f"{model}: {len(windows)} windows"
+        + (f", {windows[0]['start'][:16]} to {windows[-1]['end'][:16]} UTC" if windows else "")
+        + f", {len(docs['features'])} drifted feature(s) with histograms"
+    )
 
 
 @main.command("produce-demo")

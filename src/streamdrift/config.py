@@ -15,7 +15,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamdrift.errors import ConfigError
@@ -543,6 +551,9 @@ class Settings(BaseSettings):
         description="accept a Redis whose maxmemory-policy evicts keys (state may vanish)",
     )
     kafka_extra: dict[str, str] = Field(default_factory=dict)
+    ui_token: SecretStr | None = Field(
+        None, description="bearer token `streamdrift serve` asks for (none: no token asked)"
+    )
 
     @field_validator("redis_url")
     @classmethod

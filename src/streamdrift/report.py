@@ -75,11 +75,7 @@ def _verdict(d: FeatureDrift) -> dict[str, Any]:
     }
 
 
-def model_report(
-    store: Store, model: str, last: int | None = None, slice_name: str | None = None
-) -> dict[str, Any]:
-    """The `inspect --json` document of one model, or of one slice of it ("v=2.0",
-    "region=eu": its windows judged against its own reference)."""
+def load_profile(store: Store, model: str) -> ReferenceProfile:
     profile = store.profiles.load(model)
     if profile is None:
         known = ", ".join(store.profiles.models()) or "none"
@@ -87,8 +83,38 @@ def model_report(
             f"model '{model}' is not registered",
             f"run `streamdrift register {model} --reference FILE` (registered: {known})",
         )
+    return profile
+
+
+def chosen_starts(
+    all_starts: list[int],
+    last: int | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> list[int]:
+    """The windows starting in [since, until), then the last `last` of them."""
+    starts = [
+        s
+        for s in all_starts
+        if (since is None or s >= since) and (until is None or s < until)
+    ]
+    return starts[-last:] if last else starts
+
+
+def model_report(
+    store: Store,
+    model: str,
+    last: int | None = None,
+    slice_name: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> dict[str, Any]:
+    """The `inspect --json` document of one model, or of one slice of it ("v=2.0",
+    "region=eu": its windows judged against its own reference); `since` and `until`
+    (epoch seconds) keep the windows starting between them."""
+    profile = load_profile(store, model)
     all_starts = store.windows.starts(model, profile.revision)
-    starts = all_starts[-last:] if last else all_starts
+    starts = chosen_starts(all_starts, last, since, until)
     shown = store.windows.read(profile, starts, slices=True)
     # the windows the baselines pool, read at once, as the evaluator does for one window
     read = partial(store.windows.read, profile)
