@@ -68,12 +68,17 @@ def _forget_models(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     try:
         for model in set(store.profiles.models()) - before:
-            store.redis.srem(MODELS, model)
-            keys = list(store.redis.scan_iter(match=f"sd:{{{model}}}:*", count=1000))
-            for i in range(0, len(keys), 500):
-                store.redis.delete(*keys[i : i + 500])
+            forget(store, model)
     except REDIS_ERRORS:
         pass  # a test that broke Redis on purpose: nothing to tidy
+
+
+def forget(store: Store, model: str) -> None:
+    """A model out of the registry, its keys gone."""
+    store.redis.srem(MODELS, model)
+    keys = list(store.redis.scan_iter(match=f"sd:{{{model}}}:*", count=1000))
+    for i in range(0, len(keys), 500):
+        store.redis.delete(*keys[i : i + 500])
 
 
 @pytest.fixture
@@ -123,6 +128,11 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 
 @pytest.fixture
 def settings(servers: Servers) -> Settings:
+    return make_settings(servers)
+
+
+def make_settings(servers: Servers) -> Settings:
+    """Settings of the shared servers with topics and a group of their own."""
     uid = uuid.uuid4().hex[:8]
     s = Settings(
         kafka_bootstrap=servers.kafka_bootstrap,

@@ -104,7 +104,7 @@ def drift_heatmap(doc: dict[str, Any]) -> go.Figure:
             x=marked_x,
             y=marked_y,
             mode="markers",
-            marker={"symbol": "x-thin", "size": 9, "line": {"width": 2, "color": "#222"}},
+            marker={"symbol": "x-thin", "size": 9, "line": {"width": 2, "color": "#fff"}},
             name="drifted",
             hoverinfo="skip",
         )
@@ -243,6 +243,8 @@ def alerts_timeline(doc: dict[str, Any]) -> go.Figure:
             )
         )
     fig.update_yaxes(type="category", automargin=True)
+    if doc["windows"]:  # the same span as the other charts, however few the episodes
+        fig.update_xaxes(range=[doc["windows"][0]["start"], doc["windows"][-1]["end"]])
     return fig
 
 

@@ -43,6 +43,7 @@ def model_rows(store: Store, now: float | None = None, last: int = 48) -> list[d
         rows.append(
             {
                 "model_id": model,
+                "as_of": now,
                 "task": profile.task,
                 "versions": sorted(versions),
                 "events_last_hour": sum(w.count for w in hour),
