@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: all venv demo test unit integration lint format bench schemas clean
+.PHONY: all venv browser demo test unit integration lint format bench schemas clean
 
 all: test
 
@@ -18,13 +18,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+## Chromium and its driver for the dashboard's browser tests: installed when missing (as root)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else \
+	    echo "the browser tests need: sudo apt-get install chromium chromium-driver"; \
+	  fi; }
+
 ## the whole system end to end on embedded Kafka-protocol broker and Redis, showing alerts
 demo: venv
 	$(BIN)/streamdrift demo
 
 ## lint, then every test (integration tests start real servers themselves); librdkafka's
 ## reconnect chatter from clients outliving the test servers is left out of the output
-test: venv lint
+test: venv browser lint
 	set -o pipefail; $(BIN)/pytest -q 2>&1 | grep -v --line-buffered '^%[0-9]|[0-9.]*|'
 
 unit: venv

@@ -38,7 +38,8 @@ def _env() -> Environment:
 
 @cache
 def plotly_js() -> bytes:
-    return get_plotlyjs().encode()
+    js: str = get_plotlyjs()
+    return js.encode()
 
 
 def _num(value: Any, digits: int = 3) -> str:
