@@ -241,6 +241,7 @@ def run_demo(events: int = 60_000, workers: int = 2, timeout: float = 120.0) -> 
         counted = _counted(store, DEMO_MODEL)
         joined = store.counters.join_stats(DEMO_MODEL).get("joined", 0)
         _summary(console, store, seen, events, counted, joined, time.monotonic() - t0)
+        _write_report(console, store, workdir / "demo-report.html")
         return 0 if counted == events and joined == events and seen else 1
     finally:
         for p in procs:
@@ -314,6 +315,15 @@ def _summary(
         + ", ".join(f"{t} ×{n}" for t, n in sorted(by_type.items()))
         + f"; {seconds:.0f} s in all"
     )
+
+
+def _write_report(console: Console, store: Store, path: Path) -> None:
+    """The dashboard's charts of the run in one file: the embedded servers stop with
+    the demo, the file stays."""
+    from streamdrift.ui.export import report_documents, report_html
+
+    path.write_text(report_html(report_documents(store, DEMO_MODEL)))
+    console.print(f"the charts of this run, to open in a browser: {path}")
 
 
 def naive_alert_count(store: Store, model: str) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +34,7 @@ def test_demo_runs_end_to_end_with_embedded_servers():
     assert "performance_degradation" in out and "(concept drift)" in out
     for feature in ("f00", "f03", "country"):
         assert f" {feature} " in out
+    # the run's charts stay in a file after the servers are gone
+    report = Path(" ".join(out.split()).split("to open in a browser: ")[1].split()[0])
+    html = report.read_text()
+    assert html.count('class="plotly-graph-div"') >= 7 and "Plotly.newPlot" in html
