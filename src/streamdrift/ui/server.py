@@ -113,7 +113,7 @@ class Dashboard:
             doc = self.model(parts[1], query)
             if api:
                 return _json(doc)
-            keep = {k: v for k, v in query.items() if k in ("since", "until", "windows")}
+            keep = {k: v for k, v in query.items() if k in ("since", "until", "windows", "slice")}
             return _html(pages.model_page(doc, refresh=self.refresh, query=urlencode(keep)))
         if parts[0] == "models" and len(parts) == 4 and parts[2] == "features":
             window = query.get("window")
@@ -124,7 +124,8 @@ class Dashboard:
 
     def model(self, model: str, query: dict[str, str]) -> dict[str, Any]:
         """The model's document for the windows the query asks for: `since`, `until`
-        (times or ages), `windows` (the last N, default the dashboard's)."""
+        (times or ages), `windows` (the last N, default the dashboard's), `slice` (one
+        version or segment, judged against its own reference)."""
         since = parse_time(query["since"], "since") if query.get("since") else None
         until = parse_time(query["until"], "until") if query.get("until") else None
         try:
@@ -133,7 +134,9 @@ class Dashboard:
             raise StreamdriftError(
                 f"windows '{query['windows']}' is not a number", "give a count, e.g. windows=48"
             ) from None
-        return model_report(self.store, model, last or None, since=since, until=until)
+        return model_report(
+            self.store, model, last or None, query.get("slice") or None, since=since, until=until
+        )
 
 
 def make_server(dashboard: Dashboard, host: str, port: int) -> ThreadingHTTPServer:
