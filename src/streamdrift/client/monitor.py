@@ -14,19 +14,15 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-import orjson
 from confluent_kafka import KafkaError, Producer
 
-from streamdrift.client.validation import check_id, label_event, prediction_event
+from streamdrift.client.validation import check_id, label_json, prediction_json
 from streamdrift.kafka_io import LIBRDKAFKA
 
 log = logging.getLogger("streamdrift.client")
 
 #: `on_error(error, message_key)`: a message the broker did not take, by its key
 ErrorCallback = Callable[[KafkaError, bytes | None], None]
-
-_DUMPS = orjson.dumps
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 #: librdkafka settings of a Monitor's producer, under what the caller passes
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -108,13 +104,12 @@ class Monitor:
         segments: dict[str, str | int | bool] | None = None,
     ) -> bytes:
         """The checked event's JSON bytes; raises `InvalidEvent` (a ValueError)."""
-        event = prediction_event(
+        return prediction_json(
             self.model_id, self.version, prediction_id, features, prediction, timestamp, segments
         )
-        return _encode(event)
 
     def encode_label(self, prediction_id: str, label: Any, timestamp: Any = None) -> bytes:
-        return _encode(label_event(self.model_id, prediction_id, label, timestamp))
+        return label_json(self.model_id, prediction_id, label, timestamp)
 
     def log_prediction(
         self,
@@ -176,13 +171,6 @@ class Monitor:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _encode(event: dict[str, Any]) -> bytes:
-    try:
-        return _DUMPS(event, option=_OPTIONS)
-    except TypeError as e:  # an extra key of a prediction dict that JSON cannot hold
-        raise ValueError(f"event cannot be written as JSON: {e}") from None
 
 
 class AsyncMonitor:
