@@ -1,11 +1,12 @@
 """The event contract checked by hand, before an event leaves the process.
 
 The rules are those of `streamdrift.events` (`PredictionEvent`, `LabelEvent`), checked
-without pydantic: the common, valid event costs a set of its feature types and one
-`math.hypot` over its numbers (`prediction_json` tests it inline and leaves key types to
-orjson), and a mistake raises `InvalidEvent` (a `ValueError`) naming the field and the
-reason at the call, instead of a dead letter later. Unit tests hold these checks to the
-pydantic models' verdicts on good and bad events, and the inline tests to these checks.
+without pydantic: the common, valid event costs one C pass over its features, which
+groups them by type and clears their numbers with `math.hypot` (`prediction_json` tests
+the rest inline and leaves key types to orjson), and a mistake raises `InvalidEvent` (a
+`ValueError`) naming the field and the reason at the call, instead of a dead letter
+later. Unit tests hold these checks to the pydantic models' verdicts on good and bad
+events, and the inline tests to these checks.
 
 Two rules are the worker's on top of the contract's, since the worker would put such
 events on the dead-letter topic anyway: numbers beyond ±1e100 (their squares must stay
@@ -17,6 +18,7 @@ score, bytes as text) are refused too, as the JSON Schema and the worker refuse 
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import time
@@ -41,8 +43,7 @@ _STR = frozenset({str})
 _OUTPUT_KEYS = frozenset({"score", "label"})
 _LABELS = frozenset({int, str, bool})
 _hypot = math.hypot
-#: isinstance(v, float) as a C callable, for `filter`
-_is_float = float.__instancecheck__
+_groupby = itertools.groupby
 _time = time.time
 _DUMPS = orjson.dumps
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -87,30 +88,30 @@ def _number_like(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _numbers_fine(values: Any, kinds: set[type]) -> bool:
-    """True when every number among `values` (of the exact types `kinds`, all scalars) is
-    finite and within ±1e100; False when one may not be (the caller then looks at each).
+def _scalars_fine(values: Any) -> bool:
+    """True when every value is a str, None, or a number (float, int, bool) finite and
+    within ±1e100, all of exactly those types; False when one may not be (the caller
+    then looks at each).
 
-    One `hypot` clears them all at C speed: it is NaN or infinite when any value is, and
-    never less than the largest magnitude, so `<= 1e100` is False for any culprit."""
+    One C pass (`groupby` by type) reads each value once; each run of numbers is cleared
+    at once by `hypot`, which is NaN or infinite when any value is and never less than the
+    largest magnitude, so `<= 1e100` is False for any culprit."""
     try:
-        if kinds <= _NUMBERS:
-            return _hypot(*values) <= MAX_MAGNITUDE
-        if int not in kinds and bool not in kinds:
-            if float not in kinds:
-                return True  # strings and None: no number to check
-            return _hypot(*filter(_is_float, values)) <= MAX_MAGNITUDE
-        return _hypot(*[v for v in values if type(v) in _NUMBERS]) <= MAX_MAGNITUDE
-    except OverflowError:  # an int too large for a float
+        for t, run in _groupby(values, type):
+            if t is float or t is int or t is bool:
+                if not _hypot(*run) <= MAX_MAGNITUDE:
+                    return False
+            elif t is not str and t is not _NONE:
+                return False
+    except (OverflowError, TypeError):  # an int too large for a float; a type in disguise
         return False
+    return True
 
 
 def check_features(features: object) -> dict[str, Any]:
     if type(features) is not dict:
         raise InvalidEvent("features", f"must be a dict, not {type(features).__name__}")
-    values = features.values()
-    kinds = set(map(type, values))
-    if kinds <= _SCALARS and _numbers_fine(values, kinds) and set(map(type, features)) <= _STR:
+    if _scalars_fine(features.values()) and set(map(type, features)) <= _STR:
         return features
     for name, value in features.items():
         if type(name) is not str:
@@ -310,8 +311,7 @@ def prediction_json(
         type(prediction_id) is str
         and 0 < len(prediction_id) <= MAX_ID
         and type(features) is dict
-        and (kinds := set(map(type, values := features.values()))) <= _SCALARS
-        and _numbers_fine(values, kinds)
+        and _scalars_fine(features.values())
         and type(prediction) is dict
         and prediction.keys() <= _OUTPUT_KEYS  # so every key a string
         and (
