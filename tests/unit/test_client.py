@@ -21,7 +21,7 @@ import pytest
 from pydantic import ValidationError
 
 from streamdrift.client import InvalidEvent, Monitor
-from streamdrift.client.monitor import producer_settings
+from streamdrift.client.monitor import POLL_EVERY, producer_settings
 from streamdrift.client.validation import (
     encode,
     label_event,
@@ -360,6 +360,22 @@ def test_monitor_refuses_at_the_call_and_reports_failed_deliveries():
     assert sorted(k for _, k in failed) == [b"a", b"a"]
     assert monitor.failed == 2
     assert monitor.close(0.1) == 0
+
+
+def test_failures_reach_on_error_through_log_calls_alone():
+    """log_* look for delivery reports every POLL_EVERY calls: no poll or flush needed."""
+    failed: list[bytes | None] = []
+    monitor = Monitor(
+        "127.0.0.1:1", "fraud", on_error=lambda err, key: failed.append(key), message_timeout_ms=100
+    )
+    monitor.log_label("first", 1)
+    deadline = time.monotonic() + 5
+    while not failed and time.monotonic() < deadline:
+        time.sleep(0.05)
+        for _ in range(POLL_EVERY):
+            monitor.log_label("later", 1)
+    assert failed[:1] == [b"first"]
+    monitor.flush(2)
 
 
 def test_monitor_checks_its_model_id():
