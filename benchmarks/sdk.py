@@ -10,14 +10,15 @@ the JSON bytes the SDK writes for them (`Monitor.encode_prediction`), before any
 
 - bare: a confluent-kafka `Producer` sends the bytes: `produce(topic, value, key)` and
   `poll(0)` per event (a full queue is waited out with `poll(0.05)`), then `flush()`.
-- sdk: `Monitor.log_prediction(...)` per event (contract check, orjson, produce, poll),
-  then `flush()`.
+- sdk: `Monitor.log_prediction(...)` per event (contract check, orjson, produce; a poll
+  every `POLL_EVERY`th call), then `flush()`.
 
-Both use the SDK's producer settings (`PRODUCER_DEFAULTS`: linger.ms 5, acks all, no
-compression, only failed deliveries reported) and the same topic. The runs alternate
-(bare, sdk, bare, sdk, ...), R rounds; the best of each kind counts. The rate is events
-over the time from the first call to the end of `flush()`; the ratio sdk/bare is the
-figure (goal >= 0.7). Every message must be delivered, or the run fails.
+Both use exactly the SDK's producer settings (`producer_settings`: linger.ms 5, acks all,
+no compression, only failed deliveries reported, librdkafka's log into Python logging)
+and the same topic. The runs alternate (bare, sdk, bare, sdk, ...), R rounds; the best
+of each kind counts. The rate is events over the time from the first call to the end of
+`flush()`; the ratio sdk/bare is the figure (goal >= 0.7). Every message must be
+delivered, or the run fails.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from throughput import create_topic, delete_topics, log, run_main, servers
 
 from streamdrift import synthetic
 from streamdrift.client import Monitor
-from streamdrift.client.monitor import PRODUCER_DEFAULTS
+from streamdrift.client.monitor import producer_settings
 
 QUEUE = {"queue.buffering.max.messages": 500_000, "queue.buffering.max.kbytes": 1024 * 1024}
 
@@ -54,9 +55,7 @@ def run_bare(bootstrap: str, topic: str, payloads: list[tuple[str, bytes]]) -> f
     failed = []
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
-            **PRODUCER_DEFAULTS,
-            **QUEUE,
+            **producer_settings(bootstrap, QUEUE),
             "on_delivery": lambda err, msg: failed.append(err) if err else None,
         }
     )

@@ -21,8 +21,14 @@ import pytest
 from pydantic import ValidationError
 
 from streamdrift.client import InvalidEvent, Monitor
-from streamdrift.client.monitor import producer_settings
-from streamdrift.client.validation import label_event, prediction_event
+from streamdrift.client.monitor import POLL_EVERY, producer_settings
+from streamdrift.client.validation import (
+    encode,
+    label_event,
+    label_json,
+    prediction_event,
+    prediction_json,
+)
 from streamdrift.events import LabelEvent, PredictionEvent
 
 NOW = time.time()
@@ -67,6 +73,9 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("only numbers", call(features={"a": 1.5, "b": 2, "c": -3.25}), None),
     ("only strings", call(features={"a": "x", "b": "y"}), None),
     ("only nulls", call(features={"a": None}), None),
+    ("only bools", call(features={"a": True, "b": False}), None),
+    ("every scalar kind", call(features={"a": 1.5, "b": True, "c": "x", "d": 2, "e": None}), None),
+    ("ints and strings", call(features={"n": -7, "c": "x"}), None),
     ("unicode id", call(prediction_id="äöü-✓"), None),
     ("id of 256 chars", call(prediction_id="p" * 256), None),
     ("prediction float", call(prediction=0.25), None),
@@ -93,9 +102,16 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("feature NaN", call(features={"amount": math.nan}), "features.amount"),
     ("feature inf", call(features={"amount": math.inf, "c": "DE"}), "features.amount"),
     ("feature -inf", call(features={"x": "a", "amount": -math.inf}), "features.amount"),
+    ("feature NaN among ints", call(features={"c": "x", "n": 3, "a": math.nan}), "features.a"),
+    ("feature inf among bools", call(features={"v": True, "a": math.inf}), "features.a"),
+    ("feature NaN among nulls", call(features={"z": None, "a": math.nan}), "features.a"),
     ("feature list", call(features={"tags": [1, 2]}), "features.tags"),
+    ("feature list among numbers", call(features={"a": 1.0, "tags": [1.0]}), "features.tags"),
+    ("feature tuple", call(features={"a": "x", "t": (1.0,)}), "features.t"),
     ("feature dict", call(features={"geo": {"lat": 1}}), "features.geo"),
     ("feature key int", call(features={1: 2.0}), "features"),
+    ("feature key int among strings", call(features={"a": "x", 1: "y"}), "features"),
+    ("feature key int, prediction bad too", call(features={1: 2.0}, prediction=None), "features"),
     ("prediction None", call(prediction=None), "prediction"),
     ("prediction list", call(prediction=[0.1, 0.9]), "prediction"),
     ("prediction NaN", call(prediction=math.nan), "prediction"),
@@ -103,6 +119,13 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("score list", call(prediction={"score": [0.5]}), "prediction.score"),
     ("score NaN", call(prediction={"score": math.nan}), "prediction.score"),
     ("score inf", call(prediction={"score": math.inf}), "prediction.score"),
+    (
+        "score NaN with a label",
+        call(prediction={"score": math.nan, "label": 1}),
+        "prediction.score",
+    ),
+    ("score None with a label", call(prediction={"score": None, "label": 1}), None),
+    ("label list with a score", call(prediction={"score": 0.5, "label": [1]}), "prediction.label"),
     ("label fractional", call(prediction={"label": 1.5}), "prediction.label"),
     ("label dict", call(prediction={"label": {"c": 1}}), "prediction.label"),
     ("segments list", call(segments=["EU"]), "segments"),
@@ -146,7 +169,17 @@ def test_stricter_than_lax_pydantic_like_strict_mode(name, kwargs, field):
 # the worker's rules on top of the contract: it would dead-letter these
 WORKER_RULES = [
     ("feature beyond 1e100", call(features={"x": 1e101}), "features.x"),
+    ("feature beyond -1e100 among strings", call(features={"c": "x", "x": -1e101}), "features.x"),
+    ("feature just beyond 1e100", call(features={"x": math.nextafter(1e100, 2e100)}), "features.x"),
     ("huge int feature", call(features={"x": 10**400}), "features.x"),
+    (
+        "huge int among floats and strings",
+        call(features={"f": 1.0, "c": "x", "n": -(10**400)}),
+        "features.n",
+    ),
+    ("int beyond 1e100 among bools", call(features={"b": True, "n": 10**101}), "features.n"),
+    ("score int beyond float range", call(prediction={"score": 10**400}), "prediction.score"),
+    ("prediction int beyond float range", call(prediction=-(10**400)), "prediction"),
     ("score beyond 1e100", call(prediction={"score": -1e150}), "prediction.score"),
     ("prediction beyond 1e100", call(prediction=2e100), "prediction"),
     ("timestamp far ahead, in milliseconds", call(timestamp=(NOW + 3 * 86400) * 1000), "timestamp"),
@@ -167,9 +200,56 @@ def test_worker_rules_are_checked_at_the_call(name, kwargs, field):
 
 
 def test_many_numbers_near_the_bound_are_each_fine():
-    # the fast path's sum exceeds 1e100; the value-by-value path clears them
+    # the fast path's hypot exceeds 1e100; the value-by-value path clears them
     assert sdk_verdict(call(features={f"f{i}": 9e99 for i in range(5)})) is None
     assert sdk_verdict(call(features={"a": 9e99, "b": 9e99, "c": "x"})) is None
+    assert sdk_verdict(call(features={"a": 1e100, "b": -1e100, "c": True})) is None
+    assert sdk_verdict(call(prediction={"score": -1e100, "label": "x"})) is None
+
+
+# the encoder's shortcut must say what `prediction_event` says, on every case above and
+# on those only it sees differently (keys left to orjson, ints orjson cannot write)
+ENCODER_CASES = [
+    *CASES,
+    *STRICTER,
+    *WORKER_RULES,
+    ("feature key str subclass", call(features={type("S", (str,), {})("a"): 1.0}), "features"),
+    ("feature key None", call(features={"a": 1.0, None: 2.0}), "features"),
+    ("segment key int", call(segments={1: "EU"}), "segments"),
+    ("feature str subclass value", call(features={"a": type("S", (str,), {})("x")}), "features.a"),
+    ("feature float subclass value", call(features={"a": np.float64(1e101)}), "features.a"),
+    ("prediction key int", call(prediction={"score": 0.5, 1: "x"}), "prediction"),
+    ("timestamp milliseconds", call(timestamp=NOW * 1000), None),
+    ("timestamp float zero", call(timestamp=0.0), None),
+    ("timestamp 1e11 seconds ahead", call(timestamp=1e11 - 1), "timestamp"),
+    ("no version", call(), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "field"), ENCODER_CASES, ids=[c[0] for c in ENCODER_CASES]
+)
+def test_encoder_agrees_with_the_field_checks(name, kwargs, field):
+    version = None if name == "no version" else "3.1.0"
+    try:
+        expected = encode(prediction_event("fraud", version, **kwargs))
+    except InvalidEvent as e:
+        assert e.field == field
+        with pytest.raises(InvalidEvent) as raised:
+            prediction_json("fraud", version, **kwargs)
+        assert raised.value.field == field and str(raised.value) == str(e)
+    else:
+        assert field is None
+        assert prediction_json("fraud", version, **kwargs) == expected
+
+
+def test_encoder_refuses_what_json_cannot_hold():
+    with pytest.raises(ValueError, match="cannot be written as JSON"):
+        prediction_json("m", None, "p", {"n": 10**30}, 1)  # valid, but beyond 64 bits
+    with pytest.raises(ValueError, match="cannot be written as JSON"):
+        prediction_json("m", None, "p", {}, {"score": 0.5, "extra": object()})
+    with pytest.raises(ValueError, match="cannot be written as JSON"):
+        label_json("m", "p", 10**30)
 
 
 def test_datetimes_become_epoch_seconds():
@@ -207,6 +287,7 @@ LABEL_CASES: list[tuple[str, Any, Any, str | None]] = [
     ("list", [1], None, "label"),
     ("dict", {"y": 1}, None, "label"),
     ("bad time", 1, "soon", "timestamp"),
+    ("float time", 0.5, NOW - 1, None),
 ]
 
 
@@ -225,11 +306,23 @@ def test_label_verdict_matches_pydantic(name, label, ts, field):
         event = label_event("m", "a1b2", label, ts)
     except InvalidEvent as e:
         assert e.field == field
+        with pytest.raises(InvalidEvent, match=f"^{field}: "):
+            label_json("m", "a1b2", label, ts)
     else:
         assert field is None
         LabelEvent.model_validate(event)
+        assert label_json("m", "a1b2", label, ts) == encode(event)
     with pytest.raises(InvalidEvent, match="prediction_id"):
         label_event("m", "", 1)
+
+
+@pytest.mark.parametrize("label", [1e101, -(10**101), 10**400, math.nextafter(-1e100, -2e100)])
+def test_labels_beyond_1e100_are_refused_like_the_workers(label):
+    with pytest.raises(InvalidEvent, match=r"^label: .* beyond"):
+        label_event("m", "a1b2", label)
+    with pytest.raises(InvalidEvent, match=r"^label: .* beyond"):
+        label_json("m", "a1b2", label, NOW)
+    assert label_json("m", "a1b2", -1e100) == encode(label_event("m", "a1b2", -1e100))
 
 
 def test_producer_settings_take_both_spellings():
@@ -267,6 +360,22 @@ def test_monitor_refuses_at_the_call_and_reports_failed_deliveries():
     assert sorted(k for _, k in failed) == [b"a", b"a"]
     assert monitor.failed == 2
     assert monitor.close(0.1) == 0
+
+
+def test_failures_reach_on_error_through_log_calls_alone():
+    """log_* look for delivery reports every POLL_EVERY calls: no poll or flush needed."""
+    failed: list[bytes | None] = []
+    monitor = Monitor(
+        "127.0.0.1:1", "fraud", on_error=lambda err, key: failed.append(key), message_timeout_ms=100
+    )
+    monitor.log_label("first", 1)
+    deadline = time.monotonic() + 5
+    while not failed and time.monotonic() < deadline:
+        time.sleep(0.05)
+        for _ in range(POLL_EVERY):
+            monitor.log_label("later", 1)
+    assert failed[:1] == [b"first"]
+    monitor.flush(2)
 
 
 def test_monitor_checks_its_model_id():

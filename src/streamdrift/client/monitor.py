@@ -3,7 +3,8 @@
 `Monitor.log_prediction` checks the event against the contract (a mistake raises at the
 call), encodes it with orjson and hands it to librdkafka, which sends it in a batch
 after `linger.ms`: the call does not wait for the broker. Delivery failures arrive
-later, on the thread that calls `log_*`, `poll` or `flush`, through `on_error`.
+later, on the thread that calls `log_*` (every `POLL_EVERY`th call looks), `poll` or
+`flush`, through `on_error`.
 """
 
 from __future__ import annotations
@@ -14,19 +15,15 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-import orjson
 from confluent_kafka import KafkaError, Producer
 
-from streamdrift.client.validation import check_id, label_event, prediction_event
+from streamdrift.client.validation import check_id, label_json, prediction_json
 from streamdrift.kafka_io import LIBRDKAFKA
 
 log = logging.getLogger("streamdrift.client")
 
 #: `on_error(error, message_key)`: a message the broker did not take, by its key
 ErrorCallback = Callable[[KafkaError, bytes | None], None]
-
-_DUMPS = orjson.dumps
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 #: librdkafka settings of a Monitor's producer, under what the caller passes
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -36,6 +33,11 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     # only failed deliveries call back: a success costs no Python call
     "delivery.report.only.error": True,
 }
+
+
+#: `log_*` calls per look for delivery reports: a look (`Producer.poll(0)`) costs as much
+#: as a tenth of a call, and reports are rare (only failures), so most calls skip it
+POLL_EVERY = 32
 
 
 def _log_error(error: KafkaError, key: bytes | None) -> None:
@@ -89,6 +91,7 @@ class Monitor:
         self._producer = Producer(conf)
         self._produce = self._producer.produce
         self._poll = self._producer.poll
+        self._until_poll = POLL_EVERY
 
     def _delivered(self, error: KafkaError | None, message: Any) -> None:
         if error is None:
@@ -108,13 +111,12 @@ class Monitor:
         segments: dict[str, str | int | bool] | None = None,
     ) -> bytes:
         """The checked event's JSON bytes; raises `InvalidEvent` (a ValueError)."""
-        event = prediction_event(
+        return prediction_json(
             self.model_id, self.version, prediction_id, features, prediction, timestamp, segments
         )
-        return _encode(event)
 
     def encode_label(self, prediction_id: str, label: Any, timestamp: Any = None) -> bytes:
-        return _encode(label_event(self.model_id, prediction_id, label, timestamp))
+        return label_json(self.model_id, prediction_id, label, timestamp)
 
     def log_prediction(
         self,
@@ -127,21 +129,41 @@ class Monitor:
         """Publish one prediction. `prediction` is `{"score": p, "label": c}` (either may
         be left out), a number (regression) or a class; `timestamp` epoch seconds or a
         datetime (default: the time of sending); `segments` str/int/bool by key."""
-        value = self.encode_prediction(prediction_id, features, prediction, timestamp, segments)
-        self._send(self.predictions_topic, prediction_id, value)
+        # inline rather than through encode_prediction and a send method: each Python
+        # call costs ~3% of this one
+        value = prediction_json(
+            self.model_id, self.version, prediction_id, features, prediction, timestamp, segments
+        )
+        try:
+            self._produce(self.predictions_topic, value, prediction_id)
+        except BufferError:
+            self._send_when_room(self.predictions_topic, prediction_id, value)
+        self._until_poll -= 1
+        if not self._until_poll:
+            self._look()
 
     def log_label(self, prediction_id: str, label: Any, timestamp: Any = None) -> None:
         """Publish the ground truth of an earlier (or later) prediction."""
-        value = self.encode_label(prediction_id, label, timestamp)
-        self._send(self.labels_topic, prediction_id, value)
+        value = label_json(self.model_id, prediction_id, label, timestamp)
+        try:
+            self._produce(self.labels_topic, value, prediction_id)
+        except BufferError:
+            self._send_when_room(self.labels_topic, prediction_id, value)
+        self._until_poll -= 1
+        if not self._until_poll:
+            self._look()
 
-    def _send(self, topic: str, key: str, value: bytes) -> None:
+    def _send_when_room(self, topic: str, key: str, value: bytes) -> None:
         while True:
+            self._poll(0.05)  # the local queue is full: wait for deliveries
             try:
                 self._produce(topic, value, key)
-                break
-            except BufferError:  # the local queue is full: wait for deliveries
-                self._poll(0.05)
+                return
+            except BufferError:
+                pass
+
+    def _look(self) -> None:
+        self._until_poll = POLL_EVERY
         self._poll(0)
 
     def poll(self, timeout: float = 0) -> int:
@@ -176,13 +198,6 @@ class Monitor:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _encode(event: dict[str, Any]) -> bytes:
-    try:
-        return _DUMPS(event, option=_OPTIONS)
-    except TypeError as e:  # an extra key of a prediction dict that JSON cannot hold
-        raise ValueError(f"event cannot be written as JSON: {e}") from None
 
 
 class AsyncMonitor:
@@ -224,7 +239,9 @@ class AsyncMonitor:
             except BufferError:
                 m.poll(0)
                 await asyncio.sleep(0.01)
-        m.poll(0)
+        m._until_poll -= 1
+        if not m._until_poll:
+            m._look()
 
     async def flush(self, timeout: float = 10.0) -> int:
         """Wait (in a thread, the loop runs on) for delivery; returns events undelivered."""
