@@ -92,6 +92,13 @@ def test_monitor_to_worker_to_results(settings, store, model_id, tmp_path):
     assert list(perf["labelled"]) == list(windows["labelled"])
     assert list(perf["roc_auc"]) == list(windows["value"])
 
+    # a time range as a datetime and as text: the windows starting in it
+    middle = windows["start"].iloc[1].to_pydatetime()
+    since = Results(settings.redis_url).windows(model_id, since=middle)
+    assert list(since["count"]) == list(windows["count"])[1:]
+    until = Results(settings.redis_url).windows(model_id, until=middle.isoformat())
+    assert list(until["count"]) == list(windows["count"])[:1]
+
     by_version = Results(settings.redis_url).windows(model_id, version="1.0.0")
     assert list(by_version["count"]) == list(windows["count"])
 

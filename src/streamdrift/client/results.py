@@ -6,12 +6,14 @@ one row per window or per alert. Needs pandas: `pip install 'streamdrift[sdk]'`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
 from streamdrift.report import model_report
 from streamdrift.store import Store
+from streamdrift.time_spec import parse_time
 
 _WINDOW_COLUMNS = [
     "start",
@@ -48,6 +50,18 @@ _ALERT_COLUMNS = [
 _TIMES = ("start", "end", "created_at", "window_start", "window_end", "since")
 
 
+#: a time as the reader takes it
+When = datetime | float | int | str
+
+
+def _epoch(when: When | None) -> float | None:
+    if when is None or isinstance(when, float | int):
+        return when
+    if isinstance(when, datetime):
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return parse_time(when, "time")
+
+
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns)
     for name in _TIMES:
@@ -72,21 +86,38 @@ class Results:
         self.store = Store(redis_url)
 
     def report(
-        self, model: str, version: str | None = None, last: int | None = None
+        self,
+        model: str,
+        version: str | None = None,
+        last: int | None = None,
+        since: When | None = None,
+        until: When | None = None,
     ) -> dict[str, Any]:
-        """The `inspect --json` document of the model (of one version's slice)."""
+        """The `inspect --json` document of the model (of one version's slice), of the
+        windows starting between `since` and `until` (datetimes, epoch seconds, RFC 3339
+        text or ages such as "6h"), the last `last` of them."""
         return model_report(
-            self.store, model, last=last, slice_name=None if version is None else f"v={version}"
+            self.store,
+            model,
+            last=last,
+            slice_name=None if version is None else f"v={version}",
+            since=_epoch(since),
+            until=_epoch(until),
         )
 
     def windows(
-        self, model: str, version: str | None = None, last: int | None = None
+        self,
+        model: str,
+        version: str | None = None,
+        last: int | None = None,
+        since: When | None = None,
+        until: When | None = None,
     ) -> pd.DataFrame:
         """One row per window kept: `start`, `end`, `count` (events), `labelled`
         (events whose label joined), `metric` (the headline metric's name) and `value`,
         `drifting_features` (how many drift) and `drifting` (which), `outliers`.
         With `version`, the windows of that model version's events alone."""
-        doc = self.report(model, version, last)
+        doc = self.report(model, version, last, since, until)
         metric = doc["headline_metric"]
         rows = [
             {
@@ -107,11 +138,16 @@ class Results:
         return frame
 
     def performance(
-        self, model: str, version: str | None = None, last: int | None = None
+        self,
+        model: str,
+        version: str | None = None,
+        last: int | None = None,
+        since: When | None = None,
+        until: When | None = None,
     ) -> pd.DataFrame:
         """One row per window: `start`, `end`, `count`, then each metric the window's
         labels give (NaN where a window has none)."""
-        doc = self.report(model, version, last)
+        doc = self.report(model, version, last, since, until)
         rows = [
             {"start": w["start"], "end": w["end"], "count": w["count"], **w["performance"]}
             for w in doc["windows"]
