@@ -13,7 +13,7 @@ from typing import Any
 
 from streamdrift.errors import UnknownModelError
 from streamdrift.profile import CategoricalProfile, NumericProfile
-from streamdrift.report import _iso, load_profile, model_report
+from streamdrift.report import iso_time, load_profile, model_report
 from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
 from streamdrift.store import Store
 
@@ -92,9 +92,9 @@ def feature_report(
     width = profile.config.window_seconds
     window_start = next((s for s in starts if s <= start < s + width), int(start))
     if window_start not in starts:
-        shown = ", ".join(_iso(s) for s in starts[-3:]) or "none"
+        shown = ", ".join(iso_time(s) for s in starts[-3:]) or "none"
         raise UnknownModelError(
-            f"model '{model}' has no window starting at {_iso(window_start)}",
+            f"model '{model}' has no window starting at {iso_time(window_start)}",
             f"give a time inside a window kept (the latest start: {shown})",
         )
     doc = model_report(store, model, since=window_start, until=window_start + 1)
@@ -114,5 +114,5 @@ def feature_report(
         "reference_missing": ref.missing,
         **_histogram(ref, current),
         "statistics": statistics,
-        "windows": [_iso(s) for s in starts],
+        "windows": [iso_time(s) for s in starts],
     }

@@ -30,11 +30,11 @@ from streamdrift.sketch import WindowSketch
 from streamdrift.store import Store
 
 
-def _iso(ts: float) -> str:
+def iso_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-def _clean(value: float) -> float | None:
+def json_number(value: float) -> float | None:
     return None if value != value else round(value, 6)  # NaN -> null
 
 
@@ -52,8 +52,8 @@ def _baselines_used(
         sketch = pooled.get(name)
         out[name] = {
             "windows": len(starts) if sketch is not None else 0,
-            "from": _iso(starts[0]) if sketch is not None else None,
-            "to": _iso(starts[-1]) if sketch is not None else None,
+            "from": iso_time(starts[0]) if sketch is not None else None,
+            "to": iso_time(starts[-1]) if sketch is not None else None,
             "events": sketch.count if sketch is not None else 0,
         }
     return out
@@ -64,12 +64,12 @@ def _verdict(d: FeatureDrift) -> dict[str, Any]:
     return {
         "enabled": d.enabled,
         "statistic": d.statistic,
-        "value": _clean(d.value),
+        "value": json_number(d.value),
         "threshold": d.threshold,
-        "p_value": _clean(d.p_value),
+        "p_value": json_number(d.p_value),
         "judged_by": d.judged_by,
         "baselines": {
-            name: {k: _clean(v) if isinstance(v, float) else v for k, v in r.items()}
+            name: {k: json_number(v) if isinstance(v, float) else v for k, v in r.items()}
             for name, r in d.baselines.items()
         },
     }
@@ -94,9 +94,7 @@ def chosen_starts(
 ) -> list[int]:
     """The windows starting in [since, until), then the last `last` of them."""
     starts = [
-        s
-        for s in all_starts
-        if (since is None or s >= since) and (until is None or s < until)
+        s for s in all_starts if (since is None or s >= since) and (until is None or s < until)
     ]
     return starts[-last:] if last else starts
 
@@ -138,8 +136,8 @@ def model_report(
         plan = baseline_starts(profile.config, w.start, all_starts)
         windows.append(
             {
-                "start": _iso(w.start),
-                "end": _iso(w.start + profile.config.window_seconds),
+                "start": iso_time(w.start),
+                "end": iso_time(w.start + profile.config.window_seconds),
                 "count": w.count,
                 "invalid": dict(w.invalid),
                 "versions": dict(w.versions),
@@ -151,7 +149,7 @@ def model_report(
                         "sample_size": d.sample_size,
                         "missing": d.missing,
                         "drifted": d.drifted,
-                        **{k: _clean(v) for k, v in d.statistics.items()},
+                        **{k: json_number(v) for k, v in d.statistics.items()},
                         **_verdict(d),
                     }
                     for name, d in drift.items()
@@ -161,12 +159,14 @@ def model_report(
                     name.strip("_"): {
                         "drifted": d.drifted,
                         "sample_size": d.sample_size,
-                        **{k: _clean(v) for k, v in d.statistics.items()},
+                        **{k: json_number(v) for k, v in d.statistics.items()},
                         **_verdict(d),
                     }
                     for name, d in outputs.items()
                 },
-                "performance": {k: _clean(v) for k, v in window_performance(profile, w).items()},
+                "performance": {
+                    k: json_number(v) for k, v in window_performance(profile, w).items()
+                },
                 "estimated_performance": _estimated(profile, w),
                 "outliers": w.outliers,
                 "outlier_examples": w.outlier_examples,
@@ -203,7 +203,7 @@ def model_report(
         "join": store.counters.join_stats(model),
         "headline_metric": headline_metric(profile),
         "reference_performance": {
-            k: _clean(v) for k, v in profile.reference_performance.items() if "[" not in k
+            k: json_number(v) for k, v in profile.reference_performance.items() if "[" not in k
         },
         "estimation": _estimation(profile),
         "episodes": _episodes(store, model, profile.config.window_seconds),
@@ -219,9 +219,9 @@ def _depth(profile: ReferenceProfile, window: WindowSketch) -> dict[str, dict[st
     return {
         name: {
             "sample_size": d.sample_size,
-            "entropy": _clean(d.entropy),
-            "reference_entropy": _clean(d.reference_entropy),
-            "entropy_change": _clean(d.entropy_change),
+            "entropy": json_number(d.entropy),
+            "reference_entropy": json_number(d.reference_entropy),
+            "entropy_change": json_number(d.entropy_change),
             "distinct": d.distinct,
             "reference_cardinality": d.reference_cardinality,
         }
@@ -242,7 +242,7 @@ def _slice_summary(profile: ReferenceProfile, w: WindowSketch) -> dict[str, Any]
         out[name] = {
             "count": sk.count,
             "labelled": int(perf.get("labelled", 0)),
-            metric: _clean(perf[metric]) if metric in perf else None,
+            metric: json_number(perf[metric]) if metric in perf else None,
             "drifting": [r["feature"] for r in rank_drifting(view, drift)],
         }
     return out
@@ -260,7 +260,7 @@ def _estimated(profile: ReferenceProfile, w: WindowSketch) -> dict[str, Any] | N
     return {
         "predictions": int(counts.sum()),
         "metrics": {
-            m: {**e.as_dict(), "realized": _clean(realized[m]) if m in realized else None}
+            m: {**e.as_dict(), "realized": json_number(realized[m]) if m in realized else None}
             for m, e in estimates(counts, calibration, profile.config.estimation.band).items()
         },
         "degraded": None if finding is None else finding.degraded,
@@ -279,8 +279,8 @@ def _estimation(profile: ReferenceProfile) -> dict[str, Any] | None:
         "rows": calibration.rows,
         "reference": {
             m: {
-                "estimated": _clean(calibration.estimated.get(m, float("nan"))),
-                "realized": _clean(calibration.realized.get(m, float("nan"))),
+                "estimated": json_number(calibration.estimated.get(m, float("nan"))),
+                "realized": json_number(calibration.realized.get(m, float("nan"))),
             }
             for m in calibration.estimated
         },
@@ -302,13 +302,13 @@ def _episodes(store: Store, model: str, width: int) -> list[dict[str, Any]]:
                 "type": alert.get("type"),
                 "feature": alert.get("feature"),
                 "severity": e.severity,
-                "since": _iso(e.since),
-                "last_seen": _iso(e.last),
+                "since": iso_time(e.since),
+                "last_seen": iso_time(e.last),
                 "duration_seconds": e.last + width - e.since,
                 "peak": e.peak_value,
                 "route": alert.get("context", {}).get("route"),
                 "message": alert.get("message"),
-                "resolved_at": None if e.resolved_at is None else _iso(e.resolved_at),
+                "resolved_at": None if e.resolved_at is None else iso_time(e.resolved_at),
             }
         )
     opened = sorted((r for r in rows if r["status"] == "open"), key=lambda r: r["since"])

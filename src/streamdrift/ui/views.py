@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from streamdrift.monitors import headline_metric, window_performance
-from streamdrift.report import _clean, _iso
+from streamdrift.report import iso_time, json_number
 from streamdrift.store import Store
 
 HOUR = 3600
@@ -47,13 +47,13 @@ def model_rows(store: Store, now: float | None = None, last: int = 48) -> list[d
                 "task": profile.task,
                 "versions": sorted(versions),
                 "events_last_hour": sum(w.count for w in hour),
-                "latest_window": _iso(starts[-1]) if starts else None,
+                "latest_window": iso_time(starts[-1]) if starts else None,
                 "open_episodes": sum(1 for e in episodes if e.status == "open"),
                 "metric": metric,
-                "value": _clean(perf[metric]) if metric in perf else None,
-                "value_window": _iso(labelled[-1].start) if labelled else None,
-                "reference": _clean(profile.reference_performance.get(metric, float("nan"))),
-                "windows": [_iso(w.start) for w in windows[-last:]],
+                "value": json_number(perf[metric]) if metric in perf else None,
+                "value_window": iso_time(labelled[-1].start) if labelled else None,
+                "reference": json_number(profile.reference_performance.get(metric, float("nan"))),
+                "windows": [iso_time(w.start) for w in windows[-last:]],
                 "counts": [w.count for w in windows[-last:]],
             }
         )
