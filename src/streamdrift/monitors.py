@@ -371,7 +371,11 @@ def window_performance(profile: ReferenceProfile, window: WindowSketch) -> dict[
     if window.performance is None:
         return {}
     return performance_metrics(
-        window.performance, profile.task, profile.positive_class, window.count or None
+        window.performance,
+        profile.task,
+        profile.positive_class,
+        window.count or None,
+        profile.score_edges,
     )
 
 
@@ -468,11 +472,15 @@ def performance_check(
         pooled = earlier[0]
         for s in earlier[1:]:
             pooled = pooled + s
-        recent_metrics = performance_metrics(pooled, profile.task, profile.positive_class)
+        recent_metrics = performance_metrics(
+            pooled, profile.task, profile.positive_class, score_edges=profile.score_edges
+        )
         if recent_metrics.get("labelled", 0) >= policy.min_labels and metric in recent_metrics:
             baselines["recent"] = _compare(metric, now, recent_metrics)
     if peers is not None:
-        others = performance_metrics(peers, profile.task, profile.positive_class)
+        others = performance_metrics(
+            peers, profile.task, profile.positive_class, score_edges=profile.score_edges
+        )
         if others.get("labelled", 0) >= policy.min_labels and metric in others:
             baselines["other_versions"] = _compare(metric, now, others)
     worst, degraded = None, False

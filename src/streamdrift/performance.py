@@ -12,16 +12,34 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Score histogram resolution. Ties inside a bin count half in the AUC, so the AUC error
-#: is at most half the share of (positive, negative) pairs sharing a bin: with 200 bins
-#: and scores spread over [0, 1] it stays well under 0.005.
+#: Score histogram resolution of the equal-width layout, the one of profiles without
+#: score edges (registered before edges existed). Ties inside a bin count half in the
+#: AUC, so the AUC error is at most half the share of (positive, negative) pairs sharing
+#: a bin: fine for scores spread over [0, 1], but a confident model piles its scores into
+#: the first and last bins and is off by several hundredths there.
 SCORE_BINS = 200
-#: Calibration is read over this many equal-width score bins (SCORE_BINS merged).
+#: Bins of a layout with edges, at most: the length of every score histogram array, so
+#: sketches add up whatever their layout, and a window's perf hash keeps at most twice
+#: this many bin fields.
+MAX_SCORE_BINS = 256
+#: Calibration is read over this many equal-width score bins; every layout has their
+#: edges k/10 among its own, so each score bin lies in one calibration bin.
 CALIBRATION_BINS = 10
+#: Edges of a layout placed by the reference's score quantiles (the levels of a mixture
+#: that also spreads a share evenly in the score and in its logit, see `score_edges`)
+QUANTILE_LEVELS = 192
+#: Share of those levels spread evenly in the logit of the score and in the score: bins
+#: stay fine in the tails and nowhere much wider than 1/40 when a window's scores move
+#: away from the reference's.
+LOGIT_SHARE = 0.2
+UNIFORM_SHARE = 0.2
+#: The logit spread runs over [1e-7, 1 − 1e-7]: a confident model's scores
+LOGIT_LIMIT = math.log(1e7)
 #: Clip for log loss, as scikit-learn does with float64.
 LOG_LOSS_EPS = 1e-15
 _EPS = float(np.finfo(np.float64).eps)
@@ -50,8 +68,12 @@ class PerformanceSketch:
     #: pairs beyond the confusion matrix's cap in Redis (a flood of class names)
     confusion_other: int = 0
     scored: int = 0
-    positive_hist: np.ndarray = field(default_factory=lambda: np.zeros(SCORE_BINS, np.int64))
-    negative_hist: np.ndarray = field(default_factory=lambda: np.zeros(SCORE_BINS, np.int64))
+    #: scored pairs per score bin (the profile's layout, see `score_bin`) by actual class
+    positive_hist: np.ndarray = field(default_factory=lambda: np.zeros(MAX_SCORE_BINS, np.int64))
+    negative_hist: np.ndarray = field(default_factory=lambda: np.zeros(MAX_SCORE_BINS, np.int64))
+    #: sum of the scores per calibration bin (layouts with edges only): the exact mean
+    #: score of a calibration bin, whatever the widths of the score bins in it
+    score_sums: np.ndarray = field(default_factory=lambda: np.zeros(CALIBRATION_BINS))
     log_loss_sum: float = 0.0
     brier_sum: float = 0.0
     abs_error: float = 0.0
@@ -75,6 +97,7 @@ class PerformanceSketch:
             scored=self.scored + o.scored,
             positive_hist=self.positive_hist + o.positive_hist,
             negative_hist=self.negative_hist + o.negative_hist,
+            score_sums=self.score_sums + o.score_sums,
             log_loss_sum=self.log_loss_sum + o.log_loss_sum,
             brier_sum=self.brier_sum + o.brier_sum,
             abs_error=self.abs_error + o.abs_error,
@@ -101,9 +124,10 @@ class PerformanceSketch:
         positive: str | None = None,
         delays: np.ndarray | None = None,
         shift: float = 0.0,
+        score_edges: Sequence[float] | None = None,
     ) -> PerformanceSketch:
         """The sketch of labelled pairs given as columns (the same sums the join adds;
-        `shift` as the profile's `label_shift()`)."""
+        `shift` as the profile's `label_shift()`, `score_edges` its score layout)."""
         s = cls(labelled=len(actual))
         if delays is not None and len(delays):
             s.delay_sum = float(np.sum(delays))
@@ -130,9 +154,13 @@ class PerformanceSketch:
         if score is not None and positive is not None:
             p = np.asarray(score, dtype=np.float64)
             is_pos = np.asarray([a == positive for a in actual_keys], dtype=bool)
-            bins = score_bin(p)
-            s.positive_hist = np.bincount(bins[is_pos], minlength=SCORE_BINS)
-            s.negative_hist = np.bincount(bins[~is_pos], minlength=SCORE_BINS)
+            bins = score_bin(p, score_edges)
+            s.positive_hist = np.bincount(bins[is_pos], minlength=MAX_SCORE_BINS)
+            s.negative_hist = np.bincount(bins[~is_pos], minlength=MAX_SCORE_BINS)
+            if score_edges is not None:
+                s.score_sums = np.bincount(
+                    calibration_bin(p), weights=p, minlength=CALIBRATION_BINS
+                ).astype(np.float64)
             pc = np.clip(p, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
             s.log_loss_sum = float(-np.where(is_pos, np.log(pc), np.log(1 - pc)).sum())
             s.brier_sum = float(((p - is_pos) ** 2).sum())
@@ -140,10 +168,84 @@ class PerformanceSketch:
         return s
 
 
-def score_bin(score: np.ndarray) -> np.ndarray:
-    """Histogram bin of each score in [0, 1] (1.0 in the last bin); the Lua join uses the
-    same rule."""
+def score_bin(score: np.ndarray, edges: Sequence[float] | None = None) -> np.ndarray:
+    """Histogram bin of each score; the Lua join uses the same rules.
+
+    With `edges` (a profile's `score_edges`, ascending): the number of edges at or below
+    the score, so equal scores always share a bin (a tie, as for scikit-learn) and a
+    score equal to an edge opens the bin above it. Without: SCORE_BINS equal-width bins
+    over [0, 1] (1.0 in the last bin), the layout of profiles that have no edges."""
+    if edges is not None:
+        return np.searchsorted(np.asarray(edges, dtype=np.float64), score, side="right")
     return np.clip((np.asarray(score) * SCORE_BINS).astype(np.int64), 0, SCORE_BINS - 1)
+
+
+def calibration_edges() -> np.ndarray:
+    """The inner edges k/10 of the equal-width calibration bins, spelt as the join spells
+    them (k / 10 in double precision)."""
+    return np.arange(1, CALIBRATION_BINS) / CALIBRATION_BINS
+
+
+def calibration_bin(score: np.ndarray) -> np.ndarray:
+    """Calibration bin of each score (the number of edges k/10 at or below it), the rule
+    of `score_bin` with edges: a layout's score bin lies in exactly one of them."""
+    return np.searchsorted(calibration_edges(), score, side="right")
+
+
+def score_edges(scores: np.ndarray, levels: int = QUANTILE_LEVELS) -> list[float] | None:
+    """A score layout for a model whose reference scored `scores`: the inner edges of at
+    most MAX_SCORE_BINS bins, ascending, or None without any score in [0, 1].
+
+    ROC-AUC from binned scores counts every (positive, negative) pair sharing a bin as a
+    tie, so bins must be narrow where the scores are many: the edges sit at quantiles of
+    the reference's scores (at reference values, so each distinct value of a discrete
+    score opens a bin of its own). A share of the quantile levels is spread evenly in the
+    score's logit (fine splits down to 1e-7 and up to 1 − 1e-7, where a confident model's
+    scores pile up) and in the score (no bin much wider than 1/40 where the reference had
+    few scores). A discrete score (fewer distinct values than bins) has every value as
+    an edge. A value holding more than one level's share of the reference (a heavy tie)
+    gets a bin of its own, [v, next double), as long as there is room: nothing else is
+    counted tied with it. The calibration edges k/10 are always edges, so calibration
+    reads equal-width bins; quantile edges take the room left."""
+    s = np.asarray(scores, dtype=np.float64)
+    s = np.sort(s[np.isfinite(s) & (s >= 0.0) & (s <= 1.0)])
+    if not s.size:
+        return None
+    logit_n = round(levels * LOGIT_SHARE)
+    uniform_n = round(levels * UNIFORM_SHARE)
+    logit = np.linspace(-LOGIT_LIMIT, LOGIT_LIMIT, logit_n + 1)
+    spread = np.concatenate((1.0 / (1.0 + np.exp(-logit)), np.linspace(0.0, 1.0, uniform_n + 1)))
+    # the mixture's levels: each reference score and each spread point weighs its share
+    reference_share = 1.0 - LOGIT_SHARE - UNIFORM_SHARE
+    points = np.concatenate((s, spread))
+    weights = np.concatenate(
+        (np.full(s.size, reference_share / s.size), np.full(spread.size, 1 - reference_share))
+    )
+    weights[s.size :] /= spread.size
+    order = np.argsort(points, kind="stable")
+    points, cumulative = points[order], np.cumsum(weights[order])
+    at = np.searchsorted(cumulative, np.arange(1, levels) / levels, side="left")
+    quantiles = points[np.minimum(at, points.size - 1)]
+    values, counts = np.unique(s, return_counts=True)
+    must = calibration_edges()
+    if np.union1d(must, values).size < MAX_SCORE_BINS:
+        # a discrete score: each of its values opens a bin, so none shares one with another
+        must = np.union1d(must, values[values > 0.0])
+    # heavy ties, the heaviest first, as many as fit: a value and its next double
+    heavy = np.flatnonzero(counts * levels > s.size)
+    heavy = heavy[np.argsort(-counts[heavy], kind="stable")]
+    for v in values[heavy]:
+        tie = np.array([v, np.nextafter(v, np.inf)])
+        tie = tie[(tie > 0.0) & (tie <= 1.0)]
+        grown = np.union1d(must, tie)
+        if grown.size < MAX_SCORE_BINS:
+            must = grown
+    rest = np.setdiff1d(quantiles[(quantiles > 0.0) & (quantiles <= 1.0)], must)
+    spare = MAX_SCORE_BINS - 1 - must.size
+    if rest.size > spare:  # a discrete score or many ties: the quantiles thinned evenly
+        rest = np.unique(rest[np.linspace(0, rest.size - 1, spare).round().astype(np.int64)])
+    edges = np.union1d(must, rest)
+    return [float(e) for e in edges]
 
 
 def _safe_div(a: float, b: float) -> float:
@@ -161,25 +263,47 @@ def roc_auc(positive_hist: np.ndarray, negative_hist: np.ndarray) -> float:
     return float((pos * (neg_below + 0.5 * neg)).sum() / (n_pos * n_neg))
 
 
-def calibration_error(positive_hist: np.ndarray, negative_hist: np.ndarray) -> float:
-    """Expected calibration error over CALIBRATION_BINS equal-width bins, with each
-    bin's mean score taken at its centre (Naeini et al. 2015)."""
-    pos = positive_hist.reshape(CALIBRATION_BINS, -1).sum(axis=1).astype(np.float64)
-    neg = negative_hist.reshape(CALIBRATION_BINS, -1).sum(axis=1).astype(np.float64)
+def calibration_error(
+    positive_hist: np.ndarray,
+    negative_hist: np.ndarray,
+    edges: Sequence[float] | None = None,
+    score_sums: np.ndarray | None = None,
+) -> float:
+    """Expected calibration error over CALIBRATION_BINS equal-width bins (Naeini et al.
+    2015). With a layout's `edges`, each calibration bin gathers the score bins inside
+    it and its mean score is exact (`score_sums`); in the equal-width layout the mean
+    is taken at the centres of its fine bins, up to half a fine bin off."""
+    if edges is not None:
+        if score_sums is None:
+            raise ValueError("a layout with edges reads the calibration bins' score sums")
+        lower = np.concatenate(([-np.inf], np.asarray(edges, dtype=np.float64)))
+        which = calibration_bin(lower)
+        size = lower.size
+        pos = np.bincount(which, positive_hist[:size], CALIBRATION_BINS)
+        neg = np.bincount(which, negative_hist[:size], CALIBRATION_BINS)
+        sums = np.asarray(score_sums, dtype=np.float64)
+    else:
+        fine_pos = positive_hist[:SCORE_BINS].astype(np.float64)
+        fine_neg = negative_hist[:SCORE_BINS].astype(np.float64)
+        pos = fine_pos.reshape(CALIBRATION_BINS, -1).sum(axis=1)
+        neg = fine_neg.reshape(CALIBRATION_BINS, -1).sum(axis=1)
+        centres = (np.arange(SCORE_BINS) + 0.5) / SCORE_BINS
+        sums = ((fine_pos + fine_neg) * centres).reshape(CALIBRATION_BINS, -1).sum(axis=1)
     n = pos + neg
     total = n.sum()
     if not total:
         return float("nan")
-    sub = SCORE_BINS // CALIBRATION_BINS
-    fine = (positive_hist + negative_hist).reshape(CALIBRATION_BINS, sub).astype(np.float64)
-    centres = (np.arange(SCORE_BINS) + 0.5).reshape(CALIBRATION_BINS, sub) / SCORE_BINS
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_score = np.where(n > 0, (fine * centres).sum(axis=1) / n, 0.0)
+        mean_score = np.where(n > 0, sums / n, 0.0)
         frac_pos = np.where(n > 0, pos / n, 0.0)
     return float((np.abs(frac_pos - mean_score) * n).sum() / total)
 
 
-def classification_metrics(s: PerformanceSketch, positive: str | None) -> dict[str, float]:
+def classification_metrics(
+    s: PerformanceSketch, positive: str | None, score_edges: Sequence[float] | None = None
+) -> dict[str, float]:
+    """Metrics of a classifier's window; `score_edges` is the layout its score
+    histograms were counted in (the profile's), None for equal-width bins."""
     classes = sorted({a for a, _ in s.confusion} | {p for _, p in s.confusion})
     total = sum(s.confusion.values())
     correct = sum(c for (a, p), c in s.confusion.items() if a == p)
@@ -208,7 +332,9 @@ def classification_metrics(s: PerformanceSketch, positive: str | None) -> dict[s
         out["roc_auc"] = roc_auc(s.positive_hist, s.negative_hist)
         out["log_loss"] = s.log_loss_sum / s.scored
         out["brier"] = s.brier_sum / s.scored
-        out["calibration_error"] = calibration_error(s.positive_hist, s.negative_hist)
+        out["calibration_error"] = calibration_error(
+            s.positive_hist, s.negative_hist, score_edges, s.score_sums
+        )
         out["positives"] = float(s.positive_hist.sum())
         out["negatives"] = float(s.negative_hist.sum())
     return out
@@ -249,11 +375,20 @@ def segment_metrics(s: PerformanceSketch, task: str) -> dict[str, dict[str, floa
 
 
 def performance_metrics(
-    s: PerformanceSketch, task: str, positive: str | None, predictions: int | None = None
+    s: PerformanceSketch,
+    task: str,
+    positive: str | None,
+    predictions: int | None = None,
+    score_edges: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """All metrics of a window: the task's, label coverage (share of the window's
-    predictions labelled) and label delay (mean, and the median's histogram bucket)."""
-    out = regression_metrics(s) if task == "regression" else classification_metrics(s, positive)
+    predictions labelled) and label delay (mean, and the median's histogram bucket).
+    `score_edges`: the profile's score layout (None: equal-width bins)."""
+    out = (
+        regression_metrics(s)
+        if task == "regression"
+        else classification_metrics(s, positive, score_edges)
+    )
     out["labelled"] = float(s.labelled)
     if predictions:
         out["label_coverage"] = s.labelled / predictions

@@ -122,6 +122,10 @@ class ReferenceProfile(BaseModel):
     negative_class: str | None = None
     #: performance of the prediction column against the label column on the reference
     reference_performance: dict[str, float] = Field(default_factory=dict)
+    #: binary with scores: the inner edges of the score bins ROC-AUC and calibration are
+    #: counted in, placed by the reference's scores (`performance.score_edges`); None in
+    #: profiles registered before they existed, whose windows keep the equal-width bins
+    score_edges: list[float] | None = None
     #: the joint outlier model over the numeric features (None: too few rows or none)
     outliers: OutlierModel | None = None
     #: reference rows beyond the outlier threshold (None: the rate times the rows); a

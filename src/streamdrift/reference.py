@@ -20,7 +20,12 @@ import pyarrow.compute as pc
 from streamdrift import correlation, estimation, outliers, reconstruction
 from streamdrift.config import CATEGORICAL_STATISTICS, MonitorConfig, check_importance
 from streamdrift.errors import ConfigError, ReferenceFileError
-from streamdrift.performance import PerformanceSketch, class_key, performance_metrics
+from streamdrift.performance import (
+    PerformanceSketch,
+    class_key,
+    performance_metrics,
+    score_edges,
+)
 from streamdrift.profile import (
     CategoricalProfile,
     ColumnProfile,
@@ -251,6 +256,11 @@ def build_profile(
         )
         profile.outliers = outliers.fit(matrix, numeric, config.outlier_rate)
         profile.multivariate = fit_multivariate(matrix, numeric, config)
+    if prediction_column and positive and isinstance(prediction, NumericProfile):
+        # before any performance is computed: the reference's is counted in these bins too
+        profile.score_edges = score_edges(
+            table.column(prediction_column).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        )
     if prediction_column and label_column:
         profile.reference_performance = reference_performance(
             profile,
@@ -576,7 +586,9 @@ def reference_performance(
         return {}
     preds, actual = [p for p, _ in rows], [y for _, y in rows]
     sketch = pairs_sketch(profile, preds, actual)
-    return performance_metrics(sketch, profile.task, profile.positive_class)
+    return performance_metrics(
+        sketch, profile.task, profile.positive_class, score_edges=profile.score_edges
+    )
 
 
 def pairs_sketch(profile: ReferenceProfile, preds: list[object], actual: list[object]):
@@ -592,7 +604,12 @@ def pairs_sketch(profile: ReferenceProfile, preds: list[object], actual: list[ob
         scores = np.asarray(preds, dtype=np.float64)
         classes = [predicted_class(profile, float(s)) for s in scores]
         return PerformanceSketch.from_pairs(
-            profile.task, actual, classes, scores, profile.positive_class
+            profile.task,
+            actual,
+            classes,
+            scores,
+            profile.positive_class,
+            score_edges=profile.score_edges,
         )
     return PerformanceSketch.from_pairs(profile.task, actual, preds)
 

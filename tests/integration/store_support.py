@@ -219,7 +219,10 @@ _METRIC = Field("metric", "metric", Merge.FSUM)
 def _keyed_equal(field: Field, got: Any, want: Any, rel: float, where: str) -> None:
     if isinstance(want, np.ndarray):
         assert got.shape == want.shape, where
-        assert np.array_equal(got, want), f"{where}: {got} != {want}"
+        if field.merge is Merge.FSUM:
+            assert np.allclose(got, want, rtol=rel, atol=1e-300), f"{where}: {got} != {want}"
+        else:
+            assert np.array_equal(got, want), f"{where}: {got} != {want}"
         return
     if field.attr == "segments":  # segment -> Counter of metrics, each a float sum
         for segment in got.keys() | want.keys():

@@ -119,6 +119,7 @@ def _from_pairs(
         profile.positive_class,
         delays[idx],
         shift=profile.label_shift(),
+        score_edges=profile.score_edges,
     )
 
 
@@ -213,6 +214,46 @@ def test_pairs_in_batches_sum_to_from_pairs_and_to_sklearns_metrics(
         assert m["brier"] == pytest.approx(brier_score_loss(positive, score), rel=1e-9)
         assert m["log_loss"] == pytest.approx(log_loss(positive, score), rel=1e-9)
         assert m["f1"] == pytest.approx(f1_score(truth, predicted, pos_label="1"), rel=1e-9)
+
+
+@pytest.mark.parametrize("layout", ["reference edges", "equal-width"])
+def test_scores_on_bin_edges_fall_in_the_bins_of_from_pairs(
+    store: Store, model_id: str, profiles: dict[str, ReferenceProfile], layout: str
+) -> None:
+    """Scores exactly on the profile's score edges, one double below them, on the
+    calibration edges k/10, at 0 and 1: the script bins each as `score_bin` does, and
+    sums the scores per calibration bin as from_pairs does. A profile without edges (as
+    registered before they existed) keeps the equal-width bins and writes no sums."""
+    base = profiles["binary"]
+    if layout == "equal-width":
+        base = base.model_copy(update={"score_edges": None})
+    profile = register(store, base, model_id)
+    edges = np.asarray(base.score_edges or np.arange(1, 200) / 200)
+    tenths = np.arange(1, 10) / 10
+    score = np.concatenate(
+        (edges, np.nextafter(edges, -np.inf), tenths, np.nextafter(tenths, -np.inf), [0.0, 1.0])
+    )
+    n = score.size
+    actual = (np.arange(n) % 3 == 0).astype(int).tolist()
+    predicted = (score >= 0.5).astype(int).tolist()
+    t = current_window(profile) - profile.config.window_seconds + 10
+    ids = [f"e{i}" for i in range(n)]
+    predictions = [{"score": float(s), "label": p} for s, p in zip(score, predicted, strict=True)]
+    ev = events(profile, ids, [t] * n, predictions)
+    assert apply_events(store, profile, ev, labels(ids, [t + 1] * n, actual)).joined == n
+    (window,) = store.windows.read(profile, [_start(profile, t)])
+    want = PerformanceSketch.from_pairs(
+        "binary",
+        actual,
+        predicted,
+        score,
+        profile.positive_class,
+        np.ones(n),
+        score_edges=profile.score_edges,
+    )
+    assert_performance_equal(window.performance, want, rel=1e-12, where=layout)
+    assert window.performance is not None
+    assert bool(window.performance.score_sums.any()) == (layout == "reference edges")
 
 
 # ---- (b) every transition of a record ------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 
 from streamdrift.config import MonitorConfig
 from streamdrift.correlation import CorrelationSketch
-from streamdrift.performance import PerformanceSketch
+from streamdrift.performance import PerformanceSketch, score_edges
 from streamdrift.profile import LABEL, ReferenceProfile
 from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch, sketch_events
 from streamdrift.store import Store
@@ -96,7 +96,12 @@ def _performance(rng: np.random.Generator, n: int) -> PerformanceSketch:
     actual = (rng.uniform(size=n) < score).astype(int).tolist()
     predicted = (score >= 0.5).astype(int).tolist()
     delays = rng.integers(0, 100_000, n).astype(np.float64)
-    binary = PerformanceSketch.from_pairs("binary", actual, predicted, score, "1", delays)
+    # in a layout with edges: its calibration bins' score sums are stored too
+    edges = score_edges(rng.uniform(size=1000))
+    binary = PerformanceSketch.from_pairs(
+        "binary", actual, predicted, score, "1", delays, score_edges=edges
+    )
+    assert binary.score_sums.any()
     y = rng.normal(50, 10, n)
     y[0] = 0.0  # no percentage error for it
     regression = PerformanceSketch.from_pairs(

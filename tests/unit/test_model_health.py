@@ -48,7 +48,9 @@ def _window(profile, start: int, n: int, seed: int, shift=(), spread=(), labelle
         s = np.asarray(events.predictions[:labelled], dtype=float)
         y = (rng.random(labelled) < s).astype(int)
         classes = np.where(s >= 0.5, "1", "0").tolist()
-        window.performance = PerformanceSketch.from_pairs("binary", y.tolist(), classes, s, "1")
+        window.performance = PerformanceSketch.from_pairs(
+            "binary", y.tolist(), classes, s, "1", score_edges=profile.score_edges
+        )
         # the join counts each label into the window's label column, as a category
         window.categorical[LABEL] = CategoricalSketch(Counter(str(v) for v in y.tolist()))
     return window, (y, s) if labelled else None

@@ -4,6 +4,7 @@ scikit-learn's metrics, numpy, and a calibration error computed here from the ra
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections import Counter
 
@@ -23,13 +24,18 @@ from sklearn.metrics import (
 )
 
 from streamdrift.performance import (
+    CALIBRATION_BINS,
+    MAX_SCORE_BINS,
     PerformanceSketch,
     calibration_error,
     classification_metrics,
     performance_metrics,
     regression_metrics,
     roc_auc,
+    score_bin,
+    score_edges,
 )
+from streamdrift.profile import ReferenceProfile
 
 AUC_TOLERANCE = 0.005
 #: Ours takes each calibration bin's mean score at the centres of its 200 fine bins, so
@@ -98,7 +104,9 @@ def regression_data(seed: int, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
 def sketch_fields_equal(a: PerformanceSketch, b: PerformanceSketch) -> None:
     for f in dataclasses.fields(PerformanceSketch):
         x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, np.ndarray):
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f":  # float sums
+            np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12, err_msg=f.name)
+        elif isinstance(x, np.ndarray):
             np.testing.assert_array_equal(x, y, err_msg=f.name)
         elif isinstance(x, float):
             assert x == pytest.approx(y, rel=1e-12, abs=1e-9), f.name
@@ -423,3 +431,185 @@ def test_regression_r2_of_a_large_mean_target_with_a_shift() -> None:
     yhat = y + rng.normal(0, 0.5, 5000)
     s = PerformanceSketch.from_pairs("regression", list(y), score=yhat, shift=1e9 + 0.3)
     assert regression_metrics(s)["r2"] == pytest.approx(r2_score(y, yhat), abs=1e-9)
+
+
+# ---- score layouts placed by the reference's scores -------------------------------------
+
+
+def _calibrated(rng: np.random.Generator, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (rng.random(score.size) < score).astype(int), score
+
+
+def _saturated(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """beta(0.05, 0.05): piled up at 0 and 1."""
+    return _calibrated(rng, rng.beta(0.05, 0.05, n))
+
+
+def _confident(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Negatives at 1e-7..1e-3, most positives within 1e-3 of 1, a fifth of them at
+    1e-4..1e-2: above most negatives, all in the equal-width layout's first bin."""
+    y = rng.integers(0, 2, n)
+    score = np.where(y == 1, 1 - 10.0 ** -rng.uniform(3, 7, n), 10.0 ** -rng.uniform(3, 7, n))
+    low = (y == 1) & (rng.random(n) < 0.2)
+    score[low] = 10.0 ** -rng.uniform(2, 4, int(low.sum()))
+    return y, score
+
+
+def _discrete(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ten distinct scores, unevenly frequent, four of them below 0.005."""
+    values = np.array([1e-4, 5e-4, 1e-3, 3e-3, 0.02, 0.3, 0.5, 0.52, 0.9, 0.999])
+    p = [0.3, 0.1, 0.02, 0.1, 0.1, 0.05, 0.03, 0.1, 0.1, 0.1]
+    k = rng.choice(10, n, p=p)
+    return (rng.random(n) < (k + 1) / 11).astype(int), values[k]
+
+
+def _tied(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """40 % of the scores exactly 0.5, 10 % exactly 0 or 1, the rest beta(2, 2)."""
+    score = rng.beta(2, 2, n)
+    u = rng.random(n)
+    score[u < 0.4] = 0.5
+    score[(u >= 0.4) & (u < 0.45)] = 0.0
+    score[(u >= 0.45) & (u < 0.5)] = 1.0
+    return _calibrated(rng, score)
+
+
+def _uniform(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return _calibrated(rng, rng.random(n))
+
+
+SCORE_DISTRIBUTIONS = {
+    "saturated": _saturated,
+    "confident": _confident,
+    "discrete": _discrete,
+    "tied": _tied,
+    "uniform": _uniform,
+}
+WINDOW_SIZES = [1000, 2500, 6000, 10000]
+
+
+@pytest.mark.parametrize("name", SCORE_DISTRIBUTIONS)
+def test_auc_with_reference_edges_is_within_tolerance_of_sklearn(name: str) -> None:
+    """Windows of 1,000 to 10,000 pairs drawn like the reference the edges come from:
+    the binned ROC-AUC within 0.005 of scikit-learn's on the raw scores, and calibration
+    error equal to one computed from the raw scores (the calibration bins' mean scores
+    are exact)."""
+    draw = SCORE_DISTRIBUTIONS[name]
+    rng = np.random.default_rng(list(SCORE_DISTRIBUTIONS).index(name))
+    edges = score_edges(draw(rng, 20_000)[1])
+    assert edges is not None
+    for n in WINDOW_SIZES:
+        y, score = draw(rng, n)
+        s = PerformanceSketch.from_pairs("binary", list(y), None, score, "1", score_edges=edges)
+        m = classification_metrics(s, "1", edges)
+        assert abs(m["roc_auc"] - roc_auc_score(y, score)) <= AUC_TOLERANCE, (name, n)
+        assert m["calibration_error"] == pytest.approx(reference_ece(y == 1, score), abs=1e-9)
+
+
+def test_equal_width_bins_miss_a_confident_models_auc() -> None:
+    """What the edges are for: in 200 equal-width bins the confident model's ranked
+    misses share the first bin with the negatives and count as ties."""
+    rng = np.random.default_rng(5)
+    y, score = _confident(rng, 5000)
+    s = PerformanceSketch.from_pairs("binary", list(y), None, score, "1")
+    assert abs(roc_auc(s.positive_hist, s.negative_hist) - roc_auc_score(y, score)) > 0.05
+
+
+def test_discrete_scores_get_a_bin_each_and_their_auc_is_exact() -> None:
+    rng = np.random.default_rng(6)
+    edges = score_edges(_discrete(rng, 20_000)[1])
+    y, score = _discrete(rng, 5000)
+    assert edges is not None
+    bins = score_bin(score, edges)
+    # one bin per value and one value per bin
+    assert len(set(zip(bins.tolist(), score.tolist(), strict=True))) == len(np.unique(score))
+    assert len(np.unique(bins)) == len(np.unique(score))
+    s = PerformanceSketch.from_pairs("binary", list(y), None, score, "1", score_edges=edges)
+    assert roc_auc(s.positive_hist, s.negative_hist) == pytest.approx(
+        roc_auc_score(y, score), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("name", SCORE_DISTRIBUTIONS)
+def test_score_edges_are_bounded_ascending_and_hold_the_calibration_edges(name: str) -> None:
+    rng = np.random.default_rng(7)
+    edges = score_edges(SCORE_DISTRIBUTIONS[name](rng, 20_000)[1])
+    assert edges is not None
+    e = np.asarray(edges)
+    assert 9 <= e.size <= MAX_SCORE_BINS - 1
+    assert (np.diff(e) > 0).all() and e[0] > 0.0 and e[-1] <= 1.0
+    assert np.isin(np.arange(1, CALIBRATION_BINS) / CALIBRATION_BINS, e).all()
+
+
+def test_score_edges_of_many_distinct_heavy_ties_stay_bounded() -> None:
+    # 150 values of equal weight: each too heavy for one quantile level, too many to
+    # have both a value and its next double as edges
+    values = np.linspace(0.001, 0.999, 150)
+    edges = score_edges(np.repeat(values, 40))
+    assert edges is not None and len(edges) <= MAX_SCORE_BINS - 1
+    assert np.isin(values, edges).all()  # still one bin per value
+    assert np.isin(np.arange(1, 10) / 10, edges).all()
+    assert score_edges(np.array([np.nan, -1.0, 2.0])) is None
+
+
+def test_score_bin_with_edges_counts_the_edges_at_or_below() -> None:
+    edges = [0.1, 0.25, 0.5]
+    score = np.array([-0.5, 0.0, 0.0999, 0.1, 0.2, 0.25, 0.4999, 0.5, 1.0, 1.5])
+    assert score_bin(score, edges).tolist() == [0, 0, 0, 1, 1, 2, 2, 3, 3, 3]
+
+
+@pytest.mark.parametrize("name", ["saturated", "discrete", "tied"])
+def test_sketches_with_edges_merge(name: str) -> None:
+    """Two windows' sketches add up to the sketch of their union: histograms exactly,
+    score sums within rounding."""
+    draw = SCORE_DISTRIBUTIONS[name]
+    rng = np.random.default_rng(8)
+    edges = score_edges(draw(rng, 20_000)[1])
+    y, score = draw(rng, 7000)
+    yhat = list((score >= 0.5).astype(int))
+
+    def sk(sl: slice) -> PerformanceSketch:
+        return PerformanceSketch.from_pairs(
+            "binary", list(y[sl]), yhat[sl], score[sl], "1", score_edges=edges
+        )
+
+    merged, whole = sk(slice(None, 2500)) + sk(slice(2500, None)), sk(slice(None))
+    sketch_fields_equal(merged, whole)
+    metrics_equal(
+        performance_metrics(merged, "binary", "1", 7000, edges),
+        performance_metrics(whole, "binary", "1", 7000, edges),
+    )
+
+
+def test_calibration_error_with_edges_needs_the_score_sums() -> None:
+    s = PerformanceSketch.from_pairs("binary", [0, 1], None, np.array([0.2, 0.7]), "1")
+    with pytest.raises(ValueError):
+        calibration_error(s.positive_hist, s.negative_hist, [0.5])
+
+
+def test_profiles_without_score_edges_keep_the_equal_width_bins() -> None:
+    """A profile stored before score edges existed reads with `score_edges` None, and
+    its windows' metrics are the equal-width layout's."""
+    stored = {
+        "model_id": "old",
+        "created_at": "2026-01-01T00:00:00Z",
+        "source": "ref.csv",
+        "rows": 10,
+        "task": "binary",
+        "features": {},
+        "positive_class": "1",
+        "negative_class": "0",
+    }
+    old = ReferenceProfile.model_validate_json(json.dumps(stored))
+    assert old.score_edges is None
+    y, score = binary_data(12, "separated", n=2000)
+    s = PerformanceSketch.from_pairs("binary", list(y), None, score, "1", score_edges=None)
+    assert score_bin(score).max() < 200
+    assert not s.score_sums.any()
+    m = performance_metrics(s, "binary", "1", score_edges=old.score_edges)
+    assert abs(m["roc_auc"] - roc_auc_score(y, score)) <= AUC_TOLERANCE
+    assert abs(m["calibration_error"] - reference_ece(y == 1, score)) <= ECE_TOLERANCE
+    # and a profile with edges keeps them through its JSON
+    new = old.model_copy(update={"score_edges": score_edges(score)})
+    assert ReferenceProfile.model_validate_json(new.model_dump_json()).score_edges == (
+        new.score_edges
+    )

@@ -37,13 +37,13 @@ from streamdrift.monitors import (
     performance_check,
     window_performance,
 )
-from streamdrift.performance import PerformanceSketch
+from streamdrift.performance import PerformanceSketch, score_edges
 from streamdrift.profile import LABEL, PREDICTION, CategoricalProfile
 from streamdrift.reference import binary_classes, build_profile, reference_performance
 from streamdrift.sketch import CategoricalSketch, WindowSketch, sketch_events
 
 WINDOW = 3600
-AUC_TOLERANCE = 0.005  # the 200-bin score histograms' bound (performance.SCORE_BINS)
+AUC_TOLERANCE = 0.005  # the README's bound for binned ROC-AUC
 REFERENCE_ROWS = 20_000
 
 
@@ -81,9 +81,14 @@ def binary_window(
     y: np.ndarray,
     threshold: float = 0.5,
     count: int | None = None,
+    edges: list[float] | None = None,
 ) -> WindowSketch:
+    """A window of labelled pairs, binned in the score layout `edges` (the profile's
+    `score_edges`, as the join bins them)."""
     classes = np.where(score >= threshold, "1", "0").tolist()
-    perf = PerformanceSketch.from_pairs("binary", y.tolist(), classes, score, "1")
+    perf = PerformanceSketch.from_pairs(
+        "binary", y.tolist(), classes, score, "1", score_edges=edges
+    )
     return WindowSketch(start=start, count=count or len(y), performance=perf)
 
 
@@ -212,6 +217,16 @@ def test_reference_performance_matches_sklearn(binary):
     assert perf["positives"] == y.sum() and perf["negatives"] == (1 - y).sum()
 
 
+def test_a_scored_binary_profile_has_score_edges_from_its_reference(binary, regression):
+    """The layout comes from the reference's scores; the reference's own ROC-AUC, counted
+    in it, is within 1e-4 of the exact one."""
+    edges = binary.profile.score_edges
+    assert edges is not None and edges == score_edges(binary.score)
+    perf = binary.profile.reference_performance
+    assert perf["roc_auc"] == pytest.approx(roc_auc_score(binary.y, binary.score), abs=1e-4)
+    assert regression.profile.score_edges is None
+
+
 def test_reference_performance_with_rarer_string_positive_and_booleans(ref_dir):
     rng = np.random.default_rng(3)
     score, y = calibrated(rng, 5000)
@@ -283,7 +298,9 @@ def test_no_false_alarm_on_a_stationary_labelled_stream(binary):
     degraded, checked = [], 0
     for k in range(200):
         n = int(rng.integers(300, 3001))
-        window = binary_window(k * WINDOW, *calibrated(rng, n), count=2 * n)
+        window = binary_window(
+            k * WINDOW, *calibrated(rng, n), count=2 * n, edges=binary.profile.score_edges
+        )
         finding = performance_check(profile, window, windows[-k_recent:])
         windows.append(window)
         assert finding is not None and finding.metric == "roc_auc"
@@ -300,7 +317,9 @@ def test_no_false_alarm_on_a_stationary_labelled_stream(binary):
 def test_flipped_labels_are_degraded_against_the_reference(binary):
     rng = np.random.default_rng(10)
     score, y = calibrated(rng, 2000)
-    finding = performance_check(binary.profile, binary_window(0, score, 1 - y), [])
+    finding = performance_check(
+        binary.profile, binary_window(0, score, 1 - y, edges=binary.profile.score_edges), []
+    )
     assert finding is not None
     assert finding.degraded and finding.worst == "reference"
     ref = finding.baselines["reference"]
@@ -321,16 +340,25 @@ def test_flipped_labels_after_good_windows(binary):
     """Against both baselines, and the Page–Hinkley detector flags the fall of the
     per-window ROC-AUC series."""
     rng = np.random.default_rng(11)
-    recent = [binary_window(k * WINDOW, *calibrated(rng, 1000)) for k in range(6)]
+    recent = [
+        binary_window(k * WINDOW, *calibrated(rng, 1000), edges=binary.profile.score_edges)
+        for k in range(6)
+    ]
     score, y = calibrated(rng, 2000)
-    finding = performance_check(binary.profile, binary_window(6 * WINDOW, score, 1 - y), recent)
+    finding = performance_check(
+        binary.profile,
+        binary_window(6 * WINDOW, score, 1 - y, edges=binary.profile.score_edges),
+        recent,
+    )
     assert finding.degraded and finding.worst in {"reference", "recent"}
     assert all(b["p_value"] < 1e-6 for b in finding.baselines.values())
     assert finding.baselines["recent"]["labelled"] == 6000
     assert finding.detectors["page_hinkley"] is True
     # the same good windows followed by a good one: no detector fires
     good = performance_check(
-        binary.profile, binary_window(6 * WINDOW, *calibrated(rng, 2000)), recent
+        binary.profile,
+        binary_window(6 * WINDOW, *calibrated(rng, 2000), edges=binary.profile.score_edges),
+        recent,
     )
     assert not good.degraded and good.detectors == {"page_hinkley": False, "adwin": False}
 
@@ -340,13 +368,20 @@ def test_too_few_labels_gives_no_finding(binary):
     min_labels = binary.profile.config.performance.min_labels
     score, y = calibrated(rng, min_labels)
     # even a hopeless window says nothing below min_labels
-    few = binary_window(0, score[:-1], 1 - y[:-1])
+    few = binary_window(0, score[:-1], 1 - y[:-1], edges=binary.profile.score_edges)
     assert performance_check(binary.profile, few, []) is None
-    enough = performance_check(binary.profile, binary_window(0, score, 1 - y), [])
+    enough = performance_check(
+        binary.profile, binary_window(0, score, 1 - y, edges=binary.profile.score_edges), []
+    )
     assert enough is not None and enough.labelled == min_labels and enough.degraded
     assert performance_check(binary.profile, WindowSketch(start=0, count=5000), []) is None
     stricter = with_policy(binary.profile, min_labels=5000)
-    assert performance_check(stricter, binary_window(0, *calibrated(rng, 4999)), []) is None
+    assert (
+        performance_check(
+            stricter, binary_window(0, *calibrated(rng, 4999), edges=binary.profile.score_edges), []
+        )
+        is None
+    )
 
 
 def test_significant_but_small_drop_is_not_degraded(binary):
@@ -354,7 +389,9 @@ def test_significant_but_small_drop_is_not_degraded(binary):
     rng = np.random.default_rng(13)
     score, y = calibrated(rng, 200_000)
     y = relabel(rng, y, 0.06)
-    finding = performance_check(binary.profile, binary_window(0, score, y), [])
+    finding = performance_check(
+        binary.profile, binary_window(0, score, y, edges=binary.profile.score_edges), []
+    )
     ref = finding.baselines["reference"]
     drop = roc_auc_score(binary.y, binary.score) - roc_auc_score(y, score)
     assert 0.005 < drop < 0.04
@@ -399,7 +436,9 @@ def test_accuracy_z_test_is_the_two_proportion_z_test(binary):
     rng = np.random.default_rng(16)
     score, y = calibrated(rng, 1200)
     y = relabel(rng, y, 0.3)
-    finding = performance_check(profile, binary_window(0, score, y), [])
+    finding = performance_check(
+        profile, binary_window(0, score, y, edges=binary.profile.score_edges), []
+    )
     assert finding.metric == "accuracy"
     p_ref = accuracy_score(binary.y, binary.score >= 0.5)
     p_now = accuracy_score(y, score >= 0.5)
@@ -432,7 +471,7 @@ def test_roc_auc_standard_error_is_hanley_mcneil(binned):
     rng = np.random.default_rng(17)
     score, y = quantized(rng, 1500)
     y = relabel(rng, y, 0.25)
-    window = binary_window(0, score, y)
+    window = binary_window(0, score, y, edges=binned.profile.score_edges)
     metrics = window_performance(binned.profile, window)
     auc_now, auc_ref = roc_auc_score(y, score), roc_auc_score(binned.y, binned.score)
     # scores at bin centres: the binned ROC-AUC is the exact one
@@ -461,7 +500,9 @@ def test_roc_auc_standard_error_covers_the_spread_of_the_auc(binary):
     aucs, ses = [], []
     for _ in range(400):
         score, y = calibrated(rng, 600)
-        m = window_performance(binary.profile, binary_window(0, score, y))
+        m = window_performance(
+            binary.profile, binary_window(0, score, y, edges=binary.profile.score_edges)
+        )
         aucs.append(roc_auc_score(y, score))
         ses.append(_standard_error("roc_auc", m))
     assert np.mean(ses) == pytest.approx(np.std(aucs, ddof=1), rel=0.15)
@@ -471,9 +512,14 @@ def test_recent_windows_are_the_baseline_without_a_reference(binary):
     profile = binary.profile.model_copy(update={"reference_performance": {}})
     rng = np.random.default_rng(19)
     data = [calibrated(rng, 800) for _ in range(6)]
-    recent = [binary_window(k * WINDOW, s, y) for k, (s, y) in enumerate(data)]
+    recent = [
+        binary_window(k * WINDOW, s, y, edges=binary.profile.score_edges)
+        for k, (s, y) in enumerate(data)
+    ]
     score, y = calibrated(rng, 1500)
-    finding = performance_check(profile, binary_window(6 * WINDOW, score, 1 - y), recent)
+    finding = performance_check(
+        profile, binary_window(6 * WINDOW, score, 1 - y, edges=binary.profile.score_edges), recent
+    )
     assert finding.degraded and finding.worst == "recent"
     assert set(finding.baselines) == {"recent"}
     pooled_s = np.concatenate([s for s, _ in data])
@@ -483,7 +529,11 @@ def test_recent_windows_are_the_baseline_without_a_reference(binary):
     assert base["labelled"] == 4800
     assert base["p_value"] < 1e-6
     # a good window against the same recent windows is fine
-    good = performance_check(profile, binary_window(6 * WINDOW, *calibrated(rng, 1500)), recent)
+    good = performance_check(
+        profile,
+        binary_window(6 * WINDOW, *calibrated(rng, 1500), edges=binary.profile.score_edges),
+        recent,
+    )
     assert not good.degraded and set(good.baselines) == {"recent"}
 
 
@@ -492,10 +542,14 @@ def test_no_baseline_no_verdict(binary):
     compare with, so not degraded however bad the window."""
     profile = binary.profile.model_copy(update={"reference_performance": {}})
     rng = np.random.default_rng(20)
-    recent = [binary_window(k, *calibrated(rng, 90)) for k in range(2)]  # 180 < min_labels
+    recent = [
+        binary_window(k, *calibrated(rng, 90), edges=binary.profile.score_edges) for k in range(2)
+    ]  # 180 < min_labels
     recent.append(WindowSketch(start=3, count=100))  # no labels at all
     score, y = calibrated(rng, 1000)
-    finding = performance_check(profile, binary_window(10, score, 1 - y), recent)
+    finding = performance_check(
+        profile, binary_window(10, score, 1 - y, edges=binary.profile.score_edges), recent
+    )
     assert finding.baselines == {} and not finding.degraded and finding.worst is None
 
 
@@ -525,7 +579,7 @@ def _feature_drift(feature: str, drifted: bool, value: float) -> FeatureDrift:
 def degraded(binary):
     rng = np.random.default_rng(21)
     score, y = calibrated(rng, 2000)
-    window = binary_window(5 * WINDOW, score, 1 - y, count=4000)
+    window = binary_window(5 * WINDOW, score, 1 - y, count=4000, edges=binary.profile.score_edges)
     window.versions["2.1.0"] = 4000
     finding = performance_check(binary.profile, window, [])
     assert finding.degraded
@@ -590,7 +644,7 @@ def test_performance_alert_id_is_deterministic(binary, degraded):
 
 def test_no_alert_when_not_degraded(binary):
     rng = np.random.default_rng(22)
-    window = binary_window(0, *calibrated(rng, 1000))
+    window = binary_window(0, *calibrated(rng, 1000), edges=binary.profile.score_edges)
     finding = performance_check(binary.profile, window, [])
     assert not finding.degraded
     assert performance_alert(binary.profile, window, finding, {}, now=1.0) is None

@@ -20,7 +20,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from streamdrift.champion import JOINT_BINS
-from streamdrift.performance import SCORE_BINS
+from streamdrift.performance import CALIBRATION_BINS, SCORE_BINS
 from streamdrift.profile import LABEL, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.client import RedisClient, fault_of, lua
@@ -254,7 +254,7 @@ class Applies:
                 k.id_bucket(b) for b in range(ID_BUCKETS)
             ]
         index = keys.index
-        return {
+        out: dict[str, Any] = {
             "join": join.joins,
             "width": width,
             "rev": str(rev),
@@ -280,6 +280,12 @@ class Applies:
             "preds": [[p[0], p[1], index(buckets[p[2]])] for p in join.predictions],
             "labels": [[e[0], e[1], e[2], e[3], index(buckets[e[4]])] for e in join.labels],
         }
+        if profile.score_edges is not None:
+            # the profile's score layout: the script bins a score by these edges (the
+            # rule of performance.score_bin) and sums scores per calibration bin
+            out["score_edges"] = profile.score_edges
+            out["calibration_bins"] = CALIBRATION_BINS
+        return out
 
 
 def _rerun(error: redis.ResponseError) -> bool:

@@ -21,7 +21,8 @@ Hashes of one window (see `store.keys`):
                "__missing__" is a category; missing values and the categories beyond
                the cap are counted in meta
     perf       n, dsum, d:<log2 delay>, cm:<actual>|<predicted>, cm_other, ns,
-               pos:<bin>, neg:<bin>, ll, brier, ae, se, err, y, y2, ape, nape,
+               pos:<bin>, neg:<bin>, cs:<calibration bin> (score sums), ll, brier,
+               ae, se, err, y, y2, ape, nape,
                s:<segment>=<value>:<n|ok|ae|se>  (written by the join, pair by pair);
                each slice's labelled pairs under the same names, "[<slice>]<field>";
                each challenger's pairs with the champion, "[cc=<version>]<field>"
@@ -118,6 +119,7 @@ PERFORMANCE_FIELDS: tuple[Field, ...] = (
     Field("scored", "ns", M.SUM),
     Field("positive_hist", "pos", M.SUM, keyed=True),
     Field("negative_hist", "neg", M.SUM, keyed=True),
+    Field("score_sums", "cs", M.FSUM, keyed=True),
     Field("log_loss_sum", "ll", M.FSUM),
     Field("brier_sum", "brier", M.FSUM),
     Field("abs_error", "ae", M.FSUM),
@@ -144,7 +146,7 @@ def _key_in(attr: str, text: str) -> Any:
     if attr == "confusion":
         actual, _, predicted = text.partition("|")
         return (actual, predicted)
-    if attr in ("bins", "positive_hist", "negative_hist", "delay_hist", "score_bins"):
+    if attr in ("bins", "positive_hist", "negative_hist", "delay_hist", "score_bins", "score_sums"):
         return int(text)
     return text
 

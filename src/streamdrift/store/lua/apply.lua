@@ -151,6 +151,43 @@ if J then
           and type(J.shift) == 'number' and type(J.rev) == 'string' and is_num(p.now)) then
     return invalid('join settings')
   end
+  -- A profile's score layout (absent: equal-width bins): ascending edges, at most 255.
+  local EDGES = J.score_edges
+  if EDGES ~= nil then
+    if type(EDGES) ~= 'table' or #EDGES > 255 or not is_int(J.calibration_bins)
+        or J.calibration_bins < 1 then
+      return invalid('score edges')
+    end
+    for i = 1, #EDGES do
+      if not is_num(EDGES[i]) or (i > 1 and EDGES[i] <= EDGES[i - 1]) then
+        return invalid('score edges')
+      end
+    end
+  end
+  -- The bin of a score: the number of edges at or below it (performance.score_bin), or
+  -- the equal-width bin.
+  local function score_bin(sc)
+    if EDGES then
+      local lo, hi = 1, #EDGES + 1  -- the first edge above sc
+      while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        if EDGES[mid] > sc then hi = mid else lo = mid + 1 end
+      end
+      return lo - 1
+    end
+    local bin = math.floor(sc * J.score_bins)
+    if bin < 0 then bin = 0 elseif bin >= J.score_bins then bin = J.score_bins - 1 end
+    return bin
+  end
+  -- The calibration bin of a score: the number of edges k / bins at or below it
+  -- (performance.calibration_bin).
+  local function calibration_bin(sc)
+    local c = 0
+    for k = 1, J.calibration_bins - 1 do
+      if sc >= k / J.calibration_bins then c = k end
+    end
+    return c
+  end
   for _, w in ipairs(J.wkeys) do
     if not (is_int(w[1]) and is_key(w[2]) and is_key(w[3]) and is_key(w[4]) and is_int(w[5])) then
       return invalid('window keys')
@@ -258,8 +295,8 @@ if J then
       if cls ~= '' then padd(ints, 'cm:' .. label .. '|' .. cls, 1) end
       if score ~= '' and J.positive and J.positive ~= cjson.null then
         local sc = tonumber(score)
-        local bin = math.floor(sc * J.score_bins)
-        if bin < 0 then bin = 0 elseif bin >= J.score_bins then bin = J.score_bins - 1 end
+        local bin = score_bin(sc)
+        if EDGES then padd(floats, 'cs:' .. calibration_bin(sc), sc) end
         local pc = math.min(math.max(sc, 1e-15), 1 - 1e-15)
         if label == J.positive then
           padd(ints, 'pos:' .. bin, 1); padd(floats, 'll', -math.log(pc))
