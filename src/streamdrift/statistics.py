@@ -13,6 +13,8 @@ Conventions shared by all functions:
   crash.
 * Malformed input (different lengths, not 1-D, negative or non-finite counts) is a
   programming error and raises ``ValueError``.
+* Cohen's w subtracts its own sampling noise (see :func:`cohen_w`), so it is 0.0
+  rather than a small positive number for most windows that did not change.
 * Statistics that take the log of a ratio of proportions (PSI, KL) smooth the
   proportions with a floor ``eps`` (see :func:`psi`); the others (Jensen–Shannon,
   Hellinger, KS, Wasserstein, chi-square) are finite on empty bins as they are.
@@ -31,6 +33,7 @@ __all__ = [
     "DEFAULT_EPS",
     "categorical_drift",
     "chi_square",
+    "cohen_w",
     "hellinger",
     "jensen_shannon",
     "kl_divergence",
@@ -156,6 +159,23 @@ def _chi_square(r: Float1D, c: Float1D) -> tuple[float, float]:
     ec = col * (nc / total)
     stat = float(np.sum((r - er) ** 2 / er) + np.sum((c - ec) ** 2 / ec))
     return stat, float(chdtrc(k - 1, stat))
+
+
+def _cohen_w(r: Float1D, c: Float1D) -> float:
+    nr = float(r.sum())
+    nc = float(c.sum())
+    if nr <= 0.0 or nc <= 0.0:
+        return _NAN
+    p = r / nr
+    q = c / nc
+    m = 0.5 * (p + q)
+    keep = m > 0.0
+    k = int(np.count_nonzero(keep))
+    if k < 2:
+        return 0.0
+    raw = float(np.sum((q[keep] - p[keep]) ** 2 / m[keep]))
+    noise = (k - 1) * (1.0 / nr + 1.0 / nc)
+    return math.sqrt(max(0.0, raw - noise))
 
 
 def _as_positions(positions: ArrayLike, size: int) -> Float1D:
@@ -299,13 +319,43 @@ def chi_square(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:
     return _chi_square(r, c)
 
 
+def cohen_w(reference: ArrayLike, current: ArrayLike) -> float:
+    """Cohen's w, the chi-square effect size, less its sampling noise: in [0, 2].
+
+    ``w = sqrt(max(0, sum_i (q_i - p_i)^2 / m_i - (K - 1) * (1/n_r + 1/n_c)))`` with
+    ``p``, ``q`` the reference and current proportions, ``m = (p + q)/2``, ``K`` the
+    categories (bins) either side has and ``n_r``, ``n_c`` the count totals.
+
+    Why this form: Cohen's w (*Statistical Power Analysis*, 2nd ed., 1988, ch. 7) is
+    the effect size of the chi-square test, ``sum (q - p)^2 / p``, read on one scale
+    whatever the number of categories (0.1 small, 0.3 medium, 0.5 large), so one
+    threshold can serve a 3-level and a 20-level feature. Two changes make it fit a
+    monitor: the denominator is the average of both sides, so a category only the
+    window has counts finitely and the value does not depend on which side is larger
+    (for equal totals ``sum (q - p)^2 / m`` is exactly Pearson's X² of the 2×K table
+    divided by ``n_r*n_c/(n_r+n_c)``); and the plug-in value's expectation when
+    nothing changed, ``(K - 1)(1/n_r + 1/n_c)``, is subtracted (X² minus its degrees
+    of freedom, the usual estimate of the non-centrality), so a small window does
+    not read as a large effect by chance and the value means the same at every
+    sample size. Near the reference (small shifts) ``w^2`` is about PSI and about
+    ``8 * hellinger^2``. Returns nan if either total is 0, 0.0 with fewer than two
+    categories.
+    """
+    r, c = _as_counts(reference, current)
+    return _cohen_w(r, c)
+
+
 def _distances(r: Float1D, c: Float1D) -> dict[str, float]:
-    """The distances both kinds of feature share: PSI, Jensen–Shannon, Hellinger, KL."""
+    """The distances both kinds of feature share: Cohen's w, PSI, Jensen–Shannon,
+    Hellinger, KL."""
     pq = _proportions(r, c)
     if pq is None:
-        return dict.fromkeys(("psi", "jensen_shannon", "hellinger", "kl_divergence"), _NAN)
+        return dict.fromkeys(
+            ("cohen_w", "psi", "jensen_shannon", "hellinger", "kl_divergence"), _NAN
+        )
     p, q = pq
     return {
+        "cohen_w": _cohen_w(r, c),
         "psi": _psi(p, q, DEFAULT_EPS),
         "jensen_shannon": _js(p, q),
         "hellinger": _hellinger(p, q),
@@ -321,7 +371,7 @@ def numeric_drift(
 ) -> dict[str, float]:
     """All numeric-feature statistics at once (inputs validated once).
 
-    Keys: ``psi``, ``ks``, ``ks_p_value``, ``jensen_shannon``, ``hellinger``,
+    Keys: ``cohen_w``, ``psi``, ``ks``, ``ks_p_value``, ``jensen_shannon``, ``hellinger``,
     ``wasserstein``, ``kl_divergence``, ``chi_square_p_value``; see the individual
     functions. Every value is nan if either total is 0.
     """
@@ -341,7 +391,7 @@ def numeric_drift(
 def categorical_drift(reference: ArrayLike, current: ArrayLike) -> dict[str, float]:
     """All categorical-feature statistics at once (inputs validated once).
 
-    Keys: ``psi``, ``chi_square``, ``chi_square_p_value``, ``jensen_shannon``,
+    Keys: ``cohen_w``, ``psi``, ``chi_square``, ``chi_square_p_value``, ``jensen_shannon``,
     ``hellinger``, ``kl_divergence``; see the individual functions. Every value is
     nan if either total is 0.
     """

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
+from scipy.stats import chi2_contingency
 
 from streamdrift.statistics import (
     categorical_drift,
     chi_square,
+    cohen_w,
     hellinger,
     jensen_shannon,
     kl_divergence,
@@ -25,6 +27,7 @@ from streamdrift.statistics import (
 
 EPS = 1e-4
 NUMERIC_KEYS = {
+    "cohen_w",
     "psi",
     "ks",
     "ks_p_value",
@@ -35,6 +38,7 @@ NUMERIC_KEYS = {
     "chi_square_p_value",
 }
 CATEGORICAL_KEYS = {
+    "cohen_w",
     "psi",
     "chi_square",
     "chi_square_p_value",
@@ -409,6 +413,83 @@ def test_ks_fractional_weights_below_one_observation() -> None:
     assert math.isnan(p)
 
 
+# ------------------------------------------------------------------------ Cohen's w
+
+
+def _w_reference(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Cohen's w from its definition, in plain numpy, averaged proportions as the
+    expected ones, less (K - 1)(1/n_r + 1/n_c)."""
+    p, q = ref / ref.sum(), cur / cur.sum()
+    m = (p + q) / 2
+    k = np.count_nonzero(m)
+    raw = np.sum(np.divide((q - p) ** 2, m, out=np.zeros_like(m), where=m > 0))
+    return float(np.sqrt(max(0.0, raw - (k - 1) * (1 / ref.sum() + 1 / cur.sum()))))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_cohen_w_with_equal_totals_is_the_chi_square_contingency_effect(seed: int) -> None:
+    # With equal totals the averaged proportions are the pooled ones, so
+    # w^2 = (X^2 - dof) / (n_r n_c / (n_r + n_c)) for scipy's X^2 of the 2xK table.
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 25))
+    n = int(rng.integers(50, 5_000))
+    ref = rng.multinomial(n, rng.dirichlet(np.ones(k))).astype(float)
+    cur = rng.multinomial(n, rng.dirichlet(np.ones(k))).astype(float)
+    keep = (ref + cur) > 0
+    x2, _, dof, _ = chi2_contingency(np.vstack([ref[keep], cur[keep]]), correction=False)
+    expected = np.sqrt(max(0.0, (x2 - dof) / (n * n / (2 * n))))
+    assert cohen_w(ref, cur) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_cohen_w_matches_its_definition_for_unequal_totals(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    k = int(rng.integers(2, 30))
+    ref = rng.multinomial(20_000, rng.dirichlet(np.ones(k))).astype(float)
+    cur = rng.multinomial(int(rng.integers(1, 10_000)), rng.dirichlet(np.ones(k))).astype(float)
+    assert cohen_w(ref, cur) == pytest.approx(_w_reference(ref, cur), rel=1e-9, abs=1e-12)
+
+
+def test_cohen_w_of_the_issue_category_shift() -> None:
+    # .30/.25/.20/.15/.10 -> .20 each: sum (q-p)^2/m = .01/.25 + .0025/.225 + 0
+    # + .0025/.175 + .01/.15, the population value with no sampling noise
+    p0 = np.array([0.30, 0.25, 0.20, 0.15, 0.10])
+    population = math.sqrt(0.01 / 0.25 + 0.0025 / 0.225 + 0.0025 / 0.175 + 0.01 / 0.15)
+    assert cohen_w(p0 * 1e12, np.full(5, 0.2) * 1e12) == pytest.approx(population, rel=1e-9)
+    assert 0.36 < population < 0.37
+    # with the noise term of a 20,000-row reference and a 10,000-event window
+    w = cohen_w(p0 * 20_000, np.full(5, 2_000.0))
+    assert w == pytest.approx(math.sqrt(population**2 - 4 * (1 / 20_000 + 1 / 10_000)))
+
+
+def test_cohen_w_edges() -> None:
+    assert cohen_w([5, 5], [5, 5]) == 0.0  # the noise term is clipped at 0
+    assert cohen_w([10, 0], [0, 10]) == pytest.approx(math.sqrt(4 - 0.2))  # disjoint
+    assert cohen_w([1e12, 0], [0, 1e12]) == pytest.approx(2.0)  # the upper bound
+    assert cohen_w([0, 7, 0], [0, 3, 0]) == 0.0  # one category: nothing to compare
+    # a category only the window has is finite: its m is half the window's share
+    assert math.isfinite(cohen_w([100, 100, 0], [90, 90, 20]))
+    assert math.isnan(cohen_w([0, 0], [1, 2]))
+
+
+def test_cohen_w_is_near_zero_without_drift_at_every_size() -> None:
+    # the plug-in value grows like sqrt((K-1)/n) without drift; less its noise it stays
+    # near 0 for every window size and number of categories
+    rng = np.random.default_rng(3)
+    for k in (3, 20):
+        p0 = np.full(k, 1 / k)
+        ref = rng.multinomial(20_000, p0)
+        for n in (200, 2_000, 10_000):
+            cur = [rng.multinomial(n, p0) for _ in range(200)]
+            ws = [cohen_w(ref, c) for c in cur]
+            assert np.mean(ws) < 0.1 and np.quantile(ws, 0.9) < 0.25
+            # the plug-in value of 20 categories in 200 events would read as a medium effect
+            if (k, n) == (20, 200):
+                p = ref / ref.sum()
+                raw = [np.sqrt(np.sum((c / n - p) ** 2 / ((c / n + p) / 2))) for c in cur]
+                assert np.mean(raw) > 0.25
+
+
 # ---------------------------------------------------------------- bundles / keys
 
 
@@ -426,6 +507,7 @@ def test_bundles_agree_with_individual_functions() -> None:
     assert num["wasserstein"] == wasserstein_binned(ref, cur, positions, scale=1.5)
     assert num["kl_divergence"] == kl_divergence(ref, cur)
     assert num["chi_square_p_value"] == chi_square(ref, cur)[1]
+    assert num["cohen_w"] == cohen_w(ref, cur)
     assert all(type(v) is float for v in num.values())
 
     cat = categorical_drift(ref, cur)
@@ -435,6 +517,7 @@ def test_bundles_agree_with_individual_functions() -> None:
     assert cat["jensen_shannon"] == jensen_shannon(ref, cur)
     assert cat["hellinger"] == hellinger(ref, cur)
     assert cat["kl_divergence"] == kl_divergence(ref, cur)
+    assert cat["cohen_w"] == cohen_w(ref, cur)
     assert all(type(v) is float for v in cat.values())
 
 
