@@ -19,7 +19,7 @@ from scipy.stats import binomtest, norm, poisson
 
 from streamdrift.baselines import REFERENCE
 from streamdrift.categorical_depth import cardinality_excess
-from streamdrift.config import CATEGORICAL_STATISTICS, DriftPolicy
+from streamdrift.config import DriftPolicy
 from streamdrift.performance import PerformanceSketch, performance_metrics
 from streamdrift.profile import (
     LABEL,
@@ -80,6 +80,16 @@ def _p_value(stats: dict[str, float]) -> float:
     return stats.get("chi_square_p_value", float("nan"))
 
 
+def gates_met(
+    value: float, threshold: float, p_value: float, alpha: float, n: int, min_samples: int
+) -> bool:
+    """The drift verdict's three gates: enough values, an effect at or above the
+    threshold (practically large) and a p-value below the corrected line (not chance).
+    Nan fails every comparison, so a statistic that could not be computed never drifts.
+    One function, so the benchmark of detection power judges as the worker does."""
+    return n >= min_samples and value >= threshold and p_value < alpha
+
+
 def _numeric_statistics(
     ref: NumericProfile, base: NumericProfile | NumericSketch, sk: NumericSketch
 ) -> dict[str, float]:
@@ -133,17 +143,16 @@ def _column_drift(
     stats = against(ref)
     if isinstance(sk, NumericSketch):
         stats.update(mean=sk.mean, std=sk.std, min=sk.minimum, max=sk.maximum)
-        statistic = policy.statistic
     else:
         stats["unseen_categories"] = float(
             sum(1 for k in sk.counts if k not in ref.categories)  # type: ignore[union-attr]
         )
-        statistic = policy.statistic if policy.statistic in CATEGORICAL_STATISTICS else "psi"
+    statistic, threshold = policy.judge(ref.kind)
     n = sk.n
 
     def result(s: dict[str, float], size: int) -> BaselineResult:
         value, p = s[statistic], _p_value(s)
-        drifted = n >= policy.min_samples and value >= policy.threshold and p < alpha
+        drifted = gates_met(value, threshold, p, alpha, n, policy.min_samples)
         return BaselineResult(
             available=True, value=value, p_value=p, drifted=bool(drifted), sample_size=size
         )
@@ -183,7 +192,7 @@ def _column_drift(
         statistics=stats,
         statistic=statistic,
         value=value,
-        threshold=policy.threshold,
+        threshold=threshold,
         p_value=p,
         drifted=drifted,
         enabled=enabled,

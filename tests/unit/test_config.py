@@ -215,3 +215,36 @@ def test_librdkafka_lines_pass_once_each_numbers_aside():
     assert not passes(refused.format(1, 4))  # the same line, other numbers
     assert passes("Disconnected")
     assert passes("third") and passes("third")  # past the limit nothing is remembered
+
+
+# ---- which statistic and threshold judge, per kind ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("drift", "numeric", "categorical"),
+    [
+        ({}, ("cohen_w", 0.3), ("cohen_w", 0.3)),
+        ({"threshold": 0.25}, ("psi", 0.25), ("psi", 0.25)),  # a bare threshold was PSI's
+        ({"statistic": "psi"}, ("psi", 0.2), ("psi", 0.2)),
+        ({"statistic": "ks"}, ("ks", 0.2), ("psi", 0.2)),  # no KS for categories
+        ({"statistic": "ks", "threshold": 0.1}, ("ks", 0.1), ("psi", 0.1)),
+        ({"statistic": "cohen_w"}, ("cohen_w", 0.3), ("cohen_w", 0.3)),
+        ({"statistic": "cohen_w", "threshold": 0.5}, ("cohen_w", 0.5), ("cohen_w", 0.5)),
+        ({"statistic": "hellinger", "threshold": 0.1}, ("hellinger", 0.1), ("hellinger", 0.1)),
+    ],
+)
+def test_drift_policy_judges_per_kind(drift, numeric, categorical):
+    from streamdrift.config import DriftPolicy
+
+    policy = DriftPolicy.model_validate(drift)
+    assert policy.judge("numeric") == numeric
+    assert policy.judge("categorical") == categorical
+
+
+def test_a_feature_threshold_over_the_default_policy_is_a_psi_threshold():
+    cfg = MonitorConfig.model_validate(
+        {"features": {"a": {"threshold": 0.4}, "b": {"statistic": "ks"}}}
+    )
+    assert cfg.feature_policy("a").judge("numeric") == ("psi", 0.4)
+    assert cfg.feature_policy("b").judge("numeric") == ("ks", 0.2)
+    assert cfg.feature_policy("c").judge("categorical") == ("cohen_w", 0.3)
