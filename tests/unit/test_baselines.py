@@ -208,10 +208,11 @@ def test_pooled_statistics_equal_scipy_on_the_raw_counts(profile):
         keep = (base + cur) > 0
         expected_p = chi2_contingency(np.vstack([base, cur])[:, keep], correction=False).pvalue
         assert result["p_value"] == pytest.approx(expected_p, rel=1e-9, abs=1e-300)
-        p = np.maximum(base / base.sum(), 1e-4)
-        q = np.maximum(cur / cur.sum(), 1e-4)
-        p, q = p / p.sum(), q / q.sum()
-        assert result["value"] == pytest.approx(np.sum((q - p) * np.log(q / p)), rel=1e-12)
+        # the default statistic, Cohen's w less its noise, from its definition
+        p, q = base[keep] / base.sum(), cur[keep] / cur.sum()
+        noise = (keep.sum() - 1) * (1 / base.sum() + 1 / cur.sum())
+        w = np.sqrt(max(0.0, np.sum((q - p) ** 2 / ((p + q) / 2)) - noise))
+        assert result["value"] == pytest.approx(w, rel=1e-12)
         assert d.value == result["value"] and d.p_value == result["p_value"]
 
     js = with_policy(profile, baselines=["rolling"], statistic="jensen_shannon")
