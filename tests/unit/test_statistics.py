@@ -20,6 +20,7 @@ from streamdrift.statistics import (
     jensen_shannon,
     kl_divergence,
     ks_binned,
+    min_effect_p_value,
     numeric_drift,
     psi,
     wasserstein_binned,
@@ -546,3 +547,101 @@ def test_behaviour_no_drift_vs_one_sd_shift() -> None:
     # bins with midpoint positions distort it, so only its order of magnitude is checked
     assert 0.5 < shifted["wasserstein"] < 2.0
     assert same["wasserstein"] < 0.15
+
+
+# ---- the minimum-effect test ------------------------------------------------------------
+
+
+def _table(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    k = int(rng.integers(2, 25))
+    p0 = rng.dirichlet(np.ones(k))
+    q = 0.8 * p0 + 0.2 * rng.dirichlet(np.ones(k))
+    ref = rng.multinomial(int(rng.integers(200, 20_000)), p0).astype(float)
+    cur = rng.multinomial(int(rng.integers(200, 10_000)), q).astype(float)
+    return ref, cur
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("w_min", [0.05, 0.15, 0.3])
+def test_min_effect_p_value_is_scipys_noncentral_chi_square(seed: int, w_min: float) -> None:
+    # X^2 and its degrees of freedom from scipy's chi2_contingency, non-centrality
+    # n_eff * w_min^2, survival function from scipy's ncx2
+    rng = np.random.default_rng(seed)
+    ref, cur = _table(rng)
+    keep = (ref + cur) > 0
+    x2, p, dof, _ = chi2_contingency(np.vstack([ref[keep], cur[keep]]), correction=False)
+    n_eff = ref.sum() * cur.sum() / (ref.sum() + cur.sum())
+    expected = stats.ncx2.sf(x2, dof, n_eff * w_min**2)
+    got = min_effect_p_value(ref, cur, w_min)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-300)
+    assert got >= p  # never weaker evidence than the chi-square test asks for
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_min_effect_p_value_at_zero_is_the_chi_square_p_value(seed: int) -> None:
+    ref, cur = _table(np.random.default_rng(50 + seed))
+    keep = (ref + cur) > 0
+    _, p, _, _ = chi2_contingency(np.vstack([ref[keep], cur[keep]]), correction=False)
+    assert min_effect_p_value(ref, cur, 0.0) == pytest.approx(p, rel=1e-9, abs=1e-300)
+    assert min_effect_p_value(ref, cur, 0.0) == chi_square(ref, cur)[1]
+
+
+def test_min_effect_p_value_grows_with_the_effect_ruled_out() -> None:
+    ref, cur = _table(np.random.default_rng(7))
+    ps = [min_effect_p_value(ref, cur, w) for w in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)]
+    assert ps == sorted(ps) and ps[-1] > ps[0]
+
+
+def test_min_effect_test_holds_its_level_at_the_effect_it_rules_out() -> None:
+    """Two populations whose w (on the pooled shares, equal totals) is exactly 0.15: at
+    level 0.05 the test rejects "w <= 0.15" about 5 % of the time, while the chi-square
+    test, whose null (no change) is false, rejects nearly always."""
+    p0 = np.array([0.30, 0.25, 0.20, 0.15, 0.10])
+    target = np.full(5, 0.2)
+    n = 2_000
+
+    def pooled_w(t: float) -> float:
+        q = (1 - t) * p0 + t * target
+        m = (p0 + q) / 2
+        return float(np.sqrt(np.sum((q - p0) ** 2 / m)))
+
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if pooled_w(mid) < 0.15 else (lo, mid)
+    q = (1 - hi) * p0 + hi * target
+    rng = np.random.default_rng(11)
+    trials = 2_000
+    rejected = chi_rejected = 0
+    for _ in range(trials):
+        ref, cur = rng.multinomial(n, p0), rng.multinomial(n, q)
+        rejected += min_effect_p_value(ref, cur, 0.15) < 0.05
+        chi_rejected += chi_square(ref, cur)[1] < 0.05
+    assert 0.03 < rejected / trials < 0.075
+    assert chi_rejected / trials > 0.95
+
+
+def test_min_effect_p_value_edges() -> None:
+    assert math.isnan(min_effect_p_value([0, 0], [1, 2], 0.1))
+    assert math.isnan(min_effect_p_value([1, 2], [0, 0], 0.1))
+    assert min_effect_p_value([0, 7, 0], [0, 3, 0], 0.1) == 1.0  # one category
+    assert min_effect_p_value([50, 50], [50, 50], 0.1) == pytest.approx(
+        stats.ncx2.sf(0.0, 1, 50 * 0.01)
+    )
+    for bad in (-0.1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="w_min"):
+            min_effect_p_value([1, 2], [2, 1], bad)
+
+
+def test_bundles_add_the_min_effect_p_value_only_when_asked() -> None:
+    ref, cur = [100, 200, 300, 50], [60, 50, 60, 30]
+    positions = [0.0, 1.0, 2.0, 3.0]
+    assert "min_effect_p_value" not in numeric_drift(ref, cur, positions)
+    assert "min_effect_p_value" not in categorical_drift(ref, cur)
+    num = numeric_drift(ref, cur, positions, min_effect=0.15)
+    cat = categorical_drift(ref, cur, min_effect=0.15)
+    assert set(num) == NUMERIC_KEYS | {"min_effect_p_value"}
+    assert set(cat) == CATEGORICAL_KEYS | {"min_effect_p_value"}
+    expected = min_effect_p_value(ref, cur, 0.15)
+    assert num["min_effect_p_value"] == cat["min_effect_p_value"] == expected
+    assert math.isnan(categorical_drift([0, 0], [1, 2], min_effect=0.15)["min_effect_p_value"])
