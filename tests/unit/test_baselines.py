@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2_contingency
+from scipy.stats import chi2_contingency, ncx2
 
 from streamdrift.alerts import drift_alerts
 from streamdrift.baselines import (
@@ -170,9 +170,10 @@ def with_policy(profile, **drift):
 
 
 def test_pooled_statistics_equal_scipy_on_the_raw_counts(profile):
-    """Three earlier windows pooled, against a current one: PSI, Jensen–Shannon and the
-    chi-square p-value of the window against the pool, computed independently from the
-    events' raw values (binned once over all three windows, counted with Counter)."""
+    """Three earlier windows pooled, against a current one: Cohen's w and the p-value of
+    the window against the pool (the minimum-effect test of w <= 0.15 on the chi-square
+    statistic), computed independently from the events' raw values (binned once over
+    all three windows, counted with Counter)."""
     rng = np.random.default_rng(11)
     earlier = [events(rng, k * W, 400, load_mean=11.0) for k in range(3)]
     current = events(rng, 3 * W, 500, load_mean=12.0, channel_p=(0.4, 0.4, 0.2))
@@ -206,8 +207,11 @@ def test_pooled_statistics_equal_scipy_on_the_raw_counts(profile):
         result = d.baselines["rolling"]
         assert result["sample_size"] == base.sum()
         keep = (base + cur) > 0
-        expected_p = chi2_contingency(np.vstack([base, cur])[:, keep], correction=False).pvalue
+        test = chi2_contingency(np.vstack([base, cur])[:, keep], correction=False)
+        n_eff = base.sum() * cur.sum() / (base.sum() + cur.sum())
+        expected_p = ncx2.sf(test.statistic, test.dof, n_eff * 0.15**2)
         assert result["p_value"] == pytest.approx(expected_p, rel=1e-9, abs=1e-300)
+        assert result["p_value"] >= test.pvalue
         # the default statistic, Cohen's w less its noise, from its definition
         p, q = base[keep] / base.sum(), cur[keep] / cur.sum()
         noise = (keep.sum() - 1) * (1 / base.sum() + 1 / cur.sum())

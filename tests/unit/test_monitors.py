@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from scipy.stats import chi2_contingency
+from scipy.stats import chi2_contingency, ncx2
 
 from streamdrift import synthetic
 from streamdrift.alerts import alert_id, drift_alerts
@@ -106,8 +106,11 @@ def test_small_windows_and_small_effects_do_not_alert(profile):
     assert not any(d.drifted for d in drift.values())
     # A tiny shift in a huge window: significant, but too small to act on.
     _, drift = _drift(profile, _window(rng, 40_000, 0, shift={"f07": 0.05}))
-    assert drift["f07"].p_value < 1e-3
-    assert not drift["f07"].drifted
+    f07 = drift["f07"]
+    assert f07.statistics["chi_square_p_value"] < 1e-3  # a change, no doubt
+    assert f07.value < f07.threshold  # but a small one
+    assert f07.p_value > f07.alpha  # not shown to exceed half the threshold either
+    assert not f07.drifted
 
 
 def test_policy_statistic_is_configurable(profile):
@@ -205,6 +208,10 @@ def test_the_issue_category_shift_is_flagged_at_10000_events():
         assert (d.statistic, d.threshold) == ("cohen_w", 0.3)
         assert 0.32 < d.value < 0.41  # the population value is 0.363
         assert d.statistics["psi"] < 0.2  # what the old default judged: silent
+        # the p-value that judges is the minimum-effect test's, of w <= 0.15
+        n_eff = 20_000 * 10_000 / 30_000
+        assert d.p_value == d.statistics["min_effect_p_value"]
+        assert d.p_value == pytest.approx(ncx2.sf(x2, 4, n_eff * 0.15**2), rel=1e-9, abs=1e-300)
         assert d.drifted
 
 
@@ -250,6 +257,7 @@ def test_stationary_numeric_windows_stay_silent_and_a_doubled_variance_is_flagge
             assert not d.drifted and d.value < 0.2
         wide = window_drift(profile, window(ref, rng.normal(0, 2**0.5, 10_000)))["x"]
         assert wide.drifted and wide.statistics["psi"] < 0.2
+        assert window_drift(profile, window(ref, rng.normal(0, 2**0.5, 2_000)))["x"].drifted
         assert window_drift(profile, window(ref, rng.normal(0.5, 1, 10_000)))["x"].drifted
 
 
@@ -264,9 +272,58 @@ def test_explicit_psi_settings_judge_as_before():
         d = window_drift(profile, cur)["level"]
         assert (d.statistic, d.threshold) == ("psi", 0.2)
         assert d.value == d.statistics["psi"] < 0.2 and not d.drifted
+        # and the chi-square test, as before, not the minimum-effect test of Cohen's w
+        assert d.p_value == d.statistics["chi_square_p_value"]
+        assert "min_effect_p_value" not in d.statistics
     # a per-feature threshold over the default policy is a PSI threshold too
     profile = _categorical_profile(
         ref, MonitorConfig.model_validate({"features": {"level": {"threshold": 0.1}}})
     )
     d = window_drift(profile, cur)["level"]
     assert (d.statistic, d.threshold) == ("psi", 0.1) and d.drifted
+
+
+# A stationary numeric column (N(0, 1) throughout) on a reference's deciles: a rolling
+# baseline of 800 events and a window of 400, the bins the worker filled. By chance the
+# window reads w 0.33 and the chi-square test gives p 5e-5, below 0.01/7: the effect gate
+# alone and the chi-square test together would flag it.
+_SMALL_BASELINE = np.array([0, 86, 72, 82, 87, 73, 101, 93, 57, 69, 80, 0])
+_SMALL_WINDOW = np.array([0, 57, 48, 38, 33, 38, 17, 38, 48, 41, 42, 0])
+
+
+def _sketch(bins: np.ndarray) -> NumericSketch:
+    return NumericSketch(
+        bins=bins,
+        n=int(bins.sum()),
+        total=0.0,
+        total_sq=float(bins.sum()),
+        minimum=-3.0,
+        maximum=3.0,
+    )
+
+
+def test_a_chance_wobble_against_a_small_baseline_is_not_flagged():
+    """Against a small baseline a chance wobble can pass both w >= 0.3 and the chi-square
+    test; it must also rule out a shift of half the threshold, and that it cannot."""
+    ref = numeric_profile(np.random.default_rng(0).normal(size=20_000), 0, 10)
+    config = MonitorConfig.model_validate(
+        {"drift": {"baselines": ["rolling"], "p_value": 0.01 / 7}}
+    )
+    profile = _one_column_profile("x", ref, config)
+    window = WindowSketch(start=0, count=400, numeric={"x": _sketch(_SMALL_WINDOW)})
+    pooled = WindowSketch(start=0, count=800, numeric={"x": _sketch(_SMALL_BASELINE)})
+    d = window_drift(profile, window, {"rolling": pooled})["x"]
+    assert d.judged_by == ["rolling"]
+    rolling = d.baselines["rolling"]
+    keep = (_SMALL_BASELINE + _SMALL_WINDOW) > 0
+    table = np.vstack([_SMALL_BASELINE[keep], _SMALL_WINDOW[keep]])
+    x2, chi_p, dof, _ = chi2_contingency(table, correction=False)
+    assert rolling["value"] > 0.3 and chi_p < d.alpha  # the old verdict: drifted
+    expected = ncx2.sf(x2, dof, 800 * 400 / 1_200 * 0.15**2)
+    assert rolling["p_value"] == pytest.approx(expected, rel=1e-9)
+    assert rolling["p_value"] > d.alpha
+    assert not rolling["drifted"] and not d.drifted
+    # the same window with twice the events both sides is real evidence: flagged
+    bigger = WindowSketch(start=0, count=800, numeric={"x": _sketch(2 * _SMALL_WINDOW)})
+    pooled2 = WindowSketch(start=0, count=1_600, numeric={"x": _sketch(2 * _SMALL_BASELINE)})
+    assert window_drift(profile, bigger, {"rolling": pooled2})["x"].drifted
