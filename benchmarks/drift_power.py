@@ -7,10 +7,19 @@ No servers. Each trial draws a reference of 20,000 rows, profiles it with
 worker's own code (`monitors._numeric_statistics` / `_categorical_statistics`, which
 bin and align exactly as the worker does and call `statistics.numeric_drift` /
 `categorical_drift`). The verdict is `monitors.gates_met`: at least 200 values, the
-effect at or above the threshold, and the chi-square p below 0.01 / 20 (Bonferroni over
-a model of 20 features, as `window_drift` corrects). Two policies are judged on the
-same windows: the default (`DriftPolicy().judge`, Cohen's w less its noise, >= 0.3) and
-the previous default, PSI >= 0.2.
+effect at or above the threshold, and the p-value that judges
+(`monitors.judged_p_value`) below 0.01 / 20 (Bonferroni over a model of 20 features,
+as `window_drift` corrects). Three policies are judged on the same windows: the default
+(`DriftPolicy().judge`: Cohen's w less its noise >= 0.3, and the minimum-effect test
+of w <= 0.15, `DriftPolicy.min_effect`), the same w gate with the chi-square test
+instead (w >= 0.3, plain p), and the previous default, PSI >= 0.2 with the chi-square
+test.
+
+Small baselines: a rolling or seasonal baseline pools a few earlier windows, so both
+sides of the test are small samples. In that regime a baseline of 800 or 2,000
+events (drawn like the reference, binned on its edges, as a pooled `WindowSketch`
+column) judges windows of 400 or 1,000 events, at p < 0.01 / 7 (a model of 7 features,
+a weaker correction).
 
 Shifts (effect sizes are the population values on the reference's bins):
 
@@ -19,8 +28,9 @@ Shifts (effect sizes are the population values on the reference's bins):
   and Zipf (p ~ 1/rank); windows drawn from (1 - t) p0 + t p0[::-1] with t set to reach
   w = 0.1 .. 0.5, and the issue's shift of the 5 levels to .20 each.
 
-    .venv/bin/python benchmarks/drift_power.py                 # the tables, about a minute
+    .venv/bin/python benchmarks/drift_power.py                 # the tables, about 2 minutes
     .venv/bin/python benchmarks/drift_power.py --trials 500 --stationary 20000 --seed 7
+    .venv/bin/python benchmarks/drift_power.py --min-effect-fraction 0.333  # w <= 0.1
 """
 
 from __future__ import annotations
@@ -36,8 +46,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from streamdrift.config import LEGACY_STATISTIC, LEGACY_THRESHOLD, DriftPolicy
-from streamdrift.monitors import _categorical_statistics, _numeric_statistics, gates_met
+from streamdrift.config import (
+    LEGACY_STATISTIC,
+    LEGACY_THRESHOLD,
+    MIN_EFFECT_FRACTION,
+    DriftPolicy,
+)
+from streamdrift.monitors import (
+    _categorical_statistics,
+    _numeric_statistics,
+    gates_met,
+    judged_p_value,
+)
 from streamdrift.profile import CategoricalProfile, NumericProfile, bin_index
 from streamdrift.reference import numeric_profile
 from streamdrift.sketch import CategoricalSketch, NumericSketch
@@ -46,8 +66,12 @@ from streamdrift.statistics import cohen_w, psi
 REFERENCE_ROWS = 20_000
 WINDOWS = (500, 2_000, 10_000)
 FEATURES = 20  # the Bonferroni family of a typical model
+#: small baselines: (baseline events, window events); a model of 7 features
+SMALL = ((800, 400), (800, 1_000), (2_000, 400), (2_000, 1_000))
+SMALL_FEATURES = 7
 POLICY = DriftPolicy()
 ALPHA = POLICY.p_value / FEATURES
+RULES = 4  # default, w >= 0.3 with the chi-square p, PSI 0.2, the p gate alone
 BIG = 1e12  # counts standing for a population: sampling noise nil
 
 Rng = np.random.Generator
@@ -69,10 +93,9 @@ class Shift:
 # --------------------------------------------------------------------------- columns
 
 
-def numeric_window(ref: NumericProfile, values: np.ndarray) -> dict[str, float]:
-    """The worker's statistics for a window of `values` against the reference."""
+def numeric_sketch(ref: NumericProfile, values: np.ndarray) -> NumericSketch:
     edges = ref.edge_array()
-    sk = NumericSketch(
+    return NumericSketch(
         bins=np.bincount(bin_index(edges, values), minlength=edges.size + 1),
         n=int(values.size),
         total=float(values.sum()),
@@ -80,7 +103,15 @@ def numeric_window(ref: NumericProfile, values: np.ndarray) -> dict[str, float]:
         minimum=float(values.min()),
         maximum=float(values.max()),
     )
-    return _numeric_statistics(ref, ref, sk)
+
+
+def numeric_window(
+    ref: NumericProfile, values: np.ndarray, base: np.ndarray | None = None
+) -> dict[str, float]:
+    """The worker's statistics for a window of `values` against the reference, or
+    against a pooled baseline of `base` values when given."""
+    against = ref if base is None else numeric_sketch(ref, base)
+    return _numeric_statistics(ref, against, numeric_sketch(ref, values), MIN_EFFECT["numeric"])
 
 
 def categorical_reference(rng: Rng, p0: np.ndarray) -> CategoricalProfile:
@@ -95,18 +126,34 @@ def categorical_reference(rng: Rng, p0: np.ndarray) -> CategoricalProfile:
     )
 
 
-def categorical_window(ref: CategoricalProfile, counts: np.ndarray) -> dict[str, float]:
-    sk = CategoricalSketch(Counter({f"c{i:02d}": int(c) for i, c in enumerate(counts) if c}))
-    return _categorical_statistics(ref, ref, sk)
+def categorical_sketch(counts: np.ndarray) -> CategoricalSketch:
+    return CategoricalSketch(Counter({f"c{i:02d}": int(c) for i, c in enumerate(counts) if c}))
 
 
-def verdicts(stats: dict[str, float], kind: str, n: int) -> tuple[bool, bool, bool]:
-    """(default policy, previous default PSI 0.2, significance gate alone)."""
+def categorical_window(
+    ref: CategoricalProfile, counts: np.ndarray, base: np.ndarray | None = None
+) -> dict[str, float]:
+    against = ref if base is None else categorical_sketch(base)
+    return _categorical_statistics(
+        ref, against, categorical_sketch(counts), MIN_EFFECT["categorical"]
+    )
+
+
+MIN_EFFECT = {kind: POLICY.min_effect(kind) for kind in ("numeric", "categorical")}
+
+
+def verdicts(stats: dict[str, float], kind: str, n: int, alpha: float) -> list[bool]:
+    """[default policy, w >= 0.3 with the chi-square p, previous default PSI 0.2,
+    significance gate (chi-square) alone]."""
     statistic, threshold = POLICY.judge(kind)
-    p = stats["chi_square_p_value"]
-    new = gates_met(stats[statistic], threshold, p, ALPHA, n, POLICY.min_samples)
-    old = gates_met(stats[LEGACY_STATISTIC], LEGACY_THRESHOLD, p, ALPHA, n, POLICY.min_samples)
-    return new, old, bool(p < ALPHA)
+    chi_p = stats["chi_square_p_value"]
+    least = POLICY.min_samples
+    return [
+        gates_met(stats[statistic], threshold, judged_p_value(stats), alpha, n, least),
+        gates_met(stats[statistic], threshold, chi_p, alpha, n, least),
+        gates_met(stats[LEGACY_STATISTIC], LEGACY_THRESHOLD, chi_p, alpha, n, least),
+        bool(chi_p < alpha),
+    ]
 
 
 # --------------------------------------------------------------------------- shifts
@@ -200,9 +247,19 @@ def categorical_shifts() -> list[Shift]:
 # --------------------------------------------------------------------------- runs
 
 
-def flag_rates(rng: Rng, shift: Shift, n: int, trials: int, per_reference: int) -> np.ndarray:
-    """Share of `trials` windows of `n` events flagged: (default, PSI 0.2, p alone)."""
-    hits = np.zeros(3)
+def flag_rates(
+    rng: Rng,
+    shift: Shift,
+    n: int,
+    trials: int,
+    per_reference: int,
+    baseline: int = 0,
+    alpha: float = ALPHA,
+) -> np.ndarray:
+    """Share of `trials` windows of `n` events flagged, per rule of `verdicts`: against
+    the reference, or with `baseline` > 0 against a fresh stationary baseline of that
+    many events per window (binned on the reference's edges)."""
+    hits = np.zeros(RULES)
     ref: NumericProfile | CategoricalProfile | None = None
     for i in range(trials):
         if i % per_reference == 0:  # the reference is a sample too
@@ -211,13 +268,20 @@ def flag_rates(rng: Rng, shift: Shift, n: int, trials: int, per_reference: int) 
             else:
                 assert shift.p0 is not None
                 ref = categorical_reference(rng, shift.p0)
+        base = None
+        if baseline:
+            if shift.kind == "numeric":
+                base = rng.normal(0.0, 1.0, baseline)
+            else:
+                assert shift.p0 is not None
+                base = rng.multinomial(baseline, shift.p0)
         x = shift.sample(rng, n)
         if isinstance(ref, NumericProfile):
-            stats = numeric_window(ref, x)
+            stats = numeric_window(ref, x, base)
         else:
             assert isinstance(ref, CategoricalProfile)
-            stats = categorical_window(ref, x)
-        hits += verdicts(stats, shift.kind, n)
+            stats = categorical_window(ref, x, base)
+        hits += verdicts(stats, shift.kind, n, alpha)
     return hits / trials
 
 
@@ -225,34 +289,78 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+RULE_NAMES = ("default", "w, chi-square p", "PSI 0.2")
+
+
 def power_table(rng: Rng, shifts: list[Shift], trials: int) -> list[str]:
-    sizes = " | ".join(f"{n:,}" for n in WINDOWS)
+    sizes = " / ".join(f"{n:,}" for n in WINDOWS)
     lines = [
-        f"| shift | w | PSI | TVD | default: {sizes} | PSI 0.2: {sizes} |",
-        "|---|---:|---:|---:|" + "---:|" * (2 * len(WINDOWS)),
+        "| shift | w | PSI | TVD | " + " | ".join(f"{r}: {sizes}" for r in RULE_NAMES) + " |",
+        "|---|---:|---:|---:|" + "---|" * len(RULE_NAMES),
     ]
     for s in shifts:
         if s.label.endswith("none"):
             continue
         rates = [flag_rates(rng, s, n, trials, per_reference=10) for n in WINDOWS]
-        new = " | ".join(_pct(r[0]) for r in rates)
-        old = " | ".join(_pct(r[1]) for r in rates)
-        lines.append(f"| {s.label} | {s.w:.2f} | {s.psi:.3f} | {s.tvd:.3f} | {new} | {old} |")
+        cells = " | ".join(" / ".join(_pct(r[i]) for r in rates) for i in range(3))
+        lines.append(f"| {s.label} | {s.w:.2f} | {s.psi:.3f} | {s.tvd:.3f} | {cells} |")
     return lines
+
+
+def _column_name(s: Shift) -> str:
+    return "numeric N(0, 1)" if s.kind == "numeric" else s.label.replace(": none", "")
 
 
 def stationary_table(rng: Rng, shifts: list[Shift], windows: int) -> list[str]:
     lines = [
-        "| stationary column | events | default | PSI 0.2 | the p gate alone |",
-        "|---|---:|---:|---:|---:|",
+        "| stationary column | events | " + " | ".join(RULE_NAMES) + " | the p gate alone |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for s in shifts:
         if not s.label.endswith("none"):
             continue
-        name = "numeric N(0, 1)" if s.kind == "numeric" else s.label.replace(": none", "")
         for n in WINDOWS:
             r = flag_rates(rng, s, n, windows, per_reference=50) * 10_000
-            lines.append(f"| {name} | {n:,} | {r[0]:.1f} | {r[1]:.1f} | {r[2]:.1f} |")
+            cells = " | ".join(f"{x:.1f}" for x in r)
+            lines.append(f"| {_column_name(s)} | {n:,} | {cells} |")
+    return lines
+
+
+#: the shifts whose power the small-baseline table shows
+SMALL_SHIFTS = ("mean +0.5 sd", "variance x2", "5 levels: the issue's, to .20 each")
+
+
+def small_power_table(rng: Rng, shifts: list[Shift], trials: int) -> list[str]:
+    alpha = POLICY.p_value / SMALL_FEATURES
+    regimes = " / ".join(f"{b:,}:{n:,}" for b, n in SMALL)
+    lines = [
+        "| shift | w | " + " | ".join(f"{r}: {regimes}" for r in RULE_NAMES) + " |",
+        "|---|---:|" + "---|" * len(RULE_NAMES),
+    ]
+    for s in shifts:
+        if s.label not in SMALL_SHIFTS:
+            continue
+        rates = [flag_rates(rng, s, n, trials, 10, baseline=b, alpha=alpha) for b, n in SMALL]
+        cells = " | ".join(" / ".join(_pct(r[i]) for r in rates) for i in range(3))
+        lines.append(f"| {s.label} | {s.w:.2f} | {cells} |")
+    return lines
+
+
+def small_stationary_table(rng: Rng, shifts: list[Shift], windows: int) -> list[str]:
+    alpha = POLICY.p_value / SMALL_FEATURES
+    lines = [
+        "| stationary column | baseline : window | "
+        + " | ".join(RULE_NAMES)
+        + " | the p gate alone |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in shifts:
+        if not s.label.endswith("none"):
+            continue
+        for b, n in SMALL:
+            r = flag_rates(rng, s, n, windows, 50, baseline=b, alpha=alpha) * 10_000
+            cells = " | ".join(f"{x:.1f}" for x in r)
+            lines.append(f"| {_column_name(s)} | {b:,} : {n:,} | {cells} |")
     return lines
 
 
@@ -263,7 +371,16 @@ def main(argv: list[str] | None = None) -> int:
         "--stationary", type=int, default=10_000, help="stationary windows per kind and size"
     )
     ap.add_argument("--seed", type=int, default=20261130)
+    ap.add_argument(
+        "--min-effect-fraction",
+        type=float,
+        default=MIN_EFFECT_FRACTION,
+        help="the share of the threshold the default's test rules out (0: the chi-square "
+        "test; 1: a lower confidence bound of w above the threshold)",
+    )
     args = ap.parse_args(argv)
+    for kind in MIN_EFFECT:
+        MIN_EFFECT[kind] = POLICY.judge(kind)[1] * args.min_effect_fraction
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
     shifts = numeric_shifts() + categorical_shifts()
@@ -271,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Detection power (share of windows flagged, {args.trials} per cell; reference "
         f"{REFERENCE_ROWS:,} rows; p < {POLICY.p_value:g}/{FEATURES}, n >= "
-        f"{POLICY.min_samples}). default = {statistic} >= {threshold:g}; "
+        f"{POLICY.min_samples}). default = {statistic} >= {threshold:g} and the "
+        f"minimum-effect p (w <= {MIN_EFFECT['categorical']:g}); 'w, chi-square p' = "
+        f"{statistic} >= {threshold:g} and the chi-square p; "
         f"w, PSI, TVD are the shift's population values.\n"
     )
     print("\n".join(power_table(rng, shifts, args.trials)))
@@ -280,6 +399,17 @@ def main(argv: list[str] | None = None) -> int:
         "per row, a new reference every 50).\n"
     )
     print("\n".join(stationary_table(rng, shifts, args.stationary)))
+    print(
+        f"\nSmall baselines (baseline events : window events; p < "
+        f"{POLICY.p_value:g}/{SMALL_FEATURES}): detection power, {args.trials} windows per "
+        "cell.\n"
+    )
+    print("\n".join(small_power_table(rng, shifts, args.trials)))
+    print(
+        f"\nSmall baselines: false flags per 10,000 stationary feature-windows "
+        f"({args.stationary:,} windows per row, a fresh baseline for each).\n"
+    )
+    print("\n".join(small_stationary_table(rng, shifts, args.stationary)))
     print(f"\n({time.perf_counter() - started:.0f} s, seed {args.seed})", file=sys.stderr)
     return 0
 
