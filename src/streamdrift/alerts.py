@@ -83,7 +83,7 @@ def output_alerts(
                 **_window_fields(profile, window, now),
                 alert_id=_profile_alert_id(profile, kind, names[key], window.start),
                 type=kind,  # type: ignore[arg-type]
-                severity=_severity(profile, d.value),
+                severity=_severity(profile, d),
                 feature=names[key],
                 statistic=d.statistic,
                 value=d.value,
@@ -539,9 +539,11 @@ def _window_fields(profile: ReferenceProfile, window: WindowSketch, now: float) 
     }
 
 
-def _severity(profile: ReferenceProfile, value: float) -> str:
-    policy = profile.config.drift
-    return "critical" if value >= policy.threshold * policy.critical_factor else "warning"
+def _severity(profile: ReferenceProfile, d: FeatureDrift) -> str:
+    """Critical at `critical_factor` times the threshold that judged: the column's own,
+    which differs by statistic and kind."""
+    factor = profile.config.drift.critical_factor
+    return "critical" if d.value >= d.threshold * factor else "warning"
 
 
 def _version(window: WindowSketch) -> str | None:

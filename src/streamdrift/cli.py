@@ -494,6 +494,7 @@ def inspect(
             "kind",
             "n",
             "missing",
+            "w",
             "psi",
             "js",
             "hellinger",
@@ -502,16 +503,22 @@ def inspect(
             "drifted",
         ):
             table.add_column(col)
-        for name, f in sorted(latest["features"].items(), key=lambda kv: -(kv[1]["psi"] or 0)):
+
+        def against_threshold(kv: tuple[str, dict[str, Any]]) -> float:
+            return -((kv[1]["value"] or 0.0) / kv[1]["threshold"])
+
+        # the verdict's p-value: under Cohen's w the minimum-effect test's
+        for name, f in sorted(latest["features"].items(), key=against_threshold):
             table.add_row(
                 name,
                 f["kind"],
                 str(f["sample_size"]),
                 str(f["missing"]),
+                _fmt(f.get("cohen_w")),
                 _fmt(f["psi"]),
                 _fmt(f["jensen_shannon"]),
                 _fmt(f["hellinger"]),
-                _fmt(f.get("chi_square_p_value"), 4),
+                _fmt(f["p_value"], 4),
                 ", ".join(f["judged_by"]) or "-",
                 "YES" if f["drifted"] else ("" if f["enabled"] else "disabled"),
             )

@@ -29,10 +29,49 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streamdrift.errors import ConfigError
 from streamdrift.redaction import is_secret_setting, mask_settings, mask_url, remember, url_password
 
-DriftStatistic = Literal["psi", "jensen_shannon", "hellinger", "wasserstein", "ks", "kl_divergence"]
+DriftStatistic = Literal[
+    "cohen_w", "psi", "jensen_shannon", "hellinger", "wasserstein", "ks", "kl_divergence"
+]
 
 #: Statistics that exist for categorical features (KS and Wasserstein need an order).
-CATEGORICAL_STATISTICS = frozenset({"psi", "jensen_shannon", "hellinger", "kl_divergence"})
+CATEGORICAL_STATISTICS = frozenset(
+    {"cohen_w", "psi", "jensen_shannon", "hellinger", "kl_divergence"}
+)
+
+#: The effect size that judges when the policy names neither statistic nor threshold:
+#: Cohen's w less its sampling noise (`statistics.cohen_w`), one scale for every sample
+#: size, kind and number of categories.
+DEFAULT_STATISTIC = "cohen_w"
+
+#: Its default threshold per kind of column. 0.3 is Cohen's "medium" effect. The
+#: simulation in `benchmarks/drift_power.py` backs it: a categorical shift like
+#: .30/.25/.20/.15/.10 -> .20 each (w 0.36) is flagged in every window of 2,000 events
+#: or more, a numeric mean shift of 0.5 sd (w 0.48) and a variance doubled (w 0.38) too,
+#: while no stationary window is flagged (PSI 0.2, the old default, never reaches a
+#: doubled variance, PSI 0.16, nor that category shift, PSI 0.135).
+DEFAULT_THRESHOLDS: dict[str, float] = {"numeric": 0.3, "categorical": 0.3}
+
+#: Under Cohen's w, "statistically real" means "shown to exceed half the threshold":
+#: the p-value that judges is the minimum-effect test's (`statistics.min_effect_p_value`,
+#: null hypothesis w <= threshold * MIN_EFFECT_FRACTION, 0.15 at the default), not the
+#: chi-square test's (null hypothesis: nothing changed). Why: the chi-square test passes
+#: alpha of stationary windows, and against a small baseline (a rolling or seasonal one
+#: of 800 events, windows of 400: an effective sample of 267) w >= 0.3 asks for little
+#: more (X2 >= K - 1 + 0.09 * 267), so the two together flagged 1-10 stationary
+#: feature-windows in 10,000 in `benchmarks/drift_power.py`. Ruling out 0.15 flags none
+#: in any of its regimes (20,000-row reference, baselines of 800 and 2,000 events) and
+#: keeps the power against the reference: the issue's category shift and a doubled
+#: variance in every window of 2,000 events or more, as before. Ruling out 0.1
+#: (Cohen's "small", `--min-effect-fraction 0.333`) still flagged 1-2 in 10,000; ruling
+#: out the threshold itself (a lower confidence bound of w above 0.3) caught that
+#: category shift in 72 % of windows of 2,000 events and a doubled variance against a
+#: small baseline in 6-27 %. Where evidence is plentiful both p-values pass alike.
+MIN_EFFECT_FRACTION = 0.5
+
+#: A threshold set without a statistic was a PSI threshold before Cohen's w became the
+#: default, and a statistic set without a threshold had 0.2: both still mean that.
+LEGACY_STATISTIC = "psi"
+LEGACY_THRESHOLD = 0.2
 
 #: What a window's drift can be judged against (see `streamdrift.baselines`).
 Baseline = Literal["reference", "rolling", "seasonal"]
@@ -42,17 +81,31 @@ class DriftPolicy(BaseModel):
     """When a feature's window counts as drifted.
 
     Two gates, both required, keep false alarms rare: an effect size (`statistic` at or
-    above `threshold`, default PSI 0.2, the customary "significant shift") and a
-    significance test (chi-square on the window's bins against the reference, p below
-    `p_value` divided by the number of features, Bonferroni). A small window can show a
-    large PSI by chance; a huge window shows a tiny p-value for a harmless shift. Only
-    both together mean "real and large enough to act on".
+    above `threshold`; by default Cohen's w less its sampling noise, at or above 0.3,
+    Cohen's "medium") and a significance test on the window's bins against the
+    reference or baseline, p below `p_value` divided by the number of features
+    (Bonferroni). Under Cohen's w the test rules out a shift of half the threshold (the
+    minimum-effect test, `min_effect`), under the other statistics it rules out no
+    shift at all (chi-square). A huge window shows a tiny p-value for a harmless shift;
+    a small one can show a large distance by chance. Only both together mean "real and
+    large enough to act on". Leaving `statistic` and `threshold` unset takes the
+    defaults per kind of column (`judge`); a threshold alone keeps meaning PSI, as it
+    did before.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    statistic: DriftStatistic = "psi"
-    threshold: float = Field(0.2, gt=0)
+    statistic: DriftStatistic | None = Field(
+        None,
+        description="the effect size that judges (null: cohen_w, or psi when only a "
+        "threshold is set)",
+    )
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        description="the effect size's drift line (null: 0.3 for the default cohen_w, "
+        "0.2 for a statistic named without one)",
+    )
     p_value: float = Field(0.01, gt=0, lt=1)
     min_samples: int = Field(200, ge=1)
     critical_factor: float = Field(
@@ -82,6 +135,33 @@ class DriftPolicy(BaseModel):
     importance_cap: float = Field(
         3.0, ge=1, description="a feature adds at most this many thresholds' worth of drift"
     )
+
+    def judge(self, kind: str) -> tuple[str, float]:
+        """The statistic and threshold that judge a column of `kind` ("numeric" or
+        "categorical"). Unset, both take the per-kind defaults; a threshold set alone
+        is a PSI threshold and a statistic set alone has 0.2, as before Cohen's w was
+        the default, so configs written then keep their meaning. A categorical column
+        under a statistic it cannot have (KS, Wasserstein: they need an order) is
+        judged by PSI at the policy's threshold, as before."""
+        if self.statistic is None and self.threshold is None:
+            return DEFAULT_STATISTIC, DEFAULT_THRESHOLDS[kind]
+        statistic: str = self.statistic or LEGACY_STATISTIC
+        if kind == "categorical" and statistic not in CATEGORICAL_STATISTICS:
+            statistic = LEGACY_STATISTIC
+        threshold = self.threshold
+        if threshold is None:
+            threshold = (
+                DEFAULT_THRESHOLDS[kind] if statistic == DEFAULT_STATISTIC else LEGACY_THRESHOLD
+            )
+        return statistic, threshold
+
+    def min_effect(self, kind: str) -> float | None:
+        """The effect the significance test must rule out for a column of `kind`: half
+        the threshold when Cohen's w judges (`MIN_EFFECT_FRACTION`), None (nothing
+        changed: the chi-square test) under any other statistic, whose scale the
+        chi-square's non-centrality does not share."""
+        statistic, threshold = self.judge(kind)
+        return threshold * MIN_EFFECT_FRACTION if statistic == DEFAULT_STATISTIC else None
 
     @field_validator("baselines")
     @classmethod

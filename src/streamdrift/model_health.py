@@ -60,6 +60,13 @@ def latest_complete(starts: list[int], width: int, now: float) -> int | None:
     return starts[-2] if len(starts) > 1 else None
 
 
+def _thresholds(profile: ReferenceProfile) -> dict[LabelValues, float]:
+    """The model policy's threshold per statistic that judges one of its kinds of
+    feature: the defaults differ by kind, and a categorical feature cannot take KS."""
+    kinds = sorted({ref.kind for ref in profile.features.values()}) or ["numeric"]
+    return {(s,): t for s, t in (profile.config.drift.judge(k) for k in kinds)}
+
+
 def top_features(drift: Mapping[str, FeatureDrift], limit: int) -> list[FeatureDrift]:
     """The `limit` features with the highest statistic against its threshold (ties by
     name); a statistic that could not be computed (nan) ranks last."""
@@ -120,7 +127,7 @@ class ModelHealth:
         )
         self.drift_threshold = gauge(
             "streamdrift_model_drift_threshold",
-            "The drift statistic's threshold (the model's drift policy)",
+            "The drift statistic's threshold (the model's drift policy, per statistic in use)",
             "statistic",
         )
         self.output_drift = gauge(
@@ -212,7 +219,7 @@ class ModelHealth:
             self.window_seconds: {(): float(cfg.window_seconds)},
             self.events: {(): float(window.count)},
             self.drifted_features: {(): float(sum(d.drifted for d in drift.values()))},
-            self.drift_threshold: {(cfg.drift.statistic,): cfg.drift.threshold},
+            self.drift_threshold: _thresholds(profile),
             self.episodes: {(): float(open_episodes)},
             self.feature_drift: {},
             self.feature_drifted: {},

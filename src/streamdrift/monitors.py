@@ -19,7 +19,7 @@ from scipy.stats import binomtest, norm, poisson
 
 from streamdrift.baselines import REFERENCE
 from streamdrift.categorical_depth import cardinality_excess
-from streamdrift.config import CATEGORICAL_STATISTICS, DriftPolicy
+from streamdrift.config import DriftPolicy
 from streamdrift.performance import PerformanceSketch, performance_metrics
 from streamdrift.profile import (
     LABEL,
@@ -55,9 +55,10 @@ class FeatureDrift:
     and `p_value` are the verdict's: the smallest effect and the largest p-value over
     the baselines that judged it (`judged_by`), so "drifted" reads as `value >=
     threshold` and `p_value < alpha` with `sample_size >= min_samples`, which holds
-    exactly when every one of them agrees. `baselines` holds each chosen baseline's own
-    result, available or not. A disabled feature (`enabled` false) has statistics but
-    no verdict."""
+    exactly when every one of them agrees. The p-value is the minimum-effect test's
+    (`min_effect_p_value`) when Cohen's w judges, else the chi-square test's; both are
+    in `statistics`. `baselines` holds each chosen baseline's own result, available or
+    not. A disabled feature (`enabled` false) has statistics but no verdict."""
 
     feature: str
     kind: str
@@ -76,33 +77,54 @@ class FeatureDrift:
     judged_by: list[str] = field(default_factory=list)
 
 
-def _p_value(stats: dict[str, float]) -> float:
+def judged_p_value(stats: dict[str, float]) -> float:
+    """The p-value that judges: the minimum-effect test's where the statistics have one
+    (Cohen's w judges, `DriftPolicy.min_effect`), else the chi-square test's."""
+    if "min_effect_p_value" in stats:
+        return stats["min_effect_p_value"]
     return stats.get("chi_square_p_value", float("nan"))
 
 
+def gates_met(
+    value: float, threshold: float, p_value: float, alpha: float, n: int, min_samples: int
+) -> bool:
+    """The drift verdict's three gates: enough values, an effect at or above the
+    threshold (practically large) and a p-value below the corrected line (not chance).
+    Nan fails every comparison, so a statistic that could not be computed never drifts.
+    One function, so the benchmark of detection power judges as the worker does."""
+    return n >= min_samples and value >= threshold and p_value < alpha
+
+
 def _numeric_statistics(
-    ref: NumericProfile, base: NumericProfile | NumericSketch, sk: NumericSketch
+    ref: NumericProfile,
+    base: NumericProfile | NumericSketch,
+    sk: NumericSketch,
+    min_effect: float | None = None,
 ) -> dict[str, float]:
     """The window's bins against the baseline's, both on the reference's edges. The
     outer bins' Wasserstein positions reach the farthest value either side has seen;
-    its scale stays the reference's spread, so every baseline reads in the same units."""
+    its scale stays the reference's spread, so every baseline reads in the same units.
+    With `min_effect`, the minimum-effect test's p-value too."""
     if isinstance(base, NumericSketch):
         counts = base.bins
         low, high = min(sk.minimum, base.minimum), max(sk.maximum, base.maximum)
     else:
         counts, low, high = np.asarray(base.counts), sk.minimum, sk.maximum
     positions = ref.bin_positions(low, high)
-    return numeric_drift(counts, sk.bins, positions, scale=ref.std or None)
+    return numeric_drift(counts, sk.bins, positions, scale=ref.std or None, min_effect=min_effect)
 
 
 def _categorical_statistics(
-    ref: CategoricalProfile, base: CategoricalProfile | CategoricalSketch, cs: CategoricalSketch
+    ref: CategoricalProfile,
+    base: CategoricalProfile | CategoricalSketch,
+    cs: CategoricalSketch,
+    min_effect: float | None = None,
 ) -> dict[str, float]:
     if isinstance(base, CategoricalSketch):
         base_counts, cur_counts = cs.aligned_with(base, ref)
     else:
         base_counts, cur_counts = cs.aligned(ref)
-    return categorical_drift(base_counts, cur_counts)
+    return categorical_drift(base_counts, cur_counts, min_effect=min_effect)
 
 
 def _baseline_column(pooled: WindowSketch | None, name: str, kind: str) -> Any:
@@ -125,25 +147,26 @@ def _column_drift(
     if sk is None or sk.n == 0:
         return None
 
+    min_effect = policy.min_effect(ref.kind)
+
     def against(base: Any) -> dict[str, float]:
         if numeric:
-            return _numeric_statistics(ref, base, sk)  # type: ignore[arg-type]
-        return _categorical_statistics(ref, base, sk)  # type: ignore[arg-type]
+            return _numeric_statistics(ref, base, sk, min_effect)  # type: ignore[arg-type]
+        return _categorical_statistics(ref, base, sk, min_effect)  # type: ignore[arg-type]
 
     stats = against(ref)
     if isinstance(sk, NumericSketch):
         stats.update(mean=sk.mean, std=sk.std, min=sk.minimum, max=sk.maximum)
-        statistic = policy.statistic
     else:
         stats["unseen_categories"] = float(
             sum(1 for k in sk.counts if k not in ref.categories)  # type: ignore[union-attr]
         )
-        statistic = policy.statistic if policy.statistic in CATEGORICAL_STATISTICS else "psi"
+    statistic, threshold = policy.judge(ref.kind)
     n = sk.n
 
     def result(s: dict[str, float], size: int) -> BaselineResult:
-        value, p = s[statistic], _p_value(s)
-        drifted = n >= policy.min_samples and value >= policy.threshold and p < alpha
+        value, p = s[statistic], judged_p_value(s)
+        drifted = gates_met(value, threshold, p, alpha, n, policy.min_samples)
         return BaselineResult(
             available=True, value=value, p_value=p, drifted=bool(drifted), sample_size=size
         )
@@ -172,9 +195,9 @@ def _column_drift(
             p = max(results[b]["p_value"] for b in judged_by)
             drifted = all(results[b]["drifted"] for b in judged_by)
         else:  # until_history "wait": no verdict before the baselines have history
-            value, p, drifted = stats[statistic], _p_value(stats), False
+            value, p, drifted = stats[statistic], judged_p_value(stats), False
     else:
-        judged_by, value, p, drifted = [], stats[statistic], _p_value(stats), False
+        judged_by, value, p, drifted = [], stats[statistic], judged_p_value(stats), False
     return FeatureDrift(
         feature=name,
         kind=ref.kind,
@@ -183,7 +206,7 @@ def _column_drift(
         statistics=stats,
         statistic=statistic,
         value=value,
-        threshold=policy.threshold,
+        threshold=threshold,
         p_value=p,
         drifted=drifted,
         enabled=enabled,

@@ -13,6 +13,11 @@ Conventions shared by all functions:
   crash.
 * Malformed input (different lengths, not 1-D, negative or non-finite counts) is a
   programming error and raises ``ValueError``.
+* Cohen's w subtracts its own sampling noise (see :func:`cohen_w`), so it is 0.0
+  rather than a small positive number for most windows that did not change.
+* :func:`min_effect_p_value` tests "the shift is larger than a small effect" rather
+  than "there is a shift", so at a small sample it asks for more evidence than the
+  chi-square test.
 * Statistics that take the log of a ratio of proportions (PSI, KL) smooth the
   proportions with a floor ``eps`` (see :func:`psi`); the others (Jensen–Shannon,
   Hellinger, KS, Wasserstein, chi-square) are finite on empty bins as they are.
@@ -25,16 +30,18 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import chdtrc, rel_entr
-from scipy.stats import kstwo
+from scipy.stats import kstwo, ncx2
 
 __all__ = [
     "DEFAULT_EPS",
     "categorical_drift",
     "chi_square",
+    "cohen_w",
     "hellinger",
     "jensen_shannon",
     "kl_divergence",
     "ks_binned",
+    "min_effect_p_value",
     "numeric_drift",
     "psi",
     "wasserstein_binned",
@@ -156,6 +163,38 @@ def _chi_square(r: Float1D, c: Float1D) -> tuple[float, float]:
     ec = col * (nc / total)
     stat = float(np.sum((r - er) ** 2 / er) + np.sum((c - ec) ** 2 / ec))
     return stat, float(chdtrc(k - 1, stat))
+
+
+def _cohen_w(r: Float1D, c: Float1D) -> float:
+    nr = float(r.sum())
+    nc = float(c.sum())
+    if nr <= 0.0 or nc <= 0.0:
+        return _NAN
+    p = r / nr
+    q = c / nc
+    m = 0.5 * (p + q)
+    keep = m > 0.0
+    k = int(np.count_nonzero(keep))
+    if k < 2:
+        return 0.0
+    raw = float(np.sum((q[keep] - p[keep]) ** 2 / m[keep]))
+    noise = (k - 1) * (1.0 / nr + 1.0 / nc)
+    return math.sqrt(max(0.0, raw - noise))
+
+
+def _min_effect_p(r: Float1D, c: Float1D, w_min: float) -> float:
+    nr = float(r.sum())
+    nc = float(c.sum())
+    if nr <= 0.0 or nc <= 0.0:
+        return _NAN
+    stat, p = _chi_square(r, c)
+    k = int(np.count_nonzero((r + c) > 0.0))
+    if k < 2:
+        return p
+    lam = (nr * nc / (nr + nc)) * w_min * w_min
+    if lam <= 0.0:
+        return p
+    return float(np.clip(ncx2.sf(stat, k - 1, lam), 0.0, 1.0))
 
 
 def _as_positions(positions: ArrayLike, size: int) -> Float1D:
@@ -299,13 +338,67 @@ def chi_square(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:
     return _chi_square(r, c)
 
 
+def cohen_w(reference: ArrayLike, current: ArrayLike) -> float:
+    """Cohen's w, the chi-square effect size, less its sampling noise: in [0, 2].
+
+    ``w = sqrt(max(0, sum_i (q_i - p_i)^2 / m_i - (K - 1) * (1/n_r + 1/n_c)))`` with
+    ``p``, ``q`` the reference and current proportions, ``m = (p + q)/2``, ``K`` the
+    categories (bins) either side has and ``n_r``, ``n_c`` the count totals.
+
+    Why this form: Cohen's w (*Statistical Power Analysis*, 2nd ed., 1988, ch. 7) is
+    the effect size of the chi-square test, ``sum (q - p)^2 / p``, read on one scale
+    whatever the number of categories (0.1 small, 0.3 medium, 0.5 large), so one
+    threshold can serve a 3-level and a 20-level feature. Two changes make it fit a
+    monitor: the denominator is the average of both sides, so a category only the
+    window has counts finitely and the value does not depend on which side is larger
+    (for equal totals ``sum (q - p)^2 / m`` is exactly Pearson's X² of the 2×K table
+    divided by ``n_r*n_c/(n_r+n_c)``); and the plug-in value's expectation when
+    nothing changed, ``(K - 1)(1/n_r + 1/n_c)``, is subtracted (X² minus its degrees
+    of freedom, the usual estimate of the non-centrality), so a small window does
+    not read as a large effect by chance and the value means the same at every
+    sample size. Near the reference (small shifts) ``w^2`` is about PSI and about
+    ``8 * hellinger^2``. Returns nan if either total is 0, 0.0 with fewer than two
+    categories.
+    """
+    r, c = _as_counts(reference, current)
+    return _cohen_w(r, c)
+
+
+def min_effect_p_value(reference: ArrayLike, current: ArrayLike, w_min: float) -> float:
+    """P-value of the minimum-effect test that the shift's Cohen's w exceeds ``w_min``.
+
+    The null hypothesis is no longer "nothing changed" but "the change is at most
+    ``w_min``": ``p = P(X^2_{K-1}(lambda_0) >= X2)``, the survival function of the
+    noncentral chi-square with ``K - 1`` degrees of freedom and non-centrality
+    ``lambda_0 = n_eff * w_min^2``, at Pearson's ``X2`` of the 2×K table (as
+    :func:`chi_square`), with ``n_eff = n_r * n_c / (n_r + n_c)``. Under a population
+    shift of effect ``w`` (on the pooled shares), ``X2`` is asymptotically noncentral
+    chi-square with ``lambda = n_eff * w^2`` (the basis of Cohen's power tables, 1988,
+    ch. 7), so this is a "minimum-effect" test in the sense of Murphy & Myors
+    (*Statistical Power Analysis*): p below ``alpha`` means the shift is larger than
+    ``w_min``, not merely nonzero. A shift well above ``w_min`` in a large sample passes
+    both tests alike; in a small sample, where a chance wobble can reach a large ``w``,
+    this one asks for more evidence. Never below the chi-square test's p-value, which
+    it equals at ``w_min = 0``. nan if either total is 0; with fewer than two
+    categories, 1.0.
+    """
+    if not (w_min >= 0.0 and math.isfinite(w_min)):
+        raise ValueError(f"w_min must be finite and >= 0, got {w_min!r}")
+    r, c = _as_counts(reference, current)
+    return _min_effect_p(r, c, float(w_min))
+
+
 def _distances(r: Float1D, c: Float1D) -> dict[str, float]:
-    """The distances both kinds of feature share: PSI, Jensen–Shannon, Hellinger, KL."""
+    """The distances both kinds of feature share: Cohen's w, PSI, Jensen–Shannon,
+    Hellinger, KL."""
     pq = _proportions(r, c)
     if pq is None:
-        return dict.fromkeys(("psi", "jensen_shannon", "hellinger", "kl_divergence"), _NAN)
+        return dict.fromkeys(
+            ("cohen_w", "psi", "jensen_shannon", "hellinger", "kl_divergence"), _NAN
+        )
     p, q = pq
     return {
+        "cohen_w": _cohen_w(r, c),
         "psi": _psi(p, q, DEFAULT_EPS),
         "jensen_shannon": _js(p, q),
         "hellinger": _hellinger(p, q),
@@ -318,33 +411,44 @@ def numeric_drift(
     current: ArrayLike,
     positions: ArrayLike,
     scale: float | None = None,
+    min_effect: float | None = None,
 ) -> dict[str, float]:
     """All numeric-feature statistics at once (inputs validated once).
 
-    Keys: ``psi``, ``ks``, ``ks_p_value``, ``jensen_shannon``, ``hellinger``,
-    ``wasserstein``, ``kl_divergence``, ``chi_square_p_value``; see the individual
-    functions. Every value is nan if either total is 0.
+    Keys: ``cohen_w``, ``psi``, ``ks``, ``ks_p_value``, ``jensen_shannon``, ``hellinger``,
+    ``wasserstein``, ``kl_divergence``, ``chi_square_p_value``, and with ``min_effect``
+    given ``min_effect_p_value`` (:func:`min_effect_p_value` at ``w_min = min_effect``);
+    see the individual functions. Every value is nan if either total is 0.
     """
     r, c = _as_counts(reference, current)
     x = _as_positions(positions, r.shape[0])
     ks, ks_p = _ks(r, c)
     _, chi_p = _chi_square(r, c)
-    return {
+    out = {
         **_distances(r, c),
         "ks": ks,
         "ks_p_value": ks_p,
         "wasserstein": _wasserstein(r, c, x, scale),
         "chi_square_p_value": chi_p,
     }
+    if min_effect is not None:
+        out["min_effect_p_value"] = min_effect_p_value(r, c, min_effect)
+    return out
 
 
-def categorical_drift(reference: ArrayLike, current: ArrayLike) -> dict[str, float]:
+def categorical_drift(
+    reference: ArrayLike, current: ArrayLike, min_effect: float | None = None
+) -> dict[str, float]:
     """All categorical-feature statistics at once (inputs validated once).
 
-    Keys: ``psi``, ``chi_square``, ``chi_square_p_value``, ``jensen_shannon``,
-    ``hellinger``, ``kl_divergence``; see the individual functions. Every value is
-    nan if either total is 0.
+    Keys: ``cohen_w``, ``psi``, ``chi_square``, ``chi_square_p_value``, ``jensen_shannon``,
+    ``hellinger``, ``kl_divergence``, and with ``min_effect`` given
+    ``min_effect_p_value``; see the individual functions. Every value is nan if either
+    total is 0.
     """
     r, c = _as_counts(reference, current)
     chi, chi_p = _chi_square(r, c)
-    return {**_distances(r, c), "chi_square": chi, "chi_square_p_value": chi_p}
+    out = {**_distances(r, c), "chi_square": chi, "chi_square_p_value": chi_p}
+    if min_effect is not None:
+        out["min_effect_p_value"] = min_effect_p_value(r, c, min_effect)
+    return out

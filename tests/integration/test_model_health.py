@@ -14,7 +14,6 @@ import orjson
 import pyarrow.csv as pcsv
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from scipy.stats import entropy
 from sklearn.metrics import roc_auc_score
 
 from streamdrift import synthetic
@@ -30,7 +29,6 @@ pytestmark = pytest.mark.integration
 
 WINDOW = 3600
 MAX_FEATURES = 5
-EPS = 1e-4  # the floor of smoothed proportions, customary in PSI practice
 
 
 def _scrape(port: int) -> dict[str, dict[tuple, float]]:
@@ -43,15 +41,16 @@ def _scrape(port: int) -> dict[str, dict[tuple, float]]:
     return out
 
 
-def _psi(reference: np.ndarray, current: np.ndarray) -> float:
-    """PSI as Siddiqi defines it, KL(q||p) + KL(p||q), on proportions floored at EPS."""
-
-    def smooth(counts: np.ndarray) -> np.ndarray:
-        p = np.maximum(counts / counts.sum(), EPS)
-        return p / p.sum()
-
-    p, q = smooth(reference.astype(float)), smooth(current.astype(float))
-    return float(entropy(q, p) + entropy(p, q))
+def _cohen_w(reference: np.ndarray, current: np.ndarray) -> float:
+    """Cohen's w less its sampling noise, from its definition: sum (q - p)^2 / m over
+    the bins either side has, m = (p + q) / 2, less (K - 1)(1/n_r + 1/n_c)."""
+    r, c = reference.astype(float), current.astype(float)
+    p, q = r / r.sum(), c / c.sum()
+    m = (p + q) / 2
+    keep = m > 0
+    raw = float(np.sum((q[keep] - p[keep]) ** 2 / m[keep]))
+    noise = (keep.sum() - 1) * (1 / r.sum() + 1 / c.sum())
+    return float(np.sqrt(max(0.0, raw - noise)))
 
 
 def _window_counts(ref: NumericProfile | CategoricalProfile, values: list) -> np.ndarray:
@@ -179,12 +178,13 @@ def test_model_health_gauges_match_the_events(settings, store, model_id, tmp_pat
     assert one("streamdrift_model_window_seconds") == WINDOW
     assert one("streamdrift_model_window_events") == 2000
 
-    # Drift: PSI of every feature on the reference's bins, computed from the raw values.
+    # Drift: the default statistic, Cohen's w, of every feature on the reference's bins,
+    # computed from the raw values; the top ones by it (ties by name), all against 0.3
     expected = {}
     for name, ref in profile.features.items():
         values = [e["features"][name] for e in drifted]
-        expected[name] = _psi(_reference_counts(ref), _window_counts(ref, values))
-    top = sorted(expected, key=lambda f: -expected[f])[:MAX_FEATURES]
+        expected[name] = _cohen_w(_reference_counts(ref), _window_counts(ref, values))
+    top = sorted(expected, key=lambda f: (-expected[f], f))[:MAX_FEATURES]
     exported = features("streamdrift_model_feature_drift")
     assert set(exported) == set(top)
     for name in top:
@@ -194,15 +194,15 @@ def test_model_health_gauges_match_the_events(settings, store, model_id, tmp_pat
     assert {f for f, v in flags.items() if v == 1.0} == {"f00", "f03", "country"}
     assert {f for f, v in flags.items() if v == 0.0} == set(top) - {"f00", "f03", "country"}
     assert one("streamdrift_model_drifted_features") == 3
-    assert one("streamdrift_model_drift_threshold", statistic="psi") == 0.2
+    assert one("streamdrift_model_drift_threshold", statistic="cohen_w") == 0.3
 
     # The prediction's drift, on the prediction's reference bins.
     scores = [e["prediction"]["score"] for e in drifted]
-    prediction_psi = _psi(
+    prediction_w = _cohen_w(
         _reference_counts(profile.prediction), _window_counts(profile.prediction, scores)
     )
-    assert one("streamdrift_model_output_drift", output="prediction", statistic="psi") == (
-        pytest.approx(prediction_psi, rel=1e-9)
+    assert one("streamdrift_model_output_drift", output="prediction", statistic="cohen_w") == (
+        pytest.approx(prediction_w, rel=1e-9, abs=1e-12)
     )
     assert one("streamdrift_model_output_drifted", output="label") in (0.0, 1.0)
 

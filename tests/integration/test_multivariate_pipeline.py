@@ -97,7 +97,7 @@ def test_a_flipped_correlation_raises_multivariate_drift_naming_both_features(
     assert corr["context"]["route"] == "ml-team" and corr["severity"] == "critical"
 
     error = found["reconstruction_error"]
-    assert error["statistic"] == "psi" and error["value"] >= error["threshold"]
+    assert error["statistic"] == "cohen_w" and error["value"] >= error["threshold"] == 0.3
     assert error["context"]["drifting_features"] == []
     assert error["context"]["route"] == "ml-team"
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2_contingency
+from scipy.stats import chi2_contingency, ncx2
 
 from streamdrift.alerts import drift_alerts
 from streamdrift.baselines import (
@@ -170,9 +170,10 @@ def with_policy(profile, **drift):
 
 
 def test_pooled_statistics_equal_scipy_on_the_raw_counts(profile):
-    """Three earlier windows pooled, against a current one: PSI, Jensen–Shannon and the
-    chi-square p-value of the window against the pool, computed independently from the
-    events' raw values (binned once over all three windows, counted with Counter)."""
+    """Three earlier windows pooled, against a current one: Cohen's w and the p-value of
+    the window against the pool (the minimum-effect test of w <= 0.15 on the chi-square
+    statistic), computed independently from the events' raw values (binned once over
+    all three windows, counted with Counter)."""
     rng = np.random.default_rng(11)
     earlier = [events(rng, k * W, 400, load_mean=11.0) for k in range(3)]
     current = events(rng, 3 * W, 500, load_mean=12.0, channel_p=(0.4, 0.4, 0.2))
@@ -206,12 +207,16 @@ def test_pooled_statistics_equal_scipy_on_the_raw_counts(profile):
         result = d.baselines["rolling"]
         assert result["sample_size"] == base.sum()
         keep = (base + cur) > 0
-        expected_p = chi2_contingency(np.vstack([base, cur])[:, keep], correction=False).pvalue
+        test = chi2_contingency(np.vstack([base, cur])[:, keep], correction=False)
+        n_eff = base.sum() * cur.sum() / (base.sum() + cur.sum())
+        expected_p = ncx2.sf(test.statistic, test.dof, n_eff * 0.15**2)
         assert result["p_value"] == pytest.approx(expected_p, rel=1e-9, abs=1e-300)
-        p = np.maximum(base / base.sum(), 1e-4)
-        q = np.maximum(cur / cur.sum(), 1e-4)
-        p, q = p / p.sum(), q / q.sum()
-        assert result["value"] == pytest.approx(np.sum((q - p) * np.log(q / p)), rel=1e-12)
+        assert result["p_value"] >= test.pvalue
+        # the default statistic, Cohen's w less its noise, from its definition
+        p, q = base[keep] / base.sum(), cur[keep] / cur.sum()
+        noise = (keep.sum() - 1) * (1 / base.sum() + 1 / cur.sum())
+        w = np.sqrt(max(0.0, np.sum((q - p) ** 2 / ((p + q) / 2)) - noise))
+        assert result["value"] == pytest.approx(w, rel=1e-12)
         assert d.value == result["value"] and d.p_value == result["p_value"]
 
     js = with_policy(profile, baselines=["rolling"], statistic="jensen_shannon")

@@ -8,7 +8,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from streamdrift.config import MonitorConfig, Settings
+from streamdrift.config import DriftPolicy, MonitorConfig, Settings
 from streamdrift.errors import ConfigError, StreamdriftError
 
 
@@ -215,3 +215,44 @@ def test_librdkafka_lines_pass_once_each_numbers_aside():
     assert not passes(refused.format(1, 4))  # the same line, other numbers
     assert passes("Disconnected")
     assert passes("third") and passes("third")  # past the limit nothing is remembered
+
+
+# ---- which statistic and threshold judge, per kind ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("drift", "numeric", "categorical"),
+    [
+        ({}, ("cohen_w", 0.3), ("cohen_w", 0.3)),
+        ({"threshold": 0.25}, ("psi", 0.25), ("psi", 0.25)),  # a bare threshold was PSI's
+        ({"statistic": "psi"}, ("psi", 0.2), ("psi", 0.2)),
+        ({"statistic": "ks"}, ("ks", 0.2), ("psi", 0.2)),  # no KS for categories
+        ({"statistic": "ks", "threshold": 0.1}, ("ks", 0.1), ("psi", 0.1)),
+        ({"statistic": "cohen_w"}, ("cohen_w", 0.3), ("cohen_w", 0.3)),
+        ({"statistic": "cohen_w", "threshold": 0.5}, ("cohen_w", 0.5), ("cohen_w", 0.5)),
+        ({"statistic": "hellinger", "threshold": 0.1}, ("hellinger", 0.1), ("hellinger", 0.1)),
+    ],
+)
+def test_drift_policy_judges_per_kind(drift, numeric, categorical):
+    policy = DriftPolicy.model_validate(drift)
+    assert policy.judge("numeric") == numeric
+    assert policy.judge("categorical") == categorical
+
+
+def test_a_feature_threshold_over_the_default_policy_is_a_psi_threshold():
+    cfg = MonitorConfig.model_validate(
+        {"features": {"a": {"threshold": 0.4}, "b": {"statistic": "ks"}}}
+    )
+    assert cfg.feature_policy("a").judge("numeric") == ("psi", 0.4)
+    assert cfg.feature_policy("b").judge("numeric") == ("ks", 0.2)
+    assert cfg.feature_policy("c").judge("categorical") == ("cohen_w", 0.3)
+
+
+def test_the_minimum_effect_ruled_out_is_half_the_threshold_and_only_under_cohen_w():
+    assert DriftPolicy().min_effect("numeric") == pytest.approx(0.15)
+    assert DriftPolicy().min_effect("categorical") == pytest.approx(0.15)
+    named = DriftPolicy(statistic="cohen_w", threshold=0.5)
+    assert named.min_effect("categorical") == pytest.approx(0.25)
+    for policy in (DriftPolicy(statistic="psi"), DriftPolicy(threshold=0.2)):
+        assert policy.min_effect("numeric") is None  # the chi-square test, as before
+    assert DriftPolicy(statistic="ks").min_effect("categorical") is None  # judged by PSI

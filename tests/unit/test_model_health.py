@@ -114,12 +114,8 @@ def test_features_are_capped_to_the_most_drifted(profile):
     # the count covers every feature, exported or not
     drifted = registry.get_sample_value("streamdrift_model_drifted_features", {"model": "fraud"})
     assert drifted == sum(d.drifted for d in drift.values()) == 2
-    assert (
-        registry.get_sample_value(
-            "streamdrift_model_drift_threshold", {"model": "fraud", "statistic": "psi"}
-        )
-        == 0.2
-    )
+    # the default policy: Cohen's w at 0.3 for numeric and categorical features alike
+    assert _series(registry, "streamdrift_model_drift_threshold") == {("fraud", "cohen_w"): 0.3}
 
 
 def test_features_leaving_the_top_lose_their_series(profile):
@@ -284,7 +280,7 @@ def test_headline_metric_waits_for_enough_labels(profile):
     _observe(health, profile, none)
     assert registry.get_sample_value("streamdrift_model_label_coverage", {"model": "fraud"}) == 0
     assert _series(registry, "streamdrift_model_output_drift") == {
-        ("fraud", "prediction", "psi"): output_drift(profile, none)["__prediction__"].value
+        ("fraud", "prediction", "cohen_w"): output_drift(profile, none)["__prediction__"].value
     }
 
 

@@ -199,7 +199,7 @@ def test_a_reversed_correlation_raises_both_conditions_naming_the_pair(profile):
     assert pair["window"] == pytest.approx(-0.8, abs=0.03)
     assert corr.severity == "critical" and corr.context["route"] == "ml-team"
     error = by_key["multivariate_drift:reconstruction_error"]
-    assert error.feature == "reconstruction_error" and error.statistic == "psi"
+    assert error.feature == "reconstruction_error" and error.statistic == "cohen_w"
     assert error.value >= error.threshold and error.context["drifting_features"] == []
     assert "how the features move together changed" in error.message
     assert found.covers("multivariate_drift:correlation")

@@ -10,14 +10,17 @@ import numpy as np
 import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
+from scipy.stats import chi2_contingency
 
 from streamdrift.statistics import (
     categorical_drift,
     chi_square,
+    cohen_w,
     hellinger,
     jensen_shannon,
     kl_divergence,
     ks_binned,
+    min_effect_p_value,
     numeric_drift,
     psi,
     wasserstein_binned,
@@ -25,6 +28,7 @@ from streamdrift.statistics import (
 
 EPS = 1e-4
 NUMERIC_KEYS = {
+    "cohen_w",
     "psi",
     "ks",
     "ks_p_value",
@@ -35,6 +39,7 @@ NUMERIC_KEYS = {
     "chi_square_p_value",
 }
 CATEGORICAL_KEYS = {
+    "cohen_w",
     "psi",
     "chi_square",
     "chi_square_p_value",
@@ -409,6 +414,83 @@ def test_ks_fractional_weights_below_one_observation() -> None:
     assert math.isnan(p)
 
 
+# ------------------------------------------------------------------------ Cohen's w
+
+
+def _w_reference(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Cohen's w from its definition, in plain numpy, averaged proportions as the
+    expected ones, less (K - 1)(1/n_r + 1/n_c)."""
+    p, q = ref / ref.sum(), cur / cur.sum()
+    m = (p + q) / 2
+    k = np.count_nonzero(m)
+    raw = np.sum(np.divide((q - p) ** 2, m, out=np.zeros_like(m), where=m > 0))
+    return float(np.sqrt(max(0.0, raw - (k - 1) * (1 / ref.sum() + 1 / cur.sum()))))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_cohen_w_with_equal_totals_is_the_chi_square_contingency_effect(seed: int) -> None:
+    # With equal totals the averaged proportions are the pooled ones, so
+    # w^2 = (X^2 - dof) / (n_r n_c / (n_r + n_c)) for scipy's X^2 of the 2xK table.
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 25))
+    n = int(rng.integers(50, 5_000))
+    ref = rng.multinomial(n, rng.dirichlet(np.ones(k))).astype(float)
+    cur = rng.multinomial(n, rng.dirichlet(np.ones(k))).astype(float)
+    keep = (ref + cur) > 0
+    x2, _, dof, _ = chi2_contingency(np.vstack([ref[keep], cur[keep]]), correction=False)
+    expected = np.sqrt(max(0.0, (x2 - dof) / (n * n / (2 * n))))
+    assert cohen_w(ref, cur) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_cohen_w_matches_its_definition_for_unequal_totals(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    k = int(rng.integers(2, 30))
+    ref = rng.multinomial(20_000, rng.dirichlet(np.ones(k))).astype(float)
+    cur = rng.multinomial(int(rng.integers(1, 10_000)), rng.dirichlet(np.ones(k))).astype(float)
+    assert cohen_w(ref, cur) == pytest.approx(_w_reference(ref, cur), rel=1e-9, abs=1e-12)
+
+
+def test_cohen_w_of_the_issue_category_shift() -> None:
+    # .30/.25/.20/.15/.10 -> .20 each: sum (q-p)^2/m = .01/.25 + .0025/.225 + 0
+    # + .0025/.175 + .01/.15, the population value with no sampling noise
+    p0 = np.array([0.30, 0.25, 0.20, 0.15, 0.10])
+    population = math.sqrt(0.01 / 0.25 + 0.0025 / 0.225 + 0.0025 / 0.175 + 0.01 / 0.15)
+    assert cohen_w(p0 * 1e12, np.full(5, 0.2) * 1e12) == pytest.approx(population, rel=1e-9)
+    assert 0.36 < population < 0.37
+    # with the noise term of a 20,000-row reference and a 10,000-event window
+    w = cohen_w(p0 * 20_000, np.full(5, 2_000.0))
+    assert w == pytest.approx(math.sqrt(population**2 - 4 * (1 / 20_000 + 1 / 10_000)))
+
+
+def test_cohen_w_edges() -> None:
+    assert cohen_w([5, 5], [5, 5]) == 0.0  # the noise term is clipped at 0
+    assert cohen_w([10, 0], [0, 10]) == pytest.approx(math.sqrt(4 - 0.2))  # disjoint
+    assert cohen_w([1e12, 0], [0, 1e12]) == pytest.approx(2.0)  # the upper bound
+    assert cohen_w([0, 7, 0], [0, 3, 0]) == 0.0  # one category: nothing to compare
+    # a category only the window has is finite: its m is half the window's share
+    assert math.isfinite(cohen_w([100, 100, 0], [90, 90, 20]))
+    assert math.isnan(cohen_w([0, 0], [1, 2]))
+
+
+def test_cohen_w_is_near_zero_without_drift_at_every_size() -> None:
+    # the plug-in value grows like sqrt((K-1)/n) without drift; less its noise it stays
+    # near 0 for every window size and number of categories
+    rng = np.random.default_rng(3)
+    for k in (3, 20):
+        p0 = np.full(k, 1 / k)
+        ref = rng.multinomial(20_000, p0)
+        for n in (200, 2_000, 10_000):
+            cur = [rng.multinomial(n, p0) for _ in range(200)]
+            ws = [cohen_w(ref, c) for c in cur]
+            assert np.mean(ws) < 0.1 and np.quantile(ws, 0.9) < 0.25
+            # the plug-in value of 20 categories in 200 events would read as a medium effect
+            if (k, n) == (20, 200):
+                p = ref / ref.sum()
+                raw = [np.sqrt(np.sum((c / n - p) ** 2 / ((c / n + p) / 2))) for c in cur]
+                assert np.mean(raw) > 0.25
+
+
 # ---------------------------------------------------------------- bundles / keys
 
 
@@ -426,6 +508,7 @@ def test_bundles_agree_with_individual_functions() -> None:
     assert num["wasserstein"] == wasserstein_binned(ref, cur, positions, scale=1.5)
     assert num["kl_divergence"] == kl_divergence(ref, cur)
     assert num["chi_square_p_value"] == chi_square(ref, cur)[1]
+    assert num["cohen_w"] == cohen_w(ref, cur)
     assert all(type(v) is float for v in num.values())
 
     cat = categorical_drift(ref, cur)
@@ -435,6 +518,7 @@ def test_bundles_agree_with_individual_functions() -> None:
     assert cat["jensen_shannon"] == jensen_shannon(ref, cur)
     assert cat["hellinger"] == hellinger(ref, cur)
     assert cat["kl_divergence"] == kl_divergence(ref, cur)
+    assert cat["cohen_w"] == cohen_w(ref, cur)
     assert all(type(v) is float for v in cat.values())
 
 
@@ -463,3 +547,101 @@ def test_behaviour_no_drift_vs_one_sd_shift() -> None:
     # bins with midpoint positions distort it, so only its order of magnitude is checked
     assert 0.5 < shifted["wasserstein"] < 2.0
     assert same["wasserstein"] < 0.15
+
+
+# ---- the minimum-effect test ------------------------------------------------------------
+
+
+def _table(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    k = int(rng.integers(2, 25))
+    p0 = rng.dirichlet(np.ones(k))
+    q = 0.8 * p0 + 0.2 * rng.dirichlet(np.ones(k))
+    ref = rng.multinomial(int(rng.integers(200, 20_000)), p0).astype(float)
+    cur = rng.multinomial(int(rng.integers(200, 10_000)), q).astype(float)
+    return ref, cur
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("w_min", [0.05, 0.15, 0.3])
+def test_min_effect_p_value_is_scipys_noncentral_chi_square(seed: int, w_min: float) -> None:
+    # X^2 and its degrees of freedom from scipy's chi2_contingency, non-centrality
+    # n_eff * w_min^2, survival function from scipy's ncx2
+    rng = np.random.default_rng(seed)
+    ref, cur = _table(rng)
+    keep = (ref + cur) > 0
+    x2, p, dof, _ = chi2_contingency(np.vstack([ref[keep], cur[keep]]), correction=False)
+    n_eff = ref.sum() * cur.sum() / (ref.sum() + cur.sum())
+    expected = stats.ncx2.sf(x2, dof, n_eff * w_min**2)
+    got = min_effect_p_value(ref, cur, w_min)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-300)
+    assert got >= p  # never weaker evidence than the chi-square test asks for
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_min_effect_p_value_at_zero_is_the_chi_square_p_value(seed: int) -> None:
+    ref, cur = _table(np.random.default_rng(50 + seed))
+    keep = (ref + cur) > 0
+    _, p, _, _ = chi2_contingency(np.vstack([ref[keep], cur[keep]]), correction=False)
+    assert min_effect_p_value(ref, cur, 0.0) == pytest.approx(p, rel=1e-9, abs=1e-300)
+    assert min_effect_p_value(ref, cur, 0.0) == chi_square(ref, cur)[1]
+
+
+def test_min_effect_p_value_grows_with_the_effect_ruled_out() -> None:
+    ref, cur = _table(np.random.default_rng(7))
+    ps = [min_effect_p_value(ref, cur, w) for w in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)]
+    assert ps == sorted(ps) and ps[-1] > ps[0]
+
+
+def test_min_effect_test_holds_its_level_at_the_effect_it_rules_out() -> None:
+    """Two populations whose w (on the pooled shares, equal totals) is exactly 0.15: at
+    level 0.05 the test rejects "w <= 0.15" about 5 % of the time, while the chi-square
+    test, whose null (no change) is false, rejects nearly always."""
+    p0 = np.array([0.30, 0.25, 0.20, 0.15, 0.10])
+    target = np.full(5, 0.2)
+    n = 2_000
+
+    def pooled_w(t: float) -> float:
+        q = (1 - t) * p0 + t * target
+        m = (p0 + q) / 2
+        return float(np.sqrt(np.sum((q - p0) ** 2 / m)))
+
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if pooled_w(mid) < 0.15 else (lo, mid)
+    q = (1 - hi) * p0 + hi * target
+    rng = np.random.default_rng(11)
+    trials = 2_000
+    rejected = chi_rejected = 0
+    for _ in range(trials):
+        ref, cur = rng.multinomial(n, p0), rng.multinomial(n, q)
+        rejected += min_effect_p_value(ref, cur, 0.15) < 0.05
+        chi_rejected += chi_square(ref, cur)[1] < 0.05
+    assert 0.03 < rejected / trials < 0.075
+    assert chi_rejected / trials > 0.95
+
+
+def test_min_effect_p_value_edges() -> None:
+    assert math.isnan(min_effect_p_value([0, 0], [1, 2], 0.1))
+    assert math.isnan(min_effect_p_value([1, 2], [0, 0], 0.1))
+    assert min_effect_p_value([0, 7, 0], [0, 3, 0], 0.1) == 1.0  # one category
+    assert min_effect_p_value([50, 50], [50, 50], 0.1) == pytest.approx(
+        stats.ncx2.sf(0.0, 1, 50 * 0.01)
+    )
+    for bad in (-0.1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="w_min"):
+            min_effect_p_value([1, 2], [2, 1], bad)
+
+
+def test_bundles_add_the_min_effect_p_value_only_when_asked() -> None:
+    ref, cur = [100, 200, 300, 50], [60, 50, 60, 30]
+    positions = [0.0, 1.0, 2.0, 3.0]
+    assert "min_effect_p_value" not in numeric_drift(ref, cur, positions)
+    assert "min_effect_p_value" not in categorical_drift(ref, cur)
+    num = numeric_drift(ref, cur, positions, min_effect=0.15)
+    cat = categorical_drift(ref, cur, min_effect=0.15)
+    assert set(num) == NUMERIC_KEYS | {"min_effect_p_value"}
+    assert set(cat) == CATEGORICAL_KEYS | {"min_effect_p_value"}
+    expected = min_effect_p_value(ref, cur, 0.15)
+    assert num["min_effect_p_value"] == cat["min_effect_p_value"] == expected
+    assert math.isnan(categorical_drift([0, 0], [1, 2], min_effect=0.15)["min_effect_p_value"])
