@@ -83,6 +83,7 @@ def _offline_segments(predictions, labels, width):
 
 def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, model_id, tmp_path):
     width = 6 * 3600
+    settings.session_timeout_ms = 3000  # the killed worker's partitions move on within 3 s
     profile = _register(store, model_id, tmp_path, window_seconds=width)
     start = (time.time() // width - 21) * width  # labels up to 3 days late, none ahead of now
     predictions, labels = synthetic.labelled_events(
