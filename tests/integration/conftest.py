@@ -228,8 +228,10 @@ def read_topic(settings: Settings, topic: str, idle_ms: int = 3000) -> list:
 
 def read_topic_now(settings: Settings, topic: str, timeout: float = 30) -> list:
     """Every message of `topic` up to the end offsets it has when called, read with
-    kafka-python: for polling on something to appear, without `read_topic`'s idle wait.
-    (To show that nothing more comes, use `read_topic`.)"""
+    kafka-python, without `read_topic`'s idle wait: for polling on something to appear,
+    or for reading everything once whatever writes to the topic has stopped and flushed
+    (a `Worker.run` returned, a `WorkerThread` left, a CLI process exited). While a
+    writer may still be running, `read_topic` waits for it to go quiet."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -254,7 +256,7 @@ def read_topic_now(settings: Settings, topic: str, timeout: float = 30) -> list:
 
 def read_alerts(settings: Settings, now: bool = False) -> list[dict]:
     """The alerts topic's messages: until 3 s pass without a new one, or, `now`, up to
-    its end offsets at the call (to poll on alerts appearing)."""
+    its end offsets at the call (see `read_topic_now`)."""
     messages = (
         read_topic_now(settings, settings.alerts_topic)
         if now

@@ -84,7 +84,7 @@ def test_one_open_and_one_resolved_per_real_episode_and_nothing_else(
             timeout=120,
             interval=0.25,
         )
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     by_condition: defaultdict[tuple[str, str], list[dict]] = defaultdict(list)
     for a in alerts:
         by_condition[(a["type"], a["feature"])].append(a)

@@ -142,7 +142,7 @@ def test_redis_restarted_empty_stops_the_worker_until_models_are_registered_agai
         assert w.worker.metrics.state_lost._value.get() == 0
         pausing = [m for m in w.log.messages() if m.startswith("pausing")]
         assert len(pausing) == 1, w.log.messages()
-    lost = [a for a in read_alerts(s) if a["type"] == "system"]
+    lost = [a for a in read_alerts(s, now=True) if a["type"] == "system"]
     assert [a["statistic"] for a in lost] == ["state_lost"]
     assert lost[0]["context"]["route"] == "ops"
 
