@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import pytest
 from kafka import KafkaConsumer  # kafka-python: an independent client, not librdkafka
+from kafka.structs import TopicPartition
 
 from streamdrift import embedded, kafka_io
 from streamdrift.config import MonitorConfig, Settings
@@ -235,8 +236,43 @@ def read_topic(settings: Settings, topic: str, idle_ms: int = 3000) -> list:
         consumer.close()
 
 
-def read_alerts(settings: Settings) -> list[dict]:
-    return [orjson.loads(m.value) for m in read_topic(settings, settings.alerts_topic)]
+def read_topic_now(settings: Settings, topic: str, timeout: float = 30) -> list:
+    """Every message of `topic` up to the end offsets it has when called, read with
+    kafka-python, without `read_topic`'s idle wait: for polling on something to appear,
+    or for reading everything once whatever writes to the topic has stopped and flushed
+    (a `Worker.run` returned, a `WorkerThread` left, a CLI process exited). While a
+    writer may still be running, `read_topic` waits for it to go quiet."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        assert partitions, f"topic {topic} has no partitions"
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        out: list = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            assert time.monotonic() < deadline, f"{topic} not read to {ends} in {timeout}s"
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend(records)
+        return sorted(out, key=lambda m: (m.partition, m.offset))
+    finally:
+        consumer.close()
+
+
+def read_alerts(settings: Settings, now: bool = False) -> list[dict]:
+    """The alerts topic's messages: until 3 s pass without a new one, or, `now`, up to
+    its end offsets at the call (see `read_topic_now`)."""
+    messages = (
+        read_topic_now(settings, settings.alerts_topic)
+        if now
+        else read_topic(settings, settings.alerts_topic)
+    )
+    return [orjson.loads(m.value) for m in messages]
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.25) -> bool:

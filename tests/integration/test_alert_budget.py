@@ -75,16 +75,16 @@ def test_one_open_and_one_resolved_per_real_episode_and_nothing_else(
         assert wait_for(
             lambda: store.counters.join_stats(model_id).get("joined", 0) == sc.predictions,
             timeout=240,
-            interval=1.0,
+            interval=0.25,
         )
         # every window evaluated, and every episode over once its windows are complete
         # and quiet (the last windows stay incomplete: the stream just stopped)
         assert wait_for(
             lambda: not store.schedule.dirty(model_id) and not store.episodes.load(model_id).open(),
             timeout=120,
-            interval=1.0,
+            interval=0.25,
         )
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     by_condition: defaultdict[tuple[str, str], list[dict]] = defaultdict(list)
     for a in alerts:
         by_condition[(a["type"], a["feature"])].append(a)

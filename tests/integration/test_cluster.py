@@ -180,7 +180,7 @@ def test_three_models_on_three_masters_count_join_and_alert_exactly(
     assert stats.counted == len(predictions)
     _settle(store, want, timeout=20)
 
-    alerts = [a for a in read_alerts(s) if a["type"] == "data_drift"]
+    alerts = [a for a in read_alerts(s, now=True) if a["type"] == "data_drift"]
     for m in models:
         starts = sorted(want[m].count)
         found = {

@@ -44,25 +44,26 @@ def test_a_silent_model_opens_a_freshness_episode_until_events_come_back(
     produce(settings, _events(model_id, 500, seed=1))
     with WorkerThread(settings):
 
-        def freshness(status: str) -> list[dict]:
+        def freshness(status: str, alerts: list[dict] | None = None) -> list[dict]:
             return [
                 a
-                for a in read_alerts(settings)
+                for a in (read_alerts(settings, now=True) if alerts is None else alerts)
                 if a["type"] == "freshness" and a["status"] == status
             ]
 
-        assert wait_for(lambda: freshness("open"), timeout=40, interval=1.0)
+        assert wait_for(lambda: freshness("open"), timeout=40, interval=0.5)
         (opened,) = freshness("open")
         assert opened["context"]["route"] == "ops" and opened["severity"] == "critical"
         assert opened["value"] >= 4 and opened["threshold"] == 4
-        time.sleep(6)  # still silent: no repeat
-        assert len(freshness("open")) == 1
+        time.sleep(6)  # still silent: no repeat (and none in the 3 s read_alerts waits)
+        assert len(freshness("open", read_alerts(settings))) == 1
         produce(settings, _events(model_id, 300, seed=2))
-        assert wait_for(lambda: freshness("resolved"), timeout=40, interval=1.0)
-    (resolved,) = freshness("resolved")
+        assert wait_for(lambda: freshness("resolved"), timeout=40, interval=0.5)
+    alerts = read_alerts(settings)
+    (resolved,) = freshness("resolved", alerts)
     assert resolved["episode_id"] == opened["episode_id"]
     assert resolved["alert_id"] != opened["alert_id"]
-    assert [a["type"] for a in read_alerts(settings)] == ["freshness", "freshness"]
+    assert [a["type"] for a in alerts] == ["freshness", "freshness"]
     assert not store.episodes.load(model_id).episodes["freshness:events"].open
 
 

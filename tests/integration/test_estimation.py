@@ -78,7 +78,7 @@ def test_a_population_shift_lowers_the_estimate_and_opens_an_episode_without_lab
     starts, truth = _run(settings, model_id, shift_from=0.5)
     assert truth[2] < truth[0] - 0.1 and truth[3] < truth[1] - 0.1  # the shift costs AUC
 
-    everything = read_alerts(settings)
+    everything = read_alerts(settings, now=True)
     schema = orjson.loads((ROOT / "schemas" / "alert.schema.json").read_bytes())
     for a in everything:
         jsonschema.validate(a, schema)
@@ -130,7 +130,7 @@ def test_a_population_shift_lowers_the_estimate_and_opens_an_episode_without_lab
 def test_a_stationary_stream_raises_no_estimated_degradation(settings, store, model_id, tmp_path):
     _register(settings, model_id, tmp_path)
     _, truth = _run(settings, model_id, shift_from=None)
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     assert not [a for a in alerts if a["type"] == "estimated_performance_degradation"]
     assert not [e for e in store.episodes.load(model_id).open() if e.key.startswith("est")]
     doc = _inspect(settings, model_id)

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 WINDOW = 600
 N = 30_000
 KILLS = 6
-MIN_AGE = 9.0  # seconds: start-up, group join, and the dead member's session timeout
+MIN_AGE = 6.0  # seconds: start-up, group join, and the dead member's session timeout (3 s)
 
 
 SLOW_COMMIT_WORKER = Path(__file__).with_name("slow_commit_worker.py")
@@ -45,6 +45,7 @@ def _spawn(settings, log_path):
 
 def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model_id, tmp_path):
     settings.batch_size = 300
+    settings.session_timeout_ms = 3000  # a killed member's partitions move on within 3 s
     config = write_config(tmp_path / "m.json", window_seconds=WINDOW)
     from streamdrift.config import MonitorConfig
 
@@ -77,11 +78,19 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
 
     log = tmp_path / "workers.log"
     workers = [_spawn(settings, log), _spawn(settings, log)]
-    producer = threading.Thread(
-        target=lambda: [
-            (produce(settings, events[i : i + 250]), time.sleep(0.5)) for i in range(0, N, 250)
-        ]
-    )
+    killed = threading.Event()
+
+    def feed() -> None:
+        """250 events every half second until the last kill (the stream flows under
+        every kill), then the rest at once."""
+        i = 0
+        while i < N and not killed.is_set():
+            produce(settings, events[i : i + 250])
+            i += 250
+            time.sleep(0.5)
+        produce(settings, events[i:])
+
+    producer = threading.Thread(target=feed)
     producer.start()
     rng = random.Random(42)
     born = [time.monotonic()] * len(workers)
@@ -100,9 +109,10 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
         workers[i].wait()
         kills += 1
         workers[i], born[i] = _spawn(settings, log), time.monotonic()
+    killed.set()
     producer.join()
     try:
-        assert wait_for(lambda: counted() >= N, timeout=150, interval=1.0), (
+        assert wait_for(lambda: counted() >= N, timeout=150, interval=0.25), (
             f"only {counted()} of {N} counted after {kills} kills; log: {log.read_text()[-2000:]}"
         )
         time.sleep(2)  # anything still in flight would show up as a double count now

@@ -83,6 +83,7 @@ def _offline_segments(predictions, labels, width):
 
 def test_late_shuffled_early_and_repeated_labels_join_once(settings, store, model_id, tmp_path):
     width = 6 * 3600
+    settings.session_timeout_ms = 3000  # the killed worker's partitions move on within 3 s
     profile = _register(store, model_id, tmp_path, window_seconds=width)
     start = (time.time() // width - 21) * width  # labels up to 3 days late, none ahead of now
     predictions, labels = synthetic.labelled_events(
@@ -203,7 +204,7 @@ def test_concept_drift_raises_performance_degradation_for_day_two_only(
     stats = Worker(settings).run(max_seconds=120, install_signals=False, until_messages=8000)
     assert stats.labels_joined == 4000
 
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     perf = [a for a in alerts if a["type"] == "performance_degradation"]
     assert [a["window_start"][:10] for a in perf] == [
         time.strftime("%Y-%m-%d", time.gmtime(start + day))

@@ -72,7 +72,7 @@ def test_a_flipped_correlation_raises_multivariate_drift_naming_both_features(
 ):
     _register(settings, model_id, tmp_path)
     starts = _run(settings, model_id, flip_at=0.5)
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     schema = orjson.loads((ROOT / "schemas" / "alert.schema.json").read_bytes())
     for a in alerts:
         jsonschema.validate(a, schema)
@@ -133,7 +133,7 @@ def test_an_identifier_leaking_into_a_category_is_a_cardinality_finding(
     distinct values in a window of 2,500 events against the reference's 20."""
     _register(settings, model_id, tmp_path)
     starts = _run(settings, model_id, leak_at=0.5, leak_share=0.3)
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     cardinality = [a for a in alerts if a["statistic"] == "cardinality"]
     assert len(cardinality) == 1, [a["message"] for a in alerts]
     (found,) = cardinality
@@ -169,7 +169,7 @@ def test_an_identifier_leaking_into_a_category_is_a_cardinality_finding(
 def test_a_stationary_stream_raises_neither(settings, store, model_id, tmp_path):
     _register(settings, model_id, tmp_path)
     _run(settings, model_id)
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     assert alerts == [], [a["message"] for a in alerts]
     doc = _inspect(settings, model_id)
     for w in doc["windows"]:

@@ -68,7 +68,7 @@ def test_drift_detected_end_to_end(settings, store, model_id, tmp_path):
     assert stats.counted == 16_000
 
     assert store.schedule.dirty(model_id) == []  # every touched window was evaluated
-    everything = read_alerts(settings)
+    everything = read_alerts(settings, now=True)
     schema = orjson.loads((ROOT / "schemas" / "alert.schema.json").read_bytes())
     for a in everything:
         jsonschema.validate(a, schema)
@@ -117,7 +117,7 @@ def test_stationary_stream_raises_no_alert(settings, store, model_id, tmp_path):
     assert stats.counted == 15_000
     # No drift, no quality problem, no outlier share above the rate; single outlying
     # events are recorded (inspect) but not published.
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     assert alerts == [], [a["message"] for a in alerts]
     assert store.alerts.all(model_id) == []
     doc = orjson.loads(cli(settings, "inspect", model_id, "--json").stdout)
@@ -153,7 +153,7 @@ def test_each_alert_is_raised_once_and_resent_if_its_publisher_died(
     produce(settings, events)
     worker = Worker(settings)
     worker.run(max_seconds=60, install_signals=False, until_messages=4000)
-    first = read_alerts(settings)
+    first = read_alerts(settings, now=True)
     assert {a["feature"] for a in first if a["type"] == "data_drift"} == set(synthetic.DRIFTING)
 
     # A second evaluation of the same windows (as after a crash) raises nothing new.

@@ -142,7 +142,7 @@ def test_redis_restarted_empty_stops_the_worker_until_models_are_registered_agai
         assert w.worker.metrics.state_lost._value.get() == 0
         pausing = [m for m in w.log.messages() if m.startswith("pausing")]
         assert len(pausing) == 1, w.log.messages()
-    lost = [a for a in read_alerts(s) if a["type"] == "system"]
+    lost = [a for a in read_alerts(s, now=True) if a["type"] == "system"]
     assert [a["statistic"] for a in lost] == ["state_lost"]
     assert lost[0]["context"]["route"] == "ops"
 
@@ -196,8 +196,9 @@ def test_unreachable_and_frozen_redis_is_waited_out(settings, redis_node, model_
         t0 = time.monotonic()
         assert wait_for(lambda: _readyz(port)[0] == 503, 5, interval=0.05)
         assert time.monotonic() - t0 < 1.5
-        time.sleep(12)  # past the reply timeout: the main loop notices too
-        assert w.worker.fault is not None and w.alive
+        # past the reply timeout (5 s): the main loop notices too
+        assert wait_for(lambda: w.worker.fault is not None, 15, interval=0.1)
+        assert w.alive
         node.thaw()
         produce(s, labels, topic=s.labels_topic)
         _settle(store, profile, want)

@@ -153,7 +153,7 @@ def test_a_daily_rhythm_is_not_drift_but_a_change_on_the_day_is(settings, store,
     stats = Worker(settings).run(max_seconds=240, install_signals=False, until_messages=total)
     assert stats.counted == total
 
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     last_day = [start + (DAYS - 1) * DAY + k * WINDOW for k in range(24)]
     first_day = {start + k * WINDOW for k in range(24)}
 

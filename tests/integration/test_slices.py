@@ -158,7 +158,7 @@ def test_versions_are_counted_apart_and_the_broken_one_is_named(
             assert w.slices[f"region={region}"].count == int((t["region"] == region).sum())
         assert w.performance is not None and w.performance.labelled == 3000
 
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     perf = [a for a in alerts if a["type"] == "performance_degradation"]
     assert perf, [a["message"] for a in alerts]
     for a in perf:
@@ -188,7 +188,7 @@ def test_a_segment_drifting_alone_is_named(settings, store, model_id, tmp_path):
 
     profile = store.profiles.load(model_id)
     assert set(profile.segments["region"]) == {"region=eu", "region=us", "region=apac"}
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     drift = [a for a in alerts if a["type"] == "data_drift"]
     assert drift, [a["message"] for a in alerts]
     assert {a["feature"] for a in drift} == {"x2"}
@@ -242,7 +242,7 @@ def test_fairness_crosses_the_four_fifths_bound_in_one_window_only(
             labels.append((pid.encode(), orjson.dumps({**label, "timestamp": float(ts[i]) + 5})))
     _run(settings, preds, labels)
 
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     fair = [a for a in alerts if a["type"] == "fairness"]
     assert len(fair) == 1, [a["message"] for a in alerts]
     (a,) = fair
@@ -330,7 +330,7 @@ def test_shadow_traffic_compares_the_challenger_with_the_champion(
         assert result.challenger_value == pytest.approx(roc_auc_score(labels, binned["2.0"]))
         assert result.outcome.value == "worse" and result.p_value < 1e-6
 
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     assert not [a for a in alerts if a["statistic"] == "duplicate_ids"]
     cc = [a for a in alerts if a["type"] == "challenger_comparison"]
     assert cc, [a["message"] for a in alerts]
@@ -401,7 +401,7 @@ def test_a_stationary_stream_with_versions_segments_and_fairness_raises_nothing(
     assert len(starts) == windows
     (last,) = store.windows.read(profile, starts[-1:], slices=True)
     assert len(last.slices) == 2 + 3 + 4 + 2  # every slice was kept, hence judged
-    alerts = read_alerts(settings)
+    alerts = read_alerts(settings, now=True)
     assert alerts == [], [a["message"] for a in alerts]
 
 
