@@ -86,12 +86,15 @@ class EmbeddedServers:
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def stop(self) -> None:
+        """SIGTERM to both; Redis gets 5 s to finish its append-only file. The broker
+        keeps nothing (memory storage) and lingers while clients are still connected,
+        so it is killed after 1 s."""
         for p in self.processes:
             if p.poll() is None:
                 p.terminate()
-        for p in self.processes:
+        for p, grace in zip(self.processes, (1.0, 5.0), strict=False):
             try:
-                p.wait(5)
+                p.wait(grace)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
