@@ -75,6 +75,10 @@ class PerformanceSketch:
     #: score of a calibration bin, whatever the widths of the score bins in it
     score_sums: np.ndarray = field(default_factory=lambda: np.zeros(CALIBRATION_BINS))
     log_loss_sum: float = 0.0
+    #: sum of the squared per-pair log losses, and the scored pairs it covers (windows
+    #: written before it existed lack it): the spread of the log loss
+    log_loss_sq: float = 0.0
+    log_loss_sq_n: int = 0
     brier_sum: float = 0.0
     abs_error: float = 0.0
     sq_error: float = 0.0
@@ -99,6 +103,8 @@ class PerformanceSketch:
             negative_hist=self.negative_hist + o.negative_hist,
             score_sums=self.score_sums + o.score_sums,
             log_loss_sum=self.log_loss_sum + o.log_loss_sum,
+            log_loss_sq=self.log_loss_sq + o.log_loss_sq,
+            log_loss_sq_n=self.log_loss_sq_n + o.log_loss_sq_n,
             brier_sum=self.brier_sum + o.brier_sum,
             abs_error=self.abs_error + o.abs_error,
             sq_error=self.sq_error + o.sq_error,
@@ -162,7 +168,9 @@ class PerformanceSketch:
                     calibration_bin(p), weights=p, minlength=CALIBRATION_BINS
                 ).astype(np.float64)
             pc = np.clip(p, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
-            s.log_loss_sum = float(-np.where(is_pos, np.log(pc), np.log(1 - pc)).sum())
+            loss = -np.where(is_pos, np.log(pc), np.log(1 - pc))
+            s.log_loss_sum = float(loss.sum())
+            s.log_loss_sq, s.log_loss_sq_n = float((loss * loss).sum()), int(loss.size)
             s.brier_sum = float(((p - is_pos) ** 2).sum())
             s.scored = int(p.size)
         return s
@@ -263,16 +271,17 @@ def roc_auc(positive_hist: np.ndarray, negative_hist: np.ndarray) -> float:
     return float((pos * (neg_below + 0.5 * neg)).sum() / (n_pos * n_neg))
 
 
-def calibration_error(
+def calibration_bins(
     positive_hist: np.ndarray,
     negative_hist: np.ndarray,
     edges: Sequence[float] | None = None,
     score_sums: np.ndarray | None = None,
-) -> float:
-    """Expected calibration error over CALIBRATION_BINS equal-width bins (Naeini et al.
-    2015). With a layout's `edges`, each calibration bin gathers the score bins inside
-    it and its mean score is exact (`score_sums`); in the equal-width layout the mean
-    is taken at the centres of its fine bins, up to half a fine bin off."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positives, negatives and the sum of the scores in each of the CALIBRATION_BINS
+    equal-width calibration bins. With a layout's `edges`, each calibration bin gathers
+    the score bins inside it and its score sum is exact (`score_sums`); in the
+    equal-width layout the scores are taken at the centres of its fine bins, up to half
+    a fine bin off."""
     if edges is not None:
         if score_sums is None:
             raise ValueError("a layout with edges reads the calibration bins' score sums")
@@ -289,6 +298,18 @@ def calibration_error(
         neg = fine_neg.reshape(CALIBRATION_BINS, -1).sum(axis=1)
         centres = (np.arange(SCORE_BINS) + 0.5) / SCORE_BINS
         sums = ((fine_pos + fine_neg) * centres).reshape(CALIBRATION_BINS, -1).sum(axis=1)
+    return pos, neg, sums
+
+
+def calibration_error(
+    positive_hist: np.ndarray,
+    negative_hist: np.ndarray,
+    edges: Sequence[float] | None = None,
+    score_sums: np.ndarray | None = None,
+) -> float:
+    """Expected calibration error over CALIBRATION_BINS equal-width bins (Naeini et al.
+    2015), the bins as `calibration_bins` reads them."""
+    pos, neg, sums = calibration_bins(positive_hist, negative_hist, edges, score_sums)
     n = pos + neg
     total = n.sum()
     if not total:
@@ -297,6 +318,39 @@ def calibration_error(
         mean_score = np.where(n > 0, sums / n, 0.0)
         frac_pos = np.where(n > 0, pos / n, 0.0)
     return float((np.abs(frac_pos - mean_score) * n).sum() / total)
+
+
+def calibration_error_spread(
+    positive_hist: np.ndarray,
+    negative_hist: np.ndarray,
+    edges: Sequence[float] | None = None,
+    score_sums: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """Bounds on the sampling bias and the standard error of a window's calibration
+    error, given its bins' sizes: (bias, se).
+
+    A bin of n_b pairs reads its gap g_b (share of positives − mean score) with a
+    binomial error e_b of standard deviation s_b = sqrt(p_b(1 − p_b) / n_b), so
+    E|g_b + e_b| ≤ |g_b| + s_b·sqrt(2/π) and Var|g_b + e_b| ≤ s_b²: the expected
+    calibration error Σ w_b|g_b + e_b| (w_b = n_b / n) is at most its true value plus
+    Σ w_b s_b sqrt(2/π), with variance at most Σ w_b² s_b². p_b is taken as the larger
+    p(1 − p) of the bin's share of positives (plus one of each class, so an empty class
+    does not read as certainty) and its mean score. Small windows read a larger
+    calibration error than large ones even when nothing changed; this bias is what a
+    test against a baseline must first discount."""
+    pos, neg, sums = calibration_bins(positive_hist, negative_hist, edges, score_sums)
+    n = pos + neg
+    total = n.sum()
+    if not total:
+        return float("nan"), float("nan")
+    seen = n > 0
+    share = (pos[seen] + 1) / (n[seen] + 2)
+    mean_score = np.clip(sums[seen] / n[seen], 0.0, 1.0)
+    p_q = np.maximum(share * (1 - share), mean_score * (1 - mean_score))
+    sd = np.sqrt(p_q / n[seen])
+    w = n[seen] / total
+    bias = float((w * sd).sum() * math.sqrt(2 / math.pi))
+    return bias, float(math.sqrt((w * w * sd * sd).sum()))
 
 
 def classification_metrics(
@@ -331,6 +385,11 @@ def classification_metrics(
     if s.scored:
         out["roc_auc"] = roc_auc(s.positive_hist, s.negative_hist)
         out["log_loss"] = s.log_loss_sum / s.scored
+        if s.log_loss_sq_n == s.scored:  # every scored pair in the sum of squares
+            spread = s.log_loss_sq / s.scored - out["log_loss"] ** 2
+            # Σl² − (Σl)²/n cancels: a spread below its rounding error is none
+            if spread >= -1e-9 * max(s.log_loss_sq / s.scored, 1.0):
+                out["log_loss_sd"] = math.sqrt(max(spread, 0.0) * s.scored / max(s.scored - 1, 1))
         out["brier"] = s.brier_sum / s.scored
         out["calibration_error"] = calibration_error(
             s.positive_hist, s.negative_hist, score_edges, s.score_sums

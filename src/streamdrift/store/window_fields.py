@@ -21,7 +21,7 @@ Hashes of one window (see `store.keys`):
                "__missing__" is a category; missing values and the categories beyond
                the cap are counted in meta
     perf       n, dsum, d:<log2 delay>, cm:<actual>|<predicted>, cm_other, ns,
-               pos:<bin>, neg:<bin>, cs:<calibration bin> (score sums), ll, brier,
+               pos:<bin>, neg:<bin>, cs:<calibration bin> (score sums), ll, ll2, nll2, brier,
                ae, se, err, y, y2, ape, nape,
                s:<segment>=<value>:<n|ok|ae|se>  (written by the join, pair by pair);
                each slice's labelled pairs under the same names, "[<slice>]<field>";
@@ -121,6 +121,8 @@ PERFORMANCE_FIELDS: tuple[Field, ...] = (
     Field("negative_hist", "neg", M.SUM, keyed=True),
     Field("score_sums", "cs", M.FSUM, keyed=True),
     Field("log_loss_sum", "ll", M.FSUM),
+    Field("log_loss_sq", "ll2", M.FSUM),
+    Field("log_loss_sq_n", "nll2", M.SUM),
     Field("brier_sum", "brier", M.FSUM),
     Field("abs_error", "ae", M.FSUM),
     Field("sq_error", "se", M.FSUM),

@@ -298,13 +298,15 @@ if J then
         local bin = score_bin(sc)
         if EDGES then padd(floats, 'cs:' .. calibration_bin(sc), sc) end
         local pc = math.min(math.max(sc, 1e-15), 1 - 1e-15)
+        local loss
         if label == J.positive then
-          padd(ints, 'pos:' .. bin, 1); padd(floats, 'll', -math.log(pc))
+          padd(ints, 'pos:' .. bin, 1); loss = -math.log(pc)
           padd(floats, 'brier', (sc - 1) * (sc - 1))
         else
-          padd(ints, 'neg:' .. bin, 1); padd(floats, 'll', -math.log(1 - pc))
+          padd(ints, 'neg:' .. bin, 1); loss = -math.log(1 - pc)
           padd(floats, 'brier', sc * sc)
         end
+        padd(floats, 'll', loss); padd(floats, 'll2', loss * loss); padd(ints, 'nll2', 1)
         padd(ints, 'ns', 1)
       end
     end
