@@ -24,6 +24,7 @@ from streamdrift.fairness import BoundCrossing, Estimate, FairnessReport
 from streamdrift.group_fairness import FairnessFinding
 from streamdrift.monitors import (
     ERROR_METRICS,
+    RELATIVE_METRICS,
     FeatureDrift,
     PerformanceFinding,
     QualityFinding,
@@ -118,17 +119,23 @@ def performance_alert(
     outputs: dict[str, FeatureDrift] | None = None,
 ) -> Alert | None:
     """A `performance_degradation` alert when the finding says so, with its likely
-    cause (see `likely_cause`) and the evidence for it."""
+    cause (see `likely_cause`) and the evidence for it. The alert is the headline
+    metric's condition (`feature`, one episode whichever metric fires); `statistic`,
+    `value` and the message are the metric that fired, and the context lists every
+    metric tested."""
     if not finding.degraded or finding.worst is None:
         return None
-    base = finding.baselines[finding.worst]
+    metric = finding.fired or finding.metric
+    base = finding.fired_baselines[finding.worst]
+    value = finding.value if metric == finding.metric else finding.metrics[metric]
     policy = profile.config.performance
-    lower_is_worse = finding.metric not in ERROR_METRICS
-    threshold = (
-        base["baseline"] - policy.min_degradation
-        if lower_is_worse
-        else (base["baseline"] * (1 + policy.min_degradation))
-    )
+    minimum = policy.minimum(metric)
+    if metric not in ERROR_METRICS:
+        threshold = base["baseline"] - minimum
+    elif metric in RELATIVE_METRICS:
+        threshold = base["baseline"] * (1 + minimum)
+    else:  # calibration error: absolute, past the window's sampling bias
+        threshold = base["baseline"] + minimum + base.get("bias", 0.0)
     drifting = sorted((d for d in feature_drift.values() if d.drifted), key=lambda d: -d.value)
     cause, evidence = likely_cause(profile, feature_drift, quality or [], outputs or {})
     return Alert(
@@ -140,23 +147,28 @@ def performance_alert(
             window.start,
         ),
         type="performance_degradation",
-        severity="critical" if base["drop"] >= 2 * policy.min_degradation else "warning",
+        severity="critical" if base["drop"] >= 2 * minimum else "warning",
         feature=finding.metric,
-        statistic=finding.metric,
-        value=finding.value,
+        statistic=metric,
+        value=value,
         threshold=threshold,
         sample_size=finding.labelled,
         reference_size=int(profile.reference_performance.get("labelled", 0)),
         message=(
-            f"{profile.model_id}: {finding.metric} {finding.value:.3f} in window "
+            f"{profile.model_id}: {metric} {value:.3f} in window "
             f"{_span(profile, window)} against "
             f"{base['baseline']:.3f} ({finding.worst}), {finding.labelled} labels, "
             f"p={base['p_value']:.2g}; likely cause: {_CAUSE_TEXT[cause]}"
         ),
         context={
-            "metric": finding.metric,
+            "metric": metric,
+            "headline": finding.metric,
             "baseline": finding.worst,
-            "baselines": {k: _finite(v) for k, v in finding.baselines.items()},
+            "baselines": {k: _finite(v) for k, v in finding.fired_baselines.items()},
+            "tests": {
+                m: {k: _finite(v) for k, v in tests.items()} for m, tests in finding.tests.items()
+            },
+            "alpha": finding.alpha,
             "labelled": finding.labelled,
             "label_coverage": finding.metrics.get("label_coverage"),
             "detectors": finding.detectors,

@@ -194,9 +194,11 @@ def window_conditions(
             alert = performance_alert(
                 profile, window, finding, drift, now, quality=findings, outputs=outputs
             )
-            if alert is not None:
-                base = finding.baselines[finding.worst or "reference"]
-                out.present.append((alert, base["drop"]))
+            if alert is not None and finding.worst is not None:
+                # in multiples of the metric's minimum: one scale whichever metric fired
+                base = finding.fired_baselines[finding.worst]
+                minimum = cfg.performance.minimum(finding.fired or finding.metric)
+                out.present.append((alert, base["drop"] / minimum))
             if settled:
                 out.checked.append(f"performance_degradation:{finding.metric}")
 

@@ -274,28 +274,68 @@ class MultivariatePolicy(BaseModel):
         return names
 
 
+WatchedMetric = Literal["roc_auc", "log_loss", "accuracy", "calibration_error"]
+
+
 class PerformancePolicy(BaseModel):
     """When a window's performance counts as degraded.
 
     Compared with the reference performance and with the pooled recent windows, by a
     one-sided z-test on the metric's standard error: the window must be worse by at least
-    `min_degradation` (absolute, in the metric's units; relative for error metrics) and
-    significantly so (p below `p_value`) with at least `min_labels` labels. A detector
-    (ADWIN, Page–Hinkley) firing on the per-window series adds evidence to the alert.
+    `min_degradation` (absolute, in the metric's units; relative for error metrics but
+    calibration error, a probability gap) and significantly so (p below `p_value`) with
+    at least `min_labels` labels. A detector (ADWIN, Page–Hinkley) firing on the
+    per-window series adds evidence to the alert.
+
+    With `metric` unset, a scored binary model is watched on each of `watched` (ROC-AUC
+    stays its headline): the alert fires on whichever is degraded first and names it,
+    each tested at `p_value` / len(watched) (Bonferroni), so that watching several
+    metrics raises no more false alarms than watching one.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     metric: str | None = Field(
-        None, description="default: roc_auc for scored binary, accuracy, mae for regression"
+        None,
+        description="default: roc_auc for scored binary (the headline, with `watched` "
+        "alerting), accuracy, mae for regression; set: that metric alone",
+    )
+    watched: list[WatchedMetric] = Field(
+        ["roc_auc", "log_loss", "accuracy", "calibration_error"],
+        min_length=1,
+        description="scored binary, metric unset: the metrics the degradation alert "
+        "watches, the first degraded one firing (Bonferroni over them)",
     )
     min_labels: int = Field(200, ge=10)
     p_value: float = Field(0.001, gt=0, lt=1)
     min_degradation: float = Field(0.05, gt=0)
+    min_degradations: dict[str, float] = Field(
+        default_factory=dict,
+        description="per metric, the min_degradation it needs instead (same units)",
+    )
     recent_windows: int = Field(6, ge=1, le=100, description="pooled as the recent baseline")
     detector_windows: int = Field(
         48, ge=3, le=1000, description="windows of metric history the drift detectors read"
     )
+
+    @field_validator("watched")
+    @classmethod
+    def _distinct_metrics(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError("names a metric twice")
+        return names
+
+    @field_validator("min_degradations")
+    @classmethod
+    def _positive_minimums(cls, minimums: dict[str, float]) -> dict[str, float]:
+        if any(not v > 0 for v in minimums.values()):
+            raise ValueError("a minimum degradation must be above 0")
+        return minimums
+
+    def minimum(self, metric: str) -> float:
+        """How much worse `metric` must be to count (`min_degradations`, else
+        `min_degradation`)."""
+        return self.min_degradations.get(metric, self.min_degradation)
 
 
 class EstimationPolicy(BaseModel):

@@ -20,7 +20,11 @@ from scipy.stats import binomtest, norm, poisson
 from streamdrift.baselines import REFERENCE
 from streamdrift.categorical_depth import cardinality_excess
 from streamdrift.config import DriftPolicy
-from streamdrift.performance import PerformanceSketch, performance_metrics
+from streamdrift.performance import (
+    PerformanceSketch,
+    calibration_error_spread,
+    performance_metrics,
+)
 from streamdrift.profile import (
     LABEL,
     PREDICTION,
@@ -363,11 +367,19 @@ def rank_drifting(
 
 #: metrics where larger is worse
 ERROR_METRICS = {"mae", "rmse", "log_loss", "brier", "calibration_error", "mape"}
+#: error metrics whose drop is relative to the baseline, as their units differ between
+#: models; calibration error is a gap between probabilities, absolute like accuracy
+RELATIVE_METRICS = ERROR_METRICS - {"calibration_error"}
 
 
 @dataclass(slots=True)
 class PerformanceFinding:
-    """A window's headline metric against its baselines, and the verdict."""
+    """A window's performance against its baselines, and the verdict.
+
+    `metric` is the headline, the condition's name; `value` and `baselines` are its own.
+    `tests` holds the comparisons of every metric tested (the headline's among them),
+    each at level `alpha`; `fired` is the one that found the window degraded, and
+    `worst` its baseline with the largest significant drop."""
 
     metric: str
     value: float
@@ -377,6 +389,14 @@ class PerformanceFinding:
     worst: str | None
     detectors: dict[str, bool]
     metrics: dict[str, float]
+    fired: str | None = None
+    tests: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    alpha: float = float("nan")
+
+    @property
+    def fired_baselines(self) -> dict[str, dict[str, float]]:
+        """The comparisons of the metric that fired (the headline's when none did)."""
+        return self.tests.get(self.fired, self.baselines) if self.fired else self.baselines
 
 
 def headline_metric(profile: ReferenceProfile) -> str:
@@ -388,6 +408,17 @@ def headline_metric(profile: ReferenceProfile) -> str:
     if profile.positive_class and isinstance(profile.prediction, NumericProfile):
         return "roc_auc"
     return "accuracy"
+
+
+def watched_metrics(profile: ReferenceProfile) -> list[str]:
+    """The metrics a degradation is alerted on: the configured metric alone, else for a
+    scored binary model the policy's `watched` (the headline first), else the headline."""
+    policy = profile.config.performance
+    metric = headline_metric(profile)
+    if policy.metric or metric != "roc_auc":
+        return [metric]
+    watched = list(policy.watched)
+    return [metric, *(m for m in watched if m != metric)] if metric in watched else watched
 
 
 def window_performance(profile: ReferenceProfile, window: WindowSketch) -> dict[str, float]:
@@ -404,7 +435,10 @@ def window_performance(profile: ReferenceProfile, window: WindowSketch) -> dict[
 
 def _standard_error(metric: str, m: dict[str, float]) -> float:
     """Standard error of a metric from the window's own sums: Hanley & McNeil (1982) for
-    ROC-AUC, the sample spread of absolute errors for MAE, binomial otherwise."""
+    ROC-AUC, the sample spread of absolute errors for MAE, of per-pair log losses for log
+    loss (where the window has their squares), for calibration error the bound
+    1 / (2 sqrt(n)) (see `calibration_error_spread` for a window's own), binomial
+    otherwise."""
     n = m.get("labelled", 0.0)
     value = m.get(metric, float("nan"))
     if not n or value != value:
@@ -423,17 +457,46 @@ def _standard_error(metric: str, m: dict[str, float]) -> float:
         return math.sqrt(max(spread, 0.0) / n)
     if metric == "rmse":
         return value / math.sqrt(2 * n)  # normal approximation
+    scored = m.get("positives", 0.0) + m.get("negatives", 0.0)
+    if metric == "log_loss" and "log_loss_sd" in m and scored:
+        return m["log_loss_sd"] / math.sqrt(scored)
+    if metric == "calibration_error" and scored:
+        # Σ w_b² p_b(1 − p_b) / n_b ≤ Σ w_b / (4 n) = 1 / (4 n), whatever the bins
+        return 0.5 / math.sqrt(scored)
     p = min(max(value, 0.0), 1.0)
     return math.sqrt(p * (1 - p) / n)
 
 
-def _compare(metric: str, now: dict[str, float], base: dict[str, float]) -> dict[str, float]:
-    """One-sided z-test that `now` is worse than `base`, and the size of the drop."""
+def _spread(
+    profile: ReferenceProfile, metric: str, m: dict[str, float], sketch: PerformanceSketch | None
+) -> tuple[float, float]:
+    """(standard error, sampling bias bound) of `metric` in a sample; for calibration
+    error of a sample whose sketch is at hand, read from its calibration bins."""
+    if metric == "calibration_error" and sketch is not None and sketch.scored:
+        bias, se = calibration_error_spread(
+            sketch.positive_hist, sketch.negative_hist, profile.score_edges, sketch.score_sums
+        )
+        return se, bias
+    return _standard_error(metric, m), 0.0
+
+
+def _compare(
+    metric: str,
+    now: dict[str, float],
+    base: dict[str, float],
+    now_spread: tuple[float, float] | None = None,
+    base_spread: tuple[float, float] | None = None,
+) -> dict[str, float]:
+    """One-sided z-test that `now` is worse than `base`, and the size of the drop. A
+    spread is (standard error, bias bound) as `_spread` gives it: the window's sampling
+    bias (calibration error reads larger in a small sample) is discounted from its
+    value; the baseline's, larger in a larger sample's favour, is left in it."""
     v, b = now.get(metric, float("nan")), base.get(metric, float("nan"))
-    se = math.hypot(_standard_error(metric, now), _standard_error(metric, base))
-    worse = v - b if metric in ERROR_METRICS else b - v
-    # relative for error metrics, whose units differ between models
-    drop = worse / abs(b) if metric in ERROR_METRICS and b else worse
+    se_now, bias = now_spread or (_standard_error(metric, now), 0.0)
+    se_base = (base_spread or (_standard_error(metric, base), 0.0))[0]
+    se = math.hypot(se_now, se_base)
+    worse = v - bias - b if metric in ERROR_METRICS else b - v
+    drop = worse / abs(b) if metric in RELATIVE_METRICS and b else worse
     if se != se:
         z = float("nan")
     elif se == 0:  # both exact (e.g. all right before, all wrong now): any worsening is real
@@ -441,7 +504,10 @@ def _compare(metric: str, now: dict[str, float], base: dict[str, float]) -> dict
     else:
         z = worse / se
     p = float(norm.sf(z)) if z == z else float("nan")
-    return {"baseline": b, "drop": drop, "z": z, "p_value": p, "labelled": base.get("labelled", 0)}
+    out = {"baseline": b, "drop": drop, "z": z, "p_value": p, "labelled": base.get("labelled", 0)}
+    if bias:
+        out["bias"] = bias
+    return out
 
 
 #: a detector that fired within this many of the latest windows counts as "fired now"
@@ -453,10 +519,10 @@ def _detectors(metric: str, series: list[float], min_degradation: float) -> dict
     Redis at each evaluation (nothing pickled): did either flag a change within the last
     DETECTOR_LOOKBACK windows? ADWIN needs several windows on each side of a change, so
     it speaks for gradual decline over a long series; Page–Hinkley reacts sooner. For
-    error metrics the threshold is relative to the series' starting level, as the
-    policy's minimum degradation is."""
+    relative error metrics the threshold is relative to the series' starting level, as
+    the policy's minimum degradation is."""
     mode = "up" if metric in ERROR_METRICS else "down"
-    scale = abs(series[0]) if series and metric in ERROR_METRICS and series[0] else 1.0
+    scale = abs(series[0]) if series and metric in RELATIVE_METRICS and series[0] else 1.0
     threshold = min_degradation * scale
     ph = PageHinkley(min_instances=3, delta=threshold / 4, threshold=threshold, mode=mode)
     adwin = ADWIN(delta=0.01, clock=1, min_window_length=1, grace_period=2)
@@ -480,16 +546,28 @@ def performance_check(
 ) -> PerformanceFinding | None:
     """Is the window's performance worse than the reference's, or than the pooled recent
     windows', or (for one version: `peers`) than the other versions' in the same window,
-    by a margin that matters and beyond chance? None without enough labels."""
+    by a margin that matters and beyond chance? None without enough labels.
+
+    Each watched metric (`watched_metrics`) the window has is tested against each
+    baseline at p_value / (metrics tested): Bonferroni over the metrics, so the chance
+    that any of them fires on a window as good as its baseline stays within p_value per
+    baseline. The headline fires when it is degraded, else the degraded metric of the
+    smallest p-value."""
     policy = profile.config.performance
     metric = headline_metric(profile)
     now = window_performance(profile, window)
     labelled = int(now.get("labelled", 0))
     if labelled < policy.min_labels or metric not in now:
         return None
-    baselines: dict[str, dict[str, float]] = {}
-    if metric in profile.reference_performance:
-        baselines["reference"] = _compare(metric, now, profile.reference_performance)
+    watched = watched_metrics(profile)
+    family = [m for m in watched if m in now]
+    tested = [metric, *(m for m in family if m != metric)]
+    alpha = policy.p_value / max(len(family), 1)
+    clock = len(watched) > 1
+
+    samples: dict[str, tuple[dict[str, float], PerformanceSketch | None]] = {}
+    if profile.reference_performance:
+        samples["reference"] = (profile.reference_performance, None)
     earlier = [w.performance for w in recent[-policy.recent_windows :] if w.performance is not None]
     if earlier:
         pooled = earlier[0]
@@ -498,34 +576,59 @@ def performance_check(
         recent_metrics = performance_metrics(
             pooled, profile.task, profile.positive_class, score_edges=profile.score_edges
         )
-        if recent_metrics.get("labelled", 0) >= policy.min_labels and metric in recent_metrics:
-            baselines["recent"] = _compare(metric, now, recent_metrics)
+        if recent_metrics.get("labelled", 0) >= policy.min_labels:
+            samples["recent"] = (recent_metrics, pooled)
     if peers is not None:
         others = performance_metrics(
             peers, profile.task, profile.positive_class, score_edges=profile.score_edges
         )
-        if others.get("labelled", 0) >= policy.min_labels and metric in others:
-            baselines["other_versions"] = _compare(metric, now, others)
-    worst, degraded = None, False
-    for name, b in baselines.items():
-        if b["drop"] >= policy.min_degradation and b["p_value"] < policy.p_value:
-            if worst is None or b["drop"] > baselines[worst]["drop"]:
-                worst = name
-            degraded = True
+        if others.get("labelled", 0) >= policy.min_labels:
+            samples["other_versions"] = (others, peers)
+
+    tests: dict[str, dict[str, dict[str, float]]] = {}
+    for m in tested:
+        spread = _spread(profile, m, now, window.performance)
+        tests[m] = {}
+        for name, (base, sketch) in samples.items():
+            if m not in base:
+                continue
+            if clock and m == "log_loss" and not ("log_loss_sd" in now and "log_loss_sd" in base):
+                continue  # no spread to test with: written before the sums of squares
+            tests[m][name] = _compare(m, now, base, spread, _spread(profile, m, base, sketch))
+
+    significant: dict[str, str] = {}  # metric -> its worst significant baseline
+    for m in family:
+        for name, b in tests[m].items():
+            if not (b["drop"] >= policy.minimum(m) and b["p_value"] < alpha):
+                continue
+            if m not in significant or b["drop"] > tests[m][significant[m]]["drop"]:
+                significant[m] = name
+    fired: str | None = None
+    if metric in significant:
+        fired = metric
+    elif significant:
+        fired = min(
+            significant,
+            key=lambda m: (tests[m][significant[m]]["p_value"], family.index(m)),
+        )
+    watch = fired or metric
     series = []
     for w in [*recent, window]:
-        m = window_performance(profile, w)
-        if m.get("labelled", 0) >= policy.min_labels and metric in m:
-            series.append(m[metric])
+        values = window_performance(profile, w)
+        if values.get("labelled", 0) >= policy.min_labels and watch in values:
+            series.append(values[watch])
     return PerformanceFinding(
         metric=metric,
         value=now[metric],
         labelled=labelled,
-        baselines=baselines,
-        degraded=degraded,
-        worst=worst,
-        detectors=_detectors(metric, series, policy.min_degradation),
+        baselines=tests.get(metric, {}),
+        degraded=fired is not None,
+        worst=significant.get(fired) if fired else None,
+        detectors=_detectors(watch, series, policy.minimum(watch)),
         metrics=now,
+        fired=fired,
+        tests=tests,
+        alpha=alpha,
     )
 
 

@@ -24,9 +24,10 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from streamdrift.alerts import encode, output_alerts, performance_alert
+from streamdrift.alerts import condition_key, encode, output_alerts, performance_alert
 from streamdrift.config import MonitorConfig
 from streamdrift.decode import ModelEvents
+from streamdrift.episodes import Observation, advance
 from streamdrift.events import Alert
 from streamdrift.monitors import (
     FeatureDrift,
@@ -37,7 +38,7 @@ from streamdrift.monitors import (
     performance_check,
     window_performance,
 )
-from streamdrift.performance import PerformanceSketch, score_edges
+from streamdrift.performance import PerformanceSketch, calibration_error_spread, score_edges
 from streamdrift.profile import LABEL, PREDICTION, CategoricalProfile
 from streamdrift.reference import binary_classes, build_profile, reference_performance
 from streamdrift.sketch import CategoricalSketch, WindowSketch, sketch_events
@@ -785,3 +786,214 @@ def test_a_version_worse_than_its_siblings_is_degraded_against_them(profile):
     # the better version is not degraded against the worse one
     better = performance_check(p, WindowSketch(start=0, count=600, performance=others), [], mine)
     assert not better.degraded
+
+
+# ---- several clocks: ROC-AUC, log loss, accuracy and calibration error --------------------
+
+CLOCK = ["roc_auc", "log_loss", "accuracy", "calibration_error"]
+
+
+def _ece(y: np.ndarray, score: np.ndarray) -> float:
+    """Expected calibration error over ten equal-width bins, by numpy alone."""
+    which = np.minimum((score * 10).astype(int), 9)
+    gaps = [abs(y[which == b].mean() - score[which == b].mean()) for b in np.unique(which)]
+    sizes = [(which == b).sum() for b in np.unique(which)]
+    return float(np.dot(gaps, sizes) / y.size)
+
+
+def _pair_losses(y: np.ndarray, score: np.ndarray) -> np.ndarray:
+    p = np.clip(score, 1e-15, 1 - 1e-15)
+    return -np.where(y == 1, np.log(p), np.log(1 - p))
+
+
+def test_a_scored_binary_model_is_watched_on_four_metrics_each_at_a_quarter_of_p(binary):
+    rng = np.random.default_rng(30)
+    score, y = calibrated(rng, 1500)
+    finding = performance_check(
+        binary.profile, binary_window(0, score, y, edges=binary.profile.score_edges), []
+    )
+    assert finding.metric == "roc_auc" and finding.value == finding.metrics["roc_auc"]
+    assert list(finding.tests) == CLOCK and finding.baselines == finding.tests["roc_auc"]
+    assert finding.alpha == pytest.approx(0.001 / 4)
+    assert not finding.degraded and finding.fired is None
+    # the window's values, against scikit-learn's and numpy's
+    m = finding.metrics
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, score >= 0.5), abs=1e-12)
+    assert m["log_loss"] == pytest.approx(log_loss(y, score), rel=1e-9)
+    assert m["log_loss_sd"] == pytest.approx(_pair_losses(y, score).std(ddof=1), rel=1e-6)
+    assert m["calibration_error"] == pytest.approx(_ece(y, score), abs=1e-9)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, score), abs=AUC_TOLERANCE)
+    # log loss: the z-test of two means, each with its sample spread
+    ref_losses = _pair_losses(binary.y, binary.score)
+    now_losses = _pair_losses(y, score)
+    se = math.hypot(
+        now_losses.std(ddof=1) / math.sqrt(now_losses.size),
+        ref_losses.std(ddof=1) / math.sqrt(ref_losses.size),
+    )
+    ll = finding.tests["log_loss"]["reference"]
+    assert ll["z"] == pytest.approx((now_losses.mean() - ref_losses.mean()) / se, rel=1e-6)
+    assert ll["drop"] == pytest.approx(now_losses.mean() / ref_losses.mean() - 1, rel=1e-6)
+    # a metric set in the policy is watched alone, at p_value itself
+    alone = performance_check(
+        with_policy(binary.profile, metric="accuracy"),
+        binary_window(0, score, y, edges=binary.profile.score_edges),
+        [],
+    )
+    assert list(alone.tests) == ["accuracy"] and alone.alpha == 0.001
+    # and so is the headline when the policy watches it alone
+    watched = with_policy(binary.profile, watched=["roc_auc"])
+    one = performance_check(
+        watched, binary_window(0, score, y, edges=binary.profile.score_edges), []
+    )
+    assert list(one.tests) == ["roc_auc"] and one.alpha == 0.001
+
+
+def test_scores_shifted_past_the_threshold_fire_on_calibration_not_on_roc_auc(binary):
+    """The scores move up by 1.5 on the logit scale while the labels keep following the
+    old ones: the ranking is intact (ROC-AUC as before), but the threshold now cuts in
+    the wrong place and the scores overstate the odds. ROC-AUC alone sees nothing; the
+    alert fires, named by the calibration error, the others listed beside it."""
+    rng = np.random.default_rng(31)
+    z = rng.normal(-1.0, 1.5, 2000)
+    y = (rng.random(z.size) < _sigmoid(z)).astype(int)
+    score = _sigmoid(z + 1.5)
+    window = binary_window(5 * WINDOW, score, y, edges=binary.profile.score_edges)
+    auc_alone = performance_check(with_policy(binary.profile, metric="roc_auc"), window, [])
+    assert not auc_alone.degraded
+    finding = performance_check(binary.profile, window, [])
+    tests = {m: finding.tests[m]["reference"] for m in CLOCK}
+    assert tests["roc_auc"]["p_value"] > 0.01  # the ranking did not change
+    assert finding.degraded and finding.fired == "calibration_error"
+    assert finding.worst == "reference"
+    for m in ("log_loss", "accuracy", "calibration_error"):  # all three see it
+        assert tests[m]["p_value"] < finding.alpha
+    # the sizes, against scikit-learn's and numpy's
+    acc_ref, acc_now = (
+        accuracy_score(binary.y, binary.score >= 0.5),
+        accuracy_score(y, score >= 0.5),
+    )
+    assert tests["accuracy"]["drop"] == pytest.approx(acc_ref - acc_now, abs=1e-12)
+    assert acc_ref - acc_now > 0.1
+    assert tests["log_loss"]["drop"] == pytest.approx(
+        log_loss(y, score) / log_loss(binary.y, binary.score) - 1, rel=1e-6
+    )
+    ece_now, ece_ref = _ece(y, score), _ece(binary.y, binary.score)
+    ece = tests["calibration_error"]
+    assert ece["baseline"] == pytest.approx(ece_ref, abs=1e-9)
+    assert 0 < ece["bias"] < 0.05  # a 2000-pair window's own bias, discounted
+    assert ece["drop"] == pytest.approx(ece_now - ece["bias"] - ece_ref, abs=1e-9)
+    assert ece["drop"] > 0.15  # absolute: a gap of probabilities
+
+    alert = performance_alert(binary.profile, window, finding, {}, now=1.0)
+    assert alert.feature == "roc_auc"  # the condition: one episode whichever fires
+    assert alert.statistic == alert.context["metric"] == "calibration_error"
+    assert alert.value == pytest.approx(ece_now, abs=1e-9)
+    assert alert.threshold == pytest.approx(ece_ref + 0.05 + ece["bias"], abs=1e-9)
+    assert f"calibration_error {ece_now:.3f} in window" in alert.message
+    assert f"against {ece_ref:.3f} (reference)" in alert.message
+    assert alert.context["headline"] == "roc_auc"
+    assert set(alert.context["tests"]) == set(CLOCK)
+    assert alert.context["tests"]["accuracy"]["reference"]["drop"] == pytest.approx(
+        acc_ref - acc_now, abs=1e-12
+    )
+    assert alert.context["alpha"] == pytest.approx(0.00025)
+    assert alert.alert_id == _digest(
+        "fraud", binary.profile.revision, "performance_degradation", "roc_auc", 5 * WINDOW
+    )
+    assert Alert.model_validate_json(encode(alert)) == alert
+
+
+def test_a_calibration_error_bias_and_spread_bound_a_small_windows(binary):
+    """Small windows of the reference model read a larger calibration error than the
+    reference; `calibration_error_spread` bounds how much larger, and how spread."""
+    rng = np.random.default_rng(32)
+    n, runs = 300, 400
+    ece_large = _ece(*calibrated(rng, 400_000)[::-1])
+    eces, biases, ses = [], [], []
+    for _ in range(runs):
+        score, y = calibrated(rng, n)
+        sk = PerformanceSketch.from_pairs(
+            "binary", y.tolist(), None, score, "1", score_edges=binary.profile.score_edges
+        )
+        bias, se = calibration_error_spread(
+            sk.positive_hist, sk.negative_hist, binary.profile.score_edges, sk.score_sums
+        )
+        eces.append(_ece(y, score))
+        biases.append(bias)
+        ses.append(se)
+    eces_a = np.asarray(eces)
+    assert eces_a.mean() - ece_large > 0.03  # the bias is real
+    assert eces_a.mean() - ece_large <= np.mean(biases)  # and bounded
+    assert eces_a.std() <= np.mean(ses)
+
+
+def test_watching_four_metrics_keeps_the_false_alarm_rate(binary):
+    """2,000 windows of the reference model, 300 to 3,000 labels each, every practical
+    minimum set near zero so that significance alone decides: with each of the four
+    metrics tested at p/4 (Bonferroni), at most a couple of the windows fire, as one
+    metric at p would (p = 0.001: 2 expected at most)."""
+    tiny = {m: 1e-9 for m in CLOCK}
+    profile = with_policy(binary.profile, min_degradations=tiny)
+    rng = np.random.default_rng(2027)
+    fired, uncorrected = [], 0
+    for k in range(2000):
+        n = int(rng.integers(300, 3001))
+        window = binary_window(k * WINDOW, *calibrated(rng, n), edges=binary.profile.score_edges)
+        finding = performance_check(profile, window, [])
+        assert list(finding.tests) == CLOCK
+        if finding.degraded:
+            fired.append((k, finding.fired))
+        p = min(t["reference"]["p_value"] for t in finding.tests.values())
+        uncorrected += p < 0.001
+    assert len(fired) <= 2, fired
+    assert uncorrected >= len(fired)
+
+
+def test_a_real_degradation_opens_one_episode_named_by_the_first_metric_to_see_it(binary):
+    """Six good windows of 400 labels, then the relation weakens and shifts (the labels
+    follow sigmoid(0.8 z + 0.8) where the scores say sigmoid(z)). The first degraded
+    window opens one episode under the headline's name, its alert naming the metric
+    that saw it; the windows after, whichever metric fires in them, add to it. ROC-AUC
+    alone needs many windows more."""
+    profile = binary.profile
+    auc_alone = with_policy(profile, metric="roc_auc")
+    rng = np.random.default_rng(5)
+    windows: list[WindowSketch] = []
+    episodes: dict = {}
+    raised, fired_in, auc_first = [], [], None
+    for k in range(24):
+        z = rng.normal(-1.0, 1.5, 400)
+        truth = _sigmoid(0.8 * z + 0.8) if k >= 6 else _sigmoid(z)
+        y = (rng.random(z.size) < truth).astype(int)
+        window = binary_window(k * WINDOW, _sigmoid(z), y, edges=profile.score_edges)
+        finding = performance_check(profile, window, windows[-6:])
+        if auc_first is None and performance_check(auc_alone, window, windows[-6:]).degraded:
+            auc_first = k
+        windows.append(window)
+        alert = performance_alert(profile, window, finding, {}, now=float(k * WINDOW))
+        if finding.degraded:
+            fired_in.append((k, finding.fired))
+            magnitude = finding.fired_baselines[finding.worst]["drop"]
+            magnitude /= profile.config.performance.minimum(finding.fired)
+        else:
+            magnitude = 0.0
+        obs = Observation(
+            "performance_degradation:roc_auc" if alert is None else condition_key(alert),
+            k * WINDOW,
+            alert,
+            True,
+            magnitude,
+        )
+        raised += advance(
+            episodes, [obs], model="fraud", revision=1, width=WINDOW, resolve_after=2, now=1.0
+        )
+    assert fired_in[0][0] == 6  # the first degraded window fires
+    assert all(k >= 6 for k, _ in fired_in)
+    first_metric = fired_in[0][1]
+    assert first_metric != "roc_auc"
+    assert auc_first is not None and auc_first > 6 + 5  # 17 here
+    assert len({m for _, m in fired_in}) > 1  # several metrics fire over the episode
+    opened = [a for a in raised if a.status == "open"]
+    assert len(opened) == 1 and len(episodes) == 1
+    assert opened[0].statistic == first_metric and opened[0].feature == "roc_auc"
+    assert {a.episode_id for a in raised} == {opened[0].episode_id}
