@@ -296,6 +296,14 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds:.0f} s"
 
 
+def _peak(episode: dict[str, Any]) -> str:
+    """An episode's peak; named by its metric when a performance episode peaked on
+    another than the one it is named by."""
+    stat = episode.get("peak_statistic")
+    named = episode["type"] == "performance_degradation" and stat and stat != episode["feature"]
+    return f"{stat} {_fmt(episode['peak'])}" if named else _fmt(episode["peak"])
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "-"
@@ -390,7 +398,7 @@ def inspect(
                 e["feature"] or "-",
                 e["severity"],
                 _duration(e["duration_seconds"]),
-                _fmt(e["peak"]),
+                _peak(e),
                 e["route"] or "-",
             )
         console.print(table)

@@ -92,6 +92,9 @@ class Episode:
     status: str = "open"
     resolved_at: float | None = None
     resolved_through: int | None = None
+    #: the statistic of the peak's alert (a condition watched on several metrics names
+    #: the one that was worst); None in episodes stored before it was kept
+    peak_statistic: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +157,7 @@ def advance(
                     obs.alert.value,
                     obs.window,
                 )
+                ep.peak_statistic = obs.alert.statistic
             if SEVERITY_RANK[obs.alert.severity] > SEVERITY_RANK[ep.severity]:
                 ep.severity = obs.alert.severity
                 aid = transition_id(ep.episode_id, "escalated", ep.severity)
@@ -183,6 +187,7 @@ def _open(obs: Observation, model: str, revision: int, now: float) -> Episode:
         peak_window=obs.window,
         opened_at=now,
         alert={},
+        peak_statistic=obs.alert.statistic,
     )
 
 
@@ -194,10 +199,17 @@ def resolve(ep: Episode, width: int, now: float, reason: str = "") -> Alert:
     ep.resolved_through = max([ep.last, *ep.clear])
     duration = ep.last + width - ep.since
     why = reason or f"not seen in {len(ep.clear)} complete window(s) since"
+    statistic = ep.peak_statistic or last.statistic
+    # the peak's own statistic, named when the last alert's was another
+    named = f"{statistic} " if statistic != last.statistic else ""
     context = {
         **last.context,
         "duration_seconds": duration,
-        "peak": {"value": ep.peak_value, "window_start": _utc(ep.peak_window).isoformat()},
+        "peak": {
+            "value": ep.peak_value,
+            "statistic": statistic,
+            "window_start": _utc(ep.peak_window).isoformat(),
+        },
         "last_seen": _utc(ep.last).isoformat(),
         "resolved_because": why,
     }
@@ -210,10 +222,11 @@ def resolve(ep: Episode, width: int, now: float, reason: str = "") -> Alert:
             "window_start": _utc(ep.since),
             "window_end": _utc(ep.last + width),
             "created_at": _utc(now),
+            "statistic": statistic,
             "value": ep.peak_value,
             "message": (
                 f"resolved after {_duration(duration)}: {_first_line(last.message)} "
-                f"(peak {ep.peak_value:.3g} in window {_utc(ep.peak_window):%Y-%m-%d %H:%M} "
+                f"(peak {named}{ep.peak_value:.3g} in window {_utc(ep.peak_window):%Y-%m-%d %H:%M} "
                 f"UTC; {why})"
             ),
             "context": context,

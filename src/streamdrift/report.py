@@ -306,6 +306,7 @@ def _episodes(store: Store, model: str, width: int) -> list[dict[str, Any]]:
                 "last_seen": iso_time(e.last),
                 "duration_seconds": e.last + width - e.since,
                 "peak": e.peak_value,
+                "peak_statistic": e.peak_statistic or alert.get("statistic"),
                 "route": alert.get("context", {}).get("route"),
                 "message": alert.get("message"),
                 "resolved_at": None if e.resolved_at is None else iso_time(e.resolved_at),

@@ -167,3 +167,41 @@ def test_a_window_found_late_before_the_episode_moves_its_start_back():
     assert resolved.since == resolved.window_start == datetime.fromtimestamp(T0 + W, tz=UTC)
     assert resolved.context["duration_seconds"] == 3 * W
     assert resolved.episode_id == opened.episode_id
+
+
+def test_a_condition_watched_on_several_metrics_resolves_with_its_peaks_metric():
+    """One performance episode whose windows fired on different metrics: the resolved
+    alert repeats the alert it published (the open one) and reports the peak with the
+    metric the peak was measured in."""
+
+    def seen(i: int, statistic: str, value: float, magnitude: float) -> Observation:
+        alert = _alert(T0 + i * W, value).model_copy(
+            update={
+                "type": "performance_degradation",
+                "feature": "roc_auc",
+                "statistic": statistic,
+                "message": f"m: {statistic} {value:.3f} in window {i}",
+            }
+        )
+        return Observation("performance_degradation:roc_auc", T0 + i * W, alert, True, magnitude)
+
+    episodes: dict[str, Episode] = {}
+    raised = _run(
+        episodes,
+        [
+            seen(0, "calibration_error", 0.21, 3.0),
+            seen(1, "log_loss", 0.93, 8.0),
+            seen(2, "accuracy", 0.61, 2.0),
+        ],
+    )
+    assert [a.status for a in raised] == ["open"] and raised[0].statistic == "calibration_error"
+    key = "performance_degradation:roc_auc"
+    (resolved,) = _run(episodes, [Observation(key, T0 + i * W, None) for i in (3, 4)])
+    assert resolved.feature == "roc_auc"
+    assert resolved.statistic == "log_loss" and resolved.value == 0.93
+    assert resolved.context["peak"]["statistic"] == "log_loss"
+    assert "calibration_error 0.210 in window 0 (peak log_loss 0.93 in window" in resolved.message
+    # an episode stored before the peak's statistic was kept reads as before
+    doc = episodes[key].to_json()
+    del doc["peak_statistic"]
+    assert Episode.from_json(doc).peak_statistic is None
