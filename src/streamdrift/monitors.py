@@ -552,7 +552,7 @@ def performance_check(
     baseline at p_value / (metrics tested): Bonferroni over the metrics, so the chance
     that any of them fires on a window as good as its baseline stays within p_value per
     baseline. The headline fires when it is degraded, else the degraded metric of the
-    smallest p-value."""
+    smallest p-value (of the largest z, where p-values underflow)."""
     policy = profile.config.performance
     metric = headline_metric(profile)
     now = window_performance(profile, window)
@@ -607,9 +607,14 @@ def performance_check(
     if metric in significant:
         fired = metric
     elif significant:
+        # the smallest p-value; past underflow (p = 0) the largest z
         fired = min(
             significant,
-            key=lambda m: (tests[m][significant[m]]["p_value"], family.index(m)),
+            key=lambda m: (
+                tests[m][significant[m]]["p_value"],
+                -tests[m][significant[m]]["z"],
+                family.index(m),
+            ),
         )
     watch = fired or metric
     series = []
