@@ -490,7 +490,7 @@ def _compare(
     """One-sided z-test that `now` is worse than `base`, and the size of the drop. A
     spread is (standard error, bias bound) as `_spread` gives it: the window's sampling
     bias (calibration error reads larger in a small sample) is discounted from its
-    value; the baseline's, larger in a larger sample's favour, is left in it."""
+    value; the baseline's own bias is left in it, which only makes the test stricter."""
     v, b = now.get(metric, float("nan")), base.get(metric, float("nan"))
     se_now, bias = now_spread or (_standard_error(metric, now), 0.0)
     se_base = (base_spread or (_standard_error(metric, base), 0.0))[0]
