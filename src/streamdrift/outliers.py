@@ -77,6 +77,13 @@ class OutlierModel(BaseModel):
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return (np.asarray(self.center), np.asarray(self.scale), np.asarray(self.precision))
 
+    def flagged(self, x: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        """Which rows of `x` (columns in `features` order) are outliers: a score strictly
+        above the threshold (an event scoring exactly the threshold is not one)."""
+        if scores is None:
+            scores = score(x, *self.arrays())
+        return scores > self.threshold
+
 
 def _standardise(x: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
     z = (x - center) / scale

@@ -1,0 +1,208 @@
+"""Outlier calibration over a grid: the share of fresh reference-like traffic the
+registered threshold flags, divided by the configured rate (target 0.7–1.3).
+
+Run:  PYTHONPATH=src .venv/bin/python benchmarks/outlier_calibration.py
+      [--repeats R] [--events N] [--features 1 5 20 50] [--rows 2000 10000 50000]
+      [--dists gaussian heavy discrete mixed] [--rates 0.001 0.01] [--json]
+
+For each distribution, number of features, reference size and repeat it draws a
+reference and N fresh events from the same distribution, fits the outlier model as
+`streamdrift register` does and counts the events the worker would flag
+(`OutlierModel.flagged`, the call `sketch` makes per batch). The "mixed" references go
+through `reference.build_profile` itself (a Parquet file with two categorical columns
+besides the numeric ones, the rate from `MonitorConfig.outlier_rate`); the others call
+`outliers.fit`, the function build_profile calls on the numeric columns. Needs no
+servers. See benchmarks/README.md.
+
+Distributions (correlated through two latent factors, as `synthetic.feature_mix`):
+
+- gaussian: every feature Gaussian;
+- heavy: Student-t with 2 degrees of freedom (infinite variance) and lognormal (σ = 1)
+  in turn;
+- discrete: integer features of a few levels — a Poisson count of mean about 2, a 1–5
+  rating and a binomial(3) count in turn;
+- mixed: `synthetic.feature_mix` (Gaussian, lognormal, Student-t(5), Poisson count) and
+  two categorical columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from streamdrift import outliers, synthetic
+from streamdrift.config import MonitorConfig
+from streamdrift.reference import build_profile
+
+DISTS = ("gaussian", "heavy", "discrete", "mixed")
+LOW, HIGH = 0.7, 1.3  # the target band of flagged share / configured rate
+CHUNK = 100_000
+
+
+def _latent(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    structure = np.random.default_rng(2000 + d)  # the same dependence for every draw
+    loadings = structure.uniform(-0.7, 0.7, size=(d, 2))
+    cov = loadings @ loadings.T + np.diag(1 - (loadings**2).sum(axis=1))
+    return rng.standard_normal((n, d)) @ np.linalg.cholesky(cov).T
+
+
+def draw(rng: np.random.Generator, n: int, d: int, dist: str) -> np.ndarray:
+    """n rows of d numeric features of one distribution (the same one on every call)."""
+    if dist == "mixed":
+        return synthetic.feature_mix(rng, n, d)
+    z = _latent(rng, n, d)
+    if dist == "gaussian":
+        return 3 + 2 * z
+    x = np.empty_like(z)
+    for j in range(d):
+        if dist == "heavy":
+            if j % 2 == 0:
+                x[:, j] = z[:, j] / np.sqrt(rng.chisquare(2, n) / 2)
+            else:
+                x[:, j] = 10 * np.exp(z[:, j])
+        elif dist == "discrete":
+            kind = j % 3
+            if kind == 0:
+                x[:, j] = rng.poisson(np.exp(0.5 + 0.4 * z[:, j]))
+            elif kind == 1:
+                x[:, j] = np.digitize(z[:, j], [-1.5, -0.5, 0.5, 1.5]) + 1
+            else:
+                x[:, j] = rng.binomial(3, 1 / (1 + np.exp(1.0 - z[:, j])))
+        else:
+            raise ValueError(f"unknown distribution {dist!r}")
+    return x
+
+
+def fit_model(
+    x: np.ndarray, dist: str, rate: float, rng: np.random.Generator, workdir: Path
+) -> outliers.OutlierModel:
+    names = [f"x{j}" for j in range(x.shape[1])]
+    if dist != "mixed":
+        model = outliers.fit(x, names, rate)
+    else:
+        n = x.shape[0]
+        columns: dict[str, object] = {name: x[:, j] for j, name in enumerate(names)}
+        columns["country"] = rng.choice(["de", "fr", "us", "jp"], n, p=[0.4, 0.3, 0.2, 0.1])
+        columns["device"] = rng.choice(["ios", "android", "web"], n)
+        path = workdir / "reference.parquet"
+        pq.write_table(pa.table(columns), path)
+        profile = build_profile(
+            "bench",
+            path,
+            features=[*names, "country", "device"],
+            config=MonitorConfig(outlier_rate=rate),
+        )
+        model = profile.outliers
+    assert model is not None
+    return model
+
+
+@dataclass
+class Cell:
+    dist: str
+    features: int
+    rows: int
+    rate: float
+    ratios: list[float] = field(default_factory=list)
+    fit_seconds: list[float] = field(default_factory=list)
+
+
+def run(dists, features, rows_list, rates, repeats, events, workdir) -> list[Cell]:
+    cells: dict[tuple, Cell] = {}
+    for dist in dists:
+        for d in features:
+            for rows in rows_list:
+                for rep in range(repeats):
+                    seed = 1_000_003 * DISTS.index(dist) + 10_007 * d + rows + rep
+                    rng = np.random.default_rng(seed)
+                    x = draw(rng, rows, d, dist)
+                    models = []
+                    for rate in rates:
+                        t0 = time.perf_counter()
+                        models.append(fit_model(x, dist, rate, rng, workdir))
+                        cell = cells.setdefault((dist, d, rows, rate), Cell(dist, d, rows, rate))
+                        cell.fit_seconds.append(time.perf_counter() - t0)
+                    flagged = [0] * len(models)
+                    stream = np.random.default_rng(seed + 7_777_777)
+                    for lo in range(0, events, CHUNK):
+                        y = draw(stream, min(CHUNK, events - lo), d, dist)
+                        for i, model in enumerate(models):
+                            flagged[i] += int(model.flagged(y).sum())
+                    for i, rate in enumerate(rates):
+                        cells[(dist, d, rows, rate)].ratios.append(flagged[i] / events / rate)
+                done = cells[(dist, d, rows, rates[0])]
+                print(
+                    f"{dist:9s} {d:>2} features {rows:>6,} rows: "
+                    f"{statistics.mean(done.ratios):.2f} × {100 * rates[0]:g} %",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return list(cells.values())
+
+
+def table(cells: list[Cell]) -> str:
+    lines = [
+        "| distribution | features | reference rows | rate | flagged / rate: mean | min | max "
+        "| mean in 0.7–1.3 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
+    ]
+    for c in sorted(cells, key=lambda c: (c.rate, DISTS.index(c.dist), c.features, c.rows)):
+        mean = statistics.mean(c.ratios)
+        ok = "yes" if LOW <= mean <= HIGH else "**no**"
+        lines.append(
+            f"| {c.dist} | {c.features} | {c.rows:,} | {100 * c.rate:g} % | {mean:.2f} "
+            f"| {min(c.ratios):.2f} | {max(c.ratios):.2f} | {ok} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=4, help="references per cell")
+    ap.add_argument("--events", type=int, default=200_000, help="fresh events per reference")
+    ap.add_argument("--features", type=int, nargs="+", default=[1, 5, 20, 50])
+    ap.add_argument("--rows", type=int, nargs="+", default=[2000, 10_000, 50_000])
+    ap.add_argument("--dists", nargs="+", default=list(DISTS), choices=DISTS)
+    ap.add_argument("--rates", type=float, nargs="+", default=[0.001, 0.01])
+    ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    args = ap.parse_args(argv)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        cells = run(
+            args.dists,
+            args.features,
+            args.rows,
+            args.rates,
+            args.repeats,
+            args.events,
+            Path(tmp),
+        )
+    out = table(cells)
+    inside = sum(LOW <= statistics.mean(c.ratios) <= HIGH for c in cells)
+    header = (
+        f"{args.repeats} references per cell, {args.events:,} fresh events each; "
+        f"{inside}/{len(cells)} cells with the mean in 0.7–1.3; "
+        f"Python {platform.python_version()}, numpy {np.__version__}; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    if args.json:
+        print(json.dumps({"header": header, "cells": [asdict(c) for c in cells]}))
+        print(header, out, sep="\n", file=sys.stderr)
+    else:
+        print(header, out, sep="\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
