@@ -65,7 +65,10 @@ _MIN_EXCESSES = 10
 
 
 class OutlierModel(BaseModel):
-    """The reference's outlier model, stored inside the profile (plain JSON numbers)."""
+    """The reference's outlier model, stored inside the profile (plain JSON numbers).
+
+    Profiles stored before `flag_rate`, `tail_rows` and `warning` existed load with
+    None: their threshold was calibrated to `rate` and nothing was said about it."""
 
     features: list[str]
     center: list[float]
@@ -73,6 +76,20 @@ class OutlierModel(BaseModel):
     precision: list[list[float]]
     threshold: float
     rate: float
+    #: the share of reference-like events the threshold flags when it differs from the
+    #: configured `rate`: scores of a few values (ties) can only flag one of the shares
+    #: P(score > v) over those values; None: the rate
+    flag_rate: float | None = None
+    #: how many reference rows the calibrated tail rests on (rows × the rate flagged)
+    tail_rows: float | None = None
+    #: why reference-like traffic may be flagged off the rate (said at register)
+    warning: str | None = None
+
+    @property
+    def expected_rate(self) -> float:
+        """The share of reference-like events this threshold flags: what a window's
+        outlier share is tested against."""
+        return self.rate if self.flag_rate is None else self.flag_rate
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return (np.asarray(self.center), np.asarray(self.scale), np.asarray(self.precision))
@@ -180,6 +197,47 @@ def few_values(scores: np.ndarray) -> bool:
     return above.size < _MIN_EXCESSES or np.unique(above).size < above.size / 2
 
 
+def tie_threshold(scores: np.ndarray, rate: float) -> tuple[float, float]:
+    """For scores of a few values: the value v whose share P(score > v) among the
+    reference's scores is nearest the rate (on a log scale; the lower share when two are
+    as near), and that share. An event scoring exactly v is not flagged, so every event
+    of one value is treated alike; the share flagged is what the atoms allow, stated."""
+    values, counts = np.unique(scores, return_counts=True)
+    beyond = (scores.size - np.cumsum(counts)) / scores.size  # share strictly above each
+    usable = beyond > 0
+    if not usable.any():  # one value only: nothing is ever flagged
+        return float(values[-1]), 0.0
+    distance = np.abs(np.log(beyond[usable] / rate))
+    best = int(np.flatnonzero(distance <= distance.min() + 1e-12)[-1])  # the lower share
+    return float(values[usable][best]), float(beyond[usable][best])
+
+
+#: fewer reference rows than this beyond the threshold: the flagged share of
+#: reference-like traffic can be off the rate by more than ±30 % (benchmarks/
+#: outlier_calibration.py: within ±30 % from about 50 rows on)
+_WARN_TAIL_ROWS = 50
+
+
+def _warning(n: int, rate: float, flag_rate: float, ties: bool) -> str | None:
+    tail = n * flag_rate
+    if ties and abs(flag_rate / rate - 1) > 0.3:
+        return (
+            f"the numeric features take few values: the outlier threshold flags "
+            f"{flag_rate:.3%} of the reference, not the configured {rate:.3%} (no score "
+            "lies between); the outlier alert tests against that share"
+        )
+    if tail < _WARN_TAIL_ROWS:
+        needed = int(np.ceil(_WARN_TAIL_ROWS / rate))
+        return (
+            f"{n:,} reference rows hold about {tail:.0f} beyond the {rate:.3%} outlier "
+            "threshold, so the share of reference-like traffic it flags is known only "
+            "roughly (measured: 0.3–3x the rate with 2 such rows, 0.5–2.4x with 10); "
+            f"within ±30 % needs about {_WARN_TAIL_ROWS} ({needed:,} rows, or outlier_rate "
+            f"{_WARN_TAIL_ROWS / n:.2%}); the outlier alert allows for the reference's size"
+        )
+    return None
+
+
 def fit(x: np.ndarray, features: list[str], rate: float, seed: int = 0) -> OutlierModel | None:
     """Fit on all reference rows; calibrate the threshold on their cross-scores (on
     their own scores when these take a few values)."""
@@ -188,15 +246,17 @@ def fit(x: np.ndarray, features: list[str], rate: float, seed: int = 0) -> Outli
     center, scale, precision = estimate(x)
     n, d = x.shape
     in_sample = score(x, center, scale, precision)
-    if few_values(in_sample):
-        # The share flagged can only be one of P(score > v) over the values v; the least
-        # v flagging at most `rate` of the reference. Cross-scores would not do: the fold
+    ties = few_values(in_sample)
+    if ties:
+        # The share flagged can only be one of P(score > v) over the values v: the one
+        # nearest the rate, stated with the model. Cross-scores would not do: the fold
         # models put a value a little off where the final model puts it, and a threshold
         # just below a value flags all events that have it.
-        threshold = float(np.quantile(in_sample, 1 - rate, method="inverted_cdf"))
+        threshold, flag_rate = tie_threshold(in_sample, rate)
     else:
         fold_rows = n * (_FOLDS - 1) / _FOLDS
         threshold = tail_quantile(cross_scores(x, seed=seed), rate) * size_factor(n, fold_rows, d)
+        flag_rate = rate
     return OutlierModel(
         features=features,
         center=center.tolist(),
@@ -204,6 +264,9 @@ def fit(x: np.ndarray, features: list[str], rate: float, seed: int = 0) -> Outli
         precision=precision.tolist(),
         threshold=threshold,
         rate=rate,
+        flag_rate=flag_rate if flag_rate != rate else None,
+        tail_rows=n * flag_rate,
+        warning=_warning(n, rate, flag_rate, ties),
     )
 
 

@@ -236,9 +236,12 @@ def test_register_says_what_it_understood(settings, model_id, tmp_path):
         "is_fraud",
     )
     assert res.returncode == 0, res.stderr
-    assert res.stderr == ""
+    # 2,000 rows hold two beyond the 0.1 % outlier threshold: said, and nothing else
+    (warning,) = res.stderr.splitlines()
+    assert warning.startswith("streamdrift: warning: 2,000 reference rows hold about 2 beyond")
     lines = res.stdout.splitlines()
     assert "task binary, positive class '1'" in lines
+    assert any(line.startswith("outliers: joint score over ") for line in lines)
     rows = {line.split()[1]: line.split() for line in lines if line.startswith("  ")}
     assert rows["score"][:3] == ["prediction", "score", "numeric"]
     assert rows["is_fraud"][:5] == ["label", "is_fraud", "categorical", "2", "categories"]
