@@ -62,6 +62,12 @@ _TAIL = 0.1
 _EMPIRICAL_COUNT = 500
 #: fewer excesses than this do not make a tail fit
 _MIN_EXCESSES = 10
+#: with fewer scores than this beyond the quantile, the level the tail fit is read at
+#: is calibrated for the fit's uncertainty (`calibrated_level`); with more it changes
+#: the flagged share by under 5 %
+_CALIBRATE_BELOW = 50
+#: bootstrap samples of `calibrated_level`
+_BOOTSTRAP = 200
 
 
 class OutlierModel(BaseModel):
@@ -174,10 +180,49 @@ def gpd_quantile(u: float, xi: float, sigma: float, exceed: float, rate: float) 
     return u + sigma / xi * (ratio**xi - 1)
 
 
+def gpd_exceedance(t: np.ndarray, xi: float, sigma: float) -> np.ndarray:
+    """P(X > t) for X ~ GPD(ξ, σ) and t ≥ 0 (zero beyond the end point when ξ < 0)."""
+    if abs(xi) < 1e-9:
+        return np.exp(-t / sigma)
+    return np.maximum(1 + xi * t / sigma, 0.0) ** (-1 / xi)
+
+
+def calibrated_level(
+    xi: float, sigma: float, k: int, exceed: float, rate: float, seed: int = 0
+) -> float:
+    """The level to read the fitted tail at so that, on average over references, the
+    threshold flags `rate` of new events (parametric bootstrap, as in Beran's calibrated
+    prediction). A tail fitted to a few hundred excesses is uncertain, and flagging is
+    convex in the error: a threshold too low by some amount flags more than one too high
+    by as much flags less, so reading the fit at the rate flags more than the rate on
+    average. Under the fitted GPD: draw _BOOTSTRAP samples of k excesses, refit each,
+    and find the level a at which their quantiles are exceeded with mean probability
+    `rate` (bisection on log a)."""
+    uniform = np.random.default_rng(seed).random((_BOOTSTRAP, k))
+    # inverse transform: the GPD quantile of 1 - U
+    exponential = -np.log(uniform)
+    samples = sigma * (exponential if abs(xi) < 1e-9 else np.expm1(xi * exponential) / xi)
+    fits = [gpd_fit(sample) for sample in samples]
+
+    def flagged(level: float) -> float:
+        ts = np.array([gpd_quantile(0.0, x, s, exceed, level) for x, s in fits])
+        return exceed * float(gpd_exceedance(np.maximum(ts, 0.0), xi, sigma).mean())
+
+    lo, hi = np.log(rate / 100), np.log(min(exceed, 10 * rate))
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if flagged(float(np.exp(mid))) > rate:
+            hi = mid
+        else:
+            lo = mid
+    return float(np.exp((lo + hi) / 2))
+
+
 def tail_quantile(scores: np.ndarray, rate: float) -> float:
     """The (1 − rate) quantile of the distribution the scores were drawn from: empirical
     where enough scores lie beyond it, else from a generalised Pareto fit to the excesses
-    over the (1 − _TAIL) quantile (peaks over threshold)."""
+    over the (1 − _TAIL) quantile (peaks over threshold); where fewer than
+    _CALIBRATE_BELOW scores lie beyond it, read at the level `calibrated_level` finds."""
     n = scores.size
     if n * rate >= _EMPIRICAL_COUNT or rate >= _TAIL:
         return float(np.quantile(scores, 1 - rate))
@@ -186,7 +231,11 @@ def tail_quantile(scores: np.ndarray, rate: float) -> float:
     if excesses.size < _MIN_EXCESSES:
         return float(np.quantile(scores, 1 - rate))
     xi, sigma = gpd_fit(excesses)
-    return gpd_quantile(u, xi, sigma, excesses.size / n, rate)
+    exceed = excesses.size / n
+    level = rate
+    if n * rate < _CALIBRATE_BELOW:
+        level = calibrated_level(xi, sigma, excesses.size, exceed, rate)
+    return gpd_quantile(u, xi, sigma, exceed, level)
 
 
 def few_values(scores: np.ndarray) -> bool:
