@@ -41,47 +41,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from streamdrift import outliers, synthetic
+from streamdrift import outliers
 from streamdrift.config import MonitorConfig
 from streamdrift.reference import build_profile
+from streamdrift.synthetic import CALIBRATION_DISTS as DISTS
+from streamdrift.synthetic import calibration_mix as draw
 
-DISTS = ("gaussian", "heavy", "discrete", "mixed")
 LOW, HIGH = 0.7, 1.3  # the target band of flagged share / configured rate
 CHUNK = 100_000
-
-
-def _latent(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    structure = np.random.default_rng(2000 + d)  # the same dependence for every draw
-    loadings = structure.uniform(-0.7, 0.7, size=(d, 2))
-    cov = loadings @ loadings.T + np.diag(1 - (loadings**2).sum(axis=1))
-    return rng.standard_normal((n, d)) @ np.linalg.cholesky(cov).T
-
-
-def draw(rng: np.random.Generator, n: int, d: int, dist: str) -> np.ndarray:
-    """n rows of d numeric features of one distribution (the same one on every call)."""
-    if dist == "mixed":
-        return synthetic.feature_mix(rng, n, d)
-    z = _latent(rng, n, d)
-    if dist == "gaussian":
-        return 3 + 2 * z
-    x = np.empty_like(z)
-    for j in range(d):
-        if dist == "heavy":
-            if j % 2 == 0:
-                x[:, j] = z[:, j] / np.sqrt(rng.chisquare(2, n) / 2)
-            else:
-                x[:, j] = 10 * np.exp(z[:, j])
-        elif dist == "discrete":
-            kind = j % 3
-            if kind == 0:
-                x[:, j] = rng.poisson(np.exp(0.5 + 0.4 * z[:, j]))
-            elif kind == 1:
-                x[:, j] = np.digitize(z[:, j], [-1.5, -0.5, 0.5, 1.5]) + 1
-            else:
-                x[:, j] = rng.binomial(3, 1 / (1 + np.exp(1.0 - z[:, j])))
-        else:
-            raise ValueError(f"unknown distribution {dist!r}")
-    return x
 
 
 def fit_model(
