@@ -278,7 +278,7 @@ def _warning(n: int, rate: float, flag_rate: float, ties: bool) -> str | None:
     if tail < _WARN_TAIL_ROWS:
         needed = int(np.ceil(_WARN_TAIL_ROWS / rate))
         return (
-            f"{n:,} reference rows hold about {tail:.0f} beyond the {rate:.3%} outlier "
+            f"{n:,} reference rows hold about {tail:.2g} beyond the {rate:.3%} outlier "
             "threshold, so the share of reference-like traffic it flags is known only "
             "roughly (measured: 0.3–3x the rate with 2 such rows, 0.5–2.4x with 10); "
             f"within ±30 % needs about {_WARN_TAIL_ROWS} ({needed:,} rows, or outlier_rate "
