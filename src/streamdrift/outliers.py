@@ -31,11 +31,24 @@ follows, for these reasons:
   optimiser, and well behaved with a few dozen excesses (Pareto-smoothed importance
   sampling uses it too). Where enough scores lie beyond the quantile
   (`_EMPIRICAL_COUNT`), the empirical one is as good and needs no tail model.
+- **A tail fit from a small reference is read at a calibrated level.** The share a
+  threshold flags is convex in its error, so a fit read at the rate flags more than the
+  rate on average (up to 1.4 times at 2,000 rows and 0.1 %). Where fewer than
+  `_CALIBRATE_BELOW` scores lie beyond the quantile, a parametric bootstrap of the fit
+  finds the level whose thresholds flag the rate on average (`calibrated_level`).
+- **Ties are stated, not hidden.** Features of a few values make scores of a few
+  values, and no threshold flags a share between two of them. The threshold is the
+  value whose reference share beyond it is nearest the rate (strictly beyond: events
+  alike are flagged alike), and the model stores that share (`flag_rate`), which the
+  outlier alert then expects.
 
 What no calibration removes is how little a reference tells about its own 0.1 % tail:
-2,000 rows hold two rows beyond it. Measured (benchmarks/outliers.py), the share of
-reference-like traffic stays within about ±30 % of a 0.1 % rate for 50,000-row
-references and scatters by a factor of about 2 either way for 2,000 rows. That much is
+2,000 rows hold two rows beyond it, and `fit` puts a warning in the model (printed by
+register) when fewer than `_WARN_TAIL_ROWS` rows lie beyond the threshold. Measured
+(benchmarks/outliers.py; benchmarks/outlier_calibration.py for more kinds of
+features), the share of reference-like traffic stays within about ±30 % of a 0.1 % rate
+for 50,000-row references and scatters by a factor of 2 to 4 either way for 2,000
+rows. That much is
 the data's, not the method's: even knowing the data Gaussian, the best threshold from
 2,000 rows (mean ± 3.29 sd) misses ±30 % for one reference in ten, and heavier tails are
 known less well still from the same rows.
