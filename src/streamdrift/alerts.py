@@ -381,7 +381,7 @@ def outlier_event_alerts(
                 context={
                     "prediction_id": ex["prediction_id"],
                     "features": ex["features"],
-                    "rate": model.rate,
+                    "rate": model.expected_rate,
                     "route": "ml-team",
                 },
             )
@@ -402,17 +402,17 @@ def outlier_share_alert(
         **_window_fields(profile, window, now),
         alert_id=_profile_alert_id(profile, "outlier", "__share__", window.start),
         type="outlier",
-        severity="critical" if share["share"] >= 10 * model.rate else "warning",
+        severity="critical" if share["share"] >= 10 * model.expected_rate else "warning",
         feature="*",
         statistic="outlier_share",
         value=share["share"],
-        threshold=model.rate,
+        threshold=model.expected_rate,
         sample_size=window.count,
         reference_size=profile.rows,
         message=(
             f"{profile.model_id}: {window.outliers} outliers in "
             f"{window.count} events ({share['share']:.2%}, expected "
-            f"{model.rate:.2%}, p={share['p_value']:.2g}) in window "
+            f"{model.expected_rate:.2%}, p={share['p_value']:.2g}) in window "
             f"{_span(profile, window)}"
         ),
         context={

@@ -183,6 +183,8 @@ def register(
         )
     for line in describe(saved):
         click.echo(line)
+    if saved.outliers is not None and saved.outliers.warning:
+        click.echo(f"streamdrift: warning: {saved.outliers.warning}", err=True)
     if names is None:  # features chosen by elimination: say which look like outputs
         for name in output_like_features(profile):
             click.echo(

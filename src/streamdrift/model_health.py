@@ -161,7 +161,8 @@ class ModelHealth:
         )
         self.outlier_rate = gauge(
             "streamdrift_model_outlier_rate",
-            "Share of reference-like events the outlier model flags (its configured rate)",
+            "Share of reference-like events the outlier model flags (its configured rate, "
+            "or the share a score of few values allows)",
         )
         self.episodes = gauge(
             "streamdrift_model_open_episodes", "Alert episodes of the model still open"
@@ -248,7 +249,7 @@ class ModelHealth:
         if window.count and (profile.label is not None or window.performance is not None):
             values[self.label_coverage][()] = performance.get("label_coverage", 0.0)
         if profile.outliers is not None:
-            values[self.outlier_rate][()] = profile.outliers.rate
+            values[self.outlier_rate][()] = profile.outliers.expected_rate
             if window.count:
                 values[self.outlier_share][()] = window.outliers / window.count
         self._replace(model, values)

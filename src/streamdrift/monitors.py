@@ -863,9 +863,9 @@ def outlier_share(profile: ReferenceProfile, window: WindowSketch) -> dict[str, 
         return None
     share = k / n
     rows = max(profile.rows, 1)
-    expected = model.rate
+    expected = model.expected_rate  # the configured rate, or the share ties allow
     if profile.reference_outliers is not None:  # a slice: its own reference's share
-        expected = max(profile.reference_outliers / rows, model.rate / 10)
+        expected = max(profile.reference_outliers / rows, model.expected_rate / 10)
     if share < 2 * expected:
         return None
     k_ref = max(1, round(expected * rows))

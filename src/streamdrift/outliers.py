@@ -31,11 +31,24 @@ follows, for these reasons:
   optimiser, and well behaved with a few dozen excesses (Pareto-smoothed importance
   sampling uses it too). Where enough scores lie beyond the quantile
   (`_EMPIRICAL_COUNT`), the empirical one is as good and needs no tail model.
+- **A tail fit from a small reference is read at a calibrated level.** The share a
+  threshold flags is convex in its error, so a fit read at the rate flags more than the
+  rate on average (up to 1.4 times at 2,000 rows and 0.1 %). Where fewer than
+  `_CALIBRATE_BELOW` scores lie beyond the quantile, a parametric bootstrap of the fit
+  finds the level whose thresholds flag the rate on average (`calibrated_level`).
+- **Ties are stated, not hidden.** Features of a few values make scores of a few
+  values, and no threshold flags a share between two of them. The threshold is the
+  value whose reference share beyond it is nearest the rate (strictly beyond: events
+  alike are flagged alike), and the model stores that share (`flag_rate`), which the
+  outlier alert then expects.
 
 What no calibration removes is how little a reference tells about its own 0.1 % tail:
-2,000 rows hold two rows beyond it. Measured (benchmarks/outliers.py), the share of
-reference-like traffic stays within about ±30 % of a 0.1 % rate for 50,000-row
-references and scatters by a factor of about 2 either way for 2,000 rows. That much is
+2,000 rows hold two rows beyond it, and `fit` puts a warning in the model (printed by
+register) when fewer than `_WARN_TAIL_ROWS` rows lie beyond the threshold. Measured
+(benchmarks/outliers.py; benchmarks/outlier_calibration.py for more kinds of
+features), the share of reference-like traffic stays within about ±30 % of a 0.1 % rate
+for 50,000-row references and scatters by a factor of 2 to 4 either way for 2,000
+rows. That much is
 the data's, not the method's: even knowing the data Gaussian, the best threshold from
 2,000 rows (mean ± 3.29 sd) misses ±30 % for one reference in ten, and heavier tails are
 known less well still from the same rows.
@@ -62,10 +75,19 @@ _TAIL = 0.1
 _EMPIRICAL_COUNT = 500
 #: fewer excesses than this do not make a tail fit
 _MIN_EXCESSES = 10
+#: with fewer scores than this beyond the quantile, the level the tail fit is read at
+#: is calibrated for the fit's uncertainty (`calibrated_level`); with more it changes
+#: the flagged share by under 5 %
+_CALIBRATE_BELOW = 50
+#: bootstrap samples of `calibrated_level`
+_BOOTSTRAP = 200
 
 
 class OutlierModel(BaseModel):
-    """The reference's outlier model, stored inside the profile (plain JSON numbers)."""
+    """The reference's outlier model, stored inside the profile (plain JSON numbers).
+
+    Profiles stored before `flag_rate`, `tail_rows` and `warning` existed load with
+    None: their threshold was calibrated to `rate` and nothing was said about it."""
 
     features: list[str]
     center: list[float]
@@ -73,9 +95,30 @@ class OutlierModel(BaseModel):
     precision: list[list[float]]
     threshold: float
     rate: float
+    #: the share of reference-like events the threshold flags when it differs from the
+    #: configured `rate`: scores of a few values (ties) can only flag one of the shares
+    #: P(score > v) over those values; None: the rate
+    flag_rate: float | None = None
+    #: how many reference rows the calibrated tail rests on (rows × the rate flagged)
+    tail_rows: float | None = None
+    #: why reference-like traffic may be flagged off the rate (said at register)
+    warning: str | None = None
+
+    @property
+    def expected_rate(self) -> float:
+        """The share of reference-like events this threshold flags: what a window's
+        outlier share is tested against."""
+        return self.rate if self.flag_rate is None else self.flag_rate
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return (np.asarray(self.center), np.asarray(self.scale), np.asarray(self.precision))
+
+    def flagged(self, x: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        """Which rows of `x` (columns in `features` order) are outliers: a score strictly
+        above the threshold (an event scoring exactly the threshold is not one)."""
+        if scores is None:
+            scores = score(x, *self.arrays())
+        return scores > self.threshold
 
 
 def _standardise(x: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -150,10 +193,49 @@ def gpd_quantile(u: float, xi: float, sigma: float, exceed: float, rate: float) 
     return u + sigma / xi * (ratio**xi - 1)
 
 
+def gpd_exceedance(t: np.ndarray, xi: float, sigma: float) -> np.ndarray:
+    """P(X > t) for X ~ GPD(ξ, σ) and t ≥ 0 (zero beyond the end point when ξ < 0)."""
+    if abs(xi) < 1e-9:
+        return np.exp(-t / sigma)
+    return np.maximum(1 + xi * t / sigma, 0.0) ** (-1 / xi)
+
+
+def calibrated_level(
+    xi: float, sigma: float, k: int, exceed: float, rate: float, seed: int = 0
+) -> float:
+    """The level to read the fitted tail at so that, on average over references, the
+    threshold flags `rate` of new events (parametric bootstrap, as in Beran's calibrated
+    prediction). A tail fitted to a few hundred excesses is uncertain, and flagging is
+    convex in the error: a threshold too low by some amount flags more than one too high
+    by as much flags less, so reading the fit at the rate flags more than the rate on
+    average. Under the fitted GPD: draw _BOOTSTRAP samples of k excesses, refit each,
+    and find the level a at which their quantiles are exceeded with mean probability
+    `rate` (bisection on log a)."""
+    uniform = np.random.default_rng(seed).random((_BOOTSTRAP, k))
+    # inverse transform: the GPD quantile of 1 - U
+    exponential = -np.log(uniform)
+    samples = sigma * (exponential if abs(xi) < 1e-9 else np.expm1(xi * exponential) / xi)
+    fits = [gpd_fit(sample) for sample in samples]
+
+    def flagged(level: float) -> float:
+        ts = np.array([gpd_quantile(0.0, x, s, exceed, level) for x, s in fits])
+        return exceed * float(gpd_exceedance(np.maximum(ts, 0.0), xi, sigma).mean())
+
+    lo, hi = np.log(rate / 100), np.log(min(exceed, 10 * rate))
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if flagged(float(np.exp(mid))) > rate:
+            hi = mid
+        else:
+            lo = mid
+    return float(np.exp((lo + hi) / 2))
+
+
 def tail_quantile(scores: np.ndarray, rate: float) -> float:
     """The (1 − rate) quantile of the distribution the scores were drawn from: empirical
     where enough scores lie beyond it, else from a generalised Pareto fit to the excesses
-    over the (1 − _TAIL) quantile (peaks over threshold)."""
+    over the (1 − _TAIL) quantile (peaks over threshold); where fewer than
+    _CALIBRATE_BELOW scores lie beyond it, read at the level `calibrated_level` finds."""
     n = scores.size
     if n * rate >= _EMPIRICAL_COUNT or rate >= _TAIL:
         return float(np.quantile(scores, 1 - rate))
@@ -162,7 +244,11 @@ def tail_quantile(scores: np.ndarray, rate: float) -> float:
     if excesses.size < _MIN_EXCESSES:
         return float(np.quantile(scores, 1 - rate))
     xi, sigma = gpd_fit(excesses)
-    return gpd_quantile(u, xi, sigma, excesses.size / n, rate)
+    exceed = excesses.size / n
+    level = rate
+    if n * rate < _CALIBRATE_BELOW:
+        level = calibrated_level(xi, sigma, excesses.size, exceed, rate)
+    return gpd_quantile(u, xi, sigma, exceed, level)
 
 
 def few_values(scores: np.ndarray) -> bool:
@@ -173,6 +259,47 @@ def few_values(scores: np.ndarray) -> bool:
     return above.size < _MIN_EXCESSES or np.unique(above).size < above.size / 2
 
 
+def tie_threshold(scores: np.ndarray, rate: float) -> tuple[float, float]:
+    """For scores of a few values: the value v whose share P(score > v) among the
+    reference's scores is nearest the rate (on a log scale; the lower share when two are
+    as near), and that share. An event scoring exactly v is not flagged, so every event
+    of one value is treated alike; the share flagged is what the atoms allow, stated."""
+    values, counts = np.unique(scores, return_counts=True)
+    beyond = (scores.size - np.cumsum(counts)) / scores.size  # share strictly above each
+    usable = beyond > 0
+    if not usable.any():  # one value only: nothing is ever flagged
+        return float(values[-1]), 0.0
+    distance = np.abs(np.log(beyond[usable] / rate))
+    best = int(np.flatnonzero(distance <= distance.min() + 1e-12)[-1])  # the lower share
+    return float(values[usable][best]), float(beyond[usable][best])
+
+
+#: fewer reference rows than this beyond the threshold: the flagged share of
+#: reference-like traffic can be off the rate by more than ±30 % (benchmarks/
+#: outlier_calibration.py: within ±30 % from about 50 rows on)
+_WARN_TAIL_ROWS = 50
+
+
+def _warning(n: int, rate: float, flag_rate: float, ties: bool) -> str | None:
+    tail = n * flag_rate
+    if ties and abs(flag_rate / rate - 1) > 0.3:
+        return (
+            f"the numeric features take few values: the outlier threshold flags "
+            f"{flag_rate:.3%} of the reference, not the configured {rate:.3%} (no score "
+            "lies between); the outlier alert tests against that share"
+        )
+    if tail < _WARN_TAIL_ROWS:
+        needed = int(np.ceil(_WARN_TAIL_ROWS / rate))
+        return (
+            f"{n:,} reference rows hold about {tail:.2g} beyond the {rate:.3%} outlier "
+            "threshold, so the share of reference-like traffic it flags is known only "
+            "roughly (measured: 0.3–3x the rate with 2 such rows, 0.5–2.4x with 10); "
+            f"within ±30 % needs about {_WARN_TAIL_ROWS} ({needed:,} rows, or outlier_rate "
+            f"{_WARN_TAIL_ROWS / n:.2%}); the outlier alert allows for the reference's size"
+        )
+    return None
+
+
 def fit(x: np.ndarray, features: list[str], rate: float, seed: int = 0) -> OutlierModel | None:
     """Fit on all reference rows; calibrate the threshold on their cross-scores (on
     their own scores when these take a few values)."""
@@ -181,15 +308,17 @@ def fit(x: np.ndarray, features: list[str], rate: float, seed: int = 0) -> Outli
     center, scale, precision = estimate(x)
     n, d = x.shape
     in_sample = score(x, center, scale, precision)
-    if few_values(in_sample):
-        # The share flagged can only be one of P(score > v) over the values v; the least
-        # v flagging at most `rate` of the reference. Cross-scores would not do: the fold
+    ties = few_values(in_sample)
+    if ties:
+        # The share flagged can only be one of P(score > v) over the values v: the one
+        # nearest the rate, stated with the model. Cross-scores would not do: the fold
         # models put a value a little off where the final model puts it, and a threshold
         # just below a value flags all events that have it.
-        threshold = float(np.quantile(in_sample, 1 - rate, method="inverted_cdf"))
+        threshold, flag_rate = tie_threshold(in_sample, rate)
     else:
         fold_rows = n * (_FOLDS - 1) / _FOLDS
         threshold = tail_quantile(cross_scores(x, seed=seed), rate) * size_factor(n, fold_rows, d)
+        flag_rate = rate
     return OutlierModel(
         features=features,
         center=center.tolist(),
@@ -197,6 +326,9 @@ def fit(x: np.ndarray, features: list[str], rate: float, seed: int = 0) -> Outli
         precision=precision.tolist(),
         threshold=threshold,
         rate=rate,
+        flag_rate=flag_rate if flag_rate != rate else None,
+        tail_rows=n * flag_rate,
+        warning=_warning(n, rate, flag_rate, ties),
     )
 
 

@@ -428,8 +428,8 @@ def _slice_outliers(profile: ReferenceProfile, rows: pa.Table, whole: int | None
         return None
     mine = _flagged(model, rows)
     if whole == 0:
-        return model.rate * rows.num_rows
-    return mine * model.rate * profile.rows / whole
+        return model.expected_rate * rows.num_rows
+    return mine * model.expected_rate * profile.rows / whole
 
 
 def _on_model_bins(
@@ -699,6 +699,14 @@ def describe(profile: ReferenceProfile) -> list[str]:
     if profile.label is not None and profile.label_column:
         lines.append(_column_line("label", profile.label_column, profile.label))
     lines += [_column_line("feature", n, c) for n, c in profile.features.items()]
+    model = profile.outliers
+    if model is not None:
+        lines.append(
+            f"outliers: joint score over {len(model.features)} numeric features, threshold "
+            f"{model.threshold:.4g}, flags {model.expected_rate:.3%} of reference-like events"
+            + (f" (configured {model.rate:.3%})" if model.flag_rate is not None else "")
+            + (f"; {model.tail_rows:,.0f} reference rows beyond it" if model.tail_rows else "")
+        )
     perf = profile.reference_performance
     if perf:
         metric = headline_metric(profile)

@@ -369,7 +369,7 @@ def _score_outliers(
     center, scale, precision = model.arrays()
     xs = x[:, layout._outlier_columns]
     scores = outliers.score(xs, center, scale, precision)
-    flagged = np.flatnonzero(scores > model.threshold)
+    flagged = np.flatnonzero(model.flagged(xs, scores))
     examples = layout.outlier_examples
     for i in flagged.tolist():
         window = windows[int(inv[i])]

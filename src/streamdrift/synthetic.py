@@ -58,6 +58,48 @@ def feature_mix(
     return x
 
 
+CALIBRATION_DISTS = ("gaussian", "heavy", "discrete", "mixed")
+
+
+def _latent(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    structure = np.random.default_rng(2000 + d)  # the same dependence for every draw
+    loadings = structure.uniform(-0.7, 0.7, size=(d, 2))
+    cov = loadings @ loadings.T + np.diag(1 - (loadings**2).sum(axis=1))
+    return rng.standard_normal((n, d)) @ np.linalg.cholesky(cov).T
+
+
+def calibration_mix(rng: np.random.Generator, n: int, d: int, dist: str) -> np.ndarray:
+    """n rows of d numeric features of one distribution of `CALIBRATION_DISTS` (the
+    same one on every call; benchmarks/outlier_calibration.py): "gaussian"; "heavy",
+    Student-t with 2 degrees of freedom and lognormal (σ = 1) in turn; "discrete",
+    integers of a few levels (a Poisson count of mean about 2, a 1–5 rating, a
+    binomial(3) count) in turn; "mixed", `feature_mix`. Correlated through two latent
+    factors."""
+    if dist == "mixed":
+        return feature_mix(rng, n, d)
+    z = _latent(rng, n, d)
+    if dist == "gaussian":
+        return 3 + 2 * z
+    x = np.empty_like(z)
+    for j in range(d):
+        if dist == "heavy":
+            if j % 2 == 0:
+                x[:, j] = z[:, j] / np.sqrt(rng.chisquare(2, n) / 2)
+            else:
+                x[:, j] = 10 * np.exp(z[:, j])
+        elif dist == "discrete":
+            kind = j % 3
+            if kind == 0:
+                x[:, j] = rng.poisson(np.exp(0.5 + 0.4 * z[:, j]))
+            elif kind == 1:
+                x[:, j] = np.digitize(z[:, j], [-1.5, -0.5, 0.5, 1.5]) + 1
+            else:
+                x[:, j] = rng.binomial(3, 1 / (1 + np.exp(1.0 - z[:, j])))
+        else:
+            raise ValueError(f"unknown distribution {dist!r}")
+    return x
+
+
 def _rows(rng: np.random.Generator, n: int, drifted: np.ndarray | None = None):
     x = rng.normal(MEANS, SDS, size=(n, len(NUMERIC)))
     country = rng.choice(len(COUNTRIES), size=n, p=COUNTRY_P)

@@ -180,3 +180,144 @@ def test_injected_outliers_are_found_and_explained(profile):
 def test_missing_values_do_not_make_an_outlier(profile):
     x = np.full((1, len(synthetic.NUMERIC)), np.nan)
     assert _scores(profile, x)[0] == 0.0
+
+
+# ---- calibration on the grid of benchmarks/outlier_calibration.py ---------------------
+
+
+@pytest.mark.parametrize(
+    ("dist", "d", "rows", "rate"),
+    [
+        ("gaussian", 5, 10_000, 0.01),
+        ("heavy", 1, 50_000, 0.001),
+        ("heavy", 20, 10_000, 0.01),
+        ("discrete", 1, 10_000, 0.01),
+        ("discrete", 50, 10_000, 0.01),
+        ("mixed", 20, 50_000, 0.001),
+    ],
+)
+def test_grid_cells_are_flagged_at_the_stated_rate(dist, d, rows, rate):
+    """Cells of the benchmark's grid where the reference holds 50 or more rows beyond the
+    threshold (fixed seeds): 200,000 fresh events are flagged at the rate the model
+    states within ±30 %, which is the configured rate but for features of a few values;
+    and no warning is given."""
+    draw = synthetic.calibration_mix
+    reference = draw(np.random.default_rng(11), rows, d, dist)
+    model = outliers.fit(reference, [f"x{j}" for j in range(d)], rate)
+    assert model is not None
+    assert model.warning is None
+    assert model.expected_rate == pytest.approx(rate, rel=0.3)
+    stream = draw(np.random.default_rng(12), 200_000, d, dist)
+    flagged = float(model.flagged(stream).mean())
+    assert abs(flagged / model.expected_rate - 1) <= TOLERANCE, (flagged, model.expected_rate)
+
+
+def test_small_references_flag_the_rate_on_average_and_say_they_are_small():
+    """2,000-row references of heavy tails (Student-t with 2 degrees of freedom and
+    lognormal) at 0.1 %: each is registered with a warning, and over 12 of them the
+    flagged share is the rate on average (±30 %); none is off by more than a factor of 4."""
+    draw = synthetic.calibration_mix
+    stream = draw(np.random.default_rng(99), 200_000, 5, "heavy")
+    ratios = []
+    for seed in range(12):
+        model = outliers.fit(
+            draw(np.random.default_rng(seed), 2000, 5, "heavy"), list("abcde"), RATE
+        )
+        assert model is not None and model.warning is not None
+        assert "2,000 reference rows hold about 2 beyond" in model.warning
+        ratios.append(float(model.flagged(stream).mean()) / RATE)
+    assert abs(np.mean(ratios) - 1) <= TOLERANCE, ratios
+    assert ((np.array(ratios) >= 0.25) & (np.array(ratios) <= 4)).all(), ratios
+
+
+def test_calibrated_level_makes_the_bootstrap_mean_share_the_rate():
+    """Under a known GPD tail, thresholds read at the calibrated level from fits to
+    samples of that tail flag the rate on average; read at the rate they flag more."""
+    xi, sigma, k, exceed = 0.2, 1.0, 200, 0.1
+    level = outliers.calibrated_level(xi, sigma, k, exceed, RATE)
+    assert level < RATE
+    rng = np.random.default_rng(3)
+    at_level, at_rate = [], []
+    for _ in range(400):
+        sample = stats.genpareto.rvs(xi, scale=sigma, size=k, random_state=rng)
+        x, s = outliers.gpd_fit(sample)
+        for level_, out in ((level, at_level), (RATE, at_rate)):
+            t = outliers.gpd_quantile(0.0, x, s, exceed, level_)
+            out.append(exceed * stats.genpareto.sf(t, xi, scale=sigma))
+    assert np.mean(at_level) == pytest.approx(RATE, rel=0.1)
+    assert np.mean(at_rate) > np.mean(at_level) * 1.05
+
+
+def test_gpd_exceedance_is_scipys():
+    t = np.array([0.0, 0.5, 2.0, 10.0])
+    for xi in (-0.3, 0.0, 0.4):
+        assert outliers.gpd_exceedance(t, xi, 1.5) == pytest.approx(
+            stats.genpareto.sf(t, xi, scale=1.5)
+        )
+
+
+def test_ties_take_the_value_whose_share_beyond_is_nearest_the_rate():
+    """Scores of a few values: the shares beyond them are 10 %, 1.5 % and 0.4 %; at
+    a 1 % rate the threshold is the value with 1.5 % beyond (nearer than 0.4 % on a log
+    scale), an event scoring exactly it is not flagged, and the model states 1.5 %."""
+    scores = np.repeat([0.0, 1.0, 2.0, 3.0], [900, 85, 11, 4]).astype(float)
+    threshold, share = outliers.tie_threshold(scores, 0.01)
+    assert (threshold, share) == (1.0, 0.015)
+    assert outliers.tie_threshold(scores, 0.003) == (2.0, 0.004)
+    assert outliers.tie_threshold(np.zeros(300), 0.01) == (0.0, 0.0)  # one value
+
+
+def test_a_single_few_valued_feature_states_the_share_it_flags():
+    """One integer feature of a few levels (a Poisson count of mean 2): whatever the
+    rate, fresh events are flagged at the share the model states (±30 %), and when that
+    share is off the configured rate the warning says so."""
+    rng = np.random.default_rng(21)
+    reference = rng.poisson(2.0, (20_000, 1)).astype(float)
+    stream = rng.poisson(2.0, (400_000, 1)).astype(float)
+    for rate in (0.001, 0.01, 0.05):
+        model = outliers.fit(reference, ["count"], rate)
+        assert model is not None
+        flagged = float(model.flagged(stream).mean())
+        assert abs(flagged / model.expected_rate - 1) <= TOLERANCE, (rate, flagged, model)
+        off = abs(model.expected_rate / rate - 1) > 0.3
+        assert (model.warning is not None and "few values" in model.warning) == off
+
+
+def test_an_event_scoring_exactly_the_threshold_is_not_flagged():
+    model = outliers.fit(np.random.default_rng(2).standard_normal((1000, 2)), ["a", "b"], 0.01)
+    assert model is not None
+    scores = np.array([model.threshold, np.nextafter(model.threshold, np.inf)])
+    assert model.flagged(np.empty((2, 2)), scores).tolist() == [False, True]
+
+
+def test_a_tiny_reference_warns_and_still_flags_about_the_rate():
+    """200 rows (the least that makes a model) at 1 %: the tail rests on two rows, the
+    model says so, and its threshold still flags reference-like events within a factor
+    of 3 of the rate, on average over references within ±50 %."""
+    ratios = []
+    stream = np.random.default_rng(50).standard_normal((100_000, 3))
+    for seed in range(10):
+        model = outliers.fit(
+            np.random.default_rng(seed).standard_normal((200, 3)), list("abc"), 0.01
+        )
+        assert model is not None and model.warning is not None
+        assert "200 reference rows hold about 2 beyond" in model.warning
+        ratios.append(float(model.flagged(stream).mean()) / 0.01)
+    assert abs(np.mean(ratios) - 1) <= 0.5, ratios
+    assert ((np.array(ratios) >= 1 / 3) & (np.array(ratios) <= 3)).all(), ratios
+
+
+def test_a_profile_stored_before_flag_rate_loads_and_scores(profile):
+    """A profile's JSON from before `flag_rate`, `tail_rows` and `warning`: it loads, its
+    model expects the configured rate and scores as before."""
+    from streamdrift.profile import ReferenceProfile
+
+    stored = profile.model_dump(mode="json")
+    for key in ("flag_rate", "tail_rows", "warning"):
+        stored["outliers"].pop(key)
+    old = ReferenceProfile.model_validate(stored)
+    assert old.outliers is not None
+    assert (old.outliers.flag_rate, old.outliers.tail_rows, old.outliers.warning) == (None,) * 3
+    assert old.outliers.expected_rate == RATE
+    x, *_ = synthetic._rows(np.random.default_rng(1), 1000)
+    assert (old.outliers.flagged(x) == profile.outliers.flagged(x)).all()

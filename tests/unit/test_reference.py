@@ -442,8 +442,9 @@ def test_describe_says_kind_bins_categories_and_performance(tmp_path, rows):
     p = build_profile("m", path, prediction_column="score", label_column="label")
     lines = describe(p)
     assert lines[0] == "task binary, positive class '1'"
-    by_name = {line.split()[1]: line for line in lines[1:-1]}
+    by_name = {line.split()[1]: line for line in lines[1:-2]}
     assert list(by_name) == ["score", "label", *p.features]
+    assert lines[-2].startswith("outliers: joint score over ")
     assert by_name["score"].split()[0] == "prediction"
     assert by_name["label"].split()[0] == "label"
     assert "numeric" in by_name["amount"] and "10 bins on [" in by_name["amount"]
