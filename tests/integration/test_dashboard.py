@@ -24,6 +24,7 @@ from streamdrift import synthetic
 from streamdrift.config import Settings
 from streamdrift.feature_report import feature_report
 from streamdrift.store import Store
+from streamdrift.ui.charts import MODEL_CHARTS
 from streamdrift.worker import Worker
 
 from .browser import chart_data, chromium, console_errors, open_page, screenshot, svg_marks
@@ -220,14 +221,7 @@ def test_each_page_draws_the_numbers_inspect_prints(filled, tmp_path):
 
         # one model: six charts, each from the inspect document's numbers
         d.find_element("link text", model).click()
-        ids = [
-            "chart-drift",
-            "chart-metric",
-            "chart-coverage",
-            "chart-events",
-            "chart-outliers",
-            "chart-alerts",
-        ]
+        ids = [div_id for div_id, _ in MODEL_CHARTS]
         open_page(d, d.current_url, charts=len(ids))
         traces = {i: chart_data(d, i) for i in ids}
         assert doc["windows"][0]["estimated_performance"]["metrics"]
@@ -288,14 +282,7 @@ def test_the_report_is_one_file_that_draws_offline(filled, tmp_path):
         )
         charts = 6 + len(docs["features"])
         open_page(d, html.as_uri(), charts=charts)
-        ids = [
-            "chart-drift",
-            "chart-metric",
-            "chart-coverage",
-            "chart-events",
-            "chart-outliers",
-            "chart-alerts",
-        ]
+        ids = [div_id for div_id, _ in MODEL_CHARTS]
         _check_model_charts({i: chart_data(d, i) for i in ids}, docs["model"])
         for i, f in enumerate(docs["features"]):
             _check_histogram(chart_data(d, f"chart-histogram-{i}"), f)
