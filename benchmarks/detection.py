@@ -1,0 +1,696 @@
+"""Detection quality of the worker: delay after a change, and false alarms without one.
+
+Run:  .venv/bin/python benchmarks/detection.py [--quick] [--json]
+
+Starts an embedded Tansu broker and redis-server (unless STREAMDRIFT_KAFKA_BOOTSTRAP and
+STREAMDRIFT_REDIS_URL name running ones), registers one model per scenario, produces
+every scenario's predictions (and labels) to one predictions and one labels topic, runs
+one real `streamdrift.worker.Worker` over all of them, then reads the alerts topic.
+
+Event time drives the windows: each scenario has `W` events per hour of event time
+(2,000; 1,000 with --quick), spread evenly and aligned so that window k (hourly,
+`window_seconds=3600`) holds events [k*W, (k+1)*W) of the stream; its labels arrive
+1 minute to 1 hour of event time after their prediction. The models are evaluated once,
+when the worker stops (`evaluation_interval_seconds=600`, as the integration tests do),
+so no figure depends on the machine's speed; every monitor setting is the default.
+
+Scenarios:
+
+1. concept drift: river's synthetic streams (SEA variant 0 -> 1, the subtle one: the
+   class threshold moves from 8 to 9; Agrawal function 0 -> 2; STAGGER function 0 -> 1)
+   through `ConceptDriftStream` (abrupt: width 1; one gradual Agrawal, width 2 windows),
+   the change at `position` a quarter or three quarters into a window. A frozen
+   scikit-learn classifier (logistic regression for SEA, a depth-6 tree otherwise,
+   scores clipped to [0.005, 0.995]) is fitted on 5,000 rows of the pre-change concept
+   (another seed); 5,000 more are the reference (features, score, label). The worker is
+   judged by `performance_degradation`; river's ADWIN, DDM and PageHinkley (defaults)
+   read the frozen model's 0/1 error stream in event order.
+2. feature drift: 6 numeric features (x0 and x1 correlated 0.7) and one categorical
+   (c, five levels .30/.25/.20/.15/.10), changed half-way into a window: a mean shift of
+   0.5 sd (x2), a doubled variance (x3), the categories uniform (c), the x0-x1
+   correlation gone (marginals unchanged: `multivariate_drift`), and a gradual mean shift
+   of x4 rising linearly from 0 to 1 sd over 4 windows (from a window's start). Judged by
+   `data_drift` (`multivariate_drift` for the correlation).
+3. stationary: the feature model with labels drawn from its own scores, for many
+   windows: drifted window-features (as `streamdrift inspect` judges them: the
+   evaluator's functions), alert episodes of drift and performance, and river's detectors
+   on its error stream.
+
+Delay, worker: events from the change position to the END of the first window whose
+alert was raised (that is when it could be known; its labels may still come up to an
+hour later), i.e. (k+1)*W - position for window k. Delay, river: events from the change
+position to its first detection at or after it. Detections and alerts before the change
+(performance alerts on windows wholly before it) are false alarms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from river import drift
+from river.datasets import synth
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+from throughput import (
+    PARTITIONS,
+    SESSION_TIMEOUT_MS,
+    BenchmarkError,
+    create_topic,
+    delete_topics,
+    log,
+    report,
+    run_main,
+    servers,
+)
+
+from streamdrift.config import MonitorConfig, Settings
+from streamdrift.reference import build_profile
+from streamdrift.report import model_report
+from streamdrift.store import Store
+from streamdrift.store.keys import MODELS
+from streamdrift.worker import Worker
+
+HOUR = 3600
+LABEL_DELAY = (60.0, 3600.0)  # event-time seconds from a prediction to its label
+TRAIN_ROWS = 5000
+REFERENCE_ROWS = 5000
+CLIP = 0.005
+WORKER_SECONDS = 900.0
+MIN_SAMPLES = 200  # the drift policy's default: a window-feature with fewer is not judged
+
+#: goals the benchmark is read against (the detection-quality issue)
+GOAL_ABRUPT_VS_ADWIN = 1.5  # worker delay <= 1.5 x ADWIN's on abrupt concept changes
+GOAL_SUBTLE_VS_ADWIN = 1.0  # ... <= ADWIN's on SEA-like subtle ones
+GOAL_FEATURE_WINDOWS = 2.0  # feature drift caught within 2 windows of its start
+
+DETECTORS: dict[str, Callable[[], Any]] = {
+    "ADWIN": drift.ADWIN,
+    "DDM": drift.binary.DDM,
+    "PageHinkley": drift.PageHinkley,
+}
+
+
+@dataclass
+class Sizes:
+    per_window: int
+    concept_windows: int  # windows per concept stream
+    concept_change: int  # the window the change falls in
+    seeds: tuple[int, ...]
+    gradual: bool  # a gradual Agrawal stream too
+    feature_windows: int
+    feature_change: int
+    stationary_windows: int
+
+
+FULL = Sizes(2000, 16, 10, (1, 2), True, 12, 6, 60)
+QUICK = Sizes(1000, 12, 7, (1,), False, 9, 4, 30)
+
+
+@dataclass
+class Stream:
+    """One scenario's events: features per row, the frozen model's scores, labels (or
+    None), and where the change is (None: stationary)."""
+
+    name: str
+    kind: str  # concept, feature, stationary
+    features: list[str]
+    rows: list[dict[str, Any]]
+    scores: np.ndarray
+    labels: np.ndarray | None
+    reference: dict[str, list[Any]]  # column -> values: features, score (, label)
+    position: int | None = None
+    width: int = 1
+    expect: tuple[str, ...] = ()  # alert types that count as detecting the change
+    note: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- concept drift: river's synthetic streams ------------------------------------------
+def _concept(dataset: str, concept: int, seed: int) -> Any:
+    if dataset == "sea":
+        return synth.SEA(variant=concept, seed=seed)
+    if dataset == "agrawal":
+        return synth.Agrawal(classification_function=concept, seed=seed)
+    if dataset == "stagger":
+        return synth.STAGGER(classification_function=concept, seed=seed)
+    raise ValueError(dataset)
+
+
+CONCEPTS = {"sea": (0, 1), "agrawal": (0, 2), "stagger": (0, 1)}
+
+
+def _named(rows: Any) -> list[tuple[dict[str, Any], Any]]:
+    """(x, y) pairs with string feature names (SEA's are 0, 1, 2)."""
+    return [({k if isinstance(k, str) else f"a{k}": v for k, v in x.items()}, y)
+            for x, y in rows]
+
+
+def _matrix(rows: list[dict[str, Any]], names: list[str]) -> np.ndarray:
+    return np.array([[float(r[k]) for k in names] for r in rows])
+
+
+def _monitored(dataset: str, x: dict[str, Any]) -> dict[str, Any]:
+    """A row as the model's events carry it: STAGGER's attributes are categories."""
+    if dataset == "stagger":
+        return {k: f"{k[:2]}{v}" for k, v in x.items()}
+    return {k: round(float(v), 4) if isinstance(v, float) else v for k, v in x.items()}
+
+
+def concept_stream(dataset: str, seed: int, sizes: Sizes, width: int, offset: float) -> Stream:
+    before, after = CONCEPTS[dataset]
+    w = sizes.per_window
+    n = sizes.concept_windows * w
+    position = sizes.concept_change * w + int(offset * w)
+    train = _named(_concept(dataset, before, seed + 1000).take(TRAIN_ROWS + REFERENCE_ROWS))
+    names = list(train[0][0])
+    x_train = _matrix([x for x, _ in train], names)
+    y_train = np.array([int(y) for _, y in train])
+    if dataset == "sea":
+        clf: Any = LogisticRegression(max_iter=1000)
+    else:
+        clf = DecisionTreeClassifier(max_depth=6, min_samples_leaf=25, random_state=seed)
+    clf.fit(x_train[:TRAIN_ROWS], y_train[:TRAIN_ROWS])
+
+    def score(x: np.ndarray) -> np.ndarray:
+        return np.clip(clf.predict_proba(x)[:, 1], CLIP, 1 - CLIP)
+
+    ref_rows = [_monitored(dataset, x) for x, _ in train[TRAIN_ROWS:]]
+    reference: dict[str, list[Any]] = {k: [r[k] for r in ref_rows] for k in names}
+    reference["score"] = score(x_train[TRAIN_ROWS:]).round(5).tolist()
+    reference["label"] = y_train[TRAIN_ROWS:].tolist()
+    old, new = _concept(dataset, before, seed), _concept(dataset, after, seed + 500)
+    if width == 1:  # ConceptDriftStream's sigmoid overflows at width 1: the same, spliced
+        data = _named([*old.take(position), *new.take(n - position)])
+    else:
+        data = _named(synth.ConceptDriftStream(old, new, position=position, width=width,
+                                               seed=seed).take(n))
+    scores = score(_matrix([x for x, _ in data], names))
+    labels = np.array([int(y) for _, y in data])
+    errors = (scores >= 0.5).astype(int) != labels
+    kind = "abrupt" if width == 1 else f"gradual {width}"
+    return Stream(
+        name=f"{dataset} {before}->{after} s{seed} {kind}",
+        kind="concept",
+        features=names,
+        rows=[_monitored(dataset, x) for x, _ in data],
+        scores=scores,
+        labels=labels,
+        reference=reference,
+        position=position,
+        width=width,
+        expect=("performance_degradation",),
+        note="subtle" if dataset == "sea" else ("abrupt" if width == 1 else "gradual"),
+        info={"dataset": dataset, "seed": seed,
+              "error_before": float(errors[:position].mean()),
+              "error_after": float(errors[position + width // 2:].mean())},
+    )
+
+
+# ---- feature drift: a model of our own -------------------------------------------------
+NUMERIC = [f"x{i}" for i in range(6)]
+LEVELS = ["a", "b", "c", "d", "e"]
+LEVEL_P = np.array([0.30, 0.25, 0.20, 0.15, 0.10])
+COEF = np.array([0.8, -0.6, 0.5, 0.4, -0.3, 0.2])
+LEVEL_EFFECT = np.array([0.0, 0.3, -0.3, 0.5, -0.5])
+RHO = 0.7
+
+
+def feature_rows(rng: np.random.Generator, n: int, change: int | None = None,
+                 scenario: str | None = None, per_window: int = 1
+                 ) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+    """n rows of x0..x5 (standard normal, x0-x1 correlated RHO) and c; from row `change`
+    on, `scenario` changes them. Scores from a fixed logistic model; labels drawn from
+    the scores (the model is right about the world)."""
+    x = rng.standard_normal((n, len(NUMERIC)))
+    x[:, 1] = RHO * x[:, 0] + np.sqrt(1 - RHO**2) * x[:, 1]
+    c = rng.choice(len(LEVELS), size=n, p=LEVEL_P)
+    if change is not None:
+        d = slice(change, n)
+        k = n - change
+        if scenario == "mean":
+            x[d, 2] += 0.5
+        elif scenario == "variance":
+            x[d, 3] *= np.sqrt(2.0)
+        elif scenario == "category":
+            c[d] = rng.choice(len(LEVELS), size=k, p=np.full(len(LEVELS), 0.2))
+        elif scenario == "correlation":
+            x[d, 1] = rng.standard_normal(k)
+        elif scenario == "gradual":
+            x[d, 4] += np.minimum(np.arange(k) / (4 * per_window), 1.0)
+        else:
+            raise ValueError(scenario)
+    logit = x @ COEF + LEVEL_EFFECT[c] - 0.5
+    scores = np.clip(1 / (1 + np.exp(-logit)), CLIP, 1 - CLIP)
+    labels = (rng.random(n) < scores).astype(int)
+    xr = x.round(4).tolist()
+    rows = [{**dict(zip(NUMERIC, xr[i], strict=True)), "c": LEVELS[c[i]]} for i in range(n)]
+    return rows, scores, labels
+
+
+FEATURE_SCENARIOS = {
+    "mean": ("x2 mean +0.5 sd", ("data_drift",)),
+    "variance": ("x3 variance x2", ("data_drift",)),
+    "category": ("c uniform", ("data_drift",)),
+    "correlation": ("x0-x1 corr 0.7->0", ("multivariate_drift",)),
+    "gradual": ("x4 mean 0->1 sd over 4 windows", ("data_drift",)),
+}
+
+
+def feature_reference(seed: int, with_labels: bool) -> dict[str, list[Any]]:
+    rows, scores, labels = feature_rows(np.random.default_rng(seed), REFERENCE_ROWS * 2)
+    ref: dict[str, list[Any]] = {k: [r[k] for r in rows] for k in [*NUMERIC, "c"]}
+    ref["score"] = scores.round(5).tolist()
+    if with_labels:
+        ref["label"] = labels.tolist()
+    return ref
+
+
+def feature_stream(scenario: str, sizes: Sizes, seed: int) -> Stream:
+    w = sizes.per_window
+    n = sizes.feature_windows * w
+    # half-way into the change window; the gradual shift from its start
+    position = sizes.feature_change * w + (0 if scenario == "gradual" else w // 2)
+    rows, scores, _ = feature_rows(np.random.default_rng(seed), n, position, scenario, w)
+    what, expect = FEATURE_SCENARIOS[scenario]
+    return Stream(name=f"{scenario}: {what}", kind="feature", features=[*NUMERIC, "c"],
+                  rows=rows, scores=scores, labels=None,
+                  reference=feature_reference(seed + 1000, with_labels=False),
+                  position=position, expect=expect, note=scenario)
+
+
+def stationary_stream(sizes: Sizes, seed: int) -> Stream:
+    n = sizes.stationary_windows * sizes.per_window
+    rows, scores, labels = feature_rows(np.random.default_rng(seed), n)
+    return Stream(name="stationary", kind="stationary", features=[*NUMERIC, "c"], rows=rows,
+                  scores=scores, labels=labels,
+                  reference=feature_reference(seed + 1000, with_labels=True))
+
+
+# ---- river's detectors on the error stream ---------------------------------------------
+def river_detections(errors: np.ndarray) -> dict[str, list[int]]:
+    """Indices (in event order) at which each detector signals drift."""
+    out: dict[str, list[int]] = {}
+    for name, make in DETECTORS.items():
+        det = make()
+        hits = []
+        for i, e in enumerate(errors.tolist()):
+            det.update(bool(e) if name == "DDM" else float(e))
+            if det.drift_detected:
+                hits.append(i)
+        out[name] = hits
+    return out
+
+
+def river_summary(hits: list[int], position: int | None) -> dict[str, Any]:
+    if position is None:
+        return {"delay": None, "false_alarms": len(hits)}
+    after = [i for i in hits if i >= position]
+    return {"delay": after[0] - position + 1 if after else None,
+            "false_alarms": sum(1 for i in hits if i < position)}
+
+
+# ---- producing, running, reading -------------------------------------------------------
+def write_csv(path: Path, columns: dict[str, list[Any]]) -> Path:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    pcsv.write_csv(pa.table(columns), path)
+    return path
+
+
+def events(model: str, s: Stream, start: float, per_window: int, seed: int
+           ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    step = HOUR / per_window
+    rng = np.random.default_rng(seed)
+    delays = rng.uniform(*LABEL_DELAY, size=len(s.rows))
+    preds, labels = [], []
+    for i, row in enumerate(s.rows):
+        pid = f"{model}-{i}"
+        ts = start + (i + 0.5) * step
+        score = float(s.scores[i])
+        preds.append((pid.encode(), orjson.dumps({
+            "prediction_id": pid, "model_id": model, "model_version": "1", "timestamp": ts,
+            "features": row, "prediction": {"score": round(score, 5), "label": int(score >= 0.5)},
+        })))
+        if s.labels is not None:
+            labels.append((pid.encode(), orjson.dumps({
+                "prediction_id": pid, "model_id": model, "label": int(s.labels[i]),
+                "timestamp": ts + float(delays[i])})))
+    return preds, labels
+
+
+def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
+                         "queue.buffering.max.kbytes": 1024 * 1024, "acks": "all"})
+    errors: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: object) -> None:
+        if err is not None and len(errors) < 5:
+            errors.append(str(err))
+
+    for key, value in pairs:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    left = producer.flush(60)
+    if left or errors:
+        raise BenchmarkError(f"produce to {topic} failed: {left} undelivered, errors {errors}")
+
+
+def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every message of `topic` up to its end offsets now."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sd-read-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                for p in meta.partitions}
+        todo = {p: hi for p, (lo, hi) in ends.items() if hi > lo}
+        consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in todo])
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while todo:
+            if time.monotonic() > deadline:
+                raise BenchmarkError(f"{topic} not read to its end in 60 s")
+            for m in consumer.consume(1000, 0.5):
+                if m.error() is not None:
+                    continue
+                out.append(orjson.loads(m.value()))
+                if m.offset() + 1 >= todo.get(m.partition(), 0):
+                    todo.pop(m.partition(), None)
+        return out
+    finally:
+        consumer.close()
+
+
+def window_of(alert: dict[str, Any], start: float) -> int:
+    ts = datetime.fromisoformat(alert["window_start"]).timestamp()
+    return round((ts - start) / HOUR)
+
+
+# ---- per scenario ----------------------------------------------------------------------
+def judge(s: Stream, model: str, alerts: list[dict[str, Any]], flagged: dict[str, Any],
+          start: float, w: int) -> dict[str, Any]:
+    mine = [a for a in alerts if a["model_id"] == model and a.get("status", "open") != "resolved"]
+    first: dict[str, dict[str, Any]] = {}
+    for a in sorted(mine, key=lambda a: a["window_start"]):
+        first.setdefault(a["type"], {"window": window_of(a, start), "feature": a["feature"]})
+    res: dict[str, Any] = {"name": s.name, "kind": s.kind, "note": s.note, "model": model,
+                           "position": s.position, "width": s.width, **s.info,
+                           "first_alert": first, **flagged}
+    change_window = None if s.position is None else s.position // w
+    episodes = {t: sum(1 for a in mine if a["type"] == t and a.get("status") == "open")
+                for t in ("data_drift", "multivariate_drift", "prediction_drift",
+                          "performance_degradation")}
+    res["open_episodes"] = episodes
+    # alerts on windows wholly before the change are false alarms
+    stationary_end = change_window if change_window is not None else 10**9
+    res["false_alerts"] = {
+        t: sum(1 for a in mine if a["type"] == t and a.get("status") == "open"
+               and window_of(a, start) < stationary_end)
+        for t in episodes}
+    if s.position is not None:
+        hits = [first[t] | {"type": t} for t in s.expect if t in first
+                and first[t]["window"] >= change_window]
+        hit = min(hits, key=lambda h: h["window"]) if hits else None
+        if hit is not None:
+            hit["delay"] = (hit["window"] + 1) * w - s.position
+            hit["delay_windows"] = hit["delay"] / w
+        res["detected"] = hit
+    if s.labels is not None:
+        errors = (s.scores >= 0.5).astype(int) != s.labels
+        res["river"] = {name: river_summary(hits, s.position)
+                        for name, hits in river_detections(errors).items()}
+        res["error_events"] = len(errors)
+    return res
+
+
+def flagged_windows(store: Store, model: str, s: Stream, w: int) -> dict[str, Any]:
+    """Window-features judged drifted (as `streamdrift inspect` judges them) in windows
+    wholly before the change (every window when stationary)."""
+    doc = model_report(store, model)
+    end = None if s.position is None else s.position // w
+    windows = doc["windows"] if end is None else doc["windows"][:end]
+    feats = s.features
+    checked = drifted = 0
+    names: list[str] = []
+    for win in windows:
+        for f in feats:
+            v = win["features"].get(f)
+            if v is None or v["sample_size"] < MIN_SAMPLES:
+                continue
+            checked += 1
+            if v["drifted"]:
+                drifted += 1
+                names.append(f"{win['start'][:13]} {f}")
+    return {"stationary_windows": len(windows), "stationary_window_features": checked,
+            "stationary_drifted": drifted, "stationary_drifted_examples": names[:5],
+            "windows_read": len(doc["windows"])}
+
+
+def build_streams(sizes: Sizes) -> list[Stream]:
+    streams = []
+    for dataset in CONCEPTS:
+        for i, seed in enumerate(sizes.seeds):
+            offset = 0.25 if i % 2 == 0 else 0.75
+            streams.append(concept_stream(dataset, seed, sizes, 1, offset))
+    if sizes.gradual:
+        streams.append(concept_stream("agrawal", 3, sizes, 2 * sizes.per_window, 0.5))
+    for j, scenario in enumerate(FEATURE_SCENARIOS):
+        streams.append(feature_stream(scenario, sizes, 100 + j))
+    streams.append(stationary_stream(sizes, 7))
+    return streams
+
+
+def register(store: Store, model: str, s: Stream, tmp: Path) -> None:
+    path = write_csv(tmp / f"{model}.csv", s.reference)
+    profile = build_profile(model, path, prediction_column="score",
+                            label_column="label" if "label" in s.reference else None,
+                            features=s.features,
+                            config=MonitorConfig(window_seconds=HOUR,
+                                                 evaluation_interval_seconds=600))
+    store.profiles.save(profile)
+
+
+@contextlib.contextmanager
+def cleanup(bootstrap: str, store: Store, models: list[str], topics: list[str],
+            is_embedded: bool) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if not is_embedded:  # leave a shared broker and Redis as they were
+            delete_topics(bootstrap, topics)
+            for model in models:
+                with contextlib.suppress(Exception):
+                    keys = list(store.redis.scan_iter(match=f"sd:{{{model}}}:*", count=5000))
+                    for i in range(0, len(keys), 5000):
+                        store.redis.delete(*keys[i:i + 5000])
+                    store.redis.srem(MODELS, model)
+
+
+# ---- the table -------------------------------------------------------------------------
+def _d(x: int | None) -> str:
+    return "-" if x is None else f"{x:,}"
+
+
+def goals(res: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    concept = [r for r in res["scenarios"] if r["kind"] == "concept"]
+    for label, note, factor in (("abrupt concept: delay <= 1.5 x ADWIN", "abrupt",
+                                 GOAL_ABRUPT_VS_ADWIN),
+                                ("subtle (SEA) concept: delay <= ADWIN", "subtle",
+                                 GOAL_SUBTLE_VS_ADWIN)):
+        rows = [r for r in concept if r["note"] == note]
+        ok = [r["detected"] is not None and r["river"]["ADWIN"]["delay"] is not None
+              and r["detected"]["delay"] <= factor * r["river"]["ADWIN"]["delay"] for r in rows]
+        out[label] = f"{sum(ok)}/{len(rows)}"
+    feats = [r for r in res["scenarios"] if r["kind"] == "feature"]
+    ok = [r["detected"] is not None and r["detected"]["delay_windows"] <= GOAL_FEATURE_WINDOWS
+          for r in feats]
+    out["feature drift caught within 2 windows"] = f"{sum(ok)}/{len(feats)}"
+    fa = res["false_alarms"]
+    out["0 drift false alarms (stationary run)"] = (
+        "met" if fa["stationary"]["drifted"] == 0 and fa["stationary"]["drift_episodes"] == 0
+        else "NOT met")
+    out["0 performance false alarms (stationary run)"] = (
+        "met" if fa["stationary"]["performance_episodes"] == 0 else "NOT met")
+    out["0 false alarms (all pre-change windows too)"] = (
+        "met" if fa["pre_change"]["drifted"] == 0 and fa["pre_change"]["drift_episodes"] == 0
+        and fa["pre_change"]["performance_episodes"] == 0 else "NOT met")
+    return out
+
+
+def table(res: dict[str, Any]) -> str:
+    w = res["per_window"]
+    lines = [
+        f"detection benchmark, {res['date']}, {res['cores']} cores, Python {res['python']}; "
+        f"{w:,} events per hourly window, one worker over {res['messages']:,} messages "
+        f"({res['worker_seconds']:.0f} s)",
+        "",
+        "concept drift: delay in events from the change to the end of the first alerting "
+        "window (worker) / to the first detection (river); false alarms before the change",
+        f"  {'stream':<30}{'error':>13}{'worker':>9}{'ADWIN':>8}{'DDM':>8}{'PH':>8}"
+        f"   {'false alarms w/A/D/PH':<22}",
+    ]
+    for r in res["scenarios"]:
+        if r["kind"] != "concept":
+            continue
+        rv = r["river"]
+        det = r["detected"]
+        err = f"{r['error_before']:.3f}>{r['error_after']:.3f}"
+        fa = "/".join(str(x) for x in (r["false_alerts"]["performance_degradation"],
+                                       *(rv[k]["false_alarms"] for k in DETECTORS)))
+        lines.append(f"  {r['name']:<30}{err:>13}{_d(det and det['delay']):>9}"
+                     + "".join(f"{_d(rv[k]['delay']):>8}" for k in DETECTORS) + f"   {fa}")
+    lines += ["", "feature drift: delay in events (windows) from the change to the end of the "
+              "first alerting window", f"  {'scenario':<42}{'alert':<28}{'delay':>14}"]
+    for r in res["scenarios"]:
+        if r["kind"] != "feature":
+            continue
+        det = r["detected"]
+        if det is None:
+            lines.append(f"  {r['name']:<42}{'none':<28}{'-':>14}")
+        else:
+            lines.append(f"  {r['name']:<42}{det['type'] + ' ' + det['feature']:<28}"
+                         f"{det['delay']:>7,} ({det['delay_windows']:.2f})")
+    lines += ["", "false alarms (drifted: window-features judged drifted by the evaluator's "
+              "functions; episodes: open alerts)"]
+    for key, label in (("stationary", "stationary run"),
+                       ("pre_change", "every window wholly before a change")):
+        fa = res["false_alarms"][key]
+        lines.append(
+            f"  {label:<38} {fa['windows']:>4} windows, {fa['window_features']:>5} "
+            f"window-features: {fa['drifted']} drifted ({fa['per_1000']:.2f} per 1,000), "
+            f"drift episodes {fa['drift_episodes']}, performance episodes "
+            f"{fa['performance_episodes']}")
+    st = res["false_alarms"]["stationary"]
+    lines.append(f"  river on the stationary run's error stream ({st['error_events']:,} events): "
+                 + ", ".join(f"{k} {v}" for k, v in st["river"].items()) + " detections")
+    lines += ["", "goals"] + [f"  {k}: {v}" for k, v in res["goals"].items()]
+    return "\n".join(lines)
+
+
+# ---- main ------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer, smaller scenarios (1,000 events per window): about a minute")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sizes = QUICK if args.quick else FULL
+    w = sizes.per_window
+    t_start = time.perf_counter()
+    run = uuid.uuid4().hex[:8]
+
+    log("generating streams, fitting the frozen models ...")
+    streams = build_streams(sizes)
+    log(f"  {len(streams)} streams in {time.perf_counter() - t_start:.1f} s")
+    longest = max(len(s.rows) for s in streams) // w
+    start = (time.time() // HOUR - longest - 2) * HOUR  # every window over, within a week
+
+    with servers() as (bootstrap, redis_url, is_embedded), \
+            tempfile.TemporaryDirectory(prefix="sd-bench-detect-") as tmpdir:
+        settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url,
+                            predictions_topic=f"sd-detect-{run}",
+                            labels_topic=f"sd-detect-{run}-labels",
+                            alerts_topic=f"sd-detect-{run}-alerts",
+                            consumer_group=f"bench-detect-{run}",
+                            session_timeout_ms=SESSION_TIMEOUT_MS, metrics_port=-1)
+        store = Store(redis_url)
+        store.ping()
+        models = [f"det{run}_{i}" for i in range(len(streams))]
+        topics = [settings.predictions_topic, settings.labels_topic, settings.alerts_topic,
+                  settings.dlq_topic(settings.predictions_topic),
+                  settings.dlq_topic(settings.labels_topic)]
+        with cleanup(bootstrap, store, models, topics, is_embedded):
+            for t in topics[:3]:
+                create_topic(bootstrap, t, PARTITIONS)
+            tmp = Path(tmpdir)
+            n_preds = n_labels = 0
+            log("registering and producing ...")
+            t0 = time.perf_counter()
+            for i, (model, s) in enumerate(zip(models, streams, strict=True)):
+                register(store, model, s, tmp)
+                preds, labels = events(model, s, start, w, seed=i)
+                produce(bootstrap, settings.predictions_topic, preds)
+                if labels:
+                    produce(bootstrap, settings.labels_topic, labels)
+                n_preds += len(preds)
+                n_labels += len(labels)
+            total = n_preds + n_labels
+            log(f"  {n_preds:,} predictions, {n_labels:,} labels in "
+                f"{time.perf_counter() - t0:.1f} s")
+            log("worker ...")
+            t0 = time.perf_counter()
+            stats = Worker(settings).run(max_seconds=WORKER_SECONDS, install_signals=False,
+                                         until_messages=total)
+            worker_seconds = time.perf_counter() - t0
+            log(f"  {stats.messages:,} messages in {worker_seconds:.1f} s")
+            if stats.messages < total:
+                raise BenchmarkError(f"the worker read {stats.messages} of {total} messages")
+            alerts = read_topic(bootstrap, settings.alerts_topic)
+            log(f"  {len(alerts)} alerts; judging ...")
+            scenarios = [judge(s, m, alerts, flagged_windows(store, m, s, w), start, w)
+                         for m, s in zip(models, streams, strict=True)]
+
+    def tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        wf = sum(r["stationary_window_features"] for r in rows)
+        drifted = sum(r["stationary_drifted"] for r in rows)
+        return {"windows": sum(r["stationary_windows"] for r in rows), "window_features": wf,
+                "drifted": drifted, "per_1000": 1000 * drifted / max(wf, 1),
+                "drift_episodes": sum(r["false_alerts"][t] for r in rows
+                                      for t in ("data_drift", "multivariate_drift",
+                                                "prediction_drift")),
+                "performance_episodes": sum(r["false_alerts"]["performance_degradation"]
+                                            for r in rows),
+                "examples": [e for r in rows for e in r["stationary_drifted_examples"]][:5]}
+
+    stationary = [r for r in scenarios if r["kind"] == "stationary"]
+    false_alarms = {"stationary": tally(stationary), "pre_change": tally(scenarios)}
+    false_alarms["stationary"]["river"] = {k: v["false_alarms"]
+                                           for k, v in stationary[0]["river"].items()}
+    false_alarms["stationary"]["error_events"] = stationary[0]["error_events"]
+    res: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "quick": args.quick,
+        "per_window": w,
+        "sizes": sizes.__dict__,
+        "messages": total,
+        "worker_seconds": worker_seconds,
+        "worker_stats": {k: v if isinstance(v, int) else dict(v)
+                         for k, v in vars(stats).items()},
+        "embedded_servers": is_embedded,
+        "scenarios": scenarios,
+        "false_alarms": false_alarms,
+        "total_seconds": time.perf_counter() - t_start,
+    }
+    res["goals"] = goals(res)
+    return report(res, args.json, table, None)
+
+
+if __name__ == "__main__":
+    run_main(main)
