@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: all venv browser demo test unit integration lint format bench schemas clean
+.PHONY: all venv browser demo test unit integration lint format bench bench-detection schemas clean
 
 all: test
 
@@ -53,6 +53,10 @@ format: venv
 
 bench: venv
 	$(BIN)/python benchmarks/throughput.py
+
+## detection delay and false alarms on river's concept-drift streams and feature drifts
+bench-detection: venv
+	$(BIN)/python benchmarks/detection.py
 
 schemas: venv
 	$(BIN)/streamdrift schemas --write schemas
