@@ -18,8 +18,9 @@ Scenarios:
 
 1. concept drift: river's synthetic streams (SEA variant 0 -> 1, the subtle one: the
    class threshold moves from 8 to 9; Agrawal function 0 -> 2; STAGGER function 0 -> 1)
-   through `ConceptDriftStream` (abrupt: width 1; one gradual Agrawal, width 2 windows),
-   the change at `position` a quarter or three quarters into a window. A frozen
+   spliced at the change (abrupt), the change a quarter, three quarters or half-way into
+   a window by seed; and gradual SEA and Agrawal changes, river's `ConceptDriftStream`
+   of width 2 windows, timed from one width before its `position` (its centre). A frozen
    scikit-learn classifier (logistic regression for SEA, a depth-6 tree otherwise,
    scores clipped to [0.005, 0.995]) is fitted on 5,000 rows of the pre-change concept
    (another seed); 5,000 more are the reference (features, score, label). The worker is
