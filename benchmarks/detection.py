@@ -1,6 +1,6 @@
 """Detection quality of the worker: delay after a change, and false alarms without one.
 
-Run:  .venv/bin/python benchmarks/detection.py [--quick] [--json]
+Run:  .venv/bin/python benchmarks/detection.py [--quick] [--json] [--no-live]
 
 Starts an embedded Tansu broker and redis-server (unless STREAMDRIFT_KAFKA_BOOTSTRAP and
 STREAMDRIFT_REDIS_URL name running ones), registers one model per scenario, produces
@@ -36,6 +36,12 @@ Scenarios:
    windows: drifted window-features (as `streamdrift inspect` judges them: the
    evaluator's functions), alert episodes of drift and performance, and river's detectors
    on its error stream.
+
+A second pass (live; `--no-live` skips it) registers the same models again and replays
+their events a quarter window of event time at a time: each step's predictions, and
+the labels whose time falls in it, are produced and read, then every model is evaluated,
+as a live worker's 2 s timer would after a quarter hour of traffic. Its delay is counted
+to the end of the step after which the alert was published.
 
 Delay, worker: events from the change position to the END of the first window whose
 alert was raised (that is when it could be known; its labels may still come up to an
@@ -741,7 +747,7 @@ def table(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="fewer, smaller scenarios (1,000 events per window): about a minute")
+                    help="fewer, smaller scenarios (1,000 events per window): under a minute")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--no-live", action="store_true",
                     help="skip the second pass, evaluated step by step as the streams go")
