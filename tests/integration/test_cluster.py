@@ -124,9 +124,12 @@ def _observed_all(store: Store, models: list[str]) -> dict[str, Truth]:
     return out
 
 
-def _settle(store: Store, want: dict[str, Truth], timeout: float) -> None:
+def _settle(
+    store: Store, want: dict[str, Truth], timeout: float, log: Path | None = None
+) -> None:
     """Wait until Redis holds as many predictions and joins as the truth, then a little
-    longer (a double count would show), and compare exactly."""
+    longer (a double count would show), and compare exactly. A stall shows the counts
+    and the tail of the workers' `log`, which goes with the test's temporary folder."""
 
     def done() -> bool:
         got = _observed_all(store, list(want))
@@ -135,9 +138,10 @@ def _settle(store: Store, want: dict[str, Truth], timeout: float) -> None:
             for m, w in want.items()
         )
 
-    assert wait_for(done, timeout, interval=0.5), {
-        m: (t.predictions, t.joined) for m, t in _observed_all(store, list(want)).items()
-    }
+    assert wait_for(done, timeout, interval=0.5), (
+        {m: (t.predictions, t.joined) for m, t in _observed_all(store, list(want)).items()},
+        log.read_text()[-6000:] if log is not None and log.exists() else "",
+    )
     time.sleep(1.5)
     got = _observed_all(store, list(want))
     for m, w in want.items():
@@ -275,7 +279,7 @@ def test_sigkilled_workers_on_the_cluster_count_every_event_once(settings, redis
             kills += 1
             workers[i], born[i] = _spawn(s, log, i), time.monotonic()
         feeder.join()
-        _settle(store, want, timeout=60)
+        _settle(store, want, timeout=60, log=log)
         assert "already counted" in log.read_text(), "no event was re-delivered"
     finally:
         for p in workers:
