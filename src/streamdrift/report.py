@@ -167,7 +167,8 @@ def model_report(
                 "performance": {
                     k: json_number(v) for k, v in window_performance(profile, w).items()
                 },
-                "estimated_performance": _estimated(profile, w),
+                # scores are binned for estimation for the whole model only
+                "estimated_performance": _estimated(profile, w) if slice_name is None else None,
                 "outliers": w.outliers,
                 "outlier_examples": w.outlier_examples,
                 "quality": [

@@ -151,11 +151,12 @@ def _check_model_charts(traces: dict[str, list[dict]], doc: dict) -> None:
     assert series[metric]["y"] == [w["performance"][metric] for w in windows]
     ref = doc["reference_performance"][metric]
     assert series["reference"]["y"] == [ref, ref]
-    if (windows[0]["estimated_performance"] or {}).get("metrics"):
+    if not doc["slice"]:
         assert series[f"estimated {metric}"]["y"] == [
             w["estimated_performance"]["metrics"][metric]["value"] for w in windows
         ]
     else:  # a slice: scores are binned for estimation for the whole model only
+        assert all(w["estimated_performance"] is None for w in windows)
         assert f"estimated {metric}" not in series
     (coverage,) = traces["chart-coverage"]
     assert coverage["y"] == [w["performance"]["label_coverage"] for w in windows]
