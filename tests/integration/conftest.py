@@ -24,7 +24,7 @@ import pytest
 from kafka import KafkaConsumer  # kafka-python: an independent client, not librdkafka
 from kafka.structs import TopicPartition
 
-from streamdrift import embedded, kafka_io
+from streamdrift import embedded, kafka_io, synthetic
 from streamdrift.config import MonitorConfig, Settings
 from streamdrift.store import REDIS_ERRORS, Store
 from streamdrift.store.keys import MODELS
@@ -198,6 +198,24 @@ def register_model(
     )
     assert res.returncode == 0, res.stderr
     return res
+
+
+def register_fraud_model(
+    settings: Settings, model_id: str, folder: Path, **config: object
+) -> subprocess.CompletedProcess:
+    """`register_model` of the synthetic fraud model (`synthetic.write_reference`): the
+    score is the prediction, `is_fraud` the label."""
+    reference = synthetic.write_reference(folder / "reference.csv")
+    return register_model(
+        settings,
+        model_id,
+        reference,
+        "--prediction-column",
+        "score",
+        "--label-column",
+        "is_fraud",
+        **config,
+    )
 
 
 def produce(

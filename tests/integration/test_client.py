@@ -14,7 +14,7 @@ from streamdrift import synthetic
 from streamdrift.client import Monitor, Results
 from streamdrift.worker import Worker
 
-from .conftest import register_model
+from .conftest import register_fraud_model
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +24,7 @@ WINDOWS = 4
 
 
 def test_monitor_to_worker_to_results(settings, store, model_id, tmp_path):
-    register_model(
-        settings,
-        model_id,
-        synthetic.write_reference(tmp_path / "reference.csv"),
-        "--prediction-column",
-        "score",
-        "--label-column",
-        "is_fraud",
-        window_seconds=WINDOW,
-    )
+    register_fraud_model(settings, model_id, tmp_path, window_seconds=WINDOW)
     start = (time.time() // WINDOW - WINDOWS - 1) * WINDOW
     events = [
         orjson.loads(v)

@@ -17,7 +17,7 @@ from streamdrift.client import AsyncMonitor, InvalidEvent, Results
 from streamdrift.config import Settings
 from streamdrift.worker import Worker
 
-from .conftest import register_model
+from .conftest import register_fraud_model
 
 pytestmark = pytest.mark.integration
 
@@ -57,16 +57,7 @@ async def publish(settings: Settings, model_id: str, events: list[dict[str, Any]
 
 
 def test_async_monitor_to_worker(settings, store, model_id, tmp_path):
-    register_model(
-        settings,
-        model_id,
-        synthetic.write_reference(tmp_path / "reference.csv"),
-        "--prediction-column",
-        "score",
-        "--label-column",
-        "is_fraud",
-        window_seconds=WINDOW,
-    )
+    register_fraud_model(settings, model_id, tmp_path, window_seconds=WINDOW)
     start = (time.time() // WINDOW - 3) * WINDOW
     events = [
         orjson.loads(v)

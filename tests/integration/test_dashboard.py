@@ -28,7 +28,15 @@ from streamdrift.ui.charts import MODEL_CHARTS
 from streamdrift.worker import Worker
 
 from .browser import chart_data, chromium, console_errors, open_page, screenshot, svg_marks
-from .conftest import cli, env_for, forget, make_settings, produce, register_model
+from .conftest import (
+    cli,
+    env_for,
+    forget,
+    make_settings,
+    produce,
+    register_fraud_model,
+    register_model,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -89,17 +97,8 @@ def filled(servers, tmp_path_factory) -> tuple[Settings, str]:
     for the module's browser tests, which only read it."""
     settings = make_settings(servers)
     model_id = f"model-{uuid.uuid4().hex[:8]}"
-    ref = synthetic.write_reference(tmp_path_factory.mktemp("dashboard") / "reference.csv")
-    register_model(
-        settings,
-        model_id,
-        ref,
-        "--prediction-column",
-        "score",
-        "--label-column",
-        "is_fraud",
-        window_seconds=WINDOW,
-    )
+    folder = tmp_path_factory.mktemp("dashboard")
+    register_fraud_model(settings, model_id, folder, window_seconds=WINDOW)
     start = (time.time() // WINDOW - 7) * WINDOW
     predictions, labels = synthetic.labelled_events(
         model_id,
