@@ -30,10 +30,10 @@ def model_rows(store: Store, now: float | None = None, last: int = 48) -> list[d
             continue
         width = profile.config.window_seconds
         starts = store.windows.starts(model, profile.revision)
-        recent = [s for s in starts if s + width > now - HOUR and s <= now]
+        recent = {s for s in starts if s + width > now - HOUR and s <= now}
         windows = store.windows.read(profile, starts[-max(len(recent), last) :])
         metric = headline_metric(profile)
-        hour = [w for w in windows if w.start in set(recent)]
+        hour = [w for w in windows if w.start in recent]
         versions: set[str] = set()
         for w in hour or windows[-1:]:
             versions.update(v for v in w.versions if v)
