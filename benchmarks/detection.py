@@ -168,8 +168,7 @@ CONCEPTS = {"sea": (0, 1), "agrawal": (0, 2), "stagger": (0, 1)}
 
 def _named(rows: Any) -> list[tuple[dict[str, Any], Any]]:
     """(x, y) pairs with string feature names (SEA's are 0, 1, 2)."""
-    return [({k if isinstance(k, str) else f"a{k}": v for k, v in x.items()}, y)
-            for x, y in rows]
+    return [({k if isinstance(k, str) else f"a{k}": v for k, v in x.items()}, y) for x, y in rows]
 
 
 def _matrix(rows: list[dict[str, Any]], names: list[str]) -> np.ndarray:
@@ -209,8 +208,9 @@ def concept_stream(dataset: str, seed: int, sizes: Sizes, width: int, offset: fl
     if width == 1:  # ConceptDriftStream's sigmoid overflows at width 1: the same, spliced
         data = _named([*old.take(position), *new.take(n - position)])
     else:
-        data = _named(synth.ConceptDriftStream(old, new, position=position, width=width,
-                                               seed=seed).take(n))
+        data = _named(
+            synth.ConceptDriftStream(old, new, position=position, width=width, seed=seed).take(n)
+        )
     scores = score(_matrix([x for x, _ in data], names))
     labels = np.array([int(y) for _, y in data])
     errors = (scores >= 0.5).astype(int) != labels
@@ -230,9 +230,13 @@ def concept_stream(dataset: str, seed: int, sizes: Sizes, width: int, offset: fl
         width=width,
         expect=("performance_degradation",),
         note=("gradual" if width > 1 else "subtle" if dataset == "sea" else "abrupt"),
-        info={"dataset": dataset, "seed": seed, "river_position": position,
-              "error_before": float(errors[:begins].mean()),
-              "error_after": float(errors[position + width:].mean())},
+        info={
+            "dataset": dataset,
+            "seed": seed,
+            "river_position": position,
+            "error_before": float(errors[:begins].mean()),
+            "error_after": float(errors[position + width :].mean()),
+        },
     )
 
 
@@ -245,9 +249,13 @@ LEVEL_EFFECT = np.array([0.0, 0.3, -0.3, 0.5, -0.5])
 RHO = 0.7
 
 
-def feature_rows(rng: np.random.Generator, n: int, change: int | None = None,
-                 scenario: str | None = None, per_window: int = 1
-                 ) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+def feature_rows(
+    rng: np.random.Generator,
+    n: int,
+    change: int | None = None,
+    scenario: str | None = None,
+    per_window: int = 1,
+) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
     """n rows of x0..x5 (standard normal, x0-x1 correlated RHO) and c; from row `change`
     on, `scenario` changes them. Scores from a fixed logistic model; labels drawn from
     the scores (the model is right about the world)."""
@@ -302,26 +310,41 @@ def feature_stream(scenario: str, sizes: Sizes, seed: int) -> Stream:
     position = sizes.feature_change * w + (0 if scenario == "gradual" else w // 2)
     rows, scores, _ = feature_rows(np.random.default_rng(seed), n, position, scenario, w)
     what, expect = FEATURE_SCENARIOS[scenario]
-    return Stream(name=f"{scenario}: {what}", kind="feature", features=[*NUMERIC, "c"],
-                  rows=rows, scores=scores, labels=None,
-                  reference=feature_reference(seed + 1000, with_labels=False),
-                  position=position, expect=expect, note=scenario)
+    return Stream(
+        name=f"{scenario}: {what}",
+        kind="feature",
+        features=[*NUMERIC, "c"],
+        rows=rows,
+        scores=scores,
+        labels=None,
+        reference=feature_reference(seed + 1000, with_labels=False),
+        position=position,
+        expect=expect,
+        note=scenario,
+    )
 
 
 def stationary_stream(sizes: Sizes, seed: int) -> Stream:
     n = sizes.stationary_windows * sizes.per_window
     rows, scores, labels = feature_rows(np.random.default_rng(seed), n)
-    return Stream(name="stationary", kind="stationary", features=[*NUMERIC, "c"], rows=rows,
-                  scores=scores, labels=labels,
-                  reference=feature_reference(seed + 1000, with_labels=True))
+    return Stream(
+        name="stationary",
+        kind="stationary",
+        features=[*NUMERIC, "c"],
+        rows=rows,
+        scores=scores,
+        labels=labels,
+        reference=feature_reference(seed + 1000, with_labels=True),
+    )
 
 
 def shorten(s: Stream, n: int) -> Stream:
     """A stationary stream cut to n events (the others as they are)."""
     if s.kind != "stationary" or len(s.rows) <= n:
         return s
-    return replace(s, rows=s.rows[:n], scores=s.scores[:n],
-                   labels=None if s.labels is None else s.labels[:n])
+    return replace(
+        s, rows=s.rows[:n], scores=s.scores[:n], labels=None if s.labels is None else s.labels[:n]
+    )
 
 
 # ---- river's detectors on the error stream ---------------------------------------------
@@ -343,8 +366,10 @@ def river_summary(hits: list[int], position: int | None) -> dict[str, Any]:
     if position is None:
         return {"delay": None, "false_alarms": len(hits)}
     after = [i for i in hits if i >= position]
-    return {"delay": after[0] - position + 1 if after else None,
-            "false_alarms": sum(1 for i in hits if i < position)}
+    return {
+        "delay": after[0] - position + 1 if after else None,
+        "false_alarms": sum(1 for i in hits if i < position),
+    }
 
 
 # ---- producing, running, reading -------------------------------------------------------
@@ -359,8 +384,9 @@ def write_csv(path: Path, columns: dict[str, list[Any]]) -> Path:
 Pairs = list[tuple[bytes, bytes]]
 
 
-def events(model: str, s: Stream, start: float, per_window: int, seed: int
-           ) -> tuple[Pairs, Pairs, np.ndarray, np.ndarray]:
+def events(
+    model: str, s: Stream, start: float, per_window: int, seed: int
+) -> tuple[Pairs, Pairs, np.ndarray, np.ndarray]:
     """Predictions and labels as (key, value) pairs, and their event times."""
     step = HOUR / per_window
     rng = np.random.default_rng(seed)
@@ -371,21 +397,49 @@ def events(model: str, s: Stream, start: float, per_window: int, seed: int
         pid = f"{model}-{i}"
         ts = start + (i + 0.5) * step
         score = float(s.scores[i])
-        preds.append((pid.encode(), orjson.dumps({
-            "prediction_id": pid, "model_id": model, "model_version": "1", "timestamp": ts,
-            "features": row, "prediction": {"score": round(score, 5), "label": int(score >= 0.5)},
-        })))
+        preds.append(
+            (
+                pid.encode(),
+                orjson.dumps(
+                    {
+                        "prediction_id": pid,
+                        "model_id": model,
+                        "model_version": "1",
+                        "timestamp": ts,
+                        "features": row,
+                        "prediction": {"score": round(score, 5), "label": int(score >= 0.5)},
+                    }
+                ),
+            )
+        )
         if s.labels is not None:
-            labels.append((pid.encode(), orjson.dumps({
-                "prediction_id": pid, "model_id": model, "label": int(s.labels[i]),
-                "timestamp": ts + float(delays[i])})))
+            labels.append(
+                (
+                    pid.encode(),
+                    orjson.dumps(
+                        {
+                            "prediction_id": pid,
+                            "model_id": model,
+                            "label": int(s.labels[i]),
+                            "timestamp": ts + float(delays[i]),
+                        }
+                    ),
+                )
+            )
     return preds, labels, times, times + delays if s.labels is not None else times[:0]
 
 
 def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                         "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
-                         "queue.buffering.max.kbytes": 1024 * 1024, "acks": "all"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 500000,
+            "queue.buffering.max.kbytes": 1024 * 1024,
+            "acks": "all",
+        }
+    )
     errors: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: object) -> None:
@@ -407,12 +461,20 @@ def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> Non
 
 def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every message of `topic` up to its end offsets now."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sd-read-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"sd-read-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                for p in meta.partitions}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            for p in meta.partitions
+        }
         todo = {p: hi for p, (lo, hi) in ends.items() if hi > lo}
         consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in todo])
         out: list[dict[str, Any]] = []
@@ -437,9 +499,16 @@ def window_of(alert: dict[str, Any], start: float) -> int:
 
 
 # ---- live: evaluated as the stream goes ------------------------------------------------
-def live_run(settings: Settings, store: Store, models: list[str], streams: list[Stream],
-             start: float, w: int, steps_per_window: int, tmp: Path
-             ) -> tuple[list[tuple[int, dict[str, Any]]], int, float]:
+def live_run(
+    settings: Settings,
+    store: Store,
+    models: list[str],
+    streams: list[Stream],
+    start: float,
+    w: int,
+    steps_per_window: int,
+    tmp: Path,
+) -> tuple[list[tuple[int, dict[str, Any]]], int, float]:
     """Every stream replayed step by step of event time (`steps_per_window` steps per
     window): each step's predictions, and the labels whose time falls in it, are
     produced, the worker reads them, then evaluates every model (as its 2 s timer would
@@ -451,8 +520,10 @@ def live_run(settings: Settings, store: Store, models: list[str], streams: list[
     for i, (model, s) in enumerate(zip(models, streams, strict=True)):
         register(store, model, s, tmp)
         preds, labels, pt, lt = events(model, s, start, w, seed=i)
-        for topic, pairs, times in ((settings.predictions_topic, preds, pt),
-                                    (settings.labels_topic, labels, lt)):
+        for topic, pairs, times in (
+            (settings.predictions_topic, preds, pt),
+            (settings.labels_topic, labels, lt),
+        ):
             steps = np.minimum(((times - start) // step_seconds).astype(int), n_steps - 1)
             for (key, value), j in zip(pairs, steps.tolist(), strict=True):
                 buckets.setdefault(j, []).append((topic, key, value))
@@ -467,8 +538,14 @@ def live_run(settings: Settings, store: Store, models: list[str], streams: list[
         return out
 
     worker.evaluator.evaluate = evaluate_and_keep  # type: ignore[method-assign]
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5,
-                         "queue.buffering.max.messages": 500000, "acks": "all"})
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "linger.ms": 5,
+            "queue.buffering.max.messages": 500000,
+            "acks": "all",
+        }
+    )
     t0 = time.perf_counter()
     sent = 0
     worker._start()
@@ -488,8 +565,9 @@ def live_run(settings: Settings, store: Store, models: list[str], streams: list[
             deadline = time.monotonic() + 60
             while worker.stats.messages < sent:
                 if time.monotonic() > deadline:
-                    raise BenchmarkError(f"live: the worker read {worker.stats.messages} of "
-                                         f"{sent} messages")
+                    raise BenchmarkError(
+                        f"live: the worker read {worker.stats.messages} of {sent} messages"
+                    )
                 worker.turn()
             worker.drain()
             worker.evaluate_due(idle=False, force=True)
@@ -499,54 +577,81 @@ def live_run(settings: Settings, store: Store, models: list[str], streams: list[
     return captured, sent, time.perf_counter() - t0
 
 
-def judge_live(s: Stream, model: str, captured: list[tuple[int, dict[str, Any]]], w: int,
-               steps_per_window: int) -> dict[str, Any]:
+def judge_live(
+    s: Stream, model: str, captured: list[tuple[int, dict[str, Any]]], w: int, steps_per_window: int
+) -> dict[str, Any]:
     """Delay: events from the change to the end of the step after which the alert was
     published; alerts published before any changed event was read are false alarms."""
     per_step = w // steps_per_window
     mine = [(j, a) for j, a in captured if a["model_id"] == model and a["status"] == "open"]
     seen = {j: (j + 1) * per_step for j, _ in mine}  # this stream's events read by then
     limit = s.position if s.position is not None else 10**12
-    false = {t: sum(1 for j, a in mine if a["type"] == t and seen[j] <= limit)
-             for t in ("data_drift", "multivariate_drift", "prediction_drift",
-                       "performance_degradation")}
+    false = {
+        t: sum(1 for j, a in mine if a["type"] == t and seen[j] <= limit)
+        for t in ("data_drift", "multivariate_drift", "prediction_drift", "performance_degradation")
+    }
     res: dict[str, Any] = {"false_alerts": false}
     if s.position is not None:
         hits = [(j, a) for j, a in mine if a["type"] in s.expect and seen[j] > s.position]
         if hits:
             j, a = min(hits, key=lambda h: h[0])
-            res["detected"] = {"type": a["type"], "feature": a["feature"],
-                               "delay": seen[j] - s.position,
-                               "delay_windows": (seen[j] - s.position) / w}
+            res["detected"] = {
+                "type": a["type"],
+                "feature": a["feature"],
+                "delay": seen[j] - s.position,
+                "delay_windows": (seen[j] - s.position) / w,
+            }
         else:
             res["detected"] = None
     return res
 
 
 # ---- per scenario ----------------------------------------------------------------------
-def judge(s: Stream, model: str, alerts: list[dict[str, Any]], flagged: dict[str, Any],
-          start: float, w: int) -> dict[str, Any]:
+def judge(
+    s: Stream,
+    model: str,
+    alerts: list[dict[str, Any]],
+    flagged: dict[str, Any],
+    start: float,
+    w: int,
+) -> dict[str, Any]:
     mine = [a for a in alerts if a["model_id"] == model and a.get("status", "open") != "resolved"]
     first: dict[str, dict[str, Any]] = {}
     for a in sorted(mine, key=lambda a: a["window_start"]):
         first.setdefault(a["type"], {"window": window_of(a, start), "feature": a["feature"]})
-    res: dict[str, Any] = {"name": s.name, "kind": s.kind, "note": s.note, "model": model,
-                           "position": s.position, "width": s.width, **s.info,
-                           "first_alert": first, **flagged}
+    res: dict[str, Any] = {
+        "name": s.name,
+        "kind": s.kind,
+        "note": s.note,
+        "model": model,
+        "position": s.position,
+        "width": s.width,
+        **s.info,
+        "first_alert": first,
+        **flagged,
+    }
     change_window = None if s.position is None else s.position // w
-    episodes = {t: sum(1 for a in mine if a["type"] == t and a.get("status") == "open")
-                for t in ("data_drift", "multivariate_drift", "prediction_drift",
-                          "performance_degradation")}
+    episodes = {
+        t: sum(1 for a in mine if a["type"] == t and a.get("status") == "open")
+        for t in ("data_drift", "multivariate_drift", "prediction_drift", "performance_degradation")
+    }
     res["open_episodes"] = episodes
     # alerts on windows wholly before the change are false alarms
     stationary_end = change_window if change_window is not None else 10**9
     res["false_alerts"] = {
-        t: sum(1 for a in mine if a["type"] == t and a.get("status") == "open"
-               and window_of(a, start) < stationary_end)
-        for t in episodes}
+        t: sum(
+            1
+            for a in mine
+            if a["type"] == t and a.get("status") == "open" and window_of(a, start) < stationary_end
+        )
+        for t in episodes
+    }
     if s.position is not None:
-        hits = [first[t] | {"type": t} for t in s.expect if t in first
-                and first[t]["window"] >= change_window]
+        hits = [
+            first[t] | {"type": t}
+            for t in s.expect
+            if t in first and first[t]["window"] >= change_window
+        ]
         hit = min(hits, key=lambda h: h["window"]) if hits else None
         # the least delay any alert of a window can have: to the end of the change's window
         res["floor"] = (change_window + 1) * w - s.position
@@ -556,8 +661,9 @@ def judge(s: Stream, model: str, alerts: list[dict[str, Any]], flagged: dict[str
         res["detected"] = hit
     if s.labels is not None:
         errors = (s.scores >= 0.5).astype(int) != s.labels
-        res["river"] = {name: river_summary(hits, s.position)
-                        for name, hits in river_detections(errors).items()}
+        res["river"] = {
+            name: river_summary(hits, s.position) for name, hits in river_detections(errors).items()
+        }
         res["error_events"] = len(errors)
     return res
 
@@ -580,9 +686,13 @@ def flagged_windows(store: Store, model: str, s: Stream, w: int) -> dict[str, An
             if v["drifted"]:
                 drifted += 1
                 names.append(f"{win['start'][:13]} {f}")
-    return {"stationary_windows": len(windows), "stationary_window_features": checked,
-            "stationary_drifted": drifted, "stationary_drifted_examples": names[:5],
-            "windows_read": len(doc["windows"])}
+    return {
+        "stationary_windows": len(windows),
+        "stationary_window_features": checked,
+        "stationary_drifted": drifted,
+        "stationary_drifted_examples": names[:5],
+        "windows_read": len(doc["windows"]),
+    }
 
 
 def build_streams(sizes: Sizes) -> list[Stream]:
@@ -601,17 +711,21 @@ def build_streams(sizes: Sizes) -> list[Stream]:
 
 def register(store: Store, model: str, s: Stream, tmp: Path) -> None:
     path = write_csv(tmp / f"{model}.csv", s.reference)
-    profile = build_profile(model, path, prediction_column="score",
-                            label_column="label" if "label" in s.reference else None,
-                            features=s.features,
-                            config=MonitorConfig(window_seconds=HOUR,
-                                                 evaluation_interval_seconds=600))
+    profile = build_profile(
+        model,
+        path,
+        prediction_column="score",
+        label_column="label" if "label" in s.reference else None,
+        features=s.features,
+        config=MonitorConfig(window_seconds=HOUR, evaluation_interval_seconds=600),
+    )
     store.profiles.save(profile)
 
 
 @contextlib.contextmanager
-def cleanup(bootstrap: str, store: Store, models: list[str], topics: list[str],
-            is_embedded: bool) -> Iterator[None]:
+def cleanup(
+    bootstrap: str, store: Store, models: list[str], topics: list[str], is_embedded: bool
+) -> Iterator[None]:
     try:
         yield
     finally:
@@ -621,7 +735,7 @@ def cleanup(bootstrap: str, store: Store, models: list[str], topics: list[str],
                 with contextlib.suppress(Exception):
                     keys = list(store.redis.scan_iter(match=f"sd:{{{model}}}:*", count=5000))
                     for i in range(0, len(keys), 5000):
-                        store.redis.delete(*keys[i:i + 5000])
+                        store.redis.delete(*keys[i : i + 5000])
                     store.redis.srem(MODELS, model)
 
 
@@ -633,41 +747,59 @@ def _d(x: int | None) -> str:
 def goals(res: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     concept = [r for r in res["scenarios"] if r["kind"] == "concept"]
-    for label, note, factor in (("abrupt concept: delay <= 1.5 x ADWIN", "abrupt",
-                                 GOAL_ABRUPT_VS_ADWIN),
-                                ("subtle (SEA) concept: delay <= ADWIN", "subtle",
-                                 GOAL_SUBTLE_VS_ADWIN)):
+    for label, note, factor in (
+        ("abrupt concept: delay <= 1.5 x ADWIN", "abrupt", GOAL_ABRUPT_VS_ADWIN),
+        ("subtle (SEA) concept: delay <= ADWIN", "subtle", GOAL_SUBTLE_VS_ADWIN),
+    ):
         rows = [r for r in concept if r["note"] == note]
-        for pass_, get in (("", lambda r: r["detected"]),
-                           (", live", lambda r: r["live"]["detected"] if "live" in r else None)):
+        for pass_, get in (
+            ("", lambda r: r["detected"]),
+            (", live", lambda r: r["live"]["detected"] if "live" in r else None),
+        ):
             if pass_ and res["live"] is None:
                 continue
-            ratios = [get(r)["delay"] / r["river"]["ADWIN"]["delay"] for r in rows
-                      if get(r) is not None and r["river"]["ADWIN"]["delay"]]
+            ratios = [
+                get(r)["delay"] / r["river"]["ADWIN"]["delay"]
+                for r in rows
+                if get(r) is not None and r["river"]["ADWIN"]["delay"]
+            ]
             met = sum(1 for x in ratios if x <= factor)
             spread = f" (worker/ADWIN {min(ratios):.1f}-{max(ratios):.1f}x)" if ratios else ""
             out[label + pass_] = f"{met}/{len(rows)}{spread}"
     feats = [r for r in res["scenarios"] if r["kind"] == "feature"]
-    ok = [r["detected"] is not None and r["detected"]["delay_windows"] <= GOAL_FEATURE_WINDOWS
-          for r in feats]
+    ok = [
+        r["detected"] is not None and r["detected"]["delay_windows"] <= GOAL_FEATURE_WINDOWS
+        for r in feats
+    ]
     out["feature drift caught within 2 windows"] = f"{sum(ok)}/{len(feats)}"
     if res["live"] is not None:
-        ok = [r["live"]["detected"] is not None
-              and r["live"]["detected"]["delay_windows"] <= GOAL_FEATURE_WINDOWS for r in feats]
+        ok = [
+            r["live"]["detected"] is not None
+            and r["live"]["detected"]["delay_windows"] <= GOAL_FEATURE_WINDOWS
+            for r in feats
+        ]
         out["feature drift caught within 2 windows, live"] = f"{sum(ok)}/{len(feats)}"
     fa = res["false_alarms"]
     out["0 drift false alarms (stationary run)"] = (
-        "met" if fa["stationary"]["drifted"] == 0 and fa["stationary"]["drift_episodes"] == 0
-        else "NOT met")
+        "met"
+        if fa["stationary"]["drifted"] == 0 and fa["stationary"]["drift_episodes"] == 0
+        else "NOT met"
+    )
     out["0 performance false alarms (stationary run)"] = (
-        "met" if fa["stationary"]["performance_episodes"] == 0 else "NOT met")
+        "met" if fa["stationary"]["performance_episodes"] == 0 else "NOT met"
+    )
     if res["live"] is not None:
         rows = [r["live"]["false_alerts"] for r in res["scenarios"]]
         out["0 false alarms, live (stationary run and before every change)"] = (
-            "met" if not any(sum(x.values()) for x in rows) else "NOT met")
+            "met" if not any(sum(x.values()) for x in rows) else "NOT met"
+        )
     out["0 false alarms (all pre-change windows too)"] = (
-        "met" if fa["pre_change"]["drifted"] == 0 and fa["pre_change"]["drift_episodes"] == 0
-        and fa["pre_change"]["performance_episodes"] == 0 else "NOT met")
+        "met"
+        if fa["pre_change"]["drifted"] == 0
+        and fa["pre_change"]["drift_episodes"] == 0
+        and fa["pre_change"]["performance_episodes"] == 0
+        else "NOT met"
+    )
     return out
 
 
@@ -695,16 +827,26 @@ def table(res: dict[str, Any]) -> str:
         err = f"{r['error_before']:.3f}>{r['error_after']:.3f}"
         lv = r.get("live")
         lv_det = lv and lv["detected"]
-        fa = "/".join(str(x) for x in (r["false_alerts"]["performance_degradation"],
-                                       lv["false_alerts"]["performance_degradation"]
-                                       if lv else "-",
-                                       *(rv[k]["false_alarms"] for k in DETECTORS)))
-        lines.append(f"  {r['name']:<28}{err:>13}{_d(r['floor']):>7}"
-                     f"{_d(det and det['delay']):>8}{_d(lv_det and lv_det['delay']):>7}"
-                     + "".join(f"{_d(rv[k]['delay']):>7}" for k in DETECTORS) + f"  {fa}")
-    lines += ["", "feature drift: delay in events (windows) from the change to the end of the "
-              "first alerting window (live: of the step)",
-              f"  {'scenario':<42}{'alert':<28}{'delay':>14}{'live':>16}"]
+        fa = "/".join(
+            str(x)
+            for x in (
+                r["false_alerts"]["performance_degradation"],
+                lv["false_alerts"]["performance_degradation"] if lv else "-",
+                *(rv[k]["false_alarms"] for k in DETECTORS),
+            )
+        )
+        lines.append(
+            f"  {r['name']:<28}{err:>13}{_d(r['floor']):>7}"
+            f"{_d(det and det['delay']):>8}{_d(lv_det and lv_det['delay']):>7}"
+            + "".join(f"{_d(rv[k]['delay']):>7}" for k in DETECTORS)
+            + f"  {fa}"
+        )
+    lines += [
+        "",
+        "feature drift: delay in events (windows) from the change to the end of the "
+        "first alerting window (live: of the step)",
+        f"  {'scenario':<42}{'alert':<28}{'delay':>14}{'live':>16}",
+    ]
 
     def cell(det: dict[str, Any] | None) -> str:
         return "-" if not det else f"{det['delay']:,} ({det['delay_windows']:.2f})"
@@ -715,30 +857,45 @@ def table(res: dict[str, Any]) -> str:
         det = r["detected"]
         alert = "none" if det is None else f"{det['type']} {det['feature']}"
         lv = r.get("live")
-        lines.append(f"  {r['name']:<42}{alert:<28}{cell(det):>14}"
-                     f"{cell(lv['detected']) if lv else '-':>16}")
-    lines += ["", "false alarms (drifted: window-features judged drifted by the evaluator's "
-              "functions; episodes: open alerts)"]
-    for key, label in (("stationary", "stationary run"),
-                       ("pre_change", "every window wholly before a change")):
+        lines.append(
+            f"  {r['name']:<42}{alert:<28}{cell(det):>14}{cell(lv['detected']) if lv else '-':>16}"
+        )
+    lines += [
+        "",
+        "false alarms (drifted: window-features judged drifted by the evaluator's "
+        "functions; episodes: open alerts)",
+    ]
+    for key, label in (
+        ("stationary", "stationary run"),
+        ("pre_change", "every window wholly before a change"),
+    ):
         fa = res["false_alarms"][key]
         lines.append(
             f"  {label:<38} {fa['windows']:>4} windows, {fa['window_features']:>5} "
             f"window-features: {fa['drifted']} drifted ({fa['per_1000']:.2f} per 1,000), "
             f"drift episodes {fa['drift_episodes']}, performance episodes "
-            f"{fa['performance_episodes']}")
+            f"{fa['performance_episodes']}"
+        )
     if res["live"] is not None:
         lv = res["live"]
         rows = [r["live"] for r in res["scenarios"]]
-        drift = sum(x["false_alerts"][t] for x in rows
-                    for t in ("data_drift", "multivariate_drift", "prediction_drift"))
+        drift = sum(
+            x["false_alerts"][t]
+            for x in rows
+            for t in ("data_drift", "multivariate_drift", "prediction_drift")
+        )
         perf = sum(x["false_alerts"]["performance_degradation"] for x in rows)
-        lines.append(f"  live pass (stationary run of {lv['stationary_windows']} windows, "
-                     f"and before every change): drift episodes {drift}, performance "
-                     f"episodes {perf}")
+        lines.append(
+            f"  live pass (stationary run of {lv['stationary_windows']} windows, "
+            f"and before every change): drift episodes {drift}, performance "
+            f"episodes {perf}"
+        )
     st = res["false_alarms"]["stationary"]
-    lines.append(f"  river on the stationary run's error stream ({st['error_events']:,} events): "
-                 + ", ".join(f"{k} {v}" for k, v in st["river"].items()) + " detections")
+    lines.append(
+        f"  river on the stationary run's error stream ({st['error_events']:,} events): "
+        + ", ".join(f"{k} {v}" for k, v in st["river"].items())
+        + " detections"
+    )
     lines += ["", "goals"] + [f"  {k}: {v}" for k, v in res["goals"].items()]
     return "\n".join(lines)
 
@@ -746,11 +903,17 @@ def table(res: dict[str, Any]) -> str:
 # ---- main ------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="fewer, smaller scenarios (1,000 events per window): under a minute")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer, smaller scenarios (1,000 events per window): under a minute",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    ap.add_argument("--no-live", action="store_true",
-                    help="skip the second pass, evaluated step by step as the streams go")
+    ap.add_argument(
+        "--no-live",
+        action="store_true",
+        help="skip the second pass, evaluated step by step as the streams go",
+    )
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = QUICK if args.quick else FULL
@@ -764,20 +927,30 @@ def main(argv: list[str] | None = None) -> int:
     longest = max(len(s.rows) for s in streams) // w
     start = (time.time() // HOUR - longest - 2) * HOUR  # every window over, within a week
 
-    with servers() as (bootstrap, redis_url, is_embedded), \
-            tempfile.TemporaryDirectory(prefix="sd-bench-detect-") as tmpdir:
-        settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url,
-                            predictions_topic=f"sd-detect-{run}",
-                            labels_topic=f"sd-detect-{run}-labels",
-                            alerts_topic=f"sd-detect-{run}-alerts",
-                            consumer_group=f"bench-detect-{run}",
-                            session_timeout_ms=SESSION_TIMEOUT_MS, metrics_port=-1)
+    with (
+        servers() as (bootstrap, redis_url, is_embedded),
+        tempfile.TemporaryDirectory(prefix="sd-bench-detect-") as tmpdir,
+    ):
+        settings = Settings(
+            kafka_bootstrap=bootstrap,
+            redis_url=redis_url,
+            predictions_topic=f"sd-detect-{run}",
+            labels_topic=f"sd-detect-{run}-labels",
+            alerts_topic=f"sd-detect-{run}-alerts",
+            consumer_group=f"bench-detect-{run}",
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            metrics_port=-1,
+        )
         store = Store(redis_url)
         store.ping()
         models = [f"det{run}_{i}" for i in range(len(streams))]
-        topics = [settings.predictions_topic, settings.labels_topic, settings.alerts_topic,
-                  settings.dlq_topic(settings.predictions_topic),
-                  settings.dlq_topic(settings.labels_topic)]
+        topics = [
+            settings.predictions_topic,
+            settings.labels_topic,
+            settings.alerts_topic,
+            settings.dlq_topic(settings.predictions_topic),
+            settings.dlq_topic(settings.labels_topic),
+        ]
         with cleanup(bootstrap, store, models, topics, is_embedded):
             for t in topics[:3]:
                 create_topic(bootstrap, t, PARTITIONS)
@@ -794,64 +967,96 @@ def main(argv: list[str] | None = None) -> int:
                 n_preds += len(preds)
                 n_labels += len(labels)
             total = n_preds + n_labels
-            log(f"  {n_preds:,} predictions, {n_labels:,} labels in "
-                f"{time.perf_counter() - t0:.1f} s")
+            log(
+                f"  {n_preds:,} predictions, {n_labels:,} labels in "
+                f"{time.perf_counter() - t0:.1f} s"
+            )
             log("worker ...")
             t0 = time.perf_counter()
-            stats = Worker(settings).run(max_seconds=WORKER_SECONDS, install_signals=False,
-                                         until_messages=total)
+            stats = Worker(settings).run(
+                max_seconds=WORKER_SECONDS, install_signals=False, until_messages=total
+            )
             worker_seconds = time.perf_counter() - t0
             log(f"  {stats.messages:,} messages in {worker_seconds:.1f} s")
             if stats.messages < total:
                 raise BenchmarkError(f"the worker read {stats.messages} of {total} messages")
             alerts = read_topic(bootstrap, settings.alerts_topic)
             log(f"  {len(alerts)} alerts; judging ...")
-            scenarios = [judge(s, m, alerts, flagged_windows(store, m, s, w), start, w)
-                         for m, s in zip(models, streams, strict=True)]
+            scenarios = [
+                judge(s, m, alerts, flagged_windows(store, m, s, w), start, w)
+                for m, s in zip(models, streams, strict=True)
+            ]
         live: dict[str, Any] | None = None
         if not args.no_live:
             live_streams = [shorten(s, sizes.live_stationary_windows * w) for s in streams]
-            live_settings = settings.model_copy(update={
-                "predictions_topic": f"sd-live-{run}", "labels_topic": f"sd-live-{run}-labels",
-                "alerts_topic": f"sd-live-{run}-alerts", "consumer_group": f"bench-live-{run}",
-                "poll_timeout_seconds": 0.05})  # the steps wait on empty polls otherwise
+            live_settings = settings.model_copy(
+                update={
+                    "predictions_topic": f"sd-live-{run}",
+                    "labels_topic": f"sd-live-{run}-labels",
+                    "alerts_topic": f"sd-live-{run}-alerts",
+                    "consumer_group": f"bench-live-{run}",
+                    "poll_timeout_seconds": 0.05,
+                }
+            )  # the steps wait on empty polls otherwise
             live_models = [f"live{run}_{i}" for i in range(len(streams))]
             s2 = live_settings
-            live_topics = [s2.predictions_topic, s2.labels_topic, s2.alerts_topic,
-                           s2.dlq_topic(s2.predictions_topic), s2.dlq_topic(s2.labels_topic)]
+            live_topics = [
+                s2.predictions_topic,
+                s2.labels_topic,
+                s2.alerts_topic,
+                s2.dlq_topic(s2.predictions_topic),
+                s2.dlq_topic(s2.labels_topic),
+            ]
             with cleanup(bootstrap, store, live_models, live_topics, is_embedded):
                 for t in live_topics[:3]:
                     create_topic(bootstrap, t, PARTITIONS)
                 log(f"live: step by step, {sizes.steps_per_window} steps per window ...")
                 captured, live_messages, live_seconds = live_run(
-                    live_settings, store, live_models, live_streams, start, w,
-                    sizes.steps_per_window, Path(tmpdir))
-                log(f"  {live_messages:,} messages, {len(captured)} alerts in "
-                    f"{live_seconds:.1f} s")
-            live = {"steps_per_window": sizes.steps_per_window, "messages": live_messages,
-                    "seconds": live_seconds,
-                    "stationary_windows": sizes.live_stationary_windows,
-                    "scenarios": [judge_live(s, m, captured, w, sizes.steps_per_window)
-                                  for m, s in zip(live_models, live_streams, strict=True)]}
+                    live_settings,
+                    store,
+                    live_models,
+                    live_streams,
+                    start,
+                    w,
+                    sizes.steps_per_window,
+                    Path(tmpdir),
+                )
+                log(f"  {live_messages:,} messages, {len(captured)} alerts in {live_seconds:.1f} s")
+            live = {
+                "steps_per_window": sizes.steps_per_window,
+                "messages": live_messages,
+                "seconds": live_seconds,
+                "stationary_windows": sizes.live_stationary_windows,
+                "scenarios": [
+                    judge_live(s, m, captured, w, sizes.steps_per_window)
+                    for m, s in zip(live_models, live_streams, strict=True)
+                ],
+            }
             for r, lv in zip(scenarios, live["scenarios"], strict=True):
                 r["live"] = lv
 
     def tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
         wf = sum(r["stationary_window_features"] for r in rows)
         drifted = sum(r["stationary_drifted"] for r in rows)
-        return {"windows": sum(r["stationary_windows"] for r in rows), "window_features": wf,
-                "drifted": drifted, "per_1000": 1000 * drifted / max(wf, 1),
-                "drift_episodes": sum(r["false_alerts"][t] for r in rows
-                                      for t in ("data_drift", "multivariate_drift",
-                                                "prediction_drift")),
-                "performance_episodes": sum(r["false_alerts"]["performance_degradation"]
-                                            for r in rows),
-                "examples": [e for r in rows for e in r["stationary_drifted_examples"]][:5]}
+        return {
+            "windows": sum(r["stationary_windows"] for r in rows),
+            "window_features": wf,
+            "drifted": drifted,
+            "per_1000": 1000 * drifted / max(wf, 1),
+            "drift_episodes": sum(
+                r["false_alerts"][t]
+                for r in rows
+                for t in ("data_drift", "multivariate_drift", "prediction_drift")
+            ),
+            "performance_episodes": sum(r["false_alerts"]["performance_degradation"] for r in rows),
+            "examples": [e for r in rows for e in r["stationary_drifted_examples"]][:5],
+        }
 
     stationary = [r for r in scenarios if r["kind"] == "stationary"]
     false_alarms = {"stationary": tally(stationary), "pre_change": tally(scenarios)}
-    false_alarms["stationary"]["river"] = {k: v["false_alarms"]
-                                           for k, v in stationary[0]["river"].items()}
+    false_alarms["stationary"]["river"] = {
+        k: v["false_alarms"] for k, v in stationary[0]["river"].items()
+    }
     false_alarms["stationary"]["error_events"] = stationary[0]["error_events"]
     res: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
@@ -862,8 +1067,7 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": sizes.__dict__,
         "messages": total,
         "worker_seconds": worker_seconds,
-        "worker_stats": {k: v if isinstance(v, int) else dict(v)
-                         for k, v in vars(stats).items()},
+        "worker_stats": {k: v if isinstance(v, int) else dict(v) for k, v in vars(stats).items()},
         "embedded_servers": is_embedded,
         "scenarios": scenarios,
         "false_alarms": false_alarms,

@@ -100,10 +100,17 @@ DB_LABELLED, DB_PREDICTIONS, DB_LABELS, DB_CONTROL = 0, 1, 2, 3
 # ---- infrastructure --------------------------------------------------------------------
 def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> dict[str, float]:
     """Produce (key, value) pairs as they are; returns seconds and bytes."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                         "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
-                         "queue.buffering.max.kbytes": 1024 * 1024,
-                         "compression.type": "none", "acks": "all"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 500000,
+            "queue.buffering.max.kbytes": 1024 * 1024,
+            "compression.type": "none",
+            "acks": "all",
+        }
+    )
     errors: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: object) -> None:
@@ -124,39 +131,56 @@ def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> dic
     left = producer.flush(60)
     if left or errors:
         raise BenchmarkError(f"produce to {topic} failed: {left} undelivered, errors {errors}")
-    return {"seconds": time.perf_counter() - t0, "bytes": total,
-            "mean_bytes": total / max(len(pairs), 1)}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "bytes": total,
+        "mean_bytes": total / max(len(pairs), 1),
+    }
 
 
-def settings_for(bootstrap: str, redis_url: str, predictions: str, labels: str,
-                 group: str) -> Settings:
-    return Settings(kafka_bootstrap=bootstrap, redis_url=redis_url,
-                    predictions_topic=predictions, labels_topic=labels,
-                    alerts_topic=f"{predictions}-alerts", consumer_group=group,
-                    session_timeout_ms=SESSION_TIMEOUT_MS)
+def settings_for(
+    bootstrap: str, redis_url: str, predictions: str, labels: str, group: str
+) -> Settings:
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        redis_url=redis_url,
+        predictions_topic=predictions,
+        labels_topic=labels,
+        alerts_topic=f"{predictions}-alerts",
+        consumer_group=group,
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+    )
 
 
 def topics_of(s: Settings) -> list[str]:
-    return [s.predictions_topic, s.labels_topic, s.alerts_topic,
-            s.dlq_topic(s.predictions_topic), s.dlq_topic(s.labels_topic)]
+    return [
+        s.predictions_topic,
+        s.labels_topic,
+        s.alerts_topic,
+        s.dlq_topic(s.predictions_topic),
+        s.dlq_topic(s.labels_topic),
+    ]
 
 
 # ---- 1. baseline -----------------------------------------------------------------------
 def baseline(settings: Settings, n: int) -> dict[str, Any]:
     """throughput.py's baseline (consume + orjson.loads, nothing else) on both topics."""
-    return throughput.baseline(settings, n, None,
-                               [settings.predictions_topic, settings.labels_topic],
-                               **CEILING_OVERRIDES)
+    return throughput.baseline(
+        settings, n, None, [settings.predictions_topic, settings.labels_topic], **CEILING_OVERRIDES
+    )
 
 
 # ---- 2. worker -------------------------------------------------------------------------
 def commandstats(r: redis.Redis) -> dict[str, dict[str, float]]:
-    return {k.removeprefix("cmdstat_"): {"calls": float(v["calls"]), "usec": float(v["usec"])}
-            for k, v in r.info("commandstats").items()}
+    return {
+        k.removeprefix("cmdstat_"): {"calls": float(v["calls"]), "usec": float(v["usec"])}
+        for k, v in r.info("commandstats").items()
+    }
 
 
-def commandstats_delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
-                       events: int) -> dict[str, dict[str, float]]:
+def commandstats_delta(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], events: int
+) -> dict[str, dict[str, float]]:
     """Redis commands run during a phase (every client: Lua's calls count under their own
     name, and EVALSHA's time includes them), per event."""
     out = {}
@@ -164,8 +188,12 @@ def commandstats_delta(before: dict[str, dict[str, float]], after: dict[str, dic
         b = before.get(name, {"calls": 0.0, "usec": 0.0})
         calls, usec = a["calls"] - b["calls"], a["usec"] - b["usec"]
         if calls > 0:
-            out[name] = {"calls": int(calls), "usec": usec, "calls_per_event": calls / events,
-                         "us_per_event": usec / events}
+            out[name] = {
+                "calls": int(calls),
+                "usec": usec,
+                "calls_per_event": calls / events,
+                "us_per_event": usec / events,
+            }
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["usec"]))
 
 
@@ -181,8 +209,12 @@ def lua_fit(applies: list[dict[str, Any]]) -> dict[str, Any] | None:
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     resid = y - x @ coef
     r2 = 1 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum() or 1.0)
-    return {"us_per_prediction": float(coef[0]), "us_per_label": float(coef[1]), "r2": r2,
-            "applies": len(applies)}
+    return {
+        "us_per_prediction": float(coef[0]),
+        "us_per_label": float(coef[1]),
+        "r2": r2,
+        "applies": len(applies),
+    }
 
 
 def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[str, Any]:
@@ -195,8 +227,10 @@ def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[st
     applies: list[dict[str, Any]] = []
     prof = cProfile.Profile() if profile_run else None
     # beyond what throughput.instrumented wraps
-    extra = (("streamdrift.worker", "decode_labels", "decode_labels", ()),
-             ("streamdrift.batch", "join_delta", "join_delta", ()))
+    extra = (
+        ("streamdrift.worker", "decode_labels", "decode_labels", ()),
+        ("streamdrift.batch", "join_delta", "join_delta", ()),
+    )
     stats_before = commandstats(w.store.redis)
     with instrumented(w, timers, missing, extra):
         record_applies(w.store, applies, missing)
@@ -246,10 +280,14 @@ def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[st
         "mean_batch": seen / len(d.batch_sizes),
         "stalls": d.stalls,
         "ticks": d.ticks,
-        "cpu_us_per_event": {"process": d.cpu_process / seen * 1e6,
-                             "redis": d.cpu_redis / seen * 1e6},
-        "calls": {k: calls.get(k, 0) for k in ("turn_launch", "share", "apply_send",
-                                               "redis_heads", "evaluate")},
+        "cpu_us_per_event": {
+            "process": d.cpu_process / seen * 1e6,
+            "redis": d.cpu_redis / seen * 1e6,
+        },
+        "calls": {
+            k: calls.get(k, 0)
+            for k in ("turn_launch", "share", "apply_send", "redis_heads", "evaluate")
+        },
         "breakdown_seconds": parts,
         "us_per_event": {k: v / seen * 1e6 for k, v in parts.items()},
         "final_evaluation_seconds": final_eval,
@@ -257,10 +295,15 @@ def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[st
         "lua_fit": lua_fit(applies),
         "redis_commands": commandstats_delta(stats_before, stats_after, seen),
         "not_instrumented": missing,
-        "stats": {"messages": w.stats.messages, "counted": w.stats.counted,
-                  "labels_joined": w.stats.labels_joined, "dead": dict(w.stats.dead),
-                  "skipped_replays": w.stats.skipped_replays,
-                  "fence_conflicts": w.stats.fence_conflicts, "alerts": w.stats.alerts},
+        "stats": {
+            "messages": w.stats.messages,
+            "counted": w.stats.counted,
+            "labels_joined": w.stats.labels_joined,
+            "dead": dict(w.stats.dead),
+            "skipped_replays": w.stats.skipped_replays,
+            "fence_conflicts": w.stats.fence_conflicts,
+            "alerts": w.stats.alerts,
+        },
     }
     if prof:
         out = io.StringIO()
@@ -290,7 +333,10 @@ def record_applies(store: Store, applies: list[dict[str, Any]], missing: list[st
         records[id(pending)] = dict(
             predictions=len(join.predictions) if join is not None else 0,
             labels=len(join.labels) if join is not None else 0,
-            windows=len(request.windows), sent=t0, payload_bytes=len(pending.payload))
+            windows=len(request.windows),
+            sent=t0,
+            payload_bytes=len(pending.payload),
+        )
         return pending
 
     def read_apply(pending: Any) -> Any:
@@ -321,7 +367,9 @@ def lua_summary(applies: list[dict[str, Any]], events: int) -> dict[str, Any]:
         return sum(a["lua_seconds"] for a in xs) / len(xs) * 1e3 if xs else None
 
     return {
-        "applies": len(applies), "predictions": preds, "labels": labels,
+        "applies": len(applies),
+        "predictions": preds,
+        "labels": labels,
         "lua_seconds": secs,
         "us_per_event": secs / events * 1e6,
         "ms_per_apply_with_labels": per_apply(with_labels),
@@ -353,8 +401,9 @@ def waiting_count(js: dict[str, int]) -> int:
 def verify_labelled(store: Store, model: str, n: int, wres: dict[str, Any]) -> dict[str, Any]:
     js = store.counters.join_stats(model)
     if js.get("joined", 0) != n:
-        raise BenchmarkError(f"join stats of {model}: joined {js.get('joined', 0)}, "
-                             f"expected {n}: {js}")
+        raise BenchmarkError(
+            f"join stats of {model}: joined {js.get('joined', 0)}, expected {n}: {js}"
+        )
     if js.get("duplicate_predictions", 0) or js.get("duplicate_labels", 0):
         raise BenchmarkError(f"duplicates reported where there are none: {js}")
     ver = verify(store, model, n)  # window counts sum to n
@@ -366,8 +415,9 @@ def verify_labelled(store: Store, model: str, n: int, wres: dict[str, Any]) -> d
         raise BenchmarkError(f"performance sketches hold {labelled} labelled pairs, expected {n}")
     st = wres["stats"]
     if st["dead"] or st["messages"] != 2 * n:
-        raise BenchmarkError(f"worker read {st['messages']} of {2 * n} messages, "
-                             f"dead letters {st['dead']}")
+        raise BenchmarkError(
+            f"worker read {st['messages']} of {2 * n} messages, dead letters {st['dead']}"
+        )
     left = id_kinds(store.redis, model)["waiting"]
     if left:
         raise BenchmarkError(f"{left} labels still waiting after the join")
@@ -391,13 +441,16 @@ def snapshot(r: redis.Redis, model: str, kind: str) -> dict[str, Any]:
         other += b
         if k.startswith(f"sd:{{{model}}}:w:".encode()):
             window += b
-    return {"used_memory": int(info["used_memory"]),
-            "dataset": int(stats.get("dataset.bytes", 0)),
-            "clients_normal": int(stats.get("clients.normal", 0)),
-            "hashtable_main": int(dbstats.get("overhead.hashtable.main", 0)),
-            "hashtable_expires": int(dbstats.get("overhead.hashtable.expires", 0)),
-            "other_keys_bytes": other, "window_keys_bytes": window,
-            "keys": int(r.dbsize())}
+    return {
+        "used_memory": int(info["used_memory"]),
+        "dataset": int(stats.get("dataset.bytes", 0)),
+        "clients_normal": int(stats.get("clients.normal", 0)),
+        "hashtable_main": int(dbstats.get("overhead.hashtable.main", 0)),
+        "hashtable_expires": int(dbstats.get("overhead.hashtable.expires", 0)),
+        "other_keys_bytes": other,
+        "window_keys_bytes": window,
+        "keys": int(r.dbsize()),
+    }
 
 
 def id_kinds(r: redis.Redis, model: str) -> dict[str, int]:
@@ -410,8 +463,9 @@ def id_kinds(r: redis.Redis, model: str) -> dict[str, int]:
     return out
 
 
-def id_memory(r: redis.Redis, model: str, kind: str, expected: int,
-              before: dict[str, Any] | None) -> dict[str, Any]:
+def id_memory(
+    r: redis.Redis, model: str, kind: str, expected: int, before: dict[str, Any] | None
+) -> dict[str, Any]:
     """Bytes per id of `kind` in the model's `sd:{model}:ids:*` buckets: MEMORY USAGE of
     every bucket over the ids they hold, and (with `before`) the used_memory delta minus
     the model's other keys, per id."""
@@ -431,10 +485,14 @@ def id_memory(r: redis.Redis, model: str, kind: str, expected: int,
     encodings = Counter(e.decode() for e in res[2::3])
     field, value = r.hrandfield(names[0], 1, withvalues=True)
     out: dict[str, Any] = {
-        "kind": kind, "keys": ids, "buckets": len(names),
-        "ids_per_bucket_mean": float(lens.mean()), "ids_per_bucket_max": int(lens.max()),
+        "kind": kind,
+        "keys": ids,
+        "buckets": len(names),
+        "ids_per_bucket_mean": float(lens.mean()),
+        "ids_per_bucket_max": int(lens.max()),
         "memory_usage_mean": float(usage.sum() / ids),
-        "memory_usage_min": int(usage.min()), "memory_usage_max": int(usage.max()),
+        "memory_usage_min": int(usage.min()),
+        "memory_usage_max": int(usage.max()),
         "key_length_mean": float(np.mean([len(k) for k in names])),
         "value_length_mean": float(len(value)),
         "encoding": ", ".join(f"{e} {c}" for e, c in encodings.most_common()),
@@ -445,16 +503,20 @@ def id_memory(r: redis.Redis, model: str, kind: str, expected: int,
         after = snapshot(r, model, "ids")
         delta = after["used_memory"] - before["used_memory"]
         other = after["other_keys_bytes"] - before["other_keys_bytes"]
-        out.update({
-            "used_memory_before": before["used_memory"], "used_memory_after": after["used_memory"],
-            "used_memory_delta": delta, "other_keys_delta": other,
-            "window_keys_delta": after["window_keys_bytes"] - before["window_keys_bytes"],
-            "used_memory_per_key": (delta - other) / expected,
-            "hashtable_main_per_key": (after["hashtable_main"] - before["hashtable_main"])
-            / expected,
-            "clients_normal_delta": after["clients_normal"] - before["clients_normal"],
-            "keys_added": after["keys"] - before["keys"],
-        })
+        out.update(
+            {
+                "used_memory_before": before["used_memory"],
+                "used_memory_after": after["used_memory"],
+                "used_memory_delta": delta,
+                "other_keys_delta": other,
+                "window_keys_delta": after["window_keys_bytes"] - before["window_keys_bytes"],
+                "used_memory_per_key": (delta - other) / expected,
+                "hashtable_main_per_key": (after["hashtable_main"] - before["hashtable_main"])
+                / expected,
+                "clients_normal_delta": after["clients_normal"] - before["clients_normal"],
+                "keys_added": after["keys"] - before["keys"],
+            }
+        )
     return out
 
 
@@ -465,20 +527,37 @@ def src_digest() -> dict[str, str]:
     import streamdrift
 
     root = Path(streamdrift.__file__).parent
-    return {f: hashlib.sha256((root / f).read_bytes()).hexdigest()[:10]
-            for f in ("store/applies.py", "store/lua/apply.lua", "batch.py", "join.py",
-                      "worker.py", "decode.py", "sketch.py")
-            if (root / f).exists()}
+    return {
+        f: hashlib.sha256((root / f).read_bytes()).hexdigest()[:10]
+        for f in (
+            "store/applies.py",
+            "store/lua/apply.lua",
+            "batch.py",
+            "join.py",
+            "worker.py",
+            "decode.py",
+            "sketch.py",
+        )
+        if (root / f).exists()
+    }
 
 
 # ---- report ----------------------------------------------------------------------------
 #: the worker runs, as table columns
-RUNS = (("worker_labelled", "flowing"), ("worker_predictions_only", "preds only"),
-        ("worker_control", "no join"), ("worker_labels_only", "labels 1st"),
-        ("worker_labels_after", "labels 2nd"))
+RUNS = (
+    ("worker_labelled", "flowing"),
+    ("worker_predictions_only", "preds only"),
+    ("worker_control", "no join"),
+    ("worker_labels_only", "labels 1st"),
+    ("worker_labels_after", "labels 2nd"),
+)
 #: the key kinds, as table columns
-KEYS = (("memory_pending", "pending pred"), ("memory_waiting_label", "waiting label"),
-        ("memory_joined", "joined pred"), ("memory_joined_segments", "joined+segs"))
+KEYS = (
+    ("memory_pending", "pending pred"),
+    ("memory_waiting_label", "waiting label"),
+    ("memory_joined", "joined pred"),
+    ("memory_joined_segments", "joined+segs"),
+)
 
 
 def table(res: dict[str, Any]) -> str:
@@ -509,9 +588,11 @@ def table(res: dict[str, Any]) -> str:
         f"{res['worker_predictions_only']['events_per_s']:>9,.0f} ev/s",
     ]
     if "worker_control" in res:
-        lines.append(f"    worker, predictions only, no join    "
-                     f"{res['worker_control']['events_per_s']:>9,.0f} ev/s  "
-                     "(same events, model without a label column)")
+        lines.append(
+            f"    worker, predictions only, no join    "
+            f"{res['worker_control']['events_per_s']:>9,.0f} ev/s  "
+            "(same events, model without a label column)"
+        )
     lines += [
         f"    worker, labels before predictions    "
         f"{res['worker_labels_only']['events_per_s']:>9,.0f} ev/s  (all wait)",
@@ -524,36 +605,50 @@ def table(res: dict[str, Any]) -> str:
         "  worker time, µs per event      " + "".join(f"{name:>11}" for _, name in cols),
     ]
     for k in w["us_per_event"]:
-        lines.append(f"    {k:<28}" + "".join(f"{res[c]['us_per_event'][k]:>11.2f}"
-                                                 for c, _ in cols))
-    lines.append(f"    {'total (wall)':<28}" + "".join(f"{1e6 / res[c]['events_per_s']:>11.2f}"
-                                                         for c, _ in cols))
+        lines.append(
+            f"    {k:<28}" + "".join(f"{res[c]['us_per_event'][k]:>11.2f}" for c, _ in cols)
+        )
+    lines.append(
+        f"    {'total (wall)':<28}"
+        + "".join(f"{1e6 / res[c]['events_per_s']:>11.2f}" for c, _ in cols)
+    )
     for k, name in (("process", "CPU: worker process"), ("redis", "CPU: Redis server")):
-        lines.append(f"    {name:<28}" + "".join(f"{res[c]['cpu_us_per_event'][k]:>11.2f}"
-                                                  for c, _ in cols))
+        lines.append(
+            f"    {name:<28}" + "".join(f"{res[c]['cpu_us_per_event'][k]:>11.2f}" for c, _ in cols)
+        )
     lines += ["", "  Lua apply (send to answer; the next batch is decoded meanwhile)"]
     for c, name in cols:
         s = res["lua"][c]
         lines.append(
             f"    {name:<11} {s['applies']:>3} applies {s['lua_seconds']:6.3f} s "
             f"{s['us_per_event']:6.2f} µs/event, max {s['ms_per_apply_max']:5.1f} ms per apply, "
-            f"payload {s['payload_bytes_per_event']:.0f} B/event")
+            f"payload {s['payload_bytes_per_event']:.0f} B/event"
+        )
     fit = w["lua_fit"]
     if fit:
-        lines.append(f"    fit over the labels-flowing applies: {fit['us_per_prediction']:.2f} "
-                     f"µs/prediction + {fit['us_per_label']:.2f} µs/label "
-                     f"(R² {fit['r2']:.2f}, {fit['applies']} applies)")
+        lines.append(
+            f"    fit over the labels-flowing applies: {fit['us_per_prediction']:.2f} "
+            f"µs/prediction + {fit['us_per_label']:.2f} µs/label "
+            f"(R² {fit['r2']:.2f}, {fit['applies']} applies)"
+        )
     lines += ["", "  Redis commands during the labels-flowing run (all clients)"]
     for name, st in list(w["redis_commands"].items())[:10]:
-        lines.append(f"    {name:<14} {st['calls']:>9,} calls {st['calls_per_event']:7.3f}/event "
-                     f"{st['us_per_event']:6.2f} µs/event")
+        lines.append(
+            f"    {name:<14} {st['calls']:>9,} calls {st['calls_per_event']:7.3f}/event "
+            f"{st['us_per_event']:6.2f} µs/event"
+        )
     inner = sum(st["usec"] for k, st in w["redis_commands"].items() if k not in ("evalsha", "eval"))
     lua_usec = w["redis_commands"].get("evalsha", {}).get("usec", 0.0)
-    lines.append(f"    EVALSHA time minus every other command's: "
-                 f"{max(lua_usec - inner, 0) / w['events']:.2f} µs/event in the Lua interpreter, "
-                 "cjson and redis.call (a lower bound)")
-    lines += ["", "  Redis bytes per id             " + "".join(f"{name:>15}" for k, name in KEYS
-                                                               if k in res)]
+    lines.append(
+        f"    EVALSHA time minus every other command's: "
+        f"{max(lua_usec - inner, 0) / w['events']:.2f} µs/event in the Lua interpreter, "
+        "cjson and redis.call (a lower bound)"
+    )
+    lines += [
+        "",
+        "  Redis bytes per id             "
+        + "".join(f"{name:>15}" for k, name in KEYS if k in res),
+    ]
 
     keys = [(k, name) for k, name in KEYS if k in res]
 
@@ -566,8 +661,10 @@ def table(res: dict[str, Any]) -> str:
     lines += [
         row("ids", lambda d: f"{d['keys']:,}"),
         row("buckets", lambda d: f"{d['buckets']:,}"),
-        row("ids per bucket mean, max",
-            lambda d: f"{d['ids_per_bucket_mean']:.1f}, {d['ids_per_bucket_max']}"),
+        row(
+            "ids per bucket mean, max",
+            lambda d: f"{d['ids_per_bucket_mean']:.1f}, {d['ids_per_bucket_max']}",
+        ),
         row("MEMORY USAGE per id", opt("memory_usage_mean", ".1f")),
         row("used_memory delta per id", opt("used_memory_per_key", ".1f")),
         row("  MEMORY STATS main dict", opt("hashtable_main_per_key", ".1f")),
@@ -598,15 +695,21 @@ def register(store: Store, model: str, ref: Path, labels: bool = True) -> None:
     """The synthetic fraud model; without `labels`, the label column is left out of the
     features too (build_profile would otherwise monitor it as a feature)."""
     features = [*synthetic.NUMERIC, "country", "device"]
-    profile = build_profile(model, ref, prediction_column="score",
-                            label_column="is_fraud" if labels else None, features=features,
-                            config=MonitorConfig(window_seconds=WINDOW_SECONDS))
+    profile = build_profile(
+        model,
+        ref,
+        prediction_column="score",
+        label_column="is_fraud" if labels else None,
+        features=features,
+        config=MonitorConfig(window_seconds=WINDOW_SECONDS),
+    )
     store.profiles.save(profile)
 
 
 @contextlib.contextmanager
-def cleanup(bootstrap: str, stores: list[tuple[Store, str]], topics: list[str],
-            is_embedded: bool) -> Iterator[None]:
+def cleanup(
+    bootstrap: str, stores: list[tuple[Store, str]], topics: list[str], is_embedded: bool
+) -> Iterator[None]:
     try:
         yield
     finally:
@@ -632,15 +735,29 @@ def check(cond: bool, what: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=100_000,
-                    help="predictions, and as many labels, with labels flowing (100000)")
-    ap.add_argument("--pending", type=int, default=100_000,
-                    help="predictions without labels, and labels without predictions (100000)")
-    ap.add_argument("--no-control", action="store_true",
-                    help="skip the predictions-only run of a model without a label column")
+    ap.add_argument(
+        "--events",
+        type=int,
+        default=100_000,
+        help="predictions, and as many labels, with labels flowing (100000)",
+    )
+    ap.add_argument(
+        "--pending",
+        type=int,
+        default=100_000,
+        help="predictions without labels, and labels without predictions (100000)",
+    )
+    ap.add_argument(
+        "--no-control",
+        action="store_true",
+        help="skip the predictions-only run of a model without a label column",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    ap.add_argument("--profile", action="store_true",
-                    help="run the labels-flowing worker under cProfile (slower)")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the labels-flowing worker under cProfile (slower)",
+    )
     args = ap.parse_args(argv)
     if args.events < 1 or args.pending < 1:
         ap.error("--events and --pending must be positive")
@@ -650,25 +767,51 @@ def main(argv: list[str] | None = None) -> int:
     n, m = args.events, args.pending
     t_start = time.perf_counter()
     workers: dict[str, dict[str, Any]] = {}
-    with servers() as (bootstrap, redis_url, is_embedded), \
-            tempfile.TemporaryDirectory(prefix="sd-bench-join-") as tmp:
-        s1 = settings_for(bootstrap, db_url(redis_url, DB_LABELLED), f"sd-join-{run}",
-                          f"sd-join-{run}-labels", f"bench-join-worker-{run}")
-        s2 = settings_for(bootstrap, db_url(redis_url, DB_PREDICTIONS), f"sd-pend-{run}",
-                          f"sd-pend-{run}-labels", f"bench-pend-worker-{run}")
-        s3 = settings_for(bootstrap, db_url(redis_url, DB_LABELS), f"sd-wait-{run}",
-                          f"sd-wait-{run}-labels", f"bench-wait-worker-{run}")
-        s4 = s2.model_copy(update={"redis_url": db_url(redis_url, DB_CONTROL),
-                                   "consumer_group": f"bench-ctl-worker-{run}"})
+    with (
+        servers() as (bootstrap, redis_url, is_embedded),
+        tempfile.TemporaryDirectory(prefix="sd-bench-join-") as tmp,
+    ):
+        s1 = settings_for(
+            bootstrap,
+            db_url(redis_url, DB_LABELLED),
+            f"sd-join-{run}",
+            f"sd-join-{run}-labels",
+            f"bench-join-worker-{run}",
+        )
+        s2 = settings_for(
+            bootstrap,
+            db_url(redis_url, DB_PREDICTIONS),
+            f"sd-pend-{run}",
+            f"sd-pend-{run}-labels",
+            f"bench-pend-worker-{run}",
+        )
+        s3 = settings_for(
+            bootstrap,
+            db_url(redis_url, DB_LABELS),
+            f"sd-wait-{run}",
+            f"sd-wait-{run}-labels",
+            f"bench-wait-worker-{run}",
+        )
+        s4 = s2.model_copy(
+            update={
+                "redis_url": db_url(redis_url, DB_CONTROL),
+                "consumer_group": f"bench-ctl-worker-{run}",
+            }
+        )
         m1, m2, m3 = f"bench_{run}", f"bpend_{run}", f"bwait_{run}"
         st1, st2, st3, st4 = (Store(s.redis_url) for s in (s1, s2, s3, s4))
         for st in (st1, st2, st3, st4):
             st.ping()
         topics = sorted({t for s in (s1, s2, s3) for t in topics_of(s)})
-        with cleanup(bootstrap, [(st1, m1), (st2, m2), (st3, m3), (st4, m2)], topics,
-                     is_embedded):
-            for t in (s1.predictions_topic, s1.labels_topic, s2.predictions_topic,
-                      s2.labels_topic, s3.predictions_topic, s3.labels_topic):
+        with cleanup(bootstrap, [(st1, m1), (st2, m2), (st3, m3), (st4, m2)], topics, is_embedded):
+            for t in (
+                s1.predictions_topic,
+                s1.labels_topic,
+                s2.predictions_topic,
+                s2.labels_topic,
+                s3.predictions_topic,
+                s3.labels_topic,
+            ):
                 create_topic(bootstrap, t)
             ref = synthetic.write_reference(Path(tmp) / "reference.csv")
             register(st1, m1, ref)
@@ -679,23 +822,31 @@ def main(argv: list[str] | None = None) -> int:
 
             # ---- set-up: every timestamp within the last day
             start = time.time() - DAY + MARGIN
-            log(f"generating and producing {n} predictions + labels, {m} predictions "
-                f"(their labels later), {m} labels ...")
+            log(
+                f"generating and producing {n} predictions + labels, {m} predictions "
+                f"(their labels later), {m} labels ..."
+            )
             preds, labels = synthetic.labelled_events(
-                m1, n, start, SPAN_SECONDS, seed=11, delay_seconds=DELAY_SECONDS)
+                m1, n, start, SPAN_SECONDS, seed=11, delay_seconds=DELAY_SECONDS
+            )
             now = time.time()
-            ages = [(now - orjson.loads(v)["timestamp"]) / 3600 for pairs in (preds, labels)
-                    for _, v in pairs[:: max(n // 1000, 1)] + pairs[-1:]]
+            ages = [
+                (now - orjson.loads(v)["timestamp"]) / 3600
+                for pairs in (preds, labels)
+                for _, v in pairs[:: max(n // 1000, 1)] + pairs[-1:]
+            ]
             segmented = b'"segments"' in preds[0][1]
             p1 = produce(bootstrap, s1.predictions_topic, preds)
             l1 = produce(bootstrap, s1.labels_topic, labels)
             del preds, labels
-            preds2, labels2 = synthetic.labelled_events(m2, m, start, SPAN_SECONDS, seed=12,
-                                                        delay_seconds=DELAY_SECONDS)
+            preds2, labels2 = synthetic.labelled_events(
+                m2, m, start, SPAN_SECONDS, seed=12, delay_seconds=DELAY_SECONDS
+            )
             p2 = produce(bootstrap, s2.predictions_topic, without_segments(preds2))
             del preds2
-            _, labels3 = synthetic.labelled_events(m3, m, start, SPAN_SECONDS, seed=13,
-                                                   delay_seconds=DELAY_SECONDS)
+            _, labels3 = synthetic.labelled_events(
+                m3, m, start, SPAN_SECONDS, seed=13, delay_seconds=DELAY_SECONDS
+            )
             l3 = produce(bootstrap, s3.labels_topic, labels3)
             del _, labels3
             log(f"  predictions {p1['mean_bytes']:.0f} B, labels {l1['mean_bytes']:.0f} B")
@@ -720,18 +871,24 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {w2['events_per_s']:,.0f} events/s")
             pending = id_memory(st2.redis, m2, "pending", m, before)
             verify(st2, m2, m)
-            check(not w2["stats"]["dead"] and w2["stats"]["counted"] == m,
-                  f"predictions-only worker: {w2['stats']}")
+            check(
+                not w2["stats"]["dead"] and w2["stats"]["counted"] == m,
+                f"predictions-only worker: {w2['stats']}",
+            )
 
             # ---- 3. control: the same predictions, no join
             if not args.no_control:
-                log(f"worker, the same predictions, model without a label column (database "
-                    f"+{DB_CONTROL}) ...")
+                log(
+                    f"worker, the same predictions, model without a label column (database "
+                    f"+{DB_CONTROL}) ..."
+                )
                 w4 = workers["worker_control"] = run_worker(s4, m)
                 log(f"  {w4['events_per_s']:,.0f} events/s")
                 verify(st4, m2, m)
-                check(not any(True for _ in st4.redis.scan_iter(match=f"sd:{{{m2}}}:ids:*")),
-                      "the control model stored predictions for a join")
+                check(
+                    not any(True for _ in st4.redis.scan_iter(match=f"sd:{{{m2}}}:ids:*")),
+                    "the control model stored predictions for a join",
+                )
 
             # ---- 4. waiting labels
             log(f"worker, labels without predictions ({m}, database +{DB_LABELS}) ...")
@@ -740,8 +897,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {w3['events_per_s']:,.0f} events/s")
             waiting = id_memory(st3.redis, m3, "waiting", m, before)
             js3 = st3.counters.join_stats(m3)
-            check(waiting_count(js3) == m and not w3["stats"]["dead"],
-                  f"labels-only worker: join stats {js3}, {w3['stats']}")
+            check(
+                waiting_count(js3) == m and not w3["stats"]["dead"],
+                f"labels-only worker: join stats {js3}, {w3['stats']}",
+            )
 
             # ---- 5. the labels of the pending predictions of 2 (the worker of 2's group
             # resumes after the predictions it committed: it reads the labels alone)
@@ -753,10 +912,13 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {w5['events_per_s']:,.0f} events/s")
             joined = id_memory(st2.redis, m2, "joined", m, before)
             js2 = st2.counters.join_stats(m2)
-            check(js2.get("joined", 0) == m and waiting_count(js2) == 0
-                  and not w5["stats"]["dead"] and w5["stats"]["messages"] == m,
-                  f"labels-after worker: join stats {js2}, {w5['stats']}")
-
+            check(
+                js2.get("joined", 0) == m
+                and waiting_count(js2) == 0
+                and not w5["stats"]["dead"]
+                and w5["stats"]["messages"] == m,
+                f"labels-after worker: join stats {js2}, {w5['stats']}",
+            )
 
     profile_text = w1.pop("profile_text", None)
     b = max((b1, b2), key=lambda x: x["events_per_s"])
@@ -773,8 +935,13 @@ def main(argv: list[str] | None = None) -> int:
         "labelled_run_has_segments": segmented,
         "embedded_servers": is_embedded,
         "profiled": args.profile,
-        "produce": {"predictions": p1, "labels": l1, "pending_predictions": p2,
-                    "waiting_labels": l3, "labels_after": l2},
+        "produce": {
+            "predictions": p1,
+            "labels": l1,
+            "pending_predictions": p2,
+            "waiting_labels": l3,
+            "labels_after": l2,
+        },
         "baseline": b,
         "baseline_runs": [b1, b2],
         **workers,

@@ -119,8 +119,9 @@ def servers() -> Iterator[tuple[str, str, bool]]:
 
 def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions,
-                                            replication_factor=1)], operation_timeout=15)
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1)], operation_timeout=15
+    )
     futures[topic].result(timeout=15)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -141,10 +142,17 @@ def delete_topics(bootstrap: str, topics: list[str]) -> None:
 
 def produce(bootstrap: str, topic: str, model: str, n: int) -> dict[str, float]:
     """N prediction events with timestamps over the last SPAN_SECONDS; returns figures."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                         "batch.num.messages": 10000, "queue.buffering.max.messages": 500000,
-                         "queue.buffering.max.kbytes": 1024 * 1024,
-                         "compression.type": "none", "acks": "all"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 500000,
+            "queue.buffering.max.kbytes": 1024 * 1024,
+            "compression.type": "none",
+            "acks": "all",
+        }
+    )
     errors: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: object) -> None:
@@ -183,8 +191,13 @@ def consumer_settings(base: Settings, group: str) -> Settings:
 
 
 # ---- 1. baseline -----------------------------------------------------------------------
-def baseline(settings: Settings, n: int, keep: list[list[Any]] | None = None,
-             topics: list[str] | None = None, **overrides: Any) -> dict[str, Any]:
+def baseline(
+    settings: Settings,
+    n: int,
+    keep: list[list[Any]] | None = None,
+    topics: list[str] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """consume(5000, 0.5) + orjson.loads of every value, nothing else. The consumer has the
     worker's client settings (kafka_io.consumer) plus `overrides`. With `keep`, the first
     SAMPLE_BATCHES batches are kept there (not while the worker is timed: confluent-kafka
@@ -221,8 +234,15 @@ def baseline(settings: Settings, n: int, keep: list[list[Any]] | None = None,
     finally:
         consumer.close()
     secs = t_last - t_first
-    return {"events": seen, "batches": batches, "seconds": secs, "events_per_s": seen / secs,
-            "mean_batch": seen / batches, "stalls": stalls, "overrides": overrides}
+    return {
+        "events": seen,
+        "batches": batches,
+        "seconds": secs,
+        "events_per_s": seen / secs,
+        "mean_batch": seen / batches,
+        "stalls": stalls,
+        "overrides": overrides,
+    }
 
 
 # ---- 2. worker -------------------------------------------------------------------------
@@ -235,8 +255,9 @@ class Timers:
         self.calls: dict[str, int] = defaultdict(int)
         self.active: Counter[str] = Counter()
 
-    def wrap(self, name: str, fn: Callable[..., Any],
-             within: tuple[str, ...] = ()) -> Callable[..., Any]:
+    def wrap(
+        self, name: str, fn: Callable[..., Any], within: tuple[str, ...] = ()
+    ) -> Callable[..., Any]:
         active = self.active
 
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -311,9 +332,12 @@ def _wrap_name(target: Any, where: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def instrumented(w: worker_mod.Worker, timers: Timers, missing: list[str],
-                 extra: tuple[tuple[str, str, str, tuple[str, ...]], ...] = ()
-                 ) -> Iterator[None]:
+def instrumented(
+    w: worker_mod.Worker,
+    timers: Timers,
+    missing: list[str],
+    extra: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (),
+) -> Iterator[None]:
     """Time the worker's steps (WRAPPED, then `extra`) by wrapping them for the duration
     (src is untouched); modules and classes get their attributes back at the end."""
     restore: list[tuple[Any, str, Any]] = []
@@ -369,8 +393,13 @@ def redis_cpu(r: Any) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def drive(w: worker_mod.Worker, n: int, timers: Timers, prof: cProfile.Profile | None = None,
-          on_first: Callable[[], None] | None = None) -> Drive:
+def drive(
+    w: worker_mod.Worker,
+    n: int,
+    timers: Timers,
+    prof: cProfile.Profile | None = None,
+    on_first: Callable[[], None] | None = None,
+) -> Drive:
     """Run the worker as `Worker.run` does until it has read n messages: its start-up
     (`Worker._start`: Redis's state marker and eviction policy, the topics' incarnations,
     then the subscription whose rebalance callbacks seek each partition to Redis's
@@ -419,8 +448,9 @@ def drive(w: worker_mod.Worker, n: int, timers: Timers, prof: cProfile.Profile |
         if d.seen and getattr(w, "_last_tick", None) != last_tick:
             d.ticks += 1  # the tick did its work (it is due every TICK_SECONDS)
         now = time.monotonic()
-        if d.idle and (now - started > PHASE_TIMEOUT
-                       or (d.seen and now - d.last_msg > STALL_TIMEOUT)):
+        if d.idle and (
+            now - started > PHASE_TIMEOUT or (d.seen and now - d.last_msg > STALL_TIMEOUT)
+        ):
             raise BenchmarkError(f"worker stalled at {d.seen}/{n} messages")
     w.drain()  # the last batch in flight
     d.t_last = time.perf_counter()
@@ -475,8 +505,7 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
     outside = ("consume", "evaluate", "tick")
     listed_in_process = sum(v for k, v in parts.items() if k not in outside)
     parts["process_other"] = max(s["process"] - listed_in_process, 0.0)
-    parts["loop_other"] = max(secs - s["consume"] - s["process"] - s["evaluate"] - s["tick"],
-                              0.0)
+    parts["loop_other"] = max(secs - s["consume"] - s["process"] - s["evaluate"] - s["tick"], 0.0)
     result: dict[str, Any] = {
         "events": seen,
         "batches": len(batch_sizes),
@@ -485,24 +514,42 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
         "max_batch": max(batch_sizes),
         "stalls": d.stalls,
         "ticks": d.ticks,
-        "cpu_us_per_event": {"process": d.cpu_process / seen * 1e6,
-                             "redis": d.cpu_redis / seen * 1e6},
+        "cpu_us_per_event": {
+            "process": d.cpu_process / seen * 1e6,
+            "redis": d.cpu_redis / seen * 1e6,
+        },
         "seconds": secs,
         "events_per_s": seen / secs,
         "breakdown_seconds": parts,
         "breakdown_share": {k: v / secs for k, v in parts.items()},
         "us_per_event": {k: v / seen * 1e6 for k, v in parts.items()},
-        "calls": {k: calls[k] for k in ("process", "apply_send", "apply_wait", "commit",
-                                        "evaluate", "redis_heads", "share", "tick")},
+        "calls": {
+            k: calls[k]
+            for k in (
+                "process",
+                "apply_send",
+                "apply_wait",
+                "commit",
+                "evaluate",
+                "redis_heads",
+                "share",
+                "tick",
+            )
+        },
         "gc_seconds": {g: s[f"gc{g}"] for g in range(3)},
         "gc_collections": {g: calls[f"gc{g}"] for g in range(3)},
         "gc_tracked_objects_at_start": tracked,
         "not_instrumented": missing,
         "final_evaluation_seconds": final_eval,
-        "stats": {"batches": w.stats.batches, "messages": w.stats.messages,
-                  "counted": w.stats.counted, "dead": dict(w.stats.dead),
-                  "skipped_replays": w.stats.skipped_replays,
-                  "fence_conflicts": w.stats.fence_conflicts, "alerts": w.stats.alerts},
+        "stats": {
+            "batches": w.stats.batches,
+            "messages": w.stats.messages,
+            "counted": w.stats.counted,
+            "dead": dict(w.stats.dead),
+            "skipped_replays": w.stats.skipped_replays,
+            "fence_conflicts": w.stats.fence_conflicts,
+            "alerts": w.stats.alerts,
+        },
     }
     if prof:
         out = io.StringIO()
@@ -526,8 +573,12 @@ def verify(store: Store, model: str, n: int) -> dict[str, Any]:
     return {"windows": len(windows), "total": total, "per_window": per_window}
 
 
-def steps(batches: list[list[Any]], profile: ReferenceProfile,
-          max_event_bytes: int, flat: ReferenceProfile | None = None) -> dict[str, Any]:
+def steps(
+    batches: list[list[Any]],
+    profile: ReferenceProfile,
+    max_event_bytes: int,
+    flat: ReferenceProfile | None = None,
+) -> dict[str, Any]:
     """The worker's per-batch steps timed one by one on batches it processed (best of 3),
     beside the pieces they are made of, in µs per event. With `flat` (the profile
     without multivariate drift and distinct counts), also its sketch and apply payload,
@@ -565,12 +616,15 @@ def steps(batches: list[list[Any]], profile: ReferenceProfile,
             sketched = [sketch_batch(e, prof)[0] for e in events]
             return lambda: [payload.request(ApplyRequest(prof, [], w)) for w in sketched]
 
-        cases.update({
-            "sketch_batch, no multivariate/distinct": lambda: [sketch_batch(e, flat)
-                                                               for e in events],
-            "apply payload (Applies.request)": request(profile),
-            "apply payload, no multivariate/distinct": request(flat),
-        })
+        cases.update(
+            {
+                "sketch_batch, no multivariate/distinct": lambda: [
+                    sketch_batch(e, flat) for e in events
+                ],
+                "apply payload (Applies.request)": request(profile),
+                "apply payload, no multivariate/distinct": request(flat),
+            }
+        )
     out = {}
     for name, fn in cases.items():
         best = float("inf")
@@ -605,17 +659,23 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
     for s in starts:
         keys = list(r.scan_iter(match=f"{base}:{s}:*", count=1000))
         sized = {k.decode(): usage(k.decode()) for k in keys}
-        per_window[str(s)] = {"keys": len(keys), "bytes": sum(sized.values()),
-                              "events": counts.get(s, 0),
-                              "bytes_without_ids": sum(b for k, b in sized.items()
-                                                       if not k.endswith(":ids"))}
+        per_window[str(s)] = {
+            "keys": len(keys),
+            "bytes": sum(sized.values()),
+            "events": counts.get(s, 0),
+            "bytes_without_ids": sum(b for k, b in sized.items() if not k.endswith(":ids")),
+        }
     # the id set of the fullest window that still has one: a window's set lives only
     # dedupe_horizon_seconds past the window's end, so the oldest windows have none
-    with_ids = [s for s in sorted(starts, key=lambda s: -counts.get(s, 0))
-                if r.exists(f"{base}:{s}:ids")]
+    with_ids = [
+        s for s in sorted(starts, key=lambda s: -counts.get(s, 0)) if r.exists(f"{base}:{s}:ids")
+    ]
     ids_key = f"{base}:{with_ids[0] if with_ids else full}:ids"
-    num_key, cat_key, meta_key = f"{base}:{full}:num:{num}", f"{base}:{full}:cat:{cat}", \
-        f"{base}:{full}:meta"
+    num_key, cat_key, meta_key = (
+        f"{base}:{full}:num:{num}",
+        f"{base}:{full}:cat:{cat}",
+        f"{base}:{full}:meta",
+    )
     model_keys = [k.decode() for k in r.scan_iter(match=f"sd:{{{model}}}:*", count=1000)]
     info = r.info("memory")
     sizes = [v["bytes"] for v in per_window.values()]
@@ -625,21 +685,39 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "window": full,
-        "numeric_key": {"key": num_key, "bytes": usage(num_key), "fields": fields(num_key),
-                        "encoding": r.object("encoding", num_key).decode()},
-        "categorical_key": {"key": cat_key, "bytes": usage(cat_key), "fields": fields(cat_key),
-                            "encoding": r.object("encoding", cat_key).decode()},
+        "numeric_key": {
+            "key": num_key,
+            "bytes": usage(num_key),
+            "fields": fields(num_key),
+            "encoding": r.object("encoding", num_key).decode(),
+        },
+        "categorical_key": {
+            "key": cat_key,
+            "bytes": usage(cat_key),
+            "fields": fields(cat_key),
+            "encoding": r.object("encoding", cat_key).decode(),
+        },
         "meta_key": {"key": meta_key, "bytes": usage(meta_key), "fields": fields(meta_key)},
-        "correlation_key": {"bytes": usage(f"{base}:{full}:corr"),
-                            "fields": fields(f"{base}:{full}:corr")},
-        "distinct_key": {"bytes": usage(f"{base}:{full}:hll:{cat}"),
-                         "count": int(r.pfcount(f"{base}:{full}:hll:{cat}"))},
-        "ids_key": {"key": ids_key, "bytes": usage(ids_key), "members": int(r.scard(ids_key)),
-                    "encoding": (r.object("encoding", ids_key) or b"-").decode()},
+        "correlation_key": {
+            "bytes": usage(f"{base}:{full}:corr"),
+            "fields": fields(f"{base}:{full}:corr"),
+        },
+        "distinct_key": {
+            "bytes": usage(f"{base}:{full}:hll:{cat}"),
+            "count": int(r.pfcount(f"{base}:{full}:hll:{cat}")),
+        },
+        "ids_key": {
+            "key": ids_key,
+            "bytes": usage(ids_key),
+            "members": int(r.scard(ids_key)),
+            "encoding": (r.object("encoding", ids_key) or b"-").decode(),
+        },
         "per_window": per_window,
         "bytes_per_window_mean": sum(sizes) / len(sizes),
-        "bytes_per_window_without_ids_mean": sum(v["bytes_without_ids"]
-                                                 for v in per_window.values()) / len(sizes),
+        "bytes_per_window_without_ids_mean": sum(
+            v["bytes_without_ids"] for v in per_window.values()
+        )
+        / len(sizes),
         "keys_per_window": per_window[str(full)]["keys"],
         "used_memory_before": int(before["used_memory"]),
         "used_memory_after": int(info["used_memory"]),
@@ -682,17 +760,26 @@ def table(res: dict[str, Any]) -> str:
         f"(ratio {res['ratio_drift_only']:.3f}; no outlier model, no repeated-id check)",
         f"  quality checks + outliers  {res['quality_cost']:10.1%}       slower than drift only "
         f"(goal <= 20%: {'met' if res['quality_cost'] <= 0.2 else 'NOT met'}; faster of "
-        + " and ".join(f"{x:,.0f}" for x in res["full_runs"]) + " against faster of "
-        + " and ".join(f"{x:,.0f}" for x in res["drift_only_runs"]) + ")",
-        *([f"  multivariate + distinct   {res['multivariate_cost']:10.1%}       slower than "
-           "without them (faster of "
-           + " and ".join(f"{x:,.0f}" for x in res["full_runs"]) + " against faster of "
-           + " and ".join(f"{x:,.0f}" for x in res["no_multivariate_runs"]) + "; CPU "
-           f"{w['cpu_us_per_event']['process']:.2f} against "
-           f"{res['worker_no_multivariate']['cpu_us_per_event']['process']:.2f} µs/event "
-           f"worker, {w['cpu_us_per_event']['redis']:.2f} against "
-           f"{res['worker_no_multivariate']['cpu_us_per_event']['redis']:.2f} Redis)"]
-          if res.get("multivariate_cost") is not None else []),
+        + " and ".join(f"{x:,.0f}" for x in res["full_runs"])
+        + " against faster of "
+        + " and ".join(f"{x:,.0f}" for x in res["drift_only_runs"])
+        + ")",
+        *(
+            [
+                f"  multivariate + distinct   {res['multivariate_cost']:10.1%}       slower than "
+                "without them (faster of "
+                + " and ".join(f"{x:,.0f}" for x in res["full_runs"])
+                + " against faster of "
+                + " and ".join(f"{x:,.0f}" for x in res["no_multivariate_runs"])
+                + "; CPU "
+                f"{w['cpu_us_per_event']['process']:.2f} against "
+                f"{res['worker_no_multivariate']['cpu_us_per_event']['process']:.2f} µs/event "
+                f"worker, {w['cpu_us_per_event']['redis']:.2f} against "
+                f"{res['worker_no_multivariate']['cpu_us_per_event']['redis']:.2f} Redis)"
+            ]
+            if res.get("multivariate_cost") is not None
+            else []
+        ),
         f"  verified in Redis          {res['verify']['total']} events in "
         f"{res['verify']['windows']} windows",
         "",
@@ -700,11 +787,15 @@ def table(res: dict[str, Any]) -> str:
     ]
     d = res["worker_drift_only"]
     for k, v in w["breakdown_seconds"].items():
-        lines.append(f"    {k:<18} {v:8.3f}  {w['breakdown_share'][k]:6.1%}  "
-                     f"{w['us_per_event'][k]:8.2f}   {d['us_per_event'][k]:8.2f}")
-    lines.append(f"    {'total (wall)':<18} {w['seconds']:8.3f}  {1:6.1%}  "
-                 f"{w['seconds'] / w['events'] * 1e6:8.2f}   "
-                 f"{d['seconds'] / d['events'] * 1e6:8.2f}")
+        lines.append(
+            f"    {k:<18} {v:8.3f}  {w['breakdown_share'][k]:6.1%}  "
+            f"{w['us_per_event'][k]:8.2f}   {d['us_per_event'][k]:8.2f}"
+        )
+    lines.append(
+        f"    {'total (wall)':<18} {w['seconds']:8.3f}  {1:6.1%}  "
+        f"{w['seconds'] / w['events'] * 1e6:8.2f}   "
+        f"{d['seconds'] / d['events'] * 1e6:8.2f}"
+    )
     c = w["calls"]
     gcs, gcn = w["gc_seconds"], w["gc_collections"]
     lines += [
@@ -751,16 +842,28 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000, help="events to produce (200000)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    ap.add_argument("--join", action="store_true",
-                    help="register the label column too, so every prediction also leaves a "
-                         "pending join record in Redis (see join.py for labels flowing)")
-    ap.add_argument("--gc-freeze", action="store_true",
-                    help="experiment: gc.freeze() the heap before the worker runs")
-    ap.add_argument("--profile", action="store_true",
-                    help="run the worker under cProfile (slower) and print the top functions")
-    ap.add_argument("--multivariate-cost", action="store_true",
-                    help="also run workers without multivariate drift and distinct counts, "
-                         "alternating with the full ones")
+    ap.add_argument(
+        "--join",
+        action="store_true",
+        help="register the label column too, so every prediction also leaves a "
+        "pending join record in Redis (see join.py for labels flowing)",
+    )
+    ap.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="experiment: gc.freeze() the heap before the worker runs",
+    )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the worker under cProfile (slower) and print the top functions",
+    )
+    ap.add_argument(
+        "--multivariate-cost",
+        action="store_true",
+        help="also run workers without multivariate drift and distinct counts, "
+        "alternating with the full ones",
+    )
     args = ap.parse_args(argv)
     if args.events < 1:
         ap.error("--events must be positive")
@@ -771,30 +874,45 @@ def main(argv: list[str] | None = None) -> int:
     topic, model = f"sd-bench-{run}", f"bench_{run}"
     n = args.events
     t_start = time.perf_counter()
-    with servers() as (bootstrap, redis_url, is_embedded), \
-            tempfile.TemporaryDirectory(prefix="sd-bench-") as tmp:
-        base = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url, predictions_topic=topic,
-                        labels_topic=f"{topic}-labels", alerts_topic=f"{topic}-alerts",
-                        session_timeout_ms=SESSION_TIMEOUT_MS)
+    with (
+        servers() as (bootstrap, redis_url, is_embedded),
+        tempfile.TemporaryDirectory(prefix="sd-bench-") as tmp,
+    ):
+        base = Settings(
+            kafka_bootstrap=bootstrap,
+            redis_url=redis_url,
+            predictions_topic=topic,
+            labels_topic=f"{topic}-labels",
+            alerts_topic=f"{topic}-alerts",
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+        )
         store = Store(redis_url)
         store.ping()
-        topics = [topic, f"{topic}-labels", f"{topic}-alerts", base.dlq_topic(topic),
-                  base.dlq_topic(f"{topic}-labels")]
+        topics = [
+            topic,
+            f"{topic}-labels",
+            f"{topic}-alerts",
+            base.dlq_topic(topic),
+            base.dlq_topic(f"{topic}-labels"),
+        ]
         try:
             create_topic(bootstrap, topic)
             ref = synthetic.write_reference(Path(tmp) / "reference.csv")
-            profile = build_profile(model, ref, prediction_column="score",
-                                    label_column="is_fraud" if args.join else None,
-                                    features=[*synthetic.NUMERIC, "country", "device"],
-                                    config=MonitorConfig(window_seconds=WINDOW_SECONDS))
+            profile = build_profile(
+                model,
+                ref,
+                prediction_column="score",
+                label_column="is_fraud" if args.join else None,
+                features=[*synthetic.NUMERIC, "country", "device"],
+                config=MonitorConfig(window_seconds=WINDOW_SECONDS),
+            )
             store.profiles.save(profile)
             log(f"producing {n} events to {topic} ...")
             prod = produce(bootstrap, topic, model, n)
             log(f"  {prod['seconds']:.1f} s, mean {prod['mean_event_bytes']:.0f} B/event")
 
             log(f"baseline: bare consumer + orjson.loads, {CEILING_OVERRIDES} ...")
-            b1 = baseline(consumer_settings(base, f"bench-baseline1-{run}"), n,
-                          **CEILING_OVERRIDES)
+            b1 = baseline(consumer_settings(base, f"bench-baseline1-{run}"), n, **CEILING_OVERRIDES)
             log(f"  {b1['events_per_s']:,.0f} events/s")
 
             info_before = store.redis.info("memory")
@@ -808,39 +926,56 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {wres['events_per_s']:,.0f} events/s")
             ver = verify(store, model, n)
             if wres["stats"]["counted"] != n or wres["stats"]["dead"]:
-                raise BenchmarkError(f"worker counted {wres['stats']['counted']} of {n}, "
-                                     f"dead letters {wres['stats']['dead']}")
+                raise BenchmarkError(
+                    f"worker counted {wres['stats']['counted']} of {n}, "
+                    f"dead letters {wres['stats']['dead']}"
+                )
             mem = memory(store, model, info_before)
 
             # The quality and outlier checks' cost: drift-only workers against full ones,
             # alternating (a busy 2-core machine drifts), the faster of each kind.
             full = store.profiles.load(model)
             assert full is not None
-            drift_profile = full.model_copy(update={
-                "outliers": None,
-                "config": full.config.model_copy(update={"dedupe_horizon_seconds": 0})})
+            drift_profile = full.model_copy(
+                update={
+                    "outliers": None,
+                    "config": full.config.model_copy(update={"dedupe_horizon_seconds": 0}),
+                }
+            )
             # ... and of multivariate drift with distinct counts, when asked for
-            flat_profile = full.model_copy(update={
-                "multivariate": None,
-                "config": full.config.model_copy(update={"quality": full.config.quality
-                                                         .model_copy(update={
-                                                             "cardinality_factor": None})})})
+            flat_profile = full.model_copy(
+                update={
+                    "multivariate": None,
+                    "config": full.config.model_copy(
+                        update={
+                            "quality": full.config.quality.model_copy(
+                                update={"cardinality_factor": None}
+                            )
+                        }
+                    ),
+                }
+            )
             plan: list[tuple[int, ReferenceProfile, str]] = [
-                (1, drift_profile, "drift only: no outlier model, no repeated-id check")]
+                (1, drift_profile, "drift only: no outlier model, no repeated-id check")
+            ]
             if args.multivariate_cost:
                 plan.append((4, flat_profile, "no multivariate drift, no distinct counts"))
             plan += [(2, full, "full, again"), (3, drift_profile, "drift only, again")]
             if args.multivariate_cost:
-                plan.append((5, flat_profile, "no multivariate drift, no distinct counts, "
-                             "again"))
+                plan.append((5, flat_profile, "no multivariate drift, no distinct counts, again"))
             drift_runs, full_runs, flat_runs = [], [wres], []
             for db, prof, kind in plan:
                 log(f"worker, {kind} (Redis database +{db}) ...")
                 store_x = Store(db_url(redis_url, db))
                 store_x.profiles.save(prof)
-                wx = run_worker(consumer_settings(
-                    base.model_copy(update={"redis_url": db_url(redis_url, db)}),
-                    f"bench-worker-{db}-{run}"), n, False)
+                wx = run_worker(
+                    consumer_settings(
+                        base.model_copy(update={"redis_url": db_url(redis_url, db)}),
+                        f"bench-worker-{db}-{run}",
+                    ),
+                    n,
+                    False,
+                )
                 log(f"  {wx['events_per_s']:,.0f} events/s")
                 verify(store_x, model, n)
                 runs = {id(full): full_runs, id(drift_profile): drift_runs}
@@ -849,8 +984,7 @@ def main(argv: list[str] | None = None) -> int:
             wbest = max(full_runs, key=lambda x: x["events_per_s"])
 
             log("baseline again (after the worker) ...")
-            b2 = baseline(consumer_settings(base, f"bench-baseline2-{run}"), n,
-                          **CEILING_OVERRIDES)
+            b2 = baseline(consumer_settings(base, f"bench-baseline2-{run}"), n, **CEILING_OVERRIDES)
             log(f"  {b2['events_per_s']:,.0f} events/s")
             log("baseline with the worker's consumer settings unchanged ...")
             sample: list[list[Any]] = []  # batches kept for the step-by-step timings
@@ -859,8 +993,12 @@ def main(argv: list[str] | None = None) -> int:
             log("worker steps one by one on sampled batches ...")
             profile_now = store.profiles.load(model)
             assert profile_now is not None
-            step = steps(sample, profile_now, base.max_event_bytes,
-                         flat_profile if args.multivariate_cost else None)
+            step = steps(
+                sample,
+                profile_now,
+                base.max_event_bytes,
+                flat_profile if args.multivariate_cost else None,
+            )
             del sample
         finally:
             if not is_embedded:  # leave a shared broker and Redis as they were
@@ -900,9 +1038,12 @@ def main(argv: list[str] | None = None) -> int:
         "no_multivariate_runs": [x["events_per_s"] for x in flat_runs],
         "multivariate_cost": (
             1 - wbest["events_per_s"] / max(x["events_per_s"] for x in flat_runs)
-            if flat_runs else None),
-        "worker_no_multivariate": (max(flat_runs, key=lambda x: x["events_per_s"])
-                                   if flat_runs else None),
+            if flat_runs
+            else None
+        ),
+        "worker_no_multivariate": (
+            max(flat_runs, key=lambda x: x["events_per_s"]) if flat_runs else None
+        ),
         "steps": step,
         "goal_ratio": GOAL_RATIO,
         "verify": ver,
@@ -912,8 +1053,12 @@ def main(argv: list[str] | None = None) -> int:
     return report(res, args.json, table, profile_text)
 
 
-def report(res: dict[str, Any], as_json: bool, table_of: Callable[[dict[str, Any]], str],
-           profile_text: str | None) -> int:
+def report(
+    res: dict[str, Any],
+    as_json: bool,
+    table_of: Callable[[dict[str, Any]], str],
+    profile_text: str | None,
+) -> int:
     """Print a run's result (JSON on stdout with the table on stderr, or the table), the
     cProfile listing if any, and the run time. Shared with join.py."""
     if as_json:

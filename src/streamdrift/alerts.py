@@ -25,6 +25,7 @@ from streamdrift.group_fairness import FairnessFinding
 from streamdrift.monitors import (
     ERROR_METRICS,
     RELATIVE_METRICS,
+    SEQUENTIAL,
     FeatureDrift,
     PerformanceFinding,
     QualityFinding,
@@ -127,7 +128,11 @@ def performance_alert(
         return None
     metric = finding.fired or finding.metric
     base = finding.fired_baselines[finding.worst]
-    value = finding.value if metric == finding.metric else finding.metrics[metric]
+    sequential = finding.worst == SEQUENTIAL
+    if sequential:  # the labelled pairs since the scan's cut, not the window's
+        value = base["value"]
+    else:
+        value = finding.value if metric == finding.metric else finding.metrics[metric]
     policy = profile.config.performance
     minimum = policy.minimum(metric)
     if metric not in ERROR_METRICS:
@@ -138,6 +143,23 @@ def performance_alert(
         threshold = base["baseline"] + minimum + base.get("bias", 0.0)
     drifting = sorted((d for d in feature_drift.values() if d.drifted), key=lambda d: -d.value)
     cause, evidence = likely_cause(profile, feature_drift, quality or [], outputs or {})
+    if sequential:
+        since = _utc(base["since"])
+        found = (
+            f"{profile.model_id}: {metric} {value:.3f} on the {int(base['after_labelled'])} "
+            f"labelled predictions since {since:%Y-%m-%d %H:%M} UTC against "
+            f"{base['baseline']:.3f} on the {int(base['labelled'])} before (sequential scan: "
+            f"log-likelihood ratio {base['statistic']:.1f} >= {base['threshold']:.1f})"
+        )
+        labelled = int(base["after_labelled"])
+    else:
+        found = (
+            f"{profile.model_id}: {metric} {value:.3f} in window "
+            f"{_span(profile, window)} against "
+            f"{base['baseline']:.3f} ({finding.worst}), {finding.labelled} labels, "
+            f"p={base['p_value']:.2g}"
+        )
+        labelled = finding.labelled
     return Alert(
         **_window_fields(profile, window, now),
         alert_id=_profile_alert_id(
@@ -152,18 +174,14 @@ def performance_alert(
         statistic=metric,
         value=value,
         threshold=threshold,
-        sample_size=finding.labelled,
+        sample_size=labelled,
         reference_size=int(profile.reference_performance.get("labelled", 0)),
-        message=(
-            f"{profile.model_id}: {metric} {value:.3f} in window "
-            f"{_span(profile, window)} against "
-            f"{base['baseline']:.3f} ({finding.worst}), {finding.labelled} labels, "
-            f"p={base['p_value']:.2g}; likely cause: {_CAUSE_TEXT[cause]}"
-        ),
+        message=f"{found}; likely cause: {_CAUSE_TEXT[cause]}",
         context={
             "metric": metric,
             "headline": finding.metric,
             "baseline": finding.worst,
+            "detector": "sequential" if sequential else "window",
             "baselines": {k: _finite(v) for k, v in finding.fired_baselines.items()},
             "tests": {
                 m: {k: _finite(v) for k, v in tests.items()} for m, tests in finding.tests.items()

@@ -27,6 +27,7 @@ from streamdrift.alerts import (
     volume_alert,
 )
 from streamdrift.champion import JOINT_BINS, ChallengerResult, compare
+from streamdrift.cumulative_monitor import cumulative_conditions
 from streamdrift.estimation import estimation_check
 from streamdrift.events import Alert
 from streamdrift.group_fairness import fairness_check
@@ -155,6 +156,10 @@ def window_conditions(
     ]
     if cfg.feature_importance and any(d.judged_by for d in drift.values()):
         out.checked.append(f"data_drift:{MODEL_LEVEL}")
+
+    # slow drift: window means and missing shares summed across windows
+    if not sliced:
+        out.present += cumulative_conditions(profile, window, history.recent, now)
 
     # multivariate drift: reconstruction error, changed correlations (multivariate_monitor)
     # (the whole model's only: slices keep no multivariate state)

@@ -77,6 +77,35 @@ LEGACY_THRESHOLD = 0.2
 Baseline = Literal["reference", "rolling", "seasonal"]
 
 
+class CumulativePolicy(BaseModel):
+    """Slow drift across windows (`sequential.mean_cusum`, `share_cusum`): a two-sided
+    CUSUM of each numeric feature's (and the score's) window mean in the reference's
+    standard deviations, and an upward one of each feature's missing share. A shift
+    below the allowance never accumulates; one above it, however slow, crosses the
+    threshold, and then the run's mean excess over the allowance must be significant
+    too (p below the drift policy's `p_value` / features), so windows of few events
+    cannot cross on noise. The defaults design for Cohen's small effect (d = 0.2): a
+    mean creeping 0.05 sd a window is caught by +0.25 sd, a lasting shift of 0.2 sd
+    after two windows, one of 0.15 sd after three, one of 0.1 sd never."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    mean_allowance: float = Field(
+        0.1, ge=0, description="mean shift (reference sds) a window may show without counting"
+    )
+    mean_threshold: float = Field(
+        0.15, gt=0, description="accumulated excess shift (sds x windows) that alarms"
+    )
+    missing_allowance: float = Field(
+        0.01, ge=0, description="missing share above the reference's that does not count"
+    )
+    missing_threshold: float = Field(
+        0.03, gt=0, description="accumulated excess missing share that alarms"
+    )
+    windows: int = Field(48, ge=2, le=1000, description="windows of history the sums run over")
+
+
 class DriftPolicy(BaseModel):
     """When a feature's window counts as drifted.
 
@@ -135,6 +164,7 @@ class DriftPolicy(BaseModel):
     importance_cap: float = Field(
         3.0, ge=1, description="a feature adds at most this many thresholds' worth of drift"
     )
+    cumulative: CumulativePolicy = Field(default_factory=CumulativePolicy)
 
     def judge(self, kind: str) -> tuple[str, float]:
         """The statistic and threshold that judge a column of `kind` ("numeric" or
@@ -277,6 +307,25 @@ class MultivariatePolicy(BaseModel):
 WatchedMetric = Literal["roc_auc", "log_loss", "accuracy", "calibration_error"]
 
 
+class SequentialPolicy(BaseModel):
+    """Degradation found inside windows as labels arrive (`sequential.degradation_scan`):
+    the labelled pairs of each of `sub_windows` parts of a window (by the prediction's
+    time), scanned for the cut after which the error rate (accuracy) or the mean log loss
+    (absolute error for a regressor) is worse than before it. The alarm needs the cut's
+    log-likelihood ratio at least `threshold` nats (plus ln of the number of metrics
+    scanned: Bonferroni) and the drop at least the policy's minimum for the metric, with
+    `min_labels` pairs after the cut and the policy's `min_labels` before it. The default
+    threshold keeps false alarms below 1 per 10,000 sub-window evaluations of a
+    stationary stream (`benchmarks/sequential.py`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    sub_windows: int = Field(10, ge=1, le=60, description="parts of a window the join keeps")
+    threshold: float = Field(12.0, gt=0, description="log-likelihood ratio (nats) that alarms")
+    min_labels: int = Field(30, ge=5, description="labelled pairs after the cut")
+
+
 class PerformancePolicy(BaseModel):
     """When a window's performance counts as degraded.
 
@@ -317,6 +366,7 @@ class PerformancePolicy(BaseModel):
     detector_windows: int = Field(
         48, ge=3, le=1000, description="windows of metric history the drift detectors read"
     )
+    sequential: SequentialPolicy = Field(default_factory=SequentialPolicy)
 
     @field_validator("watched")
     @classmethod

@@ -21,6 +21,7 @@ from confluent_kafka import Producer
 from streamdrift.alerts import condition_key, encode, freshness_alert
 from streamdrift.baselines import read_baselines
 from streamdrift.conditions import History, WindowConditions, window_conditions
+from streamdrift.cumulative_monitor import watched_columns
 from streamdrift.episodes import Observation, advance, excluded_windows, retire
 from streamdrift.events import Alert
 from streamdrift.join import id_horizon
@@ -245,7 +246,14 @@ class Evaluator:
         if not windows:
             return lambda _start: History()
         first = min(w.start for w in windows)
-        depth = max(cfg.performance.detector_windows, cfg.volume.history_windows) * width
+        depth = (
+            max(
+                cfg.performance.detector_windows,
+                cfg.volume.history_windows,
+                cfg.drift.cumulative.windows,
+            )
+            * width
+        )
         season = cfg.volume.season_seconds or 0
         seasonal = {
             w.start - k * season
@@ -255,7 +263,8 @@ class Evaluator:
         }
         known = set(all_starts)
         wanted = sorted(({s for s in all_starts if first - depth <= s} | seasonal) & known)
-        read = {w.start: w for w in self.store.windows.read_performance(profile, wanted)}
+        columns = watched_columns(profile)
+        read = {w.start: w for w in self.store.windows.read_performance(profile, wanted, columns)}
         excluded = excluded_windows(state.episodes, "volume:", width)
         earliest = all_starts[0] if all_starts else first
 

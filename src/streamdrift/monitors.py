@@ -33,6 +33,7 @@ from streamdrift.profile import (
     NumericProfile,
     ReferenceProfile,
 )
+from streamdrift.sequential import SUB_FIELDS, degradation_scan, sub_windows
 from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
 from streamdrift.statistics import categorical_drift, numeric_drift
 
@@ -538,6 +539,60 @@ def _detectors(metric: str, series: list[float], min_degradation: float) -> dict
     return {name: i >= 0 and i >= recent for name, i in fired.items()}
 
 
+#: the baseline name of the sequential scan's comparison: the stream before its cut
+SEQUENTIAL = "sequential"
+
+
+def sequential_scans(
+    profile: ReferenceProfile, recent: list[WindowSketch], window: WindowSketch
+) -> dict[str, dict[str, float]]:
+    """The sequential scan (`sequential.degradation_scan`) of each watched metric the
+    join keeps sub-window sums of, over the sub-windows of `recent` and `window` (oldest
+    first), as comparisons beside `_compare`'s: baseline (the metric before the cut),
+    value (after it), drop, z, p_value (of that one cut), labelled (before), and the
+    scan's own: statistic, threshold, since (event time of the cut), after_labelled and
+    alarm (1.0 or 0.0). The threshold grows by ln(metrics scanned): Bonferroni."""
+    cfg = profile.config
+    seq = cfg.performance.sequential
+    scanned = [m for m in watched_metrics(profile) if m in SUB_FIELDS]
+    if not seq.enabled or not scanned or window.performance is None:
+        return {}
+    series = []
+    for w in [*recent, window]:
+        if w.performance is not None and w.performance.sub_windows:
+            series += sub_windows(
+                w.start, cfg.window_seconds, seq.sub_windows, w.performance.sub_windows
+            )
+    threshold = seq.threshold + math.log(len(scanned))
+    out: dict[str, dict[str, float]] = {}
+    for m in scanned:
+        r = degradation_scan(
+            m,
+            series,
+            threshold=threshold,
+            minimum=cfg.performance.minimum(m),
+            relative=m in RELATIVE_METRICS,
+            min_after=seq.min_labels,
+            min_before=cfg.performance.min_labels,
+        )
+        if r is None:
+            continue
+        out[m] = {
+            "baseline": r.before,
+            "value": r.after,
+            "drop": r.drop,
+            "z": r.z,
+            "p_value": float(norm.sf(r.z)),
+            "labelled": r.before_n,
+            "after_labelled": r.after_n,
+            "statistic": r.statistic,
+            "threshold": threshold,
+            "since": r.since,
+            "alarm": float(r.alarm),
+        }
+    return out
+
+
 def performance_check(
     profile: ReferenceProfile,
     window: WindowSketch,
@@ -557,9 +612,27 @@ def performance_check(
     metric = headline_metric(profile)
     now = window_performance(profile, window)
     labelled = int(now.get("labelled", 0))
-    if labelled < policy.min_labels or metric not in now:
-        return None
     watched = watched_metrics(profile)
+    scans = sequential_scans(profile, recent, window)
+    if labelled < policy.min_labels or metric not in now:
+        # too few labels for the window's own test; the scan may already know
+        alarms = {m: t for m, t in scans.items() if t["alarm"]}
+        if not alarms:
+            return None
+        fired = max(alarms, key=lambda m: (alarms[m]["statistic"], -watched.index(m)))
+        return PerformanceFinding(
+            metric=metric,
+            value=now.get(metric, float("nan")),
+            labelled=labelled,
+            baselines={},
+            degraded=True,
+            worst=SEQUENTIAL,
+            detectors={},
+            metrics=now,
+            fired=fired,
+            tests={m: {SEQUENTIAL: t} for m, t in scans.items()},
+            alpha=policy.p_value / max(len(watched), 1),
+        )
     family = [m for m in watched if m in now]
     tested = [metric, *(m for m in family if m != metric)]
     alpha = policy.p_value / max(len(family), 1)
@@ -595,11 +668,16 @@ def performance_check(
             if clock and m == "log_loss" and not ("log_loss_sd" in now and "log_loss_sd" in base):
                 continue  # no spread to test with: written before the sums of squares
             tests[m][name] = _compare(m, now, base, spread, _spread(profile, m, base, sketch))
+        if m in scans:
+            tests[m][SEQUENTIAL] = scans[m]
 
     significant: dict[str, str] = {}  # metric -> its worst significant baseline
     for m in family:
         for name, b in tests[m].items():
-            if not (b["drop"] >= policy.minimum(m) and b["p_value"] < alpha):
+            if name == SEQUENTIAL:
+                if not b["alarm"]:
+                    continue
+            elif not (b["drop"] >= policy.minimum(m) and b["p_value"] < alpha):
                 continue
             if m not in significant or b["drop"] > tests[m][significant[m]]["drop"]:
                 significant[m] = name

@@ -90,6 +90,9 @@ class PerformanceSketch:
     ape_n: int = 0
     #: per "segment=value": n, ok (correct classes) or ae, se (regression errors)
     segments: dict[str, Counter[str]] = field(default_factory=dict)
+    #: the sequential scan's sums per part of the window, "<part>:<stat>" (stats in
+    #: `sequential.SUB_FIELDS`)
+    sub_windows: Counter[str] = field(default_factory=Counter)
 
     def __add__(self, o: PerformanceSketch) -> PerformanceSketch:
         return PerformanceSketch(
@@ -117,6 +120,7 @@ class PerformanceSketch:
                 k: self.segments.get(k, Counter()) + o.segments.get(k, Counter())
                 for k in self.segments | o.segments
             },
+            sub_windows=self.sub_windows + o.sub_windows,
         )
 
     # ---- vectorised update (reference performance, tests) --------------------------------
@@ -131,9 +135,31 @@ class PerformanceSketch:
         delays: np.ndarray | None = None,
         shift: float = 0.0,
         score_edges: Sequence[float] | None = None,
+        parts: tuple[np.ndarray, int, int, int] | None = None,
     ) -> PerformanceSketch:
         """The sketch of labelled pairs given as columns (the same sums the join adds;
-        `shift` as the profile's `label_shift()`, `score_edges` its score layout)."""
+        `shift` as the profile's `label_shift()`, `score_edges` its score layout).
+        `parts`: (the predictions' times, the window's start, its width, the parts of a
+        window) for the sequential scan's sums."""
+        s = cls._from_pairs(
+            task, actual, predicted_class, score, positive, delays, shift, score_edges
+        )
+        if parts is not None:
+            s.sub_windows = _sub_window_sums(task, actual, predicted_class, score, positive, parts)
+        return s
+
+    @classmethod
+    def _from_pairs(
+        cls,
+        task: str,
+        actual: list[object],
+        predicted_class: list[object] | None,
+        score: np.ndarray | None,
+        positive: str | None,
+        delays: np.ndarray | None,
+        shift: float,
+        score_edges: Sequence[float] | None,
+    ) -> PerformanceSketch:
         s = cls(labelled=len(actual))
         if delays is not None and len(delays):
             s.delay_sum = float(np.sum(delays))
@@ -174,6 +200,51 @@ class PerformanceSketch:
             s.brier_sum = float(((p - is_pos) ** 2).sum())
             s.scored = int(p.size)
         return s
+
+
+def _sub_window_sums(
+    task: str,
+    actual: list[object],
+    predicted_class: list[object] | None,
+    score: np.ndarray | None,
+    positive: str | None,
+    parts: tuple[np.ndarray, int, int, int],
+) -> Counter[str]:
+    """What the join adds per part of the window (`sequential.SUB_FIELDS`)."""
+    times, start, width, k = parts
+    part = np.minimum(
+        np.floor((np.asarray(times, dtype=np.float64) - start) * k / width), k - 1
+    ).astype(np.int64)
+    out: Counter[str] = Counter()
+
+    def put(stat: str, values: np.ndarray, where: np.ndarray | None = None) -> None:
+        sel = part if where is None else part[where]
+        vals = values if where is None else values[where]
+        for j, v in enumerate(np.bincount(sel, weights=vals, minlength=k).tolist()):
+            if v:
+                out[f"{j}:{stat}"] += v
+
+    if task == "regression":
+        e = np.asarray(score, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
+        put("an", np.ones(len(e)))
+        put("a", np.abs(e))
+        put("a2", e * e)
+        return out
+    keys = [class_key(a) for a in actual]
+    if predicted_class is not None:
+        wrong = np.array(
+            [a != class_key(p) for a, p in zip(keys, predicted_class, strict=True)], dtype=float
+        )
+        put("en", np.ones(len(wrong)))
+        put("e", wrong)
+    if score is not None and positive is not None:
+        p = np.clip(np.asarray(score, dtype=np.float64), LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+        is_pos = np.asarray([a == positive for a in keys], dtype=bool)
+        loss = -np.where(is_pos, np.log(p), np.log(1 - p))
+        put("ln", np.ones(len(loss)))
+        put("l", loss)
+        put("l2", loss * loss)
+    return out
 
 
 def score_bin(score: np.ndarray, edges: Sequence[float] | None = None) -> np.ndarray:

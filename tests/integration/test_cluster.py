@@ -124,9 +124,7 @@ def _observed_all(store: Store, models: list[str]) -> dict[str, Truth]:
     return out
 
 
-def _settle(
-    store: Store, want: dict[str, Truth], timeout: float, log: Path | None = None
-) -> None:
+def _settle(store: Store, want: dict[str, Truth], timeout: float, log: Path | None = None) -> None:
     """Wait until Redis holds as many predictions and joins as the truth, then a little
     longer (a double count would show), and compare exactly. A stall shows the counts
     and the tail of the workers' `log`, which goes with the test's temporary folder."""

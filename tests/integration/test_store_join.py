@@ -107,10 +107,24 @@ def _outputs(task: str, rng: np.random.Generator, n: int) -> dict[str, Any]:
 
 
 def _from_pairs(
-    profile: ReferenceProfile, o: dict[str, Any], delays: np.ndarray, sel: np.ndarray
+    profile: ReferenceProfile,
+    o: dict[str, Any],
+    delays: np.ndarray,
+    sel: np.ndarray,
+    window: tuple[np.ndarray, int] | None = None,
 ) -> PerformanceSketch:
-    """from_pairs over the selected pairs."""
+    """from_pairs over the selected pairs; with `window` (the predictions' times and the
+    window's start), the sequential scan's sums per part of the window too."""
     idx = np.flatnonzero(sel)
+    parts = None
+    if window is not None:
+        cfg = profile.config
+        parts = (
+            window[0][idx],
+            window[1],
+            cfg.window_seconds,
+            cfg.performance.sequential.sub_windows,
+        )
     return PerformanceSketch.from_pairs(
         profile.task,
         [o["actual"][i] for i in idx],
@@ -120,6 +134,7 @@ def _from_pairs(
         delays[idx],
         shift=profile.label_shift(),
         score_edges=profile.score_edges,
+        parts=parts,
     )
 
 
@@ -179,7 +194,8 @@ def test_pairs_in_batches_sum_to_from_pairs_and_to_sklearns_metrics(
     assert [w.start for w in windows] == [first, first + width]
     for w in windows:
         sel = pred_window == w.start
-        want = _from_pairs(profile, o, delays, sel)
+        want = _from_pairs(profile, o, delays, sel, (pred_ts, w.start))
+        assert want.sub_windows, "the sequential scan's sums are checked"
         for key, values in (("region", regions), ("tier", tiers)):
             for v in np.unique(values):
                 sub = _from_pairs(profile, o, delays, sel & (values == v))
@@ -250,6 +266,12 @@ def test_scores_on_bin_edges_fall_in_the_bins_of_from_pairs(
         profile.positive_class,
         np.ones(n),
         score_edges=profile.score_edges,
+        parts=(
+            np.full(n, t),
+            _start(profile, t),
+            profile.config.window_seconds,
+            profile.config.performance.sequential.sub_windows,
+        ),
     )
     assert_performance_equal(window.performance, want, rel=1e-12, where=layout)
     assert window.performance is not None

@@ -98,9 +98,18 @@ def _performance(rng: np.random.Generator, n: int) -> PerformanceSketch:
     delays = rng.integers(0, 100_000, n).astype(np.float64)
     # in a layout with edges: its calibration bins' score sums are stored too
     edges = score_edges(rng.uniform(size=1000))
+    times = rng.uniform(0, 3600, n)
     binary = PerformanceSketch.from_pairs(
-        "binary", actual, predicted, score, "1", delays, score_edges=edges
+        "binary",
+        actual,
+        predicted,
+        score,
+        "1",
+        delays,
+        score_edges=edges,
+        parts=(times, 0, 3600, 10),
     )
+    assert binary.sub_windows
     assert binary.score_sums.any()
     y = rng.normal(50, 10, n)
     y[0] = 0.0  # no percentage error for it

@@ -335,7 +335,7 @@ class _Windows:
         self.reads.append(list(starts))
         return [self.windows[s] for s in starts if s in self.windows]
 
-    def read_performance(self, profile, starts: list[int]) -> list[WindowSketch]:
+    def read_performance(self, profile, starts: list[int], columns=()) -> list[WindowSketch]:
         return [WindowSketch(start=s, count=self.windows[s].count) for s in starts]
 
 

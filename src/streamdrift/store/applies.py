@@ -280,6 +280,8 @@ class Applies:
             "preds": [[p[0], p[1], index(buckets[p[2]])] for p in join.predictions],
             "labels": [[e[0], e[1], e[2], e[3], index(buckets[e[4]])] for e in join.labels],
         }
+        if cfg.performance.sequential.enabled:
+            out["parts"] = cfg.performance.sequential.sub_windows
         if profile.score_edges is not None:
             # the profile's score layout: the script bins a score by these edges (the
             # rule of performance.score_bin) and sums scores per calibration bin

@@ -24,6 +24,8 @@ Hashes of one window (see `store.keys`):
                pos:<bin>, neg:<bin>, cs:<calibration bin> (score sums), ll, ll2, nll2, brier,
                ae, se, err, y, y2, ape, nape,
                s:<segment>=<value>:<n|ok|ae|se>  (written by the join, pair by pair);
+               q:<part>:<en|e|ln|l|l2|an|a|a2>  (the sequential scan's sums per part
+               of the window, see streamdrift.sequential);
                each slice's labelled pairs under the same names, "[<slice>]<field>";
                each challenger's pairs with the champion, "[cc=<version>]<field>"
                (see streamdrift.champion)
@@ -132,6 +134,7 @@ PERFORMANCE_FIELDS: tuple[Field, ...] = (
     Field("ape_sum", "ape", M.FSUM),
     Field("ape_n", "nape", M.SUM),
     Field("segments", "s", M.FSUM, keyed=True),
+    Field("sub_windows", "q", M.FSUM, keyed=True),
 )
 
 ALL_FIELDS = META_FIELDS + CATEGORICAL_META_FIELDS + NUMERIC_FIELDS + PERFORMANCE_FIELDS

@@ -3,13 +3,16 @@ one pipelined round trip for any number of windows."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 
 from streamdrift.champion import decode_comparisons
 from streamdrift.profile import LABEL, ReferenceProfile
-from streamdrift.sketch import WindowSketch
+from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
 from streamdrift.store.client import RedisClient
 from streamdrift.store.depth_fields import decode_reads, distinct_features, pfcount, queue_reads
 from streamdrift.store.keys import ModelKeys, WindowKeys
@@ -19,6 +22,10 @@ from streamdrift.store.window_fields import (
     decode_window,
     unpack,
 )
+
+#: the fields of a numeric column's hash the cumulative checks read (store.window_fields)
+MOMENTS = ["n", "missing", "sum", "sumsq"]
+_NO_BINS = np.zeros(0, dtype=np.int64)
 
 
 def _text(h: dict[bytes, bytes]) -> dict[str, str]:
@@ -122,20 +129,42 @@ class Windows:
                     sk = w.slices[name] = WindowSketch(start=w.start)
                 sk.performance = perf
 
-    def read_performance(self, profile: ReferenceProfile, starts: list[int]) -> list[WindowSketch]:
-        """Only the event counts and performance sums of windows (the recent baseline)."""
+    def read_performance(
+        self, profile: ReferenceProfile, starts: list[int], columns: Sequence[str] = ()
+    ) -> list[WindowSketch]:
+        """Only the event counts and performance sums of windows (the recent baseline),
+        and of each of `columns` its values and missing values (numeric columns: their
+        sum and sum of squares too; no bins, no categories), for the cumulative checks."""
         k = ModelKeys(profile.model_id)
+        known = {**profile.features, **profile.outputs()}
+        numeric = [c for c in columns if c in known and known[c].kind == "numeric"]
+        categorical = [c for c in columns if c in known and known[c].kind != "numeric"]
         pipe = self.redis.pipeline(transaction=False)
         for s in starts:
             wk = k.window(profile.revision, s)
-            pipe.hget(wk.meta, "count")
+            pipe.hmget(wk.meta, ["count", *(f"cat_missing:{c}" for c in categorical)])
             pipe.hgetall(wk.perf)
-        res = pipe.execute()
+            for c in numeric:
+                pipe.hmget(wk.column(c, "numeric"), MOMENTS)
+        res = iter(pipe.execute())
         out = []
-        for i, s in enumerate(starts):
-            count, perf = res[2 * i], res[2 * i + 1]
+        for s in starts:
+            count, *missing = next(res)
+            perf = next(res)
             w = WindowSketch(start=s, count=int(count or 0))
             if perf:
                 w.performance = decode_performance(_text(perf))
+            for c in numeric:
+                n, miss, total, total_sq = next(res)
+                if n is not None or miss is not None:
+                    w.numeric[c] = NumericSketch(
+                        bins=_NO_BINS,
+                        n=int(n or 0),
+                        missing=int(miss or 0),
+                        total=float(total or 0.0),
+                        total_sq=float(total_sq or 0.0),
+                    )
+            for c, miss in zip(categorical, missing, strict=True):
+                w.categorical[c] = CategoricalSketch(counts=Counter(), missing=int(miss or 0))
             out.append(w)
         return out

@@ -164,6 +164,9 @@ if J then
       end
     end
   end
+  if J.parts ~= nil and not (is_int(J.parts) and J.parts >= 1 and J.parts <= 60) then
+    return invalid('sub-windows')
+  end
   -- The bin of a score: the number of edges at or below it (performance.score_bin), or
   -- the equal-width bin.
   local function score_bin(sc)
@@ -279,6 +282,14 @@ if J then
     local b = 0
     if delay >= 1 then b = 1 + math.floor(math.log(delay) / math.log(2) + 1e-9) end
     padd(ints, 'd:' .. b, 1)
+    -- the sequential scan's sums (sequential.SUB_FIELDS): the pair's loss in its part of
+    -- the window, by the prediction's time, for the whole model only
+    local q
+    if J.parts then
+      local j = math.floor((pts - ws) * J.parts / J.width)
+      if j >= J.parts then j = J.parts - 1 end
+      q = 'q:' .. j .. ':'
+    end
     local y, yhat
     if J.task == 'regression' then
       y, yhat = tonumber(label), tonumber(score)
@@ -290,9 +301,19 @@ if J then
         if y ~= 0 then
           padd(floats, 'ape', math.abs(e) / math.abs(y)); padd(ints, 'nape', 1)
         end
+        if q then
+          add(floats, pk, q .. 'an', 1); add(floats, pk, q .. 'a', math.abs(e))
+          add(floats, pk, q .. 'a2', e * e)
+        end
       end
     else
-      if cls ~= '' then padd(ints, 'cm:' .. label .. '|' .. cls, 1) end
+      if cls ~= '' then
+        padd(ints, 'cm:' .. label .. '|' .. cls, 1)
+        if q then
+          add(floats, pk, q .. 'en', 1)
+          if label ~= cls then add(floats, pk, q .. 'e', 1) end
+        end
+      end
       if score ~= '' and J.positive and J.positive ~= cjson.null then
         local sc = tonumber(score)
         local bin = score_bin(sc)
@@ -307,6 +328,10 @@ if J then
           padd(floats, 'brier', sc * sc)
         end
         padd(floats, 'll', loss); padd(floats, 'll2', loss * loss); padd(ints, 'nll2', 1)
+        if q then
+          add(floats, pk, q .. 'ln', 1); add(floats, pk, q .. 'l', loss)
+          add(floats, pk, q .. 'l2', loss * loss)
+        end
         padd(ints, 'ns', 1)
       end
     end
