@@ -150,7 +150,8 @@ def degradation_scan(
     if not ok[c]:
         c = int(np.flatnonzero(ok)[-1])
     gap = float(after_v[c] - before_v[c])
-    drop = gap / before_v[c] if relative and before_v[c] else gap
+    base = float(before_v[c])
+    drop = gap / base if relative and base else gap
     g = float(stat[c])
     # accuracy reads as a rate of right answers, the losses as themselves
     flip = metric == "accuracy"
