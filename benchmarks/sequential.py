@@ -98,6 +98,7 @@ def scan_stream(
             for j in range(first, last)
         ]
         evaluations += 1
+        current = (last - 1) // parts  # the window being evaluated
         hit = False
         for metric, relative in (("accuracy", False), ("log_loss", True)):
             r = degradation_scan(
@@ -108,6 +109,7 @@ def scan_stream(
                 relative=relative,
                 min_after=policy.min_labels,
                 min_before=PerformancePolicy().min_labels,
+                earliest=float((current - policy.span_windows + 1) * parts),
             )
             hit = hit or (r is not None and r.alarm)
         if hit:

@@ -544,6 +544,7 @@ def inspect(
                 + (f": {top}" if top else "")
             )
         _print_depth(console, latest)
+        _print_sequential(console, latest)
     if report["dead_letters"]:
         console.print(
             "dead letters: "
@@ -598,6 +599,29 @@ def _inspect_feature(model: str, feature: str, window: str | None, as_json: bool
         numbers = {k: v for k, v in s.items() if isinstance(v, float | int)}
         numbers = {k: v for k, v in numbers.items() if not isinstance(v, bool)}
         console.print(", ".join(f"{k} {_fmt(v, 4)}" for k, v in numbers.items()))
+
+
+def _print_sequential(console: Console, window: dict[str, Any]) -> None:
+    """The latest window's degradation scan and the CUSUMs that are running (above 0)."""
+    for metric, t in (window.get("sequential") or {}).items():
+        console.print(
+            f"sequential scan, {metric}: {_fmt(t['value'])} on {int(t['after_labelled']):,} "
+            f"labels since {t['since'][11:16]} against {_fmt(t['baseline'])} on "
+            f"{int(t['labelled']):,} before; log-likelihood ratio {t['statistic']:.1f} "
+            f"(alarm at {t['threshold']:.1f})" + (", ALARM" if t["alarm"] else "")
+        )
+    running = []
+    for column, doc in (window.get("cumulative") or {}).items():
+        for kind, r in doc.items():
+            if r["cusum"] > 0:
+                unit = "sd" if kind == "mean" else "share"
+                running.append(
+                    f"{column} {kind} {r['direction']} {r['cusum']:.3f} over "
+                    f"{r['run_windows']} window(s), {r['run_shift']:+.3f} {unit}"
+                    + (" RAISED" if r["raised"] else "")
+                )
+    if running:
+        console.print("slow drift (CUSUM): " + "; ".join(running))
 
 
 def _print_depth(console: Console, window: dict[str, Any]) -> None:

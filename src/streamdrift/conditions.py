@@ -157,10 +157,6 @@ def window_conditions(
     if cfg.feature_importance and any(d.judged_by for d in drift.values()):
         out.checked.append(f"data_drift:{MODEL_LEVEL}")
 
-    # slow drift: window means and missing shares summed across windows
-    if not sliced:
-        out.present += cumulative_conditions(profile, window, history.recent, now)
-
     # multivariate drift: reconstruction error, changed correlations (multivariate_monitor)
     # (the whole model's only: slices keep no multivariate state)
     if not sliced:
@@ -223,6 +219,17 @@ def window_conditions(
                 out.present.append((alert, abs(r.difference)))
             if settled and r.pairs >= cfg.slices.comparison_min_pairs:
                 out.checked.append(f"challenger_comparison:{r.challenger}")
+
+    # slow drift: window means and missing shares summed across windows, for the
+    # conditions the window's own tests did not already raise (theirs say more: the
+    # statistics, the segments)
+    if not sliced:
+        raised = {condition_key(a) for a, _ in out.present}
+        out.present += [
+            (a, m)
+            for a, m in cumulative_conditions(profile, window, history.recent, now)
+            if condition_key(a) not in raised
+        ]
 
     if window.slices and not sliced:
         fair = fairness_check(profile, window)

@@ -17,6 +17,8 @@ with the evaluator's history (`Windows.read_performance(..., columns=...)`).
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 from streamdrift.alerts import _profile_alert_id, _span, _utc, _window_fields
@@ -47,36 +49,47 @@ def _shown(profile: ReferenceProfile, name: str) -> str:
     return (profile.prediction_column or "prediction") if name == PREDICTION else name
 
 
-def cumulative_conditions(
-    profile: ReferenceProfile,
-    window: WindowSketch,
-    earlier: list[WindowSketch],
-    now: float,
-) -> list[tuple[Alert, float]]:
-    """The alerts of every column whose CUSUM alarms after `window` (earlier windows
-    oldest first), each with its magnitude in thresholds."""
+@dataclass(slots=True)
+class ColumnCusum:
+    """One column's CUSUMs after a window: of its mean (numeric columns; `shift` the
+    window's own, in reference sds) and of its missing share (features; `share` the
+    window's, `reference_share` the reference's), and whether each is raised: alarmed
+    with the window itself beyond the allowance."""
+
+    column: str
+    mean: CusumResult | None = None
+    shift: float = float("nan")
+    mean_raised: bool = False
+    missing: CusumResult | None = None
+    share: float = float("nan")
+    reference_share: float = 0.0
+    missing_raised: bool = False
+
+
+def cumulative_findings(
+    profile: ReferenceProfile, window: WindowSketch, earlier: list[WindowSketch]
+) -> list[ColumnCusum]:
+    """Every watched column's CUSUMs after `window` (earlier windows oldest first)."""
     cfg = profile.config
     policy = cfg.drift.cumulative
     columns = watched_columns(profile)
-    if not columns:
-        return []
     history = [w for w in earlier if w.start < window.start][-(policy.windows - 1) :]
     series = [*history, window]
-    n_tests = max(len(columns), 1)
-    z_needed = z_for(cfg.drift.p_value / n_tests)
+    z_needed = z_for(cfg.drift.p_value / max(len(columns), 1))
     min_count = cfg.drift.min_samples
-    out: list[tuple[Alert, float]] = []
+    out = []
     for name in columns:
         ref = profile.outputs().get(name) or profile.features[name]
         numeric = isinstance(ref, NumericProfile)
-        if numeric and name in window.numeric:
-            moments = [
-                (w.start, s.n, s.total, s.total_sq)
-                for w in series
-                if (s := w.numeric.get(name)) is not None
-            ]
-            r = mean_cusum(
-                moments,
+        found = ColumnCusum(_shown(profile, name))
+        latest = window.numeric.get(name) if numeric else None
+        if isinstance(ref, NumericProfile) and latest is not None:
+            found.mean = r = mean_cusum(
+                [
+                    (w.start, s.n, s.total, s.total_sq)
+                    for w in series
+                    if (s := w.numeric.get(name)) is not None
+                ],
                 ref.mean,
                 ref.std,
                 allowance=policy.mean_allowance,
@@ -84,40 +97,106 @@ def cumulative_conditions(
                 z_needed=z_needed,
                 min_count=min_count,
             )
-            latest = window.numeric[name]
+            if latest.n and ref.std > 0:
+                found.shift = (latest.total / latest.n - ref.mean) / ref.std
             if r is not None and r.alarm and latest.n >= min_count:
-                shift = (latest.total / latest.n - ref.mean) / ref.std
-                if (shift if r.direction == "up" else -shift) > policy.mean_allowance:
-                    alert = _mean_alert(profile, window, name, ref, r, shift, now)
-                    out.append((alert, r.value / policy.mean_threshold))
-        if name == PREDICTION:
-            continue
+                toward = found.shift if r.direction == "up" else -found.shift
+                found.mean_raised = toward > policy.mean_allowance
         sketch = window.numeric.get(name) if numeric else window.categorical.get(name)
-        if sketch is None or window.count < min_count:
-            continue
-        total = ref.count + ref.missing
-        share = ref.missing / total if total else 0.0
-        counts = []
-        for w in series:
-            sk = w.numeric.get(name) if numeric else w.categorical.get(name)
-            if sk is not None and w.count:
-                counts.append((w.start, w.count, sk.missing))
-        m = share_cusum(
-            counts,
-            share,
-            allowance=policy.missing_allowance,
-            threshold=policy.missing_threshold,
-            z_needed=z_needed,
-            min_count=min_count,
-        )
-        if (
-            m is not None
-            and m.alarm
-            and sketch.missing / window.count - share > policy.missing_allowance
-        ):
-            alert = _missing_alert(profile, window, name, share, m, sketch.missing, now)
-            out.append((alert, m.value / policy.missing_threshold))
+        if name != PREDICTION and sketch is not None and window.count:
+            total = ref.count + ref.missing
+            found.reference_share = ref.missing / total if total else 0.0
+            found.share = sketch.missing / window.count
+            counts = []
+            for w in series:
+                sk = w.numeric.get(name) if numeric else w.categorical.get(name)
+                if sk is not None and w.count:
+                    counts.append((w.start, w.count, sk.missing))
+            found.missing = m = share_cusum(
+                counts,
+                found.reference_share,
+                allowance=policy.missing_allowance,
+                threshold=policy.missing_threshold,
+                z_needed=z_needed,
+                min_count=min_count,
+            )
+            found.missing_raised = (
+                m is not None
+                and m.alarm
+                and window.count >= min_count
+                and found.share - found.reference_share > policy.missing_allowance
+                # missing from most events: the schema lost it (`feature_missing`)
+                and found.share - found.reference_share < cfg.quality.added_share
+            )
+        out.append(found)
     return out
+
+
+def cumulative_conditions(
+    profile: ReferenceProfile,
+    window: WindowSketch,
+    earlier: list[WindowSketch],
+    now: float,
+) -> list[tuple[Alert, float]]:
+    """The alerts of every column whose CUSUM is raised after `window`, each with its
+    magnitude in thresholds."""
+    policy = profile.config.drift.cumulative
+    names = {_shown(profile, n): n for n in watched_columns(profile)}
+    out: list[tuple[Alert, float]] = []
+    for f in cumulative_findings(profile, window, earlier):
+        name = names[f.column]
+        if f.mean_raised and f.mean is not None:
+            ref = profile.outputs().get(name) or profile.features[name]
+            assert isinstance(ref, NumericProfile)
+            alert = _mean_alert(profile, window, name, ref, f.mean, f.shift, now)
+            out.append((alert, f.mean.value / policy.mean_threshold))
+        if f.missing_raised and f.missing is not None:
+            missing = round(f.share * window.count)
+            alert = _missing_alert(
+                profile, window, name, f.reference_share, f.missing, missing, now
+            )
+            out.append((alert, f.missing.value / policy.missing_threshold))
+    return out
+
+
+def cumulative_report(findings: list[ColumnCusum]) -> dict[str, dict[str, Any]]:
+    """What `inspect` shows of the CUSUMs: per column, each sum, its direction, run and
+    z, and whether it is raised."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in findings:
+        doc: dict[str, Any] = {}
+        if f.mean is not None:
+            doc["mean"] = {
+                **_result(f.mean),
+                "window_shift": _finite(f.shift),
+                "raised": f.mean_raised,
+            }
+        if f.missing is not None:
+            doc["missing"] = {
+                **_result(f.missing),
+                "window_share": _finite(f.share),
+                "reference_share": f.reference_share,
+                "raised": f.missing_raised,
+            }
+        if doc:
+            out[f.column] = doc
+    return out
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _result(r: CusumResult) -> dict[str, Any]:
+    return {
+        "cusum": r.value,
+        "direction": r.direction,
+        "since": _span_start(r.since) if r.windows else None,
+        "run_windows": r.windows,
+        "run_shift": r.shift,
+        "z": _finite(r.z),
+        "alarm": r.alarm,
+    }
 
 
 def _context(r: CusumResult, width: int, extra: dict[str, Any]) -> dict[str, Any]:
@@ -156,7 +235,8 @@ def _mean_alert(
         **_window_fields(profile, window, now),
         alert_id=_profile_alert_id(profile, kind, shown + ID_SUFFIX, window.start),
         type=kind,
-        severity="critical" if r.value >= 2.5 * policy.mean_threshold else "warning",
+        # a sum grows while the shift lasts: no escalation for lasting alone
+        severity="warning",
         feature=shown,
         statistic="mean_cusum",
         value=r.value,

@@ -551,7 +551,11 @@ def sequential_scans(
     first), as comparisons beside `_compare`'s: baseline (the metric before the cut),
     value (after it), drop, z, p_value (of that one cut), labelled (before), and the
     scan's own: statistic, threshold, since (event time of the cut), after_labelled and
-    alarm (1.0 or 0.0). The threshold grows by ln(metrics scanned): Bonferroni."""
+    alarm (1.0 or 0.0). The threshold grows by ln(metrics scanned): Bonferroni. The worse
+    part begins at most `span_windows` windows back (by default in the window itself,
+    each window's scan finding the onsets in it): the scan finds an onset; whether a
+    degradation lasts is the window tests' call (a cut long past would keep a recovered
+    model "worse since then" for as long as the old damage outweighs the new calm)."""
     cfg = profile.config
     seq = cfg.performance.sequential
     scanned = [m for m in watched_metrics(profile) if m in SUB_FIELDS]
@@ -574,6 +578,7 @@ def sequential_scans(
             relative=m in RELATIVE_METRICS,
             min_after=seq.min_labels,
             min_before=cfg.performance.min_labels,
+            earliest=window.start - (seq.span_windows - 1) * cfg.window_seconds,
         )
         if r is None:
             continue

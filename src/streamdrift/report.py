@@ -11,6 +11,11 @@ from typing import Any
 from streamdrift.baselines import REFERENCE, baseline_starts, read_baselines
 from streamdrift.categorical_depth import categorical_depth
 from streamdrift.conditions import challenger_results
+from streamdrift.cumulative_monitor import (
+    cumulative_findings,
+    cumulative_report,
+    watched_columns,
+)
 from streamdrift.errors import UnknownModelError
 from streamdrift.estimation import estimated_metric, estimates, estimation_check, window_counts
 from streamdrift.monitors import (
@@ -20,6 +25,7 @@ from streamdrift.monitors import (
     output_drift,
     quality_findings,
     rank_drifting,
+    sequential_scans,
     window_drift,
     window_performance,
 )
@@ -99,6 +105,46 @@ def chosen_starts(
     return starts[-last:] if last else starts
 
 
+def _history(
+    store: Store, profile: ReferenceProfile, all_starts: list[int], starts: list[int]
+) -> Any:
+    """The earlier windows' performance and moments the sequential detectors read, in
+    one round trip as the evaluator reads them; then, per window start, the ones before
+    it (oldest first)."""
+    cfg = profile.config
+    depth = max(cfg.performance.detector_windows, cfg.drift.cumulative.windows)
+    width = cfg.window_seconds
+    if not starts:
+        return lambda _start: []
+    first, last = min(starts), max(starts)
+    wanted = [s for s in all_starts if first - depth * width <= s < last]
+    read = store.windows.read_performance(profile, wanted, watched_columns(profile))
+
+    def before(start: int) -> list[WindowSketch]:
+        return [w for w in read if w.start < start and start - w.start <= depth * width]
+
+    return before
+
+
+def _sequential(
+    profile: ReferenceProfile, window: WindowSketch, earlier: list[WindowSketch]
+) -> dict[str, Any]:
+    """The sequential detectors as the evaluator runs them on the window: the degradation
+    scan of each metric (`monitors.sequential_scans`) and each column's CUSUMs."""
+    k = profile.config.performance.detector_windows
+    scans = sequential_scans(profile, earlier[-k:], window)
+    return {
+        "sequential": {
+            m: {
+                key: (bool(v) if key == "alarm" else iso_time(v) if key == "since" else v)
+                for key, v in t.items()
+            }
+            for m, t in scans.items()
+        },
+        "cumulative": cumulative_report(cumulative_findings(profile, window, earlier)),
+    }
+
+
 def model_report(
     store: Store,
     model: str,
@@ -129,6 +175,7 @@ def model_report(
         shown = [w.slices[slice_name] for w in shown if slice_name in w.slices]
         profile = profile.slice_profile(slice_name)
         pooled = {w.start: {} for w in shown}
+    earlier = _history(store, profile, all_starts, starts) if slice_name is None else None
     windows = []
     for w in shown:
         drift = window_drift(profile, w, pooled[w.start])
@@ -190,6 +237,7 @@ def model_report(
                 ]
                 if champion is not None and slice_name is None
                 else [],
+                **(_sequential(profile, w, earlier(w.start)) if slice_name is None else {}),
             }
         )
     return {

@@ -122,12 +122,14 @@ def degradation_scan(
     relative: bool,
     min_after: int,
     min_before: int,
+    earliest: float = -math.inf,
 ) -> ScanResult | None:
     """The strongest "worse after the cut" of `metric` over `series` (oldest first; the
-    cut's after-part always runs to the end). None while no cut has `min_before` pairs
-    before and `min_after` after. The drop is the after-part's loss less the before-part's
-    (relative to it for `relative` metrics); the alarm needs the statistic at least
-    `threshold` and the drop at least `minimum`."""
+    cut's after-part always runs to the end, and begins no earlier than `earliest`).
+    None while no cut has `min_before` pairs before and `min_after` after. The drop is
+    the after-part's loss less the before-part's (relative to it for `relative`
+    metrics); the alarm needs the statistic at least `threshold` and the drop at least
+    `minimum`."""
     rows = [(sw.start, *sw.sums[metric]) for sw in series if metric in sw.sums]
     if len(rows) < 2:
         return None
@@ -136,7 +138,7 @@ def degradation_scan(
     # cut c: before = rows[:c], after = rows[c:]
     before_n, before_s, before_q = (np.cumsum(a)[:-1] for a in (n, s, q))
     after_n, after_s, after_q = (np.cumsum(a[::-1])[::-1][1:] for a in (n, s, q))
-    ok = (before_n >= min_before) & (after_n >= min_after)
+    ok = (before_n >= min_before) & (after_n >= min_after) & (starts[1:] >= earliest)
     if not ok.any():
         return None
     before_v, after_v = before_s / before_n, after_s / after_n
