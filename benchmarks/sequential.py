@@ -140,6 +140,46 @@ def adwin_delays(s: Stream, arrive: np.ndarray) -> tuple[int | None, int | None]
     return event, label
 
 
+def cusum_section(rng: np.random.Generator, windows: int) -> str:
+    """The mean CUSUM (`CumulativePolicy` defaults, one column: p < 0.01) on 200
+    stationary streams, and on a mean creeping 0.05 sd a window (within windows too)."""
+    policy = CumulativePolicy()
+
+    def alarmed(rows: list[tuple[int, int, float, float]]) -> bool:
+        r = mean_cusum(
+            rows,
+            0.0,
+            1.0,
+            allowance=policy.mean_allowance,
+            threshold=policy.mean_threshold,
+            z_needed=z_for(0.01),
+            min_count=200,
+        )
+        return bool(r and r.alarm)
+
+    def sums(x: np.ndarray) -> list[tuple[int, int, float, float]]:
+        return [(i, W, float(x[i].sum()), float((x[i] ** 2).sum())) for i in range(len(x))]
+
+    false = checks = 0
+    for _ in range(200):
+        rows = sums(rng.standard_normal((windows, W)))
+        for end in range(1, windows + 1):
+            checks += 1
+            false += alarmed(rows[:end])
+    creep = (
+        rng.standard_normal((20, W))
+        + np.repeat(0.05 * np.arange(20)[:, None], W, 1)
+        + np.linspace(0, 0.05, W)[None, :]
+    )
+    rows = sums(creep)
+    caught = next((end for end in range(1, 21) if alarmed(rows[:end])), None)
+    at = f"+{0.05 * caught:.2f} sd" if caught else "never"
+    return (
+        f"mean CUSUM: {false} alarms in {checks} stationary window checks; a mean creeping "
+        f"+0.05 sd a window caught after window {caught} (the mean then {at})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", type=int, default=40, help="stationary streams")
@@ -199,51 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             f"reading labels as they arrive {show(ad_label)}; ADWIN in event order "
             f"{show(ad_event)} (events after the change)"
         )
-    # the CUSUM of window means: stationary windows and a creeping mean
-    drift_policy = CumulativePolicy()
-    z = z_for(0.01)
-    false = 0
-    checks = 0
-    for _ in range(200):
-        x = rng.standard_normal((a.windows, W))
-        rows = [(i, W, float(x[i].sum()), float((x[i] ** 2).sum())) for i in range(a.windows)]
-        for end in range(1, a.windows + 1):
-            r = mean_cusum(
-                rows[:end],
-                0.0,
-                1.0,
-                allowance=drift_policy.mean_allowance,
-                threshold=drift_policy.mean_threshold,
-                z_needed=z,
-                min_count=200,
-            )
-            checks += 1
-            false += bool(r and r.alarm)
-    x = (
-        rng.standard_normal((20, W))
-        + np.repeat(0.05 * np.arange(20)[:, None], W, 1)
-        + np.linspace(0, 0.05, W)[None, :]
-    )
-    rows = [(i, W, float(x[i].sum()), float((x[i] ** 2).sum())) for i in range(20)]
-    caught = None
-    for end in range(1, 21):
-        r = mean_cusum(
-            rows[:end],
-            0.0,
-            1.0,
-            allowance=drift_policy.mean_allowance,
-            threshold=drift_policy.mean_threshold,
-            z_needed=z,
-            min_count=200,
-        )
-        if r and r.alarm:
-            caught = end
-            break
-    print(
-        f"mean CUSUM: {false} alarms in {checks} stationary window checks; a mean creeping "
-        f"+0.05 sd a window caught after window {caught} "
-        f"(the mean then +{0.05 * caught if caught else float('nan'):.2f} sd)"
-    )
+    print(cusum_section(rng, a.windows))
     print(f"{time.perf_counter() - t0:.0f} s")
     return 0
 

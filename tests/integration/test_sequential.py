@@ -15,28 +15,19 @@ import orjson
 import pytest
 
 from streamdrift import synthetic
-from streamdrift.config import MonitorConfig
-from streamdrift.reference import build_profile
 from streamdrift.report import model_report
 from streamdrift.worker import Worker
 
-from .conftest import cli, produce, read_alerts
+from .conftest import cli, produce, read_alerts, register_fraud_model
 
 pytestmark = pytest.mark.integration
 
 HOUR = 3600
 
 
-def _register(store, model_id, tmp_path, **config):
-    profile = build_profile(
-        model_id,
-        synthetic.write_reference(tmp_path / "ref.csv"),
-        task="binary",
-        prediction_column="score",
-        label_column="is_fraud",
-        config=MonitorConfig(window_seconds=HOUR, **config),
-    )
-    return store.profiles.save(profile)[0]
+def _register(settings, store, model_id, folder):
+    register_fraud_model(settings, model_id, folder, window_seconds=HOUR)
+    return store.profiles.load(model_id)
 
 
 def test_a_concept_change_is_found_inside_its_window_from_the_first_labels(
@@ -48,7 +39,7 @@ def test_a_concept_change_is_found_inside_its_window_from_the_first_labels(
     window then holds far fewer than the 200 labels its own test needs; the scan alarms
     on accuracy, its cut at the sub-window of the change, its figures those of the pairs
     counted offline."""
-    profile = _register(store, model_id, tmp_path)
+    profile = _register(settings, store, model_id, tmp_path)
     start = (time.time() // HOUR - 8) * HOUR
     n = 10_000  # 2,000 an hour: five windows
     change = 8_050  # 90 s into the fifth window
@@ -124,7 +115,7 @@ def test_a_creeping_mean_is_found_by_a_quarter_sd(settings, store, model_id, tmp
     """f05's mean creeps up 0.05 reference sd a window (within each window too), for
     eight windows of 2,000 events: no window alone drifts, the CUSUM alarms on
     `data_drift:f05` by the window where the shift reaches +0.25 sd."""
-    profile = _register(store, model_id, tmp_path)
+    profile = _register(settings, store, model_id, tmp_path)
     ref = profile.features["f05"]
     start = (time.time() // HOUR - 10) * HOUR
     per = 2000

@@ -14,6 +14,8 @@ from scipy.stats import binom, ttest_ind
 from streamdrift.config import CumulativePolicy
 from streamdrift.performance import PerformanceSketch
 from streamdrift.sequential import (
+    CusumResult,
+    ScanResult,
     SubWindow,
     degradation_scan,
     mean_cusum,
@@ -30,19 +32,51 @@ def _series(errors: list[np.ndarray]) -> list[SubWindow]:
     ]
 
 
+def _scan(metric: str, series: list[SubWindow], relative: bool) -> ScanResult | None:
+    """The scan with the default policy's figures (one metric)."""
+    return degradation_scan(
+        metric,
+        series,
+        threshold=12,
+        minimum=0.05,
+        relative=relative,
+        min_after=30,
+        min_before=200,
+    )
+
+
+def _cusum(rows: list[tuple]) -> CusumResult | None:
+    """The mean CUSUM with the default policy, for a model of 20 columns."""
+    policy = CumulativePolicy()
+    return mean_cusum(
+        rows,
+        0.0,
+        1.0,
+        allowance=policy.mean_allowance,
+        threshold=policy.mean_threshold,
+        z_needed=z_for(0.01 / 20),
+        min_count=200,
+    )
+
+
+def _share(rows: list[tuple]) -> CusumResult | None:
+    """The missing-share CUSUM with the default policy, reference share 2 %."""
+    policy = CumulativePolicy()
+    return share_cusum(
+        rows,
+        0.02,
+        allowance=policy.missing_allowance,
+        threshold=policy.missing_threshold,
+        z_needed=z_for(0.01 / 20),
+        min_count=200,
+    )
+
+
 def test_the_bernoulli_ratio_is_scipys_binomial_likelihood_ratio() -> None:
     rng = np.random.default_rng(3)
     before = [(rng.random(200) < 0.1).astype(float) for _ in range(8)]
     after = [(rng.random(200) < 0.3).astype(float) for _ in range(2)]
-    r = degradation_scan(
-        "accuracy",
-        _series(before + after),
-        threshold=12,
-        minimum=0.05,
-        relative=False,
-        min_after=30,
-        min_before=200,
-    )
+    r = _scan("accuracy", _series(before + after), relative=False)
     assert r is not None and r.alarm
     assert r.since == 8.0  # the cut where the change is
     k1, n1 = sum(e.sum() for e in after), 400
@@ -64,15 +98,7 @@ def test_the_gaussian_ratio_is_half_the_pooled_t_squared() -> None:
         SubWindow(float(i), {"log_loss": (float(x.size), float(x.sum()), float((x * x).sum()))})
         for i, x in enumerate(losses)
     ]
-    r = degradation_scan(
-        "log_loss",
-        series,
-        threshold=12,
-        minimum=0.05,
-        relative=True,
-        min_after=30,
-        min_before=200,
-    )
+    r = _scan("log_loss", series, relative=True)
     assert r is not None
     cut = int(r.since)
     t = ttest_ind(np.concatenate(losses[cut:]), np.concatenate(losses[:cut])).statistic
@@ -86,44 +112,17 @@ def test_a_real_but_small_drop_does_not_alarm_and_better_never_does() -> None:
     # 0.10 -> 0.13: detectable with 20,000 pairs, below the 0.05 minimum
     errs = [(rng.random(2000) < 0.10).astype(float) for _ in range(10)]
     errs += [(rng.random(2000) < 0.13).astype(float) for _ in range(10)]
-    r = degradation_scan(
-        "accuracy",
-        _series(errs),
-        threshold=12,
-        minimum=0.05,
-        relative=False,
-        min_after=30,
-        min_before=200,
-    )
+    r = _scan("accuracy", _series(errs), relative=False)
     assert r is not None and r.statistic > 12 and not r.alarm
     better = [(rng.random(500) < 0.3).astype(float) for _ in range(5)]
     better += [(rng.random(500) < 0.05).astype(float) for _ in range(5)]
-    r = degradation_scan(
-        "accuracy",
-        _series(better),
-        threshold=12,
-        minimum=0.05,
-        relative=False,
-        min_after=30,
-        min_before=200,
-    )
+    r = _scan("accuracy", _series(better), relative=False)
     assert r is not None and r.statistic == 0 and not r.alarm
 
 
 def test_too_few_labels_on_either_side_is_no_verdict() -> None:
     errs = [np.zeros(20), np.ones(20)]
-    assert (
-        degradation_scan(
-            "accuracy",
-            _series(errs),
-            threshold=12,
-            minimum=0.05,
-            relative=False,
-            min_after=30,
-            min_before=200,
-        )
-        is None
-    )
+    assert _scan("accuracy", _series(errs), relative=False) is None
 
 
 def test_sub_windows_read_the_joins_sums_back() -> None:
@@ -175,15 +174,7 @@ def test_the_cusum_is_pages_recursion_and_catches_a_creeping_mean_by_a_quarter_s
     want = _page([r[2] / r[1] for r in rows], policy.mean_allowance)
     caught = None
     for end in range(1, len(rows) + 1):
-        r = mean_cusum(
-            rows[:end],
-            0.0,
-            1.0,
-            allowance=policy.mean_allowance,
-            threshold=policy.mean_threshold,
-            z_needed=z_for(0.01 / 20),
-            min_count=200,
-        )
+        r = _cusum(rows[:end])
         assert r is not None
         if r.direction == "up":
             assert r.value == pytest.approx(want[end - 1], abs=1e-12)
@@ -194,20 +185,11 @@ def test_the_cusum_is_pages_recursion_and_catches_a_creeping_mean_by_a_quarter_s
 
 @pytest.mark.parametrize(("shift", "caught_by"), [(0.1, None), (0.2, 3), (-0.5, 1)])
 def test_lasting_shifts(shift: float, caught_by: int | None) -> None:
-    policy = CumulativePolicy()
     rng = np.random.default_rng(7)
     rows = _windows(rng, [shift] * 20)
     first = None
     for end in range(1, 21):
-        r = mean_cusum(
-            rows[:end],
-            0.0,
-            1.0,
-            allowance=policy.mean_allowance,
-            threshold=policy.mean_threshold,
-            z_needed=z_for(0.01 / 20),
-            min_count=200,
-        )
+        r = _cusum(rows[:end])
         if r is not None and r.alarm:
             first = end
             assert r.direction == ("up" if shift > 0 else "down")
@@ -220,49 +202,25 @@ def test_lasting_shifts(shift: float, caught_by: int | None) -> None:
 
 def test_small_windows_need_more_than_noise() -> None:
     """Windows of 200 values: the sum can cross on noise, the run's z cannot."""
-    policy = CumulativePolicy()
     rng = np.random.default_rng(8)
     alarms = 0
     for _ in range(300):
         rows = _windows(rng, [0.0] * 24, n=200)
-        r = mean_cusum(
-            rows,
-            0.0,
-            1.0,
-            allowance=policy.mean_allowance,
-            threshold=policy.mean_threshold,
-            z_needed=z_for(0.01 / 20),
-            min_count=200,
-        )
+        r = _cusum(rows)
         alarms += bool(r and r.alarm)
     assert alarms == 0
 
 
 def test_a_rising_missing_share_is_caught() -> None:
-    policy = CumulativePolicy()
     rng = np.random.default_rng(9)
     rows = [(i, 2000, int(rng.binomial(2000, 0.02 + 0.01 * i))) for i in range(10)]
     first = None
     for end in range(1, 11):
-        r = share_cusum(
-            rows[:end],
-            0.02,
-            allowance=policy.missing_allowance,
-            threshold=policy.missing_threshold,
-            z_needed=z_for(0.01 / 20),
-            min_count=200,
-        )
+        r = _share(rows[:end])
         if r is not None and r.alarm:
             first = end
             break
     assert first is not None and first <= 5  # the share then 6 %, +4 points
     steady = [(i, 2000, int(rng.binomial(2000, 0.025))) for i in range(40)]
-    r = share_cusum(
-        steady,
-        0.02,
-        allowance=policy.missing_allowance,
-        threshold=policy.missing_threshold,
-        z_needed=z_for(0.01 / 20),
-        min_count=200,
-    )
+    r = _share(steady)
     assert r is not None and not r.alarm
