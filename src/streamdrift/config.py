@@ -322,7 +322,7 @@ class SequentialPolicy(BaseModel):
 
     enabled: bool = True
     sub_windows: int = Field(10, ge=1, le=60, description="parts of a window the join keeps")
-    threshold: float = Field(12.0, gt=0, description="log-likelihood ratio (nats) that alarms")
+    threshold: float = Field(10.0, gt=0, description="log-likelihood ratio (nats) that alarms")
     min_labels: int = Field(30, ge=5, description="labelled pairs after the cut")
     span_windows: int = Field(
         1, ge=1, le=100, description="the worse part begins at most this many windows back"

@@ -11,7 +11,8 @@ evaluate and a crash loses nothing.
   default, by the prediction's time: `PerformanceSketch.sub_windows`) form a series.
   For every cut of the series, the pairs after it are tested against the pairs before
   it by the one-sided generalized likelihood ratio of "worse after the cut": Bernoulli
-  for the error rate, Gaussian for a mean per-pair loss (log loss, absolute error). The
+  for the error rate; for a mean per-pair loss (log loss, absolute error), half the
+  square of Welch's statistic, its large-sample equivalent with each side's own spread. The
   largest ratio over the cuts is an ADWIN-style cut test with a likelihood bound instead
   of ADWIN's Hoeffding bound, which needs about ten times more data for the same error
   rate; a series compared with its own past needs no reference to agree with it. The
@@ -99,15 +100,17 @@ def _bernoulli_glr(n1: np.ndarray, k1: np.ndarray, n2: np.ndarray, k2: np.ndarra
     return np.maximum(ll, 0.0)
 
 
-def _gaussian_glr(
+def _welch_glr(
     n1: np.ndarray, s1: np.ndarray, q1: np.ndarray, n2: np.ndarray, s2: np.ndarray, q2: np.ndarray
 ) -> np.ndarray:
-    """log LR of two normal samples with their own means (one pooled variance): the
-    two-sample z statistic squared, halved."""
+    """Half the square of Welch's two-sample statistic: each side's mean with its own
+    variance. A pooled variance would let a long calm past vouch for a short part after
+    the cut whose losses are heavy-tailed (a few confident mistakes), and call a handful
+    of them a change."""
     m1, m2 = s1 / n1, s2 / n2
-    within = np.maximum(q1 - n1 * m1 * m1 + q2 - n2 * m2 * m2, 0.0)
-    var = within / np.maximum(n1 + n2 - 2, 1)
-    se2 = var * (1 / n1 + 1 / n2)
+    v1 = np.maximum(q1 - n1 * m1 * m1, 0.0) / np.maximum(n1 - 1, 1)
+    v2 = np.maximum(q2 - n2 * m2 * m2, 0.0) / np.maximum(n2 - 1, 1)
+    se2 = v1 / n1 + v2 / n2
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(se2 > 0, (m1 - m2) ** 2 / (2 * se2), 0.0)
     return np.asarray(out)
@@ -146,7 +149,7 @@ def degradation_scan(
     if metric == "accuracy":
         stat = _bernoulli_glr(after_n, after_s, before_n, before_s)
     else:
-        stat = _gaussian_glr(after_n, after_s, after_q, before_n, before_s, before_q)
+        stat = _welch_glr(after_n, after_s, after_q, before_n, before_s, before_q)
     stat = np.where(ok & worse, stat, 0.0)
     c = int(np.argmax(stat))
     if not ok[c]:

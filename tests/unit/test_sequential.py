@@ -1,5 +1,5 @@
 """The sequential detectors (`streamdrift.sequential`) against independent references: the
-scan's likelihood ratios against scipy's binomial log-pmfs and Student's pooled t, the
+scan's likelihood ratios against scipy's binomial log-pmfs and Welch's t, the
 CUSUM against Page's recursion written out here, and the behaviour the policy promises
 (a creeping mean caught by +0.25 sd, a lasting 0.1 sd shift never)."""
 
@@ -37,7 +37,7 @@ def _scan(metric: str, series: list[SubWindow], relative: bool) -> ScanResult | 
     return degradation_scan(
         metric,
         series,
-        threshold=12,
+        threshold=10,
         minimum=0.05,
         relative=relative,
         min_after=30,
@@ -91,7 +91,7 @@ def test_the_bernoulli_ratio_is_scipys_binomial_likelihood_ratio() -> None:
     assert (r.after_n, r.before_n) == (n1, n0)
 
 
-def test_the_gaussian_ratio_is_half_the_pooled_t_squared() -> None:
+def test_the_loss_ratio_is_half_welchs_t_squared() -> None:
     rng = np.random.default_rng(4)
     losses = [rng.exponential(0.4, 150) for _ in range(6)] + [rng.exponential(0.6, 150)]
     series = [
@@ -101,7 +101,9 @@ def test_the_gaussian_ratio_is_half_the_pooled_t_squared() -> None:
     r = _scan("log_loss", series, relative=True)
     assert r is not None
     cut = int(r.since)
-    t = ttest_ind(np.concatenate(losses[cut:]), np.concatenate(losses[:cut])).statistic
+    t = ttest_ind(
+        np.concatenate(losses[cut:]), np.concatenate(losses[:cut]), equal_var=False
+    ).statistic
     assert r.statistic == pytest.approx(t * t / 2, rel=1e-9)
     before = np.concatenate(losses[:cut]).mean()
     assert r.drop == pytest.approx(np.concatenate(losses[cut:]).mean() / before - 1, rel=1e-9)
@@ -113,7 +115,7 @@ def test_a_real_but_small_drop_does_not_alarm_and_better_never_does() -> None:
     errs = [(rng.random(2000) < 0.10).astype(float) for _ in range(10)]
     errs += [(rng.random(2000) < 0.13).astype(float) for _ in range(10)]
     r = _scan("accuracy", _series(errs), relative=False)
-    assert r is not None and r.statistic > 12 and not r.alarm
+    assert r is not None and r.statistic > 10 and not r.alarm
     better = [(rng.random(500) < 0.3).astype(float) for _ in range(5)]
     better += [(rng.random(500) < 0.05).astype(float) for _ in range(5)]
     r = _scan("accuracy", _series(better), relative=False)
