@@ -190,7 +190,9 @@ def window_conditions(
     if window.performance is not None:
         earlier = [w for w in history.recent if w.start < window.start]
         k = cfg.performance.detector_windows
-        finding = out.performance = performance_check(profile, window, earlier[-k:], peers)
+        finding = out.performance = performance_check(
+            profile, window, earlier[-k:], peers, interim=not settled
+        )
         if finding is not None:
             alert = performance_alert(
                 profile, window, finding, drift, now, quality=findings, outputs=outputs

@@ -603,6 +603,7 @@ def performance_check(
     window: WindowSketch,
     recent: list[WindowSketch],
     peers: PerformanceSketch | None = None,
+    interim: bool = False,
 ) -> PerformanceFinding | None:
     """Is the window's performance worse than the reference's, or than the pooled recent
     windows', or (for one version: `peers`) than the other versions' in the same window,
@@ -612,7 +613,10 @@ def performance_check(
     baseline at p_value / (metrics tested): Bonferroni over the metrics, so the chance
     that any of them fires on a window as good as its baseline stays within p_value per
     baseline. The headline fires when it is degraded, else the degraded metric of the
-    smallest p-value (of the largest z, where p-values underflow)."""
+    smallest p-value (of the largest z, where p-values underflow). An `interim` window
+    (its labels still arriving) is looked at again and again as they come: it is tested
+    at a tenth of that (`sequential.sub_windows` looks, Bonferroni), so the looks add no
+    false alarms; the sequential scan, calibrated with every look, is not."""
     policy = profile.config.performance
     metric = headline_metric(profile)
     now = window_performance(profile, window)
@@ -641,6 +645,8 @@ def performance_check(
     family = [m for m in watched if m in now]
     tested = [metric, *(m for m in family if m != metric)]
     alpha = policy.p_value / max(len(family), 1)
+    if interim:  # labels still arriving: one of the window's looks
+        alpha /= policy.sequential.sub_windows
     clock = len(watched) > 1
 
     samples: dict[str, tuple[dict[str, float], PerformanceSketch | None]] = {}
