@@ -167,6 +167,15 @@ if J then
   if J.parts ~= nil and not (is_int(J.parts) and J.parts >= 1 and J.parts <= 60) then
     return invalid('sub-windows')
   end
+  -- the sequential scan's field names per part, spelled once (sequential.SUB_FIELDS)
+  local PART = {}
+  for j = 0, (J.parts or 0) - 1 do
+    local f = {}
+    for _, stat in ipairs({'en', 'e', 'ln', 'l', 'l2', 'an', 'a', 'a2'}) do
+      f[stat] = 'q:' .. j .. ':' .. stat
+    end
+    PART[j] = f
+  end
   -- The bin of a score: the number of edges at or below it (performance.score_bin), or
   -- the equal-width bin.
   local function score_bin(sc)
@@ -288,7 +297,7 @@ if J then
     if J.parts then
       local j = math.floor((pts - ws) * J.parts / J.width)
       if j >= J.parts then j = J.parts - 1 end
-      q = 'q:' .. j .. ':'
+      q = PART[j]
     end
     local y, yhat
     if J.task == 'regression' then
@@ -302,16 +311,16 @@ if J then
           padd(floats, 'ape', math.abs(e) / math.abs(y)); padd(ints, 'nape', 1)
         end
         if q then
-          add(floats, pk, q .. 'an', 1); add(floats, pk, q .. 'a', math.abs(e))
-          add(floats, pk, q .. 'a2', e * e)
+          add(floats, pk, q.an, 1); add(floats, pk, q.a, math.abs(e))
+          add(floats, pk, q.a2, e * e)
         end
       end
     else
       if cls ~= '' then
         padd(ints, 'cm:' .. label .. '|' .. cls, 1)
         if q then
-          add(floats, pk, q .. 'en', 1)
-          if label ~= cls then add(floats, pk, q .. 'e', 1) end
+          add(floats, pk, q.en, 1)
+          if label ~= cls then add(floats, pk, q.e, 1) end
         end
       end
       if score ~= '' and J.positive and J.positive ~= cjson.null then
@@ -329,8 +338,8 @@ if J then
         end
         padd(floats, 'll', loss); padd(floats, 'll2', loss * loss); padd(ints, 'nll2', 1)
         if q then
-          add(floats, pk, q .. 'ln', 1); add(floats, pk, q .. 'l', loss)
-          add(floats, pk, q .. 'l2', loss * loss)
+          add(floats, pk, q.ln, 1); add(floats, pk, q.l, loss)
+          add(floats, pk, q.l2, loss * loss)
         end
         padd(ints, 'ns', 1)
       end
