@@ -552,7 +552,7 @@ def live_run(
     """Every stream replayed step by step of event time (`steps_per_window` steps per
     window): each step's predictions, and the labels whose time falls in it, are
     produced, the worker reads them, then evaluates every model (as its 2 s timer would
-    after a quarter hour of live traffic). Returns (step, alert) for every alert
+    after six minutes of live traffic). Returns (step, alert) for every alert
     published, the messages and the seconds."""
     step_seconds = HOUR / steps_per_window
     buckets: dict[int, list[tuple[str, bytes, bytes]]] = {}
