@@ -75,7 +75,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
+from join import produce
 from river import drift
 from river.datasets import synth
 from sklearn.linear_model import LogisticRegression
@@ -469,36 +470,6 @@ def events(
     return preds, labels, times, times + delays if s.labels is not None else times[:0]
 
 
-def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "batch.num.messages": 10000,
-            "queue.buffering.max.messages": 500000,
-            "queue.buffering.max.kbytes": 1024 * 1024,
-            "acks": "all",
-        }
-    )
-    errors: list[str] = []
-
-    def on_delivery(err: KafkaError | None, _msg: object) -> None:
-        if err is not None and len(errors) < 5:
-            errors.append(str(err))
-
-    for key, value in pairs:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    left = producer.flush(60)
-    if left or errors:
-        raise BenchmarkError(f"produce to {topic} failed: {left} undelivered, errors {errors}")
-
-
 def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every message of `topic` up to its end offsets now."""
     consumer = Consumer(
@@ -766,6 +737,18 @@ def register(store: Store, model: str, s: Stream, tmp: Path) -> None:
     store.profiles.save(profile)
 
 
+def run_topics(settings: Settings) -> list[str]:
+    """A pass's topics: predictions, labels and alerts (created), and the two dead-letter
+    topics the worker creates (deleted with them)."""
+    return [
+        settings.predictions_topic,
+        settings.labels_topic,
+        settings.alerts_topic,
+        settings.dlq_topic(settings.predictions_topic),
+        settings.dlq_topic(settings.labels_topic),
+    ]
+
+
 @contextlib.contextmanager
 def cleanup(
     bootstrap: str, store: Store, models: list[str], topics: list[str], is_embedded: bool
@@ -1015,13 +998,7 @@ def main(argv: list[str] | None = None) -> int:
         store = Store(redis_url)
         store.ping()
         models = [f"det{run}_{i}" for i in range(len(streams))]
-        topics = [
-            settings.predictions_topic,
-            settings.labels_topic,
-            settings.alerts_topic,
-            settings.dlq_topic(settings.predictions_topic),
-            settings.dlq_topic(settings.labels_topic),
-        ]
+        topics = run_topics(settings)
         with cleanup(bootstrap, store, models, topics, is_embedded):
             for t in topics[:3]:
                 create_topic(bootstrap, t, PARTITIONS)
@@ -1070,14 +1047,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )  # the steps wait on empty polls otherwise
             live_models = [f"live{run}_{i}" for i in range(len(streams))]
-            s2 = live_settings
-            live_topics = [
-                s2.predictions_topic,
-                s2.labels_topic,
-                s2.alerts_topic,
-                s2.dlq_topic(s2.predictions_topic),
-                s2.dlq_topic(s2.labels_topic),
-            ]
+            live_topics = run_topics(live_settings)
             with cleanup(bootstrap, store, live_models, live_topics, is_embedded):
                 for t in live_topics[:3]:
                     create_topic(bootstrap, t, PARTITIONS)
