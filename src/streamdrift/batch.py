@@ -44,6 +44,8 @@ class ModelShare:
     #: the events counted (above the fences): predictions and labels
     events: ModelEvents = field(default_factory=ModelEvents)
     labels: ModelLabels = field(default_factory=ModelLabels)
+    #: the predictions counted: `events` without those that broke the contract
+    good: ModelEvents = field(default_factory=ModelEvents)
 
 
 def quality_key(reason: str, detail: str) -> str:
@@ -116,7 +118,14 @@ class BatchLogic:
         fences += version_fences(slicer.plan, head.offsets)
         request = ApplyRequest(profile, fences, windows, invalid, join, now, head.champion)
         return ModelShare(
-            model, request, len(good), new_dead, skipped + skipped_labels, events, label_events
+            model,
+            request,
+            len(good),
+            new_dead,
+            skipped + skipped_labels,
+            events,
+            label_events,
+            good,
         )
 
     def unregistered(

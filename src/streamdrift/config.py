@@ -711,6 +711,11 @@ class Settings(BaseSettings):
     batch_size: int = Field(5000, ge=1, description="max messages per poll")
     poll_timeout_seconds: float = Field(0.5, gt=0)
     max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
+    columnar_decode: bool = Field(
+        True,
+        description="read batches of predictions in columns (pyarrow's JSON reader) once a "
+        "model's event shape is known; off: event by event with orjson (same counts)",
+    )
     session_timeout_ms: int = Field(10000, ge=1000)
     metrics_port: int = Field(
         9400, ge=-1, le=65535, description="/metrics, /healthz, /readyz; 0: any free port, -1: off"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter, methodcaller
@@ -58,8 +58,41 @@ class DeadLetter:
 
 
 @dataclass(slots=True)
+class FeatureArrays:
+    """A batch's feature values as the columnar decode (`streamdrift.columnar`) gives
+    them: a float array per numeric feature (NaN where missing), a list per categorical
+    one (None where missing)."""
+
+    numbers: dict[str, np.ndarray]
+    categories: dict[str, list[object]]
+
+    def take(self, keep: list[int]) -> FeatureArrays:
+        rows = np.asarray(keep, dtype=np.int64)
+        return FeatureArrays(
+            {k: v[rows] for k, v in self.numbers.items()},
+            {k: [v[i] for i in keep] for k, v in self.categories.items()},
+        )
+
+
+@dataclass(slots=True)
+class PredictionColumns:
+    """Predictions sent as objects, as the columnar decode gives them: each one's
+    `score` and `label` (None where absent)."""
+
+    scores: list[Any]
+    labels: list[Any]
+
+    def take(self, keep: list[int]) -> PredictionColumns:
+        return PredictionColumns([self.scores[i] for i in keep], [self.labels[i] for i in keep])
+
+
+@dataclass(slots=True)
 class ModelEvents:
-    """One model's valid prediction events from a batch, as parallel columns."""
+    """One model's valid prediction events from a batch, as parallel columns.
+
+    Decoded event by event, `features` and `predictions` hold each event's values as
+    sent; decoded in columns, `arrays` holds the features instead, and `outputs` the
+    predictions when they were objects."""
 
     partitions: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
@@ -70,6 +103,8 @@ class ModelEvents:
     prediction_ids: list[str] = field(default_factory=list)
     raws: list[bytes] = field(default_factory=list)
     segments: list[dict[str, Any] | None] = field(default_factory=list)
+    arrays: FeatureArrays | None = None
+    outputs: PredictionColumns | None = None
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -84,7 +119,10 @@ def _select(columns: Any, keep: list[int]) -> Any:
     out = type(columns)()
     for name in type(columns).__slots__:
         src = getattr(columns, name)
-        setattr(out, name, [src[i] for i in keep] if src else [])  # optional columns stay empty
+        if src is None or hasattr(src, "take"):
+            setattr(out, name, src.take(keep) if src is not None else None)
+        else:  # optional columns stay empty
+            setattr(out, name, [src[i] for i in keep] if src else [])
     return out
 
 
@@ -208,10 +246,18 @@ def _message_seconds(msg: Any) -> float:
     return cast(float, msg.timestamp()[1] / 1000.0)
 
 
-def decode_predictions(messages: list[Any], max_event_bytes: int) -> DecodedBatch:
+#: a decoder of a whole batch in columns (`streamdrift.columnar.decode_columns`, bound to
+#: the worker's learned shapes): messages and their values in, None for "not this batch"
+Columnar = Callable[[list[Any], list[bytes]], "DecodedBatch | None"]
+
+
+def decode_predictions(
+    messages: list[Any], max_event_bytes: int, columnar: Columnar | None = None
+) -> DecodedBatch:
     """Decode a polled list of confluent-kafka messages from the predictions topic.
 
-    The common batch — every event valid — is decoded column by column with C-level
+    The common batch — every event valid — is read in columns by `columnar` when given
+    (the JSON reader straight into arrays), else decoded column by column with C-level
     map/set checks (a Python loop per event costs more than orjson itself). Any doubt,
     and the batch goes through the event-by-event path that names each problem."""
     msgs = [m for m in messages if m.error() is None]
@@ -222,6 +268,12 @@ def decode_predictions(messages: list[Any], max_event_bytes: int) -> DecodedBatc
                 log.warning("consumer error: %s", err)
     if not msgs:
         return DecodedBatch()
+    if columnar is not None:
+        raws = list(map(_value, msgs))
+        if None not in raws:
+            batch = columnar(msgs, raws)
+            if batch is not None:
+                return batch
     try:
         fast = _decode_fast(msgs, max_event_bytes)
     except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):
@@ -301,14 +353,15 @@ def _decode_fast(msgs: list[Any], max_event_bytes: int) -> DecodedBatch | None:
         segments,
     )
     distinct = set(model_ids)
+    whole = ModelEvents(*columns)
     if len(distinct) == 1:
-        batch.by_model[model_ids[0]] = ModelEvents(*columns)
+        batch.by_model[model_ids[0]] = whole
         return batch
     groups: dict[str, list[int]] = {m: [] for m in distinct}
     for i, m in enumerate(model_ids):
         groups[m].append(i)
     for m, idx in groups.items():
-        batch.by_model[m] = ModelEvents(*([col[i] for i in idx] for col in columns))
+        batch.by_model[m] = whole.select(idx)
     return batch
 
 

@@ -14,11 +14,12 @@ from itertools import chain
 from operator import itemgetter
 
 import numpy as np
+import orjson
 
 from streamdrift import multivariate, outliers
 from streamdrift.champion import PairedSketch
 from streamdrift.correlation import CorrelationSketch
-from streamdrift.decode import MAX_MAGNITUDE, ModelEvents
+from streamdrift.decode import MAX_MAGNITUDE, FeatureArrays, ModelEvents
 from streamdrift.outliers import OutlierModel
 from streamdrift.performance import PerformanceSketch, class_key
 from streamdrift.profile import (
@@ -227,14 +228,20 @@ def prediction_outputs(
     class at or above the decision threshold; a bare number is a regressor's value (or a
     binary score); a bare string or bool is a class."""
     predictions = events.predictions
-    if predictions and set(map(type, predictions)) == {dict}:
+    if events.outputs is not None:  # objects, read in columns
+        scores, labels = events.outputs.scores, events.outputs.labels
+    elif predictions and set(map(type, predictions)) == {dict}:
         # the common shape, {"score": ..., "label": ...}, column by column
         scores = [p.get("score") for p in predictions]
         labels = [p.get("label") for p in predictions]
-        # one type only, or True and 1 would share a spelling
-        if set(map(type, labels)) in ({int}, {str}) and set(map(type, scores)) == {float}:
-            spelled = {v: class_key(v) for v in set(labels)}
-            return list(map(spelled.__getitem__, labels)), scores
+    else:
+        scores = labels = []
+    # one type only, or True and 1 would share a spelling
+    if scores and set(map(type, labels)) in ({int}, {str}) and set(map(type, scores)) == {float}:
+        spelled = {v: class_key(v) for v in set(labels)}
+        return list(map(spelled.__getitem__, labels)), scores
+    if events.outputs is not None:
+        predictions = [{"score": s, "label": c} for s, c in zip(scores, labels, strict=True)]
     classes: list[str | None] = []
     scores = []
     regression = profile.task == "regression"
@@ -393,6 +400,12 @@ def extract_features(events: ModelEvents, profile: ReferenceProfile) -> FeatureC
     (features present in some events only, extra features, bad values) takes the
     event-by-event path."""
     layout = _layout(profile)
+    if events.arrays is not None:
+        columns = _from_arrays(layout, events.arrays, len(events))
+        if columns is not None:
+            return columns
+        events.features = list(map(_features_of, events.raws))
+        events.arrays = None
     feats = events.features
     n = len(feats)
     fast = _fast_columns(layout.numeric, layout.categorical, feats)
@@ -412,6 +425,28 @@ def extract_features(events: ModelEvents, profile: ReferenceProfile) -> FeatureC
     if fast is not None:
         return FeatureColumns(fast[0], fast[1], [])
     return _extract_each(layout, feats)
+
+
+def _from_arrays(layout: _Layout, arrays: FeatureArrays, n: int) -> FeatureColumns | None:
+    """Columns from the columnar decode's arrays, or None when they were read for
+    another profile (the model was registered again with other features meanwhile)."""
+    if not (arrays.numbers.keys() | arrays.categories.keys()) <= layout.known:
+        return None
+    if arrays.numbers.keys() & set(layout.categorical):
+        return None
+    if arrays.categories.keys() & set(layout.numeric):
+        return None
+    x = np.empty((n, len(layout.numeric)))
+    for j, name in enumerate(layout.numeric):
+        col = arrays.numbers.get(name)
+        x[:, j] = np.nan if col is None else col
+    cats = {k: arrays.categories.get(k) or [None] * n for k in layout.categorical}
+    return FeatureColumns(x, cats, [])
+
+
+def _features_of(raw: bytes) -> dict[str, object]:
+    features: dict[str, object] = orjson.loads(raw)["features"]
+    return features
 
 
 def _extract_each(layout: _Layout, feats: list[dict[str, object]]) -> FeatureColumns:

@@ -40,6 +40,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 from streamdrift import kafka_io
 from streamdrift.alerts import encode, system_alert
 from streamdrift.batch import BatchLogic, ModelShare, event_time_marks
+from streamdrift.columnar import EventShapes, decode_columns
 from streamdrift.config import Settings
 from streamdrift.dead_letters import DeadLetterSink
 from streamdrift.decode import (
@@ -141,6 +142,8 @@ class WorkerStats:
     fence_conflicts: int = 0
     alerts: int = 0
     resyncs: int = 0
+    #: batches of predictions read in columns (the rest: event by event)
+    columnar_batches: int = 0
 
 
 def tune_gc() -> None:
@@ -176,6 +179,9 @@ class Worker:
         self.logic = BatchLogic(
             settings.predictions_topic, settings.labels_topic, self.topics.field
         )
+        #: each model's event shape, learned from batches decoded event by event: what
+        #: lets the next batches be read in columns
+        self.shapes = EventShapes()
         self.book = FenceBook()
         self.guard = StateGuard(self.store, self.book, settings.allow_eviction)
         self.dead_letters = DeadLetterSink(self.producer, settings)
@@ -631,10 +637,20 @@ class Worker:
             messages = [m for m in messages if m.topic() != label_topic]
         else:
             label_msgs = []
-        return (
-            decode_predictions(messages, self.settings.max_event_bytes),
-            decode_labels(label_msgs, self.settings.max_event_bytes),
+        columnar = (
+            partial(
+                decode_columns,
+                shapes=self.shapes,
+                max_event_bytes=self.settings.max_event_bytes,
+            )
+            if self.settings.columnar_decode
+            else None
         )
+        batch = decode_predictions(messages, self.settings.max_event_bytes, columnar)
+        self.shapes.recent = tuple(sorted(batch.by_model))
+        if any(e.arrays is not None for e in batch.by_model.values()):
+            self.stats.columnar_batches += 1
+        return batch, decode_labels(label_msgs, self.settings.max_event_bytes)
 
     def launch(self, decoded: tuple[DecodedBatch, DecodedLabels]) -> None:
         """Send a decoded batch's applies to Redis without waiting for them; `drain`
@@ -692,6 +708,8 @@ class Worker:
                 dead += self.logic.unregistered(batch, labels, model)
                 continue
             share = self.logic.share(batch, labels, model, head, profile, dead, last_offsets)
+            if self.settings.columnar_decode and share.good.arrays is None:
+                self.shapes.learn(model, share.good, profile)
             self.dead_letters.send(share.dead)
             sending = time.perf_counter()
             pending = self.store.applies.send(share.request)

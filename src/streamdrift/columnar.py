@@ -1,0 +1,415 @@
+"""Decode a whole batch of prediction events into arrays at once, with pyarrow's JSON reader.
+
+`orjson.loads` per event builds a Python dict of every event only for the worker to pull
+its values out again; the JSON reader parses the newline-joined batch straight into
+columns. It needs a schema, and that comes from what the exact path (`decode._decode_each`
+and `decode._decode_fast`) saw of each model's events: an `EventShape` per model, learned
+from a batch that path decoded, and checked against the model's profile.
+
+The rules stay the exact path's, event by event. This path only answers for a batch in
+which every event is valid and shaped as learned; anything else — a value of another type,
+a missing required field, a feature the shape does not know, NaN, a number beyond
+`MAX_MAGNITUDE`, an event time out of range, a segment, non-ASCII bytes that are not UTF-8
+— and it returns None, and the batch goes through the exact path, which names each bad
+event's problem. A test holds the two paths to the same Redis state on the same batches.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from streamdrift.decode import (
+    _MAX_ID,
+    MAX_FUTURE_SECONDS,
+    MAX_MAGNITUDE,
+    DecodedBatch,
+    FeatureArrays,
+    ModelEvents,
+    PredictionColumns,
+    epoch_seconds_array,
+    parse_timestamp,
+)
+from streamdrift.profile import ReferenceProfile
+
+_NUMBER = frozenset({float, int})
+#: the JSON value types a categorical column may hold, and its arrow type
+_CATEGORY_TYPES = {str: pa.string(), int: pa.int64(), bool: pa.bool_(), float: pa.float64()}
+#: shapes kept at most (a worker serves a bounded number of models at once)
+MAX_SHAPES = 1000
+#: a NaN or infinity literal where a JSON value starts (perhaps inside a string: then the
+#: batch merely takes the exact path)
+_NON_FINITE = re.compile(rb"[:,\[]\s*-?(?:NaN|Inf)")
+#: a model whose events have no shape is looked at again after this many batches
+RELEARN_EVERY = 100
+#: after this many batches in a row given back to the exact path, this path sits out
+#: `SIT_OUT` batches (a shape that no longer fits costs a failed read per batch)
+MAX_MISSES = 3
+SIT_OUT = 50
+_READ = pj.ReadOptions(use_threads=False, block_size=1 << 30)
+
+
+@dataclass(frozen=True, slots=True)
+class EventShape:
+    """What one model's valid events look like, in arrow types: its features (the
+    profile's, numeric ones as float64), its prediction and its event time."""
+
+    revision: int
+    features: tuple[tuple[str, pa.DataType], ...]
+    #: the profile's numeric features (the others are categorical)
+    numeric: frozenset[str]
+    #: float64 or int64 for a bare number, string or bool_ for a bare class, or a
+    #: struct of score (float64) and label, as the events send it
+    prediction: pa.DataType
+    #: float64 for epoch numbers (or no event time at all), string for RFC 3339 text
+    timestamp: pa.DataType
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(name for name, _ in self.features)
+
+    @classmethod
+    def learn(cls, events: ModelEvents, profile: ReferenceProfile) -> EventShape | None:
+        """The shape of `events` (decoded by the exact path), or None when they do not
+        have one this path can read: a feature or the prediction of mixed types, mixed
+        event-time kinds, or most events with features outside the profile or segments
+        (such events are counted event by event; a few of them among many do not keep
+        the others from being read in columns)."""
+        if not len(events) or not events.features:
+            return None
+        known = set(profile.numeric_features()) | set(profile.categorical_features())
+        plain = [
+            i
+            for i, (f, seg) in enumerate(zip(events.features, events.segments, strict=True))
+            if seg is None and f.keys() <= known
+        ]
+        if 2 * len(plain) < len(events):
+            return None
+        if len(plain) < len(events):
+            events = events.select(plain)
+        features: list[tuple[str, pa.DataType]] = []
+        for name in profile.numeric_features():
+            seen = {type(f.get(name)) for f in events.features} - {type(None)}
+            if not seen <= _NUMBER:
+                return None
+            features.append((name, pa.float64()))
+        for name in profile.categorical_features():
+            seen = {type(f.get(name)) for f in events.features} - {type(None)}
+            if len(seen) > 1 or not seen <= _CATEGORY_TYPES.keys():
+                return None
+            features.append((name, _CATEGORY_TYPES[seen.pop()] if seen else pa.string()))
+        prediction = _prediction_type(events.predictions)
+        if prediction is None:
+            return None
+        numeric = profile.numeric_features()
+        stamps = {type(_raw_timestamp(e)) for e in events.raws[:1]}
+        timestamp = pa.string() if str in stamps else pa.float64()
+        return cls(profile.revision, tuple(features), frozenset(numeric), prediction, timestamp)
+
+
+def _raw_timestamp(raw: bytes) -> object:
+    """The event time as sent (one event is enough to tell text from numbers: a batch
+    mixing the two is not read by this path)."""
+    import orjson
+
+    return orjson.loads(raw).get("timestamp")
+
+
+def _prediction_type(predictions: list[Any]) -> pa.DataType | None:
+    kinds = set(map(type, predictions))
+    if kinds == {dict}:
+        labels = {type(p.get("label")) for p in predictions} - {type(None)}
+        scores = {type(p.get("score")) for p in predictions} - {type(None)}
+        if len(labels) > 1 or not labels <= {int, str, bool} or not scores <= _NUMBER:
+            return None
+        children = [pa.field("score", pa.float64())]
+        if labels:
+            children.append(pa.field("label", _CATEGORY_TYPES[labels.pop()]))
+        return pa.struct(children)
+    if kinds <= _NUMBER:
+        return pa.float64() if float in kinds else pa.int64()
+    if len(kinds) == 1 and kinds <= {str, bool}:
+        return _CATEGORY_TYPES[kinds.pop()]
+    return None
+
+
+@dataclass(slots=True)
+class EventShapes:
+    """The shapes learned per model, and the schema a batch of some of them is read with."""
+
+    by_model: dict[str, EventShape] = field(default_factory=dict)
+    #: the models of the last batch, in the order seen: the next batch's likely ones
+    recent: tuple[str, ...] = ()
+    _schemas: dict[tuple[str, ...], pa.Schema | None] = field(default_factory=dict)
+    #: model -> (revision, batches seen since) of a model whose events had no shape
+    _refused: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: batches in a row this path gave back to the exact path, and batches to skip
+    misses: int = 0
+    skip: int = 0
+
+    def learn(self, model: str, events: ModelEvents, profile: ReferenceProfile) -> None:
+        """Learn (or learn again, after the model was registered anew) a model's shape
+        from events the exact path decoded. A model without one is looked at again
+        every `RELEARN_EVERY` batches, not at each."""
+        known = self.by_model.get(model)
+        if (known is not None and known.revision == profile.revision) or not len(events):
+            return
+        refused = self._refused.get(model)
+        if refused is not None and refused[0] == profile.revision and refused[1] < RELEARN_EVERY:
+            self._refused[model] = (refused[0], refused[1] + 1)
+            return
+        shape = EventShape.learn(events, profile)
+        if shape is None:
+            self.forget(model)
+            if len(self._refused) >= MAX_SHAPES:
+                self._refused.clear()
+            self._refused[model] = (profile.revision, 0)
+            return
+        self._refused.pop(model, None)
+        if len(self.by_model) >= MAX_SHAPES and model not in self.by_model:
+            self.by_model.pop(next(iter(self.by_model)))
+        self.by_model[model] = shape
+        self._schemas.clear()
+
+    def forget(self, model: str) -> None:
+        if self.by_model.pop(model, None) is not None:
+            self._schemas.clear()
+
+    def schema(self, models: tuple[str, ...]) -> pa.Schema | None:
+        """One schema for events of all of `models`: their features side by side (a
+        name two models type differently: none), the prediction and time they share."""
+        if models in self._schemas:
+            return self._schemas[models]
+        shapes = [self.by_model.get(m) for m in models]
+        schema = None
+        if shapes and all(s is not None for s in shapes):
+            schema = _union(shapes)  # type: ignore[arg-type]
+        if len(self._schemas) > 64:
+            self._schemas.clear()
+        self._schemas[models] = schema
+        return schema
+
+
+def _union(shapes: list[EventShape]) -> pa.Schema | None:
+    features: dict[str, pa.DataType] = {}
+    for s in shapes:
+        for name, t in s.features:
+            if features.setdefault(name, t) != t:
+                return None
+    if len({s.prediction for s in shapes}) > 1 or len({s.timestamp for s in shapes}) > 1:
+        return None
+    return pa.schema(
+        [
+            ("model_id", pa.string()),
+            ("prediction_id", pa.string()),
+            ("model_version", pa.string()),
+            ("timestamp", shapes[0].timestamp),
+            ("features", pa.struct([pa.field(n, t) for n, t in features.items()])),
+            ("prediction", shapes[0].prediction),
+        ]
+    )
+
+
+def decode_columns(
+    msgs: list[Any], raws: list[bytes], shapes: EventShapes, max_event_bytes: int
+) -> DecodedBatch | None:
+    """The batch in column form when every event is valid and of a learned shape, else
+    None (the caller decodes it event by event). `msgs` carry no errors; `raws` are their
+    values."""
+    if shapes.skip:
+        shapes.skip -= 1
+        return None
+    batch = _read(msgs, raws, shapes, max_event_bytes)
+    if batch is not None:
+        shapes.misses = 0
+    elif shapes.schema(shapes.recent) is not None:
+        shapes.misses += 1
+        if shapes.misses >= MAX_MISSES:
+            shapes.misses, shapes.skip = 0, SIT_OUT
+    return batch
+
+
+def _read(
+    msgs: list[Any], raws: list[bytes], shapes: EventShapes, max_event_bytes: int
+) -> DecodedBatch | None:
+    schema = shapes.schema(shapes.recent)
+    if schema is None or not raws:
+        return None
+    if max(map(len, raws)) > max_event_bytes:
+        return None
+    buf = b"\n".join(raws)
+    # one event per line: a value with a line break of its own (two documents in one
+    # message, or pretty-printed JSON) would shift the rows
+    if buf.count(b"\n") != len(raws) - 1 or b"\r" in buf:
+        return None
+    if (b"NaN" in buf or b"Inf" in buf) and _NON_FINITE.search(buf):
+        return None  # the JSON reader takes NaN and Infinity, orjson (rightly) does not
+    if not buf.isascii():
+        try:
+            buf.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        table = pj.read_json(
+            pa.py_buffer(buf),
+            read_options=_READ,
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="infer"
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    n = len(raws)
+    if table.num_rows != n:
+        return None
+    columns = {name: table.column(name).combine_chunks() for name in table.column_names}
+    if "segments" in columns and columns["segments"].null_count != n:
+        return None  # slices by segment: the exact path
+    model_ids, pids = columns["model_id"], columns["prediction_id"]
+    for ids in (model_ids, pids):
+        if ids.null_count or _bad_ids(ids):
+            return None
+    features = columns["features"]
+    prediction = columns["prediction"]
+    if features.null_count or prediction.null_count:
+        return None
+    if features.type != schema.field("features").type:
+        return None  # a feature the shapes do not know: counted event by event
+    if not _bounded(features):
+        return None
+    seconds = _seconds(columns["timestamp"], msgs)
+    if seconds is None:
+        return None
+    model_list: list[str] = model_ids.to_pylist()
+    models = tuple(dict.fromkeys(model_list))
+    if not set(models) <= set(shapes.recent):
+        return None
+    partitions = [m.partition() for m in msgs]
+    offsets = [m.offset() for m in msgs]
+    topic = msgs[0].topic()
+    batch = DecodedBatch(messages=n, bytes_in=len(buf) - (n - 1))
+    batch.last_offsets = {(topic, p): o for p, o in zip(partitions, offsets, strict=True)}
+    pid_list: list[str] = pids.to_pylist()
+    versions: list[str | None] = columns["model_version"].to_pylist()
+    stamps: list[float] = seconds.tolist()
+    if len(models) == 1:
+        groups = {models[0]: None}
+    else:
+        codes = np.asarray(pc.index_in(model_ids, pa.array(models)))
+        groups = {m: np.flatnonzero(codes == k) for k, m in enumerate(models)}
+    for model, rows in groups.items():
+        shape = shapes.by_model[model]
+        own = features if rows is None else features.take(pa.array(rows))
+        if not _only_own_features(own, shape):
+            return None
+        pred = prediction if rows is None else prediction.take(pa.array(rows))
+
+        def pick(col: list[Any], rows: np.ndarray | None = rows) -> list[Any]:
+            return col if rows is None else [col[i] for i in rows.tolist()]
+
+        batch.by_model[model] = ModelEvents(
+            partitions=pick(partitions),
+            offsets=pick(offsets),
+            timestamps=pick(stamps),
+            features=[],
+            versions=pick(versions),
+            predictions=[] if pa.types.is_struct(pred.type) else pred.to_pylist(),
+            prediction_ids=pick(pid_list),
+            raws=pick(raws),
+            segments=[None] * (n if rows is None else rows.size),
+            arrays=_feature_arrays(own, shape),
+            outputs=_prediction_columns(pred),
+        )
+    return batch
+
+
+def _bad_ids(ids: pa.Array) -> bool:
+    lengths = pc.utf8_length(ids)
+    return bool(pc.min(lengths).as_py() < 1 or pc.max(lengths).as_py() > _MAX_ID)
+
+
+def _bounded(features: pa.StructArray) -> bool:
+    """No feature value beyond `MAX_MAGNITUDE` (the exact path names such events)."""
+    for k in range(features.type.num_fields):
+        child = features.field(k)
+        if not pa.types.is_floating(child.type) or child.null_count == len(child):
+            continue
+        top = pc.max(pc.abs(child)).as_py()
+        if not top <= MAX_MAGNITUDE:
+            return False
+    return True
+
+
+def _seconds(stamps: pa.Array, msgs: list[Any]) -> np.ndarray | None:
+    """Event times in epoch seconds (the Kafka message time where there is none), or
+    None when one is out of range (the exact path names it)."""
+    n = len(stamps)
+    if pa.types.is_string(stamps.type):
+        texts = stamps.to_pylist()
+        try:
+            seconds = np.fromiter(
+                (
+                    parse_timestamp(t, m.timestamp()[1] / 1000.0)
+                    for t, m in zip(texts, msgs, strict=True)
+                ),
+                dtype=np.float64,
+                count=n,
+            )
+        except (ValueError, TypeError):
+            return None
+    elif pa.types.is_floating(stamps.type) or pa.types.is_null(stamps.type):
+        if stamps.null_count == n:
+            seconds = np.array([m.timestamp()[1] / 1000.0 for m in msgs], dtype=np.float64)
+        else:
+            raw = stamps.to_numpy(zero_copy_only=False)
+            seconds = epoch_seconds_array(raw)
+            if stamps.null_count:
+                gaps = np.flatnonzero(np.isnan(raw))
+                seconds[gaps] = [msgs[i].timestamp()[1] / 1000.0 for i in gaps.tolist()]
+    else:
+        return None
+    if not (np.isfinite(seconds).all() and seconds.min() >= 0):
+        return None
+    if seconds.max() > time.time() + MAX_FUTURE_SECONDS:
+        return None
+    return seconds
+
+
+def _only_own_features(features: pa.StructArray, shape: EventShape) -> bool:
+    """A model's events carry no other model's features (those are extra features of
+    theirs, counted event by event)."""
+    own = shape.names
+    for k in range(features.type.num_fields):
+        name = features.type.field(k).name
+        if name not in own and features.field(k).null_count != len(features):
+            return False
+    return True
+
+
+def _feature_arrays(features: pa.StructArray, shape: EventShape) -> FeatureArrays:
+    numbers: dict[str, np.ndarray] = {}
+    categories: dict[str, list[object]] = {}
+    for name, _ in shape.features:
+        col = features.field(name)
+        if name in shape.numeric:
+            numbers[name] = col.to_numpy(zero_copy_only=False)
+        else:
+            categories[name] = col.to_pylist()
+    return FeatureArrays(numbers, categories)
+
+
+def _prediction_columns(prediction: pa.Array) -> PredictionColumns | None:
+    if not pa.types.is_struct(prediction.type):
+        return None
+    names = {prediction.type.field(k).name for k in range(prediction.type.num_fields)}
+    n = len(prediction)
+    scores = prediction.field("score").to_pylist() if "score" in names else [None] * n
+    labels = prediction.field("label").to_pylist() if "label" in names else [None] * n
+    return PredictionColumns(scores, labels)
