@@ -52,6 +52,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 import streamdrift.worker as worker_mod
 from streamdrift import embedded, kafka_io, synthetic
+from streamdrift.columnar import EventShapes, decode_columns
 from streamdrift.config import MonitorConfig, Settings
 from streamdrift.decode import decode_predictions
 from streamdrift.profile import ReferenceProfile
@@ -306,6 +308,7 @@ WRAPPED: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("streamdrift.batch", "_unapplied", "fence_filter", ()),
     ("streamdrift.batch:BatchLogic", "_split_late", "late_check", ()),
     ("streamdrift.batch", "sketch_batch", "sketch", ()),
+    ("streamdrift.batch", "join_delta", "join_delta", ()),
     ("dead_letters", "send", "dead_letters", ()),
     ("store.fences", "heads", "redis_heads", OUTSIDE_PROCESS),
     ("store.applies", "send", "apply_send", ()),
@@ -492,8 +495,12 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
         "fence_filter": s["fence_filter"],
         "late_check": s["late_check"],
         "validate+sketch": s["sketch"],
-        # the rest of BatchLogic.share: join ids, dead letters, counters, fences
-        "share_other": max(s["share"] - s["fence_filter"] - s["late_check"] - s["sketch"], 0.0),
+        # the join's side: each prediction's record for its label (or its id)
+        "join_delta": s["join_delta"],
+        # the rest of BatchLogic.share: dead letters, counters, fences
+        "share_other": max(
+            s["share"] - s["fence_filter"] - s["late_check"] - s["sketch"] - s["join_delta"], 0.0
+        ),
         "redis_heads": s["redis_heads"],
         "apply_send": s["apply_send"],
         "apply_wait": s["apply_wait"],
@@ -549,6 +556,7 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
             "skipped_replays": w.stats.skipped_replays,
             "fence_conflicts": w.stats.fence_conflicts,
             "alerts": w.stats.alerts,
+            "columnar_batches": w.stats.columnar_batches,
         },
     }
     if prof:
@@ -587,6 +595,15 @@ def steps(
     decoded = [decode_predictions(b, max_event_bytes) for b in batches]
     events = [d.by_model[profile.model_id] for d in decoded]
     loads = orjson.loads
+    # the columnar decode, with the shape a worker learns from its first batch
+    shapes = EventShapes()
+    shapes.learn(profile.model_id, events[0], profile)
+    shapes.recent = (profile.model_id,)
+    columnar = partial(decode_columns, shapes=shapes, max_event_bytes=max_event_bytes)
+    in_columns = [decode_predictions(b, max_event_bytes, columnar) for b in batches]
+    col_events = [d.by_model[profile.model_id] for d in in_columns]
+    if any(e.arrays is None for e in col_events):
+        raise RuntimeError("the columnar decode gave a sampled batch back to the exact path")
 
     def loads_only() -> None:
         for b in batches:
@@ -607,6 +624,12 @@ def steps(
         "decode_predictions": lambda: [decode_predictions(b, max_event_bytes) for b in batches],
         "sketch_batch (validate + sketch)": lambda: [sketch_batch(e, profile) for e in events],
         "  of which extract_features": extract,
+        "decode_predictions, in columns": lambda: [
+            decode_predictions(b, max_event_bytes, columnar) for b in batches
+        ],
+        "sketch_batch of events read in columns": lambda: [
+            sketch_batch(e, profile) for e in col_events
+        ],
     }
     if flat is not None:
         payload = Applies.__new__(Applies)  # only its request(): no script, no Redis
@@ -750,7 +773,7 @@ def table(res: dict[str, Any]) -> str:
         f"{' and '.join(str(x['stalls']) for x in res['baseline_runs'])})",
         f"  worker                     {w['events_per_s']:>10,.0f} ev/s   "
         f"({w['seconds']:.2f} s, {w['batches']} batches, mean batch {w['mean_batch']:.0f}, "
-        f"{w['stalls']} stalls)",
+        f"{w['stalls']} stalls; {w['stats']['columnar_batches']} batches read in columns)",
         f"    CPU per event            {w['cpu_us_per_event']['process']:10.2f} µs worker process "
         f"+ {w['cpu_us_per_event']['redis']:.2f} µs Redis server (less sensitive to other load "
         "on the machine than the rates)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,8 +278,16 @@ class Applies:
             "dedupe": [
                 [index(k.window(rev, ws).ids), ws, ids] for ws, ids in join.ids_by_window.items()
             ],
-            "preds": [[p[0], p[1], index(buckets[p[2]])] for p in join.predictions],
-            "labels": [[e[0], e[1], e[2], e[3], index(buckets[e[4]])] for e in join.labels],
+            "preds": [
+                [pid, rec, at[b]]
+                for at in [_bucket_positions((p[2] for p in join.predictions), buckets, index)]
+                for pid, rec, b in join.predictions
+            ],
+            "labels": [
+                [e[0], e[1], e[2], e[3], at[e[4]]]
+                for at in [_bucket_positions((e[4] for e in join.labels), buckets, index)]
+                for e in join.labels
+            ],
         }
         if cfg.performance.sequential.enabled:
             out["parts"] = cfg.performance.sequential.sub_windows
@@ -300,3 +309,11 @@ def _rerun(error: redis.ResponseError) -> bool:
         "AskError",
         "TryAgainError",
     )
+
+
+def _bucket_positions(
+    buckets: Iterable[int], keys: list[str], index: Callable[[str], int]
+) -> dict[int, int]:
+    """Each bucket's key position in KEYS, looked up once per distinct bucket (a batch has
+    thousands of records, 256 buckets at most), in the order the records name them."""
+    return {b: index(keys[b]) for b in dict.fromkeys(buckets)}
