@@ -586,12 +586,22 @@ def _sketch(
 
     _score_histograms(profile, outputs[1], inv, windows)
 
-    coded = {k: _Coded.of(col) for k, col in categorical.items()} if dims else {}
+    coded: dict[str, _Coded] | None = None
     for dim in dims or ():
         inside = dim.codes >= 0
         everyone = bool(inside.all())
         if not everyone and not inside.any():
             continue
+        if everyone and len(dim.names) == 1:
+            # one slice holding every event (a model of one version): in each window it
+            # counts what the window counts
+            name = dim.names[0]
+            for window in windows:
+                window.slices[name] = _counts_of(window, layout.binned, categorical)
+                window.slice_counts[name] += window.count
+            continue
+        if coded is None:
+            coded = {k: _Coded.of(col) for k, col in categorical.items()}
         groups_of = inv * len(dim.names) + dim.codes
         present, group_inv = np.unique(
             groups_of if everyone else groups_of[inside], return_inverse=True
@@ -611,6 +621,35 @@ def _sketch(
             window.slices[name] = sk
             window.slice_counts[name] += sk.count
     return {sk.start: sk for sk in windows}
+
+
+def _counts_of(
+    window: WindowSketch, numeric: list[str], categorical: Mapping[str, object]
+) -> WindowSketch:
+    """A copy of what `_fill` counted in `window` (its `numeric` and `categorical`
+    columns, not the multivariate ones): a slice's sketch holds no more."""
+    return WindowSketch(
+        start=window.start,
+        count=window.count,
+        outliers=window.outliers,
+        numeric={
+            k: NumericSketch(
+                s.bins.copy(),
+                s.missing,
+                s.n,
+                s.total,
+                s.total_sq,
+                s.minimum,
+                s.maximum,
+                s.out_of_range,
+            )
+            for k, s in ((k, window.numeric[k]) for k in numeric)
+        },
+        categorical={
+            k: CategoricalSketch(Counter(c.counts), c.missing, c.other)
+            for k, c in ((k, window.categorical[k]) for k in categorical)
+        },
+    )
 
 
 @dataclass(slots=True)

@@ -96,6 +96,38 @@ def test_each_slice_is_the_sketch_of_its_events_alone(profile):
     )
 
 
+def test_a_single_version_slice_is_the_sketch_of_every_event(profile):
+    """A batch of one version: its slice is copied from the windows' counts, not counted
+    again; it must be what counting the events alone gives."""
+    events = _events(np.random.default_rng(5), 3000)
+    events.versions = ["1.0"] * len(events)
+    events.segments = [None] * len(events)
+    slicer = Slicer(2, {}, {})
+    windows = sketch_batch(events, profile, lambda e: slicer(e.versions, e.segments))[0]
+    alone = sketch_events(events, profile)
+    for start, w in windows.items():
+        got, want = w.slices["v=1.0"], alone[start]
+        assert got.count == want.count == w.slice_counts["v=1.0"]
+        assert got.outliers == want.outliers
+        assert set(want.numeric) - set(got.numeric) == {RECONSTRUCTION}
+        for f, g in got.numeric.items():
+            s = want.numeric[f]
+            assert g.bins.tolist() == s.bins.tolist(), f
+            assert g.bins is not w.numeric[f].bins  # a copy: merging one must not move the other
+            assert (g.n, g.missing, g.out_of_range, g.total, g.total_sq) == (
+                s.n,
+                s.missing,
+                s.out_of_range,
+                s.total,
+                s.total_sq,
+            )
+            assert (g.minimum, g.maximum) == (s.minimum, s.maximum)
+        assert got.categorical.keys() == want.categorical.keys()
+        for f, c in want.categorical.items():
+            assert (got.categorical[f].counts, got.categorical[f].missing) == (c.counts, c.missing)
+        assert not got.slices and not got.outlier_examples and not got.versions
+
+
 def test_versions_beyond_the_cap_are_the_oldest():
     plan = plan_versions({"a": 0, "b": 1}, ["c", None, "a", "d"], 3)
     assert plan.new == (("c", 2), ("d", 3))
