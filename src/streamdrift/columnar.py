@@ -16,9 +16,9 @@ event's problem. A test holds the two paths to the same Redis state on the same 
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -44,9 +44,10 @@ _NUMBER = frozenset({float, int})
 _CATEGORY_TYPES = {str: pa.string(), int: pa.int64(), bool: pa.bool_(), float: pa.float64()}
 #: shapes kept at most (a worker serves a bounded number of models at once)
 MAX_SHAPES = 1000
-#: a NaN or infinity literal where a JSON value starts (perhaps inside a string: then the
-#: batch merely takes the exact path)
-_NON_FINITE = re.compile(rb"[:,\[]\s*-?(?:NaN|Inf)")
+_first_byte = itemgetter(0)
+_last_byte = itemgetter(-1)
+_OPEN_BRACE = {ord("{")}
+_CLOSE_BRACE = {ord("}")}
 #: a model whose events have no shape is looked at again after this many batches
 RELEARN_EVERY = 100
 #: after this many batches in a row given back to the exact path, this path sits out
@@ -242,15 +243,18 @@ def _read(
     schema = shapes.schema(shapes.recent)
     if schema is None or not raws:
         return None
-    if max(map(len, raws)) > max_event_bytes:
+    sizes = list(map(len, raws))
+    if max(sizes) > max_event_bytes or min(sizes) < 2:
+        return None
+    # Values joined by line breaks, and the reader takes a stream of documents: which
+    # row came from which value? Each value starts with "{" and ends with "}", and in
+    # JSON a "}" followed by "{" can only end one document and start the next (inside
+    # any object or array it is a syntax error; a line break inside a string too). So
+    # every value holds whole documents, at least one; with as many rows as values,
+    # each value gave exactly one, in order.
+    if set(map(_first_byte, raws)) != _OPEN_BRACE or set(map(_last_byte, raws)) != _CLOSE_BRACE:
         return None
     buf = b"\n".join(raws)
-    # one event per line: a value with a line break of its own (two documents in one
-    # message, or pretty-printed JSON) would shift the rows
-    if buf.count(b"\n") != len(raws) - 1 or b"\r" in buf:
-        return None
-    if (b"NaN" in buf or b"Inf" in buf) and _NON_FINITE.search(buf):
-        return None  # the JSON reader takes NaN and Infinity, orjson (rightly) does not
     if not buf.isascii():
         try:
             buf.decode("utf-8")
@@ -270,6 +274,8 @@ def _read(
     if table.num_rows != n:
         return None
     columns = {name: table.column(name).combine_chunks() for name in table.column_names}
+    if not all(map(_finite, columns.values())):
+        return None  # the JSON reader takes NaN and Infinity, orjson (rightly) does not
     if "segments" in columns and columns["segments"].null_count != n:
         return None  # slices by segment: the exact path
     model_ids, pids = columns["model_id"], columns["prediction_id"]
@@ -294,7 +300,7 @@ def _read(
     partitions = [m.partition() for m in msgs]
     offsets = [m.offset() for m in msgs]
     topic = msgs[0].topic()
-    batch = DecodedBatch(messages=n, bytes_in=len(buf) - (n - 1))
+    batch = DecodedBatch(messages=n, bytes_in=sum(sizes))
     batch.last_offsets = {(topic, p): o for p, o in zip(partitions, offsets, strict=True)}
     pid_list: list[str] = pids.to_pylist()
     versions: list[str | None] = columns["model_version"].to_pylist()
@@ -333,6 +339,19 @@ def _read(
 def _bad_ids(ids: pa.Array) -> bool:
     lengths = pc.utf8_length(ids)
     return bool(pc.min(lengths).as_py() < 1 or pc.max(lengths).as_py() > _MAX_ID)
+
+
+def _finite(arr: pa.Array) -> bool:
+    """No NaN or infinity among the floats anywhere in `arr` (its struct fields and list
+    items too: an unknown field of the event is read, and checked, as well)."""
+    t = arr.type
+    if pa.types.is_floating(t):
+        return arr.null_count == len(arr) or bool(pc.all(pc.is_finite(arr)).as_py())
+    if pa.types.is_struct(t):
+        return all(_finite(arr.field(k)) for k in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _finite(arr.flatten())
+    return True
 
 
 def _bounded(features: pa.StructArray) -> bool:

@@ -266,6 +266,8 @@ READ_IN_COLUMNS = {
     "unknown top-level field",
     "category like Info",
     "unicode category",
+    "pretty-printed",  # line breaks inside a value, between its tokens: still one row
+    "carriage return",
 }
 
 
@@ -288,6 +290,25 @@ def test_a_batch_with_trouble_decodes_as_the_exact_path_decodes_it(profile, trou
     _assert_same(got, want, profiles)
     in_columns = got.by_model["fraud"].arrays is not None
     assert in_columns == (trouble in READ_IN_COLUMNS)
+
+
+def test_values_that_only_parse_together_are_not_read_as_rows(profile):
+    """Three values, none valid alone — a document cut in two, and two documents in one
+    value — make three rows when joined by line breaks: they must not be taken for
+    three events."""
+    events = _fraud(600, seed=17)
+    values = [orjson.dumps(e) for e in events]
+    shapes = _shapes({"fraud": profile}, _messages(values[:300]))
+    whole = orjson.dumps(events[400])
+    cut = whole.index(b'"prediction"')
+    values[400] = whole[:cut] + b'"prediction":'  # ends inside the document
+    values[401] = b'{"score":0.5,"label":1}}'  # ... and this closes it
+    values[402] = values[402] + values[403]  # two documents in one value
+    msgs = _messages(values[300:], first_offset=300)
+    got = decode_predictions(msgs, BIG, _reader(shapes))
+    want = decode_predictions(msgs, BIG)
+    assert {d.reason for d in want.dead} == {"invalid_json"} and len(want.dead) == 3
+    _assert_same(got, want, {"fraud": profile})
 
 
 @pytest.mark.parametrize(
