@@ -84,7 +84,7 @@ STALL_SECONDS = 0.1  # a consume() that blocks this long once data flows waited 
 #: (1000 ms) before it fetches again; a fast reader drains the queue and idles. The
 #: ceiling baseline lifts that wait; a third baseline run keeps the worker's settings.
 CEILING_OVERRIDES = {"fetch.queue.backoff.ms": 10}
-GOAL_RATIO = 0.5
+GOAL_RATIO = 1.0
 SAMPLE_BATCHES = 8  # batches kept for the step-by-step timings
 
 
@@ -198,9 +198,11 @@ def baseline(
     n: int,
     keep: list[list[Any]] | None = None,
     topics: list[str] | None = None,
+    decode: bool = True,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """consume(5000, 0.5) + orjson.loads of every value, nothing else. The consumer has the
+    """consume(5000, 0.5) + orjson.loads of every value (without `decode`: the values
+    only read, the ceiling of any consumer), nothing else. The consumer has the
     worker's client settings (kafka_io.consumer) plus `overrides`. With `keep`, the first
     SAMPLE_BATCHES batches are kept there (not while the worker is timed: confluent-kafka
     messages are GC-tracked objects and would make its garbage collections dearer)."""
@@ -226,7 +228,10 @@ def baseline(
             for m in msgs:
                 if m.error() is not None:
                     continue
-                loads(m.value())
+                if decode:
+                    loads(m.value())
+                else:
+                    m.value()
                 seen += 1
             batches += 1
             last_msg = now
@@ -779,6 +784,8 @@ def table(res: dict[str, Any]) -> str:
         "on the machine than the rates)",
         f"  ratio worker/baseline      {res['ratio']:10.3f}       "
         f"(goal >= {GOAL_RATIO}: {'met' if res['ratio'] >= GOAL_RATIO else 'NOT met'})",
+        f"  bare consume (no decode)   {res['bare_consume']['events_per_s']:>10,.0f} ev/s   "
+        f"(ratio worker/bare consume {res['ratio_bare_consume']:.3f})",
         f"  worker, drift only         {res['worker_drift_only']['events_per_s']:>10,.0f} ev/s   "
         f"(ratio {res['ratio_drift_only']:.3f}; no outlier model, no repeated-id check)",
         f"  quality checks + outliers  {res['quality_cost']:10.1%}       slower than drift only "
@@ -1009,6 +1016,11 @@ def main(argv: list[str] | None = None) -> int:
             log("baseline again (after the worker) ...")
             b2 = baseline(consumer_settings(base, f"bench-baseline2-{run}"), n, **CEILING_OVERRIDES)
             log(f"  {b2['events_per_s']:,.0f} events/s")
+            log("bare consume (values read, not decoded) ...")
+            bare = baseline(
+                consumer_settings(base, f"bench-bare-{run}"), n, decode=False, **CEILING_OVERRIDES
+            )
+            log(f"  {bare['events_per_s']:,.0f} events/s")
             log("baseline with the worker's consumer settings unchanged ...")
             sample: list[list[Any]] = []  # batches kept for the step-by-step timings
             b3 = baseline(consumer_settings(base, f"bench-baseline3-{run}"), n, keep=sample)
@@ -1050,6 +1062,8 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": b,
         "baseline_runs": [b1, b2],
         "baseline_worker_settings": b3,
+        "bare_consume": bare,
+        "ratio_bare_consume": wbest["events_per_s"] / bare["events_per_s"],
         "worker": wbest,  # the faster full run (the first one also pays the warm-up)
         "worker_first_run": wres,
         "worker_drift_only": wdrift,
