@@ -709,6 +709,13 @@ class Settings(BaseSettings):
         9401, ge=-1, le=65535, description="`streamdrift notify`'s /metrics; 0: any, -1: off"
     )
     batch_size: int = Field(5000, ge=1, description="max messages per poll")
+    max_apply_ms: float = Field(
+        10.0,
+        ge=0,
+        description="an apply script should hold Redis at most this long: while one takes "
+        "longer (labels joining cost ~25 µs each), the worker polls smaller batches; "
+        "0: always batch_size",
+    )
     poll_timeout_seconds: float = Field(0.5, gt=0)
     max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
     columnar_decode: bool = Field(

@@ -63,6 +63,19 @@ class WorkerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.script_seconds = Histogram(
+            "streamdrift_apply_script_seconds",
+            "How long one apply script ran in Redis, by Redis's clock: the time Redis "
+            "served no other client (see STREAMDRIFT_MAX_APPLY_MS)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_limit = Gauge(
+            "streamdrift_batch_limit",
+            "Messages the worker asks for per poll: STREAMDRIFT_BATCH_SIZE, less while "
+            "applies would hold Redis longer than STREAMDRIFT_MAX_APPLY_MS",
+            registry=r,
+        )
         self.evaluation_seconds = Histogram(
             "streamdrift_evaluation_seconds",
             "Time of one model's evaluation",

@@ -94,6 +94,8 @@ def _resync_cause(error: Exception) -> tuple[str, str]:
 
 #: A model whose apply keeps failing its fence is re-read this many times in one batch.
 MAX_FENCE_RETRIES = 20
+#: Polls never ask for fewer messages than this, however long the applies take.
+MIN_BATCH = 100
 
 #: Every this often (seconds): the state marker and Redis's identity are checked, quiet
 #: models' fences move up, and the progress floors with them.
@@ -144,6 +146,8 @@ class WorkerStats:
     resyncs: int = 0
     #: batches of predictions read in columns (the rest: event by event)
     columnar_batches: int = 0
+    #: the longest apply script, by Redis's clock (µs)
+    longest_apply_us: int = 0
 
 
 def tune_gc() -> None:
@@ -204,6 +208,11 @@ class Worker:
         self._seen_upto: dict[tuple[str, int], int] = {}
         self._stopping = False
         self._lag_checked = float("-inf")
+        #: messages asked for per poll (see `_size_batches`), and the longest apply script
+        #: of the batch being finished (µs)
+        self.batch_limit = settings.batch_size
+        self._longest_us = 0
+        self.metrics.batch_limit.set(self.batch_limit)
         self._probe_client: Any = None  # made on first use: a cluster's client connects
         self._probe_at = float("-inf")
         self._probe_ok = False
@@ -601,9 +610,7 @@ class Worker:
         this batch's applies."""
         self.metrics.last_loop.set(time.time())
         self._update_lag()
-        messages = self.consumer.consume(
-            self.settings.batch_size, self.settings.poll_timeout_seconds
-        )
+        messages = self.consumer.consume(self.batch_limit, self.settings.poll_timeout_seconds)
         if self._callback_error is not None:
             error, self._callback_error = self._callback_error, None
             raise error
@@ -738,6 +745,7 @@ class Worker:
         batch, labels = flight.batch, flight.labels
         new_dead: list[DeadLetter] = []
         self._marks = {}
+        self._longest_us = 0
         for s in flight.sent:
             waiting = time.perf_counter()
             try:
@@ -766,7 +774,28 @@ class Worker:
             m.bytes.labels(self.settings.labels_topic).inc(labels.bytes_in)
         for reason, n in Counter(d.reason for d in dead).items():
             m.dead_letters.labels(reason).inc(n)
+        self._size_batches(batch.messages + labels.messages)
         return flight.last_offsets
+
+    def _size_batches(self, messages: int) -> None:
+        """Ask for fewer messages per poll while a model's apply script runs longer than
+        `max_apply_ms` (Redis runs a script without serving anyone else: every other
+        worker and model waits), in proportion to what it took; grow back by a quarter
+        per full batch that stayed under it. A script's time grows with the messages of
+        its batch — ~25 µs a joining label, ~2 µs a prediction of a model without
+        labels."""
+        target = self.settings.max_apply_ms * 1000.0
+        if not target or not messages:
+            return
+        limit = self.batch_limit
+        if self._longest_us > target:
+            limit = max(MIN_BATCH, int(messages * target / self._longest_us * 0.8))
+        elif messages >= self.batch_limit and self._longest_us < 0.8 * target:
+            limit = int(self.batch_limit * 1.25) + 1
+        limit = min(limit, self.settings.batch_size)
+        if limit != self.batch_limit:
+            self.batch_limit = limit
+            self.metrics.batch_limit.set(limit)
 
     def _apply_model(
         self, batch: DecodedBatch, labels: DecodedLabels, model: str, flight: _InFlight
@@ -812,6 +841,9 @@ class Worker:
             )
             return False
         if isinstance(result, Applied):
+            self._longest_us = max(self._longest_us, result.script_us)
+            self.stats.longest_apply_us = max(self.stats.longest_apply_us, result.script_us)
+            self.metrics.script_seconds.observe(result.script_us / 1e6)
             self.book.moved(share.model, share.request.fences)
             self._marks[share.model] = event_time_marks(
                 share.events, partial(self.logic.fence_field, self.settings.predictions_topic)

@@ -218,3 +218,30 @@ def test_concept_drift_raises_performance_degradation_for_day_two_only(
     windows = store.windows.read(profile, store.windows.starts(model_id, profile.revision))
     first = windows[0].performance
     assert first is not None and first.labelled == 2000
+
+
+def test_applies_that_hold_redis_too_long_shrink_the_batches(settings, store, model_id, tmp_path):
+    """Labels first, then their predictions: each prediction joins a waiting label, the
+    dearest apply there is (~25 µs each). With max_apply_ms 2 the worker polls smaller
+    batches once an apply took longer, and still joins every label exactly once."""
+    profile = _register(store, model_id, tmp_path, window_seconds=3600)
+    predictions, labels = synthetic.labelled_events(
+        model_id, 6000, time.time() - 3 * 3600, 3 * 3600, seed=12, delay_seconds=(60, 600)
+    )
+    produce(settings, labels, topic=settings.labels_topic)
+    fast = settings.model_copy(update={"max_apply_ms": 2.0})
+    first = Worker(fast)
+    first.run(max_seconds=60, install_signals=False, until_messages=6000)
+    produce(settings, predictions)
+    worker = Worker(fast)
+    stats = worker.run(max_seconds=120, install_signals=False, until_messages=6000)
+    assert stats.labels_joined == 6000
+    assert worker.batch_limit < settings.batch_size  # the polls were cut down
+    assert stats.batches > 6000 // settings.batch_size + 2
+    assert stats.longest_apply_us > 0
+    windows = store.windows.read(profile, store.windows.starts(model_id, profile.revision))
+    assert sum(w.count for w in windows) == 6000
+    assert sum(w.performance.labelled for w in windows if w.performance) == 6000
+    scripts = worker.metrics.script_seconds.collect()[0].samples
+    count = next(s.value for s in scripts if s.name.endswith("_count"))
+    assert count == stats.batches  # one model: one script per batch

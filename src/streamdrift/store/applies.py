@@ -63,6 +63,8 @@ class ApplyRequest:
 @dataclass(slots=True)
 class Applied:
     stats: JoinStats
+    #: how long the script ran, by Redis's clock (µs): the time Redis served no one else
+    script_us: int = 0
 
 
 @dataclass(slots=True)
@@ -166,7 +168,7 @@ class Applies:
     def _result(self, request: ApplyRequest, res: Any, rounds: int = 0) -> ApplyResult:
         code = int(res[0])
         if code == 1:
-            return Applied(JoinStats(*(int(x) for x in res[1:5])))
+            return Applied(JoinStats(*(int(x) for x in res[1:5])), int(res[5]))
         if code == 0:
             return FenceMoved(res[1].decode(), int(res[2]))
         if code == 4:

@@ -21,13 +21,17 @@
 --   now   = "<unix time>"
 --   revision = "<the revision the deltas were computed with>"
 -- Returns
---   {1, joined, duplicate predictions, duplicate labels, labels waiting}   applied
+--   {1, joined, duplicate predictions, duplicate labels, labels waiting, µs}   applied;
+--                                    µs: the script's own run time (Redis's clock), by
+--                                    which the worker sizes its batches
+--                                    (Settings.max_apply_ms)
 --   {0, field, current offset}       a fence moved (another worker): nothing written
 --   {2, window start, ...}           the join needs windows KEYS lacks: nothing written
 --   {3, reason}                      invalid input: nothing written
 --   {4, revision or ""}              the model is not at that revision (registered again,
 --                                    or its state is gone): nothing written
 
+local started = redis.call('TIME')
 local p = cjson.decode(ARGV[1])
 local offsets = KEYS[1]
 local nkeys = #KEYS
@@ -695,4 +699,7 @@ if J then
 end
 
 for _, f in ipairs(p.fence) do redis.call('HSET', offsets, f[1], f[3]) end
-return {1, joined, dup_pred, dup_label, waiting}
+local ended = redis.call('TIME')
+local took = (tonumber(ended[1]) - tonumber(started[1])) * 1000000
+  + tonumber(ended[2]) - tonumber(started[2])
+return {1, joined, dup_pred, dup_label, waiting, took}
