@@ -50,10 +50,19 @@ def ids_by_window(events: ModelEvents, profile: ReferenceProfile) -> dict[int, l
     without labels). An id under a version counts with its version: the same id scored by
     two versions is shadow traffic, not a repeat."""
     width = profile.config.window_seconds
-    ids = [
-        pid if v is None else f"{pid}\x1f{clean(v)}"
-        for pid, v in zip(events.prediction_ids, events.versions, strict=True)
-    ]
+    versions = set(events.versions)
+    if versions == {None}:
+        ids = list(events.prediction_ids)
+    elif None not in versions:  # each distinct version spelled once
+        suffix = {v: "\x1f" + clean(v) for v in versions}
+        ids = list(
+            map(str.__add__, events.prediction_ids, map(suffix.__getitem__, events.versions))
+        )
+    else:
+        ids = [
+            pid if v is None else f"{pid}\x1f{clean(v)}"
+            for pid, v in zip(events.prediction_ids, events.versions, strict=True)
+        ]
     starts = np.floor(np.asarray(events.timestamps, dtype=np.float64) / width) * width
     first = int(starts[0])
     if (starts == first).all():
