@@ -10,6 +10,7 @@ prediction ids are counted per window.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -172,7 +173,9 @@ def label_entries(
     out: list[list[Any]] = []
     dead: list[DeadLetter] = []
     numeric = isinstance(profile.label, NumericProfile)
-    edges = profile.label.edge_array() if numeric else None  # type: ignore[union-attr]
+    if not numeric:
+        return _class_entries(labels), dead
+    edges = profile.label.edge_array()  # type: ignore[union-attr]
     values: list[float] = []
     for i, (pid, b, label, ts) in enumerate(
         zip(
@@ -183,31 +186,50 @@ def label_entries(
             strict=True,
         )
     ):
-        if numeric:
-            problem = _regression_label_problem(label)
-            if problem is not None:
-                reason, detail = problem
-                dead.append(
-                    DeadLetter(
-                        topic,
-                        labels.partitions[i],
-                        labels.offsets[i],
-                        pid.encode(),
-                        labels.raws[i],
-                        reason,
-                        detail,
-                        profile.model_id,
-                    )
+        problem = _regression_label_problem(label)
+        if problem is not None:
+            reason, detail = problem
+            dead.append(
+                DeadLetter(
+                    topic,
+                    labels.partitions[i],
+                    labels.offsets[i],
+                    pid.encode(),
+                    labels.raws[i],
+                    reason,
+                    detail,
+                    profile.model_id,
                 )
-                continue
-            values.append(float(label))
-            out.append([pid, repr(float(label)), int(ts), 0, b])
-        else:
-            out.append([pid, class_key(label).translate(_FLAT), int(ts), -1, b])
-    if numeric and out:
+            )
+            continue
+        values.append(float(label))
+        out.append([pid, repr(float(label)), int(ts), 0, b])
+    if out:
         for entry, b in zip(out, bin_index(edges, np.asarray(values)).tolist(), strict=True):
             entry[3] = b
     return out, dead
+
+
+def _class_entries(labels: ModelLabels) -> list[list[Any]]:
+    """A classifier's label entries, column by column: each distinct label spelled once
+    (by type too: True and 1 are different classes, "true" and "1")."""
+    keys = list(zip(map(type, labels.labels), labels.labels, strict=True))
+    spelled = {k: class_key(k[1]).translate(_FLAT) for k in set(keys)}
+    seconds = np.floor(np.asarray(labels.timestamps, dtype=np.float64)).astype(np.int64)
+    ids = labels.prediction_ids
+    return list(
+        map(
+            list,
+            zip(
+                ids,
+                map(spelled.__getitem__, keys),
+                seconds.tolist(),
+                repeat(-1),
+                buckets(ids),
+                strict=False,  # repeat() has no end
+            ),
+        )
+    )
 
 
 def join_delta(
