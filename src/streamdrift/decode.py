@@ -287,6 +287,27 @@ _get_score = methodcaller("get", "score")
 _get_label = methodcaller("get", "label")
 
 
+def _event_seconds(raw_stamps: list[Any], msgs: list[Any]) -> npt.NDArray[np.float64] | None:
+    """A batch's event times in epoch seconds (the Kafka message time where an event has
+    none), or None when one is out of range (the event-by-event path names it). Raises
+    ValueError or TypeError for a time that is no time at all."""
+    stamp_kinds = set(map(type, raw_stamps))
+    seconds: npt.NDArray[np.float64]
+    if _NUMBER_TYPES.issuperset(stamp_kinds):  # epoch numbers: each unit divided out at once
+        seconds = epoch_seconds_array(np.array(raw_stamps, dtype=np.float64))
+    elif stamp_kinds == _NONE_ONLY:  # no event times: the Kafka message times
+        seconds = np.array(list(map(_message_seconds, msgs)), dtype=np.float64)
+    else:  # RFC 3339 text (or a mixture): parsed one by one; no numpy parser reads it
+        seconds = np.fromiter(
+            map(parse_timestamp, raw_stamps, map(_message_seconds, msgs)),
+            dtype=np.float64,
+            count=len(raw_stamps),
+        )
+    if seconds.min() < 0 or seconds.max() > time.time() + MAX_FUTURE_SECONDS:
+        return None
+    return seconds
+
+
 def _decode_fast(msgs: list[Any], max_event_bytes: int) -> DecodedBatch | None:
     raws = list(map(_value, msgs))
     if max(map(len, raws)) > max_event_bytes:
@@ -319,21 +340,9 @@ def _decode_fast(msgs: list[Any], max_event_bytes: int) -> DecodedBatch | None:
         for seg in segments:
             if seg is not None and not _SEGMENT_TYPES.issuperset(map(type, seg.values())):
                 return None
-    raw_stamps = [e.get("timestamp") for e in events]
-    stamp_kinds = set(map(type, raw_stamps))
-    seconds: npt.NDArray[np.float64]
-    if _NUMBER_TYPES.issuperset(stamp_kinds):  # epoch numbers: each unit divided out at once
-        seconds = epoch_seconds_array(np.array(raw_stamps, dtype=np.float64))
-    elif stamp_kinds == _NONE_ONLY:  # no event times: the Kafka message times
-        seconds = np.array(list(map(_message_seconds, msgs)), dtype=np.float64)
-    else:  # RFC 3339 text (or a mixture): parsed one by one; no numpy parser reads it
-        seconds = np.fromiter(
-            map(parse_timestamp, raw_stamps, map(_message_seconds, msgs)),
-            dtype=np.float64,
-            count=len(raw_stamps),
-        )
-    if seconds.min() < 0 or seconds.max() > time.time() + MAX_FUTURE_SECONDS:
-        return None  # the event-by-event path names the bad ones
+    seconds = _event_seconds([e.get("timestamp") for e in events], msgs)
+    if seconds is None:
+        return None
     stamps: list[Any] = seconds.tolist()  # floats, typed like the other columns
     partitions = [m.partition() for m in msgs]
     offsets = [m.offset() for m in msgs]
@@ -503,8 +512,57 @@ def _label_problem(raw: bytes | None, max_event_bytes: int) -> tuple[Any, str, s
 
 
 def decode_labels(messages: list[Any], max_event_bytes: int) -> DecodedLabels:
-    """Decode label events (`events.LabelEvent`) one by one: labels are fewer and
-    smaller than predictions, and their checks are few."""
+    """Decode label events (`events.LabelEvent`): the common batch, every label valid,
+    column by column with C-level map/set checks as `decode_predictions` does; any doubt,
+    and the batch goes event by event, which names each problem."""
+    msgs = [m for m in messages if m.error() is None]
+    if not msgs:
+        return DecodedLabels()
+    try:
+        fast = _decode_labels_fast(msgs, max_event_bytes)
+    except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):
+        fast = None
+    return fast if fast is not None else _decode_labels_each(msgs, max_event_bytes)
+
+
+_LABEL_REQUIRED = itemgetter("model_id", "prediction_id", "label")
+
+
+def _decode_labels_fast(msgs: list[Any], max_event_bytes: int) -> DecodedLabels | None:
+    raws = list(map(_value, msgs))
+    if max(map(len, raws)) > max_event_bytes:
+        return None
+    events = list(map(orjson.loads, raws))
+    if set(map(type, events)) != {dict}:
+        return None
+    model_ids, pids, labels = zip(*map(_LABEL_REQUIRED, events), strict=True)
+    if not (_ids_ok(model_ids) and _ids_ok(pids)):
+        return None
+    if not _LABEL_VALUE_TYPES.issuperset(map(type, labels)):
+        return None
+    seconds = _event_seconds([e.get("timestamp") for e in events], msgs)
+    if seconds is None:
+        return None
+    partitions = [m.partition() for m in msgs]
+    offsets = [m.offset() for m in msgs]
+    topic = msgs[0].topic()
+    batch = DecodedLabels(messages=len(msgs), bytes_in=sum(map(len, raws)))
+    batch.last_offsets = {(topic, p): o for p, o in zip(partitions, offsets, strict=True)}
+    whole = ModelLabels(partitions, offsets, seconds.tolist(), list(labels), list(pids), raws)
+    distinct = set(model_ids)
+    if len(distinct) == 1:
+        batch.by_model[model_ids[0]] = whole
+        return batch
+    groups: dict[str, list[int]] = {m: [] for m in distinct}
+    for i, m in enumerate(model_ids):
+        groups[m].append(i)
+    for m, idx in groups.items():
+        batch.by_model[m] = whole.select(idx)
+    return batch
+
+
+def _decode_labels_each(messages: list[Any], max_event_bytes: int) -> DecodedLabels:
+    """The event-by-event path of `decode_labels`."""
     batch = DecodedLabels()
     for msg in messages:
         if msg.error() is not None:

@@ -21,6 +21,8 @@ from streamdrift.decode import (
     UNIT_BOUNDS,
     _decode_each,
     _decode_fast,
+    _decode_labels_each,
+    _decode_labels_fast,
     decode_labels,
     decode_predictions,
     epoch_seconds,
@@ -600,3 +602,55 @@ def test_select_keeps_positions_in_order():
     assert sub.offsets == [4, 1]
     assert sub.raws == [messages[4].value(), messages[1].value()]
     assert len(sub) == 2
+
+
+_GOOD_LABELS = [
+    {"prediction_id": f"p{i}", "model_id": "fraud" if i % 3 else "loan", "label": v}
+    | ({"timestamp": 1_795_000_000 + i} if i % 2 else {})
+    for i, v in enumerate([1, 0, True, "fraud", 2.5, 0, 1, "ok"] * 10)
+]
+
+_BAD_LABELS = {
+    "not JSON": b"{nope",
+    "an array": b"[1]",
+    "no label": b'{"prediction_id": "x", "model_id": "fraud"}',
+    "null label": b'{"prediction_id": "x", "model_id": "fraud", "label": null}',
+    "object label": b'{"prediction_id": "x", "model_id": "fraud", "label": {"a": 1}}',
+    "numeric id": b'{"prediction_id": 5, "model_id": "fraud", "label": 1}',
+    "empty model": b'{"prediction_id": "x", "model_id": "", "label": 1}',
+    "long id": b'{"prediction_id": "' + b"x" * 300 + b'", "model_id": "fraud", "label": 1}',
+    "bad time": b'{"prediction_id": "x", "model_id": "fraud", "label": 1, "timestamp": -5}',
+    "text time": b'{"prediction_id": "x", "model_id": "fraud", "label": 1, '
+    b'"timestamp": "2026-11-30T10:00:00Z"}',
+    "no value": None,
+}
+
+
+def _label_view(batch) -> tuple:
+    columns = {
+        m: (c.partitions, c.offsets, c.timestamps, c.labels, c.prediction_ids, c.raws)
+        for m, c in batch.by_model.items()
+    }
+    dead = [(d.offset, d.reason, d.detail, d.model_id, d.value) for d in batch.dead]
+    return columns, dead, batch.last_offsets, batch.messages, batch.bytes_in
+
+
+def test_a_clean_label_batch_is_decoded_in_columns_as_event_by_event():
+    messages = [
+        FakeMessage(json.dumps(e).encode(), partition=i % 2, offset=i)
+        for i, e in enumerate(_GOOD_LABELS)
+    ]
+    fast = _decode_labels_fast(messages, BIG)
+    assert fast is not None and set(fast.by_model) == {"fraud", "loan"}
+    assert _label_view(fast) == _label_view(_decode_labels_each(messages, BIG))
+    assert _label_view(decode_labels(messages, BIG)) == _label_view(fast)
+
+
+@pytest.mark.parametrize("bad", list(_BAD_LABELS))
+def test_a_label_batch_with_trouble_decodes_as_event_by_event(bad):
+    values = [json.dumps(e).encode() for e in _GOOD_LABELS]
+    values.insert(17, _BAD_LABELS[bad])
+    messages = [FakeMessage(v, partition=i % 2, offset=i) for i, v in enumerate(values)]
+    assert _label_view(decode_labels(messages, BIG)) == _label_view(
+        _decode_labels_each(messages, BIG)
+    )
