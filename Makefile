@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: all venv browser demo test unit integration lint format bench bench-detection schemas clean
+.PHONY: all venv browser demo test unit integration lint format bench bench-detection bench-scaling schemas clean
 
 all: test
 
@@ -53,6 +53,10 @@ format: venv
 
 bench: venv
 	$(BIN)/python benchmarks/throughput.py
+
+## 1, 2 and 4 worker processes on an 8-partition topic, and peak memory over 2M events
+bench-scaling: venv
+	$(BIN)/python benchmarks/scaling.py
 
 ## detection delay and false alarms on river's concept-drift streams and feature drifts
 bench-detection: venv

@@ -51,7 +51,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +98,9 @@ DB_LABELLED, DB_PREDICTIONS, DB_LABELS, DB_CONTROL = 0, 1, 2, 3
 
 
 # ---- infrastructure --------------------------------------------------------------------
-def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> dict[str, float]:
-    """Produce (key, value) pairs as they are; returns seconds and bytes."""
+def produce(bootstrap: str, topic: str, pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, float]:
+    """Produce (key, value) pairs as they are (a list, or a generator: read once);
+    returns seconds and bytes."""
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -118,9 +119,10 @@ def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> dic
             errors.append(str(err))
 
     t0 = time.perf_counter()
-    total = 0
+    total = count = 0
     for key, value in pairs:
         total += len(value)
+        count += 1
         while True:
             try:
                 producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
@@ -134,7 +136,7 @@ def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> dic
     return {
         "seconds": time.perf_counter() - t0,
         "bytes": total,
-        "mean_bytes": total / max(len(pairs), 1),
+        "mean_bytes": total / max(count, 1),
     }
 
 

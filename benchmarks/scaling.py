@@ -47,6 +47,7 @@ for _p in (str(ROOT / "src"), str(ROOT), str(ROOT / "benchmarks")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+import join as join_bench  # noqa: E402
 from faults import BenchmarkError, Tansu, WorkerProc, worker_env  # noqa: E402
 from tests.integration.redis_control import RedisNode  # noqa: E402
 
@@ -70,26 +71,11 @@ def log(msg: str) -> None:
 
 
 def produce(bootstrap: str, topic: str, n: int) -> float:
-    """N synthetic events to `topic`, keyed by prediction id; seconds taken."""
-    from confluent_kafka import Producer
-
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20})
-    t0 = time.perf_counter()
+    """N synthetic events to `topic`, keyed by prediction id (join.py's producer, fed
+    from the generator: 2M events are not held in memory); seconds taken."""
     start = time.time() - SPAN_SECONDS
-    for k, (key, value) in enumerate(
-        synthetic.prediction_events(MODEL, n, start, SPAN_SECONDS, chunk=20_000)
-    ):
-        while True:
-            try:
-                p.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                p.poll(0.05)
-        if k % 10_000 == 0:
-            p.poll(0)
-    if p.flush(120):
-        raise BenchmarkError("the producer did not deliver every event")
-    return time.perf_counter() - t0
+    events = synthetic.prediction_events(MODEL, n, start, SPAN_SECONDS, chunk=20_000)
+    return float(join_bench.produce(bootstrap, topic, events)["seconds"])
 
 
 def cpu_seconds(pid: int) -> float:
