@@ -22,6 +22,7 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -118,8 +119,6 @@ class EventShape:
 def _raw_timestamp(raw: bytes) -> object:
     """The event time as sent (one event is enough to tell text from numbers: a batch
     mixing the two is not read by this path)."""
-    import orjson
-
     return orjson.loads(raw).get("timestamp")
 
 
