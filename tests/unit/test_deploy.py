@@ -51,7 +51,12 @@ COUNTERS = frozenset(
     }
 )
 HISTOGRAMS = frozenset(
-    {"streamdrift_batch_seconds", "streamdrift_apply_seconds", "streamdrift_evaluation_seconds"}
+    {
+        "streamdrift_batch_seconds",
+        "streamdrift_apply_seconds",
+        "streamdrift_apply_script_seconds",
+        "streamdrift_evaluation_seconds",
+    }
 )
 # The health of the models a worker evaluates (src/streamdrift/model_health.py): gauges
 # labelled by model, registered in the same registry.
@@ -82,6 +87,7 @@ GAUGES = (
             "streamdrift_assigned_partitions",
             "streamdrift_paused",
             "streamdrift_state_lost",
+            "streamdrift_batch_limit",
         }
     )
     | MODEL_GAUGES
