@@ -308,13 +308,23 @@ def _event_seconds(raw_stamps: list[Any], msgs: list[Any]) -> npt.NDArray[np.flo
     return seconds
 
 
-def _decode_fast(msgs: list[Any], max_event_bytes: int) -> DecodedBatch | None:
+def _objects(msgs: list[Any], max_event_bytes: int) -> tuple[list[bytes], list[Any]] | None:
+    """The batch's values and their JSON objects, when every value is one within the
+    size limit (a value that is no JSON raises orjson's error); else None."""
     raws = list(map(_value, msgs))
     if max(map(len, raws)) > max_event_bytes:
         return None
     events = list(map(orjson.loads, raws))
     if set(map(type, events)) != {dict}:
         return None
+    return raws, events
+
+
+def _decode_fast(msgs: list[Any], max_event_bytes: int) -> DecodedBatch | None:
+    read = _objects(msgs, max_event_bytes)
+    if read is None:
+        return None
+    raws, events = read
     model_ids, pids, features, predictions = zip(*map(_REQUIRED, events), strict=True)
     if not (_ids_ok(model_ids) and _ids_ok(pids)):
         return None
@@ -361,17 +371,22 @@ def _decode_fast(msgs: list[Any], max_event_bytes: int) -> DecodedBatch | None:
         raws,
         segments,
     )
+    _by_model(batch, model_ids, ModelEvents(*columns))
+    return batch
+
+
+def _by_model(batch: Decoded[Any], model_ids: Sequence[str], whole: Any) -> None:
+    """Each model's events of `whole` (a `ModelEvents` or `ModelLabels` of the batch, in
+    the order of `model_ids`) into `batch.by_model`; no copy for a one-model batch."""
     distinct = set(model_ids)
-    whole = ModelEvents(*columns)
     if len(distinct) == 1:
         batch.by_model[model_ids[0]] = whole
-        return batch
+        return
     groups: dict[str, list[int]] = {m: [] for m in distinct}
     for i, m in enumerate(model_ids):
         groups[m].append(i)
     for m, idx in groups.items():
         batch.by_model[m] = whole.select(idx)
-    return batch
 
 
 def _decode_each(messages: list[Any], max_event_bytes: int) -> DecodedBatch:
@@ -529,12 +544,10 @@ _LABEL_REQUIRED = itemgetter("model_id", "prediction_id", "label")
 
 
 def _decode_labels_fast(msgs: list[Any], max_event_bytes: int) -> DecodedLabels | None:
-    raws = list(map(_value, msgs))
-    if max(map(len, raws)) > max_event_bytes:
+    read = _objects(msgs, max_event_bytes)
+    if read is None:
         return None
-    events = list(map(orjson.loads, raws))
-    if set(map(type, events)) != {dict}:
-        return None
+    raws, events = read
     model_ids, pids, labels = zip(*map(_LABEL_REQUIRED, events), strict=True)
     if not (_ids_ok(model_ids) and _ids_ok(pids)):
         return None
@@ -549,15 +562,7 @@ def _decode_labels_fast(msgs: list[Any], max_event_bytes: int) -> DecodedLabels 
     batch = DecodedLabels(messages=len(msgs), bytes_in=sum(map(len, raws)))
     batch.last_offsets = {(topic, p): o for p, o in zip(partitions, offsets, strict=True)}
     whole = ModelLabels(partitions, offsets, seconds.tolist(), list(labels), list(pids), raws)
-    distinct = set(model_ids)
-    if len(distinct) == 1:
-        batch.by_model[model_ids[0]] = whole
-        return batch
-    groups: dict[str, list[int]] = {m: [] for m in distinct}
-    for i, m in enumerate(model_ids):
-        groups[m].append(i)
-    for m, idx in groups.items():
-        batch.by_model[m] = whole.select(idx)
+    _by_model(batch, model_ids, whole)
     return batch
 
 
