@@ -654,7 +654,8 @@ class Worker:
             else None
         )
         batch = decode_predictions(messages, self.settings.max_event_bytes, columnar)
-        self.shapes.recent = tuple(sorted(batch.by_model))
+        if batch.by_model:  # a poll of labels only says nothing of the next predictions
+            self.shapes.recent = tuple(sorted(batch.by_model))
         if any(e.arrays is not None for e in batch.by_model.values()):
             self.stats.columnar_batches += 1
         return batch, decode_labels(label_msgs, self.settings.max_event_bytes)
