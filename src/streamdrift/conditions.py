@@ -197,6 +197,11 @@ def window_conditions(
             alert = performance_alert(
                 profile, window, finding, drift, now, quality=findings, outputs=outputs
             )
+            if alert is not None and not closed and alert.context.get("cause") == "unknown":
+                # the window still fills and its inputs cannot be checked yet (a drop
+                # seen from its first labels, or its partitions read unevenly): raised
+                # once they can, or once the window is complete and "unknown" is final
+                alert = None
             if alert is not None and finding.worst is not None:
                 # in multiples of the metric's minimum: one scale whichever metric fired
                 base = finding.fired_baselines[finding.worst]

@@ -123,3 +123,33 @@ def test_outlier_share_against_a_small_reference_needs_more_evidence(profile):
     assert outlier_share(small, window) is None
     # a real rise is still caught from the small reference: 2 % of the window
     assert outlier_share(small, WindowSketch(start=0, count=10_000, outliers=200)) is not None
+
+
+def test_a_drop_whose_inputs_cannot_be_checked_yet_waits_for_the_window(profile):
+    """A window still filling with too few events to check its inputs: its performance
+    drop is not raised as "unknown" cause yet; once the window is complete it is."""
+    from streamdrift.performance import PerformanceSketch
+
+    rng = np.random.default_rng(9)
+    window = _sketch(profile, _window(rng, 120, 3 * WINDOW))  # < min_samples per feature
+    n = 600  # labelled pairs of a classifier that is now wrong 60 % of the time
+    actual = rng.integers(0, 2, n)
+    wrong = rng.random(n) < 0.6
+    predicted = np.where(wrong, 1 - actual, actual)
+    score = np.clip(np.where(predicted == 1, 0.8, 0.2) + rng.normal(0, 0.05, n), 0, 1)
+    window.performance = PerformanceSketch.from_pairs(
+        "binary",
+        [str(a) for a in actual],
+        [str(p) for p in predicted],
+        score,
+        positive=profile.positive_class,
+        score_edges=profile.score_edges,
+    )
+
+    def drop_alerts(closed: bool) -> list:
+        found = window_conditions(profile, window, History(), 1.0, closed=closed, followed=True)
+        return [a for a, _ in found.present if a.type == "performance_degradation"]
+
+    assert drop_alerts(closed=False) == []
+    (alert,) = drop_alerts(closed=True)
+    assert alert.context["cause"] == "unknown"
