@@ -16,7 +16,6 @@ event's problem. A test holds the two paths to the same Redis state on the same 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -29,14 +28,12 @@ import pyarrow.json as pj
 
 from streamdrift.decode import (
     _MAX_ID,
-    MAX_FUTURE_SECONDS,
     MAX_MAGNITUDE,
     DecodedBatch,
     FeatureArrays,
     ModelEvents,
     PredictionColumns,
-    epoch_seconds_array,
-    parse_timestamp,
+    _event_seconds,
 )
 from streamdrift.profile import ReferenceProfile
 
@@ -366,38 +363,15 @@ def _bounded(features: pa.StructArray) -> bool:
 
 
 def _seconds(stamps: pa.Array, msgs: list[Any]) -> np.ndarray | None:
-    """Event times in epoch seconds (the Kafka message time where there is none), or
-    None when one is out of range (the exact path names it)."""
-    n = len(stamps)
-    if pa.types.is_string(stamps.type):
-        texts = stamps.to_pylist()
-        try:
-            seconds = np.fromiter(
-                (
-                    parse_timestamp(t, m.timestamp()[1] / 1000.0)
-                    for t, m in zip(texts, msgs, strict=True)
-                ),
-                dtype=np.float64,
-                count=n,
-            )
-        except (ValueError, TypeError):
-            return None
-    elif pa.types.is_floating(stamps.type) or pa.types.is_null(stamps.type):
-        if stamps.null_count == n:
-            seconds = np.array([m.timestamp()[1] / 1000.0 for m in msgs], dtype=np.float64)
-        else:
-            raw = stamps.to_numpy(zero_copy_only=False)
-            seconds = epoch_seconds_array(raw)
-            if stamps.null_count:
-                gaps = np.flatnonzero(np.isnan(raw))
-                seconds[gaps] = [msgs[i].timestamp()[1] / 1000.0 for i in gaps.tolist()]
-    else:
+    """Event times in epoch seconds by the exact path's rule (`decode._event_seconds`:
+    the Kafka message time where there is none), or None when one is out of range or
+    no time at all (the exact path names it)."""
+    if not (pa.types.is_string(stamps.type) or pa.types.is_floating(stamps.type)):
         return None
-    if not (np.isfinite(seconds).all() and seconds.min() >= 0):
+    try:
+        return _event_seconds(stamps.to_pylist(), msgs)
+    except (ValueError, TypeError):
         return None
-    if seconds.max() > time.time() + MAX_FUTURE_SECONDS:
-        return None
-    return seconds
 
 
 def _only_own_features(features: pa.StructArray, shape: EventShape) -> bool:
