@@ -153,3 +153,56 @@ def test_a_drop_whose_inputs_cannot_be_checked_yet_waits_for_the_window(profile)
     assert drop_alerts(closed=False) == []
     (alert,) = drop_alerts(closed=True)
     assert alert.context["cause"] == "unknown"
+
+
+def test_single_outlying_events_are_recorded_always_and_alerts_only_when_asked(profile):
+    """Two events planted far out in one feature each: the window records them (with
+    the features that make them extreme) whatever `outlier_alerts` says; only with
+    "events" does the window also raise one alert per recorded event, outside any
+    episode, carrying that event's features. The episodes' conditions are the same."""
+    from streamdrift import synthetic
+
+    rng = np.random.default_rng(12)
+    events = _window(rng, 2000, 0)
+    planted = {"0": "f07", "1": "f12"}  # the first events: recorded before any other
+    for pid, feature in planted.items():
+        j = synthetic.NUMERIC.index(feature)
+        events.features[int(pid)][feature] = float(synthetic.MEANS[j] + 15 * synthetic.SDS[j])
+    window = _sketch(profile, events)
+    recorded = {ex["prediction_id"]: ex for ex in window.outlier_examples}
+    assert len(recorded) <= profile.config.outlier_alerts_per_window
+    assert window.outliers >= len(recorded)
+    for pid, feature in planted.items():
+        top = recorded[pid]["features"][0]
+        assert top["feature"] == feature and top["z"] > 10
+
+    assert profile.config.outlier_alerts == "share"  # the default
+    shared = window_conditions(profile, window, History(), 1.0, closed=True, followed=True)
+    assert shared.events == []
+
+    cfg = profile.config.model_copy(update={"outlier_alerts": "events"})
+    per_event = profile.model_copy(update={"config": cfg})
+    found = window_conditions(per_event, window, History(), 1.0, closed=True, followed=True)
+    alerts = {a.context["prediction_id"]: a for a in found.events}
+    assert list(alerts) == [ex["prediction_id"] for ex in window.outlier_examples]
+    for pid, alert in alerts.items():
+        assert alert.type == "outlier" and alert.statistic == "robust_mahalanobis"
+        assert alert.severity == "info" and alert.sample_size == 1
+        assert alert.episode_id == alert.alert_id  # its own episode: nothing resolves it
+        assert alert.context["features"] == recorded[pid]["features"]
+        assert alert.feature == recorded[pid]["features"][0]["feature"]
+        assert alert.value == recorded[pid]["score"] > profile.outliers.threshold
+        assert f"prediction {pid} is an outlier" in alert.message
+    for pid, feature in planted.items():
+        assert alerts[pid].feature == feature and f"{feature} (z=+" in alerts[pid].message
+    assert len({a.alert_id for a in found.events}) == len(found.events)
+    # the episodes see the same conditions either way
+    assert [(condition_key(a), m) for a, m in found.present] == [
+        (condition_key(a), m) for a, m in shared.present
+    ]
+    assert found.checked == shared.checked
+    # a slice raises no single-event alerts of its own (the model's already name them)
+    sliced = window_conditions(
+        per_event, window, History(), 1.0, closed=True, followed=True, sliced=True
+    )
+    assert sliced.events == []
