@@ -232,6 +232,11 @@ def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[st
     extra = (
         ("streamdrift.worker", "decode_labels", "decode_labels", ()),
         ("streamdrift.batch", "join_delta", "join_delta", ()),
+        # the join worked out before the apply: its records read, the meeting, the sums
+        ("store.applies", "prepare", "apply_prepare", ()),
+        ("store.applies.records", "read", "records_read", ()),
+        ("streamdrift.store.applies", "meet", "pair_meet", ()),
+        ("streamdrift.store.applies", "window_sums", "pair_sums", ()),
     )
     stats_before = commandstats(w.store.redis)
     with instrumented(w, timers, missing, extra):
@@ -263,7 +268,12 @@ def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[st
         "join_delta (records)": s["join_delta"],
         "rest of BatchLogic.share": max(s["share"] - in_share, 0.0),
         "Redis heads": s["redis_heads"],
-        "apply: build + send": s["apply_send"],
+        "apply: read the join's records (Redis)": s["records_read"],
+        "apply: meet + pair sums (pairing)": s["pair_meet"] + s["pair_sums"],
+        "apply: build the call": max(
+            s["apply_prepare"] - s["records_read"] - s["pair_meet"] - s["pair_sums"], 0.0
+        ),
+        "apply: send": s["apply_send"],
         "apply: wait for Redis": s["apply_wait"],
         "commit": s["commit"],
         "dead letters": s["dead_letters"] + s["count_unrouted"],
@@ -329,15 +339,18 @@ def record_applies(store: Store, applies: list[dict[str, Any]], missing: list[st
     records: dict[int, dict[str, Any]] = {}
 
     def send_apply(request: Any) -> Any:
-        join = request.join
+        # an ApplyRequest, or one prepared (its join's records read)
+        join = getattr(request, "request", request).join
         t0 = time.perf_counter()
         pending = send(request)
         records[id(pending)] = dict(
             predictions=len(join.predictions) if join is not None else 0,
             labels=len(join.labels) if join is not None else 0,
-            windows=len(request.windows),
+            windows=len(getattr(request, "request", request).windows),
             sent=t0,
-            payload_bytes=len(pending.payload),
+            payload_bytes=sum(
+                len(a) if isinstance(a, (bytes, str)) else len(str(a)) for a in pending.args
+            ),
         )
         return pending
 

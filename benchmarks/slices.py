@@ -378,7 +378,7 @@ def pieces(
             )
             for e in events
         ]
-        payload_bytes[kind] = sum(len(applies.request(r)[1]) for r in requests) / n
+        payload_bytes[kind] = sum(len(applies.request(r)[1][0]) for r in requests) / n
 
         def apply_all(a: Applies = applies, rs: list[ApplyRequest] = requests) -> None:
             for r in rs:

@@ -2,7 +2,7 @@
 compared pair by pair.
 
 Shadow traffic is the same `prediction_id` scored by several versions. When the label
-of such an id meets (in the join, `apply.lua`), every challenger's prediction is paired
+of such an id meets (in the join, `streamdrift.pairing`), every challenger's prediction is paired
 with the champion's and the pair is counted in the champion prediction's window, as
 fields `[cc=<challenger>]...` of its perf hash: the paired 2×2 table of right and wrong
 classes, the joint histogram of the two scores per label class, and the sums of the two

@@ -1,6 +1,7 @@
 """The delayed-label join, the Python side: what a prediction leaves in Redis for its
-label, and what a label brings, in the record format of `store.records`. The meeting
-itself happens atomically in the apply script, whichever of the two arrives first.
+label, and what a label brings, in the record format of `store.records`. Where the
+two meet, whichever arrives first, is `streamdrift.pairing`; the apply script writes
+the outcome atomically, if the records are still as they were read.
 
 A pending prediction keeps only `time|version|class|score` (about 30 bytes of value):
 its window follows from its time, and the label needs nothing else. A model that joins
@@ -145,7 +146,7 @@ def prediction_records(
 
 
 #: A regressor's label closer to zero than this (but not zero) is refused: its absolute
-#: percentage error |ŷ − y| / |y| would overflow a double (the apply script refuses it too).
+#: percentage error |ŷ − y| / |y| would overflow a double (the meeting refuses it too).
 MIN_MAGNITUDE = 1e-100
 
 

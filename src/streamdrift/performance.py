@@ -3,9 +3,9 @@
 A window's performance state is a handful of sums and histograms that add up across
 batches, workers and windows: a confusion matrix, score histograms by actual class (for
 ROC-AUC and calibration), log-loss and Brier sums, error moments for regressors, and the
-label delay. The join in Redis (store/lua/apply.lua) adds one labelled pair at a time to the
-same fields `PerformanceSketch.from_pairs` fills from arrays; metrics are pure functions
-of a sketch.
+label delay. The join (`streamdrift.pairing`) adds a batch's labelled pairs to the same
+fields `PerformanceSketch.from_pairs` fills from arrays; metrics are pure functions of a
+sketch.
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def _sub_window_sums(
 
 
 def score_bin(score: np.ndarray, edges: Sequence[float] | None = None) -> np.ndarray:
-    """Histogram bin of each score; the Lua join uses the same rules.
+    """Histogram bin of each score (the join bins its pairs' scores with it).
 
     With `edges` (a profile's `score_edges`, ascending): the number of edges at or below
     the score, so equal scores always share a bin (a tie, as for scikit-learn) and a

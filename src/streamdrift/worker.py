@@ -708,6 +708,7 @@ class Worker:
         self._check_order(last_offsets)
         flight = _InFlight(batch, labels, dead, last_offsets, started)
         unregistered: set[str] = set()
+        shares: list[ModelShare] = []
         for model in models:
             head = heads[model]
             profile = self.guard.profile(model, head.revision)
@@ -719,9 +720,18 @@ class Worker:
             if self.settings.columnar_decode and share.good.arrays is None:
                 self.shapes.learn(model, share.good, profile)
             self.dead_letters.send(share.dead)
+            shares.append(share)
+        # every model's join records are read before the first apply is sent: a read
+        # sent after it would wait for it in Redis
+        prepared = []
+        for share in shares:
+            reading = time.perf_counter()
+            ready = self.store.applies.prepare(share.request)
+            prepared.append((share, ready, time.perf_counter() - reading))
+        for share, ready, took in prepared:
             sending = time.perf_counter()
-            pending = self.store.applies.send(share.request)
-            flight.sent.append(_Sent(share, pending, time.perf_counter() - sending))
+            pending = self.store.applies.send(ready)
+            flight.sent.append(_Sent(share, pending, time.perf_counter() - sending + took))
         self.store.counters.count_unrouted(
             Counter(d.reason for d in dead if d.model_id is None or d.model_id in unregistered)
         )

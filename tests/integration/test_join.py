@@ -213,11 +213,14 @@ def test_concept_drift_raises_performance_degradation_for_day_two_only(
     assert alert["feature"] == "roc_auc" and alert["value"] < 0.5
     assert alert["context"]["cause"] == "concept_drift"
     assert alert["context"]["baselines"]["reference"]["p_value"] < 1e-6
-    assert alert["sample_size"] == 2000
+    # judged from the labels joined when the worker last evaluated: all 2,000, or fewer
+    # when a busy machine made an evaluation fall between two batches of labels
+    assert 0 < alert["sample_size"] <= 2000
     assert not [a for a in alerts if a["type"] in ("data_drift", "prediction_drift")]
     windows = store.windows.read(profile, store.windows.starts(model_id, profile.revision))
-    first = windows[0].performance
+    first, second = (w.performance for w in windows)
     assert first is not None and first.labelled == 2000
+    assert second is not None and second.labelled == 2000
 
 
 def test_applies_that_hold_redis_too_long_shrink_the_batches(settings, store, model_id, tmp_path):

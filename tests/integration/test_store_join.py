@@ -431,43 +431,67 @@ def test_a_regressors_waiting_label_keeps_its_bin(
     assert window.performance is not None and window.performance.abs_error == pytest.approx(1.5)
 
 
-# ---- (c) the windows a call did not declare -----------------------------------------------
-def test_a_label_joins_into_a_window_its_call_did_not_declare(
+# ---- (c) the prediction's window, and a record that changes before the apply ------------
+def test_a_label_joins_into_its_predictions_window_in_one_call(
     store: Store, binary: ReferenceProfile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A label declares its own window's keys, not its prediction's (which it cannot
-    know). Sent from a Store that remembers no window, the first call is answered with
-    the missing window, `Applies` sends it again with that window's keys (once), and the
-    pair lands in the prediction's window, three windows before the label's. The next
-    label into that window goes through at once: the window is remembered."""
+    """A label cannot know its prediction's window; the record read before the call
+    names it. From a Store that remembers nothing, one call lands the pair in the
+    prediction's window, three windows before the label's, and writes nothing into the
+    label's own window."""
     width = binary.config.window_seconds
     label_window = current_window(binary)
     t = label_window - 3 * width + 10
-    _predict(store, binary, ["p", "q"], t)
+    _predict(store, binary, ["p"], t)
 
     fresh = Store(store.url)
-    resent: list[list[str]] = []
+    calls: list[list[str]] = []
     run = fresh.applies._run
 
-    def counting_run(keys: list[str], payload: bytes) -> Any:
-        resent.append(keys)
-        return run(keys, payload)
+    def counting_run(keys: list[str], args: list[Any]) -> Any:
+        calls.append(keys)
+        return run(keys, args)
 
     monkeypatch.setattr(fresh.applies, "_run", counting_run)
     result = fresh.applies.apply(_label_request(store, binary, ["p"], label_window + 5))
     assert isinstance(result, Applied) and result.stats == JoinStats(joined=1)
-    assert len(resent) == 1
-    k = ModelKeys(binary.model_id)
-    assert k.window(binary.revision, _start(binary, t)).perf in resent[0]
+    assert calls == []  # sent once, answered at once
+    assert fresh.applies.record_rounds == 0
     assert _labelled(store, binary, _start(binary, t)) == 1
     assert record(store, binary.model_id, "p").split("\t")[0] == f"J{t}"
-    label_keys = store.redis.keys(f"{k.tag}:w:{binary.revision}:{label_window}:*")
-    assert label_keys == []  # declared, never written
+    k = ModelKeys(binary.model_id)
+    assert store.redis.keys(f"{k.tag}:w:{binary.revision}:{label_window}:*") == []
 
-    result = fresh.applies.apply(_label_request(store, binary, ["q"], label_window + 6))
-    assert isinstance(result, Applied) and result.stats == JoinStats(joined=1)
-    assert len(resent) == 1
-    assert _labelled(store, binary, _start(binary, t)) == 2
+
+def test_a_record_met_by_another_batch_after_the_read_is_worked_out_again(
+    store: Store, binary: ReferenceProfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the read of the records and the apply, another worker's batch joins the
+    same id (its label arrived there). The apply sees the record changed, writes
+    nothing, and the share is worked out again from a new read: the second label is a
+    repeat, the pair counts once."""
+    t = current_window(binary) + 10
+    _predict(store, binary, ["p", "q"], t)
+    fresh = Store(store.url)
+    reader = fresh.applies.records.read
+    (bucket,) = buckets(["p"])
+    raced: list[bool] = []
+
+    def racing_read(model: str, places: Any) -> Any:
+        got = reader(model, places)
+        if not raced:  # another worker's batch joins p right after this read
+            raced.append(True)
+            store.redis.hset(ModelKeys(model).id_bucket(bucket), "p", f"J{t}")
+        return got
+
+    monkeypatch.setattr(fresh.applies.records, "read", racing_read)
+    result = fresh.applies.apply(_label_request(store, binary, ["p", "q"], t + 30))
+    assert isinstance(result, Applied)
+    assert result.stats == JoinStats(joined=1, duplicate_labels=1)
+    assert fresh.applies.record_rounds == 1
+    assert _labelled(store, binary, _start(binary, t)) == 1  # q's pair; p's is the other's
+    assert record(store, binary.model_id, "p") == f"J{t}"
+    assert store.counters.join_stats(binary.model_id) == {"joined": 1, "duplicate_labels": 1}
 
 
 def _label_request(

@@ -1,8 +1,10 @@
 """All or nothing: an apply the script refuses writes nothing at all. Redis does not undo
 the writes of a script that fails half-way, so apply.lua checks everything before its
 first write; here each poisoned call also carries valid window deltas and valid join
-entries ahead of the poison, so a script that wrote before checking would leave a trace.
-Every key of the model is compared, value and expiry, before and after."""
+records and sums ahead of the poison, so a script that wrote before checking would leave
+a trace. A record or label no pair may be counted from is refused before the call, by
+the meeting (`streamdrift.pairing`), with nothing written either. Every key of the model
+is compared, value and expiry, before and after."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from streamdrift.store import (
     ApplyRequest,
     Fence,
     FenceMoved,
+    JoinStats,
     ModelChanged,
     Store,
     buckets,
@@ -129,6 +132,7 @@ class Keys:
         self.num = keys.index(wk.num("f00")) + 1
         self.cat = keys.index(wk.cat("country")) + 1
         self.hll = keys.index(wk.hll("country")) + 1
+        self.perf = keys.index(wk.perf) + 1
         self.windows = keys.index(ModelKeys(profile.model_id).windows(profile.revision)) + 1
         self.count = len(keys)
 
@@ -143,23 +147,6 @@ def _append(op: Callable[[Keys], list[Any]]) -> Mutation:
         payload["ops"].append(op(k))
 
     return mutate
-
-
-_MISSING = object()
-
-
-def _join_setting(name: str, value: Any = _MISSING) -> Mutation:
-    def mutate(payload: dict[str, Any], _: Keys) -> None:
-        if value is _MISSING:
-            del payload["join"][name]
-        else:
-            payload["join"][name] = value
-
-    return mutate
-
-
-def _drop_now(payload: dict[str, Any], _: Keys) -> None:
-    del payload["now"]
 
 
 POISONED_PAYLOADS: dict[str, tuple[Mutation, str]] = {
@@ -212,24 +199,29 @@ POISONED_PAYLOADS: dict[str, tuple[Mutation, str]] = {
         _append(lambda k: [k.meta, "pfadd", ["DE"], 0]),
         "pfadd: the key holds no HyperLogLog",
     ),
-    # the join's settings, used by its writes
-    "join rev null": (_join_setting("rev", None), "join settings"),
-    "join max_categories missing": (_join_setting("max_categories"), "join settings"),
-    "join max_fields 1.5": (_join_setting("max_fields", 1.5), "join settings"),
-    "join width 0": (_join_setting("width", 0), "join settings"),
-    "now missing": (_drop_now, "join settings"),
+    # the pairs' sums into fields that labels and segments name (capped per hash)
+    "capincr on an uncapped field": (
+        _append(lambda k: [k.perf, "capincr", [2000, "n", 1], 0]),
+        "capincr field n",
+    ),
+    "capincr 1.5": (_append(lambda k: [k.perf, "capincr", [2000, "s:a=b:n", 1.5], 0]), "value"),
+    "capincrf nan": (
+        _append(lambda k: [k.perf, "capincrf", [2000, "s:a=b:ae", "nan"], 0]),
+        "value",
+    ),
+    "capincr cap missing": (_append(lambda k: [k.perf, "capincr", ["cm:1|1", 1], 0]), "capincr"),
 }
 
 
-def _run_edited(store: Store, r: ApplyRequest, mutate: Mutation) -> tuple[list[str], bytes]:
-    keys, payload = store.applies.request(r)
-    data = orjson.loads(payload)
+def _run_edited(store: Store, r: ApplyRequest, mutate: Mutation) -> tuple[list[str], list[Any]]:
+    keys, args, _ = store.applies.request(r)
+    data = orjson.loads(args[0])
     mutate(data, Keys(keys, r.profile))
     text = orjson.dumps(data)
     while (i := text.find(b'"' + BARE.encode())) >= 0:  # unquote the bare tokens
         end = text.index(b'"', i + 1)
         text = text[:i] + text[i + 1 + len(BARE) : end] + text[end + 1 :]
-    return keys, text
+    return keys, [text, *args[1:]]
 
 
 @pytest.mark.parametrize("case", list(POISONED_PAYLOADS))
@@ -240,10 +232,33 @@ def test_a_poisoned_payload_writes_nothing(
     all the valid operations: refused, for the right reason, and nothing written."""
     mutate, reason = POISONED_PAYLOADS[case]
     r = _valid(store, binary)
-    keys, payload = _run_edited(store, r, mutate)
+    keys, args = _run_edited(store, r, mutate)
     before = snapshot(store, binary.model_id)
     with pytest.raises(ApplyRejected, match=reason):
-        store.applies._result(r, store.applies._script(keys=keys, args=[payload]))
+        store.applies._result(r, store.applies._script(keys=keys, args=args), JoinStats())
+    assert snapshot(store, binary.model_id) == before
+
+
+#: the join's records after the payload: (key position, id, as read, as it becomes)
+POISONED_RECORDS: dict[str, tuple[Callable[[list[Any], int], None], str]] = {
+    "records not in fours": (lambda recs, n: recs.append("x"), "records"),
+    "record key past the end": (lambda recs, n: recs.extend([n + 1, "z", "", "v"]), "record key"),
+    "record key 0": (lambda recs, n: recs.extend([0, "z", "", "v"]), "record key"),
+    "record key not a number": (lambda recs, n: recs.extend(["a", "z", "", "v"]), "record key"),
+}
+
+
+@pytest.mark.parametrize("case", list(POISONED_RECORDS))
+def test_poisoned_records_write_nothing(store: Store, binary: ReferenceProfile, case: str) -> None:
+    """The join's record arguments of a valid call, with one more that is malformed."""
+    mutate, reason = POISONED_RECORDS[case]
+    r = _valid(store, binary)
+    keys, args, _ = store.applies.request(r)
+    assert len(args) > 1  # p1's record and the new predictions'
+    mutate(args, len(keys))
+    before = snapshot(store, binary.model_id)
+    with pytest.raises(ApplyRejected, match=reason):
+        store.applies._result(r, store.applies._script(keys=keys, args=args), JoinStats())
     assert snapshot(store, binary.model_id) == before
 
 
@@ -268,7 +283,7 @@ def test_a_regression_label_out_of_bounds_meeting_its_prediction_writes_nothing(
     store: Store, regression: ReferenceProfile, label: str
 ) -> None:
     """Python refuses these labels (see the test below); built by hand past it, the
-    script refuses them too: 1e-310 would make the percentage error overflow."""
+    meeting refuses them too: 1e-310 would make the percentage error overflow."""
     r = _valid(store, regression)
     assert r.join is not None
     r.join.labels.append(_label_entry(regression, "p2", label, _time(regression) + 30))

@@ -31,6 +31,7 @@ from streamdrift.store.applies import (
     FenceMoved,
     ModelChanged,
     PendingApply,
+    Prepared,
 )
 from streamdrift.store.client import (
     REDIS_ERRORS,
@@ -96,6 +97,7 @@ __all__ = [
     "ModelChanged",
     "ModelHead",
     "PendingApply",
+    "Prepared",
     "Store",
     "buckets",
     "fault_of",

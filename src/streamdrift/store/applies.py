@@ -2,6 +2,12 @@
 letter counts) and its offset fences, written by one Lua script (`lua/apply.lua`), all
 or nothing.
 
+The join is worked out here, not in the script: the records of the batch's ids are read
+first (`Records.read`), `streamdrift.pairing` works out what they become and what the
+pairs that meet add to their windows, and the script writes that only if every record
+is still as read (else the share is worked out again from a new read). Redis spends a
+read, a compare and a write per id instead of running each pair's arithmetic in Lua.
+
 The call is split in two so the worker can pipeline: `send` writes the script call on a
 connection of its own and returns at once; `read` waits for the answer. Whatever the
 answer, the script either ran entirely or wrote nothing, so any failure in between is
@@ -11,8 +17,7 @@ repaired by running it again (a fence that moved makes the second run a no-op).
 from __future__ import annotations
 
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,22 +25,35 @@ import orjson
 import redis
 from redis.cluster import RedisCluster
 
-from streamdrift.champion import JOINT_BINS
-from streamdrift.performance import CALIBRATION_BINS, SCORE_BINS
+from streamdrift.pairing import (
+    Meeting,
+    PairRefused,
+    PairRules,
+    WindowSums,
+    check_finite,
+    comparison_sums,
+    meet,
+    window_sums,
+)
 from streamdrift.profile import LABEL, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.client import RedisClient, fault_of, lua
 from streamdrift.store.depth_fields import depth_ops
 from streamdrift.store.fences import Fence
 from streamdrift.store.keys import ModelKeys
-from streamdrift.store.records import ID_BUCKETS, MAX_PERFORMANCE_FIELDS, JoinDelta, JoinStats
-from streamdrift.store.window_fields import KeyList, slice_performance_ops, window_ops
+from streamdrift.store.records import (
+    ID_BUCKETS,
+    MAX_PERFORMANCE_FIELDS,
+    JoinDelta,
+    JoinStats,
+    Records,
+)
+from streamdrift.store.window_fields import KeyList, Op, slice_performance_ops, window_ops
 
-#: windows a model's labels recently joined into, kept per model so that the next call
-#: declares their keys up front instead of learning them from a refused call
-LABEL_WINDOWS_REMEMBERED = 64
-#: a call refused for windows it lacked is sent again with them at most this often
-MAX_WINDOW_ROUNDS = 4
+#: a call refused because another worker's batch met one of its records meanwhile is
+#: worked out again from a new read at most this often (each refusal means the other
+#: worker's apply went through: the records only move forward)
+MAX_RECORD_ROUNDS = 50
 #: a call refused while the model's cluster slot moves is tried again this often (~4 s)
 SLOT_MOVE_RETRIES = 10
 
@@ -87,42 +105,76 @@ ApplyResult = Applied | FenceMoved | ModelChanged
 
 
 @dataclass(slots=True)
+class Prepared:
+    """An apply ready to send: its KEYS and arguments, and what its join's meeting did."""
+
+    request: ApplyRequest
+    keys: list[str]
+    args: list[Any]
+    stats: JoinStats
+    #: why the request could not be built (the apply is refused; nothing is sent)
+    refused: str | None = None
+
+
+@dataclass(slots=True)
 class PendingApply:
     """An apply sent to Redis, its answer not read yet."""
 
     request: ApplyRequest
     keys: list[str]
-    payload: bytes
+    #: the JSON payload, then the join's records
+    args: list[Any]
     conn: Any
     pool: Any
+    #: what the join's meeting did, worked out before the call
+    stats: JoinStats = field(default_factory=JoinStats)
+    #: why the request could not be built (the apply is refused; nothing was sent)
+    refused: str | None = None
 
 
 class Applies:
     def __init__(self, client: RedisClient) -> None:
         self.redis = client
         self._script = client.register_script(lua("apply"))
-        self._label_windows: dict[str, OrderedDict[int, None]] = {}
+        self.records = Records(client)
         self._bucket_keys: dict[str, list[str]] = {}
         #: times a call waited for a moving cluster slot (then ran)
         self.slot_waits = 0
+        #: times a share was worked out again because a record it read had changed
+        self.record_rounds = 0
 
     # ---- calls --------------------------------------------------------------------------
     def apply(self, request: ApplyRequest) -> ApplyResult:
         return self.read(self.send(request))
 
-    def send(self, request: ApplyRequest) -> PendingApply:
-        keys, payload = self.request(request)
+    def prepare(self, request: ApplyRequest) -> Prepared:
+        """The call's KEYS and arguments, the join's records read: done for every model
+        of a batch before the first `send`, so that no model's read waits behind another
+        model's apply."""
+        try:
+            return Prepared(request, *self.request(request))
+        except PairRefused as e:
+            return Prepared(request, [], [], JoinStats(), refused=str(e))
+
+    def send(self, request: ApplyRequest | Prepared) -> PendingApply:
+        p = request if isinstance(request, Prepared) else self.prepare(request)
+        request, keys, args, stats = p.request, p.keys, p.args, p.stats
+        if p.refused is not None:
+            return PendingApply(request, [], [], None, None, refused=p.refused)
         pool = self._pool(keys[0])
         conn = pool.get_connection()
         try:
-            conn.send_command("EVALSHA", self._script.sha, len(keys), *keys, payload)
+            conn.send_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
         except BaseException:
             conn.disconnect()
             pool.release(conn)
             raise
-        return PendingApply(request, keys, payload, conn, pool)
+        return PendingApply(request, keys, args, conn, pool, stats)
 
     def read(self, pending: PendingApply) -> ApplyResult:
+        if pending.refused is not None:
+            model = pending.request.profile.model_id
+            raise ApplyRejected(f"model {model}: apply refused: {pending.refused}")
         conn, pool = pending.conn, pending.pool
         try:
             res = conn.read_response()
@@ -132,23 +184,23 @@ class Applies:
                 raise
             # nothing ran: the script cache was empty (a restarted Redis), or a cluster
             # slot moved; the full client loads the script and follows redirects
-            res = self._run(pending.keys, pending.payload)
+            res = self._run(pending.keys, pending.args)
         except BaseException:
             conn.disconnect()
             pool.release(conn)
             raise
         else:
             pool.release(conn)
-        return self._result(pending.request, res)
+        return self._result(pending.request, res, pending.stats)
 
-    def _run(self, keys: list[str], payload: bytes) -> Any:
+    def _run(self, keys: list[str], args: list[Any]) -> Any:
         """Run the script through the full client, waiting a little while a cluster slot
         of the model moves: the script refuses to run until all its keys are on one node
         (TRYAGAIN), which a resharding of one slot makes true within a second or two.
         Longer, and the worker's fault handling waits it out."""
         for attempt in range(SLOT_MOVE_RETRIES + 1):
             try:
-                return self._script(keys=keys, args=[payload])
+                return self._script(keys=keys, args=args)
             except Exception as e:
                 fault = fault_of(e)
                 if fault is None or fault.code != "redis_cluster_moving":
@@ -165,40 +217,41 @@ class Applies:
             return self.redis.get_redis_connection(node).connection_pool
         return self.redis.connection_pool
 
-    def _result(self, request: ApplyRequest, res: Any, rounds: int = 0) -> ApplyResult:
-        code = int(res[0])
-        if code == 1:
-            return Applied(JoinStats(*(int(x) for x in res[1:5])), int(res[5]))
-        if code == 0:
-            return FenceMoved(res[1].decode(), int(res[2]))
-        if code == 4:
-            current = res[1].decode()
-            return ModelChanged(int(current) if current else None)
-        if code == 2 and rounds < MAX_WINDOW_ROUNDS:
-            needed = [int(x) for x in res[1:]]
-            self._remember(request.profile.model_id, needed)
-            keys, payload = self.request(request, needed)
-            return self._result(request, self._run(keys, payload), rounds + 1)
-        reason = res[1].decode() if code == 3 else f"windows still missing: {res[1:]}"
+    def _result(self, request: ApplyRequest, res: Any, stats: JoinStats) -> ApplyResult:
+        for _ in range(MAX_RECORD_ROUNDS):
+            code = int(res[0])
+            if code == 1:
+                stats.duplicate_predictions += int(res[1])
+                return Applied(stats, int(res[2]))
+            if code == 0:
+                return FenceMoved(res[1].decode(), int(res[2]))
+            if code == 4:
+                current = res[1].decode()
+                return ModelChanged(int(current) if current else None)
+            if code != 5:
+                break
+            # another worker's batch met one of the records since they were read: read
+            # them again and work the share out anew
+            self.record_rounds += 1
+            try:
+                keys, args, stats = self.request(request)
+            except PairRefused as e:
+                raise ApplyRejected(
+                    f"model {request.profile.model_id}: apply refused: {e}"
+                ) from None
+            res = self._run(keys, args)
+        reason = res[1].decode() if int(res[0]) == 3 else f"records kept changing: {res[1:]}"
         raise ApplyRejected(f"model {request.profile.model_id}: apply refused: {reason}")
 
-    def _remember(self, model: str, windows: list[int]) -> None:
-        seen = self._label_windows.setdefault(model, OrderedDict())
-        for w in windows:
-            seen[w] = None
-            seen.move_to_end(w)
-        while len(seen) > LABEL_WINDOWS_REMEMBERED:
-            seen.popitem(last=False)
-
     # ---- the payload ----------------------------------------------------------------------
-    def request(
-        self, r: ApplyRequest, extra_windows: list[int] | None = None
-    ) -> tuple[list[str], bytes]:
-        """The script's KEYS and JSON payload."""
+    def request(self, r: ApplyRequest) -> tuple[list[str], list[Any], JoinStats]:
+        """The script's KEYS and arguments (the JSON payload, then the join's records),
+        and what the join's meeting did. Reads the records the join meets (raises
+        PairRefused for one no pair may be counted from)."""
         profile, cfg, rev = r.profile, r.profile.config, r.profile.revision
         k = ModelKeys(profile.model_id)
         keys = KeyList([k.offsets, k.revision])
-        ops: list[list[Any]] = []
+        ops: list[Op] = []
         if r.invalid:
             counts = [x for reason, c in r.invalid.items() for x in (reason, c)]
             ops.append([keys.index(k.dlq), "incr", counts, 0])
@@ -211,94 +264,160 @@ class Applies:
                 ops += window_ops(keys, wk, sk, profile, expire_at, packed=True)
             ops += slice_performance_ops(keys, k.window(rev, start), w, expire_at)
             ops += depth_ops(keys, k.window(rev, start), w, profile, expire_at)
-            ops.append([keys.index(k.windows(rev)), "zadd", [start, start], 0])
-            ops.append([keys.index(k.dirty), "zadd", [repr(r.now), f"{rev}:{start}"], 0])
+            ops += _touched(keys, k, rev, start, r.now)
         if r.windows:
             oldest = r.now - retention - width
             ops.append([keys.index(k.windows(rev)), "zprune", [repr(oldest)], 0])
+        stats = JoinStats()
+        records: list[Any] = []
+        join = r.join
+        if join and (join.predictions or join.labels):
+            stats, records = self._meet(keys, k, r, ops)
         payload: dict[str, Any] = {
             "fence": [[f.field, f.expected, f.new] for f in r.fences],
             "ops": ops,
             "now": repr(r.now),
             "revision": str(rev),
         }
-        if r.join:
-            payload["join"] = self._join(keys, k, r, extra_windows or [])
-        return keys.keys, orjson.dumps(payload)
+        if join and join.ids_by_window:
+            payload["join"] = {
+                "width": width,
+                "keep": cfg.dedupe_horizon_seconds,
+                "rev": str(rev),
+                "dirty": keys.index(k.dirty),
+                "windows": keys.index(k.windows(rev)),
+                "stats": keys.index(k.join),
+                "wkeys": [
+                    [ws, keys.index(k.window(rev, ws).meta), ws + width + retention]
+                    for ws in join.ids_by_window
+                ],
+                "dedupe": [
+                    [keys.index(k.window(rev, ws).ids), ws, ids]
+                    for ws, ids in join.ids_by_window.items()
+                ],
+            }
+        return keys.keys, [orjson.dumps(payload), *records], stats
 
-    def _join(
-        self, keys: KeyList, k: ModelKeys, r: ApplyRequest, extra_windows: list[int]
-    ) -> dict[str, Any]:
+    def _meet(
+        self, keys: KeyList, k: ModelKeys, r: ApplyRequest, ops: list[Op]
+    ) -> tuple[JoinStats, list[Any]]:
+        """The join's side of the call: the records the batch's ids have now, what the
+        batch makes of them (`streamdrift.pairing`), the sums of the pairs that met as
+        ops, and the records' arguments (each with the value read, for the script to
+        check)."""
         join = r.join
         assert join is not None
         profile, cfg, rev = r.profile, r.profile.config, r.profile.revision
-        width = cfg.window_seconds
+        rules = PairRules.of(profile, r.champion)
+        places = [(e[2], e[0]) for e in join.predictions]
+        places += [(e[4], e[0]) for e in join.labels]
+        current = self.records.read(profile.model_id, places)
+        meeting = meet(join.predictions, join.labels, current, rules)
+        sums = window_sums(meeting.pairs, rules)
+        comparison_sums(meeting.comparisons, rules, sums)
+        check_finite(sums)
+        width, retention = cfg.window_seconds, cfg.retention_seconds
         label = profile.label
-        windows: set[int] = set(r.windows) | set(join.ids_by_window) | set(extra_windows)
-        if join.labels:
-            windows.update(self._label_windows.get(profile.model_id, ()))
-            windows.update(int(e[2]) // width * width for e in join.labels)
-        wkeys = []
-        for ws in sorted(windows):
-            wk = k.window(rev, ws)
-            label_key = wk.column(LABEL, label.kind) if label is not None else wk.perf
-            wkeys.append(
-                [
-                    ws,
-                    keys.index(wk.meta),
-                    keys.index(wk.perf),
-                    keys.index(label_key),
-                    ws + width + cfg.retention_seconds,
-                ]
-            )
-        buckets = self._bucket_keys.get(profile.model_id)
-        if buckets is None:
-            buckets = self._bucket_keys[profile.model_id] = [
-                k.id_bucket(b) for b in range(ID_BUCKETS)
-            ]
-        index = keys.index
-        out: dict[str, Any] = {
-            "join": join.joins,
-            "width": width,
-            "rev": str(rev),
-            "task": profile.task,
-            "positive": profile.positive_class,
-            "label_kind": label.kind if label is not None else None,
-            "score_bins": SCORE_BINS,
-            "max_fields": MAX_PERFORMANCE_FIELDS,
-            "max_categories": cfg.max_categories,
-            "shift": profile.label_shift(),
-            "versions": cfg.slices.max_versions > 0,
-            "champion": r.champion,
-            "joint_bins": JOINT_BINS,
-            "slice_keys": {key: True for key in profile.segments},
-            "keep": cfg.dedupe_horizon_seconds,
-            "dirty": index(k.dirty),
-            "windows": index(k.windows(rev)),
-            "stats": index(k.join),
-            "wkeys": wkeys,
-            "dedupe": [
-                [index(k.window(rev, ws).ids), ws, ids] for ws, ids in join.ids_by_window.items()
-            ],
-            "preds": [
-                [pid, rec, at[b]]
-                for at in [_bucket_positions((p[2] for p in join.predictions), buckets, index)]
-                for pid, rec, b in join.predictions
-            ],
-            "labels": [
-                [e[0], e[1], e[2], e[3], at[e[4]]]
-                for at in [_bucket_positions((e[4] for e in join.labels), buckets, index)]
-                for e in join.labels
-            ],
+        for ws, w in sums.items():
+            ops += _sum_ops(keys, k, r, ws, w, ws + width + retention, label)
+        for ws, (n, example) in meeting.repeats.items():
+            meta = keys.index(k.window(rev, ws).meta)
+            expire_at = ws + width + retention
+            ops.append([meta, "incr", ["duplicates", n], expire_at])
+            ops.append([meta, "first", ["duplicate_example", example], expire_at])
+        for ws in sums.keys() | meeting.repeats.keys():
+            ops += _touched(keys, k, rev, ws, r.now)
+        stats = JoinStats(
+            joined=len(meeting.pairs),
+            duplicate_predictions=sum(n for n, _ in meeting.repeats.values()),
+            duplicate_labels=meeting.duplicate_labels,
+            labels_before_prediction=meeting.labels_waiting,
+        )
+        counts = {
+            "joined": stats.joined,
+            "duplicate_predictions": stats.duplicate_predictions,
+            "duplicate_labels": stats.duplicate_labels,
+            "labels_before_prediction": stats.labels_before_prediction,
+            "labels_without_record": meeting.labels_without_record,
         }
-        if cfg.performance.sequential.enabled:
-            out["parts"] = cfg.performance.sequential.sub_windows
-        if profile.score_edges is not None:
-            # the profile's score layout: the script bins a score by these edges (the
-            # rule of performance.score_bin) and sums scores per calibration bin
-            out["score_edges"] = profile.score_edges
-            out["calibration_bins"] = CALIBRATION_BINS
-        return out
+        flat = [x for name, n in counts.items() if n for x in (name, n)]
+        if flat:
+            ops.append([keys.index(k.join), "incr", flat, 0])
+        return stats, _record_args(keys, k, meeting, self._buckets(profile.model_id))
+
+    def _buckets(self, model: str) -> list[str]:
+        names = self._bucket_keys.get(model)
+        if names is None:
+            k = ModelKeys(model)
+            names = self._bucket_keys[model] = [k.id_bucket(b) for b in range(ID_BUCKETS)]
+        return names
+
+
+def _touched(keys: KeyList, k: ModelKeys, rev: int, start: int, now: float) -> list[Op]:
+    """A window written to: listed among the revision's windows, and due an evaluation."""
+    return [
+        [keys.index(k.windows(rev)), "zadd", [start, start], 0],
+        [keys.index(k.dirty), "zadd", [repr(now), f"{rev}:{start}"], 0],
+    ]
+
+
+def _capped(field: str) -> bool:
+    """Fields labels and segments name (capped per perf hash by the script)."""
+    inner = field[field.index("]") + 1 :] if field.startswith("[") else field
+    return inner.startswith(("cm:", "s:"))
+
+
+def _sum_ops(
+    keys: KeyList,
+    k: ModelKeys,
+    r: ApplyRequest,
+    ws: int,
+    w: WindowSums,
+    expire_at: int,
+    label: Any,
+) -> list[Op]:
+    """One window's pair sums as ops: the perf hash (fields named by classes and
+    segments capped) and the joined labels' column (categories capped)."""
+    rev = r.profile.revision
+    wk = k.window(rev, ws)
+    ops: list[Op] = []
+    perf = keys.index(wk.perf)
+    for kind, values in (("incr", w.ints), ("incrf", w.floats)):
+        plain: list[Any] = []
+        capped: list[Any] = [MAX_PERFORMANCE_FIELDS]
+        for f, v in values.items():
+            (capped if _capped(f) else plain).extend((f, v))
+        if plain:
+            ops.append([perf, kind, plain, expire_at])
+        if len(capped) > 1:
+            ops.append([perf, "cap" + kind, capped, expire_at])
+    if label is None:
+        return ops
+    column = keys.index(wk.column(LABEL, label.kind))
+    if w.label_counts:
+        data: list[Any] = [r.profile.config.max_categories, keys.index(wk.meta)]
+        data.append("cat_other:__label__")
+        data += [x for f, v in w.label_counts.items() for x in (f, v)]
+        ops.append([column, "cap", data, expire_at])
+    if w.label_ints:
+        ops.append(
+            [column, "incr", [x for f, v in w.label_ints.items() for x in (f, v)], expire_at]
+        )
+    if w.label_floats:
+        flat = [x for f, v in w.label_floats.items() for x in (f, v)]
+        ops.append([column, "incrf", flat, expire_at])
+    return ops
+
+
+def _record_args(keys: KeyList, k: ModelKeys, m: Meeting, names: list[str]) -> list[Any]:
+    """(key position, id, as read, as it becomes) per record the batch read: the script
+    checks each is still as read, and writes those that change."""
+    index = keys.index
+    at = {b: index(names[b]) for b in dict.fromkeys(b for b, _ in m.read)}
+    out: list[Any] = []
+    for place, was in m.read.items():
+        out += (at[place[0]], place[1], was, m.writes.get(place, ""))
+    return out
 
 
 def _rerun(error: redis.ResponseError) -> bool:
@@ -311,11 +430,3 @@ def _rerun(error: redis.ResponseError) -> bool:
         "AskError",
         "TryAgainError",
     )
-
-
-def _bucket_positions(
-    buckets: Iterable[int], keys: list[str], index: Callable[[str], int]
-) -> dict[int, int]:
-    """Each bucket's key position in KEYS, looked up once per distinct bucket (a batch has
-    thousands of records, 256 buckets at most), in the order the records name them."""
-    return {b: index(keys[b]) for b in dict.fromkeys(buckets)}

@@ -1,7 +1,9 @@
 """The delayed-label join's records in Redis: one small record per prediction id, in
 4,096 hash buckets per model, and the janitor that drops them past the join horizon.
 
-A record's value says what the id is (the apply script reads and writes them):
+A record's value says what the id is (the worker reads them, works out what a batch
+makes of them, `streamdrift.pairing`, and the apply script writes them when they are
+still as read):
 
     <time>|<version>|<class>|<score>[|<segment>=<value>,...]   a prediction awaiting its label
     <time>                                     a prediction of a model that joins no labels
@@ -16,6 +18,7 @@ stays a compact listpack: ~500k pending predictions per model at ~60 bytes each.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +74,30 @@ class Records:
     def __init__(self, client: RedisClient) -> None:
         self.redis = client
         self._sweep = client.register_script(lua("sweep"))
+        self._read = client.register_script(lua("read_records"))
+
+    def read(
+        self, model: str, places: Iterable[tuple[int, str]]
+    ) -> dict[tuple[int, str], str | None]:
+        """The records of (bucket, prediction id) places, in one read-only script call."""
+        order = list(dict.fromkeys(places))
+        if not order:
+            return {}
+        k = ModelKeys(model)
+        keys: list[str] = []
+        position: dict[int, int] = {}
+        args: list[Any] = []
+        for bucket, pid in order:
+            at = position.get(bucket)
+            if at is None:
+                keys.append(k.id_bucket(bucket))
+                at = position[bucket] = len(keys)
+            args += (at, pid)
+        values = self._read(keys=keys, args=args)
+        return {
+            place: None if v is None else v.decode() if isinstance(v, bytes) else v
+            for place, v in zip(order, values, strict=True)
+        }
 
     def sweep(self, model: str, horizon: int, now: float) -> int:
         """Drop ids older than `horizon` seconds, a few buckets per call: the whole ring is

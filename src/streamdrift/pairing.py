@@ -1,0 +1,560 @@
+"""Where a label meets its prediction: the join records' transitions and the sums each
+labelled pair adds to its prediction's window, computed by the worker.
+
+The apply script used to do this pair by pair in Lua, 25–35 µs of Redis time per
+pairing prediction, while Redis served no one else. Now the worker reads the records of
+a batch's ids (`store.records.Records.read`), works out here what each id's record
+becomes and what every pair adds, column by column, and the apply script only checks
+that each record is still what was read (else the share is worked out again from a new
+read, like a fence that moved) before it writes the new records and the sums. Redis
+time per labelled event drops to a read, a compare and a write of one small value.
+
+The transitions are those of the record format in `store.records`:
+
+    (none) + prediction       -> the prediction's record, waiting for its label
+    (none) + label            -> "L<time>|<bin>|<label>", waiting for its prediction
+    "L..." + prediction       -> joined: the pair meets
+    record + label            -> joined: the pair (one per version of shadow traffic) meets
+    record + the same version -> a repeated prediction (counted in its window's meta)
+    joined + a new version    -> that version's pair meets too (shadow traffic scored late)
+    joined or "L..." + label  -> a repeated label
+
+A pair's sums are `PerformanceSketch`'s fields (`store.window_fields`), for the model
+and for each slice it belongs to ("[v=2.0]", "[region=eu]"), plus the sequential
+scan's sums per part of the window, per-segment counts, the joined label's own column,
+and the champion-against-challenger fields of shadow traffic (`streamdrift.champion`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamdrift.champion import JOINT_BINS
+from streamdrift.performance import LOG_LOSS_EPS, calibration_bin, score_bin
+from streamdrift.profile import ReferenceProfile
+
+#: computed sums beyond this are refused, as every float the apply script writes
+BOUND = 1e250
+MAX_MAGNITUDE = 1e100
+MIN_MAGNITUDE = 1e-100
+
+#: an id's place: (bucket, prediction id)
+Place = tuple[int, str]
+
+
+class PairRefused(Exception):
+    """A record or label no pair may be counted from (the apply is refused, nothing is
+    written): a value the worker's checks should have stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class PairRules:
+    """What the meeting needs of the model's profile."""
+
+    width: int
+    task: str
+    positive: str | None
+    label_kind: str | None
+    score_edges: tuple[float, ...] | None
+    #: parts of a window for the sequential scan's sums, or None
+    parts: int | None
+    #: pairs count in their version's slice too
+    versions: bool
+    #: segment keys that are slices
+    slice_keys: frozenset[str]
+    champion: str | None
+    shift: float
+
+    @classmethod
+    def of(cls, profile: ReferenceProfile, champion: str | None = None) -> PairRules:
+        cfg = profile.config
+        seq = cfg.performance.sequential
+        edges = profile.score_edges
+        return cls(
+            width=cfg.window_seconds,
+            task=profile.task,
+            positive=profile.positive_class,
+            label_kind=profile.label.kind if profile.label is not None else None,
+            score_edges=tuple(edges) if edges is not None else None,
+            parts=seq.sub_windows if seq.enabled else None,
+            versions=cfg.slices.max_versions > 0,
+            slice_keys=frozenset(profile.segments),
+            champion=champion,
+            shift=profile.label_shift(),
+        )
+
+
+def _finite(v: float) -> bool:
+    return -BOUND < v < BOUND  # False for NaN too
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+# ---- records ----------------------------------------------------------------------------
+def _parse(rec: str) -> tuple[int, str, str, str, str] | None:
+    """(time, version, class, score, segments) of a prediction record, or None."""
+    parts = rec.split("|", 4)
+    if len(parts) < 4 or not parts[0].isascii() or not parts[0].isdigit():
+        return None
+    return int(parts[0]), parts[1], parts[2], parts[3], parts[4] if len(parts) == 5 else ""
+
+
+def _version_of(line: str) -> str:
+    """A record's version, or a version kept as such in a joined record."""
+    if "|" not in line:
+        return line
+    parts = line.split("|", 2)
+    return parts[1] if len(parts) == 3 and parts[0].isdigit() else ""
+
+
+def _has_version(lines: str, version: str) -> bool:
+    return any(_version_of(line) == version for line in lines.split("\n") if line)
+
+
+class _Checks:
+    def __init__(self, rules: PairRules) -> None:
+        self.rules = rules
+
+    def record(self, rec: str) -> str | None:
+        r = self.rules
+        parsed = _parse(rec)
+        if parsed is None:
+            return f"prediction record {rec}"
+        score = parsed[3]
+        if r.task == "regression":
+            yhat = _number(score)
+            if yhat is not None and not (_finite(yhat) and abs(yhat) <= MAX_MAGNITUDE):
+                return f"prediction {score}"
+        elif score != "" and r.positive is not None:
+            sc = _number(score)
+            if sc is None or not _finite(sc):
+                return f"score {score}"
+        return None
+
+    def label(self, label: str) -> str | None:
+        if self.rules.task != "regression":
+            return None
+        y = _number(label)
+        if y is None or not (
+            _finite(y) and abs(y) <= MAX_MAGNITUDE and (y == 0 or abs(y) >= MIN_MAGNITUDE)
+        ):
+            return f"regression label {label}"
+        return None
+
+
+@dataclass(slots=True)
+class Pair:
+    """A labelled prediction: its record and its label."""
+
+    record: str
+    label: str
+    label_time: int
+    label_bin: int
+
+
+@dataclass(slots=True)
+class Meeting:
+    """What a batch's predictions and labels do to the join's records."""
+
+    #: every record read, as read ("" for none): the apply checks each is unchanged
+    read: dict[Place, str] = field(default_factory=dict)
+    #: the records the batch changes, as they become
+    writes: dict[Place, str] = field(default_factory=dict)
+    pairs: list[Pair] = field(default_factory=list)
+    #: (champion record, challenger record, label) of shadow traffic's labelled ids
+    comparisons: list[tuple[str, str, str]] = field(default_factory=list)
+    #: window start -> [repeated predictions, the first one's id]
+    repeats: dict[int, list[Any]] = field(default_factory=dict)
+    duplicate_labels: int = 0
+    labels_waiting: int = 0
+    labels_without_record: int = 0
+
+
+def meet(
+    predictions: Iterable[list[Any]],
+    labels: Iterable[list[Any]],
+    current: Mapping[Place, str | None],
+    rules: PairRules,
+) -> Meeting:
+    """The records' transitions for `[id, record, bucket]` predictions then `[id, label,
+    label time, label bin, bucket]` labels, from the `current` records (every place the
+    batch names). Raises PairRefused."""
+    out = Meeting()
+    checks = _Checks(rules)
+    records: dict[Place, str | None] = {}
+    champion = rules.champion
+
+    def get(place: Place) -> str | None:
+        if place in records:
+            return records[place]
+        cur = current[place]
+        out.read[place] = cur or ""
+        records[place] = cur
+        return cur
+
+    def put(place: Place, value: str) -> None:
+        records[place] = value
+        out.writes[place] = value
+
+    def repeat(pts: int, pid: str) -> None:
+        ws = pts // rules.width * rules.width
+        r = out.repeats.setdefault(ws, [0, pid])
+        r[0] += 1
+
+    def joined(pts: str, recs: list[str], lts: str, lbin: str, label: str) -> str:
+        if not any(_version_of(r) for r in recs):
+            return f"J{pts}"
+        kept = recs if champion else [_version_of(r) for r in recs]
+        return f"J{pts}\t" + "\n".join(kept) + f"\t{lts}|{lbin}|{label}"
+
+    def compare_all(recs: list[str], label: str, new: str | None) -> None:
+        if not champion:
+            return
+        champ = None
+        for r in recs:
+            if _version_of(r) == champion:
+                champ = r
+        if champ is None:
+            return
+        for r in recs:
+            if r != champ and _version_of(r) != champion and (new is None or new in (r, champ)):
+                out.comparisons.append((champ, r, label))
+
+    for pid, rec, bucket in predictions:
+        err = checks.record(rec)
+        if err:
+            raise PairRefused(err)
+        place = (bucket, pid)
+        pts = int(rec.split("|", 1)[0])
+        version = _version_of(rec)
+        cur = get(place)
+        if cur is None:
+            put(place, rec)
+        elif cur[0] == "L":  # its label came first
+            lts, lbin, label = cur[1:].split("|", 2)
+            err = checks.label(label)
+            if err:
+                raise PairRefused(err)
+            out.pairs.append(Pair(rec, label, int(lts), int(lbin)))
+            put(place, joined(str(pts), [rec], lts, lbin, label))
+        elif cur[0] == "J":  # joined; another version scoring it later joins too
+            head, _, rest = cur.partition("\t")
+            kept, _, tail = rest.partition("\t")
+            if rest and version and not _has_version(kept, version):
+                lts, lbin, label = tail.split("|", 2)
+                err = checks.label(label)
+                if err:
+                    raise PairRefused(err)
+                out.pairs.append(Pair(rec, label, int(lts), int(lbin)))
+                recs = [line for line in kept.split("\n") if line] + [rec]
+                compare_all(recs, label, rec)
+                put(place, joined(head[1:], recs, lts, lbin, label))
+            else:
+                repeat(pts, pid)
+        elif version and "|" in cur and not _has_version(cur, version):
+            put(place, f"{cur}\n{rec}")  # shadow traffic: the same id, another version
+        else:
+            repeat(pts, pid)
+
+    for pid, label, lts, lbin, bucket in labels:
+        err = checks.label(label)
+        if err:
+            raise PairRefused(err)
+        place = (bucket, pid)
+        cur = get(place)
+        if cur is None:
+            put(place, f"L{lts}|{lbin}|{label}")
+            out.labels_waiting += 1
+        elif cur[0] in "JL":  # joined already, or the same label waiting
+            out.duplicate_labels += 1
+        elif "|" not in cur:
+            # recorded while the model had no label column: nothing to join it with
+            out.labels_without_record += 1
+            put(place, f"J{cur}")
+        else:
+            recs = [line for line in cur.split("\n") if line]
+            for r in recs:
+                err = checks.record(r)
+                if err:
+                    raise PairRefused(err)
+                out.pairs.append(Pair(r, label, int(lts), int(lbin)))
+            compare_all(recs, label, None)
+            put(place, joined(cur.split("|", 1)[0], recs, str(lts), str(lbin), label))
+    return out
+
+
+# ---- what the pairs add ------------------------------------------------------------------
+@dataclass(slots=True)
+class WindowSums:
+    """What a batch's pairs add to one window: its perf hash's fields (integer and float
+    increments) and the joined labels' column (categorical counts, or a numeric label's
+    bins and moments)."""
+
+    ints: Counter[str] = field(default_factory=Counter)
+    floats: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    label_counts: Counter[str] = field(default_factory=Counter)
+    label_ints: Counter[str] = field(default_factory=Counter)
+    label_floats: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+def _segments(text: str) -> list[tuple[str, str]]:
+    """A record's "|k=v,k=v" as (key, value) pairs."""
+    out = []
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        if eq and key:
+            out.append((key, value))
+    return out
+
+
+def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
+    """Each window's sums from the batch's pairs (the window of the prediction), column by
+    column: the same fields `PerformanceSketch.from_pairs` fills, per group of (window,
+    slice)."""
+    out: dict[int, WindowSums] = {}
+    n = len(pairs)
+    if not n:
+        return out
+    width = rules.width
+    parsed = [_parse(p.record) for p in pairs]
+    pts = np.array([x[0] for x in parsed], dtype=np.int64)  # type: ignore[index]
+    versions = [x[1] for x in parsed]  # type: ignore[index]
+    classes = [x[2] for x in parsed]  # type: ignore[index]
+    score_texts = [x[3] for x in parsed]  # type: ignore[index]
+    segments = [_segments(x[4]) if x[4] else [] for x in parsed]  # type: ignore[index]
+    labels = [p.label for p in pairs]
+    starts = pts // width * width
+    start_list = starts.tolist()
+    for ws in set(start_list):
+        out[ws] = WindowSums()
+
+    # rows: each pair once for the model, again for each slice it belongs to
+    group_of: dict[tuple[int, str], int] = {}
+    row_pair: list[int] = []
+    row_group: list[int] = []
+
+    def row(i: int, prefix: str) -> None:
+        key = (start_list[i], prefix)
+        g = group_of.get(key)
+        if g is None:
+            g = group_of[key] = len(group_of)
+        row_pair.append(i)
+        row_group.append(g)
+
+    for i in range(n):
+        row(i, "")
+    if rules.versions:
+        for i, v in enumerate(versions):
+            if v:
+                row(i, f"[v={v}]")
+    if rules.slice_keys:
+        for i, segs in enumerate(segments):
+            for k, v in segs:
+                if k in rules.slice_keys:
+                    row(i, f"[{k}={v}]")
+    groups = list(group_of)
+    rp = np.array(row_pair, dtype=np.int64)
+    rg = np.array(row_group, dtype=np.int64)
+    ng = len(groups)
+
+    def emit(kind: str, stat: str, values: np.ndarray | None, mask: np.ndarray | None) -> None:
+        """Per group: the sum of a per-pair value over its rows (where `mask`, a per-pair
+        selection, holds); a field only for groups with at least one such row."""
+        sel = rg if mask is None else rg[mask[rp]]
+        if not sel.size:
+            return
+        counts = np.bincount(sel, minlength=ng)
+        sums = (
+            counts.astype(np.float64)
+            if values is None
+            else np.bincount(
+                sel,
+                weights=values[rp if mask is None else rp[mask[rp]]],
+                minlength=ng,
+            )
+        )
+        for g in np.flatnonzero(counts).tolist():
+            ws, prefix = groups[g]
+            w = out[ws]
+            if kind == "i":
+                w.ints[prefix + stat] += int(counts[g])
+            else:
+                w.floats[prefix + stat] += float(sums[g])
+
+    def emit_keyed(keys: list[str], mask: np.ndarray | None) -> None:
+        """Per group: a count per per-pair field name."""
+        ok = np.ones(n, dtype=bool) if mask is None else mask
+        for g, i in zip(row_group, row_pair, strict=True):
+            if ok[i]:
+                ws, prefix = groups[g]
+                out[ws].ints[prefix + keys[i]] += 1
+
+    delay = np.maximum(np.array([p.label_time for p in pairs], dtype=np.int64) - pts, 0)
+    emit("i", "n", None, None)
+    emit("f", "dsum", delay.astype(np.float64), None)
+    buckets = np.where(delay >= 1, 1 + np.floor(np.log2(np.maximum(delay, 1))), 0).astype(int)
+    emit_keyed([f"d:{b}" for b in buckets.tolist()], None)
+
+    parts: np.ndarray | None = None
+    if rules.parts:
+        parts = np.minimum((pts - starts) * rules.parts // width, rules.parts - 1)
+
+    def emit_part(stat: str, values: np.ndarray, mask: np.ndarray) -> None:
+        """The sequential scan's sums (the model's only, not the slices')."""
+        assert parts is not None
+        for i in np.flatnonzero(mask).tolist():
+            out[start_list[i]].floats[f"q:{parts[i]}:{stat}"] += float(values[i])
+
+    if rules.task == "regression":
+        yhat_known = np.array([s != "" and _number(s) is not None for s in score_texts])
+        yhat = np.array(
+            [
+                (_number(s) or 0.0) if k else 0.0
+                for s, k in zip(score_texts, yhat_known, strict=True)
+            ]
+        )
+        y = np.array([float(v) for v in labels], dtype=np.float64)
+        e = yhat - y
+        ae, se = np.abs(e), e * e
+        centred = y - rules.shift
+        emit("f", "ae", ae, yhat_known)
+        emit("f", "se", se, yhat_known)
+        emit("f", "err", e, yhat_known)
+        emit("f", "y", centred, yhat_known)
+        emit("f", "y2", centred * centred, yhat_known)
+        nonzero = yhat_known & (y != 0)
+        ape = np.divide(ae, np.abs(y), out=np.zeros(n), where=nonzero)
+        emit("f", "ape", ape, nonzero)
+        emit("i", "nape", None, nonzero)
+        if parts is not None:
+            emit_part("an", np.ones(n), yhat_known)
+            emit_part("a", ae, yhat_known)
+            emit_part("a2", se, yhat_known)
+    else:
+        has_class = np.array([c != "" for c in classes])
+        emit_keyed([f"cm:{a}|{c}" for a, c in zip(labels, classes, strict=True)], has_class)
+        if parts is not None:
+            wrong = np.array([a != c for a, c in zip(labels, classes, strict=True)])
+            emit_part("en", np.ones(n), has_class)
+            emit_part("e", np.ones(n), has_class & wrong)
+        if rules.positive is not None:
+            scored = np.array([s != "" for s in score_texts])
+            sc = np.array([float(s) if s else 0.0 for s in score_texts], dtype=np.float64)
+            positive = np.array([a == rules.positive for a in labels])
+            bins = score_bin(sc, rules.score_edges).tolist()
+            side = ["pos:" if p else "neg:" for p in positive.tolist()]
+            emit_keyed([f"{s}{b}" for s, b in zip(side, bins, strict=True)], scored)
+            if rules.score_edges is not None:
+                cal = calibration_bin(sc).tolist()
+                for c in sorted(set(cal)):
+                    emit("f", f"cs:{c}", sc, scored & (np.array(cal) == c))
+            pc = np.clip(sc, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+            loss = -np.where(positive, np.log(pc), np.log(1 - pc))
+            brier = np.where(positive, (sc - 1) * (sc - 1), sc * sc)
+            emit("f", "brier", brier, scored)
+            emit("f", "ll", loss, scored)
+            emit("f", "ll2", loss * loss, scored)
+            emit("i", "nll2", None, scored)
+            emit("i", "ns", None, scored)
+            if parts is not None:
+                emit_part("ln", np.ones(n), scored)
+                emit_part("l", loss, scored)
+                emit_part("l2", loss * loss, scored)
+
+    # per segment (every key, the model's only): labelled pairs, right classes or errors
+    for i, segs in enumerate(segments):
+        if not segs:
+            continue
+        w = out[start_list[i]]
+        for k, v in segs:
+            sp = f"s:{k}={v}:"
+            w.ints[sp + "n"] += 1
+            if rules.task == "regression":
+                if yhat_known[i]:
+                    w.floats[sp + "ae"] += float(ae[i])
+                    w.floats[sp + "se"] += float(se[i])
+            elif classes[i] != "":
+                w.ints[sp + "ok"] += int(labels[i] == classes[i])
+
+    # the joined labels' own column
+    if rules.label_kind == "categorical":
+        for i, label in enumerate(labels):
+            out[start_list[i]].label_counts[label] += 1
+    else:
+        for i, p in enumerate(pairs):
+            if p.label_bin >= 0:
+                v = float(p.label)
+                w = out[start_list[i]]
+                w.label_ints[f"bin:{p.label_bin}"] += 1
+                w.label_ints["n"] += 1
+                w.label_floats["sum"] += v
+                w.label_floats["sumsq"] += v * v
+    return out
+
+
+def comparison_sums(
+    comparisons: list[tuple[str, str, str]], rules: PairRules, into: dict[int, WindowSums]
+) -> None:
+    """Champion against challenger on each labelled id both scored, in the champion
+    prediction's window (fields "[cc=<challenger>]...", `streamdrift.champion`)."""
+    for champ, chal, label in comparisons:
+        c, x = _parse(champ), _parse(chal)
+        assert c is not None and x is not None
+        ws = c[0] // rules.width * rules.width
+        w = into.setdefault(ws, WindowSums())
+        pre = f"[cc={x[1]}]"
+        w.ints[pre + "n"] += 1
+        if rules.task == "regression":
+            y, a, b = _number(label), _number(c[3]), _number(x[3])
+            if y is not None and a is not None and b is not None:
+                ea, eb = abs(a - y), abs(b - y)
+                w.ints[pre + "nr"] += 1
+                w.floats[pre + "aea"] += ea
+                w.floats[pre + "aeb"] += eb
+                w.floats[pre + "d2"] += (ea - eb) * (ea - eb)
+            continue
+        if c[2] != "" and x[2] != "":
+            right = ("y" if c[2] == label else "n") + ("y" if x[2] == label else "n")
+            w.ints[pre + "mc:" + right] += 1
+        if c[3] != "" and x[3] != "" and rules.positive is not None:
+            side = "jp:" if label == rules.positive else "jn:"
+            w.ints[f"{pre}{side}{_joint_bin(c[3])},{_joint_bin(x[3])}"] += 1
+
+
+def _joint_bin(score: str) -> int:
+    b = math.floor(float(score) * JOINT_BINS)
+    return min(max(b, 0), JOINT_BINS - 1)
+
+
+def check_finite(sums: Mapping[int, WindowSums]) -> None:
+    """Refuse sums the apply script could not write (a double overflowed)."""
+    for w in sums.values():
+        for h in (w.floats, w.label_floats):
+            for f, v in h.items():
+                if not _finite(v):
+                    raise PairRefused(f"computed {f} is not a finite number")
+
+
+__all__ = [
+    "Meeting",
+    "Pair",
+    "PairRefused",
+    "PairRules",
+    "Place",
+    "WindowSums",
+    "check_finite",
+    "comparison_sums",
+    "meet",
+    "window_sums",
+]
