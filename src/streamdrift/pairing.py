@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,9 +213,10 @@ def meet(
         r[0] += 1
 
     def joined(pts: str, recs: list[str], lts: str, lbin: str, label: str) -> str:
-        if not any(_version_of(r) for r in recs):
+        versions = [_version_of(r) for r in recs]
+        if not any(versions):
             return f"J{pts}"
-        kept = recs if champion else [_version_of(r) for r in recs]
+        kept = recs if champion else versions
         return f"J{pts}\t" + "\n".join(kept) + f"\t{lts}|{lbin}|{label}"
 
     def compare_all(recs: list[str], label: str, new: str | None) -> None:
@@ -267,12 +268,14 @@ def meet(
         else:
             repeat(pts, pid)
 
+    regression = rules.task == "regression"
     for pid, label, lts, lbin, bucket in labels:
-        err = checks.label(label)
-        if err:
-            raise PairRefused(err)
+        if regression:
+            err = checks.label(label)
+            if err:
+                raise PairRefused(err)
         place = (bucket, pid)
-        cur = get(place)
+        cur = records[place] if place in records else get(place)
         if cur is None:
             put(place, f"L{lts}|{lbin}|{label}")
             out.labels_waiting += 1
@@ -283,14 +286,16 @@ def meet(
             out.labels_without_record += 1
             put(place, f"J{cur}")
         else:
-            recs = [line for line in cur.split("\n") if line]
+            recs = [line for line in cur.split("\n") if line] if "\n" in cur else [cur]
+            lt, lb = int(lts), int(lbin)
             for r in recs:
                 err = checks.record(r)
                 if err:
                     raise PairRefused(err)
-                out.pairs.append(Pair(r, label, int(lts), int(lbin)))
-            compare_all(recs, label, None)
-            put(place, joined(cur.split("|", 1)[0], recs, str(lts), str(lbin), label))
+                out.pairs.append(Pair(r, label, lt, lb))
+            if champion:
+                compare_all(recs, label, None)
+            put(place, joined(cur[: cur.index("|")], recs, str(lts), str(lbin), label))
     return out
 
 
@@ -321,144 +326,94 @@ def _segments(text: str) -> list[tuple[str, str]]:
 def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
     """Each window's sums from the batch's pairs (the window of the prediction), column by
     column: the same fields `PerformanceSketch.from_pairs` fills, per group of (window,
-    slice)."""
-    out: dict[int, WindowSums] = {}
+    slice). Python loops run over distinct values (windows, slices, classes, bins), not
+    over pairs."""
     n = len(pairs)
     if not n:
-        return out
-    width = rules.width
-    parsed = [_parse(p.record) for p in pairs]
-    pts = np.array([x[0] for x in parsed], dtype=np.int64)  # type: ignore[index]
-    versions = [x[1] for x in parsed]  # type: ignore[index]
-    classes = [x[2] for x in parsed]  # type: ignore[index]
-    score_texts = [x[3] for x in parsed]  # type: ignore[index]
-    segments = [_segments(x[4]) if x[4] else [] for x in parsed]  # type: ignore[index]
+        return {}
+    split = [p.record.split("|", 4) for p in pairs]
+    pts = np.array([x[0] for x in split]).astype(np.int64)
+    versions = [x[1] for x in split]
+    classes = [x[2] for x in split]
+    score_texts = [x[3] for x in split]
+    seg_texts = [x[4] if len(x) == 5 else "" for x in split]
     labels = [p.label for p in pairs]
+    width = rules.width
     starts = pts // width * width
-    start_list = starts.tolist()
-    for ws in set(start_list):
-        out[ws] = WindowSums()
-
-    # rows: each pair once for the model, again for each slice it belongs to
-    group_of: dict[tuple[int, str], int] = {}
-    row_pair: list[int] = []
-    row_group: list[int] = []
-
-    def row(i: int, prefix: str) -> None:
-        key = (start_list[i], prefix)
-        g = group_of.get(key)
-        if g is None:
-            g = group_of[key] = len(group_of)
-        row_pair.append(i)
-        row_group.append(g)
-
-    for i in range(n):
-        row(i, "")
-    if rules.versions:
-        for i, v in enumerate(versions):
-            if v:
-                row(i, f"[v={v}]")
-    if rules.slice_keys:
-        for i, segs in enumerate(segments):
-            for k, v in segs:
-                if k in rules.slice_keys:
-                    row(i, f"[{k}={v}]")
-    groups = list(group_of)
-    rp = np.array(row_pair, dtype=np.int64)
-    rg = np.array(row_group, dtype=np.int64)
-    ng = len(groups)
-
-    def emit(kind: str, stat: str, values: np.ndarray | None, mask: np.ndarray | None) -> None:
-        """Per group: the sum of a per-pair value over its rows (where `mask`, a per-pair
-        selection, holds); a field only for groups with at least one such row."""
-        sel = rg if mask is None else rg[mask[rp]]
-        if not sel.size:
-            return
-        counts = np.bincount(sel, minlength=ng)
-        sums = (
-            counts.astype(np.float64)
-            if values is None
-            else np.bincount(
-                sel,
-                weights=values[rp if mask is None else rp[mask[rp]]],
-                minlength=ng,
-            )
-        )
-        for g in np.flatnonzero(counts).tolist():
-            ws, prefix = groups[g]
-            w = out[ws]
-            if kind == "i":
-                w.ints[prefix + stat] += int(counts[g])
-            else:
-                w.floats[prefix + stat] += float(sums[g])
-
-    def emit_keyed(keys: list[str], mask: np.ndarray | None) -> None:
-        """Per group: a count per per-pair field name."""
-        ok = np.ones(n, dtype=bool) if mask is None else mask
-        for g, i in zip(row_group, row_pair, strict=True):
-            if ok[i]:
-                ws, prefix = groups[g]
-                out[ws].ints[prefix + keys[i]] += 1
+    wins, win = np.unique(starts, return_inverse=True)
+    nw = len(wins)
+    out = {int(ws): WindowSums() for ws in wins.tolist()}
+    sums = _Groups(rules, versions, seg_texts, win, wins, out)
+    emit, coded = sums.emit, sums.coded
 
     delay = np.maximum(np.array([p.label_time for p in pairs], dtype=np.int64) - pts, 0)
     emit("i", "n", None, None)
     emit("f", "dsum", delay.astype(np.float64), None)
-    buckets = np.where(delay >= 1, 1 + np.floor(np.log2(np.maximum(delay, 1))), 0).astype(int)
-    emit_keyed([f"d:{b}" for b in buckets.tolist()], None)
+    buckets = np.where(delay >= 1, 1 + np.floor(np.log2(np.maximum(delay, 1))), 0)
+    buckets = buckets.astype(np.int64)
+    coded([f"d:{b}" for b in range(int(buckets.max()) + 1)], buckets, None)
 
     parts: np.ndarray | None = None
     if rules.parts:
         parts = np.minimum((pts - starts) * rules.parts // width, rules.parts - 1)
+        part_names = range(rules.parts)
 
-    def emit_part(stat: str, values: np.ndarray, mask: np.ndarray) -> None:
+    def part(stat: str, values: np.ndarray, mask: np.ndarray) -> None:
         """The sequential scan's sums (the model's only, not the slices')."""
         assert parts is not None
-        for i in np.flatnonzero(mask).tolist():
-            out[start_list[i]].floats[f"q:{parts[i]}:{stat}"] += float(values[i])
+        names = [f"q:{j}:{stat}" for j in part_names]
+        coded(names, parts, mask, values, model_only=True)
 
+    right = np.array([a == c for a, c in zip(labels, classes, strict=True)])
     if rules.task == "regression":
-        yhat_known = np.array([s != "" and _number(s) is not None for s in score_texts])
-        yhat = np.array(
-            [
-                (_number(s) or 0.0) if k else 0.0
-                for s, k in zip(score_texts, yhat_known, strict=True)
-            ]
-        )
-        y = np.array([float(v) for v in labels], dtype=np.float64)
+        known = np.array([s != "" and _number(s) is not None for s in score_texts])
+        yhat = np.zeros(n)
+        if known.any():
+            yhat[known] = np.array([s for s, k in zip(score_texts, known, strict=True) if k], float)
+        y = np.array(labels, dtype=np.float64)
         e = yhat - y
         ae, se = np.abs(e), e * e
         centred = y - rules.shift
-        emit("f", "ae", ae, yhat_known)
-        emit("f", "se", se, yhat_known)
-        emit("f", "err", e, yhat_known)
-        emit("f", "y", centred, yhat_known)
-        emit("f", "y2", centred * centred, yhat_known)
-        nonzero = yhat_known & (y != 0)
+        emit("f", "ae", ae, known)
+        emit("f", "se", se, known)
+        emit("f", "err", e, known)
+        emit("f", "y", centred, known)
+        emit("f", "y2", centred * centred, known)
+        nonzero = known & (y != 0)
         ape = np.divide(ae, np.abs(y), out=np.zeros(n), where=nonzero)
         emit("f", "ape", ape, nonzero)
         emit("i", "nape", None, nonzero)
         if parts is not None:
-            emit_part("an", np.ones(n), yhat_known)
-            emit_part("a", ae, yhat_known)
-            emit_part("a2", se, yhat_known)
+            part("an", np.ones(n), known)
+            part("a", ae, known)
+            part("a2", se, known)
+        sums.segments(lambda idx: {"ae": ae[idx], "se": se[idx]}, known)
     else:
         has_class = np.array([c != "" for c in classes])
-        emit_keyed([f"cm:{a}|{c}" for a, c in zip(labels, classes, strict=True)], has_class)
+        cells: dict[tuple[str, str], int] = {}
+        cell = np.fromiter(
+            (cells.setdefault(k, len(cells)) for k in zip(labels, classes, strict=True)),
+            dtype=np.int64,
+            count=n,
+        )
+        coded([f"cm:{a}|{c}" for a, c in cells], cell, has_class)
         if parts is not None:
-            wrong = np.array([a != c for a, c in zip(labels, classes, strict=True)])
-            emit_part("en", np.ones(n), has_class)
-            emit_part("e", np.ones(n), has_class & wrong)
+            part("en", np.ones(n), has_class)
+            part("e", np.ones(n), has_class & ~right)
         if rules.positive is not None:
             scored = np.array([s != "" for s in score_texts])
-            sc = np.array([float(s) if s else 0.0 for s in score_texts], dtype=np.float64)
+            sc = np.zeros(n)
+            if scored.any():
+                sc[scored] = np.array([s for s in score_texts if s], dtype=np.float64)
             positive = np.array([a == rules.positive for a in labels])
-            bins = score_bin(sc, rules.score_edges).tolist()
-            side = ["pos:" if p else "neg:" for p in positive.tolist()]
-            emit_keyed([f"{s}{b}" for s, b in zip(side, bins, strict=True)], scored)
+            bins = score_bin(sc, rules.score_edges).astype(np.int64)
+            top = int(bins.max()) + 1
+            sided = bins * 2 + positive
+            coded([f"{('neg:', 'pos:')[j % 2]}{j // 2}" for j in range(2 * top)], sided, scored)
             if rules.score_edges is not None:
-                cal = calibration_bin(sc).tolist()
-                for c in sorted(set(cal)):
-                    emit("f", f"cs:{c}", sc, scored & (np.array(cal) == c))
+                cal = calibration_bin(sc).astype(np.int64)
+                names = [f"cs:{c}" for c in range(int(cal.max()) + 1)]
+                coded(names, cal, scored, sc)
             pc = np.clip(sc, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
             loss = -np.where(positive, np.log(pc), np.log(1 - pc))
             brier = np.where(positive, (sc - 1) * (sc - 1), sc * sc)
@@ -468,39 +423,176 @@ def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
             emit("i", "nll2", None, scored)
             emit("i", "ns", None, scored)
             if parts is not None:
-                emit_part("ln", np.ones(n), scored)
-                emit_part("l", loss, scored)
-                emit_part("l2", loss * loss, scored)
-
-    # per segment (every key, the model's only): labelled pairs, right classes or errors
-    for i, segs in enumerate(segments):
-        if not segs:
-            continue
-        w = out[start_list[i]]
-        for k, v in segs:
-            sp = f"s:{k}={v}:"
-            w.ints[sp + "n"] += 1
-            if rules.task == "regression":
-                if yhat_known[i]:
-                    w.floats[sp + "ae"] += float(ae[i])
-                    w.floats[sp + "se"] += float(se[i])
-            elif classes[i] != "":
-                w.ints[sp + "ok"] += int(labels[i] == classes[i])
+                part("ln", np.ones(n), scored)
+                part("l", loss, scored)
+                part("l2", loss * loss, scored)
+        sums.segments(lambda idx: {"ok": right[idx]}, has_class)
 
     # the joined labels' own column
     if rules.label_kind == "categorical":
-        for i, label in enumerate(labels):
-            out[start_list[i]].label_counts[label] += 1
+        kinds: dict[str, int] = {}
+        code = np.fromiter((kinds.setdefault(a, len(kinds)) for a in labels), np.int64, n)
+        names = list(kinds)
+        key, counts = np.unique(win * len(names) + code, return_counts=True)
+        for k, c in zip(key.tolist(), counts.tolist(), strict=True):
+            w, j = divmod(k, len(names))
+            out[int(wins[w])].label_counts[names[j]] += c
     else:
-        for i, p in enumerate(pairs):
-            if p.label_bin >= 0:
-                v = float(p.label)
-                w = out[start_list[i]]
-                w.label_ints[f"bin:{p.label_bin}"] += 1
-                w.label_ints["n"] += 1
-                w.label_floats["sum"] += v
-                w.label_floats["sumsq"] += v * v
+        lbin = np.array([p.label_bin for p in pairs], dtype=np.int64)
+        ok = lbin >= 0
+        if ok.any():
+            v = np.array(labels, dtype=np.float64)
+            top = int(lbin.max()) + 1
+            key, counts = np.unique(win[ok] * top + lbin[ok], return_counts=True)
+            for k, c in zip(key.tolist(), counts.tolist(), strict=True):
+                w, b = divmod(k, top)
+                out[int(wins[w])].label_ints[f"bin:{b}"] += c
+            n_w = np.bincount(win[ok], minlength=nw)
+            s_w = np.bincount(win[ok], weights=v[ok], minlength=nw)
+            q_w = np.bincount(win[ok], weights=(v * v)[ok], minlength=nw)
+            for w in np.flatnonzero(n_w).tolist():
+                target = out[int(wins[w])]
+                target.label_ints["n"] += int(n_w[w])
+                target.label_floats["sum"] += float(s_w[w])
+                target.label_floats["sumsq"] += float(q_w[w])
     return out
+
+
+def _runs(codes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(code, the positions holding it) per distinct code, by one stable sort."""
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    cuts = np.flatnonzero(np.diff(ordered)) + 1
+    for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(codes)].tolist(), strict=True):
+        yield int(ordered[lo]), order[lo:hi]
+
+
+class _Groups:
+    """The rows of a batch's pairs: each pair once for the model, again for each slice it
+    belongs to ("[v=2.0]", "[region=eu]"); a group is a (window, slice)."""
+
+    def __init__(
+        self,
+        rules: PairRules,
+        versions: list[str],
+        seg_texts: list[str],
+        win: np.ndarray,
+        wins: np.ndarray,
+        out: dict[int, WindowSums],
+    ) -> None:
+        n, nw = len(versions), len(wins)
+        self.n, self.win, self.wins, self.out = n, win, wins, out
+        kinds: dict[tuple[str, str], int] = {}
+        kind = np.fromiter(
+            (kinds.setdefault(k, len(kinds)) for k in zip(versions, seg_texts, strict=True)),
+            dtype=np.int64,
+            count=n,
+        )
+        self.seg_of = {s: _segments(s) for _, s in kinds if s}
+        prefix_ids: dict[str, int] = {"": 0}
+        row_pairs, row_prefixes = [np.arange(n)], [np.zeros(n, dtype=np.int64)]
+        names = list(kinds)
+        for k, idx in _runs(kind) if len(kinds) > 1 or names[0] != ("", "") else ():
+            version, segs = names[k]
+            prefixes = []
+            if rules.versions and version:
+                prefixes.append(f"[v={version}]")
+            if rules.slice_keys and segs:
+                prefixes += [f"[{a}={b}]" for a, b in self.seg_of[segs] if a in rules.slice_keys]
+            for p in prefixes:
+                row_pairs.append(idx)
+                row_prefixes.append(np.full(len(idx), prefix_ids.setdefault(p, len(prefix_ids))))
+        self.rp = np.concatenate(row_pairs)
+        keys, self.rg = np.unique(
+            np.concatenate(row_prefixes) * nw + win[self.rp], return_inverse=True
+        )
+        prefix = list(prefix_ids)
+        self.groups = [(int(wins[k % nw]), prefix[k // nw]) for k in keys.tolist()]
+        self.kind_names, self.kind = names, kind
+
+    def _rows(self, mask: np.ndarray | None, model_only: bool) -> tuple[np.ndarray, np.ndarray]:
+        rp, rg = (self.rp[: self.n], self.rg[: self.n]) if model_only else (self.rp, self.rg)
+        if mask is None:
+            return rp, rg
+        keep = mask[rp]
+        return rp[keep], rg[keep]
+
+    def emit(
+        self, kind: str, stat: str, values: np.ndarray | None, mask: np.ndarray | None
+    ) -> None:
+        """Per group: the sum of a per-pair value over its rows (where `mask`, a per-pair
+        selection, holds); a field only for groups with at least one such row."""
+        rp, rg = self._rows(mask, False)
+        if not rg.size:
+            return
+        ng = len(self.groups)
+        counts = np.bincount(rg, minlength=ng)
+        sums = None if values is None else np.bincount(rg, weights=values[rp], minlength=ng)
+        for g in np.flatnonzero(counts).tolist():
+            ws, prefix = self.groups[g]
+            w = self.out[ws]
+            if sums is None:
+                w.ints[prefix + stat] += int(counts[g])
+            else:
+                w.floats[prefix + stat] += float(sums[g])
+
+    def coded(
+        self,
+        names: list[str],
+        codes: np.ndarray,
+        mask: np.ndarray | None,
+        values: np.ndarray | None = None,
+        model_only: bool = False,
+    ) -> None:
+        """Per group and per code: a count (field `names[code]`), or the sum of `values`."""
+        rp, rg = self._rows(mask, model_only)
+        if not rg.size:
+            return
+        k = len(names)
+        key = rg * k + codes[rp]
+        found, counts = np.unique(key, return_counts=True)
+        totals = (
+            None
+            if values is None
+            else np.bincount(key, weights=values[rp], minlength=len(self.groups) * k)[found]
+        )
+        for j, (c, cnt) in enumerate(zip(found.tolist(), counts.tolist(), strict=True)):
+            g, code = divmod(c, k)
+            ws, prefix = self.groups[g]
+            w = self.out[ws]
+            if totals is None:
+                w.ints[prefix + names[code]] += cnt
+            else:
+                w.floats[prefix + names[code]] += float(totals[j])
+
+    def segments(
+        self, values: Callable[[np.ndarray], dict[str, np.ndarray]], mask: np.ndarray
+    ) -> None:
+        """Per segment (every key, the model's only): labelled pairs, and the sums of
+        `values` (right classes, or errors) over the pairs where `mask` holds."""
+        if not self.seg_of:
+            return
+        nw = len(self.wins)
+        for k, idx in _runs(self.kind):
+            segs = self.kind_names[k][1]
+            if not segs:
+                continue
+            w = self.win[idx]
+            n_w = np.bincount(w, minlength=nw)
+            m = mask[idx]
+            m_w = np.bincount(w[m], minlength=nw)
+            vs = {s: np.bincount(w[m], weights=v[m], minlength=nw) for s, v in values(idx).items()}
+            for wi in np.flatnonzero(n_w).tolist():
+                target = self.out[int(self.wins[wi])]
+                for a, b in self.seg_of[segs]:
+                    sp = f"s:{a}={b}:"
+                    target.ints[sp + "n"] += int(n_w[wi])
+                    if m_w[wi]:
+                        for stat, v in vs.items():
+                            if stat == "ok":
+                                target.ints[sp + stat] += int(v[wi])
+                            else:
+                                target.floats[sp + stat] += float(v[wi])
 
 
 def comparison_sums(
