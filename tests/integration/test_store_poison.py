@@ -221,7 +221,7 @@ def _run_edited(store: Store, r: ApplyRequest, mutate: Mutation) -> tuple[list[s
     while (i := text.find(b'"' + BARE.encode())) >= 0:  # unquote the bare tokens
         end = text.index(b'"', i + 1)
         text = text[:i] + text[i + 1 + len(BARE) : end] + text[end + 1 :]
-    return keys, [text, *args[1:]]
+    return keys, [text]
 
 
 @pytest.mark.parametrize("case", list(POISONED_PAYLOADS))
@@ -239,26 +239,31 @@ def test_a_poisoned_payload_writes_nothing(
     assert snapshot(store, binary.model_id) == before
 
 
-#: the join's records after the payload: (key position, id, as read, as it becomes)
+#: the join's records in the payload: (key position, id, as read, as it becomes) each
 POISONED_RECORDS: dict[str, tuple[Callable[[list[Any], int], None], str]] = {
     "records not in fours": (lambda recs, n: recs.append("x"), "records"),
     "record key past the end": (lambda recs, n: recs.extend([n + 1, "z", "", "v"]), "record key"),
     "record key 0": (lambda recs, n: recs.extend([0, "z", "", "v"]), "record key"),
-    "record key not a number": (lambda recs, n: recs.extend(["a", "z", "", "v"]), "record key"),
+    "record key a string": (lambda recs, n: recs.extend(["1", "z", "", "v"]), "record key"),
+    "record value not a string": (lambda recs, n: recs.extend([1, "z", "", 5]), "record z"),
+    "record id not a string": (lambda recs, n: recs.extend([1, 7, "", "v"]), "record 7"),
 }
 
 
 @pytest.mark.parametrize("case", list(POISONED_RECORDS))
 def test_poisoned_records_write_nothing(store: Store, binary: ReferenceProfile, case: str) -> None:
-    """The join's record arguments of a valid call, with one more that is malformed."""
+    """The join's records of a valid call, with one more that is malformed."""
     mutate, reason = POISONED_RECORDS[case]
     r = _valid(store, binary)
     keys, args, _ = store.applies.request(r)
-    assert len(args) > 1  # p1's record and the new predictions'
-    mutate(args, len(keys))
+    payload = orjson.loads(args[0])
+    assert payload["records"]  # p1's record and the new predictions'
+    mutate(payload["records"], len(keys))
     before = snapshot(store, binary.model_id)
     with pytest.raises(ApplyRejected, match=reason):
-        store.applies._result(r, store.applies._script(keys=keys, args=args), JoinStats())
+        store.applies._result(
+            r, store.applies._script(keys=keys, args=[orjson.dumps(payload)]), JoinStats()
+        )
     assert snapshot(store, binary.model_id) == before
 
 

@@ -122,7 +122,7 @@ class PendingApply:
 
     request: ApplyRequest
     keys: list[str]
-    #: the JSON payload, then the join's records
+    #: the JSON payload
     args: list[Any]
     conn: Any
     pool: Any
@@ -245,7 +245,7 @@ class Applies:
 
     # ---- the payload ----------------------------------------------------------------------
     def request(self, r: ApplyRequest) -> tuple[list[str], list[Any], JoinStats]:
-        """The script's KEYS and arguments (the JSON payload, then the join's records),
+        """The script's KEYS and arguments (the JSON payload, the join's records in it),
         and what the join's meeting did. Reads the records the join meets (raises
         PairRefused for one no pair may be counted from)."""
         profile, cfg, rev = r.profile, r.profile.config, r.profile.revision
@@ -279,6 +279,8 @@ class Applies:
             "now": repr(r.now),
             "revision": str(rev),
         }
+        if records:
+            payload["records"] = records
         if join and join.ids_by_window:
             payload["join"] = {
                 "width": width,
@@ -296,7 +298,7 @@ class Applies:
                     for ws, ids in join.ids_by_window.items()
                 ],
             }
-        return keys.keys, [orjson.dumps(payload), *records], stats
+        return keys.keys, [orjson.dumps(payload)], stats
 
     def _meet(
         self, keys: KeyList, k: ModelKeys, r: ApplyRequest, ops: list[Op]
@@ -311,7 +313,8 @@ class Applies:
         rules = PairRules.of(profile, r.champion)
         places = [(e[2], e[0]) for e in join.predictions]
         places += [(e[4], e[0]) for e in join.labels]
-        current = self.records.read(profile.model_id, places)
+        names = self._buckets(profile.model_id)
+        current = self.records.read(profile.model_id, places, names)
         meeting = meet(join.predictions, join.labels, current, rules)
         sums = window_sums(meeting.pairs, rules)
         comparison_sums(meeting.comparisons, rules, sums)
@@ -343,7 +346,7 @@ class Applies:
         flat = [x for name, n in counts.items() if n for x in (name, n)]
         if flat:
             ops.append([keys.index(k.join), "incr", flat, 0])
-        return stats, _record_args(keys, k, meeting, self._buckets(profile.model_id))
+        return stats, _record_args(keys, k, meeting, names)
 
     def _buckets(self, model: str) -> list[str]:
         names = self._bucket_keys.get(model)

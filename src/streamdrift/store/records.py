@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from streamdrift.store.client import RedisClient, lua
 from streamdrift.store.keys import ModelKeys
 
@@ -77,26 +79,28 @@ class Records:
         self._read = client.register_script(lua("read_records"))
 
     def read(
-        self, model: str, places: Iterable[tuple[int, str]]
+        self, model: str, places: Iterable[tuple[int, str]], names: list[str] | None = None
     ) -> dict[tuple[int, str], str | None]:
-        """The records of (bucket, prediction id) places, in one read-only script call."""
+        """The records of (bucket, prediction id) places, in one read-only script call
+        (`names`: the model's bucket keys by bucket, when the caller has them)."""
         order = list(dict.fromkeys(places))
         if not order:
             return {}
-        k = ModelKeys(model)
+        if names is None:
+            k = ModelKeys(model)
+            names = [k.id_bucket(b) for b in range(ID_BUCKETS)]
         keys: list[str] = []
         position: dict[int, int] = {}
-        args: list[Any] = []
+        flat: list[Any] = []
         for bucket, pid in order:
             at = position.get(bucket)
             if at is None:
-                keys.append(k.id_bucket(bucket))
+                keys.append(names[bucket])
                 at = position[bucket] = len(keys)
-            args += (at, pid)
-        values = self._read(keys=keys, args=args)
+            flat += (at, pid)
+        values = self._read(keys=keys, args=[orjson.dumps(flat)])
         return {
-            place: None if v is None else v.decode() if isinstance(v, bytes) else v
-            for place, v in zip(order, values, strict=True)
+            place: None if v is None else v.decode() for place, v in zip(order, values, strict=True)
         }
 
     def sweep(self, model: str, horizon: int, now: float) -> int:

@@ -23,9 +23,11 @@
 --                                                    labels, see below
 --   now   = "<unix time>"
 --   revision = "<the revision the deltas were computed with>"
--- ARGV[2..] the join's records, four arguments each: the id bucket's position in KEYS,
---           the prediction id, its record as the worker read it ("" for none), and
---           what it becomes ("" unchanged)
+--   records = {position, id, read, new, ...}          the join's records, four entries
+--                                                    each: the id bucket's position in
+--                                                    KEYS, the prediction id, its record
+--                                                    as the worker read it ("" for
+--                                                    none), what it becomes ("" unchanged)
 -- Returns
 --   {1, repeated ids, µs}            applied; repeated ids of a model without labels;
 --                                    µs: the script's own run time (Redis's clock), by
@@ -155,13 +157,16 @@ end
 
 -- 3. the join's records: each must still be what the worker read, or the worker works
 -- the share out again (streamdrift.pairing computes what the pairs add; those sums are
--- ops above). ARGV[2..]: (key position, id, record read or "", new record or "").
-if (#ARGV - 1) % 4 ~= 0 then return invalid('records') end
-for i = 2, #ARGV, 4 do
-  local k = tonumber(ARGV[i])
-  if not is_key(k) then return invalid('record key ' .. tostring(ARGV[i])) end
-  local cur = redis.call('HGET', KEYS[k], ARGV[i + 1]) or ''
-  if cur ~= ARGV[i + 2] then return {5, ARGV[i + 1]} end
+-- ops above).
+local R = p.records or {}
+if type(R) ~= 'table' or #R % 4 ~= 0 then return invalid('records') end
+for i = 1, #R, 4 do
+  if not is_key(R[i]) then return invalid('record key ' .. tostring(R[i])) end
+  if type(R[i + 1]) ~= 'string' or type(R[i + 2]) ~= 'string' or type(R[i + 3]) ~= 'string' then
+    return invalid('record ' .. tostring(R[i + 1]))
+  end
+  local cur = redis.call('HGET', KEYS[R[i]], R[i + 1]) or ''
+  if cur ~= R[i + 2] then return {5, R[i + 1]} end
 end
 
 -- 3b. repeated ids of a model without labels: each window's ids in a set, SMISMEMBER a
@@ -274,8 +279,8 @@ for _, op in ipairs(p.ops) do
   if op[4] and op[4] > 0 then redis.call('EXPIREAT', key, op[4]) end
 end
 
-for i = 2, #ARGV, 4 do
-  if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 3]) end
+for i = 1, #R, 4 do
+  if R[i + 3] ~= '' then redis.call('HSET', KEYS[R[i]], R[i + 1], R[i + 3]) end
 end
 if J then
   for _, a in ipairs(adds) do
