@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
+import threading
 from collections import Counter
 from functools import reduce
 from typing import Any
@@ -35,7 +36,8 @@ from streamdrift.performance import (
     regression_metrics,
 )
 from streamdrift.profile import LABEL, ReferenceProfile, bin_index
-from streamdrift.store import Applied, ApplyRequest, JoinStats, Store, buckets
+from streamdrift.sketch import prediction_outputs, sketch_events
+from streamdrift.store import Applied, ApplyRequest, Fence, JoinStats, Store, buckets
 from streamdrift.store.keys import ModelKeys
 
 from .store_support import (
@@ -638,3 +640,82 @@ def test_champion_and_challenger_pairs_are_counted_once_each(
     assert pairs.abs_champion == pytest.approx(ea.sum(), rel=1e-12)
     assert pairs.abs_challenger == pytest.approx(eb.sum(), rel=1e-12)
     assert pairs.squared_difference == pytest.approx(((ea - eb) ** 2).sum(), rel=1e-12)
+
+
+# ---- (e) two writers meeting the same ids at once ----------------------------------------
+def test_predictions_and_labels_applied_at_once_by_two_writers_join_exactly_once(
+    store: Store, binary: ReferenceProfile, t: int
+) -> None:
+    """One writer applies a stream's predictions, another its labels (each label shortly
+    after its prediction, in small batches, on fences of their own partitions), both at
+    once through Stores of their own, as two workers would. Records read by one are
+    changed by the other between its read and its apply: that apply writes nothing and
+    is worked out again. In the end every id is joined once, every pair counted once in
+    its window, and no record is left waiting."""
+    n, size = 3000, 50
+    ids = [f"r{i}" for i in range(n)]
+    rng = np.random.default_rng(11)
+    score = rng.uniform(size=n)
+    actual = (rng.uniform(size=n) < score).astype(int).tolist()
+    preds = [{"score": float(s), "label": int(s >= 0.5)} for s in score]
+    # each label trails its prediction by at most a few batches: they cross all the time
+    order = np.argsort(np.arange(n) + rng.integers(0, 3 * size, n), kind="stable").tolist()
+    rounds: list[int] = []
+    failures: list[BaseException] = []
+
+    def writer(field: str, batches: list[tuple[ModelEvents | None, Any]]) -> None:
+        own = Store(store.url)
+        try:
+            for i, (ev, lb) in enumerate(batches):
+                delta, _ = join_delta(
+                    binary,
+                    ev or ModelEvents(),
+                    prediction_outputs(ev, binary) if ev else ([], []),
+                    lb,
+                    "labels",
+                )
+                r = request(own, binary, sketch_events(ev, binary) if ev else {}, delta)
+                r.fences = [Fence(field, i - 1, i)]
+                assert isinstance(own.applies.apply(r), Applied)
+            rounds.append(own.applies.record_rounds)
+        except BaseException as e:
+            failures.append(e)
+
+    pred_batches = [
+        (events(binary, ids[i : i + size], [t] * size, preds[i : i + size], seed=i), None)
+        for i in range(0, n, size)
+    ]
+    label_batches = [
+        (None, labels([ids[j] for j in chunk], [t + 60] * len(chunk), [actual[j] for j in chunk]))
+        for chunk in (order[i : i + size] for i in range(0, n, size))
+    ]
+    threads = [
+        threading.Thread(target=writer, args=("p@0", pred_batches)),
+        threading.Thread(target=writer, args=("l@0", label_batches)),
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not failures, failures
+    assert _labelled(store, binary, _start(binary, t)) == n
+    stats = store.counters.join_stats(binary.model_id)
+    assert stats["joined"] == n
+    assert "duplicate_labels" not in stats and "duplicate_predictions" not in stats
+    m = binary.model_id
+    assert {record(store, m, pid)[0] for pid in ids} == {"J"}
+    (window,) = store.windows.read(binary, [_start(binary, t)])
+    assert window.count == n
+    want = PerformanceSketch.from_pairs(
+        "binary",
+        actual,
+        [str(p["label"]) for p in preds],
+        score,
+        binary.positive_class,
+        np.full(n, 60.0),
+        score_edges=binary.score_edges,
+    )
+    assert window.performance is not None
+    assert window.performance.confusion == want.confusion
+    assert (window.performance.positive_hist == want.positive_hist).all()
+    print(f"records worked out again: {sum(rounds)}")
