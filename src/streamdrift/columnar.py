@@ -9,9 +9,10 @@ from a batch that path decoded, and checked against the model's profile.
 The rules stay the exact path's, event by event. This path only answers for a batch in
 which every event is valid and shaped as learned; anything else — a value of another type,
 a missing required field, a feature the shape does not know, NaN, a number beyond
-`MAX_MAGNITUDE`, an event time out of range, a segment, non-ASCII bytes that are not UTF-8
-— and it returns None, and the batch goes through the exact path, which names each bad
-event's problem. A test holds the two paths to the same Redis state on the same batches.
+`MAX_MAGNITUDE`, an event time out of range, a segment value that is not a string, an
+integer or a boolean, non-ASCII bytes that are not UTF-8 — and it returns None, and the
+batch goes through the exact path, which names each bad event's problem. A test holds
+the two paths to the same Redis state on the same batches.
 """
 
 from __future__ import annotations
@@ -78,17 +79,13 @@ class EventShape:
     def learn(cls, events: ModelEvents, profile: ReferenceProfile) -> EventShape | None:
         """The shape of `events` (decoded by the exact path), or None when they do not
         have one this path can read: a feature or the prediction of mixed types, mixed
-        event-time kinds, or most events with features outside the profile or segments
-        (such events are counted event by event; a few of them among many do not keep
-        the others from being read in columns)."""
+        event-time kinds, or most events with features outside the profile (such events
+        are counted event by event; a few of them among many do not keep the others
+        from being read in columns). Segments are read as each batch sends them."""
         if not len(events) or not events.features:
             return None
         known = set(profile.numeric_features()) | set(profile.categorical_features())
-        plain = [
-            i
-            for i, (f, seg) in enumerate(zip(events.features, events.segments, strict=True))
-            if seg is None and f.keys() <= known
-        ]
+        plain = [i for i, f in enumerate(events.features) if f.keys() <= known]
         if 2 * len(plain) < len(events):
             return None
         if len(plain) < len(events):
@@ -272,8 +269,9 @@ def _read(
     columns = {name: table.column(name).combine_chunks() for name in table.column_names}
     if not all(map(_finite, columns.values())):
         return None  # the JSON reader takes NaN and Infinity, orjson (rightly) does not
-    if "segments" in columns and columns["segments"].null_count != n:
-        return None  # slices by segment: the exact path
+    segments = _segments(columns.get("segments"), buf, n)
+    if segments is None:
+        return None
     model_ids, pids = columns["model_id"], columns["prediction_id"]
     for ids in (model_ids, pids):
         if ids.null_count or _bad_ids(ids):
@@ -325,11 +323,34 @@ def _read(
             predictions=[] if pa.types.is_struct(pred.type) else pred.to_pylist(),
             prediction_ids=pick(pid_list),
             raws=pick(raws),
-            segments=[None] * (n if rows is None else rows.size),
+            segments=pick(segments),
             arrays=_feature_arrays(own, shape),
             outputs=_prediction_columns(pred),
         )
     return batch
+
+
+#: segment values the exact path counts (decode._SEGMENT_TYPES), as the reader types them
+_SEGMENT_ARROW = (pa.string(), pa.int64(), pa.bool_())
+
+
+def _segments(column: pa.Array | None, buf: bytes, n: int) -> list[Any] | None:
+    """Each event's segments as the exact path reads them (a dict, or None), or None when
+    this path cannot tell: a segment value of another type (the exact path names it a
+    dead letter), or a JSON null anywhere in a batch with segments. The reader gives a
+    key absent from an event as null, and a null value (a dead letter to the exact
+    path) looks the same. The order of an event's keys is the batch's: nothing depends
+    on it (`join` spells segments sorted by key)."""
+    if column is None or column.null_count == n:
+        return [None] * n
+    if not pa.types.is_struct(column.type) or b"null" in buf:
+        return None
+    if any(column.type.field(i).type not in _SEGMENT_ARROW for i in range(column.type.num_fields)):
+        return None
+    return [
+        None if seg is None else {k: v for k, v in seg.items() if v is not None}
+        for seg in column.to_pylist()
+    ]
 
 
 def _bad_ids(ids: pa.Array) -> bool:

@@ -75,8 +75,8 @@ def ids_by_window(events: ModelEvents, profile: ReferenceProfile) -> dict[int, l
     return out
 
 
-#: at most this many segment keys per prediction, values cut to this length: segments
-#: become fields of the window's performance hash, which must stay small
+#: at most this many segment keys per prediction (the first by name), values cut to this
+#: length: segments become fields of the window's performance hash, which must stay small
 MAX_SEGMENTS = 5
 MAX_SEGMENT_VALUE = 64
 _KEY_UNSAFE = str.maketrans({"|": "/", ",": ";", "=": "-"})
@@ -86,13 +86,19 @@ _FLAT = str.maketrans({"\n": " ", "\t": " "})
 _VALUE_UNSAFE = str.maketrans({"|": "/", ",": ";"})
 
 
+def _first(item: tuple[str, object]) -> str:
+    return str(item[0])
+
+
 def _segments(segments: dict[str, object] | None) -> str:
+    """A record's segments, sorted by key: the same whatever order an event (or the
+    columnar decode) gave them in."""
     if not segments:
         return ""
     parts = [
         f"{str(k).translate(_KEY_UNSAFE)}="
         f"{category_key(v)[:MAX_SEGMENT_VALUE].translate(_VALUE_UNSAFE)}"
-        for k, v in list(segments.items())[:MAX_SEGMENTS]
+        for k, v in sorted(segments.items(), key=_first)[:MAX_SEGMENTS]
     ]
     return "|" + ",".join(parts)
 

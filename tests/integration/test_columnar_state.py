@@ -1,7 +1,8 @@
 """Reading predictions in columns changes nothing in Redis.
 
 Two workers read the same topics — predictions with bad events mixed into some batches,
-and labels for half of them, late and shuffled — into two Redis servers: one with the
+segments in others, and labels for half of them, late and shuffled — into two Redis
+servers: one with the
 columnar decode (the default), one event by event (`columnar_decode=False`). Every key
 of the model's counting state must then hold the same fields and values in both, and
 the dead-letter topics the same reasons."""
@@ -47,6 +48,15 @@ def _stream(model_id: str, n: int) -> tuple[list[tuple[bytes, bytes]], list[tupl
     rng = np.random.default_rng(21)
     now = time.time()
     predictions = list(synthetic.prediction_events(model_id, n, now - 5400, 5400, seed=4))
+    # the last two fifths carry segments, keys in varying sets and orders (read in columns
+    # too, and spelled in the join's records alike)
+    for i in range(3 * n // 5, n):
+        key, value = predictions[i]
+        event = orjson.loads(value)
+        seg = {"region": ["eu", "us", "apac"][i % 3], "tier": i % 4, "vip": i % 5 == 0}
+        names = list(seg)[i % 3 :] + list(seg)[: i % 3]
+        event["segments"] = {k: seg[k] for k in names if (i + len(k)) % 4}
+        predictions[i] = (key, orjson.dumps(event))
     bad = [
         b"{broken",
         orjson.dumps(

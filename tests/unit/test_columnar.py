@@ -231,6 +231,14 @@ TROUBLE: dict[str, Any] = {
     "negative timestamp": _set("timestamp", -5.0),
     "no timestamp": _drop("timestamp"),
     "segments": _set("segments", {"region": "eu"}),
+    "segments of three types": _set("segments", {"tier": 3, "vip": True, "region": "eu"}),
+    "empty segments": _set("segments", {}),
+    "null segments": _set("segments", None),
+    "null segment value": _set("segments", {"region": None}),
+    "float segment value": _set("segments", {"band": 0.5}),
+    "nested segment value": _set("segments", {"region": {"a": 1}}),
+    "list segment value": _set("segments", {"region": ["eu"]}),
+    "segments not an object": _set("segments", "eu"),
     "unknown top-level field": _set("trace", {"id": "abc", "n": [1, 2]}),
     "category like Info": _set("features.device", "Infotainment"),
     "unicode category": _set("features.device", "tablette-été"),
@@ -264,6 +272,10 @@ READ_IN_COLUMNS = {
     "ms timestamp",
     "no timestamp",
     "unknown top-level field",
+    "segments",
+    "segments of three types",
+    "empty segments",
+    "null segments",
     "category like Info",
     "unicode category",
     "pretty-printed",  # line breaks inside a value, between its tokens: still one row
@@ -333,17 +345,43 @@ def test_every_kind_of_event_time_reads_the_same_in_columns(profile, stamp):
     _assert_same(got, decode_predictions(msgs, BIG), {"fraud": profile})
 
 
-def test_most_events_with_extra_features_or_segments_make_no_shape(profile):
+def test_most_events_with_extra_features_make_no_shape_but_segments_do(profile):
     events = _fraud(60, seed=9)
     for e in events[:31]:
         e["features"]["brand_new"] = 1.0
     exact = decode_predictions(_messages([orjson.dumps(e) for e in events]), BIG)
     assert EventShape.learn(exact.by_model["fraud"], profile) is None
-    for e in events[:31]:
-        del e["features"]["brand_new"]
+    for e in events:
+        e["features"].pop("brand_new", None)
         e["segments"] = {"region": "eu"}
     exact = decode_predictions(_messages([orjson.dumps(e) for e in events]), BIG)
-    assert EventShape.learn(exact.by_model["fraud"], profile) is None
+    assert EventShape.learn(exact.by_model["fraud"], profile) is not None
+
+
+def test_segments_of_any_keys_in_any_order_read_in_columns_as_the_exact_path_reads_them(
+    profile,
+):
+    """Every event with segments: keys present in some events only, in different orders,
+    values of the three types a segment may have. The columns give each event its own
+    keys (none of another's), and the join's records spell them alike."""
+    from streamdrift.join import _segments as spelled
+
+    events = _fraud(3000, seed=21)
+    rng = np.random.default_rng(21)
+    for i, e in enumerate(events):
+        seg = {"region": ["eu", "us"][i % 2], "tier": int(rng.integers(0, 4)), "vip": i % 3 == 0}
+        keep = [k for k in seg if rng.uniform() < 0.7]
+        rng.shuffle(keep)
+        e["segments"] = {k: seg[k] for k in keep}
+    values = [orjson.dumps(e) for e in events]
+    shapes = _shapes({"fraud": profile}, _messages(values[:500]))
+    msgs = _messages(values[500:], first_offset=500)
+    got = decode_predictions(msgs, BIG, _reader(shapes))
+    want = decode_predictions(msgs, BIG)
+    assert got.by_model["fraud"].arrays is not None
+    _assert_same(got, want, {"fraud": profile})
+    g, w = got.by_model["fraud"].segments, want.by_model["fraud"].segments
+    assert [spelled(s) for s in g] == [spelled(s) for s in w]
 
 
 def test_shapes_are_not_learned_from_events_the_columns_cannot_hold(profile):
@@ -354,8 +392,8 @@ def test_shapes_are_not_learned_from_events_the_columns_cannot_hold(profile):
         return EventShape.learn(exact.by_model["fraud"], profile)
 
     assert shape_of(lambda e: None) is not None
-    # an event with an extra feature or segments is left to the exact path, the others
-    # still make a shape
+    # an event with an extra feature is left to the exact path, the others still make a
+    # shape; segments are read as each batch sends them
     assert shape_of(_set("features.brand_new", 1.0)) is not None
     assert shape_of(_set("segments", {"region": "eu"})) is not None
     assert shape_of(_set("features.country", 3)) is None  # a category of two types
