@@ -315,6 +315,9 @@ def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[st
             "skipped_replays": w.stats.skipped_replays,
             "fence_conflicts": w.stats.fence_conflicts,
             "alerts": w.stats.alerts,
+            "columnar_batches": w.stats.columnar_batches,
+            # shares worked out again: a record changed between its read and the apply
+            "record_rounds": w.store.applies.record_rounds,
         },
     }
     if prof:
@@ -602,12 +605,15 @@ def table(res: dict[str, Any]) -> str:
         f"(faster of {runs})",
         f"    worker, labels flowing               {w['events_per_s']:>9,.0f} ev/s  "
         f"({w['seconds']:.2f} s, {w['batches']} batches, mean {w['mean_batch']:.0f}, "
-        f"{w['stalls']} stalls)",
+        f"{w['stalls']} stalls, {w['stats']['columnar_batches']} prediction batches read in "
+        f"columns)",
         f"      CPU per event                      {w['cpu_us_per_event']['process']:>9.2f} µs "
         f"worker process + {w['cpu_us_per_event']['redis']:.2f} µs Redis server",
         f"    ratio worker/baseline                {res['ratio']:>9.3f}",
         f"    worker, predictions only (join on)   "
-        f"{res['worker_predictions_only']['events_per_s']:>9,.0f} ev/s",
+        f"{res['worker_predictions_only']['events_per_s']:>9,.0f} ev/s  "
+        f"({res['worker_predictions_only']['stats']['columnar_batches']} of "
+        f"{res['worker_predictions_only']['batches']} batches read in columns)",
     ]
     if "worker_control" in res:
         lines.append(

@@ -18,6 +18,7 @@ the two paths to the same Redis state on the same batches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -347,10 +348,26 @@ def _segments(column: pa.Array | None, buf: bytes, n: int) -> list[Any] | None:
         return None
     if any(column.type.field(i).type not in _SEGMENT_ARROW for i in range(column.type.num_fields)):
         return None
-    return [
-        None if seg is None else {k: v for k, v in seg.items() if v is not None}
-        for seg in column.to_pylist()
-    ]
+    # column by column, each distinct combination of values made a dict once (segments
+    # repeat: regions, devices, tiers); the events share it, as nothing changes them
+    names = [column.type.field(i).name for i in range(column.type.num_fields)]
+    values: Any = (
+        zip(*(child.to_pylist() for child in column.flatten()), strict=True)
+        if names
+        else repeat((), n)
+    )
+    present = column.is_valid().to_pylist()
+    made: dict[tuple[Any, ...], dict[str, Any]] = {}
+    out: list[Any] = []
+    for valid, row in zip(present, values, strict=True):
+        if not valid:
+            out.append(None)
+            continue
+        seg = made.get(row)
+        if seg is None:
+            seg = made[row] = {k: v for k, v in zip(names, row, strict=True) if v is not None}
+        out.append(seg)
+    return out
 
 
 def _bad_ids(ids: pa.Array) -> bool:
