@@ -602,7 +602,10 @@ def comparison_sums(
     prediction's window (fields "[cc=<challenger>]...", `streamdrift.champion`)."""
     for champ, chal, label in comparisons:
         c, x = _parse(champ), _parse(chal)
-        assert c is not None and x is not None
+        if c is None or x is None:
+            # a side kept as its version only (joined before a champion was set): no
+            # class or score left to compare
+            continue
         ws = c[0] // rules.width * rules.width
         w = into.setdefault(ws, WindowSums())
         pre = f"[cc={x[1]}]"

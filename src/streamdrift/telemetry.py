@@ -96,6 +96,12 @@ class WorkerMetrics:
             "Applies refused because another worker moved a fence",
             registry=r,
         )
+        self.join_rereads = Counter(
+            "streamdrift_join_rereads",
+            "Applies worked out again because a join record changed after it was read "
+            "(another worker met the same prediction id)",
+            registry=r,
+        )
         self.lag = Gauge(
             "streamdrift_consumer_lag",
             "Messages behind the end of the partition",

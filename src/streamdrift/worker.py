@@ -142,6 +142,8 @@ class WorkerStats:
     skipped_replays: int = 0
     labels_joined: int = 0
     fence_conflicts: int = 0
+    #: shares worked out again because a join record changed after it was read
+    join_rereads: int = 0
     alerts: int = 0
     resyncs: int = 0
     #: batches of predictions read in columns (the rest: event by event)
@@ -212,6 +214,7 @@ class Worker:
         #: of the batch being finished (µs)
         self.batch_limit = settings.batch_size
         self._longest_us = 0
+        self._rereads_seen = 0
         self.metrics.batch_limit.set(self.batch_limit)
         self._probe_client: Any = None  # made on first use: a cluster's client connects
         self._probe_at = float("-inf")
@@ -772,6 +775,11 @@ class Worker:
                 continue
             new_dead += self._apply_model(batch, labels, s.share.model, flight)
         dead = flight.dead + new_dead
+        rereads = self.store.applies.record_rounds - self._rereads_seen
+        if rereads:
+            self._rereads_seen += rereads
+            self.stats.join_rereads += rereads
+            self.metrics.join_rereads.inc(rereads)
         # after the applies: a mark never runs ahead of what Redis holds
         self.store.watermarks.advance(self._marks, time.time())
         self.stats.batches += 1

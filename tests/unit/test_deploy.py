@@ -46,6 +46,7 @@ COUNTERS = frozenset(
         "streamdrift_dead_letters",
         "streamdrift_alerts",
         "streamdrift_fence_conflicts",
+        "streamdrift_join_rereads",
         "streamdrift_resyncs",
         "streamdrift_topic_recreated",
     }

@@ -278,7 +278,14 @@ def test_champion_against_challenger_sums() -> None:
     assert ints["[cc=2.0]n"] == 2
     assert ints["[cc=2.0]mc:yn"] == 1 and ints["[cc=2.0]mc:nn"] == 1
     assert ints["[cc=2.0]jp:45,15"] == 1 and ints["[cc=2.0]jn:49,49"] == 1
+    # an id joined before the champion was set keeps its versions only: nothing to compare
+    r = rules(champion="1.0")
+    joined = f"J{T + 5}\t1.0\n2.0\t{T + 90}|-1|1"
+    m = meet([pred("p", f"{T + 9}|3.0|1|0.6")], [], {(7, "p"): joined}, r)
+    assert len(m.pairs) == 1 and m.comparisons == [("1.0", f"{T + 9}|3.0|1|0.6", "1")]
     into = {}
+    comparison_sums(m.comparisons, r, into)
+    assert into == {}
     comparison_sums([(f"{T}|1.0||10.0", f"{T}|2.0||13.0", "11.0")], rules("regression"), into)
     f = into[T].floats
     assert (f["[cc=2.0]aea"], f["[cc=2.0]aeb"], f["[cc=2.0]d2"]) == (1.0, 2.0, 1.0)
