@@ -146,7 +146,15 @@ def prediction_records(
     )
     heads = list(map("|".join, zip(*columns, strict=True)))
     if any(segments):
-        heads = [head + _segments(seg) for head, seg in zip(heads, segments, strict=True)]
+        # each segments object spelled once (events read in columns share them)
+        spelled: dict[int, str] = {}
+        tails = []
+        for seg in segments:
+            tail = spelled.get(id(seg))
+            if tail is None:
+                tail = spelled[id(seg)] = _segments(seg)
+            tails.append(tail)
+        heads = list(map(str.__add__, heads, tails))
     ids = events.prediction_ids
     return list(map(list, zip(ids, heads, buckets(ids), strict=True)))
 

@@ -161,17 +161,23 @@ def fold_segments(
 ) -> list[dict[str, object] | None]:
     """The events' segments with the declared keys' values as their slices name them
     (cleaned, `__other__` beyond the kept ones); other keys as sent. Each distinct value
-    is named once."""
+    is named once, and each segments object folded once (the columnar decode gives events
+    with the same segments one shared dict)."""
     if not kept:
         return segments
     keep = {k: frozenset(v) for k, v in kept.items()}
     cache: dict[tuple[str, type, object], str] = {}
+    done: dict[int, dict[str, object]] = {}
     out: list[dict[str, object] | None] = []
     for seg in segments:
         if not seg or not keep.keys() & seg.keys():
             out.append(seg)
             continue
-        folded = dict(seg)
+        same = done.get(id(seg))
+        if same is not None:
+            out.append(same)
+            continue
+        folded = done[id(seg)] = dict(seg)
         for k, values in keep.items():
             v = seg.get(k)
             if v is not None:
