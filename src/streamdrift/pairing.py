@@ -127,20 +127,28 @@ class _Checks:
         self.rules = rules
 
     def record(self, rec: str) -> str | None:
+        try:
+            self.parsed(rec)
+        except PairRefused as e:
+            return str(e)
+        return None
+
+    def parsed(self, rec: str) -> tuple[int, str, str, str, str]:
+        """The record's parts (`_parse`), or PairRefused."""
         r = self.rules
         parsed = _parse(rec)
         if parsed is None:
-            return f"prediction record {rec}"
+            raise PairRefused(f"prediction record {rec}")
         score = parsed[3]
         if r.task == "regression":
             yhat = _number(score)
             if yhat is not None and not (_finite(yhat) and abs(yhat) <= MAX_MAGNITUDE):
-                return f"prediction {score}"
+                raise PairRefused(f"prediction {score}")
         elif score != "" and r.positive is not None:
             sc = _number(score)
             if sc is None or not _finite(sc):
-                return f"score {score}"
-        return None
+                raise PairRefused(f"score {score}")
+        return parsed
 
     def label(self, label: str) -> str | None:
         if self.rules.task != "regression":
@@ -233,13 +241,9 @@ def meet(
                 out.comparisons.append((champ, r, label))
 
     for pid, rec, bucket in predictions:
-        err = checks.record(rec)
-        if err:
-            raise PairRefused(err)
+        pts, version = checks.parsed(rec)[:2]
         place = (bucket, pid)
-        pts = int(rec.split("|", 1)[0])
-        version = _version_of(rec)
-        cur = get(place)
+        cur = records[place] if place in records else get(place)
         if cur is None:
             put(place, rec)
         elif cur[0] == "L":  # its label came first
