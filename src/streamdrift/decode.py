@@ -40,6 +40,10 @@ _BOUNDS = np.array(UNIT_BOUNDS)
 _DIVISORS = np.array(UNIT_DIVISORS)
 #: Numbers beyond this are rejected: their squares must stay finite in Redis's sums.
 MAX_MAGNITUDE = 1e100
+#: A regressor's label closer to zero than this (but not zero) is refused: its absolute
+#: percentage error |ŷ − y| / |y| would overflow a double (`join`, and the meeting in
+#: `pairing`, refuse it).
+MIN_MAGNITUDE = 1e-100
 _SEGMENT_TYPES = frozenset({str, int, bool})
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streamdrift.decode import MAX_MAGNITUDE, DeadLetter, ModelEvents, ModelLabels
+from streamdrift.decode import MAX_MAGNITUDE, MIN_MAGNITUDE, DeadLetter, ModelEvents, ModelLabels
 from streamdrift.performance import class_key
 from streamdrift.profile import NumericProfile, ReferenceProfile, bin_index, category_key
 from streamdrift.sketch import prediction_outputs
@@ -157,11 +157,6 @@ def prediction_records(
         heads = list(map(str.__add__, heads, tails))
     ids = events.prediction_ids
     return list(map(list, zip(ids, heads, buckets(ids), strict=True)))
-
-
-#: A regressor's label closer to zero than this (but not zero) is refused: its absolute
-#: percentage error |ŷ − y| / |y| would overflow a double (the meeting refuses it too).
-MIN_MAGNITUDE = 1e-100
 
 
 def _regression_label_problem(label: object) -> tuple[str, str] | None:

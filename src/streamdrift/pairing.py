@@ -36,13 +36,12 @@ from typing import Any
 import numpy as np
 
 from streamdrift.champion import JOINT_BINS
+from streamdrift.decode import MAX_MAGNITUDE, MIN_MAGNITUDE
 from streamdrift.performance import LOG_LOSS_EPS, calibration_bin, score_bin
 from streamdrift.profile import ReferenceProfile
 
 #: computed sums beyond this are refused, as every float the apply script writes
 BOUND = 1e250
-MAX_MAGNITUDE = 1e100
-MIN_MAGNITUDE = 1e-100
 
 #: an id's place: (bucket, prediction id)
 Place = tuple[int, str]
