@@ -50,7 +50,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def profiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ReferenceProfile]:
     directory = tmp_path_factory.mktemp("poison")
-    return {"binary": binary_profile(directory), "regression": regression_profile(directory)}
+    return {
+        "binary": binary_profile(directory),
+        "regression": regression_profile(directory),
+        "unlabelled": binary_profile(directory, label=False),
+    }
 
 
 def _prediction(profile: ReferenceProfile, i: int) -> Any:
@@ -265,6 +269,56 @@ def test_poisoned_records_write_nothing(store: Store, binary: ReferenceProfile, 
             r, store.applies._script(keys=keys, args=[orjson.dumps(payload)]), JoinStats()
         )
     assert snapshot(store, binary.model_id) == before
+
+
+def _dedupe(name: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(join: dict[str, Any]) -> None:
+        if value is _DROP:
+            del join[name]
+        elif name == "first id":
+            join["dedupe"][0][2][0] = value
+        else:
+            join[name] = value
+
+    return mutate
+
+
+_DROP = object()
+
+#: the repeated-id check of a model without labels: its settings, used by its writes
+POISONED_DEDUPE: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "width 0": (_dedupe("width", 0), "join settings"),
+    "rev null": (_dedupe("rev", None), "join settings"),
+    "keep 1.5": (_dedupe("keep", 1.5), "join settings"),
+    "window keys missing": (_dedupe("wkeys", _DROP), "join settings"),
+    "dirty key past the end": (_dedupe("dirty", 10_000), "join key"),
+    "an id not a string": (_dedupe("first id", 7), "dedupe"),
+}
+
+
+@pytest.mark.parametrize("case", list(POISONED_DEDUPE))
+def test_a_poisoned_repeated_id_check_writes_nothing(
+    store: Store, model_id: str, profiles: dict[str, ReferenceProfile], case: str
+) -> None:
+    """A model without labels keeps its ids per window to count repeats: a payload whose
+    check is malformed, after valid window deltas, is refused with nothing written."""
+    profile = register(store, profiles["unlabelled"], model_id)
+    t = _time(profile)
+    first = events(profile, ["a", "b"], [t, t], [_prediction(profile, i) for i in range(2)])
+    apply_events(store, profile, first)
+    ev = events(profile, ["a", "c"], [t, t], [_prediction(profile, i) for i in range(2)])
+    delta, _ = join_delta(profile, ev, prediction_outputs(ev, profile), None, LABEL_TOPIC)
+    r = request(store, profile, sketch_events(ev, profile), delta)
+    keys, args, _ = store.applies.request(r)
+    payload = orjson.loads(args[0])
+    mutate, reason = POISONED_DEDUPE[case]
+    mutate(payload["join"])
+    before = snapshot(store, profile.model_id)
+    with pytest.raises(ApplyRejected, match=reason):
+        store.applies._result(
+            r, store.applies._script(keys=keys, args=[orjson.dumps(payload)]), JoinStats()
+        )
+    assert snapshot(store, profile.model_id) == before
 
 
 # ---- poisoned join entries ------------------------------------------------------------------

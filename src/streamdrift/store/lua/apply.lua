@@ -179,7 +179,7 @@ if J then
     if not is_key(k) then return invalid('join key') end
   end
   if not (is_int(J.width) and J.width > 0 and is_int(J.keep) and type(J.rev) == 'string'
-          and is_num(p.now)) then
+          and is_num(p.now) and type(J.wkeys) == 'table' and type(J.dedupe) == 'table') then
     return invalid('join settings')
   end
   for _, w in ipairs(J.wkeys) do
