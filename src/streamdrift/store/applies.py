@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,13 +195,17 @@ class Applies:
         return self._result(pending.request, res, pending.stats)
 
     def _run(self, keys: list[str], args: list[Any]) -> Any:
-        """Run the script through the full client, waiting a little while a cluster slot
-        of the model moves: the script refuses to run until all its keys are on one node
-        (TRYAGAIN), which a resharding of one slot makes true within a second or two.
-        Longer, and the worker's fault handling waits it out."""
+        """Run the script through the full client (see `_through_slot_moves`)."""
+        return self._through_slot_moves(lambda: self._script(keys=keys, args=args))
+
+    def _through_slot_moves(self, call: Callable[[], Any]) -> Any:
+        """A script call, waiting a little while a cluster slot of the model moves: a
+        script refuses to run until all its keys are on one node (TRYAGAIN), which a
+        resharding of one slot makes true within a second or two. Longer, and the
+        worker's fault handling waits it out."""
         for attempt in range(SLOT_MOVE_RETRIES + 1):
             try:
-                return self._script(keys=keys, args=args)
+                return call()
             except Exception as e:
                 fault = fault_of(e)
                 if fault is None or fault.code != "redis_cluster_moving":
@@ -314,7 +319,9 @@ class Applies:
         places = [(e[2], e[0]) for e in join.predictions]
         places += [(e[4], e[0]) for e in join.labels]
         names = self._buckets(profile.model_id)
-        current = self.records.read(profile.model_id, places, names)
+        current = self._through_slot_moves(
+            lambda: self.records.read(profile.model_id, places, names)
+        )
         meeting = meet(join.predictions, join.labels, current, rules)
         sums = window_sums(meeting.pairs, rules)
         comparison_sums(meeting.comparisons, rules, sums)
