@@ -117,6 +117,19 @@ def _version_of(line: str) -> str:
     return parts[1] if len(parts) == 3 and parts[0].isdigit() else ""
 
 
+def _label_part(text: str) -> tuple[str, str, str]:
+    """(label time, label bin, label) of a waiting label's or a joined id's
+    "<time>|<bin>|<label>", or PairRefused."""
+    parts = text.split("|", 2)
+    if len(parts) != 3 or not _is_int(parts[0]) or not _is_int(parts[1]):
+        raise PairRefused(f"join record {text}")
+    return parts[0], parts[1], parts[2]
+
+
+def _is_int(text: str) -> bool:
+    return text.isascii() and text.lstrip("-").isdigit()
+
+
 def _has_version(lines: str, version: str) -> bool:
     return any(_version_of(line) == version for line in lines.split("\n") if line)
 
@@ -246,7 +259,7 @@ def meet(
         if cur is None:
             put(place, rec)
         elif cur[0] == "L":  # its label came first
-            lts, lbin, label = cur[1:].split("|", 2)
+            lts, lbin, label = _label_part(cur[1:])
             err = checks.label(label)
             if err:
                 raise PairRefused(err)
@@ -256,7 +269,7 @@ def meet(
             head, _, rest = cur.partition("\t")
             kept, _, tail = rest.partition("\t")
             if rest and version and not _has_version(kept, version):
-                lts, lbin, label = tail.split("|", 2)
+                lts, lbin, label = _label_part(tail)
                 err = checks.label(label)
                 if err:
                     raise PairRefused(err)

@@ -115,6 +115,8 @@ def test_a_label_for_a_bare_record_joins_nothing() -> None:
         ("binary", [pred("p", f"{T}||1|nan")], [], None, "score nan"),
         ("binary", [], [label("p", "1", T)], f"{T}||1|inf", "score inf"),
         ("binary", [pred("p", "x|y")], [], None, "prediction record"),
+        ("binary", [pred("p", f"{T}||1|0.5")], [], "Lgarbage", "join record"),
+        ("binary", [pred("p", f"{T}|2|1|0.5")], [], f"J{T}\t1\tx|y", "join record"),
     ],
 )
 def test_what_no_pair_may_be_counted_from_is_refused(
