@@ -638,7 +638,6 @@ def steps(
     }
     if flat is not None:
         payload = Applies.__new__(Applies)  # only its request(): no script, no Redis
-        payload._bucket_keys = {}
 
         def request(prof: ReferenceProfile) -> Callable[[], object]:
             sketched = [sketch_batch(e, prof)[0] for e in events]

@@ -138,13 +138,6 @@ class _Checks:
     def __init__(self, rules: PairRules) -> None:
         self.rules = rules
 
-    def record(self, rec: str) -> str | None:
-        try:
-            self.parsed(rec)
-        except PairRefused as e:
-            return str(e)
-        return None
-
     def parsed(self, rec: str) -> tuple[int, str, str, str, str]:
         """The record's parts (`_parse`), or PairRefused."""
         r = self.rules
@@ -215,9 +208,7 @@ def meet(
     records: dict[Place, str | None] = {}
     champion = rules.champion
 
-    def get(place: Place) -> str | None:
-        if place in records:
-            return records[place]
+    def first_read(place: Place) -> str | None:
         cur = current[place]
         out.read[place] = cur or ""
         records[place] = cur
@@ -255,7 +246,7 @@ def meet(
     for pid, rec, bucket in predictions:
         pts, version = checks.parsed(rec)[:2]
         place = (bucket, pid)
-        cur = records[place] if place in records else get(place)
+        cur = records[place] if place in records else first_read(place)
         if cur is None:
             put(place, rec)
         elif cur[0] == "L":  # its label came first
@@ -291,7 +282,7 @@ def meet(
             if err:
                 raise PairRefused(err)
         place = (bucket, pid)
-        cur = records[place] if place in records else get(place)
+        cur = records[place] if place in records else first_read(place)
         if cur is None:
             put(place, f"L{lts}|{lbin}|{label}")
             out.labels_waiting += 1
@@ -305,9 +296,7 @@ def meet(
             recs = [line for line in cur.split("\n") if line] if "\n" in cur else [cur]
             lt, lb = int(lts), int(lbin)
             for r in recs:
-                err = checks.record(r)
-                if err:
-                    raise PairRefused(err)
+                checks.parsed(r)
                 out.pairs.append(Pair(r, label, lt, lb))
             if champion:
                 compare_all(recs, label, None)

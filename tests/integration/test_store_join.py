@@ -479,8 +479,8 @@ def test_a_record_met_by_another_batch_after_the_read_is_worked_out_again(
     (bucket,) = buckets(["p"])
     raced: list[bool] = []
 
-    def racing_read(model: str, places: Any, names: Any = None) -> Any:
-        got = reader(model, places, names)
+    def racing_read(model: str, places: Any) -> Any:
+        got = reader(model, places)
         if not raced:  # another worker's batch joins p right after this read
             raced.append(True)
             store.redis.hset(ModelKeys(model).id_bucket(bucket), "p", f"J{t}")

@@ -43,7 +43,6 @@ from streamdrift.store.depth_fields import depth_ops
 from streamdrift.store.fences import Fence
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.records import (
-    ID_BUCKETS,
     MAX_PERFORMANCE_FIELDS,
     JoinDelta,
     JoinStats,
@@ -138,7 +137,6 @@ class Applies:
         self.redis = client
         self._script = client.register_script(lua("apply"))
         self.records = Records(client)
-        self._bucket_keys: dict[str, list[str]] = {}
         #: times a call waited for a moving cluster slot (then ran)
         self.slot_waits = 0
         #: times a share was worked out again because a record it read had changed
@@ -318,10 +316,7 @@ class Applies:
         rules = PairRules.of(profile, r.champion)
         places = [(e[2], e[0]) for e in join.predictions]
         places += [(e[4], e[0]) for e in join.labels]
-        names = self._buckets(profile.model_id)
-        current = self._through_slot_moves(
-            lambda: self.records.read(profile.model_id, places, names)
-        )
+        current = self._through_slot_moves(lambda: self.records.read(profile.model_id, places))
         meeting = meet(join.predictions, join.labels, current, rules)
         sums = window_sums(meeting.pairs, rules)
         comparison_sums(meeting.comparisons, rules, sums)
@@ -353,14 +348,7 @@ class Applies:
         flat = [x for name, n in counts.items() if n for x in (name, n)]
         if flat:
             ops.append([keys.index(k.join), "incr", flat, 0])
-        return stats, _record_args(keys, k, meeting, names)
-
-    def _buckets(self, model: str) -> list[str]:
-        names = self._bucket_keys.get(model)
-        if names is None:
-            k = ModelKeys(model)
-            names = self._bucket_keys[model] = [k.id_bucket(b) for b in range(ID_BUCKETS)]
-        return names
+        return stats, _record_args(keys, meeting, self.records.bucket_keys(profile.model_id))
 
 
 def _touched(keys: KeyList, k: ModelKeys, rev: int, start: int, now: float) -> list[Op]:
@@ -419,7 +407,7 @@ def _sum_ops(
     return ops
 
 
-def _record_args(keys: KeyList, k: ModelKeys, m: Meeting, names: list[str]) -> list[Any]:
+def _record_args(keys: KeyList, m: Meeting, names: list[str]) -> list[Any]:
     """(key position, id, as read, as it becomes) per record the batch read: the script
     checks each is still as read, and writes those that change."""
     index = keys.index

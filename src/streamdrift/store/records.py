@@ -77,18 +77,24 @@ class Records:
         self.redis = client
         self._sweep = client.register_script(lua("sweep"))
         self._read = client.register_script(lua("read_records"))
+        self._names: dict[str, list[str]] = {}
+
+    def bucket_keys(self, model: str) -> list[str]:
+        """The model's bucket keys by bucket, spelled once per model."""
+        names = self._names.get(model)
+        if names is None:
+            k = ModelKeys(model)
+            names = self._names[model] = [k.id_bucket(b) for b in range(ID_BUCKETS)]
+        return names
 
     def read(
-        self, model: str, places: Iterable[tuple[int, str]], names: list[str] | None = None
+        self, model: str, places: Iterable[tuple[int, str]]
     ) -> dict[tuple[int, str], str | None]:
-        """The records of (bucket, prediction id) places, in one read-only script call
-        (`names`: the model's bucket keys by bucket, when the caller has them)."""
+        """The records of (bucket, prediction id) places, in one read-only script call."""
         order = list(dict.fromkeys(places))
         if not order:
             return {}
-        if names is None:
-            k = ModelKeys(model)
-            names = [k.id_bucket(b) for b in range(ID_BUCKETS)]
+        names = self.bucket_keys(model)
         keys: list[str] = []
         position: dict[int, int] = {}
         flat: list[Any] = []
