@@ -48,7 +48,13 @@ from streamdrift.store.records import (
     JoinStats,
     Records,
 )
-from streamdrift.store.window_fields import KeyList, Op, slice_performance_ops, window_ops
+from streamdrift.store.window_fields import (
+    KeyList,
+    Op,
+    slice_performance_ops,
+    vectors,
+    window_ops,
+)
 
 #: a call refused because another worker's batch met one of its records meanwhile is
 #: worked out again from a new read at most this often (each refusal means the other
@@ -380,11 +386,15 @@ def _sum_ops(
     wk = k.window(rev, ws)
     ops: list[Op] = []
     perf = keys.index(wk.perf)
-    for kind, values in (("incr", w.ints), ("incrf", w.floats)):
+    ints, hists = vectors(w.ints.items())
+    if hists:
+        ops.append([perf, "vincr", hists, expire_at])
+    floats: list[Any] = [x for kv in w.floats.items() for x in kv]
+    for kind, flat in (("incr", ints), ("incrf", floats)):
         plain: list[Any] = []
         capped: list[Any] = [MAX_PERFORMANCE_FIELDS]
-        for f, v in values.items():
-            (capped if _capped(f) else plain).extend((f, v))
+        for i in range(0, len(flat), 2):
+            (capped if _capped(flat[i]) else plain).extend(flat[i : i + 2])
         if plain:
             ops.append([perf, kind, plain, expire_at])
         if len(capped) > 1:
@@ -398,9 +408,11 @@ def _sum_ops(
         data += [x for f, v in w.label_counts.items() for x in (f, v)]
         ops.append([column, "cap", data, expire_at])
     if w.label_ints:
-        ops.append(
-            [column, "incr", [x for f, v in w.label_ints.items() for x in (f, v)], expire_at]
-        )
+        ints, hists = vectors(w.label_ints.items())
+        if ints:
+            ops.append([column, "incr", ints, expire_at])
+        if hists:
+            ops.append([column, "vincr", hists, expire_at])
     if w.label_floats:
         flat = [x for f, v in w.label_floats.items() for x in (f, v)]
         ops.append([column, "incrf", flat, expire_at])

@@ -14,7 +14,7 @@
 -- KEYS[i]   every other key the call may touch
 -- ARGV[1]   JSON payload, see store/applies.py:
 --   fence = {{field, expected offset, new offset}, ...}
---   ops   = {{key, kind, data, expire_at}, ...}      kind: a Merge of store/windows.py,
+--   ops   = {{key, kind, data, expire_at}, ...}      kind: a Merge of store/window_fields.py,
 --                                                    or cap, capincr, capincrf,
 --                                                    capped_list, zadd, zprune, pfadd
 --                                                    (store/depth_fields.py); the sums
@@ -47,6 +47,14 @@ local nkeys = #KEYS
 -- Float deltas are bounded far below the double's range: sums of them stay finite.
 local BOUND = 1e250
 local MAX_INT = 9007199254740992
+-- a packed histogram: signed 64-bit little-endian counts, bin 0 first (window_fields.VECTOR)
+local MAX_BINS = 4096
+local packings = {}
+local function packing(n)
+  local f = packings[n]
+  if not f then f = '<' .. string.rep('i8', n); packings[n] = f end
+  return f
+end
 
 local function is_key(i)
   return type(i) == 'number' and i >= 1 and i <= nkeys and math.floor(i) == i
@@ -126,6 +134,23 @@ for _, op in ipairs(p.ops) do
       if (kind == 'capincr' and not is_int(d[j + 1]))
           or (kind == 'capincrf' and not is_num(d[j + 1])) then
         return invalid('value of ' .. d[j])
+      end
+    end
+  elseif kind == 'vincr' then
+    -- {field, {bin, count, bin, count, ...}, ...}: bins from 0; the field holds a packed
+    -- histogram or nothing yet
+    if #d % 2 ~= 0 then return invalid(kind) end
+    for j = 1, #d, 2 do
+      local f, v = d[j], d[j + 1]
+      if type(f) ~= 'string' or type(v) ~= 'table' or #v % 2 ~= 0 then return invalid(kind) end
+      for i = 1, #v, 2 do
+        if not (is_int(v[i]) and v[i] >= 0 and v[i] < MAX_BINS and is_int(v[i + 1])) then
+          return invalid('bin of ' .. f)
+        end
+      end
+      local cur = redis.call('HGET', KEYS[key], f)
+      if cur and (#cur % 8 ~= 0 or #cur > 8 * MAX_BINS) then
+        return invalid(f .. ' holds no packed histogram')
       end
     end
   elseif kind == 'capped_list' then
@@ -218,18 +243,44 @@ if J then
 end
 
 -- 4. writes: nothing below can fail ------------------------------------------------------
+local expiry = {}
 for _, op in ipairs(p.ops) do
   local key, kind, d = KEYS[op[1]], op[2], op[3]
   if kind == 'incr' then
     for j = 1, #d, 2 do redis.call('HINCRBY', key, d[j], d[j + 1]) end
   elseif kind == 'incrf' then
     for j = 1, #d, 2 do redis.call('HINCRBYFLOAT', key, d[j], d[j + 1]) end
-  elseif kind == 'min' or kind == 'max' then
+  elseif kind == 'vincr' then
     for j = 1, #d, 2 do
-      local c = redis.call('HGET', key, d[j])
-      local v = tonumber(d[j + 1])
-      if (not c) or (kind == 'min' and v < tonumber(c)) or (kind == 'max' and v > tonumber(c)) then
-        redis.call('HSET', key, d[j], d[j + 1])
+      local f, v = d[j], d[j + 1]
+      local cur = redis.call('HGET', key, f)
+      local n = cur and #cur / 8 or 0
+      local top = n
+      for i = 1, #v, 2 do
+        if v[i] >= top then top = v[i] + 1 end
+      end
+      local c = {}
+      if n > 0 then c = {struct.unpack(packing(n), cur)} end
+      for i = n + 1, top do c[i] = 0 end
+      for i = 1, #v, 2 do c[v[i] + 1] = c[v[i] + 1] + v[i + 1] end
+      redis.call('HSET', key, f, struct.pack(packing(top), unpack(c, 1, top)))
+    end
+  elseif kind == 'min' or kind == 'max' then
+    -- the stored values of a few hundred fields at a time, one HMGET
+    for c = 1, #d, 512 do
+      local last = math.min(c + 511, #d)
+      local names = {}
+      for j = c, last, 2 do names[#names + 1] = d[j] end
+      local got = redis.call('HMGET', key, unpack(names))
+      local known = {}
+      for j = 1, #names do known[names[j]] = got[j] end
+      for j = c, last, 2 do
+        local stored, v = known[d[j]], tonumber(d[j + 1])
+        if (not stored) or (kind == 'min' and v < tonumber(stored))
+            or (kind == 'max' and v > tonumber(stored)) then
+          redis.call('HSET', key, d[j], d[j + 1])
+          known[d[j]] = d[j + 1]
+        end
       end
     end
   elseif kind == 'first' then
@@ -276,7 +327,11 @@ for _, op in ipairs(p.ops) do
   elseif kind == 'pfadd' then
     for c = 1, #d, 1000 do redis.call('PFADD', key, unpack(d, c, math.min(c + 999, #d))) end
   end
-  if op[4] and op[4] > 0 then redis.call('EXPIREAT', key, op[4]) end
+  -- a key's ops share their expiry: one EXPIREAT per key, not per op
+  if op[4] and op[4] > 0 and expiry[key] ~= op[4] then
+    redis.call('EXPIREAT', key, op[4])
+    expiry[key] = op[4]
+  end
 end
 
 for i = 1, #R, 4 do
