@@ -30,6 +30,15 @@ imports), registers synthetic fraud models (binary, `prediction_column="score"`,
    +2): every label waits; bytes per waiting label, measured as in 2.
 5. labels after predictions: the M labels of 2's predictions, read by 2's consumer group
    (which resumes after the predictions): every label joins a pending prediction.
+6. live (--live L, 0 skips it), a model at work (database +4): L predictions spread over
+   the day as in 1 are read first (not timed: they wait for their labels). Then, paced
+   at --live-rate messages/s by another process, while the worker reads at the head of
+   both topics: L new predictions, all within the current window, alternating with the
+   L labels of the first ones in the order they arrive (by their own time: prediction
+   time plus delay). 1 reads a backlog whose every batch spans most of the day's
+   windows; here a batch holds what a live model's does: predictions of one window,
+   labels whose pairs go to the windows of the last 6 hours. Its figures are Redis's
+   per message and the longest apply at that batch shape; its events/s is the pace.
 
 Each phase has a Redis database of its own so that its used_memory delta includes the
 growth of hash tables (main and expires dicts) that hold only its keys. See
@@ -42,6 +51,7 @@ import argparse
 import contextlib
 import cProfile
 import io
+import multiprocessing
 import os
 import platform
 import pstats
@@ -94,7 +104,7 @@ SPAN_SECONDS = DAY - DELAY_SECONDS[1] - 2 * MARGIN
 GOAL_BYTES = 150  # per pending prediction
 MEMORY_SAMPLE = 5000  # keys whose MEMORY USAGE is read
 #: databases, relative to the one in the Redis URL
-DB_LABELLED, DB_PREDICTIONS, DB_LABELS, DB_CONTROL = 0, 1, 2, 3
+DB_LABELLED, DB_PREDICTIONS, DB_LABELS, DB_CONTROL, DB_LIVE = 0, 1, 2, 3, 4
 
 
 # ---- infrastructure --------------------------------------------------------------------
@@ -138,6 +148,47 @@ def produce(bootstrap: str, topic: str, pairs: Iterable[tuple[bytes, bytes]]) ->
         "bytes": total,
         "mean_bytes": total / max(count, 1),
     }
+
+
+def live_order(
+    predictions: list[tuple[bytes, bytes]], labels: list[tuple[bytes, bytes]]
+) -> list[tuple[int, bytes, bytes]]:
+    """(0 for the predictions topic or 1 for the labels topic, key, value): the new
+    predictions in their order, alternating with the labels in the order they arrive
+    (by their own time)."""
+    timed = sorted(labels, key=lambda kv: orjson.loads(kv[1])["timestamp"])
+    out: list[tuple[int, bytes, bytes]] = []
+    for p, lb in zip(predictions, timed, strict=True):
+        out += [(0, *p), (1, *lb)]
+    return out
+
+
+def produce_paced(
+    bootstrap: str,
+    topics: tuple[str, str],
+    items: list[tuple[int, bytes, bytes]],
+    rate: float,
+    go: Any,
+) -> None:
+    """Produce `items` in order at `rate` messages/s, once `go` is set (in a process of
+    its own, so that its CPU is not the worker's)."""
+    go.wait(300)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+    t0 = time.perf_counter()
+    for i, (t, key, value) in enumerate(items):
+        if i % 100 == 0:
+            ahead = i / rate - (time.perf_counter() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+        while True:
+            try:
+                producer.produce(topics[t], key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(60):
+        raise SystemExit("undelivered messages")
 
 
 def settings_for(
@@ -219,11 +270,35 @@ def lua_fit(applies: list[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
-def run_worker(settings: Settings, n: int, profile_run: bool = False) -> dict[str, Any]:
+def run_worker(
+    settings: Settings,
+    n: int,
+    profile_run: bool = False,
+    started: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """A Worker subscribed to both topics, run as `Worker.run` runs it (throughput.drive)
     until it read n messages; its steps and every Lua apply (with the join's size) timed
-    while it runs."""
+    while it runs. `started`: called once, when the worker polls with its partitions
+    assigned."""
     w = worker_mod.Worker(settings)
+    if started is not None:
+        start = w._start
+
+        def _start() -> None:
+            start()
+            poll = w.consumer.consume
+            told = False
+
+            def consume(num_messages: int, timeout: float) -> list[Any]:
+                nonlocal told
+                if not told and w.consumer.assignment():
+                    told = True
+                    started()
+                return poll(num_messages, timeout)  # type: ignore[no-any-return]
+
+            w.consumer.consume = consume  # type: ignore[method-assign]
+
+        w._start = _start  # type: ignore[method-assign]
     timers = Timers()
     missing: list[str] = []
     applies: list[dict[str, Any]] = []
@@ -449,6 +524,20 @@ def verify_labelled(store: Store, model: str, n: int, wres: dict[str, Any]) -> d
     return {**ver, "join_stats": js, "labelled_pairs": labelled, "labels_left_waiting": left}
 
 
+def verify_live(store: Store, model: str, n: int, wres: dict[str, Any]) -> dict[str, Any]:
+    """The live run: 2n predictions counted once, the n labels joined, none waiting."""
+    js = store.counters.join_stats(model)
+    if js.get("joined", 0) != n or waiting_count(js):
+        raise BenchmarkError(f"join stats of {model}: {js}, expected {n} joined, none waiting")
+    ver = verify(store, model, 2 * n)
+    st = wres["stats"]
+    if st["dead"] or st["messages"] != 2 * n:
+        raise BenchmarkError(
+            f"live worker read {st['messages']} of {2 * n} messages, dead letters {st['dead']}"
+        )
+    return {**ver, "join_stats": js}
+
+
 # ---- Redis memory ----------------------------------------------------------------------
 def snapshot(r: redis.Redis, model: str, kind: str) -> dict[str, Any]:
     """used_memory, the database's dict overhead, and MEMORY USAGE of every key of the
@@ -575,6 +664,7 @@ RUNS = (
     ("worker_control", "no join"),
     ("worker_labels_only", "labels 1st"),
     ("worker_labels_after", "labels 2nd"),
+    ("worker_live", "live"),
 )
 #: the key kinds, as table columns
 KEYS = (
@@ -626,6 +716,16 @@ def table(res: dict[str, Any]) -> str:
         f"{res['worker_labels_only']['events_per_s']:>9,.0f} ev/s  (all wait)",
         f"    worker, labels after predictions     "
         f"{res['worker_labels_after']['events_per_s']:>9,.0f} ev/s  (all join a pending one)",
+    ]
+    if "worker_live" in res:
+        lv = res["worker_live"]
+        lines.append(
+            f"    worker, live (arrival order)         {lv['events_per_s']:>9,.0f} ev/s  "
+            f"(paced at {res['live_rate']:,.0f} msg/s: {res['live']} predictions + labels, "
+            f"{lv['batches']} batches, mean {lv['mean_batch']:.0f}; "
+            f"{lv['cpu_us_per_event']['redis']:.2f} µs Redis per event)"
+        )
+    lines += [
         f"    verified: joined {v['join_stats'].get('joined', 0)}, of which "
         f"{waiting_count(v['join_stats'])} labels came before their prediction; "
         f"{v['total']} events in {v['windows']} windows, {v['labelled_pairs']} labelled pairs",
@@ -782,6 +882,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the predictions-only run of a model without a label column",
     )
+    ap.add_argument(
+        "--live",
+        type=int,
+        default=30_000,
+        help="predictions, and as many labels, in arrival order at --live-rate (0 skips)",
+    )
+    ap.add_argument(
+        "--live-rate",
+        type=float,
+        default=20_000.0,
+        help="messages/s of the live run (20000)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument(
         "--profile",
@@ -791,6 +903,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.events < 1 or args.pending < 1:
         ap.error("--events and --pending must be positive")
+    if args.live < 0 or args.live_rate <= 0:
+        ap.error("--live must be 0 or more and --live-rate positive")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     run = uuid.uuid4().hex[:10]
@@ -828,12 +942,21 @@ def main(argv: list[str] | None = None) -> int:
                 "consumer_group": f"bench-ctl-worker-{run}",
             }
         )
-        m1, m2, m3 = f"bench_{run}", f"bpend_{run}", f"bwait_{run}"
-        st1, st2, st3, st4 = (Store(s.redis_url) for s in (s1, s2, s3, s4))
-        for st in (st1, st2, st3, st4):
+        s5 = settings_for(
+            bootstrap,
+            db_url(redis_url, DB_LIVE),
+            f"sd-live-{run}",
+            f"sd-live-{run}-labels",
+            f"bench-live-worker-{run}",
+        )
+        m1, m2, m3, m5 = f"bench_{run}", f"bpend_{run}", f"bwait_{run}", f"blive_{run}"
+        st1, st2, st3, st4, st5 = (Store(s.redis_url) for s in (s1, s2, s3, s4, s5))
+        for st in (st1, st2, st3, st4, st5):
             st.ping()
-        topics = sorted({t for s in (s1, s2, s3) for t in topics_of(s)})
-        with cleanup(bootstrap, [(st1, m1), (st2, m2), (st3, m3), (st4, m2)], topics, is_embedded):
+        topics = sorted({t for s in (s1, s2, s3, s5) for t in topics_of(s)})
+        stores = [(st1, m1), (st2, m2), (st3, m3), (st4, m2), (st5, m5)]
+        live_verified: dict[str, Any] | None = None
+        with cleanup(bootstrap, stores, topics, is_embedded):
             for t in (
                 s1.predictions_topic,
                 s1.labels_topic,
@@ -950,6 +1073,50 @@ def main(argv: list[str] | None = None) -> int:
                 f"labels-after worker: join stats {js2}, {w5['stats']}",
             )
 
+            # ---- 6. live: a model at work, the worker at the head of both topics
+            if args.live:
+                k = args.live
+                for t in (s5.predictions_topic, s5.labels_topic):
+                    create_topic(bootstrap, t)
+                register(st5, m5, ref)
+                old5, labels5 = synthetic.labelled_events(
+                    m5, k, start, SPAN_SECONDS, seed=14, delay_seconds=DELAY_SECONDS
+                )
+                window_now = time.time() // WINDOW_SECONDS * WINDOW_SECONDS
+                new5, _ = synthetic.labelled_events(
+                    m5, k, window_now, min(time.time() - window_now, 600.0), seed=15
+                )
+                log(f"worker, live: {k} predictions of the day first ...")
+                produce(bootstrap, s5.predictions_topic, old5)
+                del old5
+                run_worker(s5, k)
+                items = live_order(new5, labels5)
+                del new5, labels5, _
+                log(f"  then {k} new predictions and {k} labels at {args.live_rate:,.0f} msg/s ...")
+                ctx = multiprocessing.get_context("fork")
+                go = ctx.Event()
+                producer = ctx.Process(
+                    target=produce_paced,
+                    args=(
+                        bootstrap,
+                        (s5.predictions_topic, s5.labels_topic),
+                        items,
+                        args.live_rate,
+                        go,
+                    ),
+                )
+                producer.start()
+                try:
+                    w6 = workers["worker_live"] = run_worker(s5, 2 * k, started=go.set)
+                finally:
+                    producer.join(120)
+                    if producer.is_alive():
+                        producer.kill()
+                del items
+                check(producer.exitcode == 0, f"the live producer exited {producer.exitcode}")
+                log(f"  {w6['events_per_s']:,.0f} events/s, mean batch {w6['mean_batch']:.0f}")
+                live_verified = verify_live(st5, m5, k, w6)
+
     profile_text = w1.pop("profile_text", None)
     b = max((b1, b2), key=lambda x: x["events_per_s"])
     res: dict[str, Any] = {
@@ -978,6 +1145,9 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": w1["events_per_s"] / b["events_per_s"],
         "lua": {k: lua_summary(x["applies"], x["events"]) for k, x in workers.items()},
         "verify": ver,
+        "live": args.live,
+        "live_rate": args.live_rate,
+        "verify_live": live_verified,
         "memory_pending": pending,
         "memory_waiting_label": waiting,
         "memory_joined": joined,
