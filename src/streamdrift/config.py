@@ -712,9 +712,10 @@ class Settings(BaseSettings):
     max_apply_ms: float = Field(
         0.0,
         ge=0,
-        description="an apply script should hold Redis at most about this long: while one "
-        "takes longer (a label joining costs 25-40 µs of it), the worker polls smaller "
-        "batches, at a cost in throughput; 0 (the default): always batch_size",
+        description="an apply script should hold Redis at most about this long: the "
+        "worker polls 1000 messages at first, and grows or shrinks its polls by the "
+        "scripts' time (a message costs ~3-4 µs of it), at a cost in throughput; 0 (the "
+        "default): always batch_size",
     )
     poll_timeout_seconds: float = Field(0.5, gt=0)
     max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")

@@ -96,6 +96,9 @@ def _resync_cause(error: Exception) -> tuple[str, str]:
 MAX_FENCE_RETRIES = 20
 #: Polls never ask for fewer messages than this, however long the applies take.
 MIN_BATCH = 100
+#: messages asked for by the first poll while `max_apply_ms` bounds the apply script
+#: (~3–4 µs of script each: ~4 ms), grown by a quarter per batch that stays under it
+FIRST_BOUNDED_BATCH = 1000
 
 #: Every this often (seconds): the state marker and Redis's identity are checked, quiet
 #: models' fences move up, and the progress floors with them.
@@ -213,6 +216,9 @@ class Worker:
         #: messages asked for per poll (see `_size_batches`), and the longest apply script
         #: of the batch being finished (µs)
         self.batch_limit = settings.batch_size
+        if settings.max_apply_ms:
+            # start small and grow: a first batch of batch_size would find out too late
+            self.batch_limit = min(settings.batch_size, FIRST_BOUNDED_BATCH)
         self._longest_us = 0
         self._rereads_seen = 0
         self.metrics.batch_limit.set(self.batch_limit)
@@ -797,20 +803,22 @@ class Worker:
         return flight.last_offsets
 
     def _size_batches(self, messages: int) -> None:
-        """Ask for fewer messages per poll while a model's apply script runs longer than
-        `max_apply_ms` (Redis runs a script without serving anyone else: every other
-        worker and model waits), in proportion to what it took; grow back by a quarter
-        per full batch that stayed under it. A script's time grows with the messages of
-        its batch (~1–3 µs each: a record checked and written, a prediction's deltas)
-        and with the windows it touches (~2 ms each for 22 features): a batch spread over
-        many windows stays long however small."""
+        """Ask for fewer messages per poll once a model's apply script runs longer than
+        0.8 `max_apply_ms` (Redis runs a script without serving anyone else: every other
+        worker and model waits), in proportion to what it took, aiming at 0.6; grow back
+        by a quarter per full batch under half of it. The band between keeps the polls
+        from swinging across the bound on a machine whose scripts' times vary by half
+        from one batch to the next. A script's time grows with the messages of
+        its batch (~3–4 µs each: a record checked and written, a prediction's deltas)
+        and with the windows it touches (~1 ms each for 22 features and a few slices): a
+        batch spread over many windows stays long however small."""
         target = self.settings.max_apply_ms * 1000.0
         if not target or not messages:
             return
         limit = self.batch_limit
-        if self._longest_us > target:
-            limit = max(MIN_BATCH, int(messages * target / self._longest_us * 0.8))
-        elif messages >= self.batch_limit and self._longest_us < 0.8 * target:
+        if self._longest_us > 0.8 * target:
+            limit = max(MIN_BATCH, int(messages * 0.6 * target / self._longest_us))
+        elif messages >= self.batch_limit and self._longest_us < 0.5 * target:
             limit = int(self.batch_limit * 1.25) + 1
         limit = min(limit, self.settings.batch_size)
         if limit != self.batch_limit:
