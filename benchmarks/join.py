@@ -393,6 +393,8 @@ def run_worker(
             "columnar_batches": w.stats.columnar_batches,
             # shares worked out again: a record changed between its read and the apply
             "record_rounds": w.store.applies.record_rounds,
+            # predictions taken to have no record, not read (applies.CLEAN_BATCHES)
+            "unread_predictions": w.store.applies.unread_predictions,
         },
     }
     if prof:
@@ -725,6 +727,14 @@ def table(res: dict[str, Any]) -> str:
             f"{lv['batches']} batches, mean {lv['mean_batch']:.0f}; "
             f"{lv['cpu_us_per_event']['redis']:.2f} µs Redis per event)"
         )
+    lines.append(
+        "    predictions not read (no record expected) / shares worked out again: "
+        + ", ".join(
+            f"{name} {res[c]['stats'].get('unread_predictions', 0):,}/"
+            f"{res[c]['stats'].get('record_rounds', 0)}"
+            for c, name in cols
+        )
+    )
     lines += [
         f"    verified: joined {v['join_stats'].get('joined', 0)}, of which "
         f"{waiting_count(v['join_stats'])} labels came before their prediction; "

@@ -38,6 +38,7 @@ from streamdrift.performance import (
 from streamdrift.profile import LABEL, ReferenceProfile, bin_index
 from streamdrift.sketch import prediction_outputs, sketch_events
 from streamdrift.store import Applied, ApplyRequest, Fence, JoinStats, Store, buckets
+from streamdrift.store.applies import CLEAN_BATCHES
 from streamdrift.store.keys import ModelKeys
 
 from .store_support import (
@@ -494,6 +495,37 @@ def test_a_record_met_by_another_batch_after_the_read_is_worked_out_again(
     assert _labelled(store, binary, _start(binary, t)) == 1  # q's pair; p's is the other's
     assert record(store, binary.model_id, "p") == f"J{t}"
     assert store.counters.join_stats(binary.model_id) == {"joined": 1, "duplicate_labels": 1}
+
+
+def test_predictions_are_read_only_while_they_find_records(
+    store: Store, binary: ReferenceProfile, t: int
+) -> None:
+    """After CLEAN_BATCHES batches whose predictions found no record, a model's predictions
+    are taken to have none and are not read. The script still holds each to that: a
+    prediction whose label came first sends the share back, it is read in full and
+    worked out again, and everything counts once; the next batches read their
+    predictions again."""
+    m, applies = binary.model_id, store.applies
+    for b in range(CLEAN_BATCHES):
+        assert _predict(store, binary, [f"a{b}-{i}" for i in range(5)], t) == JoinStats()
+    assert applies.unread_predictions == 0
+    assert _predict(store, binary, [f"b{i}" for i in range(5)], t) == JoinStats()
+    assert applies.unread_predictions == 5 and applies.record_rounds == 0
+    assert record(store, m, "b3") == f"{t}|1|1|0.75"
+
+    # x's label waits; a batch with x, not read, is refused and worked out from a read
+    assert _label(store, binary, ["x"], t + 50, 0) == JoinStats(labels_before_prediction=1)
+    assert _predict(store, binary, ["x", "y"], t) == JoinStats(joined=1)
+    assert applies.record_rounds == 1 and applies.unread_predictions == 7
+    assert _predict(store, binary, ["z"], t) == JoinStats()
+    assert applies.unread_predictions == 7  # read again after the refusal
+
+    assert record(store, m, "x").split("\t")[0] == f"J{t}"
+    assert record(store, m, "y") == f"{t}|1|1|0.75"
+    (window,) = store.windows.read(binary, [_start(binary, t)])
+    assert window.count == 5 * CLEAN_BATCHES + 5 + 2 + 1
+    assert window.performance is not None and window.performance.labelled == 1
+    assert store.counters.join_stats(m) == {"joined": 1, "labels_before_prediction": 1}
 
 
 def _label_request(

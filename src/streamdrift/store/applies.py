@@ -8,6 +8,13 @@ pairs that meet add to their windows, and the script writes that only if every r
 is still as read (else the share is worked out again from a new read). Redis spends a
 read, a compare and a write per id instead of running each pair's arithmetic in Lua.
 
+A live model's predictions come before their labels, so they find no record: once
+`CLEAN_BATCHES` batches in a row read none for any of their predictions, a model's
+predictions are taken to have none and only its labels are read. The script's check
+holds each prediction to that as to any read: one that has a record (a label came
+first, an id repeated) sends the share back, to be read in full from then on until
+the predictions find none again.
+
 The call is split in two so the worker can pipeline: `send` writes the script call on a
 connection of its own and returns at once; `read` waits for the answer. Whatever the
 answer, the script either ran entirely or wrote nothing, so any failure in between is
@@ -55,6 +62,10 @@ from streamdrift.store.window_fields import (
     vectors,
     window_ops,
 )
+
+#: batches in a row whose predictions all found no record, before a model's predictions
+#: are taken to have none (and not read)
+CLEAN_BATCHES = 3
 
 #: a call refused because another worker's batch met one of its records meanwhile is
 #: worked out again from a new read at most this often (each refusal means the other
@@ -147,6 +158,10 @@ class Applies:
         self.slot_waits = 0
         #: times a share was worked out again because a record it read had changed
         self.record_rounds = 0
+        #: model -> batches in a row whose predictions found no record (CLEAN_BATCHES)
+        self._clean: dict[str, int] = {}
+        #: predictions not read: taken to have no record (checked by the script)
+        self.unread_predictions = 0
 
     # ---- calls --------------------------------------------------------------------------
     def apply(self, request: ApplyRequest) -> ApplyResult:
@@ -239,9 +254,10 @@ class Applies:
                 return ModelChanged(int(current) if current else None)
             if code != 5:
                 break
-            # another worker's batch met one of the records since they were read: read
-            # them again and work the share out anew
+            # a record is not as read (another worker's batch met it, or a prediction
+            # taken to have none has one): read them all again, and work it out anew
             self.record_rounds += 1
+            self._clean[request.profile.model_id] = 0
             try:
                 keys, args, stats = self.request(request)
             except PairRefused as e:
@@ -320,10 +336,19 @@ class Applies:
         assert join is not None
         profile, cfg, rev = r.profile, r.profile.config, r.profile.revision
         rules = PairRules.of(profile, r.champion)
-        places = [(e[2], e[0]) for e in join.predictions]
-        places += [(e[4], e[0]) for e in join.labels]
-        current = self._through_slot_moves(lambda: self.records.read(profile.model_id, places))
+        model = profile.model_id
+        predicted = [(e[2], e[0]) for e in join.predictions]
+        labelled = [(e[4], e[0]) for e in join.labels]
+        assumed = self._clean.get(model, 0) >= CLEAN_BATCHES
+        wanted = labelled if assumed else predicted + labelled
+        current: dict[tuple[int, str], str | None] = dict.fromkeys(predicted) if assumed else {}
+        current.update(self._through_slot_moves(lambda: self.records.read(model, wanted)))
         meeting = meet(join.predictions, join.labels, current, rules)
+        if assumed:
+            self.unread_predictions += len(predicted)
+        elif predicted:
+            found = any(meeting.read.get(place) for place in predicted)
+            self._clean[model] = 0 if found else self._clean.get(model, 0) + 1
         sums = window_sums(meeting.pairs, rules)
         comparison_sums(meeting.comparisons, rules, sums)
         check_finite(sums)
