@@ -316,6 +316,28 @@ def test_a_window_of_one_field_per_bin_reads_with_the_packed_bins_added(
     assert_window_equal(got, first[s] + second[s])
 
 
+def test_names_ending_like_a_packed_histogram_read_back_as_they_were(
+    store: Store, model_id: str, base_profile: ReferenceProfile
+) -> None:
+    """A version, a new feature, a category and a slice whose names end with the packed
+    histograms' mark ("#", as in "C#") are counts like any other: they read back."""
+    profile = register(store, base_profile, model_id)
+    rng = np.random.default_rng(7)
+    s = current_window(profile)
+    w = random_window(rng, profile, s, 1, slices=("v=1.0.0", "lang=C#"))
+    w.versions["2.0#"] += 3
+    w.extra["f#"] += 2
+    w.extra_numbers["f#"] += 2
+    w.extra_sums["f#"] += 1.5
+    name = next(iter(w.categorical))
+    w.categorical[name].counts["C#"] += 4
+    apply(store, profile, {s: w})
+    (got,) = store.windows.read(profile, [s], slices=True)
+    assert got.versions["2.0#"] == w.versions["2.0#"] and got.extra["f#"] == 2
+    assert got.categorical[name].counts["C#"] == w.categorical[name].counts["C#"]
+    assert_window_equal(got, w)
+
+
 def test_distinct_counts_of_many_values_within_the_hyperloglogs_error(
     store: Store, model_id: str, base_profile: ReferenceProfile
 ) -> None:

@@ -296,12 +296,11 @@ def decode_field(fields: Mapping[str, Field], obj: Any, name: str, text: str | b
     if f is not None and not f.keyed and f.merge is not M.VSUM:
         setattr(obj, f.attr, _decode(f.merge, text))  # type: ignore[arg-type]
         return True
-    if name.endswith(VECTOR):
-        f = fields.get(name[:-1])
-        if f is None or f.merge is not M.VSUM or not isinstance(text, bytes):
-            return False
+    f = fields.get(name[:-1]) if name.endswith(VECTOR) else None
+    if f is not None and f.merge is M.VSUM and isinstance(text, bytes):
         _add_counts(getattr(obj, f.attr), unpacked(text))
         return True
+    # a keyed field whose key ends with VECTOR ("version:2.0#") is read as text would be
     head, sep, rest = name.partition(":")
     f = fields.get(head)
     if f is None or not sep or not (f.keyed or f.merge is M.VSUM):
