@@ -63,7 +63,7 @@ class PairedSketch:
             self.squared_difference + o.squared_difference,
         )
 
-    def set(self, name: str, value: str | bytes) -> None:
+    def set(self, name: str, value: str) -> None:
         """One perf-hash field (its name after the prefix)."""
         head, _, rest = name.partition(":")
         if name == "n":
@@ -84,7 +84,7 @@ class PairedSketch:
             self.squared_difference += float(value)
 
 
-def decode_comparisons(h: Mapping[str, str | bytes]) -> dict[str, PairedSketch]:
+def decode_comparisons(h: Mapping[str, str]) -> dict[str, PairedSketch]:
     """Each challenger's pairs, from the "[cc=<challenger>]<field>" fields of a perf hash."""
     out: dict[str, PairedSketch] = {}
     for k, v in h.items():

@@ -810,7 +810,7 @@ class Worker:
         from swinging across the bound on a machine whose scripts' times vary by half
         from one batch to the next. A script's time grows with the messages of
         its batch (~3–4 µs each: a record checked and written, a prediction's deltas)
-        and with the windows it touches (~1 ms each for 22 features and a few slices): a
+        and with the windows it touches (~2 ms each for 22 features and a few slices): a
         batch spread over many windows stays long however small."""
         target = self.settings.max_apply_ms * 1000.0
         if not target or not messages:

@@ -214,23 +214,6 @@ POISONED_PAYLOADS: dict[str, tuple[Mutation, str]] = {
         "value",
     ),
     "capincr cap missing": (_append(lambda k: [k.perf, "capincr", ["cm:1|1", 1], 0]), "capincr"),
-    # packed histograms: {field, {bin, count, ...}} into a field holding one or nothing
-    "vincr counts not a list": (_append(lambda k: [k.num, "vincr", ["bin#", 3], 0]), "vincr"),
-    "vincr bin without count": (_append(lambda k: [k.num, "vincr", ["bin#", [1]], 0]), "vincr"),
-    "vincr field without counts": (_append(lambda k: [k.num, "vincr", ["bin#"], 0]), "vincr"),
-    "vincr negative bin": (
-        _append(lambda k: [k.num, "vincr", ["bin#", [-1, 2]], 0]),
-        "bin of bin#",
-    ),
-    "vincr bin past the bound": (
-        _append(lambda k: [k.num, "vincr", ["bin#", [4096, 2]], 0]),
-        "bin of bin#",
-    ),
-    "vincr count 1.5": (_append(lambda k: [k.perf, "vincr", ["pos#", [3, 1.5]], 0]), "bin of"),
-    "vincr into a plain count": (
-        _append(lambda k: [k.num, "vincr", ["n", [0, 1]], 0]),
-        "n holds no packed histogram",
-    ),
 }
 
 

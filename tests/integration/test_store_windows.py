@@ -31,7 +31,6 @@ from streamdrift.store.window_fields import (
     META_FIELDS,
     NUMERIC_FIELDS,
     PERFORMANCE_FIELDS,
-    VECTOR,
     Field,
     encode_fields,
 )
@@ -212,10 +211,9 @@ def random_window(
 
 
 def _stored_names(fields: tuple[Field, ...], *objs: object) -> set[str]:
-    """The Field names `encode_fields` writes for `objs` (a keyed one once, a packed
-    histogram without its VECTOR mark)."""
+    """The Field names `encode_fields` writes for `objs` (a keyed one once)."""
     return {
-        str(name).partition(":")[0].removesuffix(VECTOR)
+        str(name).partition(":")[0]
         for obj in objs
         for data in encode_fields(fields, obj, prefix="c").values()
         for name in data[::2]
@@ -279,63 +277,22 @@ def test_reading_two_applies_gives_the_merge_of_their_sketches(
         assert pooled[name] <= sum(w.distinct[name] for w in read)
 
 
-def _to_one_field_per_bin(store: Store, model_id: str) -> int:
-    """Rewrite every packed histogram of the model's keys as the layout before packing
-    wrote it: one field "<name>:<bin>" per non-zero bin. Returns the fields rewritten."""
-    done = 0
-    for key in store.redis.scan_iter(match=f"sd:{{{model_id}}}:*"):
-        if store.redis.type(key) != b"hash":
-            continue
-        for name, value in store.redis.hgetall(key).items():
-            if not name.endswith(VECTOR.encode()):
-                continue
-            counts = np.frombuffer(value, dtype="<i8")
-            store.redis.hdel(key, name)
-            base = name[: -len(VECTOR)].decode()
-            for b in np.flatnonzero(counts).tolist():
-                store.redis.hset(key, f"{base}:{b}", int(counts[b]))
-            done += 1
-    return done
-
-
-@pytest.mark.parametrize("seed", SEEDS[:2])
-def test_a_window_of_one_field_per_bin_reads_with_the_packed_bins_added(
-    store: Store, model_id: str, base_profile: ReferenceProfile, seed: int
-) -> None:
-    """A window written before histograms were packed (one field per bin), then added
-    to in the packed layout: the reader adds both, as if one layout held everything."""
-    profile = register(store, base_profile, model_id)
-    rng = np.random.default_rng(seed)
-    s = current_window(profile)
-    first = {s: random_window(rng, profile, s, 1)}
-    second = {s: random_window(rng, profile, s, 1)}
-    apply(store, profile, first)
-    assert _to_one_field_per_bin(store, model_id) > 5
-    apply(store, profile, second)
-    (got,) = store.windows.read(profile, [s], slices=True)
-    assert_window_equal(got, first[s] + second[s])
-
-
-def test_names_ending_like_a_packed_histogram_read_back_as_they_were(
+def test_every_key_of_a_window_expires_when_the_window_does(
     store: Store, model_id: str, base_profile: ReferenceProfile
 ) -> None:
-    """A version, a new feature, a category and a slice whose names end with the packed
-    histograms' mark ("#", as in "C#") are counts like any other: they read back."""
+    """The script sets a key's expiry once however many of the call's operations touch
+    it: every key of the window and of its slices still expires at the window's end plus
+    the retention, after a second call too."""
     profile = register(store, base_profile, model_id)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(3)
     s = current_window(profile)
-    w = random_window(rng, profile, s, 1, slices=("v=1.0.0", "lang=C#"))
-    w.versions["2.0#"] += 3
-    w.extra["f#"] += 2
-    w.extra_numbers["f#"] += 2
-    w.extra_sums["f#"] += 1.5
-    name = next(iter(w.categorical))
-    w.categorical[name].counts["C#"] += 4
-    apply(store, profile, {s: w})
-    (got,) = store.windows.read(profile, [s], slices=True)
-    assert got.versions["2.0#"] == w.versions["2.0#"] and got.extra["f#"] == 2
-    assert got.categorical[name].counts["C#"] == w.categorical[name].counts["C#"]
-    assert_window_equal(got, w)
+    for _ in range(2):
+        apply(store, profile, {s: random_window(rng, profile, s, 1)})
+    want = s + profile.config.window_seconds + profile.config.retention_seconds
+    prefix = f"sd:{{{model_id}}}:w:{profile.revision}:{s}"
+    keys = [k.decode() for k in store.redis.scan_iter(match=f"{prefix}*", count=1000)]
+    assert len(keys) > 20 and any("|" in k for k in keys)  # slices' keys among them
+    assert {k: store.redis.expiretime(k) for k in keys} == dict.fromkeys(keys, want)
 
 
 def test_distinct_counts_of_many_values_within_the_hyperloglogs_error(
@@ -394,11 +351,8 @@ def test_a_batch_score_histogram_reads_back_as_numpy_counts_it(
         got[b] += c
     np.testing.assert_array_equal(got, want)
     stored = store.redis.hgetall(ModelKeys(model_id).window(profile.revision, start).meta)
-    # one field, the counts packed as little-endian int64 up to the highest bin
-    assert not [k for k in stored if k.startswith(b"sc:")]
-    packed = np.frombuffer(stored[b"sc#"], dtype="<i8")
-    assert len(packed) == np.flatnonzero(want).max() + 1
-    np.testing.assert_array_equal(packed, want[: len(packed)])
+    fields = {k.decode(): int(v) for k, v in stored.items() if k.startswith(b"sc:")}
+    assert fields == {f"sc:{b}": int(c) for b, c in enumerate(want) if c}
     assert window.count == 2 * 701 and window.performance is None
 
 

@@ -55,13 +55,7 @@ from streamdrift.store.records import (
     JoinStats,
     Records,
 )
-from streamdrift.store.window_fields import (
-    KeyList,
-    Op,
-    slice_performance_ops,
-    vectors,
-    window_ops,
-)
+from streamdrift.store.window_fields import KeyList, Op, slice_performance_ops, window_ops
 
 #: batches in a row whose predictions all found no record, before a model's predictions
 #: are taken to have none (and not read)
@@ -411,15 +405,11 @@ def _sum_ops(
     wk = k.window(rev, ws)
     ops: list[Op] = []
     perf = keys.index(wk.perf)
-    ints, hists = vectors(w.ints.items())
-    if hists:
-        ops.append([perf, "vincr", hists, expire_at])
-    floats: list[Any] = [x for kv in w.floats.items() for x in kv]
-    for kind, flat in (("incr", ints), ("incrf", floats)):
+    for kind, values in (("incr", w.ints), ("incrf", w.floats)):
         plain: list[Any] = []
         capped: list[Any] = [MAX_PERFORMANCE_FIELDS]
-        for i in range(0, len(flat), 2):
-            (capped if _capped(flat[i]) else plain).extend(flat[i : i + 2])
+        for f, v in values.items():
+            (capped if _capped(f) else plain).extend((f, v))
         if plain:
             ops.append([perf, kind, plain, expire_at])
         if len(capped) > 1:
@@ -433,11 +423,9 @@ def _sum_ops(
         data += [x for f, v in w.label_counts.items() for x in (f, v)]
         ops.append([column, "cap", data, expire_at])
     if w.label_ints:
-        ints, hists = vectors(w.label_ints.items())
-        if ints:
-            ops.append([column, "incr", ints, expire_at])
-        if hists:
-            ops.append([column, "vincr", hists, expire_at])
+        ops.append(
+            [column, "incr", [x for f, v in w.label_ints.items() for x in (f, v)], expire_at]
+        )
     if w.label_floats:
         flat = [x for f, v in w.label_floats.items() for x in (f, v)]
         ops.append([column, "incrf", flat, expire_at])

@@ -29,7 +29,7 @@ from streamdrift.correlation import CorrelationModel, CorrelationSketch
 from streamdrift.profile import RECONSTRUCTION, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.keys import WindowKeys
-from streamdrift.store.window_fields import Field, KeyList, Merge, Op, decode_numeric, stored
+from streamdrift.store.window_fields import Field, KeyList, Merge, Op, decode_numeric
 
 M = Merge
 
@@ -141,12 +141,16 @@ def decode_reads(window: WindowSketch, profile: ReferenceProfile, replies: Itera
     """Set the window's depth state from the replies of `queue_reads`."""
     model = _correlation_model(profile)
     if model is not None:
-        h = {k.decode(): v.decode() for k, v in next(replies).items()}
+        h = _text(next(replies))
         window.correlation = decode_correlation(h, model) if h else None
     for name, column in profile.derived_columns().items():
-        window.numeric[name] = decode_numeric(stored(next(replies)), column)
+        window.numeric[name] = decode_numeric(_text(next(replies)), column)
     for name in distinct_features(profile):
         window.distinct[name] = int(next(replies))
+
+
+def _text(h: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in h.items()}
 
 
 __all__ = [

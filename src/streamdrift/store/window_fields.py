@@ -14,14 +14,14 @@ Hashes of one window (see `store.keys`):
                invalid:<reason>[:<feature>], extra:<f>, extra_numbers:<f>,
                extra_sum:<f>, cat_missing:<column>, cat_other:<column>,
                slice:<slice>  (events in each slice: which slice hashes exist),
-               sc# (scored predictions per calibration score bin)
-    num:<f>    bin#, n, missing, oor, sum, sumsq, min, max (a slice: all its
+               sc:<bin> (scored predictions per calibration score bin)
+    num:<f>    bin:<i>, n, missing, oor, sum, sumsq, min, max (a slice: all its
                numeric columns in one hash `num`, fields "<f>\x1f<field>")
     cat:<f>    <category> -> count: user values only, so a category literally named
                "__missing__" is a category; missing values and the categories beyond
                the cap are counted in meta
     perf       n, dsum, d:<log2 delay>, cm:<actual>|<predicted>, cm_other, ns,
-               pos#, neg#, cs:<calibration bin> (score sums), ll, ll2, nll2, brier,
+               pos:<bin>, neg:<bin>, cs:<calibration bin> (score sums), ll, ll2, nll2, brier,
                ae, se, err, y, y2, ape, nape,
                s:<segment>=<value>:<n|ok|ae|se>  (written by the join, pair by pair);
                q:<part>:<en|e|ln|l|l2|an|a|a2>  (the sequential scan's sums per part
@@ -29,12 +29,6 @@ Hashes of one window (see `store.keys`):
                each slice's labelled pairs under the same names, "[<slice>]<field>";
                each challenger's pairs with the champion, "[cc=<version>]<field>"
                (see streamdrift.champion)
-
-A histogram ("<name>#": bin, sc, pos, neg) is one field: its counts packed as signed
-64-bit little-endian integers, bin 0 first, as long as its highest bin written. The
-script adds a batch's counts to all its bins in one read and one write; a field per bin
-made a batch's apply one HINCRBY per bin, ~60 % of its commands. Windows written before
-hold one field per bin ("<name>:<i>"); the decoder adds both.
 """
 
 from __future__ import annotations
@@ -63,7 +57,6 @@ class Merge(StrEnum):
     MIN = "min"
     MAX = "max"
     FIRST = "first"  #: the first value written stays (HSETNX)
-    VSUM = "vincr"  #: a histogram's counts, packed in one field (VECTOR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +87,7 @@ META_FIELDS: tuple[Field, ...] = (
     Field("extra_sums", "extra_sum", M.FSUM, keyed=True),
     Field("slice_counts", "slice", M.SUM, keyed=True),
     # all predictions, labelled or not, per score bin: performance estimation (CBPE)
-    Field("score_bins", "sc", M.VSUM),
+    Field("score_bins", "sc", M.SUM, keyed=True),
 )
 
 #: CategoricalSketch attributes kept in the meta hash, one field per column
@@ -106,7 +99,7 @@ CATEGORICAL_META_FIELDS: tuple[Field, ...] = (
 
 #: a numeric column's hash: NumericSketch attributes
 NUMERIC_FIELDS: tuple[Field, ...] = (
-    Field("bins", "bin", M.VSUM),
+    Field("bins", "bin", M.SUM, keyed=True),
     Field("n", "n", M.SUM),
     Field("missing", "missing", M.SUM),
     Field("out_of_range", "oor", M.SUM),
@@ -126,8 +119,8 @@ PERFORMANCE_FIELDS: tuple[Field, ...] = (
     Field("confusion", "cm", M.SUM, keyed=True),
     Field("confusion_other", "cm_other", M.SUM),
     Field("scored", "ns", M.SUM),
-    Field("positive_hist", "pos", M.VSUM),
-    Field("negative_hist", "neg", M.VSUM),
+    Field("positive_hist", "pos", M.SUM, keyed=True),
+    Field("negative_hist", "neg", M.SUM, keyed=True),
     Field("score_sums", "cs", M.FSUM, keyed=True),
     Field("log_loss_sum", "ll", M.FSUM),
     Field("log_loss_sq", "ll2", M.FSUM),
@@ -145,59 +138,6 @@ PERFORMANCE_FIELDS: tuple[Field, ...] = (
 )
 
 ALL_FIELDS = META_FIELDS + CATEGORICAL_META_FIELDS + NUMERIC_FIELDS + PERFORMANCE_FIELDS
-
-#: after a histogram field's name: its counts packed (VECTOR_DTYPE), not one field per bin
-VECTOR = "#"
-VECTOR_DTYPE = np.dtype("<i8")
-#: bins a packed histogram may have (apply.lua refuses more): score bins are at most
-#: 256, a numeric column's 201
-MAX_VECTOR_BINS = 4096
-_VECTORS = frozenset(f.name for f in ALL_FIELDS if f.merge is M.VSUM)
-
-#: a hash as read back: text, but a packed histogram's value stays bytes
-StoredHash = Mapping[str, str | bytes]
-
-
-def stored(raw: Mapping[bytes, bytes]) -> dict[str, str | bytes]:
-    """A window hash's reply: names and values as text, packed histograms as bytes."""
-    out: dict[str, str | bytes] = {}
-    for k, v in raw.items():
-        name = k.decode()
-        out[name] = v if name.endswith(VECTOR) else v.decode()
-    return out
-
-
-def unpacked(value: bytes) -> np.ndarray:
-    """A packed histogram's counts."""
-    if len(value) % VECTOR_DTYPE.itemsize:
-        raise ValueError(f"a packed histogram of {len(value)} bytes")
-    return np.frombuffer(value, dtype=VECTOR_DTYPE)
-
-
-def sparse(value: Any) -> list[int]:
-    """A histogram's non-zero bins as [bin, count, ...] (what a "vincr" op adds)."""
-    if isinstance(value, np.ndarray):
-        idx = np.flatnonzero(value)
-        out = np.empty(2 * len(idx), dtype=np.int64)
-        out[0::2], out[1::2] = idx, value[idx]
-        return out.tolist()
-    return [x for k, v in sorted(value.items()) if v for x in (int(k), int(v))]
-
-
-def vectors(items: Iterable[tuple[str, int]]) -> tuple[list[Any], list[Any]]:
-    """Counts named "<histogram>:<bin>" (after a "[<slice>]" as the join names a slice's)
-    gathered into packed histograms: (the other fields flat, the histograms flat as a
-    "vincr" op takes them)."""
-    plain: list[Any] = []
-    bins: dict[str, list[int]] = {}
-    for f, v in items:
-        head, sep, rest = f.rpartition(":")
-        base = head[head.index("]") + 1 :] if head.startswith("[") else head
-        if sep and base in _VECTORS and rest.isdigit():
-            bins.setdefault(head + VECTOR, []).extend((int(rest), int(v)))
-        else:
-            plain.extend((f, v))
-    return plain, [x for name, b in bins.items() for x in (name, b)]
 
 
 # ---- keys of keyed fields: how a mapping's key is spelled in a field name ---------------
@@ -258,11 +198,7 @@ def encode_fields(fields: Iterable[Field], obj: Any, prefix: str = "") -> dict[M
     out: dict[Merge, list[Any]] = {}
     for f in fields:
         value = getattr(obj, f.attr)
-        flat: list[Any]
-        if f.merge is M.VSUM:
-            counts = sparse(value)
-            flat = [f"{f.name}{VECTOR}", counts] if counts else []
-        elif f.keyed:
+        if f.keyed:
             flat = [
                 x
                 for k, v in _items(f, value)
@@ -278,38 +214,18 @@ def encode_fields(fields: Iterable[Field], obj: Any, prefix: str = "") -> dict[M
     return out
 
 
-def _add_counts(target: Any, counts: np.ndarray) -> None:
-    """A packed histogram added to a sketch's (an array of its bins, or a Counter)."""
-    if isinstance(target, np.ndarray):
-        n = min(len(target), len(counts))
-        if counts[n:].any():
-            raise ValueError(f"a stored histogram of {len(counts)} bins, {len(target)} expected")
-        target[:n] += counts[:n]
-        return
-    for i in np.flatnonzero(counts).tolist():
-        target[i] += int(counts[i])
-
-
-def decode_field(fields: Mapping[str, Field], obj: Any, name: str, text: str | bytes) -> bool:
+def decode_field(fields: Mapping[str, Field], obj: Any, name: str, text: str) -> bool:
     """Set the value of hash field `name` on `obj` by its Field; False if unknown."""
     f = fields.get(name)
-    if f is not None and not f.keyed and f.merge is not M.VSUM:
-        setattr(obj, f.attr, _decode(f.merge, text))  # type: ignore[arg-type]
+    if f is not None and not f.keyed:
+        setattr(obj, f.attr, _decode(f.merge, text))
         return True
-    f = fields.get(name[:-1]) if name.endswith(VECTOR) else None
-    if f is not None and f.merge is M.VSUM and isinstance(text, bytes):
-        _add_counts(getattr(obj, f.attr), unpacked(text))
-        return True
-    # a keyed field whose key ends with VECTOR ("version:2.0#") is read as text would be
     head, sep, rest = name.partition(":")
     f = fields.get(head)
-    if f is None or not sep or not (f.keyed or f.merge is M.VSUM):
+    if f is None or not sep or not f.keyed:
         return False
     target = getattr(obj, f.attr)
-    if f.merge is M.VSUM:  # a window written with one field per bin
-        target[int(rest)] += int(text)
-        return True
-    value = _decode(f.merge, text)  # type: ignore[arg-type]
+    value = _decode(f.merge, text)
     if f.attr == "segments":
         segment, _, metric = rest.rpartition(":")
         target.setdefault(segment, Counter())[metric] += value
@@ -328,7 +244,7 @@ _NUMERIC = _by_name(NUMERIC_FIELDS)
 _PERFORMANCE = _by_name(PERFORMANCE_FIELDS)
 
 
-def decode_performance(h: StoredHash) -> PerformanceSketch:
+def decode_performance(h: Mapping[str, str]) -> PerformanceSketch:
     """The model's labelled pairs (fields of slices left out: `decode_slice_performance`)."""
     s = PerformanceSketch()
     for k, v in h.items():
@@ -337,7 +253,7 @@ def decode_performance(h: StoredHash) -> PerformanceSketch:
     return s
 
 
-def decode_slice_performance(h: StoredHash) -> dict[str, PerformanceSketch]:
+def decode_slice_performance(h: Mapping[str, str]) -> dict[str, PerformanceSketch]:
     """Each slice's labelled pairs, from the "[<slice>]<field>" fields of a perf hash."""
     out: dict[str, PerformanceSketch] = {}
     for k, v in h.items():
@@ -350,7 +266,7 @@ def decode_slice_performance(h: StoredHash) -> dict[str, PerformanceSketch]:
     return out
 
 
-def decode_numeric(h: StoredHash, column: ColumnProfile) -> NumericSketch:
+def decode_numeric(h: Mapping[str, str], column: ColumnProfile) -> NumericSketch:
     s = NumericSketch.zero(len(column.edges) + 1)  # type: ignore[union-attr]
     for k, v in h.items():
         decode_field(_NUMERIC, s, k, v)
@@ -360,9 +276,9 @@ def decode_numeric(h: StoredHash, column: ColumnProfile) -> NumericSketch:
 def decode_window(
     start: int,
     profile: ReferenceProfile,
-    meta: StoredHash,
-    columns: Mapping[str, StoredHash],
-    perf: StoredHash,
+    meta: Mapping[str, str],
+    columns: Mapping[str, Mapping[str, str]],
+    perf: Mapping[str, str],
     outlier_examples: list[dict[str, Any]],
 ) -> WindowSketch:
     """A window sketch from its hashes as stored (strings)."""
@@ -467,9 +383,9 @@ def window_ops(
 PACKED = "\x1f"
 
 
-def unpack(h: StoredHash) -> dict[str, dict[str, str | bytes]]:
+def unpack(h: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """A packed hash's fields by column."""
-    out: dict[str, dict[str, str | bytes]] = {}
+    out: dict[str, dict[str, str]] = {}
     for k, v in h.items():
         column, _, name = k.rpartition(PACKED)
         out.setdefault(column, {})[name] = v
@@ -495,25 +411,18 @@ def slice_performance_ops(
 __all__ = [
     "ALL_FIELDS",
     "CATEGORICAL_META_FIELDS",
-    "MAX_VECTOR_BINS",
     "META_FIELDS",
     "NUMERIC_FIELDS",
     "PERFORMANCE_FIELDS",
     "SCORE_BINS",
-    "VECTOR",
     "Field",
     "KeyList",
     "Merge",
-    "StoredHash",
     "decode_performance",
     "decode_slice_performance",
     "decode_window",
     "encode_fields",
     "slice_performance_ops",
-    "sparse",
-    "stored",
     "unpack",
-    "unpacked",
-    "vectors",
     "window_ops",
 ]

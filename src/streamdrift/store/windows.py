@@ -17,17 +17,19 @@ from streamdrift.store.client import RedisClient
 from streamdrift.store.depth_fields import decode_reads, distinct_features, pfcount, queue_reads
 from streamdrift.store.keys import ModelKeys, WindowKeys
 from streamdrift.store.window_fields import (
-    StoredHash,
     decode_performance,
     decode_slice_performance,
     decode_window,
-    stored,
     unpack,
 )
 
 #: the fields of a numeric column's hash the cumulative checks read (store.window_fields)
 MOMENTS = ["n", "missing", "sum", "sumsq"]
 _NO_BINS = np.zeros(0, dtype=np.int64)
+
+
+def _text(h: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in h.items()}
 
 
 class Windows:
@@ -52,11 +54,11 @@ class Windows:
             queue_reads(pipe, k.window(profile.revision, s), profile)
         res = iter(pipe.execute())
         out = []
-        perfs: dict[int, StoredHash] = {}
+        perfs: dict[int, dict[str, str]] = {}
         for s in starts:
-            meta = stored(next(res))
-            hashes = {name: stored(next(res)) for name in columns}
-            perf = stored(next(res))
+            meta = _text(next(res))
+            hashes = {name: _text(next(res)) for name in columns}
+            perf = _text(next(res))
             examples = [orjson.loads(e) for e in next(res)]
             window = decode_window(s, profile, meta, hashes, perf, examples)
             decode_reads(window, profile, res)  # multivariate state, distinct counts
@@ -95,7 +97,7 @@ class Windows:
         self,
         profile: ReferenceProfile,
         windows: list[WindowSketch],
-        perfs: dict[int, StoredHash],
+        perfs: dict[int, dict[str, str]],
     ) -> None:
         k = ModelKeys(profile.model_id)
         # a slice's hashes: its meta, its numeric columns packed in one, its categorical
@@ -113,9 +115,9 @@ class Windows:
                     pipe.hgetall(wk.cat(c))
             res = iter(pipe.execute())
             for w, name in wanted:
-                meta = stored(next(res))
-                hashes = unpack(stored(next(res)))
-                hashes.update({c: stored(next(res)) for c in categorical})
+                meta = _text(next(res))
+                hashes = unpack(_text(next(res)))
+                hashes.update({c: _text(next(res)) for c in categorical})
                 part = decode_window(w.start, profile, meta, hashes, {}, [])
                 part.numeric.pop(LABEL, None)
                 part.categorical.pop(LABEL, None)
@@ -151,7 +153,7 @@ class Windows:
             perf = next(res)
             w = WindowSketch(start=s, count=int(count or 0))
             if perf:
-                w.performance = decode_performance(stored(perf))
+                w.performance = decode_performance(_text(perf))
             for c in numeric:
                 n, miss, total, total_sq = next(res)
                 if n is not None or miss is not None:

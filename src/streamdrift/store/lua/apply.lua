@@ -47,14 +47,6 @@ local nkeys = #KEYS
 -- Float deltas are bounded far below the double's range: sums of them stay finite.
 local BOUND = 1e250
 local MAX_INT = 9007199254740992
--- a packed histogram: signed 64-bit little-endian counts, bin 0 first (window_fields.VECTOR)
-local MAX_BINS = 4096
-local packings = {}
-local function packing(n)
-  local f = packings[n]
-  if not f then f = '<' .. string.rep('i8', n); packings[n] = f end
-  return f
-end
 
 local function is_key(i)
   return type(i) == 'number' and i >= 1 and i <= nkeys and math.floor(i) == i
@@ -134,23 +126,6 @@ for _, op in ipairs(p.ops) do
       if (kind == 'capincr' and not is_int(d[j + 1]))
           or (kind == 'capincrf' and not is_num(d[j + 1])) then
         return invalid('value of ' .. d[j])
-      end
-    end
-  elseif kind == 'vincr' then
-    -- {field, {bin, count, bin, count, ...}, ...}: bins from 0; the field holds a packed
-    -- histogram or nothing yet
-    if #d % 2 ~= 0 then return invalid(kind) end
-    for j = 1, #d, 2 do
-      local f, v = d[j], d[j + 1]
-      if type(f) ~= 'string' or type(v) ~= 'table' or #v % 2 ~= 0 then return invalid(kind) end
-      for i = 1, #v, 2 do
-        if not (is_int(v[i]) and v[i] >= 0 and v[i] < MAX_BINS and is_int(v[i + 1])) then
-          return invalid('bin of ' .. f)
-        end
-      end
-      local cur = redis.call('HGET', KEYS[key], f)
-      if cur and (#cur % 8 ~= 0 or #cur > 8 * MAX_BINS) then
-        return invalid(f .. ' holds no packed histogram')
       end
     end
   elseif kind == 'capped_list' then
@@ -250,21 +225,6 @@ for _, op in ipairs(p.ops) do
     for j = 1, #d, 2 do redis.call('HINCRBY', key, d[j], d[j + 1]) end
   elseif kind == 'incrf' then
     for j = 1, #d, 2 do redis.call('HINCRBYFLOAT', key, d[j], d[j + 1]) end
-  elseif kind == 'vincr' then
-    for j = 1, #d, 2 do
-      local f, v = d[j], d[j + 1]
-      local cur = redis.call('HGET', key, f)
-      local n = cur and #cur / 8 or 0
-      local top = n
-      for i = 1, #v, 2 do
-        if v[i] >= top then top = v[i] + 1 end
-      end
-      local c = {}
-      if n > 0 then c = {struct.unpack(packing(n), cur)} end
-      for i = n + 1, top do c[i] = 0 end
-      for i = 1, #v, 2 do c[v[i] + 1] = c[v[i] + 1] + v[i + 1] end
-      redis.call('HSET', key, f, struct.pack(packing(top), unpack(c, 1, top)))
-    end
   elseif kind == 'min' or kind == 'max' then
     -- the stored values of a few hundred fields at a time, one HMGET
     for c = 1, #d, 512 do
