@@ -808,10 +808,10 @@ class Worker:
         worker and model waits), in proportion to what it took, aiming at 0.6; grow back
         by a quarter per full batch under half of it. The band between keeps the polls
         from swinging across the bound on a machine whose scripts' times vary by half
-        from one batch to the next. A script's time grows with the messages of
-        its batch (~3–4 µs each: a record checked and written, a prediction's deltas)
-        and with the windows it touches (~2 ms each for 22 features and a few slices): a
-        batch spread over many windows stays long however small."""
+        from one batch to the next. A script's time grows with the messages of its batch
+        (~3–4 µs each: a record checked and written, a prediction's deltas) and with the
+        windows it touches (~2 ms each for 22 features and a few slices): a batch spread
+        over many windows stays long however small."""
         target = self.settings.max_apply_ms * 1000.0
         if not target or not messages:
             return
