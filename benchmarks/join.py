@@ -108,6 +108,23 @@ DB_LABELLED, DB_PREDICTIONS, DB_LABELS, DB_CONTROL, DB_LIVE = 0, 1, 2, 3, 4
 
 
 # ---- infrastructure --------------------------------------------------------------------
+def send(
+    producer: Producer,
+    topic: str,
+    key: bytes,
+    value: bytes,
+    on_delivery: Callable[[KafkaError | None, object], None] | None = None,
+) -> None:
+    """One message, waiting while the producer's queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+            break
+        except BufferError:
+            producer.poll(0.05)
+    producer.poll(0)
+
+
 def produce(bootstrap: str, topic: str, pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, float]:
     """Produce (key, value) pairs as they are (a list, or a generator: read once);
     returns seconds and bytes."""
@@ -133,13 +150,7 @@ def produce(bootstrap: str, topic: str, pairs: Iterable[tuple[bytes, bytes]]) ->
     for key, value in pairs:
         total += len(value)
         count += 1
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
+        send(producer, topic, key, value, on_delivery)
     left = producer.flush(60)
     if left or errors:
         raise BenchmarkError(f"produce to {topic} failed: {left} undelivered, errors {errors}")
@@ -180,13 +191,7 @@ def produce_paced(
             ahead = i / rate - (time.perf_counter() - t0)
             if ahead > 0:
                 time.sleep(ahead)
-        while True:
-            try:
-                producer.produce(topics[t], key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
+        send(producer, topics[t], key, value)
     if producer.flush(60):
         raise SystemExit("undelivered messages")
 
