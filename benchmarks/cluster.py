@@ -46,7 +46,7 @@ from typing import Any
 
 import redis
 from confluent_kafka import KafkaError, KafkaException, Producer
-from throughput import BenchmarkError, create_topic  # run from benchmarks/, as join.py
+from throughput import BenchmarkError, create_topic, send  # run from benchmarks/, as join.py
 
 import streamdrift.worker as worker_mod
 from streamdrift import embedded, synthetic
@@ -204,13 +204,7 @@ def produce(bootstrap: str, pairs_by_topic: dict[str, list[tuple[bytes, bytes]]]
     t0 = time.perf_counter()
     for topic, pairs in pairs_by_topic.items():
         for key, value in pairs:
-            while True:
-                try:
-                    producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            producer.poll(0)
+            send(producer, topic, key, value, on_delivery)
     left = producer.flush(60)
     if left or errors:
         raise BenchmarkError(f"produce failed: {left} undelivered, errors {errors}")

@@ -84,6 +84,7 @@ from throughput import (
     log,
     report,
     run_main,
+    send,
     servers,
     verify,
 )
@@ -108,23 +109,6 @@ DB_LABELLED, DB_PREDICTIONS, DB_LABELS, DB_CONTROL, DB_LIVE = 0, 1, 2, 3, 4
 
 
 # ---- infrastructure --------------------------------------------------------------------
-def send(
-    producer: Producer,
-    topic: str,
-    key: bytes,
-    value: bytes,
-    on_delivery: Callable[[KafkaError | None, object], None] | None = None,
-) -> None:
-    """One message, waiting while the producer's queue is full."""
-    while True:
-        try:
-            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-            break
-        except BufferError:
-            producer.poll(0.05)
-    producer.poll(0)
-
-
 def produce(bootstrap: str, topic: str, pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, float]:
     """Produce (key, value) pairs as they are (a list, or a generator: read once);
     returns seconds and bytes."""

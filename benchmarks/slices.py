@@ -74,6 +74,7 @@ from throughput import (
     report,
     run_main,
     run_worker,
+    send,
     servers,
 )
 
@@ -191,13 +192,7 @@ def produce(bootstrap: str, topic: str, model: str, n: int) -> dict[str, Any]:
         for k, v in segments.items():
             got[segment_slice(k, v)] += 1
         total_bytes += len(value)
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
+        send(producer, topic, key, value, on_delivery)
     left = producer.flush(60)
     elapsed = time.perf_counter() - t0
     if left or errors:

@@ -92,6 +92,23 @@ class BenchmarkError(RuntimeError):
     pass
 
 
+def send(
+    producer: Producer,
+    topic: str,
+    key: bytes,
+    value: bytes,
+    on_delivery: Callable[[KafkaError | None, object], None] | None = None,
+) -> None:
+    """One message, waiting while the producer's queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+            break
+        except BufferError:
+            producer.poll(0.05)
+    producer.poll(0)
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -166,13 +183,7 @@ def produce(bootstrap: str, topic: str, model: str, n: int) -> dict[str, float]:
     total_bytes = 0
     for key, value in synthetic.prediction_events(model, n, start, SPAN_SECONDS, seed=11):
         total_bytes += len(value)
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
+        send(producer, topic, key, value, on_delivery)
     left = producer.flush(60)
     elapsed = time.perf_counter() - t0
     if left or errors:
