@@ -1,5 +1,5 @@
-"""The columnar decode (pyarrow's JSON reader) gives exactly what the event-by-event
-decode gives, or gives the batch back to it.
+"""The columnar decode — the compiled scanner and pyarrow's JSON reader, each — gives
+exactly what the event-by-event decode gives, or gives the batch back to it.
 
 The reference is the exact path (`decode_predictions` without a columnar reader, itself
 held to the pydantic contract in test_decode.py): for clean batches, for batches of two
@@ -73,8 +73,14 @@ def _shapes(profiles: dict[str, ReferenceProfile], learn_from: list[FakeMessage]
     return shapes
 
 
-def _reader(shapes: EventShapes):
-    return partial(decode_columns, shapes=shapes, max_event_bytes=BIG)
+@pytest.fixture(params=["scan", "arrow"])
+def reader(request: pytest.FixtureRequest) -> str:
+    """Every test of the columns runs with each reader."""
+    return str(request.param)
+
+
+def _reader(shapes: EventShapes, reader: str):
+    return partial(decode_columns, shapes=shapes, max_event_bytes=BIG, reader=reader)
 
 
 def _assert_same_windows(got: dict[int, WindowSketch], want: dict[int, WindowSketch]) -> None:
@@ -154,19 +160,19 @@ def _assert_same(
         _assert_same_windows(g_windows, w_windows)
 
 
-def test_a_clean_batch_is_read_in_columns_and_sketches_the_same(profile):
+def test_a_clean_batch_is_read_in_columns_and_sketches_the_same(profile, reader):
     events = _fraud(4000)
     values = [orjson.dumps(e) for e in events]
     shapes = _shapes({"fraud": profile}, _messages(values[:500]))
     msgs = _messages(values[500:], first_offset=500)
-    got = decode_predictions(msgs, BIG, _reader(shapes))
+    got = decode_predictions(msgs, BIG, _reader(shapes, reader))
     assert got.by_model["fraud"].arrays is not None  # read in columns
     want = decode_predictions(msgs, BIG)
     assert want.by_model["fraud"].arrays is None
     _assert_same(got, want, {"fraud": profile})
 
 
-def test_two_models_in_one_batch_share_a_schema_and_keep_their_own_features(profile, loan):
+def test_two_models_in_one_batch_share_a_schema_and_keep_their_own_features(profile, reader, loan):
     rng = np.random.default_rng(3)
     events = _fraud(1500) + _loan(1500)
     order = rng.permutation(len(events))
@@ -175,7 +181,7 @@ def test_two_models_in_one_batch_share_a_schema_and_keep_their_own_features(prof
     shapes = _shapes(profiles, _messages(values[:600]))
     assert set(shapes.by_model) == {"fraud", "loan"}
     msgs = _messages(values[600:], first_offset=600)
-    got = decode_predictions(msgs, BIG, _reader(shapes))
+    got = decode_predictions(msgs, BIG, _reader(shapes, reader))
     assert all(e.arrays is not None for e in got.by_model.values())
     _assert_same(got, decode_predictions(msgs, BIG), profiles)
 
@@ -281,10 +287,12 @@ READ_IN_COLUMNS = {
     "pretty-printed",  # line breaks inside a value, between its tokens: still one row
     "carriage return",
 }
+#: ... and these too for the scanner, which keeps each value as sent, not typed per column
+SCANNED_TOO = {"numeric category", "text timestamp", "string label"}
 
 
 @pytest.mark.parametrize("trouble", list(TROUBLE))
-def test_a_batch_with_trouble_decodes_as_the_exact_path_decodes_it(profile, trouble):
+def test_a_batch_with_trouble_decodes_as_the_exact_path_decodes_it(profile, reader, trouble):
     events = _fraud(1200, seed=5)
     values = [orjson.dumps(e) for e in events]
     shapes = _shapes({"fraud": profile}, _messages(values[:300]))
@@ -296,15 +304,16 @@ def test_a_batch_with_trouble_decodes_as_the_exact_path_decodes_it(profile, trou
         edit(events[at])
         values[at] = orjson.dumps(events[at])
     msgs = _messages(values[300:], first_offset=300)
-    got = decode_predictions(msgs, BIG, _reader(shapes))
+    got = decode_predictions(msgs, BIG, _reader(shapes, reader))
     want = decode_predictions(msgs, BIG)
     profiles = {"fraud": profile, "nobody": profile}
     _assert_same(got, want, profiles)
     in_columns = got.by_model["fraud"].arrays is not None
-    assert in_columns == (trouble in READ_IN_COLUMNS)
+    read = READ_IN_COLUMNS | (SCANNED_TOO if reader == "scan" else set())
+    assert in_columns == (trouble in read)
 
 
-def test_values_that_only_parse_together_are_not_read_as_rows(profile):
+def test_values_that_only_parse_together_are_not_read_as_rows(profile, reader):
     """Three values, none valid alone — a document cut in two, and two documents in one
     value — make three rows when joined by line breaks: they must not be taken for
     three events."""
@@ -317,7 +326,7 @@ def test_values_that_only_parse_together_are_not_read_as_rows(profile):
     values[401] = b'{"score":0.5,"label":1}}'  # ... and this closes it
     values[402] = values[402] + values[403]  # two documents in one value
     msgs = _messages(values[300:], first_offset=300)
-    got = decode_predictions(msgs, BIG, _reader(shapes))
+    got = decode_predictions(msgs, BIG, _reader(shapes, reader))
     want = decode_predictions(msgs, BIG)
     assert {d.reason for d in want.dead} == {"invalid_json"} and len(want.dead) == 3
     _assert_same(got, want, {"fraud": profile})
@@ -328,7 +337,7 @@ def test_values_that_only_parse_together_are_not_read_as_rows(profile):
     [lambda t: t, lambda t: t * 1000, lambda t: int(t * 1e9), None, "text"],
     ids=["seconds", "milliseconds", "nanoseconds", "absent", "rfc3339"],
 )
-def test_every_kind_of_event_time_reads_the_same_in_columns(profile, stamp):
+def test_every_kind_of_event_time_reads_the_same_in_columns(profile, reader, stamp):
     events = _fraud(900, seed=7)
     for e in events:
         if stamp is None:
@@ -340,7 +349,7 @@ def test_every_kind_of_event_time_reads_the_same_in_columns(profile, stamp):
     values = [orjson.dumps(e) for e in events]
     shapes = _shapes({"fraud": profile}, _messages(values[:300]))
     msgs = _messages(values[300:], first_offset=300)
-    got = decode_predictions(msgs, BIG, _reader(shapes))
+    got = decode_predictions(msgs, BIG, _reader(shapes, reader))
     assert got.by_model["fraud"].arrays is not None
     _assert_same(got, decode_predictions(msgs, BIG), {"fraud": profile})
 
@@ -359,7 +368,7 @@ def test_most_events_with_extra_features_make_no_shape_but_segments_do(profile):
 
 
 def test_segments_of_any_keys_in_any_order_read_in_columns_as_the_exact_path_reads_them(
-    profile,
+    profile, reader
 ):
     """Every event with segments: keys present in some events only, in different orders,
     values of the three types a segment may have. The columns give each event its own
@@ -376,7 +385,7 @@ def test_segments_of_any_keys_in_any_order_read_in_columns_as_the_exact_path_rea
     values = [orjson.dumps(e) for e in events]
     shapes = _shapes({"fraud": profile}, _messages(values[:500]))
     msgs = _messages(values[500:], first_offset=500)
-    got = decode_predictions(msgs, BIG, _reader(shapes))
+    got = decode_predictions(msgs, BIG, _reader(shapes, reader))
     want = decode_predictions(msgs, BIG)
     assert got.by_model["fraud"].arrays is not None
     _assert_same(got, want, {"fraud": profile})
@@ -401,7 +410,7 @@ def test_shapes_are_not_learned_from_events_the_columns_cannot_hold(profile):
 
 
 def test_a_model_registered_again_with_other_features_is_read_from_its_values(
-    profile, loan, tmp_path: Path
+    profile, loan, tmp_path: Path, reader
 ):
     """Events read in columns for one profile, sketched for another (the model was
     registered again between decode and apply): the features come from the raw values."""
@@ -409,7 +418,7 @@ def test_a_model_registered_again_with_other_features_is_read_from_its_values(
     values = [orjson.dumps(e) for e in events]
     shapes = _shapes({"fraud": profile}, _messages(values[:300]))
     msgs = _messages(values[300:], first_offset=300)
-    got = decode_predictions(msgs, BIG, _reader(shapes)).by_model["fraud"]
+    got = decode_predictions(msgs, BIG, _reader(shapes, reader)).by_model["fraud"]
     assert got.arrays is not None
     narrower = build_profile(
         "fraud",
@@ -426,11 +435,11 @@ def test_a_model_registered_again_with_other_features_is_read_from_its_values(
     assert any(w.extra for w in w_windows.values())  # f19 and device became extra
 
 
-def test_a_shape_that_stops_fitting_sits_out_then_tries_again(profile):
+def test_a_shape_that_stops_fitting_sits_out_then_tries_again(profile, reader):
     events = _fraud(600, seed=13)
     values = [orjson.dumps(e) for e in events]
     shapes = _shapes({"fraud": profile}, _messages(values[:300]))
-    read = _reader(shapes)
+    read = _reader(shapes, reader)
     odd = [orjson.dumps({**e, "features": {**e["features"], "f00": "x"}}) for e in events]
     for _ in range(3):  # three misses in a row
         assert decode_predictions(_messages(odd[300:]), BIG, read).by_model["fraud"].arrays is None
@@ -441,13 +450,12 @@ def test_a_shape_that_stops_fitting_sits_out_then_tries_again(profile):
     assert decode_predictions(clean, BIG, read).by_model["fraud"].arrays is not None
 
 
-def test_selecting_events_keeps_the_arrays_in_step(profile):
+def test_selecting_events_keeps_the_arrays_in_step(profile, reader):
     events = _fraud(400, seed=15)
     values = [orjson.dumps(e) for e in events]
     shapes = _shapes({"fraud": profile}, _messages(values[:100]))
-    got: ModelEvents = decode_predictions(_messages(values[100:]), BIG, _reader(shapes)).by_model[
-        "fraud"
-    ]
+    read = _reader(shapes, reader)
+    got: ModelEvents = decode_predictions(_messages(values[100:]), BIG, read).by_model["fraud"]
     want = decode_predictions(_messages(values[100:]), BIG).by_model["fraud"]
     keep = list(range(0, 300, 7))
     _assert_same_windows(

@@ -1,0 +1,725 @@
+/* Read a batch of prediction events (JSON objects, one per Kafka value) straight into
+ * columns, in one pass over the bytes.
+ *
+ * Why compiled: a per-event `orjson.loads` builds a dict of every event only for the
+ * worker to pull its values out again, and no JSON reader on PyPI beats it on one core
+ * for this shape of data (pyarrow's and polars' readers are 2x slower single-threaded,
+ * msgspec's typed structs about as fast once the structs are read back out). Scanning
+ * for the few fields the monitor needs, with the feature values written into a float
+ * array, skips building any of that.
+ *
+ * The scanner is conservative on purpose. It answers only for a batch in which every
+ * value is an event it can read exactly as orjson would; anything else, valid or not,
+ * makes it return None and the batch goes through the exact path (`decode.py`), which
+ * names each bad event's problem. What makes it give a batch back: a string with an
+ * escape sequence; non-ASCII bytes in a field it does not read; a feature that is not
+ * one of the given names; a duplicate key; a numeric feature that is not a number or
+ * null; a number that is not finite or, for a feature, beyond MAX_MAGNITUDE; an integer
+ * outside int64; anything after the object but white space; nesting deeper than 32.
+ *
+ * Numbers are read correctly rounded (so to the same double orjson gives): Clinger's
+ * exact path (at most 2^53 as the digits, a power of ten at most 1e22, one IEEE
+ * operation) and CPython's own correctly-rounded reader for the rest.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_ID 256
+#define MAX_DEPTH 32
+#define MAX_MAGNITUDE 1e100
+
+typedef struct {
+    const char *p, *e;
+} Cur;
+
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static inline void ws(Cur *c) {
+    while (c->p < c->e && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+        c->p++;
+}
+
+static inline int expect(Cur *c, char ch) {
+    ws(c);
+    if (c->p < c->e && *c->p == ch) {
+        c->p++;
+        return 0;
+    }
+    return -1;
+}
+
+/* A string's bytes between its quotes. No escapes (a key spelled with one could name a
+ * known field), no control characters (invalid JSON). `high` says non-ASCII bytes are
+ * there: they are valid only if they decode as UTF-8. */
+static int str_span(Cur *c, const char **s, Py_ssize_t *n, int *high) {
+    ws(c);
+    if (c->p >= c->e || *c->p != '"') return -1;
+    const char *q = ++c->p;
+    unsigned char h = 0;
+    while (q < c->e) {
+        unsigned char ch = (unsigned char)*q;
+        if (ch == '"') break;
+        if (ch == '\\' || ch < 0x20) return -1;
+        h |= ch;
+        q++;
+    }
+    if (q >= c->e) return -1;
+    *s = c->p;
+    *n = q - c->p;
+    *high = (h & 0x80) != 0;
+    c->p = q + 1;
+    return 0;
+}
+
+/* A new str of a span, or NULL (no exception set) when its bytes are not UTF-8. */
+static PyObject *make_str(const char *s, Py_ssize_t n, int high) {
+    if (!high) {
+        PyObject *o = PyUnicode_New(n, 127);
+        if (o == NULL) return NULL;
+        memcpy(PyUnicode_DATA(o), s, (size_t)n);
+        return o;
+    }
+    PyObject *o = PyUnicode_DecodeUTF8(s, n, "strict");
+    if (o == NULL) PyErr_Clear();
+    return o;
+}
+
+typedef struct {
+    double d;      /* the value as a double (finite) */
+    int is_int;    /* written with no fraction and no exponent */
+    long long iv;  /* the value, when is_int */
+} Num;
+
+/* A JSON number, by the grammar -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int number(Cur *c, Num *out) {
+    ws(c);
+    const char *start = c->p, *q = c->p, *e = c->e;
+    int neg = 0;
+    if (q < e && *q == '-') {
+        neg = 1;
+        q++;
+    }
+    if (q >= e) return -1;
+    uint64_t m = 0;
+    int digits = 0, frac = 0;
+    if (*q == '0') {
+        q++;
+    } else if (*q >= '1' && *q <= '9') {
+        while (q < e && *q >= '0' && *q <= '9') {
+            if (digits < 19) m = m * 10 + (uint64_t)(*q - '0');
+            digits++;
+            q++;
+        }
+    } else {
+        return -1;
+    }
+    int is_int = 1;
+    if (q < e && *q == '.') {
+        is_int = 0;
+        q++;
+        const char *f = q;
+        while (q < e && *q >= '0' && *q <= '9') {
+            if (digits < 19) {
+                m = m * 10 + (uint64_t)(*q - '0');
+                frac++;
+            }
+            if (digits || *q != '0') digits++;
+            q++;
+        }
+        if (q == f) return -1;
+    }
+    long exp10 = 0;
+    if (q < e && (*q == 'e' || *q == 'E')) {
+        is_int = 0;
+        q++;
+        int eneg = 0;
+        if (q < e && (*q == '+' || *q == '-')) {
+            eneg = *q == '-';
+            q++;
+        }
+        const char *f = q;
+        while (q < e && *q >= '0' && *q <= '9') {
+            if (exp10 < 100000) exp10 = exp10 * 10 + (*q - '0');
+            q++;
+        }
+        if (q == f) return -1;
+        if (eneg) exp10 = -exp10;
+    }
+    c->p = q;
+    out->is_int = is_int;
+    if (is_int) {
+        /* orjson gives an int here; beyond int64 the exact path decides */
+        if (digits > 19 || m > (uint64_t)INT64_MAX) return -1;
+        out->iv = neg ? -(long long)m : (long long)m;
+        out->d = (double)out->iv; /* correctly rounded, as Python's float(int) */
+        return 0;
+    }
+    long e10 = exp10 - frac;
+    if (digits <= 19 && m <= ((uint64_t)1 << 53) && e10 >= -22 && e10 <= 22) {
+        double d = (double)m;
+        d = e10 < 0 ? d / POW10[-e10] : d * POW10[e10];
+        out->d = neg ? -d : d;
+        return 0;
+    }
+    char buf[128];
+    Py_ssize_t len = q - start;
+    if (len >= (Py_ssize_t)sizeof(buf)) return -1;
+    memcpy(buf, start, (size_t)len);
+    buf[len] = 0;
+    double d = PyOS_string_to_double(buf, NULL, NULL);
+    if (d == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (!isfinite(d)) return -1; /* orjson refuses a number that overflows a double */
+    out->d = d;
+    return 0;
+}
+
+static PyObject *num_object(const Num *n) {
+    return n->is_int ? PyLong_FromLongLong(n->iv) : PyFloat_FromDouble(n->d);
+}
+
+static int literal(Cur *c, const char *word, size_t len) {
+    if ((size_t)(c->e - c->p) < len || memcmp(c->p, word, len) != 0) return -1;
+    c->p += len;
+    return 0;
+}
+
+/* Skip any JSON value, checking it is one (a field nothing here reads). */
+static int skip_value(Cur *c, int depth) {
+    if (depth > MAX_DEPTH) return -1;
+    ws(c);
+    if (c->p >= c->e) return -1;
+    char ch = *c->p;
+    const char *s;
+    Py_ssize_t n;
+    int high;
+    Num num;
+    switch (ch) {
+    case '"':
+        if (str_span(c, &s, &n, &high) < 0 || high) return -1;
+        return 0;
+    case '{':
+        c->p++;
+        ws(c);
+        if (c->p < c->e && *c->p == '}') {
+            c->p++;
+            return 0;
+        }
+        for (;;) {
+            if (str_span(c, &s, &n, &high) < 0 || high) return -1;
+            if (expect(c, ':') < 0 || skip_value(c, depth + 1) < 0) return -1;
+            ws(c);
+            if (c->p < c->e && *c->p == ',') {
+                c->p++;
+                continue;
+            }
+            return expect(c, '}');
+        }
+    case '[':
+        c->p++;
+        ws(c);
+        if (c->p < c->e && *c->p == ']') {
+            c->p++;
+            return 0;
+        }
+        for (;;) {
+            if (skip_value(c, depth + 1) < 0) return -1;
+            ws(c);
+            if (c->p < c->e && *c->p == ',') {
+                c->p++;
+                continue;
+            }
+            return expect(c, ']');
+        }
+    case 't':
+        return literal(c, "true", 4);
+    case 'f':
+        return literal(c, "false", 5);
+    case 'n':
+        return literal(c, "null", 4);
+    default:
+        return number(c, &num);
+    }
+}
+
+/* A scalar as orjson gives it: str, int, float, bool or None (`*obj` a new reference).
+ * Objects and arrays are refused. */
+static int scalar(Cur *c, PyObject **obj, int allow_float) {
+    ws(c);
+    if (c->p >= c->e) return -1;
+    char ch = *c->p;
+    if (ch == '"') {
+        const char *s;
+        Py_ssize_t n;
+        int high;
+        if (str_span(c, &s, &n, &high) < 0) return -1;
+        *obj = make_str(s, n, high);
+        return *obj == NULL ? -1 : 0;
+    }
+    if (ch == 't' || ch == 'f' || ch == 'n') {
+        PyObject *v = ch == 't' ? Py_True : ch == 'f' ? Py_False : Py_None;
+        if (literal(c, ch == 't' ? "true" : ch == 'f' ? "false" : "null", ch == 'f' ? 5 : 4) < 0)
+            return -1;
+        Py_INCREF(v);
+        *obj = v;
+        return 0;
+    }
+    if (ch == '-' || (ch >= '0' && ch <= '9')) {
+        Num num;
+        if (number(c, &num) < 0 || (!num.is_int && !allow_float)) return -1;
+        *obj = num_object(&num);
+        return *obj == NULL ? -1 : 0;
+    }
+    return -1;
+}
+
+/* A feature name's index: the one after the last found first (events list their
+ * features in one order), then all of them. */
+typedef struct {
+    const char *s;
+    Py_ssize_t n;
+} Name;
+
+static inline Py_ssize_t find(const Name *names, Py_ssize_t k, Py_ssize_t guess, const char *s,
+                              Py_ssize_t n) {
+    if (guess < k && names[guess].n == n && memcmp(names[guess].s, s, (size_t)n) == 0)
+        return guess;
+    for (Py_ssize_t j = 0; j < k; j++)
+        if (names[j].n == n && memcmp(names[j].s, s, (size_t)n) == 0) return j;
+    return -1;
+}
+
+/* A str of the same bytes as the last one made, or a new one (model ids and versions
+ * repeat through a batch). `last` holds a new reference. */
+static PyObject *cached_str(PyObject **last, const char *s, Py_ssize_t n, int high) {
+    if (*last != NULL) {
+        Py_ssize_t ln;
+        const char *ls = PyUnicode_AsUTF8AndSize(*last, &ln);
+        if (ls != NULL && ln == n && memcmp(ls, s, (size_t)n) == 0) {
+            Py_INCREF(*last);
+            return *last;
+        }
+    }
+    PyObject *o = make_str(s, n, high);
+    if (o == NULL) return NULL;
+    Py_XDECREF(*last);
+    Py_INCREF(o);
+    *last = o;
+    return o;
+}
+
+enum {
+    K_MODEL = 1,
+    K_PID = 2,
+    K_VERSION = 4,
+    K_TIME = 8,
+    K_FEATURES = 16,
+    K_PREDICTION = 32,
+    K_SEGMENTS = 64,
+};
+
+/* flags of the whole batch, for the caller's checks */
+enum { F_SCALAR_PREDICTION = 1, F_OBJECT_PREDICTION = 2 };
+
+typedef struct {
+    Py_ssize_t n, kn, kc;
+    const Name *numeric, *categorical;
+    double *numbers;     /* n x kn, row-major */
+    Py_ssize_t *seen;    /* kn + kc: the event (1-based) that last set each feature */
+    PyObject *model_ids, *pids, *versions, *stamps, *predictions, *scores, *labels, *segments;
+    PyObject *categories; /* list of kc lists */
+    PyObject *last_model, *last_version;
+    int flags;
+} Out;
+
+static int features(Cur *c, Out *o, Py_ssize_t i) {
+    if (expect(c, '{') < 0) return -1;
+    ws(c);
+    if (c->p < c->e && *c->p == '}') {
+        c->p++;
+        return 0;
+    }
+    Py_ssize_t guess = 0;
+    for (;;) {
+        const char *s;
+        Py_ssize_t n;
+        int high;
+        if (str_span(c, &s, &n, &high) < 0 || expect(c, ':') < 0) return -1;
+        Py_ssize_t j = find(o->numeric, o->kn, guess, s, n);
+        if (j >= 0) {
+            if (o->seen[j] == i + 1) return -1;
+            o->seen[j] = i + 1;
+            guess = j + 1;
+            ws(c);
+            if (c->p < c->e && *c->p == 'n') {
+                if (literal(c, "null", 4) < 0) return -1; /* missing: NaN stays */
+            } else {
+                Num num;
+                if (number(c, &num) < 0 || fabs(num.d) > MAX_MAGNITUDE) return -1;
+                o->numbers[i * o->kn + j] = num.d;
+            }
+        } else {
+            j = find(o->categorical, o->kc, guess > o->kn ? guess - o->kn : 0, s, n);
+            if (j < 0 || o->seen[o->kn + j] == i + 1) return -1;
+            o->seen[o->kn + j] = i + 1;
+            guess = o->kn + j + 1;
+            PyObject *v;
+            if (scalar(c, &v, 1) < 0) return -1;
+            PyObject *col = PyList_GET_ITEM(o->categories, j);
+            PyObject *old = PyList_GET_ITEM(col, i);
+            PyList_SET_ITEM(col, i, v);
+            Py_DECREF(old);
+        }
+        ws(c);
+        if (c->p < c->e && *c->p == ',') {
+            c->p++;
+            continue;
+        }
+        return expect(c, '}');
+    }
+}
+
+/* The prediction: a bare class or number, or an object of "score" and "label". */
+static int prediction(Cur *c, Out *o, Py_ssize_t i) {
+    ws(c);
+    if (c->p >= c->e) return -1;
+    if (*c->p != '{') {
+        PyObject *v;
+        if (scalar(c, &v, 1) < 0) return -1;
+        if (v == Py_None) {
+            Py_DECREF(v);
+            return -1; /* the exact path: missing_field */
+        }
+        PyList_SET_ITEM(o->predictions, i, v);
+        o->flags |= F_SCALAR_PREDICTION;
+        return 0;
+    }
+    o->flags |= F_OBJECT_PREDICTION;
+    Py_INCREF(Py_None);
+    PyList_SET_ITEM(o->predictions, i, Py_None);
+    c->p++;
+    ws(c);
+    if (c->p < c->e && *c->p == '}') {
+        c->p++;
+        return 0;
+    }
+    int got = 0;
+    for (;;) {
+        const char *s;
+        Py_ssize_t n;
+        int high;
+        if (str_span(c, &s, &n, &high) < 0 || expect(c, ':') < 0) return -1;
+        if (n == 5 && memcmp(s, "score", 5) == 0) {
+            if (got & 1) return -1;
+            got |= 1;
+            PyObject *v;
+            if (scalar(c, &v, 1) < 0) return -1;
+            if (!(v == Py_None || PyFloat_CheckExact(v) || PyLong_CheckExact(v))) {
+                Py_DECREF(v);
+                return -1;
+            }
+            PyObject *old = PyList_GET_ITEM(o->scores, i);
+            PyList_SET_ITEM(o->scores, i, v);
+            Py_DECREF(old);
+        } else if (n == 5 && memcmp(s, "label", 5) == 0) {
+            if (got & 2) return -1;
+            got |= 2;
+            PyObject *v;
+            if (scalar(c, &v, 0) < 0) return -1; /* a float label: the exact path decides */
+            PyObject *old = PyList_GET_ITEM(o->labels, i);
+            PyList_SET_ITEM(o->labels, i, v);
+            Py_DECREF(old);
+        } else if (high || skip_value(c, 1) < 0) {
+            return -1;
+        }
+        ws(c);
+        if (c->p < c->e && *c->p == ',') {
+            c->p++;
+            continue;
+        }
+        return expect(c, '}');
+    }
+}
+
+/* Segments: null, or an object of str, int and bool values (a dict, in the order sent). */
+static int segments(Cur *c, Out *o, Py_ssize_t i) {
+    ws(c);
+    if (c->p < c->e && *c->p == 'n') return literal(c, "null", 4);
+    if (expect(c, '{') < 0) return -1;
+    PyObject *d = PyDict_New();
+    if (d == NULL) return -1;
+    PyObject *old = PyList_GET_ITEM(o->segments, i);
+    PyList_SET_ITEM(o->segments, i, d);
+    Py_DECREF(old);
+    ws(c);
+    if (c->p < c->e && *c->p == '}') {
+        c->p++;
+        return 0;
+    }
+    for (;;) {
+        const char *s;
+        Py_ssize_t n;
+        int high;
+        if (str_span(c, &s, &n, &high) < 0 || expect(c, ':') < 0) return -1;
+        PyObject *key = make_str(s, n, high);
+        if (key == NULL) return -1;
+        PyObject *v;
+        if (scalar(c, &v, 0) < 0) {
+            Py_DECREF(key);
+            return -1;
+        }
+        int dup = PyDict_Contains(d, key);
+        int bad = v == Py_None || dup != 0 || PyDict_SetItem(d, key, v) < 0;
+        Py_DECREF(key);
+        Py_DECREF(v);
+        if (bad) {
+            PyErr_Clear();
+            return -1;
+        }
+        ws(c);
+        if (c->p < c->e && *c->p == ',') {
+            c->p++;
+            continue;
+        }
+        return expect(c, '}');
+    }
+}
+
+static int an_id(Cur *c, PyObject **obj, PyObject **last) {
+    const char *s;
+    Py_ssize_t n;
+    int high;
+    if (str_span(c, &s, &n, &high) < 0) return -1;
+    *obj = last != NULL ? cached_str(last, s, n, high) : make_str(s, n, high);
+    if (*obj == NULL) return -1;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(*obj);
+    if (len < 1 || len > MAX_ID) {
+        Py_DECREF(*obj);
+        return -1;
+    }
+    return 0;
+}
+
+static int event(Cur *c, Out *o, Py_ssize_t i) {
+    if (expect(c, '{') < 0) return -1;
+    int got = 0;
+    ws(c);
+    if (c->p < c->e && *c->p == '}') return -1;
+    for (;;) {
+        const char *s;
+        Py_ssize_t n;
+        int high, key = 0;
+        if (str_span(c, &s, &n, &high) < 0 || expect(c, ':') < 0) return -1;
+        switch (n) {
+        case 8:
+            if (memcmp(s, "model_id", 8) == 0) key = K_MODEL;
+            else if (memcmp(s, "features", 8) == 0) key = K_FEATURES;
+            else if (memcmp(s, "segments", 8) == 0) key = K_SEGMENTS;
+            break;
+        case 9:
+            if (memcmp(s, "timestamp", 9) == 0) key = K_TIME;
+            break;
+        case 10:
+            if (memcmp(s, "prediction", 10) == 0) key = K_PREDICTION;
+            break;
+        case 13:
+            if (memcmp(s, "prediction_id", 13) == 0) key = K_PID;
+            else if (memcmp(s, "model_version", 13) == 0) key = K_VERSION;
+            break;
+        default:
+            break;
+        }
+        if (key & got) return -1; /* a duplicate key: orjson keeps the last, so decide there */
+        got |= key;
+        PyObject *v;
+        switch (key) {
+        case K_MODEL:
+            if (an_id(c, &v, &o->last_model) < 0) return -1;
+            PyList_SET_ITEM(o->model_ids, i, v);
+            break;
+        case K_PID:
+            if (an_id(c, &v, NULL) < 0) return -1;
+            PyList_SET_ITEM(o->pids, i, v);
+            break;
+        case K_VERSION: {
+            ws(c);
+            if (c->p < c->e && *c->p == 'n') {
+                if (literal(c, "null", 4) < 0) return -1;
+                break;
+            }
+            const char *vs;
+            Py_ssize_t vn;
+            int vh;
+            if (str_span(c, &vs, &vn, &vh) < 0) return -1;
+            v = cached_str(&o->last_version, vs, vn, vh);
+            if (v == NULL) return -1;
+            PyObject *old = PyList_GET_ITEM(o->versions, i);
+            PyList_SET_ITEM(o->versions, i, v);
+            Py_DECREF(old);
+            break;
+        }
+        case K_TIME: {
+            if (scalar(c, &v, 1) < 0) return -1;
+            if (v == Py_True || v == Py_False) {
+                Py_DECREF(v);
+                return -1;
+            }
+            PyObject *old = PyList_GET_ITEM(o->stamps, i);
+            PyList_SET_ITEM(o->stamps, i, v);
+            Py_DECREF(old);
+            break;
+        }
+        case K_FEATURES:
+            if (features(c, o, i) < 0) return -1;
+            break;
+        case K_PREDICTION:
+            if (prediction(c, o, i) < 0) return -1;
+            break;
+        case K_SEGMENTS:
+            if (segments(c, o, i) < 0) return -1;
+            break;
+        default:
+            if (high || skip_value(c, 1) < 0) return -1;
+        }
+        ws(c);
+        if (c->p < c->e && *c->p == ',') {
+            c->p++;
+            continue;
+        }
+        if (expect(c, '}') < 0) return -1;
+        break;
+    }
+    ws(c);
+    if (c->p != c->e) return -1; /* more than one document */
+    int required = K_MODEL | K_PID | K_FEATURES | K_PREDICTION;
+    return (got & required) == required ? 0 : -1;
+}
+
+static int names_of(PyObject *tuple, Name **out, Py_ssize_t *k) {
+    if (!PyTuple_Check(tuple)) {
+        PyErr_SetString(PyExc_TypeError, "feature names must be a tuple of str");
+        return -1;
+    }
+    *k = PyTuple_GET_SIZE(tuple);
+    *out = PyMem_Calloc((size_t)(*k ? *k : 1), sizeof(Name));
+    if (*out == NULL) return -1;
+    for (Py_ssize_t j = 0; j < *k; j++) {
+        PyObject *name = PyTuple_GET_ITEM(tuple, j);
+        if (!PyUnicode_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "feature names must be a tuple of str");
+            return -1;
+        }
+        (*out)[j].s = PyUnicode_AsUTF8AndSize(name, &(*out)[j].n);
+        if ((*out)[j].s == NULL) return -1;
+    }
+    return 0;
+}
+
+static PyObject *filled(Py_ssize_t n, PyObject *v) {
+    PyObject *l = PyList_New(n);
+    if (l == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(v);
+        PyList_SET_ITEM(l, i, v);
+    }
+    return l;
+}
+
+PyDoc_STRVAR(scan_doc,
+             "scan(values, numeric, categorical, max_bytes)\n--\n\n"
+             "Read a batch of prediction events into columns, or None when one of them is\n"
+             "not an event this reader takes as the exact path would (see the module).\n\n"
+             "values: list of bytes; numeric, categorical: tuples of feature names.\n"
+             "Returns (model_ids, prediction_ids, versions, timestamps, numbers, categories,\n"
+             "predictions, scores, labels, segments, flags): lists per event, `numbers` a\n"
+             "bytearray of n x len(numeric) float64 (NaN where missing), row-major,\n"
+             "`categories` one list per categorical feature (None where missing).");
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    PyObject *values, *num_names, *cat_names;
+    Py_ssize_t max_bytes;
+    if (!PyArg_ParseTuple(args, "O!OOn", &PyList_Type, &values, &num_names, &cat_names,
+                          &max_bytes))
+        return NULL;
+    Out o;
+    memset(&o, 0, sizeof(o));
+    Name *numeric = NULL, *categorical = NULL;
+    PyObject *result = NULL, *numbers = NULL;
+    if (names_of(num_names, &numeric, &o.kn) < 0 || names_of(cat_names, &categorical, &o.kc) < 0)
+        goto done;
+    o.numeric = numeric;
+    o.categorical = categorical;
+    o.n = PyList_GET_SIZE(values);
+    Py_ssize_t n = o.n;
+    numbers = PyByteArray_FromStringAndSize(NULL, n * o.kn * (Py_ssize_t)sizeof(double));
+    o.seen = PyMem_Calloc((size_t)(o.kn + o.kc + 1), sizeof(Py_ssize_t));
+    if (numbers == NULL || o.seen == NULL) goto done;
+    o.numbers = (double *)PyByteArray_AS_STRING(numbers);
+    for (Py_ssize_t i = 0; i < n * o.kn; i++) o.numbers[i] = NAN;
+    if (!(o.model_ids = PyList_New(n)) || !(o.pids = PyList_New(n)) ||
+        !(o.versions = filled(n, Py_None)) || !(o.stamps = filled(n, Py_None)) ||
+        !(o.predictions = PyList_New(n)) || !(o.scores = filled(n, Py_None)) ||
+        !(o.labels = filled(n, Py_None)) || !(o.segments = filled(n, Py_None)) ||
+        !(o.categories = PyList_New(o.kc)))
+        goto done;
+    for (Py_ssize_t j = 0; j < o.kc; j++) {
+        PyObject *col = filled(n, Py_None);
+        if (col == NULL) goto done;
+        PyList_SET_ITEM(o.categories, j, col);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *raw = PyList_GET_ITEM(values, i);
+        if (!PyBytes_CheckExact(raw) || PyBytes_GET_SIZE(raw) > max_bytes) goto refuse;
+        Cur c = {PyBytes_AS_STRING(raw), PyBytes_AS_STRING(raw) + PyBytes_GET_SIZE(raw)};
+        /* a list freed with empty slots is fine (they are NULL); one returned is not,
+         * and every event read in full fills the model id, id and prediction */
+        if (event(&c, &o, i) < 0) goto refuse;
+    }
+    result = Py_BuildValue("(OOOOOOOOOOi)", o.model_ids, o.pids, o.versions, o.stamps, numbers,
+                           o.categories, o.predictions, o.scores, o.labels, o.segments, o.flags);
+    goto done;
+refuse:
+    PyErr_Clear();
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    if (result == NULL && !PyErr_Occurred()) PyErr_NoMemory();
+    Py_XDECREF(numbers);
+    Py_XDECREF(o.model_ids);
+    Py_XDECREF(o.pids);
+    Py_XDECREF(o.versions);
+    Py_XDECREF(o.stamps);
+    Py_XDECREF(o.predictions);
+    Py_XDECREF(o.scores);
+    Py_XDECREF(o.labels);
+    Py_XDECREF(o.segments);
+    Py_XDECREF(o.categories);
+    Py_XDECREF(o.last_model);
+    Py_XDECREF(o.last_version);
+    PyMem_Free(o.seen);
+    PyMem_Free(numeric);
+    PyMem_Free(categorical);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "streamdrift._scan",
+    .m_doc = "Prediction events read straight into columns (see scan).",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&module); }

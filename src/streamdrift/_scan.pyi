@@ -1,0 +1,22 @@
+"""Types of the compiled scanner (`_scan.c`)."""
+
+from typing import Any
+
+def scan(
+    values: list[bytes], numeric: tuple[str, ...], categorical: tuple[str, ...], max_bytes: int, /
+) -> (
+    tuple[
+        list[str],
+        list[str],
+        list[str | None],
+        list[Any],
+        bytearray,
+        list[list[Any]],
+        list[Any],
+        list[Any],
+        list[Any],
+        list[dict[str, Any] | None],
+        int,
+    ]
+    | None
+): ...

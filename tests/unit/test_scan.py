@@ -1,0 +1,309 @@
+"""The compiled scanner (`streamdrift._scan`) reads each value exactly as orjson reads it,
+or refuses the batch.
+
+orjson is the reference: for events written with every form a JSON number, string and
+object can take, the scanner's columns must equal orjson's values to the bit (a float's
+sign of zero included) and to the type (1 and 1.0 differ). For values mutated byte by
+byte, whatever the scanner accepts orjson must read the same way: the scanner may give
+back a batch it could have read, never read one differently.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from streamdrift import _scan
+
+scan = _scan.scan
+
+NUMERIC = ("f0", "f1", "f2", "amount", "ünits")
+CATEGORICAL = ("country", "device")
+BIG = 1 << 20
+
+#: number literals of every form the grammar allows, the awkward ones spelled out
+LITERALS = [
+    "0", "-0", "0.0", "-0.0", "1", "-1", "7.5", "1e5", "1E5", "1e+5", "1e-5", "-2.5E-3",
+    "0.1", "0.3", "123456789012345678", "9223372036854775807", "-9223372036854775807",
+    "9007199254740993", "9007199254740993.0", "0.000000000000000000000123",
+    "123456789.123456789123", "1.7976931348623157e308", "5e-324", "2.2250738585072014e-308",
+    "4.9406564584124654e-324", "1e-400", "1e22", "1e23", "8.98846567431158e307",
+    "3.141592653589793238462643383279", "100000000000000000000000e-10", "1e100", "-1e100",
+    "0e0", "0E-0", "1796096032.8591022", "1796096032859102200", "17960960328591.022",
+]  # fmt: skip
+
+
+def _number(rng: np.random.Generator) -> str:
+    kind = rng.integers(0, 6)
+    if kind == 0:
+        return str(LITERALS[rng.integers(0, len(LITERALS))])
+    if kind == 1:
+        return repr(float(rng.normal() * 10.0 ** rng.integers(-30, 30)))
+    if kind == 2:
+        return str(int(rng.integers(-(10**12), 10**12)))
+    if kind == 3:  # a fixed decimal of up to 25 digits
+        digits = "".join(map(str, rng.integers(0, 10, rng.integers(1, 26))))
+        cut = int(rng.integers(0, len(digits)))
+        text = (digits[:cut].lstrip("0") or "0") + ("." + digits[cut:] if cut < len(digits) else "")
+        return ("-" if rng.uniform() < 0.5 else "") + text
+    if kind == 4:  # mantissa and exponent apart
+        m = f"{rng.integers(1, 10)}.{rng.integers(0, 10**6)}"
+        sign = ["", "+", "-"][rng.integers(0, 3)]
+        return f"{m}{'eE'[rng.integers(0, 2)]}{sign}{rng.integers(0, 60)}"
+    return repr(float(rng.uniform(-1e6, 1e6)))
+
+
+def _string(rng: np.random.Generator) -> str:
+    pool = ["DE", "FR", "mobile", "tablette-été", "日本", "a b", "", "x" * 40, "Info", "ŝ"]
+    return str(pool[rng.integers(0, len(pool))])
+
+
+def _space(rng: np.random.Generator) -> str:
+    return str(["", "", "", " ", "\n  ", "\t", "\r\n"][rng.integers(0, 7)])
+
+
+def _dump(value: Any, rng: np.random.Generator) -> str:
+    """JSON text of `value`, numbers given as literal strings in ("num", text) pairs,
+    with white space of every kind between tokens."""
+    w = _space(rng)
+    if isinstance(value, tuple) and value[0] == "num":
+        return w + value[1] + w
+    if isinstance(value, dict):
+        items = [
+            f"{w}{orjson.dumps(k).decode()}{_space(rng)}:{_dump(v, rng)}" for k, v in value.items()
+        ]
+        return w + "{" + ",".join(items) + _space(rng) + "}" + w
+    if isinstance(value, list):
+        return w + "[" + ",".join(_dump(v, rng) for v in value) + "]" + w
+    return w + orjson.dumps(value).decode() + w
+
+
+def _event(rng: np.random.Generator, i: int) -> dict[str, Any]:
+    features: dict[str, Any] = {}
+    for name in NUMERIC:
+        r = rng.uniform()
+        if r < 0.85:
+            text = _number(rng)
+            if abs(float(text)) <= 1e100:
+                features[name] = ("num", text)
+        elif r < 0.93:
+            features[name] = None
+    for name in CATEGORICAL:
+        r = rng.uniform()
+        if r < 0.7:
+            features[name] = _string(rng) or "empty"
+        elif r < 0.8:
+            features[name] = int(rng.integers(-5, 5))
+        elif r < 0.85:
+            features[name] = bool(rng.integers(0, 2))
+        elif r < 0.9:
+            features[name] = ("num", repr(float(rng.uniform())))
+        elif r < 0.95:
+            features[name] = None
+    keys = list(features)
+    rng.shuffle(keys)
+    event: dict[str, Any] = {
+        "prediction_id": f"p-{i}-{_string(rng)}" if rng.uniform() < 0.9 else "é" * 256,
+        "model_id": ["fraud", "loan", "ünïcode"][rng.integers(0, 3)],
+        "features": {k: features[k] for k in keys},
+    }
+    r = rng.uniform()
+    if r < 0.5:
+        pred: Any = {"score": ("num", _number(rng)), "label": int(rng.integers(0, 2))}
+        if rng.uniform() < 0.1:
+            pred = {"label": "cat"} if rng.uniform() < 0.5 else {"score": None, "extra": [1, {}]}
+    elif r < 0.7:
+        pred = ("num", _number(rng))
+    elif r < 0.85:
+        pred = _string(rng)
+    else:
+        pred = bool(rng.integers(0, 2))
+    event["prediction"] = pred
+    if rng.uniform() < 0.7:
+        event["timestamp"] = ("num", _number(rng)) if rng.uniform() < 0.8 else "2026-12-01T10:00Z"
+    if rng.uniform() < 0.5:
+        event["model_version"] = ["1.0.0", "2", "v-ü"][rng.integers(0, 3)]
+    elif rng.uniform() < 0.2:
+        event["model_version"] = None
+    if rng.uniform() < 0.3:
+        event["segments"] = (
+            None if rng.uniform() < 0.2 else {"region": _string(rng), "tier": 3, "vip": True}
+        )
+    if rng.uniform() < 0.2:
+        event["trace"] = {"id": "abc", "n": [("num", "1"), ("num", "-2.5e3"), None, True, []]}
+    order = list(event)
+    rng.shuffle(order)
+    return {k: event[k] for k in order}
+
+
+def _bits(x: float) -> bytes:
+    return struct.pack("<d", x)
+
+
+def _same(got: Any, want: Any) -> bool:
+    """Equal values of equal types; floats to the bit."""
+    if type(got) is not type(want):
+        return False
+    if isinstance(want, float):
+        return _bits(got) == _bits(want)
+    if isinstance(want, dict):
+        return list(got) == list(want) and all(_same(got[k], want[k]) for k in want)
+    return bool(got == want)
+
+
+def _check(raws: list[bytes], got: tuple[Any, ...]) -> None:
+    """The scanner's columns against orjson's reading of each value."""
+    models, pids, versions, stamps, numbers, cats, preds, scores, labels, segments, flags = got
+    x = np.frombuffer(numbers, dtype=np.float64).reshape(len(raws), len(NUMERIC))
+    kinds = 0
+    for i, raw in enumerate(raws):
+        e = orjson.loads(raw)  # a value the scanner took must be JSON
+        assert type(e) is dict
+        assert _same(models[i], e["model_id"]) and _same(pids[i], e["prediction_id"])
+        assert _same(versions[i], e.get("model_version"))
+        assert _same(stamps[i], e.get("timestamp"))
+        assert _same(segments[i], e.get("segments"))
+        f = e["features"]
+        assert set(f) <= set(NUMERIC) | set(CATEGORICAL)
+        for j, name in enumerate(NUMERIC):
+            v = f.get(name)
+            if v is None:
+                assert math.isnan(x[i, j])
+            else:
+                assert type(v) in (int, float) and _bits(x[i, j]) == _bits(float(v)), (name, v)
+        for j, name in enumerate(CATEGORICAL):
+            assert _same(cats[j][i], f.get(name)), (name, cats[j][i], f.get(name))
+        p = e["prediction"]
+        if type(p) is dict:
+            kinds |= 2
+            assert preds[i] is None
+            assert _same(scores[i], p.get("score")) and _same(labels[i], p.get("label"))
+        else:
+            kinds |= 1
+            assert _same(preds[i], p)
+    assert flags == kinds
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_form_of_a_valid_event_reads_as_orjson_reads_it(seed):
+    rng = np.random.default_rng(seed)
+    raws = [_dump(_event(rng, i), rng).encode() for i in range(600)]
+    got = scan(raws, NUMERIC, CATEGORICAL, BIG)
+    assert got is not None
+    _check(raws, got)
+
+
+@pytest.mark.parametrize("literal", LITERALS)
+def test_each_number_literal_reads_to_the_same_double(literal):
+    if abs(float(literal)) > 1e100:  # a feature beyond MAX_MAGNITUDE: the exact path names it
+        raw = b'{"model_id":"m","prediction_id":"p","features":{"f0":%s},"prediction":1}'
+        assert scan([raw % literal.encode()], NUMERIC, CATEGORICAL, BIG) is None
+        return
+    raw = b'{"model_id":"m","prediction_id":"p","features":{"f0":%s},"prediction":%s}' % (
+        literal.encode(),
+        literal.encode(),
+    )
+    got = scan([raw], NUMERIC, CATEGORICAL, BIG)
+    assert got is not None
+    _check([raw], got)
+
+
+REFUSED = {
+    "a feature beyond MAX_MAGNITUDE": b'"features":{"f0":1e101}',
+    "a number orjson refuses (overflow)": b'"features":{"f0":1},"x":1e400',
+    "an integer beyond int64": b'"features":{"f0":9223372036854775808}',
+    "NaN": b'"features":{"f0":NaN}',
+    "Infinity elsewhere": b'"features":{},"x":-Infinity',
+    "a leading zero": b'"features":{"f0":01}',
+    "a bare dot": b'"features":{"f0":1.}',
+    "an escape in a value": b'"features":{"country":"D\\u0045"}',
+    "an escape in a key": b'"features":{"f\\u0030":1}',
+    "an unknown feature": b'"features":{"brand_new":1}',
+    "a bool as a number": b'"features":{"f0":true}',
+    "a string as a number": b'"features":{"f0":"1"}',
+    "a duplicate feature": b'"features":{"f0":1,"f0":2}',
+    "a duplicate field": b'"features":{},"model_id":"m"',
+    "a nested category": b'"features":{"country":{"a":1}}',
+    "a float label": b'"features":{},"x":0',  # (the prediction below is replaced)
+    "a null segment value": b'"features":{},"segments":{"a":null}',
+    "a float segment value": b'"features":{},"segments":{"a":0.5}',
+    "a number as version": b'"features":{},"model_version":2',
+    "a bool as time": b'"features":{},"timestamp":true',
+    "not UTF-8": b'"features":{"country":"\xff"}',
+    "non-ASCII in a field not read": b'"features":{},"x":"\xc3\xa9"',
+    "a control character": b'"features":{"country":"a\x01"}',
+    "an unterminated object": b'"features":{"f0":1',
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_what_the_scanner_cannot_read_as_orjson_would_gives_the_batch_back(case):
+    tail = REFUSED[case]
+    pred = b'{"label":1.0}' if case == "a float label" else b"0.5"
+    bad = b'{"model_id":"m","prediction_id":"p","prediction":%s,%s}' % (pred, tail)
+    good = b'{"model_id":"m","prediction_id":"q","prediction":0.5,"features":{"f0":1}}'
+    assert scan([good], NUMERIC, CATEGORICAL, BIG) is not None
+    assert scan([good, bad, good], NUMERIC, CATEGORICAL, BIG) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"model_id":"m","prediction_id":"","features":{},"prediction":1}',
+        b'{"model_id":"m","prediction_id":"' + b"x" * 257 + b'","features":{},"prediction":1}',
+        b'{"model_id":"m","prediction_id":"p","features":{}}',
+        b'{"model_id":"m","prediction_id":"p","features":{},"prediction":null}',
+        b'{"model_id":"m","prediction_id":"p","features":null,"prediction":1}',
+        b'{"prediction_id":"p","features":{},"prediction":1}',
+        b'{"model_id":"m","prediction_id":"p","features":{},"prediction":1} {}',
+        b'{"model_id":"m","prediction_id":"p","features":{},"prediction":[1]}',
+        b"[]",
+        b"",
+        b"null",
+    ],
+)
+def test_a_value_the_exact_path_must_name_is_refused(value):
+    """Ids empty or over 256 characters, a field missing or null, two documents: the exact
+    path names these events' problems, so the scanner takes none of them."""
+    assert scan([value], NUMERIC, CATEGORICAL, BIG) is None
+
+
+def test_a_value_over_the_size_limit_is_refused():
+    raw = b'{"model_id":"m","prediction_id":"p","features":{},"prediction":1}'
+    assert scan([raw], NUMERIC, CATEGORICAL, len(raw)) is not None
+    assert scan([raw], NUMERIC, CATEGORICAL, len(raw) - 1) is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_values_mutated_byte_by_byte_are_refused_or_read_as_orjson_reads_them(seed):
+    """Random edits of valid events (a byte dropped, doubled, changed, or a token's
+    character inserted): whatever the scanner accepts, orjson reads the same way."""
+    rng = np.random.default_rng(100 + seed)
+    alphabet = b'{}[]:,"\\-+.eE0123456789 \ntrufalsn\xc3\xa9\xff'
+    accepted = refused = 0
+    for i in range(1500):
+        raw = bytearray(_dump(_event(rng, i), rng).encode())
+        for _ in range(int(rng.integers(1, 3))):
+            at = int(rng.integers(0, len(raw)))
+            op = rng.integers(0, 4)
+            if op == 0:
+                del raw[at]
+            elif op == 1:
+                raw.insert(at, raw[at])
+            elif op == 2:
+                raw[at] = alphabet[rng.integers(0, len(alphabet))]
+            else:
+                raw.insert(at, alphabet[rng.integers(0, len(alphabet))])
+        value = bytes(raw)
+        got = scan([value], NUMERIC, CATEGORICAL, BIG)
+        if got is None:
+            refused += 1
+            continue
+        accepted += 1
+        _check([value], got)
+    assert accepted > 100 and refused > 100  # both sides of the line were exercised
