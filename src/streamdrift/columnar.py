@@ -5,10 +5,11 @@ its values out again. Two readers skip that: the compiled scanner (`_scan.c`, bu
 the package where a C compiler is found) reads each value straight into columns (1.1 µs
 for a 490-byte event, where `orjson.loads` takes 1.8 µs, and 4.3 µs when a batch's dicts
 are kept); where it was not built, pyarrow's JSON reader parses the newline-joined batch
-into columns (on one core slower than orjson, but with no dict per event). Both need the features' names and kinds, and those come from what
-the exact path (`decode._decode_each` and `decode._decode_fast`) saw of each model's
-events: an `EventShape` per model, learned from a batch that path decoded, and checked
-against the model's profile.
+into columns (on one core slower than orjson, but with no dict per event). Both need
+the features' names and kinds, and those come from what the exact path
+(`decode._decode_each` and `decode._decode_fast`) saw of each model's events: an
+`EventShape` per model, learned from a batch that path decoded, and checked against the
+model's profile.
 
 The rules stay the exact path's, event by event. This path only answers for a batch in
 which every event is valid and shaped as learned; anything else — a value of another type,
