@@ -23,6 +23,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -40,7 +41,9 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 static inline void ws(Cur *c) {
-    while (c->p < c->e && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+    /* JSON's four white space bytes are all <= ' ': most bytes are ruled out by one test */
+    while (c->p < c->e && (unsigned char)*c->p <= ' ' &&
+           (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
         c->p++;
 }
 
@@ -53,6 +56,18 @@ static inline int expect(Cur *c, char ch) {
     return -1;
 }
 
+/* What a byte inside a string is: 0 an ordinary ASCII byte, else the closing quote, a
+ * backslash or control character (refused), or a non-ASCII byte. */
+enum { B_QUOTE = 1, B_BAD = 2, B_HIGH = 4 };
+static unsigned char BYTE_CLASS[256];
+
+static void init_classes(void) {
+    for (int b = 0; b < 256; b++)
+        BYTE_CLASS[b] = b < 0x20 ? B_BAD : b >= 0x80 ? B_HIGH : 0;
+    BYTE_CLASS['"'] = B_QUOTE;
+    BYTE_CLASS['\\'] = B_BAD;
+}
+
 /* A string's bytes between its quotes. No escapes (a key spelled with one could name a
  * known field), no control characters (invalid JSON). `high` says non-ASCII bytes are
  * there: they are valid only if they decode as UTF-8. */
@@ -60,18 +75,31 @@ static int str_span(Cur *c, const char **s, Py_ssize_t *n, int *high) {
     ws(c);
     if (c->p >= c->e || *c->p != '"') return -1;
     const char *q = ++c->p;
-    unsigned char h = 0;
-    while (q < c->e) {
-        unsigned char ch = (unsigned char)*q;
-        if (ch == '"') break;
-        if (ch == '\\' || ch < 0x20) return -1;
-        h |= ch;
+    int h = 0;
+    for (;;) {
+        /* eight bytes at a time while none is a quote, a backslash, a control character
+         * or non-ASCII (the word tests below are exact for "has such a byte") */
+        while (c->e - q >= 8) {
+            uint64_t w;
+            memcpy(&w, q, 8);
+            const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+            uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
+            uint64_t hit = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) |
+                           ((w - ones * 0x20) & ~w) | w;
+            if (hit & highs) break;
+            q += 8;
+        }
+        while (q < c->e && BYTE_CLASS[(unsigned char)*q] == 0) q++;
+        if (q >= c->e) return -1;
+        unsigned char k = BYTE_CLASS[(unsigned char)*q];
+        if (k == B_QUOTE) break;
+        if (k == B_BAD) return -1;
+        h = 1;
         q++;
     }
-    if (q >= c->e) return -1;
     *s = c->p;
     *n = q - c->p;
-    *high = (h & 0x80) != 0;
+    *high = h;
     c->p = q + 1;
     return 0;
 }
@@ -95,6 +123,8 @@ typedef struct {
     long long iv;  /* the value, when is_int */
 } Num;
 
+static inline int is_digit(char ch) { return (unsigned char)(ch - '0') < 10; }
+
 /* A JSON number, by the grammar -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int number(Cur *c, Num *out) {
     ws(c);
@@ -104,35 +134,19 @@ static int number(Cur *c, Num *out) {
         neg = 1;
         q++;
     }
-    if (q >= e) return -1;
-    uint64_t m = 0;
-    int digits = 0, frac = 0;
-    if (*q == '0') {
-        q++;
-    } else if (*q >= '1' && *q <= '9') {
-        while (q < e && *q >= '0' && *q <= '9') {
-            if (digits < 19) m = m * 10 + (uint64_t)(*q - '0');
-            digits++;
-            q++;
-        }
-    } else {
-        return -1;
-    }
-    int is_int = 1;
+    const char *int_start = q;
+    while (q < e && is_digit(*q)) q++;
+    Py_ssize_t int_len = q - int_start;
+    if (int_len == 0 || (int_len > 1 && *int_start == '0')) return -1;
+    const char *frac_start = q;
+    Py_ssize_t frac_len = 0;
     if (q < e && *q == '.') {
-        is_int = 0;
-        q++;
-        const char *f = q;
-        while (q < e && *q >= '0' && *q <= '9') {
-            if (digits < 19) {
-                m = m * 10 + (uint64_t)(*q - '0');
-                frac++;
-            }
-            if (digits || *q != '0') digits++;
-            q++;
-        }
-        if (q == f) return -1;
+        frac_start = ++q;
+        while (q < e && is_digit(*q)) q++;
+        frac_len = q - frac_start;
+        if (frac_len == 0) return -1;
     }
+    int is_int = frac_len == 0;
     long exp10 = 0;
     if (q < e && (*q == 'e' || *q == 'E')) {
         is_int = 0;
@@ -143,7 +157,7 @@ static int number(Cur *c, Num *out) {
             q++;
         }
         const char *f = q;
-        while (q < e && *q >= '0' && *q <= '9') {
+        while (q < e && is_digit(*q)) {
             if (exp10 < 100000) exp10 = exp10 * 10 + (*q - '0');
             q++;
         }
@@ -152,20 +166,47 @@ static int number(Cur *c, Num *out) {
     }
     c->p = q;
     out->is_int = is_int;
+    /* at most 19 digits in all (leading zeros of a fraction included) fit a uint64 */
+    int fits = int_len + frac_len <= 19;
+    uint64_t m = 0;
+    if (fits) {
+        for (const char *d = int_start; d < int_start + int_len; d++)
+            m = m * 10 + (uint64_t)(*d - '0');
+        for (const char *d = frac_start; d < frac_start + frac_len; d++)
+            m = m * 10 + (uint64_t)(*d - '0');
+    }
     if (is_int) {
         /* orjson gives an int here; beyond int64 the exact path decides */
-        if (digits > 19 || m > (uint64_t)INT64_MAX) return -1;
+        if (!fits || m > (uint64_t)INT64_MAX) return -1;
         out->iv = neg ? -(long long)m : (long long)m;
         out->d = (double)out->iv; /* correctly rounded, as Python's float(int) */
         return 0;
     }
-    long e10 = exp10 - frac;
-    if (digits <= 19 && m <= ((uint64_t)1 << 53) && e10 >= -22 && e10 <= 22) {
+    long e10 = exp10 - (long)frac_len;
+    if (fits && m <= ((uint64_t)1 << 53) && e10 >= -22 && e10 <= 22) {
         double d = (double)m;
         d = e10 < 0 ? d / POW10[-e10] : d * POW10[e10];
         out->d = neg ? -d : d;
         return 0;
     }
+#if LDBL_MANT_DIG == 64
+    /* 17 to 19 digits (an epoch time with its fraction): exact in the x87 format's 64-bit
+     * mantissa, as is a power of ten up to 1e27. One division or product rounds the value
+     * to 64 bits, then to 53: right unless the first rounding lands on a midpoint between
+     * two doubles (the second could then go the wrong way), which is checked. */
+    if (fits && e10 >= -27 && e10 <= 27) {
+        long double p = 1.0L;
+        for (long k = e10 < 0 ? -e10 : e10; k > 0; k--) p *= 10.0L;
+        long double v = e10 < 0 ? (long double)m / p : (long double)m * p;
+        double d = (double)v;
+        long double up = ((long double)d + (long double)nextafter(d, INFINITY)) / 2.0L;
+        long double down = ((long double)d + (long double)nextafter(d, -INFINITY)) / 2.0L;
+        if (v != up && v != down && isfinite(d) && d >= DBL_MIN) {
+            out->d = neg ? -d : d;
+            return 0;
+        }
+    }
+#endif
     char buf[128];
     Py_ssize_t len = q - start;
     if (len >= (Py_ssize_t)sizeof(buf)) return -1;
@@ -280,17 +321,14 @@ static int scalar(Cur *c, PyObject **obj, int allow_float) {
     return -1;
 }
 
-/* A feature name's index: the one after the last found first (events list their
- * features in one order), then all of them. */
+/* A feature name's index in the names (numeric ones first). */
 typedef struct {
     const char *s;
     Py_ssize_t n;
+    int plain; /* no byte a JSON string must escape: it can be matched in place */
 } Name;
 
-static inline Py_ssize_t find(const Name *names, Py_ssize_t k, Py_ssize_t guess, const char *s,
-                              Py_ssize_t n) {
-    if (guess < k && names[guess].n == n && memcmp(names[guess].s, s, (size_t)n) == 0)
-        return guess;
+static inline Py_ssize_t find(const Name *names, Py_ssize_t k, const char *s, Py_ssize_t n) {
     for (Py_ssize_t j = 0; j < k; j++)
         if (names[j].n == n && memcmp(names[j].s, s, (size_t)n) == 0) return j;
     return -1;
@@ -330,7 +368,7 @@ enum { F_SCALAR_PREDICTION = 1, F_OBJECT_PREDICTION = 2 };
 
 typedef struct {
     Py_ssize_t n, kn, kc;
-    const Name *numeric, *categorical;
+    const Name *names; /* kn numeric, then kc categorical */
     double *numbers;     /* n x kn, row-major */
     Py_ssize_t *seen;    /* kn + kc: the event (1-based) that last set each feature */
     PyObject *model_ids, *pids, *versions, *stamps, *predictions, *scores, *labels, *segments;
@@ -339,6 +377,8 @@ typedef struct {
     int flags;
 } Out;
 
+/* The features object. Events list their features in one order, so the name after the
+ * last one found is tried first, in place: its quoted bytes against the input's. */
 static int features(Cur *c, Out *o, Py_ssize_t i) {
     if (expect(c, '{') < 0) return -1;
     ws(c);
@@ -346,17 +386,30 @@ static int features(Cur *c, Out *o, Py_ssize_t i) {
         c->p++;
         return 0;
     }
-    Py_ssize_t guess = 0;
+    Py_ssize_t guess = 0, k = o->kn + o->kc;
     for (;;) {
-        const char *s;
-        Py_ssize_t n;
-        int high;
-        if (str_span(c, &s, &n, &high) < 0 || expect(c, ':') < 0) return -1;
-        Py_ssize_t j = find(o->numeric, o->kn, guess, s, n);
-        if (j >= 0) {
-            if (o->seen[j] == i + 1) return -1;
-            o->seen[j] = i + 1;
-            guess = j + 1;
+        ws(c);
+        Py_ssize_t j = -1;
+        if (guess < k) {
+            const Name *g = &o->names[guess];
+            if (g->plain && c->e - c->p >= g->n + 2 && c->p[0] == '"' && c->p[g->n + 1] == '"' &&
+                memcmp(c->p + 1, g->s, (size_t)g->n) == 0) {
+                j = guess;
+                c->p += g->n + 2;
+            }
+        }
+        if (j < 0) {
+            const char *s;
+            Py_ssize_t n;
+            int high;
+            if (str_span(c, &s, &n, &high) < 0) return -1;
+            j = find(o->names, k, s, n);
+            if (j < 0) return -1; /* a feature not named: the exact path counts it */
+        }
+        if (expect(c, ':') < 0 || o->seen[j] == i + 1) return -1;
+        o->seen[j] = i + 1;
+        guess = j + 1;
+        if (j < o->kn) {
             ws(c);
             if (c->p < c->e && *c->p == 'n') {
                 if (literal(c, "null", 4) < 0) return -1; /* missing: NaN stays */
@@ -366,13 +419,9 @@ static int features(Cur *c, Out *o, Py_ssize_t i) {
                 o->numbers[i * o->kn + j] = num.d;
             }
         } else {
-            j = find(o->categorical, o->kc, guess > o->kn ? guess - o->kn : 0, s, n);
-            if (j < 0 || o->seen[o->kn + j] == i + 1) return -1;
-            o->seen[o->kn + j] = i + 1;
-            guess = o->kn + j + 1;
             PyObject *v;
             if (scalar(c, &v, 1) < 0) return -1;
-            PyObject *col = PyList_GET_ITEM(o->categories, j);
+            PyObject *col = PyList_GET_ITEM(o->categories, j - o->kn);
             PyObject *old = PyList_GET_ITEM(col, i);
             PyList_SET_ITEM(col, i, v);
             Py_DECREF(old);
@@ -602,22 +651,18 @@ static int event(Cur *c, Out *o, Py_ssize_t i) {
     return (got & required) == required ? 0 : -1;
 }
 
-static int names_of(PyObject *tuple, Name **out, Py_ssize_t *k) {
-    if (!PyTuple_Check(tuple)) {
-        PyErr_SetString(PyExc_TypeError, "feature names must be a tuple of str");
-        return -1;
-    }
-    *k = PyTuple_GET_SIZE(tuple);
-    *out = PyMem_Calloc((size_t)(*k ? *k : 1), sizeof(Name));
-    if (*out == NULL) return -1;
-    for (Py_ssize_t j = 0; j < *k; j++) {
+static int names_of(PyObject *tuple, Name *out) {
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(tuple); j++) {
         PyObject *name = PyTuple_GET_ITEM(tuple, j);
         if (!PyUnicode_Check(name)) {
             PyErr_SetString(PyExc_TypeError, "feature names must be a tuple of str");
             return -1;
         }
-        (*out)[j].s = PyUnicode_AsUTF8AndSize(name, &(*out)[j].n);
-        if ((*out)[j].s == NULL) return -1;
+        out[j].s = PyUnicode_AsUTF8AndSize(name, &out[j].n);
+        if (out[j].s == NULL) return -1;
+        out[j].plain = 1;
+        for (Py_ssize_t b = 0; b < out[j].n; b++)
+            if (BYTE_CLASS[(unsigned char)out[j].s[b]] & (B_QUOTE | B_BAD)) out[j].plain = 0;
     }
     return 0;
 }
@@ -650,12 +695,21 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         return NULL;
     Out o;
     memset(&o, 0, sizeof(o));
-    Name *numeric = NULL, *categorical = NULL;
+    Name *names = NULL;
     PyObject *result = NULL, *numbers = NULL;
-    if (names_of(num_names, &numeric, &o.kn) < 0 || names_of(cat_names, &categorical, &o.kc) < 0)
-        goto done;
-    o.numeric = numeric;
-    o.categorical = categorical;
+    if (!PyTuple_Check(num_names) || !PyTuple_Check(cat_names)) {
+        PyErr_SetString(PyExc_TypeError, "feature names must be a tuple of str");
+        return NULL;
+    }
+    o.kn = PyTuple_GET_SIZE(num_names);
+    o.kc = PyTuple_GET_SIZE(cat_names);
+    names = PyMem_Calloc((size_t)(o.kn + o.kc + 1), sizeof(Name));
+    if (names == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if (names_of(num_names, names) < 0 || names_of(cat_names, names + o.kn) < 0) goto done;
+    o.names = names;
     o.n = PyList_GET_SIZE(values);
     Py_ssize_t n = o.n;
     numbers = PyByteArray_FromStringAndSize(NULL, n * o.kn * (Py_ssize_t)sizeof(double));
@@ -704,8 +758,7 @@ done:
     Py_XDECREF(o.last_model);
     Py_XDECREF(o.last_version);
     PyMem_Free(o.seen);
-    PyMem_Free(numeric);
-    PyMem_Free(categorical);
+    PyMem_Free(names);
     return result;
 }
 
@@ -722,4 +775,7 @@ static struct PyModuleDef module = {
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__scan(void) {
+    init_classes();
+    return PyModule_Create(&module);
+}

@@ -307,3 +307,30 @@ def test_values_mutated_byte_by_byte_are_refused_or_read_as_orjson_reads_them(se
         accepted += 1
         _check([value], got)
     assert accepted > 100 and refused > 100  # both sides of the line were exercised
+
+
+def test_long_decimals_and_near_midpoints_read_to_the_correctly_rounded_double():
+    """17 to 19 digits (epoch times with their fraction) take the scanner's 64-bit
+    mantissa path; decimals a hair off the midpoint between two doubles are where a
+    rounding twice goes wrong. Each must read to orjson's double."""
+    from decimal import ROUND_DOWN, ROUND_UP, Context, Decimal
+
+    rng = np.random.default_rng(17)
+    texts = []
+    for _ in range(3000):
+        digits = str(int(rng.integers(10**16, 10**18))) + str(int(rng.integers(0, 10)))
+        cut = int(rng.integers(1, len(digits)))
+        texts.append(f"{digits[:cut]}.{digits[cut:]}")
+        texts.append(f"{digits[0]}.{digits[1:]}e{int(rng.integers(-20, 21))}")
+    for _ in range(3000):  # the midpoint of two neighbouring doubles, cut to 19 digits
+        d = float(rng.uniform(1.0, 1e12))
+        mid = (Decimal(d) + Decimal(float(np.nextafter(d, np.inf)))) / 2
+        for rounding in (ROUND_DOWN, ROUND_UP):
+            texts.append(format(Context(prec=19, rounding=rounding).plus(mid), "f"))
+    raws = [
+        b'{"model_id":"m","prediction_id":"p","features":{"f0":%s},"prediction":1}' % t.encode()
+        for t in texts
+    ]
+    got = scan(raws, NUMERIC, CATEGORICAL, BIG)
+    assert got is not None
+    _check(raws, got)
