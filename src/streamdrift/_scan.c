@@ -762,8 +762,62 @@ done:
     return result;
 }
 
+static PyObject *S_ERROR, *S_VALUE, *S_PARTITION, *S_OFFSET;
+
+PyDoc_STRVAR(messages_doc,
+             "messages(msgs)\n--\n\n"
+             "Each Kafka message's value, partition and offset, and the highest offset per\n"
+             "partition: (values, partitions, offsets, last), or None when a message\n"
+             "carries an error or no value (the caller's own loop deals with those).\n"
+             "Four method calls per message from C, where a Python loop costs 4x more.");
+
+static PyObject *messages(PyObject *self, PyObject *msgs) {
+    if (!PyList_Check(msgs)) {
+        PyErr_SetString(PyExc_TypeError, "messages must be a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(msgs);
+    PyObject *values = PyList_New(n), *partitions = PyList_New(n), *offsets = PyList_New(n);
+    PyObject *last = PyDict_New(), *result = NULL;
+    if (values == NULL || partitions == NULL || offsets == NULL || last == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *m = PyList_GET_ITEM(msgs, i);
+        PyObject *err = PyObject_CallMethodNoArgs(m, S_ERROR);
+        if (err == NULL) goto done;
+        Py_DECREF(err);
+        if (err != Py_None) goto refuse;
+        PyObject *v = PyObject_CallMethodNoArgs(m, S_VALUE);
+        if (v == NULL) goto done;
+        PyList_SET_ITEM(values, i, v);
+        if (!PyBytes_CheckExact(v)) goto refuse;
+        PyObject *part = PyObject_CallMethodNoArgs(m, S_PARTITION);
+        if (part == NULL) goto done;
+        PyList_SET_ITEM(partitions, i, part);
+        PyObject *off = PyObject_CallMethodNoArgs(m, S_OFFSET);
+        if (off == NULL) goto done;
+        PyList_SET_ITEM(offsets, i, off);
+        /* offsets rise within a partition, but a lower one must not lower the highest */
+        PyObject *seen = PyDict_GetItemWithError(last, part);
+        if (seen == NULL && PyErr_Occurred()) goto done;
+        int higher = seen == NULL ? 1 : PyObject_RichCompareBool(off, seen, Py_GT);
+        if (higher < 0 || (higher && PyDict_SetItem(last, part, off) < 0)) goto done;
+    }
+    result = PyTuple_Pack(4, values, partitions, offsets, last);
+    goto done;
+refuse:
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    Py_XDECREF(values);
+    Py_XDECREF(partitions);
+    Py_XDECREF(offsets);
+    Py_XDECREF(last);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
+    {"messages", messages, METH_O, messages_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -777,5 +831,10 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__scan(void) {
     init_classes();
+    S_ERROR = PyUnicode_InternFromString("error");
+    S_VALUE = PyUnicode_InternFromString("value");
+    S_PARTITION = PyUnicode_InternFromString("partition");
+    S_OFFSET = PyUnicode_InternFromString("offset");
+    if (!S_ERROR || !S_VALUE || !S_PARTITION || !S_OFFSET) return NULL;
     return PyModule_Create(&module);
 }

@@ -20,3 +20,6 @@ def scan(
     ]
     | None
 ): ...
+def messages(
+    msgs: list[Any], /
+) -> tuple[list[bytes], list[int], list[int], dict[int, int]] | None: ...

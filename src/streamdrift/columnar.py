@@ -35,6 +35,7 @@ import pyarrow.json as pj
 
 from streamdrift.decode import (
     _MAX_ID,
+    _PARTITION_EOF,
     MAX_MAGNITUDE,
     DecodedBatch,
     FeatureArrays,
@@ -45,9 +46,10 @@ from streamdrift.decode import (
 from streamdrift.profile import ReferenceProfile
 
 try:  # the compiled scanner: optional, for a machine with no C compiler at install
+    from streamdrift._scan import messages as _messages
     from streamdrift._scan import scan as _scan
 except ImportError:  # pragma: no cover - the tests run where it is built
-    _scan = None
+    _scan = _messages = None
 
 #: the reader `decode_columns` uses unless told: "scan" where it was built, else "arrow"
 READER = "scan" if _scan is not None else "arrow"
@@ -250,23 +252,65 @@ def _union(shapes: list[EventShape]) -> pa.Schema | None:
     )
 
 
+@dataclass(slots=True)
+class Polled:
+    """A polled batch's messages with a value each, and what the columns need of them."""
+
+    msgs: list[Any]
+    values: list[bytes]
+    partitions: list[int]
+    offsets: list[int]
+    #: partition -> its highest offset in the batch
+    last: dict[int, int]
+
+    def last_offsets(self) -> dict[tuple[str, int], int]:
+        topic = self.msgs[0].topic()  # one topic per call: the worker decodes each apart
+        return {(topic, p): o for p, o in self.last.items()}
+
+
+def _polled(messages: list[Any]) -> Polled | None:
+    """Values, partitions and offsets of `messages`, or None when there is none, one has
+    no value, or one carries a consumer error (the exact path logs it). The scanner's
+    module reads them from C; the end of a partition (not an error) is left out here."""
+    if _messages is not None:
+        got = _messages(messages)
+        if got is not None:
+            return Polled(messages, *got) if messages else None
+    errors = [m.error() for m in messages]
+    if any(e is not None and e.code() != _PARTITION_EOF for e in errors):
+        return None
+    msgs = [m for m, e in zip(messages, errors, strict=True) if e is None]
+    values = [m.value() for m in msgs]
+    if not msgs or None in values:
+        return None
+    partitions = [m.partition() for m in msgs]
+    offsets = [m.offset() for m in msgs]
+    last: dict[int, int] = {}
+    for p, o in zip(partitions, offsets, strict=True):
+        if o > last.get(p, -1):
+            last[p] = o
+    return Polled(msgs, values, partitions, offsets, last)
+
+
 def decode_columns(
-    msgs: list[Any],
-    raws: list[bytes],
+    messages: list[Any],
     shapes: EventShapes,
     max_event_bytes: int,
     reader: str = READER,
 ) -> DecodedBatch | None:
     """The batch in column form when every event is valid and of a learned shape, else
-    None (the caller decodes it event by event). `msgs` carry no errors; `raws` are their
-    values. `reader` is "scan" (the compiled scanner) or "arrow" (pyarrow)."""
+    None (the caller decodes it event by event). `reader` is "scan" (the compiled
+    scanner) or "arrow" (pyarrow)."""
     if shapes.skip:
         shapes.skip -= 1
         return None
-    if reader == "scan":
-        batch = _scanned(msgs, raws, shapes, max_event_bytes)
+    polled = _polled(messages)
+    if polled is None:
+        batch = None
+    elif reader == "scan":
+        batch = _scanned(polled, shapes, max_event_bytes)
     else:
-        batch = _read(msgs, raws, shapes, max_event_bytes)
+        batch = _read(polled, shapes, max_event_bytes)
     if batch is not None:
         shapes.misses = 0
     elif shapes.schema(shapes.recent) is not None:
@@ -276,9 +320,8 @@ def decode_columns(
     return batch
 
 
-def _read(
-    msgs: list[Any], raws: list[bytes], shapes: EventShapes, max_event_bytes: int
-) -> DecodedBatch | None:
+def _read(polled: Polled, shapes: EventShapes, max_event_bytes: int) -> DecodedBatch | None:
+    msgs, raws = polled.msgs, polled.values
     schema = shapes.schema(shapes.recent)
     if schema is None or not raws:
         return None
@@ -337,11 +380,9 @@ def _read(
     models = tuple(dict.fromkeys(model_list))
     if not set(models) <= set(shapes.recent):
         return None
-    partitions = [m.partition() for m in msgs]
-    offsets = [m.offset() for m in msgs]
-    topic = msgs[0].topic()
+    partitions, offsets = polled.partitions, polled.offsets
     batch = DecodedBatch(messages=n, bytes_in=sum(sizes))
-    batch.last_offsets = {(topic, p): o for p, o in zip(partitions, offsets, strict=True)}
+    batch.last_offsets = polled.last_offsets()
     pid_list: list[str] = pids.to_pylist()
     versions: list[str | None] = columns["model_version"].to_pylist()
     stamps: list[float] = seconds.tolist()
@@ -380,14 +421,13 @@ def _read(
 _BARE, _OBJECTS = 1, 2
 
 
-def _scanned(
-    msgs: list[Any], raws: list[bytes], shapes: EventShapes, max_event_bytes: int
-) -> DecodedBatch | None:
+def _scanned(polled: Polled, shapes: EventShapes, max_event_bytes: int) -> DecodedBatch | None:
     """The compiled scanner's columns, split per model as `_read` splits them. The
     scanner refuses any batch it cannot read as orjson would; what it reads is checked
     here by the exact path's own rules (event times, a model's own features)."""
+    msgs, raws = polled.msgs, polled.values
     names = shapes.names(shapes.recent)
-    if names is None or not raws or _scan is None:
+    if names is None or _scan is None:
         return None
     numeric, categorical = names
     got = _scan(raws, numeric, categorical, max_event_bytes)
@@ -409,11 +449,9 @@ def _scanned(
         return None
     n = len(raws)
     x = np.frombuffer(numbers, dtype=np.float64).reshape(n, len(numeric))
-    partitions = [m.partition() for m in msgs]
-    offsets = [m.offset() for m in msgs]
-    topic = msgs[0].topic()
+    partitions, offsets = polled.partitions, polled.offsets
     batch = DecodedBatch(messages=n, bytes_in=sum(map(len, raws)))
-    batch.last_offsets = {(topic, p): o for p, o in zip(partitions, offsets, strict=True)}
+    batch.last_offsets = polled.last_offsets()
     stamp_list: list[float] = seconds.tolist()
     if len(models) == 1:
         groups: dict[str, list[int] | None] = {models[0]: None}

@@ -251,8 +251,8 @@ def _message_seconds(msg: Any) -> float:
 
 
 #: a decoder of a whole batch in columns (`streamdrift.columnar.decode_columns`, bound to
-#: the worker's learned shapes): messages and their values in, None for "not this batch"
-Columnar = Callable[[list[Any], list[bytes]], "DecodedBatch | None"]
+#: the worker's learned shapes): the polled messages in, None for "not this batch"
+Columnar = Callable[[list[Any]], "DecodedBatch | None"]
 
 
 def decode_predictions(
@@ -264,6 +264,10 @@ def decode_predictions(
     (the JSON reader straight into arrays), else decoded column by column with C-level
     map/set checks (a Python loop per event costs more than orjson itself). Any doubt,
     and the batch goes through the event-by-event path that names each problem."""
+    if columnar is not None and messages:
+        batch = columnar(messages)  # None for a batch with a consumer error: logged below
+        if batch is not None:
+            return batch
     msgs = [m for m in messages if m.error() is None]
     if len(msgs) < len(messages):
         for m in messages:
@@ -272,12 +276,6 @@ def decode_predictions(
                 log.warning("consumer error: %s", err)
     if not msgs:
         return DecodedBatch()
-    if columnar is not None:
-        raws = list(map(_value, msgs))
-        if None not in raws:
-            batch = columnar(msgs, raws)
-            if batch is not None:
-                return batch
     try:
         fast = _decode_fast(msgs, max_event_bytes)
     except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):

@@ -461,3 +461,35 @@ def test_selecting_events_keeps_the_arrays_in_step(profile, reader):
     _assert_same_windows(
         sketch_batch(got.select(keep), profile)[0], sketch_batch(want.select(keep), profile)[0]
     )
+
+
+class _ConsumerError:
+    def __init__(self, code: int) -> None:
+        self._code = code
+
+    def code(self) -> int:
+        return self._code
+
+    def __str__(self) -> str:
+        return f"consumer error {self._code}"
+
+
+@pytest.mark.parametrize("code", [-191, -195], ids=["end of partition", "transport error"])
+def test_a_batch_with_a_consumer_error_decodes_as_the_exact_path_decodes_it(
+    profile, reader, code, caplog
+):
+    """The end of a partition is no error: the rest is read in columns. A real consumer
+    error sends the batch to the exact path, which logs it; either way the decode is the
+    exact path's. An offset lower than one before it in its partition does not lower the
+    highest."""
+    events = _fraud(700, seed=19)
+    values = [orjson.dumps(e) for e in events]
+    shapes = _shapes({"fraud": profile}, _messages(values[:300]))
+    msgs = _messages(values[300:], first_offset=300)
+    msgs.insert(200, FakeMessage(None, partition=2, offset=10_000, error=_ConsumerError(code)))
+    msgs[300]._offset = 1  # type: ignore[attr-defined]
+    got = decode_predictions(msgs, BIG, _reader(shapes, reader))
+    want = decode_predictions(msgs, BIG)
+    _assert_same(got, want, {"fraud": profile})
+    assert (got.by_model["fraud"].arrays is not None) == (code == -191)
+    assert ("consumer error -195" in caplog.text) == (code == -195)
