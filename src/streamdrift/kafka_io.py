@@ -9,12 +9,14 @@ import socket
 from typing import Any
 
 from confluent_kafka import Consumer as _Consumer
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamdrift.config import Settings
 from streamdrift.errors import ConfigError, ConnectionProblem
 from streamdrift.redaction import mask_url
+
+log = logging.getLogger("streamdrift.kafka")
 
 #: where librdkafka's own log goes (instead of stderr): warnings and errors, each distinct
 #: message once. A broker that is down makes librdkafka repeat the same line many times a
@@ -79,9 +81,16 @@ def consumer(settings: Settings, **overrides: Any) -> _Consumer:
         "fetch.queue.backoff.ms": 10,
         # A topic deleted and created again is noticed within this (default: 5 min).
         "topic.metadata.refresh.interval.ms": 10_000,
+        # the worker commits without waiting: a failure is heard here, at a later poll
+        "on_commit": _commit_failed,
         **overrides,
     }
     return _Consumer(conf)
+
+
+def _commit_failed(error: KafkaError | None, _partitions: list[Any]) -> None:
+    if error is not None:  # e.g. the partitions moved in a rebalance; Redis is right either way
+        log.info("offset commit failed (a lag hint only): %s", error)
 
 
 def producer(settings: Settings, **overrides: Any) -> Producer:

@@ -270,7 +270,7 @@ class Worker:
     def _shutdown(self) -> None:
         if self.fault is None:
             try:
-                self.drain()  # the batch in flight is applied and committed, not replayed
+                self.drain(final=True)  # the batch in flight is applied and committed
             except Exception as e:
                 log.warning("last batch not committed (the next owner re-reads it): %s", e)
         else:
@@ -632,9 +632,10 @@ class Worker:
             self.launch(decoded)
 
     def process(self, messages: list[Any]) -> None:
-        """Apply a polled batch to Redis, then commit its offsets (not pipelined)."""
+        """Apply a polled batch to Redis, then commit its offsets and wait for the
+        broker (not pipelined)."""
         self.launch(self.decode(messages))
-        self.drain()
+        self.drain(final=True)
 
     def apply(self, messages: list[Any]) -> dict[tuple[str, int], int]:
         """Everything but the commit, not pipelined. Returns the last offset per
@@ -675,9 +676,10 @@ class Worker:
         self.drain()
         self._in_flight = self._begin(decoded, time.perf_counter())
 
-    def drain(self) -> bool:
+    def drain(self, final: bool = False) -> bool:
         """Read the applies of the batch in flight, then commit its offsets. Returns
-        whether there was one."""
+        whether there was one. The commit is only a lag hint (Redis's fences say where
+        to read from), so it does not wait for the broker, except the `final` one."""
         flight = self._in_flight
         if flight is None:
             return False
@@ -686,10 +688,11 @@ class Worker:
         if last_offsets:
             self.book.drained({self.topics.field(t, p): o for (t, p), o in last_offsets.items()})
             try:
-                self.consumer.commit(
-                    offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last_offsets.items()],
-                    asynchronous=False,
-                )
+                offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last_offsets.items()]
+                if final:
+                    self.consumer.commit(offsets=offsets, asynchronous=False)
+                else:
+                    self.consumer.commit(offsets=offsets, asynchronous=True)
             except KafkaException as e:
                 # e.g. the partitions moved in a rebalance; Redis is right either way
                 log.info("offset commit failed (a lag hint only): %s", e)
