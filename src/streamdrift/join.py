@@ -69,10 +69,13 @@ def ids_by_window(events: ModelEvents, profile: ReferenceProfile) -> dict[int, l
     first = int(starts[0])
     if (starts == first).all():
         return {first: ids}
-    out: dict[int, list[str]] = {}
-    for pid, ws in zip(ids, starts.astype(np.int64).tolist(), strict=True):
-        out.setdefault(ws, []).append(pid)
-    return out
+    # a batch spans a few windows: its ids sorted by window (in order within each) and
+    # cut, rather than appended one by one
+    found, inv = np.unique(starts.astype(np.int64), return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    cuts = np.cumsum(np.bincount(inv, minlength=found.size))[:-1]
+    parts = np.split(np.array(ids, dtype=object)[order], cuts)
+    return {int(ws): part.tolist() for ws, part in zip(found.tolist(), parts, strict=True)}
 
 
 #: at most this many segment keys per prediction (the first by name), values cut to this
