@@ -480,13 +480,21 @@ def drive(
     return d
 
 
+#: beyond WRAPPED (which join.py shares): the parts of a batch's turn that were "the rest"
+RUN_STEPS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("store.applies", "prepare", "apply_build", ()),
+    ("store.watermarks", "advance", "watermarks", ()),
+    ("", "_applied", "books", ()),
+)
+
+
 def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
     w = worker_mod.Worker(settings)
     timers = Timers()
     tracked = len(gc.get_objects())
     missing: list[str] = []
     prof = cProfile.Profile() if profile_run else None
-    with instrumented(w, timers, missing):
+    with instrumented(w, timers, missing, RUN_STEPS):
         try:
             d = drive(w, n, timers, prof)
             s, calls = dict(timers.seconds), dict(timers.calls)
@@ -508,6 +516,8 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
     parts = {
         "consume": s["consume"],
         "decode": s["decode"],
+        # the rest of Worker.decode: the batch split by topic, the labels' decode
+        "decode_other": max(s["turn_decode"] - s["decode"], 0.0),
         "fence_filter": s["fence_filter"],
         "late_check": s["late_check"],
         "validate+sketch": s["sketch"],
@@ -518,8 +528,14 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
             s["share"] - s["fence_filter"] - s["late_check"] - s["sketch"] - s["join_delta"], 0.0
         ),
         "redis_heads": s["redis_heads"],
+        # the apply's payload: each window's field updates spelled for the script
+        "apply_build": s["apply_build"],
         "apply_send": s["apply_send"],
         "apply_wait": s["apply_wait"],
+        # after the apply: counts, metrics and the fences the worker keeps, the event-time
+        # marks per partition, and their round trip to Redis
+        "books": s["books"],
+        "watermarks": s["watermarks"],
         "commit": s["commit"],
         "dead_letters": s["dead_letters"] + s["count_unrouted"],
         "evaluate": s["evaluate"],
