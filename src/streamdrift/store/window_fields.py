@@ -198,7 +198,13 @@ def encode_fields(fields: Iterable[Field], obj: Any, prefix: str = "") -> dict[M
     out: dict[Merge, list[Any]] = {}
     for f in fields:
         value = getattr(obj, f.attr)
-        if f.keyed:
+        if f.keyed and isinstance(value, np.ndarray) and f.merge is M.SUM:
+            # a histogram: its non-zero bins found and spelled a whole array at a time
+            at = np.flatnonzero(value)
+            flat: list[Any] = [None] * (2 * at.size)
+            flat[0::2] = [f"{f.name}:{i}" for i in at.tolist()]
+            flat[1::2] = value[at].astype(np.int64).tolist()
+        elif f.keyed:
             flat = [
                 x
                 for k, v in _items(f, value)
