@@ -762,6 +762,103 @@ done:
     return result;
 }
 
+/* One label event: {"model_id", "prediction_id", "label", "timestamp"?, anything else}. */
+static int label_event(Cur *c, Py_ssize_t i, PyObject *model_ids, PyObject *pids,
+                       PyObject *labels, PyObject *stamps, PyObject **last_model) {
+    if (expect(c, '{') < 0) return -1;
+    int got = 0;
+    for (;;) {
+        const char *s;
+        Py_ssize_t n;
+        int high, key = 0;
+        if (str_span(c, &s, &n, &high) < 0 || expect(c, ':') < 0) return -1;
+        if (n == 8 && memcmp(s, "model_id", 8) == 0) key = K_MODEL;
+        else if (n == 13 && memcmp(s, "prediction_id", 13) == 0) key = K_PID;
+        else if (n == 5 && memcmp(s, "label", 5) == 0) key = K_PREDICTION;
+        else if (n == 9 && memcmp(s, "timestamp", 9) == 0) key = K_TIME;
+        if (key & got) return -1;
+        got |= key;
+        PyObject *v, *old;
+        switch (key) {
+        case K_MODEL:
+            if (an_id(c, &v, last_model) < 0) return -1;
+            PyList_SET_ITEM(model_ids, i, v);
+            break;
+        case K_PID:
+            if (an_id(c, &v, NULL) < 0) return -1;
+            PyList_SET_ITEM(pids, i, v);
+            break;
+        case K_PREDICTION:
+            if (scalar(c, &v, 1) < 0) return -1;
+            if (v == Py_None) { /* the exact path: missing_field */
+                Py_DECREF(v);
+                return -1;
+            }
+            PyList_SET_ITEM(labels, i, v);
+            break;
+        case K_TIME:
+            if (scalar(c, &v, 1) < 0) return -1;
+            if (v == Py_True || v == Py_False) {
+                Py_DECREF(v);
+                return -1;
+            }
+            old = PyList_GET_ITEM(stamps, i);
+            PyList_SET_ITEM(stamps, i, v);
+            Py_DECREF(old);
+            break;
+        default:
+            if (high || skip_value(c, 1) < 0) return -1;
+        }
+        ws(c);
+        if (c->p < c->e && *c->p == ',') {
+            c->p++;
+            continue;
+        }
+        if (expect(c, '}') < 0) return -1;
+        break;
+    }
+    ws(c);
+    if (c->p != c->e) return -1;
+    int required = K_MODEL | K_PID | K_PREDICTION;
+    return (got & required) == required ? 0 : -1;
+}
+
+PyDoc_STRVAR(scan_labels_doc,
+             "scan_labels(values, max_bytes)\n--\n\n"
+             "Read a batch of label events into columns: (model_ids, prediction_ids,\n"
+             "labels, timestamps), each as orjson gives it, or None when one of them is\n"
+             "not an event this reader takes as the exact path would.");
+
+static PyObject *scan_labels(PyObject *self, PyObject *args) {
+    PyObject *values;
+    Py_ssize_t max_bytes;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &values, &max_bytes)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    PyObject *model_ids = PyList_New(n), *pids = PyList_New(n), *labels = PyList_New(n);
+    PyObject *stamps = filled(n, Py_None), *last_model = NULL, *result = NULL;
+    if (model_ids == NULL || pids == NULL || labels == NULL || stamps == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *raw = PyList_GET_ITEM(values, i);
+        if (!PyBytes_CheckExact(raw) || PyBytes_GET_SIZE(raw) > max_bytes) goto refuse;
+        Cur c = {PyBytes_AS_STRING(raw), PyBytes_AS_STRING(raw) + PyBytes_GET_SIZE(raw)};
+        if (label_event(&c, i, model_ids, pids, labels, stamps, &last_model) < 0) goto refuse;
+    }
+    result = PyTuple_Pack(4, model_ids, pids, labels, stamps);
+    goto done;
+refuse:
+    PyErr_Clear();
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    if (result == NULL && !PyErr_Occurred()) PyErr_NoMemory();
+    Py_XDECREF(model_ids);
+    Py_XDECREF(pids);
+    Py_XDECREF(labels);
+    Py_XDECREF(stamps);
+    Py_XDECREF(last_model);
+    return result;
+}
+
 static PyObject *S_ERROR, *S_VALUE, *S_PARTITION, *S_OFFSET;
 
 PyDoc_STRVAR(messages_doc,
@@ -817,6 +914,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
+    {"scan_labels", scan_labels, METH_VARARGS, scan_labels_doc},
     {"messages", messages, METH_O, messages_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -23,3 +23,6 @@ def scan(
 def messages(
     msgs: list[Any], /
 ) -> tuple[list[bytes], list[int], list[int], dict[int, int]] | None: ...
+def scan_labels(
+    values: list[bytes], max_bytes: int, /
+) -> tuple[list[str], list[str], list[Any], list[Any]] | None: ...

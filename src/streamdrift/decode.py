@@ -20,6 +20,11 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+try:  # the compiled scanner (see `streamdrift.columnar`); optional
+    from streamdrift import _scan
+except ImportError:  # pragma: no cover - the tests run where it is built
+    _scan = None  # type: ignore[assignment]
+
 log = logging.getLogger("streamdrift.decode")
 
 #: librdkafka's end-of-partition event, not an error
@@ -535,11 +540,39 @@ def decode_labels(messages: list[Any], max_event_bytes: int) -> DecodedLabels:
     msgs = [m for m in messages if m.error() is None]
     if not msgs:
         return DecodedLabels()
+    fast = _decode_labels_scanned(msgs, max_event_bytes) if _scan is not None else None
+    if fast is not None:
+        return fast
     try:
         fast = _decode_labels_fast(msgs, max_event_bytes)
     except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):
         fast = None
     return fast if fast is not None else _decode_labels_each(msgs, max_event_bytes)
+
+
+def _decode_labels_scanned(msgs: list[Any], max_event_bytes: int) -> DecodedLabels | None:
+    """The batch read by the compiled scanner (each value as orjson reads it, or None
+    for the whole batch), then the same checks as `_decode_labels_fast`."""
+    polled = _scan.messages(msgs)
+    if polled is None:
+        return None
+    raws, partitions, offsets, last = polled
+    got = _scan.scan_labels(raws, max_event_bytes)
+    if got is None:
+        return None
+    model_ids, pids, labels, stamps = got
+    try:
+        seconds = _event_seconds(stamps, msgs)
+    except (ValueError, TypeError):
+        return None
+    if seconds is None:
+        return None
+    topic = msgs[0].topic()
+    batch = DecodedLabels(messages=len(msgs), bytes_in=sum(map(len, raws)))
+    batch.last_offsets = {(topic, p): o for p, o in last.items()}
+    whole = ModelLabels(partitions, offsets, seconds.tolist(), labels, pids, raws)
+    _by_model(batch, model_ids, whole)
+    return batch
 
 
 _LABEL_REQUIRED = itemgetter("model_id", "prediction_id", "label")

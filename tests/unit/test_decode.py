@@ -23,6 +23,7 @@ from streamdrift.decode import (
     _decode_fast,
     _decode_labels_each,
     _decode_labels_fast,
+    _decode_labels_scanned,
     decode_labels,
     decode_predictions,
     epoch_seconds,
@@ -644,6 +645,10 @@ def test_a_clean_label_batch_is_decoded_in_columns_as_event_by_event():
     assert fast is not None and set(fast.by_model) == {"fraud", "loan"}
     assert _label_view(fast) == _label_view(_decode_labels_each(messages, BIG))
     assert _label_view(decode_labels(messages, BIG)) == _label_view(fast)
+    scanned = _decode_labels_scanned(messages, BIG)  # the compiled scanner's reading
+    assert scanned is not None and _label_view(scanned) == _label_view(fast)
+    for model, columns in scanned.by_model.items():  # 1 and True are equal, not the same
+        assert list(map(type, columns.labels)) == list(map(type, fast.by_model[model].labels))
 
 
 @pytest.mark.parametrize("bad", list(_BAD_LABELS))

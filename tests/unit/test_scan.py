@@ -334,3 +334,64 @@ def test_long_decimals_and_near_midpoints_read_to_the_correctly_rounded_double()
     got = scan(raws, NUMERIC, CATEGORICAL, BIG)
     assert got is not None
     _check(raws, got)
+
+
+LABEL_BYTES = b'{}[]:,"\\-.e0 n\xff'
+
+
+def _label_event(rng: np.random.Generator, i: int) -> dict[str, Any]:
+    kinds: list[Any] = [
+        ("num", _number(rng)),
+        _string(rng) or "x",
+        bool(rng.integers(0, 2)),
+        int(rng.integers(0, 3)),
+    ]
+    event: dict[str, Any] = {
+        "prediction_id": f"p-{i}",
+        "model_id": ["fraud", "loan"][rng.integers(0, 2)],
+        "label": kinds[rng.integers(0, len(kinds))],
+    }
+    if rng.uniform() < 0.7:
+        event["timestamp"] = ("num", _number(rng)) if rng.uniform() < 0.8 else "2026-12-01T10:00Z"
+    if rng.uniform() < 0.2:
+        event["source"] = {"batch": [("num", "3"), "x"]}
+    order = list(event)
+    rng.shuffle(order)
+    return {k: event[k] for k in order}
+
+
+def _check_labels(raws: list[bytes], got: tuple[Any, ...]) -> None:
+    models, pids, labels, stamps = got
+    for i, raw in enumerate(raws):
+        e = orjson.loads(raw)
+        assert type(e) is dict
+        assert _same(models[i], e["model_id"]) and _same(pids[i], e["prediction_id"])
+        assert _same(labels[i], e["label"]) and _same(stamps[i], e.get("timestamp"))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_label_events_read_as_orjson_reads_them_or_are_refused(seed):
+    rng = np.random.default_rng(200 + seed)
+    raws = [_dump(_label_event(rng, i), rng).encode() for i in range(500)]
+    got = _scan.scan_labels(raws, BIG)
+    assert got is not None
+    _check_labels(raws, got)
+    for bad in (
+        b'{"model_id":"m","prediction_id":"p"}',  # no label
+        b'{"model_id":"m","prediction_id":"p","label":null}',
+        b'{"model_id":"m","prediction_id":"p","label":[1]}',
+        b'{"model_id":"m","prediction_id":"","label":1}',
+        b'{"model_id":"m","prediction_id":"p","label":1,"label":2}',
+        b'{"model_id":"m","prediction_id":"p","label":1,"timestamp":false}',
+    ):
+        assert _scan.scan_labels([raws[0], bad], BIG) is None
+    accepted = 0
+    for i in range(1000):  # mutated byte by byte: refused, or read as orjson reads them
+        raw = bytearray(_dump(_label_event(rng, i), rng).encode())
+        at = int(rng.integers(0, len(raw)))
+        raw[at : at + 1] = bytes([LABEL_BYTES[rng.integers(0, len(LABEL_BYTES))]])
+        got = _scan.scan_labels([bytes(raw)], BIG)
+        if got is not None:
+            accepted += 1
+            _check_labels([bytes(raw)], got)
+    assert accepted > 50
