@@ -395,3 +395,71 @@ def test_label_events_read_as_orjson_reads_them_or_are_refused(seed):
             accepted += 1
             _check_labels([bytes(raw)], got)
     assert accepted > 50
+
+
+def test_columns_binned_in_one_pass_as_bin_index_bins_each():
+    """`bin_columns` against `profile.bin_index` (numpy's searchsorted), column by column:
+    NaN, infinities, signed zeros, values on an edge, repeated edges (a constant column's
+    two equal edges), a single edge."""
+    from streamdrift.profile import bin_index
+
+    rng = np.random.default_rng(31)
+    edges = [
+        np.unique(np.quantile(rng.normal(size=500), np.linspace(0, 1, int(rng.integers(2, 60)))))
+        for _ in range(12)
+    ]
+    edges += [np.array([3.0, 3.0]), np.array([0.0]), np.array([-0.0, 0.0, 1.0]), np.arange(200.0)]
+    n, k = 4000, len(edges)
+    x = rng.normal(scale=2.0, size=(n, k))
+    for j, e in enumerate(edges):  # values on edges, and the specials
+        on = rng.uniform(size=n) < 0.2
+        x[on, j] = rng.choice(e, size=int(on.sum()))
+    specials = [np.nan, np.inf, -np.inf, 0.0, -0.0, 3.0, 1e300, -1e300]
+    x[: len(specials)] = np.array(specials)[:, None]
+    x[rng.uniform(size=(n, k)) < 0.05] = np.nan
+    got = np.full((n, k), -1, dtype=np.int64)
+    _scan.bin_columns(x, edges, got)
+    for j, e in enumerate(edges):
+        np.testing.assert_array_equal(got[:, j], bin_index(e, x[:, j]), err_msg=f"column {j}")
+
+
+def test_bin_columns_refuses_arrays_of_another_shape_or_type():
+    x = np.zeros((3, 2))
+    out = np.zeros((3, 2), dtype=np.int64)
+    edges = [np.array([0.0, 1.0]), np.array([0.0, 1.0])]
+    with pytest.raises(ValueError):
+        _scan.bin_columns(x, edges[:1], out)
+    with pytest.raises(ValueError):
+        _scan.bin_columns(x.astype(np.float32), edges, out)
+    with pytest.raises(ValueError):
+        _scan.bin_columns(x, [edges[0], np.array([])], out)
+    _scan.bin_columns(x, edges, out)
+    assert out.tolist() == [[1, 1]] * 3
+
+
+def test_a_batch_sketches_alike_with_its_columns_binned_in_one_pass_or_one_by_one(tmp_path):
+    from streamdrift import synthetic
+    from streamdrift.config import MonitorConfig
+    from streamdrift.decode import decode_predictions
+    from streamdrift.reference import build_profile
+    from streamdrift.sketch import _layout, sketch_batch
+
+    from .test_columnar import _assert_same_windows
+    from .test_decode import FakeMessage
+
+    profile = build_profile(
+        "fraud",
+        synthetic.write_reference(tmp_path / "r.csv", rows=3000),
+        prediction_column="score",
+        label_column="is_fraud",
+        config=MonitorConfig(window_seconds=600),
+    )
+    values = [v for _, v in synthetic.prediction_events("fraud", 3000, 1.79e9, 7200, seed=3)]
+    events = decode_predictions([FakeMessage(v, offset=i) for i, v in enumerate(values)], BIG)
+    fraud = events.by_model["fraud"]
+    assert _layout(profile).one_pass
+    one_pass = sketch_batch(fraud, profile)[0]
+    _layout(profile).one_pass = False
+    one_by_one = sketch_batch(fraud, profile)[0]
+    assert len(one_pass) > 3
+    _assert_same_windows(one_pass, one_by_one)
