@@ -933,6 +933,111 @@ done:
     return result;
 }
 
+/* A buffer of `items` elements of one format ("d" or "q"/"l"), C order, or an error. */
+static int view(PyObject *o, Py_buffer *b, int writable, char kind, Py_ssize_t items) {
+    if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    int ok = b->itemsize == 8 && b->len == items * 8 &&
+             (kind == 'd' ? strcmp(b->format, "d") == 0
+                          : strcmp(b->format, "q") == 0 || strcmp(b->format, "l") == 0);
+    if (!ok) {
+        PyBuffer_Release(b);
+        PyErr_SetString(PyExc_ValueError, "an array of another type or size than the batch's");
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(group_moments_doc,
+             "group_moments(x, bins, groups, offsets, low, high, total, hist, n_ok, n_out,\n"
+             "              sums, sums_sq, lows, highs)\n--\n\n"
+             "Per group (each row's entry of `groups`, 0 to G-1) and column j of `x` (n x k\n"
+             "float64; `bins` n x k int64): the histogram into `hist` (G x total int64,\n"
+             "column j's bins from offsets[j]), the values present (not NaN) into `n_ok`,\n"
+             "those outside [low[j], high[j]] into `n_out`, the sum and the sum of squares in\n"
+             "row order into `sums` and `sums_sq` (start them at -0.0: then they equal\n"
+             "numpy's reduceat over the rows sorted by group, a missing value adding 0.0),\n"
+             "the minimum and maximum into `lows` and `highs` (start them at inf and -inf).\n"
+             "Every output is G x k (hist G x total) and added into; one pass over the rows.");
+
+static PyObject *group_moments(PyObject *self, PyObject *args) {
+    PyObject *o[14];
+    Py_ssize_t total;
+    if (!PyArg_ParseTuple(args, "OOOOOOnOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                          &total, &o[7], &o[8], &o[9], &o[10], &o[11], &o[12], &o[13]))
+        return NULL;
+    Py_buffer b[14];
+    int held[14] = {0};
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(o[0], &b[0], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+        return NULL;
+    held[0] = 1;
+    if (b[0].ndim != 2 || strcmp(b[0].format, "d") != 0 || total < 1) {
+        PyErr_SetString(PyExc_ValueError, "x must be n x k float64, total at least 1");
+        goto done;
+    }
+    Py_ssize_t n = b[0].shape[0], k = b[0].shape[1];
+    Py_buffer gb; /* the number of groups comes from n_ok's size */
+    if (PyObject_GetBuffer(o[8], &gb, PyBUF_C_CONTIGUOUS) < 0) goto done;
+    Py_ssize_t groups_n = k ? gb.len / 8 / k : 0;
+    PyBuffer_Release(&gb);
+    const struct {
+        int arg, writable;
+        char kind;
+        Py_ssize_t items;
+    } want[] = {
+        {1, 0, 'q', n * k},         {2, 0, 'q', n},          {3, 0, 'q', k},
+        {4, 0, 'd', k},             {5, 0, 'd', k},          {7, 1, 'q', groups_n * total},
+        {8, 1, 'q', groups_n * k},  {9, 1, 'q', groups_n * k}, {10, 1, 'd', groups_n * k},
+        {11, 1, 'd', groups_n * k}, {12, 1, 'd', groups_n * k}, {13, 1, 'd', groups_n * k},
+    };
+    for (size_t w = 0; w < sizeof(want) / sizeof(want[0]); w++) {
+        if (view(o[want[w].arg], &b[want[w].arg], want[w].writable, want[w].kind, want[w].items) < 0)
+            goto done;
+        held[want[w].arg] = 1;
+    }
+    const double *x = b[0].buf, *low = b[4].buf, *high = b[5].buf;
+    const int64_t *bins = b[1].buf, *grp = b[2].buf, *off = b[3].buf;
+    int64_t *hist = b[7].buf, *n_ok = b[8].buf, *n_out = b[9].buf;
+    double *sums = b[10].buf, *sums_sq = b[11].buf, *lows = b[12].buf, *highs = b[13].buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t g = grp[i];
+        if (g < 0 || g >= groups_n) {
+            PyErr_SetString(PyExc_ValueError, "a group number outside the arrays given");
+            goto done;
+        }
+        const double *row = x + i * k;
+        const int64_t *brow = bins + i * k;
+        Py_ssize_t at = g * k;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            double v = row[j];
+            if (v != v) { /* missing: adds 0.0, as numpy's sums of the zero-filled values */
+                sums[at + j] += 0.0;
+                sums_sq[at + j] += 0.0;
+                continue;
+            }
+            int64_t slot = off[j] + brow[j];
+            if (slot < 0 || slot >= total) {
+                PyErr_SetString(PyExc_ValueError, "a bin outside the histogram");
+                goto done;
+            }
+            hist[g * total + slot]++;
+            n_ok[at + j]++;
+            n_out[at + j] += v < low[j] || v > high[j];
+            sums[at + j] += v;
+            sums_sq[at + j] += v * v;
+            if (v < lows[at + j]) lows[at + j] = v;
+            if (v > highs[at + j]) highs[at + j] = v;
+        }
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    for (int a = 0; a < 14; a++)
+        if (held[a]) PyBuffer_Release(&b[a]);
+    return result;
+}
+
 static PyObject *S_ERROR, *S_VALUE, *S_PARTITION, *S_OFFSET;
 
 PyDoc_STRVAR(messages_doc,
@@ -991,6 +1096,7 @@ static PyMethodDef methods[] = {
     {"scan_labels", scan_labels, METH_VARARGS, scan_labels_doc},
     {"messages", messages, METH_O, messages_doc},
     {"bin_columns", bin_columns, METH_VARARGS, bin_columns_doc},
+    {"group_moments", group_moments, METH_VARARGS, group_moments_doc},
     {NULL, NULL, 0, NULL},
 };
 

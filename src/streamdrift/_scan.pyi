@@ -27,3 +27,20 @@ def scan_labels(
     values: list[bytes], max_bytes: int, /
 ) -> tuple[list[str], list[str], list[Any], list[Any]] | None: ...
 def bin_columns(x: Any, edges: list[Any], out: Any, /) -> None: ...
+def group_moments(
+    x: Any,
+    bins: Any,
+    groups: Any,
+    offsets: Any,
+    low: Any,
+    high: Any,
+    total: int,
+    hist: Any,
+    n_ok: Any,
+    n_out: Any,
+    sums: Any,
+    sums_sq: Any,
+    lows: Any,
+    highs: Any,
+    /,
+) -> None: ...

@@ -32,10 +32,11 @@ from streamdrift.profile import (
 )
 from streamdrift.slices import Dimension
 
-try:  # the compiled scanner's module also bins (see `_Binned.of`); optional
+try:  # the compiled scanner's module also bins and counts (see `_Binned`); optional
     from streamdrift._scan import bin_columns as _bin_columns
+    from streamdrift._scan import group_moments as _group_moments
 except ImportError:  # pragma: no cover - the tests run where it is built
-    _bin_columns = None
+    _bin_columns = _group_moments = None
 
 _NUMBER_TYPES = frozenset({float, int, bool, type(None)})
 _SCALAR_TYPES = frozenset({float, int, bool, str, type(None)})
@@ -663,30 +664,83 @@ def _counts_of(
 @dataclass(slots=True)
 class _Binned:
     """The batch's binned columns (the numeric features and a numeric prediction),
-    computed once and shared by the windows and every slice."""
+    computed once and shared by the windows and every slice. Binned in one compiled
+    pass (`one_pass`), the rest is counted there too, group by group (`_moments`)."""
 
     x: np.ndarray
-    present: np.ndarray
     bins: np.ndarray
-    filled: np.ndarray
-    outside: np.ndarray
+    one_pass: bool
 
     @classmethod
     def of(cls, layout: _Layout, x: np.ndarray) -> _Binned:
-        present = ~np.isnan(x)
         bins = np.empty(x.shape, dtype=np.int64)
         if layout.one_pass:  # every column in one pass: 5x faster than a search per column
-            _bin_columns(np.ascontiguousarray(x, dtype=np.float64), layout.edges, bins)
-        else:
-            for j, edges in enumerate(layout.edges):
-                bins[:, j] = bin_index(edges, x[:, j])
-        outside = present & ((x < layout.range_low) | (x > layout.range_high))
-        return cls(x, present, bins, np.where(present, x, 0.0), outside)
+            x = np.ascontiguousarray(x, dtype=np.float64)
+            _bin_columns(x, layout.edges, bins)
+            return cls(x, bins, True)
+        for j, edges in enumerate(layout.edges):
+            bins[:, j] = bin_index(edges, x[:, j])
+        return cls(x, bins, False)
 
     def take(self, rows: np.ndarray) -> _Binned:
-        return _Binned(
-            self.x[rows], self.present[rows], self.bins[rows], self.filled[rows], self.outside[rows]
+        return _Binned(self.x[rows], self.bins[rows], self.one_pass)
+
+
+#: per group and column: values present, outside the range, sum, sum of squares, min, max
+_Moments = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _moments(
+    layout: _Layout, binned: _Binned, inv: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, _Moments]:
+    """Each group's histogram and moments of every binned column. Compiled: one pass over
+    the rows, adding in row order. Else numpy: the rows sorted by group, then reduceat
+    per moment (numpy may add in blocks: a sum can differ in its last bit)."""
+    k = binned.x.shape[1]
+    if binned.one_pass:
+        hist = np.zeros((n_groups, layout.total_bins), dtype=np.int64)
+        n_ok, n_out = np.zeros((n_groups, k), np.int64), np.zeros((n_groups, k), np.int64)
+        sums, sums_sq = np.full((n_groups, k), -0.0), np.full((n_groups, k), -0.0)
+        lows, highs = np.full((n_groups, k), np.inf), np.full((n_groups, k), -np.inf)
+        _group_moments(
+            binned.x,
+            binned.bins,
+            np.ascontiguousarray(inv, dtype=np.int64),
+            layout.offsets,
+            layout.range_low,
+            layout.range_high,
+            layout.total_bins,
+            hist,
+            n_ok,
+            n_out,
+            sums,
+            sums_sq,
+            lows,
+            highs,
         )
+        return hist, (n_ok, n_out, sums, sums_sq, lows, highs)
+    x = binned.x
+    present = ~np.isnan(x)
+    flat = (inv[:, None] * layout.total_bins + layout.offsets[None, :] + binned.bins)[present]
+    hist = np.bincount(flat, minlength=n_groups * layout.total_bins)
+    hist = hist.reshape(n_groups, layout.total_bins)
+    if n_groups == 1:
+        firsts = np.zeros(1, dtype=np.int64)
+        order: slice | np.ndarray = slice(None)
+    else:
+        order = np.argsort(inv, kind="stable")
+        firsts = np.searchsorted(inv[order], np.arange(n_groups))
+    xo, po = x[order], present[order]
+    fo = np.where(po, xo, 0.0)
+    outside = po & ((xo < layout.range_low) | (xo > layout.range_high))
+    return hist, (
+        np.add.reduceat(po, firsts, axis=0),
+        np.add.reduceat(outside, firsts, axis=0),
+        np.add.reduceat(fo, firsts, axis=0),
+        np.add.reduceat(fo * fo, firsts, axis=0),
+        np.fmin.reduceat(xo, firsts, axis=0),
+        np.fmax.reduceat(xo, firsts, axis=0),
+    )
 
 
 def _fill(
@@ -707,23 +761,7 @@ def _fill(
         for g, c in enumerate(np.bincount(inv[flagged], minlength=n_groups).tolist()):
             groups[g].outliers += c
     if binned is not None:
-        x, present = binned.x, binned.present
-        flat = (inv[:, None] * layout.total_bins + layout.offsets[None, :] + binned.bins)[present]
-        hist = np.bincount(flat, minlength=n_groups * layout.total_bins)
-        hist = hist.reshape(n_groups, layout.total_bins)
-        if n_groups == 1:
-            firsts = np.zeros(1, dtype=np.int64)
-            order: slice | np.ndarray = slice(None)
-        else:
-            order = np.argsort(inv, kind="stable")
-            firsts = np.searchsorted(inv[order], np.arange(n_groups))
-        xo, po, fo = x[order], present[order], binned.filled[order]
-        n_ok = np.add.reduceat(po, firsts, axis=0)
-        n_out = np.add.reduceat(binned.outside[order], firsts, axis=0)
-        sums = np.add.reduceat(fo, firsts, axis=0)
-        sums_sq = np.add.reduceat(fo * fo, firsts, axis=0)
-        lows = np.fmin.reduceat(xo, firsts, axis=0)
-        highs = np.fmax.reduceat(xo, firsts, axis=0)
+        hist, (n_ok, n_out, sums, sums_sq, lows, highs) = _moments(layout, binned, inv, n_groups)
         for g, sk in enumerate(groups):
             for j, name in enumerate(layout.binned):
                 lo = layout.offsets[j]
