@@ -31,6 +31,7 @@
 #define MAX_ID 256
 #define MAX_DEPTH 32
 #define MAX_MAGNITUDE 1e100
+#define SEGMENT_CACHE 8
 
 typedef struct {
     const char *p, *e;
@@ -374,6 +375,13 @@ typedef struct {
     PyObject *model_ids, *pids, *versions, *stamps, *predictions, *scores, *labels, *segments;
     PyObject *categories; /* list of kc lists */
     PyObject *last_model, *last_version;
+    /* segments objects as sent, with the dict each became: a repeat is the same dict */
+    struct {
+        const char *s;
+        Py_ssize_t n;
+        PyObject *d;
+    } seen_segments[SEGMENT_CACHE];
+    int next_segments;
     int flags;
 } Out;
 
@@ -498,15 +506,51 @@ static int prediction(Cur *c, Out *o, Py_ssize_t i) {
 }
 
 /* Segments: null, or an object of str, int and bool values (a dict, in the order sent). */
+static int segments_dict(Cur *c, PyObject *d);
+
+/* Segments: null, or an object of str, int and bool values. Events repeat a few
+ * combinations (regions, tiers): an object sent as the same bytes as one of the last
+ * few read is the same dict, so whatever spells it later spells it once. */
 static int segments(Cur *c, Out *o, Py_ssize_t i) {
     ws(c);
     if (c->p < c->e && *c->p == 'n') return literal(c, "null", 4);
-    if (expect(c, '{') < 0) return -1;
+    const char *start = c->p;
+    Cur probe = *c;
+    int spanned = skip_value(&probe, 1) == 0;
+    Py_ssize_t n = probe.p - start;
+    PyObject *old = PyList_GET_ITEM(o->segments, i);
+    if (spanned) {
+        for (int k = 0; k < SEGMENT_CACHE; k++) {
+            if (o->seen_segments[k].d != NULL && o->seen_segments[k].n == n &&
+                memcmp(o->seen_segments[k].s, start, (size_t)n) == 0) {
+                Py_INCREF(o->seen_segments[k].d);
+                PyList_SET_ITEM(o->segments, i, o->seen_segments[k].d);
+                Py_DECREF(old);
+                c->p = probe.p;
+                return 0;
+            }
+        }
+    }
     PyObject *d = PyDict_New();
     if (d == NULL) return -1;
-    PyObject *old = PyList_GET_ITEM(o->segments, i);
     PyList_SET_ITEM(o->segments, i, d);
     Py_DECREF(old);
+    if (segments_dict(c, d) < 0) return -1;
+    if (spanned) {
+        int k = o->next_segments;
+        o->next_segments = (k + 1) % SEGMENT_CACHE;
+        Py_XDECREF(o->seen_segments[k].d);
+        Py_INCREF(d);
+        o->seen_segments[k].s = start;
+        o->seen_segments[k].n = n;
+        o->seen_segments[k].d = d;
+    }
+    return 0;
+}
+
+/* The object's entries into `d`. */
+static int segments_dict(Cur *c, PyObject *d) {
+    if (expect(c, '{') < 0) return -1;
     ws(c);
     if (c->p < c->e && *c->p == '}') {
         c->p++;
@@ -757,6 +801,7 @@ done:
     Py_XDECREF(o.categories);
     Py_XDECREF(o.last_model);
     Py_XDECREF(o.last_version);
+    for (int k = 0; k < SEGMENT_CACHE; k++) Py_XDECREF(o.seen_segments[k].d);
     PyMem_Free(o.seen);
     PyMem_Free(names);
     return result;

@@ -529,3 +529,24 @@ def test_group_moments_count_and_sum_each_group_as_numpy_does_row_by_row():
             x, bins[:10], inv, offsets, low, high, total, hist, n_ok, n_out, sums, sums_sq,
             lows, highs,
         )  # fmt: skip
+
+
+def test_events_sending_the_same_segments_share_one_dict():
+    """The join spells each segments object once per dict: events that send the same
+    bytes get the same dict (equal to orjson's), other bytes their own."""
+    values = [
+        b'{"model_id":"m","prediction_id":"p%d","features":{},"prediction":1,'
+        b'"segments":{"region":"eu","tier":%d}}' % (i, i % 3)
+        for i in range(30)
+    ]
+    values.append(
+        b'{"model_id":"m","prediction_id":"q","features":{},"prediction":1,'
+        b'"segments":{"tier":0,"region":"eu"}}'
+    )
+    got = scan(values, NUMERIC, CATEGORICAL, BIG)
+    assert got is not None
+    _check(values, got)
+    segments = got[9]
+    assert len({id(s) for s in segments[:30]}) == 3
+    assert all(segments[i] is segments[i % 3] for i in range(30))
+    assert segments[30] == segments[0] and segments[30] is not segments[0]  # other bytes
