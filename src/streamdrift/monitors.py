@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -38,6 +39,41 @@ from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
 from streamdrift.statistics import categorical_drift, numeric_drift
 
 _NAN = float("nan")
+
+#: Drift statistics already worked out, by their inputs. The evaluator reads a window
+#: again whenever it was written to, and a window that only labels reached (they join for
+#: hours) has the same feature counts as before: the same statistics, whose exact KS and
+#: minimum-effect p-values cost ~0.7 ms per column. Bounded, least recently used first out.
+_SEEN: OrderedDict[bytes, dict[str, float]] = OrderedDict()
+SEEN_SIZE = 4096
+
+
+def _remembered(key: bytes, work: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """`work()`'s statistics, worked out once per `key` (the exact bytes of every input:
+    equal keys are equal inputs); a copy each time, as callers add to it."""
+    found = _SEEN.get(key)
+    if found is None:
+        found = _SEEN[key] = work()
+        if len(_SEEN) > SEEN_SIZE:
+            _SEEN.popitem(last=False)
+    else:
+        _SEEN.move_to_end(key)
+    return dict(found)
+
+
+def _key(*parts: Any) -> bytes:
+    """The inputs' exact bytes, each with its length (arrays as float64, numbers by
+    `repr`, so 0.0 and -0.0 differ as their results might)."""
+    out = []
+    for part in parts:
+        if isinstance(part, str):
+            raw = part.encode()
+        elif part is None or isinstance(part, float | int):
+            raw = repr(part).encode()
+        else:
+            raw = np.ascontiguousarray(part, dtype=np.float64).tobytes()
+        out += [len(raw).to_bytes(4, "little"), raw]
+    return b"".join(out)
 
 
 class BaselineResult(TypedDict):
@@ -116,7 +152,11 @@ def _numeric_statistics(
     else:
         counts, low, high = np.asarray(base.counts), sk.minimum, sk.maximum
     positions = ref.bin_positions(low, high)
-    return numeric_drift(counts, sk.bins, positions, scale=ref.std or None, min_effect=min_effect)
+    scale = ref.std or None
+    return _remembered(
+        _key("numeric", counts, sk.bins, positions, scale, min_effect),
+        lambda: numeric_drift(counts, sk.bins, positions, scale=scale, min_effect=min_effect),
+    )
 
 
 def _categorical_statistics(
@@ -129,7 +169,10 @@ def _categorical_statistics(
         base_counts, cur_counts = cs.aligned_with(base, ref)
     else:
         base_counts, cur_counts = cs.aligned(ref)
-    return categorical_drift(base_counts, cur_counts, min_effect=min_effect)
+    return _remembered(
+        _key("categorical", base_counts, cur_counts, min_effect),
+        lambda: categorical_drift(base_counts, cur_counts, min_effect=min_effect),
+    )
 
 
 def _baseline_column(pooled: WindowSketch | None, name: str, kind: str) -> Any:

@@ -327,3 +327,39 @@ def test_a_chance_wobble_against_a_small_baseline_is_not_flagged():
     bigger = WindowSketch(start=0, count=800, numeric={"x": _sketch(2 * _SMALL_WINDOW)})
     pooled2 = WindowSketch(start=0, count=1_600, numeric={"x": _sketch(2 * _SMALL_BASELINE)})
     assert window_drift(profile, bigger, {"rolling": pooled2})["x"].drifted
+
+
+def test_drift_statistics_are_worked_out_once_per_input_and_come_out_the_same(profile, monkeypatch):
+    """The evaluator reads a window again whenever labels reach it; its feature counts
+    unchanged, the statistics are remembered, not worked out again. What comes out is
+    what working them out gives, a fresh copy each time; other counts work them out."""
+    from streamdrift import monitors
+
+    monitors._SEEN.clear()
+    calls = Counter()
+    real_numeric, real_categorical = monitors.numeric_drift, monitors.categorical_drift
+
+    def counted(kind, fn):
+        def run(*args, **kwargs):
+            calls[kind] += 1
+            return fn(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(monitors, "numeric_drift", counted("numeric", real_numeric))
+    monkeypatch.setattr(monitors, "categorical_drift", counted("categorical", real_categorical))
+    rng = np.random.default_rng(5)
+    window, first = _drift(profile, _window(rng, 2000, 0, shift={"f00": 1.0}))
+    worked = dict(calls)
+    assert worked["numeric"] >= 20 and worked["categorical"] >= 2
+    again = window_drift(profile, window)
+    assert dict(calls) == worked  # all remembered
+    assert again == first
+    again["f00"].statistics["psi"] = -1.0  # a copy: the next reading is untouched
+    assert window_drift(profile, window) == first
+    monitors._SEEN.clear()
+    assert window_drift(profile, window) == first  # worked out afresh: the same
+    assert calls["numeric"] == 2 * worked["numeric"]
+    _drift(profile, _window(rng, 2000, 0))
+    assert calls["numeric"] == 3 * worked["numeric"]  # other counts: worked out
+    assert len(monitors._SEEN) <= monitors.SEEN_SIZE
