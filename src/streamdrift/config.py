@@ -721,8 +721,9 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(65536, ge=256, description="larger messages go to the DLQ")
     columnar_decode: bool = Field(
         True,
-        description="read batches of predictions in columns (pyarrow's JSON reader) once a "
-        "model's event shape is known; off: event by event with orjson (same counts)",
+        description="read batches of predictions in columns (the compiled reader, or "
+        "pyarrow's where it was not built) once a model's event shape is known; off: event "
+        "by event with orjson (same counts)",
     )
     session_timeout_ms: int = Field(10000, ge=1000)
     metrics_port: int = Field(

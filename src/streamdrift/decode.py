@@ -266,7 +266,7 @@ def decode_predictions(
     """Decode a polled list of confluent-kafka messages from the predictions topic.
 
     The common batch — every event valid — is read in columns by `columnar` when given
-    (the JSON reader straight into arrays), else decoded column by column with C-level
+    (straight into arrays), else decoded column by column with C-level
     map/set checks (a Python loop per event costs more than orjson itself). Any doubt,
     and the batch goes through the event-by-event path that names each problem."""
     if columnar is not None and messages:
