@@ -57,6 +57,23 @@ static inline int expect(Cur *c, char ch) {
     return -1;
 }
 
+/* After an object's member or an array's item: 1 when another follows (its comma read),
+ * 0 at the end (`close` read), -1 for anything else. */
+static inline int more(Cur *c, char close) {
+    ws(c);
+    if (c->p < c->e && *c->p == ',') {
+        c->p++;
+        return 1;
+    }
+    return expect(c, close) < 0 ? -1 : 0;
+}
+
+/* Only white space left: the value held one document. */
+static inline int at_end(Cur *c) {
+    ws(c);
+    return c->p == c->e;
+}
+
 /* What a byte inside a string is: 0 an ordinary ASCII byte, else the closing quote, a
  * backslash or control character (refused), or a non-ASCII byte. */
 enum { B_QUOTE = 1, B_BAD = 2, B_HIGH = 4 };
@@ -257,12 +274,8 @@ static int skip_value(Cur *c, int depth) {
         for (;;) {
             if (str_span(c, &s, &n, &high) < 0 || high) return -1;
             if (expect(c, ':') < 0 || skip_value(c, depth + 1) < 0) return -1;
-            ws(c);
-            if (c->p < c->e && *c->p == ',') {
-                c->p++;
-                continue;
-            }
-            return expect(c, '}');
+            int next = more(c, '}');
+            if (next <= 0) return next;
         }
     case '[':
         c->p++;
@@ -273,12 +286,8 @@ static int skip_value(Cur *c, int depth) {
         }
         for (;;) {
             if (skip_value(c, depth + 1) < 0) return -1;
-            ws(c);
-            if (c->p < c->e && *c->p == ',') {
-                c->p++;
-                continue;
-            }
-            return expect(c, ']');
+            int next = more(c, ']');
+            if (next <= 0) return next;
         }
     case 't':
         return literal(c, "true", 4);
@@ -434,12 +443,8 @@ static int features(Cur *c, Out *o, Py_ssize_t i) {
             PyList_SET_ITEM(col, i, v);
             Py_DECREF(old);
         }
-        ws(c);
-        if (c->p < c->e && *c->p == ',') {
-            c->p++;
-            continue;
-        }
-        return expect(c, '}');
+        int next = more(c, '}');
+        if (next <= 0) return next;
     }
 }
 
@@ -496,12 +501,8 @@ static int prediction(Cur *c, Out *o, Py_ssize_t i) {
         } else if (high || skip_value(c, 1) < 0) {
             return -1;
         }
-        ws(c);
-        if (c->p < c->e && *c->p == ',') {
-            c->p++;
-            continue;
-        }
-        return expect(c, '}');
+        int next = more(c, '}');
+        if (next <= 0) return next;
     }
 }
 
@@ -576,12 +577,8 @@ static int segments_dict(Cur *c, PyObject *d) {
             PyErr_Clear();
             return -1;
         }
-        ws(c);
-        if (c->p < c->e && *c->p == ',') {
-            c->p++;
-            continue;
-        }
-        return expect(c, '}');
+        int next = more(c, '}');
+        if (next <= 0) return next;
     }
 }
 
@@ -681,16 +678,11 @@ static int event(Cur *c, Out *o, Py_ssize_t i) {
         default:
             if (high || skip_value(c, 1) < 0) return -1;
         }
-        ws(c);
-        if (c->p < c->e && *c->p == ',') {
-            c->p++;
-            continue;
-        }
-        if (expect(c, '}') < 0) return -1;
-        break;
+        int next = more(c, '}');
+        if (next < 0) return -1;
+        if (next == 0) break;
     }
-    ws(c);
-    if (c->p != c->e) return -1; /* more than one document */
+    if (!at_end(c)) return -1; /* more than one document */
     int required = K_MODEL | K_PID | K_FEATURES | K_PREDICTION;
     return (got & required) == required ? 0 : -1;
 }
@@ -854,16 +846,11 @@ static int label_event(Cur *c, Py_ssize_t i, PyObject *model_ids, PyObject *pids
         default:
             if (high || skip_value(c, 1) < 0) return -1;
         }
-        ws(c);
-        if (c->p < c->e && *c->p == ',') {
-            c->p++;
-            continue;
-        }
-        if (expect(c, '}') < 0) return -1;
-        break;
+        int next = more(c, '}');
+        if (next < 0) return -1;
+        if (next == 0) break;
     }
-    ws(c);
-    if (c->p != c->e) return -1;
+    if (!at_end(c)) return -1; /* more than one document */
     int required = K_MODEL | K_PID | K_PREDICTION;
     return (got & required) == required ? 0 : -1;
 }

@@ -315,6 +315,16 @@ def _event_seconds(raw_stamps: list[Any], msgs: list[Any]) -> npt.NDArray[np.flo
     return seconds
 
 
+def event_seconds_or_none(raw_stamps: list[Any], msgs: list[Any]) -> list[float] | None:
+    """`_event_seconds` as a list, or None for a batch with a time out of range or no time
+    at all: a reader in columns gives such a batch to the path that names each event."""
+    try:
+        seconds = _event_seconds(raw_stamps, msgs)
+    except (ValueError, TypeError):
+        return None
+    return None if seconds is None else cast(list[float], seconds.tolist())
+
+
 def _objects(msgs: list[Any], max_event_bytes: int) -> tuple[list[bytes], list[Any]] | None:
     """The batch's values and their JSON objects, when every value is one within the
     size limit (a value that is no JSON raises orjson's error); else None."""
@@ -561,16 +571,13 @@ def _decode_labels_scanned(msgs: list[Any], max_event_bytes: int) -> DecodedLabe
     if got is None:
         return None
     model_ids, pids, labels, stamps = got
-    try:
-        seconds = _event_seconds(stamps, msgs)
-    except (ValueError, TypeError):
-        return None
+    seconds = event_seconds_or_none(stamps, msgs)
     if seconds is None:
         return None
     topic = msgs[0].topic()
     batch = DecodedLabels(messages=len(msgs), bytes_in=sum(map(len, raws)))
     batch.last_offsets = {(topic, p): o for p, o in last.items()}
-    whole = ModelLabels(partitions, offsets, seconds.tolist(), labels, pids, raws)
+    whole = ModelLabels(partitions, offsets, seconds, labels, pids, raws)
     _by_model(batch, model_ids, whole)
     return batch
 
