@@ -143,6 +143,21 @@ typedef struct {
 
 static inline int is_digit(char ch) { return (unsigned char)(ch - '0') < 10; }
 
+/* Whether the x87 unit rounds to its full 64-bit mantissa now (Linux's default; a
+ * library may set it to 53 bits, and then the long double path would round twice
+ * unseen): read at the start of each scan. */
+static int extended;
+
+static void check_precision(void) {
+#if LDBL_MANT_DIG == 64
+    volatile long double one = 1.0L, tiny = 0x1p-63L;
+    volatile long double sum = one + tiny;
+    extended = sum != one;
+#else
+    extended = 0;
+#endif
+}
+
 /* A JSON number, by the grammar -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int number(Cur *c, Num *out) {
     ws(c);
@@ -201,18 +216,20 @@ static int number(Cur *c, Num *out) {
         return 0;
     }
     long e10 = exp10 - (long)frac_len;
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0 /* doubles rounded as doubles */
     if (fits && m <= ((uint64_t)1 << 53) && e10 >= -22 && e10 <= 22) {
         double d = (double)m;
         d = e10 < 0 ? d / POW10[-e10] : d * POW10[e10];
         out->d = neg ? -d : d;
         return 0;
     }
+#endif
 #if LDBL_MANT_DIG == 64
     /* 17 to 19 digits (an epoch time with its fraction): exact in the x87 format's 64-bit
      * mantissa, as is a power of ten up to 1e27. One division or product rounds the value
      * to 64 bits, then to 53: right unless the first rounding lands on a midpoint between
      * two doubles (the second could then go the wrong way), which is checked. */
-    if (fits && e10 >= -27 && e10 <= 27) {
+    if (fits && e10 >= -27 && e10 <= 27 && extended) {
         long double p = 1.0L;
         for (long k = e10 < 0 ? -e10 : e10; k > 0; k--) p *= 10.0L;
         long double v = e10 < 0 ? (long double)m / p : (long double)m * p;
@@ -732,7 +749,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     Out o;
     memset(&o, 0, sizeof(o));
     Name *names = NULL;
-    PyObject *result = NULL, *numbers = NULL;
+    PyObject *result = NULL, *numbers = NULL, *held = NULL;
     if (!PyTuple_Check(num_names) || !PyTuple_Check(cat_names)) {
         PyErr_SetString(PyExc_TypeError, "feature names must be a tuple of str");
         return NULL;
@@ -746,7 +763,12 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     }
     if (names_of(num_names, names) < 0 || names_of(cat_names, names + o.kn) < 0) goto done;
     o.names = names;
-    o.n = PyList_GET_SIZE(values);
+    /* a tuple of the values: the segments cache points into them, and nothing (not even
+     * a finalizer run by the allocator) can take them from under the scan */
+    held = PyList_AsTuple(values);
+    if (held == NULL) goto done;
+    check_precision();
+    o.n = PyTuple_GET_SIZE(held);
     Py_ssize_t n = o.n;
     numbers = PyByteArray_FromStringAndSize(NULL, n * o.kn * (Py_ssize_t)sizeof(double));
     o.seen = PyMem_Calloc((size_t)(o.kn + o.kc + 1), sizeof(Py_ssize_t));
@@ -765,7 +787,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         PyList_SET_ITEM(o.categories, j, col);
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *raw = PyList_GET_ITEM(values, i);
+        PyObject *raw = PyTuple_GET_ITEM(held, i);
         if (!PyBytes_CheckExact(raw) || PyBytes_GET_SIZE(raw) > max_bytes) goto refuse;
         Cur c = {PyBytes_AS_STRING(raw), PyBytes_AS_STRING(raw) + PyBytes_GET_SIZE(raw)};
         /* a list freed with empty slots is fine (they are NULL); one returned is not,
@@ -782,6 +804,7 @@ refuse:
 done:
     if (result == NULL && !PyErr_Occurred()) PyErr_NoMemory();
     Py_XDECREF(numbers);
+    Py_XDECREF(held);
     Py_XDECREF(o.model_ids);
     Py_XDECREF(o.pids);
     Py_XDECREF(o.versions);
@@ -865,12 +888,15 @@ static PyObject *scan_labels(PyObject *self, PyObject *args) {
     PyObject *values;
     Py_ssize_t max_bytes;
     if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &values, &max_bytes)) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(values);
+    PyObject *held = PyList_AsTuple(values); /* see scan */
+    if (held == NULL) return NULL;
+    check_precision();
+    Py_ssize_t n = PyTuple_GET_SIZE(held);
     PyObject *model_ids = PyList_New(n), *pids = PyList_New(n), *labels = PyList_New(n);
     PyObject *stamps = filled(n, Py_None), *last_model = NULL, *result = NULL;
     if (model_ids == NULL || pids == NULL || labels == NULL || stamps == NULL) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *raw = PyList_GET_ITEM(values, i);
+        PyObject *raw = PyTuple_GET_ITEM(held, i);
         if (!PyBytes_CheckExact(raw) || PyBytes_GET_SIZE(raw) > max_bytes) goto refuse;
         Cur c = {PyBytes_AS_STRING(raw), PyBytes_AS_STRING(raw) + PyBytes_GET_SIZE(raw)};
         if (label_event(&c, i, model_ids, pids, labels, stamps, &last_model) < 0) goto refuse;
@@ -888,6 +914,7 @@ done:
     Py_XDECREF(labels);
     Py_XDECREF(stamps);
     Py_XDECREF(last_model);
+    Py_DECREF(held);
     return result;
 }
 
@@ -969,7 +996,7 @@ done:
 static int view(PyObject *o, Py_buffer *b, int writable, char kind, Py_ssize_t items) {
     if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
         return -1;
-    int ok = b->itemsize == 8 && b->len == items * 8 &&
+    int ok = items >= 0 && items <= PY_SSIZE_T_MAX / 8 && b->itemsize == 8 && b->len == items * 8 &&
              (kind == 'd' ? strcmp(b->format, "d") == 0
                           : strcmp(b->format, "q") == 0 || strcmp(b->format, "l") == 0);
     if (!ok) {
@@ -1013,6 +1040,12 @@ static PyObject *group_moments(PyObject *self, PyObject *args) {
     if (PyObject_GetBuffer(o[8], &gb, PyBUF_C_CONTIGUOUS) < 0) goto done;
     Py_ssize_t groups_n = k ? gb.len / 8 / k : 0;
     PyBuffer_Release(&gb);
+    /* every size below fits: n x k and the groups' arrays are arrays already; the
+     * histogram's, G x total, is checked before it is multiplied */
+    if (groups_n && total > PY_SSIZE_T_MAX / 8 / groups_n) {
+        PyErr_SetString(PyExc_ValueError, "total is larger than any histogram");
+        goto done;
+    }
     const struct {
         int arg, writable;
         char kind;
@@ -1048,8 +1081,9 @@ static PyObject *group_moments(PyObject *self, PyObject *args) {
                 sums_sq[at + j] += 0.0;
                 continue;
             }
-            int64_t slot = off[j] + brow[j];
-            if (slot < 0 || slot >= total) {
+            int64_t slot;
+            if (off[j] < 0 || brow[j] < 0 || off[j] >= total || brow[j] >= total ||
+                (slot = off[j] + brow[j]) >= total) {
                 PyErr_SetString(PyExc_ValueError, "a bin outside the histogram");
                 goto done;
             }
@@ -1084,12 +1118,15 @@ static PyObject *messages(PyObject *self, PyObject *msgs) {
         PyErr_SetString(PyExc_TypeError, "messages must be a list");
         return NULL;
     }
-    Py_ssize_t n = PyList_GET_SIZE(msgs);
+    /* a tuple of the messages: their methods run Python, which could change the list */
+    PyObject *held = PyList_AsTuple(msgs);
+    if (held == NULL) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(held);
     PyObject *values = PyList_New(n), *partitions = PyList_New(n), *offsets = PyList_New(n);
     PyObject *last = PyDict_New(), *result = NULL;
     if (values == NULL || partitions == NULL || offsets == NULL || last == NULL) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *m = PyList_GET_ITEM(msgs, i);
+        PyObject *m = PyTuple_GET_ITEM(held, i);
         PyObject *err = PyObject_CallMethodNoArgs(m, S_ERROR);
         if (err == NULL) goto done;
         Py_DECREF(err);
@@ -1120,6 +1157,7 @@ done:
     Py_XDECREF(partitions);
     Py_XDECREF(offsets);
     Py_XDECREF(last);
+    Py_DECREF(held);
     return result;
 }
 

@@ -550,3 +550,43 @@ def test_events_sending_the_same_segments_share_one_dict():
     assert len({id(s) for s in segments[:30]}) == 3
     assert all(segments[i] is segments[i % 3] for i in range(30))
     assert segments[30] == segments[0] and segments[30] is not segments[0]  # other bytes
+
+
+def test_a_histogram_size_that_would_overflow_is_refused():
+    """`total` times the groups times 8 bytes must not wrap around to a small size that a
+    small array passes (it would let the counts land outside it)."""
+    one = np.zeros((1, 1))
+    ints = np.zeros((1, 1), dtype=np.int64)
+    with pytest.raises(ValueError):
+        _scan.group_moments(
+            one, ints, np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1), np.zeros(1),
+            (1 << 61) + 1, np.zeros(1, np.int64), ints.copy(), ints.copy(),
+            np.full((1, 1), -0.0), np.full((1, 1), -0.0), np.full((1, 1), np.inf),
+            np.full((1, 1), -np.inf),
+        )  # fmt: skip
+
+
+def test_messages_survive_a_list_changed_by_the_methods_they_call():
+    """`messages` calls each message's methods, which run Python: one that empties the
+    list must not make it read freed memory."""
+    held: list[Any] = []
+
+    class Emptying:
+        def __init__(self, offset: int) -> None:
+            self._offset = offset
+
+        def error(self) -> None:
+            held.clear()
+
+        def value(self) -> bytes:
+            return b"{}"
+
+        def partition(self) -> int:
+            return 0
+
+        def offset(self) -> int:
+            return self._offset
+
+    held.extend(Emptying(i) for i in range(4))
+    values, partitions, offsets, last = _scan.messages(held)
+    assert (len(values), partitions, offsets, last) == (4, [0] * 4, [0, 1, 2, 3], {0: 3})
