@@ -184,8 +184,6 @@ def _decode(merge: Merge, text: str) -> Any:
 
 
 def _items(field: Field, value: Any) -> Iterable[tuple[Any, Any]]:
-    if isinstance(value, np.ndarray):
-        return ((int(i), value[i]) for i in np.flatnonzero(value))
     if field.attr == "segments":  # segment -> Counter of metrics
         return ((f"{seg}:{m}", v) for seg, c in value.items() for m, v in c.items())
     items: Iterable[tuple[Any, Any]] = value.items()
@@ -198,12 +196,15 @@ def encode_fields(fields: Iterable[Field], obj: Any, prefix: str = "") -> dict[M
     out: dict[Merge, list[Any]] = {}
     for f in fields:
         value = getattr(obj, f.attr)
-        if f.keyed and isinstance(value, np.ndarray) and f.merge is M.SUM:
+        if f.keyed and isinstance(value, np.ndarray):
             # a histogram: its non-zero bins found and spelled a whole array at a time
             at = np.flatnonzero(value)
             flat: list[Any] = [None] * (2 * at.size)
             flat[0::2] = [f"{f.name}:{i}" for i in at.tolist()]
-            flat[1::2] = value[at].astype(np.int64).tolist()
+            if f.merge is M.SUM:
+                flat[1::2] = value[at].astype(np.int64).tolist()
+            else:
+                flat[1::2] = [_encode(f.merge, v) for v in value[at].tolist()]
         elif f.keyed:
             flat = [
                 x
