@@ -41,6 +41,7 @@ from streamdrift.decode import (
     FeatureArrays,
     ModelEvents,
     PredictionColumns,
+    _by_model,
     event_seconds_or_none,
 )
 from streamdrift.profile import ReferenceProfile
@@ -446,48 +447,38 @@ def _scanned(polled: Polled, shapes: EventShapes, max_event_bytes: int) -> Decod
         return None
     n = len(raws)
     x = np.frombuffer(numbers, dtype=np.float64).reshape(n, len(numeric))
-    partitions, offsets = polled.partitions, polled.offsets
+    objects = bool(flags & _OBJECTS)
+    whole = ModelEvents(
+        partitions=polled.partitions,
+        offsets=polled.offsets,
+        timestamps=stamp_list,
+        features=[],
+        versions=versions,
+        predictions=[] if objects else bare,
+        prediction_ids=pid_list,
+        raws=raws,
+        segments=segments,
+        arrays=FeatureArrays(
+            {name: x[:, j] for j, name in enumerate(numeric)},
+            dict(zip(categorical, cats, strict=True)),
+        ),
+        outputs=PredictionColumns(scores, labels) if objects else None,
+    )
     batch = DecodedBatch(messages=n, bytes_in=sum(map(len, raws)))
     batch.last_offsets = polled.last_offsets()
-    if len(models) == 1:
-        groups: dict[str, list[int] | None] = {models[0]: None}
-    else:
-        groups = {m: [] for m in models}
-        for i, m in enumerate(model_list):
-            groups[m].append(i)  # type: ignore[union-attr]
-    for model, rows in groups.items():
-        shape = shapes.by_model[model]
-
-        def pick(col: list[Any], rows: list[int] | None = rows) -> list[Any]:
-            return col if rows is None else [col[i] for i in rows]
-
-        own = shape.names
-        mine = x if rows is None else x[rows]
-        arrays = FeatureArrays({}, {})
-        for j, name in enumerate(numeric):
-            if name in own:
-                arrays.numbers[name] = mine[:, j]
-            elif not np.isnan(mine[:, j]).all():
-                return None  # another model's feature: an extra one, counted event by event
-        for j, name in enumerate(categorical):
-            values = pick(cats[j])
-            if name in own:
-                arrays.categories[name] = values
-            elif values.count(None) != len(values):
+    _by_model(batch, model_list, whole)  # as the exact path splits a batch by model
+    for model, events in batch.by_model.items():
+        # another model's feature in this model's events: an extra one, counted event by
+        # event; the columns keep the model's own features only
+        own, arrays = shapes.by_model[model].names, events.arrays
+        assert arrays is not None
+        for name in arrays.numbers.keys() - own:
+            if not np.isnan(arrays.numbers.pop(name)).all():
                 return None
-        batch.by_model[model] = ModelEvents(
-            partitions=pick(partitions),
-            offsets=pick(offsets),
-            timestamps=pick(stamp_list),
-            features=[],
-            versions=pick(versions),
-            predictions=[] if flags & _OBJECTS else pick(bare),
-            prediction_ids=pick(pid_list),
-            raws=pick(raws),
-            segments=pick(segments),
-            arrays=arrays,
-            outputs=PredictionColumns(pick(scores), pick(labels)) if flags & _OBJECTS else None,
-        )
+        for name in arrays.categories.keys() - own:
+            values = arrays.categories.pop(name)
+            if values.count(None) != len(values):
+                return None
     return batch
 
 
