@@ -597,6 +597,37 @@ def test_repeated_ids_of_a_model_without_labels_are_duplicates_within_their_wind
     assert store.counters.join_stats(model_id) == {"duplicate_predictions": 4}
 
 
+def test_repeated_ids_in_batches_of_thousands_are_counted_as_offline(
+    store: Store, model_id: str, profiles: dict[str, ReferenceProfile]
+) -> None:
+    """The script checks ids a thousand at a time: repeats across its chunks, within one,
+    and of earlier batches count as a set kept offline counts them, and the example is
+    one of the repeated ids."""
+    profile = register(store, profiles["unlabelled"], model_id)
+    t = current_window(profile) - profile.config.window_seconds + 10
+    rng = np.random.default_rng(7)
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    total = 0
+    for size in (2500, 1800, 3100):
+        pids = [f"i{int(v)}" for v in rng.integers(0, 9000, size)]
+        repeats = 0
+        for pid in pids:
+            if pid in seen:
+                repeats += 1
+                repeated.add(pid)
+            seen.add(pid)
+        total += repeats
+        ev = events(profile, pids, [t] * size, [{"score": 0.5, "label": 1}] * size)
+        assert apply_events(store, profile, ev, None) == JoinStats(duplicate_predictions=repeats)
+    (window,) = store.windows.read(profile, [t - t % profile.config.window_seconds])
+    assert (window.count, window.duplicates) == (2500 + 1800 + 3100, total)
+    assert window.duplicate_example in repeated
+    assert store.redis.scard(ModelKeys(model_id).window(profile.revision, window.start).ids) == len(
+        seen
+    )
+
+
 def test_the_same_id_under_two_versions_is_shadow_traffic(
     store: Store, binary: ReferenceProfile, t: int
 ) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 
 from streamdrift.join import join_delta, label_entries
 from streamdrift.profile import ReferenceProfile
@@ -318,6 +319,22 @@ def test_a_poisoned_repeated_id_check_writes_nothing(
         store.applies._result(
             r, store.applies._script(keys=keys, args=[orjson.dumps(payload)]), JoinStats()
         )
+    assert snapshot(store, profile.model_id) == before
+
+
+def test_an_id_set_of_another_type_writes_nothing(
+    store: Store, model_id: str, profiles: dict[str, ReferenceProfile]
+) -> None:
+    """The ids are counted among the writes (SADD says how many were new), so a key of the
+    window's ids that holds something else must fail the call before its first write."""
+    profile = register(store, profiles["unlabelled"], model_id)
+    t = _time(profile)
+    ev = events(profile, ["a", "b"], [t, t], [_prediction(profile, i) for i in range(2)])
+    start = t - t % profile.config.window_seconds
+    store.redis.set(ModelKeys(model_id).window(profile.revision, start).ids, "not a set")
+    before = snapshot(store, profile.model_id)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        apply_events(store, profile, ev)
     assert snapshot(store, profile.model_id) == before
 
 

@@ -169,11 +169,13 @@ for i = 1, #R, 4 do
   if cur ~= R[i + 2] then return {5, R[i + 1]} end
 end
 
--- 3b. repeated ids of a model without labels: each window's ids in a set, SMISMEMBER a
--- thousand at a time; a repeat is an id already in the set, or twice in this batch.
+-- 3b. repeated ids of a model without labels: each window's ids in a set. Checked here,
+-- counted among the writes: SADD says how many ids were new, so an id already in the set,
+-- or twice in this batch, is a repeat; SMISMEMBER runs only while the window still wants
+-- an example of one (a set's lookups cost a third of its inserts).
 local J = p.join
 local dup_pred = 0
-local dups, dup_example, adds, W = {}, {}, {}, {}
+local dups, dup_example, W = {}, {}, {}
 if J then
   for _, k in ipairs({J.dirty, J.windows, J.stats}) do
     if not is_key(k) then return invalid('join key') end
@@ -196,24 +198,8 @@ if J then
     for j = 1, #ids do
       if type(ids[j]) ~= 'string' then return invalid('dedupe') end
     end
-    local fresh, new = {}, {}
-    for c = 1, #ids, 1000 do
-      local last = math.min(c + 999, #ids)
-      local known = redis.call('SMISMEMBER', KEYS[k], unpack(ids, c, last))
-      for j = 1, #known do
-        local id = ids[c + j - 1]
-        if known[j] == 1 or fresh[id] then
-          dup_pred = dup_pred + 1
-          dups[ws] = (dups[ws] or 0) + 1
-          -- an id carries its version after \31 (see join.ids_by_window)
-          if not dup_example[ws] then dup_example[ws] = string.match(id, '^([^\31]*)') end
-        else
-          fresh[id] = true
-          new[#new + 1] = id
-        end
-      end
-    end
-    adds[#adds + 1] = {k, ws, new}
+    -- a key of another type fails here (WRONGTYPE), before anything is written
+    redis.call('SCARD', KEYS[k])
   end
 end
 
@@ -298,17 +284,42 @@ for i = 1, #R, 4 do
   if R[i + 3] ~= '' then redis.call('HSET', KEYS[R[i]], R[i + 1], R[i + 3]) end
 end
 if J then
-  for _, a in ipairs(adds) do
-    local k, ws, ids = KEYS[a[1]], a[2], a[3]
+  for _, g in ipairs(J.dedupe) do
+    local k, ws, ids = KEYS[g[1]], g[2], g[3]
+    local want = redis.call('HEXISTS', KEYS[W[ws].meta], 'duplicate_example') == 0
+    local added, example = 0, nil
     for c = 1, #ids, 1000 do
-      redis.call('SADD', k, unpack(ids, c, math.min(c + 999, #ids)))
+      local last = math.min(c + 999, #ids)
+      if want and not example then
+        local known = redis.call('SMISMEMBER', k, unpack(ids, c, last))
+        for j = 1, #known do
+          if known[j] == 1 then example = ids[c + j - 1]; break end
+        end
+      end
+      added = added + redis.call('SADD', k, unpack(ids, c, last))
     end
     redis.call('EXPIREAT', k, ws + J.width + J.keep)
+    local n = #ids - added
+    if n > 0 then
+      dup_pred = dup_pred + n
+      dups[ws] = (dups[ws] or 0) + n
+      if want and not example then  -- only repeats within a chunk: the first of them
+        local seen = {}
+        for j = 1, #ids do
+          if seen[ids[j]] then example = ids[j]; break end
+          seen[ids[j]] = true
+        end
+      end
+      -- an id carries its version after \31 (see join.ids_by_window)
+      if example then dup_example[ws] = string.match(example, '^([^\31]*)') end
+    end
   end
   for ws, n in pairs(dups) do
     local w = W[ws]
     redis.call('HINCRBY', KEYS[w.meta], 'duplicates', n)
-    redis.call('HSETNX', KEYS[w.meta], 'duplicate_example', dup_example[ws])
+    if dup_example[ws] then
+      redis.call('HSETNX', KEYS[w.meta], 'duplicate_example', dup_example[ws])
+    end
     redis.call('EXPIREAT', KEYS[w.meta], w.expire)
     redis.call('ZADD', KEYS[J.dirty], p.now, J.rev .. ':' .. string.format('%d', ws))
     redis.call('ZADD', KEYS[J.windows], ws, string.format('%d', ws))
