@@ -46,6 +46,21 @@ class ModelShare:
     labels: ModelLabels = field(default_factory=ModelLabels)
     #: the predictions counted: `events` without those that broke the contract
     good: ModelEvents = field(default_factory=ModelEvents)
+    #: the version registry the share was sliced with (out of the model's offsets hash)
+    versions: dict[str, int] = field(default_factory=dict)
+
+    def holds(self, head: ModelHead) -> bool:
+        """Whether `head` is what this share was computed against: the same revision and
+        champion, every fence where the share expects it, the same versions. A share
+        worked out before the batch ahead of it was applied (its fences as that apply
+        leaves them) is sent as it is when this holds once Redis is read."""
+        r = self.request
+        return (
+            head.revision == r.profile.revision
+            and head.champion == r.champion
+            and all(head.offsets.get(f.field, -1) == f.expected for f in r.fences)
+            and read_versions(head.offsets) == self.versions
+        )
 
 
 def quality_key(reason: str, detail: str) -> str:
@@ -92,10 +107,11 @@ class BatchLogic:
         label_events, skipped_labels = _unapplied(all_labels, self.labels_topic, applied)
         now = self.clock()
         events, new_dead = self._split_late(events, profile, model, now)
+        versions = read_versions(head.offsets)
         slicer = Slicer(
             profile.config.slices.max_versions,
             {k: profile.segment_values(k) for k in profile.segments},
-            read_versions(head.offsets),
+            versions,
         )
         windows, bad, good, outputs = sketch_batch(
             events, profile, lambda ev: slicer(ev.versions, ev.segments)
@@ -126,6 +142,7 @@ class BatchLogic:
             events,
             label_events,
             good,
+            versions,
         )
 
     def unregistered(

@@ -64,7 +64,9 @@ from streamdrift.store import (
     ApplyRejected,
     ApplyRequest,
     ApplyResult,
+    Fence,
     ModelChanged,
+    ModelHead,
     PendingApply,
     Store,
     fault_of,
@@ -153,6 +155,10 @@ class WorkerStats:
     columnar_batches: int = 0
     #: the longest apply script, by Redis's clock (µs)
     longest_apply_us: int = 0
+    #: shares worked out ahead (`Worker.plan`) and sent as they were
+    shares_ahead: int = 0
+    #: shares worked out ahead that the heads read then did not hold
+    shares_redone: int = 0
 
 
 def tune_gc() -> None:
@@ -203,6 +209,8 @@ class Worker:
         #: model -> {fence field: event time} applied in the batch being finished
         self._marks: dict[str, dict[str, float]] = {}
         self._in_flight: _InFlight | None = None
+        #: each model's revision, fences and champion as the last batch read them
+        self._heads: dict[str, ModelHead] = {}
         self._last_eval: dict[str, float] = {}
         self._last_sweep = 0.0
         self._last_tick = float("-inf")
@@ -623,13 +631,15 @@ class Worker:
         if self._callback_error is not None:
             error, self._callback_error = self._callback_error, None
             raise error
-        # The previous batch's applies run in Redis while this one is decoded.
+        # The previous batch's applies run in Redis while this one is decoded and its
+        # shares worked out against the fences those applies leave.
         decoded = self.decode(messages) if messages else None
+        planned = self.plan(decoded) if decoded is not None else {}
         drained = self.drain()
         self._tick()
         self.evaluate_due(idle=not (messages or drained))
         if decoded is not None:
-            self.launch(decoded)
+            self.launch(decoded, planned)
 
     def process(self, messages: list[Any]) -> None:
         """Apply a polled batch to Redis, then commit its offsets and wait for the
@@ -670,11 +680,41 @@ class Worker:
             self.stats.columnar_batches += 1
         return batch, decode_labels(label_msgs, self.settings.max_event_bytes)
 
-    def launch(self, decoded: tuple[DecodedBatch, DecodedLabels]) -> None:
+    def plan(self, decoded: tuple[DecodedBatch, DecodedLabels]) -> dict[str, ModelShare]:
+        """Each model's share of a decoded batch, worked out without Redis against the
+        heads the last read gave, with the fences of the batch in flight moved as its
+        applies will leave them: the sketch runs while Redis applies the batch before.
+        `_begin` sends a share as it is only if the heads it reads then agree
+        (`ModelShare.holds`); a model not read yet, or whose profile is not at hand, is
+        left to `_begin`."""
+        batch, labels = decoded
+        moved: dict[str, list[Fence]] = {}
+        if self._in_flight is not None:
+            for sent in self._in_flight.sent:
+                moved[sent.share.model] = sent.share.request.fences
+        dead = batch.dead + labels.dead
+        last_offsets = {**batch.last_offsets, **labels.last_offsets}
+        out = {}
+        for model in batch.by_model.keys() | labels.by_model.keys():
+            head = self._heads.get(model)
+            profile = self.guard.profiles.get(model)
+            if head is None or profile is None or profile.revision != head.revision:
+                continue
+            offsets = dict(head.offsets)
+            offsets.update((f.field, f.new) for f in moved.get(model, ()))
+            ahead = ModelHead(head.revision, offsets, head.champion)
+            out[model] = self.logic.share(batch, labels, model, ahead, profile, dead, last_offsets)
+        return out
+
+    def launch(
+        self,
+        decoded: tuple[DecodedBatch, DecodedLabels],
+        planned: dict[str, ModelShare] | None = None,
+    ) -> None:
         """Send a decoded batch's applies to Redis without waiting for them; `drain`
         reads them and commits. One batch is in flight at a time."""
         self.drain()
-        self._in_flight = self._begin(decoded, time.perf_counter())
+        self._in_flight = self._begin(decoded, time.perf_counter(), planned or {})
 
     def drain(self, final: bool = False) -> bool:
         """Read the applies of the batch in flight, then commit its offsets. Returns
@@ -701,7 +741,10 @@ class Worker:
         return True
 
     def _begin(
-        self, decoded: tuple[DecodedBatch, DecodedLabels], started: float
+        self,
+        decoded: tuple[DecodedBatch, DecodedLabels],
+        started: float,
+        planned: dict[str, ModelShare] | None = None,
     ) -> _InFlight | None:
         """Compute every model's share and send its apply; dead letters that belong to no
         model are sent now (they must be out before the commit)."""
@@ -716,6 +759,7 @@ class Worker:
         )
         epoch, heads = self.store.fences.heads(models)
         self.guard.check_heads(epoch, heads)
+        self._heads.update(heads)
         last_offsets = {**batch.last_offsets, **labels.last_offsets}
         self._check_order(last_offsets)
         flight = _InFlight(batch, labels, dead, last_offsets, started)
@@ -728,7 +772,13 @@ class Worker:
                 unregistered.add(model)
                 dead += self.logic.unregistered(batch, labels, model)
                 continue
-            share = self.logic.share(batch, labels, model, head, profile, dead, last_offsets)
+            share = (planned or {}).get(model)
+            if share is not None and share.holds(head):
+                self.stats.shares_ahead += 1
+            else:
+                if share is not None:
+                    self.stats.shares_redone += 1
+                share = self.logic.share(batch, labels, model, head, profile, dead, last_offsets)
             if self.settings.columnar_decode and share.good.arrays is None:
                 self.shapes.learn(model, share.good, profile)
             self.dead_letters.send(share.dead)

@@ -171,3 +171,43 @@ def test_each_alert_is_raised_once_and_resent_if_its_publisher_died(
     assert len(again) == len(first) + 1
     assert again[-1]["alert_id"] == lost
     assert store.redis.hget(f"sd:{{{model_id}}}:alert_state", lost).startswith(b"published:")
+
+
+def test_shares_worked_out_ahead_are_sent_only_while_the_heads_hold(
+    settings, store, model_id, tmp_path
+):
+    """Each batch's shares are worked out while Redis applies the batch before, against
+    the fences that apply leaves; a champion named in between (read with the heads) makes
+    the worker work the share out again, and every event still counts once."""
+    _register(settings, model_id, tmp_path)
+    events, per_window = _stream(model_id, 12_000, 2, drift_at=None)
+    produce(settings, events)
+    worker = Worker(settings)
+    champions: list[str | None] = []
+    prepare = worker.store.applies.prepare
+
+    def recorded(request):  # type: ignore[no-untyped-def]
+        champions.append(request.champion)
+        return prepare(request)
+
+    worker.store.applies.prepare = recorded  # type: ignore[method-assign]
+    plan = worker.plan
+    plans = 0
+
+    def planned(decoded):  # type: ignore[no-untyped-def]
+        nonlocal plans
+        plans += 1
+        out = plan(decoded)
+        if plans == 3 and out:  # after the share was worked out, before the heads are read
+            worker.store.redis.set(f"sd:{{{model_id}}}:champion", "2.0")
+        return out
+
+    worker.plan = planned  # type: ignore[method-assign]
+    stats = worker.run(max_seconds=90, install_signals=False, until_messages=12_000)
+    assert stats.counted == 12_000
+    profile = store.profiles.load(model_id)
+    windows = store.windows.read(profile, sorted(per_window))
+    assert {w.start: w.count for w in windows} == per_window
+    assert stats.shares_redone == 1
+    assert stats.shares_ahead >= stats.batches - 3  # the first batch has no heads to plan by
+    assert champions[:2] == [None, None] and champions[-1] == "2.0"

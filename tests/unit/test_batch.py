@@ -151,3 +151,24 @@ def test_event_time_marks_per_partition_robust_to_a_stray_future_event():
     assert 1190 < marks["predictions@x:0"] < 1200  # the stray event did not carry it
     assert event_time_marks(events, str, now=550.0)["1"] == 550.0  # not past the clock
     assert event_time_marks(ModelEvents(), str) == {}
+
+
+def test_a_share_holds_only_for_the_heads_it_was_computed_against(small_profile, logic):
+    """A share worked out ahead of Redis's read is sent as it is only if the heads read
+    then have its revision, champion, fences where it expects them and its versions; a
+    fence of a partition the batch did not touch does not matter."""
+    ts = NOW - 30
+    msgs = _messages([(0, i, _event(i, ts)) for i in range(4)])
+    batch, labels = _decoded(msgs)
+    rev = small_profile.revision
+    offsets = {_field(PRED, 0): 1, _field(PRED, 3): 7}
+    head = ModelHead(rev, offsets, "a")
+    share = logic.share(batch, labels, "fraud", head, small_profile, [], batch.last_offsets)
+    assert share.counted == 2
+    assert share.holds(ModelHead(rev, dict(offsets), "a"))
+    assert share.holds(ModelHead(rev, {**offsets, _field(PRED, 3): 9}, "a"))  # untouched
+    assert not share.holds(ModelHead(rev, {**offsets, _field(PRED, 0): 2}, "a"))
+    assert not share.holds(ModelHead(rev, {_field(PRED, 3): 7}, "a"))  # fence gone: -1
+    assert not share.holds(ModelHead(rev + 1, dict(offsets), "a"))
+    assert not share.holds(ModelHead(rev, dict(offsets), "b"))
+    assert not share.holds(ModelHead(rev, {**offsets, "__version__:2.0": 0}, "a"))
