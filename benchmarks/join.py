@@ -321,7 +321,7 @@ def run_worker(
     w.store.redis.connection_pool.disconnect()
     seen, secs = d.seen, d.t_last - d.t_first
     s = defaultdict(float, s)
-    s["process"] = s["turn_decode"] + s["turn_drain"] + s["turn_launch"]
+    s["process"] = s["turn_decode"] + s["turn_plan"] + s["turn_drain"] + s["turn_launch"]
     in_share = s["fence_filter"] + s["late_check"] + s["sketch"] + s["join_delta"]
     parts = {
         "consume": s["consume"],
@@ -380,6 +380,9 @@ def run_worker(
             "fence_conflicts": w.stats.fence_conflicts,
             "alerts": w.stats.alerts,
             "columnar_batches": w.stats.columnar_batches,
+            # shares worked out while Redis applied the batch before (Worker.plan)
+            "shares_ahead": w.stats.shares_ahead,
+            "shares_redone": w.stats.shares_redone,
             # shares worked out again: a record changed between its read and the apply
             "record_rounds": w.store.applies.record_rounds,
             # predictions taken to have no record, not read (applies.CLEAN_BATCHES)
@@ -687,7 +690,8 @@ def table(res: dict[str, Any]) -> str:
         f"    worker, labels flowing               {w['events_per_s']:>9,.0f} ev/s  "
         f"({w['seconds']:.2f} s, {w['batches']} batches, mean {w['mean_batch']:.0f}, "
         f"{w['stalls']} stalls, {w['stats']['columnar_batches']} prediction batches read in "
-        f"columns)",
+        f"columns, {w['stats']['shares_ahead']} shares worked out ahead, "
+        f"{w['stats']['shares_redone']} again)",
         f"      CPU per event                      {w['cpu_us_per_event']['process']:>9.2f} µs "
         f"worker process + {w['cpu_us_per_event']['redis']:.2f} µs Redis server",
         f"    ratio worker/baseline                {res['ratio']:>9.3f}",

@@ -314,6 +314,8 @@ OUTSIDE_PROCESS = ("evaluate", "tick")
 WRAPPED: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     # the loop's turn (Worker.turn): launch drains first, a no-op after the turn's drain
     ("", "decode", "turn_decode", ()),
+    # each model's share worked out while Redis applies the batch before (Worker.plan)
+    ("", "plan", "turn_plan", ()),
     ("", "drain", "turn_drain", ("turn_launch",)),
     ("", "launch", "turn_launch", ()),
     ("", "evaluate_due", "evaluate", ()),
@@ -511,7 +513,7 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
     secs = d.t_last - d.t_first
     s = defaultdict(float, s)
     calls = defaultdict(int, calls)
-    s["process"] = s["turn_decode"] + s["turn_drain"] + s["turn_launch"]
+    s["process"] = s["turn_decode"] + s["turn_plan"] + s["turn_drain"] + s["turn_launch"]
     calls["process"] = calls["turn_launch"]
     parts = {
         "consume": s["consume"],
@@ -589,6 +591,9 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
             "fence_conflicts": w.stats.fence_conflicts,
             "alerts": w.stats.alerts,
             "columnar_batches": w.stats.columnar_batches,
+            # shares worked out while Redis applied the batch before (Worker.plan)
+            "shares_ahead": w.stats.shares_ahead,
+            "shares_redone": w.stats.shares_redone,
         },
     }
     if prof:
@@ -804,7 +809,9 @@ def table(res: dict[str, Any]) -> str:
         f"{' and '.join(str(x['stalls']) for x in res['baseline_runs'])})",
         f"  worker                     {w['events_per_s']:>10,.0f} ev/s   "
         f"({w['seconds']:.2f} s, {w['batches']} batches, mean batch {w['mean_batch']:.0f}, "
-        f"{w['stalls']} stalls; {w['stats']['columnar_batches']} batches read in columns)",
+        f"{w['stalls']} stalls; {w['stats']['columnar_batches']} batches read in columns; "
+        f"{w['stats']['shares_ahead']} shares worked out ahead, "
+        f"{w['stats']['shares_redone']} again)",
         f"    CPU per event            {w['cpu_us_per_event']['process']:10.2f} µs worker process "
         f"+ {w['cpu_us_per_event']['redis']:.2f} µs Redis server (less sensitive to other load "
         "on the machine than the rates)",

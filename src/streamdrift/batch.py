@@ -97,8 +97,8 @@ class BatchLogic:
         all_labels = labels.by_model.get(model, ModelLabels())
         model_dead = [d for d in dead if d.model_id == model]
         sources = (
-            {(self.predictions_topic, p) for p in all_events.partitions}
-            | {(self.labels_topic, p) for p in all_labels.partitions}
+            {(self.predictions_topic, p) for p in set(all_events.partitions)}
+            | {(self.labels_topic, p) for p in set(all_labels.partitions)}
             | {(d.topic, d.partition) for d in model_dead}
         )
         fields = {tp: self.fence_field(*tp) for tp in sources}

@@ -543,6 +543,17 @@ def _label_problem(raw: bytes | None, max_event_bytes: int) -> tuple[Any, str, s
     return event, "", ""
 
 
+def by_topic(messages: list[Any], topic: str) -> tuple[list[Any], list[Any]]:
+    """(the messages of `topic`, the others), each in the polled order."""
+    if _scan is not None:
+        return _scan.by_topic(messages, topic)
+    ours = [m.topic() == topic for m in messages]
+    return (
+        [m for m, o in zip(messages, ours, strict=True) if o],
+        [m for m, o in zip(messages, ours, strict=True) if not o],
+    )
+
+
 def decode_labels(messages: list[Any], max_event_bytes: int) -> DecodedLabels:
     """Decode label events (`events.LabelEvent`): the common batch, every label valid,
     column by column with C-level map/set checks as `decode_predictions` does; any doubt,

@@ -47,6 +47,7 @@ from streamdrift.decode import (
     DeadLetter,
     DecodedBatch,
     DecodedLabels,
+    by_topic,
     decode_labels,
     decode_predictions,
 )
@@ -658,12 +659,7 @@ class Worker:
 
     def decode(self, messages: list[Any]) -> tuple[DecodedBatch, DecodedLabels]:
         """Predictions and labels of a polled batch, decoded (reads no state)."""
-        label_topic = self.settings.labels_topic
-        if any(m.topic() == label_topic for m in messages):
-            label_msgs = [m for m in messages if m.topic() == label_topic]
-            messages = [m for m in messages if m.topic() != label_topic]
-        else:
-            label_msgs = []
+        label_msgs, messages = by_topic(messages, self.settings.labels_topic)
         columnar = (
             partial(
                 decode_columns,

@@ -552,6 +552,34 @@ def test_events_sending_the_same_segments_share_one_dict():
     assert segments[30] == segments[0] and segments[30] is not segments[0]  # other bytes
 
 
+def test_a_categorical_value_sent_again_is_the_same_str():
+    """Counting categories hashes each value: a value already made for the same bytes of
+    the same feature (of its last 16 distinct ones) is the same str, equal to orjson's;
+    past 16 distinct values a value is made again, still equal."""
+    name = CATEGORICAL[0]
+    values = [
+        b'{"model_id":"m","prediction_id":"p%d","features":{"%s":"c%d"},"prediction":1}'
+        % (i, name.encode(), i % 5)
+        for i in range(40)
+    ]
+    many = [
+        b'{"model_id":"m","prediction_id":"q%d","features":{"%s":"k%d"},"prediction":1}'
+        % (i, name.encode(), i % 20)
+        for i in range(40)
+    ]
+    for batch, distinct in ((values, 5), (many, 20)):
+        got = scan(batch, NUMERIC, CATEGORICAL, BIG)
+        assert got is not None
+        _check(batch, got)
+        col = got[5][0]
+        if distinct <= 16:
+            assert len({id(v) for v in col}) == distinct
+            assert all(col[i] is col[i % distinct] for i in range(len(col)))
+        else:  # twenty values turning round a cache of 16: each made anew, equal
+            assert len({id(v) for v in col}) > distinct
+            assert col == [f"k{i % 20}" for i in range(40)]
+
+
 def test_a_histogram_size_that_would_overflow_is_refused():
     """`total` times the groups times 8 bytes must not wrap around to a small size that a
     small array passes (it would let the counts land outside it)."""
@@ -590,3 +618,34 @@ def test_messages_survive_a_list_changed_by_the_methods_they_call():
     held.extend(Emptying(i) for i in range(4))
     values, partitions, offsets, last = _scan.messages(held)
     assert (len(values), partitions, offsets, last) == (4, [0] * 4, [0, 1, 2, 3], {0: 3})
+
+
+def test_by_topic_splits_a_poll_in_order_as_the_python_loop_does():
+    """Labels and predictions polled together are split by topic, each in the polled
+    order, the same lists as a loop over the messages gives."""
+    from streamdrift import decode
+
+    from .test_decode import FakeMessage
+
+    msgs = [
+        FakeMessage(b"{}", topic=("labels" if i % 3 == 0 else "predictions"), offset=i)
+        for i in range(20)
+    ]
+    ours, others = _scan.by_topic(msgs, "labels")
+    assert [m.offset() for m in ours] == [i for i in range(20) if i % 3 == 0]
+    assert [m.offset() for m in others] == [i for i in range(20) if i % 3]
+    assert all(
+        a is b
+        for a, b in zip(
+            ours + others, [*msgs[::3], *[m for i, m in enumerate(msgs) if i % 3]], strict=True
+        )
+    )
+    assert _scan.by_topic(msgs, "alerts") == ([], msgs)
+    assert _scan.by_topic([], "labels") == ([], [])
+    with pytest.raises(TypeError):
+        _scan.by_topic(msgs, b"labels")  # type: ignore[arg-type]
+    saved, decode._scan = decode._scan, None
+    try:
+        assert decode.by_topic(msgs, "labels") == (ours, others)
+    finally:
+        decode._scan = saved
