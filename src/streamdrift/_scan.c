@@ -1232,11 +1232,86 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(codes_doc,
+             "codes(values)\n--\n\n"
+             "(codes, distinct): each value's position among the distinct values in the order\n"
+             "first seen, as n int64 in a bytes object (-1 for None). Values of other types\n"
+             "are other values (True is not 1); a value the last 8 distinct ones hold (the\n"
+             "scanner's shared strs) is found by identity, without a hash.");
+
+#define RECENT 8
+
+static PyObject *codes(PyObject *self, PyObject *values) {
+    if (!PyList_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "values must be a list");
+        return NULL;
+    }
+    PyObject *held = PyList_AsTuple(values); /* hashing runs Python: the list may change */
+    if (held == NULL) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(held);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
+    PyObject *distinct = PyList_New(0), *index = PyDict_New(), *result = NULL;
+    if (out == NULL || distinct == NULL || index == NULL) goto done;
+    int64_t *c = (int64_t *)PyBytes_AS_STRING(out);
+    PyObject *recent[RECENT];
+    int64_t recent_code[RECENT];
+    int filled = 0, next = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(held, i); /* borrowed: `held` keeps it */
+        if (v == Py_None) {
+            c[i] = -1;
+            continue;
+        }
+        int64_t found = -1;
+        for (int k = 0; k < filled; k++)
+            if (recent[k] == v) {
+                found = recent_code[k];
+                break;
+            }
+        if (found < 0) {
+            PyObject *key;
+            if (PyUnicode_CheckExact(v)) {
+                Py_INCREF(v);
+                key = v;
+            } else {
+                key = PyTuple_Pack(2, (PyObject *)Py_TYPE(v), v);
+                if (key == NULL) goto done;
+            }
+            PyObject *got = PyDict_GetItemWithError(index, key);
+            if (got != NULL) {
+                found = PyLong_AsLongLong(got);
+            } else if (!PyErr_Occurred()) {
+                found = PyList_GET_SIZE(distinct);
+                PyObject *code = PyLong_FromLongLong(found);
+                int bad = code == NULL || PyDict_SetItem(index, key, code) < 0 ||
+                          PyList_Append(distinct, v) < 0;
+                Py_XDECREF(code);
+                if (bad) found = -1;
+            }
+            Py_DECREF(key);
+            if (found < 0) goto done; /* an unhashable value, or no memory */
+            recent[next] = v;
+            recent_code[next] = found;
+            next = (next + 1) % RECENT;
+            if (filled < RECENT) filled++;
+        }
+        c[i] = found;
+    }
+    result = PyTuple_Pack(2, out, distinct);
+done:
+    Py_XDECREF(out);
+    Py_XDECREF(distinct);
+    Py_XDECREF(index);
+    Py_DECREF(held);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
     {"scan_labels", scan_labels, METH_VARARGS, scan_labels_doc},
     {"messages", messages, METH_O, messages_doc},
     {"by_topic", by_topic, METH_VARARGS, by_topic_doc},
+    {"codes", codes, METH_O, codes_doc},
     {"bin_columns", bin_columns, METH_VARARGS, bin_columns_doc},
     {"group_moments", group_moments, METH_VARARGS, group_moments_doc},
     {NULL, NULL, 0, NULL},

@@ -11,6 +11,7 @@ back a batch it could have read, never read one differently.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from typing import Any
 
@@ -437,8 +438,10 @@ def test_bin_columns_refuses_arrays_of_another_shape_or_type():
     assert out.tolist() == [[1, 1]] * 3
 
 
-def test_a_batch_sketches_alike_counted_in_one_compiled_pass_or_with_numpy(tmp_path):
-    from streamdrift import synthetic
+def test_a_batch_sketches_alike_counted_in_one_compiled_pass_or_with_numpy(tmp_path, monkeypatch):
+    """Histograms and moments in one compiled pass, categories and versions counted from
+    codes: the same sketches as numpy's passes and Python's Counters."""
+    from streamdrift import sketch, synthetic
     from streamdrift.config import MonitorConfig
     from streamdrift.decode import decode_predictions
     from streamdrift.reference import build_profile
@@ -454,17 +457,32 @@ def test_a_batch_sketches_alike_counted_in_one_compiled_pass_or_with_numpy(tmp_p
         config=MonitorConfig(window_seconds=600),
     )
     values = [v for _, v in synthetic.prediction_events("fraud", 3000, 1.79e9, 7200, seed=3)]
+    # some countries missing, some versions another or none
+    values = [
+        re.sub(rb'"country":"[^"]*"', b'"country":null', v) if i % 7 == 0 else v
+        for i, v in enumerate(values)
+    ]
+    values = [
+        v.replace(b'"1.0.0"', b'"2.0"' if i % 5 == 0 else b"null") if i % 3 == 0 else v
+        for i, v in enumerate(values)
+    ]
     events = decode_predictions([FakeMessage(v, offset=i) for i, v in enumerate(values)], BIG)
     fraud = events.by_model["fraud"]
+    assert len(fraud) == 3000 and fraud.versions.count(None) == 800
     assert _layout(profile).one_pass
     one_pass = sketch_batch(fraud, profile)[0]
     _layout(profile).one_pass = False
+    monkeypatch.setattr(sketch, "_codes", None)
     one_by_one = sketch_batch(fraud, profile)[0]
     assert len(one_pass) > 3
     assert one_pass.keys() == one_by_one.keys()
     for start, w in one_by_one.items():
         g = one_pass[start]
         assert (g.count, g.outliers, g.versions) == (w.count, w.outliers, w.versions)
+        assert g.categorical == w.categorical and len(w.categorical) >= 2
+        assert w.categorical["country"].missing > 0 and len(w.versions) == 2
+        for name, sl in w.slices.items():
+            assert g.slices[name].categorical == sl.categorical, name
         assert g.numeric.keys() == w.numeric.keys()
         for name, s in w.numeric.items():
             t = g.numeric[name]
@@ -649,3 +667,49 @@ def test_by_topic_splits_a_poll_in_order_as_the_python_loop_does():
         assert decode.by_topic(msgs, "labels") == (ours, others)
     finally:
         decode._scan = saved
+
+
+def _codes_by_dict(values: list[Any]) -> tuple[list[int], list[Any]]:
+    """The reference: positions in first-seen order keyed by (type, value), None -1."""
+    index: dict[Any, int] = {}
+    distinct: list[Any] = []
+    out = []
+    for v in values:
+        if v is None:
+            out.append(-1)
+            continue
+        key = (type(v), v)
+        if key not in index:
+            index[key] = len(distinct)
+            distinct.append(v)
+        out.append(index[key])
+    return out, distinct
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_codes_number_the_distinct_values_as_a_dict_keyed_by_type_and_value_does(seed: int):
+    """Categories are counted from codes: True, 1 and 1.0 stay apart, equal strs that are
+    other objects share a code, None is -1; more distinct values than the identity cache
+    holds go through the dict."""
+    rng = np.random.default_rng(seed)
+    pool: list[Any] = [None, True, False, 1, 0, 1.0, 0.0, "1", "a", "ü", ""]
+    pool += [f"k{i}" for i in range(int(rng.integers(1, 40)))]
+    picks = rng.integers(0, len(pool), 3000)
+    values = [pool[i] if rng.random() < 0.5 else _copy(pool[i]) for i in picks]
+    raw, distinct = _scan.codes(values)
+    want_codes, want_distinct = _codes_by_dict(values)
+    assert np.frombuffer(raw, dtype=np.int64).tolist() == want_codes
+    assert [(type(v), v) for v in distinct] == [(type(v), v) for v in want_distinct]
+
+
+def _copy(v: Any) -> Any:
+    """An equal value that is another object (where Python makes one)."""
+    return "".join(list(v)) if isinstance(v, str) and len(v) > 1 else v
+
+
+def test_codes_refuse_what_is_no_list_or_cannot_be_hashed():
+    assert _scan.codes([]) == (b"", [])
+    with pytest.raises(TypeError):
+        _scan.codes(("a", "b"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _scan.codes(["a", ["b"]])
