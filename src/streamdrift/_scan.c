@@ -43,6 +43,15 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* Equal bytes: names, ids and categories are short, where a call to memcmp costs more
+ * than the compare. */
+static inline int same(const char *a, const char *b, Py_ssize_t n) {
+    if (n > 16) return memcmp(a, b, (size_t)n) == 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
 static inline void ws(Cur *c) {
     /* JSON's four white space bytes are all <= ' ': most bytes are ruled out by one test */
     while (c->p < c->e && (unsigned char)*c->p <= ' ' &&
@@ -169,15 +178,17 @@ static int number(Cur *c, Num *out) {
         neg = 1;
         q++;
     }
+    /* the digits are accumulated as they are read: past 19 of them the sum wraps (no
+     * harm: it is used only when they fit) */
+    uint64_t m = 0;
     const char *int_start = q;
-    while (q < e && is_digit(*q)) q++;
+    while (q < e && is_digit(*q)) m = m * 10 + (uint64_t)(*q++ - '0');
     Py_ssize_t int_len = q - int_start;
     if (int_len == 0 || (int_len > 1 && *int_start == '0')) return -1;
-    const char *frac_start = q;
     Py_ssize_t frac_len = 0;
     if (q < e && *q == '.') {
-        frac_start = ++q;
-        while (q < e && is_digit(*q)) q++;
+        const char *frac_start = ++q;
+        while (q < e && is_digit(*q)) m = m * 10 + (uint64_t)(*q++ - '0');
         frac_len = q - frac_start;
         if (frac_len == 0) return -1;
     }
@@ -203,13 +214,6 @@ static int number(Cur *c, Num *out) {
     out->is_int = is_int;
     /* at most 19 digits in all (leading zeros of a fraction included) fit a uint64 */
     int fits = int_len + frac_len <= 19;
-    uint64_t m = 0;
-    if (fits) {
-        for (const char *d = int_start; d < int_start + int_len; d++)
-            m = m * 10 + (uint64_t)(*d - '0');
-        for (const char *d = frac_start; d < frac_start + frac_len; d++)
-            m = m * 10 + (uint64_t)(*d - '0');
-    }
     if (is_int) {
         /* orjson gives an int here; beyond int64 the exact path decides */
         if (!fits || m > (uint64_t)INT64_MAX) return -1;
@@ -359,7 +363,7 @@ typedef struct {
 
 static inline Py_ssize_t find(const Name *names, Py_ssize_t k, const char *s, Py_ssize_t n) {
     for (Py_ssize_t j = 0; j < k; j++)
-        if (names[j].n == n && memcmp(names[j].s, s, (size_t)n) == 0) return j;
+        if (names[j].n == n && same(names[j].s, s, n)) return j;
     return -1;
 }
 
@@ -369,7 +373,7 @@ static PyObject *cached_str(PyObject **last, const char *s, Py_ssize_t n, int hi
     if (*last != NULL) {
         Py_ssize_t ln;
         const char *ls = PyUnicode_AsUTF8AndSize(*last, &ln);
-        if (ls != NULL && ln == n && memcmp(ls, s, (size_t)n) == 0) {
+        if (ls != NULL && ln == n && same(ls, s, n)) {
             Py_INCREF(*last);
             return *last;
         }
@@ -426,7 +430,7 @@ static int category(Cur *c, Out *o, Py_ssize_t col, PyObject **obj) {
     for (int k = 0; k < CATEGORY_CACHE && cache[k] != NULL; k++) {
         Py_ssize_t kn;
         const char *ks = PyUnicode_AsUTF8AndSize(cache[k], &kn);
-        if (ks != NULL && kn == n && memcmp(ks, s, (size_t)n) == 0) {
+        if (ks != NULL && kn == n && same(ks, s, n)) {
             Py_INCREF(cache[k]);
             *obj = cache[k];
             return 0;
@@ -458,7 +462,7 @@ static int features(Cur *c, Out *o, Py_ssize_t i) {
         if (guess < k) {
             const Name *g = &o->names[guess];
             if (g->plain && c->e - c->p >= g->n + 2 && c->p[0] == '"' && c->p[g->n + 1] == '"' &&
-                memcmp(c->p + 1, g->s, (size_t)g->n) == 0) {
+                same(c->p + 1, g->s, g->n)) {
                 j = guess;
                 c->p += g->n + 2;
             }
@@ -576,7 +580,7 @@ static int segments(Cur *c, Out *o, Py_ssize_t i) {
     if (spanned) {
         for (int k = 0; k < SEGMENT_CACHE; k++) {
             if (o->seen_segments[k].d != NULL && o->seen_segments[k].n == n &&
-                memcmp(o->seen_segments[k].s, start, (size_t)n) == 0) {
+                same(o->seen_segments[k].s, start, n)) {
                 Py_INCREF(o->seen_segments[k].d);
                 PyList_SET_ITEM(o->segments, i, o->seen_segments[k].d);
                 Py_DECREF(old);
