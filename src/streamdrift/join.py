@@ -55,11 +55,16 @@ def ids_by_window(events: ModelEvents, profile: ReferenceProfile) -> dict[int, l
     versions = set(events.versions)
     if versions == {None}:
         ids = list(events.prediction_ids)
+    elif len(versions) == 1:  # one version (a comprehension: 2.5x `map(str.__add__)`)
+        (version,) = versions
+        assert version is not None  # not {None}: that one is above
+        tail = "\x1f" + clean(version)
+        ids = [pid + tail for pid in events.prediction_ids]
     elif None not in versions:  # each distinct version spelled once
-        suffix = {v: "\x1f" + clean(v) for v in versions}
-        ids = list(
-            map(str.__add__, events.prediction_ids, map(suffix.__getitem__, events.versions))
-        )
+        suffix = {v: "\x1f" + clean(v) for v in versions if v is not None}
+        ids = [
+            pid + suffix[v] for pid, v in zip(events.prediction_ids, events.versions, strict=True)
+        ]
     else:
         ids = [
             pid if v is None else f"{pid}\x1f{clean(v)}"
