@@ -645,3 +645,28 @@ def test_bundles_add_the_min_effect_p_value_only_when_asked() -> None:
     expected = min_effect_p_value(ref, cur, 0.15)
     assert num["min_effect_p_value"] == cat["min_effect_p_value"] == expected
     assert math.isnan(categorical_drift([0, 0], [1, 2], min_effect=0.15)["min_effect_p_value"])
+
+
+def test_the_p_values_core_functions_give_scipys_public_values_bit_for_bit():
+    """The KS and minimum-effect p-values call scipy's functions behind `kstwo.sf` and
+    `ncx2.sf` directly (the evaluator calls them per feature and window); over a grid
+    they must give the public functions' values exactly."""
+    from streamdrift import statistics as st
+
+    assert st._kstwo_sf.__name__ == "ks" and st._ncx2_sf.__name__ == "nc"  # taken here
+    rng = np.random.default_rng(5)
+    for n in (1.0, 2.0, 7.0, 40.0, 333.0, 5_000.0, 120_000.0):
+        for d in (*rng.uniform(0, 1, 12), 1e-6, 0.5, 1.0):
+            assert st._kstwo_sf(float(d), n) == stats.kstwo.sf(d, n), (d, n)
+    for df in (1, 2, 5, 19, 99, 300):
+        for lam in (1e-4, 0.3, 4.0, 80.0, 2_000.0):
+            for x in (*rng.uniform(0, 3 * (df + lam), 8), 0.0, 1e-6):
+                assert st._ncx2_sf(float(x), df, lam) == stats.ncx2.sf(x, df, lam), (x, df, lam)
+
+
+def test_a_huge_window_matching_the_reference_has_a_min_effect_p_of_one():
+    """scipy's ncx2.sf raises OverflowError for a statistic near 0 with a large λ (here
+    2·10^8 events, one count apart): the p-value is 1 there, not an error."""
+    with pytest.raises(OverflowError):
+        stats.ncx2.sf(1e-9, 1, 1e6)  # what the p-value stands on, as scipy has it
+    assert min_effect_p_value([100_000_000, 100_000_001], [100_000_000, 100_000_000], 0.1) == 1.0
