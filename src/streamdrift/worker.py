@@ -624,8 +624,9 @@ class Worker:
 
     # ---- one turn ----------------------------------------------------------------------
     def turn(self) -> None:
-        """Poll, decode, read the previous batch's applies and commit it, evaluate, send
-        this batch's applies."""
+        """Poll, decode and plan this batch's shares, read the previous batch's applies
+        and commit it, evaluate, send this batch's applies (the planned shares that the
+        heads read then still hold, the others worked out again)."""
         self.metrics.last_loop.set(time.time())
         self._update_lag()
         messages = self.consumer.consume(self.batch_limit, self.settings.poll_timeout_seconds)
