@@ -209,6 +209,8 @@ class Worker:
         self._pending_eval: set[str] = set()
         #: model -> {fence field: event time} applied in the batch being finished
         self._marks: dict[str, dict[str, float]] = {}
+        #: (model, fence field) of owned partitions whose watermark is known to exist
+        self._held: set[tuple[str, str]] = set()
         self._in_flight: _InFlight | None = None
         #: each model's revision, fences and champion as the last batch read them
         self._heads: dict[str, ModelHead] = {}
@@ -462,6 +464,7 @@ class Worker:
         current incarnation (a topic created again since has no fences yet)."""
         self._topic_alerts(self.topics.refresh())
         self._seen_upto.clear()
+        self._held.clear()
         fields = {
             (tp.topic, tp.partition): self.topics.field(tp.topic, tp.partition) for tp in partitions
         }
@@ -537,6 +540,19 @@ class Worker:
             detail,
             extra={"offsets": {f"{t}:{p}": o for (t, p), o in offsets.items()}},
         )
+
+    def _unmarked(self) -> dict[str, list[str]]:
+        """The owned predictions partitions without a watermark yet, for each model this
+        batch marked: they hold the model's windows back until read (`Watermarks.advance`)."""
+        topic = self.settings.predictions_topic
+        owned = [f for (t, _), f in self.book.owned.items() if t == topic]
+        out: dict[str, list[str]] = {}
+        for model, marks in self._marks.items():
+            fields = [f for f in owned if f not in marks and (model, f) not in self._held]
+            if fields:
+                out[model] = fields
+            self._held.update((model, f) for f in owned)
+        return out
 
     def _abandon(self) -> None:
         """Drop the batch in flight without committing it: its applies ran entirely or
@@ -837,7 +853,7 @@ class Worker:
             self.stats.join_rereads += rereads
             self.metrics.join_rereads.inc(rereads)
         # after the applies: a mark never runs ahead of what Redis holds
-        self.store.watermarks.advance(self._marks, time.time())
+        self.store.watermarks.advance(self._marks, time.time(), self._unmarked())
         self.stats.batches += 1
         self.stats.messages += batch.messages + labels.messages
         self.stats.dead.update(d.reason for d in dead)

@@ -102,3 +102,24 @@ def test_watermarks_only_rise_and_idle_partitions_stop_holding_back(store, model
     assert w.low(model_id, 170.0, 60.0) == (9000.0, True)
     # nothing moving at all: the furthest mark, and no partition moving
     assert w.low(model_id, 1000.0, 60.0) == (9000.0, False)
+
+
+def test_an_owned_partition_not_read_yet_holds_windows_back_until_read_or_idle(store, model_id):
+    w = store.watermarks
+    # the first batch read partition 0 only; partitions 1 and 2 are owned, unread
+    w.advance({model_id: {"p@x:0": 5000.0}}, now=100.0, hold={model_id: ["p@x:1", "p@x:2"]})
+    low, moving = w.low(model_id, 101.0, 60.0)
+    assert low == float("-inf") and moving  # no window is complete yet
+    # partition 1 is read; partition 2 still holds
+    w.advance({model_id: {"p@x:1": 4000.0}}, now=110.0, hold={model_id: ["p@x:2"]})
+    assert w.low(model_id, 111.0, 60.0) == (float("-inf"), True)
+    w.advance({model_id: {"p@x:2": 4500.0}}, now=120.0)
+    assert w.low(model_id, 121.0, 60.0) == (4000.0, True)
+    # holding again (a later assignment) neither lowers a mark nor makes it move again
+    w.advance({}, now=500.0, hold={model_id: ["p@x:0", "p@x:1", "p@x:2"]})
+    assert w.low(model_id, 500.0, 60.0) == (5000.0, False)
+    # a partition that never carries the model stops holding once idle
+    w.advance({model_id: {"p@x:0": 6000.0}}, now=600.0, hold={model_id: ["p@x:3"]})
+    assert w.low(model_id, 630.0, 60.0) == (float("-inf"), True)
+    w.advance({model_id: {"p@x:0": 7000.0}}, now=670.0)
+    assert w.low(model_id, 670.0, 60.0) == (7000.0, True)

@@ -11,7 +11,7 @@ import jsonschema
 import orjson
 import pytest
 
-from streamdrift import synthetic
+from streamdrift import kafka_io, synthetic
 from streamdrift.evaluator import Evaluator
 from streamdrift.worker import Worker
 
@@ -57,6 +57,41 @@ def _stream(model_id: str, n: int, windows: int, drift_at: float | None):
     )
     per_window = Counter(int(orjson.loads(v)["timestamp"] // WINDOW * WINDOW) for _, v in events)
     return events, per_window
+
+
+def test_a_window_is_not_complete_while_an_owned_partition_is_unread(
+    settings, store, model_id, tmp_path
+):
+    """Read unevenly (here: three of four partitions paused), the partitions read first
+    must not carry a window to complete: it would be judged on a quarter of its events
+    (a false volume drop; a performance drop whose inputs look unchecked)."""
+    _register(settings, model_id, tmp_path)
+    events, _ = _stream(model_id, 8_000, 2, drift_at=None)
+    producer = kafka_io.producer(settings)
+    for i, (key, value) in enumerate(events):  # in time order on each partition
+        producer.produce(settings.predictions_topic, key=key, value=value, partition=i % 4)
+    assert producer.flush(30) == 0
+    times = [orjson.loads(v)["timestamp"] for _, v in events]
+    first = Worker(settings)
+    on_assign = first._on_assign
+
+    def read_partition_zero_only(consumer, partitions):  # type: ignore[no-untyped-def]
+        on_assign(consumer, partitions)
+        consumer.pause([tp for tp in partitions if tp.partition != 0])
+
+    first._on_assign = read_partition_zero_only  # type: ignore[method-assign]
+    stats = first.run(max_seconds=60, install_signals=False, until_messages=2_000)
+    assert stats.counted == 2_000
+    low, moving = store.watermarks.low(model_id, time.time(), 600.0)
+    # partition 0 passed both windows; the three unread ones hold them back
+    assert moving and low == float("-inf")
+
+    stats = Worker(settings).run(max_seconds=60, install_signals=False, until_messages=6_000)
+    assert stats.counted == 6_000
+    low, moving = store.watermarks.low(model_id, time.time(), 600.0)
+    # every partition read to its end: the slowest one's mark (a batch's 99th percentile)
+    ends = [max(times[p::4]) for p in range(4)]
+    assert moving and min(times) < low <= min(ends)
 
 
 def test_drift_detected_end_to_end(settings, store, model_id, tmp_path):

@@ -21,11 +21,29 @@ class Watermarks:
     def __init__(self, client: RedisClient) -> None:
         self.redis = client
 
-    def advance(self, marks: dict[str, dict[str, float]], now: float) -> None:
-        """`model -> {fence field: event time}`, one round trip for all models."""
-        if not marks:
+    def advance(
+        self,
+        marks: dict[str, dict[str, float]],
+        now: float,
+        hold: dict[str, list[str]] | None = None,
+    ) -> None:
+        """`model -> {fence field: event time}`, one round trip for all models.
+
+        `hold`: model -> fence fields of partitions the worker owns but has not applied
+        any of the model's events from. Each gets a mark of -inf, as moving now, unless
+        it has a mark already: until such a partition is read (or idle), no window is
+        complete, because its events may still be in the unread backlog. Without it, the
+        partitions read first would carry windows to "complete" with a fraction of their
+        events counted (a false volume drop, a performance drop with its inputs unchecked).
+        """
+        if not marks and not hold:
             return
         pipe = self.redis.pipeline(transaction=False)
+        for model, unread in (hold or {}).items():
+            if unread:
+                k = ModelKeys(model)
+                pipe.zadd(k.watermarks, dict.fromkeys(unread, float("-inf")), nx=True)
+                pipe.zadd(k.watermarks_seen, dict.fromkeys(unread, now), nx=True)
         for model, fields in marks.items():
             if fields:
                 k = ModelKeys(model)
