@@ -195,8 +195,8 @@ class ModelHealth:
         self.observe(
             profile,
             window,
-            window_drift(profile, window),
-            output_drift(profile, window),
+            window_drift(profile, window, ks_p=False),
+            output_drift(profile, window, ks_p=False),
             window_performance(profile, window),
             open_episodes,
         )

@@ -36,7 +36,7 @@ from streamdrift.profile import (
 )
 from streamdrift.sequential import SUB_FIELDS, degradation_scan, sub_windows
 from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
-from streamdrift.statistics import categorical_drift, numeric_drift
+from streamdrift.statistics import categorical_drift, ks_p_value, numeric_drift
 
 _NAN = float("nan")
 
@@ -155,8 +155,19 @@ def _numeric_statistics(
     scale = ref.std or None
     return _remembered(
         _key("numeric", counts, sk.bins, positions, scale, min_effect),
-        lambda: numeric_drift(counts, sk.bins, positions, scale=scale, min_effect=min_effect),
+        lambda: numeric_drift(
+            counts, sk.bins, positions, scale=scale, min_effect=min_effect, ks_p=False
+        ),
     )
+
+
+def _with_ks_p(stats: dict[str, float], ref: NumericProfile, sk: NumericSketch) -> None:
+    """Adds the KS p-value against the reference: reported, never judged, and the one
+    statistic whose cost grows with the window (`statistics.ks_p_value`)."""
+    d, nr, nc = stats["ks"], float(np.sum(ref.counts)), float(np.sum(sk.bins))
+    stats["ks_p_value"] = _remembered(
+        _key("ks_p", d, nr, nc), lambda: {"p": ks_p_value(d, nr, nc)}
+    )["p"]
 
 
 def _categorical_statistics(
@@ -189,7 +200,10 @@ def _column_drift(
     alpha: float,
     baselines: Mapping[str, WindowSketch] | None = None,
     enabled: bool = True,
+    ks_p: bool = True,
 ) -> FeatureDrift | None:
+    """One column's statistics and verdict; `ks_p` false: the KS p-value (against the
+    reference) only if the column drifts, i.e. only where an alert shows it."""
     numeric = isinstance(ref, NumericProfile)
     sk = (window.numeric if numeric else window.categorical).get(name)
     if sk is None or sk.n == 0:
@@ -246,6 +260,8 @@ def _column_drift(
             value, p, drifted = stats[statistic], judged_p_value(stats), False
     else:
         judged_by, value, p, drifted = [], stats[statistic], judged_p_value(stats), False
+    if isinstance(sk, NumericSketch) and (ks_p or drifted):
+        _with_ks_p(stats, ref, sk)  # type: ignore[arg-type]
     return FeatureDrift(
         feature=name,
         kind=ref.kind,
@@ -268,6 +284,7 @@ def window_drift(
     profile: ReferenceProfile,
     window: WindowSketch,
     baselines: Mapping[str, WindowSketch] | None = None,
+    ks_p: bool = True,
 ) -> dict[str, FeatureDrift]:
     """Drift of every feature of `window`, with each feature's policy's verdict.
 
@@ -277,7 +294,8 @@ def window_drift(
     effect-size and significance gates); with none available, the reference judges.
     The significance gate is Bonferroni-corrected over the model's enabled features, so
     adding features does not add false alarms. Disabled features get statistics
-    against the reference and no verdict."""
+    against the reference and no verdict. `ks_p` false (evaluation): the KS p-value only
+    for the features that drift (`_column_drift`)."""
     cfg = profile.config
     enabled = {name: cfg.feature_enabled(name) for name in profile.features}
     family = max(sum(enabled.values()), 1)
@@ -285,7 +303,7 @@ def window_drift(
     for name, ref in profile.features.items():
         policy = cfg.feature_policy(name)
         alpha = policy.p_value / family
-        d = _column_drift(name, ref, window, policy, alpha, baselines, enabled[name])
+        d = _column_drift(name, ref, window, policy, alpha, baselines, enabled[name], ks_p)
         if d is not None:
             out[name] = d
     return out
@@ -295,6 +313,7 @@ def output_drift(
     profile: ReferenceProfile,
     window: WindowSketch,
     baselines: Mapping[str, WindowSketch] | None = None,
+    ks_p: bool = True,
 ) -> dict[str, FeatureDrift]:
     """Drift of the prediction (prediction drift, the label-free proxy) and of the joined
     labels (label drift), with the same statistics, policy and baselines as features;
@@ -303,7 +322,7 @@ def output_drift(
     alpha = policy.p_value / 2
     out = {}
     for name, ref in profile.outputs().items():
-        d = _column_drift(name, ref, window, policy, alpha, baselines)
+        d = _column_drift(name, ref, window, policy, alpha, baselines, ks_p=ks_p)
         if d is not None:
             out[name] = d
     return out

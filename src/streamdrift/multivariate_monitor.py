@@ -53,15 +53,18 @@ def reconstruction_drift(
     profile: ReferenceProfile,
     window: WindowSketch,
     baselines: Mapping[str, WindowSketch] | None = None,
+    ks_p: bool = True,
 ) -> FeatureDrift | None:
     """The window's reconstruction-error column against the reference's errors (and the
     chosen window baselines), with the model's drift policy; None without the column
-    or without errors in the window."""
+    or without errors in the window. `ks_p` as for `monitors.window_drift`."""
     column = profile.derived_columns().get(RECONSTRUCTION)
     if column is None or not profile.config.multivariate.reconstruction:
         return None
     policy = profile.config.drift
-    return _column_drift(RECONSTRUCTION, column, window, policy, policy.p_value, baselines)
+    return _column_drift(
+        RECONSTRUCTION, column, window, policy, policy.p_value, baselines, ks_p=ks_p
+    )
 
 
 @dataclass(slots=True)
@@ -290,7 +293,7 @@ def multivariate_conditions(
     effect in thresholds), and the condition keys that were checked in it."""
     present: list[tuple[Alert, float]] = []
     checked: list[str] = []
-    d = reconstruction_drift(profile, window, baselines)
+    d = reconstruction_drift(profile, window, baselines, ks_p=False)
     judged = d is not None and d.judged_by and d.sample_size >= profile.config.drift.min_samples
     if d is not None and judged and not explained_by(profile, window, feature_drift):
         checked.append(condition(RECONSTRUCTION_ERROR))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from scipy.stats import chi2_contingency, ncx2
+from scipy.stats import chi2_contingency, kstwo, ncx2
 
 from streamdrift import synthetic
 from streamdrift.alerts import alert_id, drift_alerts
@@ -83,6 +83,37 @@ def test_one_sd_mean_shift_is_flagged(profile, n):
     flagged = {d.feature for d in drift.values() if d.drifted}
     assert flagged == {"f07"}
     assert drift["f07"].statistics["ks_p_value"] < 1e-6
+
+
+def test_evaluation_works_out_the_ks_p_value_only_for_what_drifts(profile):
+    """The KS p-value is reported, never judged, and its exact distribution costs O(n):
+    the evaluation (`ks_p=False`) leaves it out for undrifted features; everything
+    else, the verdicts and the drifted feature's KS p-value are as in the full report."""
+    rng = np.random.default_rng(5)
+    window, full = _drift(profile, _window(rng, 2000, 0, shift={"f07": 1.0}))
+    lean = window_drift(profile, window, ks_p=False)
+    assert {d.feature for d in lean.values() if d.drifted} == {"f07"}
+    assert "ks_p_value" in lean["f07"].statistics
+    numeric = {n for n, d in full.items() if "ks" in d.statistics}
+    assert len(numeric) == 20
+    assert all("ks_p_value" not in lean[n].statistics for n in numeric - {"f07"})
+    for name, d in full.items():
+        kept = {k: v for k, v in d.statistics.items() if k != "ks_p_value" or d.drifted}
+        assert lean[name].statistics == kept
+        assert (lean[name].value, lean[name].p_value, lean[name].drifted) == (
+            d.value,
+            d.p_value,
+            d.drifted,
+        )
+    # against scipy: Kolmogorov's distribution at the binned counts' effective size
+    for name, d in full.items():
+        if name not in numeric:
+            continue
+        ref, sk = profile.features[name], window.numeric[name]
+        nr, nc = float(np.sum(ref.counts)), float(np.sum(sk.bins))
+        expected = kstwo.sf(d.statistics["ks"], round(nr * nc / (nr + nc)))
+        assert d.statistics["ks_p_value"] == pytest.approx(expected, rel=1e-9, abs=1e-300)
+    assert full["f01"].statistics["ks_p_value"] > 1e-3  # a real value, not 0 == 0
 
 
 def test_changed_category_frequencies_and_spread_are_flagged(profile):

@@ -20,6 +20,7 @@ from streamdrift.statistics import (
     jensen_shannon,
     kl_divergence,
     ks_binned,
+    ks_p_value,
     min_effect_p_value,
     numeric_drift,
     psi,
@@ -111,6 +112,27 @@ def test_ks_matches_scipy_on_close_grid_distributions(seed: int) -> None:
     assert d == pytest.approx(expected.statistic, abs=1e-12)
     assert p == pytest.approx(expected.pvalue, rel=1e-6)
     assert 1e-4 < p <= 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ks_p_value_of_a_known_statistic_matches_scipy_and_the_full_path(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 20, size=900)
+    b = rng.integers(0, 20, size=700)
+    ref, cur = np.bincount(a, minlength=20), np.bincount(b, minlength=20)
+    d, p = ks_binned(ref, cur)
+    assert ks_p_value(d, 900, 700) == p
+    assert ks_p_value(d, 900, 700) == pytest.approx(
+        stats.ks_2samp(a, b, method="asymp").pvalue, rel=1e-6
+    )
+    positions = np.arange(20.0)
+    full = numeric_drift(ref, cur, positions)
+    lean = numeric_drift(ref, cur, positions, ks_p=False)
+    assert lean == {k: v for k, v in full.items() if k != "ks_p_value"}
+    assert ks_p_value(0.0, 900, 700) == 1.0
+    assert math.isnan(ks_p_value(float("nan"), 900, 700))
+    assert math.isnan(ks_p_value(d, 0, 700))
+    assert math.isnan(ks_p_value(d, 0.4, 0.4))  # less than one observation
 
 
 def test_ks_binned_is_lower_bound_on_continuous_data() -> None:
