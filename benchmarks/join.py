@@ -262,7 +262,7 @@ def lua_fit(applies: list[dict[str, Any]]) -> dict[str, Any] | None:
 def run_worker(
     settings: Settings,
     n: int,
-    profile_run: bool = False,
+    profile_run: bool | str = False,
     started: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """A Worker subscribed to both topics, run as `Worker.run` runs it (throughput.drive)
@@ -395,6 +395,8 @@ def run_worker(
         st.sort_stats("tottime").print_stats(20)
         st.sort_stats("cumulative").print_stats(30)
         result["profile_text"] = out.getvalue()
+        if isinstance(profile_run, str):
+            prof.dump_stats(profile_run)
     return result
 
 
@@ -899,6 +901,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument(
+        "--profile-out",
+        metavar="PATH",
+        help="with --profile: also save the cProfile statistics there (pstats, snakeviz)",
+    )
+    ap.add_argument(
         "--profile",
         action="store_true",
         help="run the labels-flowing worker under cProfile (slower)",
@@ -1012,7 +1019,9 @@ def main(argv: list[str] | None = None) -> int:
             b1 = baseline(s1.model_copy(update={"consumer_group": f"bench-join-b1-{run}"}), 2 * n)
             log(f"  {b1['events_per_s']:,.0f} events/s")
             log("worker, labels flowing" + (" (under cProfile)" if args.profile else "") + " ...")
-            w1 = workers["worker_labelled"] = run_worker(s1, 2 * n, args.profile)
+            w1 = workers["worker_labelled"] = run_worker(
+                s1, 2 * n, args.profile_out or args.profile
+            )
             log(f"  {w1['events_per_s']:,.0f} events/s")
             ver = verify_labelled(st1, m1, n, w1)
             log("baseline again ...")
