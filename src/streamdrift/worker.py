@@ -103,6 +103,14 @@ MIN_BATCH = 100
 #: (~3–4 µs of script each: ~4 ms), grown by a quarter per batch that stays under it
 FIRST_BOUNDED_BATCH = 1000
 
+#: While messages keep coming, evaluations take at most this share of the worker's time:
+#: after one that took T seconds, the next waits until the worker has consumed for
+#: T * (1 / share - 1). In a backlog an evaluation reads and judges every window the
+#: applies touched (~0.4 s for 8 windows of 22 features with labels joining), and
+#: every 2 s that took a third of the worker's time; a live stream, whose evaluations
+#: read one or two windows, is not slowed down by it. Idle, or forced: no limit.
+EVALUATION_SHARE = 0.1
+
 #: Every this often (seconds): the state marker and Redis's identity are checked, quiet
 #: models' fences move up, and the progress floors with them.
 TICK_SECONDS = 5.0
@@ -160,6 +168,11 @@ class WorkerStats:
     shares_ahead: int = 0
     #: shares worked out ahead that the heads read then did not hold
     shares_redone: int = 0
+    #: evaluations put off to keep them within EVALUATION_SHARE of a busy worker's time
+    evaluations_deferred: int = 0
+    #: evaluations run, and their seconds
+    evaluations: int = 0
+    evaluation_seconds: float = 0.0
 
 
 def tune_gc() -> None:
@@ -215,6 +228,8 @@ class Worker:
         #: each model's revision, fences and champion as the last batch read them
         self._heads: dict[str, ModelHead] = {}
         self._last_eval: dict[str, float] = {}
+        #: busy, no evaluation before this (time.monotonic; see EVALUATION_SHARE)
+        self._eval_free_at = float("-inf")
         self._last_sweep = 0.0
         self._last_tick = float("-inf")
         self._last_slow_tick = float("-inf")
@@ -989,7 +1004,8 @@ class Worker:
 
     # ---- evaluation --------------------------------------------------------------------
     def evaluate_due(self, idle: bool, force: bool = False) -> None:
-        """Evaluate models touched by this worker when their interval has passed; and
+        """Evaluate models touched by this worker when their interval has passed, the
+        longest waiting first, within `EVALUATION_SHARE` of a busy worker's time; and
         sweep all models now and then (every 5 s when idle, 30 s when busy) for windows
         other workers left dirty, episodes to resolve and models gone silent."""
         now = time.monotonic()
@@ -998,10 +1014,14 @@ class Worker:
         if force or now - self._last_sweep > (5.0 if idle else 30.0):
             self._last_sweep = now
             self._pending_eval.update(self.store.profiles.models())
-        for model in sorted(self._pending_eval):
+        never = float("-inf")
+        for model in sorted(self._pending_eval, key=lambda m: (self._last_eval.get(m, never), m)):
+            if not (force or idle) and time.monotonic() < self._eval_free_at:
+                self.stats.evaluations_deferred += 1
+                break  # consume first; the models left wait their turn
             cached = self.guard.profiles.get(model)
             interval = cached.config.evaluation_interval_seconds if cached else 0.0
-            if not force and now - self._last_eval.get(model, float("-inf")) < interval:
+            if not force and now - self._last_eval.get(model, never) < interval:
                 continue
             revision = self.store.fences.heads([model])[1][model].revision
             profile = self.guard.profile(model, revision)
@@ -1019,7 +1039,11 @@ class Worker:
                 # one model's broken state must not stop the others (or the consuming)
                 log.exception("evaluation of %s failed", model, extra={"model_id": model})
                 continue
-            self.metrics.evaluation_seconds.observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.metrics.evaluation_seconds.observe(took)
+            self.stats.evaluations += 1
+            self.stats.evaluation_seconds += took
+            self._eval_free_at = time.monotonic() + took * (1.0 / EVALUATION_SHARE - 1.0)
             self.stats.alerts += len(alerts)
             for a in alerts:
                 self.metrics.alerts.labels(a.type).inc()

@@ -12,7 +12,9 @@ import orjson
 import pytest
 
 from streamdrift import kafka_io, synthetic
+from streamdrift.config import MonitorConfig
 from streamdrift.evaluator import Evaluator
+from streamdrift.reference import build_profile
 from streamdrift.worker import Worker
 
 from .conftest import cli, produce, read_alerts, write_config
@@ -92,6 +94,45 @@ def test_a_window_is_not_complete_while_an_owned_partition_is_unread(
     # every partition read to its end: the slowest one's mark (a batch's 99th percentile)
     ends = [max(times[p::4]) for p in range(4)]
     assert moving and min(times) < low <= min(ends)
+
+
+def test_a_busy_worker_keeps_evaluations_to_their_share_of_its_time(
+    settings, store, model_id, tmp_path
+):
+    """While messages keep coming, evaluations take at most EVALUATION_SHARE of the
+    worker's time, the longest-waiting model first; idle, only the interval holds."""
+    ref = synthetic.write_reference(tmp_path / "reference.csv")
+    config = MonitorConfig(window_seconds=WINDOW, evaluation_interval_seconds=0)
+    models = [f"{model_id}-a", f"{model_id}-b"]
+    for m in models:
+        store.profiles.save(build_profile(m, ref, prediction_column="score", config=config))
+    worker = Worker(settings)
+    ran: list[tuple[str, float]] = []
+
+    def slow(profile, now=None):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        time.sleep(0.05)
+        ran.append((profile.model_id, time.perf_counter() - started))
+        return []
+
+    worker.evaluator.evaluate = slow  # type: ignore[method-assign]
+    busy_until = time.monotonic() + 2.0
+    while time.monotonic() < busy_until:
+        worker._pending_eval.update(models)
+        worker.evaluate_due(idle=False)
+        time.sleep(0.001)  # consuming
+    busy, spent = [m for m, _ in ran], [t for _, t in ran]
+    # 2 s at a tenth, and the evaluation the 2 s began with
+    assert len(busy) >= 2 and sum(spent) <= 0.1 * 2.0 + max(spent), ran
+    assert busy == [models[i % 2] for i in range(len(busy))]  # taking turns
+    assert worker.stats.evaluations_deferred > 100
+    ran.clear()
+    idle_until = time.monotonic() + 1.0
+    while time.monotonic() < idle_until:
+        worker._pending_eval.update(models)
+        worker.evaluate_due(idle=True)
+    assert len(ran) >= 12  # idle: no share, back to back
+    worker.store.redis.close()
 
 
 def test_drift_detected_end_to_end(settings, store, model_id, tmp_path):
