@@ -28,6 +28,7 @@ from streamdrift.join import id_horizon
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store import EpisodeState, Store
+from streamdrift.store.schedule import RENEW_SECONDS
 from streamdrift.telemetry import WorkerMetrics
 
 log = logging.getLogger("streamdrift.evaluator")
@@ -57,6 +58,7 @@ class Evaluator:
         self.topic = alerts_topic
         self.owner = owner
         self.published = 0
+        self._leased_at = 0.0
         self.health = metrics.model_health if metrics is not None else None
 
     def evaluate(self, profile: ReferenceProfile, now: float | None = None) -> list[Alert]:
@@ -65,6 +67,7 @@ class Evaluator:
         model = profile.model_id
         if not self.store.schedule.try_lock(model, self.owner):
             return []
+        self._leased_at = time.monotonic()
         try:
             now = time.time() if now is None else now
             self._republish(model, now)
@@ -86,6 +89,7 @@ class Evaluator:
             raised, events, windows = self._advance(
                 profile, state, touched_at, dirty, all_starts, now
             )
+            self._keep_lease(model)
             changed = {k for k, e in state.episodes.items() if before.get(k) != e.to_json()}
             forget = self._expired(profile, state, now)
             payloads = {a.alert_id: encode(a) for a in [*raised, *events]}
@@ -109,6 +113,12 @@ class Evaluator:
             return [a for a in new if a.alert_id in sent]
         finally:
             self.store.schedule.unlock(model, self.owner)
+
+    def _keep_lease(self, model: str) -> None:
+        """Renew the evaluation lease every RENEW_SECONDS of work (`store.schedule`)."""
+        if time.monotonic() - self._leased_at > RENEW_SECONDS:
+            self.store.schedule.renew(model, self.owner)
+            self._leased_at = time.monotonic()
 
     def _advance(
         self,
@@ -169,6 +179,7 @@ class Evaluator:
             known=windows,
         )
         for window in windows:
+            self._keep_lease(profile.model_id)
             closed = complete(window.start)
             if not ready(window.start):
                 pending[window.start] = touched_at[window.start]

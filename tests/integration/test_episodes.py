@@ -8,10 +8,14 @@ import time
 import orjson
 import pytest
 
-from streamdrift import synthetic
+from streamdrift import evaluator as evaluator_module
+from streamdrift import kafka_io, synthetic
 from streamdrift.config import MonitorConfig
+from streamdrift.evaluator import Evaluator
 from streamdrift.reference import build_profile
 from streamdrift.store.episodes import EpisodeState, LeaseLost
+from streamdrift.store.keys import ModelKeys
+from streamdrift.store.schedule import LEASE_MS
 
 from .conftest import produce, read_alerts, wait_for
 from .truth import WorkerThread
@@ -65,6 +69,64 @@ def test_a_silent_model_opens_a_freshness_episode_until_events_come_back(
     assert resolved["alert_id"] != opened["alert_id"]
     assert [a["type"] for a in alerts] == ["freshness", "freshness"]
     assert not store.episodes.load(model_id).episodes["freshness:events"].open
+
+
+def test_the_lease_is_short_and_renewed_only_by_its_holder(store, model_id):
+    """A worker killed mid-evaluation holds the model's evaluations back for one short
+    lease, not minutes; a long evaluation keeps its lease by renewing it."""
+    lease = ModelKeys(model_id).eval_lock
+    assert store.schedule.try_lock(model_id, "first")
+    assert 15_000 < store.redis.pttl(lease) <= LEASE_MS
+    assert not store.schedule.try_lock(model_id, "second")
+    store.redis.pexpire(lease, 1_000)  # most of the lease used up by a long evaluation
+    assert not store.schedule.renew(model_id, "second")  # not the holder: nothing moves
+    assert store.redis.pttl(lease) <= 1_000
+    assert store.schedule.renew(model_id, "first")
+    assert store.redis.pttl(lease) > 15_000
+    store.redis.delete(lease)  # lapsed: renewing does not take it back
+    assert not store.schedule.renew(model_id, "first")
+    assert store.redis.exists(lease) == 0
+
+
+def test_an_evaluation_longer_than_its_lease_keeps_it(settings, store, model_id, tmp_path):
+    profile = _register(store, model_id, tmp_path)
+    produce(settings, _events(model_id, 600, seed=3))
+    def counted() -> int:
+        starts = store.windows.starts(model_id, profile.revision)
+        return sum(w.count for w in store.windows.read(profile, starts))
+
+    with WorkerThread(settings):
+        assert wait_for(lambda: counted() == 600, timeout=40)
+        assert wait_for(lambda: store.schedule.dirty(model_id) == [], timeout=40)
+    starts = store.windows.starts(model_id, profile.revision)
+    # its windows written to again: the next evaluation reads and judges them
+    store.redis.zadd(
+        ModelKeys(model_id).dirty, {f"{profile.revision}:{s}": time.time() for s in starts}
+    )
+    reads = store.windows.read
+
+    def slow_read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.4)  # an evaluation reading many windows
+        return reads(*args, **kwargs)
+
+    lease = ModelKeys(model_id).eval_lock
+    ttls: list[int] = []
+    conditions = evaluator_module.window_conditions
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        ttls.append(store.redis.pttl(lease))
+        return conditions(*args, **kwargs)
+
+    evaluator = Evaluator(store, kafka_io.producer(settings), settings.alerts_topic, "slow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store.windows, "read", slow_read)
+        mp.setattr(evaluator_module, "RENEW_SECONDS", 0.2)
+        mp.setattr(evaluator_module, "window_conditions", watched)
+        evaluator.evaluate(profile)
+    # renewed after the slow read, not the lease taken before it less 0.4 s
+    assert len(ttls) == len(starts) and min(ttls) > LEASE_MS - 200, ttls
+    assert store.redis.exists(lease) == 0  # released at the end
+    assert store.schedule.dirty(model_id) == []
 
 
 def test_an_evaluator_that_lost_its_lease_commits_nothing(settings, store, model_id, tmp_path):
