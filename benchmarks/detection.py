@@ -1108,7 +1108,9 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": sizes.__dict__,
         "messages": total,
         "worker_seconds": worker_seconds,
-        "worker_stats": {k: v if isinstance(v, int) else dict(v) for k, v in vars(stats).items()},
+        "worker_stats": {
+            k: v if isinstance(v, int | float) else dict(v) for k, v in vars(stats).items()
+        },
         "embedded_servers": is_embedded,
         "scenarios": scenarios,
         "false_alarms": false_alarms,
