@@ -58,7 +58,8 @@ class Evaluator:
         self.topic = alerts_topic
         self.owner = owner
         self.published = 0
-        self._leased_at = 0.0
+        #: when the lease was taken or last renewed; none held: never renewed
+        self._leased_at = float("inf")
         self.health = metrics.model_health if metrics is not None else None
 
     def evaluate(self, profile: ReferenceProfile, now: float | None = None) -> list[Alert]:
@@ -112,6 +113,7 @@ class Evaluator:
                 )
             return [a for a in new if a.alert_id in sent]
         finally:
+            self._leased_at = float("inf")
             self.store.schedule.unlock(model, self.owner)
 
     def _keep_lease(self, model: str) -> None:
