@@ -166,13 +166,14 @@ def _cdf_gap(r: Float1D, c: Float1D, nr: float, nc: float) -> Float1D:
     return np.abs(np.cumsum(r) / nr - np.cumsum(c) / nc)
 
 
-def _ks(r: Float1D, c: Float1D) -> tuple[float, float]:
+def _ks(r: Float1D, c: Float1D, p_value: bool = True) -> tuple[float, float]:
+    """(D, its p-value); without `p_value`, (D, nan): the p-value is the costly part."""
     nr = float(r.sum())
     nc = float(c.sum())
     if nr <= 0.0 or nc <= 0.0:
         return _NAN, _NAN
     d = float(np.max(_cdf_gap(r, c, nr, nc)))
-    return d, _ks_p(d, nr, nc)
+    return d, _ks_p(d, nr, nc) if p_value else _NAN
 
 
 def _ks_p(d: float, nr: float, nc: float) -> float:
@@ -495,11 +496,9 @@ def numeric_drift(
     x = _as_positions(positions, r.shape[0])
     _, chi_p = _chi_square(r, c)
     out = _distances(r, c)
+    out["ks"], p = _ks(r, c, p_value=ks_p)
     if ks_p:
-        out["ks"], out["ks_p_value"] = _ks(r, c)
-    else:
-        nr, nc = float(r.sum()), float(c.sum())
-        out["ks"] = float(np.max(_cdf_gap(r, c, nr, nc))) if nr > 0.0 and nc > 0.0 else _NAN
+        out["ks_p_value"] = p
     out["wasserstein"] = _wasserstein(r, c, x, scale)
     out["chi_square_p_value"] = chi_p
     if min_effect is not None:
