@@ -19,12 +19,12 @@ imports), registers synthetic fraud models (binary, `prediction_column="score"`,
    label must be joined, the windows must count N events and N labelled pairs.
 2. predictions only: M predictions of a second model (segments taken out) and no labels,
    in Redis database +1. Its rate is the comparison figure; its Redis state gives the
-   bytes per pending prediction in the `sd:{m}:ids:<bucket>` hashes: MEMORY USAGE of
-   every bucket over the ids they hold, and the used_memory delta over the run minus
-   the model's other keys, divided by M.
+   bytes per pending prediction in the join's journals (`sd:{m}:jr:<shard>` lists and
+   the `sd:{m}:jr` heads): MEMORY USAGE of every journal over the ids they hold, and
+   the used_memory delta over the run minus the model's other keys, divided by M.
 3. control: the same predictions read again for the model registered WITHOUT a label
    column (database +3): it keeps its ids in a set per window (to count repeated ids),
-   not in the join's buckets, so 2 minus 3 is what the join costs the prediction path
+   not in the join's journals, so 2 minus 3 is what the join costs the prediction path
    (--no-control skips it).
 4. labels before predictions: M labels of a third model and no predictions (database
    +2): every label waits; bytes per waiting label, measured as in 2.
@@ -95,6 +95,7 @@ from streamdrift.config import MonitorConfig, Settings
 from streamdrift.reference import build_profile
 from streamdrift.store import Store
 from streamdrift.store.keys import MODELS
+from streamdrift.store.records import Shard
 
 WINDOW_SECONDS = 3600
 DAY = 86400
@@ -383,10 +384,12 @@ def run_worker(
             # shares worked out while Redis applied the batch before (Worker.plan)
             "shares_ahead": w.stats.shares_ahead,
             "shares_redone": w.stats.shares_redone,
-            # shares worked out again: a record changed between its read and the apply
+            # shares worked out again: a shard's journal moved between replay and apply
             "record_rounds": w.store.applies.record_rounds,
-            # predictions taken to have no record, not read (applies.CLEAN_BATCHES)
-            "unread_predictions": w.store.applies.unread_predictions,
+            # journal shards read whole, and compacted, by the worker
+            "journal_full_reads": w.store.applies.records.full_reads,
+            "journal_compactions": w.store.applies.records.compactions,
+            "records_held": w.store.applies.records.held_ids(),
         },
     }
     if prof:
@@ -545,7 +548,7 @@ def snapshot(r: redis.Redis, model: str, kind: str) -> dict[str, Any]:
     dbstats = stats.get(f"db.{db}", {}) or {}
     other = window = 0
     for k in r.scan_iter(match=f"sd:{{{model}}}:*", count=5000):
-        if k.startswith(f"sd:{{{model}}}:{kind}:".encode()):
+        if k.startswith(f"sd:{{{model}}}:{kind}".encode()):
             continue
         b = int(r.memory_usage(k, samples=0) or 0)
         other += b
@@ -563,23 +566,34 @@ def snapshot(r: redis.Redis, model: str, kind: str) -> dict[str, Any]:
     }
 
 
+def journals(r: redis.Redis, model: str) -> dict[bytes, Shard]:
+    """The model's join journals, each replayed."""
+    out = {}
+    for k in r.scan_iter(match=f"sd:{{{model}}}:jr:*", count=5000):
+        shard = out[k] = Shard()
+        if not shard.replay(r.lrange(k, 0, -1)):
+            raise BenchmarkError(f"{k!r}: the journal does not chain")
+    return out
+
+
 def id_kinds(r: redis.Redis, model: str) -> dict[str, int]:
-    """The model's ids in the join's buckets by what they are: a pending prediction, a
+    """The model's ids in the join's journals by what they are: a pending prediction, a
     joined mark, or a waiting label."""
     out = {"pending": 0, "joined": 0, "waiting": 0}
-    for k in r.scan_iter(match=f"sd:{{{model}}}:ids:*", count=5000):
-        for v in r.hvals(k):
-            out[{b"J": "joined", b"L": "waiting"}.get(v[:1], "pending")] += 1
+    for shard in journals(r, model).values():
+        for v in shard.records.values():
+            out[{"J": "joined", "L": "waiting"}.get(v[:1], "pending")] += 1
     return out
 
 
 def id_memory(
     r: redis.Redis, model: str, kind: str, expected: int, before: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Bytes per id of `kind` in the model's `sd:{model}:ids:*` buckets: MEMORY USAGE of
-    every bucket over the ids they hold, and (with `before`) the used_memory delta minus
-    the model's other keys, per id."""
-    names = list(r.scan_iter(match=f"sd:{{{model}}}:ids:*", count=5000))
+    """Bytes per id of `kind` in the model's journals (`sd:{model}:jr:*` and the heads):
+    MEMORY USAGE of every journal over the ids they hold, and (with `before`) the
+    used_memory delta minus the model's other keys, per id."""
+    replayed = journals(r, model)
+    names = list(replayed)
     kinds = id_kinds(r, model)
     if kinds[kind] != expected:
         raise BenchmarkError(f"{kinds[kind]} ids of kind {kind}, expected {expected}: {kinds}")
@@ -587,30 +601,35 @@ def id_memory(
     pipe = r.pipeline(transaction=False)
     for k in names:
         pipe.memory_usage(k, samples=0)
-        pipe.hlen(k)
+        pipe.llen(k)
         pipe.object("encoding", k)
+    pipe.memory_usage(f"sd:{{{model}}}:jr", samples=0)
     res = pipe.execute()
+    heads = int(res[-1] or 0)
+    res = res[:-1]
     usage = np.array(res[0::3], dtype=np.float64)
-    lens = np.array(res[1::3], dtype=np.float64)
+    blobs = np.array(res[1::3], dtype=np.float64)
+    lens = np.array([len(replayed[k].records) for k in names], dtype=np.float64)
     encodings = Counter(e.decode() for e in res[2::3])
-    field, value = r.hrandfield(names[0], 1, withvalues=True)
+    field, value = next(iter(replayed[names[0]].records.items()))
     out: dict[str, Any] = {
         "kind": kind,
         "keys": ids,
         "buckets": len(names),
         "ids_per_bucket_mean": float(lens.mean()),
         "ids_per_bucket_max": int(lens.max()),
-        "memory_usage_mean": float(usage.sum() / ids),
+        "blobs_per_shard_mean": float(blobs.mean()),
+        "memory_usage_mean": float((usage.sum() + heads) / ids),
         "memory_usage_min": int(usage.min()),
         "memory_usage_max": int(usage.max()),
         "key_length_mean": float(np.mean([len(k) for k in names])),
         "value_length_mean": float(len(value)),
         "encoding": ", ".join(f"{e} {c}" for e, c in encodings.most_common()),
-        "example_key": f"{names[0].decode()} {field.decode()}",
-        "example_value": value.decode(),
+        "example_key": f"{names[0].decode()} {field}",
+        "example_value": value,
     }
     if before is not None:
-        after = snapshot(r, model, "ids")
+        after = snapshot(r, model, "jr")
         delta = after["used_memory"] - before["used_memory"]
         other = after["other_keys_bytes"] - before["other_keys_bytes"]
         out.update(
@@ -723,10 +742,12 @@ def table(res: dict[str, Any]) -> str:
             f"{lv['cpu_us_per_event']['redis']:.2f} µs Redis per event)"
         )
     lines.append(
-        "    predictions not read (no record expected) / shares worked out again: "
+        "    journal shards read whole / compacted / shares worked out again / records held: "
         + ", ".join(
-            f"{name} {res[c]['stats'].get('unread_predictions', 0):,}/"
-            f"{res[c]['stats'].get('record_rounds', 0)}"
+            f"{name} {res[c]['stats'].get('journal_full_reads', 0):,}/"
+            f"{res[c]['stats'].get('journal_compactions', 0):,}/"
+            f"{res[c]['stats'].get('record_rounds', 0)}/"
+            f"{res[c]['stats'].get('records_held', 0):,}"
             for c, name in cols
         )
     )
@@ -795,11 +816,12 @@ def table(res: dict[str, Any]) -> str:
 
     lines += [
         row("ids", lambda d: f"{d['keys']:,}"),
-        row("buckets", lambda d: f"{d['buckets']:,}"),
+        row("journal shards", lambda d: f"{d['buckets']:,}"),
         row(
-            "ids per bucket mean, max",
-            lambda d: f"{d['ids_per_bucket_mean']:.1f}, {d['ids_per_bucket_max']}",
+            "ids per shard mean, max",
+            lambda d: f"{d['ids_per_bucket_mean']:.0f}, {d['ids_per_bucket_max']}",
         ),
+        row("blobs per shard mean", opt("blobs_per_shard_mean", ".1f")),
         row("MEMORY USAGE per id", opt("memory_usage_mean", ".1f")),
         row("used_memory delta per id", opt("used_memory_per_key", ".1f")),
         row("  MEMORY STATS main dict", opt("hashtable_main_per_key", ".1f")),
@@ -1031,7 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
 
             # ---- 2. pending predictions
             log(f"worker, predictions only ({m}, database +{DB_PREDICTIONS}) ...")
-            before = snapshot(st2.redis, m2, "ids")
+            before = snapshot(st2.redis, m2, "jr")
             w2 = workers["worker_predictions_only"] = run_worker(s2, m)
             log(f"  {w2['events_per_s']:,.0f} events/s")
             pending = id_memory(st2.redis, m2, "pending", m, before)
@@ -1051,13 +1073,13 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"  {w4['events_per_s']:,.0f} events/s")
                 verify(st4, m2, m)
                 check(
-                    not any(True for _ in st4.redis.scan_iter(match=f"sd:{{{m2}}}:ids:*")),
+                    not any(True for _ in st4.redis.scan_iter(match=f"sd:{{{m2}}}:jr*")),
                     "the control model stored predictions for a join",
                 )
 
             # ---- 4. waiting labels
             log(f"worker, labels without predictions ({m}, database +{DB_LABELS}) ...")
-            before = snapshot(st3.redis, m3, "ids")
+            before = snapshot(st3.redis, m3, "jr")
             w3 = workers["worker_labels_only"] = run_worker(s3, m)
             log(f"  {w3['events_per_s']:,.0f} events/s")
             waiting = id_memory(st3.redis, m3, "waiting", m, before)
@@ -1072,7 +1094,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"worker, the {m} labels of the pending predictions ...")
             l2 = produce(bootstrap, s2.labels_topic, labels2)
             del labels2
-            before = snapshot(st2.redis, m2, "ids")
+            before = snapshot(st2.redis, m2, "jr")
             w5 = workers["worker_labels_after"] = run_worker(s2, m)
             log(f"  {w5['events_per_s']:,.0f} events/s")
             joined = id_memory(st2.redis, m2, "joined", m, before)

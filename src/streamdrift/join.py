@@ -22,10 +22,9 @@ from streamdrift.performance import class_key
 from streamdrift.profile import NumericProfile, ReferenceProfile, bin_index, category_key
 from streamdrift.sketch import prediction_outputs
 from streamdrift.slices import Slicer, clean, fold_segments
-from streamdrift.store.records import JoinDelta, buckets
+from streamdrift.store.records import JoinDelta, shards
 
 __all__ = [
-    "buckets",
     "id_horizon",
     "ids_by_window",
     "join_delta",
@@ -33,6 +32,7 @@ __all__ = [
     "label_entries",
     "prediction_outputs",
     "prediction_records",
+    "shards",
 ]
 
 
@@ -42,7 +42,7 @@ def joins(profile: ReferenceProfile) -> bool:
 
 
 def id_horizon(profile: ReferenceProfile) -> int:
-    """How long a prediction's id stays in the join's buckets: the join horizon (0 for
+    """How long a prediction's id stays in the join's records: the join horizon (0 for
     a model that joins no labels: whatever an earlier registration left there goes)."""
     return profile.config.join_horizon_seconds if joins(profile) else 0
 
@@ -133,7 +133,7 @@ def prediction_records(
     scores: list[float | None],
     slicer: Slicer | None = None,
 ) -> list[list[str]]:
-    """`[prediction_id, "time|version|class|score[|segment=value,...]", bucket]` per
+    """`[prediction_id, "time|version|class|score[|segment=value,...]", shard]` per
     event; with a `slicer`, the version and the declared segment keys' values as the
     event's slices name them (the join counts the pair in those slices too)."""
     segments = events.segments if len(events.segments) == len(events) else [None] * len(events)
@@ -164,7 +164,7 @@ def prediction_records(
             tails.append(tail)
         heads = list(map(str.__add__, heads, tails))
     ids = events.prediction_ids
-    return list(map(list, zip(ids, heads, buckets(ids), strict=True)))
+    return list(map(list, zip(ids, heads, shards(ids), strict=True)))
 
 
 def _regression_label_problem(label: object) -> tuple[str, str] | None:
@@ -186,7 +186,7 @@ def _regression_label_problem(label: object) -> tuple[str, str] | None:
 def label_entries(
     labels: ModelLabels, profile: ReferenceProfile, topic: str
 ) -> tuple[list[list[Any]], list[DeadLetter]]:
-    """`[prediction_id, label, time, label bin, bucket]` per label; a regressor's label
+    """`[prediction_id, label, time, label bin, shard]` per label; a regressor's label
     that is not a number is a dead letter."""
     out: list[list[Any]] = []
     dead: list[DeadLetter] = []
@@ -198,7 +198,7 @@ def label_entries(
     for i, (pid, b, label, ts) in enumerate(
         zip(
             labels.prediction_ids,
-            buckets(labels.prediction_ids),
+            shards(labels.prediction_ids),
             labels.labels,
             labels.timestamps,
             strict=True,
@@ -243,7 +243,7 @@ def _class_entries(labels: ModelLabels) -> list[list[Any]]:
                 map(spelled.__getitem__, keys),
                 seconds.tolist(),
                 repeat(-1),
-                buckets(ids),
+                shards(ids),
                 strict=False,  # repeat() has no end
             ),
         )

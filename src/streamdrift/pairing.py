@@ -2,12 +2,12 @@
 labelled pair adds to its prediction's window, computed by the worker.
 
 The apply script used to do this pair by pair in Lua, 25–35 µs of Redis time per
-pairing prediction, while Redis served no one else. Now the worker reads the records of
-a batch's ids (`store.records.Records.read`), works out here what each id's record
-becomes and what every pair adds, column by column, and the apply script only checks
-that each record is still what was read (else the share is worked out again from a new
-read, like a fence that moved) before it writes the new records and the sums. Redis
-time per labelled event drops to a read, a compare and a write of one small value.
+pairing prediction, while Redis served no one else. Now the worker holds the records of
+the ids it meets (replayed from their journals, `store.records`), works out here what
+each id's record becomes and what every pair adds, column by column, and the apply
+script only checks that each shard's journal is still at the head the worker replayed
+to (else the share is worked out again after the worker reads what it lacks, like a
+fence that moved) before it appends the new records and writes the sums.
 
 The transitions are those of the record format in `store.records`:
 
@@ -43,7 +43,7 @@ from streamdrift.profile import ReferenceProfile
 #: computed sums beyond this are refused, as every float the apply script writes
 BOUND = 1e250
 
-#: an id's place: (bucket, prediction id)
+#: an id's place: (journal shard, prediction id)
 Place = tuple[int, str]
 
 
@@ -200,8 +200,8 @@ def meet(
     current: Mapping[Place, str | None],
     rules: PairRules,
 ) -> Meeting:
-    """The records' transitions for `[id, record, bucket]` predictions then `[id, label,
-    label time, label bin, bucket]` labels, from the `current` records (every place the
+    """The records' transitions for `[id, record, shard]` predictions then `[id, label,
+    label time, label bin, shard]` labels, from the `current` records (every place the
     batch names). Raises PairRefused."""
     out = Meeting()
     checks = _Checks(rules)
@@ -243,9 +243,9 @@ def meet(
             if r != champ and _version_of(r) != champion and (new is None or new in (r, champ)):
                 out.comparisons.append((champ, r, label))
 
-    for pid, rec, bucket in predictions:
+    for pid, rec, shard in predictions:
         pts, version = checks.parsed(rec)[:2]
-        place = (bucket, pid)
+        place = (shard, pid)
         cur = records[place] if place in records else first_read(place)
         if cur is None:
             put(place, rec)
@@ -276,12 +276,12 @@ def meet(
             repeat(pts, pid)
 
     regression = rules.task == "regression"
-    for pid, label, lts, lbin, bucket in labels:
+    for pid, label, lts, lbin, shard in labels:
         if regression:
             err = checks.label(label)
             if err:
                 raise PairRefused(err)
-        place = (bucket, pid)
+        place = (shard, pid)
         cur = records[place] if place in records else first_read(place)
         if cur is None:
             put(place, f"L{lts}|{lbin}|{label}")

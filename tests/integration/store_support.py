@@ -30,7 +30,6 @@ from streamdrift.sketch import WindowSketch, prediction_outputs, sketch_events
 from streamdrift.store import ApplyRequest, Fence, FenceMoved, JoinDelta, JoinStats, Store
 from streamdrift.store.depth_fields import CORRELATION_FIELDS
 from streamdrift.store.keys import ModelKeys
-from streamdrift.store.records import buckets
 from streamdrift.store.window_fields import (
     CATEGORICAL_META_FIELDS,
     META_FIELDS,
@@ -205,10 +204,8 @@ def apply_events(
 
 
 def record(store: Store, model_id: str, prediction_id: str) -> str | None:
-    """The join's record of one id, as stored in its bucket."""
-    (bucket,) = buckets([prediction_id])
-    raw = store.redis.hget(ModelKeys(model_id).id_bucket(bucket), prediction_id)
-    return raw.decode() if raw is not None else None
+    """The join's record of one id, as Redis's journal of its shard holds it."""
+    return store.records.lookup(model_id, prediction_id)
 
 
 # ---- comparisons -------------------------------------------------------------------------

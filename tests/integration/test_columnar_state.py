@@ -21,6 +21,7 @@ from streamdrift.config import MonitorConfig
 from streamdrift.reference import build_profile
 from streamdrift.store import Store
 from streamdrift.store.keys import ModelKeys
+from streamdrift.store.records import Shard
 from streamdrift.worker import Worker
 
 from .conftest import produce, read_topic_now
@@ -121,15 +122,23 @@ def _stream(model_id: str, n: int) -> tuple[list[tuple[bytes, bytes]], list[tupl
 
 
 def _state(store: Store, model_id: str) -> dict[bytes, object]:
-    """Each counting key of the model, read by type (HyperLogLogs by their count)."""
+    """Each counting key of the model, read by type (HyperLogLogs by their count; the join's
+    journals by the records they replay to: their blobs and heads depend on how the
+    batches fell, the records must not)."""
     r = store.redis
-    skip = {getattr(ModelKeys(model_id), name).encode() for name in NOT_COUNTING}
+    k = ModelKeys(model_id)
+    skip = {getattr(k, name).encode() for name in NOT_COUNTING} | {k.journal_heads.encode()}
+    journals = k.journal(0).encode()[:-1]
     out: dict[bytes, object] = {}
-    for key in r.scan_iter(match=f"{ModelKeys(model_id).tag}:*", count=1000):
+    for key in r.scan_iter(match=f"{k.tag}:*", count=1000):
         if key in skip:
             continue
         kind = r.type(key)
-        if kind == b"hash":
+        if key.startswith(journals):
+            shard = Shard()
+            assert shard.replay(r.lrange(key, 0, -1)), key
+            out[key] = {p.encode(): v.encode() for p, v in shard.records.items()}
+        elif kind == b"hash":
             out[key] = r.hgetall(key)
         elif kind == b"zset":
             out[key] = r.zrange(key, 0, -1, withscores=True)

@@ -91,6 +91,7 @@ def test_the_lease_is_short_and_renewed_only_by_its_holder(store, model_id):
 def test_an_evaluation_longer_than_its_lease_keeps_it(settings, store, model_id, tmp_path):
     profile = _register(store, model_id, tmp_path)
     produce(settings, _events(model_id, 600, seed=3))
+
     def counted() -> int:
         starts = store.windows.starts(model_id, profile.revision)
         return sum(w.count for w in store.windows.read(profile, starts))

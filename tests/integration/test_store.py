@@ -6,6 +6,8 @@ import random
 
 import pytest
 
+from streamdrift.store.keys import ModelKeys
+
 pytestmark = pytest.mark.integration
 
 
@@ -22,40 +24,44 @@ def test_dirty_marks_clear_only_when_untouched_since_read(store, model_id):
 
 def test_janitor_drops_ids_past_their_horizon_only(store, model_id):
     """Ids older than the horizon go, whatever they are (a pending prediction, a joined
-    mark, a waiting label); younger ones stay. The ring is swept in time: a full pass
-    takes a tenth of the horizon (at least a minute), no more than 64 buckets a call."""
-    from streamdrift.store import ID_BUCKETS
+    mark, a waiting label); younger ones stay. The shards are rewritten in time: a full
+    pass takes a tenth of the horizon (at least a minute), a few shards a call."""
+    from streamdrift.store import JOURNAL_SHARDS
+    from streamdrift.store.records import MAX_SWEEP_SHARDS, Shard
 
     horizon, now = 86400, 1_790_000_000.0
     old, young = int(now - horizon - 5), int(now - horizon + 3 * 3600)
-    rng = random.Random(2)
-    expected_left = 0
-    for b in rng.sample(range(ID_BUCKETS), 300):
-        key = f"sd:{{{model_id}}}:ids:{b}"
-        store.redis.hset(
-            key,
-            mapping={
-                f"p{b}": f"{old}|1|0|0.5",
-                f"j{b}": f"J{old}",
-                f"l{b}": f"L{old}|-1|fraud",
-                f"q{b}": f"{young}|1|1|0.9",
-                f"k{b}": f"J{young}",
-                f"m{b}": f"L{young}|3|a|b",
-                f"d{b}": str(old),
-            },
-        )
-        expected_left += 3
+    records = {}
+    for b in range(300):
+        records |= {
+            f"p{b}": f"{old}|1|0|0.5",
+            f"j{b}": f"J{old}",
+            f"l{b}": f"L{old}|-1|fraud",
+            f"q{b}": f"{young}|1|1|0.9",
+            f"k{b}": f"J{young}",
+            f"m{b}": f"L{young}|3|a|b",
+            f"d{b}": str(old),
+        }
+    store.records.put(model_id, records)
     assert store.records.sweep(model_id, horizon, now) == 0  # the first call starts the clock
-    removed, t = 0, now
+    removed, t, calls = 0, now, 0
     period = min(3600.0, max(60.0, horizon / 10))
     while t < now + period + 1:
         t += 5.0
         got = store.records.sweep(model_id, horizon, t)
-        assert got <= 64 * 7
+        calls += got > 0
         removed += got
-    assert removed == 300 * 4
-    left = sum(store.redis.hlen(k) for k in store.redis.scan_iter(match=f"sd:{{{model_id}}}:ids:*"))
-    assert left == expected_left
+    assert removed == 300 * 4 and calls >= JOURNAL_SHARDS // MAX_SWEEP_SHARDS
+    k = ModelKeys(model_id)
+    left: dict[str, str] = {}
+    for s in range(JOURNAL_SHARDS):
+        shard = Shard()
+        assert shard.replay(store.redis.lrange(k.journal(s), 0, -1))
+        assert store.redis.llen(k.journal(s)) <= 1  # each rewritten as one snapshot
+        left |= shard.records
+    assert left == {p: r for p, r in records.items() if p[0] in "qkm"}
+    assert store.records.lookup(model_id, "q7") == f"{young}|1|1|0.9"
+    assert store.records.lookup(model_id, "p7") is None
 
 
 def test_garbage_labels_cannot_bloat_a_window(store, model_id, tmp_path, monkeypatch):
@@ -63,14 +69,12 @@ def test_garbage_labels_cannot_bloat_a_window(store, model_id, tmp_path, monkeyp
     counts the rest in the window's meta (cat_other:__label__); the confusion matrix
     stops at the perf hash's cap and counts the rest in cm_other. No pair is lost."""
     import time
-    import zlib
     from collections import Counter
 
     from streamdrift import synthetic
     from streamdrift.config import MonitorConfig
     from streamdrift.reference import build_profile
-    from streamdrift.store import ID_BUCKETS, ApplyRequest, Fence, JoinDelta, applies
-    from streamdrift.store.keys import ModelKeys
+    from streamdrift.store import ApplyRequest, Fence, JoinDelta, applies, shards
 
     monkeypatch.setattr(applies, "MAX_PERFORMANCE_FIELDS", 40)
     profile, _ = store.profiles.save(
@@ -85,7 +89,7 @@ def test_garbage_labels_cannot_bloat_a_window(store, model_id, tmp_path, monkeyp
     )
     ts = int(time.time()) - 100
     ids = [f"p{i}" for i in range(120)]
-    buckets = [zlib.crc32(i.encode()) % ID_BUCKETS for i in ids]
+    buckets = shards(ids)
     delta = JoinDelta(
         predictions=[[p, f"{ts}|1|1|0.9", b] for p, b in zip(ids, buckets, strict=True)],
         labels=[
@@ -124,7 +128,6 @@ def test_r2_of_a_target_with_a_large_mean_survives_the_lua_sums(store, model_id,
     nothing of the variance; the join sums them around the reference mean instead."""
     import csv
     import time
-    import zlib
     from collections import Counter
 
     import numpy as np
@@ -132,7 +135,7 @@ def test_r2_of_a_target_with_a_large_mean_survives_the_lua_sums(store, model_id,
 
     from streamdrift.performance import regression_metrics
     from streamdrift.reference import build_profile
-    from streamdrift.store import ID_BUCKETS, ApplyRequest, Fence, JoinDelta
+    from streamdrift.store import ApplyRequest, Fence, JoinDelta, shards
 
     rng = np.random.default_rng(5)
 
@@ -152,7 +155,7 @@ def test_r2_of_a_target_with_a_large_mean_survives_the_lua_sums(store, model_id,
     y, pred = rows(3000)
     ts = int(time.time()) - 100
     ids = [f"r{i}" for i in range(len(y))]
-    b = [zlib.crc32(i.encode()) % ID_BUCKETS for i in ids]
+    b = shards(ids)
     delta = JoinDelta(
         predictions=[
             [i, f"{ts}|1||{p!r}", k] for i, p, k in zip(ids, pred.tolist(), b, strict=True)

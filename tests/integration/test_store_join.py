@@ -37,8 +37,8 @@ from streamdrift.performance import (
 )
 from streamdrift.profile import LABEL, ReferenceProfile, bin_index
 from streamdrift.sketch import prediction_outputs, sketch_events
-from streamdrift.store import Applied, ApplyRequest, Fence, JoinStats, Store, buckets
-from streamdrift.store.applies import CLEAN_BATCHES
+from streamdrift.store import Applied, ApplyRequest, Fence, JoinStats, Store
+from streamdrift.store import records as journal
 from streamdrift.store.keys import ModelKeys
 
 from .store_support import (
@@ -405,8 +405,7 @@ def test_label_for_an_id_recorded_without_a_label_column(
     it) has nothing to join a label with: the label is counted as labels_without_record,
     the id marked joined, and no pair counted."""
     m = binary.model_id
-    (bucket,) = buckets(["p"])
-    store.redis.hset(ModelKeys(m).id_bucket(bucket), "p", str(t))
+    store.records.put(m, {"p": str(t)})
     assert _label(store, binary, ["p"], t + 60, 1) == JoinStats()
     assert record(store, m, "p").split("\t")[0] == f"J{t}"
     assert store.counters.join_stats(m) == {"labels_without_record": 1}
@@ -470,24 +469,23 @@ def test_a_record_met_by_another_batch_after_the_read_is_worked_out_again(
     store: Store, binary: ReferenceProfile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Between the read of the records and the apply, another worker's batch joins the
-    same id (its label arrived there). The apply sees the record changed, writes
-    nothing, and the share is worked out again from a new read: the second label is a
-    repeat, the pair counts once."""
+    same id (its label arrived there). The apply sees the shard's journal moved on,
+    writes nothing, and the share is worked out again after reading what was appended:
+    the second label is a repeat, the pair counts once."""
     t = current_window(binary) + 10
     _predict(store, binary, ["p", "q"], t)
     fresh = Store(store.url)
-    reader = fresh.applies.records.read
-    (bucket,) = buckets(["p"])
+    reader = fresh.applies.records.view
     raced: list[bool] = []
 
-    def racing_read(model: str, places: Any) -> Any:
-        got = reader(model, places)
+    def racing_read(model: str, wanted: Any) -> Any:
+        got = reader(model, wanted)
         if not raced:  # another worker's batch joins p right after this read
             raced.append(True)
-            store.redis.hset(ModelKeys(model).id_bucket(bucket), "p", f"J{t}")
+            store.records.put(model, {"p": f"J{t}"})
         return got
 
-    monkeypatch.setattr(fresh.applies.records, "read", racing_read)
+    monkeypatch.setattr(fresh.applies.records, "view", racing_read)
     result = fresh.applies.apply(_label_request(store, binary, ["p", "q"], t + 30))
     assert isinstance(result, Applied)
     assert result.stats == JoinStats(joined=1, duplicate_labels=1)
@@ -497,35 +495,106 @@ def test_a_record_met_by_another_batch_after_the_read_is_worked_out_again(
     assert store.counters.join_stats(binary.model_id) == {"joined": 1, "duplicate_labels": 1}
 
 
-def test_predictions_are_read_only_while_they_find_records(
+def test_a_worker_reads_a_journal_once_and_then_only_what_others_append(
+    store: Store, binary: ReferenceProfile, t: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first batch reads its shards' journals whole; later batches on the same shards
+    read nothing. Another writer's append to a shard makes the next apply of this worker
+    refused once, and only that shard's new blob is read (not the shard again)."""
+    m, applies = binary.model_id, store.applies
+    reads: list[list[str]] = []
+    script = applies.records._read
+
+    def counting(keys: list[str], args: list[Any]) -> Any:
+        reads.append(keys)
+        return script(keys=keys, args=args)
+
+    monkeypatch.setattr(applies.records, "_read", counting)
+    ids = [f"a{i}" for i in range(1000)]  # every shard
+    assert _predict(store, binary, ids, t) == JoinStats()
+    assert len({k for call in reads for k in call[1:]}) == journal.JOURNAL_SHARDS
+    assert applies.records.full_reads == journal.JOURNAL_SHARDS
+    reads.clear()
+    assert _predict(store, binary, [f"b{i}" for i in range(1000)], t) == JoinStats()
+    assert _label(store, binary, ids[:200], t + 50, 1) == JoinStats(joined=200)
+    assert reads == [] and applies.record_rounds == 0
+
+    other = Store(store.url)  # another worker joins a300's label
+    assert other.applies.apply(_label_request(other, binary, ["a300"], t + 60)).stats == (
+        JoinStats(joined=1)
+    )
+    assert _label(store, binary, ["a300", "a301"], t + 70, 1) == JoinStats(
+        joined=1, duplicate_labels=1
+    )
+    assert applies.record_rounds == 1
+    assert applies.records.full_reads == journal.JOURNAL_SHARDS  # the tail only
+    (shard,) = journal.shards(["a300"])
+    assert [call[1:] for call in reads] == [[ModelKeys(m).journal(shard)]]
+    (window,) = store.windows.read(binary, [_start(binary, t)])
+    assert window.count == 2000 and window.performance is not None
+    assert window.performance.labelled == 202
+    assert store.counters.join_stats(m) == {"joined": 202, "duplicate_labels": 1}
+
+
+def test_a_journal_is_compacted_as_it_grows_and_reads_the_same(
+    store: Store, binary: ReferenceProfile, t: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past twice its last snapshot, a shard's journal is rewritten as one snapshot of its
+    records: the lists stay short, and a worker that reads them afresh holds exactly what
+    the writer holds."""
+    monkeypatch.setattr(journal, "COMPACT_MIN_BYTES", 2_000)
+    monkeypatch.setattr(journal, "MAX_COMPACTIONS_PER_APPLY", journal.JOURNAL_SHARDS)
+    m, applies = binary.model_id, store.applies
+    for b in range(30):
+        ids = [f"c{b}-{i}" for i in range(100)]
+        assert _predict(store, binary, ids, t) == JoinStats()
+        if b % 2:
+            assert _label(store, binary, ids[:50], t + 5, 1) == JoinStats(joined=50)
+    assert applies.records.compactions > 0
+    k = ModelKeys(m)
+    lengths = [store.redis.llen(k.journal(s)) for s in range(journal.JOURNAL_SHARDS)]
+    assert max(lengths) < 30  # 45 blobs per shard without compaction
+    fresh = Store(store.url)
+    everything = [
+        (s, f"c{b}-{i}")
+        for b in range(30)
+        for i in range(100)
+        for s in journal.shards([f"c{b}-{i}"])
+    ]
+    mine = applies.records.view(m, range(journal.JOURNAL_SHARDS))
+    theirs = fresh.applies.records.view(m, range(journal.JOURNAL_SHARDS))
+    assert {p: mine[p] for p in everything} == {p: theirs[p] for p in everything}
+    assert sum(1 for p in everything if mine[p].startswith("J")) == 15 * 50
+    assert len(theirs) == 3000
+
+
+def test_a_journal_redis_lost_writes_of_is_read_again_whole(
     store: Store, binary: ReferenceProfile, t: int
 ) -> None:
-    """After CLEAN_BATCHES batches whose predictions found no record, a model's predictions
-    are taken to have none and are not read. The script still holds each to that: a
-    prediction whose label came first sends the share back, it is read in full and
-    worked out again, and everything counts once; the next batches read their
-    predictions again."""
-    m, applies = binary.model_id, store.applies
-    for b in range(CLEAN_BATCHES):
-        assert _predict(store, binary, [f"a{b}-{i}" for i in range(5)], t) == JoinStats()
-    assert applies.unread_predictions == 0
-    assert _predict(store, binary, [f"b{i}" for i in range(5)], t) == JoinStats()
-    assert applies.unread_predictions == 5 and applies.record_rounds == 0
-    assert record(store, m, "b3") == f"{t}|1|1|0.75"
-
-    # x's label waits; a batch with x, not read, is refused and worked out from a read
-    assert _label(store, binary, ["x"], t + 50, 0) == JoinStats(labels_before_prediction=1)
-    assert _predict(store, binary, ["x", "y"], t) == JoinStats(joined=1)
-    assert applies.record_rounds == 1 and applies.unread_predictions == 7
-    assert _predict(store, binary, ["z"], t) == JoinStats()
-    assert applies.unread_predictions == 7  # read again after the refusal
-
-    assert record(store, m, "x").split("\t")[0] == f"J{t}"
-    assert record(store, m, "y") == f"{t}|1|1|0.75"
-    (window,) = store.windows.read(binary, [_start(binary, t)])
-    assert window.count == 5 * CLEAN_BATCHES + 5 + 2 + 1
-    assert window.performance is not None and window.performance.labelled == 1
-    assert store.counters.join_stats(m) == {"joined": 1, "labels_before_prediction": 1}
+    """Redis loses an acknowledged apply (a failover to a replica that lagged): its fence,
+    windows and journal blobs are gone, while the worker holds the records as after it.
+    The apply done again is refused by the heads, the worker reads the shards whole
+    (their blobs no longer chain to what it holds), and every pair counts once."""
+    m = binary.model_id
+    ids = [f"r{i}" for i in range(300)]
+    assert _predict(store, binary, ids, t) == JoinStats()
+    saved = {
+        key: store.redis.dump(key) for key in store.redis.scan_iter(match=f"{ModelKeys(m).tag}:*")
+    }
+    again = request(store, binary, {}, None)  # the fence the lost apply had
+    lb = labels(ids, [t + 9] * len(ids), [1] * len(ids))
+    delta, _ = join_delta(binary, ModelEvents(), ([], []), lb, "labels")
+    again.join = delta
+    assert store.applies.apply(again).stats == JoinStats(joined=300)
+    store.redis.delete(*store.redis.scan_iter(match=f"{ModelKeys(m).tag}:*"))
+    for key, value in saved.items():
+        store.redis.restore(key, 0, value)
+    reads = store.applies.records.full_reads
+    assert store.applies.apply(again).stats == JoinStats(joined=300)
+    assert store.applies.records.full_reads > reads
+    assert _labelled(store, binary, _start(binary, t)) == 300
+    assert store.counters.join_stats(m) == {"joined": 300}
+    assert {record(store, m, pid)[0] for pid in ids} == {"J"}
 
 
 def _label_request(
@@ -593,7 +662,7 @@ def test_repeated_ids_of_a_model_without_labels_are_duplicates_within_their_wind
     assert store.redis.smembers(ids) == {b"a\x1f1", b"b\x1f1", b"c\x1f1", b"d\x1f1"}
     assert store.redis.smembers(k.window(profile.revision, start + width).ids) == {b"a\x1f1"}
     assert int(store.redis.execute_command("EXPIRETIME", ids)) == start + width + keep
-    assert store.redis.keys(f"{k.tag}:ids:*") == []  # no join records
+    assert store.redis.keys(f"{k.tag}:jr*") == []  # no join records
     assert store.counters.join_stats(model_id) == {"duplicate_predictions": 4}
 
 

@@ -26,7 +26,7 @@ from streamdrift.store import (
     JoinStats,
     ModelChanged,
     Store,
-    buckets,
+    shards,
 )
 from streamdrift.store.keys import ModelKeys
 
@@ -226,7 +226,7 @@ def _run_edited(store: Store, r: ApplyRequest, mutate: Mutation) -> tuple[list[s
     while (i := text.find(b'"' + BARE.encode())) >= 0:  # unquote the bare tokens
         end = text.index(b'"', i + 1)
         text = text[:i] + text[i + 1 + len(BARE) : end] + text[end + 1 :]
-    return keys, [text]
+    return keys, [text, *args[1:]]
 
 
 @pytest.mark.parametrize("case", list(POISONED_PAYLOADS))
@@ -244,30 +244,51 @@ def test_a_poisoned_payload_writes_nothing(
     assert snapshot(store, binary.model_id) == before
 
 
-#: the join's records in the payload: (key position, id, as read, as it becomes) each
-POISONED_RECORDS: dict[str, tuple[Callable[[list[Any], int], None], str]] = {
-    "records not in fours": (lambda recs, n: recs.append("x"), "records"),
-    "record key past the end": (lambda recs, n: recs.extend([n + 1, "z", "", "v"]), "record key"),
-    "record key 0": (lambda recs, n: recs.extend([0, "z", "", "v"]), "record key"),
-    "record key a string": (lambda recs, n: recs.extend(["1", "z", "", "v"]), "record key"),
-    "record value not a string": (lambda recs, n: recs.extend([1, "z", "", 5]), "record z"),
-    "record id not a string": (lambda recs, n: recs.extend([1, 7, "", "v"]), "record 7"),
+def _shard_entry(value: Any, at: int = 0) -> Callable[[dict[str, Any], int], None]:
+    """Set field `at` of the first shard entry (shard, head, list position, blob's ARGV
+    index, token) to `value`."""
+
+    def mutate(journal: dict[str, Any], n: int) -> None:
+        journal["shards"][0][at] = value(n) if callable(value) else value
+
+    return mutate
+
+
+#: the join's journal in the payload: the heads key, and per shard (shard, head
+#: expected, list position, blob's ARGV index or 0, token)
+POISONED_JOURNAL: dict[str, tuple[Callable[[dict[str, Any], int], None], str]] = {
+    "journal not a table": (lambda j, n: j.clear() or j.update(heads="x"), "journal"),
+    "heads key past the end": (lambda j, n: j.update(heads=n + 1), "journal"),
+    "heads key 0": (lambda j, n: j.update(heads=0), "journal"),
+    "shards missing": (lambda j, n: j.pop("shards"), "journal"),
+    "shard not a string": (_shard_entry(5), "journal shard"),
+    "head not a string": (_shard_entry(None, 1), "journal shard"),
+    "list key past the end": (_shard_entry(lambda n: n + 1, 2), "journal shard"),
+    "blob index 1 (the payload)": (_shard_entry(1, 3), "journal shard"),
+    "blob index past ARGV": (_shard_entry(99, 3), "journal shard"),
+    "blob index negative": (_shard_entry(-2, 3), "journal shard"),
+    "token not a string": (_shard_entry(7, 4), "journal shard"),
 }
 
 
-@pytest.mark.parametrize("case", list(POISONED_RECORDS))
-def test_poisoned_records_write_nothing(store: Store, binary: ReferenceProfile, case: str) -> None:
-    """The join's records of a valid call, with one more that is malformed."""
-    mutate, reason = POISONED_RECORDS[case]
+@pytest.mark.parametrize("case", list(POISONED_JOURNAL))
+def test_a_poisoned_journal_writes_nothing(
+    store: Store, binary: ReferenceProfile, case: str
+) -> None:
+    """The join's journal entries of a valid call, one of them malformed: refused for that
+    reason, and nothing written (the window deltas before it included)."""
+    mutate, reason = POISONED_JOURNAL[case]
     r = _valid(store, binary)
     keys, args, _ = store.applies.request(r)
     payload = orjson.loads(args[0])
-    assert payload["records"]  # p1's record and the new predictions'
-    mutate(payload["records"], len(keys))
+    assert payload["journal"]["shards"]  # p1's record and the new predictions'
+    mutate(payload["journal"], len(keys))
     before = snapshot(store, binary.model_id)
     with pytest.raises(ApplyRejected, match=reason):
         store.applies._result(
-            r, store.applies._script(keys=keys, args=[orjson.dumps(payload)]), JoinStats()
+            r,
+            store.applies._script(keys=keys, args=[orjson.dumps(payload), *args[1:]]),
+            JoinStats(),
         )
     assert snapshot(store, binary.model_id) == before
 
@@ -341,7 +362,7 @@ def test_an_id_set_of_another_type_writes_nothing(
 # ---- poisoned join entries ------------------------------------------------------------------
 def _label_entry(profile: ReferenceProfile, pid: str, label: str, t: int) -> list[Any]:
     """A label entry as `label_entries` builds it, but with any label text."""
-    (b,) = buckets([pid])
+    (b,) = shards([pid])
     return [pid, label, t, 0 if profile.task == "regression" else -1, b]
 
 
@@ -370,14 +391,13 @@ def test_a_regression_label_out_of_bounds_meeting_its_prediction_writes_nothing(
 def test_a_stored_prediction_whose_score_is_nan_meeting_its_label_writes_nothing(
     store: Store, model_id: str, profiles: dict[str, ReferenceProfile], task: str
 ) -> None:
-    """A record already in its bucket (written by hand: as an older version, or another
+    """A record already in its journal (written by hand: as an older version, or another
     writer, might have left it) is checked when its label comes."""
     profile = register(store, profiles[task], model_id)
     _seed(store, profile)
     t = _time(profile)
-    (b,) = buckets(["bad"])
     cls = "" if task == "regression" else "1"
-    store.redis.hset(ModelKeys(model_id).id_bucket(b), "bad", f"{t}|1|{cls}|nan")
+    store.records.put(model_id, {"bad": f"{t}|1|{cls}|nan"})
     r = _valid(store, profile)
     assert r.join is not None
     r.join.labels.append(_label_entry(profile, "bad", str(_label(profile)), t + 30))
@@ -406,7 +426,7 @@ def test_a_prediction_whose_score_is_nan_writes_nothing(
     r = _valid(store, profile)
     assert r.join is not None
     cls = "" if task == "regression" else "1"
-    (b,) = buckets(["bad"])
+    (b,) = shards(["bad"])
     r.join.predictions.append(["bad", f"{_time(profile)}|1|{cls}|nan", b])
     _rejected_with_nothing_written(store, profile, r, "nan")
 

@@ -22,8 +22,8 @@ TOPIC = "labels"
 
 
 def _bucket(pid: str) -> int:
-    """The id's hash bucket, by the rule the layout documents: crc32 mod 4096."""
-    return zlib.crc32(pid.encode()) % 4096
+    """The id's journal shard, by the rule the layout documents: crc32 mod 64."""
+    return zlib.crc32(pid.encode()) % 64
 
 
 # ---- reference profiles built from CSV files ----------------------------------------------

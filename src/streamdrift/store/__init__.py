@@ -6,7 +6,8 @@
     window_fields   what a window is: its fields, merges, encoder and decoder
     applies         the atomic apply (window deltas + label join + fences), pipelined
     windows         reading windows back
-    records         the label join's records and their janitor
+    records         the label join's records: journals per shard of ids, their replay,
+                    compaction and janitor
     fences          offset fences: where Redis says each partition was applied up to
     schedule        dirty marks and the evaluation lease
     alert_ledger    alerts claimed and published, each once
@@ -45,7 +46,7 @@ from streamdrift.store.episodes import Episodes, EpisodeState
 from streamdrift.store.fences import Fence, Fences, ModelHead
 from streamdrift.store.keys import fence_field
 from streamdrift.store.profiles import Profiles
-from streamdrift.store.records import ID_BUCKETS, JoinDelta, JoinStats, Records, buckets
+from streamdrift.store.records import JOURNAL_SHARDS, JoinDelta, JoinStats, Records, shards
 from streamdrift.store.replays import ReplayLedger
 from streamdrift.store.schedule import Schedule
 from streamdrift.store.watermarks import Watermarks
@@ -84,7 +85,7 @@ class Store:
 
 
 __all__ = [
-    "ID_BUCKETS",
+    "JOURNAL_SHARDS",
     "Applied",
     "ApplyRejected",
     "ApplyRequest",
@@ -99,7 +100,7 @@ __all__ = [
     "PendingApply",
     "Prepared",
     "Store",
-    "buckets",
     "fault_of",
     "fence_field",
+    "shards",
 ]

@@ -2,18 +2,13 @@
 letter counts) and its offset fences, written by one Lua script (`lua/apply.lua`), all
 or nothing.
 
-The join is worked out here, not in the script: the records of the batch's ids are read
-first (`Records.read`), `streamdrift.pairing` works out what they become and what the
-pairs that meet add to their windows, and the script writes that only if every record
-is still as read (else the share is worked out again from a new read). Redis spends a
-read, a compare and a write per id instead of running each pair's arithmetic in Lua.
-
-A live model's predictions come before their labels, so they find no record: once
-`CLEAN_BATCHES` batches in a row read none for any of their predictions, a model's
-predictions are taken to have none and only its labels are read. The script's check
-holds each prediction to that as to any read: one that has a record (a label came
-first, an id repeated) sends the share back, to be read in full from then on until
-the predictions find none again.
+The join is worked out here, not in the script: the worker holds the records of the ids
+it meets, replayed from their journals (`store.records`), `streamdrift.pairing` works out
+what they become and what the pairs that meet add to their windows, and the script
+appends that only if each shard's journal is still at the head the worker replayed to
+(else the worker reads what it lacks and works the share out again). Redis spends a
+compare per shard and a list push per shard written, not a read, a compare and a write
+per id.
 
 The call is split in two so the worker can pipeline: `send` writes the script call on a
 connection of its own and returns at once; `read` waits for the answer. Whatever the
@@ -34,7 +29,6 @@ import redis
 from redis.cluster import RedisCluster
 
 from streamdrift.pairing import (
-    Meeting,
     PairRefused,
     PairRules,
     WindowSums,
@@ -53,17 +47,14 @@ from streamdrift.store.records import (
     MAX_PERFORMANCE_FIELDS,
     JoinDelta,
     JoinStats,
+    JournalWrite,
     Records,
 )
 from streamdrift.store.window_fields import KeyList, Op, slice_performance_ops, window_ops
 
-#: batches in a row whose predictions all found no record, before a model's predictions
-#: are taken to have none (and not read)
-CLEAN_BATCHES = 3
-
-#: a call refused because another worker's batch met one of its records meanwhile is
-#: worked out again from a new read at most this often (each refusal means the other
-#: worker's apply went through: the records only move forward)
+#: a call refused because another worker's batch appended to one of its shards meanwhile
+#: is worked out again after a new read at most this often (each refusal means the other
+#: worker's apply went through: the journals only move forward)
 MAX_RECORD_ROUNDS = 50
 #: a call refused while the model's cluster slot moves is tried again this often (~4 s)
 SLOT_MOVE_RETRIES = 10
@@ -123,6 +114,8 @@ class Prepared:
     keys: list[str]
     args: list[Any]
     stats: JoinStats
+    #: the join's appends, replayed into the worker's records once applied
+    journal: JournalWrite | None = None
     #: why the request could not be built (the apply is refused; nothing is sent)
     refused: str | None = None
 
@@ -139,6 +132,7 @@ class PendingApply:
     pool: Any
     #: what the join's meeting did, worked out before the call
     stats: JoinStats = field(default_factory=JoinStats)
+    journal: JournalWrite | None = None
     #: why the request could not be built (the apply is refused; nothing was sent)
     refused: str | None = None
 
@@ -150,23 +144,20 @@ class Applies:
         self.records = Records(client)
         #: times a call waited for a moving cluster slot (then ran)
         self.slot_waits = 0
-        #: times a share was worked out again because a record it read had changed
+        #: times a share was worked out again because a shard's journal it replayed had
+        #: grown or been rewritten
         self.record_rounds = 0
-        #: model -> batches in a row whose predictions found no record (CLEAN_BATCHES)
-        self._clean: dict[str, int] = {}
-        #: predictions not read: taken to have no record (checked by the script)
-        self.unread_predictions = 0
 
     # ---- calls --------------------------------------------------------------------------
     def apply(self, request: ApplyRequest) -> ApplyResult:
         return self.read(self.send(request))
 
     def prepare(self, request: ApplyRequest) -> Prepared:
-        """The call's KEYS and arguments, the join's records read: done for every model
-        of a batch before the first `send`, so that no model's read waits behind another
-        model's apply."""
+        """The call's KEYS and arguments, the join's records met: done for every model
+        of a batch before the first `send`, so that no model's read of a journal waits
+        behind another model's apply."""
         try:
-            return Prepared(request, *self.request(request))
+            return Prepared(request, *self._request(request))
         except PairRefused as e:
             return Prepared(request, [], [], JoinStats(), refused=str(e))
 
@@ -183,7 +174,7 @@ class Applies:
             conn.disconnect()
             pool.release(conn)
             raise
-        return PendingApply(request, keys, args, conn, pool, stats)
+        return PendingApply(request, keys, args, conn, pool, stats, p.journal)
 
     def read(self, pending: PendingApply) -> ApplyResult:
         if pending.refused is not None:
@@ -205,7 +196,7 @@ class Applies:
             raise
         else:
             pool.release(conn)
-        return self._result(pending.request, res, pending.stats)
+        return self._result(pending.request, res, pending.stats, pending.journal)
 
     def _run(self, keys: list[str], args: list[Any]) -> Any:
         """Run the script through the full client (see `_through_slot_moves`)."""
@@ -229,17 +220,28 @@ class Applies:
                 time.sleep(min(0.05 * 2**attempt, 0.5))
         raise AssertionError("unreachable")
 
+    def _refresh(self, model: str, shards: list[int]) -> None:
+        self._through_slot_moves(lambda: self.records.refresh(model, shards))
+
     def _pool(self, key: str) -> Any:
         if isinstance(self.redis, RedisCluster):
             node = self.redis.get_node_from_key(key)  # type: ignore[no-untyped-call]
             return self.redis.get_redis_connection(node).connection_pool
         return self.redis.connection_pool
 
-    def _result(self, request: ApplyRequest, res: Any, stats: JoinStats) -> ApplyResult:
+    def _result(
+        self,
+        request: ApplyRequest,
+        res: Any,
+        stats: JoinStats,
+        journal: JournalWrite | None = None,
+    ) -> ApplyResult:
         for _ in range(MAX_RECORD_ROUNDS):
             code = int(res[0])
             if code == 1:
                 stats.duplicate_predictions += int(res[1])
+                if journal is not None:
+                    self.records.applied(journal)
                 return Applied(stats, int(res[2]))
             if code == 0:
                 return FenceMoved(res[1].decode(), int(res[2]))
@@ -248,12 +250,14 @@ class Applies:
                 return ModelChanged(int(current) if current else None)
             if code != 5:
                 break
-            # a record is not as read (another worker's batch met it, or a prediction
-            # taken to have none has one): read them all again, and work it out anew
+            # a shard's journal is not at the head replayed (another worker's batch
+            # appended, it was compacted, or Redis lost writes): read what is missing,
+            # and work the share out anew
             self.record_rounds += 1
-            self._clean[request.profile.model_id] = 0
+            moved = [int(s) for s in res[1].decode().split(",")]
+            self._refresh(request.profile.model_id, moved)
             try:
-                keys, args, stats = self.request(request)
+                keys, args, stats, journal = self._request(request)
             except PairRefused as e:
                 raise ApplyRejected(
                     f"model {request.profile.model_id}: apply refused: {e}"
@@ -264,9 +268,15 @@ class Applies:
 
     # ---- the payload ----------------------------------------------------------------------
     def request(self, r: ApplyRequest) -> tuple[list[str], list[Any], JoinStats]:
-        """The script's KEYS and arguments (the JSON payload, the join's records in it),
-        and what the join's meeting did. Reads the records the join meets (raises
-        PairRefused for one no pair may be counted from)."""
+        """The script's KEYS and arguments (the JSON payload, then the join's blobs),
+        and what the join's meeting did. Reads the journals the join meets the first
+        time (raises PairRefused for a record no pair may be counted from)."""
+        keys, args, stats, _ = self._request(r)
+        return keys, args, stats
+
+    def _request(
+        self, r: ApplyRequest
+    ) -> tuple[list[str], list[Any], JoinStats, JournalWrite | None]:
         profile, cfg, rev = r.profile, r.profile.config, r.profile.revision
         k = ModelKeys(profile.model_id)
         keys = KeyList([k.offsets, k.revision])
@@ -288,18 +298,26 @@ class Applies:
             oldest = r.now - retention - width
             ops.append([keys.index(k.windows(rev)), "zprune", [repr(oldest)], 0])
         stats = JoinStats()
-        records: list[Any] = []
+        journal: JournalWrite | None = None
         join = r.join
         if join and (join.predictions or join.labels):
-            stats, records = self._meet(keys, k, r, ops)
+            stats, journal = self._meet(keys, k, r, ops)
         payload: dict[str, Any] = {
             "fence": [[f.field, f.expected, f.new] for f in r.fences],
             "ops": ops,
             "now": repr(r.now),
             "revision": str(rev),
         }
-        if records:
-            payload["records"] = records
+        blobs: list[bytes] = []
+        if journal is not None:
+            heads: list[Any] = []
+            for s, expected in journal.expected.items():
+                blob = journal.blobs.get(s)
+                at, token = (0, "") if blob is None else (len(blobs) + 2, blob[1])
+                if blob is not None:
+                    blobs.append(blob[0])
+                heads.append([str(s), expected, keys.index(k.journal(s)), at, token])
+            payload["journal"] = {"heads": keys.index(k.journal_heads), "shards": heads}
         if join and join.ids_by_window:
             payload["join"] = {
                 "width": width,
@@ -317,32 +335,23 @@ class Applies:
                     for ws, ids in join.ids_by_window.items()
                 ],
             }
-        return keys.keys, [orjson.dumps(payload)], stats
+        return keys.keys, [orjson.dumps(payload), *blobs], stats, journal
 
     def _meet(
         self, keys: KeyList, k: ModelKeys, r: ApplyRequest, ops: list[Op]
-    ) -> tuple[JoinStats, list[Any]]:
+    ) -> tuple[JoinStats, JournalWrite]:
         """The join's side of the call: the records the batch's ids have now, what the
         batch makes of them (`streamdrift.pairing`), the sums of the pairs that met as
-        ops, and the records' arguments (each with the value read, for the script to
+        ops, and the journals' appends (each shard's head as replayed, for the script to
         check)."""
         join = r.join
         assert join is not None
         profile, cfg, rev = r.profile, r.profile.config, r.profile.revision
         rules = PairRules.of(profile, r.champion)
         model = profile.model_id
-        predicted = [(e[2], e[0]) for e in join.predictions]
-        labelled = [(e[4], e[0]) for e in join.labels]
-        assumed = self._clean.get(model, 0) >= CLEAN_BATCHES
-        wanted = labelled if assumed else predicted + labelled
-        current: dict[tuple[int, str], str | None] = dict.fromkeys(predicted) if assumed else {}
-        current.update(self._through_slot_moves(lambda: self.records.read(model, wanted)))
+        wanted = {e[2] for e in join.predictions} | {e[4] for e in join.labels}
+        current = self._through_slot_moves(lambda: self.records.view(model, wanted))
         meeting = meet(join.predictions, join.labels, current, rules)
-        if assumed:
-            self.unread_predictions += len(predicted)
-        elif predicted:
-            found = any(meeting.read.get(place) for place in predicted)
-            self._clean[model] = 0 if found else self._clean.get(model, 0) + 1
         sums = window_sums(meeting.pairs, rules)
         comparison_sums(meeting.comparisons, rules, sums)
         check_finite(sums)
@@ -373,7 +382,7 @@ class Applies:
         flat = [x for name, n in counts.items() if n for x in (name, n)]
         if flat:
             ops.append([keys.index(k.join), "incr", flat, 0])
-        return stats, _record_args(keys, meeting, self.records.bucket_keys(profile.model_id))
+        return stats, self.records.write(model, meeting.read, meeting.writes)
 
 
 def _touched(keys: KeyList, k: ModelKeys, rev: int, start: int, now: float) -> list[Op]:
@@ -430,17 +439,6 @@ def _sum_ops(
         flat = [x for f, v in w.label_floats.items() for x in (f, v)]
         ops.append([column, "incrf", flat, expire_at])
     return ops
-
-
-def _record_args(keys: KeyList, m: Meeting, names: list[str]) -> list[Any]:
-    """(key position, id, as read, as it becomes) per record the batch read: the script
-    checks each is still as read, and writes those that change."""
-    index = keys.index
-    at = {b: index(names[b]) for b in dict.fromkeys(b for b, _ in m.read)}
-    out: list[Any] = []
-    for place, was in m.read.items():
-        out += (at[place[0]], place[1], was, m.writes.get(place, ""))
-    return out
 
 
 def _rerun(error: redis.ResponseError) -> bool:

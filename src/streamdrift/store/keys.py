@@ -40,7 +40,10 @@ keys can ever share a name with them.
                                               store.depth_fields
     sd:{m}:w:<rev>:<start>:hll:<f>     STRING HyperLogLog of a categorical feature's
                                               distinct values (PFADD / PFCOUNT)
-    sd:{m}:ids:<bucket>                HASH   prediction_id -> join record, see store.records
+    sd:{m}:jr                          HASH   shard -> token of its journal's last blob
+    sd:{m}:jr:<shard>                  LIST   the join's journal of one shard of the ids:
+                                              blobs of prediction_id -> record, see
+                                              store.records
     sd:{m}:sweep                       HASH   the id janitor's cursor and clock
     sd:{m}:join                        HASH   join counters
     sd:{m}:champion                    STRING the champion version (streamdrift champion)
@@ -204,9 +207,9 @@ class ModelKeys:
         """A slice of a window ("v=2.0", "region=eu"): the same hashes as the window."""
         return WindowKeys(f"{self.tag}:w:{revision}:{start}|{name}")
 
-    def id_bucket(self, bucket: int) -> str:
-        return f"{self.tag}:ids:{bucket}"
-
     @property
-    def id_buckets_pattern(self) -> str:
-        return f"{self.tag}:ids:*"
+    def journal_heads(self) -> str:
+        return f"{self.tag}:jr"
+
+    def journal(self, shard: int) -> str:
+        return f"{self.tag}:jr:{shard}"

@@ -1,25 +1,49 @@
-"""The delayed-label join's records in Redis: one small record per prediction id, in
-4,096 hash buckets per model, and the janitor that drops them past the join horizon.
+"""The delayed-label join's records: one small record per prediction id, kept in Redis as
+an append-only journal per shard of ids, and in the worker's memory as the journal's
+replay.
 
-A record's value says what the id is (the worker reads them, works out what a batch
-makes of them, `streamdrift.pairing`, and the apply script writes them when they are
-still as read):
+A record's value says what the id is (the worker works out what a batch makes of the
+records, `streamdrift.pairing`, and the apply script appends what changed):
 
     <time>|<version>|<class>|<score>[|<segment>=<value>,...]   a prediction awaiting its label
     <time>                                     a prediction of a model that joins no labels
     J<time>                                    joined (a repeat of either side counts once)
     L<time>|<label bin>|<label>                a label waiting for its prediction
 
-Ids live in buckets (crc32 of the id, mod ID_BUCKETS) because per-key overhead is paid
-once per bucket, and a bucket of up to 128 ids (Redis's default hash-max-listpack-entries)
-stays a compact listpack: ~500k pending predictions per model at ~60 bytes each.
+Why a journal: with one Redis hash field per id, every labelled event cost Redis a read,
+a compare and a write of its own (three `redis.call`s from Lua, ~10 µs), the largest
+part of Redis's time per labelled event, and the worker a round trip to read them. Now
+the ids fall into `JOURNAL_SHARDS` shards (crc32 of the id); a shard is a Redis list of
+blobs, each blob the records one apply changed, and the shard's head (the last blob's
+token) sits in one hash per model. The worker replays the journals it meets into memory
+once and then only appends: the apply script checks one head per shard touched and
+pushes one blob per shard written, so Redis's time per labelled event is a share of a
+list push, not three hash calls.
+
+The heads are what keep the memory honest: an apply whose shard heads are not the ones
+the worker replayed to (another worker's batch met an id of the shard, the journal was
+compacted, or Redis lost writes) writes nothing and is answered with the shards; the
+worker reads what it lacks (`refresh`: the blobs after the ones it has, if they chain on
+from its head, else the whole shard) and works the share out again. Each blob names the
+token of the blob before it, so a journal that was replaced (compacted, or rolled back
+and written again) never passes for one that grew.
+
+Compaction rewrites a shard as one snapshot blob of its live records when the journal
+has grown to twice the last snapshot (the worker that appends does it, from its replay),
+and the janitor (`sweep`, under the evaluation lease) rewrites a few shards per run
+without the ids older than the join horizon. Both go through a compare-and-set on the
+head, so neither can overwrite an append it has not seen.
 """
 
 from __future__ import annotations
 
+import os
+import random
+import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -27,27 +51,56 @@ import orjson
 from streamdrift.store.client import RedisClient, lua
 from streamdrift.store.keys import ModelKeys
 
-ID_BUCKETS = 4096
+#: shards of a model's ids: a batch's ids spread over all of them, so a few dozen heads
+#: are checked per apply; a shard's snapshot of 500,000 pending ids is ~400 KB
+JOURNAL_SHARDS = 64
 
-#: the janitor clears at most this many buckets per run, so it never blocks Redis
-MAX_SWEEP_BUCKETS = 64
+#: a shard is compacted when its journal is this much larger than its last snapshot (a
+#: factor drawn per shard, so that shards growing alike do not all come due in one
+#: batch)...
+COMPACT_GROWTH = (1.5, 2.5)
+#: ... and at least this large (bytes), so that small shards are not rewritten often
+COMPACT_MIN_BYTES = 32_768
+#: shards compacted after one apply at most (the rest stay due for the next ones): the
+#: apply's answer is not held up by many rewrites at once
+MAX_COMPACTIONS_PER_APPLY = 4
+
+#: the janitor rewrites at most this many shards per run, so it never blocks Redis long
+MAX_SWEEP_SHARDS = 4
+
+#: shards read per call (a full read of a large shard is a few hundred KB)
+READ_SHARDS_PER_CALL = 8
 
 #: a window's perf hash holds at most about this many fields (segments beyond go to
 #: s:__other__, confusion-matrix cells to cm_other)
 MAX_PERFORMANCE_FIELDS = 2000
 
+_TIME = re.compile(r"[JL]?(\d+)")
 
-def buckets(prediction_ids: list[str]) -> list[int]:
-    """Each id's bucket: crc32 is stable across processes (unlike `hash`) and cheap."""
+
+def shards(prediction_ids: list[str]) -> list[int]:
+    """Each id's shard: crc32 is stable across processes (unlike `hash`) and cheap."""
     crc = zlib.crc32
-    return [crc(pid.encode()) % ID_BUCKETS for pid in prediction_ids]
+    return [crc(pid.encode()) % JOURNAL_SHARDS for pid in prediction_ids]
+
+
+def new_token() -> str:
+    """A blob's token: random, so that two writers (or a Redis that lost a write and was
+    written again) never make the same head."""
+    return os.urandom(8).hex()
+
+
+def record_time(record: str) -> int | None:
+    """The time a record is kept by (a prediction's, or a waiting label's)."""
+    m = _TIME.match(record)
+    return int(m.group(1)) if m else None
 
 
 @dataclass(slots=True)
 class JoinDelta:
     """A batch's prediction ids for one model, and its side of the delayed-label join:
-    prediction records `[prediction_id, record, bucket]` and labels `[prediction_id,
-    label, label time, label bin or -1, bucket]`; or, for a model that joins no labels,
+    prediction records `[prediction_id, record, shard]` and labels `[prediction_id,
+    label, label time, label bin or -1, shard]`; or, for a model that joins no labels,
     just its ids by window (kept only to spot repeats)."""
 
     joins: bool = True
@@ -70,48 +123,244 @@ class JoinStats:
     labels_before_prediction: int = 0
 
 
+@dataclass(slots=True)
+class Shard:
+    """One shard's journal as replayed: its records, the head it was replayed to, and
+    the journal's size (for compaction)."""
+
+    records: dict[str, str] = field(default_factory=dict)
+    #: the token of the last blob replayed ("" for an empty journal)
+    token: str = ""
+    #: blobs in the journal list
+    blobs: int = 0
+    #: bytes of the journal
+    size: int = 0
+    #: compact once the journal is larger than this
+    compact_at: int = COMPACT_MIN_BYTES
+
+    def snapshot_taken(self, size: int) -> None:
+        """The journal is one snapshot of `size` bytes (or was read whole at that size):
+        the next compaction is due once it has grown by a factor of COMPACT_GROWTH."""
+        low, high = COMPACT_GROWTH
+        self.compact_at = max(COMPACT_MIN_BYTES, int(size * random.uniform(low, high)))
+
+    def replay(self, blobs: Iterable[bytes]) -> bool:
+        """Append the blobs that follow the ones replayed; False if one does not chain on
+        (the journal was rewritten: read it whole)."""
+        records = self.records
+        for raw in blobs:
+            blob = orjson.loads(raw)
+            if blob[1] != self.token:
+                return False
+            it = iter(blob[2:])
+            for pid, rec in zip(it, it, strict=True):
+                records[pid] = rec
+            self.token = blob[0]
+            self.blobs += 1
+            self.size += len(raw)
+        return True
+
+
+@dataclass(slots=True)
+class JournalWrite:
+    """One apply's appends: per shard, the head expected, the blob and its new head."""
+
+    model: str
+    #: shard -> the head the worker replayed to (checked by the script)
+    expected: dict[int, str]
+    #: shard -> (the blob, its token): shards the apply writes
+    blobs: dict[int, tuple[bytes, str]]
+    #: shard -> {id: record}: what the blobs hold, for the replay once applied
+    changes: dict[int, dict[str, str]]
+
+
+class RecordView(Mapping[tuple[int, str], str | None]):
+    """The records of one model's replayed shards, by (shard, id), as pairing reads them."""
+
+    def __init__(self, shards: Mapping[int, Shard]) -> None:
+        self._shards = shards
+
+    def __getitem__(self, place: tuple[int, str]) -> str | None:
+        return self._shards[place[0]].records.get(place[1])
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        for s, shard in self._shards.items():
+            for pid in shard.records:
+                yield (s, pid)
+
+    def __len__(self) -> int:
+        return sum(len(shard.records) for shard in self._shards.values())
+
+
 class Records:
-    """The janitor of the join's records."""
+    """The join's journals: what this process has replayed of them, appends, compaction
+    and the janitor."""
 
     def __init__(self, client: RedisClient) -> None:
         self.redis = client
-        self._sweep = client.register_script(lua("sweep"))
-        self._read = client.register_script(lua("read_records"))
-        self._names: dict[str, list[str]] = {}
+        self._read = client.register_script(lua("read_journal"))
+        self._compact = client.register_script(lua("compact_journal"))
+        #: model -> shard -> its replay
+        self._memory: dict[str, dict[int, Shard]] = {}
+        #: shards read whole (first use, or a journal rewritten since)
+        self.full_reads = 0
+        #: shards compacted by this process after its appends
+        self.compactions = 0
 
-    def bucket_keys(self, model: str) -> list[str]:
-        """The model's bucket keys by bucket, spelled once per model."""
-        names = self._names.get(model)
-        if names is None:
-            k = ModelKeys(model)
-            names = self._names[model] = [k.id_bucket(b) for b in range(ID_BUCKETS)]
-        return names
+    # ---- what the worker holds --------------------------------------------------------
+    def view(self, model: str, wanted: Iterable[int]) -> RecordView:
+        """The model's records in the shards `wanted`, each read from Redis the first time."""
+        held = self._memory.setdefault(model, {})
+        missing = [s for s in dict.fromkeys(wanted) if s not in held]
+        if missing:
+            self.refresh(model, missing)
+        return RecordView(held)
 
-    def read(
-        self, model: str, places: Iterable[tuple[int, str]]
-    ) -> dict[tuple[int, str], str | None]:
-        """The records of (bucket, prediction id) places, in one read-only script call."""
-        order = list(dict.fromkeys(places))
-        if not order:
-            return {}
-        names = self.bucket_keys(model)
-        keys: list[str] = []
-        position: dict[int, int] = {}
-        flat: list[Any] = []
-        for bucket, pid in order:
-            at = position.get(bucket)
-            if at is None:
-                keys.append(names[bucket])
-                at = position[bucket] = len(keys)
-            flat += (at, pid)
-        values = self._read(keys=keys, args=[orjson.dumps(flat)])
-        return {
-            place: None if v is None else v.decode() for place, v in zip(order, values, strict=True)
-        }
+    def refresh(self, model: str, wanted: Iterable[int]) -> None:
+        """Bring the shards `wanted` up to Redis's heads: the blobs after the ones
+        replayed, or (a journal rewritten, or never read) the whole shard."""
+        held = self._memory.setdefault(model, {})
+        k = ModelKeys(model)
+        todo = list(dict.fromkeys(wanted))
+        for c in range(0, len(todo), READ_SHARDS_PER_CALL):
+            part = todo[c : c + READ_SHARDS_PER_CALL]
+            got = self._fetch(k, [(s, held[s].blobs if s in held else 0) for s in part])
+            again: list[int] = []
+            for s, (head, blobs) in zip(part, got, strict=True):
+                shard = held.get(s)
+                if shard is None or not shard.replay(blobs) or shard.token != head:
+                    again.append(s)
+            for s, (head, blobs) in zip(
+                again, self._fetch(k, [(s, 0) for s in again]), strict=True
+            ):
+                shard = Shard()
+                if not shard.replay(blobs) or shard.token != head:
+                    raise RuntimeError(
+                        f"model {model}: the join journal of shard {s} does not chain "
+                        f"from its first blob to its head {head!r}"
+                    )
+                shard.snapshot_taken(shard.size)
+                held[s] = shard
+                self.full_reads += 1
+
+    def _fetch(self, k: ModelKeys, wanted: list[tuple[int, int]]) -> list[tuple[str, list[bytes]]]:
+        if not wanted:
+            return []
+        keys = [k.journal_heads] + [k.journal(s) for s, _ in wanted]
+        out = self._read(keys=keys, args=[orjson.dumps([[str(s), n] for s, n in wanted])])
+        return [(out[i].decode(), out[i + 1]) for i in range(0, len(out), 2)]
+
+    def forget(self, model: str) -> None:
+        """Drop the replay of a model (its journals are read again when next met)."""
+        self._memory.pop(model, None)
+
+    def held_ids(self) -> int:
+        """Records held in memory, every model."""
+        return sum(len(s.records) for m in self._memory.values() for s in m.values())
+
+    # ---- appends ----------------------------------------------------------------------
+    def write(
+        self,
+        model: str,
+        read: Iterable[tuple[int, str]],
+        writes: Mapping[tuple[int, str], str],
+    ) -> JournalWrite:
+        """What an apply checks and appends: the heads of every shard it read, a blob
+        per shard it changes."""
+        held = self._memory[model]
+        touched = {s for s, _ in read}
+        touched.update(s for s, _ in writes)
+        expected = {s: held[s].token for s in touched}
+        changes: dict[int, dict[str, str]] = {}
+        for (s, pid), rec in writes.items():
+            got = changes.get(s)
+            if got is None:
+                got = changes[s] = {}
+            got[pid] = rec
+        blobs: dict[int, tuple[bytes, str]] = {}
+        for s, recs in changes.items():
+            token = new_token()
+            flat = [token, expected[s], *chain.from_iterable(recs.items())]
+            blobs[s] = (orjson.dumps(flat), token)
+        return JournalWrite(model, expected, blobs, changes)
+
+    def applied(self, w: JournalWrite) -> None:
+        """The apply went through: replay its blobs, and compact the shards that grew past
+        their mark."""
+        held = self._memory.get(w.model)
+        if held is None:
+            return
+        due: list[tuple[int, int, Shard]] = []
+        for s, (blob, token) in w.blobs.items():
+            shard = held.get(s)
+            if shard is None or shard.token != w.expected[s]:
+                held.pop(s, None)  # replayed meanwhile: read again when next met
+                continue
+            shard.records.update(w.changes[s])
+            shard.token = token
+            shard.blobs += 1
+            shard.size += len(blob)
+            if shard.size > shard.compact_at:
+                due.append((shard.compact_at - shard.size, s, shard))
+        for _, s, shard in sorted(due, key=lambda d: d[0])[:MAX_COMPACTIONS_PER_APPLY]:
+            self._rewrite(w.model, s, shard, None)
+
+    def _rewrite(self, model: str, s: int, shard: Shard, cutoff: int | None) -> int:
+        """Replace a shard's journal by one snapshot of its live records (without the ids
+        older than `cutoff`, if given: the janitor's), if its head is still the
+        replay's. Returns the ids dropped (-1: the head moved, nothing done)."""
+        live = shard.records
+        keep = live
+        if cutoff is not None:
+            keep = {p: r for p, r in live.items() if (record_time(r) or cutoff) >= cutoff}
+        dropped = len(live) - len(keep)
+        token = new_token()
+        blob = orjson.dumps([token, "", *chain.from_iterable(keep.items())])
+        k = ModelKeys(model)
+        done = self._compact(
+            keys=[k.journal_heads, k.journal(s)], args=[str(s), shard.token, token, blob]
+        )
+        if not int(done):
+            return -1
+        shard.records = keep
+        shard.token, shard.blobs, shard.size = token, 1, len(blob)
+        shard.snapshot_taken(len(blob))
+        self.compactions += 1
+        return dropped
+
+    # ---- outside the worker's path ----------------------------------------------------
+    def lookup(self, model: str, prediction_id: str) -> str | None:
+        """An id's record as Redis has it now (read whole: for inspection and tests)."""
+        (s,) = shards([prediction_id])
+        (_, blobs) = self._fetch(ModelKeys(model), [(s, 0)])[0]
+        shard = Shard()
+        shard.replay(blobs)
+        return shard.records.get(prediction_id)
+
+    def put(self, model: str, records: Mapping[str, str]) -> None:
+        """Append records as another writer would (a compare-and-set on each head: tried
+        again on a race). For tools and tests that set a record by hand."""
+        by_shard: dict[int, dict[str, str]] = {}
+        for pid, rec in records.items():
+            by_shard.setdefault(shards([pid])[0], {})[pid] = rec
+        k = ModelKeys(model)
+        for s, recs in by_shard.items():
+            while True:
+                (head, _) = self._fetch(k, [(s, 1 << 30)])[0]  # the head only
+                token = new_token()
+                flat: list[str] = [token, head]
+                for pid, rec in recs.items():
+                    flat += (pid, rec)
+                done = self._compact(
+                    keys=[k.journal_heads, k.journal(s)],
+                    args=[str(s), head, token, orjson.dumps(flat), "append"],
+                )
+                if int(done):
+                    break
 
     def sweep(self, model: str, horizon: int, now: float) -> int:
-        """Drop ids older than `horizon` seconds, a few buckets per call: the whole ring is
-        swept once per tenth of the horizon (between a minute and an hour), so an id
+        """Drop ids older than `horizon` seconds, a few shards per call: every shard is
+        rewritten once per tenth of the horizon (between a minute and an hour), so an id
         outlives its horizon by at most that. Call under the evaluation lease. Returns the
         ids removed."""
         k = ModelKeys(model)
@@ -121,11 +370,21 @@ class Records:
             self.redis.hset(k.sweep, mapping={"cursor": 0, "at": repr(now)})
             return 0
         first, since = int(cursor or 0), max(float(at), now - period)
-        due = min(int(ID_BUCKETS * (now - since) / period), MAX_SWEEP_BUCKETS)
+        due = min(int(JOURNAL_SHARDS * (now - since) / period), MAX_SWEEP_SHARDS)
         if due < 1:
             return 0
-        keys = [k.id_bucket((first + i) % ID_BUCKETS) for i in range(due)]
-        removed = int(self._sweep(keys=keys, args=[int(now - horizon)]))
-        since += due * period / ID_BUCKETS
-        self.redis.hset(k.sweep, mapping={"cursor": (first + due) % ID_BUCKETS, "at": repr(since)})
+        removed = 0
+        for i in range(due):
+            s = (first + i) % JOURNAL_SHARDS
+            (head, blobs) = self._fetch(k, [(s, 0)])[0]
+            if not blobs:
+                continue
+            shard = Shard()
+            if not shard.replay(blobs) or shard.token != head:
+                continue  # not a chain (cannot happen in one read): leave it
+            removed += max(0, self._rewrite(model, s, shard, int(now - horizon)))
+        since += due * period / JOURNAL_SHARDS
+        self.redis.hset(
+            k.sweep, mapping={"cursor": (first + due) % JOURNAL_SHARDS, "at": repr(since)}
+        )
         return removed

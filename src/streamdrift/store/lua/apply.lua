@@ -23,11 +23,15 @@
 --                                                    labels, see below
 --   now   = "<unix time>"
 --   revision = "<the revision the deltas were computed with>"
---   records = {position, id, read, new, ...}          the join's records, four entries
---                                                    each: the id bucket's position in
---                                                    KEYS, the prediction id, its record
---                                                    as the worker read it ("" for
---                                                    none), what it becomes ("" unchanged)
+--   journal = {heads = position, shards = {{shard, head expected, list position,
+--              ARGV index of its blob or 0, the blob's token}, ...}} or absent
+--                                                    the join's journals (store/records.py):
+--                                                    every shard whose records the worker
+--                                                    met must still be at the head it
+--                                                    replayed to; a shard the batch changes
+--                                                    gets the blob ARGV[index] pushed and
+--                                                    its token as its head
+-- ARGV[2..] the journals' blobs (opaque here: never decoded)
 -- Returns
 --   {1, repeated ids, µs}            applied; repeated ids of a model without labels;
 --                                    µs: the script's own run time (Redis's clock), by
@@ -37,8 +41,9 @@
 --   {3, reason}                      invalid input: nothing written
 --   {4, revision or ""}              the model is not at that revision (registered again,
 --                                    or its state is gone): nothing written
---   {5, prediction id}               a record is no longer what the worker read (another
---                                    worker's batch met it): nothing written
+--   {5, "shard,shard,..."}          those shards' journals are not at the heads the worker
+--                                    replayed to (another worker appended, one was
+--                                    compacted, Redis lost writes): nothing written
 
 local started = redis.call('TIME')
 local p = cjson.decode(ARGV[1])
@@ -155,18 +160,31 @@ for _, op in ipairs(p.ops) do
   end
 end
 
--- 3. the join's records: each must still be what the worker read, or the worker works
--- the share out again (streamdrift.pairing computes what the pairs add; those sums are
--- ops above).
-local R = p.records or {}
-if type(R) ~= 'table' or #R % 4 ~= 0 then return invalid('records') end
-for i = 1, #R, 4 do
-  if not is_key(R[i]) then return invalid('record key ' .. tostring(R[i])) end
-  if type(R[i + 1]) ~= 'string' or type(R[i + 2]) ~= 'string' or type(R[i + 3]) ~= 'string' then
-    return invalid('record ' .. tostring(R[i + 1]))
+-- 3. the join's journals: each shard met must still be at the head the worker replayed
+-- to, or the worker reads what it lacks and works the share out again (streamdrift.pairing
+-- computes what the pairs add; those sums are ops above).
+local JR = p.journal
+if JR ~= nil then
+  if type(JR) ~= 'table' or not is_key(JR.heads) or type(JR.shards) ~= 'table' then
+    return invalid('journal')
   end
-  local cur = redis.call('HGET', KEYS[R[i]], R[i + 1]) or ''
-  if cur ~= R[i + 2] then return {5, R[i + 1]} end
+  local names, moved = {}, {}
+  for _, s in ipairs(JR.shards) do
+    if type(s[1]) ~= 'string' or type(s[2]) ~= 'string' or not is_key(s[3])
+        or not is_int(s[4]) or s[4] < 0 or s[4] == 1 or s[4] > #ARGV
+        or type(s[5]) ~= 'string' then
+      return invalid('journal shard ' .. tostring(s[1]))
+    end
+    names[#names + 1] = s[1]
+  end
+  for c = 1, #names, 512 do
+    local last = math.min(c + 511, #names)
+    local got = redis.call('HMGET', KEYS[JR.heads], unpack(names, c, last))
+    for j = c, last do
+      if (got[j - c + 1] or '') ~= JR.shards[j][2] then moved[#moved + 1] = names[j] end
+    end
+  end
+  if #moved > 0 then return {5, table.concat(moved, ',')} end
 end
 
 -- 3b. repeated ids of a model without labels: each window's ids in a set. Checked here,
@@ -280,8 +298,16 @@ for _, op in ipairs(p.ops) do
   end
 end
 
-for i = 1, #R, 4 do
-  if R[i + 3] ~= '' then redis.call('HSET', KEYS[R[i]], R[i + 1], R[i + 3]) end
+if JR ~= nil then
+  local heads = {}
+  for _, s in ipairs(JR.shards) do
+    if s[4] > 0 then
+      redis.call('RPUSH', KEYS[s[3]], ARGV[s[4]])
+      heads[#heads + 1] = s[1]
+      heads[#heads + 1] = s[5]
+    end
+  end
+  if #heads > 0 then redis.call('HSET', KEYS[JR.heads], unpack(heads)) end
 end
 if J then
   for _, g in ipairs(J.dedupe) do
