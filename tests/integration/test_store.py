@@ -64,6 +64,89 @@ def test_janitor_drops_ids_past_their_horizon_only(store, model_id):
     assert store.records.lookup(model_id, "p7") is None
 
 
+def test_the_apply_adds_fields_as_one_command_per_field_would(store, model_id):
+    """The apply sums a hash's fields a few hundred at a time (HMGET, add, HSET). What it
+    leaves must be what HINCRBY / HINCRBYFLOAT per field leave, run here one command at a
+    time on a second set of keys: a field named twice in one op, fields already stored,
+    more than one chunk of fields, a category cap reached in the middle of an op (the
+    rest spill into another hash's field), and capped perf fields that overflow into
+    cm_other and s:__other__."""
+    import orjson
+
+    from streamdrift.store.client import lua
+
+    rng = random.Random(4)
+    k = ModelKeys(model_id)
+    store.redis.set(k.revision, "1")
+    ints = [(f"f{rng.randrange(700)}", rng.randrange(-5, 50)) for _ in range(1500)]
+    floats = [(f"g{rng.randrange(300)}", rng.uniform(-1e6, 1e6)) for _ in range(800)]
+    cats = [(f"c{rng.randrange(40)}", rng.randrange(1, 9)) for _ in range(300)]
+    perf = [
+        (
+            rng.choice(["cm:", "[v=2]cm:", "s:r=", "[v=2]s:r="]) + str(rng.randrange(30)),
+            rng.randrange(1, 5),
+        )
+        for _ in range(400)
+    ]
+    perf = [(f if "cm:" in f else f + ":n", v) for f, v in perf]
+    pre = {"f1": "7", "f2": "-3", "g5": "0.1", "c0": "4"}
+
+    def flat(pairs):
+        return [x for f, v in pairs for x in (f, v)]
+
+    def by_hand(keys):
+        num, fl, cat, meta, pf = keys
+        store.redis.hset(num, mapping={f: v for f, v in pre.items() if f[0] == "f"})
+        store.redis.hset(fl, mapping={f: v for f, v in pre.items() if f[0] == "g"})
+        store.redis.hset(cat, mapping={f: v for f, v in pre.items() if f[0] == "c"})
+        for f, v in ints:
+            store.redis.hincrby(num, f, v)
+        for f, v in floats:
+            store.redis.hincrbyfloat(fl, f, v)
+        for f, v in cats:
+            if store.redis.hexists(cat, f) or store.redis.hlen(cat) < 25:
+                store.redis.hincrby(cat, f, v)
+            else:
+                store.redis.hincrby(meta, "cat_other:c", v)
+        for f, v in perf:
+            if not store.redis.hexists(pf, f) and store.redis.hlen(pf) >= 30:
+                head, _, inner = f.rpartition("]")
+                head = head + "]" if head else ""
+                f = head + "cm_other" if inner.startswith("cm:") else "s:__other__:n"
+            store.redis.hincrby(pf, f, v)
+
+    mine = [f"{k.tag}:t:{n}" for n in ("num", "fl", "cat", "meta", "perf")]
+    theirs = [f"{k.tag}:u:{n}" for n in ("num", "fl", "cat", "meta", "perf")]
+    by_hand(theirs)
+    store.redis.hset(mine[0], mapping={f: v for f, v in pre.items() if f[0] == "f"})
+    store.redis.hset(mine[1], mapping={f: v for f, v in pre.items() if f[0] == "g"})
+    store.redis.hset(mine[2], mapping={f: v for f, v in pre.items() if f[0] == "c"})
+    keys = [k.offsets, k.revision, *mine]
+    payload = {
+        "fence": [],
+        "now": "1790000000.0",
+        "revision": "1",
+        "ops": [
+            [3, "incr", flat(ints), 0],
+            [4, "incrf", [x if isinstance(x, str) else repr(x) for x in flat(floats)], 0],
+            [5, "cap", [25, 6, "cat_other:c", *flat(cats)], 0],
+            [7, "capincr", [30, *flat(perf)], 0],
+        ],
+    }
+    script = store.redis.register_script(lua("apply"))
+    assert int(script(keys=keys, args=[orjson.dumps(payload)])[0]) == 1
+    for a, b in zip(mine, theirs, strict=True):
+        got, want = store.redis.hgetall(a), store.redis.hgetall(b)
+        assert got.keys() == want.keys(), a
+        for f in want:
+            if a.endswith(":fl"):
+                assert float(got[f]) == pytest.approx(float(want[f]), rel=1e-12, abs=1e-6), f
+            else:
+                assert got[f] == want[f], (a, f)
+    assert store.redis.hlen(mine[2]) == 25 and int(store.redis.hget(mine[3], "cat_other:c")) > 0
+    assert store.redis.hexists(mine[4], "cm_other") or store.redis.hexists(mine[4], "[v=2]cm_other")
+
+
 def test_garbage_labels_cannot_bloat_a_window(store, model_id, tmp_path, monkeypatch):
     """120 distinct label values: the joined-label hash keeps max_categories of them and
     counts the rest in the window's meta (cat_other:__label__); the confusion matrix
