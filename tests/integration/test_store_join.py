@@ -597,6 +597,30 @@ def test_a_journal_redis_lost_writes_of_is_read_again_whole(
     assert {record(store, m, pid)[0] for pid in ids} == {"J"}
 
 
+def test_records_of_the_earlier_bucket_layout_are_moved_into_the_journals_once(
+    store: Store, binary: ReferenceProfile, t: int
+) -> None:
+    """Records an earlier version left in its hash buckets (one field per id, bucket =
+    crc32 mod 4096) are moved into the journals when a worker first meets the model: the
+    labels that come next join them, the buckets are gone, and another worker finds
+    the journals and moves nothing."""
+    import zlib
+
+    m, k = binary.model_id, ModelKeys(binary.model_id)
+    pending = {f"old{i}": f"{t}|1|1|0.75" for i in range(500)}
+    waiting = {f"early{i}": f"L{t + 30}|-1|1" for i in range(200)}
+    for pid, rec in (pending | waiting).items():
+        store.redis.hset(
+            k.legacy_bucket(zlib.crc32(pid.encode()) % journal.LEGACY_BUCKETS), pid, rec
+        )
+    assert _label(store, binary, list(pending), t + 40, 1) == JoinStats(joined=500)
+    assert _predict(store, binary, list(waiting), t) == JoinStats(joined=200)
+    assert store.redis.keys(f"{k.tag}:ids:*") == []
+    assert {record(store, m, pid)[0] for pid in pending | waiting} == {"J"}
+    assert _labelled(store, binary, _start(binary, t)) == 700
+    assert Store(store.url).applies.records.migrate(m) == 0
+
+
 def _label_request(
     store: Store, profile: ReferenceProfile, pids: list[str], t: int
 ) -> ApplyRequest:

@@ -213,3 +213,7 @@ class ModelKeys:
 
     def journal(self, shard: int) -> str:
         return f"{self.tag}:jr:{shard}"
+
+    def legacy_bucket(self, bucket: int) -> str:
+        """The earlier layout's hash of records (moved into the journals once)."""
+        return f"{self.tag}:ids:{bucket}"

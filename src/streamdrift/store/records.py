@@ -71,6 +71,10 @@ MAX_SWEEP_SHARDS = 4
 #: shards read per call (a full read of a large shard is a few hundred KB)
 READ_SHARDS_PER_CALL = 8
 
+#: hashes of one field per id that an earlier layout kept the records in (moved into the
+#: journals when a model is first met, `Records.migrate`)
+LEGACY_BUCKETS = 4096
+
 #: a window's perf hash holds at most about this many fields (segments beyond go to
 #: s:__other__, confusion-matrix cells to cm_other)
 MAX_PERFORMANCE_FIELDS = 2000
@@ -200,6 +204,7 @@ class Records:
         self.redis = client
         self._read = client.register_script(lua("read_journal"))
         self._compact = client.register_script(lua("compact_journal"))
+        self._migrate = client.register_script(lua("migrate_buckets"))
         #: model -> shard -> its replay
         self._memory: dict[str, dict[int, Shard]] = {}
         #: shards read whole (first use, or a journal rewritten since)
@@ -210,7 +215,10 @@ class Records:
     # ---- what the worker holds --------------------------------------------------------
     def view(self, model: str, wanted: Iterable[int]) -> RecordView:
         """The model's records in the shards `wanted`, each read from Redis the first time."""
-        held = self._memory.setdefault(model, {})
+        held = self._memory.get(model)
+        if held is None:
+            self.migrate(model)
+            held = self._memory[model] = {}
         missing = [s for s in dict.fromkeys(wanted) if s not in held]
         if missing:
             self.refresh(model, missing)
@@ -249,6 +257,44 @@ class Records:
         keys = [k.journal_heads] + [k.journal(s) for s, _ in wanted]
         out = self._read(keys=keys, args=[orjson.dumps([[str(s), n] for s, n in wanted])])
         return [(out[i].decode(), out[i + 1]) for i in range(0, len(out), 2)]
+
+    def migrate(self, model: str) -> int:
+        """Move the records an earlier layout left (one hash field per id in
+        `LEGACY_BUCKETS` hashes) into the journals, once: only while the model has no
+        journal yet, and only if the buckets still hold what was read (else it is tried
+        again). Workers of the earlier layout must be stopped first: they would go on
+        writing to the buckets. Returns the records moved."""
+        k = ModelKeys(model)
+        names = [k.legacy_bucket(b) for b in range(LEGACY_BUCKETS)]
+        for _ in range(3):
+            if self.redis.hlen(k.journal_heads) or not self.redis.exists(*names):
+                return 0
+            pipe = self.redis.pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(name)
+            found = [(n, h) for n, h in zip(names, pipe.execute(), strict=True) if h]
+            by_shard: dict[int, list[str]] = {}
+            moved = 0
+            for _, h in found:
+                for pid, rec in h.items():
+                    p = pid.decode()
+                    by_shard.setdefault(shards([p])[0], []).extend((p, rec.decode()))
+                    moved += 1
+            heads: list[str] = []
+            blobs: list[bytes] = []
+            for s, flat in sorted(by_shard.items()):
+                token = new_token()
+                heads += (str(s), token)
+                blobs.append(orjson.dumps([token, "", *flat]))
+            keys = [k.journal_heads, *(k.journal(s) for s in sorted(by_shard))]
+            keys += [n for n, _ in found]
+            args: list[Any] = [len(by_shard), moved, *heads, *blobs]
+            if int(self._migrate(keys=keys, args=args)):
+                return moved
+        raise RuntimeError(
+            f"model {model}: the join's records of the earlier layout kept changing while "
+            "they were moved; stop the workers of the earlier version and start again"
+        )
 
     def forget(self, model: str) -> None:
         """Drop the replay of a model (its journals are read again when next met)."""
