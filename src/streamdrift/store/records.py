@@ -48,7 +48,7 @@ from typing import Any
 
 import orjson
 
-from streamdrift.store.client import RedisClient, lua
+from streamdrift.store.client import REDIS_ERRORS, RedisClient, lua
 from streamdrift.store.keys import ModelKeys
 
 #: shards of a model's ids: a batch's ids spread over all of them, so a few dozen heads
@@ -211,6 +211,8 @@ class Records:
         self.full_reads = 0
         #: shards compacted by this process after its appends
         self.compactions = 0
+        #: compactions left for a later apply because Redis refused them
+        self.compactions_deferred = 0
 
     # ---- what the worker holds --------------------------------------------------------
     def view(self, model: str, wanted: Iterable[int]) -> RecordView:
@@ -243,6 +245,7 @@ class Records:
             ):
                 shard = Shard()
                 if not shard.replay(blobs) or shard.token != head:
+                    held.pop(s, None)
                     raise RuntimeError(
                         f"model {model}: the join journal of shard {s} does not chain "
                         f"from its first blob to its head {head!r}"
@@ -349,7 +352,13 @@ class Records:
             if shard.size > shard.compact_at:
                 due.append((shard.compact_at - shard.size, s, shard))
         for _, s, shard in sorted(due, key=lambda d: d[0])[:MAX_COMPACTIONS_PER_APPLY]:
-            self._rewrite(w.model, s, shard, None)
+            try:
+                self._rewrite(w.model, s, shard, None)
+            except REDIS_ERRORS:
+                # the apply went through; a rewrite can wait for the next one (a moving
+                # cluster slot, a Redis going away: the next apply meets it)
+                self.compactions_deferred += 1
+                break
 
     def _rewrite(self, model: str, s: int, shard: Shard, cutoff: int | None) -> int:
         """Replace a shard's journal by one snapshot of its live records (without the ids
