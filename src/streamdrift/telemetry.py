@@ -98,8 +98,14 @@ class WorkerMetrics:
         )
         self.join_rereads = Counter(
             "streamdrift_join_rereads",
-            "Applies worked out again because a join record changed after it was read "
-            "(another worker met the same prediction id)",
+            "Applies worked out again because another worker appended to a journal shard "
+            "of the batch's ids since this worker replayed it",
+            registry=r,
+        )
+        self.join_records_held = Gauge(
+            "streamdrift_join_records_held",
+            "The join's records this worker holds in memory, every model (about 200 bytes "
+            "each; bounded by the ids within the join horizon)",
             registry=r,
         )
         self.lag = Gauge(

@@ -867,6 +867,8 @@ class Worker:
             self._rereads_seen += rereads
             self.stats.join_rereads += rereads
             self.metrics.join_rereads.inc(rereads)
+        if self.store.applies.records.changed:
+            self.metrics.join_records_held.set(self.store.applies.records.held_ids())
         # after the applies: a mark never runs ahead of what Redis holds
         self.store.watermarks.advance(self._marks, time.time(), self._unmarked())
         self.stats.batches += 1

@@ -74,6 +74,8 @@ def test_metrics_count_what_was_sent(settings, store, model_id, tmp_path):
         assert m[("streamdrift_events_total", (("topic", settings.labels_topic),))] == 1000
         assert m[("streamdrift_predictions_counted_total", ())] == 3000
         assert m[("streamdrift_labels_joined_total", ())] == 1000
+        # every prediction's record (1,000 of them joined by now) and no other
+        assert m[("streamdrift_join_records_held", ())] == 3000
         assert m[("streamdrift_dead_letters_total", (("reason", "invalid_json"),))] == 1
         assert m[("streamdrift_dead_letters_total", (("reason", "wrong_type"),))] == 1
         by_type = {k[1][0][1]: v for k, v in m.items() if k[0] == "streamdrift_alerts_total"}

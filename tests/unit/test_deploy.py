@@ -89,6 +89,7 @@ GAUGES = (
             "streamdrift_paused",
             "streamdrift_state_lost",
             "streamdrift_batch_limit",
+            "streamdrift_join_records_held",
         }
     )
     | MODEL_GAUGES

@@ -213,6 +213,7 @@ class Records:
         self.compactions = 0
         #: compactions left for a later apply because Redis refused them
         self.compactions_deferred = 0
+        self._changed = False
 
     # ---- what the worker holds --------------------------------------------------------
     def view(self, model: str, wanted: Iterable[int]) -> RecordView:
@@ -230,6 +231,7 @@ class Records:
         """Bring the shards `wanted` up to Redis's heads: the blobs after the ones
         replayed, or (a journal rewritten, or never read) the whole shard."""
         held = self._memory.setdefault(model, {})
+        self._changed = True
         k = ModelKeys(model)
         todo = list(dict.fromkeys(wanted))
         for c in range(0, len(todo), READ_SHARDS_PER_CALL):
@@ -303,8 +305,14 @@ class Records:
         """Drop the replay of a model (its journals are read again when next met)."""
         self._memory.pop(model, None)
 
+    @property
+    def changed(self) -> bool:
+        """Whether records were replayed or appended since `held_ids` was last asked."""
+        return self._changed
+
     def held_ids(self) -> int:
         """Records held in memory, every model."""
+        self._changed = False
         return sum(len(s.records) for m in self._memory.values() for s in m.values())
 
     # ---- appends ----------------------------------------------------------------------
@@ -339,6 +347,7 @@ class Records:
         held = self._memory.get(w.model)
         if held is None:
             return
+        self._changed = True
         due: list[tuple[int, int, Shard]] = []
         for s, (blob, token) in w.blobs.items():
             shard = held.get(s)
