@@ -221,42 +221,14 @@ if J then
   end
 end
 
--- Fields are added a few hundred at a time: one HMGET, the sums here, one HSET. A
--- redis.call per field (HINCRBY) cost ~1 µs each, most of an apply's time. Counts stay
--- exact (doubles hold integers to 2^53, far past any count); float sums are written
--- with 17 significant digits, which read back as the same double.
-local CHUNK = 256
-local function add(key, order, deltas, integers)
-  local fmt = integers and '%d' or '%.17g'
-  for c = 1, #order, CHUNK do
-    local last = math.min(c + CHUNK - 1, #order)
-    local got = redis.call('HMGET', key, unpack(order, c, last))
-    local out = {}
-    for j = c, last do
-      local f = order[j]
-      out[#out + 1] = f
-      out[#out + 1] = string.format(fmt, (tonumber(got[j - c + 1]) or 0) + deltas[f])
-    end
-    redis.call('HSET', key, unpack(out))
-  end
-end
-
 -- 4. writes: nothing below can fail ------------------------------------------------------
 local expiry = {}
 for _, op in ipairs(p.ops) do
   local key, kind, d = KEYS[op[1]], op[2], op[3]
-  if kind == 'incr' or kind == 'incrf' then
-    local order, deltas = {}, {}
-    for j = 1, #d, 2 do
-      local f = d[j]
-      if deltas[f] == nil then
-        order[#order + 1] = f
-        deltas[f] = tonumber(d[j + 1])
-      else
-        deltas[f] = deltas[f] + tonumber(d[j + 1])
-      end
-    end
-    add(key, order, deltas, kind == 'incr')
+  if kind == 'incr' then
+    for j = 1, #d, 2 do redis.call('HINCRBY', key, d[j], d[j + 1]) end
+  elseif kind == 'incrf' then
+    for j = 1, #d, 2 do redis.call('HINCRBYFLOAT', key, d[j], d[j + 1]) end
   elseif kind == 'min' or kind == 'max' then
     -- the stored values of a few hundred fields at a time, one HMGET
     for c = 1, #d, 512 do
@@ -280,66 +252,33 @@ for _, op in ipairs(p.ops) do
   elseif kind == 'cap' then
     -- categories beyond the cap are counted in another hash's field (d[2], d[3])
     local cap, other, other_field = d[1], KEYS[d[2]], d[3]
-    local names = {}
-    for j = 4, #d, 2 do names[#names + 1] = d[j] end
-    local len = redis.call('HLEN', key)
-    local order, deltas, spill = {}, {}, 0
-    for c = 1, #names, CHUNK do
-      local last = math.min(c + CHUNK - 1, #names)
-      local got = redis.call('HMGET', key, unpack(names, c, last))
-      for j = c, last do
-        local f, v = names[j], d[2 * j + 3]
-        if deltas[f] ~= nil then
-          deltas[f] = deltas[f] + v
-        elseif got[j - c + 1] or len < cap then
-          if not got[j - c + 1] then len = len + 1 end
-          order[#order + 1] = f
-          deltas[f] = v
-        else
-          spill = spill + v
-        end
+    for j = 4, #d, 2 do
+      if redis.call('HEXISTS', key, d[j]) == 1 or redis.call('HLEN', key) < cap then
+        redis.call('HINCRBY', key, d[j], d[j + 1])
+      else
+        redis.call('HINCRBY', other, other_field, d[j + 1])
       end
     end
-    add(key, order, deltas, true)
-    if spill ~= 0 then redis.call('HINCRBY', other, other_field, spill) end
   elseif kind == 'capincr' or kind == 'capincrf' then
     -- Fields that labels and segments name stop growing a perf hash past its cap: later
     -- confusion-matrix cells count in cm_other, later segment values in s:__other__. A
     -- stream of garbage labels or a high-cardinality segment cannot bloat it. The
     -- segment part is "<key>=<value>", so no segment is ever spelled "__other__".
     local cap = d[1]
-    local names = {}
-    for j = 2, #d, 2 do names[#names + 1] = d[j] end
-    local len = redis.call('HLEN', key)
-    local order, deltas, made = {}, {}, {}
-    for c = 1, #names, CHUNK do
-      local last = math.min(c + CHUNK - 1, #names)
-      local got = redis.call('HMGET', key, unpack(names, c, last))
-      for j = c, last do
-        local f, v = names[j], tonumber(d[2 * j + 1])
-        if not got[j - c + 1] and not made[f] then
-          if len >= cap then
-            local pre, inner = string.match(f, '^(%[[^%]]*%])(.*)$')
-            if not pre then pre, inner = '', f end
-            if string.sub(inner, 1, 3) == 'cm:' then
-              f = pre .. 'cm_other'
-            else
-              f = 's:__other__' .. string.match(inner, '(:[^:]*)$')
-            end
-          else
-            len = len + 1
-            made[f] = true
-          end
-        end
-        if deltas[f] == nil then
-          order[#order + 1] = f
-          deltas[f] = v
+    local cmd = (kind == 'capincr') and 'HINCRBY' or 'HINCRBYFLOAT'
+    for j = 2, #d, 2 do
+      local f = d[j]
+      if redis.call('HEXISTS', key, f) == 0 and redis.call('HLEN', key) >= cap then
+        local pre, inner = string.match(f, '^(%[[^%]]*%])(.*)$')
+        if not pre then pre, inner = '', f end
+        if string.sub(inner, 1, 3) == 'cm:' then
+          f = pre .. 'cm_other'
         else
-          deltas[f] = deltas[f] + v
+          f = 's:__other__' .. string.match(inner, '(:[^:]*)$')
         end
       end
+      redis.call(cmd, key, f, d[j + 1])
     end
-    add(key, order, deltas, kind == 'capincr')
   elseif kind == 'capped_list' then
     local cap, len = d[1], redis.call('LLEN', key)
     for j = 2, #d do
