@@ -104,8 +104,8 @@ class WorkerMetrics:
         )
         self.join_records_held = Gauge(
             "streamdrift_join_records_held",
-            "The join's records this worker holds in memory, every model (about 200 bytes "
-            "each; bounded by the ids within the join horizon)",
+            "The join's records this worker holds in memory, every model (about 110-210 "
+            "bytes each; bounded by the ids within the join horizon)",
             registry=r,
         )
         self.lag = Gauge(

@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -86,6 +87,16 @@ def shards(prediction_ids: list[str]) -> list[int]:
     """Each id's shard: crc32 is stable across processes (unlike `hash`) and cheap."""
     crc = zlib.crc32
     return [crc(pid.encode()) % JOURNAL_SHARDS for pid in prediction_ids]
+
+
+def shared(record: str) -> str:
+    """A joined mark without versions ("J<time>") as one string per time, shared by
+    every id joined with a prediction of that second: most records a worker holds are
+    joined marks kept for the horizon (to spot repeats), and their text is the same for
+    all ids of a second. Interned strings are freed with their last id."""
+    if record[:1] == "J" and "\t" not in record:
+        return sys.intern(record)
+    return record
 
 
 def new_token() -> str:
@@ -158,7 +169,7 @@ class Shard:
                 return False
             it = iter(blob[2:])
             for pid, rec in zip(it, it, strict=True):
-                records[pid] = rec
+                records[pid] = shared(rec)
             self.token = blob[0]
             self.blobs += 1
             self.size += len(raw)
@@ -354,7 +365,9 @@ class Records:
             if shard is None or shard.token != w.expected[s]:
                 held.pop(s, None)  # replayed meanwhile: read again when next met
                 continue
-            shard.records.update(w.changes[s])
+            records = shard.records
+            for pid, rec in w.changes[s].items():
+                records[pid] = shared(rec)
             shard.token = token
             shard.blobs += 1
             shard.size += len(blob)
