@@ -62,6 +62,13 @@ def test_janitor_drops_ids_past_their_horizon_only(store, model_id):
     assert left == {p: r for p, r in records.items() if p[0] in "qkm"}
     assert store.records.lookup(model_id, "q7") == f"{young}|1|1|0.9"
     assert store.records.lookup(model_id, "p7") is None
+    # a pass with nothing past the horizon and nothing to compact leaves the journals be
+    heads = store.redis.hgetall(k.journal_heads)
+    for _ in range(JOURNAL_SHARDS // MAX_SWEEP_SHARDS + 1):  # a whole pass, young still young
+        t += period * MAX_SWEEP_SHARDS / JOURNAL_SHARDS
+        assert store.records.sweep(model_id, horizon, t) == 0
+    assert t < young + horizon
+    assert store.redis.hgetall(k.journal_heads) == heads
 
 
 def test_garbage_labels_cannot_bloat_a_window(store, model_id, tmp_path, monkeypatch):

@@ -393,6 +393,10 @@ class Records:
         dropped = len(live) - len(keep)
         token = new_token()
         blob = orjson.dumps([token, "", *chain.from_iterable(keep.items())])
+        if cutoff is not None and not dropped and len(blob) * COMPACT_GROWTH[0] >= shard.size:
+            # the janitor's pass found nothing to drop and little to compact: a rewrite
+            # would only make every worker holding the shard read it whole again
+            return 0
         k = ModelKeys(model)
         done = self._compact(
             keys=[k.journal_heads, k.journal(s)], args=[str(s), shard.token, token, blob]
