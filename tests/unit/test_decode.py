@@ -502,6 +502,22 @@ FAR_AHEAD = time.time() + 2 * 86400
         (1 << 64) - 1,  # the largest integer JSON parsers keep: 2554 in nanoseconds
         1e300,
     ],
+    # ids that do not change with the clock: test runners that collect in several
+    # processes (pytest-xdist) must collect the same tests in each
+    ids=[
+        "before-1970-s",
+        "before-1970-ms",
+        "minus-1",
+        "2-days-ahead-s",
+        "2-days-ahead-ms",
+        "2-days-ahead-us",
+        "2-days-ahead-ns",
+        "5e10",
+        "1e11-1",
+        "9e19",
+        "2^64-1",
+        "1e300",
+    ],
 )
 def test_times_before_1970_or_far_ahead_in_any_unit_are_dead_letters(epoch):
     for raw in (with_(timestamp=epoch), label_event(epoch)):
