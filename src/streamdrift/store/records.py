@@ -253,12 +253,13 @@ class Records:
                 shard = held.get(s)
                 if shard is None or not shard.replay(blobs) or shard.token != head:
                     again.append(s)
+            for s in again:  # not held until read whole (also if that read fails)
+                held.pop(s, None)
             for s, (head, blobs) in zip(
                 again, self._fetch(k, [(s, 0) for s in again]), strict=True
             ):
                 shard = Shard()
                 if not shard.replay(blobs) or shard.token != head:
-                    held.pop(s, None)
                     raise RuntimeError(
                         f"model {model}: the join journal of shard {s} does not chain "
                         f"from its first blob to its head {head!r}"
