@@ -99,6 +99,12 @@ def shared(record: str) -> str:
     return record
 
 
+def blob(token: str, previous: str, records: Mapping[str, str]) -> bytes:
+    """A journal blob: its token, the token of the blob before ("" for a shard's first,
+    or a snapshot), then id, record, id, record, ..."""
+    return orjson.dumps([token, previous, *chain.from_iterable(records.items())])
+
+
 def new_token() -> str:
     """A blob's token: random, so that two writers (or a Redis that lost a write and was
     written again) never make the same head."""
@@ -290,19 +296,19 @@ class Records:
             for name in names:
                 pipe.hgetall(name)
             found = [(n, h) for n, h in zip(names, pipe.execute(), strict=True) if h]
-            by_shard: dict[int, list[str]] = {}
+            by_shard: dict[int, dict[str, str]] = {}
             moved = 0
             for _, h in found:
                 for pid, rec in h.items():
                     p = pid.decode()
-                    by_shard.setdefault(shards([p])[0], []).extend((p, rec.decode()))
+                    by_shard.setdefault(shards([p])[0], {})[p] = rec.decode()
                     moved += 1
             heads: list[str] = []
             blobs: list[bytes] = []
-            for s, flat in sorted(by_shard.items()):
+            for s, recs in sorted(by_shard.items()):
                 token = new_token()
                 heads += (str(s), token)
-                blobs.append(orjson.dumps([token, "", *flat]))
+                blobs.append(blob(token, "", recs))
             keys = [k.journal_heads, *(k.journal(s) for s in sorted(by_shard))]
             keys += [n for n, _ in found]
             args: list[Any] = [len(by_shard), moved, *heads, *blobs]
@@ -349,8 +355,7 @@ class Records:
         blobs: dict[int, tuple[bytes, str]] = {}
         for s, recs in changes.items():
             token = new_token()
-            flat = [token, expected[s], *chain.from_iterable(recs.items())]
-            blobs[s] = (orjson.dumps(flat), token)
+            blobs[s] = (blob(token, expected[s], recs), token)
         return JournalWrite(model, expected, blobs, changes)
 
     def applied(self, w: JournalWrite) -> None:
@@ -361,7 +366,7 @@ class Records:
             return
         self._changed = True
         due: list[tuple[int, int, Shard]] = []
-        for s, (blob, token) in w.blobs.items():
+        for s, (raw, token) in w.blobs.items():
             shard = held.get(s)
             if shard is None or shard.token != w.expected[s]:
                 held.pop(s, None)  # replayed meanwhile: read again when next met
@@ -371,7 +376,7 @@ class Records:
                 records[pid] = shared(rec)
             shard.token = token
             shard.blobs += 1
-            shard.size += len(blob)
+            shard.size += len(raw)
             if shard.size > shard.compact_at:
                 due.append((shard.compact_at - shard.size, s, shard))
         for _, s, shard in sorted(due, key=lambda d: d[0])[:MAX_COMPACTIONS_PER_APPLY]:
@@ -393,20 +398,20 @@ class Records:
             keep = {p: r for p, r in live.items() if (record_time(r) or cutoff) >= cutoff}
         dropped = len(live) - len(keep)
         token = new_token()
-        blob = orjson.dumps([token, "", *chain.from_iterable(keep.items())])
-        if cutoff is not None and not dropped and len(blob) * COMPACT_GROWTH[0] >= shard.size:
+        snapshot = blob(token, "", keep)
+        if cutoff is not None and not dropped and len(snapshot) * COMPACT_GROWTH[0] >= shard.size:
             # the janitor's pass found nothing to drop and little to compact: a rewrite
             # would only make every worker holding the shard read it whole again
             return 0
         k = ModelKeys(model)
         done = self._compact(
-            keys=[k.journal_heads, k.journal(s)], args=[str(s), shard.token, token, blob]
+            keys=[k.journal_heads, k.journal(s)], args=[str(s), shard.token, token, snapshot]
         )
         if not int(done):
             return -1
         shard.records = keep
-        shard.token, shard.blobs, shard.size = token, 1, len(blob)
-        shard.snapshot_taken(len(blob))
+        shard.token, shard.blobs, shard.size = token, 1, len(snapshot)
+        shard.snapshot_taken(len(snapshot))
         self.compactions += 1
         return dropped
 
@@ -430,12 +435,9 @@ class Records:
             while True:
                 (head, _) = self._fetch(k, [(s, 1 << 30)])[0]  # the head only
                 token = new_token()
-                flat: list[str] = [token, head]
-                for pid, rec in recs.items():
-                    flat += (pid, rec)
                 done = self._compact(
                     keys=[k.journal_heads, k.journal(s)],
-                    args=[str(s), head, token, orjson.dumps(flat), "append"],
+                    args=[str(s), head, token, blob(token, head, recs), "append"],
                 )
                 if int(done):
                     break
