@@ -228,8 +228,6 @@ class Records:
         self.full_reads = 0
         #: shards compacted by this process after its appends
         self.compactions = 0
-        #: compactions left for a later apply because Redis refused them
-        self.compactions_deferred = 0
         self._changed = False
 
     # ---- what the worker holds --------------------------------------------------------
@@ -319,10 +317,6 @@ class Records:
             "they were moved; stop the workers of the earlier version and start again"
         )
 
-    def forget(self, model: str) -> None:
-        """Drop the replay of a model (its journals are read again when next met)."""
-        self._memory.pop(model, None)
-
     @property
     def changed(self) -> bool:
         """Whether records were replayed or appended since `held_ids` was last asked."""
@@ -385,7 +379,6 @@ class Records:
             except REDIS_ERRORS:
                 # the apply went through; a rewrite can wait for the next one (a moving
                 # cluster slot, a Redis going away: the next apply meets it)
-                self.compactions_deferred += 1
                 break
 
     def _rewrite(self, model: str, s: int, shard: Shard, cutoff: int | None) -> int:
