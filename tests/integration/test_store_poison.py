@@ -134,7 +134,7 @@ class Keys:
         start = _time(profile) // width * width
         wk = ModelKeys(profile.model_id).window(profile.revision, start)
         self.meta = keys.index(wk.meta) + 1
-        self.num = keys.index(wk.num("f00")) + 1
+        self.deltas = keys.index(wk.deltas) + 1
         self.cat = keys.index(wk.cat("country")) + 1
         self.hll = keys.index(wk.hll("country")) + 1
         self.perf = keys.index(wk.perf) + 1
@@ -156,13 +156,16 @@ def _append(op: Callable[[Keys], list[Any]]) -> Mutation:
 
 POISONED_PAYLOADS: dict[str, tuple[Mutation, str]] = {
     "incrf nan": (_append(lambda k: [k.meta, "incrf", ["extra_sum:x", "nan"], 0]), "finite"),
-    "incrf inf": (_append(lambda k: [k.num, "incrf", ["sum", "inf"], 0]), "finite"),
-    "incrf -inf": (_append(lambda k: [k.num, "incrf", ["sumsq", "-inf"], 0]), "finite"),
-    "incrf 1e400": (_append(lambda k: [k.num, "incrf", ["sum", "1e400"], 0]), "finite"),
-    "incrf bare 1e400": (_append(lambda k: [k.num, "incrf", ["sum", BARE + "1e400"], 0]), "finite"),
-    "incrf bare NaN": (_append(lambda k: [k.num, "incrf", ["sum", BARE + "NaN"], 0]), "finite"),
-    "min nan": (_append(lambda k: [k.num, "min", ["min", "nan"], 0]), "finite"),
-    "max 1e400": (_append(lambda k: [k.num, "max", ["max", "1e400"], 0]), "finite"),
+    "incrf inf": (_append(lambda k: [k.meta, "incrf", ["sum", "inf"], 0]), "finite"),
+    "incrf -inf": (_append(lambda k: [k.meta, "incrf", ["sumsq", "-inf"], 0]), "finite"),
+    "incrf 1e400": (_append(lambda k: [k.meta, "incrf", ["sum", "1e400"], 0]), "finite"),
+    "incrf bare 1e400": (
+        _append(lambda k: [k.meta, "incrf", ["sum", BARE + "1e400"], 0]),
+        "finite",
+    ),
+    "incrf bare NaN": (_append(lambda k: [k.meta, "incrf", ["sum", BARE + "NaN"], 0]), "finite"),
+    "min nan": (_append(lambda k: [k.meta, "min", ["min", "nan"], 0]), "finite"),
+    "max 1e400": (_append(lambda k: [k.meta, "max", ["max", "1e400"], 0]), "finite"),
     "incr 1.5": (_append(lambda k: [k.meta, "incr", ["count", 1.5], 0]), "count"),
     "incr string count": (_append(lambda k: [k.meta, "incr", ["count", "3"], 0]), "count"),
     "incr 2**60": (_append(lambda k: [k.meta, "incr", ["count", 2**60], 0]), "count"),
@@ -179,6 +182,11 @@ POISONED_PAYLOADS: dict[str, tuple[Mutation, str]] = {
     ),
     "expiry 1.5": (_append(lambda k: [k.meta, "incr", ["count", 1], 1.5]), "expiry"),
     "unknown op": (_append(lambda k: [k.meta, "hdel", ["count"], 0]), "unknown op hdel"),
+    "push of no blob": (_append(lambda k: [k.deltas, "push", [999], 0]), "push"),
+    "push of the payload": (_append(lambda k: [k.deltas, "push", [1], 0]), "push"),
+    "push of two blobs": (_append(lambda k: [k.deltas, "push", [2, 2], 0]), "push"),
+    "push of a blob 1.5": (_append(lambda k: [k.deltas, "push", [1.5], 0]), "push"),
+    "push onto a hash": (_append(lambda k: [k.meta, "push", [2], 0]), "holds no list"),
     # data of the wrong shape: the writes would fail on it after the valid ops' writes
     "odd-length data": (
         _append(lambda k: [k.meta, "incr", ["count", 1, "outliers"], 0]),
@@ -188,7 +196,7 @@ POISONED_PAYLOADS: dict[str, tuple[Mutation, str]] = {
         _append(lambda k: [k.meta, "incr", [["count"], 1], 0]),
         "fields of incr",
     ),
-    "field name null": (_append(lambda k: [k.num, "max", [None, "1.0"], 0]), "fields of max"),
+    "field name null": (_append(lambda k: [k.meta, "max", [None, "1.0"], 0]), "fields of max"),
     "zadd without a member": (_append(lambda k: [k.windows, "zadd", [5], 0]), "zadd"),
     "capped_list entry not a string": (
         _append(lambda k: [k.meta, "capped_list", [3, {}], 0]),
@@ -338,7 +346,9 @@ def test_a_poisoned_repeated_id_check_writes_nothing(
     before = snapshot(store, profile.model_id)
     with pytest.raises(ApplyRejected, match=reason):
         store.applies._result(
-            r, store.applies._script(keys=keys, args=[orjson.dumps(payload)]), JoinStats()
+            r,
+            store.applies._script(keys=keys, args=[orjson.dumps(payload), *args[1:]]),
+            JoinStats(),
         )
     assert snapshot(store, profile.model_id) == before
 

@@ -50,6 +50,7 @@ from streamdrift.store.records import (
     JournalWrite,
     Records,
 )
+from streamdrift.store.window_deltas import FOLD_AT, Deltas, push_op
 from streamdrift.store.window_fields import KeyList, Op, slice_performance_ops, window_ops
 
 #: a call refused because another worker's batch appended to one of its shards meanwhile
@@ -142,6 +143,7 @@ class Applies:
         self.redis = client
         self._script = client.register_script(lua("apply"))
         self.records = Records(client)
+        self.deltas = Deltas(client)
         #: times a call waited for a moving cluster slot (then ran)
         self.slot_waits = 0
         #: times a share was worked out again because a shard's journal it replayed had
@@ -242,6 +244,8 @@ class Applies:
                 stats.duplicate_predictions += int(res[1])
                 if journal is not None:
                     self.records.applied(journal)
+                if len(res) > 3 and res[3]:
+                    self.deltas.fold_keys([key.decode() for key in res[3]])
                 return Applied(stats, int(res[2]))
             if code == 0:
                 return FenceMoved(res[1].decode(), int(res[2]))
@@ -285,12 +289,16 @@ class Applies:
             counts = [x for reason, c in r.invalid.items() for x in (reason, c)]
             ops.append([keys.index(k.dlq), "incr", counts, 0])
         width, retention = cfg.window_seconds, cfg.retention_seconds
+        blobs: list[bytes] = []  # ARGV[2..]: the windows' deltas, then the journals'
         for start, w in r.windows.items():
             expire_at = start + width + retention
-            ops += window_ops(keys, k.window(rev, start), w, profile, expire_at)
+            wk = k.window(rev, start)
+            ops += window_ops(keys, wk, w, profile, expire_at)
+            ops += push_op(keys, wk, w.numeric, expire_at, blobs)
             for name, sk in w.slices.items():
-                wk = k.slice_window(rev, start, name)
-                ops += window_ops(keys, wk, sk, profile, expire_at, packed=True)
+                sw = k.slice_window(rev, start, name)
+                ops += window_ops(keys, sw, sk, profile, expire_at)
+                ops += push_op(keys, sw, sk.numeric, expire_at, blobs)
             ops += slice_performance_ops(keys, k.window(rev, start), w, expire_at)
             ops += depth_ops(keys, k.window(rev, start), w, profile, expire_at)
             ops += _touched(keys, k, rev, start, r.now)
@@ -307,8 +315,8 @@ class Applies:
             "ops": ops,
             "now": repr(r.now),
             "revision": str(rev),
+            "fold_at": FOLD_AT,
         }
-        blobs: list[bytes] = []
         if journal is not None:
             heads: list[Any] = []
             for s, expected in journal.expected.items():

@@ -26,7 +26,11 @@ keys can ever share a name with them.
     sd:{m}:windows:<rev>               ZSET   window start (score and member)
     sd:{m}:dirty                       ZSET   "<rev>:<start>" -> time of last apply
     sd:{m}:w:<rev>:<start>:meta        HASH   see store.windows
-    sd:{m}:w:<rev>:<start>:num:<f>     HASH   see store.windows
+    sd:{m}:w:<rev>:<start>:num:<f>     HASH   see store.windows (windows written before
+                                              the deltas lists: numeric columns)
+    sd:{m}:w:<rev>:<start>:nd          LIST   the numeric columns' deltas, one blob per
+                                              apply, see store.window_deltas (a slice's
+                                              too, under its own base)
     sd:{m}:w:<rev>:<start>:cat:<f>     HASH   category -> count (user values only)
     sd:{m}:w:<rev>:<start>:ids         SET    a model without labels: the window's ids
     sd:{m}:w:<rev>:<start>:outliers    LIST   the window's first outliers, JSON
@@ -115,6 +119,11 @@ class WindowKeys:
 
     def hll(self, column: str) -> str:
         return f"{self.base}:hll:{column}"
+
+    @property
+    def deltas(self) -> str:
+        """The numeric columns' deltas (store.window_deltas)."""
+        return f"{self.base}:nd"
 
     @property
     def packed(self) -> str:

@@ -343,11 +343,9 @@ def window_ops(
     sketch: WindowSketch,
     profile: ReferenceProfile,
     expire_at: int,
-    packed: bool = False,
 ) -> list[Op]:
-    """Operations that add `sketch` to the stored window (its `WindowKeys`). `packed`
-    (a slice): every numeric column in one hash, fields "<column>\x1f<field>", so a
-    slice costs a few keys, not one per column."""
+    """Operations that add `sketch` to the stored window's hashes (its `WindowKeys`):
+    all but the numeric columns, which go to its deltas list (`window_deltas.push_op`)."""
     cfg = profile.config
     meta = keys.index(window_keys.meta)
     merged = encode_fields(META_FIELDS, sketch)
@@ -359,19 +357,6 @@ def window_ops(
         examples = [orjson.dumps(e).decode() for e in sketch.outlier_examples]
         cap = cfg.outlier_alerts_per_window
         ops.append([keys.index(window_keys.outliers), "capped_list", [cap, *examples], expire_at])
-    if packed:
-        numeric: dict[Merge, list[Any]] = {}
-        for name, s in sketch.numeric.items():
-            for kind, flat in encode_fields(NUMERIC_FIELDS, s).items():
-                out = numeric.setdefault(kind, [])
-                for i in range(0, len(flat), 2):
-                    out += [f"{name}{PACKED}{flat[i]}", flat[i + 1]]
-        if numeric:
-            ops += _ops(keys.index(window_keys.packed), numeric, expire_at)
-    else:
-        for name, s in sketch.numeric.items():
-            num = keys.index(window_keys.num(name))
-            ops += _ops(num, encode_fields(NUMERIC_FIELDS, s), expire_at)
     for name, c in sketch.categorical.items():
         if c.counts:
             data: list[Any] = [cfg.max_categories, meta, f"cat_other:{name}"]

@@ -16,6 +16,7 @@ from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
 from streamdrift.store.client import RedisClient
 from streamdrift.store.depth_fields import decode_reads, distinct_features, pfcount, queue_reads
 from streamdrift.store.keys import ModelKeys, WindowKeys
+from streamdrift.store.window_deltas import Deltas, add_to, fold
 from streamdrift.store.window_fields import (
     decode_performance,
     decode_slice_performance,
@@ -35,6 +36,7 @@ def _text(h: dict[bytes, bytes]) -> dict[str, str]:
 class Windows:
     def __init__(self, client: RedisClient) -> None:
         self.redis = client
+        self.deltas = Deltas(client)
 
     def starts(self, model: str, revision: int) -> list[int]:
         starts: Any = self.redis.zrange(ModelKeys(model).windows(revision), 0, -1)
@@ -45,29 +47,37 @@ class Windows:
     ) -> list[WindowSketch]:
         """Window sketches as stored (features, the model's outputs, performance);
         expired windows are left out. With `slices`, each window's slices too (a second
-        round trip, for the slices the first one found)."""
+        round trip, for the slices the first one found). The numeric columns' deltas
+        lists read are folded on the way (store.window_deltas)."""
         k = ModelKeys(profile.model_id)
         columns = {**profile.features, **profile.outputs()}
         pipe = self.redis.pipeline(transaction=False)
         for s in starts:
-            self._queue(pipe, k.window(profile.revision, s), columns, whole=True)
-            queue_reads(pipe, k.window(profile.revision, s), profile)
+            wk = k.window(profile.revision, s)
+            self._queue(pipe, wk, columns, whole=True)
+            pipe.lrange(wk.deltas, 0, -1)
+            queue_reads(pipe, wk, profile)
         res = iter(pipe.execute())
         out = []
         perfs: dict[int, dict[str, str]] = {}
+        lists: dict[str, list[bytes]] = {}
         for s in starts:
             meta = _text(next(res))
             hashes = {name: _text(next(res)) for name in columns}
             perf = _text(next(res))
             examples = [orjson.loads(e) for e in next(res)]
             window = decode_window(s, profile, meta, hashes, perf, examples)
+            blobs = next(res)
             decode_reads(window, profile, res)  # multivariate state, distinct counts
+            add_to(window.numeric, fold(blobs))  # derived columns' deltas too
             if meta or perf:
                 window.comparisons = decode_comparisons(perf)
                 out.append(window)
                 perfs[s] = perf
+                lists[k.window(profile.revision, s).deltas] = blobs
         if slices:
-            self._read_slices(profile, out, perfs)
+            self._read_slices(profile, out, perfs, lists)
+        self.deltas.fold(lists)
         return out
 
     def distinct(self, profile: ReferenceProfile, starts: list[int]) -> dict[str, int]:
@@ -98,6 +108,7 @@ class Windows:
         profile: ReferenceProfile,
         windows: list[WindowSketch],
         perfs: dict[int, dict[str, str]],
+        lists: dict[str, list[bytes]],
     ) -> None:
         k = ModelKeys(profile.model_id)
         # a slice's hashes: its meta, its numeric columns packed in one, its categorical
@@ -111,14 +122,18 @@ class Windows:
                 wk = k.slice_window(profile.revision, w.start, name)
                 pipe.hgetall(wk.meta)
                 pipe.hgetall(wk.packed)
+                pipe.lrange(wk.deltas, 0, -1)
                 for c in categorical:
                     pipe.hgetall(wk.cat(c))
             res = iter(pipe.execute())
             for w, name in wanted:
                 meta = _text(next(res))
                 hashes = unpack(_text(next(res)))
+                blobs = next(res)
                 hashes.update({c: _text(next(res)) for c in categorical})
                 part = decode_window(w.start, profile, meta, hashes, {}, [])
+                add_to(part.numeric, fold(blobs))
+                lists[k.slice_window(profile.revision, w.start, name).deltas] = blobs
                 part.numeric.pop(LABEL, None)
                 part.categorical.pop(LABEL, None)
                 w.slices[name] = part
@@ -146,6 +161,8 @@ class Windows:
             pipe.hgetall(wk.perf)
             for c in numeric:
                 pipe.hmget(wk.column(c, "numeric"), MOMENTS)
+            if numeric:
+                pipe.lrange(wk.deltas, 0, -1)
         res = iter(pipe.execute())
         out = []
         for s in starts:
@@ -154,16 +171,21 @@ class Windows:
             w = WindowSketch(start=s, count=int(count or 0))
             if perf:
                 w.performance = decode_performance(_text(perf))
+            stored: dict[str, NumericSketch] = {}
             for c in numeric:
                 n, miss, total, total_sq = next(res)
-                if n is not None or miss is not None:
-                    w.numeric[c] = NumericSketch(
-                        bins=_NO_BINS,
-                        n=int(n or 0),
-                        missing=int(miss or 0),
-                        total=float(total or 0.0),
-                        total_sq=float(total_sq or 0.0),
-                    )
+                stored[c] = NumericSketch(
+                    bins=_NO_BINS,
+                    n=int(n or 0),
+                    missing=int(miss or 0),
+                    total=float(total or 0.0),
+                    total_sq=float(total_sq or 0.0),
+                )
+            if numeric:
+                add_to(stored, fold(next(res)))
+            for c, sk in stored.items():
+                if sk.n or sk.missing:
+                    w.numeric[c] = sk
             for c, miss in zip(categorical, missing, strict=True):
                 w.categorical[c] = CategoricalSketch(counts=Counter(), missing=int(miss or 0))
             out.append(w)

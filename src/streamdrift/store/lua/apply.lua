@@ -18,10 +18,14 @@
 --                                                    or cap, capincr, capincrf,
 --                                                    capped_list, zadd, zprune, pfadd
 --                                                    (store/depth_fields.py); the sums
---                                                    of the join's labelled pairs too
+--                                                    of the join's labelled pairs too;
+--                                                    or push {ARGV index}: that blob
+--                                                    pushed onto a list (a window's
+--                                                    numeric deltas, store/window_deltas.py)
 --   join  = {...} or absent                          repeated ids of a model without
 --                                                    labels, see below
 --   now   = "<unix time>"
+--   fold_at = n: a pushed list this long is named in the reply, for the worker to fold
 --   revision = "<the revision the deltas were computed with>"
 --   journal = {heads = position, shards = {{shard, head expected, list position,
 --              ARGV index of its blob or 0, the blob's token}, ...}} or absent
@@ -31,12 +35,13 @@
 --                                                    replayed to; a shard the batch changes
 --                                                    gets the blob ARGV[index] pushed and
 --                                                    its token as its head
--- ARGV[2..] the journals' blobs (opaque here: never decoded)
+-- ARGV[2..] the windows' deltas, then the journals' blobs (opaque here: never decoded)
 -- Returns
---   {1, repeated ids, µs}            applied; repeated ids of a model without labels;
+--   {1, repeated ids, µs, {list, ...}}  applied; repeated ids of a model without labels;
 --                                    µs: the script's own run time (Redis's clock), by
 --                                    which the worker sizes its batches
---                                    (Settings.max_apply_ms)
+--                                    (Settings.max_apply_ms); the deltas lists now
+--                                    fold_at long or longer
 --   {0, field, current offset}       a fence moved (another worker): nothing written
 --   {3, reason}                      invalid input: nothing written
 --   {4, revision or ""}              the model is not at that revision (registered again,
@@ -144,6 +149,13 @@ for _, op in ipairs(p.ops) do
     end
   elseif kind == 'zprune' then
     if not is_num(d[1]) then return invalid(kind) end
+  elseif kind == 'push' then
+    -- a blob of ARGV for a list (a key of another type would fail half-way: checked)
+    if #d ~= 1 or not is_int(d[1]) or d[1] < 2 or d[1] > #ARGV then
+      return invalid(kind)
+    end
+    local t = redis.call('TYPE', KEYS[key])['ok']
+    if t ~= 'none' and t ~= 'list' then return invalid(kind .. ': the key holds no list') end
   elseif kind == 'pfadd' then
     -- values for a HyperLogLog: strings, and a key that is one or none yet
     if #d == 0 then return invalid(kind) end
@@ -223,6 +235,8 @@ end
 
 -- 4. writes: nothing below can fail ------------------------------------------------------
 local expiry = {}
+local fold_at = tonumber(p.fold_at) or 0
+local to_fold = {}
 for _, op in ipairs(p.ops) do
   local key, kind, d = KEYS[op[1]], op[2], op[3]
   if kind == 'incr' then
@@ -288,6 +302,9 @@ for _, op in ipairs(p.ops) do
     redis.call('ZADD', key, d[1], d[2])
   elseif kind == 'zprune' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', d[1])
+  elseif kind == 'push' then
+    local len = redis.call('RPUSH', key, ARGV[d[1]])
+    if fold_at > 0 and len >= fold_at then to_fold[#to_fold + 1] = key end
   elseif kind == 'pfadd' then
     for c = 1, #d, 1000 do redis.call('PFADD', key, unpack(d, c, math.min(c + 999, #d))) end
   end
@@ -357,4 +374,4 @@ for _, f in ipairs(p.fence) do redis.call('HSET', offsets, f[1], f[3]) end
 local ended = redis.call('TIME')
 local took = (tonumber(ended[1]) - tonumber(started[1])) * 1000000
   + tonumber(ended[2]) - tonumber(started[2])
-return {1, dup_pred, took}
+return {1, dup_pred, took, to_fold}
