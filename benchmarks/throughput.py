@@ -71,6 +71,7 @@ from streamdrift.sketch import extract_features, sketch_batch
 from streamdrift.store import ApplyRequest, Store
 from streamdrift.store.applies import Applies
 from streamdrift.store.keys import MODELS
+from streamdrift.store.window_deltas import fold
 
 PARTITIONS = 4
 WINDOW_SECONDS = 3600
@@ -705,7 +706,6 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
     counts = {win.start: win.count for win in store.windows.read(profile, starts)}
     full = max(counts, key=lambda s: counts[s])  # the fullest window for the per-key figures
     base = f"sd:{{{model}}}:w:{rev}"
-    num = profile.numeric_features()[0]
     cat = profile.categorical_features()[0]
 
     def usage(key: str) -> int:
@@ -730,8 +730,8 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
         s for s in sorted(starts, key=lambda s: -counts.get(s, 0)) if r.exists(f"{base}:{s}:ids")
     ]
     ids_key = f"{base}:{with_ids[0] if with_ids else full}:ids"
-    num_key, cat_key, meta_key = (
-        f"{base}:{full}:num:{num}",
+    deltas_key, cat_key, meta_key = (
+        f"{base}:{full}:nd",
         f"{base}:{full}:cat:{cat}",
         f"{base}:{full}:meta",
     )
@@ -744,11 +744,11 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "window": full,
-        "numeric_key": {
-            "key": num_key,
-            "bytes": usage(num_key),
-            "fields": fields(num_key),
-            "encoding": r.object("encoding", num_key).decode(),
+        "numeric_deltas_key": {
+            "key": deltas_key,
+            "bytes": usage(deltas_key),
+            "blobs": int(r.llen(deltas_key)),
+            "columns": len(fold(r.lrange(deltas_key, 0, -1))),
         },
         "categorical_key": {
             "key": cat_key,
@@ -795,7 +795,7 @@ def table(res: dict[str, Any]) -> str:
     b, w, m = res["baseline"], res["worker"], res["redis_memory"]
     b3 = res["baseline_worker_settings"]
     runs = " and ".join(f"{x['events_per_s']:,.0f}" for x in res["baseline_runs"])
-    nk, ck = m["numeric_key"], m["categorical_key"]
+    nk, ck = m["numeric_deltas_key"], m["categorical_key"]
     lines = [
         f"streamdrift throughput — {res['events']} events of {res['mean_event_bytes']:.0f} B, "
         f"{PARTITIONS} partitions, {res['cores']} cores, {res['date']}",
@@ -876,7 +876,8 @@ def table(res: dict[str, Any]) -> str:
         *(f"    {k:<40} {v:8.2f}" for k, v in res["steps"]["us_per_event"].items()),
         "",
         f"  Redis memory (window {m['window']}, the fullest)",
-        f"    numeric key   {nk['bytes']:>8,} B  ({nk['fields']} fields, {nk['encoding']})",
+        f"    numeric       {nk['bytes']:>8,} B  ({nk['columns']} columns' deltas in "
+        f"{nk['blobs']} blob(s), folded when read)",
         f"    categorical   {ck['bytes']:>8,} B  ({ck['fields']} fields, {ck['encoding']})",
         f"    meta key      {m['meta_key']['bytes']:>8,} B  ({m['meta_key']['fields']} fields)",
         f"    corr key      {m['correlation_key']['bytes']:>8,} B  "

@@ -139,10 +139,18 @@ def _state(store: Store, model_id: str) -> dict[bytes, object]:
             # a window's numeric deltas: by their sum (tokens and batch boundaries differ)
             folded = fold(r.lrange(key, 0, -1))
             out[key] = {
-                f"{kind}:{column}:{name}".encode(): repr(v).encode()
-                for kind, columns in folded.items()
-                for column, values in columns.items()
-                for name, v in values.items()
+                f"{column}:{name}".encode(): repr(v).encode()
+                for column, sk in folded.items()
+                for name, v in (
+                    ("n", sk.n),
+                    ("missing", sk.missing),
+                    ("oor", sk.out_of_range),
+                    ("sum", sk.total),
+                    ("sumsq", sk.total_sq),
+                    ("min", sk.minimum),
+                    ("max", sk.maximum),
+                    *((f"bin:{i}", int(c)) for i, c in enumerate(sk.bins)),
+                )
             }
         elif key.startswith(journals):
             shard = Shard()

@@ -15,9 +15,9 @@ checks the list still starts with them (appends only ever go to its end, so the 
 blob's token and the last read's say whether anything changed under the reader; a fold
 by someone else, or Redis losing writes, changes the first).
 
-A blob: a 16-character token, then JSON `{merge kind: {column: {field: value}}}` with
-the merge kinds of `store.window_fields.Merge` (incr, incrf, min, max) and the fields of
-`NUMERIC_FIELDS` (bin:<i>, n, missing, oor, sum, sumsq, min, max). Windows written
+A blob: a 16-character token, then JSON `{column: [n, missing, out of range, sum, sum of
+squares, minimum, maximum, [bin counts]]}` (a `NumericSketch`; an extreme is null when
+the column had no value). A reader adds blobs with the sketch's own `+`. Windows written
 before this layout keep their fields in the `num:<f>` hashes; a reader adds both.
 """
 
@@ -29,18 +29,13 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import orjson
 
 from streamdrift.sketch import NumericSketch
 from streamdrift.store.client import REDIS_ERRORS, RedisClient, lua
 from streamdrift.store.keys import WindowKeys
-from streamdrift.store.window_fields import (
-    NUMERIC_FIELDS,
-    KeyList,
-    Merge,
-    Op,
-    encode_fields,
-)
+from streamdrift.store.window_fields import KeyList, Op
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +45,43 @@ FOLD_AT = 8
 #: a reader folds a list of at least this many blobs as it reads it
 READ_FOLD_AT = 2
 
-_MERGES = (Merge.SUM, Merge.FSUM, Merge.MIN, Merge.MAX)
-_FIELDS = {f.name: f for f in NUMERIC_FIELDS}
 
-#: merge kind -> column -> field -> value
-Folded = dict[str, dict[str, dict[str, Any]]]
+def _extreme(v: float) -> float | None:
+    return v if math.isfinite(v) else None
 
 
-def blob(folded: Folded) -> bytes:
-    """A blob of `folded`, under a token of its own. Floats must be finite (JSON has no
-    NaN; the decode never lets one through)."""
-    for kind in (Merge.FSUM, Merge.MIN, Merge.MAX):
-        for column, fields in folded.get(kind, {}).items():
-            for name, v in fields.items():
-                if not math.isfinite(v):
-                    raise ValueError(f"window delta {column} {name} is not finite: {v!r}")
-    body = {k: v for k, v in folded.items() if v}
+def blob(numeric: Mapping[str, NumericSketch]) -> bytes:
+    """The columns' sketches as one blob, under a token of its own. Sums must be finite
+    (JSON has no NaN; the decode never lets one through)."""
+    body = {}
+    for column, s in numeric.items():
+        if not (math.isfinite(s.total) and math.isfinite(s.total_sq)):
+            raise ValueError(f"window delta of {column}: a sum is not finite")
+        body[column] = [
+            int(s.n),
+            int(s.missing),
+            int(s.out_of_range),
+            float(s.total),
+            float(s.total_sq),
+            _extreme(s.minimum),
+            _extreme(s.maximum),
+            s.bins.tolist(),
+        ]
     return secrets.token_hex(TOKEN // 2).encode() + orjson.dumps(body)
+
+
+def _sketch(v: list[Any]) -> NumericSketch:
+    n, missing, oor, total, total_sq, lo, hi, bins = v
+    return NumericSketch(
+        bins=np.asarray(bins, dtype=np.int64),
+        missing=int(missing),
+        n=int(n),
+        total=float(total),
+        total_sq=float(total_sq),
+        minimum=float("inf") if lo is None else float(lo),
+        maximum=float("-inf") if hi is None else float(hi),
+        out_of_range=int(oor),
+    )
 
 
 def push_op(
@@ -78,66 +93,38 @@ def push_op(
 ) -> list[Op]:
     """The operation that pushes a window's (or a slice's) numeric columns as one blob:
     the blob is appended to `blobs` (the script's ARGV from 2 on) and named by its
-    position; none when every column is empty."""
-    content: Folded = {}
-    for column, s in numeric.items():
-        for kind, flat in encode_fields(NUMERIC_FIELDS, s).items():
-            number = int if kind is Merge.SUM else float  # the hash spelling is text
-            content.setdefault(kind.value, {})[column] = {
-                flat[i]: number(flat[i + 1]) for i in range(0, len(flat), 2)
-            }
-    if not content:
+    position; none when there is no column with a value or a missing one."""
+    touched = {c: s for c, s in numeric.items() if s.n or s.missing}
+    if not touched:
         return []
-    blobs.append(blob(content))
+    blobs.append(blob(touched))
     return [[keys.index(window_keys.deltas), "push", [len(blobs) + 1], expire_at]]
 
 
-def fold(blobs: Iterable[bytes]) -> Folded:
-    """The sum of blobs: integer and float fields added, extremes kept."""
-    out: Folded = {k.value: {} for k in _MERGES}
+def fold(blobs: Iterable[bytes]) -> dict[str, NumericSketch]:
+    """The sum of blobs, per column."""
+    out: dict[str, NumericSketch] = {}
     for b in blobs:
-        d = orjson.loads(b[TOKEN:])
-        for kind in _MERGES:
-            into = out[kind.value]
-            for column, fields in d.get(kind.value, {}).items():
-                target = into.setdefault(column, {})
-                if kind is Merge.MIN:
-                    for name, v in fields.items():
-                        if name not in target or v < target[name]:
-                            target[name] = v
-                elif kind is Merge.MAX:
-                    for name, v in fields.items():
-                        if name not in target or v > target[name]:
-                            target[name] = v
-                else:
-                    for name, v in fields.items():
-                        target[name] = target.get(name, 0) + v
+        for column, v in orjson.loads(b[TOKEN:]).items():
+            s = _sketch(v)
+            had = out.get(column)
+            if had is None:
+                out[column] = s
+            elif len(had.bins) == len(s.bins):
+                out[column] = had + s
+            else:  # pragma: no cover - one revision's columns keep their bins
+                raise ValueError(f"window deltas of {column}: bins of two lengths")
     return out
 
 
-def add_to(numeric: Mapping[str, NumericSketch], folded: Folded) -> None:
+def add_to(numeric: dict[str, NumericSketch], folded: Mapping[str, NumericSketch]) -> None:
     """Add folded deltas to the columns' sketches (decoded from their hashes); a column
-    the sketches do not have is left out, as an unknown hash field is."""
-    for kind in _MERGES:
-        for column, fields in folded.get(kind.value, {}).items():
-            s = numeric.get(column)
-            if s is None:
-                continue
-            for name, v in fields.items():
-                head, _, key = name.partition(":")
-                f = _FIELDS.get(head)
-                if f is None:
-                    continue
-                if f.keyed:
-                    b = int(key)
-                    if 0 <= b < len(s.bins):
-                        s.bins[b] += v
-                elif kind is Merge.MIN:
-                    s.minimum = min(s.minimum, float(v))
-                elif kind is Merge.MAX:
-                    s.maximum = max(s.maximum, float(v))
-                else:
-                    setattr(s, f.attr, getattr(s, f.attr) + v)
+    the sketches do not have, or one of other bins, is left out, as an unknown hash field
+    is."""
+    for column, s in folded.items():
+        had = numeric.get(column)
+        if had is not None and len(had.bins) == len(s.bins):
+            numeric[column] = had + s
 
 
 class Deltas:

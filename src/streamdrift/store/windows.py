@@ -182,7 +182,11 @@ class Windows:
                     total_sq=float(total_sq or 0.0),
                 )
             if numeric:
-                add_to(stored, fold(next(res)))
+                for c, d in fold(next(res)).items():  # without bins: the moments alone
+                    st = stored.get(c)
+                    if st is not None:
+                        st.n, st.missing = st.n + d.n, st.missing + d.missing
+                        st.total, st.total_sq = st.total + d.total, st.total_sq + d.total_sq
             for c, sk in stored.items():
                 if sk.n or sk.missing:
                     w.numeric[c] = sk
