@@ -22,7 +22,7 @@ from streamdrift.reference import build_profile
 from streamdrift.store import Store
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.records import Shard
-from streamdrift.store.window_deltas import fold
+from streamdrift.store.window_deltas import fold, fold_perf
 from streamdrift.worker import Worker
 
 from .conftest import produce, read_topic_now
@@ -135,7 +135,14 @@ def _state(store: Store, model_id: str) -> dict[bytes, object]:
         if key in skip:
             continue
         kind = r.type(key)
-        if key.endswith(b":nd"):
+        if key.endswith(b":pd"):
+            # a window's pair sums: by their sum, as the numeric deltas below
+            ints, floats = fold_perf(r.lrange(key, 0, -1))
+            out[key] = {
+                **{f.encode(): str(v).encode() for f, v in ints.items()},
+                **{f.encode(): repr(v).encode() for f, v in floats.items()},
+            }
+        elif key.endswith(b":nd"):
             # a window's numeric deltas: by their sum (tokens and batch boundaries differ)
             folded = fold(r.lrange(key, 0, -1))
             out[key] = {

@@ -40,6 +40,7 @@ from streamdrift.sketch import prediction_outputs, sketch_events
 from streamdrift.store import Applied, ApplyRequest, Fence, JoinStats, Store
 from streamdrift.store import records as journal
 from streamdrift.store.keys import ModelKeys
+from streamdrift.store.window_deltas import fold_perf
 
 from .store_support import (
     apply_events,
@@ -329,6 +330,37 @@ def test_prediction_then_label(store: Store, binary: ReferenceProfile, t: int) -
     assert record(store, m, "p") == f"J{t}\t1\t{t + 50}|-1|0"
     assert _labelled(store, binary, _start(binary, t)) == 1
     assert store.counters.join_stats(m) == {"joined": 1}
+
+
+def test_pairs_counted_in_the_perf_hash_and_in_its_deltas_add_up(
+    store: Store, binary: ReferenceProfile, t: int
+) -> None:
+    """A window whose pairs an earlier version added to its perf hash field by field, then
+    counted on as deltas: a read gives the sum of both, and folds the deltas it read."""
+    m = binary.model_id
+    wk = ModelKeys(m).window(binary.revision, _start(binary, t))
+    _predict(store, binary, ["a", "b", "c"], t, score=0.8)
+    assert _label(store, binary, ["a", "b", "c"], t + 50, 1).joined == 3
+    # as the earlier version kept them: the deltas' fields in the hash, no list
+    ints, floats = fold_perf(store.redis.lrange(wk.perf_deltas, 0, -1))
+    assert ints["n"] == 3 and floats
+    for f, v in ints.items():
+        store.redis.hincrby(wk.perf, f, v)
+    for f, x in floats.items():
+        store.redis.hincrbyfloat(wk.perf, f, x)
+    store.redis.delete(wk.perf_deltas)
+    _predict(store, binary, ["d", "e"], t, score=0.3)
+    assert _label(store, binary, ["d"], t + 60, 0).joined == 1
+    assert _label(store, binary, ["e"], t + 70, 1).joined == 1
+    assert store.redis.llen(wk.perf_deltas) == 2
+    (window,) = store.windows.read(binary, [_start(binary, t)])
+    perf = window.performance
+    assert perf is not None and perf.labelled == 5 and perf.scored == 5
+    assert sum(perf.confusion.values()) + perf.confusion_other == 5
+    assert perf.delay_sum == pytest.approx(3 * 50 + 60 + 70)
+    # the Brier sum of the five pairs, worked out by hand
+    assert perf.brier_sum == pytest.approx(3 * 0.2**2 + 0.3**2 + 0.7**2, rel=1e-12)
+    assert store.redis.llen(wk.perf_deltas) == 1  # folded by the read
 
 
 def test_label_then_prediction(store: Store, binary: ReferenceProfile, t: int) -> None:

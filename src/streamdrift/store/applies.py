@@ -50,7 +50,7 @@ from streamdrift.store.records import (
     JournalWrite,
     Records,
 )
-from streamdrift.store.window_deltas import FOLD_AT, Deltas, push_op
+from streamdrift.store.window_deltas import FOLD_AT, Deltas, perf_push_op, push_op
 from streamdrift.store.window_fields import KeyList, Op, slice_performance_ops, window_ops
 
 #: a call refused because another worker's batch appended to one of its shards meanwhile
@@ -309,7 +309,7 @@ class Applies:
         journal: JournalWrite | None = None
         join = r.join
         if join and (join.predictions or join.labels):
-            stats, journal = self._meet(keys, k, r, ops)
+            stats, journal = self._meet(keys, k, r, ops, blobs)
         payload: dict[str, Any] = {
             "fence": [[f.field, f.expected, f.new] for f in r.fences],
             "ops": ops,
@@ -346,7 +346,7 @@ class Applies:
         return keys.keys, [orjson.dumps(payload), *blobs], stats, journal
 
     def _meet(
-        self, keys: KeyList, k: ModelKeys, r: ApplyRequest, ops: list[Op]
+        self, keys: KeyList, k: ModelKeys, r: ApplyRequest, ops: list[Op], blobs: list[bytes]
     ) -> tuple[JoinStats, JournalWrite]:
         """The join's side of the call: the records the batch's ids have now, what the
         batch makes of them (`streamdrift.pairing`), the sums of the pairs that met as
@@ -366,7 +366,7 @@ class Applies:
         width, retention = cfg.window_seconds, cfg.retention_seconds
         label = profile.label
         for ws, w in sums.items():
-            ops += _sum_ops(keys, k, r, ws, w, ws + width + retention, label)
+            ops += _sum_ops(keys, k, r, ws, w, ws + width + retention, label, blobs)
         for ws, (n, example) in meeting.repeats.items():
             meta = keys.index(k.window(rev, ws).meta)
             expire_at = ws + width + retention
@@ -415,22 +415,26 @@ def _sum_ops(
     w: WindowSums,
     expire_at: int,
     label: Any,
+    blobs: list[bytes],
 ) -> list[Op]:
-    """One window's pair sums as ops: the perf hash (fields named by classes and
-    segments capped) and the joined labels' column (categories capped)."""
+    """One window's pair sums as ops: the fields named by classes and segments in the
+    perf hash (capped there), the others pushed as one blob onto the window's perf
+    deltas (store.window_deltas), and the joined labels' column (categories capped)."""
     rev = r.profile.revision
     wk = k.window(rev, ws)
     ops: list[Op] = []
     perf = keys.index(wk.perf)
+    plain: dict[str, dict[str, Any]] = {"incr": {}, "incrf": {}}
     for kind, values in (("incr", w.ints), ("incrf", w.floats)):
-        plain: list[Any] = []
         capped: list[Any] = [MAX_PERFORMANCE_FIELDS]
         for f, v in values.items():
-            (capped if _capped(f) else plain).extend((f, v))
-        if plain:
-            ops.append([perf, kind, plain, expire_at])
+            if _capped(f):
+                capped.extend((f, v))
+            else:
+                plain[kind][f] = v
         if len(capped) > 1:
             ops.append([perf, "cap" + kind, capped, expire_at])
+    ops += perf_push_op(keys, wk, plain["incr"], plain["incrf"], expire_at, blobs)
     if label is None:
         return ops
     column = keys.index(wk.column(LABEL, label.kind))

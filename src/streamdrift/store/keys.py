@@ -31,6 +31,8 @@ keys can ever share a name with them.
     sd:{m}:w:<rev>:<start>:nd          LIST   the numeric columns' deltas, one blob per
                                               apply, see store.window_deltas (a slice's
                                               too, under its own base)
+    sd:{m}:w:<rev>:<start>:pd          LIST   the labelled pairs' sums, those the perf
+                                              hash does not cap, as deltas
     sd:{m}:w:<rev>:<start>:cat:<f>     HASH   category -> count (user values only)
     sd:{m}:w:<rev>:<start>:ids         SET    a model without labels: the window's ids
     sd:{m}:w:<rev>:<start>:outliers    LIST   the window's first outliers, JSON
@@ -124,6 +126,11 @@ class WindowKeys:
     def deltas(self) -> str:
         """The numeric columns' deltas (store.window_deltas)."""
         return f"{self.base}:nd"
+
+    @property
+    def perf_deltas(self) -> str:
+        """The labelled pairs' sums but those named by classes and segments, as deltas."""
+        return f"{self.base}:pd"
 
     @property
     def packed(self) -> str:

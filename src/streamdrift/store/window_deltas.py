@@ -1,5 +1,5 @@
-"""A window's numeric columns as a list of deltas, each apply's one blob, that readers
-add up.
+"""A window's numeric columns and labelled pairs' sums as lists of deltas, each apply's
+one blob, that readers add up.
 
 Adding a batch's histogram bins, counts, sums and extremes field by field cost Redis one
 `redis.call` per hash field inside the apply script, whatever the number of events, and
@@ -7,7 +7,10 @@ that was most of Redis's time per event (`benchmarks/window_writes.py`: ~5 µs p
 from Lua, ~3 µs as packed `BITFIELD` counters, 0.2 µs per field as one pushed blob). So
 an apply pushes each window's (and each slice's) numeric columns as one opaque blob onto
 the window's `deltas` list, in the same atomic script as its fences, and Redis never
-looks inside. A reader adds the blobs up (`fold`), as it adds a hash's fields.
+looks inside. A reader adds the blobs up (`fold`), as it adds a hash's fields. The
+labelled pairs' sums the join adds to a window go the same way onto its `perf_deltas`
+list, but for the fields named by classes and segments, which stay in the perf hash
+where the apply caps their number.
 
 The list is kept short by folding it: a reader, or the worker after an apply that left a
 list `FOLD_AT` long, replaces the blobs it read by their sum, in a script that first
@@ -127,6 +130,70 @@ def add_to(numeric: dict[str, NumericSketch], folded: Mapping[str, NumericSketch
             numeric[column] = had + s
 
 
+# ---- the labelled pairs' sums (the perf hash's fields that are not capped) -------------
+#: A perf blob: the token, then JSON `{"i": {field: int}, "f": {field: float}}`, fields
+#: named as in the perf hash (store.window_fields.PERFORMANCE_FIELDS, "[<slice>]" and
+#: "[cc=<version>]" prefixes included). Fields named by classes and segments (`cm:`,
+#: `s:`) stay in the hash, where the apply caps their number.
+
+
+def perf_blob(ints: Mapping[str, int], floats: Mapping[str, float]) -> bytes:
+    for name, v in floats.items():
+        if not math.isfinite(v):
+            raise ValueError(f"window delta {name} is not finite: {v!r}")
+    body = {
+        "i": {f: int(v) for f, v in ints.items()},
+        "f": {f: float(v) for f, v in floats.items()},
+    }
+    return secrets.token_hex(TOKEN // 2).encode() + orjson.dumps(body)
+
+
+def perf_push_op(
+    keys: KeyList,
+    window_keys: WindowKeys,
+    ints: Mapping[str, int],
+    floats: Mapping[str, float],
+    expire_at: int,
+    blobs: list[bytes],
+) -> list[Op]:
+    """The operation that pushes a window's pair sums as one blob (see `push_op`)."""
+    if not ints and not floats:
+        return []
+    blobs.append(perf_blob(ints, floats))
+    return [[keys.index(window_keys.perf_deltas), "push", [len(blobs) + 1], expire_at]]
+
+
+def fold_perf(blobs: Iterable[bytes]) -> tuple[dict[str, int], dict[str, float]]:
+    """The sum of perf blobs: (integer fields, float fields)."""
+    ints: dict[str, int] = {}
+    floats: dict[str, float] = {}
+    for b in blobs:
+        d = orjson.loads(b[TOKEN:])
+        for f, v in d.get("i", {}).items():
+            ints[f] = ints.get(f, 0) + v
+        for f, v in d.get("f", {}).items():
+            floats[f] = floats.get(f, 0.0) + v
+    return ints, floats
+
+
+def add_to_perf(h: dict[str, str], blobs: Iterable[bytes]) -> None:
+    """Add perf blobs to a perf hash as read (field -> text), so that the hash's decoders
+    (`decode_performance`, `decode_slice_performance`, `decode_comparisons`) read the
+    sum of both."""
+    ints, floats = fold_perf(blobs)
+    for f, i in ints.items():
+        h[f] = str(int(h.get(f, 0)) + i)
+    for f, x in floats.items():
+        h[f] = repr(float(h.get(f, 0.0)) + x)
+
+
+def _combined(key: str, blobs: list[bytes]) -> bytes:
+    """The one blob `blobs` of list `key` fold into (its kind by its name)."""
+    if key.endswith(":pd"):
+        return perf_blob(*fold_perf(blobs))
+    return blob(fold(blobs))
+
+
 class Deltas:
     """Folding the deltas lists: by readers, and by the worker after an apply."""
 
@@ -150,7 +217,7 @@ class Deltas:
                     len(blobs),
                     blobs[0][:TOKEN],
                     blobs[-1][:TOKEN],
-                    blob(fold(blobs)),
+                    _combined(key, blobs),
                 ]
                 self._fold(keys=[key], args=args, client=pipe)
             done = sum(int(r) for r in pipe.execute())
@@ -175,4 +242,17 @@ class Deltas:
         return self.fold(dict(zip(keys, read, strict=True)))
 
 
-__all__ = ["FOLD_AT", "READ_FOLD_AT", "TOKEN", "Deltas", "add_to", "blob", "fold", "push_op"]
+__all__ = [
+    "FOLD_AT",
+    "READ_FOLD_AT",
+    "TOKEN",
+    "Deltas",
+    "add_to",
+    "add_to_perf",
+    "blob",
+    "fold",
+    "fold_perf",
+    "perf_blob",
+    "perf_push_op",
+    "push_op",
+]

@@ -16,7 +16,7 @@ from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
 from streamdrift.store.client import RedisClient
 from streamdrift.store.depth_fields import decode_reads, distinct_features, pfcount, queue_reads
 from streamdrift.store.keys import ModelKeys, WindowKeys
-from streamdrift.store.window_deltas import Deltas, add_to, fold
+from streamdrift.store.window_deltas import Deltas, add_to, add_to_perf, fold
 from streamdrift.store.window_fields import (
     decode_performance,
     decode_slice_performance,
@@ -56,6 +56,7 @@ class Windows:
             wk = k.window(profile.revision, s)
             self._queue(pipe, wk, columns, whole=True)
             pipe.lrange(wk.deltas, 0, -1)
+            pipe.lrange(wk.perf_deltas, 0, -1)
             queue_reads(pipe, wk, profile)
         res = iter(pipe.execute())
         out = []
@@ -66,15 +67,17 @@ class Windows:
             hashes = {name: _text(next(res)) for name in columns}
             perf = _text(next(res))
             examples = [orjson.loads(e) for e in next(res)]
+            blobs, perf_blobs = next(res), next(res)
+            add_to_perf(perf, perf_blobs)
             window = decode_window(s, profile, meta, hashes, perf, examples)
-            blobs = next(res)
             decode_reads(window, profile, res)  # multivariate state, distinct counts
             add_to(window.numeric, fold(blobs))  # derived columns' deltas too
             if meta or perf:
                 window.comparisons = decode_comparisons(perf)
                 out.append(window)
                 perfs[s] = perf
-                lists[k.window(profile.revision, s).deltas] = blobs
+                wk = k.window(profile.revision, s)
+                lists[wk.deltas], lists[wk.perf_deltas] = blobs, perf_blobs
         if slices:
             self._read_slices(profile, out, perfs, lists)
         self.deltas.fold(lists)
@@ -159,6 +162,7 @@ class Windows:
             wk = k.window(profile.revision, s)
             pipe.hmget(wk.meta, ["count", *(f"cat_missing:{c}" for c in categorical)])
             pipe.hgetall(wk.perf)
+            pipe.lrange(wk.perf_deltas, 0, -1)
             for c in numeric:
                 pipe.hmget(wk.column(c, "numeric"), MOMENTS)
             if numeric:
@@ -167,10 +171,11 @@ class Windows:
         out = []
         for s in starts:
             count, *missing = next(res)
-            perf = next(res)
+            perf = _text(next(res))
+            add_to_perf(perf, next(res))
             w = WindowSketch(start=s, count=int(count or 0))
             if perf:
-                w.performance = decode_performance(_text(perf))
+                w.performance = decode_performance(perf)
             stored: dict[str, NumericSketch] = {}
             for c in numeric:
                 n, miss, total, total_sq = next(res)
