@@ -201,6 +201,20 @@ def test_three_models_on_three_masters_count_join_and_alert_exactly(
         with cluster.node_client(node) as c:
             assert int(c.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)) >= len(held[node])
 
+    # the windows' deltas lists fold on the cluster too: a read leaves one blob each
+    for m in models:
+        profile = store.profiles.load(m)
+        assert profile is not None
+        store.windows.read(profile, store.windows.starts(m, profile.revision), slices=True)
+        lists = [
+            k
+            for keys in _keys_by_node(cluster, f"sd:{{{m}}}:w:*").values()
+            for k in keys
+            if k.endswith((b":nd", b":pd"))
+        ]
+        assert len(lists) >= 2 * windows, (m, lists)
+        assert {int(store.redis.llen(k)) for k in lists} == {1}, m
+
     report = cli(s, "inspect", models[0], "--json")
     assert report.returncode == 0, report.stderr
     doc = orjson.loads(report.stdout)

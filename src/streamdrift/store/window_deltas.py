@@ -199,7 +199,9 @@ class Deltas:
 
     def __init__(self, client: RedisClient) -> None:
         self.redis = client
-        self._fold = client.register_script(lua("fold_deltas"))
+        # sent as EVAL, not EVALSHA: redis-py loads a script for a plain pipeline, not for
+        # a cluster pipeline, where an EVALSHA the node never saw fails (NOSCRIPT)
+        self._fold_source = lua("fold_deltas")
         self.folds = 0
 
     def fold(self, lists: Mapping[str, list[bytes]]) -> int:
@@ -219,10 +221,10 @@ class Deltas:
                     blobs[-1][:TOKEN],
                     _combined(key, blobs),
                 ]
-                self._fold(keys=[key], args=args, client=pipe)
+                pipe.execute_command("EVAL", self._fold_source, 1, key, *args)
             done = sum(int(r) for r in pipe.execute())
         except REDIS_ERRORS as e:
-            log.info("window deltas not folded (read as they are): %s", e)
+            log.warning("window deltas not folded (read as they are, longer): %s", e)
             return 0
         self.folds += done
         return done
@@ -237,7 +239,7 @@ class Deltas:
                 pipe.lrange(key, 0, -1)
             read = pipe.execute()
         except REDIS_ERRORS as e:
-            log.info("window deltas not folded (read as they are): %s", e)
+            log.warning("window deltas not folded (read as they are, longer): %s", e)
             return 0
         return self.fold(dict(zip(keys, read, strict=True)))
 
