@@ -22,7 +22,7 @@ from streamdrift.reference import build_profile
 from streamdrift.store import Store
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.records import Shard
-from streamdrift.store.window_deltas import fold, fold_perf
+from streamdrift.store.window_deltas import fold, fold_fields
 from streamdrift.worker import Worker
 
 from .conftest import produce, read_topic_now
@@ -135,9 +135,9 @@ def _state(store: Store, model_id: str) -> dict[bytes, object]:
         if key in skip:
             continue
         kind = r.type(key)
-        if key.endswith(b":pd"):
+        if key.endswith((b":pd", b":cd")):
             # a window's pair sums: by their sum, as the numeric deltas below
-            ints, floats = fold_perf(r.lrange(key, 0, -1))
+            ints, floats = fold_fields(r.lrange(key, 0, -1))
             out[key] = {
                 **{f.encode(): str(v).encode() for f, v in ints.items()},
                 **{f.encode(): repr(v).encode() for f, v in floats.items()},

@@ -40,7 +40,7 @@ from streamdrift.sketch import prediction_outputs, sketch_events
 from streamdrift.store import Applied, ApplyRequest, Fence, JoinStats, Store
 from streamdrift.store import records as journal
 from streamdrift.store.keys import ModelKeys
-from streamdrift.store.window_deltas import fold_perf
+from streamdrift.store.window_deltas import fold_fields
 
 from .store_support import (
     apply_events,
@@ -342,7 +342,7 @@ def test_pairs_counted_in_the_perf_hash_and_in_its_deltas_add_up(
     _predict(store, binary, ["a", "b", "c"], t, score=0.8)
     assert _label(store, binary, ["a", "b", "c"], t + 50, 1).joined == 3
     # as the earlier version kept them: the deltas' fields in the hash, no list
-    ints, floats = fold_perf(store.redis.lrange(wk.perf_deltas, 0, -1))
+    ints, floats = fold_fields(store.redis.lrange(wk.perf_deltas, 0, -1))
     assert ints["n"] == 3 and floats
     for f, v in ints.items():
         store.redis.hincrby(wk.perf, f, v)

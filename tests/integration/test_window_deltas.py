@@ -16,6 +16,7 @@ import pytest
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store import Store
+from streamdrift.store.depth_fields import CORRELATION_FIELDS
 from streamdrift.store.keys import ModelKeys
 from streamdrift.store.window_deltas import FOLD_AT, TOKEN, fold
 from streamdrift.store.window_fields import NUMERIC_FIELDS, Merge, encode_fields
@@ -128,16 +129,26 @@ def test_a_fold_keeps_the_lists_expiry(
 def test_a_window_written_in_hashes_before_the_lists_reads_as_the_sum_of_both(
     store: Store, model_id: str, base_profile: ReferenceProfile
 ) -> None:
-    """A window an earlier version wrote field by field into `num:<f>` hashes, then
-    counted on by this one: its hashes and its deltas add up."""
+    """A window an earlier version wrote field by field into `num:<f>` and `corr`
+    hashes, then counted on by this one: its hashes and its deltas add up."""
     profile = register(store, base_profile, model_id)
     rng = np.random.default_rng(11)
     s = current_window(profile)
     old, new = random_window(rng, profile, s, 0, ()), random_window(rng, profile, s, 0, ())
     wk = ModelKeys(model_id).window(profile.revision, s)
     apply(store, profile, {s: old})
-    store.redis.delete(wk.deltas)  # what the earlier version wrote instead, field by field:
+    # what the earlier version wrote instead, field by field: the numeric columns, the
+    # correlation sums and the pairs' sums in hashes
+    store.redis.delete(wk.deltas, wk.corr_deltas)
     pipe = store.redis.pipeline(transaction=False)
+    assert old.correlation is not None
+    pairs = profile.multivariate.correlation.pair_names()  # type: ignore[union-attr]
+    for f in CORRELATION_FIELDS:
+        for q, v in enumerate(getattr(old.correlation, f.attr).tolist()):
+            if f.merge is Merge.SUM:
+                pipe.hincrby(wk.corr, f"{f.name}:{pairs[q]}", int(v))
+            else:
+                pipe.hincrbyfloat(wk.corr, f"{f.name}:{pairs[q]}", float(v))
     for name, column in old.numeric.items():
         for kind, flat in encode_fields(NUMERIC_FIELDS, column).items():
             for i in range(0, len(flat), 2):

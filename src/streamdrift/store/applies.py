@@ -50,7 +50,7 @@ from streamdrift.store.records import (
     JournalWrite,
     Records,
 )
-from streamdrift.store.window_deltas import FOLD_AT, Deltas, perf_push_op, push_op
+from streamdrift.store.window_deltas import FOLD_AT, Deltas, fields_push_op, push_op
 from streamdrift.store.window_fields import KeyList, Op, slice_performance_ops, window_ops
 
 #: a call refused because another worker's batch appended to one of its shards meanwhile
@@ -300,7 +300,7 @@ class Applies:
                 ops += window_ops(keys, sw, sk, profile, expire_at)
                 ops += push_op(keys, sw, sk.numeric, expire_at, blobs)
             ops += slice_performance_ops(keys, k.window(rev, start), w, expire_at)
-            ops += depth_ops(keys, k.window(rev, start), w, profile, expire_at)
+            ops += depth_ops(keys, wk, w, profile, expire_at, blobs)
             ops += _touched(keys, k, rev, start, r.now)
         if r.windows:
             oldest = r.now - retention - width
@@ -434,7 +434,7 @@ def _sum_ops(
                 plain[kind][f] = v
         if len(capped) > 1:
             ops.append([perf, "cap" + kind, capped, expire_at])
-    ops += perf_push_op(keys, wk, plain["incr"], plain["incrf"], expire_at, blobs)
+    ops += fields_push_op(keys, wk.perf_deltas, plain["incr"], plain["incrf"], expire_at, blobs)
     if label is None:
         return ops
     column = keys.index(wk.column(LABEL, label.kind))

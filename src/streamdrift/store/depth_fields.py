@@ -3,15 +3,17 @@ its encoder (apply-script operations) and its reads.
 
 Keys of one window beside those of `window_fields` (see `store.keys`):
 
-    corr       per pair "<a>|<b>" of the profile's correlation features:
-               n:<a>|<b> (events with both values, HINCRBY), and the float sums of the
-               standardised values x:, y:, xx:, yy:, xy:<a>|<b> (HINCRBYFLOAT)
+    cd         per pair "<a>|<b>" of the profile's correlation features:
+               n:<a>|<b> (events with both values), and the float sums of the
+               standardised values x:, y:, xx:, yy:, xy:<a>|<b>, one fields blob per
+               apply (store.window_deltas); the hash `corr` holds the same fields for
+               windows written before the deltas lists
     hll:<f>    a HyperLogLog of categorical feature f's values (PFADD of each batch's
                distinct values; PFCOUNT reads it, over several windows at once when
                pooled)
-    num:__reconstruction_error__
-               the reconstruction error, a numeric column like any feature's
-               (window_fields.NUMERIC_FIELDS writes it; `decode_reads` reads it)
+    nd         (store.window_fields) also holds the reconstruction error, column
+               __reconstruction_error__, a numeric column like any feature's (the hash
+               `num:__reconstruction_error__` for windows written before the lists)
 
 Field names carry the pair's names and are looked up, never parsed, so a feature name
 may hold ':'; names holding '|' are never chosen for pairs (`correlation`).
@@ -29,6 +31,7 @@ from streamdrift.correlation import CorrelationModel, CorrelationSketch
 from streamdrift.profile import RECONSTRUCTION, ReferenceProfile
 from streamdrift.sketch import WindowSketch
 from streamdrift.store.keys import WindowKeys
+from streamdrift.store.window_deltas import add_fields, fields_push_op
 from streamdrift.store.window_fields import Field, KeyList, Merge, Op, decode_numeric
 
 M = Merge
@@ -61,22 +64,25 @@ def depth_ops(
     sketch: WindowSketch,
     profile: ReferenceProfile,
     expire_at: int,
+    blobs: list[bytes],
 ) -> list[Op]:
-    """Operations that add the sketch's correlation sums and distinct values to the
+    """Operations that add the sketch's correlation sums (one blob pushed onto the
+    window's correlation deltas, see store.window_deltas) and distinct values to the
     stored window."""
     ops: list[Op] = []
     sums, model = sketch.correlation, _correlation_model(profile)
     if sums is not None and model is not None:
         names = model.pair_names()
-        flat: dict[Merge, list[Any]] = {}
+        ints: dict[str, int] = {}
+        floats: dict[str, float] = {}
         for f in CORRELATION_FIELDS:
             values = getattr(sums, f.attr)
-            data = flat.setdefault(f.merge, [])
             for q in np.flatnonzero(values).tolist():
-                value = int(values[q]) if f.merge is M.SUM else repr(float(values[q]))
-                data += (f"{f.name}:{names[q]}", value)
-        key = keys.index(window_keys.corr)
-        ops += [[key, kind.value, data, expire_at] for kind, data in flat.items() if data]
+                if f.merge is M.SUM:
+                    ints[f"{f.name}:{names[q]}"] = int(values[q])
+                else:
+                    floats[f"{f.name}:{names[q]}"] = float(values[q])
+        ops += fields_push_op(keys, window_keys.corr_deltas, ints, floats, expire_at, blobs)
     for name in distinct_features(profile):
         column = sketch.categorical.get(name)
         if column is not None and column.counts:
@@ -130,23 +136,31 @@ def pfcount(pipe: Any, keys: list[str]) -> None:
 def queue_reads(pipe: Any, window_keys: WindowKeys, profile: ReferenceProfile) -> None:
     """Queue the reads of one window's depth state on `pipe` (see `decode_reads`)."""
     if _correlation_model(profile) is not None:
-        pipe.hgetall(window_keys.corr)
+        pipe.hgetall(window_keys.corr)  # written before the deltas lists
+        pipe.lrange(window_keys.corr_deltas, 0, -1)
     for name in profile.derived_columns():
         pipe.hgetall(window_keys.num(name))
     for name in distinct_features(profile):
         pfcount(pipe, [window_keys.hll(name)])
 
 
-def decode_reads(window: WindowSketch, profile: ReferenceProfile, replies: Iterator[Any]) -> None:
-    """Set the window's depth state from the replies of `queue_reads`."""
+def decode_reads(
+    window: WindowSketch, profile: ReferenceProfile, replies: Iterator[Any]
+) -> list[bytes]:
+    """Set the window's depth state from the replies of `queue_reads`. Returns the
+    correlation deltas read (for the reader to fold)."""
     model = _correlation_model(profile)
+    blobs: list[bytes] = []
     if model is not None:
         h = _text(next(replies))
+        blobs = next(replies)
+        add_fields(h, blobs)
         window.correlation = decode_correlation(h, model) if h else None
     for name, column in profile.derived_columns().items():
         window.numeric[name] = decode_numeric(_text(next(replies)), column)
     for name in distinct_features(profile):
         window.distinct[name] = int(next(replies))
+    return blobs
 
 
 def _text(h: Mapping[bytes, bytes]) -> dict[str, str]:

@@ -33,6 +33,7 @@ keys can ever share a name with them.
                                               too, under its own base)
     sd:{m}:w:<rev>:<start>:pd          LIST   the labelled pairs' sums, those the perf
                                               hash does not cap, as deltas
+    sd:{m}:w:<rev>:<start>:cd          LIST   the correlation sums, as deltas
     sd:{m}:w:<rev>:<start>:cat:<f>     HASH   category -> count (user values only)
     sd:{m}:w:<rev>:<start>:ids         SET    a model without labels: the window's ids
     sd:{m}:w:<rev>:<start>:outliers    LIST   the window's first outliers, JSON
@@ -126,6 +127,11 @@ class WindowKeys:
     def deltas(self) -> str:
         """The numeric columns' deltas (store.window_deltas)."""
         return f"{self.base}:nd"
+
+    @property
+    def corr_deltas(self) -> str:
+        """The correlation sums, as deltas (store.window_deltas)."""
+        return f"{self.base}:cd"
 
     @property
     def perf_deltas(self) -> str:

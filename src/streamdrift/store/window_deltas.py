@@ -9,8 +9,8 @@ an apply pushes each window's (and each slice's) numeric columns as one opaque b
 the window's `deltas` list, in the same atomic script as its fences, and Redis never
 looks inside. A reader adds the blobs up (`fold`), as it adds a hash's fields. The
 labelled pairs' sums the join adds to a window go the same way onto its `perf_deltas`
-list, but for the fields named by classes and segments, which stay in the perf hash
-where the apply caps their number.
+list (but for the fields named by classes and segments, which stay in the perf hash
+where the apply caps their number), and its correlation sums onto `corr_deltas`.
 
 The list is kept short by folding it: a reader, or the worker after an apply that left a
 list `FOLD_AT` long, replaces the blobs it read by their sum, in a script that first
@@ -130,14 +130,16 @@ def add_to(numeric: dict[str, NumericSketch], folded: Mapping[str, NumericSketch
             numeric[column] = had + s
 
 
-# ---- the labelled pairs' sums (the perf hash's fields that are not capped) -------------
-#: A perf blob: the token, then JSON `{"i": {field: int}, "f": {field: float}}`, fields
-#: named as in the perf hash (store.window_fields.PERFORMANCE_FIELDS, "[<slice>]" and
-#: "[cc=<version>]" prefixes included). Fields named by classes and segments (`cm:`,
-#: `s:`) stay in the hash, where the apply caps their number.
+# ---- named fields: the labelled pairs' sums and the correlation sums ------------------
+#: A fields blob: the token, then JSON `{"i": {field: int}, "f": {field: float}}`, the
+#: fields named as in the hash they add to: the perf hash (store.window_fields
+#: PERFORMANCE_FIELDS, "[<slice>]" and "[cc=<version>]" prefixes included; the fields
+#: named by classes and segments, `cm:` and `s:`, stay in the hash, where the apply caps
+#: their number) or the correlation hash (store.depth_fields.CORRELATION_FIELDS).
+FIELD_LISTS = (":pd", ":cd")
 
 
-def perf_blob(ints: Mapping[str, int], floats: Mapping[str, float]) -> bytes:
+def fields_blob(ints: Mapping[str, int], floats: Mapping[str, float]) -> bytes:
     for name, v in floats.items():
         if not math.isfinite(v):
             raise ValueError(f"window delta {name} is not finite: {v!r}")
@@ -148,23 +150,24 @@ def perf_blob(ints: Mapping[str, int], floats: Mapping[str, float]) -> bytes:
     return secrets.token_hex(TOKEN // 2).encode() + orjson.dumps(body)
 
 
-def perf_push_op(
+def fields_push_op(
     keys: KeyList,
-    window_keys: WindowKeys,
+    key: str,
     ints: Mapping[str, int],
     floats: Mapping[str, float],
     expire_at: int,
     blobs: list[bytes],
 ) -> list[Op]:
-    """The operation that pushes a window's pair sums as one blob (see `push_op`)."""
+    """The operation that pushes named fields as one blob onto list `key` (see
+    `push_op`)."""
     if not ints and not floats:
         return []
-    blobs.append(perf_blob(ints, floats))
-    return [[keys.index(window_keys.perf_deltas), "push", [len(blobs) + 1], expire_at]]
+    blobs.append(fields_blob(ints, floats))
+    return [[keys.index(key), "push", [len(blobs) + 1], expire_at]]
 
 
-def fold_perf(blobs: Iterable[bytes]) -> tuple[dict[str, int], dict[str, float]]:
-    """The sum of perf blobs: (integer fields, float fields)."""
+def fold_fields(blobs: Iterable[bytes]) -> tuple[dict[str, int], dict[str, float]]:
+    """The sum of fields blobs: (integer fields, float fields)."""
     ints: dict[str, int] = {}
     floats: dict[str, float] = {}
     for b in blobs:
@@ -176,11 +179,11 @@ def fold_perf(blobs: Iterable[bytes]) -> tuple[dict[str, int], dict[str, float]]
     return ints, floats
 
 
-def add_to_perf(h: dict[str, str], blobs: Iterable[bytes]) -> None:
-    """Add perf blobs to a perf hash as read (field -> text), so that the hash's decoders
-    (`decode_performance`, `decode_slice_performance`, `decode_comparisons`) read the
-    sum of both."""
-    ints, floats = fold_perf(blobs)
+def add_fields(h: dict[str, str], blobs: Iterable[bytes]) -> None:
+    """Add fields blobs to a hash as read (field -> text), so that the hash's decoders
+    (`decode_performance`, `decode_slice_performance`, `decode_comparisons`,
+    `decode_correlation`) read the sum of both."""
+    ints, floats = fold_fields(blobs)
     for f, i in ints.items():
         h[f] = str(int(h.get(f, 0)) + i)
     for f, x in floats.items():
@@ -189,8 +192,8 @@ def add_to_perf(h: dict[str, str], blobs: Iterable[bytes]) -> None:
 
 def _combined(key: str, blobs: list[bytes]) -> bytes:
     """The one blob `blobs` of list `key` fold into (its kind by its name)."""
-    if key.endswith(":pd"):
-        return perf_blob(*fold_perf(blobs))
+    if key.endswith(FIELD_LISTS):
+        return fields_blob(*fold_fields(blobs))
     return blob(fold(blobs))
 
 
@@ -245,16 +248,17 @@ class Deltas:
 
 
 __all__ = [
+    "FIELD_LISTS",
     "FOLD_AT",
     "READ_FOLD_AT",
     "TOKEN",
     "Deltas",
+    "add_fields",
     "add_to",
-    "add_to_perf",
     "blob",
+    "fields_blob",
+    "fields_push_op",
     "fold",
-    "fold_perf",
-    "perf_blob",
-    "perf_push_op",
+    "fold_fields",
     "push_op",
 ]

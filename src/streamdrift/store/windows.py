@@ -16,7 +16,7 @@ from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch
 from streamdrift.store.client import RedisClient
 from streamdrift.store.depth_fields import decode_reads, distinct_features, pfcount, queue_reads
 from streamdrift.store.keys import ModelKeys, WindowKeys
-from streamdrift.store.window_deltas import Deltas, add_to, add_to_perf, fold
+from streamdrift.store.window_deltas import Deltas, add_fields, add_to, fold
 from streamdrift.store.window_fields import (
     decode_performance,
     decode_slice_performance,
@@ -68,9 +68,9 @@ class Windows:
             perf = _text(next(res))
             examples = [orjson.loads(e) for e in next(res)]
             blobs, perf_blobs = next(res), next(res)
-            add_to_perf(perf, perf_blobs)
+            add_fields(perf, perf_blobs)
             window = decode_window(s, profile, meta, hashes, perf, examples)
-            decode_reads(window, profile, res)  # multivariate state, distinct counts
+            corr_blobs = decode_reads(window, profile, res)  # multivariate, distinct
             add_to(window.numeric, fold(blobs))  # derived columns' deltas too
             if meta or perf:
                 window.comparisons = decode_comparisons(perf)
@@ -78,6 +78,7 @@ class Windows:
                 perfs[s] = perf
                 wk = k.window(profile.revision, s)
                 lists[wk.deltas], lists[wk.perf_deltas] = blobs, perf_blobs
+                lists[wk.corr_deltas] = corr_blobs
         if slices:
             self._read_slices(profile, out, perfs, lists)
         self.deltas.fold(lists)
@@ -172,7 +173,7 @@ class Windows:
         for s in starts:
             count, *missing = next(res)
             perf = _text(next(res))
-            add_to_perf(perf, next(res))
+            add_fields(perf, next(res))
             w = WindowSketch(start=s, count=int(count or 0))
             if perf:
                 w.performance = decode_performance(perf)
