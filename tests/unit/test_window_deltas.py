@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamdrift.sketch import NumericSketch
-from streamdrift.store.window_deltas import TOKEN, blob, fold
+from streamdrift.store.window_deltas import TOKEN, blob, fields_blob, fold, fold_fields
 
 EDGES = np.linspace(-2.0, 2.0, 9)
 
@@ -56,3 +56,27 @@ def test_a_sum_that_is_not_finite_is_refused() -> None:
     s.total = float("nan")
     with pytest.raises(ValueError, match="not finite"):
         blob({"x": s})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b'{"x": [1, 0]}', b'{"x": "n"}', b'{"x": [1, 0, 0, 1.0, 1.0, 1.0, 1.0, "bins"]}'],
+)
+def test_a_malformed_blob_is_a_named_stop(body: bytes) -> None:
+    """Only a hand-edited list holds one; a reader stops on it, naming it."""
+    good = blob({"x": _sketch(np.array([0.5]), 0)})
+    with pytest.raises(RuntimeError, match="window deltas blob is malformed"):
+        fold([good, b"0" * TOKEN + body])
+
+
+def test_blobs_of_two_bin_counts_are_a_named_stop() -> None:
+    wide = _sketch(np.array([0.5]), 0)
+    wide.bins = np.zeros(20, dtype=np.int64)
+    with pytest.raises(RuntimeError, match="20 bins"):
+        fold([blob({"x": _sketch(np.array([0.5]), 0)}), blob({"x": wide})])
+
+
+@pytest.mark.parametrize("body", [b"[1]", b'{"i": {"n": "x"}}', b'{"f": 3}'])
+def test_a_malformed_fields_blob_is_a_named_stop(body: bytes) -> None:
+    with pytest.raises(RuntimeError, match="window deltas blob is malformed"):
+        fold_fields([fields_blob({"n": 1}, {}), b"0" * TOKEN + body])
