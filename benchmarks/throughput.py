@@ -71,7 +71,7 @@ from streamdrift.sketch import extract_features, sketch_batch
 from streamdrift.store import ApplyRequest, Store
 from streamdrift.store.applies import Applies
 from streamdrift.store.keys import MODELS
-from streamdrift.store.window_deltas import fold
+from streamdrift.store.window_deltas import fold, fold_fields
 
 PARTITIONS = 4
 WINDOW_SECONDS = 3600
@@ -758,8 +758,9 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
         },
         "meta_key": {"key": meta_key, "bytes": usage(meta_key), "fields": fields(meta_key)},
         "correlation_key": {
-            "bytes": usage(f"{base}:{full}:corr"),
-            "fields": fields(f"{base}:{full}:corr"),
+            "bytes": usage(f"{base}:{full}:cd"),
+            "fields": sum(map(len, fold_fields(r.lrange(f"{base}:{full}:cd", 0, -1)))),
+            "blobs": int(r.llen(f"{base}:{full}:cd")),
         },
         "distinct_key": {
             "bytes": usage(f"{base}:{full}:hll:{cat}"),
@@ -880,8 +881,9 @@ def table(res: dict[str, Any]) -> str:
         f"{nk['blobs']} blob(s), folded when read)",
         f"    categorical   {ck['bytes']:>8,} B  ({ck['fields']} fields, {ck['encoding']})",
         f"    meta key      {m['meta_key']['bytes']:>8,} B  ({m['meta_key']['fields']} fields)",
-        f"    corr key      {m['correlation_key']['bytes']:>8,} B  "
-        f"({m['correlation_key']['fields']} fields: correlation sums of the pairs)",
+        f"    correlation   {m['correlation_key']['bytes']:>8,} B  "
+        f"({m['correlation_key']['fields']} sums of the pairs in "
+        f"{m['correlation_key']['blobs']} blob(s), folded when read)",
         f"    hll key       {m['distinct_key']['bytes']:>8,} B  (HyperLogLog of "
         f"{ck['key'].rsplit(':', 1)[-1]!r}, {m['distinct_key']['count']} distinct values)",
         f"    ids set       {m['ids_key']['bytes']:>8,} B  ({m['ids_key']['members']:,} prediction "
