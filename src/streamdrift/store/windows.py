@@ -47,8 +47,8 @@ class Windows:
     ) -> list[WindowSketch]:
         """Window sketches as stored (features, the model's outputs, performance);
         expired windows are left out. With `slices`, each window's slices too (a second
-        round trip, for the slices the first one found). The numeric columns' deltas
-        lists read are folded on the way (store.window_deltas)."""
+        round trip, for the slices the first one found). The deltas lists read (numeric
+        columns, pair sums, correlation sums) are folded on the way (store.window_deltas)."""
         k = ModelKeys(profile.model_id)
         columns = {**profile.features, **profile.outputs()}
         pipe = self.redis.pipeline(transaction=False)
