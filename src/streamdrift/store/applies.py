@@ -299,7 +299,7 @@ class Applies:
                 sw = k.slice_window(rev, start, name)
                 ops += window_ops(keys, sw, sk, profile, expire_at)
                 ops += push_op(keys, sw, sk.numeric, expire_at, blobs)
-            ops += slice_performance_ops(keys, k.window(rev, start), w, expire_at)
+            ops += slice_performance_ops(keys, wk, w, expire_at)
             ops += depth_ops(keys, wk, w, profile, expire_at, blobs)
             ops += _touched(keys, k, rev, start, r.now)
         if r.windows:

@@ -100,8 +100,14 @@ def push_op(
     touched = {c: s for c, s in numeric.items() if s.n or s.missing}
     if not touched:
         return []
-    blobs.append(blob(touched))
-    return [[keys.index(window_keys.deltas), "push", [len(blobs) + 1], expire_at]]
+    return _pushed(keys, window_keys.deltas, blob(touched), expire_at, blobs)
+
+
+def _pushed(keys: KeyList, key: str, data: bytes, expire_at: int, blobs: list[bytes]) -> list[Op]:
+    """The `push` op of blob `data` onto list `key`: the blob goes to `blobs` (the
+    script's ARGV from 2 on) and the op names it by its position."""
+    blobs.append(data)
+    return [[keys.index(key), "push", [len(blobs) + 1], expire_at]]
 
 
 def _malformed(b: bytes, e: Exception) -> RuntimeError:
@@ -170,8 +176,7 @@ def fields_push_op(
     `push_op`)."""
     if not ints and not floats:
         return []
-    blobs.append(fields_blob(ints, floats))
-    return [[keys.index(key), "push", [len(blobs) + 1], expire_at]]
+    return _pushed(keys, key, fields_blob(ints, floats), expire_at, blobs)
 
 
 def fold_fields(blobs: Iterable[bytes]) -> tuple[dict[str, int], dict[str, float]]:

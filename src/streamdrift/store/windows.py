@@ -63,6 +63,7 @@ class Windows:
         perfs: dict[int, dict[str, str]] = {}
         lists: dict[str, list[bytes]] = {}
         for s in starts:
+            wk = k.window(profile.revision, s)
             meta = _text(next(res))
             hashes = {name: _text(next(res)) for name in columns}
             perf = _text(next(res))
@@ -76,7 +77,6 @@ class Windows:
                 window.comparisons = decode_comparisons(perf)
                 out.append(window)
                 perfs[s] = perf
-                wk = k.window(profile.revision, s)
                 lists[wk.deltas], lists[wk.perf_deltas] = blobs, perf_blobs
                 lists[wk.corr_deltas] = corr_blobs
         if slices:

@@ -21,7 +21,8 @@
 --                                                    of the join's labelled pairs too;
 --                                                    or push {ARGV index}: that blob
 --                                                    pushed onto a list (a window's
---                                                    numeric deltas, store/window_deltas.py)
+--                                                    numeric, pair or correlation
+--                                                    deltas, store/window_deltas.py)
 --   join  = {...} or absent                          repeated ids of a model without
 --                                                    labels, see below
 --   now   = "<unix time>"
