@@ -28,9 +28,11 @@ and the champion-against-challenger fields of shadow traffic (`streamdrift.champ
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -121,9 +123,16 @@ def _label_part(text: str) -> tuple[str, str, str]:
     """(label time, label bin, label) of a waiting label's or a joined id's
     "<time>|<bin>|<label>", or PairRefused."""
     parts = text.split("|", 2)
-    if len(parts) != 3 or not _is_int(parts[0]) or not _is_int(parts[1]):
-        raise PairRefused(f"join record {text}")
-    return parts[0], parts[1], parts[2]
+    if len(parts) == 3:
+        t, b, label = parts  # _is_int of both, inline: once per label met
+        if (
+            t.isascii()
+            and b.isascii()
+            and (t.isdigit() or t.lstrip("-").isdigit())
+            and (b.isdigit() or b.lstrip("-").isdigit())
+        ):
+            return t, b, label
+    raise PairRefused(f"join record {text}")
 
 
 def _is_int(text: str) -> bool:
@@ -154,6 +163,35 @@ class _Checks:
             if sc is None or not _finite(sc):
                 raise PairRefused(f"score {score}")
         return parsed
+
+    def heads(self, recs: list[str]) -> tuple[list[int], list[str]]:
+        """Each record's time and version, checked as `parsed` checks one, but a whole
+        batch at once (per record, the calls cost more than the checks). A batch the
+        quick check doubts goes record by record, which names the first bad one."""
+        split = [r.split("|", 4) for r in recs]
+        if not split:
+            return [], []
+        if min(map(len, split)) >= 4:
+            stamps = [p[0] for p in split]
+            digits = "".join(stamps)
+            if all(stamps) and digits.isascii() and digits.isdigit() and self._scores(split):
+                return list(map(int, stamps)), [p[1] for p in split]
+        parsed = [self.parsed(r) for r in recs]
+        return [p[0] for p in parsed], [p[1] for p in parsed]
+
+    def _scores(self, split: list[list[str]]) -> bool:
+        """Every score passes `parsed`'s check (False: not sure, look record by record)."""
+        r = self.rules
+        if r.task != "regression" and r.positive is None:
+            return True
+        try:
+            values = np.array([float(p[3]) for p in split if p[3]], dtype=np.float64)
+        except ValueError:
+            return False  # text that is no number: refused, or for a regressor let be
+        size = np.abs(values)  # NaN fails both tests
+        if r.task == "regression":
+            return bool(np.all(size <= MAX_MAGNITUDE))
+        return bool(np.all(size < BOUND))
 
     def label(self, label: str) -> str | None:
         if self.rules.task != "regression":
@@ -243,19 +281,32 @@ def meet(
             if r != champ and _version_of(r) != champion and (new is None or new in (r, champ)):
                 out.comparisons.append((champ, r, label))
 
-    for pid, rec, shard in predictions:
-        pts, version = checks.parsed(rec)[:2]
+    preds = predictions if isinstance(predictions, list) else list(predictions)
+    times, versions = checks.heads([e[1] for e in preds])
+    read, writes, pairs = out.read, out.writes, out.pairs
+    regression = rules.task == "regression"
+    # The common transitions inline (a record met for the first time, a label waiting,
+    # a plain record labelled): a function call per id costs as much as the rest.
+    for (pid, rec, shard), pts, version in zip(preds, times, versions, strict=True):
         place = (shard, pid)
-        cur = records[place] if place in records else first_read(place)
+        if place in records:
+            cur = records[place]
+        else:
+            cur = records[place] = current[place]
+            read[place] = cur or ""
         if cur is None:
-            put(place, rec)
+            records[place] = writes[place] = rec
         elif cur[0] == "L":  # its label came first
             lts, lbin, label = _label_part(cur[1:])
-            err = checks.label(label)
+            err = checks.label(label) if regression else None
             if err:
                 raise PairRefused(err)
-            out.pairs.append(Pair(rec, label, int(lts), int(lbin)))
-            put(place, joined(str(pts), [rec], lts, lbin, label))
+            pairs.append(Pair(rec, label, int(lts), int(lbin)))
+            if not version:
+                new = f"J{pts}"
+            else:
+                new = f"J{pts}\t{rec if champion else version}\t{lts}|{lbin}|{label}"
+            records[place] = writes[place] = new
         elif cur[0] == "J":  # joined; another version scoring it later joins too
             head, _, rest = cur.partition("\t")
             kept, _, tail = rest.partition("\t")
@@ -264,7 +315,7 @@ def meet(
                 err = checks.label(label)
                 if err:
                     raise PairRefused(err)
-                out.pairs.append(Pair(rec, label, int(lts), int(lbin)))
+                pairs.append(Pair(rec, label, int(lts), int(lbin)))
                 recs = [line for line in kept.split("\n") if line] + [rec]
                 compare_all(recs, label, rec)
                 put(place, joined(head[1:], recs, lts, lbin, label))
@@ -275,16 +326,19 @@ def meet(
         else:
             repeat(pts, pid)
 
-    regression = rules.task == "regression"
     for pid, label, lts, lbin, shard in labels:
         if regression:
             err = checks.label(label)
             if err:
                 raise PairRefused(err)
         place = (shard, pid)
-        cur = records[place] if place in records else first_read(place)
+        if place in records:
+            cur = records[place]
+        else:
+            cur = records[place] = current[place]
+            read[place] = cur or ""
         if cur is None:
-            put(place, f"L{lts}|{lbin}|{label}")
+            records[place] = writes[place] = f"L{lts}|{lbin}|{label}"
             out.labels_waiting += 1
         elif cur[0] in "JL":  # joined already, or the same label waiting
             out.duplicate_labels += 1
@@ -292,12 +346,21 @@ def meet(
             # recorded while the model had no label column: nothing to join it with
             out.labels_without_record += 1
             put(place, f"J{cur}")
+        elif "\n" not in cur:  # one version's record
+            version = checks.parsed(cur)[1]
+            pairs.append(Pair(cur, label, int(lts), int(lbin)))
+            at = cur[: cur.index("|")]
+            if not version:
+                new = f"J{at}"
+            else:
+                new = f"J{at}\t{cur if champion else version}\t{lts}|{lbin}|{label}"
+            records[place] = writes[place] = new
         else:
-            recs = [line for line in cur.split("\n") if line] if "\n" in cur else [cur]
+            recs = [line for line in cur.split("\n") if line]
             lt, lb = int(lts), int(lbin)
             for r in recs:
                 checks.parsed(r)
-                out.pairs.append(Pair(r, label, lt, lb))
+                pairs.append(Pair(r, label, lt, lb))
             if champion:
                 compare_all(recs, label, None)
             put(place, joined(cur[: cur.index("|")], recs, str(lts), str(lbin), label))
@@ -336,13 +399,15 @@ def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
     n = len(pairs)
     if not n:
         return {}
+    # column by column through map() and C-level getters: a Python expression per
+    # pair and column costs more than the arithmetic that follows
     split = [p.record.split("|", 4) for p in pairs]
-    pts = np.array([x[0] for x in split]).astype(np.int64)
-    versions = [x[1] for x in split]
-    classes = [x[2] for x in split]
-    score_texts = [x[3] for x in split]
+    pts = np.fromiter(map(int, map(_FIRST, split)), np.int64, n)
+    versions = list(map(_SECOND, split))
+    classes = list(map(_THIRD, split))
+    score_texts = list(map(_FOURTH, split))
     seg_texts = [x[4] if len(x) == 5 else "" for x in split]
-    labels = [p.label for p in pairs]
+    labels = list(map(_LABEL, pairs))
     width = rules.width
     starts = pts // width * width
     wins, win = np.unique(starts, return_inverse=True)
@@ -351,7 +416,7 @@ def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
     sums = _Groups(rules, versions, seg_texts, win, wins, out)
     emit, coded = sums.emit, sums.coded
 
-    delay = np.maximum(np.array([p.label_time for p in pairs], dtype=np.int64) - pts, 0)
+    delay = np.maximum(np.fromiter(map(_LABEL_TIME, pairs), np.int64, n) - pts, 0)
     emit("i", "n", None, None)
     emit("f", "dsum", delay.astype(np.float64), None)
     buckets = np.where(delay >= 1, 1 + np.floor(np.log2(np.maximum(delay, 1))), 0)
@@ -369,7 +434,7 @@ def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
         names = [f"q:{j}:{stat}" for j in part_names]
         coded(names, parts, mask, values, model_only=True)
 
-    right = np.array([a == c for a, c in zip(labels, classes, strict=True)])
+    right = np.fromiter(map(operator.eq, labels, classes), bool, n)
     if rules.task == "regression":
         known = np.array([s != "" and _number(s) is not None for s in score_texts])
         yhat = np.zeros(n)
@@ -394,23 +459,18 @@ def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
             part("a2", se, known)
         sums.segments(lambda idx: {"ae": ae[idx], "se": se[idx]}, known)
     else:
-        has_class = np.array([c != "" for c in classes])
-        cells: dict[tuple[str, str], int] = {}
-        cell = np.fromiter(
-            (cells.setdefault(k, len(cells)) for k in zip(labels, classes, strict=True)),
-            dtype=np.int64,
-            count=n,
-        )
+        has_class = np.fromiter(map(bool, classes), bool, n)
+        cell, cells = _factorized(list(zip(labels, classes, strict=True)))
         coded([f"cm:{a}|{c}" for a, c in cells], cell, has_class)
         if parts is not None:
             part("en", np.ones(n), has_class)
             part("e", np.ones(n), has_class & ~right)
         if rules.positive is not None:
-            scored = np.array([s != "" for s in score_texts])
+            scored = np.fromiter(map(bool, score_texts), bool, n)
             sc = np.zeros(n)
             if scored.any():
-                sc[scored] = np.array([s for s in score_texts if s], dtype=np.float64)
-            positive = np.array([a == rules.positive for a in labels])
+                sc[scored] = np.fromiter(map(float, filter(None, score_texts)), np.float64)
+            positive = np.fromiter(map(rules.positive.__eq__, labels), bool, n)
             bins = score_bin(sc, rules.score_edges).astype(np.int64)
             top = int(bins.max()) + 1
             sided = bins * 2 + positive
@@ -435,15 +495,13 @@ def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
 
     # the joined labels' own column
     if rules.label_kind == "categorical":
-        kinds: dict[str, int] = {}
-        code = np.fromiter((kinds.setdefault(a, len(kinds)) for a in labels), np.int64, n)
-        names = list(kinds)
+        code, names = _factorized(labels)
         key, counts = np.unique(win * len(names) + code, return_counts=True)
         for k, c in zip(key.tolist(), counts.tolist(), strict=True):
             w, j = divmod(k, len(names))
             out[int(wins[w])].label_counts[names[j]] += c
     else:
-        lbin = np.array([p.label_bin for p in pairs], dtype=np.int64)
+        lbin = np.fromiter(map(_LABEL_BIN, pairs), np.int64, n)
         ok = lbin >= 0
         if ok.any():
             v = np.array(labels, dtype=np.float64)
@@ -461,6 +519,17 @@ def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
                 target.label_floats["sum"] += float(s_w[w])
                 target.label_floats["sumsq"] += float(q_w[w])
     return out
+
+
+_FIRST, _SECOND, _THIRD, _FOURTH = (itemgetter(i) for i in range(4))
+_LABEL, _LABEL_TIME, _LABEL_BIN = (attrgetter(a) for a in ("label", "label_time", "label_bin"))
+
+
+def _factorized(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """(each value's code, the distinct values in order of first sight)."""
+    distinct = list(dict.fromkeys(values))
+    code = {v: i for i, v in enumerate(distinct)}
+    return np.fromiter(map(code.__getitem__, values), np.int64, len(values)), distinct
 
 
 def _runs(codes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -487,17 +556,11 @@ class _Groups:
     ) -> None:
         n, nw = len(versions), len(wins)
         self.n, self.win, self.wins, self.out = n, win, wins, out
-        kinds: dict[tuple[str, str], int] = {}
-        kind = np.fromiter(
-            (kinds.setdefault(k, len(kinds)) for k in zip(versions, seg_texts, strict=True)),
-            dtype=np.int64,
-            count=n,
-        )
-        self.seg_of = {s: _segments(s) for _, s in kinds if s}
+        kind, names = _factorized(list(zip(versions, seg_texts, strict=True)))
+        self.seg_of = {s: _segments(s) for _, s in names if s}
         prefix_ids: dict[str, int] = {"": 0}
         row_pairs, row_prefixes = [np.arange(n)], [np.zeros(n, dtype=np.int64)]
-        names = list(kinds)
-        for k, idx in _runs(kind) if len(kinds) > 1 or names[0] != ("", "") else ():
+        for k, idx in _runs(kind) if len(names) > 1 or names[0] != ("", "") else ():
             version, segs = names[k]
             prefixes = []
             if rules.versions and version:

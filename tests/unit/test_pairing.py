@@ -5,6 +5,7 @@ hash's own decoder."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -124,6 +125,44 @@ def test_what_no_pair_may_be_counted_from_is_refused(
 ) -> None:
     with pytest.raises(PairRefused, match=reason):
         meet(preds, labels, {(7, "p"): current}, rules(task))
+
+
+@pytest.mark.parametrize("task", ["binary", "regression", "multiclass"])
+def test_a_batch_of_records_is_checked_as_each_record_is(task: str) -> None:
+    """The batch check of prediction records (one pass over all) refuses exactly what
+    the check of one record refuses, and names the same first bad record."""
+    good = [f"{T}||1|0.75", f"{T + 1}|2.0|0|", f"{T + 2}|v|1|1e-300|region=eu", f"{T}|||12.5"]
+    odd = [
+        f"+{T}||1|0.5",  # a sign: int() takes it, a record's time has none
+        f"{T}\u0661||1|0.5",  # a non-ASCII digit
+        f" {T}||1|0.5",
+        f"{T}||1|nan",
+        f"{T}||1|inf",
+        f"{T}||1|-1e300",
+        f"{T}||1|1e101",
+        f"{T}||1|abc",
+        f"{T}||1|1_0",
+        f"{T}||1",
+        "",
+    ]
+    r = rules(task, positive="1" if task == "binary" else None)
+    for bad in odd:
+        recs = [*good, bad, *good]
+        try:
+            expected = [
+                meet([pred(f"p{i}", rec)], [], {(7, f"p{i}"): None}, r)
+                for i, rec in enumerate(recs)
+            ]
+        except PairRefused as e:
+            with pytest.raises(PairRefused, match=re.escape(str(e))):
+                meet([pred(f"p{i}", rec) for i, rec in enumerate(recs)], [], _nothing(recs), r)
+            continue
+        m = meet([pred(f"p{i}", rec) for i, rec in enumerate(recs)], [], _nothing(recs), r)
+        assert m.writes == {k: v for e in expected for k, v in e.writes.items()}
+
+
+def _nothing(recs: list[str]) -> dict[tuple[int, str], None]:
+    return {(7, f"p{i}"): None for i in range(len(recs))}
 
 
 # ---- sums -----------------------------------------------------------------------------
