@@ -54,11 +54,12 @@ format: venv
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-## the predictions path against a bare consumer, then the label join (labels flowing
-## against predictions only, Redis per message); each exits 1 when Redis is not exact
+## the predictions path against a bare consumer, then the label join: labels flowing
+## against the same worker on predictions only (with the join, and without: the goal's
+## ratio), Redis per message; each exits 1 when Redis is not exact
 bench: venv
 	$(BIN)/python benchmarks/throughput.py
-	$(BIN)/python benchmarks/join.py --no-control
+	$(BIN)/python benchmarks/join.py
 
 ## 1, 2 and 4 worker processes on an 8-partition topic, and peak memory over 2M events
 bench-scaling: venv
