@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from streamdrift.decode import DeadLetter, DecodedBatch, DecodedLabels, ModelEvents, ModelLabels
+from streamdrift.decode import (
+    DeadLetter,
+    DecodedBatch,
+    DecodedLabels,
+    ModelEvents,
+    ModelLabels,
+    column_array,
+)
 from streamdrift.join import join_delta
 from streamdrift.profile import ReferenceProfile
 from streamdrift.sketch import BadEvent, WindowSketch, sketch_batch
@@ -163,7 +170,7 @@ class BatchLogic:
     ) -> tuple[ModelEvents, list[DeadLetter]]:
         """Events too old for their window to still exist (past its retention)."""
         cfg = profile.config
-        ts = np.asarray(events.timestamps, dtype=np.float64)
+        ts = column_array(events, "timestamps")
         window_end = np.floor(ts / cfg.window_seconds) * cfg.window_seconds + cfg.window_seconds
         late = window_end + cfg.retention_seconds <= now
         if not late.any():
@@ -206,12 +213,12 @@ def _unapplied(events: Any, topic: str, applied: dict[TopicPartition, int]) -> t
     fences) are dropped here, event by event, whatever the batch boundaries."""
     if not len(events):
         return events, 0
-    parts = np.asarray(events.partitions)
+    parts = column_array(events, "partitions")
     fence = np.empty(parts.size, dtype=np.int64)
     for (t, p), off in applied.items():
         if t == topic:
             fence[parts == p] = off
-    keep = np.asarray(events.offsets) > fence
+    keep = column_array(events, "offsets") > fence
     if keep.all():
         return events, 0
     return events.select(np.flatnonzero(keep).tolist()), int(keep.size - keep.sum())
@@ -243,8 +250,8 @@ def event_time_marks(
     if not len(events):
         return {}
     now = time.time() if now is None else now
-    parts = np.asarray(events.partitions)
-    ts = np.asarray(events.timestamps, dtype=np.float64)
+    parts = column_array(events, "partitions")
+    ts = column_array(events, "timestamps")
     marks = {}
     for p in np.unique(parts):
         mark = float(np.quantile(ts[parts == p], 0.99))

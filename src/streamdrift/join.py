@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streamdrift.decode import MAX_MAGNITUDE, MIN_MAGNITUDE, DeadLetter, ModelEvents, ModelLabels
+from streamdrift.decode import (
+    MAX_MAGNITUDE,
+    MIN_MAGNITUDE,
+    DeadLetter,
+    ModelEvents,
+    ModelLabels,
+    column_array,
+)
 from streamdrift.performance import class_key
 from streamdrift.profile import NumericProfile, ReferenceProfile, bin_index, category_key
 from streamdrift.sketch import prediction_outputs
@@ -70,7 +77,7 @@ def ids_by_window(events: ModelEvents, profile: ReferenceProfile) -> dict[int, l
             pid if v is None else f"{pid}\x1f{clean(v)}"
             for pid, v in zip(events.prediction_ids, events.versions, strict=True)
         ]
-    starts = np.floor(np.asarray(events.timestamps, dtype=np.float64) / width) * width
+    starts = np.floor(column_array(events, "timestamps") / width) * width
     first = int(starts[0])
     if (starts == first).all():
         return {first: ids}
@@ -143,7 +150,7 @@ def prediction_records(
         versions = slicer.record_versions(versions)
     # Column by column with C-level map/join (a formatted string per event costs more
     # than the rest of the join's side); each distinct version and class spelled once.
-    seconds = np.floor(np.asarray(events.timestamps, dtype=np.float64)).astype(np.int64)
+    seconds = np.floor(column_array(events, "timestamps")).astype(np.int64)
     spelled_versions = {v: clean(v) if v else "" for v in set(versions)}
     spelled_classes = {c: (c or "").translate(_FLAT) for c in set(classes)}
     columns = (
@@ -233,7 +240,7 @@ def _class_entries(labels: ModelLabels) -> list[list[Any]]:
     (by type too: True and 1 are different classes, "true" and "1")."""
     keys = list(zip(map(type, labels.labels), labels.labels, strict=True))
     spelled = {k: class_key(k[1]).translate(_FLAT) for k in set(keys)}
-    seconds = np.floor(np.asarray(labels.timestamps, dtype=np.float64)).astype(np.int64)
+    seconds = np.floor(column_array(labels, "timestamps")).astype(np.int64)
     ids = labels.prediction_ids
     return list(
         map(

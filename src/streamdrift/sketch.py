@@ -19,7 +19,7 @@ import orjson
 from streamdrift import multivariate, outliers
 from streamdrift.champion import PairedSketch
 from streamdrift.correlation import CorrelationSketch
-from streamdrift.decode import MAX_MAGNITUDE, FeatureArrays, ModelEvents
+from streamdrift.decode import MAX_MAGNITUDE, FeatureArrays, ModelEvents, column_array
 from streamdrift.outliers import OutlierModel
 from streamdrift.performance import PerformanceSketch, class_key
 from streamdrift.profile import (
@@ -557,7 +557,7 @@ def _sketch(
         return {}
     layout = _layout(profile)
     width = profile.config.window_seconds
-    ts = np.asarray(events.timestamps, dtype=np.float64)
+    ts = column_array(events, "timestamps")
     starts, inv = np.unique((np.floor(ts / width) * width).astype(np.int64), return_inverse=True)
     windows = [WindowSketch(start=int(s)) for s in starts]
     _count_versions(events.versions, inv, windows)

@@ -19,11 +19,14 @@ from pydantic import ValidationError
 
 from streamdrift.decode import (
     UNIT_BOUNDS,
+    ModelEvents,
+    ModelLabels,
     _decode_each,
     _decode_fast,
     _decode_labels_each,
     _decode_labels_fast,
     _decode_labels_scanned,
+    column_array,
     decode_labels,
     decode_predictions,
     epoch_seconds,
@@ -675,3 +678,23 @@ def test_a_label_batch_with_trouble_decodes_as_event_by_event(bad):
     assert _label_view(decode_labels(messages, BIG)) == _label_view(
         _decode_labels_each(messages, BIG)
     )
+
+
+def test_a_batch_column_as_an_array_is_made_once_and_follows_select() -> None:
+    events = ModelEvents(
+        partitions=[0, 1, 0, 2], offsets=[5, 9, 6, 1], timestamps=[1.5, 2.0, 2.5, 3.0]
+    )
+    ts = column_array(events, "timestamps")
+    assert ts.dtype == np.float64 and ts.tolist() == [1.5, 2.0, 2.5, 3.0]
+    assert column_array(events, "timestamps") is ts  # not converted again
+    parts = column_array(events, "partitions")
+    assert parts.dtype == np.int64 and parts.tolist() == [0, 1, 0, 2]
+    kept = events.select([1, 3])
+    assert column_array(kept, "timestamps").tolist() == [2.0, 3.0]
+    assert column_array(kept, "offsets").tolist() == [9, 1]
+    assert kept == ModelEvents(partitions=[1, 2], offsets=[9, 1], timestamps=[2.0, 3.0])
+    # a column still being filled is converted again once it has grown
+    events.timestamps.append(4.0)
+    assert column_array(events, "timestamps").tolist() == [1.5, 2.0, 2.5, 3.0, 4.0]
+    labels = ModelLabels(partitions=[3], offsets=[7], timestamps=[9.0])
+    assert column_array(labels, "offsets").tolist() == [7]
