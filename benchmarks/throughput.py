@@ -757,6 +757,11 @@ def memory(store: Store, model: str, before: dict[str, Any]) -> dict[str, Any]:
             "encoding": r.object("encoding", cat_key).decode(),
         },
         "meta_key": {"key": meta_key, "bytes": usage(meta_key), "fields": fields(meta_key)},
+        "meta_deltas_key": {  # score bins (a model with calibration: a label column)
+            "bytes": usage(f"{base}:{full}:md"),
+            "fields": len(fold_fields(r.lrange(f"{base}:{full}:md", 0, -1))[0]),
+            "blobs": int(r.llen(f"{base}:{full}:md")),
+        },
         "correlation_key": {
             "bytes": usage(f"{base}:{full}:cd"),
             "fields": sum(map(len, fold_fields(r.lrange(f"{base}:{full}:cd", 0, -1)))),
@@ -880,7 +885,9 @@ def table(res: dict[str, Any]) -> str:
         f"    numeric       {nk['bytes']:>8,} B  ({nk['columns']} columns' deltas in "
         f"{nk['blobs']} blob(s), folded when read)",
         f"    categorical   {ck['bytes']:>8,} B  ({ck['fields']} fields, {ck['encoding']})",
-        f"    meta key      {m['meta_key']['bytes']:>8,} B  ({m['meta_key']['fields']} fields)",
+        f"    meta key      {m['meta_key']['bytes']:>8,} B  ({m['meta_key']['fields']} fields; "
+        f"score bins {m['meta_deltas_key']['fields']} in {m['meta_deltas_key']['blobs']} "
+        f"blob(s), {m['meta_deltas_key']['bytes']:,} B)",
         f"    correlation   {m['correlation_key']['bytes']:>8,} B  "
         f"({m['correlation_key']['fields']} sums of the pairs in "
         f"{m['correlation_key']['blobs']} blob(s), folded when read)",

@@ -210,7 +210,7 @@ def test_three_models_on_three_masters_count_join_and_alert_exactly(
             k
             for keys in _keys_by_node(cluster, f"sd:{{{m}}}:w:*").values()
             for k in keys
-            if k.endswith((b":nd", b":pd"))
+            if k.endswith((b":nd", b":pd", b":md"))
         ]
         assert len(lists) >= 2 * windows, (m, lists)
         assert {int(store.redis.llen(k)) for k in lists} == {1}, m

@@ -135,8 +135,9 @@ def _state(store: Store, model_id: str) -> dict[bytes, object]:
         if key in skip:
             continue
         kind = r.type(key)
-        if key.endswith((b":pd", b":cd")):
-            # a window's pair sums: by their sum, as the numeric deltas below
+        if key.endswith((b":pd", b":cd", b":md")):
+            # a window's pair, correlation and score-bin sums: by their sum, as the
+            # numeric deltas below
             ints, floats = fold_fields(r.lrange(key, 0, -1))
             out[key] = {
                 **{f.encode(): str(v).encode() for f, v in ints.items()},

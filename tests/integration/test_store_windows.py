@@ -25,6 +25,7 @@ from streamdrift.sketch import CategoricalSketch, NumericSketch, WindowSketch, s
 from streamdrift.store import Store
 from streamdrift.store.depth_fields import CORRELATION_FIELDS, PFADD
 from streamdrift.store.keys import ModelKeys
+from streamdrift.store.window_deltas import fold_fields
 from streamdrift.store.window_fields import (
     ALL_FIELDS,
     CATEGORICAL_META_FIELDS,
@@ -351,8 +352,11 @@ def test_a_batch_score_histogram_reads_back_as_numpy_counts_it(
     for b, c in window.score_bins.items():
         got[b] += c
     np.testing.assert_array_equal(got, want)
-    stored = store.redis.hgetall(ModelKeys(model_id).window(profile.revision, start).meta)
-    fields = {k.decode(): int(v) for k, v in stored.items() if k.startswith(b"sc:")}
+    # as stored: pushed as deltas (one blob per apply), none in the meta hash itself
+    wk = ModelKeys(model_id).window(profile.revision, start)
+    stored = store.redis.hgetall(wk.meta)
+    assert not [k for k in stored if k.startswith(b"sc:")]
+    fields, _ = fold_fields(store.redis.lrange(wk.meta_deltas, 0, -1))
     assert fields == {f"sc:{b}": int(c) for b, c in enumerate(want) if c}
     assert window.count == 2 * 701 and window.performance is None
 

@@ -129,8 +129,9 @@ def test_a_fold_keeps_the_lists_expiry(
 def test_a_window_written_in_hashes_before_the_lists_reads_as_the_sum_of_both(
     store: Store, model_id: str, base_profile: ReferenceProfile
 ) -> None:
-    """A window an earlier version wrote field by field into `num:<f>` and `corr`
-    hashes, then counted on by this one: its hashes and its deltas add up."""
+    """A window an earlier version wrote field by field into `num:<f>`, `corr` and
+    meta (its score bins) hashes, then counted on by this one: its hashes and its
+    deltas add up."""
     profile = register(store, base_profile, model_id)
     rng = np.random.default_rng(11)
     s = current_window(profile)
@@ -139,8 +140,11 @@ def test_a_window_written_in_hashes_before_the_lists_reads_as_the_sum_of_both(
     apply(store, profile, {s: old})
     # what the earlier version wrote instead, field by field: the numeric columns, the
     # correlation sums and the pairs' sums in hashes
-    store.redis.delete(wk.deltas, wk.corr_deltas)
+    store.redis.delete(wk.deltas, wk.corr_deltas, wk.meta_deltas)
     pipe = store.redis.pipeline(transaction=False)
+    assert old.score_bins
+    for b, c in old.score_bins.items():
+        pipe.hincrby(wk.meta, f"sc:{b}", c)
     assert old.correlation is not None
     pairs = profile.multivariate.correlation.pair_names()  # type: ignore[union-attr]
     for f in CORRELATION_FIELDS:

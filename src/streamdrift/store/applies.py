@@ -51,7 +51,13 @@ from streamdrift.store.records import (
     Records,
 )
 from streamdrift.store.window_deltas import FOLD_AT, Deltas, fields_push_op, push_op
-from streamdrift.store.window_fields import KeyList, Op, slice_performance_ops, window_ops
+from streamdrift.store.window_fields import (
+    KeyList,
+    Op,
+    listed_meta_fields,
+    slice_performance_ops,
+    window_ops,
+)
 
 #: a call refused because another worker's batch appended to one of its shards meanwhile
 #: is worked out again after a new read at most this often (each refusal means the other
@@ -295,10 +301,14 @@ class Applies:
             wk = k.window(rev, start)
             ops += window_ops(keys, wk, w, profile, expire_at)
             ops += push_op(keys, wk, w.numeric, expire_at, blobs)
+            ops += fields_push_op(keys, wk.meta_deltas, listed_meta_fields(w), {}, expire_at, blobs)
             for name, sk in w.slices.items():
                 sw = k.slice_window(rev, start, name)
                 ops += window_ops(keys, sw, sk, profile, expire_at)
                 ops += push_op(keys, sw, sk.numeric, expire_at, blobs)
+                ops += fields_push_op(
+                    keys, sw.meta_deltas, listed_meta_fields(sk), {}, expire_at, blobs
+                )
             ops += slice_performance_ops(keys, wk, w, expire_at)
             ops += depth_ops(keys, wk, w, profile, expire_at, blobs)
             ops += _touched(keys, k, rev, start, r.now)

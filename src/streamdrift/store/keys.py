@@ -134,6 +134,11 @@ class WindowKeys:
         return f"{self.base}:cd"
 
     @property
+    def meta_deltas(self) -> str:
+        """The meta hash's score bins (`sc:<bin>`), as deltas (store.window_deltas)."""
+        return f"{self.base}:md"
+
+    @property
     def perf_deltas(self) -> str:
         """The labelled pairs' sums but those named by classes and segments, as deltas."""
         return f"{self.base}:pd"

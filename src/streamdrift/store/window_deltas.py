@@ -10,7 +10,8 @@ the window's `deltas` list, in the same atomic script as its fences, and Redis n
 looks inside. A reader adds the blobs up (`fold`), as it adds a hash's fields. The
 labelled pairs' sums the join adds to a window go the same way onto its `perf_deltas`
 list (but for the fields named by classes and segments, which stay in the perf hash
-where the apply caps their number), and its correlation sums onto `corr_deltas`.
+where the apply caps their number), its correlation sums onto `corr_deltas`, and the
+meta hash's score bins (up to 200 fields per window) onto `meta_deltas`.
 
 The list is kept short by folding it: a reader, or the worker after an apply that left a
 list `FOLD_AT` long, replaces the blobs it read by their sum, in a script that first
@@ -150,7 +151,7 @@ def add_to(numeric: dict[str, NumericSketch], folded: Mapping[str, NumericSketch
 #: PERFORMANCE_FIELDS, "[<slice>]" and "[cc=<version>]" prefixes included; the fields
 #: named by classes and segments, `cm:` and `s:`, stay in the hash, where the apply caps
 #: their number) or the correlation hash (store.depth_fields.CORRELATION_FIELDS).
-FIELD_LISTS = (":pd", ":cd")
+FIELD_LISTS = (":pd", ":cd", ":md")
 
 
 def fields_blob(ints: Mapping[str, int], floats: Mapping[str, float]) -> bytes:

@@ -14,7 +14,9 @@ Hashes of one window (see `store.keys`):
                invalid:<reason>[:<feature>], extra:<f>, extra_numbers:<f>,
                extra_sum:<f>, cat_missing:<column>, cat_other:<column>,
                slice:<slice>  (events in each slice: which slice hashes exist),
-               sc:<bin> (scored predictions per calibration score bin)
+               sc:<bin> (scored predictions per calibration score bin: pushed as
+               deltas onto the window's `meta_deltas` list, store.window_deltas; a
+               window written before that keeps them here, and readers add both)
     num:<f>    bin:<i>, n, missing, oor, sum, sumsq, min, max (a slice: all its
                numeric columns in one hash `num`, fields "<f>\x1f<field>")
     cat:<f>    <category> -> count: user values only, so a category literally named
@@ -89,6 +91,12 @@ META_FIELDS: tuple[Field, ...] = (
     # all predictions, labelled or not, per score bin: performance estimation (CBPE)
     Field("score_bins", "sc", M.SUM, keyed=True),
 )
+
+#: META_FIELDS that go as deltas onto the window's `meta_deltas` list, not into the meta
+#: hash field by field: up to SCORE_BINS (200) fields per window and apply, one
+#: `redis.call` each, where one blob is one
+LISTED_META_FIELDS: tuple[Field, ...] = tuple(f for f in META_FIELDS if f.attr == "score_bins")
+_HASHED_META_FIELDS = tuple(f for f in META_FIELDS if f not in LISTED_META_FIELDS)
 
 #: CategoricalSketch attributes kept in the meta hash, one field per column
 #: (`cat_missing:<column>`), so that the category hash holds user values only
@@ -345,10 +353,11 @@ def window_ops(
     expire_at: int,
 ) -> list[Op]:
     """Operations that add `sketch` to the stored window's hashes (its `WindowKeys`):
-    all but the numeric columns, which go to its deltas list (`window_deltas.push_op`)."""
+    all but the numeric columns and the score bins, which go to its deltas lists
+    (`window_deltas.push_op`, `listed_meta_fields`)."""
     cfg = profile.config
     meta = keys.index(window_keys.meta)
-    merged = encode_fields(META_FIELDS, sketch)
+    merged = encode_fields(_HASHED_META_FIELDS, sketch)
     for name, c in sketch.categorical.items():
         for kind, values in encode_fields(CATEGORICAL_META_FIELDS, c, prefix=name).items():
             merged.setdefault(kind, []).extend(values)
@@ -369,6 +378,13 @@ def window_ops(
             expire_at,
         )
     return ops
+
+
+def listed_meta_fields(sketch: WindowSketch) -> dict[str, int]:
+    """The meta fields a window's apply pushes as one blob (`LISTED_META_FIELDS`), by
+    their hash field names: a reader adds them to the meta hash as read."""
+    flat = encode_fields(LISTED_META_FIELDS, sketch).get(M.SUM, [])
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
 
 
 #: between a column's name and its field in a packed hash (a slice's numeric columns)
@@ -403,6 +419,7 @@ def slice_performance_ops(
 __all__ = [
     "ALL_FIELDS",
     "CATEGORICAL_META_FIELDS",
+    "LISTED_META_FIELDS",
     "META_FIELDS",
     "NUMERIC_FIELDS",
     "PERFORMANCE_FIELDS",
@@ -414,6 +431,7 @@ __all__ = [
     "decode_slice_performance",
     "decode_window",
     "encode_fields",
+    "listed_meta_fields",
     "slice_performance_ops",
     "unpack",
     "window_ops",

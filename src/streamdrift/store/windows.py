@@ -48,7 +48,8 @@ class Windows:
         """Window sketches as stored (features, the model's outputs, performance);
         expired windows are left out. With `slices`, each window's slices too (a second
         round trip, for the slices the first one found). The deltas lists read (numeric
-        columns, pair sums, correlation sums) are folded on the way (store.window_deltas)."""
+        columns, pair sums, correlation sums, score bins) are folded on the way
+        (store.window_deltas)."""
         k = ModelKeys(profile.model_id)
         columns = {**profile.features, **profile.outputs()}
         pipe = self.redis.pipeline(transaction=False)
@@ -57,6 +58,7 @@ class Windows:
             self._queue(pipe, wk, columns, whole=True)
             pipe.lrange(wk.deltas, 0, -1)
             pipe.lrange(wk.perf_deltas, 0, -1)
+            pipe.lrange(wk.meta_deltas, 0, -1)
             queue_reads(pipe, wk, profile)
         res = iter(pipe.execute())
         out = []
@@ -68,8 +70,9 @@ class Windows:
             hashes = {name: _text(next(res)) for name in columns}
             perf = _text(next(res))
             examples = [orjson.loads(e) for e in next(res)]
-            blobs, perf_blobs = next(res), next(res)
+            blobs, perf_blobs, meta_blobs = next(res), next(res), next(res)
             add_fields(perf, perf_blobs)
+            add_fields(meta, meta_blobs)
             window = decode_window(s, profile, meta, hashes, perf, examples)
             corr_blobs = decode_reads(window, profile, res)  # multivariate, distinct
             add_to(window.numeric, fold(blobs))  # derived columns' deltas too
@@ -78,7 +81,7 @@ class Windows:
                 out.append(window)
                 perfs[s] = perf
                 lists[wk.deltas], lists[wk.perf_deltas] = blobs, perf_blobs
-                lists[wk.corr_deltas] = corr_blobs
+                lists[wk.corr_deltas], lists[wk.meta_deltas] = corr_blobs, meta_blobs
         if slices:
             self._read_slices(profile, out, perfs, lists)
         self.deltas.fold(lists)
@@ -125,6 +128,7 @@ class Windows:
             for w, name in wanted:
                 wk = k.slice_window(profile.revision, w.start, name)
                 pipe.hgetall(wk.meta)
+                pipe.lrange(wk.meta_deltas, 0, -1)
                 pipe.hgetall(wk.packed)
                 pipe.lrange(wk.deltas, 0, -1)
                 for c in categorical:
@@ -132,12 +136,15 @@ class Windows:
             res = iter(pipe.execute())
             for w, name in wanted:
                 meta = _text(next(res))
+                meta_blobs = next(res)
+                add_fields(meta, meta_blobs)
                 hashes = unpack(_text(next(res)))
                 blobs = next(res)
                 hashes.update({c: _text(next(res)) for c in categorical})
                 part = decode_window(w.start, profile, meta, hashes, {}, [])
                 add_to(part.numeric, fold(blobs))
-                lists[k.slice_window(profile.revision, w.start, name).deltas] = blobs
+                sw = k.slice_window(profile.revision, w.start, name)
+                lists[sw.deltas], lists[sw.meta_deltas] = blobs, meta_blobs
                 part.numeric.pop(LABEL, None)
                 part.categorical.pop(LABEL, None)
                 w.slices[name] = part
