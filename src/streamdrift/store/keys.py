@@ -34,6 +34,8 @@ keys can ever share a name with them.
     sd:{m}:w:<rev>:<start>:pd          LIST   the labelled pairs' sums, those the perf
                                               hash does not cap, as deltas
     sd:{m}:w:<rev>:<start>:cd          LIST   the correlation sums, as deltas
+    sd:{m}:w:<rev>:<start>:md          LIST   the meta hash's score bins, as deltas (a
+                                              slice's too)
     sd:{m}:w:<rev>:<start>:cat:<f>     HASH   category -> count (user values only)
     sd:{m}:w:<rev>:<start>:ids         SET    a model without labels: the window's ids
     sd:{m}:w:<rev>:<start>:outliers    LIST   the window's first outliers, JSON
