@@ -1310,12 +1310,67 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(shards_doc,
+             "shards(ids, n)\n--\n\n"
+             "Each str's zlib.crc32 of its UTF-8 bytes, modulo n, as a list of ints: the\n"
+             "join's journal shard of each prediction id (store.records.shards). The same\n"
+             "CRC-32 as zlib's (polynomial 0xEDB88320, reflected), a table a byte at a time.");
+
+static uint32_t CRC_TABLE[256];
+
+static void init_crc(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        CRC_TABLE[i] = c;
+    }
+}
+
+static PyObject *shards(PyObject *self, PyObject *args) {
+    PyObject *ids;
+    long n;
+    if (!PyArg_ParseTuple(args, "Ol", &ids, &n)) return NULL;
+    if (n < 1 || n > 0x7FFFFFFFL) {
+        PyErr_SetString(PyExc_ValueError, "n must be from 1 to 2**31 - 1");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(ids, "ids must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyList_New(count);
+    if (out == NULL) goto fail;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *v = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyUnicode_Check(v)) {
+            PyErr_SetString(PyExc_TypeError, "ids must be strs");
+            goto fail;
+        }
+        Py_ssize_t len;
+        const char *b = PyUnicode_AsUTF8AndSize(v, &len); /* ASCII: no copy */
+        if (b == NULL) goto fail;                           /* a lone surrogate, as encode() */
+        uint32_t c = 0xFFFFFFFFu;
+        for (Py_ssize_t k = 0; k < len; k++)
+            c = CRC_TABLE[(c ^ (unsigned char)b[k]) & 0xFF] ^ (c >> 8);
+        c = (c ^ 0xFFFFFFFFu) % (uint32_t)n;
+        PyObject *shard = PyLong_FromUnsignedLong((unsigned long)c);
+        if (shard == NULL) goto fail;
+        PyList_SET_ITEM(out, i, shard);
+    }
+    Py_DECREF(seq);
+    return out;
+fail:
+    Py_XDECREF(out);
+    Py_DECREF(seq);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
     {"scan_labels", scan_labels, METH_VARARGS, scan_labels_doc},
     {"messages", messages, METH_O, messages_doc},
     {"by_topic", by_topic, METH_VARARGS, by_topic_doc},
     {"codes", codes, METH_O, codes_doc},
+    {"shards", shards, METH_VARARGS, shards_doc},
     {"bin_columns", bin_columns, METH_VARARGS, bin_columns_doc},
     {"group_moments", group_moments, METH_VARARGS, group_moments_doc},
     {NULL, NULL, 0, NULL},
@@ -1331,6 +1386,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__scan(void) {
     init_classes();
+    init_crc();
     S_ERROR = PyUnicode_InternFromString("error");
     S_VALUE = PyUnicode_InternFromString("value");
     S_PARTITION = PyUnicode_InternFromString("partition");

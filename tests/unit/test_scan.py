@@ -713,3 +713,28 @@ def test_codes_refuse_what_is_no_list_or_cannot_be_hashed():
         _scan.codes(("a", "b"))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         _scan.codes(["a", ["b"]])
+
+
+def test_shards_are_zlibs_crc32_of_the_utf8_bytes() -> None:
+    """The journal shard of each id (store.records.shards) as zlib computes it: ASCII,
+    non-ASCII, empty and long ids, and a modulus up to 2**31 - 1."""
+    import random
+    import zlib
+
+    from streamdrift._scan import shards
+
+    rng = random.Random(5)
+    alphabet = "abcXYZ019-_:|\x1f é€😀\u0301"
+    ids = ["", "a", "x" * 5000] + [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 48))) for _ in range(5000)
+    ]
+    for n in (1, 64, 2**31 - 1):
+        assert shards(ids, n) == [zlib.crc32(i.encode()) % n for i in ids]
+    assert shards(tuple(ids[:5]), 64) == shards(ids[:5], 64)
+    with pytest.raises(UnicodeEncodeError):  # as str.encode: a lone surrogate
+        shards(["ok", "\ud800"], 64)
+    with pytest.raises(TypeError):
+        shards(["ok", b"bytes"], 64)  # type: ignore[list-item]
+    for n in (0, 2**31):
+        with pytest.raises(ValueError):
+            shards(["ok"], n)

@@ -52,6 +52,11 @@ import orjson
 from streamdrift.store.client import REDIS_ERRORS, RedisClient, lua
 from streamdrift.store.keys import ModelKeys
 
+try:  # the compiled scanner's module: optional, as for the columnar decode
+    from streamdrift._scan import shards as _shards
+except ImportError:  # pragma: no cover - the tests run where it is built
+    _shards = None  # type: ignore[assignment]
+
 #: shards of a model's ids: a batch's ids spread over all of them, so a few dozen heads
 #: are checked per apply; a shard's snapshot of 500,000 pending ids is ~400 KB
 JOURNAL_SHARDS = 64
@@ -84,7 +89,11 @@ _TIME = re.compile(r"[JL]?(\d+)")
 
 
 def shards(prediction_ids: list[str]) -> list[int]:
-    """Each id's shard: crc32 is stable across processes (unlike `hash`) and cheap."""
+    """Each id's shard: crc32 is stable across processes (unlike `hash`) and cheap. The
+    compiled scanner's module computes the same (zlib's CRC-32 of the UTF-8 bytes) a
+    list at a time, where a call per id cost ~0.3 µs; without it, zlib per id."""
+    if _shards is not None:
+        return _shards(prediction_ids, JOURNAL_SHARDS)
     crc = zlib.crc32
     return [crc(pid.encode()) % JOURNAL_SHARDS for pid in prediction_ids]
 
