@@ -124,7 +124,7 @@ def _label_part(text: str) -> tuple[str, str, str]:
     "<time>|<bin>|<label>", or PairRefused."""
     parts = text.split("|", 2)
     if len(parts) == 3:
-        t, b, label = parts  # _is_int of both, inline: once per label met
+        t, b, label = parts  # both integers, perhaps negative (a bin of -1): ASCII digits
         if (
             t.isascii()
             and b.isascii()
@@ -133,10 +133,6 @@ def _label_part(text: str) -> tuple[str, str, str]:
         ):
             return t, b, label
     raise PairRefused(f"join record {text}")
-
-
-def _is_int(text: str) -> bool:
-    return text.isascii() and text.lstrip("-").isdigit()
 
 
 def _has_version(lines: str, version: str) -> bool:
@@ -245,12 +241,6 @@ def meet(
     checks = _Checks(rules)
     records: dict[Place, str | None] = {}
     champion = rules.champion
-
-    def first_read(place: Place) -> str | None:
-        cur = current[place]
-        out.read[place] = cur or ""
-        records[place] = cur
-        return cur
 
     def put(place: Place, value: str) -> None:
         records[place] = value
