@@ -42,7 +42,7 @@ from streamdrift.sketch import WindowSketch
 from streamdrift.store.client import RedisClient, fault_of, lua
 from streamdrift.store.depth_fields import depth_ops
 from streamdrift.store.fences import Fence
-from streamdrift.store.keys import ModelKeys
+from streamdrift.store.keys import ModelKeys, WindowKeys
 from streamdrift.store.records import (
     MAX_PERFORMANCE_FIELDS,
     JoinDelta,
@@ -299,16 +299,10 @@ class Applies:
         for start, w in r.windows.items():
             expire_at = start + width + retention
             wk = k.window(rev, start)
-            ops += window_ops(keys, wk, w, profile, expire_at)
-            ops += push_op(keys, wk, w.numeric, expire_at, blobs)
-            ops += fields_push_op(keys, wk.meta_deltas, listed_meta_fields(w), {}, expire_at, blobs)
+            ops += _sketch_ops(keys, wk, w, profile, expire_at, blobs)
             for name, sk in w.slices.items():
                 sw = k.slice_window(rev, start, name)
-                ops += window_ops(keys, sw, sk, profile, expire_at)
-                ops += push_op(keys, sw, sk.numeric, expire_at, blobs)
-                ops += fields_push_op(
-                    keys, sw.meta_deltas, listed_meta_fields(sk), {}, expire_at, blobs
-                )
+                ops += _sketch_ops(keys, sw, sk, profile, expire_at, blobs)
             ops += slice_performance_ops(keys, wk, w, expire_at)
             ops += depth_ops(keys, wk, w, profile, expire_at, blobs)
             ops += _touched(keys, k, rev, start, r.now)
@@ -401,6 +395,23 @@ class Applies:
         if flat:
             ops.append([keys.index(k.join), "incr", flat, 0])
         return stats, self.records.write(model, meeting.read, meeting.writes)
+
+
+def _sketch_ops(
+    keys: KeyList,
+    wk: WindowKeys,
+    sketch: WindowSketch,
+    profile: ReferenceProfile,
+    expire_at: int,
+    blobs: list[bytes],
+) -> list[Op]:
+    """A window's (or a slice's) own sketch as ops: its hashes, and its numeric columns
+    and score bins pushed as deltas."""
+    return [
+        *window_ops(keys, wk, sketch, profile, expire_at),
+        *push_op(keys, wk, sketch.numeric, expire_at, blobs),
+        *fields_push_op(keys, wk.meta_deltas, listed_meta_fields(sketch), {}, expire_at, blobs),
+    ]
 
 
 def _touched(keys: KeyList, k: ModelKeys, rev: int, start: int, now: float) -> list[Op]:
