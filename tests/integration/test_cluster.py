@@ -223,12 +223,23 @@ def test_three_models_on_three_masters_count_join_and_alert_exactly(
     } == dict(want[models[0]].count)
 
 
+#: Run a worker as `python -m` does, with its periodic tick (which moves quiet models'
+#: fences up) pushed beyond the test: a model whose events stopped keeps its fences
+#: where its last event left them, so a restart re-reads what the other models already
+#: counted certainly, not only when a kill lands between two ticks.
+_NO_TICK = (
+    "import runpy, sys, streamdrift.worker as w; w.TICK_SECONDS = 3600.0; "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__') "
+    "if sys.argv[0].endswith('.py') else runpy.run_module('streamdrift', run_name='__main__')"
+)
+
+
 def _spawn(s: Settings, log_path: Path, kind: int) -> subprocess.Popen:
     """A worker process: `streamdrift worker` (kind 0), or one whose Kafka commits lag its
-    applies by 100 ms (kind 1)."""
-    command = ["-m", "streamdrift", "worker"] if kind == 0 else [str(SLOW_COMMIT_WORKER)]
+    applies by 100 ms (kind 1); neither moves quiet models' fences (`_NO_TICK`)."""
+    command = ["streamdrift", "worker"] if kind == 0 else [str(SLOW_COMMIT_WORKER)]
     return subprocess.Popen(
-        [sys.executable, *command],
+        [sys.executable, "-c", _NO_TICK, *command],
         env=env_for(s),
         stdout=open(log_path, "ab"),
         stderr=subprocess.STDOUT,
@@ -256,9 +267,9 @@ def test_sigkilled_workers_on_the_cluster_count_every_event_once(settings, redis
     """Two worker processes (`streamdrift worker`, and one whose commits lag its applies),
     SIGKILLed three times while three models on three masters stream predictions and
     labels: every window's counts and confusion matrix end exact. The third model's
-    events stop early, so its fences lag the others' between the workers' ticks, and a
-    restarted worker reads from them: events the other models already counted come
-    again, and their fences drop them."""
+    events stop early, and its fences stay where they ended (`_NO_TICK`), so a restarted
+    worker reads from them: events the other models already counted come again, and
+    their fences drop them."""
     cluster = redis_cluster
     s, store = _on_cluster(settings, cluster)
     s.batch_size = 500
