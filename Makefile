@@ -9,7 +9,7 @@ STAMP   = $(VENV)/.installed
 
 all: test
 
-$(STAMP): pyproject.toml setup.py src/streamdrift/_scan.c
+$(STAMP): pyproject.toml setup.py src/streamdrift/_scan.c src/streamdrift/_pairing.c
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "streamdrift needs Python 3.11+"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

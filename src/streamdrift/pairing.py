@@ -32,7 +32,7 @@ import operator
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,11 @@ from streamdrift.champion import JOINT_BINS
 from streamdrift.decode import MAX_MAGNITUDE, MIN_MAGNITUDE
 from streamdrift.performance import LOG_LOSS_EPS, calibration_bin, score_bin
 from streamdrift.profile import ReferenceProfile
+
+try:  # compiled beside the scanner; optional, as it is
+    from streamdrift._pairing import meet as _compiled
+except ImportError:  # pragma: no cover - the tests run where it is built
+    _compiled = None  # type: ignore[assignment]
 
 #: computed sums beyond this are refused, as every float the apply script writes
 BOUND = 1e250
@@ -125,14 +130,16 @@ def _label_part(text: str) -> tuple[str, str, str]:
     parts = text.split("|", 2)
     if len(parts) == 3:
         t, b, label = parts  # both integers, perhaps negative (a bin of -1): ASCII digits
-        if (
-            t.isascii()
-            and b.isascii()
-            and (t.isdigit() or t.lstrip("-").isdigit())
-            and (b.isdigit() or b.lstrip("-").isdigit())
-        ):
+        if _integer_text(t) and _integer_text(b):
             return t, b, label
     raise PairRefused(f"join record {text}")
+
+
+def _integer_text(text: str) -> bool:
+    """ "-?digits" in ASCII, which `int` reads ("--1" passed a check by `lstrip` and then
+    failed `int` with a ValueError, not a PairRefused)."""
+    digits = text[1:] if text[:1] == "-" else text
+    return digits.isascii() and digits.isdigit()
 
 
 def _has_version(lines: str, version: str) -> bool:
@@ -211,6 +218,35 @@ class Pair:
 
 
 @dataclass(slots=True)
+class Pairs:
+    """A batch's labelled predictions, column by column (as `window_sums` reads them)."""
+
+    records: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    label_times: list[int] = field(default_factory=list)
+    label_bins: list[int] = field(default_factory=list)
+
+    def append(self, record: str, label: str, label_time: int, label_bin: int) -> None:
+        self.records.append(record)
+        self.labels.append(label)
+        self.label_times.append(label_time)
+        self.label_bins.append(label_bin)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @classmethod
+    def of(cls, rows: Iterable[Pair]) -> Pairs:
+        out = cls()
+        for p in rows:
+            out.append(p.record, p.label, p.label_time, p.label_bin)
+        return out
+
+    def rows(self) -> list[Pair]:
+        return list(map(Pair, self.records, self.labels, self.label_times, self.label_bins))
+
+
+@dataclass(slots=True)
 class Meeting:
     """What a batch's predictions and labels do to the join's records."""
 
@@ -218,7 +254,7 @@ class Meeting:
     read: dict[Place, str] = field(default_factory=dict)
     #: the records the batch changes, as they become
     writes: dict[Place, str] = field(default_factory=dict)
-    pairs: list[Pair] = field(default_factory=list)
+    pairs: Pairs = field(default_factory=Pairs)
     #: (champion record, challenger record, label) of shadow traffic's labelled ids
     comparisons: list[tuple[str, str, str]] = field(default_factory=list)
     #: window start -> [repeated predictions, the first one's id]
@@ -226,6 +262,14 @@ class Meeting:
     duplicate_labels: int = 0
     labels_waiting: int = 0
     labels_without_record: int = 0
+
+
+class ShardedRecords(Mapping[Place, "str | None"]):
+    """Records kept by shard, which the compiled transitions read without a call per id."""
+
+    def by_shard(self) -> dict[int, dict[str, str]]:
+        """{shard: {id: record}}: an id missing from its shard's dict has no record."""
+        raise NotImplementedError
 
 
 def meet(
@@ -236,7 +280,44 @@ def meet(
 ) -> Meeting:
     """The records' transitions for `[id, record, shard]` predictions then `[id, label,
     label time, label bin, shard]` labels, from the `current` records (every place the
-    batch names). Raises PairRefused."""
+    batch names). Raises PairRefused.
+
+    A plain model's batch (no champion, not a regressor) goes through the compiled
+    transitions (`_pairing.meet`) when they take every id of it; this function is their
+    reference, and takes any batch they give back."""
+    if _compiled is not None and rules.champion is None and rules.task != "regression":
+        preds = predictions if isinstance(predictions, list) else list(predictions)
+        labs = labels if isinstance(labels, list) else list(labels)
+        if isinstance(current, ShardedRecords):
+            records, by_shard = current.by_shard(), True
+        elif isinstance(current, dict):
+            records, by_shard = current, False
+        else:
+            records = None
+        if records is not None:
+            got = _compiled(preds, labs, records, by_shard, rules.width, rules.positive is not None)
+            if got is not None:
+                read, writes, recs, labels_, times, bins, repeats, dup, waiting, without = got
+                return Meeting(
+                    read=read,
+                    writes=writes,
+                    pairs=Pairs(recs, labels_, times, bins),
+                    repeats=repeats,
+                    duplicate_labels=dup,
+                    labels_waiting=waiting,
+                    labels_without_record=without,
+                )
+        predictions, labels = preds, labs
+    return _meet(predictions, labels, current, rules)
+
+
+def _meet(
+    predictions: Iterable[list[Any]],
+    labels: Iterable[list[Any]],
+    current: Mapping[Place, str | None],
+    rules: PairRules,
+) -> Meeting:
+    """`meet`, id by id in Python."""
     out = Meeting()
     checks = _Checks(rules)
     records: dict[Place, str | None] = {}
@@ -286,12 +367,14 @@ def meet(
             read[place] = cur or ""
         if cur is None:
             records[place] = writes[place] = rec
+        elif not cur:
+            raise PairRefused(f"join record {cur!r} of {pid}")
         elif cur[0] == "L":  # its label came first
             lts, lbin, label = _label_part(cur[1:])
             err = checks.label(label) if regression else None
             if err:
                 raise PairRefused(err)
-            pairs.append(Pair(rec, label, int(lts), int(lbin)))
+            pairs.append(rec, label, int(lts), int(lbin))
             if not version:
                 new = f"J{pts}"
             else:
@@ -305,7 +388,7 @@ def meet(
                 err = checks.label(label)
                 if err:
                     raise PairRefused(err)
-                pairs.append(Pair(rec, label, int(lts), int(lbin)))
+                pairs.append(rec, label, int(lts), int(lbin))
                 recs = [line for line in kept.split("\n") if line] + [rec]
                 compare_all(recs, label, rec)
                 put(place, joined(head[1:], recs, lts, lbin, label))
@@ -330,6 +413,8 @@ def meet(
         if cur is None:
             records[place] = writes[place] = f"L{lts}|{lbin}|{label}"
             out.labels_waiting += 1
+        elif not cur:
+            raise PairRefused(f"join record {cur!r} of {pid}")
         elif cur[0] in "JL":  # joined already, or the same label waiting
             out.duplicate_labels += 1
         elif "|" not in cur:
@@ -338,7 +423,7 @@ def meet(
             put(place, f"J{cur}")
         elif "\n" not in cur:  # one version's record
             version = checks.parsed(cur)[1]
-            pairs.append(Pair(cur, label, int(lts), int(lbin)))
+            pairs.append(cur, label, int(lts), int(lbin))
             at = cur[: cur.index("|")]
             if not version:
                 new = f"J{at}"
@@ -350,7 +435,7 @@ def meet(
             lt, lb = int(lts), int(lbin)
             for r in recs:
                 checks.parsed(r)
-                pairs.append(Pair(r, label, lt, lb))
+                pairs.append(r, label, lt, lb)
             if champion:
                 compare_all(recs, label, None)
             put(place, joined(cur[: cur.index("|")], recs, str(lts), str(lbin), label))
@@ -381,7 +466,7 @@ def _segments(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
+def window_sums(pairs: Pairs, rules: PairRules) -> dict[int, WindowSums]:
     """Each window's sums from the batch's pairs (the window of the prediction), column by
     column: the same fields `PerformanceSketch.from_pairs` fills, per group of (window,
     slice). Python loops run over distinct values (windows, slices, classes, bins), not
@@ -391,13 +476,13 @@ def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
         return {}
     # column by column through map() and C-level getters: a Python expression per
     # pair and column costs more than the arithmetic that follows
-    split = [p.record.split("|", 4) for p in pairs]
+    split = [r.split("|", 4) for r in pairs.records]
     pts = np.fromiter(map(int, map(_FIRST, split)), np.int64, n)
     versions = list(map(_SECOND, split))
     classes = list(map(_THIRD, split))
     score_texts = list(map(_FOURTH, split))
     seg_texts = [x[4] if len(x) == 5 else "" for x in split]
-    labels = list(map(_LABEL, pairs))
+    labels = pairs.labels
     width = rules.width
     starts = pts // width * width
     wins, win = np.unique(starts, return_inverse=True)
@@ -406,7 +491,7 @@ def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
     sums = _Groups(rules, versions, seg_texts, win, wins, out)
     emit, coded = sums.emit, sums.coded
 
-    delay = np.maximum(np.fromiter(map(_LABEL_TIME, pairs), np.int64, n) - pts, 0)
+    delay = np.maximum(np.fromiter(pairs.label_times, np.int64, n) - pts, 0)
     emit("i", "n", None, None)
     emit("f", "dsum", delay.astype(np.float64), None)
     buckets = np.where(delay >= 1, 1 + np.floor(np.log2(np.maximum(delay, 1))), 0)
@@ -491,7 +576,7 @@ def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
             w, j = divmod(k, len(names))
             out[int(wins[w])].label_counts[names[j]] += c
     else:
-        lbin = np.fromiter(map(_LABEL_BIN, pairs), np.int64, n)
+        lbin = np.fromiter(pairs.label_bins, np.int64, n)
         ok = lbin >= 0
         if ok.any():
             v = np.array(labels, dtype=np.float64)
@@ -512,7 +597,6 @@ def window_sums(pairs: list[Pair], rules: PairRules) -> dict[int, WindowSums]:
 
 
 _FIRST, _SECOND, _THIRD, _FOURTH = (itemgetter(i) for i in range(4))
-_LABEL, _LABEL_TIME, _LABEL_BIN = (attrgetter(a) for a in ("label", "label_time", "label_bin"))
 
 
 def _factorized(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
@@ -704,7 +788,9 @@ __all__ = [
     "Pair",
     "PairRefused",
     "PairRules",
+    "Pairs",
     "Place",
+    "ShardedRecords",
     "WindowSums",
     "check_finite",
     "comparison_sums",

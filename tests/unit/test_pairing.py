@@ -15,6 +15,7 @@ from streamdrift.pairing import (
     Pair,
     PairRefused,
     PairRules,
+    Pairs,
     comparison_sums,
     meet,
     window_sums,
@@ -55,10 +56,10 @@ def label(pid: str, value: str, t: int, lbin: int = -1, bucket: int = 7) -> list
 def test_a_prediction_waits_then_its_label_meets_it() -> None:
     r = rules()
     m = meet([pred("p", f"{T + 5}||1|0.75")], [], {(7, "p"): None}, r)
-    assert m.writes == {(7, "p"): f"{T + 5}||1|0.75"} and m.pairs == []
+    assert m.writes == {(7, "p"): f"{T + 5}||1|0.75"} and m.pairs.rows() == []
     m = meet([], [label("p", "1", T + 50)], {(7, "p"): f"{T + 5}||1|0.75"}, r)
     assert m.writes == {(7, "p"): f"J{T + 5}"}
-    assert m.pairs == [Pair(f"{T + 5}||1|0.75", "1", T + 50, -1)]
+    assert m.pairs.rows() == [Pair(f"{T + 5}||1|0.75", "1", T + 50, -1)]
     assert m.read == {(7, "p"): f"{T + 5}||1|0.75"}
 
 
@@ -68,7 +69,7 @@ def test_a_label_waits_then_its_prediction_meets_it() -> None:
     assert m.writes == {(7, "p"): f"L{T + 50}|-1|0"} and m.labels_waiting == 1
     m = meet([pred("p", f"{T + 5}||1|0.75")], [], {(7, "p"): f"L{T + 50}|-1|0"}, r)
     assert m.writes == {(7, "p"): f"J{T + 5}"}
-    assert m.pairs == [Pair(f"{T + 5}||1|0.75", "0", T + 50, -1)]
+    assert m.pairs.rows() == [Pair(f"{T + 5}||1|0.75", "0", T + 50, -1)]
 
 
 def test_both_sides_in_one_batch_and_repeats() -> None:
@@ -88,22 +89,22 @@ def test_shadow_traffic_joins_each_version_and_compares_with_the_champion() -> N
     r = rules(champion="1.0")
     a, b = f"{T + 5}|1.0|1|0.8", f"{T + 7}|2.0|0|0.3"
     m = meet([pred("p", a), pred("p", b)], [label("p", "1", T + 90)], {(7, "p"): None}, r)
-    assert [p.record for p in m.pairs] == [a, b]
+    assert m.pairs.records == [a, b]
     assert m.comparisons == [(a, b, "1")]
     joined = m.writes[(7, "p")]
     assert joined == f"J{T + 5}\t{a}\n{b}\t{T + 90}|-1|1"
     # a third version scoring the id later joins too, and is compared with the champion
     c = f"{T + 9}|3.0|1|0.6"
     m = meet([pred("p", c)], [], {(7, "p"): joined}, r)
-    assert [p.record for p in m.pairs] == [c] and m.comparisons == [(a, c, "1")]
+    assert m.pairs.records == [c] and m.comparisons == [(a, c, "1")]
     # the same version again is a repeat
     m = meet([pred("p", f"{T + 11}|2.0|1|0.6")], [], {(7, "p"): joined}, r)
-    assert m.pairs == [] and m.repeats == {T: [1, "p"]}
+    assert m.pairs.rows() == [] and m.repeats == {T: [1, "p"]}
 
 
 def test_a_label_for_a_bare_record_joins_nothing() -> None:
     m = meet([], [label("p", "1", T + 50)], {(7, "p"): str(T)}, rules())
-    assert m.pairs == [] and m.labels_without_record == 1
+    assert m.pairs.rows() == [] and m.labels_without_record == 1
     assert m.writes == {(7, "p"): f"J{T}"}
 
 
@@ -202,7 +203,7 @@ def test_binary_sums_equal_from_pairs_for_the_model_and_each_slice(edges: bool) 
     layout = score_edges(rng.beta(2, 5, 5000)) if edges else None
     r = rules(score_edges=tuple(layout) if layout else None, parts=10, slice_keys={"region"})
     pairs = _binary_pairs(rng, 600)
-    sums = window_sums(pairs, r)
+    sums = window_sums(Pairs.of(pairs), r)
     assert list(sums) == [T]
     w = sums[T]
     stored = _hash(w.ints, w.floats)
@@ -272,7 +273,7 @@ def test_regression_sums_equal_from_pairs() -> None:
         for t, p, a, b in zip(times, yhat, y, rng.integers(0, 8, n), strict=True)
     ]
     r = rules("regression", shift=100.0, parts=5, versions=False)
-    w = window_sums(pairs, r)[T]
+    w = window_sums(Pairs.of(pairs), r)[T]
     got = decode_performance(_hash(w.ints, w.floats))
     want = PerformanceSketch.from_pairs(
         "regression",
@@ -300,7 +301,7 @@ def test_pairs_fall_in_their_predictions_windows() -> None:
         Pair(f"{T + 10}||1|0.9", "1", T + 5 * WIDTH, -1),
         Pair(f"{T - 10}||0|0.2", "1", T + 5 * WIDTH, -1),
     ]
-    sums = window_sums(pairs, rules())
+    sums = window_sums(Pairs.of(pairs), rules())
     assert sorted(sums) == [T - WIDTH, T]
     assert sums[T].ints["n"] == sums[T - WIDTH].ints["n"] == 1
     assert sums[T - WIDTH].ints["cm:1|0"] == 1

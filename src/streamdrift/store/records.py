@@ -49,6 +49,7 @@ from typing import Any
 
 import orjson
 
+from streamdrift.pairing import ShardedRecords
 from streamdrift.store.client import REDIS_ERRORS, RedisClient, lua
 from streamdrift.store.keys import ModelKeys
 
@@ -204,11 +205,14 @@ class JournalWrite:
     changes: dict[int, dict[str, str]]
 
 
-class RecordView(Mapping[tuple[int, str], str | None]):
+class RecordView(ShardedRecords):
     """The records of one model's replayed shards, by (shard, id), as pairing reads them."""
 
     def __init__(self, shards: Mapping[int, Shard]) -> None:
         self._shards = shards
+
+    def by_shard(self) -> dict[int, dict[str, str]]:
+        return {s: shard.records for s, shard in self._shards.items()}
 
     def __getitem__(self, place: tuple[int, str]) -> str | None:
         return self._shards[place[0]].records.get(place[1])
