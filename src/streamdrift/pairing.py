@@ -32,6 +32,7 @@ import operator
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -496,7 +497,7 @@ def window_sums(pairs: Pairs, rules: PairRules) -> dict[int, WindowSums]:
     emit("f", "dsum", delay.astype(np.float64), None)
     buckets = np.where(delay >= 1, 1 + np.floor(np.log2(np.maximum(delay, 1))), 0)
     buckets = buckets.astype(np.int64)
-    coded([f"d:{b}" for b in range(int(buckets.max()) + 1)], buckets, None)
+    coded(_numbered("d:", int(buckets.max()) + 1), buckets, None)
 
     parts: np.ndarray | None = None
     if rules.parts:
@@ -549,11 +550,10 @@ def window_sums(pairs: Pairs, rules: PairRules) -> dict[int, WindowSums]:
             bins = score_bin(sc, rules.score_edges).astype(np.int64)
             top = int(bins.max()) + 1
             sided = bins * 2 + positive
-            coded([f"{('neg:', 'pos:')[j % 2]}{j // 2}" for j in range(2 * top)], sided, scored)
+            coded(_sided_names(top), sided, scored)
             if rules.score_edges is not None:
                 cal = calibration_bin(sc).astype(np.int64)
-                names = [f"cs:{c}" for c in range(int(cal.max()) + 1)]
-                coded(names, cal, scored, sc)
+                coded(_numbered("cs:", int(cal.max()) + 1), cal, scored, sc)
             pc = np.clip(sc, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
             loss = -np.where(positive, np.log(pc), np.log(1 - pc))
             brier = np.where(positive, (sc - 1) * (sc - 1), sc * sc)
@@ -597,6 +597,19 @@ def window_sums(pairs: Pairs, rules: PairRules) -> dict[int, WindowSums]:
 
 
 _FIRST, _SECOND, _THIRD, _FOURTH = (itemgetter(i) for i in range(4))
+
+
+@lru_cache(maxsize=64)
+def _numbered(prefix: str, n: int) -> list[str]:
+    """Field names `prefix0` .. `prefix<n-1>`, spelled once per size (a model's ~200
+    score bins were spelled again for every batch)."""
+    return [f"{prefix}{j}" for j in range(n)]
+
+
+@lru_cache(maxsize=64)
+def _sided_names(top: int) -> list[str]:
+    """The score bins' fields by `bin * 2 + positive`: neg:0, pos:0, neg:1, ..."""
+    return [f"{('neg:', 'pos:')[j % 2]}{j // 2}" for j in range(2 * top)]
 
 
 def _factorized(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
@@ -645,19 +658,32 @@ class _Groups:
                 row_pairs.append(idx)
                 row_prefixes.append(np.full(len(idx), prefix_ids.setdefault(p, len(prefix_ids))))
         self.rp = np.concatenate(row_pairs)
-        keys, self.rg = np.unique(
-            np.concatenate(row_prefixes) * nw + win[self.rp], return_inverse=True
-        )
+        # each row's group, numbered in (prefix, window) order: a dense map over the
+        # few (prefix, window) values rather than a sort of the rows
+        row_keys = np.concatenate(row_prefixes) * nw + win[self.rp]
+        present = np.zeros(len(prefix_ids) * nw, dtype=bool)
+        present[row_keys] = True
+        keys = np.flatnonzero(present)
+        self.rg = (np.cumsum(present) - 1)[row_keys]
         prefix = list(prefix_ids)
         self.groups = [(int(wins[k % nw]), prefix[k // nw]) for k in keys.tolist()]
         self.kind_names, self.kind = names, kind
+        #: (id of a mask, model only) -> (the mask, its rows): kept with the mask, whose id
+        #: is unique while it lives
+        self._masked: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _rows(self, mask: np.ndarray | None, model_only: bool) -> tuple[np.ndarray, np.ndarray]:
         rp, rg = (self.rp[: self.n], self.rg[: self.n]) if model_only else (self.rp, self.rg)
         if mask is None:
             return rp, rg
+        # several sums share a mask (the scored pairs: five fields and three parts)
+        memo = self._masked.get((id(mask), model_only))
+        if memo is not None and memo[0] is mask:
+            return memo[1], memo[2]
         keep = mask[rp]
-        return rp[keep], rg[keep]
+        rp, rg = rp[keep], rg[keep]
+        self._masked[(id(mask), model_only)] = (mask, rp, rg)
+        return rp, rg
 
     def emit(
         self, kind: str, stat: str, values: np.ndarray | None, mask: np.ndarray | None
@@ -692,11 +718,15 @@ class _Groups:
             return
         k = len(names)
         key = rg * k + codes[rp]
-        found, counts = np.unique(key, return_counts=True)
+        size = len(self.groups) * k
+        if size <= 4 * key.size + 4096:  # a count per (group, code): no sort
+            every = np.bincount(key, minlength=size)
+            found = np.flatnonzero(every)
+            counts = every[found]
+        else:
+            found, counts = np.unique(key, return_counts=True)
         totals = (
-            None
-            if values is None
-            else np.bincount(key, weights=values[rp], minlength=len(self.groups) * k)[found]
+            None if values is None else np.bincount(key, weights=values[rp], minlength=size)[found]
         )
         for j, (c, cnt) in enumerate(zip(found.tolist(), counts.tolist(), strict=True)):
             g, code = divmod(c, k)
