@@ -1,4 +1,5 @@
-/* The join's common transitions (`streamdrift.pairing.meet`) for a whole batch at once.
+/* The join's common transitions (`streamdrift.pairing.meet`) for a whole batch at once,
+ * and a batch's prediction records (`join.prediction_records`) built in one pass.
  *
  * Why compiled: with labels flowing, `meet` was the worker's largest single cost (~5 µs
  * per message): per id a dictionary lookup, a few string splits and one new record,
@@ -549,15 +550,82 @@ PyDoc_STRVAR(meet_doc,
              "records, pair labels, label times, label bins, repeats, duplicate labels, labels\n"
              "waiting, labels without record).");
 
+/* ---- a batch's prediction records ------------------------------------------------------ */
+static PyObject *records(PyObject *self, PyObject *args) {
+    PyObject *ids, *seconds, *versions, *classes, *scores, *tails, *shards;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!", &PyList_Type, &ids, &PyList_Type, &seconds,
+                          &PyList_Type, &versions, &PyList_Type, &classes, &PyList_Type, &scores,
+                          &PyList_Type, &tails, &PyList_Type, &shards))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(ids);
+    if (PyList_GET_SIZE(seconds) != n || PyList_GET_SIZE(versions) != n ||
+        PyList_GET_SIZE(classes) != n || PyList_GET_SIZE(scores) != n ||
+        PyList_GET_SIZE(tails) != n || PyList_GET_SIZE(shards) != n) {
+        PyErr_SetString(PyExc_ValueError, "the columns differ in length");
+        return NULL;
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pid = PyList_GET_ITEM(ids, i), *sec = PyList_GET_ITEM(seconds, i),
+                 *v = PyList_GET_ITEM(versions, i), *c = PyList_GET_ITEM(classes, i),
+                 *sc = PyList_GET_ITEM(scores, i), *tail = PyList_GET_ITEM(tails, i),
+                 *shard = PyList_GET_ITEM(shards, i);
+        if (!PyLong_CheckExact(sec) || !PyUnicode_CheckExact(v) || !PyUnicode_CheckExact(c) ||
+            !PyUnicode_CheckExact(sc) || !PyUnicode_CheckExact(tail)) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        int overflow = 0;
+        long long t = PyLong_AsLongLongAndOverflow(sec, &overflow);
+        if (overflow || (t == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        char head[32];
+        int hn = decimal(head, t);
+        head[hn++] = '|';
+        Text tv, tc, ts, tt;
+        text_of(&tv, v);
+        text_of(&tc, c);
+        text_of(&ts, sc);
+        text_of(&tt, tail);
+        Piece parts[] = {ascii_piece(head, hn),      text_piece(&tv, 0, tv.len),
+                         ascii_piece("|", 1),        text_piece(&tc, 0, tc.len),
+                         ascii_piece("|", 1),        text_piece(&ts, 0, ts.len),
+                         text_piece(&tt, 0, tt.len)};
+        PyObject *rec = joined(parts, 7);
+        PyObject *entry = rec ? PyList_New(3) : NULL;
+        if (entry == NULL) {
+            Py_XDECREF(rec);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(entry, 0, Py_NewRef(pid));
+        PyList_SET_ITEM(entry, 1, rec);
+        PyList_SET_ITEM(entry, 2, Py_NewRef(shard));
+        PyList_SET_ITEM(out, i, entry);
+    }
+    return out;
+}
+
+PyDoc_STRVAR(records_doc,
+             "records(ids, seconds, versions, classes, scores, tails, shards, /)\n--\n\n"
+             "`[id, \"<seconds>|<version>|<class>|<score><tail>\", shard]` per prediction, as\n"
+             "`join.prediction_records` spells them (the texts given spelled), or None for a\n"
+             "column of another type.");
+
 static PyMethodDef methods[] = {
     {"meet", meet, METH_VARARGS, meet_doc},
+    {"records", records, METH_VARARGS, records_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "streamdrift._pairing",
-    .m_doc = "The join's common transitions for a batch (see meet).",
+    .m_doc = "The join's common transitions, and its prediction records, for a batch.",
     .m_size = -1,
     .m_methods = methods,
 };

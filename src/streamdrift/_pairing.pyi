@@ -25,3 +25,13 @@ def meet(
     ]
     | None
 ): ...
+def records(
+    ids: list[str],
+    seconds: list[int],
+    versions: list[str],
+    classes: list[str],
+    scores: list[str],
+    tails: list[str],
+    shards: list[int],
+    /,
+) -> list[list[Any]] | None: ...

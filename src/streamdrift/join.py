@@ -31,6 +31,11 @@ from streamdrift.sketch import prediction_outputs
 from streamdrift.slices import Slicer, clean, fold_segments
 from streamdrift.store.records import JoinDelta, shards
 
+try:  # compiled beside the pairing; optional, as it is
+    from streamdrift._pairing import records as _records
+except ImportError:  # pragma: no cover - the tests run where it is built
+    _records = None  # type: ignore[assignment]
+
 __all__ = [
     "id_horizon",
     "ids_by_window",
@@ -148,20 +153,14 @@ def prediction_records(
     if slicer is not None:
         segments = fold_segments(segments, slicer.segment_values)
         versions = slicer.record_versions(versions)
-    # Column by column with C-level map/join (a formatted string per event costs more
-    # than the rest of the join's side); each distinct version and class spelled once.
-    seconds = np.floor(column_array(events, "timestamps")).astype(np.int64)
+    # Column by column (a formatted string per event costs more than the rest of the
+    # join's side); each distinct version, class and segments object spelled once.
+    seconds = np.floor(column_array(events, "timestamps")).astype(np.int64).tolist()
     spelled_versions = {v: clean(v) if v else "" for v in set(versions)}
     spelled_classes = {c: (c or "").translate(_FLAT) for c in set(classes)}
-    columns = (
-        _texts(seconds.tolist()),
-        map(spelled_versions.__getitem__, versions),
-        map(spelled_classes.__getitem__, classes),
-        _score_texts(scores),
-    )
-    heads = list(map("|".join, zip(*columns, strict=True)))
+    score_texts = _score_texts(scores)
+    tails: list[str] | None = None
     if any(segments):
-        # each segments object spelled once (events read in columns share them)
         spelled: dict[int, str] = {}
         tails = []
         for seg in segments:
@@ -169,8 +168,28 @@ def prediction_records(
             if tail is None:
                 tail = spelled[id(seg)] = _segments(seg)
             tails.append(tail)
-        heads = list(map(str.__add__, heads, tails))
     ids = events.prediction_ids
+    if _records is not None:  # the records built in one pass
+        got = _records(
+            ids,
+            seconds,
+            list(map(spelled_versions.__getitem__, versions)),
+            list(map(spelled_classes.__getitem__, classes)),
+            score_texts,
+            tails if tails is not None else [""] * len(ids),
+            shards(ids),
+        )
+        if got is not None:
+            return got
+    columns = (
+        _texts(seconds),
+        map(spelled_versions.__getitem__, versions),
+        map(spelled_classes.__getitem__, classes),
+        score_texts,
+    )
+    heads = list(map("|".join, zip(*columns, strict=True)))
+    if tails is not None:
+        heads = list(map(str.__add__, heads, tails))
     return list(map(list, zip(ids, heads, shards(ids), strict=True)))
 
 

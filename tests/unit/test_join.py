@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pytest
 
+from streamdrift import join as join_module
 from streamdrift.config import MonitorConfig
 from streamdrift.decode import ModelEvents, ModelLabels
 from streamdrift.join import join_delta, joins, label_entries, prediction_records
@@ -256,6 +257,43 @@ def test_every_record_has_four_fields_whatever_the_strings(binary):
         time, version, _, _ = value.split("|")  # exactly four fields
         assert time.isdigit()
         assert "|" not in version
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_compiled_records_are_the_python_paths(binary, seed, monkeypatch):
+    """`_pairing.records` builds each record as the Python path spells it: versions and
+    classes with separators and non-ASCII letters, missing scores, segments or none."""
+    pytest.importorskip("streamdrift._pairing")
+    rng = np.random.default_rng(seed)
+    n = 300
+    preds = [
+        [{"score": float(rng.uniform())}, {"label": "é|1"}, 0.5, None, "ü\tx", True][i % 6]
+        for i in range(n)
+    ]
+    versions = [[None, "2.0", "v|1", "ß", "", "日本"][int(rng.integers(6))] for _ in range(n)]
+    stamps = (rng.uniform(0, 2e9, n)).tolist()
+    ev = _events(preds, timestamps=stamps, versions=versions)
+    ev.prediction_ids = [f"p{i}-ü" if i % 7 == 0 else f"p{i}" for i in range(n)]
+    shared = {"region": "eu", "tier": "gold"}
+    ev.segments = [
+        [None, shared, {"region": "北"}, {"a|b": "c,d", "z": 1}][int(rng.integers(4))]
+        for _ in range(n)
+    ]
+    outputs = prediction_outputs(ev, binary)
+    built: list[bool] = []
+    real = join_module._records
+
+    def spy(*columns: object) -> object:
+        got = real(*columns)
+        built.append(got is not None)
+        return got
+
+    monkeypatch.setattr(join_module, "_records", spy)
+    compiled = prediction_records(ev, *outputs)
+    assert built == [True]  # the compiled path built them
+    monkeypatch.setattr(join_module, "_records", None)
+    assert compiled == prediction_records(ev, *outputs)
+    assert any(r[1].endswith("|region=eu,tier=gold") for r in compiled)
 
 
 # ---- label_entries -------------------------------------------------------------------------
