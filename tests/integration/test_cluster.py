@@ -304,6 +304,10 @@ def test_sigkilled_workers_on_the_cluster_count_every_event_once(settings, redis
         feeder.join()
         _settle(store, want, timeout=60, log=log)
         assert "already counted" in log.read_text(), "no event was re-delivered"
+        # SIGTERM reaches a worker still starting up before its handler does (it dies of
+        # it, code -15): the one spawned last comes up first
+        for p in workers:
+            assert wait_for(lambda p=p: f":{p.pid} consuming" in log.read_text(), timeout=60)
     finally:
         for p in workers:
             p.send_signal(signal.SIGTERM)
