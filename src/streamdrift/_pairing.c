@@ -269,6 +269,18 @@ static int decimal(char *out, long long v) {
     return k;
 }
 
+/* "<lead><label time>|<label bin>|" at `out`, the label's part of a record before its
+ * text; returns the length */
+static int label_head(char *out, char lead, long long lts, long long lbin) {
+    int n = 0;
+    out[n++] = lead;
+    n += decimal(out + n, lts);
+    out[n++] = '|';
+    n += decimal(out + n, lbin);
+    out[n++] = '|';
+    return n;
+}
+
 static inline Piece ascii_piece(const char *s, int n) { return (Piece){NULL, 0, n, s}; }
 static inline Piece text_piece(const Text *t, Py_ssize_t start, Py_ssize_t end) {
     return (Piece){t, start, end, NULL};
@@ -452,12 +464,7 @@ static int label(Meet *m, PyObject *item) {
     char nums[64];
     if (cur == Py_None) { /* it waits for its prediction */
         m->labels_waiting++;
-        int n = 0;
-        nums[n++] = 'L';
-        n += decimal(nums + n, lts);
-        nums[n++] = '|';
-        n += decimal(nums + n, lbin);
-        nums[n++] = '|';
+        int n = label_head(nums, 'L', lts, lbin);
         Piece parts[] = {ascii_piece(nums, n), text_piece(&l, 0, l.len)};
         rc = put(m, place, joined(parts, 2));
         goto done;
@@ -480,12 +487,7 @@ static int label(Meet *m, PyObject *item) {
             goto done;
         }
         if ((rc = pair(m, cur, lab, lt, lb)) < 0) goto done;
-        int n = 0;
-        nums[n++] = '\t';
-        n += decimal(nums + n, lts);
-        nums[n++] = '|';
-        n += decimal(nums + n, lbin);
-        nums[n++] = '|';
+        int n = label_head(nums, '\t', lts, lbin);
         Piece parts[] = {ascii_piece("J", 1), text_piece(&c, 0, h.time_end), ascii_piece("\t", 1),
                          text_piece(&c, h.time_end + 1, h.version_end), ascii_piece(nums, n),
                          text_piece(&l, 0, l.len)};
