@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import operator
+from abc import abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -268,9 +269,9 @@ class Meeting:
 class ShardedRecords(Mapping[Place, "str | None"]):
     """Records kept by shard, which the compiled transitions read without a call per id."""
 
+    @abstractmethod
     def by_shard(self) -> dict[int, dict[str, str]]:
         """{shard: {id: record}}: an id missing from its shard's dict has no record."""
-        raise NotImplementedError
 
 
 def meet(
@@ -284,8 +285,8 @@ def meet(
     batch names). Raises PairRefused.
 
     A plain model's batch (no champion, not a regressor) goes through the compiled
-    transitions (`_pairing.meet`) when they take every id of it; this function is their
-    reference, and takes any batch they give back."""
+    transitions (`_pairing.meet`) when they take every id of it; `_meet`, id by id in
+    Python, is their reference and takes any batch they give back."""
     if _compiled is not None and rules.champion is None and rules.task != "regression":
         preds = predictions if isinstance(predictions, list) else list(predictions)
         labs = labels if isinstance(labels, list) else list(labels)
