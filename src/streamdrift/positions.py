@@ -1,9 +1,9 @@
 """Where each partition is read from, by what Redis says was applied.
 
 Redis, not Kafka's committed offset, is the truth of what was counted: a partition is
-read from the lowest fence of the models fed by it (+1), so events Redis lost are read
-again and counted, and events it holds are dropped by the fences. Kafka commits stay, as
-a hint for lag.
+read from the lowest fence of the registered models on it (+1; a model with no fence
+there from the progress floor), so events Redis lost are read again and counted, and
+events it holds are dropped by the fences. Kafka commits stay, as a hint for lag.
 
 The book also remembers, for the partitions this worker owns, each model's fence as
 last seen. A fence never moves back, so one found lower than that is proof that Redis
@@ -49,14 +49,19 @@ class StateRolledBack(Exception):
 def resume_offset(
     fence_field: str, fences: dict[str, dict[str, int]], progress: dict[str, int]
 ) -> int:
-    """The offset to read a partition from: after the lowest fence any model has on it;
-    else after the progress floor; else the log's beginning (nothing of it was counted)."""
-    applied = [f[fence_field] for f in fences.values() if fence_field in f]
-    if applied:
-        return min(applied) + 1
-    if fence_field in progress:
-        return progress[fence_field] + 1
-    return OFFSET_BEGINNING
+    """The offset to read a partition from: after the lowest fence of the registered
+    models (`fences`: each one's, by field) on it.
+
+    A model with no fence on the partition has none of its events there applied, so it
+    counts as fenced at the progress floor (up to which every event of the partition was
+    applied, by a worker's drained batches), or, with no floor, as nothing applied: read
+    from the log's beginning. It must count: a batch's applies go model by model, and a
+    worker killed between them leaves the first models fenced past events whose first
+    apply, for the model after them, never ran; reading from the lowest fence there was
+    would skip those events for good."""
+    floor = progress.get(fence_field, -1)
+    lowest = min((f.get(fence_field, floor) for f in fences.values()), default=floor)
+    return lowest + 1 if lowest >= 0 else OFFSET_BEGINNING
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from streamdrift import synthetic
 from streamdrift.reference import build_profile
 
 from .conftest import env_for, produce, read_alerts, wait_for, write_config
+from .truth import WorkerThread
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +35,7 @@ MIN_AGE = 6.0  # seconds: start-up, group join, and the dead member's session ti
 
 
 SLOW_COMMIT_WORKER = Path(__file__).with_name("slow_commit_worker.py")
+DYING_WORKER = Path(__file__).with_name("dying_worker.py")
 
 
 def _spawn(settings, log_path, hold_dir):
@@ -166,3 +169,56 @@ def test_sigkilled_workers_count_every_event_exactly_once(settings, store, model
             p.send_signal(signal.SIGTERM)
         codes = [p.wait(30) for p in workers]
     assert codes == [0, 0], log.read_text()[-3000:]
+
+
+def test_a_worker_killed_between_two_models_applies_loses_neither(settings, store, tmp_path):
+    """A batch's applies go to Redis model by model. A worker that dies after the first
+    model's apply (its fence now past the batch) and before the second's (no fence on
+    the partition at all) leaves the second model's events of that batch to be read again:
+    the next worker reads the partition from where the second model stands, not from the
+    first model's fence, and both models end with every event counted once."""
+    settings.batch_size = 400
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"a-{tag}", f"b-{tag}"  # the worker applies them in this order
+    reference = synthetic.write_reference(tmp_path / "ref.csv")
+    from streamdrift.config import MonitorConfig
+
+    config = MonitorConfig(window_seconds=WINDOW)
+    profiles = {
+        m: store.profiles.save(build_profile(m, reference, config=config))[0] for m in (a, b)
+    }
+    start = (time.time() // WINDOW - 3) * WINDOW
+    n = 1200
+    streams = [
+        [v for _, v in synthetic.prediction_events(m, n, start, 2 * WINDOW, seed=s)]
+        for s, m in enumerate((a, b), 7)
+    ]
+    # one key: one partition, a and b alternating, so b's first events lie below the
+    # fence a's first apply leaves
+    produce(settings, [(b"one", v) for pair in zip(*streams, strict=True) for v in pair])
+
+    def counted(m: str) -> int:
+        p = profiles[m]
+        return sum(w.count for w in store.windows.read(p, store.windows.starts(m, p.revision)))
+
+    dying = subprocess.run(
+        [sys.executable, str(DYING_WORKER)],
+        env=env_for(settings),
+        capture_output=True,
+        timeout=120,
+    )
+    assert dying.returncode == 137, dying.stderr.decode()[-3000:]
+    fences = store.fences.all([a, b])
+    predictions = [f for f in fences[a] if f.startswith(settings.predictions_topic)]
+    assert [fences[a][f] >= 1 for f in predictions] == [True], fences  # past b's first event
+    assert not any(f.startswith(settings.predictions_topic) for f in fences[b]), fences
+    assert counted(a) > 0 and counted(b) == 0
+
+    with WorkerThread(settings) as w:
+        assert wait_for(lambda: counted(a) >= n and counted(b) >= n, timeout=60), (
+            counted(a),
+            counted(b),
+        )
+        time.sleep(1)  # a double count still in flight would show now
+        assert w.error is None
+    assert (counted(a), counted(b)) == (n, n)
