@@ -299,18 +299,23 @@ def meet(
         if records is not None:
             got = _compiled(preds, labs, records, by_shard, rules.width, rules.positive is not None)
             if got is not None:
-                read, writes, recs, labels_, times, bins, repeats, dup, waiting, without = got
-                return Meeting(
-                    read=read,
-                    writes=writes,
-                    pairs=Pairs(recs, labels_, times, bins),
-                    repeats=repeats,
-                    duplicate_labels=dup,
-                    labels_waiting=waiting,
-                    labels_without_record=without,
-                )
+                return compiled_meeting(got)
         predictions, labels = preds, labs
     return _meet(predictions, labels, current, rules)
+
+
+def compiled_meeting(got: tuple[Any, ...]) -> Meeting:
+    """The Meeting `_pairing.meet` answered, as its tuple spells it."""
+    read, writes, records, labels, times, bins, repeats, dup, waiting, without = got
+    return Meeting(
+        read=read,
+        writes=writes,
+        pairs=Pairs(records, labels, times, bins),
+        repeats=repeats,
+        duplicate_labels=dup,
+        labels_waiting=waiting,
+        labels_without_record=without,
+    )
 
 
 def _meet(
