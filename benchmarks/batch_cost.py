@@ -4,7 +4,7 @@ apply's payload, and Redis's per event for the apply script, optionally against 
 apply script of another revision on the same batches.
 
 Run:  .venv/bin/python benchmarks/batch_cost.py [--events N] [--repeat R]
-                                                 [--against REV] [--json]
+                                                 [--against REV] [--neighbour] [--json]
 
 Why: on a shared 2-core machine the rates of `throughput.py` move by 20-40 % between
 runs of the same code, more than most single changes make. This script times the same
@@ -19,12 +19,20 @@ applies every batch twice, alternating the order: once with this checkout's
 payload must be one both read), each into a Redis database of its own. It reports the
 script's own run time by Redis's clock per event, the median over the batches, and
 fails (exit 1) unless both databases end holding the same keys, hashes and sets.
+
+With `--neighbour` it also times the decode and the share pinned to one core while a
+second process streams memory on another (numpy copying 64 MB arrays, as the broker
+and Redis move a batch's bytes while the worker reads the next), stopped and continued
+(SIGSTOP/SIGCONT) in turns, so that each step's time with and without the neighbour
+comes from the same minutes. It needs two cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -135,6 +143,60 @@ def cpu(profile: ReferenceProfile, batches: list[list[Any]], repeat: int) -> dic
     return out
 
 
+#: the neighbour of --neighbour: memory streamed as fast as one core can
+NEIGHBOUR = """
+import numpy as np
+a = np.ones(8_000_000); b = np.empty_like(a)
+while True:
+    np.copyto(b, a)
+"""
+
+
+def neighbour(profile: ReferenceProfile, batches: list[list[Any]], turns: int) -> dict[str, Any]:
+    """The decode and the share, µs per event, alone and beside a process streaming
+    memory on the other core: `turns` of each, alternating (best of 3 passes per turn);
+    the median turn of each."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("--neighbour needs two cores")
+    n = sum(map(len, batches))
+    shapes = EventShapes()
+    shapes.learn(MODEL, decode_predictions(batches[0], MAX_BYTES).by_model[MODEL], profile)
+    shapes.recent = (MODEL,)
+    columnar = partial(decode_columns, shapes=shapes, max_event_bytes=MAX_BYTES)
+    logic = BatchLogic("predictions", "labels", lambda t, p: f"{t}:{p}")
+    no_labels = decode_labels([], MAX_BYTES)
+    head = ModelHead(profile.revision, {})
+    decoded = [decode_predictions(b, MAX_BYTES, columnar) for b in batches]
+    steps: dict[str, Callable[[], object]] = {
+        "decode in columns": lambda: [decode_predictions(b, MAX_BYTES, columnar) for b in batches],
+        "share (fences, sketch, ids)": lambda: [
+            logic.share(d, no_labels, MODEL, head, profile, [], d.last_offsets) for d in decoded
+        ],
+    }
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cores[0]})
+    proc = subprocess.Popen(["taskset", "-c", str(cores[1]), sys.executable, "-c", NEIGHBOUR])
+    times: dict[str, dict[str, list[float]]] = {s: {"alone": [], "beside": []} for s in steps}
+    try:
+        time.sleep(0.5)  # its arrays made
+        for _ in range(turns):
+            for state, sig in (("alone", signal.SIGSTOP), ("beside", signal.SIGCONT)):
+                os.kill(proc.pid, sig)
+                time.sleep(0.05)
+                for name, fn in steps.items():
+                    times[name][state].append(_best(fn, 3)[0] / n * 1e6)
+    finally:
+        proc.kill()
+        proc.wait()
+        os.sched_setaffinity(0, mine)
+    out: dict[str, Any] = {}
+    for name, t in times.items():
+        alone, beside = statistics.median(t["alone"]), statistics.median(t["beside"])
+        out[name] = {"alone": alone, "beside": beside, "slowdown": beside / alone, "turns": t}
+    return out
+
+
 def _state(r: redis.Redis) -> dict[bytes, Any]:
     out: dict[bytes, Any] = {}
     for key in sorted(r.keys("*")):
@@ -216,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=200_000, help="events (200000)")
     ap.add_argument("--repeat", type=int, default=7, help="passes per step (7)")
     ap.add_argument("--against", help="also run the apply script of this git revision")
+    ap.add_argument(
+        "--neighbour",
+        action="store_true",
+        help="also time the decode and the share beside a process streaming memory",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = ap.parse_args(argv)
     if args.events < BATCH or args.repeat < 1:
@@ -228,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         if args.against:
             res["apply_script"] = scripts(profile, batches, args.against, Path(tmp))
+        if args.neighbour:
+            res["neighbour"] = neighbour(profile, batches, turns=10)
     if args.json:
         print(json.dumps(res))
     else:
@@ -240,6 +309,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, v in a["script_us_per_event_median"].items():
                 print(f"  {name:30s} {v:6.3f} / {a['script_us_per_event_best'][name]:6.3f}")
             print(f"  same state in Redis: {a['same_state']} {' '.join(a['differing_keys'])}")
+        if "neighbour" in res:
+            print("beside a process streaming memory on the other core (µs/event, median turn)")
+            for name, v in res["neighbour"].items():
+                print(
+                    f"  {name:30s} alone {v['alone']:6.2f}   beside {v['beside']:6.2f}   "
+                    f"x{v['slowdown']:.2f}"
+                )
     return 0 if res.get("apply_script", {}).get("same_state", True) else 1
 
 
