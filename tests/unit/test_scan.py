@@ -638,6 +638,57 @@ def test_messages_survive_a_list_changed_by_the_methods_they_call():
     assert (len(values), partitions, offsets, last) == (4, [0] * 4, [0, 1, 2, 3], {0: 3})
 
 
+def test_confluent_messages_read_from_c_as_their_methods_answer():
+    """confluent-kafka's messages (read through their C methods' functions) give what
+    their methods answer, and a subclass overriding one is asked by name, also mixed in
+    one poll with the plain type and with a Python class."""
+    from confluent_kafka import KafkaError, Message
+
+    from .test_decode import FakeMessage
+
+    class Relabelled(Message):
+        def value(self) -> bytes:
+            return b'{"relabelled": true}'
+
+        def topic(self) -> str:
+            return "labels"
+
+    def loop(msgs: list[Any]) -> tuple[list[Any], list[Any], list[Any], dict[Any, Any]]:
+        values = [m.value() for m in msgs]
+        partitions = [m.partition() for m in msgs]
+        offsets = [m.offset() for m in msgs]
+        last: dict[Any, Any] = {}
+        for p, o in zip(partitions, offsets, strict=True):
+            last[p] = max(last.get(p, o), o)
+        return values, partitions, offsets, last
+
+    plain = [
+        Message(topic="predictions", partition=i % 3, offset=1000 - i, value=b"{%d}" % i)
+        for i in range(30)
+    ]
+    mixed = [
+        *plain[:10],
+        Relabelled(topic="predictions", partition=7, offset=3, value=b"{}"),
+        FakeMessage(b"{}", topic="labels", partition=8, offset=2**40),
+        *plain[10:],
+        Relabelled(topic="predictions", partition=0, offset=5000, value=b"{}"),
+    ]
+    for msgs in (plain, mixed, plain):
+        values, partitions, offsets, last = _scan.messages(msgs)
+        assert (values, partitions, offsets, last) == loop(msgs)
+        ours, others = _scan.by_topic(msgs, "labels")
+        assert ours == [m for m in msgs if m.topic() == "labels"]
+        assert others == [m for m in msgs if m.topic() != "labels"]
+    assert _scan.messages(mixed)[0][10] == b'{"relabelled": true}'
+    assert _scan.by_topic(mixed, "labels")[0][0] is mixed[10]
+    # a consumer's error, or a message without a value: the caller's own loop takes it
+    eof = Message(
+        topic="predictions", partition=0, offset=31, error=KafkaError(KafkaError._PARTITION_EOF)
+    )
+    assert _scan.messages([*plain, eof]) is None
+    assert _scan.messages([*plain, Message(topic="p", partition=0, offset=32)]) is None
+
+
 def test_by_topic_splits_a_poll_in_order_as_the_python_loop_does():
     """Labels and predictions polled together are split by topic, each in the polled
     order, the same lists as a loop over the messages gives."""
