@@ -112,28 +112,38 @@ def _best(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return min(times), statistics.median(times)
 
 
-def cpu(profile: ReferenceProfile, batches: list[list[Any]], repeat: int) -> dict[str, Any]:
-    """µs per event of each step, best and median of `repeat` passes over the batches."""
-    n = sum(map(len, batches))
+def _steps(
+    profile: ReferenceProfile, batches: list[list[Any]]
+) -> tuple[list[DecodedBatch], dict[str, Callable[[], object]]]:
+    """The batches decoded in columns (as a worker that learnt their shape), and the
+    decode and the share (fence filter, sketch, ids) as steps to time."""
     shapes = EventShapes()
     shapes.learn(MODEL, decode_predictions(batches[0], MAX_BYTES).by_model[MODEL], profile)
     shapes.recent = (MODEL,)
     columnar = partial(decode_columns, shapes=shapes, max_event_bytes=MAX_BYTES)
     logic = BatchLogic("predictions", "labels", lambda t, p: f"{t}:{p}")
-    payload = Applies.__new__(Applies)  # only its request(): no script, no Redis
     no_labels = decode_labels([], MAX_BYTES)
     head = ModelHead(profile.revision, {})
     decoded: list[DecodedBatch] = [decode_predictions(b, MAX_BYTES, columnar) for b in batches]
     if not all(d.by_model[MODEL].arrays is not None for d in decoded):
         raise RuntimeError("a batch went to the exact path: the figures would not be the worker's")
-    shares = [logic.share(d, no_labels, MODEL, head, profile, [], d.last_offsets) for d in decoded]
-    steps: dict[str, Callable[[], object]] = {
+    return decoded, {
         "decode in columns": lambda: [decode_predictions(b, MAX_BYTES, columnar) for b in batches],
         "share (fences, sketch, ids)": lambda: [
             logic.share(d, no_labels, MODEL, head, profile, [], d.last_offsets) for d in decoded
         ],
-        "apply payload": lambda: [payload.request(s.request) for s in shares],
     }
+
+
+def cpu(profile: ReferenceProfile, batches: list[list[Any]], repeat: int) -> dict[str, Any]:
+    """µs per event of each step, best and median of `repeat` passes over the batches."""
+    n = sum(map(len, batches))
+    decoded, steps = _steps(profile, batches)
+    payload = Applies.__new__(Applies)  # only its request(): no script, no Redis
+    logic = BatchLogic("predictions", "labels", lambda t, p: f"{t}:{p}")
+    no_labels, head = decode_labels([], MAX_BYTES), ModelHead(profile.revision, {})
+    shares = [logic.share(d, no_labels, MODEL, head, profile, [], d.last_offsets) for d in decoded]
+    steps["apply payload"] = lambda: [payload.request(s.request) for s in shares]
     out = {}
     for name, fn in steps.items():
         fn()  # warm
@@ -160,20 +170,7 @@ def neighbour(profile: ReferenceProfile, batches: list[list[Any]], turns: int) -
     if len(cores) < 2:
         raise SystemExit("--neighbour needs two cores")
     n = sum(map(len, batches))
-    shapes = EventShapes()
-    shapes.learn(MODEL, decode_predictions(batches[0], MAX_BYTES).by_model[MODEL], profile)
-    shapes.recent = (MODEL,)
-    columnar = partial(decode_columns, shapes=shapes, max_event_bytes=MAX_BYTES)
-    logic = BatchLogic("predictions", "labels", lambda t, p: f"{t}:{p}")
-    no_labels = decode_labels([], MAX_BYTES)
-    head = ModelHead(profile.revision, {})
-    decoded = [decode_predictions(b, MAX_BYTES, columnar) for b in batches]
-    steps: dict[str, Callable[[], object]] = {
-        "decode in columns": lambda: [decode_predictions(b, MAX_BYTES, columnar) for b in batches],
-        "share (fences, sketch, ids)": lambda: [
-            logic.share(d, no_labels, MODEL, head, profile, [], d.last_offsets) for d in decoded
-        ],
-    }
+    _, steps = _steps(profile, batches)
     mine = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cores[0]})
     proc = subprocess.Popen(["taskset", "-c", str(cores[1]), sys.executable, "-c", NEIGHBOUR])
