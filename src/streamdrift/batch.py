@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -140,6 +141,12 @@ class BatchLogic:
         ]
         fences += version_fences(slicer.plan, head.offsets)
         request = ApplyRequest(profile, fences, windows, invalid, join, now, head.champion)
+        # the event-time marks go with the counts (wall clock: what the evaluator's
+        # completeness test compares them with)
+        request.marks_at = time.time()
+        request.marks = event_time_marks(
+            events, partial(self.fence_field, self.predictions_topic), request.marks_at
+        )
         return ModelShare(
             model,
             request,

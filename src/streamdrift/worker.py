@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from streamdrift import kafka_io
 from streamdrift.alerts import encode, system_alert
-from streamdrift.batch import BatchLogic, ModelShare, event_time_marks
+from streamdrift.batch import BatchLogic, ModelShare
 from streamdrift.columnar import EventShapes, decode_columns
 from streamdrift.config import Settings
 from streamdrift.dead_letters import DeadLetterSink
@@ -869,8 +869,9 @@ class Worker:
             self.metrics.join_rereads.inc(rereads)
         if self.store.applies.records.changed:
             self.metrics.join_records_held.set(self.store.applies.records.held_ids())
-        # after the applies: a mark never runs ahead of what Redis holds
-        self.store.watermarks.advance(self._marks, time.time(), self._unmarked())
+        # the marks went with the applies; the partitions owned but not read yet of each
+        # model marked hold its windows back, once
+        self.store.watermarks.advance({}, time.time(), self._unmarked())
         self.stats.batches += 1
         self.stats.messages += batch.messages + labels.messages
         self.stats.dead.update(d.reason for d in dead)
@@ -956,9 +957,7 @@ class Worker:
             self.stats.longest_apply_us = max(self.stats.longest_apply_us, result.script_us)
             self.metrics.script_seconds.observe(result.script_us / 1e6)
             self.book.moved(share.model, share.request.fences)
-            self._marks[share.model] = event_time_marks(
-                share.events, partial(self.logic.fence_field, self.settings.predictions_topic)
-            )
+            self._marks[share.model] = share.request.marks  # written by the apply
             self.stats.counted += share.counted
             self.stats.labels_joined += result.stats.joined
             self.metrics.counted.inc(share.counted)

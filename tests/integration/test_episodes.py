@@ -167,6 +167,43 @@ def test_watermarks_only_rise_and_idle_partitions_stop_holding_back(store, model
     assert w.low(model_id, 1000.0, 60.0) == (9000.0, False)
 
 
+def test_an_apply_raises_the_watermarks_with_its_counts_and_only_then(store, model_id, tmp_path):
+    """The marks travel in the apply script: they rise (never fall) with the counts they
+    describe, an apply refused by its fence or its input writes none, and a hold written
+    afterwards does not lower them."""
+    from collections import Counter
+
+    from streamdrift.store import ApplyRejected, ApplyRequest, Fence, FenceMoved
+
+    profile = _register(store, model_id, tmp_path)
+    w, k = store.watermarks, ModelKeys(model_id)
+
+    def apply(fence: Fence, marks: dict[str, float], at: float) -> object:
+        r = ApplyRequest(profile, [fence], {}, Counter({"x": 1}), None, at, None, marks, at)
+        return store.applies.apply(r)
+
+    def dlq() -> int:
+        return int(store.redis.hget(k.dlq, "x") or 0)
+
+    apply(Fence("p@x:0", -1, 10), {"p@x:0": 5000.0, "p@x:1": 3000.0}, 100.0)
+    assert w.low(model_id, 101.0, 60.0) == (3000.0, True) and dlq() == 1
+    apply(Fence("p@x:0", 10, 20), {"p@x:0": 4000.0}, 110.0)  # a late batch: no step back
+    assert store.redis.zscore(k.watermarks, "p@x:0") == 5000.0
+    assert store.redis.zscore(k.watermarks_seen, "p@x:0") == 110.0 and dlq() == 2
+    # another worker moved the fence: nothing written, marks included
+    moved = apply(Fence("p@x:0", 10, 30), {"p@x:0": 9000.0}, 120.0)
+    assert isinstance(moved, FenceMoved) and dlq() == 2
+    assert store.redis.zscore(k.watermarks, "p@x:0") == 5000.0
+    # a mark that is not a finite number: the whole apply refused before any write
+    with pytest.raises(ApplyRejected):
+        apply(Fence("p@x:0", 20, 30), {"p@x:0": float("nan")}, 130.0)
+    assert store.redis.hget(k.offsets, "p@x:0") == b"20" and dlq() == 2
+    # the worker's hold of an owned, unread partition (NX) leaves a mark as it is
+    w.advance({}, now=140.0, hold={model_id: ["p@x:0", "p@x:2"]})
+    assert store.redis.zscore(k.watermarks, "p@x:0") == 5000.0
+    assert w.low(model_id, 141.0, 60.0) == (float("-inf"), True)
+
+
 def test_an_owned_partition_not_read_yet_holds_windows_back_until_read_or_idle(store, model_id):
     w = store.watermarks
     # the first batch read partition 0 only; partitions 1 and 2 are owned, unread

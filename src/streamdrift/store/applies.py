@@ -50,6 +50,7 @@ from streamdrift.store.records import (
     JournalWrite,
     Records,
 )
+from streamdrift.store.watermarks import watermark_ops
 from streamdrift.store.window_deltas import FOLD_AT, Deltas, fields_push_op, push_op
 from streamdrift.store.window_fields import (
     KeyList,
@@ -85,6 +86,10 @@ class ApplyRequest:
     #: the champion version: the join compares every other version's predictions of a
     #: labelled id with its
     champion: str | None = None
+    #: the event-time watermarks the share's events carry each partition to (fence field
+    #: -> event time), written with the counts (`store.watermarks`), and when (wall clock)
+    marks: dict[str, float] = field(default_factory=dict)
+    marks_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -294,6 +299,8 @@ class Applies:
         if r.invalid:
             counts = [x for reason, c in r.invalid.items() for x in (reason, c)]
             ops.append([keys.index(k.dlq), "incr", counts, 0])
+        if r.marks:
+            ops += watermark_ops(keys, k, r.marks, r.marks_at)
         width, retention = cfg.window_seconds, cfg.retention_seconds
         blobs: list[bytes] = []  # ARGV[2..]: the windows' deltas, then the journals'
         for start, w in r.windows.items():

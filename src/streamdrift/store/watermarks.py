@@ -2,8 +2,10 @@
 been applied, so a window is known to be complete even while partitions are read
 unevenly (a backlog after an outage: one partition hours ahead of another).
 
-After each batch's applies, the worker raises each partition's mark to the latest event
-time it applied (`ZADD GT`: a mark never goes back) and notes when (wall clock). A
+Each apply raises each partition's mark to the latest event time it applied (`ZADD
+GT`: a mark never goes back) and notes when (wall clock), in the same script as the
+counts (`watermark_ops`): a mark never runs ahead of what Redis holds, and costs no
+round trip of its own. A
 window is complete once every partition still moving has passed its end; a partition
 that has not moved for a while (no traffic of this model, a topic created again) no
 longer holds the others back. The marks are hints for when to judge a window, not
@@ -15,6 +17,20 @@ from typing import Any
 
 from streamdrift.store.client import RedisClient, text
 from streamdrift.store.keys import ModelKeys
+from streamdrift.store.window_fields import KeyList, Op
+
+
+def watermark_ops(keys: KeyList, k: ModelKeys, marks: dict[str, float], now: float) -> list[Op]:
+    """The apply script's operations that raise `marks` (fence field -> event time) and
+    note `now` as when each partition last moved."""
+    if not marks:
+        return []
+    raised = [x for f, t in marks.items() for x in (f, float(t))]
+    seen = [x for f in marks for x in (f, float(now))]
+    return [
+        [keys.index(k.watermarks), "zmax", raised, 0],
+        [keys.index(k.watermarks_seen), "zset", seen, 0],
+    ]
 
 
 class Watermarks:
@@ -27,7 +43,8 @@ class Watermarks:
         now: float,
         hold: dict[str, list[str]] | None = None,
     ) -> None:
-        """`model -> {fence field: event time}`, one round trip for all models.
+        """`model -> {fence field: event time}`, one round trip for all models (the
+        worker's marks go with its applies, `watermark_ops`; this writes the `hold`).
 
         `hold`: model -> fence fields of partitions the worker owns but has not applied
         any of the model's events from. Each gets a mark of -inf, as moving now, unless

@@ -17,7 +17,11 @@
 --   ops   = {{key, kind, data, expire_at}, ...}      kind: a Merge of store/window_fields.py,
 --                                                    or cap, capincr, capincrf,
 --                                                    capped_list, zadd, zprune, pfadd
---                                                    (store/depth_fields.py); the sums
+--                                                    (store/depth_fields.py); zmax, zset
+--                                                    {member, score, ...}: ZADD GT / ZADD
+--                                                    (the event-time watermarks, written
+--                                                    with the counts they describe,
+--                                                    store/watermarks.py); the sums
 --                                                    of the join's labelled pairs too;
 --                                                    or push {ARGV index}: that blob
 --                                                    pushed onto a list (a window's
@@ -150,6 +154,13 @@ for _, op in ipairs(p.ops) do
     end
   elseif kind == 'zprune' then
     if not is_num(d[1]) then return invalid(kind) end
+  elseif kind == 'zmax' or kind == 'zset' then
+    if #d == 0 or #d % 2 ~= 0 then return invalid(kind) end
+    for j = 1, #d, 2 do
+      if type(d[j]) ~= 'string' or not is_num(d[j + 1]) then return invalid(kind) end
+    end
+    local t = redis.call('TYPE', KEYS[key])['ok']
+    if t ~= 'none' and t ~= 'zset' then return invalid(kind .. ': the key holds no sorted set') end
   elseif kind == 'push' then
     -- a blob of ARGV for a list (a key of another type would fail half-way: checked)
     if #d ~= 1 or not is_int(d[1]) or d[1] < 2 or d[1] > #ARGV then
@@ -303,6 +314,17 @@ for _, op in ipairs(p.ops) do
     redis.call('ZADD', key, d[1], d[2])
   elseif kind == 'zprune' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', d[1])
+  elseif kind == 'zmax' or kind == 'zset' then
+    local args = {}
+    for j = 1, #d, 2 do
+      args[#args + 1] = d[j + 1]
+      args[#args + 1] = d[j]
+    end
+    if kind == 'zmax' then
+      redis.call('ZADD', key, 'GT', unpack(args))
+    else
+      redis.call('ZADD', key, unpack(args))
+    end
   elseif kind == 'push' then
     local len = redis.call('RPUSH', key, ARGV[d[1]])
     if fold_at > 0 and len >= fold_at then to_fold[#to_fold + 1] = key end
