@@ -4,12 +4,11 @@ unevenly (a backlog after an outage: one partition hours ahead of another).
 
 Each apply raises each partition's mark to the latest event time it applied (`ZADD
 GT`: a mark never goes back) and notes when (wall clock), in the same script as the
-counts (`watermark_ops`): a mark never runs ahead of what Redis holds, and costs no
-round trip of its own. A
-window is complete once every partition still moving has passed its end; a partition
-that has not moved for a while (no traffic of this model, a topic created again) no
-longer holds the others back. The marks are hints for when to judge a window, not
-counts: one lost (a crash between the apply and this write) only delays a judgement."""
+counts (`watermark_ops`): a mark never runs ahead of what Redis holds, nor lags it after
+a crash, and costs no round trip of its own. A window is complete once every partition
+still moving has passed its end; a partition that has not moved for a while (no traffic
+of this model, a topic created again) no longer holds the others back. The marks are
+hints for when to judge a window, not counts."""
 
 from __future__ import annotations
 
