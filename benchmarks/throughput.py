@@ -539,8 +539,9 @@ def run_worker(settings: Settings, n: int, profile_run: bool) -> dict[str, Any]:
         "apply_build": s["apply_build"],
         "apply_send": s["apply_send"],
         "apply_wait": s["apply_wait"],
-        # after the apply: counts, metrics and the fences the worker keeps, the event-time
-        # marks per partition, and their round trip to Redis
+        # after the apply: counts, metrics and the fences the worker keeps; then the round
+        # trip that holds owned partitions not read yet (the event-time marks themselves
+        # are worked out with the share and written by the apply)
         "books": s["books"],
         "watermarks": s["watermarks"],
         "commit": s["commit"],
