@@ -220,8 +220,6 @@ class Worker:
         self._started = False
         self._subscribed = False
         self._pending_eval: set[str] = set()
-        #: model -> {fence field: event time} applied in the batch being finished
-        self._marks: dict[str, dict[str, float]] = {}
         #: (model, fence field) of owned partitions whose watermark is known to exist
         self._held: set[tuple[str, str]] = set()
         self._in_flight: _InFlight | None = None
@@ -556,18 +554,22 @@ class Worker:
             extra={"offsets": {f"{t}:{p}": o for (t, p), o in offsets.items()}},
         )
 
-    def _unmarked(self) -> dict[str, list[str]]:
-        """The owned predictions partitions without a watermark yet, for each model this
-        batch marked: they hold the model's windows back until read (`Watermarks.advance`)."""
+    def _hold_unread(self, models: list[str]) -> None:
+        """Give each owned predictions partition of `models` without a watermark yet a
+        mark of -inf (`Watermarks.advance`): it holds the model's windows back until read.
+        Written before the batch's applies raise the marks of the partitions it reads,
+        so that no evaluator ever sees those without the hold beside them. Once per model
+        and partition while owned: a round trip on a model's first batch only."""
         topic = self.settings.predictions_topic
         owned = [f for (t, _), f in self.book.owned.items() if t == topic]
-        out: dict[str, list[str]] = {}
-        for model, marks in self._marks.items():
-            fields = [f for f in owned if f not in marks and (model, f) not in self._held]
+        hold: dict[str, list[str]] = {}
+        for model in models:
+            fields = [f for f in owned if (model, f) not in self._held]
             if fields:
-                out[model] = fields
-            self._held.update((model, f) for f in owned)
-        return out
+                hold[model] = fields
+                self._held.update((model, f) for f in fields)
+        if hold:
+            self.store.watermarks.advance({}, time.time(), hold)
 
     def _abandon(self) -> None:
         """Drop the batch in flight without committing it: its applies ran entirely or
@@ -818,6 +820,7 @@ class Worker:
             reading = time.perf_counter()
             ready = self.store.applies.prepare(share.request)
             prepared.append((share, ready, time.perf_counter() - reading))
+        self._hold_unread([share.model for share in shares])
         for share, ready, took in prepared:
             sending = time.perf_counter()
             pending = self.store.applies.send(ready)
@@ -845,7 +848,6 @@ class Worker:
         recomputed and applied again. Returns the last offset per (topic, partition)."""
         batch, labels = flight.batch, flight.labels
         new_dead: list[DeadLetter] = []
-        self._marks = {}
         self._longest_us = 0
         for s in flight.sent:
             waiting = time.perf_counter()
@@ -869,9 +871,6 @@ class Worker:
             self.metrics.join_rereads.inc(rereads)
         if self.store.applies.records.changed:
             self.metrics.join_records_held.set(self.store.applies.records.held_ids())
-        # the marks went with the applies; the partitions owned but not read yet of each
-        # model marked hold its windows back, once
-        self.store.watermarks.advance({}, time.time(), self._unmarked())
         self.stats.batches += 1
         self.stats.messages += batch.messages + labels.messages
         self.stats.dead.update(d.reason for d in dead)
@@ -957,7 +956,6 @@ class Worker:
             self.stats.longest_apply_us = max(self.stats.longest_apply_us, result.script_us)
             self.metrics.script_seconds.observe(result.script_us / 1e6)
             self.book.moved(share.model, share.request.fences)
-            self._marks[share.model] = share.request.marks  # written by the apply
             self.stats.counted += share.counted
             self.stats.labels_joined += result.stats.joined
             self.metrics.counted.inc(share.counted)

@@ -15,6 +15,7 @@ from streamdrift import kafka_io, synthetic
 from streamdrift.config import MonitorConfig
 from streamdrift.evaluator import Evaluator
 from streamdrift.reference import build_profile
+from streamdrift.store.keys import ModelKeys
 from streamdrift.worker import Worker
 
 from .conftest import cli, produce, read_alerts, write_config
@@ -82,8 +83,20 @@ def test_a_window_is_not_complete_while_an_owned_partition_is_unread(
         consumer.pause([tp for tp in partitions if tp.partition != 0])
 
     first._on_assign = read_partition_zero_only  # type: ignore[method-assign]
+    # the hold is in Redis before the first apply raises partition 0's mark: an
+    # evaluator never sees that mark alone
+    send, at_first_send = first.store.applies.send, []
+    marks_key = ModelKeys(model_id).watermarks
+
+    def send_after_hold(request):  # type: ignore[no-untyped-def]
+        if not at_first_send:
+            at_first_send.append(store.redis.zrange(marks_key, 0, -1, withscores=True))
+        return send(request)
+
+    first.store.applies.send = send_after_hold  # type: ignore[method-assign]
     stats = first.run(max_seconds=60, install_signals=False, until_messages=2_000)
     assert stats.counted == 2_000
+    assert [s for _, s in at_first_send[0]] == [float("-inf")] * 4
     low, moving = store.watermarks.low(model_id, time.time(), 600.0)
     # partition 0 passed both windows; the three unread ones hold them back
     assert moving and low == float("-inf")
