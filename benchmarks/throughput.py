@@ -490,7 +490,7 @@ def drive(
 #: beyond WRAPPED (which join.py shares): the parts of a batch's turn that were "the rest"
 RUN_STEPS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("store.applies", "prepare", "apply_build", ()),
-    ("store.watermarks", "advance", "watermarks", ()),
+    ("store.watermarks", "hold", "watermarks", ()),
     ("", "_applied", "books", ()),
 )
 

@@ -556,7 +556,7 @@ class Worker:
 
     def _hold_unread(self, models: list[str]) -> None:
         """Give each owned predictions partition of `models` without a watermark yet a
-        mark of -inf (`Watermarks.advance`): it holds the model's windows back until read.
+        mark of -inf (`Watermarks.hold`): it holds the model's windows back until read.
         Written before the batch's applies raise the marks of the partitions it reads,
         so that no evaluator ever sees those without the hold beside them. Once per model
         and partition while owned: a round trip on a model's first batch only."""
@@ -569,7 +569,7 @@ class Worker:
                 hold[model] = fields
                 self._held.update((model, f) for f in fields)
         if hold:
-            self.store.watermarks.advance({}, time.time(), hold)
+            self.store.watermarks.hold(hold, time.time())
 
     def _abandon(self) -> None:
         """Drop the batch in flight without committing it: its applies ran entirely or

@@ -154,13 +154,31 @@ def test_an_evaluator_that_lost_its_lease_commits_nothing(settings, store, model
     store.alerts.mark_published(model_id, ["a" * 32], time.time())
 
 
-def test_watermarks_only_rise_and_idle_partitions_stop_holding_back(store, model_id):
-    w = store.watermarks
+def _marker(store, model_id, tmp_path):  # type: ignore[no-untyped-def]
+    """Raise a model's marks as a worker does: in an apply script, each with its fence."""
+    from collections import Counter
+
+    from streamdrift.store import Applied, ApplyRequest, Fence
+
+    profile = _register(store, model_id, tmp_path)
+    applied = [-1]
+
+    def mark(marks: dict[str, float], now: float) -> None:
+        fence = Fence("p@x:fence", applied[0], applied[0] + 1)
+        r = ApplyRequest(profile, [fence], {}, Counter(), None, now, None, marks, now)
+        assert isinstance(store.applies.apply(r), Applied)
+        applied[0] += 1
+
+    return mark
+
+
+def test_watermarks_only_rise_and_idle_partitions_stop_holding_back(store, model_id, tmp_path):
+    w, mark = store.watermarks, _marker(store, model_id, tmp_path)
     assert w.low(model_id, 100.0, 60.0) == (None, False)
-    w.advance({model_id: {"p@x:0": 5000.0, "p@x:1": 3000.0}}, now=100.0)
-    w.advance({model_id: {"p@x:0": 4000.0}}, now=110.0)  # a late batch: no step back
+    mark({"p@x:0": 5000.0, "p@x:1": 3000.0}, now=100.0)
+    mark({"p@x:0": 4000.0}, now=110.0)  # a late batch: no step back
     assert w.low(model_id, 120.0, 60.0) == (3000.0, True)  # the slowest moving one
-    w.advance({model_id: {"p@x:0": 9000.0}}, now=170.0)
+    mark({"p@x:0": 9000.0}, now=170.0)
     # partition 1 has not moved for 70 s: idle, no longer holding the windows back
     assert w.low(model_id, 170.0, 60.0) == (9000.0, True)
     # nothing moving at all: the furthest mark, and no partition moving
@@ -199,27 +217,33 @@ def test_an_apply_raises_the_watermarks_with_its_counts_and_only_then(store, mod
         apply(Fence("p@x:0", 20, 30), {"p@x:0": float("nan")}, 130.0)
     assert store.redis.hget(k.offsets, "p@x:0") == b"20" and dlq() == 2
     # the worker's hold of an owned, unread partition (NX) leaves a mark as it is
-    w.advance({}, now=140.0, hold={model_id: ["p@x:0", "p@x:2"]})
+    w.hold({model_id: ["p@x:0", "p@x:2"]}, now=140.0)
     assert store.redis.zscore(k.watermarks, "p@x:0") == 5000.0
     assert w.low(model_id, 141.0, 60.0) == (float("-inf"), True)
 
 
-def test_an_owned_partition_not_read_yet_holds_windows_back_until_read_or_idle(store, model_id):
-    w = store.watermarks
-    # the first batch read partition 0 only; partitions 1 and 2 are owned, unread
-    w.advance({model_id: {"p@x:0": 5000.0}}, now=100.0, hold={model_id: ["p@x:1", "p@x:2"]})
+def test_an_owned_partition_not_read_yet_holds_windows_back_until_read_or_idle(
+    store, model_id, tmp_path
+):
+    w, mark = store.watermarks, _marker(store, model_id, tmp_path)
+    # the first batch read partition 0 only; partitions 1 and 2 are owned, unread: held
+    # before the batch's apply raises partition 0's mark, as the worker does
+    w.hold({model_id: ["p@x:1", "p@x:2"]}, now=100.0)
+    mark({"p@x:0": 5000.0}, now=100.0)
     low, moving = w.low(model_id, 101.0, 60.0)
     assert low == float("-inf") and moving  # no window is complete yet
     # partition 1 is read; partition 2 still holds
-    w.advance({model_id: {"p@x:1": 4000.0}}, now=110.0, hold={model_id: ["p@x:2"]})
+    w.hold({model_id: ["p@x:2"]}, now=110.0)
+    mark({"p@x:1": 4000.0}, now=110.0)
     assert w.low(model_id, 111.0, 60.0) == (float("-inf"), True)
-    w.advance({model_id: {"p@x:2": 4500.0}}, now=120.0)
+    mark({"p@x:2": 4500.0}, now=120.0)
     assert w.low(model_id, 121.0, 60.0) == (4000.0, True)
     # holding again (a later assignment) neither lowers a mark nor makes it move again
-    w.advance({}, now=500.0, hold={model_id: ["p@x:0", "p@x:1", "p@x:2"]})
+    w.hold({model_id: ["p@x:0", "p@x:1", "p@x:2"]}, now=500.0)
     assert w.low(model_id, 500.0, 60.0) == (5000.0, False)
     # a partition that never carries the model stops holding once idle
-    w.advance({model_id: {"p@x:0": 6000.0}}, now=600.0, hold={model_id: ["p@x:3"]})
+    w.hold({model_id: ["p@x:3"]}, now=600.0)
+    mark({"p@x:0": 6000.0}, now=600.0)
     assert w.low(model_id, 630.0, 60.0) == (float("-inf"), True)
-    w.advance({model_id: {"p@x:0": 7000.0}}, now=670.0)
+    mark({"p@x:0": 7000.0}, now=670.0)
     assert w.low(model_id, 670.0, 60.0) == (7000.0, True)

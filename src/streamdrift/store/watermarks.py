@@ -36,35 +36,23 @@ class Watermarks:
     def __init__(self, client: RedisClient) -> None:
         self.redis = client
 
-    def advance(
-        self,
-        marks: dict[str, dict[str, float]],
-        now: float,
-        hold: dict[str, list[str]] | None = None,
-    ) -> None:
-        """`model -> {fence field: event time}`, one round trip for all models (the
-        worker's marks go with its applies, `watermark_ops`; this writes the `hold`).
-
-        `hold`: model -> fence fields of partitions the worker owns but has not applied
-        any of the model's events from. Each gets a mark of -inf, as moving now, unless
-        it has a mark already: until such a partition is read (or idle), no window is
-        complete, because its events may still be in the unread backlog. Without it, the
-        partitions read first would carry windows to "complete" with a fraction of their
-        events counted (a false volume drop, a performance drop with its inputs unchecked).
-        """
-        if not marks and not hold:
+    def hold(self, unread: dict[str, list[str]], now: float) -> None:
+        """`unread`: model -> fence fields of partitions the worker owns but has not
+        applied any of the model's events from, one round trip for all models. Each gets
+        a mark of -inf, as moving now, unless it has a mark already: until such a
+        partition is read (or idle), no window is complete, because its events may still
+        be in the unread backlog. Without it, the partitions read first would carry
+        windows to "complete" with a fraction of their events counted (a false volume
+        drop, a performance drop with its inputs unchecked). The marks themselves go with
+        the applies (`watermark_ops`)."""
+        if not any(unread.values()):
             return
         pipe = self.redis.pipeline(transaction=False)
-        for model, unread in (hold or {}).items():
-            if unread:
-                k = ModelKeys(model)
-                pipe.zadd(k.watermarks, dict.fromkeys(unread, float("-inf")), nx=True)
-                pipe.zadd(k.watermarks_seen, dict.fromkeys(unread, now), nx=True)
-        for model, fields in marks.items():
+        for model, fields in unread.items():
             if fields:
                 k = ModelKeys(model)
-                pipe.zadd(k.watermarks, fields, gt=True)
-                pipe.zadd(k.watermarks_seen, dict.fromkeys(fields, now))
+                pipe.zadd(k.watermarks, dict.fromkeys(fields, float("-inf")), nx=True)
+                pipe.zadd(k.watermarks_seen, dict.fromkeys(fields, now), nx=True)
         pipe.execute()
 
     def low(self, model: str, now: float, idle_after: float) -> tuple[float | None, bool]:
